@@ -1,0 +1,165 @@
+/*
+ * actions.c — the operator actions: reads that sum a counter over the
+ * shards, listings, the appliance's figures, readiness and reload. Reads
+ * run on control-plane threads concurrently with the lcores; they only load
+ * published slots and relaxed statistics, never take a lock the dataplane
+ * takes.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_lcore.h>
+#include <urcu/urcu-qsbr.h>
+
+#include "actions.h"
+#include "tally/name.h"
+
+/* Node totals are exact in 128 bits: shards are int64 each, at most 16. */
+static void print_int128(struct tally_out *out, __int128 value)
+{
+  char digits[48];
+  size_t count = 0;
+  unsigned __int128 magnitude = value < 0 ? -(unsigned __int128)value : (unsigned __int128)value;
+  do {
+    assert(count < sizeof digits);
+    digits[count++] = (char)('0' + (int)(magnitude % 10));
+    magnitude /= 10;
+  } while (magnitude != 0);
+  char text[50];
+  size_t length = 0;
+  if (value < 0) text[length++] = '-';
+  while (count > 0) text[length++] = digits[--count];
+  text[length] = '\0';
+  tally_out_printf(out, "%s", text);
+}
+
+/* Sums name over shards; returns false if no shard holds it. */
+static bool counter_total(struct tally_appliance *appliance, const char *name, uint32_t name_len,
+  __int128 *total)
+{
+  uint32_t hash = tally_name_hash(name, name_len);
+  bool found = false;
+  *total = 0;
+  for (uint32_t i = 0; i < appliance->store.geometry.shard_count; i++) {
+    const struct tally_shard *shard = &appliance->store.shards[i];
+    int64_t slot = tally_shard_find(shard, name, name_len, hash);
+    if (slot < 0) continue;
+    assert(slot < (int64_t)shard->slots_count);
+    *total += tally_shard_slot_value(shard, (uint32_t)slot);
+    found = true;
+  }
+  return found;
+}
+
+enum tally_action_result tally_action_get(struct tally_appliance *appliance, const char *name,
+  size_t name_len, struct tally_out *out)
+{
+  assert(appliance != NULL && out != NULL);
+  if (!tally_name_valid(name, name_len)) {
+    tally_out_printf(out, "invalid counter name\n");
+    return TALLY_ACTION_BAD_REQUEST;
+  }
+  __int128 total = 0;
+  if (!counter_total(appliance, name, (uint32_t)name_len, &total)) {
+    tally_out_printf(out, "no counter %.*s\n", (int)name_len, name);
+    return TALLY_ACTION_NOT_FOUND;
+  }
+  print_int128(out, total);
+  tally_out_printf(out, "\n");
+  return TALLY_ACTION_OK;
+}
+
+/* Whether a shard before `before` already holds the name (listed there). */
+static bool listed_earlier(struct tally_appliance *appliance, uint32_t before, const char *name,
+  uint32_t name_len, uint32_t hash)
+{
+  assert(before < TALLY_LCORES_MAX);
+  for (uint32_t i = 0; i < before; i++) {
+    if (tally_shard_find(&appliance->store.shards[i], name, name_len, hash) >= 0) return true;
+  }
+  return false;
+}
+
+enum tally_action_result tally_action_list(struct tally_appliance *appliance,
+  const char *prefix, size_t prefix_len, struct tally_out *out)
+{
+  assert(prefix_len <= TALLY_NAME_LEN_MAX);
+  for (uint32_t s = 0; s < appliance->store.geometry.shard_count && !out->failed; s++) {
+    const struct tally_shard *shard = &appliance->store.shards[s];
+    for (uint32_t slot = 0; slot < shard->slots_count && !out->failed; slot++) {
+      if (!tally_shard_slot_readable(shard, slot)) continue;
+      const struct tally_slot *entry = &shard->slots[slot];
+      uint32_t name_len = entry->name_len;
+      assert(name_len >= 1 && name_len <= TALLY_NAME_LEN_MAX);
+      if (name_len < prefix_len || memcmp(entry->name, prefix, prefix_len) != 0) continue;
+      if (listed_earlier(appliance, s, entry->name, name_len, entry->hash)) continue;
+      __int128 total = 0;
+      bool found = counter_total(appliance, entry->name, name_len, &total);
+      assert(found);
+      (void)found;
+      tally_out_printf(out, "%.*s ", (int)name_len, entry->name);
+      print_int128(out, total);
+      tally_out_printf(out, "\n");
+    }
+  }
+  return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
+}
+
+static uint64_t load(const uint64_t *value)
+{
+  return __atomic_load_n(value, __ATOMIC_RELAXED);
+}
+
+bool tally_action_ready(struct tally_appliance *appliance, struct tally_out *out)
+{
+  for (uint32_t i = 0; i < appliance->lcore_count; i++) {
+    if (!__atomic_load_n(&appliance->lcores[i].running, __ATOMIC_ACQUIRE)) {
+      tally_out_printf(out, "not ready: dataplane lcore %u not polling\n", i);
+      return false;
+    }
+  }
+  if (appliance->store.mode == TALLY_PERSIST_GROUP_COMMIT) {
+    uint64_t last_ns = load(&appliance->persister_stats.last_commit_mono_ns);
+    uint64_t stall_ns = (uint64_t)appliance->config.commit_interval_ms * 1000000ull *
+      TALLY_COMMIT_STALL_INTERVALS;
+    if (last_ns == 0 || tally_clock_mono_ns() - last_ns > stall_ns) {
+      tally_out_printf(out, "not ready: no store commit for %u intervals\n",
+        TALLY_COMMIT_STALL_INTERVALS);
+      return false;
+    }
+  }
+  tally_out_printf(out, "ready\n");
+  return true;
+}
+
+enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  struct tally_config fresh;
+  char error[256];
+  if (tally_config_load(appliance->config_path, &fresh, error, sizeof error) != 0) {
+    appliance->reload_failures++;
+    tally_out_printf(out, "reload refused: %s\n", error);
+    return TALLY_ACTION_FAILED;
+  }
+  struct tally_dp_config *next = malloc(sizeof *next);
+  if (next == NULL) {
+    appliance->reload_failures++;
+    tally_out_printf(out, "reload failed: out of memory\n");
+    return TALLY_ACTION_FAILED;
+  }
+  *next = *appliance->dp_config;
+  assert(next->generation == appliance->dp_config->generation);
+  memcpy(next->key, fresh.key, sizeof next->key);
+  memcpy(appliance->config.key, fresh.key, sizeof appliance->config.key);
+  next->generation++;
+  struct tally_dp_config *old = rcu_xchg_pointer(&appliance->dp_config, next);
+  urcu_qsbr_synchronize_rcu(); /* every lcore has passed a quiescent state */
+  free(old);
+  appliance->reloads++;
+  tally_out_printf(out, "reloaded: ingest.key (generation %" PRIu64 ")\n", next->generation);
+  return TALLY_ACTION_OK;
+}

@@ -1,0 +1,40 @@
+/*
+ * actions.h — every operator action, one function each. The management
+ * socket (tallyctl), HTTP and the tests all call these, so they can never
+ * disagree. Each writes its text into a struct tally_out.
+ */
+#ifndef TALLY_ACTIONS_H
+#define TALLY_ACTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "appliance.h"
+#include "out.h"
+
+enum tally_action_result {
+  TALLY_ACTION_OK = 0,
+  TALLY_ACTION_NOT_FOUND = 1,
+  TALLY_ACTION_BAD_REQUEST = 2,
+  TALLY_ACTION_FAILED = 3,
+};
+
+/* The node's value of one counter (sum over shards), alone on a line. */
+enum tally_action_result tally_action_get(struct tally_appliance *appliance, const char *name,
+  size_t name_len, struct tally_out *out);
+/* "name value" lines for every counter whose name starts with prefix. */
+enum tally_action_result tally_action_list(struct tally_appliance *appliance,
+  const char *prefix, size_t prefix_len, struct tally_out *out);
+/* "key value" lines: the appliance's own figures. */
+enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
+  struct tally_out *out);
+/* Prometheus text exposition for /metrics. */
+enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
+  struct tally_out *out);
+/* Re-reads the config file and swaps the reloadable keys (ingest.key) via RCU. */
+enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
+  struct tally_out *out);
+/* Readiness: every lcore polling and the persister keeping up; why not, if not. */
+bool tally_action_ready(struct tally_appliance *appliance, struct tally_out *out);
+
+#endif

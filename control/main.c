@@ -1,0 +1,293 @@
+/*
+ * main.c — tallyd: loads and checks the config (nothing is created before
+ * it is valid), starts DPDK's EAL, opens and recovers the persistent store,
+ * starts the ports, launches one polling lcore per shard, then runs the
+ * control thread on the main lcore: management socket, HTTP, signals.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_ring.h>
+#include <sodium.h>
+#include <urcu/urcu-qsbr.h>
+
+#include "actions.h"
+#include "http.h"
+#include "mgmt.h"
+#include "persister.h"
+
+#define CONTROL_POLL_MS 100
+
+static struct tally_appliance appliance;
+
+static void die(const char *message)
+{
+  fprintf(stderr, "tallyd: %s\n", message);
+  exit(1);
+}
+
+static void usage(FILE *stream)
+{
+  fprintf(stream, "usage: tallyd -c CONFIG [--check-config]\n"
+    "  -c, --config FILE   INI configuration (see config/tally.ini.template)\n"
+    "  --check-config      validate the configuration and exit\n");
+}
+
+static void parse_arguments(int argc, char **argv, bool *check_only)
+{
+  static const struct option options[] = {
+    { "config", required_argument, NULL, 'c' },
+    { "check-config", no_argument, NULL, 'k' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  int option;
+  while ((option = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+    if (option == 'c') {
+      if (strlen(optarg) >= sizeof appliance.config_path) die("config path too long");
+      snprintf(appliance.config_path, sizeof appliance.config_path, "%s", optarg);
+    } else if (option == 'k') {
+      *check_only = true;
+    } else if (option == 'h') {
+      usage(stdout);
+      exit(0);
+    } else {
+      usage(stderr);
+      exit(2);
+    }
+  }
+  if (appliance.config_path[0] == '\0' || optind != argc) {
+    usage(stderr);
+    exit(2);
+  }
+}
+
+static void start_eal(void)
+{
+  static char storage[TALLY_EAL_ARGS_LEN_MAX + 16];
+  static char *argv[TALLY_EAL_ARGC_MAX + 2];
+  int argc = tally_config_eal_argv(&appliance.config, "tallyd", storage, argv);
+  if (argc < 0) die("eal.args: too many arguments");
+  if (rte_eal_init(argc, argv) < 0) {
+    fprintf(stderr, "tallyd: eal.args: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
+    exit(1);
+  }
+  uint32_t workers = rte_lcore_count() - 1;
+  if (workers < 1 || workers > TALLY_LCORES_MAX) {
+    fprintf(stderr, "tallyd: eal.args: need 1..%u dataplane lcores besides the main lcore, got %u\n",
+      TALLY_LCORES_MAX, workers);
+    exit(1);
+  }
+  appliance.lcore_count = workers;
+}
+
+static void open_store(void)
+{
+  char error[512];
+  struct tally_store_geometry geometry = {
+    .shard_count = appliance.lcore_count,
+    .counters_max = appliance.config.counters_max,
+    .producers_max = appliance.config.producers_max,
+  };
+  if (tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
+        appliance.config.persist_mode, error, sizeof error) != 0) {
+    die(error);
+  }
+  const struct tally_store_recovery *recovery = &appliance.store.recovery;
+  fprintf(stderr, "tallyd: store %s: %s, %s shutdown, %u shards, %s granularity, %s mode, "
+    "recovered in %.3f ms\n", appliance.config.store_path,
+    recovery->created ? "created" : "opened", recovery->was_clean ? "clean" : "unclean",
+    geometry.shard_count, appliance.store.granularity_name,
+    appliance.store.mode == TALLY_PERSIST_PER_BURST ? "per-burst" : "group-commit",
+    (double)recovery->recovery_ns / 1e6);
+  for (uint32_t i = 0; i < geometry.shard_count; i++) {
+    const struct tally_shard_recovery *shard = &recovery->shards[i];
+    fprintf(stderr, "tallyd: shard %u: %u counters, %u producers, log replayed %u discarded %u, "
+      "quarantined %u slots %u producers, torn %u\n", i, shard->counters_used,
+      shard->producers_used, shard->log_replayed, shard->log_discarded, shard->slots_quarantined,
+      shard->producers_quarantined, shard->slots_torn);
+  }
+}
+
+static struct tally_dp_config *make_dp_config(void)
+{
+  struct tally_dp_config *config = calloc(1, sizeof *config);
+  if (config == NULL) die("out of memory");
+  config->generation = 1;
+  config->ipv4_be = rte_cpu_to_be_32(appliance.config.ipv4);
+  config->statsd_port_be = rte_cpu_to_be_16(appliance.config.statsd_port);
+  config->binary_port_be = rte_cpu_to_be_16(appliance.config.binary_port);
+  memcpy(config->key, appliance.config.key, sizeof config->key);
+  for (uint32_t i = 0; i < TALLY_PORTS_MAX; i++) config->port_mac[i] = appliance.ports.macs[i];
+  return config;
+}
+
+static struct rte_ring *make_ring(uint32_t source, uint32_t destination)
+{
+  char name[64]; /* rte_ring_create checks RTE_RING_NAMESIZE */
+  assert(source < TALLY_LCORES_MAX && destination < TALLY_LCORES_MAX);
+  snprintf(name, sizeof name, "tally_steer_%u_%u", (unsigned)(uint8_t)source,
+    (unsigned)(uint8_t)destination);
+  struct rte_ring *ring = rte_ring_create(name, TALLY_STEER_RING_SIZE, (int)rte_socket_id(),
+    RING_F_SP_ENQ | RING_F_SC_DEQ);
+  if (ring == NULL) die("cannot create steering ring");
+  return ring;
+}
+
+static void make_lcores(void)
+{
+  uint32_t count = appliance.lcore_count;
+  appliance.lcores = rte_zmalloc("tally_lcores", sizeof(struct tally_lcore) * count,
+    RTE_CACHE_LINE_SIZE);
+  if (appliance.lcores == NULL) die("cannot allocate lcore state");
+  unsigned lcore_id;
+  uint32_t index = 0;
+  RTE_LCORE_FOREACH_WORKER(lcore_id) {
+    assert(index < count);
+    struct tally_lcore *lcore = &appliance.lcores[index];
+    lcore->index = index;
+    lcore->lcore_count = count;
+    lcore->lcore_id = lcore_id;
+    lcore->port_count = appliance.ports.count;
+    memcpy(lcore->ports, appliance.ports.ids, sizeof lcore->ports);
+    lcore->shard = &appliance.store.shards[index];
+    lcore->per_burst_persist = appliance.store.mode == TALLY_PERSIST_PER_BURST;
+    lcore->config = &appliance.dp_config;
+    lcore->quit = &appliance.quit;
+    index++;
+  }
+  assert(index == count);
+  for (uint32_t source = 0; source < count; source++) {
+    for (uint32_t destination = 0; destination < count; destination++) {
+      if (source == destination) continue;
+      struct rte_ring *ring = make_ring(source, destination);
+      appliance.lcores[source].rings_out[destination] = ring;
+      appliance.lcores[destination].rings_in[source] = ring;
+    }
+  }
+}
+
+static void launch_lcores(void)
+{
+  for (uint32_t i = 0; i < appliance.lcore_count; i++) {
+    struct tally_lcore *lcore = &appliance.lcores[i];
+    int rc = rte_eal_remote_launch(tally_lcore_main, lcore, lcore->lcore_id);
+    if (rc != 0) die("cannot launch a dataplane lcore");
+    fprintf(stderr, "tallyd: dataplane lcore %u polls queue %u on %u port(s)\n",
+      lcore->lcore_id, i, lcore->port_count);
+  }
+}
+
+static int make_signal_fd(void)
+{
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  /* Blocked before EAL starts its threads, so only the signalfd sees them. */
+  if (pthread_sigmask(SIG_BLOCK, &signals, NULL) != 0) die("cannot block signals");
+  int fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0) die("cannot create signalfd");
+  return fd;
+}
+
+static void handle_signal(int signal_fd)
+{
+  struct signalfd_siginfo info;
+  if (read(signal_fd, &info, sizeof info) != (ssize_t)sizeof info) return;
+  if (info.ssi_signo == SIGHUP) {
+    struct tally_out out;
+    tally_out_init_memory(&out);
+    tally_action_reload(&appliance, &out);
+    size_t length = 0;
+    char *text = tally_out_take(&out, &length);
+    if (text != NULL) fprintf(stderr, "tallyd: SIGHUP: %.*s", (int)length, text);
+    free(text);
+    return;
+  }
+  fprintf(stderr, "tallyd: signal %u: stopping\n", info.ssi_signo);
+  appliance.quit = true;
+}
+
+static void control_loop(int mgmt_fd, int signal_fd)
+{
+  while (!appliance.quit) {
+    struct pollfd fds[2] = {
+      { .fd = mgmt_fd, .events = POLLIN },
+      { .fd = signal_fd, .events = POLLIN },
+    };
+    int ready = poll(fds, 2, CONTROL_POLL_MS);
+    if (ready < 0 && errno != EINTR) die("poll failed");
+    if (ready <= 0) continue;
+    if (fds[1].revents & POLLIN) handle_signal(signal_fd);
+    if (fds[0].revents & POLLIN) tally_mgmt_serve_one(&appliance, mgmt_fd);
+  }
+}
+
+static void shut_down(struct MHD_Daemon *http, int mgmt_fd)
+{
+  appliance.quit = true;
+  rte_eal_mp_wait_lcore();
+  tally_persister_stop(&appliance);
+  tally_http_stop(http);
+  tally_mgmt_close(mgmt_fd, appliance.config.socket_path);
+  tally_ports_stop(&appliance.ports);
+  tally_store_close(&appliance.store);
+  free(appliance.dp_config);
+  rte_eal_cleanup();
+  fprintf(stderr, "tallyd: stopped cleanly\n");
+}
+
+int main(int argc, char **argv)
+{
+  bool check_only = false;
+  char error[512];
+  parse_arguments(argc, argv, &check_only);
+  if (tally_config_load(appliance.config_path, &appliance.config, error, sizeof error) != 0) {
+    fprintf(stderr, "tallyd: %s\n", error);
+    return 2;
+  }
+  if (check_only) {
+    printf("%s: configuration valid\n", appliance.config_path);
+    return 0;
+  }
+  if (sodium_init() < 0) die("libsodium initialisation failed");
+  int signal_fd = make_signal_fd();
+  appliance.started_mono_ns = tally_clock_mono_ns();
+  start_eal();
+  open_store();
+  if (tally_ports_start(&appliance.ports, appliance.lcore_count, appliance.config.mbufs, error,
+        sizeof error) != 0) {
+    die(error);
+  }
+  appliance.dp_config = make_dp_config();
+  make_lcores();
+  if (tally_persister_start(&appliance) != 0) die("cannot start the persister thread");
+  int mgmt_fd = tally_mgmt_listen(appliance.config.socket_path, error, sizeof error);
+  if (mgmt_fd < 0) die(error);
+  struct MHD_Daemon *http = NULL;
+  if (appliance.config.http_port != 0) {
+    http = tally_http_start(&appliance, error, sizeof error);
+    if (http == NULL) die(error);
+  }
+  launch_lcores();
+  fprintf(stderr, "tallyd: serving (statsd udp/%u, binary udp/%u, socket %s)\n",
+    appliance.config.statsd_port, appliance.config.binary_port, appliance.config.socket_path);
+  control_loop(mgmt_fd, signal_fd);
+  shut_down(http, mgmt_fd);
+  close(signal_fd);
+  return 0;
+}

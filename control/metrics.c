@@ -1,0 +1,152 @@
+/*
+ * metrics.c — the appliance's own figures, as `tallyctl stats` lines and as
+ * Prometheus text on /metrics. Both come from the same X-macros (lcore
+ * statistics in lcore.h, rejection reasons in reasons.h), so the names in
+ * the two views and in docs/operations.md are the same names.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <jemalloc/jemalloc.h>
+
+#include "actions.h"
+
+static uint64_t load(const uint64_t *value)
+{
+  return __atomic_load_n(value, __ATOMIC_RELAXED);
+}
+
+static uint64_t counters_in_use(struct tally_appliance *appliance)
+{
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < appliance->store.geometry.shard_count; i++) {
+    total += tally_shard_counters_used(&appliance->store.shards[i]);
+  }
+  return total;
+}
+
+static uint64_t persist_lag_ns(struct tally_appliance *appliance)
+{
+  uint64_t last_ns = load(&appliance->persister_stats.last_commit_mono_ns);
+  uint64_t now_ns = tally_clock_mono_ns();
+  return last_ns == 0 || last_ns > now_ns ? now_ns - appliance->started_mono_ns : now_ns - last_ns;
+}
+
+static uint64_t quarantined_slots(struct tally_appliance *appliance)
+{
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < appliance->store.geometry.shard_count; i++) {
+    total += appliance->store.recovery.shards[i].slots_quarantined;
+  }
+  return total;
+}
+
+static size_t jemalloc_allocated_bytes(void)
+{
+  uint64_t epoch = 1;
+  size_t size = sizeof epoch;
+  mallctl("epoch", &epoch, &size, &epoch, size);
+  size_t allocated = 0;
+  size = sizeof allocated;
+  if (mallctl("stats.allocated", &allocated, &size, NULL, 0) != 0) return 0;
+  return allocated;
+}
+
+enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  assert(appliance->lcore_count >= 1);
+  assert(appliance->lcores != NULL);
+#define TALLY_STAT_SUM(name, text)                                            \
+  {                                                                           \
+    uint64_t sum = 0;                                                         \
+    for (uint32_t i = 0; i < appliance->lcore_count; i++)                     \
+      sum += load(&appliance->lcores[i].stats.name);                          \
+    tally_out_printf(out, "%s %" PRIu64 "\n", #name, sum);                    \
+  }
+  TALLY_FOREACH_LCORE_STAT(TALLY_STAT_SUM)
+#undef TALLY_STAT_SUM
+  for (uint32_t reason = 1; reason < TALLY_REASON_COUNT; reason++) {
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < appliance->lcore_count; i++) {
+      sum += load(&appliance->lcores[i].stats.reasons[reason]);
+    }
+    tally_out_printf(out, "drop_%s %" PRIu64 "\n", tally_reason_label(reason), sum);
+  }
+  tally_out_printf(out, "dataplane_lcores %u\n", appliance->lcore_count);
+  tally_out_printf(out, "counters_in_use %" PRIu64 "\n", counters_in_use(appliance));
+  tally_out_printf(out, "counters_capacity %" PRIu64 "\n",
+    (uint64_t)appliance->config.counters_max * appliance->lcore_count);
+  tally_out_printf(out, "store_persist_mode %s\n",
+    appliance->store.mode == TALLY_PERSIST_PER_BURST ? "per_burst" : "group_commit");
+  tally_out_printf(out, "store_granularity %s\n", appliance->store.granularity_name);
+  tally_out_printf(out, "store_commits %" PRIu64 "\n", load(&appliance->persister_stats.commits));
+  tally_out_printf(out, "store_persist_lag_ns %" PRIu64 "\n", persist_lag_ns(appliance));
+  tally_out_printf(out, "store_commit_ns_max %" PRIu64 "\n",
+    load(&appliance->persister_stats.commit_ns_max));
+  tally_out_printf(out, "store_quarantined_slots %" PRIu64 "\n", quarantined_slots(appliance));
+  tally_out_printf(out, "store_recovered_clean %d\n", appliance->store.recovery.was_clean ? 1 : 0);
+  tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
+  tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
+  return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
+}
+
+static void metric_header(struct tally_out *out, const char *name, const char *type,
+  const char *help)
+{
+  tally_out_printf(out, "# HELP tally_%s %s\n# TYPE tally_%s %s\n", name, help, name, type);
+}
+
+static void lcore_metrics(struct tally_appliance *appliance, struct tally_out *out)
+{
+#define TALLY_STAT_METRIC(name, text)                                                  \
+  metric_header(out, "lcore_" #name "_total", "counter", text);                        \
+  for (uint32_t i = 0; i < appliance->lcore_count; i++) {                              \
+    tally_out_printf(out, "tally_lcore_" #name "_total{lcore=\"%u\"} %" PRIu64 "\n", i, \
+      load(&appliance->lcores[i].stats.name));                                         \
+  }
+  TALLY_FOREACH_LCORE_STAT(TALLY_STAT_METRIC)
+#undef TALLY_STAT_METRIC
+  metric_header(out, "drops_total", "counter", "input rejected, by reason and lcore");
+  for (uint32_t reason = 1; reason < TALLY_REASON_COUNT; reason++) {
+    for (uint32_t i = 0; i < appliance->lcore_count; i++) {
+      tally_out_printf(out, "tally_drops_total{reason=\"%s\",lcore=\"%u\"} %" PRIu64 "\n",
+        tally_reason_label(reason), i, load(&appliance->lcores[i].stats.reasons[reason]));
+    }
+  }
+}
+
+enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  assert(appliance->lcore_count >= 1);
+  lcore_metrics(appliance, out);
+  metric_header(out, "counters_in_use", "gauge", "counter slots in use, all shards");
+  tally_out_printf(out, "tally_counters_in_use %" PRIu64 "\n", counters_in_use(appliance));
+  metric_header(out, "counters_capacity", "gauge", "counter slots available, all shards");
+  tally_out_printf(out, "tally_counters_capacity %" PRIu64 "\n",
+    (uint64_t)appliance->config.counters_max * appliance->lcore_count);
+  metric_header(out, "store_commits_total", "counter", "group commits completed");
+  tally_out_printf(out, "tally_store_commits_total %" PRIu64 "\n",
+    load(&appliance->persister_stats.commits));
+  metric_header(out, "store_persist_lag_seconds", "gauge", "time since the last completed persist");
+  tally_out_printf(out, "tally_store_persist_lag_seconds %.6f\n",
+    (double)persist_lag_ns(appliance) / 1e9);
+  metric_header(out, "store_commit_seconds_max", "gauge", "longest persist so far");
+  tally_out_printf(out, "tally_store_commit_seconds_max %.6f\n",
+    (double)load(&appliance->persister_stats.commit_ns_max) / 1e9);
+  metric_header(out, "store_quarantined_slots", "gauge", "slots that failed a checksum at start");
+  tally_out_printf(out, "tally_store_quarantined_slots %" PRIu64 "\n", quarantined_slots(appliance));
+  metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
+  tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
+  struct tally_out scratch;
+  tally_out_init_memory(&scratch);
+  bool ready = tally_action_ready(appliance, &scratch);
+  size_t length = 0;
+  free(tally_out_take(&scratch, &length));
+  metric_header(out, "ready", "gauge", "1 when /health/ready answers 200");
+  tally_out_printf(out, "tally_ready %d\n", ready ? 1 : 0);
+  return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
+}

@@ -1,0 +1,161 @@
+/*
+ * mgmt.c — the management socket server: one short request per connection,
+ * served on the control thread with send and receive timeouts, so a stuck
+ * client costs at most TALLY_MGMT_TIMEOUT_S and never touches the dataplane.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "actions.h"
+#include "mgmt.h"
+
+int tally_mgmt_listen(const char *path, char *error, size_t error_size)
+{
+  struct sockaddr_un address;
+  memset(&address, 0, sizeof address);
+  address.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof address.sun_path) {
+    snprintf(error, error_size, "control.socket: path longer than %zu bytes",
+      sizeof address.sun_path - 1);
+    return -1;
+  }
+  memcpy(address.sun_path, path, strlen(path) + 1);
+  char directory[TALLY_PATH_MAX];
+  snprintf(directory, sizeof directory, "%s", path);
+  if (mkdir(dirname(directory), 0750) != 0 && errno != EEXIST) {
+    snprintf(error, error_size, "control.socket: cannot create directory of %s: %s", path,
+      strerror(errno));
+    return -1;
+  }
+  struct stat status;
+  if (lstat(path, &status) == 0 && S_ISSOCK(status.st_mode)) unlink(path); /* stale */
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
+      chmod(path, 0660) != 0 || listen(fd, 16) != 0) {
+    snprintf(error, error_size, "control.socket: cannot listen on %s: %s", path,
+      strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static bool split_command(const char *line, size_t line_len, const char *word,
+  const char **argument, size_t *argument_len)
+{
+  size_t word_len = strlen(word);
+  if (line_len < word_len || memcmp(line, word, word_len) != 0) return false;
+  if (line_len == word_len) {
+    *argument = line + line_len;
+    *argument_len = 0;
+    return true;
+  }
+  if (line[word_len] != ' ') return false;
+  *argument = line + word_len + 1;
+  *argument_len = line_len - word_len - 1;
+  return true;
+}
+
+static enum tally_action_result dispatch(struct tally_appliance *appliance, const char *line,
+  size_t line_len, struct tally_out *body)
+{
+  const char *argument = NULL;
+  size_t argument_len = 0;
+  if (split_command(line, line_len, "get", &argument, &argument_len) && argument_len > 0) {
+    return tally_action_get(appliance, argument, argument_len, body);
+  }
+  if (split_command(line, line_len, "list", &argument, &argument_len)) {
+    if (argument_len > TALLY_NAME_LEN_MAX) {
+      tally_out_printf(body, "prefix longer than %u bytes\n", TALLY_NAME_LEN_MAX);
+      return TALLY_ACTION_BAD_REQUEST;
+    }
+    return tally_action_list(appliance, argument, argument_len, body);
+  }
+  if (line_len == 5 && memcmp(line, "stats", 5) == 0) return tally_action_stats(appliance, body);
+  if (line_len == 5 && memcmp(line, "ready", 5) == 0) {
+    return tally_action_ready(appliance, body) ? TALLY_ACTION_OK : TALLY_ACTION_FAILED;
+  }
+  if (line_len == 6 && memcmp(line, "reload", 6) == 0) return tally_action_reload(appliance, body);
+  tally_out_printf(body, "unknown request (get NAME | list [PREFIX] | stats | ready | reload)\n");
+  return TALLY_ACTION_BAD_REQUEST;
+}
+
+void tally_mgmt_handle(struct tally_appliance *appliance, const char *line, size_t line_len,
+  int fd)
+{
+  assert(line_len <= TALLY_MGMT_LINE_MAX);
+  appliance->mgmt_requests++;
+  /* The body is built in memory first so the status line can lead it. */
+  struct tally_out body;
+  tally_out_init_memory(&body);
+  enum tally_action_result result = dispatch(appliance, line, line_len, &body);
+  if (result != TALLY_ACTION_OK) appliance->mgmt_errors++;
+  size_t length = 0;
+  char *text = tally_out_take(&body, &length);
+  char buffer[TALLY_OUT_CHUNK_SIZE];
+  struct tally_out out;
+  tally_out_init_fd(&out, fd, buffer, sizeof buffer);
+  if (text == NULL) {
+    tally_out_printf(&out, "%d\nanswer too large or out of memory\n", TALLY_ACTION_FAILED);
+  } else {
+    tally_out_printf(&out, "%d\n", (int)result);
+    for (size_t done = 0; done < length && !out.failed; done += 4096) {
+      size_t chunk = length - done < 4096 ? length - done : 4096;
+      tally_out_printf(&out, "%.*s", (int)chunk, text + done);
+    }
+  }
+  tally_out_printf(&out, TALLY_MGMT_TRAILER);
+  tally_out_flush(&out);
+  free(text);
+}
+
+/* Reads one line (without '\n'); returns its length or -1. */
+static ssize_t read_line(int fd, char *line, size_t capacity)
+{
+  size_t used = 0;
+  /* Bounded by capacity: every round adds at least one byte or ends. */
+  while (used < capacity) {
+    ssize_t n = read(fd, line + used, capacity - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    char *newline = memchr(line + used, '\n', (size_t)n);
+    if (newline != NULL) return newline - line;
+    used += (size_t)n;
+  }
+  return -1;
+}
+
+void tally_mgmt_serve_one(struct tally_appliance *appliance, int listen_fd)
+{
+  int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  if (fd < 0) return;
+  struct timeval timeout = { .tv_sec = TALLY_MGMT_TIMEOUT_S, .tv_usec = 0 };
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  char line[TALLY_MGMT_LINE_MAX + 1];
+  ssize_t line_len = read_line(fd, line, sizeof line);
+  if (line_len < 0 || (size_t)line_len > TALLY_MGMT_LINE_MAX) {
+    appliance->mgmt_errors++;
+    const char *answer = "2\nrequest line missing, too long or timed out\n.\n";
+    ssize_t ignored = write(fd, answer, strlen(answer));
+    (void)ignored;
+  } else {
+    tally_mgmt_handle(appliance, line, (size_t)line_len, fd);
+  }
+  close(fd);
+}
+
+void tally_mgmt_close(int listen_fd, const char *path)
+{
+  if (listen_fd < 0) return;
+  close(listen_fd);
+  unlink(path);
+}

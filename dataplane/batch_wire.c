@@ -1,0 +1,307 @@
+/*
+ * batch_wire.c — the binary batched protocol of reliable producers.
+ *
+ * Owns the byte layout of batches and acks (include/tally/batch_wire.h,
+ * docs/protocol-binary.md): decoding with the MAC checked before a single
+ * pair is parsed, encoding for producers and tests, and ack encode/decode.
+ * Pure functions over byte buffers: no allocation, no syscalls, no state, so
+ * the dataplane can call them per packet. Fields are little-endian and read
+ * byte by byte, which is safe at any alignment and on any host endianness.
+ *
+ * The MAC is libsodium's crypto_generichash (BLAKE2b) keyed with the 32-byte
+ * ingest key, 16 bytes long, over every byte before it; it is compared in
+ * constant time. crypto_generichash needs no sodium_init(), so the caller
+ * initializes libsodium once at start-up and never per packet.
+ */
+#include "tally/batch_wire.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "tally/name.h"
+
+/* Header field offsets (see the layout in batch_wire.h). */
+enum {
+  WIRE_OFFSET_MAGIC_0 = 0,
+  WIRE_OFFSET_MAGIC_1 = 1,
+  WIRE_OFFSET_VERSION = 2,
+  WIRE_OFFSET_TYPE = 3,
+  WIRE_OFFSET_COUNT = 4,
+  WIRE_OFFSET_STATUS = 6,
+  WIRE_OFFSET_PRODUCER = 8,
+  WIRE_OFFSET_SEQ = 16,
+  WIRE_OFFSET_HEADER_END = 24,
+};
+/* Pair field offsets, relative to the pair. */
+enum {
+  WIRE_PAIR_OFFSET_DELTA = 0,
+  WIRE_PAIR_OFFSET_NAME_LEN = 8,
+  WIRE_PAIR_OFFSET_NAME = 9,
+};
+
+static_assert(WIRE_OFFSET_HEADER_END == TALLY_WIRE_HEADER_SIZE, "header layout");
+static_assert(WIRE_PAIR_OFFSET_NAME == TALLY_WIRE_PAIR_FIXED_SIZE, "pair layout");
+static_assert(TALLY_BATCH_PAIRS_MAX <= UINT16_MAX, "count fits its u16 field");
+static_assert(TALLY_NAME_LEN_MAX <= UINT8_MAX, "name length fits its u8 field");
+static_assert(TALLY_ACK_STATUS_COUNT <= UINT16_MAX, "ack status fits its u16 field");
+static_assert(TALLY_MAC_SIZE >= crypto_generichash_BYTES_MIN, "MAC size allowed by BLAKE2b");
+static_assert(TALLY_MAC_SIZE <= crypto_generichash_BYTES_MAX, "MAC size allowed by BLAKE2b");
+static_assert(TALLY_KEY_SIZE >= crypto_generichash_KEYBYTES_MIN, "key size allowed by BLAKE2b");
+static_assert(TALLY_KEY_SIZE <= crypto_generichash_KEYBYTES_MAX, "key size allowed by BLAKE2b");
+static_assert(TALLY_WIRE_BATCH_SIZE_MIN == 50u, "smallest batch: one pair, 1-byte name");
+static_assert(TALLY_WIRE_ACK_SIZE == 40u, "documented ack size");
+
+/* ---- Little-endian fields ------------------------------------------------ */
+
+static uint16_t wire_load_u16(const uint8_t *bytes)
+{
+  return (uint16_t)((uint16_t)bytes[0] | (uint16_t)((uint16_t)bytes[1] << 8));
+}
+
+static uint64_t wire_load_u64(const uint8_t *bytes)
+{
+  uint64_t value = 0;
+  for (uint32_t i = 0; i < 8u; i++) value |= (uint64_t)bytes[i] << (8u * i);
+  return value;
+}
+
+static void wire_store_u16(uint8_t *bytes, uint16_t value)
+{
+  bytes[0] = (uint8_t)(value & 0xffu);
+  bytes[1] = (uint8_t)(value >> 8);
+}
+
+static void wire_store_u64(uint8_t *bytes, uint64_t value)
+{
+  for (uint32_t i = 0; i < 8u; i++) bytes[i] = (uint8_t)((value >> (8u * i)) & 0xffu);
+}
+
+/* Two's complement both ways without implementation-defined conversions. */
+static int64_t wire_int64_from_bits(uint64_t bits)
+{
+  int64_t value;
+  memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+static uint64_t wire_bits_from_int64(int64_t value)
+{
+  uint64_t bits;
+  memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+
+/* ---- MAC ----------------------------------------------------------------- */
+
+/* Writes the MAC of data[0..size) to mac. */
+static void wire_mac_compute(const uint8_t *data, size_t size, const uint8_t *key,
+  uint8_t mac[TALLY_MAC_SIZE])
+{
+  assert(key != NULL);
+  assert(data != NULL);
+  int rc = crypto_generichash(mac, TALLY_MAC_SIZE, data, size, key, TALLY_KEY_SIZE);
+  /* Fails only on sizes out of range, which the static_asserts above exclude. */
+  assert(rc == 0);
+  (void)rc;
+}
+
+/* True if the last TALLY_MAC_SIZE bytes are the MAC of the bytes before them. */
+static bool wire_mac_verify(const uint8_t *data, size_t size, const uint8_t *key)
+{
+  assert(size >= TALLY_MAC_SIZE);
+  assert(key != NULL);
+  uint8_t mac[TALLY_MAC_SIZE];
+  size_t body_size = size - TALLY_MAC_SIZE;
+  wire_mac_compute(data, body_size, key, mac);
+  return sodium_memcmp(mac, data + body_size, TALLY_MAC_SIZE) == 0;
+}
+
+/*
+ * The checks every datagram gets before anything in it is trusted: size,
+ * magic and type, version, MAC. A datagram failing these gets no answer.
+ */
+static enum tally_reason wire_check_envelope(const uint8_t *data, size_t size, uint8_t type,
+  const uint8_t *key)
+{
+  assert(type == TALLY_WIRE_TYPE_BATCH || type == TALLY_WIRE_TYPE_ACK);
+  assert(key != NULL);
+  if (size < TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE) return TALLY_REASON_BATCH_TRUNCATED;
+  assert(data != NULL);
+  if (data[WIRE_OFFSET_MAGIC_0] != TALLY_WIRE_MAGIC_0) return TALLY_REASON_BATCH_BAD_MAGIC;
+  if (data[WIRE_OFFSET_MAGIC_1] != TALLY_WIRE_MAGIC_1) return TALLY_REASON_BATCH_BAD_MAGIC;
+  if (data[WIRE_OFFSET_TYPE] != type) return TALLY_REASON_BATCH_BAD_MAGIC;
+  if (data[WIRE_OFFSET_VERSION] != TALLY_WIRE_VERSION) return TALLY_REASON_BATCH_BAD_VERSION;
+  if (!wire_mac_verify(data, size, key)) return TALLY_REASON_BATCH_BAD_MAC;
+  return TALLY_OK;
+}
+
+static void wire_store_header(uint8_t *out, uint8_t type, uint16_t count, uint16_t status,
+  uint64_t producer, uint64_t seq)
+{
+  assert(type == TALLY_WIRE_TYPE_BATCH || type == TALLY_WIRE_TYPE_ACK);
+  assert(out != NULL);
+  out[WIRE_OFFSET_MAGIC_0] = TALLY_WIRE_MAGIC_0;
+  out[WIRE_OFFSET_MAGIC_1] = TALLY_WIRE_MAGIC_1;
+  out[WIRE_OFFSET_VERSION] = TALLY_WIRE_VERSION;
+  out[WIRE_OFFSET_TYPE] = type;
+  wire_store_u16(out + WIRE_OFFSET_COUNT, count);
+  wire_store_u16(out + WIRE_OFFSET_STATUS, status);
+  wire_store_u64(out + WIRE_OFFSET_PRODUCER, producer);
+  wire_store_u64(out + WIRE_OFFSET_SEQ, seq);
+}
+
+/* ---- Batches ------------------------------------------------------------- */
+
+/*
+ * Parses count pairs that must fill body[0..body_size) exactly. Names point
+ * into body. Called only once the MAC verified.
+ */
+static enum tally_reason wire_decode_pairs(const uint8_t *body, size_t body_size,
+  uint32_t count, struct tally_wire_pair *pairs)
+{
+  assert(count >= 1);
+  assert(count <= TALLY_BATCH_PAIRS_MAX);
+  size_t offset = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    assert(offset <= body_size);
+    if (body_size - offset < TALLY_WIRE_PAIR_FIXED_SIZE) return TALLY_REASON_BATCH_MALFORMED;
+    const uint8_t *pair = body + offset;
+    uint32_t name_len = pair[WIRE_PAIR_OFFSET_NAME_LEN];
+    offset += TALLY_WIRE_PAIR_FIXED_SIZE;
+    if (body_size - offset < name_len) return TALLY_REASON_BATCH_MALFORMED;
+    const char *name = (const char *)(pair + WIRE_PAIR_OFFSET_NAME);
+    if (!tally_name_valid(name, name_len)) return TALLY_REASON_BATCH_BAD_NAME;
+    pairs[i].name = name;
+    pairs[i].name_len = name_len;
+    pairs[i].delta = wire_int64_from_bits(wire_load_u64(pair + WIRE_PAIR_OFFSET_DELTA));
+    offset += name_len;
+  }
+  if (offset != body_size) return TALLY_REASON_BATCH_MALFORMED;
+  return TALLY_OK;
+}
+
+enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
+  const uint8_t key[TALLY_KEY_SIZE], struct tally_wire_batch *batch)
+{
+  assert(key != NULL);
+  assert(batch != NULL);
+  batch->producer = 0;
+  batch->seq = 0;
+  batch->count = 0;
+  enum tally_reason reason = wire_check_envelope(data, size, TALLY_WIRE_TYPE_BATCH, key);
+  if (reason != TALLY_OK) return reason;
+
+  /* The MAC verified: from here on the sender is known and may be answered. */
+  batch->producer = wire_load_u64(data + WIRE_OFFSET_PRODUCER);
+  batch->seq = wire_load_u64(data + WIRE_OFFSET_SEQ);
+  uint32_t count = wire_load_u16(data + WIRE_OFFSET_COUNT);
+  if (wire_load_u16(data + WIRE_OFFSET_STATUS) != 0) return TALLY_REASON_BATCH_MALFORMED;
+  if (count == 0) return TALLY_REASON_BATCH_MALFORMED;
+  if (count > TALLY_BATCH_PAIRS_MAX) return TALLY_REASON_BATCH_TOO_MANY_PAIRS;
+  if (batch->producer == 0) return TALLY_REASON_BATCH_BAD_PRODUCER;
+
+  assert(size >= TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE);
+  size_t body_size = size - TALLY_WIRE_HEADER_SIZE - TALLY_MAC_SIZE;
+  reason = wire_decode_pairs(data + TALLY_WIRE_HEADER_SIZE, body_size, count, batch->pairs);
+  if (reason != TALLY_OK) return reason;
+  batch->count = count;
+  assert(size >= TALLY_WIRE_BATCH_SIZE_MIN);
+  return TALLY_OK;
+}
+
+/* Encoded size of a batch, or 0 if the batch is not one the decoder accepts. */
+static size_t wire_batch_size(const struct tally_wire_batch *batch)
+{
+  assert(batch != NULL);
+  if (batch->count == 0 || batch->count > TALLY_BATCH_PAIRS_MAX) return 0;
+  if (batch->producer == 0) return 0;
+  size_t size = TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE;
+  for (uint32_t i = 0; i < batch->count; i++) {
+    const struct tally_wire_pair *pair = &batch->pairs[i];
+    if (pair->name == NULL) return 0;
+    if (!tally_name_valid(pair->name, pair->name_len)) return 0;
+    size += TALLY_WIRE_PAIR_FIXED_SIZE + pair->name_len;
+  }
+  assert(size >= TALLY_WIRE_BATCH_SIZE_MIN);
+  assert(size <= TALLY_WIRE_BATCH_SIZE_MAX);
+  return size;
+}
+
+size_t tally_wire_encode_batch(const struct tally_wire_batch *batch,
+  const uint8_t key[TALLY_KEY_SIZE], uint8_t *out, size_t out_size)
+{
+  assert(batch != NULL);
+  assert(key != NULL);
+  size_t size = wire_batch_size(batch);
+  if (size == 0 || size > out_size) return 0;
+  assert(out != NULL);
+
+  wire_store_header(out, TALLY_WIRE_TYPE_BATCH, (uint16_t)batch->count, 0, batch->producer,
+    batch->seq);
+  size_t offset = TALLY_WIRE_HEADER_SIZE;
+  for (uint32_t i = 0; i < batch->count; i++) {
+    const struct tally_wire_pair *pair = &batch->pairs[i];
+    wire_store_u64(out + offset + WIRE_PAIR_OFFSET_DELTA, wire_bits_from_int64(pair->delta));
+    out[offset + WIRE_PAIR_OFFSET_NAME_LEN] = (uint8_t)pair->name_len;
+    memcpy(out + offset + WIRE_PAIR_OFFSET_NAME, pair->name, pair->name_len);
+    offset += TALLY_WIRE_PAIR_FIXED_SIZE + pair->name_len;
+  }
+  assert(offset + TALLY_MAC_SIZE == size);
+  wire_mac_compute(out, offset, key, out + offset);
+  return size;
+}
+
+/* ---- Acks ---------------------------------------------------------------- */
+
+void tally_wire_encode_ack(uint64_t producer, uint64_t seq, enum tally_ack_status status,
+  const uint8_t key[TALLY_KEY_SIZE], uint8_t out[TALLY_WIRE_ACK_SIZE])
+{
+  assert((uint32_t)status < TALLY_ACK_STATUS_COUNT);
+  assert(key != NULL);
+  assert(out != NULL);
+  wire_store_header(out, TALLY_WIRE_TYPE_ACK, 0, (uint16_t)status, producer, seq);
+  wire_mac_compute(out, TALLY_WIRE_HEADER_SIZE, key, out + TALLY_WIRE_HEADER_SIZE);
+}
+
+enum tally_reason tally_wire_decode_ack(const uint8_t *data, size_t size,
+  const uint8_t key[TALLY_KEY_SIZE], uint64_t *producer, uint64_t *seq,
+  enum tally_ack_status *status)
+{
+  assert(key != NULL);
+  assert(producer != NULL);
+  assert(seq != NULL);
+  assert(status != NULL);
+  if (size < TALLY_WIRE_ACK_SIZE) return TALLY_REASON_BATCH_TRUNCATED;
+  if (size > TALLY_WIRE_ACK_SIZE) return TALLY_REASON_BATCH_MALFORMED;
+  enum tally_reason reason = wire_check_envelope(data, size, TALLY_WIRE_TYPE_ACK, key);
+  if (reason != TALLY_OK) return reason;
+
+  if (wire_load_u16(data + WIRE_OFFSET_COUNT) != 0) return TALLY_REASON_BATCH_MALFORMED;
+  uint16_t status_raw = wire_load_u16(data + WIRE_OFFSET_STATUS);
+  if (status_raw >= TALLY_ACK_STATUS_COUNT) return TALLY_REASON_BATCH_MALFORMED;
+  *producer = wire_load_u64(data + WIRE_OFFSET_PRODUCER);
+  *seq = wire_load_u64(data + WIRE_OFFSET_SEQ);
+  *status = (enum tally_ack_status)status_raw;
+  return TALLY_OK;
+}
+
+const char *tally_ack_status_name(enum tally_ack_status status)
+{
+  static const char *const names[TALLY_ACK_STATUS_COUNT] = {
+    [TALLY_ACK_APPLIED] = "applied",
+    [TALLY_ACK_DUPLICATE] = "duplicate",
+    [TALLY_ACK_STALE] = "stale",
+    [TALLY_ACK_MALFORMED] = "malformed",
+    [TALLY_ACK_COUNTERS_FULL] = "counters_full",
+    [TALLY_ACK_OVERFLOW] = "overflow",
+    [TALLY_ACK_PRODUCERS_FULL] = "producers_full",
+    [TALLY_ACK_READ_ONLY] = "read_only",
+  };
+  static_assert(sizeof(names) / sizeof(names[0]) == TALLY_ACK_STATUS_COUNT, "one name each");
+  if ((uint32_t)status >= TALLY_ACK_STATUS_COUNT) return "unknown";
+  assert(names[status] != NULL);
+  return names[status];
+}

@@ -1,0 +1,101 @@
+/*
+ * batch_wire.h — the binary batched protocol of reliable producers: decoding
+ * and MAC verification of batches, encoding of batches (for producers and
+ * tests) and of acks. Pure functions over byte buffers; little-endian on the
+ * wire. See docs/protocol.md for the byte layout.
+ *
+ *   header (24 bytes): magic "TB" | version u8 | type u8 | count u16 |
+ *                      status u16 | producer u64 | seq u64
+ *   pairs (count):     delta i64 | name_len u8 | name bytes
+ *   mac (16 bytes):    BLAKE2b-128 keyed with the ingest key, over all
+ *                      bytes before it (libsodium crypto_generichash)
+ *
+ * An ack is a header with type ACK, count 0, the status and the batch's
+ * producer and seq, followed by its own MAC: 40 bytes, always smaller than
+ * the smallest valid batch (51 bytes), so no reply amplifies.
+ */
+#ifndef TALLY_BATCH_WIRE_H
+#define TALLY_BATCH_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally/limits.h"
+#include "tally/reasons.h"
+
+#define TALLY_WIRE_MAGIC_0 'T'
+#define TALLY_WIRE_MAGIC_1 'B'
+#define TALLY_WIRE_VERSION 1u
+#define TALLY_WIRE_TYPE_BATCH 1u
+#define TALLY_WIRE_TYPE_ACK 2u
+#define TALLY_WIRE_HEADER_SIZE 24u
+#define TALLY_WIRE_PAIR_FIXED_SIZE 9u /* delta + name_len */
+#define TALLY_WIRE_ACK_SIZE (TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE)
+#define TALLY_WIRE_BATCH_SIZE_MIN \
+  (TALLY_WIRE_HEADER_SIZE + TALLY_WIRE_PAIR_FIXED_SIZE + 1u + TALLY_MAC_SIZE)
+#define TALLY_WIRE_BATCH_SIZE_MAX                                                  \
+  (TALLY_WIRE_HEADER_SIZE + TALLY_BATCH_PAIRS_MAX * (TALLY_WIRE_PAIR_FIXED_SIZE + \
+  TALLY_NAME_LEN_MAX) + TALLY_MAC_SIZE)
+
+static_assert(TALLY_WIRE_ACK_SIZE < TALLY_WIRE_BATCH_SIZE_MIN, "an ack never amplifies");
+
+/* Status carried in an ack. Retryable statuses say "try again or elsewhere". */
+enum tally_ack_status {
+  TALLY_ACK_APPLIED = 0,     /* durable and counted now */
+  TALLY_ACK_DUPLICATE = 1,   /* counted before; durable; not counted again */
+  TALLY_ACK_STALE = 2,       /* older than the dedup window: not counted (final) */
+  TALLY_ACK_MALFORMED = 3,   /* MAC fine, content invalid: not counted (final) */
+  TALLY_ACK_COUNTERS_FULL = 4, /* a new name did not fit: nothing counted (final) */
+  TALLY_ACK_OVERFLOW = 5,    /* a delta would overflow int64: nothing counted (final) */
+  TALLY_ACK_PRODUCERS_FULL = 6, /* producer table full: nothing counted (retryable) */
+  TALLY_ACK_READ_ONLY = 7,   /* node refuses reliable writes now (retryable elsewhere) */
+  TALLY_ACK_STATUS_COUNT
+};
+
+struct tally_wire_pair {
+  const char *name; /* points into the datagram, not NUL-terminated */
+  uint32_t name_len;
+  int64_t delta;
+};
+
+struct tally_wire_batch {
+  uint64_t producer;
+  uint64_t seq;
+  uint32_t count;
+  struct tally_wire_pair pairs[TALLY_BATCH_PAIRS_MAX];
+};
+
+/*
+ * Verifies and decodes a datagram. The MAC is checked before any pair is
+ * parsed. Returns TALLY_OK or the reason (TALLY_REASON_BATCH_*). On
+ * TALLY_REASON_BATCH_MALFORMED / _TOO_MANY_PAIRS / _BAD_NAME / _BAD_PRODUCER
+ * the MAC verified, so *batch->producer and ->seq are set and an ack with
+ * TALLY_ACK_MALFORMED may be sent; on every other error nothing is answered.
+ */
+enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
+  const uint8_t key[TALLY_KEY_SIZE], struct tally_wire_batch *batch);
+
+/*
+ * Encodes a batch into out (capacity out_size). Returns the bytes written, or
+ * 0 if it does not fit or a pair is invalid (empty/too long name, count over
+ * the limit).
+ */
+size_t tally_wire_encode_batch(const struct tally_wire_batch *batch,
+  const uint8_t key[TALLY_KEY_SIZE], uint8_t *out, size_t out_size);
+
+/* Writes a TALLY_WIRE_ACK_SIZE-byte ack into out. */
+void tally_wire_encode_ack(uint64_t producer, uint64_t seq, enum tally_ack_status status,
+  const uint8_t key[TALLY_KEY_SIZE], uint8_t out[TALLY_WIRE_ACK_SIZE]);
+
+/*
+ * Verifies and decodes an ack (for producers). Returns TALLY_OK and fills the
+ * out-parameters, or a TALLY_REASON_BATCH_* reason.
+ */
+enum tally_reason tally_wire_decode_ack(const uint8_t *data, size_t size,
+  const uint8_t key[TALLY_KEY_SIZE], uint64_t *producer, uint64_t *seq,
+  enum tally_ack_status *status);
+
+/* Name of an ack status ("applied", "duplicate", ...). */
+const char *tally_ack_status_name(enum tally_ack_status status);
+
+#endif

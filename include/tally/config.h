@@ -1,0 +1,62 @@
+/*
+ * config.h — tallyd's configuration: the INI file (parsed with libinih),
+ * validated in full before anything is created. Every key, its default and
+ * range are in config/tally.ini.template and docs/operations.md.
+ */
+#ifndef TALLY_CONFIG_H
+#define TALLY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally/limits.h"
+#include "tally/store.h"
+
+struct tally_config {
+  /* [eal] */
+  char eal_args[TALLY_EAL_ARGS_LEN_MAX]; /* whitespace-separated EAL arguments */
+  /* [node] */
+  uint32_t ipv4;              /* our address, host byte order (required) */
+  /* [ingest] */
+  uint16_t statsd_port;       /* default 8125; 0 disables statsd */
+  uint16_t binary_port;       /* default 8126; 0 disables the binary protocol */
+  uint8_t key[TALLY_KEY_SIZE];/* 64 hex digits (required when binary_port != 0) */
+  bool key_set;
+  /* [store] */
+  char store_path[TALLY_PATH_MAX]; /* required */
+  uint32_t counters_max;      /* per shard; default 65536 */
+  uint32_t producers_max;     /* per shard; default 4096 */
+  uint32_t commit_interval_ms;/* default 2 */
+  enum tally_persist_mode persist_mode; /* auto | group_commit | per_burst */
+  /* [dataplane] */
+  uint32_t mbufs;             /* per pool; default 16383 */
+  /* [control] */
+  char socket_path[TALLY_PATH_MAX]; /* default /run/tally/tally.sock */
+  uint32_t http_ipv4;         /* host byte order; default 127.0.0.1 */
+  uint16_t http_port;         /* default 9125; 0 disables HTTP */
+};
+
+/* Fills every default. */
+void tally_config_defaults(struct tally_config *config);
+
+/*
+ * Parses INI text over the defaults and validates it. On error returns -1
+ * and writes one line naming the section.key (or line) into error.
+ */
+int tally_config_parse(const char *text, size_t text_size, struct tally_config *config,
+  char *error, size_t error_size);
+
+/* Reads the file and parses it (errors name the file too). */
+int tally_config_load(const char *path, struct tally_config *config, char *error,
+  size_t error_size);
+
+/*
+ * Splits eal_args on whitespace into argv (argv[0] = program). Returns argc,
+ * or -1 if there are more than TALLY_EAL_ARGC_MAX. The strings point into
+ * storage (TALLY_EAL_ARGS_LEN_MAX bytes).
+ */
+int tally_config_eal_argv(const struct tally_config *config, const char *program,
+  char *storage, char **argv);
+
+#endif

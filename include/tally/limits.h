@@ -1,0 +1,114 @@
+/*
+ * limits.h — every limit Tally enforces, in one place, units in the names.
+ *
+ * Anything that can grow (names, batches, queues, tables, connections) has a
+ * fixed upper bound here, and the relations between bounds are checked at
+ * compile time. Configurable limits have their allowed range here too; the
+ * config loader rejects values outside it.
+ */
+#ifndef TALLY_LIMITS_H
+#define TALLY_LIMITS_H
+
+#include <assert.h>
+
+/* ---- Counters and names ------------------------------------------------ */
+
+/* Longest counter name in bytes. A slot is 128 bytes; the name takes 96. */
+#define TALLY_NAME_LEN_MAX 96u
+/* Size of one counter slot in the persistent store. */
+#define TALLY_SLOT_SIZE 128u
+/* Configurable counters per shard (store.counters_max): allowed range. */
+#define TALLY_COUNTERS_MIN 16u
+#define TALLY_COUNTERS_MAX (1u << 26)
+/* Slot tables are filled to at most 3/4 so that probe chains stay short. */
+#define TALLY_SLOT_LOAD_NUM 3u
+#define TALLY_SLOT_LOAD_DEN 4u
+
+/* ---- Reliable producers -------------------------------------------------- */
+
+/* Configurable producers tracked per shard (store.producers_max). */
+#define TALLY_PRODUCERS_MIN 16u
+#define TALLY_PRODUCERS_MAX (1u << 20)
+/* Size of one producer (dedup) record in the persistent store. */
+#define TALLY_PRODUCER_SIZE 64u
+/*
+ * Dedup window per producer, in sequence numbers. A producer may have at most
+ * this many batches in flight; a batch older than the window is answered
+ * STALE (never counted, never acked as counted).
+ */
+#define TALLY_DEDUP_WINDOW 64u
+/* Pairs (counter, delta) in one binary batch. */
+#define TALLY_BATCH_PAIRS_MAX 64u
+
+/* ---- Packets ------------------------------------------------------------- */
+
+/* Packets taken from an RX queue per burst. */
+#define TALLY_BURST_SIZE 32u
+/* Largest UDP payload accepted (single-segment frames of a 1500-byte MTU). */
+#define TALLY_DATAGRAM_SIZE_MAX 1472u
+/* Frame buffer data room (mbuf); must hold a full frame. */
+#define TALLY_MBUF_DATA_SIZE 2048u
+/* Configurable mbufs per pool (dataplane.mbufs). */
+#define TALLY_MBUFS_MIN 1024u
+#define TALLY_MBUFS_MAX (1u << 20)
+#define TALLY_MBUF_CACHE_SIZE 256u
+/* RX and TX descriptors per queue. */
+#define TALLY_RX_DESC 1024u
+#define TALLY_TX_DESC 1024u
+
+/* ---- Lcores, ports, queues ---------------------------------------------- */
+
+/* Dataplane lcores (= shards = RX queues per port). */
+#define TALLY_LCORES_MAX 16u
+/* Ethernet ports. */
+#define TALLY_PORTS_MAX 4u
+/* Acks waiting for the persist that covers them, per lcore. */
+#define TALLY_ACKS_PENDING_MAX 1024u
+/* Binary batches handed to the lcore that owns their producer, per ring. */
+#define TALLY_STEER_RING_SIZE 1024u
+
+/* ---- Persistence --------------------------------------------------------- */
+
+/* Group-commit interval (store.commit_interval_ms): allowed range. */
+#define TALLY_COMMIT_INTERVAL_MS_MIN 1u
+#define TALLY_COMMIT_INTERVAL_MS_MAX 1000u
+/* Readiness fails when no commit succeeded for this many intervals. */
+#define TALLY_COMMIT_STALL_INTERVALS 50u
+
+/* ---- Management ---------------------------------------------------------- */
+
+/* One request line on the management socket. */
+#define TALLY_MGMT_LINE_MAX 512u
+/* Seconds a management client may take to send or receive. */
+#define TALLY_MGMT_TIMEOUT_S 5u
+/* Concurrent HTTP connections. */
+#define TALLY_HTTP_CONNECTIONS_MAX 16u
+/* Longest path (store, socket) in the config. */
+#define TALLY_PATH_MAX 256u
+/* Longest EAL argument string and most EAL arguments. */
+#define TALLY_EAL_ARGS_LEN_MAX 1024u
+#define TALLY_EAL_ARGC_MAX 64u
+
+/* ---- Keys ----------------------------------------------------------------- */
+
+/* Ingest MAC key (BLAKE2b keyed, libsodium crypto_generichash). */
+#define TALLY_KEY_SIZE 32u
+/* MAC tag carried by batches and acks. */
+#define TALLY_MAC_SIZE 16u
+
+/* ---- Relations ----------------------------------------------------------- */
+
+static_assert(TALLY_NAME_LEN_MAX + 32u == TALLY_SLOT_SIZE,
+  "slot = 32 bytes of header + name");
+static_assert((TALLY_SLOT_SIZE & (TALLY_SLOT_SIZE - 1u)) == 0, "slot size is a power of two");
+static_assert(TALLY_MBUF_CACHE_SIZE >= TALLY_BURST_SIZE, "mempool cache holds a burst");
+static_assert(TALLY_MBUFS_MIN >= 4u * TALLY_MBUF_CACHE_SIZE, "pool larger than caches");
+static_assert(TALLY_DATAGRAM_SIZE_MAX + 14u + 20u + 8u <= TALLY_MBUF_DATA_SIZE,
+  "a full frame fits one mbuf");
+static_assert(TALLY_DEDUP_WINDOW == 64u, "the dedup window is one 64-bit bitmap");
+static_assert(TALLY_COUNTERS_MAX <= (1u << 30), "slot indexes fit 31 bits after load factor");
+static_assert((TALLY_STEER_RING_SIZE & (TALLY_STEER_RING_SIZE - 1u)) == 0, "ring size is 2^n");
+static_assert((TALLY_ACKS_PENDING_MAX & (TALLY_ACKS_PENDING_MAX - 1u)) == 0, "fifo size is 2^n");
+static_assert(TALLY_COMMIT_INTERVAL_MS_MIN <= TALLY_COMMIT_INTERVAL_MS_MAX, "range");
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * packet.h — what the dataplane does with one frame, before and after the
+ * counting: classify it (ARP, ICMP echo, statsd UDP, binary UDP, or a drop
+ * with its reason) and turn it, in place, into its reply. No allocation, no
+ * copies of payloads; every header read is bounds-checked against the frame.
+ */
+#ifndef TALLY_PACKET_H
+#define TALLY_PACKET_H
+
+#include <stdint.h>
+
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include "tally/limits.h"
+#include "tally/reasons.h"
+
+/* The tables the dataplane reads, published by the control thread via RCU. */
+struct tally_dp_config {
+  uint64_t generation;        /* bumped on every swap */
+  uint32_t ipv4_be;           /* our address, network byte order */
+  uint16_t statsd_port_be;    /* 0: statsd disabled */
+  uint16_t binary_port_be;    /* 0: binary protocol disabled */
+  uint8_t key[TALLY_KEY_SIZE];/* ingest MAC key */
+  struct rte_ether_addr port_mac[TALLY_PORTS_MAX];
+};
+
+enum tally_packet_kind {
+  TALLY_PACKET_DROP = 0,  /* reason says why */
+  TALLY_PACKET_ARP_REQUEST,
+  TALLY_PACKET_ICMP_ECHO,
+  TALLY_PACKET_STATSD,
+  TALLY_PACKET_BINARY,
+};
+
+struct tally_packet {
+  enum tally_packet_kind kind;
+  enum tally_reason reason;   /* for DROP */
+  const uint8_t *payload;     /* UDP payload (STATSD, BINARY) */
+  uint32_t payload_len;
+};
+
+/* Classifies a frame received on port (its MAC is in config). */
+void tally_packet_classify(const struct rte_mbuf *frame, const struct tally_dp_config *config,
+  struct tally_packet *packet);
+
+/* Rewrites an ARP request for our address into the reply (same size). */
+void tally_packet_arp_reply(struct rte_mbuf *frame, const struct rte_ether_addr *our_mac);
+
+/* Rewrites an ICMP echo request into the echo reply (same size). */
+void tally_packet_icmp_reply(struct rte_mbuf *frame);
+
+/*
+ * Rewrites a UDP datagram into a reply from us to its sender whose payload
+ * is the first payload_len bytes at the datagram's payload (the caller has
+ * written them). payload_len must not exceed the request's payload length:
+ * a reply is never larger than its request.
+ */
+void tally_packet_udp_reply(struct rte_mbuf *frame, uint32_t payload_len);
+
+/* Pointer to the UDP payload of a classified STATSD/BINARY frame (writable). */
+uint8_t *tally_packet_udp_payload(struct rte_mbuf *frame);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * reasons.h — every reason a packet, line, batch or increment is rejected,
+ * from one X-macro, so that the enum, the metric names in /metrics, the
+ * `tallyctl stats` keys and docs/protocol.md can never disagree.
+ *
+ * Columns: enum suffix, metric label, one-line meaning.
+ */
+#ifndef TALLY_REASONS_H
+#define TALLY_REASONS_H
+
+#define TALLY_FOREACH_REASON(_)                                                        \
+  /* frames */                                                                          \
+  _(FRAME_TRUNCATED, "frame_truncated", "frame shorter than its headers claim")         \
+  _(FRAME_MULTI_SEGMENT, "frame_multi_segment", "frame spans several buffers")          \
+  _(NOT_IPV4, "not_ipv4", "ethertype neither IPv4 nor ARP")                             \
+  _(ARP_IGNORED, "arp_ignored", "ARP that is not a request for our address")            \
+  _(IP_BAD_HEADER, "ip_bad_header", "IPv4 version, length or header checksum wrong")    \
+  _(IP_NOT_FOR_US, "ip_not_for_us", "IPv4 destination is not our address")              \
+  _(IP_FRAGMENT, "ip_fragment", "IPv4 fragment (not reassembled)")                      \
+  _(IP_PROTO_UNKNOWN, "ip_proto_unknown", "IPv4 protocol neither UDP nor ICMP echo")    \
+  _(ICMP_IGNORED, "icmp_ignored", "ICMP other than a well-formed echo request")         \
+  _(L4_CHECKSUM_BAD, "l4_checksum_bad", "NIC reported a bad UDP checksum")              \
+  _(UDP_PORT_UNKNOWN, "udp_port_unknown", "UDP to a port we do not serve")              \
+  _(DATAGRAM_TOO_LARGE, "datagram_too_large", "UDP payload over the datagram limit")    \
+  /* statsd lines */                                                                    \
+  _(STATSD_MALFORMED, "statsd_malformed", "line not of the form name:value|type")       \
+  _(STATSD_NAME_EMPTY, "statsd_name_empty", "empty counter name")                       \
+  _(STATSD_NAME_TOO_LONG, "statsd_name_too_long", "name longer than the limit")         \
+  _(STATSD_NAME_BAD_CHAR, "statsd_name_bad_char", "name byte outside printable ASCII")  \
+  _(STATSD_BAD_VALUE, "statsd_bad_value", "counter value is not an integer")            \
+  _(STATSD_VALUE_RANGE, "statsd_value_range", "value or scaled value outside int64")    \
+  _(STATSD_BAD_RATE, "statsd_bad_rate", "sample rate not a number in (0, 1]")           \
+  _(STATSD_BAD_TYPE, "statsd_bad_type", "metric type unknown")                          \
+  _(STATSD_NOT_COUNTER, "statsd_not_counter", "gauge/timer/histogram/set/distribution") \
+  /* binary batches */                                                                  \
+  _(BATCH_TRUNCATED, "batch_truncated", "batch shorter than header + pairs + MAC")      \
+  _(BATCH_BAD_MAGIC, "batch_bad_magic", "batch magic or type wrong")                    \
+  _(BATCH_BAD_VERSION, "batch_bad_version", "batch protocol version unknown")           \
+  _(BATCH_BAD_MAC, "batch_bad_mac", "batch MAC does not verify (no answer sent)")       \
+  _(BATCH_MALFORMED, "batch_malformed", "pairs do not parse or trailing bytes")         \
+  _(BATCH_TOO_MANY_PAIRS, "batch_too_many_pairs", "more pairs than the batch limit")    \
+  _(BATCH_BAD_NAME, "batch_bad_name", "pair name empty, too long or bad bytes")         \
+  _(BATCH_BAD_PRODUCER, "batch_bad_producer", "producer id 0 is reserved")              \
+  _(BATCH_STALE, "batch_stale", "sequence older than the dedup window")                 \
+  _(PRODUCERS_FULL, "producers_full", "producer table full; new producer refused")      \
+  _(ACKS_PENDING_FULL, "acks_pending_full", "too many acks waiting for persistence")    \
+  _(STEER_RING_FULL, "steer_ring_full", "owner lcore's steering ring full")             \
+  /* increments */                                                                      \
+  _(COUNTERS_FULL, "counters_full", "counter table full; new name refused")             \
+  _(COUNTER_OVERFLOW, "counter_overflow", "increment would overflow int64 (rejected)")  \
+  /* output */                                                                          \
+  _(TX_FULL, "tx_full", "reply dropped: TX queue full")
+
+enum tally_reason {
+  TALLY_OK = 0,
+#define TALLY_REASON_ENUM(name, label, text) TALLY_REASON_##name,
+  TALLY_FOREACH_REASON(TALLY_REASON_ENUM)
+#undef TALLY_REASON_ENUM
+  TALLY_REASON_COUNT
+};
+
+/* Metric label of a reason ("ok" for TALLY_OK). */
+const char *tally_reason_label(enum tally_reason reason);
+/* One-line meaning of a reason. */
+const char *tally_reason_text(enum tally_reason reason);
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * shard.h — one dataplane lcore's shard of the persistent store: its counter
+ * slot table (an open-addressing hash table that *is* the on-media index),
+ * its producers' dedup records and its batch redo log.
+ *
+ * Ownership: exactly one lcore writes a shard (no locks, no atomic
+ * read-modify-write). Any thread may read published slots concurrently: a
+ * slot is published by the release-store of its name_len, written last.
+ * Recovery (tally_shard_recover) runs before any lcore starts.
+ *
+ * Integrity: a slot's identity (hash, length, name, position) is covered by
+ * ident_crc; its value by value_check, written together with the value in a
+ * single 16-byte store so kill -9 can never tear them apart. A reliable batch
+ * is applied through the redo log (absolute new values + new dedup state),
+ * so replaying it after a crash is idempotent. See docs/architecture.md.
+ */
+#ifndef TALLY_SHARD_H
+#define TALLY_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally/batch_wire.h"
+#include "tally/limits.h"
+#include "tally/reasons.h"
+
+#define TALLY_SHARD_MAGIC 0x44485359414c4154ull /* "TALLYSHD" */
+#define TALLY_LOG_STATE_EMPTY 0ull
+#define TALLY_LOG_STATE_VALID 0x44494c4147474f4cull /* "LOGGALID" */
+#define TALLY_SLOT_FLAG_QUARANTINED 1u
+
+/* One counter: 128 bytes, two cache lines, the first holding all hot fields. */
+struct tally_slot {
+  int64_t value;          /* this shard's running sum */
+  uint64_t value_check;   /* tally_slot_value_check(ident_crc, value) */
+  uint32_t hash;          /* tally_name_hash(name) */
+  uint32_t ident_crc;     /* tally_slot_ident_crc(index, hash, name) */
+  uint16_t name_len;      /* 0: empty; stored last, with release, to publish */
+  uint16_t flags;         /* TALLY_SLOT_FLAG_*; set only by recovery */
+  uint32_t reserved;
+  char name[TALLY_NAME_LEN_MAX];
+} __attribute__((aligned(64)));
+static_assert(sizeof(struct tally_slot) == TALLY_SLOT_SIZE, "slot layout");
+
+/* One reliable producer's dedup state: 64 bytes. */
+struct tally_producer {
+  uint64_t producer;  /* 0: empty */
+  uint64_t last_seq;  /* highest sequence applied */
+  uint64_t window;    /* bit i: sequence last_seq - i applied */
+  uint32_t crc;       /* over index, producer, last_seq, window */
+  uint32_t reserved;
+  uint64_t padding[4];
+} __attribute__((aligned(64)));
+static_assert(sizeof(struct tally_producer) == TALLY_PRODUCER_SIZE, "producer layout");
+
+struct tally_log_entry {
+  uint32_t slot;
+  uint32_t reserved;
+  int64_t value; /* absolute value of the slot after this entry */
+};
+
+/* The redo record of the batch being applied (one per shard). */
+struct tally_batch_log {
+  uint64_t state;          /* TALLY_LOG_STATE_*; stored last */
+  uint32_t crc;            /* over every field below, entries[0..count) */
+  uint32_t count;
+  uint64_t producer;
+  uint64_t seq;
+  uint32_t producer_slot;
+  uint32_t reserved;
+  uint64_t producer_last_seq; /* dedup state after the batch */
+  uint64_t producer_window;
+  struct tally_log_entry entries[TALLY_BATCH_PAIRS_MAX];
+} __attribute__((aligned(64)));
+
+/* First 4 KiB of a shard region. Immutable part, then a mutable line. */
+struct tally_shard_header {
+  uint64_t magic;
+  uint32_t shard_index;
+  uint32_t slots_count;
+  uint32_t counters_max;
+  uint32_t producer_slots_count;
+  uint32_t producers_max;
+  uint32_t header_crc; /* over the fields above */
+  uint8_t reserved[32];
+  /* Mutable, written by the owning lcore; recomputed by recovery. */
+  uint32_t counters_used; /* published slots, quarantined included */
+  uint32_t producers_used;
+} __attribute__((aligned(64)));
+
+/* What recovery found in one shard. */
+struct tally_shard_recovery {
+  uint32_t log_replayed;          /* a valid redo record was re-applied */
+  uint32_t log_discarded;         /* a redo record failed its checksum */
+  uint32_t counters_used;
+  uint32_t slots_quarantined;     /* identity or value checksum failed */
+  uint32_t slots_torn;            /* unpublished slot with stray bytes, cleared */
+  uint32_t producers_used;
+  uint32_t producers_quarantined; /* producer record checksum failed */
+};
+
+/* The DRAM handle of a shard: pointers into the mapping plus geometry. */
+struct tally_shard {
+  struct tally_shard_header *header;
+  struct tally_batch_log *log;
+  struct tally_slot *slots;
+  struct tally_producer *producers;
+  uint32_t index;
+  uint32_t slots_count;     /* power of two */
+  uint32_t counters_max;    /* < slots_count * 3/4 */
+  uint32_t producer_slots_count; /* power of two */
+  uint32_t producers_max;
+  /*
+   * Fine-grained persistence (real pmem, per-burst mode): flush a range and
+   * drain. NULL when the store is group-committed by the control plane.
+   */
+  void (*flush)(const void *address, size_t size);
+  void (*drain)(void);
+};
+
+/* ---- Geometry --------------------------------------------------------- */
+
+/* Slot table size for a capacity: the power of two keeping load <= 3/4. */
+uint32_t tally_shard_slots_for(uint32_t counters_max);
+/* Producer table size for a capacity, same rule. */
+uint32_t tally_shard_producer_slots_for(uint32_t producers_max);
+/* Bytes of one shard region (header, log, slots, producers), 4 KiB aligned. */
+size_t tally_shard_region_size(uint32_t counters_max, uint32_t producers_max);
+
+/*
+ * Points the handle into a region of tally_shard_region_size() bytes. With
+ * format, writes a fresh header (the region must be zeroed); without, checks
+ * the header (magic, crc, geometry) and returns -1 if it does not match.
+ */
+int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
+  uint32_t counters_max, uint32_t producers_max, bool format);
+
+/* ---- Recovery (single-threaded, before the lcores start) ---------------- */
+
+void tally_shard_recover(struct tally_shard *shard, struct tally_shard_recovery *report);
+
+/* ---- Reads (any thread) ---------------------------------------------- */
+
+/* Slot index of the published, healthy slot holding name, or -1. */
+int64_t tally_shard_find(const struct tally_shard *shard, const char *name, uint32_t name_len,
+  uint32_t hash);
+/* Whether slot i is published and healthy (readable). */
+bool tally_shard_slot_readable(const struct tally_shard *shard, uint32_t slot_index);
+/* Current value of a published slot. */
+int64_t tally_shard_slot_value(const struct tally_shard *shard, uint32_t slot_index);
+/* Published slots (quarantined included). */
+uint32_t tally_shard_counters_used(const struct tally_shard *shard);
+
+/* ---- Writes (the owning lcore only) ----------------------------------- */
+
+/*
+ * Adds delta to the counter name, creating it when new. Returns TALLY_OK,
+ * TALLY_REASON_COUNTERS_FULL (new name, table full) or
+ * TALLY_REASON_COUNTER_OVERFLOW (the sum would leave int64; nothing changes).
+ */
+enum tally_reason tally_shard_add(struct tally_shard *shard, const char *name, uint32_t name_len,
+  uint32_t hash, int64_t delta);
+
+/*
+ * Applies a reliable batch exactly once: dedup on (producer, seq), every
+ * pair or none (overflow or a full table rejects the whole batch), through
+ * the redo log. Returns the ack status; for a rejection *reason is the
+ * counted reason (TALLY_OK for APPLIED and DUPLICATE).
+ */
+enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
+  const struct tally_wire_batch *batch, enum tally_reason *reason);
+
+/* ---- Checksums (exposed for tests and fault injection) ------------------ */
+
+uint32_t tally_slot_ident_crc(uint32_t slot_index, uint32_t hash, const char *name,
+  uint32_t name_len);
+uint64_t tally_slot_value_check(uint32_t ident_crc, int64_t value);
+uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer, uint64_t last_seq,
+  uint64_t window);
+
+#endif

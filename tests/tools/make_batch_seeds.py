@@ -1,0 +1,47 @@
+"""make_batch_seeds.py — writes the seed corpus of tests/fuzz/fuzz_batch.c.
+
+Run from the repository root: python3 tests/tools/make_batch_seeds.py
+Seeds starting with 0x01 are "structured": the fuzz target signs data[1..]
+itself, so they reach the parser behind the MAC. The key is fuzz_batch.c's.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tally_wire as wire  # noqa: E402
+
+KEY = bytes([0x5A, 0x11, 0x7E, 0x00]) + bytes(range(1, 29))
+OUT = os.path.join("tests", "fuzz", "corpus", "batch")
+
+
+def unsigned(datagram):
+    """The structured form of a signed datagram: 0x01, then all but the MAC."""
+    return b"\x01" + datagram[:-wire.MAC_SIZE]
+
+
+def main():
+    one = wire.encode_batch(1, 0, [("a", 1)], KEY)
+    limits = wire.encode_batch(2**64 - 1, 2**64 - 1, [("req.ok", -1), ("x" * 96, -2**63),
+                                                      ("y", 2**63 - 1)], KEY)
+    full = wire.encode_batch(9, 3, [("n%02d" % i + "z" * 93, i - 32) for i in range(64)], KEY)
+    ack = wire.encode_ack(5, 6, wire.ACK_STALE, KEY)
+    seeds = {
+        "raw_batch_one": one,
+        "raw_ack": ack,
+        "raw_short": b"TB\x01\x01",
+        "signed_batch_one": unsigned(one),
+        "signed_batch_limits": unsigned(limits),
+        "signed_batch_full": unsigned(full),
+        "signed_ack": unsigned(ack),
+        "signed_trailing_byte": unsigned(one) + b"q",
+        "signed_bad_name": unsigned(one).replace(b"\x01a", b"\x01:"),
+    }
+    os.makedirs(OUT, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(OUT, name), "wb") as seed:
+            seed.write(data)
+
+
+if __name__ == "__main__":
+    main()

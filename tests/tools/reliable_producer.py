@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""reliable_producer.py — a reliable producer for tests and the demo.
+
+Sends binary batches (tests/tools/tally_wire.py) to tallyd over ordinary UDP
+sockets, one socket per producer id, stop-and-wait per producer: a batch is
+resent with the same (producer, seq) until an ack arrives or the deadline
+passes, and the next seq goes out only after that. Writes a JSON report:
+for every counter the sum over batches sent ("attempted") and over batches
+acked ("acked"), plus how batches ended. Deterministic from --seed.
+"""
+import argparse
+import json
+import random
+import select
+import socket
+import sys
+import time
+
+import tally_wire
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--target", default="10.77.0.1:8126")
+    p.add_argument("--key", required=True, help="64 hex digits")
+    p.add_argument("--producers", type=int, default=4)
+    p.add_argument("--first-producer", type=int, default=1)
+    p.add_argument("--batches", type=int, default=100, help="per producer")
+    p.add_argument("--counters", type=int, default=8)
+    p.add_argument("--pairs-max", type=int, default=4)
+    p.add_argument("--prefix", default="rel.")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--retry-ms", type=int, default=40)
+    p.add_argument("--deadline-s", type=float, default=60.0)
+    p.add_argument("--negative", action="store_true", help="allow negative deltas")
+    p.add_argument("--report", required=True)
+    return p.parse_args()
+
+
+class Producer:
+    def __init__(self, producer_id, args, rng, key):
+        self.id = producer_id
+        self.args = args
+        self.rng = rng
+        self.key = key
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.seq = 0
+        self.done = 0
+        self.batch = None
+        self.pairs = None
+        self.sent_at = 0.0
+        self.attempts = 0
+
+    def next_batch(self):
+        if self.done >= self.args.batches:
+            self.batch = None
+            return
+        self.seq += 1
+        count = self.rng.randint(1, self.args.pairs_max)
+        low = -5 if self.args.negative else 1
+        self.pairs = [("%s%d" % (self.args.prefix, self.rng.randrange(self.args.counters)),
+                       self.rng.randint(low, 20)) for _ in range(count)]
+        self.batch = tally_wire.encode_batch(self.id, self.seq, self.pairs, self.key)
+        self.attempts = 0
+
+
+def main():
+    args = parse_args()
+    host, port = args.target.rsplit(":", 1)
+    target = (host, int(port))
+    key = bytes.fromhex(args.key)
+    rng = random.Random(args.seed)
+    producers = [Producer(args.first_producer + i, args, rng, key) for i in range(args.producers)]
+    attempted, acked = {}, {}
+    outcome = {"acked": 0, "duplicate_acks": 0, "error_acks": 0, "unacked": 0, "resends": 0}
+    for p in producers:
+        p.next_batch()
+        for name, delta in p.pairs or []:
+            attempted[name] = attempted.get(name, 0) + delta
+    deadline = time.monotonic() + args.deadline_s
+    by_fd = {p.sock.fileno(): p for p in producers}
+    while any(p.batch for p in producers) and time.monotonic() < deadline:
+        now = time.monotonic()
+        for p in producers:
+            if p.batch and now - p.sent_at >= args.retry_ms / 1000.0:
+                if p.attempts:
+                    outcome["resends"] += 1
+                try:
+                    p.sock.sendto(p.batch, target)
+                except OSError:
+                    pass
+                p.sent_at = now
+                p.attempts += 1
+        readable, _, _ = select.select(list(by_fd), [], [], args.retry_ms / 4000.0)
+        for fd in readable:
+            p = by_fd[fd]
+            try:
+                data = p.sock.recv(2048)
+                pid, seq, status = tally_wire.decode_ack(data, key)
+            except (OSError, tally_wire.WireError):
+                continue
+            if pid != p.id or p.batch is None or seq != p.seq:
+                continue  # an ack of an earlier send of a batch already settled
+            if status in (tally_wire.ACK_APPLIED, tally_wire.ACK_DUPLICATE):
+                outcome["acked"] += 1
+                if status == tally_wire.ACK_DUPLICATE:
+                    outcome["duplicate_acks"] += 1
+                for name, delta in p.pairs:
+                    acked[name] = acked.get(name, 0) + delta
+            elif status in tally_wire.ACK_RETRYABLE:
+                continue
+            else:
+                outcome["error_acks"] += 1
+            p.done += 1
+            p.next_batch()
+            for name, delta in p.pairs or []:
+                attempted[name] = attempted.get(name, 0) + delta
+    outcome["unacked"] = sum(1 for p in producers if p.batch)
+    report = {"seed": args.seed, "outcome": outcome,
+              "counters": {n: {"attempted": attempted[n], "acked": acked.get(n, 0)}
+                           for n in sorted(attempted)}}
+    with open(args.report, "w") as f:
+        json.dump(report, f, indent=1, sort_keys=True)
+    print("reliable_producer: seed %d: %s" % (args.seed, json.dumps(outcome, sort_keys=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""tally_wire.py — the binary batched protocol of reliable producers, in Python.
+
+Stdlib only (Python 3). Used by the integration tests to act as a reliable
+producer: encode_batch() builds a batch datagram, decode_ack() verifies and
+reads the ack that tallyd sends back. The byte layout and MAC are those of
+include/tally/batch_wire.h and docs/protocol-binary.md:
+
+    header (24 bytes): "TB" | version u8 | type u8 | count u16 | status u16 |
+                       producer u64 | seq u64            (little-endian)
+    pair:              delta i64 | name_len u8 | name bytes
+    mac (16 bytes):    BLAKE2b-128 keyed with the 32-byte key over all bytes
+                       before it (= libsodium crypto_generichash, keyed)
+
+Run it (python3 tests/tools/tally_wire.py) to check it against the byte
+vectors at the end of this file; tests/unit/test_batch_wire.c holds the same
+vectors and checks that the C codec (dataplane/batch_wire.c) encodes exactly
+these bytes and decodes them, so the two implementations agree.
+"""
+
+import hashlib
+import hmac
+import struct
+
+MAGIC = b"TB"
+VERSION = 1
+TYPE_BATCH = 1
+TYPE_ACK = 2
+HEADER_SIZE = 24
+MAC_SIZE = 16
+KEY_SIZE = 32
+ACK_SIZE = HEADER_SIZE + MAC_SIZE
+NAME_LEN_MAX = 96
+BATCH_PAIRS_MAX = 64
+DEDUP_WINDOW = 64
+
+# Ack statuses (enum tally_ack_status).
+ACK_APPLIED = 0
+ACK_DUPLICATE = 1
+ACK_STALE = 2
+ACK_MALFORMED = 3
+ACK_COUNTERS_FULL = 4
+ACK_OVERFLOW = 5
+ACK_PRODUCERS_FULL = 6
+ACK_READ_ONLY = 7
+ACK_STATUS_NAMES = ("applied", "duplicate", "stale", "malformed", "counters_full",
+                    "overflow", "producers_full", "read_only")
+# Statuses after which the producer may send the same batch again (here or elsewhere).
+ACK_RETRYABLE = frozenset((ACK_PRODUCERS_FULL, ACK_READ_ONLY))
+
+_HEADER = struct.Struct("<2sBBHHQQ")
+_PAIR = struct.Struct("<qB")
+assert _HEADER.size == HEADER_SIZE
+
+
+class WireError(ValueError):
+    """A datagram that does not verify or parse; .reason is the reasons.h label."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def mac(data, key):
+    """The 16-byte MAC of data under the 32-byte key."""
+    if len(key) != KEY_SIZE:
+        raise ValueError("key must be %d bytes" % KEY_SIZE)
+    return hashlib.blake2b(data, digest_size=MAC_SIZE, key=key).digest()
+
+
+def _name_valid(name):
+    if not 1 <= len(name) <= NAME_LEN_MAX:
+        return False
+    return all(0x21 <= b <= 0x7E and b not in b":|@#" for b in name)
+
+
+def encode_batch(producer, seq, pairs, key):
+    """A batch datagram: pairs is a sequence of (name, delta), name str or bytes."""
+    if not 1 <= len(pairs) <= BATCH_PAIRS_MAX:
+        raise ValueError("a batch has 1..%d pairs" % BATCH_PAIRS_MAX)
+    if not 0 < producer < 1 << 64 or not 0 <= seq < 1 << 64:
+        raise ValueError("producer must be 1..2^64-1 and seq 0..2^64-1")
+    out = bytearray(_HEADER.pack(MAGIC, VERSION, TYPE_BATCH, len(pairs), 0, producer, seq))
+    for name, delta in pairs:
+        name = name.encode("ascii") if isinstance(name, str) else bytes(name)
+        if not _name_valid(name):
+            raise ValueError("invalid counter name %r" % name)
+        out += _PAIR.pack(delta, len(name)) + name
+    return bytes(out) + mac(bytes(out), key)
+
+
+def encode_ack(producer, seq, status, key):
+    """An ack datagram, as tallyd sends it (for fake servers in tests)."""
+    if not 0 <= status < len(ACK_STATUS_NAMES):
+        raise ValueError("unknown ack status %r" % status)
+    header = _HEADER.pack(MAGIC, VERSION, TYPE_ACK, 0, status, producer, seq)
+    return header + mac(header, key)
+
+
+def _check_envelope(data, kind, key):
+    if len(data) < HEADER_SIZE + MAC_SIZE:
+        raise WireError("batch_truncated")
+    magic, version, kind_got = data[0:2], data[2], data[3]
+    if magic != MAGIC or kind_got != kind:
+        raise WireError("batch_bad_magic")
+    if version != VERSION:
+        raise WireError("batch_bad_version")
+    if not hmac.compare_digest(mac(data[:-MAC_SIZE], key), data[-MAC_SIZE:]):
+        raise WireError("batch_bad_mac")
+
+
+def decode_ack(data, key):
+    """Verifies an ack; returns (producer, seq, status) or raises WireError."""
+    data = bytes(data)
+    if len(data) < ACK_SIZE:
+        raise WireError("batch_truncated")
+    if len(data) > ACK_SIZE:
+        raise WireError("batch_malformed")
+    _check_envelope(data, TYPE_ACK, key)
+    _, _, _, count, status, producer, seq = _HEADER.unpack_from(data)
+    if count != 0 or status >= len(ACK_STATUS_NAMES):
+        raise WireError("batch_malformed")
+    return producer, seq, status
+
+
+def decode_batch(data, key):
+    """Verifies a batch; returns (producer, seq, [(name bytes, delta)]) or raises WireError."""
+    data = bytes(data)
+    _check_envelope(data, TYPE_BATCH, key)
+    _, _, _, count, status, producer, seq = _HEADER.unpack_from(data)
+    if status != 0 or count == 0:
+        raise WireError("batch_malformed")
+    if count > BATCH_PAIRS_MAX:
+        raise WireError("batch_too_many_pairs")
+    if producer == 0:
+        raise WireError("batch_bad_producer")
+    end = len(data) - MAC_SIZE
+    offset = HEADER_SIZE
+    pairs = []
+    for _ in range(count):
+        if end - offset < _PAIR.size:
+            raise WireError("batch_malformed")
+        delta, name_len = _PAIR.unpack_from(data, offset)
+        offset += _PAIR.size
+        if end - offset < name_len:
+            raise WireError("batch_malformed")
+        name = data[offset:offset + name_len]
+        if not _name_valid(name):
+            raise WireError("batch_bad_name")
+        pairs.append((name, delta))
+        offset += name_len
+    if offset != end:
+        raise WireError("batch_malformed")
+    return producer, seq, pairs
+
+
+# Vectors shared with tests/unit/test_batch_wire.c, which checks that the C
+# codec encodes exactly these bytes and decodes them back. Key: bytes 0..31.
+TEST_KEY = bytes(range(KEY_SIZE))
+VECTOR_ACK = bytes.fromhex(
+    "5442010200000100"  # "TB", version 1, type ACK, count 0, status 1 (duplicate)
+    "0201000000000000"  # producer 0x102
+    "0403000000000000"  # seq 0x304
+    "d3f1fc9e08e63e4c9508808e41c242aa")  # MAC
+VECTOR_BATCH = bytes.fromhex(
+    "5442010103000000"  # "TB", version 1, type BATCH, count 3, status 0
+    "0700000000000000"  # producer 7
+    "0900000000000000"  # seq 9
+    "ffffffffffffffff" "01" "61"  # -1, "a"
+    "ffffffffffffff7f" "06" "7265712e6f6b"  # INT64_MAX, "req.ok"
+    "0000000000000080" "60" + "78" * 96 +  # INT64_MIN, "x" * 96
+    "48962eb899271d507168db2732279f2a")  # MAC
+
+
+def _self_test():
+    ack = encode_ack(0x102, 0x304, ACK_DUPLICATE, TEST_KEY)
+    assert ack == VECTOR_ACK, ack.hex()
+    assert decode_ack(ack, TEST_KEY) == (0x102, 0x304, ACK_DUPLICATE)
+    batch = encode_batch(7, 9, [("a", -1), ("req.ok", 2**63 - 1), ("x" * 96, -2**63)], TEST_KEY)
+    assert batch == VECTOR_BATCH, batch.hex()
+    assert decode_batch(batch, TEST_KEY) == (7, 9, [(b"a", -1), (b"req.ok", 2**63 - 1),
+                                                    (b"x" * 96, -2**63)])
+    for reason, bad in (("batch_bad_mac", ack[:-1] + bytes([ack[-1] ^ 1])),
+                        ("batch_truncated", ack[:-1]),
+                        ("batch_malformed", ack + b"\0"),
+                        ("batch_bad_magic", batch[:ACK_SIZE])):
+        try:
+            decode_ack(bad, TEST_KEY)
+        except WireError as error:
+            assert error.reason == reason, (error.reason, reason)
+        else:
+            raise AssertionError("accepted a bad ack: " + reason)
+    print("1 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    _self_test()

@@ -1,0 +1,532 @@
+/*
+ * test_batch_wire.c — unit tests of the binary batch codec
+ * (dataplane/batch_wire.c): round trips at the limits, every rejection
+ * reason and the order in which they are checked, bit flips caught by the
+ * MAC, acks, refusals of the encoder, and byte vectors shared with the
+ * Python producer in tests/tools/tally_wire.py.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "tally/batch_wire.h"
+
+static const uint8_t test_key[TALLY_KEY_SIZE] = {
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+  16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+};
+
+/* Names of every length 1..96 carved out of one buffer. */
+static const char long_name[] =
+  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/"
+  "abcdefghijklmnopqrstuvwxyz0123";
+static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "96 name bytes + NUL");
+
+/* Same vectors as tests/tools/tally_wire.py (VECTOR_BATCH, VECTOR_ACK), made there. */
+static const uint8_t vector_ack[TALLY_WIRE_ACK_SIZE] = {
+  0x54, 0x42, 0x01, 0x02, 0x00, 0x00, 0x01, 0x00, 0x02, 0x01, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x04, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd3, 0xf1, 0xfc, 0x9e,
+  0x08, 0xe6, 0x3e, 0x4c, 0x95, 0x08, 0x80, 0x8e, 0x41, 0xc2, 0x42, 0xaa,
+};
+#define VECTOR_X96                                                                   \
+  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" \
+  "xxxxxxxxxxxxxxxx"
+static const uint8_t vector_batch[] =
+  "TB\x01\x01\x03\x00\x00\x00"
+  "\x07\x00\x00\x00\x00\x00\x00\x00"
+  "\x09\x00\x00\x00\x00\x00\x00\x00"
+  "\xff\xff\xff\xff\xff\xff\xff\xff\x01" "a"
+  "\xff\xff\xff\xff\xff\xff\xff\x7f\x06" "req.ok"
+  "\x00\x00\x00\x00\x00\x00\x00\x80\x60" VECTOR_X96
+  "\x48\x96\x2e\xb8\x99\x27\x1d\x50\x71\x68\xdb\x27\x32\x27\x9f\x2a";
+#define VECTOR_BATCH_SIZE (sizeof(vector_batch) - 1u) /* without the literal's NUL */
+static_assert(VECTOR_BATCH_SIZE == 170u, "vector size as made by tally_wire.py");
+
+/* A batch of count pairs: name lengths cycle through 1..96, deltas vary in sign. */
+static void batch_fill(struct tally_wire_batch *batch, uint32_t count, uint64_t producer,
+  uint64_t seq)
+{
+  memset(batch, 0, sizeof(*batch));
+  batch->producer = producer;
+  batch->seq = seq;
+  batch->count = count;
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t name_len = 1u + (i * 37u) % TALLY_NAME_LEN_MAX;
+    batch->pairs[i].name = long_name + (TALLY_NAME_LEN_MAX - name_len);
+    batch->pairs[i].name_len = name_len;
+    batch->pairs[i].delta = (i % 2u == 0) ? (int64_t)i * 1000 + 1 : -(int64_t)i * 7;
+  }
+}
+
+static void batch_assert_equal(const struct tally_wire_batch *got,
+  const struct tally_wire_batch *want)
+{
+  assert_int_equal(got->producer, want->producer);
+  assert_int_equal(got->seq, want->seq);
+  assert_int_equal(got->count, want->count);
+  for (uint32_t i = 0; i < want->count; i++) {
+    assert_int_equal(got->pairs[i].name_len, want->pairs[i].name_len);
+    assert_memory_equal(got->pairs[i].name, want->pairs[i].name, want->pairs[i].name_len);
+    assert_true(got->pairs[i].delta == want->pairs[i].delta);
+  }
+}
+
+/* Re-signs raw bytes, so a test can build content that is invalid behind a good MAC. */
+static void remac(uint8_t *data, size_t size)
+{
+  assert_true(size >= TALLY_MAC_SIZE);
+  size_t body_size = size - TALLY_MAC_SIZE;
+  assert_int_equal(crypto_generichash(data + body_size, TALLY_MAC_SIZE, data, body_size,
+    test_key, TALLY_KEY_SIZE), 0);
+}
+
+static size_t encode_ok(const struct tally_wire_batch *batch, uint8_t *out, size_t out_size)
+{
+  size_t size = tally_wire_encode_batch(batch, test_key, out, out_size);
+  assert_true(size >= TALLY_WIRE_BATCH_SIZE_MIN);
+  assert_true(size <= TALLY_WIRE_BATCH_SIZE_MAX);
+  return size;
+}
+
+static enum tally_reason decode(const uint8_t *data, size_t size, struct tally_wire_batch *out)
+{
+  return tally_wire_decode_batch(data, size, test_key, out);
+}
+
+/* ---- Round trips ------------------------------------------------------- */
+
+static void test_round_trip_one_pair(void **state)
+{
+  (void)state;
+  struct tally_wire_batch batch;
+  batch_fill(&batch, 1, 1, 0);
+  batch.pairs[0].delta = -5;
+  uint8_t buffer[TALLY_WIRE_BATCH_SIZE_MAX];
+  size_t size = encode_ok(&batch, buffer, sizeof(buffer));
+  assert_int_equal(size, TALLY_WIRE_BATCH_SIZE_MIN);
+
+  struct tally_wire_batch decoded;
+  assert_int_equal(decode(buffer, size, &decoded), TALLY_OK);
+  batch_assert_equal(&decoded, &batch);
+  /* Names point into the datagram. */
+  assert_ptr_equal(decoded.pairs[0].name, (const char *)buffer + TALLY_WIRE_HEADER_SIZE + 9);
+}
+
+static void test_round_trip_64_pairs_limits(void **state)
+{
+  (void)state;
+  struct tally_wire_batch batch;
+  batch_fill(&batch, TALLY_BATCH_PAIRS_MAX, UINT64_MAX, UINT64_MAX);
+  for (uint32_t i = 0; i < TALLY_BATCH_PAIRS_MAX; i++) {
+    batch.pairs[i].name = long_name;
+    batch.pairs[i].name_len = TALLY_NAME_LEN_MAX;
+  }
+  batch.pairs[0].delta = INT64_MIN;
+  batch.pairs[1].delta = INT64_MAX;
+  batch.pairs[2].delta = -1;
+  batch.pairs[3].delta = 0;
+  static uint8_t buffer[TALLY_WIRE_BATCH_SIZE_MAX];
+  size_t size = encode_ok(&batch, buffer, sizeof(buffer));
+  assert_int_equal(size, TALLY_WIRE_BATCH_SIZE_MAX);
+
+  struct tally_wire_batch decoded;
+  assert_int_equal(decode(buffer, size, &decoded), TALLY_OK);
+  batch_assert_equal(&decoded, &batch);
+}
+
+static void test_round_trip_mixed_lengths_unaligned(void **state)
+{
+  (void)state;
+  struct tally_wire_batch batch;
+  batch_fill(&batch, 20, 0x0102030405060708u, 0x1112131415161718u);
+  static uint8_t buffer[TALLY_WIRE_BATCH_SIZE_MAX + 1];
+  /* Encode and decode at an odd address: fields are read byte by byte. */
+  size_t size = encode_ok(&batch, buffer + 1, sizeof(buffer) - 1);
+  struct tally_wire_batch decoded;
+  assert_int_equal(decode(buffer + 1, size, &decoded), TALLY_OK);
+  batch_assert_equal(&decoded, &batch);
+  /* Little-endian on the wire whatever the host. */
+  assert_int_equal(buffer[1 + 8], 0x08);
+  assert_int_equal(buffer[1 + 15], 0x01);
+  assert_int_equal(buffer[1 + 4], 20);
+  assert_int_equal(buffer[1 + 5], 0);
+}
+
+/* ---- Rejections -------------------------------------------------------- */
+
+/* A valid 2-pair batch in buffer; returns its size. */
+static size_t valid_small(uint8_t *buffer, size_t buffer_size)
+{
+  struct tally_wire_batch batch;
+  batch_fill(&batch, 2, 42, 7);
+  return encode_ok(&batch, buffer, buffer_size);
+}
+
+/* Checks a rejection and whether the MAC-verified identity was filled in. */
+static void expect_reject(const uint8_t *data, size_t size, enum tally_reason want,
+  uint64_t producer_want)
+{
+  struct tally_wire_batch decoded;
+  memset(&decoded, 0xa5, sizeof(decoded));
+  assert_int_equal(decode(data, size, &decoded), want);
+  assert_int_equal(decoded.count, 0);
+  assert_int_equal(decoded.producer, producer_want);
+}
+
+static void test_reject_before_mac(void **state)
+{
+  (void)state;
+  uint8_t buffer[256];
+  size_t size = valid_small(buffer, sizeof(buffer));
+
+  expect_reject(buffer, 0, TALLY_REASON_BATCH_TRUNCATED, 0);
+  expect_reject(buffer, TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE - 1,
+    TALLY_REASON_BATCH_TRUNCATED, 0);
+  uint8_t copy[256];
+  for (uint32_t offset = 0; offset < 4; offset++) {
+    memcpy(copy, buffer, size);
+    copy[offset] ^= 0x40;
+    enum tally_reason want =
+      offset == 2 ? TALLY_REASON_BATCH_BAD_VERSION : TALLY_REASON_BATCH_BAD_MAGIC;
+    expect_reject(copy, size, want, 0);
+    /* Still rejected for the same reason with a good MAC: checked before it. */
+    remac(copy, size);
+    expect_reject(copy, size, want, 0);
+  }
+  memcpy(copy, buffer, size);
+  copy[3] = TALLY_WIRE_TYPE_ACK;
+  expect_reject(copy, size, TALLY_REASON_BATCH_BAD_MAGIC, 0);
+  memcpy(copy, buffer, size);
+  copy[size - 1] ^= 1;
+  expect_reject(copy, size, TALLY_REASON_BATCH_BAD_MAC, 0);
+  /* Truncated by one byte: the MAC no longer lines up. */
+  expect_reject(buffer, size - 1, TALLY_REASON_BATCH_BAD_MAC, 0);
+
+  struct tally_wire_batch decoded;
+  uint8_t other_key[TALLY_KEY_SIZE];
+  memcpy(other_key, test_key, sizeof(other_key));
+  other_key[31] ^= 0x80;
+  assert_int_equal(tally_wire_decode_batch(buffer, size, other_key, &decoded),
+    TALLY_REASON_BATCH_BAD_MAC);
+}
+
+static void test_reject_order(void **state)
+{
+  (void)state;
+  uint8_t buffer[256];
+  size_t size = valid_small(buffer, sizeof(buffer));
+  /* Short and bad magic: truncated wins. */
+  uint8_t copy[256];
+  memcpy(copy, buffer, size);
+  copy[0] = 'X';
+  expect_reject(copy, 39, TALLY_REASON_BATCH_TRUNCATED, 0);
+  /* Bad magic and version: magic wins. */
+  copy[2] = 9;
+  expect_reject(copy, size, TALLY_REASON_BATCH_BAD_MAGIC, 0);
+  /* Bad version and MAC: version wins. */
+  memcpy(copy, buffer, size);
+  copy[2] = 9;
+  copy[size - 1] ^= 1;
+  expect_reject(copy, size, TALLY_REASON_BATCH_BAD_VERSION, 0);
+  /* Bad MAC and bad content: MAC wins, so no identity comes out. */
+  memcpy(copy, buffer, size);
+  copy[8] = 0; /* producer 42 -> 0 */
+  expect_reject(copy, size, TALLY_REASON_BATCH_BAD_MAC, 0);
+  /* Too many pairs and producer 0: too many wins. */
+  memcpy(copy, buffer, size);
+  copy[4] = 65;
+  copy[8] = 0;
+  remac(copy, size);
+  expect_reject(copy, size, TALLY_REASON_BATCH_TOO_MANY_PAIRS, 0);
+}
+
+static void test_reject_after_mac(void **state)
+{
+  (void)state;
+  uint8_t buffer[256];
+  size_t size = valid_small(buffer, sizeof(buffer));
+  uint8_t copy[256];
+
+  memcpy(copy, buffer, size);
+  copy[6] = 1; /* status must be 0 in a batch */
+  remac(copy, size);
+  expect_reject(copy, size, TALLY_REASON_BATCH_MALFORMED, 42);
+
+  memcpy(copy, buffer, size);
+  copy[4] = 0; /* count 0 */
+  remac(copy, size);
+  expect_reject(copy, size, TALLY_REASON_BATCH_MALFORMED, 42);
+
+  memcpy(copy, buffer, size);
+  copy[4] = 65; /* count over the limit */
+  remac(copy, size);
+  expect_reject(copy, size, TALLY_REASON_BATCH_TOO_MANY_PAIRS, 42);
+  copy[4] = 0xff;
+  copy[5] = 0xff;
+  remac(copy, size);
+  expect_reject(copy, size, TALLY_REASON_BATCH_TOO_MANY_PAIRS, 42);
+
+  memcpy(copy, buffer, size);
+  copy[8] = 0; /* producer 0 */
+  remac(copy, size);
+  expect_reject(copy, size, TALLY_REASON_BATCH_BAD_PRODUCER, 0);
+
+  memcpy(copy, buffer, size);
+  copy[4] = 3; /* count claims a pair that is not there */
+  remac(copy, size);
+  expect_reject(copy, size, TALLY_REASON_BATCH_MALFORMED, 42);
+
+  memcpy(copy, buffer, size);
+  copy[4] = 1; /* count claims fewer pairs: trailing bytes */
+  remac(copy, size);
+  expect_reject(copy, size, TALLY_REASON_BATCH_MALFORMED, 42);
+
+  /* One trailing byte after the last pair. */
+  memcpy(copy, buffer, size - TALLY_MAC_SIZE);
+  copy[size - TALLY_MAC_SIZE] = 'z';
+  remac(copy, size + 1);
+  expect_reject(copy, size + 1, TALLY_REASON_BATCH_MALFORMED, 42);
+
+  /* The last pair cut short inside its name. */
+  memcpy(copy, buffer, size - TALLY_MAC_SIZE - 1);
+  remac(copy, size - 1);
+  expect_reject(copy, size - 1, TALLY_REASON_BATCH_MALFORMED, 42);
+}
+
+/* First pair has name length 1 (see batch_fill); rewrite its length byte or name byte. */
+static void expect_bad_name(const uint8_t *buffer, size_t size, uint32_t offset, uint8_t value,
+  enum tally_reason want)
+{
+  uint8_t copy[256];
+  assert_true(size <= sizeof(copy));
+  memcpy(copy, buffer, size);
+  copy[offset] = value;
+  remac(copy, size);
+  expect_reject(copy, size, want, 42);
+}
+
+static void test_reject_bad_names(void **state)
+{
+  (void)state;
+  uint8_t buffer[256];
+  size_t size = valid_small(buffer, sizeof(buffer));
+  const uint32_t len_offset = TALLY_WIRE_HEADER_SIZE + 8;
+  const uint32_t name_offset = TALLY_WIRE_HEADER_SIZE + 9;
+  assert_int_equal(buffer[len_offset], 1);
+
+  expect_bad_name(buffer, size, len_offset, 0, TALLY_REASON_BATCH_BAD_NAME);
+  const uint8_t bad_bytes[] = {' ', ':', '|', '@', '#', 0x7f, 0x00, 0x80, 0xff, '\n'};
+  for (uint32_t i = 0; i < sizeof(bad_bytes); i++) {
+    expect_bad_name(buffer, size, name_offset, bad_bytes[i], TALLY_REASON_BATCH_BAD_NAME);
+  }
+  /* A name of 97 bytes with the bytes present is a bad name, not a short datagram. */
+  struct tally_wire_batch batch;
+  batch_fill(&batch, 1, 42, 7);
+  batch.pairs[0].name = long_name;
+  batch.pairs[0].name_len = TALLY_NAME_LEN_MAX;
+  uint8_t big[256];
+  size_t big_size = encode_ok(&batch, big, sizeof(big));
+  memmove(big + big_size - TALLY_MAC_SIZE + 1, big + big_size - TALLY_MAC_SIZE, TALLY_MAC_SIZE);
+  big[big_size - TALLY_MAC_SIZE] = 'q';
+  big[len_offset] = TALLY_NAME_LEN_MAX + 1;
+  remac(big, big_size + 1);
+  expect_reject(big, big_size + 1, TALLY_REASON_BATCH_BAD_NAME, 42);
+  /* Without the bytes, a long length runs off the end: malformed. */
+  expect_bad_name(buffer, size, len_offset, 0xff, TALLY_REASON_BATCH_MALFORMED);
+}
+
+static void test_bit_flips_rejected(void **state)
+{
+  (void)state;
+  uint8_t buffer[256];
+  size_t size = valid_small(buffer, sizeof(buffer));
+  uint8_t copy[256];
+  for (size_t bit = 0; bit < size * 8u; bit++) {
+    memcpy(copy, buffer, size);
+    copy[bit / 8u] ^= (uint8_t)(1u << (bit % 8u));
+    struct tally_wire_batch decoded;
+    enum tally_reason reason = decode(copy, size, &decoded);
+    assert_int_not_equal(reason, TALLY_OK);
+    assert_int_equal(decoded.count, 0);
+  }
+}
+
+/* ---- Encoder refusals -------------------------------------------------- */
+
+static void test_encode_refuses_invalid(void **state)
+{
+  (void)state;
+  uint8_t buffer[TALLY_WIRE_BATCH_SIZE_MAX];
+  struct tally_wire_batch batch;
+  batch_fill(&batch, 2, 42, 7);
+  size_t size = encode_ok(&batch, buffer, sizeof(buffer));
+  /* Exact fit works; one byte less does not. */
+  assert_int_equal(tally_wire_encode_batch(&batch, test_key, buffer, size), size);
+  assert_int_equal(tally_wire_encode_batch(&batch, test_key, buffer, size - 1), 0);
+
+  struct tally_wire_batch bad = batch;
+  bad.count = 0;
+  assert_int_equal(tally_wire_encode_batch(&bad, test_key, buffer, sizeof(buffer)), 0);
+  bad = batch;
+  bad.count = TALLY_BATCH_PAIRS_MAX + 1;
+  assert_int_equal(tally_wire_encode_batch(&bad, test_key, buffer, sizeof(buffer)), 0);
+  bad = batch;
+  bad.producer = 0;
+  assert_int_equal(tally_wire_encode_batch(&bad, test_key, buffer, sizeof(buffer)), 0);
+  bad = batch;
+  bad.pairs[1].name_len = 0;
+  assert_int_equal(tally_wire_encode_batch(&bad, test_key, buffer, sizeof(buffer)), 0);
+  bad = batch;
+  bad.pairs[1].name = long_name;
+  bad.pairs[1].name_len = TALLY_NAME_LEN_MAX + 1;
+  assert_int_equal(tally_wire_encode_batch(&bad, test_key, buffer, sizeof(buffer)), 0);
+  bad = batch;
+  bad.pairs[1].name = "a:b";
+  bad.pairs[1].name_len = 3;
+  assert_int_equal(tally_wire_encode_batch(&bad, test_key, buffer, sizeof(buffer)), 0);
+  bad = batch;
+  bad.pairs[1].name = NULL;
+  assert_int_equal(tally_wire_encode_batch(&bad, test_key, buffer, sizeof(buffer)), 0);
+}
+
+/* ---- Acks -------------------------------------------------------------- */
+
+static void test_ack_round_trip(void **state)
+{
+  (void)state;
+  assert_true(TALLY_WIRE_ACK_SIZE < TALLY_WIRE_BATCH_SIZE_MIN);
+  for (uint32_t status = 0; status < TALLY_ACK_STATUS_COUNT; status++) {
+    uint8_t ack[TALLY_WIRE_ACK_SIZE];
+    tally_wire_encode_ack(0xdeadbeefcafef00du, status, (enum tally_ack_status)status,
+      test_key, ack);
+    uint64_t producer = 0;
+    uint64_t seq = 0;
+    enum tally_ack_status got = TALLY_ACK_STATUS_COUNT;
+    assert_int_equal(tally_wire_decode_ack(ack, sizeof(ack), test_key, &producer, &seq, &got),
+      TALLY_OK);
+    assert_true(producer == 0xdeadbeefcafef00du);
+    assert_int_equal(seq, status);
+    assert_int_equal(got, status);
+    /* An ack is never taken for a batch. */
+    struct tally_wire_batch decoded;
+    assert_int_equal(decode(ack, sizeof(ack), &decoded), TALLY_REASON_BATCH_BAD_MAGIC);
+  }
+}
+
+static enum tally_reason decode_ack(const uint8_t *data, size_t size)
+{
+  uint64_t producer;
+  uint64_t seq;
+  enum tally_ack_status status;
+  return tally_wire_decode_ack(data, size, test_key, &producer, &seq, &status);
+}
+
+static void test_ack_rejections(void **state)
+{
+  (void)state;
+  uint8_t ack[TALLY_WIRE_ACK_SIZE + 1];
+  tally_wire_encode_ack(5, 6, TALLY_ACK_APPLIED, test_key, ack);
+  assert_int_equal(decode_ack(ack, TALLY_WIRE_ACK_SIZE), TALLY_OK);
+  assert_int_equal(decode_ack(ack, TALLY_WIRE_ACK_SIZE - 1), TALLY_REASON_BATCH_TRUNCATED);
+  assert_int_equal(decode_ack(ack, 0), TALLY_REASON_BATCH_TRUNCATED);
+  ack[TALLY_WIRE_ACK_SIZE] = 0;
+  assert_int_equal(decode_ack(ack, TALLY_WIRE_ACK_SIZE + 1), TALLY_REASON_BATCH_MALFORMED);
+
+  uint8_t copy[TALLY_WIRE_ACK_SIZE];
+  const struct {
+    uint32_t offset;
+    uint8_t value;
+    enum tally_reason want;
+  } cases[] = {
+    {0, 'X', TALLY_REASON_BATCH_BAD_MAGIC},
+    {3, TALLY_WIRE_TYPE_BATCH, TALLY_REASON_BATCH_BAD_MAGIC},
+    {2, 2, TALLY_REASON_BATCH_BAD_VERSION},
+    {4, 1, TALLY_REASON_BATCH_MALFORMED}, /* count must be 0 */
+    {6, TALLY_ACK_STATUS_COUNT, TALLY_REASON_BATCH_MALFORMED},
+    {7, 1, TALLY_REASON_BATCH_MALFORMED},
+  };
+  for (uint32_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    memcpy(copy, ack, sizeof(copy));
+    copy[cases[i].offset] = cases[i].value;
+    remac(copy, sizeof(copy));
+    assert_int_equal(decode_ack(copy, sizeof(copy)), cases[i].want);
+  }
+  for (size_t bit = 0; bit < sizeof(copy) * 8u; bit++) {
+    memcpy(copy, ack, sizeof(copy));
+    copy[bit / 8u] ^= (uint8_t)(1u << (bit % 8u));
+    assert_int_not_equal(decode_ack(copy, sizeof(copy)), TALLY_OK);
+  }
+  uint8_t other_key[TALLY_KEY_SIZE] = {0};
+  uint64_t producer;
+  uint64_t seq;
+  enum tally_ack_status status;
+  assert_int_equal(tally_wire_decode_ack(ack, TALLY_WIRE_ACK_SIZE, other_key, &producer, &seq,
+    &status), TALLY_REASON_BATCH_BAD_MAC);
+}
+
+static void test_ack_status_names(void **state)
+{
+  (void)state;
+  assert_string_equal(tally_ack_status_name(TALLY_ACK_APPLIED), "applied");
+  assert_string_equal(tally_ack_status_name(TALLY_ACK_DUPLICATE), "duplicate");
+  assert_string_equal(tally_ack_status_name(TALLY_ACK_READ_ONLY), "read_only");
+  assert_string_equal(tally_ack_status_name(TALLY_ACK_STATUS_COUNT), "unknown");
+  for (uint32_t i = 0; i < TALLY_ACK_STATUS_COUNT; i++) {
+    for (uint32_t j = i + 1; j < TALLY_ACK_STATUS_COUNT; j++) {
+      assert_string_not_equal(tally_ack_status_name((enum tally_ack_status)i),
+        tally_ack_status_name((enum tally_ack_status)j));
+    }
+  }
+}
+
+/* ---- Vectors shared with tests/tools/tally_wire.py ---------------------- */
+
+static void test_python_vectors(void **state)
+{
+  (void)state;
+  struct tally_wire_batch decoded;
+  assert_int_equal(decode(vector_batch, VECTOR_BATCH_SIZE, &decoded), TALLY_OK);
+  struct tally_wire_batch want = {.producer = 7, .seq = 9, .count = 3};
+  want.pairs[0] = (struct tally_wire_pair){.name = "a", .name_len = 1, .delta = -1};
+  want.pairs[1] = (struct tally_wire_pair){.name = "req.ok", .name_len = 6, .delta = INT64_MAX};
+  want.pairs[2] = (struct tally_wire_pair){.name = VECTOR_X96, .name_len = 96,
+    .delta = INT64_MIN};
+  batch_assert_equal(&decoded, &want);
+  uint8_t buffer[256];
+  assert_int_equal(tally_wire_encode_batch(&want, test_key, buffer, sizeof(buffer)),
+    VECTOR_BATCH_SIZE);
+  assert_memory_equal(buffer, vector_batch, VECTOR_BATCH_SIZE);
+
+  uint8_t ack[TALLY_WIRE_ACK_SIZE];
+  tally_wire_encode_ack(0x102, 0x304, TALLY_ACK_DUPLICATE, test_key, ack);
+  assert_memory_equal(ack, vector_ack, sizeof(ack));
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_round_trip_one_pair),
+    cmocka_unit_test(test_round_trip_64_pairs_limits),
+    cmocka_unit_test(test_round_trip_mixed_lengths_unaligned),
+    cmocka_unit_test(test_reject_before_mac),
+    cmocka_unit_test(test_reject_order),
+    cmocka_unit_test(test_reject_after_mac),
+    cmocka_unit_test(test_reject_bad_names),
+    cmocka_unit_test(test_bit_flips_rejected),
+    cmocka_unit_test(test_encode_refuses_invalid),
+    cmocka_unit_test(test_ack_round_trip),
+    cmocka_unit_test(test_ack_rejections),
+    cmocka_unit_test(test_ack_status_names),
+    cmocka_unit_test(test_python_vectors),
+  };
+  size_t total = sizeof(tests) / sizeof(tests[0]);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  printf("%zu passed, %d failed\n", total - (size_t)failed, failed);
+  return failed == 0 ? 0 : 1;
+}

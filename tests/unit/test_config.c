@@ -1,0 +1,557 @@
+/*
+ * test_config.c — unit tests for control/config.c: defaults, a full valid
+ * file, every class of error with its exact message, continuation lines,
+ * EAL argv splitting, loading from a path, and that config/local.ini and
+ * config/tally.ini.template themselves parse.
+ *
+ * The two shipped files are found from TALLY_SOURCE_DIR if set, else from
+ * the source root derived from __FILE__, else from ".." and ".".
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tally/config.h"
+
+#define ERROR_SIZE 256
+#define KEY_HEX "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
+
+/* Eight lines: extra text starts on line 9. */
+#define BASE                                                                            \
+  "[eal]\nargs = -l 0\n[node]\nipv4 = 10.0.0.1\n[store]\npath = /tmp/x.pmem\n[ingest]\n" \
+  "key = " KEY_HEX "\n"
+
+static char text_buffer[96 * 1024];
+
+static const char *with_base(const char *extra) {
+  int written = snprintf(text_buffer, sizeof(text_buffer), "%s%s", BASE, extra);
+  assert_true(written > 0);
+  assert_true((size_t)written < sizeof(text_buffer));
+  return text_buffer;
+}
+
+static int parse_text(const char *text, struct tally_config *config, char *error) {
+  return tally_config_parse(text, strlen(text), config, error, ERROR_SIZE);
+}
+
+static void expect_error(const char *text, const char *message) {
+  struct tally_config config;
+  char error[ERROR_SIZE];
+  int result = parse_text(text, &config, error);
+  if (result == 0 || strcmp(error, message) != 0) {
+    print_error("text:\n%s\nwant: %s\ngot:  %s (result %d)\n", text, message, error, result);
+  }
+  assert_int_equal(result, -1);
+  assert_string_equal(error, message);
+  assert_null(strchr(error, '\n'));
+}
+
+static void expect_ok(const char *text, struct tally_config *config) {
+  char error[ERROR_SIZE];
+  int result = parse_text(text, config, error);
+  if (result != 0) print_error("text:\n%s\nerror: %s\n", text, error);
+  assert_int_equal(result, 0);
+  assert_string_equal(error, "");
+}
+
+static void test_defaults(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  tally_config_defaults(&config);
+  assert_int_equal(config.statsd_port, 8125);
+  assert_int_equal(config.binary_port, 8126);
+  assert_int_equal(config.counters_max, 65536);
+  assert_int_equal(config.producers_max, 4096);
+  assert_int_equal(config.commit_interval_ms, 2);
+  assert_int_equal(config.persist_mode, TALLY_PERSIST_AUTO);
+  assert_int_equal(config.mbufs, 16383);
+  assert_string_equal(config.socket_path, "/run/tally/tally.sock");
+  assert_int_equal(config.http_ipv4, 0x7f000001u);
+  assert_int_equal(config.http_port, 9125);
+  assert_false(config.key_set);
+
+  /* A minimal file keeps every default it does not set. */
+  struct tally_config parsed;
+  expect_ok(BASE, &parsed);
+  assert_string_equal(parsed.eal_args, "-l 0");
+  assert_int_equal(parsed.ipv4, 0x0a000001u);
+  assert_string_equal(parsed.store_path, "/tmp/x.pmem");
+  assert_true(parsed.key_set);
+  assert_int_equal(parsed.key[0], 0x00);
+  assert_int_equal(parsed.key[1], 0x11);
+  assert_int_equal(parsed.key[31], 0xff);
+  assert_int_equal(parsed.counters_max, 65536);
+  assert_int_equal(parsed.mbufs, 16383);
+  assert_string_equal(parsed.socket_path, "/run/tally/tally.sock");
+  assert_int_equal(parsed.http_port, 9125);
+}
+
+static void test_full_file(void **unused) {
+  (void)unused;
+  const char *text =
+    "; every key\n"
+    "# both comment styles\n"
+    "[eal]\n"
+    "args = -l 0-3 --in-memory ; inline comment\n"
+    "[node]\n"
+    "ipv4 = 192.0.2.7\n"
+    "[ingest]\n"
+    "statsd_port = 9000\n"
+    "binary_port = 0\n"
+    "key = " KEY_HEX "\n"
+    "[store]\n"
+    "path = /dev/dax0.0\n"
+    "counters_max = 16\n"
+    "producers_max = 1048576\n"
+    "commit_interval_ms = 1000\n"
+    "persist = per_burst\n"
+    "[dataplane]\n"
+    "mbufs = 1024\n"
+    "[control]\n"
+    "socket = /run/t.sock\n"
+    "http = 0.0.0.0:8080\n";
+  struct tally_config config;
+  expect_ok(text, &config);
+  assert_string_equal(config.eal_args, "-l 0-3 --in-memory");
+  assert_int_equal(config.ipv4, 0xc0000207u);
+  assert_int_equal(config.statsd_port, 9000);
+  assert_int_equal(config.binary_port, 0);
+  assert_true(config.key_set);
+  assert_string_equal(config.store_path, "/dev/dax0.0");
+  assert_int_equal(config.counters_max, 16);
+  assert_int_equal(config.producers_max, 1048576);
+  assert_int_equal(config.commit_interval_ms, 1000);
+  assert_int_equal(config.persist_mode, TALLY_PERSIST_PER_BURST);
+  assert_int_equal(config.mbufs, 1024);
+  assert_string_equal(config.socket_path, "/run/t.sock");
+  assert_int_equal(config.http_ipv4, 0);
+  assert_int_equal(config.http_port, 8080);
+
+  expect_ok(with_base("[store]\npersist = group_commit\n[control]\nhttp = off\n"), &config);
+  assert_int_equal(config.persist_mode, TALLY_PERSIST_GROUP_COMMIT);
+  assert_int_equal(config.http_port, 0);
+  expect_ok(with_base("[store]\ncounters_max = 67108864\n[ingest]\nstatsd_port = 65535\n"),
+    &config);
+  assert_int_equal(config.counters_max, 67108864);
+  assert_int_equal(config.statsd_port, 65535);
+}
+
+static void test_unknown_and_duplicate(void **unused) {
+  (void)unused;
+  expect_error(with_base("[store]\nbogus = 1\n"), "config: store.bogus: unknown key");
+  expect_error(with_base("[node]\nIPV4 = 1.2.3.4\n"), "config: node.IPV4: unknown key");
+  expect_error(with_base("[bogus]\nx = 1\n"), "config: line 9: unknown section [bogus]");
+  expect_error(with_base("\n[bogus]\n"), "config: line 10: unknown section [bogus]");
+  expect_error("x = 1\n", "config: line 1: key 'x' is outside any section");
+  expect_error(with_base("[store]\npath = /b\n"),
+    "config: store.path: duplicate (first set on line 6)");
+  expect_error(with_base("[ingest]\nstatsd_port = 1\nstatsd_port = 2\n"),
+    "config: ingest.statsd_port: duplicate (first set on line 10)");
+  /* A section may appear twice; its keys still may not. */
+  struct tally_config config;
+  expect_ok(with_base("[store]\ncounters_max = 32\n"), &config);
+  assert_int_equal(config.counters_max, 32);
+}
+
+static void test_numbers(void **unused) {
+  (void)unused;
+  expect_error(with_base("[store]\ncounters_max = 5\n"),
+    "config: store.counters_max: 5 is below the minimum 16");
+  expect_error(with_base("[store]\ncounters_max = 67108865\n"),
+    "config: store.counters_max: 67108865 is above the maximum 67108864");
+  expect_error(with_base("[store]\ncounters_max = 99999999999999999999\n"),
+    "config: store.counters_max: 99999999999999999999 is above the maximum 67108864");
+  expect_error(with_base("[store]\nproducers_max = 15\n"),
+    "config: store.producers_max: 15 is below the minimum 16");
+  expect_error(with_base("[store]\nproducers_max = 1048577\n"),
+    "config: store.producers_max: 1048577 is above the maximum 1048576");
+  expect_error(with_base("[store]\ncommit_interval_ms = 0\n"),
+    "config: store.commit_interval_ms: 0 is below the minimum 1");
+  expect_error(with_base("[store]\ncommit_interval_ms = 1001\n"),
+    "config: store.commit_interval_ms: 1001 is above the maximum 1000");
+  expect_error(with_base("[dataplane]\nmbufs = 1023\n"),
+    "config: dataplane.mbufs: 1023 is below the minimum 1024");
+  expect_error(with_base("[ingest]\nstatsd_port = 65536\n"),
+    "config: ingest.statsd_port: 65536 is above the maximum 65535");
+  expect_error(with_base("[store]\ncounters_max = 12x\n"),
+    "config: store.counters_max: '12x' is not a decimal number");
+  expect_error(with_base("[store]\ncounters_max = -5\n"),
+    "config: store.counters_max: '-5' is not a decimal number");
+  expect_error(with_base("[store]\ncounters_max = +5\n"),
+    "config: store.counters_max: '+5' is not a decimal number");
+  expect_error(with_base("[store]\ncounters_max = 0x10\n"),
+    "config: store.counters_max: '0x10' is not a decimal number");
+  expect_error(with_base("[store]\ncounters_max = 1 000\n"),
+    "config: store.counters_max: '1 000' is not a decimal number");
+  expect_error(with_base("[store]\ncounters_max =\n"), "config: store.counters_max: empty value");
+}
+
+static void test_addresses(void **unused) {
+  (void)unused;
+  expect_error("[eal]\nargs = x\n[node]\nipv4 = 10.0.0\n",
+    "config: node.ipv4: '10.0.0' is not an IPv4 address (a.b.c.d)");
+  expect_error("[node]\nipv4 = 10.0.0.256\n",
+    "config: node.ipv4: '10.0.0.256' is not an IPv4 address (a.b.c.d)");
+  expect_error("[node]\nipv4 = 0.0.0.0\n", "config: node.ipv4: '0.0.0.0' is not a unicast address");
+  expect_error("[node]\nipv4 = 224.0.0.1\n",
+    "config: node.ipv4: '224.0.0.1' is not a unicast address");
+  expect_error(with_base("[control]\nhttp = localhost:80\n"),
+    "config: control.http: 'localhost:80' is not a.b.c.d:port or off");
+  expect_error(with_base("[control]\nhttp = 127.0.0.1\n"),
+    "config: control.http: '127.0.0.1' is not a.b.c.d:port or off");
+  expect_error(with_base("[control]\nhttp = 127.0.0.1:x\n"),
+    "config: control.http: 'x' is not a decimal number");
+  expect_error(with_base("[control]\nhttp = 127.0.0.1:65536\n"),
+    "config: control.http: 65536 is above the maximum 65535");
+  expect_error(with_base("[control]\nhttp = 127.0.0.1:0\n"),
+    "config: control.http: port 0: write 'off' to disable HTTP");
+}
+
+static void test_key(void **unused) {
+  (void)unused;
+  const char *base_no_key =
+    "[eal]\nargs = x\n[node]\nipv4 = 10.0.0.1\n[store]\npath = /p\n[ingest]\n";
+  char text[512];
+  snprintf(text, sizeof(text), "%skey = %.63s\n", base_no_key, KEY_HEX);
+  expect_error(text, "config: ingest.key: must be 64 hex digits, got 63");
+  snprintf(text, sizeof(text), "%skey = %s0\n", base_no_key, KEY_HEX);
+  expect_error(text, "config: ingest.key: must be 64 hex digits, got more than 64");
+  snprintf(text, sizeof(text), "%skey = 0011g%s\n", base_no_key, &KEY_HEX[5]);
+  expect_error(text, "config: ingest.key: character 5 is not a hex digit");
+  snprintf(text, sizeof(text), "%skey = %064d\n", base_no_key, 0);
+  expect_error(text, "config: ingest.key: must not be all zeros");
+  /* The key is never echoed in a message. */
+  struct tally_config config;
+  char error[ERROR_SIZE];
+  snprintf(text, sizeof(text), "%skey = %.62szz\n", base_no_key, KEY_HEX);
+  assert_int_equal(parse_text(text, &config, error), -1);
+  assert_null(strstr(error, "00112233"));
+}
+
+static void test_required(void **unused) {
+  (void)unused;
+  expect_error("[node]\nipv4 = 10.0.0.1\n[store]\npath = /p\n[ingest]\nbinary_port = 0\n",
+    "config: eal.args: required");
+  expect_error("[eal]\nargs = x\n[store]\npath = /p\n[ingest]\nbinary_port = 0\n",
+    "config: node.ipv4: required");
+  expect_error("[eal]\nargs = x\n[node]\nipv4 = 10.0.0.1\n[ingest]\nbinary_port = 0\n",
+    "config: store.path: required");
+  expect_error("[eal]\nargs = x\n[node]\nipv4 = 10.0.0.1\n[store]\npath = /p\n",
+    "config: ingest.key: required");
+  expect_error("", "config: eal.args: required");
+  struct tally_config config;
+  expect_ok("[eal]\nargs = x\n[node]\nipv4 = 10.0.0.1\n[store]\npath = /p\n"
+            "[ingest]\nbinary_port = 0\n",
+    &config);
+  assert_false(config.key_set);
+}
+
+static void test_ports_and_persist(void **unused) {
+  (void)unused;
+  expect_error(with_base("[ingest]\nstatsd_port = 9000\nbinary_port = 9000\n"),
+    "config: ingest.binary_port: 9000 is the same as ingest.statsd_port");
+  expect_error(with_base("[ingest]\nbinary_port = 8125\n"),
+    "config: ingest.binary_port: 8125 is the same as ingest.statsd_port");
+  struct tally_config config;
+  expect_ok(with_base("[ingest]\nstatsd_port = 0\nbinary_port = 0\n"), &config);
+  assert_int_equal(config.statsd_port, 0);
+  assert_int_equal(config.binary_port, 0);
+  expect_error(with_base("[store]\npersist = fast\n"),
+    "config: store.persist: 'fast' is not one of auto, group_commit, per_burst");
+  expect_error(with_base("[store]\npersist = AUTO\n"),
+    "config: store.persist: 'AUTO' is not one of auto, group_commit, per_burst");
+}
+
+static void test_syntax(void **unused) {
+  (void)unused;
+  expect_error(with_base("[store]\nno equals here\n"), "config: line 10: expected 'key = value'");
+  expect_error(with_base("[store\npath = /p\n"),
+    "config: line 9: section header without a closing ']'");
+  /* inih reads an indented line after a key as a continuation, even a header. */
+  expect_error(with_base("  [store]\n"),
+    "config: ingest.key: an indented line continues the previous value, and only eal.args may "
+    "span lines");
+  /* A syntax error before a bad value is the one reported... */
+  expect_error(with_base("junk\n[store]\ncounters_max = 5\n"),
+    "config: line 9: expected 'key = value'");
+  /* ...and a bad value before a syntax error is. */
+  expect_error(with_base("[store]\ncounters_max = 5\njunk\n"),
+    "config: store.counters_max: 5 is below the minimum 16");
+  char text[1024];
+  char long_value[400];
+  memset(long_value, 'a', sizeof(long_value) - 1);
+  long_value[sizeof(long_value) - 1] = '\0';
+  snprintf(text, sizeof(text), "[store]\npath = /%s\n", long_value);
+  char message[128];
+  snprintf(message, sizeof(message), "config: line 2: longer than %d bytes", INI_MAX_LINE - 2);
+  expect_error(text, message);
+  static const char with_nul[] = "[store]\npath = /a\0b\n";
+  struct tally_config config;
+  char error[ERROR_SIZE];
+  assert_int_equal(tally_config_parse(with_nul, sizeof(with_nul) - 1, &config, error, ERROR_SIZE),
+    -1);
+  assert_string_equal(error, "config: line 2: contains a NUL byte");
+  expect_error(with_base("[control]\nsocket = /a\tb\n"),
+    "config: control.socket: contains a control character");
+  expect_error(with_base("[eal]\nargs = x\n"), "config: eal.args: duplicate (first set on line 2)");
+}
+
+static void test_continuation(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  expect_ok("[eal]\nargs = -l 0\n  --in-memory ; a comment\n\t--no-pci\n  ; comment line\n"
+            "[node]\nipv4 = 10.0.0.1\n[store]\npath = /p\n[ingest]\nbinary_port = 0\n",
+    &config);
+  assert_string_equal(config.eal_args, "-l 0 --in-memory --no-pci");
+  expect_error(with_base("[store]\ncounters_max = 32\n  64\n"),
+    "config: store.counters_max: an indented line continues the previous value, and only "
+    "eal.args may span lines");
+  /* eal.args may span lines, but not past its limit. */
+  char text[4096] = "[eal]\nargs = x\n";
+  char piece[160];
+  memset(piece, 'a', sizeof(piece) - 1);
+  piece[sizeof(piece) - 1] = '\0';
+  for (int i = 0; i < 7; i++) {
+    strcat(text, "  ");
+    strcat(text, piece);
+    strcat(text, "\n");
+  }
+  expect_error(text, "config: eal.args: longer than 1023 bytes");
+  /* An indented key after a section header is an ordinary key. */
+  expect_ok("[eal]\n  args = x\n[node]\n  ipv4 = 10.0.0.1\n[store]\npath = /p\n"
+            "[ingest]\nbinary_port = 0\n",
+    &config);
+  assert_string_equal(config.eal_args, "x");
+}
+
+static void test_sizes_and_buffers(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  char error[ERROR_SIZE];
+  /* Oversize text. */
+  size_t big_size = 64u * 1024u + 1u;
+  char *big = malloc(big_size);
+  assert_non_null(big);
+  memset(big, '\n', big_size);
+  assert_int_equal(tally_config_parse(big, big_size, &config, error, ERROR_SIZE), -1);
+  assert_string_equal(error, "config: config too large: 65537 bytes, at most 65536");
+  assert_int_equal(tally_config_parse(big, big_size - 1u, &config, error, ERROR_SIZE), -1);
+  assert_string_equal(error, "config: eal.args: required");
+  free(big);
+  /* The text need not be NUL-terminated: only text_size bytes are read. */
+  const char *text = BASE "[store]\ncounters_max = 32JUNK";
+  size_t size = strlen(text) - 4u;
+  char *exact = malloc(size);
+  assert_non_null(exact);
+  memcpy(exact, text, size);
+  assert_int_equal(tally_config_parse(exact, size, &config, error, ERROR_SIZE), 0);
+  assert_int_equal(config.counters_max, 32);
+  free(exact);
+  /* One trailing NUL (sizeof a literal) is accepted. */
+  static const char literal[] = BASE;
+  assert_int_equal(tally_config_parse(literal, sizeof(literal), &config, error, ERROR_SIZE), 0);
+  /* CRLF line ends and a UTF-8 byte order mark. */
+  expect_ok("\xEF\xBB\xBF[eal]\r\nargs = x\r\n[node]\r\nipv4 = 10.0.0.1\r\n[store]\r\n"
+            "path = /p\r\n[ingest]\r\nbinary_port = 0\r\n",
+    &config);
+  assert_string_equal(config.store_path, "/p");
+  /* Socket path beyond sun_path. */
+  char socket_text[512];
+  snprintf(socket_text, sizeof(socket_text), "[control]\nsocket = /%0108d\n", 0);
+  expect_error(socket_text, "config: control.socket: longer than 107 bytes");
+  /* A tiny error buffer is cut, never overrun. */
+  char small[8];
+  assert_int_equal(tally_config_parse("x", 1, &config, small, sizeof(small)), -1);
+  assert_int_equal(strlen(small), sizeof(small) - 1u);
+  /* On failure the caller's struct is left alone. */
+  memset(&config, 0xab, sizeof(config));
+  assert_int_equal(parse_text(with_base("[store]\ncounters_max = 1\n"), &config, error), -1);
+  const unsigned char *bytes = (const unsigned char *)&config;
+  for (size_t i = 0; i < sizeof(config); i++) assert_int_equal(bytes[i], 0xab);
+}
+
+static void test_eal_argv(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  tally_config_defaults(&config);
+  char storage[TALLY_EAL_ARGS_LEN_MAX];
+  char *argv[TALLY_EAL_ARGC_MAX + 1];
+  snprintf(config.eal_args, sizeof(config.eal_args), "%s", "-l 0-1  --in-memory\t--no-pci ");
+  assert_int_equal(tally_config_eal_argv(&config, "tallyd", storage, argv), 5);
+  assert_string_equal(argv[0], "tallyd");
+  assert_string_equal(argv[1], "-l");
+  assert_string_equal(argv[2], "0-1");
+  assert_string_equal(argv[3], "--in-memory");
+  assert_string_equal(argv[4], "--no-pci");
+  assert_null(argv[5]);
+  assert_string_equal(config.eal_args, "-l 0-1  --in-memory\t--no-pci ");
+
+  config.eal_args[0] = '\0';
+  assert_int_equal(tally_config_eal_argv(&config, "p", storage, argv), 1);
+  assert_null(argv[1]);
+  snprintf(config.eal_args, sizeof(config.eal_args), "%s", " \t ");
+  assert_int_equal(tally_config_eal_argv(&config, "p", storage, argv), 1);
+
+  /* 63 arguments + the program fit; 64 do not. */
+  char args[TALLY_EAL_ARGS_LEN_MAX] = "";
+  for (unsigned i = 0; i < TALLY_EAL_ARGC_MAX - 1u; i++) strcat(args, " a");
+  snprintf(config.eal_args, sizeof(config.eal_args), "%s", args);
+  assert_int_equal(tally_config_eal_argv(&config, "p", storage, argv), (int)TALLY_EAL_ARGC_MAX);
+  assert_null(argv[TALLY_EAL_ARGC_MAX]);
+  strcat(args, " b");
+  snprintf(config.eal_args, sizeof(config.eal_args), "%s", args);
+  assert_int_equal(tally_config_eal_argv(&config, "p", storage, argv), -1);
+
+  /* The parser refuses the same. */
+  char text[TALLY_EAL_ARGS_LEN_MAX + 64];
+  snprintf(text, sizeof(text), "[eal]\nargs =%s\n", args);
+  expect_error(text, "config: eal.args: 65 arguments, at most 64 with the program name");
+}
+
+/* Finds relative under the source root; false if no candidate has it. */
+static bool source_path(const char *relative, char *path, size_t path_size) {
+  char candidates[5][512];
+  int count = 0;
+  const char *env = getenv("TALLY_SOURCE_DIR");
+  if (env != NULL) snprintf(candidates[count++], sizeof(candidates[0]), "%s", env);
+  /* meson compiles from the build root, so a relative __FILE__ is relative to it. */
+  const char *file = __FILE__;
+  const char *suffix = "tests/unit/test_config.c";
+  size_t file_length = strlen(file);
+  size_t suffix_length = strlen(suffix);
+  if (file_length >= suffix_length &&
+      strcmp(file + file_length - suffix_length, suffix) == 0) {
+    int root_length = (int)(file_length - suffix_length);
+    snprintf(candidates[count++], sizeof(candidates[0]), "%.*s.", root_length, file);
+    /* Run by hand from elsewhere: the binary is <build root>/tests/test_config. */
+    char exe[256];
+    ssize_t exe_length = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *slash = exe_length > 0 ? memrchr(exe, '/', (size_t)exe_length) : NULL;
+    if (file[0] != '/' && slash != NULL) {
+      *slash = '\0';
+      snprintf(candidates[count++], sizeof(candidates[0]), "%s/../%.*s.", exe, root_length, file);
+    }
+  }
+  snprintf(candidates[count++], sizeof(candidates[0]), "%s", "..");
+  snprintf(candidates[count++], sizeof(candidates[0]), "%s", ".");
+  for (int i = 0; i < count; i++) {
+    int written = snprintf(path, path_size, "%s/%s", candidates[i], relative);
+    if (written < 0 || (size_t)written >= path_size) continue;
+    if (access(path, R_OK) == 0) return true;
+  }
+  print_error("cannot find %s: set TALLY_SOURCE_DIR\n", relative);
+  return false;
+}
+
+static void test_shipped_files(void **unused) {
+  (void)unused;
+  char path[1024];
+  char error[ERROR_SIZE];
+  struct tally_config config;
+  assert_true(source_path("config/local.ini", path, sizeof(path)));
+  int result = tally_config_load(path, &config, error, sizeof(error));
+  if (result != 0) print_error("%s\n", error);
+  assert_int_equal(result, 0);
+  assert_string_equal(config.eal_args, "-l 0-1 --in-memory --no-pci --file-prefix tally-local "
+                                       "--vdev=net_af_packet0,iface=tally0");
+  assert_int_equal(config.ipv4, 0x0a4d0001u);
+  assert_string_equal(config.store_path, "/var/lib/tally/local.pmem");
+  assert_int_equal(config.producers_max, 1024);
+  assert_string_equal(config.socket_path, "/run/tally/local.sock");
+  assert_memory_equal(config.key, "tally demo key - not a secret!!!", TALLY_KEY_SIZE);
+
+  assert_true(source_path("config/tally.ini.template", path, sizeof(path)));
+  result = tally_config_load(path, &config, error, sizeof(error));
+  if (result != 0) print_error("%s\n", error);
+  assert_int_equal(result, 0);
+  assert_non_null(strstr(config.eal_args, "-l 0,2-5"));
+  assert_non_null(strstr(config.eal_args, " -a 0000:3b:00.0 "));
+  assert_string_equal(config.store_path, "/dev/dax0.0");
+  assert_int_equal(config.counters_max, 65536);
+  assert_int_equal(config.producers_max, 4096);
+  assert_int_equal(config.http_port, 9125);
+}
+
+static void write_file(const char *path, const char *text, size_t size) {
+  FILE *file = fopen(path, "wb");
+  assert_non_null(file);
+  assert_int_equal(fwrite(text, 1, size, file), size);
+  assert_int_equal(fclose(file), 0);
+}
+
+static void test_load(void **unused) {
+  (void)unused;
+  char directory[] = "/tmp/tally_test_config_XXXXXX";
+  assert_non_null(mkdtemp(directory));
+  char path[256];
+  char error[ERROR_SIZE];
+  char expected[512];
+  struct tally_config config;
+  snprintf(path, sizeof(path), "%s/missing.ini", directory);
+  assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), -1);
+  snprintf(expected, sizeof(expected), "%s: cannot read: No such file or directory", path);
+  assert_string_equal(error, expected);
+  assert_int_equal(tally_config_load(directory, &config, error, sizeof(error)), -1);
+  snprintf(expected, sizeof(expected), "%s: cannot read: not a regular file", directory);
+  assert_string_equal(error, expected);
+
+  snprintf(path, sizeof(path), "%s/bad.ini", directory);
+  const char *bad = with_base("[store]\ncounters_max = 5\n");
+  write_file(path, bad, strlen(bad));
+  assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), -1);
+  snprintf(expected, sizeof(expected),
+    "%s: config: store.counters_max: 5 is below the minimum 16", path);
+  assert_string_equal(error, expected);
+  assert_int_equal(unlink(path), 0);
+
+  snprintf(path, sizeof(path), "%s/big.ini", directory);
+  char *big = malloc(70000);
+  assert_non_null(big);
+  memset(big, '\n', 70000);
+  write_file(path, big, 70000);
+  free(big);
+  assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), -1);
+  snprintf(expected, sizeof(expected), "%s: config: config too large: more than 65536 bytes",
+    path);
+  assert_string_equal(error, expected);
+  assert_int_equal(unlink(path), 0);
+
+  snprintf(path, sizeof(path), "%s/good.ini", directory);
+  write_file(path, BASE, strlen(BASE));
+  assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), 0);
+  assert_string_equal(error, "");
+  assert_string_equal(config.store_path, "/tmp/x.pmem");
+  assert_int_equal(unlink(path), 0);
+  assert_int_equal(rmdir(directory), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_defaults),
+    cmocka_unit_test(test_full_file),
+    cmocka_unit_test(test_unknown_and_duplicate),
+    cmocka_unit_test(test_numbers),
+    cmocka_unit_test(test_addresses),
+    cmocka_unit_test(test_key),
+    cmocka_unit_test(test_required),
+    cmocka_unit_test(test_ports_and_persist),
+    cmocka_unit_test(test_syntax),
+    cmocka_unit_test(test_continuation),
+    cmocka_unit_test(test_sizes_and_buffers),
+    cmocka_unit_test(test_eal_argv),
+    cmocka_unit_test(test_shipped_files),
+    cmocka_unit_test(test_load),
+  };
+  int count = (int)(sizeof(tests) / sizeof(tests[0]));
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  printf("%d passed, %d failed\n", count - failed, failed);
+  return failed == 0 ? 0 : 1;
+}

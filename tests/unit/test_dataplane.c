@@ -1,0 +1,392 @@
+/*
+ * test_dataplane.c — drives real dataplane lcores by hand over a DPDK ring
+ * port (net_ring via rte_eth_from_rings): frames go into the RX rings, one
+ * poll runs, replies come out of the TX rings. Covers classification, ARP
+ * and ICMP replies, statsd counting, binary batches with acks held until
+ * durable, duplicates, bad MACs, steering between two lcores, and the
+ * no-amplification rule on every reply.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <rte_eal.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_ip.h>
+#include <rte_malloc.h>
+#include <rte_udp.h>
+#include <rte_arp.h>
+#include <rte_icmp.h>
+
+#include "tally/batch_wire.h"
+#include "tally/lcore.h"
+#include "tally/name.h"
+#include "tally/port.h"
+#include "tally/shard.h"
+
+#define LCORES 2u
+#define OUR_IP RTE_IPV4(10, 77, 0, 1)
+#define PEER_IP RTE_IPV4(10, 77, 0, 2)
+#define COUNTERS 256u
+#define PRODUCERS 64u
+
+static struct rte_ring *rx_rings[LCORES];
+static struct rte_ring *tx_rings[LCORES];
+static struct tally_ports ports;
+static struct tally_shard shards[LCORES];
+static void *regions[LCORES];
+static struct tally_lcore *lcores;
+static struct tally_dp_config dp_config;
+static struct tally_dp_config *dp_config_pointer = &dp_config;
+static volatile bool quit_flag;
+static const struct rte_ether_addr peer_mac = { { 0x02, 0, 0, 0, 0, 0x02 } };
+
+static int setup_all(void **state)
+{
+  (void)state;
+  char *argv[] = { "test_dataplane", "--no-huge", "-m", "256", "--no-shconf", "--no-pci", "-l",
+    "0", "--log-level=*:error", NULL };
+  if (rte_eal_init(9, argv) < 0) return -1;
+  for (uint32_t i = 0; i < LCORES; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "rx%u", i);
+    rx_rings[i] = rte_ring_create(name, 256, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    snprintf(name, sizeof name, "tx%u", i);
+    tx_rings[i] = rte_ring_create(name, 256, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (rx_rings[i] == NULL || tx_rings[i] == NULL) return -1;
+  }
+  if (rte_eth_from_rings("net_ring_test", rx_rings, LCORES, tx_rings, LCORES, 0) < 0) return -1;
+  char error[256];
+  if (tally_ports_start(&ports, LCORES, TALLY_MBUFS_MIN, error, sizeof error) != 0) {
+    fprintf(stderr, "%s\n", error);
+    return -1;
+  }
+  return 0;
+}
+
+static int setup_one(void **state)
+{
+  (void)state;
+  size_t size = tally_shard_region_size(COUNTERS, PRODUCERS);
+  memset(&dp_config, 0, sizeof dp_config);
+  dp_config.ipv4_be = rte_cpu_to_be_32(OUR_IP);
+  dp_config.statsd_port_be = rte_cpu_to_be_16(8125);
+  dp_config.binary_port_be = rte_cpu_to_be_16(8126);
+  for (uint32_t i = 0; i < TALLY_KEY_SIZE; i++) dp_config.key[i] = (uint8_t)i;
+  dp_config.port_mac[ports.ids[0]] = ports.macs[ports.ids[0]];
+  lcores = rte_zmalloc("lcores", sizeof(struct tally_lcore) * LCORES, 64);
+  assert_non_null(lcores);
+  for (uint32_t i = 0; i < LCORES; i++) {
+    regions[i] = aligned_alloc(4096, size);
+    assert_non_null(regions[i]);
+    memset(regions[i], 0, size);
+    assert_int_equal(tally_shard_attach(&shards[i], regions[i], i, COUNTERS, PRODUCERS, true), 0);
+    lcores[i].index = i;
+    lcores[i].lcore_count = LCORES;
+    lcores[i].port_count = 1;
+    lcores[i].ports[0] = ports.ids[0];
+    lcores[i].shard = &shards[i];
+    lcores[i].config = &dp_config_pointer;
+    lcores[i].quit = &quit_flag;
+  }
+  for (uint32_t s = 0; s < LCORES; s++) {
+    for (uint32_t d = 0; d < LCORES; d++) {
+      if (s == d) continue;
+      char name[32];
+      snprintf(name, sizeof name, "steer%u%u", s, d);
+      struct rte_ring *ring = rte_ring_lookup(name);
+      if (ring == NULL) ring = rte_ring_create(name, 64, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      assert_non_null(ring);
+      lcores[s].rings_out[d] = ring;
+      lcores[d].rings_in[s] = ring;
+    }
+  }
+  return 0;
+}
+
+static int teardown_one(void **state)
+{
+  (void)state;
+  for (uint32_t i = 0; i < LCORES; i++) free(regions[i]);
+  rte_free(lcores);
+  return 0;
+}
+
+/* ---- frame building ------------------------------------------------------ */
+
+static struct rte_mbuf *new_frame(uint16_t ether_type, uint32_t l3_size)
+{
+  struct rte_mbuf *frame = rte_pktmbuf_alloc(ports.pool);
+  assert_non_null(frame);
+  uint8_t *data = (uint8_t *)rte_pktmbuf_append(frame, (uint16_t)(14 + l3_size));
+  assert_non_null(data);
+  memset(data, 0, 14 + l3_size);
+  struct rte_ether_hdr *ether = (struct rte_ether_hdr *)data;
+  ether->dst_addr = ports.macs[ports.ids[0]];
+  ether->src_addr = peer_mac;
+  ether->ether_type = rte_cpu_to_be_16(ether_type);
+  frame->port = ports.ids[0];
+  return frame;
+}
+
+static struct rte_ipv4_hdr *fill_ipv4(struct rte_mbuf *frame, uint8_t proto, uint32_t l4_size,
+  uint32_t destination)
+{
+  struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(frame, struct rte_ipv4_hdr *, 14);
+  ip->version_ihl = 0x45;
+  ip->total_length = rte_cpu_to_be_16((uint16_t)(20 + l4_size));
+  ip->time_to_live = 64;
+  ip->next_proto_id = proto;
+  ip->src_addr = rte_cpu_to_be_32(PEER_IP);
+  ip->dst_addr = rte_cpu_to_be_32(destination);
+  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  return ip;
+}
+
+static struct rte_mbuf *udp_frame(uint16_t port, const void *payload, uint32_t size,
+  uint32_t destination)
+{
+  struct rte_mbuf *frame = new_frame(RTE_ETHER_TYPE_IPV4, 20 + 8 + size);
+  fill_ipv4(frame, IPPROTO_UDP, 8 + size, destination);
+  struct rte_udp_hdr *udp = rte_pktmbuf_mtod_offset(frame, struct rte_udp_hdr *, 34);
+  udp->src_port = rte_cpu_to_be_16(40000);
+  udp->dst_port = rte_cpu_to_be_16(port);
+  udp->dgram_len = rte_cpu_to_be_16((uint16_t)(8 + size));
+  memcpy(udp + 1, payload, size);
+  return frame;
+}
+
+static void inject(uint32_t queue, struct rte_mbuf *frame)
+{
+  assert_int_equal(rte_ring_enqueue(rx_rings[queue], frame), 0);
+}
+
+/* Polls the lcore and returns the number of frames it sent (kept in out). */
+static unsigned poll_and_collect(uint32_t index, struct rte_mbuf **out, unsigned capacity)
+{
+  tally_lcore_poll_once(&lcores[index], &dp_config);
+  return rte_ring_dequeue_burst(tx_rings[index], (void **)out, capacity, NULL);
+}
+
+static int64_t shard_value(uint32_t index, const char *name)
+{
+  uint32_t len = (uint32_t)strlen(name);
+  int64_t slot = tally_shard_find(&shards[index], name, len, tally_name_hash(name, len));
+  if (slot < 0) return INT64_MIN;
+  return tally_shard_slot_value(&shards[index], (uint32_t)slot);
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_arp_request_answered(void **state)
+{
+  (void)state;
+  struct rte_mbuf *frame = new_frame(RTE_ETHER_TYPE_ARP, sizeof(struct rte_arp_hdr));
+  struct rte_arp_hdr *arp = rte_pktmbuf_mtod_offset(frame, struct rte_arp_hdr *, 14);
+  arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
+  arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+  arp->arp_hlen = 6;
+  arp->arp_plen = 4;
+  arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
+  arp->arp_data.arp_sha = peer_mac;
+  arp->arp_data.arp_sip = rte_cpu_to_be_32(PEER_IP);
+  arp->arp_data.arp_tip = rte_cpu_to_be_32(OUR_IP);
+  uint32_t request_len = rte_pktmbuf_pkt_len(frame);
+  inject(0, frame);
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 1);
+  struct rte_arp_hdr *reply = rte_pktmbuf_mtod_offset(out[0], struct rte_arp_hdr *, 14);
+  assert_int_equal(reply->arp_opcode, rte_cpu_to_be_16(RTE_ARP_OP_REPLY));
+  assert_int_equal(reply->arp_data.arp_sip, rte_cpu_to_be_32(OUR_IP));
+  assert_int_equal(reply->arp_data.arp_tip, rte_cpu_to_be_32(PEER_IP));
+  assert_memory_equal(&reply->arp_data.arp_sha, &ports.macs[ports.ids[0]], 6);
+  assert_memory_equal(&reply->arp_data.arp_tha, &peer_mac, 6);
+  assert_true(rte_pktmbuf_pkt_len(out[0]) <= request_len);
+  rte_pktmbuf_free(out[0]);
+  assert_int_equal(lcores[0].stats.arp_replies, 1);
+  /* ARP for another address: ignored and counted. */
+  frame = new_frame(RTE_ETHER_TYPE_ARP, sizeof(struct rte_arp_hdr));
+  arp = rte_pktmbuf_mtod_offset(frame, struct rte_arp_hdr *, 14);
+  arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
+  arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+  arp->arp_hlen = 6;
+  arp->arp_plen = 4;
+  arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
+  arp->arp_data.arp_tip = rte_cpu_to_be_32(RTE_IPV4(10, 77, 0, 9));
+  inject(0, frame);
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_ARP_IGNORED], 1);
+}
+
+static void test_icmp_echo_answered(void **state)
+{
+  (void)state;
+  uint32_t icmp_size = 8 + 16;
+  struct rte_mbuf *frame = new_frame(RTE_ETHER_TYPE_IPV4, 20 + icmp_size);
+  fill_ipv4(frame, IPPROTO_ICMP, icmp_size, OUR_IP);
+  struct rte_icmp_hdr *icmp = rte_pktmbuf_mtod_offset(frame, struct rte_icmp_hdr *, 34);
+  icmp->icmp_type = RTE_IP_ICMP_ECHO_REQUEST;
+  icmp->icmp_ident = rte_cpu_to_be_16(7);
+  icmp->icmp_seq_nb = rte_cpu_to_be_16(1);
+  icmp->icmp_cksum = (uint16_t)~rte_raw_cksum(icmp, icmp_size);
+  inject(0, frame);
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 1);
+  struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(out[0], struct rte_ipv4_hdr *, 14);
+  assert_int_equal(ip->src_addr, rte_cpu_to_be_32(OUR_IP));
+  assert_int_equal(ip->dst_addr, rte_cpu_to_be_32(PEER_IP));
+  assert_int_equal(rte_raw_cksum(ip, 20), 0xffff);
+  icmp = rte_pktmbuf_mtod_offset(out[0], struct rte_icmp_hdr *, 34);
+  assert_int_equal(icmp->icmp_type, RTE_IP_ICMP_ECHO_REPLY);
+  assert_int_equal(rte_raw_cksum(icmp, icmp_size), 0xffff);
+  rte_pktmbuf_free(out[0]);
+}
+
+static void test_statsd_counts_and_rejects(void **state)
+{
+  (void)state;
+  const char *payload = "a.b:5|c\nbroken line\na.b:-2|c\nc:3|c|@0.5|#t:v\ng:1.5|g\n";
+  inject(0, udp_frame(8125, payload, (uint32_t)strlen(payload), OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0); /* statsd is never answered */
+  assert_int_equal(shard_value(0, "a.b"), 3);
+  assert_int_equal(shard_value(0, "c"), 6);
+  assert_int_equal(shard_value(0, "g"), INT64_MIN);
+  assert_int_equal(lcores[0].stats.statsd_lines, 5);
+  assert_int_equal(lcores[0].stats.statsd_increments, 3);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_STATSD_MALFORMED], 1);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_STATSD_NOT_COUNTER], 1);
+}
+
+static void test_frames_not_for_us_dropped(void **state)
+{
+  (void)state;
+  const char *payload = "x:1|c";
+  inject(0, udp_frame(8125, payload, 5, RTE_IPV4(10, 77, 0, 50)));
+  inject(0, udp_frame(9999, payload, 5, OUR_IP));
+  struct rte_mbuf *fragment = udp_frame(8125, payload, 5, OUR_IP);
+  struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(fragment, struct rte_ipv4_hdr *, 14);
+  ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG);
+  ip->hdr_checksum = 0;
+  ip->hdr_checksum = rte_ipv4_cksum(ip);
+  inject(0, fragment);
+  struct rte_mbuf *bad_sum = udp_frame(8125, payload, 5, OUR_IP);
+  rte_pktmbuf_mtod_offset(bad_sum, struct rte_ipv4_hdr *, 14)->hdr_checksum ^= 1;
+  inject(0, bad_sum);
+  struct rte_mbuf *short_frame = new_frame(RTE_ETHER_TYPE_IPV4, 10);
+  inject(0, short_frame);
+  inject(0, new_frame(0x86dd, 40));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  const uint64_t *reasons = lcores[0].stats.reasons;
+  assert_int_equal(reasons[TALLY_REASON_IP_NOT_FOR_US], 1);
+  assert_int_equal(reasons[TALLY_REASON_UDP_PORT_UNKNOWN], 1);
+  assert_int_equal(reasons[TALLY_REASON_IP_FRAGMENT], 1);
+  assert_int_equal(reasons[TALLY_REASON_IP_BAD_HEADER], 1);
+  assert_int_equal(reasons[TALLY_REASON_FRAME_TRUNCATED], 1);
+  assert_int_equal(reasons[TALLY_REASON_NOT_IPV4], 1);
+  assert_int_equal(shard_value(0, "x"), INT64_MIN);
+}
+
+static size_t make_batch(uint8_t *out, size_t capacity, uint64_t producer, uint64_t seq,
+  const uint8_t *key)
+{
+  struct tally_wire_batch batch = { .producer = producer, .seq = seq, .count = 2 };
+  batch.pairs[0] = (struct tally_wire_pair){ .name = "pay.ok", .name_len = 6, .delta = 10 };
+  batch.pairs[1] = (struct tally_wire_pair){ .name = "pay.fail", .name_len = 8, .delta = -1 };
+  size_t size = tally_wire_encode_batch(&batch, key, out, capacity);
+  assert_true(size > 0);
+  return size;
+}
+
+static void check_ack(struct rte_mbuf *frame, uint64_t producer, uint64_t seq,
+  enum tally_ack_status expected, uint32_t request_len)
+{
+  assert_true(rte_pktmbuf_pkt_len(frame) <= request_len);
+  struct rte_udp_hdr *udp = rte_pktmbuf_mtod_offset(frame, struct rte_udp_hdr *, 34);
+  assert_int_equal(udp->dst_port, rte_cpu_to_be_16(40000));
+  uint64_t got_producer = 0, got_seq = 0;
+  enum tally_ack_status status = TALLY_ACK_STATUS_COUNT;
+  assert_int_equal(tally_wire_decode_ack((const uint8_t *)(udp + 1),
+    rte_be_to_cpu_16(udp->dgram_len) - 8u, dp_config.key, &got_producer, &got_seq, &status), TALLY_OK);
+  assert_int_equal(got_producer, producer);
+  assert_int_equal(got_seq, seq);
+  assert_int_equal(status, expected);
+}
+
+static void test_batch_acked_only_when_durable(void **state)
+{
+  (void)state;
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 2, 1, dp_config.key); /* producer 2: lcore 0 */
+  struct rte_mbuf *frame = udp_frame(8126, batch, (uint32_t)size, OUR_IP);
+  uint32_t request_len = rte_pktmbuf_pkt_len(frame);
+  inject(0, frame);
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0); /* applied, not yet durable */
+  assert_int_equal(shard_value(0, "pay.ok"), 10);
+  assert_int_equal(lcores[0].stats.applied_seq, 1);
+  __atomic_store_n(&lcores[0].durable_seq, 1, __ATOMIC_RELEASE); /* the persister ran */
+  assert_int_equal(poll_and_collect(0, out, 4), 1);
+  check_ack(out[0], 2, 1, TALLY_ACK_APPLIED, request_len);
+  rte_pktmbuf_free(out[0]);
+  /* The same batch again: acked DUPLICATE, counted once. */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 4), 1);
+  check_ack(out[0], 2, 1, TALLY_ACK_DUPLICATE, request_len);
+  rte_pktmbuf_free(out[0]);
+  assert_int_equal(shard_value(0, "pay.ok"), 10);
+  assert_int_equal(shard_value(0, "pay.fail"), -1);
+}
+
+static void test_batch_bad_mac_unanswered(void **state)
+{
+  (void)state;
+  uint8_t wrong_key[TALLY_KEY_SIZE] = { 0 };
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 2, 1, wrong_key);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  inject(0, udp_frame(8126, batch, 10, OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_BAD_MAC], 1);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_TRUNCATED], 1);
+  assert_int_equal(shard_value(0, "pay.ok"), INT64_MIN);
+}
+
+static void test_batch_steered_to_owner(void **state)
+{
+  (void)state;
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 3, 9, dp_config.key); /* producer 3: lcore 1 */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(lcores[0].stats.batches_steered, 1);
+  assert_int_equal(shard_value(0, "pay.ok"), INT64_MIN);
+  assert_int_equal(poll_and_collect(1, out, 4), 0);
+  assert_int_equal(shard_value(1, "pay.ok"), 10);
+  __atomic_store_n(&lcores[1].durable_seq, lcores[1].stats.applied_seq, __ATOMIC_RELEASE);
+  assert_int_equal(poll_and_collect(1, out, 4), 1); /* the owner answers on its queue */
+  check_ack(out[0], 3, 9, TALLY_ACK_APPLIED, 14 + 20 + 8 + (uint32_t)size);
+  rte_pktmbuf_free(out[0]);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_arp_request_answered, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_icmp_echo_answered, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_statsd_counts_and_rejects, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_frames_not_for_us_dropped, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_batch_acked_only_when_durable, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_batch_bad_mac_unanswered, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_batch_steered_to_owner, setup_one, teardown_one),
+  };
+  return cmocka_run_group_tests(tests, setup_all, NULL);
+}

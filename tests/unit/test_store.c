@@ -1,0 +1,403 @@
+/*
+ * test_store.c — the store file through libpmem2, in a fresh mkdtemp
+ * directory under /tmp: creation, reopening, clean and unclean shutdowns
+ * (a forked child that exits or is killed without closing), kill -9 in the
+ * middle of reliable batches, and every way opening must refuse a file
+ * (geometry, superblock, size, shard header, persistence mode).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tally/name.h"
+#include "tally/store.h"
+
+static char directory[64];
+static char path[128];
+
+static const struct tally_store_geometry geometry_small = {
+  .shard_count = 2, .counters_max = 1000, .producers_max = 16};
+
+static int setup(void **state)
+{
+  (void)state;
+  snprintf(directory, sizeof(directory), "/tmp/tally_store_test.XXXXXX");
+  if (mkdtemp(directory) == NULL) return -1;
+  snprintf(path, sizeof(path), "%s/counters.tally", directory);
+  unsetenv("PMEM2_FORCE_GRANULARITY");
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  (void)state;
+  char other[160];
+  unlink(path);
+  snprintf(other, sizeof(other), "%s.creating", path);
+  unlink(other);
+  return rmdir(directory);
+}
+
+static bool exists(const char *file)
+{
+  struct stat status;
+  return stat(file, &status) == 0;
+}
+
+static enum tally_reason add(struct tally_shard *shard, const char *name, int64_t delta)
+{
+  uint32_t len = (uint32_t)strlen(name);
+  return tally_shard_add(shard, name, len, tally_name_hash(name, len), delta);
+}
+
+static int64_t value_of(const struct tally_shard *shard, const char *name)
+{
+  uint32_t len = (uint32_t)strlen(name);
+  int64_t slot = tally_shard_find(shard, name, len, tally_name_hash(name, len));
+  if (slot < 0) return INT64_MIN;
+  assert_true(tally_shard_slot_readable(shard, (uint32_t)slot));
+  return tally_shard_slot_value(shard, (uint32_t)slot);
+}
+
+static void open_ok(struct tally_store *store, const struct tally_store_geometry *geometry,
+  enum tally_persist_mode mode)
+{
+  char error[256] = "";
+  int rc = tally_store_open(store, path, geometry, mode, error, sizeof(error));
+  if (rc != 0) fail_msg("open: %s", error);
+}
+
+/* Opens expecting failure; checks the message names what is wrong. */
+static void open_fails(const struct tally_store_geometry *geometry, enum tally_persist_mode mode,
+  const char *expected)
+{
+  static struct tally_store store;
+  char error[256] = "";
+  assert_int_equal(tally_store_open(&store, path, geometry, mode, error, sizeof(error)), -1);
+  if (strstr(error, expected) == NULL) fail_msg("error '%s' lacks '%s'", error, expected);
+}
+
+static void patch_file(off_t offset, const void *bytes, size_t size)
+{
+  int fd = open(path, O_RDWR);
+  assert_true(fd >= 0);
+  assert_int_equal(pwrite(fd, bytes, size, offset), (ssize_t)size);
+  assert_int_equal(close(fd), 0);
+}
+
+/* ---- Create, reopen, shutdowns --------------------------------------------- */
+
+static void test_create_and_reopen(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_true(store.recovery.created);
+  assert_true(store.recovery.was_clean);
+  assert_int_equal(store.recovery.open_count, 1);
+  assert_int_equal(store.mode, TALLY_PERSIST_GROUP_COMMIT);
+  assert_string_equal(store.granularity_name, "page");
+  assert_int_equal(store.size, tally_store_file_size(&geometry_small));
+  assert_null(store.shards[0].flush);
+  assert_int_equal(add(&store.shards[0], "a", 5), TALLY_OK);
+  assert_int_equal(add(&store.shards[1], "a", 7), TALLY_OK);
+  tally_store_persist(&store);
+  tally_store_close(&store);
+
+  struct stat status;
+  assert_int_equal(stat(path, &status), 0);
+  assert_int_equal((size_t)status.st_size, tally_store_file_size(&geometry_small));
+  assert_int_equal(status.st_mode & 0777, 0600);
+
+  open_ok(&store, &geometry_small, TALLY_PERSIST_GROUP_COMMIT);
+  assert_false(store.recovery.created);
+  assert_true(store.recovery.was_clean);
+  assert_int_equal(store.recovery.open_count, 2);
+  assert_int_equal(store.recovery.shards[1].counters_used, 1);
+  assert_int_equal(value_of(&store.shards[0], "a"), 5);
+  assert_int_equal(value_of(&store.shards[1], "a"), 7);
+  tally_store_close(&store);
+}
+
+static void test_unclean_exit_keeps_everything(void **state)
+{
+  (void)state;
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0) {
+    static struct tally_store store;
+    char error[256];
+    if (tally_store_open(&store, path, &geometry_small, TALLY_PERSIST_AUTO, error,
+      sizeof(error)) != 0) {
+      _exit(2);
+    }
+    add(&store.shards[0], "crash.a", 11);
+    struct tally_wire_batch batch = {.producer = 4, .seq = 1, .count = 1};
+    batch.pairs[0] = (struct tally_wire_pair){.name = "crash.b", .name_len = 7, .delta = 3};
+    enum tally_reason reason;
+    if (tally_shard_apply_batch(&store.shards[1], &batch, &reason) != TALLY_ACK_APPLIED) _exit(3);
+    _exit(0); /* no persist, no close */
+  }
+  int status;
+  assert_int_equal(waitpid(child, &status, 0), child);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_false(store.recovery.created);
+  assert_false(store.recovery.was_clean);
+  assert_int_equal(value_of(&store.shards[0], "crash.a"), 11);
+  assert_int_equal(value_of(&store.shards[1], "crash.b"), 3);
+  struct tally_wire_batch batch = {.producer = 4, .seq = 1, .count = 1};
+  batch.pairs[0] = (struct tally_wire_pair){.name = "crash.b", .name_len = 7, .delta = 3};
+  enum tally_reason reason;
+  assert_int_equal(tally_shard_apply_batch(&store.shards[1], &batch, &reason),
+    TALLY_ACK_DUPLICATE);
+  tally_store_close(&store);
+}
+
+/*
+ * A child applies batch after batch (seq k adds 1 to "n" and k to "sum",
+ * with statsd adds in between) until it is killed with SIGKILL at an
+ * arbitrary point. Whatever the point, the reopened store must hold exactly
+ * the batches its dedup record says were applied.
+ */
+static void child_apply_forever(uint64_t seq_first)
+{
+  static struct tally_store store;
+  char error[256];
+  if (tally_store_open(&store, path, &geometry_small, TALLY_PERSIST_AUTO, error,
+    sizeof(error)) != 0) {
+    _exit(2);
+  }
+  for (uint64_t seq = seq_first; seq < seq_first + 20000000ull; seq++) {
+    struct tally_wire_batch batch = {.producer = 99, .seq = seq, .count = 2};
+    batch.pairs[0] = (struct tally_wire_pair){.name = "n", .name_len = 1, .delta = 1};
+    batch.pairs[1] = (struct tally_wire_pair){.name = "sum", .name_len = 3,
+      .delta = (int64_t)seq};
+    enum tally_reason reason;
+    if (tally_shard_apply_batch(&store.shards[0], &batch, &reason) != TALLY_ACK_APPLIED) {
+      _exit(3);
+    }
+    add(&store.shards[0], "statsd", 1);
+  }
+  _exit(0);
+}
+
+static uint64_t producer_last_seq(const struct tally_shard *shard, uint64_t producer)
+{
+  for (uint32_t i = 0; i < shard->producer_slots_count; i++) {
+    if (shard->producers[i].producer == producer) return shard->producers[i].last_seq;
+  }
+  return 0;
+}
+
+static void test_kill_during_batches(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  tally_store_close(&store);
+  uint64_t next = 1;
+  for (int round = 0; round < 4; round++) {
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) child_apply_forever(next);
+    usleep(30000u + 20000u * (useconds_t)round); /* where the kill lands; never asserted */
+    assert_int_equal(kill(child, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status));
+
+    open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+    assert_false(store.recovery.was_clean);
+    assert_int_equal(store.recovery.shards[0].slots_quarantined, 0);
+    assert_int_equal(store.recovery.shards[0].log_discarded, 0);
+    uint64_t last = producer_last_seq(&store.shards[0], 99);
+    if (last == 0) {
+      assert_int_equal(value_of(&store.shards[0], "n"), INT64_MIN);
+    } else {
+      assert_int_equal(value_of(&store.shards[0], "n"), (int64_t)last);
+      assert_int_equal(value_of(&store.shards[0], "sum"), (int64_t)(last * (last + 1) / 2));
+      /* each kill may land between a batch and its statsd add */
+      assert_true(value_of(&store.shards[0], "statsd") >= (int64_t)last - (round + 1));
+      assert_true(value_of(&store.shards[0], "statsd") <= (int64_t)last);
+    }
+    next = last + 1;
+    tally_store_close(&store);
+  }
+}
+
+/* ---- Refusals -------------------------------------------------------------- */
+
+static void test_invalid_geometry_creates_nothing(void **state)
+{
+  (void)state;
+  struct tally_store_geometry geometry = geometry_small;
+  geometry.shard_count = 0;
+  open_fails(&geometry, TALLY_PERSIST_AUTO, "shard_count 0");
+  geometry.shard_count = TALLY_LCORES_MAX + 1;
+  open_fails(&geometry, TALLY_PERSIST_AUTO, "shard_count 17");
+  geometry = geometry_small;
+  geometry.counters_max = TALLY_COUNTERS_MIN - 1;
+  open_fails(&geometry, TALLY_PERSIST_AUTO, "counters_max 15");
+  geometry = geometry_small;
+  geometry.producers_max = TALLY_PRODUCERS_MAX + 1;
+  open_fails(&geometry, TALLY_PERSIST_AUTO, "producers_max");
+  assert_false(exists(path));
+}
+
+static void test_geometry_mismatch(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  tally_store_close(&store);
+  struct tally_store_geometry geometry = geometry_small;
+  geometry.counters_max = 2000;
+  open_fails(&geometry, TALLY_PERSIST_AUTO, "counters_max is 1000 in the file, 2000 in the config");
+  geometry = geometry_small;
+  geometry.shard_count = 3;
+  open_fails(&geometry, TALLY_PERSIST_AUTO, "is 2 in the file, 3 in the config");
+  geometry = geometry_small;
+  geometry.producers_max = 32;
+  open_fails(&geometry, TALLY_PERSIST_AUTO, "producers_max is 16 in the file, 32 in the config");
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO); /* the file is untouched */
+  tally_store_close(&store);
+}
+
+static void test_bad_superblock(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  tally_store_close(&store);
+  uint64_t created_unix_ns = 12345;
+  patch_file(offsetof(struct tally_superblock, created_unix_ns), &created_unix_ns, 8);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "superblock checksum");
+  patch_file(0, "NOTTALLY", 8);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "bad superblock magic");
+}
+
+static void test_bad_shard_header(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  off_t shard1 = (off_t)((uint8_t *)store.shards[1].header - store.base);
+  tally_store_close(&store);
+  uint32_t slots_count = 4096;
+  patch_file(shard1 + (off_t)offsetof(struct tally_shard_header, slots_count), &slots_count, 4);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "shard 1 header is corrupt");
+}
+
+static void test_truncated_file(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  tally_store_close(&store);
+  size_t size = tally_store_file_size(&geometry_small);
+  assert_int_equal(truncate(path, (off_t)(size - 8192)), 0);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "truncated");
+  assert_int_equal(truncate(path, 100), 0);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "smaller than a superblock");
+  assert_int_equal(truncate(path, 0), 0);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "truncated");
+}
+
+static void test_corrupt_slot_reported(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_int_equal(add(&store.shards[1], "victim", 1000), TALLY_OK);
+  assert_int_equal(add(&store.shards[1], "bystander", 1), TALLY_OK);
+  int64_t slot = tally_shard_find(&store.shards[1], "victim", 6, tally_name_hash("victim", 6));
+  assert_true(slot >= 0);
+  off_t offset = (off_t)((uint8_t *)&store.shards[1].slots[slot].value - store.base);
+  tally_store_close(&store);
+  uint8_t byte = 0x55;
+  patch_file(offset + 1, &byte, 1);
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_int_equal(store.recovery.shards[1].slots_quarantined, 1);
+  assert_int_equal(store.recovery.shards[1].counters_used, 2);
+  assert_int_equal(value_of(&store.shards[1], "victim"), INT64_MIN);
+  assert_int_equal(value_of(&store.shards[1], "bystander"), 1);
+  tally_store_close(&store);
+}
+
+/* ---- Persistence modes ------------------------------------------------------ */
+
+static void test_per_burst_refused_on_a_file(void **state)
+{
+  (void)state;
+  open_fails(&geometry_small, TALLY_PERSIST_PER_BURST,
+    "store.persist = per_burst needs byte or cache-line granularity");
+  assert_false(exists(path));
+  char creating[160];
+  snprintf(creating, sizeof(creating), "%s.creating", path);
+  assert_false(exists(creating));
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  tally_store_close(&store);
+  open_fails(&geometry_small, TALLY_PERSIST_PER_BURST, "this mapping is page granularity");
+}
+
+/* libpmem2's test switch makes a file look like cache-line pmem. */
+static void test_per_burst_with_forced_granularity(void **state)
+{
+  (void)state;
+  assert_int_equal(setenv("PMEM2_FORCE_GRANULARITY", "CACHE_LINE", 1), 0);
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_int_equal(store.mode, TALLY_PERSIST_PER_BURST);
+  assert_string_equal(store.granularity_name, "cache line");
+  assert_non_null(store.shards[0].flush);
+  assert_non_null(store.shards[0].drain);
+  assert_int_equal(add(&store.shards[0], "fine", 3), TALLY_OK);
+  struct tally_wire_batch batch = {.producer = 8, .seq = 1, .count = 1};
+  batch.pairs[0] = (struct tally_wire_pair){.name = "fine", .name_len = 4, .delta = 4};
+  enum tally_reason reason;
+  assert_int_equal(tally_shard_apply_batch(&store.shards[0], &batch, &reason),
+    TALLY_ACK_APPLIED);
+  store.shards[0].drain();
+  tally_store_close(&store);
+  open_ok(&store, &geometry_small, TALLY_PERSIST_PER_BURST);
+  assert_int_equal(value_of(&store.shards[0], "fine"), 7);
+  tally_store_close(&store);
+  assert_int_equal(unsetenv("PMEM2_FORCE_GRANULARITY"), 0);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_unclean_exit_keeps_everything, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_kill_during_batches, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_invalid_geometry_creates_nothing, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_geometry_mismatch, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_bad_superblock, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_bad_shard_header, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_corrupt_slot_reported, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_per_burst_refused_on_a_file, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_per_burst_with_forced_granularity, setup, teardown),
+  };
+  size_t total = sizeof(tests) / sizeof(tests[0]);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  printf("%zu passed, %d failed\n", total - (size_t)failed, failed);
+  return failed == 0 ? 0 : 1;
+}
