@@ -27,6 +27,7 @@
 #include <libpmem2.h>
 #include <rte_hash_crc.h>
 
+#include "tally/name.h"
 #include "tally/store.h"
 
 #define SUPERBLOCK_CRC_SEED 0x53555052u /* "SUPR"; part of the on-media format */
@@ -48,7 +49,7 @@ static void store_error(char *error, size_t error_size, const char *format, ...)
 
 static uint32_t superblock_crc(const struct tally_superblock *super)
 {
-  return rte_hash_crc(super, (uint32_t)offsetof(struct tally_superblock, crc),
+  return tally_crc32c(super, (uint32_t)offsetof(struct tally_superblock, crc),
     SUPERBLOCK_CRC_SEED);
 }
 

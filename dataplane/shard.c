@@ -56,7 +56,7 @@ uint32_t tally_slot_ident_crc(uint32_t slot_index, uint32_t hash, const char *na
   uint32_t crc = rte_hash_crc_4byte(slot_index, SLOT_IDENT_CRC_SEED);
   crc = rte_hash_crc_4byte(hash, crc);
   crc = rte_hash_crc_4byte(name_len, crc);
-  return rte_hash_crc(name, name_len, crc);
+  return tally_crc32c(name, name_len, crc);
 }
 
 uint64_t tally_slot_value_check(uint32_t ident_crc, int64_t value)
@@ -75,7 +75,7 @@ uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer, uint64_t 
 
 static uint32_t header_crc(const struct tally_shard_header *header)
 {
-  return rte_hash_crc(header, (uint32_t)offsetof(struct tally_shard_header, header_crc),
+  return tally_crc32c(header, (uint32_t)offsetof(struct tally_shard_header, header_crc),
     SHARD_HEADER_CRC_SEED);
 }
 
@@ -91,7 +91,7 @@ static uint32_t log_crc(const struct tally_batch_log *log)
     (size_t)log->count * sizeof(struct tally_log_entry);
   assert(begin % 8u == 0);
   uint32_t crc = rte_hash_crc_4byte(log->count, LOG_CRC_SEED);
-  return rte_hash_crc((const uint8_t *)log + begin, (uint32_t)(end - begin), crc);
+  return tally_crc32c((const uint8_t *)log + begin, (uint32_t)(end - begin), crc);
 }
 
 /* ---- Persistence helpers ------------------------------------------------- */

@@ -25,6 +25,7 @@ def parse_args():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rate", type=float, default=20000.0, help="datagrams per second")
     p.add_argument("--bad", action="store_true", help="mix in gauges and malformed lines")
+    p.add_argument("--positive", action="store_true", help="only positive values")
     p.add_argument("--expect", required=True, help="JSON file to write")
     return p.parse_args()
 
@@ -41,7 +42,7 @@ def make_line(rng, args, totals, rejected):
     if args.bad and roll < 0.10:
         rejected["statsd_bad_value"] += 1
         return "%s:1.5|c" % name
-    value = rng.randint(-3, 50)
+    value = rng.randint(1 if args.positive else -3, 50)
     kind = rng.random()
     if kind < 0.2:
         totals[name] = totals.get(name, 0) + value * 10

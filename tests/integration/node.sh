@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# node.sh — tallyd end to end on a veth pair between two network namespaces
+# this test creates: ARP and ICMP answered, a statsd workload counted exactly
+# (with malformed lines rejected and counted), reliable batches acked and
+# counted once, tallyctl, /metrics and health, key reload through RCU,
+# counter capacity, a clean restart keeping every count, and a bad config
+# refused before anything is created. Prints PASS/FAIL lines.
+# Usage: node.sh BUILD_DIR   (root; hugepages reserved)
+set -uo pipefail
+build=${1:?build dir}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/scripts/netns.sh"
+source "$root/tests/lib/check.sh"
+work=$(mktemp -d /tmp/tally-node.XXXXXX)
+suffix=n$$
+cleanup() { tally_stop KILL; tally_netns_down; rm -rf "$work"; }
+trap cleanup EXIT
+tools=$root/tests/tools
+ctl="$build/control/tallyctl -s $work/sock"
+key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+peer() { ip netns exec "$TALLY_PEER_NS" "$@"; }
+node() { ip netns exec "$TALLY_NODE_NS" "$@"; }
+stat() { $ctl stats | awk -v k="$1" '$1 == k { print $2 }'; }
+
+tally_netns_up "$suffix"
+tally_write_config "$work/tally.ini" "$work/store.pmem" "$work/sock"
+
+# A bad config: one line naming the key, exit 2, nothing created.
+sed 's/^counters_max = .*/counters_max = 5/' "$work/tally.ini" >"$work/bad.ini"
+out=$("$build/control/tallyd" -c "$work/bad.ini" 2>&1); status=$?
+check "bad config refused with exit 2" test "$status" -eq 2
+check "bad config error names the key" grep -q "store.counters_max" <<<"$out"
+check "bad config creates no store" test ! -e "$work/store.pmem"
+
+tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+check "tallyd becomes ready" tally_wait_ready "$build" "$work/sock" 30
+seed=${TALLY_SEED:-$RANDOM}
+echo "seed $seed"
+
+check "ICMP echo answered (ARP resolved)" peer ping -c 2 -W 2 10.77.0.1
+peer python3 "$tools/statsd_send.py" --seed "$seed" --datagrams 3000 --lines 25 --bad \
+  --expect "$work/expect.json" >/dev/null
+sleep 0.5
+check "statsd: every counter exact" counts_match "$build/control/tallyctl" "$work/sock" app. "$work/expect.json"
+rejected_ok() {
+  python3 - "$work/expect.json" "$($ctl stats)" <<'PY'
+import json, sys
+rejected = json.load(open(sys.argv[1]))["rejected"]
+stats = dict(l.split() for l in sys.argv[2].splitlines())
+bad = {k: (v, stats.get("drop_" + k)) for k, v in rejected.items() if int(stats.get("drop_" + k, -1)) != v}
+print("rejections", "mismatch" if bad else "match", bad or rejected)
+sys.exit(1 if bad else 0)
+PY
+}
+check "statsd: each rejected line counted by reason" rejected_ok
+
+peer python3 "$tools/reliable_producer.py" --key "$key" --seed "$seed" --producers 4 \
+  --batches 200 --negative --report "$work/reliable.json" >/dev/null
+check "binary: every batch acked and counted exactly once" \
+  acked_within "$build/control/tallyctl" "$work/sock" rel. "$work/reliable.json" exact
+unacked=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"]["unacked"])' "$work/reliable.json")
+check "binary: no batch left unacked" test "$unacked" -eq 0
+
+# A batch resent after its ack: acked DUPLICATE and not counted again.
+resend() {
+  python3 - "$tools" "$key" <<'PY'
+import socket, sys
+sys.path.insert(0, sys.argv[1])
+import tally_wire
+key = bytes.fromhex(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+batch = tally_wire.encode_batch(99, 1, [("dup.x", 5)], key)
+statuses = []
+for _ in range(3):
+    s.sendto(batch, ("10.77.0.1", 8126))
+    statuses.append(tally_wire.decode_ack(s.recv(100), key)[2])
+wrong = tally_wire.encode_batch(99, 2, [("dup.x", 5)], bytes(32))
+s.sendto(wrong, ("10.77.0.1", 8126))
+try:
+    s.recv(100); print("answered a bad MAC"); sys.exit(1)
+except socket.timeout:
+    pass
+print("statuses", statuses)
+sys.exit(0 if statuses == [0, 1, 1] else 1)
+PY
+}
+check "binary: retransmission acked DUPLICATE, bad MAC unanswered" peer bash -c "$(declare -f resend); tools=$tools key=$key resend"
+check "binary: duplicate counted once" test "$($ctl get dup.x)" = 5
+check "binary: bad MAC counted" test "$(stat drop_batch_bad_mac)" -ge 1
+
+# tallyctl behaviour.
+$ctl get no.such.counter >/dev/null 2>"$work/err"; status=$?
+check "tallyctl get of a missing counter exits 1 with a message" test "$status" -eq 1 -a -s "$work/err"
+check "tallyctl list prints name value lines" bash -c "$ctl list dup. | grep -qx 'dup.x 5'"
+
+# HTTP.
+check "/metrics has per-lcore and drop figures" bash -c \
+  "ip netns exec $TALLY_NODE_NS curl -sf 127.0.0.1:9125/metrics | grep -q 'tally_drops_total{reason=\"statsd_malformed\",lcore=\"0\"}'"
+check "/health/live answers 200" node curl -sf -o /dev/null 127.0.0.1:9125/health/live
+check "/health/ready answers 200" node curl -sf -o /dev/null 127.0.0.1:9125/health/ready
+check "/metrics persistence lag present" bash -c \
+  "ip netns exec $TALLY_NODE_NS curl -sf 127.0.0.1:9125/metrics | grep -q '^tally_store_persist_lag_seconds '"
+
+# Key rotation: reload swaps the ingest key through RCU without a restart.
+newkey=ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+sed -i "s/^key = .*/key = $newkey/" "$work/tally.ini"
+check "tallyctl reload accepted" $ctl reload
+peer python3 "$tools/reliable_producer.py" --key "$newkey" --seed 7 --producers 1 --batches 20 \
+  --first-producer 500 --prefix rot. --report "$work/rotated.json" >/dev/null
+check "batches under the new key are acked" \
+  acked_within "$build/control/tallyctl" "$work/sock" rot. "$work/rotated.json" exact
+
+# Clean restart keeps every count.
+$ctl list >"$work/before.txt"
+tally_stop TERM
+check "tallyd stops cleanly on SIGTERM" grep -q "stopped cleanly" "$work/tallyd.log"
+tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+check "tallyd ready after restart" tally_wait_ready "$build" "$work/sock" 30
+$ctl list >"$work/after.txt"
+check "every count survives a restart" cmp -s "$work/before.txt" "$work/after.txt"
+check "restart reports a clean shutdown" test "$(stat store_recovered_clean)" = 1
+tally_stop TERM
+
+# Capacity: a full table refuses new names, old names keep counting.
+rm -f "$work/store.pmem"
+sed -i 's/^counters_max = .*/counters_max = 16/' "$work/tally.ini"
+tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+tally_wait_ready "$build" "$work/sock" 30
+fill() {
+  python3 - <<'PY'
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto("\n".join("cap.%d:1|c" % i for i in range(20)).encode(), ("10.77.0.1", 8125))
+s.sendto(b"cap.0:1|c\n", ("10.77.0.1", 8125))
+PY
+}
+peer bash -c "$(declare -f fill); fill"
+sleep 0.5
+check "capacity: 16 counters in use" test "$(stat counters_in_use)" = 16
+check "capacity: 4 new names refused and counted" test "$(stat drop_counters_full)" = 4
+check "capacity: existing counters keep counting" test "$($ctl get cap.0)" = 2
+tally_stop TERM

@@ -1,0 +1,50 @@
+# check.sh — sourced by the integration tests: PASS/FAIL lines that tests/run
+# counts, and helpers that compare tallyd's counts with a producer's report.
+
+check() { # check NAME COMMAND...: PASS if the command succeeds
+  local name=$1
+  shift
+  if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fi
+}
+
+# counts_match TALLYCTL SOCKET PREFIX EXPECT_JSON: every total in a
+# statsd_send.py expectation equals tallyd's value, and no other counter
+# with that prefix exists.
+counts_match() {
+  python3 - "$@" <<'PY'
+import json, subprocess, sys
+tallyctl, socket, prefix, expect = sys.argv[1:5]
+totals = json.load(open(expect))["totals"]
+out = subprocess.run([tallyctl, "-s", socket, "list", prefix], capture_output=True, text=True, check=True).stdout
+got = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()}
+bad = {k: (v, got.get(k)) for k, v in totals.items() if got.get(k) != v}
+extra = set(got) - set(totals)
+if bad or extra:
+    print("mismatch (expected, got):", dict(list(bad.items())[:10]), "extra:", sorted(extra)[:10])
+    sys.exit(1)
+print("all %d counters exact" % len(totals))
+PY
+}
+
+# acked_within TALLYCTL SOCKET PREFIX REPORT_JSON [exact]: for every counter of a
+# reliable_producer.py report, acked <= value <= attempted (or value == acked).
+acked_within() {
+  python3 - "$@" <<'PY'
+import json, subprocess, sys
+tallyctl, socket, prefix, report = sys.argv[1:5]
+exact = len(sys.argv) > 5 and sys.argv[5] == "exact"
+counters = json.load(open(report))["counters"]
+out = subprocess.run([tallyctl, "-s", socket, "list", prefix], capture_output=True, text=True, check=True).stdout
+got = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()}
+bad = {}
+for name, c in counters.items():
+    value = got.get(name, 0)
+    ok = value == c["acked"] if exact else c["acked"] <= value <= c["attempted"]
+    if not ok:
+        bad[name] = (c["acked"], value, c["attempted"])
+if bad:
+    print("violations (acked, value, attempted):", bad)
+    sys.exit(1)
+print("%d counters: acked <= value <= attempted%s" % (len(counters), " and exact" if exact else ""))
+PY
+}
