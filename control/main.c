@@ -106,9 +106,10 @@ static void open_store(void)
     die(error);
   }
   const struct tally_store_recovery *recovery = &appliance.store.recovery;
-  fprintf(stderr, "tallyd: store %s: %s, %s shutdown, %u shards, %s granularity, %s mode, "
-    "recovered in %.3f ms\n", appliance.config.store_path,
-    recovery->created ? "created" : "opened", recovery->was_clean ? "clean" : "unclean",
+  const char *state = recovery->created ? "created new" :
+    recovery->was_clean ? "opened after a clean shutdown" : "opened after an unclean shutdown";
+  fprintf(stderr, "tallyd: store %s: %s, %u shards, %s granularity, %s mode, "
+    "recovered in %.3f ms\n", appliance.config.store_path, state,
     geometry.shard_count, appliance.store.granularity_name,
     appliance.store.mode == TALLY_PERSIST_PER_BURST ? "per-burst" : "group-commit",
     (double)recovery->recovery_ns / 1e6);
