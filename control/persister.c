@@ -10,22 +10,24 @@
 
 #include "persister.h"
 
-uint64_t tally_clock_mono_ns(void)
+static uint64_t clock_ns(clockid_t clock)
 {
   struct timespec now;
-  int rc = clock_gettime(CLOCK_MONOTONIC, &now);
+  int rc = clock_gettime(clock, &now);
   assert(rc == 0);
   (void)rc;
+  assert(now.tv_sec >= 0);
   return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+uint64_t tally_clock_mono_ns(void)
+{
+  return clock_ns(CLOCK_MONOTONIC);
 }
 
 uint64_t tally_clock_unix_ns(void)
 {
-  struct timespec now;
-  int rc = clock_gettime(CLOCK_REALTIME, &now);
-  assert(rc == 0);
-  (void)rc;
-  return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+  return clock_ns(CLOCK_REALTIME);
 }
 
 static void stat_store(uint64_t *stat, uint64_t value)
