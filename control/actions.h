@@ -17,6 +17,7 @@ enum tally_action_result {
   TALLY_ACTION_NOT_FOUND = 1,
   TALLY_ACTION_BAD_REQUEST = 2,
   TALLY_ACTION_FAILED = 3,
+  TALLY_ACTION_NOT_READY = 4,
 };
 
 /* The node's value of one counter (sum over shards), alone on a line. */

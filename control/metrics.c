@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include <jemalloc/jemalloc.h>
+#include <rte_ethdev.h>
 
 #include "actions.h"
 
@@ -41,6 +42,49 @@ static uint64_t quarantined_slots(struct tally_appliance *appliance)
     total += appliance->store.recovery.shards[i].slots_quarantined;
   }
   return total;
+}
+
+static uint64_t quarantined_producers(struct tally_appliance *appliance)
+{
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < appliance->store.geometry.shard_count; i++) {
+    total += appliance->store.recovery.shards[i].producers_quarantined;
+  }
+  return total;
+}
+
+/*
+ * The NIC's own figures: frames it dropped because an RX ring was full
+ * (imissed) or no buffer was free (rx_nombuf) are increments lost before
+ * tallyd could see them, and are counted here (invariant 3).
+ */
+#define TALLY_FOREACH_PORT_STAT(_)                                         \
+  _(ipackets, "rx_packets", "frames the port received")                    \
+  _(opackets, "tx_packets", "frames the port sent")                        \
+  _(imissed, "rx_missed", "frames dropped by the port: RX ring full")      \
+  _(rx_nombuf, "rx_nombuf", "frames dropped by the port: no mbuf free")    \
+  _(ierrors, "rx_errors", "frames received with errors")                   \
+  _(oerrors, "tx_errors", "frames the port failed to send")
+
+static void port_stats(struct tally_appliance *appliance, struct tally_out *out,
+  bool prometheus)
+{
+  assert(appliance->ports.count <= TALLY_PORTS_MAX);
+  for (uint16_t i = 0; i < appliance->ports.count; i++) {
+    uint16_t port = appliance->ports.ids[i];
+    struct rte_eth_stats stats;
+    if (rte_eth_stats_get(port, &stats) != 0) continue;
+#define TALLY_PORT_STAT_LINE(field, label, text)                                           \
+    if (prometheus) {                                                                      \
+      tally_out_printf(out, "# HELP tally_port_" label "_total " text "\n"                  \
+        "# TYPE tally_port_" label "_total counter\n"                                      \
+        "tally_port_" label "_total{port=\"%u\"} %" PRIu64 "\n", port, stats.field);       \
+    } else {                                                                               \
+      tally_out_printf(out, "port%u_" label " %" PRIu64 "\n", port, stats.field);           \
+    }
+    TALLY_FOREACH_PORT_STAT(TALLY_PORT_STAT_LINE)
+#undef TALLY_PORT_STAT_LINE
+  }
 }
 
 static size_t jemalloc_allocated_bytes(void)
@@ -87,7 +131,10 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   tally_out_printf(out, "store_commit_ns_max %" PRIu64 "\n",
     load(&appliance->persister_stats.commit_ns_max));
   tally_out_printf(out, "store_quarantined_slots %" PRIu64 "\n", quarantined_slots(appliance));
+  tally_out_printf(out, "store_quarantined_producers %" PRIu64 "\n",
+    quarantined_producers(appliance));
   tally_out_printf(out, "store_recovered_clean %d\n", appliance->store.recovery.was_clean ? 1 : 0);
+  port_stats(appliance, out, false);
   tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
   tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
@@ -139,6 +186,11 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
     (double)load(&appliance->persister_stats.commit_ns_max) / 1e9);
   metric_header(out, "store_quarantined_slots", "gauge", "slots that failed a checksum at start");
   tally_out_printf(out, "tally_store_quarantined_slots %" PRIu64 "\n", quarantined_slots(appliance));
+  metric_header(out, "store_quarantined_producers", "gauge",
+    "producer records that failed a checksum at start");
+  tally_out_printf(out, "tally_store_quarantined_producers %" PRIu64 "\n",
+    quarantined_producers(appliance));
+  port_stats(appliance, out, true);
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   struct tally_out scratch;

@@ -81,7 +81,7 @@ static enum tally_action_result dispatch(struct tally_appliance *appliance, cons
   }
   if (line_len == 5 && memcmp(line, "stats", 5) == 0) return tally_action_stats(appliance, body);
   if (line_len == 5 && memcmp(line, "ready", 5) == 0) {
-    return tally_action_ready(appliance, body) ? TALLY_ACTION_OK : TALLY_ACTION_FAILED;
+    return tally_action_ready(appliance, body) ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
   }
   if (line_len == 6 && memcmp(line, "reload", 6) == 0) return tally_action_reload(appliance, body);
   tally_out_printf(body, "unknown request (get NAME | list [PREFIX] | stats | ready | reload)\n");

@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -247,6 +248,23 @@ static int store_format(struct tally_store *store, char *error, size_t error_siz
  * Builds the store under a temporary name and links it into place when
  * whole; link() fails if path appeared meanwhile, so nothing is clobbered.
  */
+/*
+ * One process at a time: an exclusive advisory lock on the store file, held
+ * for as long as the descriptor is open (released by the kernel on exit,
+ * kill -9 included). A second tallyd on the same store is refused.
+ */
+static int store_lock(int fd, const char *path, char *error, size_t error_size)
+{
+  assert(fd >= 0);
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+  if (errno == EWOULDBLOCK) {
+    store_error(error, error_size, "store %s: in use by another process (locked)", path);
+  } else {
+    store_error(error, error_size, "store %s: cannot lock: %s", path, strerror(errno));
+  }
+  return -1;
+}
+
 static int store_create(struct tally_store *store, const char *path,
   enum tally_persist_mode mode, char *error, size_t error_size)
 {
@@ -265,7 +283,8 @@ static int store_create(struct tally_store *store, const char *path,
     return -1;
   }
   size_t size = tally_store_file_size(&store->geometry);
-  int rc = store_size_file(store->fd, size, path, error, error_size);
+  int rc = store_lock(store->fd, path, error, error_size);
+  if (rc == 0) rc = store_size_file(store->fd, size, path, error, error_size);
   if (rc == 0) rc = store_map(store, path, error, error_size);
   if (rc == 0) rc = store_resolve_mode(store, mode, path, error, error_size);
   if (rc == 0) rc = store_format(store, error, error_size);
@@ -286,6 +305,7 @@ static int store_create(struct tally_store *store, const char *path,
 }
 
 /* ---- Opening an existing store ------------------------------------------- */
+
 
 /* Names the first geometry field that differs between the file and the config. */
 static int superblock_check_geometry(const struct tally_store *store, const char *path,
@@ -357,6 +377,10 @@ static int store_open_existing(struct tally_store *store, const char *path,
   store->fd = open(path, O_RDWR | O_CLOEXEC);
   if (store->fd < 0) {
     store_error(error, error_size, "store %s: cannot open: %s", path, strerror(errno));
+    return -1;
+  }
+  if (store_lock(store->fd, path, error, error_size) != 0) {
+    store_release(store);
     return -1;
   }
   struct stat status;

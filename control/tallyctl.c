@@ -126,7 +126,7 @@ static int print_answer(const char *answer, size_t length)
   if (status != 0 && body_len > 0) fputs("tallyctl: ", stream);
   fwrite(body, 1, body_len, stream);
   if (status == 0) return 0;
-  return status == 1 ? EXIT_NOT_FOUND : EXIT_ERROR;
+  return status == 1 || status == 4 ? EXIT_NOT_FOUND : EXIT_ERROR;
 }
 
 static const char *socket_from_config(const char *path)

@@ -2,7 +2,7 @@
  * batch_wire.c — the binary batched protocol of reliable producers.
  *
  * Owns the byte layout of batches and acks (include/tally/batch_wire.h,
- * docs/protocol-binary.md): decoding with the MAC checked before a single
+ * docs/protocol.md): decoding with the MAC checked before a single
  * pair is parsed, encoding for producers and tests, and ack encode/decode.
  * Pure functions over byte buffers: no allocation, no syscalls, no state, so
  * the dataplane can call them per packet. Fields are little-endian and read

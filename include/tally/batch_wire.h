@@ -12,7 +12,7 @@
  *
  * An ack is a header with type ACK, count 0, the status and the batch's
  * producer and seq, followed by its own MAC: 40 bytes, always smaller than
- * the smallest valid batch (51 bytes), so no reply amplifies.
+ * the smallest valid batch (50 bytes), so no reply amplifies.
  */
 #ifndef TALLY_BATCH_WIRE_H
 #define TALLY_BATCH_WIRE_H

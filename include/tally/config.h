@@ -1,7 +1,7 @@
 /*
  * config.h — tallyd's configuration: the INI file (parsed with libinih),
  * validated in full before anything is created. Every key, its default and
- * range are in config/tally.ini.template and docs/operations.md.
+ * range are in config/tally.ini.template and docs/config-keys.md.
  */
 #ifndef TALLY_CONFIG_H
 #define TALLY_CONFIG_H

@@ -12,7 +12,7 @@
  * ident_crc; its value by value_check, written together with the value in a
  * single 16-byte store so kill -9 can never tear them apart. A reliable batch
  * is applied through the redo log (absolute new values + new dedup state),
- * so replaying it after a crash is idempotent. See docs/architecture.md.
+ * so replaying it after a crash is idempotent. See docs/store-layout.md.
  */
 #ifndef TALLY_SHARD_H
 #define TALLY_SHARD_H

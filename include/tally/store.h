@@ -3,7 +3,7 @@
  * superblock and one shard region per dataplane lcore. Owns creating,
  * opening, checking and recovering the file, and persisting it.
  *
- * Layout (docs/architecture.md has the byte map):
+ * Layout (docs/store-layout.md has the byte map):
  *   [superblock 4 KiB][shard 0 region]...[shard n-1 region]
  *
  * Persistence modes:

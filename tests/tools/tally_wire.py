@@ -3,7 +3,7 @@
 Stdlib only (Python 3). Used by the integration tests to act as a reliable
 producer: encode_batch() builds a batch datagram, decode_ack() verifies and
 reads the ack that tallyd sends back. The byte layout and MAC are those of
-include/tally/batch_wire.h and docs/protocol-binary.md:
+include/tally/batch_wire.h and docs/protocol.md:
 
     header (24 bytes): "TB" | version u8 | type u8 | count u16 | status u16 |
                        producer u64 | seq u64            (little-endian)

@@ -130,6 +130,21 @@ static void test_create_and_reopen(void **state)
   tally_store_close(&store);
 }
 
+/* A second opener (another tallyd on the same store) is refused. */
+static void test_second_opener_refused(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_int_equal(add(&store.shards[0], "held", 1), TALLY_OK);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "in use by another process");
+  assert_int_equal(value_of(&store.shards[0], "held"), 1);
+  tally_store_close(&store);
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO); /* released on close */
+  assert_int_equal(value_of(&store.shards[0], "held"), 1);
+  tally_store_close(&store);
+}
+
 static void test_unclean_exit_keeps_everything(void **state)
 {
   (void)state;
@@ -385,6 +400,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_second_opener_refused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unclean_exit_keeps_everything, setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill_during_batches, setup, teardown),
     cmocka_unit_test_setup_teardown(test_invalid_geometry_creates_nothing, setup, teardown),
