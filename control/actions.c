@@ -15,6 +15,7 @@
 #include <urcu/urcu-qsbr.h>
 
 #include "actions.h"
+#include "cluster.h"
 #include "tally/name.h"
 
 /* Node totals are exact in 128 bits: shards are int64 each, at most 16. */
@@ -36,15 +37,31 @@ static void print_int128(struct tally_out *out, __int128 value)
   tally_out_printf(out, "%s", text);
 }
 
-/* Sums name over shards; returns false if no shard holds it. */
+/*
+ * The tables a read sums: this node's shards, then (in a cluster) the replica
+ * table of every peer's contribution.
+ */
+static uint32_t table_count(const struct tally_appliance *appliance)
+{
+  return appliance->store.geometry.shard_count + appliance->store.geometry.replica_count;
+}
+
+static const struct tally_shard *table_at(const struct tally_appliance *appliance, uint32_t i)
+{
+  uint32_t shards = appliance->store.geometry.shard_count;
+  assert(i < table_count(appliance));
+  return i < shards ? &appliance->store.shards[i] : &appliance->store.replicas[i - shards];
+}
+
+/* Sums name over every table; returns false if none holds it. */
 static bool counter_total(struct tally_appliance *appliance, const char *name, uint32_t name_len,
   __int128 *total)
 {
   uint32_t hash = tally_name_hash(name, name_len);
   bool found = false;
   *total = 0;
-  for (uint32_t i = 0; i < appliance->store.geometry.shard_count; i++) {
-    const struct tally_shard *shard = &appliance->store.shards[i];
+  for (uint32_t i = 0; i < table_count(appliance); i++) {
+    const struct tally_shard *shard = table_at(appliance, i);
     int64_t slot = tally_shard_find(shard, name, name_len, hash);
     if (slot < 0) continue;
     assert(slot < (int64_t)shard->slots_count);
@@ -76,9 +93,9 @@ enum tally_action_result tally_action_get(struct tally_appliance *appliance, con
 static bool listed_earlier(struct tally_appliance *appliance, uint32_t before, const char *name,
   uint32_t name_len, uint32_t hash)
 {
-  assert(before < TALLY_LCORES_MAX);
+  assert(before < TALLY_LCORES_MAX + TALLY_NODES_MAX);
   for (uint32_t i = 0; i < before; i++) {
-    if (tally_shard_find(&appliance->store.shards[i], name, name_len, hash) >= 0) return true;
+    if (tally_shard_find(table_at(appliance, i), name, name_len, hash) >= 0) return true;
   }
   return false;
 }
@@ -87,8 +104,8 @@ enum tally_action_result tally_action_list(struct tally_appliance *appliance,
   const char *prefix, size_t prefix_len, struct tally_out *out)
 {
   assert(prefix_len <= TALLY_NAME_LEN_MAX);
-  for (uint32_t s = 0; s < appliance->store.geometry.shard_count && !out->failed; s++) {
-    const struct tally_shard *shard = &appliance->store.shards[s];
+  for (uint32_t s = 0; s < table_count(appliance) && !out->failed; s++) {
+    const struct tally_shard *shard = table_at(appliance, s);
     for (uint32_t slot = 0; slot < shard->slots_count && !out->failed; slot++) {
       if (!tally_shard_slot_readable(shard, slot)) continue;
       const struct tally_slot *entry = &shard->slots[slot];
@@ -133,6 +150,17 @@ bool tally_action_ready(struct tally_appliance *appliance, struct tally_out *out
   }
   tally_out_printf(out, "ready\n");
   return true;
+}
+
+enum tally_action_result tally_action_cluster(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  if (appliance->cluster == NULL) {
+    tally_out_printf(out, "single node: no [cluster] section in the config\n");
+    return TALLY_ACTION_OK;
+  }
+  tally_cluster_describe(appliance->cluster, out);
+  return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
 }
 
 enum tally_action_result tally_action_reload(struct tally_appliance *appliance,

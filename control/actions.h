@@ -20,7 +20,10 @@ enum tally_action_result {
   TALLY_ACTION_NOT_READY = 4,
 };
 
-/* The node's value of one counter (sum over shards), alone on a line. */
+/*
+ * The node's value of one counter (its shards, plus in a cluster every peer's
+ * contribution as this node holds it), alone on a line.
+ */
 enum tally_action_result tally_action_get(struct tally_appliance *appliance, const char *name,
   size_t name_len, struct tally_out *out);
 /* "name value" lines for every counter whose name starts with prefix. */
@@ -31,6 +34,9 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   struct tally_out *out);
 /* Prometheus text exposition for /metrics. */
 enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
+  struct tally_out *out);
+/* The cluster as this node sees it: a self line, then a line per peer. */
+enum tally_action_result tally_action_cluster(struct tally_appliance *appliance,
   struct tally_out *out);
 /* Re-reads the config file and swaps the reloadable keys (ingest.key) via RCU. */
 enum tally_action_result tally_action_reload(struct tally_appliance *appliance,

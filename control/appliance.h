@@ -26,6 +26,8 @@ struct tally_persister_stats {
   uint64_t commit_ns_max;
 };
 
+struct tally_cluster;
+
 struct tally_appliance {
   char config_path[TALLY_PATH_MAX];
   struct tally_config config;
@@ -44,6 +46,7 @@ struct tally_appliance {
   uint64_t reload_failures;
   uint64_t mgmt_requests;
   uint64_t mgmt_errors;
+  struct tally_cluster *cluster;        /* NULL for a single node */
 };
 
 /* Monotonic and wall clocks in nanoseconds. */

@@ -11,8 +11,14 @@
  * see what inih does not report: the line number of each handler call, lines
  * longer than inih's line buffer (it would silently split them), NUL bytes,
  * section headers with no keys, and indented continuation lines (inih hands
- * those to the handler as the previous key again; only eal.args may span
- * lines, everything else would look like a duplicate).
+ * those to the handler as the previous key again; only eal.args and
+ * cluster.nodes may span lines, everything else would look like a duplicate).
+ *
+ * [cluster] is optional: absent, the node runs alone (cluster.enabled false,
+ * one member, write quorum 1); present, it must name this node, every member
+ * and the cluster key, and what spans keys (node_id among the nodes, the write
+ * quorum within the member count, suspect_phi below down_phi) is checked once
+ * the whole file is read.
  */
 #include "tally/config.h"
 
@@ -33,11 +39,38 @@
 #define CONFIG_TEXT_SIZE_MAX (64u * 1024u)
 /* Longest piece of input echoed in an error message. */
 #define CONFIG_ECHO_LEN_MAX 48u
+/* [cluster] ranges (the contract is in config.h). */
+#define CONFIG_HEARTBEAT_INTERVAL_MS_MIN 10u
+#define CONFIG_HEARTBEAT_INTERVAL_MS_MAX 10000u
+#define CONFIG_REPLICATION_INTERVAL_MS_MIN 1u
+#define CONFIG_REPLICATION_INTERVAL_MS_MAX 1000u
+#define CONFIG_PHI_MAX 100.0
+/* Defaults of the [cluster] keys. */
+#define CONFIG_WRITE_QUORUM_DEFAULT 2u
+#define CONFIG_HEARTBEAT_INTERVAL_MS_DEFAULT 100u
+#define CONFIG_REPLICATION_INTERVAL_MS_DEFAULT 5u
+#define CONFIG_SUSPECT_PHI_DEFAULT 5.0
+#define CONFIG_DOWN_PHI_DEFAULT 8.0
+/*
+ * Longest cluster.nodes entry that is looked into; a longer one is refused
+ * whole. A valid one is at most 27 bytes ("65535@255.255.255.255:65535"); the
+ * slack lets "0007100" or an id of 20 digits get its precise message.
+ */
+#define CONFIG_NODE_ENTRY_LEN_MAX 40u
 /* A Unix socket path must fit sockaddr_un.sun_path with its NUL. */
 #define CONFIG_SOCKET_PATH_LEN_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1u)
 
 static_assert(CONFIG_SOCKET_PATH_LEN_MAX < TALLY_PATH_MAX, "socket path fits the config buffer");
 static_assert(TALLY_EAL_ARGC_MAX >= 2u, "room for the program and one argument");
+static_assert(TALLY_NODES_MAX >= 1u, "a cluster holds this node");
+static_assert(TALLY_NODES_MAX <= UINT16_MAX, "node ids are 16-bit");
+static_assert(CONFIG_NODE_ENTRY_LEN_MAX <= CONFIG_ECHO_LEN_MAX, "a bad entry is echoed whole");
+static_assert(CONFIG_HEARTBEAT_INTERVAL_MS_MIN <= CONFIG_HEARTBEAT_INTERVAL_MS_DEFAULT, "range");
+static_assert(CONFIG_HEARTBEAT_INTERVAL_MS_DEFAULT <= CONFIG_HEARTBEAT_INTERVAL_MS_MAX, "range");
+static_assert(CONFIG_REPLICATION_INTERVAL_MS_MIN <= CONFIG_REPLICATION_INTERVAL_MS_DEFAULT,
+  "range");
+static_assert(CONFIG_REPLICATION_INTERVAL_MS_DEFAULT <= CONFIG_REPLICATION_INTERVAL_MS_MAX,
+  "range");
 
 /* ---- Keys ----------------------------------------------------------------- */
 
@@ -55,6 +88,14 @@ enum config_key {
   KEY_DATAPLANE_MBUFS,
   KEY_CONTROL_SOCKET,
   KEY_CONTROL_HTTP,
+  KEY_CLUSTER_NODE_ID,
+  KEY_CLUSTER_NODES,
+  KEY_CLUSTER_WRITE_QUORUM,
+  KEY_CLUSTER_KEY,
+  KEY_CLUSTER_HEARTBEAT_INTERVAL_MS,
+  KEY_CLUSTER_REPLICATION_INTERVAL_MS,
+  KEY_CLUSTER_SUSPECT_PHI,
+  KEY_CLUSTER_DOWN_PHI,
   KEY_COUNT,
 };
 
@@ -79,6 +120,7 @@ struct parse_state {
   bool key_previous_valid;  /* a key was set since the last section header */
   enum config_key key_previous;
   uint32_t keys_seen;       /* bit per enum config_key */
+  bool cluster_seen;        /* a [cluster] header, even with no key under it */
   int key_line[KEY_COUNT];  /* where each key was first set */
   bool failed;
   int error_line;           /* line of the first error (0: after parsing) */
@@ -87,7 +129,7 @@ struct parse_state {
 };
 
 static const char *const section_names[] = {"eal", "node", "ingest", "store", "dataplane",
-  "control"};
+  "control", "cluster"};
 
 static const char *const persist_names[] = {
   [TALLY_PERSIST_AUTO] = "auto",
@@ -183,7 +225,22 @@ static bool has_control_char(const char *value) {
   return false;
 }
 
-/* Decimal digits only: no sign, no prefix, no junk. */
+/*
+ * Decimal digits only, at least one: no sign, no prefix, no junk. A number
+ * above UINT32_MAX stays above it (it stops growing), never wraps.
+ */
+static bool decimal_parse(const char *text, size_t length, uint64_t *out) {
+  assert(text != NULL);
+  assert(out != NULL);
+  uint64_t number = 0;
+  for (size_t i = 0; i < length; i++) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    if (number <= UINT32_MAX) number = number * 10u + (uint64_t)(text[i] - '0');
+  }
+  *out = number;
+  return length > 0;
+}
+
 static int parse_uint(struct parse_state *state, enum config_key key, const char *value,
   uint32_t minimum, uint32_t maximum, uint32_t *out) {
   assert(minimum <= maximum);
@@ -191,15 +248,10 @@ static int parse_uint(struct parse_state *state, enum config_key key, const char
   const struct key_spec *spec = key_spec_get(key);
   char shown[CONFIG_ECHO_LEN_MAX + 4];
   echo(shown, value);
-  size_t length = strlen(value);
   uint64_t number = 0;
-  for (size_t i = 0; i < length; i++) {
-    if (value[i] < '0' || value[i] > '9') {
-      return fail_key(state, spec->section, spec->name, "'%s' is not a decimal number", shown);
-    }
-    if (number <= UINT32_MAX) number = number * 10u + (uint64_t)(value[i] - '0');
+  if (!decimal_parse(value, strlen(value), &number)) {
+    return fail_key(state, spec->section, spec->name, "'%s' is not a decimal number", shown);
   }
-  if (length == 0) return fail_key(state, spec->section, spec->name, "'' is not a decimal number");
   if (number < minimum) {
     return fail_key(state, spec->section, spec->name, "%s is below the minimum %u", shown,
       minimum);
@@ -243,6 +295,12 @@ static bool ipv4_parse(const char *text, uint32_t *address) {
   return true;
 }
 
+/* Not 0.0.0.0, not 255.255.255.255, not multicast (224.0.0.0/4). */
+static bool ipv4_unicast(uint32_t address) {
+  bool multicast = (address >> 28) == 0xeu;
+  return address != 0 && address != UINT32_MAX && !multicast;
+}
+
 static int parse_node_ipv4(struct parse_state *state, enum config_key key, const char *value) {
   assert(key == KEY_NODE_IPV4);
   assert(value != NULL);
@@ -254,8 +312,7 @@ static int parse_node_ipv4(struct parse_state *state, enum config_key key, const
     return fail_key(state, spec->section, spec->name, "'%s' is not an IPv4 address (a.b.c.d)",
       shown);
   }
-  bool multicast = (address >> 28) == 0xeu;
-  if (address == 0 || address == UINT32_MAX || multicast) {
+  if (!ipv4_unicast(address)) {
     return fail_key(state, spec->section, spec->name, "'%s' is not a unicast address", shown);
   }
   state->config.ipv4 = address;
@@ -279,11 +336,12 @@ static int hex_digit(char c) {
   return -1;
 }
 
-/* The key is a secret: errors never echo it. */
-static int parse_ingest_key(struct parse_state *state, enum config_key key, const char *value) {
-  assert(key == KEY_INGEST_KEY);
+/* ingest.key or cluster.key. A key is a secret: errors never echo it. */
+static int parse_key(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_INGEST_KEY || key == KEY_CLUSTER_KEY);
   assert(value != NULL);
   const struct key_spec *spec = key_spec_get(key);
+  uint8_t *out = key == KEY_INGEST_KEY ? state->config.key : state->config.cluster.key;
   size_t length = strnlen(value, 2u * TALLY_KEY_SIZE + 1u);
   if (length != 2u * TALLY_KEY_SIZE) {
     return fail_key(state, spec->section, spec->name, "must be %u hex digits, got %s%zu",
@@ -297,12 +355,12 @@ static int parse_ingest_key(struct parse_state *state, enum config_key key, cons
       return fail_key(state, spec->section, spec->name, "character %zu is not a hex digit",
         i + 1u);
     }
-    uint8_t *byte = &state->config.key[i / 2u];
+    uint8_t *byte = &out[i / 2u];
     *byte = (i % 2u == 0) ? (uint8_t)(digit << 4) : (uint8_t)(*byte | digit);
     bits_any |= (uint8_t)digit;
   }
   if (bits_any == 0) return fail(state, key, "must not be all zeros");
-  state->config.key_set = true;
+  if (key == KEY_INGEST_KEY) state->config.key_set = true;
   return 1;
 }
 
@@ -328,6 +386,14 @@ static int parse_number(struct parse_state *state, enum config_key key,
       TALLY_COMMIT_INTERVAL_MS_MAX, &config->commit_interval_ms);
   case KEY_DATAPLANE_MBUFS:
     return parse_uint(state, key, value, TALLY_MBUFS_MIN, TALLY_MBUFS_MAX, &config->mbufs);
+  case KEY_CLUSTER_WRITE_QUORUM: /* and at most the node count, checked after the file */
+    return parse_uint(state, key, value, 1, TALLY_NODES_MAX, &config->cluster.write_quorum);
+  case KEY_CLUSTER_HEARTBEAT_INTERVAL_MS:
+    return parse_uint(state, key, value, CONFIG_HEARTBEAT_INTERVAL_MS_MIN,
+      CONFIG_HEARTBEAT_INTERVAL_MS_MAX, &config->cluster.heartbeat_interval_ms);
+  case KEY_CLUSTER_REPLICATION_INTERVAL_MS:
+    return parse_uint(state, key, value, CONFIG_REPLICATION_INTERVAL_MS_MIN,
+      CONFIG_REPLICATION_INTERVAL_MS_MAX, &config->cluster.replication_interval_ms);
   default:
     assert(false && "not a numeric key");
     return 0;
@@ -391,12 +457,154 @@ static int parse_control_http(struct parse_state *state, enum config_key key,
   return 1;
 }
 
+/* ---- [cluster] ------------------------------------------------------------ */
+
+static bool is_space(char c);
+
+static int parse_cluster_node_id(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_CLUSTER_NODE_ID);
+  assert(value != NULL);
+  uint32_t node_id = 0;
+  if (!parse_uint(state, key, value, 1, UINT16_MAX, &node_id)) return 0;
+  state->config.cluster.node_id = (uint16_t)node_id;
+  return 1;
+}
+
+/* "ID@a.b.c.d:PORT", syntax only: the numbers come back unchecked. */
+static bool node_entry_parse(const char *entry, uint64_t *id, uint32_t *address,
+  uint64_t *port) {
+  assert(entry != NULL);
+  assert(strlen(entry) <= CONFIG_NODE_ENTRY_LEN_MAX);
+  const char *at = strchr(entry, '@');
+  const char *colon = strrchr(entry, ':');
+  if (at == NULL || colon == NULL || colon < at) return false;
+  char address_text[INET_ADDRSTRLEN];
+  size_t address_length = (size_t)(colon - at) - 1u;
+  if (address_length >= sizeof(address_text)) return false;
+  memcpy(address_text, at + 1, address_length);
+  address_text[address_length] = '\0';
+  if (!decimal_parse(entry, (size_t)(at - entry), id)) return false;
+  if (!ipv4_parse(address_text, address)) return false;
+  return decimal_parse(colon + 1, strlen(colon + 1), port);
+}
+
+/* Checks one entry (NUL-terminated, cut for the echo) and appends it. */
+static int node_entry_add(struct parse_state *state, const char *entry, size_t entry_length) {
+  struct tally_cluster_config *cluster = &state->config.cluster;
+  assert(entry_length > 0);
+  assert(cluster->node_count <= TALLY_NODES_MAX);
+  char shown[CONFIG_ECHO_LEN_MAX + 4];
+  echo(shown, entry);
+  if (cluster->node_count == TALLY_NODES_MAX) {
+    return fail_key(state, "cluster", "nodes", "more than %u nodes", TALLY_NODES_MAX);
+  }
+  uint64_t id = 0;
+  uint64_t port = 0;
+  uint32_t address = 0;
+  if (entry_length > CONFIG_NODE_ENTRY_LEN_MAX || !node_entry_parse(entry, &id, &address, &port)) {
+    return fail_key(state, "cluster", "nodes", "'%s' is not id@a.b.c.d:port", shown);
+  }
+  if (id == 0 || id > UINT16_MAX) {
+    return fail_key(state, "cluster", "nodes", "'%s': the id must be 1..65535", shown);
+  }
+  if (port == 0 || port > UINT16_MAX) {
+    return fail_key(state, "cluster", "nodes", "'%s': the port must be 1..65535", shown);
+  }
+  if (!ipv4_unicast(address)) {
+    return fail_key(state, "cluster", "nodes", "'%s': not a unicast address", shown);
+  }
+  for (uint32_t i = 0; i < cluster->node_count; i++) {
+    const struct tally_cluster_node *other = &cluster->nodes[i];
+    if (other->id == id) {
+      return fail_key(state, "cluster", "nodes", "id %u is listed twice", (unsigned)id);
+    }
+    if (other->ipv4 == address && other->port == port) {
+      return fail_key(state, "cluster", "nodes", "%u.%u.%u.%u:%u is listed twice",
+        address >> 24, (address >> 16) & 0xffu, (address >> 8) & 0xffu, address & 0xffu,
+        (unsigned)port);
+    }
+  }
+  cluster->nodes[cluster->node_count++] =
+    (struct tally_cluster_node){.id = (uint16_t)id, .ipv4 = address, .port = (uint16_t)port};
+  return 1;
+}
+
+/* Appends the whitespace-separated entries in text[0, length). */
+static int nodes_append(struct parse_state *state, const char *text, size_t length) {
+  assert(text != NULL);
+  assert(length < TALLY_EAL_ARGS_LEN_MAX);
+  size_t i = 0;
+  while (i < length) { /* bounded: every pass moves i forward */
+    if (is_space(text[i])) {
+      i++;
+      continue;
+    }
+    size_t start = i;
+    while (i < length && !is_space(text[i])) i++;
+    char entry[CONFIG_ECHO_LEN_MAX + 2];
+    size_t copied = i - start <= CONFIG_ECHO_LEN_MAX ? i - start : CONFIG_ECHO_LEN_MAX + 1u;
+    memcpy(entry, text + start, copied);
+    entry[copied] = '\0';
+    if (!node_entry_add(state, entry, i - start)) return 0;
+  }
+  assert(i == length);
+  return 1;
+}
+
+static int parse_cluster_nodes(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_CLUSTER_NODES);
+  assert(value[0] != '\0');
+  struct tally_cluster_config *cluster = &state->config.cluster;
+  cluster->node_count = 0; /* the single-node default is replaced, not added to */
+  memset(cluster->nodes, 0, sizeof(cluster->nodes));
+  return nodes_append(state, value, strnlen(value, TALLY_EAL_ARGS_LEN_MAX - 1u));
+}
+
+/*
+ * suspect_phi, down_phi: digits with at most one '.', in (0, 100]. The text
+ * is checked before strtod, so no sign, exponent, hex, nan or inf gets in
+ * (tallyd never calls setlocale: strtod's radix is '.').
+ */
+static int parse_cluster_phi(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_CLUSTER_SUSPECT_PHI || key == KEY_CLUSTER_DOWN_PHI);
+  assert(value != NULL);
+  const struct key_spec *spec = key_spec_get(key);
+  char shown[CONFIG_ECHO_LEN_MAX + 4];
+  echo(shown, value);
+  size_t length = strlen(value);
+  uint32_t digits = 0;
+  uint32_t points = 0;
+  for (size_t i = 0; i < length; i++) {
+    if (value[i] >= '0' && value[i] <= '9') digits++;
+    else if (value[i] == '.') points++;
+    else return fail_key(state, spec->section, spec->name, "'%s' is not a decimal number", shown);
+  }
+  if (digits == 0 || points > 1) {
+    return fail_key(state, spec->section, spec->name, "'%s' is not a decimal number", shown);
+  }
+  char *end = NULL;
+  double phi = strtod(value, &end);
+  assert(end == value + length);
+  if (!(phi > 0.0)) return fail_key(state, spec->section, spec->name, "%s is not above 0", shown);
+  if (phi > CONFIG_PHI_MAX) {
+    return fail_key(state, spec->section, spec->name, "%s is above the maximum %g", shown,
+      CONFIG_PHI_MAX);
+  }
+  if (key == KEY_CLUSTER_SUSPECT_PHI) state->config.cluster.suspect_phi = phi;
+  if (key == KEY_CLUSTER_DOWN_PHI) state->config.cluster.down_phi = phi;
+  return 1;
+}
+
+/* ---- Key table ------------------------------------------------------------ */
+
 static const struct key_spec key_specs[KEY_COUNT] = {
   [KEY_EAL_ARGS] = {"eal", "args", parse_eal_args},
   [KEY_NODE_IPV4] = {"node", "ipv4", parse_node_ipv4},
   [KEY_INGEST_STATSD_PORT] = {"ingest", "statsd_port", parse_port},
   [KEY_INGEST_BINARY_PORT] = {"ingest", "binary_port", parse_port},
-  [KEY_INGEST_KEY] = {"ingest", "key", parse_ingest_key},
+  [KEY_INGEST_KEY] = {"ingest", "key", parse_key},
   [KEY_STORE_PATH] = {"store", "path", parse_store_path},
   [KEY_STORE_COUNTERS_MAX] = {"store", "counters_max", parse_number},
   [KEY_STORE_PRODUCERS_MAX] = {"store", "producers_max", parse_number},
@@ -405,6 +613,14 @@ static const struct key_spec key_specs[KEY_COUNT] = {
   [KEY_DATAPLANE_MBUFS] = {"dataplane", "mbufs", parse_number},
   [KEY_CONTROL_SOCKET] = {"control", "socket", parse_control_socket},
   [KEY_CONTROL_HTTP] = {"control", "http", parse_control_http},
+  [KEY_CLUSTER_NODE_ID] = {"cluster", "node_id", parse_cluster_node_id},
+  [KEY_CLUSTER_NODES] = {"cluster", "nodes", parse_cluster_nodes},
+  [KEY_CLUSTER_WRITE_QUORUM] = {"cluster", "write_quorum", parse_number},
+  [KEY_CLUSTER_KEY] = {"cluster", "key", parse_key},
+  [KEY_CLUSTER_HEARTBEAT_INTERVAL_MS] = {"cluster", "heartbeat_interval_ms", parse_number},
+  [KEY_CLUSTER_REPLICATION_INTERVAL_MS] = {"cluster", "replication_interval_ms", parse_number},
+  [KEY_CLUSTER_SUSPECT_PHI] = {"cluster", "suspect_phi", parse_cluster_phi},
+  [KEY_CLUSTER_DOWN_PHI] = {"cluster", "down_phi", parse_cluster_phi},
 };
 
 static const struct key_spec *key_spec_get(enum config_key key) {
@@ -505,7 +721,10 @@ static bool reader_check_section(struct parse_state *state, const char *line, si
   const char *end = memchr(name, ']', length - i - 1u);
   if (end == NULL) return true; /* inih reports it as a syntax error */
   size_t name_length = (size_t)(end - name);
-  if (section_known(name, name_length)) return true;
+  if (section_known(name, name_length)) {
+    if (name_length == 7u && memcmp(name, "cluster", 7u) == 0) state->cluster_seen = true;
+    return true;
+  }
   char copy[CONFIG_ECHO_LEN_MAX + 1];
   size_t copy_length = name_length < CONFIG_ECHO_LEN_MAX ? name_length : CONFIG_ECHO_LEN_MAX;
   memcpy(copy, name, copy_length);
@@ -558,16 +777,20 @@ static size_t continuation_trim(const char *value) {
   return length;
 }
 
-/* An indented line after eal.args: appended with one space. */
+/*
+ * An indented line after eal.args (appended with one space) or after
+ * cluster.nodes (more entries).
+ */
 static int config_continue(struct parse_state *state, enum config_key key, const char *value) {
   assert(state->key_previous_valid);
   assert(state->keys_seen & (1u << key));
-  if (key != KEY_EAL_ARGS) {
-    return fail(state, key,
-      "an indented line continues the previous value, and only eal.args may span lines");
+  if (key != KEY_EAL_ARGS && key != KEY_CLUSTER_NODES) {
+    return fail(state, key, "an indented line continues the previous value, and only eal.args "
+                            "and cluster.nodes may span lines");
   }
   size_t length = continuation_trim(value);
   if (length == 0) return 1;
+  if (key == KEY_CLUSTER_NODES) return nodes_append(state, value, length);
   char *args = state->config.eal_args;
   size_t used = strnlen(args, TALLY_EAL_ARGS_LEN_MAX);
   assert(used < TALLY_EAL_ARGS_LEN_MAX);
@@ -617,6 +840,7 @@ static int config_handler(void *user, const char *section, const char *name,
   }
   state->keys_seen |= bit;
   state->key_line[key] = state->line_number;
+  if (strcmp(section, "cluster") == 0) state->cluster_seen = true; /* the reader saw it too */
   state->key_previous = key;
   state->key_previous_valid = true;
   if (value[0] == '\0') return fail(state, key, "empty value");
@@ -643,7 +867,53 @@ static void fail_syntax(struct parse_state *state, int line_number) {
     section ? "section header without a closing ']'" : "expected 'key = value'");
 }
 
-/* Checks what spans keys: required keys, ports, the key, EAL argument count. */
+/* Without [cluster], one node; with it, what spans its keys. */
+static int cluster_validate(struct parse_state *state) {
+  struct tally_cluster_config *cluster = &state->config.cluster;
+  assert(!state->failed);
+  assert(cluster->node_count <= TALLY_NODES_MAX);
+  if (!state->cluster_seen) {
+    assert(cluster->node_count == 1u);
+    cluster->nodes[0].ipv4 = state->config.ipv4;
+    return 1;
+  }
+  static const enum config_key required[] = {KEY_CLUSTER_NODE_ID, KEY_CLUSTER_NODES,
+    KEY_CLUSTER_KEY};
+  for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+    if (!(state->keys_seen & (1u << required[i]))) return fail(state, required[i], "required");
+  }
+  assert(cluster->node_count >= 1u);
+  bool member = false;
+  for (uint32_t i = 0; i < cluster->node_count; i++) {
+    if (cluster->nodes[i].id == cluster->node_id) member = true;
+  }
+  if (!member) {
+    return fail_key(state, "cluster", "node_id", "%u is not in cluster.nodes",
+      (unsigned)cluster->node_id);
+  }
+  if (!(state->keys_seen & (1u << KEY_CLUSTER_WRITE_QUORUM))) {
+    cluster->write_quorum = cluster->node_count < CONFIG_WRITE_QUORUM_DEFAULT
+                              ? cluster->node_count
+                              : CONFIG_WRITE_QUORUM_DEFAULT;
+  }
+  if (cluster->write_quorum > cluster->node_count) {
+    return fail_key(state, "cluster", "write_quorum",
+      "%u is above the maximum %u (the number of cluster.nodes)", cluster->write_quorum,
+      cluster->node_count);
+  }
+  if (!(cluster->down_phi > cluster->suspect_phi)) {
+    if (state->keys_seen & (1u << KEY_CLUSTER_DOWN_PHI)) {
+      return fail_key(state, "cluster", "down_phi", "%g is not above cluster.suspect_phi %g",
+        cluster->down_phi, cluster->suspect_phi);
+    }
+    return fail_key(state, "cluster", "suspect_phi", "%g is not below cluster.down_phi %g",
+      cluster->suspect_phi, cluster->down_phi);
+  }
+  cluster->enabled = true;
+  return 1;
+}
+
+/* Checks what spans keys: required keys, ports, the key, EAL argument count, [cluster]. */
 static int config_validate(struct parse_state *state) {
   const struct tally_config *config = &state->config;
   assert(!state->failed);
@@ -662,7 +932,30 @@ static int config_validate(struct parse_state *state) {
     return fail_key(state, "ingest", "binary_port", "%u is the same as ingest.statsd_port",
       (unsigned)config->binary_port);
   }
-  return 1;
+  return cluster_validate(state);
+}
+
+/* What every successfully parsed [cluster] holds, enabled or not. */
+static void cluster_assert_valid(const struct tally_cluster_config *cluster) {
+  assert(cluster->node_count >= 1u);
+  assert(cluster->node_count <= TALLY_NODES_MAX);
+  assert(cluster->write_quorum >= 1u);
+  assert(cluster->write_quorum <= cluster->node_count);
+  assert(cluster->heartbeat_interval_ms >= CONFIG_HEARTBEAT_INTERVAL_MS_MIN);
+  assert(cluster->heartbeat_interval_ms <= CONFIG_HEARTBEAT_INTERVAL_MS_MAX);
+  assert(cluster->replication_interval_ms >= CONFIG_REPLICATION_INTERVAL_MS_MIN);
+  assert(cluster->replication_interval_ms <= CONFIG_REPLICATION_INTERVAL_MS_MAX);
+  assert(cluster->suspect_phi > 0.0);
+  assert(cluster->suspect_phi < cluster->down_phi);
+  assert(cluster->down_phi <= CONFIG_PHI_MAX);
+  bool member = false;
+  for (uint32_t i = 0; i < cluster->node_count; i++) {
+    assert(cluster->nodes[i].id != 0);
+    assert(!cluster->enabled || cluster->nodes[i].port != 0);
+    assert(!cluster->enabled || ipv4_unicast(cluster->nodes[i].ipv4));
+    if (cluster->nodes[i].id == cluster->node_id) member = true;
+  }
+  assert(member);
 }
 
 /* What every successfully parsed config holds. */
@@ -681,6 +974,7 @@ static void config_assert_valid(const struct tally_config *config) {
   assert(config->mbufs <= TALLY_MBUFS_MAX);
   assert(config->persist_mode <= TALLY_PERSIST_PER_BURST);
   assert(config->binary_port == 0 || config->key_set);
+  cluster_assert_valid(&config->cluster);
 }
 
 void tally_config_defaults(struct tally_config *config) {
@@ -696,6 +990,17 @@ void tally_config_defaults(struct tally_config *config) {
   snprintf(config->socket_path, sizeof(config->socket_path), "%s", "/run/tally/tally.sock");
   config->http_ipv4 = 0x7f000001u; /* 127.0.0.1 */
   config->http_port = 9125;
+  /* No [cluster]: this node alone, id 1, its own write quorum. */
+  struct tally_cluster_config *cluster = &config->cluster;
+  cluster->enabled = false;
+  cluster->node_id = 1;
+  cluster->node_count = 1;
+  cluster->nodes[0].id = 1;
+  cluster->write_quorum = 1;
+  cluster->heartbeat_interval_ms = CONFIG_HEARTBEAT_INTERVAL_MS_DEFAULT;
+  cluster->replication_interval_ms = CONFIG_REPLICATION_INTERVAL_MS_DEFAULT;
+  cluster->suspect_phi = CONFIG_SUSPECT_PHI_DEFAULT;
+  cluster->down_phi = CONFIG_DOWN_PHI_DEFAULT;
   assert(config->mbufs >= TALLY_MBUFS_MIN);
   assert(config->counters_max >= TALLY_COUNTERS_MIN);
 }

@@ -24,6 +24,7 @@
 #include <urcu/urcu-qsbr.h>
 
 #include "actions.h"
+#include "cluster.h"
 #include "http.h"
 #include "mgmt.h"
 #include "persister.h"
@@ -31,6 +32,7 @@
 #define CONTROL_POLL_MS 100
 
 static struct tally_appliance appliance;
+static struct tally_cluster cluster;
 
 static void die(const char *message)
 {
@@ -100,6 +102,7 @@ static void open_store(void)
     .shard_count = appliance.lcore_count,
     .counters_max = appliance.config.counters_max,
     .producers_max = appliance.config.producers_max,
+    .replica_count = appliance.config.cluster.enabled ? appliance.config.cluster.node_count - 1 : 0,
   };
   if (tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
         appliance.config.persist_mode, error, sizeof error) != 0) {
@@ -180,6 +183,31 @@ static void make_lcores(void)
   }
 }
 
+/*
+ * Cluster: replication socket, snapshot, and — when this node's store is new
+ * or damaged — its own contribution restored from the peers before any lcore
+ * counts (so /health/ready stays false until then).
+ */
+static void open_cluster(void)
+{
+  if (!appliance.config.cluster.enabled) return;
+  bool damaged = appliance.store.recovery.created;
+  for (uint32_t i = 0; i < appliance.lcore_count; i++) {
+    damaged = damaged || appliance.store.recovery.shards[i].slots_quarantined > 0;
+  }
+  char error[512];
+  if (tally_cluster_open(&cluster, &appliance, damaged, error, sizeof error) != 0) die(error);
+  appliance.cluster = &cluster;
+  for (uint32_t i = 0; i < appliance.lcore_count; i++) {
+    appliance.lcores[i].read_only = &cluster.read_only;
+    appliance.lcores[i].wait_quorum = appliance.config.cluster.write_quorum > 1;
+  }
+  if (tally_cluster_start(&cluster) != 0) die("cannot start the cluster thread");
+  fprintf(stderr, "tallyd: cluster: node %u of %u, write quorum %u\n",
+    appliance.config.cluster.node_id, appliance.config.cluster.node_count,
+    appliance.config.cluster.write_quorum);
+}
+
 static void launch_lcores(void)
 {
   for (uint32_t i = 0; i < appliance.lcore_count; i++) {
@@ -242,6 +270,7 @@ static void shut_down(struct MHD_Daemon *http, int mgmt_fd)
 {
   appliance.quit = true;
   rte_eal_mp_wait_lcore();
+  if (appliance.cluster != NULL) tally_cluster_stop(appliance.cluster);
   tally_persister_stop(&appliance);
   tally_http_stop(http);
   tally_mgmt_close(mgmt_fd, appliance.config.socket_path);
@@ -277,6 +306,7 @@ int main(int argc, char **argv)
   appliance.dp_config = make_dp_config();
   make_lcores();
   if (tally_persister_start(&appliance) != 0) die("cannot start the persister thread");
+  open_cluster();
   int mgmt_fd = tally_mgmt_listen(appliance.config.socket_path, error, sizeof error);
   if (mgmt_fd < 0) die(error);
   struct MHD_Daemon *http = NULL;

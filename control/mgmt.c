@@ -84,7 +84,8 @@ static enum tally_action_result dispatch(struct tally_appliance *appliance, cons
     return tally_action_ready(appliance, body) ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
   }
   if (line_len == 6 && memcmp(line, "reload", 6) == 0) return tally_action_reload(appliance, body);
-  tally_out_printf(body, "unknown request (get NAME | list [PREFIX] | stats | ready | reload)\n");
+  if (line_len == 7 && memcmp(line, "cluster", 7) == 0) return tally_action_cluster(appliance, body);
+  tally_out_printf(body, "unknown request (get NAME | list [PREFIX] | stats | ready | reload | cluster)\n");
   return TALLY_ACTION_BAD_REQUEST;
 }
 

@@ -66,9 +66,22 @@ size_t tally_store_file_size(const struct tally_store_geometry *geometry)
 {
   assert(geometry != NULL);
   assert(geometry->shard_count <= TALLY_LCORES_MAX);
+  assert(geometry->replica_count < TALLY_NODES_MAX);
   size_t region = tally_shard_region_size(geometry->counters_max, geometry->producers_max);
   assert(region % TALLY_STORE_BLOCK_SIZE == 0);
-  return TALLY_STORE_BLOCK_SIZE + (size_t)geometry->shard_count * region;
+  size_t replica = tally_shard_region_size(tally_store_replica_counters(geometry),
+    TALLY_PRODUCERS_MIN);
+  return TALLY_STORE_BLOCK_SIZE + (size_t)geometry->shard_count * region +
+    (size_t)geometry->replica_count * replica;
+}
+
+uint32_t tally_store_replica_counters(const struct tally_store_geometry *geometry)
+{
+  assert(geometry->shard_count <= TALLY_LCORES_MAX);
+  uint64_t counters = (uint64_t)geometry->counters_max * geometry->shard_count;
+  if (counters > TALLY_COUNTERS_MAX) counters = TALLY_COUNTERS_MAX;
+  if (counters < TALLY_COUNTERS_MIN) counters = TALLY_COUNTERS_MIN;
+  return (uint32_t)counters;
 }
 
 static int geometry_check(const struct tally_store_geometry *geometry, const char *path,
@@ -85,6 +98,11 @@ static int geometry_check(const struct tally_store_geometry *geometry, const cha
     geometry->counters_max > TALLY_COUNTERS_MAX) {
     store_error(error, error_size, "store %s: counters_max %u outside %u..%u", path,
       geometry->counters_max, TALLY_COUNTERS_MIN, TALLY_COUNTERS_MAX);
+    return -1;
+  }
+  if (geometry->replica_count >= TALLY_NODES_MAX) {
+    store_error(error, error_size, "store %s: replica_count %u outside 0..%u", path,
+      geometry->replica_count, TALLY_NODES_MAX - 1);
     return -1;
   }
   if (geometry->producers_max < TALLY_PRODUCERS_MIN ||
@@ -174,6 +192,39 @@ static uint8_t *shard_region(const struct tally_store *store, uint32_t index)
   return store->base + offset;
 }
 
+static uint8_t *replica_region(const struct tally_store *store, uint32_t replica)
+{
+  assert(replica < store->geometry.replica_count);
+  size_t region = tally_shard_region_size(store->geometry.counters_max,
+    store->geometry.producers_max);
+  size_t size = tally_shard_region_size(tally_store_replica_counters(&store->geometry),
+    TALLY_PRODUCERS_MIN);
+  size_t offset = TALLY_STORE_BLOCK_SIZE + (size_t)store->geometry.shard_count * region +
+    (size_t)replica * size;
+  assert(offset + size <= store->size);
+  return store->base + offset;
+}
+
+/* Points (and with format, formats) every replica table. -1 if one is corrupt. */
+static int replicas_attach(struct tally_store *store, bool format)
+{
+  uint32_t counters = tally_store_replica_counters(&store->geometry);
+  for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
+    int rc = tally_shard_attach(&store->replicas[r], replica_region(store, r),
+      store->geometry.shard_count + r, counters, TALLY_PRODUCERS_MIN, format);
+    if (rc != 0) return -1;
+  }
+  return 0;
+}
+
+void tally_store_persist_replica(struct tally_store *store, uint32_t replica)
+{
+  assert(replica < store->geometry.replica_count);
+  size_t size = tally_shard_region_size(tally_store_replica_counters(&store->geometry),
+    TALLY_PRODUCERS_MIN);
+  store->persist(replica_region(store, replica), size);
+}
+
 /* ---- Creating ------------------------------------------------------------ */
 
 static int fsync_parent(const char *path, char *error, size_t error_size)
@@ -221,6 +272,9 @@ static int store_format(struct tally_store *store, char *error, size_t error_siz
       store->geometry.counters_max, store->geometry.producers_max, true);
     assert(rc == 0);
   }
+  int replicas_rc = replicas_attach(store, true);
+  assert(replicas_rc == 0);
+  (void)replicas_rc;
   if (getrandom(super->store_uuid, sizeof(super->store_uuid), 0) !=
     (ssize_t)sizeof(super->store_uuid)) {
     store_error(error, error_size, "store: cannot get random bytes: %s", strerror(errno));
@@ -230,6 +284,7 @@ static int store_format(struct tally_store *store, char *error, size_t error_siz
   super->shard_count = store->geometry.shard_count;
   super->counters_max = store->geometry.counters_max;
   super->producers_max = store->geometry.producers_max;
+  super->replica_count = store->geometry.replica_count;
   super->shard_region_size =
     tally_shard_region_size(store->geometry.counters_max, store->geometry.producers_max);
   super->file_size = store->size;
@@ -330,6 +385,10 @@ static int superblock_check_geometry(const struct tally_store *store, const char
     field = "producers_max";
     in_file = super->producers_max;
     in_config = geometry->producers_max;
+  } else if (super->replica_count != geometry->replica_count) {
+    field = "replica_count (cluster nodes - 1)";
+    in_file = super->replica_count;
+    in_config = geometry->replica_count;
   }
   if (field == NULL) return 0;
   store_error(error, error_size, "store %s: %s is %llu in the file, %llu in the config", path,
@@ -409,6 +468,11 @@ static int store_open_existing(struct tally_store *store, const char *path,
       return -1;
     }
   }
+  if (replicas_attach(store, false) != 0) {
+    store_error(error, error_size, "store %s: a replica table header is corrupt", path);
+    store_release(store);
+    return -1;
+  }
   return 0;
 }
 
@@ -426,6 +490,14 @@ static void store_recover(struct tally_store *store)
       assert(shard->drain != NULL);
     }
     tally_shard_recover(shard, &store->recovery.shards[i]);
+  }
+  for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
+    struct tally_shard *replica = &store->replicas[r];
+    if (store->mode == TALLY_PERSIST_PER_BURST) {
+      replica->flush = pmem2_get_flush_fn(store->map);
+      replica->drain = pmem2_get_drain_fn(store->map);
+    }
+    tally_shard_recover(replica, &store->recovery.replicas[r]);
   }
   struct tally_superblock *super = store->super;
   store->recovery.was_clean = super->clean_shutdown == 1;

@@ -34,6 +34,7 @@ static void usage(FILE *stream)
     "  stats            the appliance's own figures, 'key value' lines\n"
     "  ready            whether the node is ready (exit 1 if not)\n"
     "  reload           re-read the config and apply reloadable keys (ingest.key)\n"
+    "  cluster          this node's view of the cluster: peers, states, replication\n"
     "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, else "
     DEFAULT_SOCKET "\n");
 }

@@ -138,6 +138,11 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   }
   assert(batch.count >= 1 && batch.count <= TALLY_BATCH_PAIRS_MAX);
   stat_add(&lcore->stats.batches_received, 1);
+  if (lcore->read_only != NULL && __atomic_load_n(lcore->read_only, __ATOMIC_RELAXED)) {
+    stat_add(&lcore->stats.batches_read_only, 1);
+    answer_batch(lcore, frame, config, &batch, TALLY_ACK_READ_ONLY, false);
+    return;
+  }
   enum tally_ack_status status = tally_shard_apply_batch(lcore->shard, &batch, &reason);
   if (status == TALLY_ACK_APPLIED) {
     stat_add(&lcore->stats.batches_applied, 1);
@@ -264,6 +269,10 @@ static void release_durable_acks(struct tally_lcore *lcore)
 {
   uint64_t durable = lcore->per_burst_persist ?
     lcore->stats.applied_seq : __atomic_load_n(&lcore->durable_seq, __ATOMIC_ACQUIRE);
+  if (lcore->wait_quorum) {
+    uint64_t quorum = __atomic_load_n(&lcore->quorum_seq, __ATOMIC_ACQUIRE);
+    if (quorum < durable) durable = quorum;
+  }
   assert(durable <= lcore->stats.applied_seq);
   stat_add(&lcore->stats.durable_seq_seen, durable - lcore->stats.durable_seq_seen);
   uint64_t sent = 0;

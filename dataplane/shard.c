@@ -221,6 +221,7 @@ int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
     header->header_crc = header_crc(header);
     header->counters_used = 0;
     header->producers_used = 0;
+    header->held_seq = 0;
     return 0;
   }
   if (header->magic != TALLY_SHARD_MAGIC) return -1;
@@ -348,6 +349,42 @@ enum tally_reason tally_shard_add(struct tally_shard *shard, const char *name, u
   }
   slot_create(shard, empty, name, name_len, hash, delta);
   return TALLY_OK;
+}
+
+enum tally_reason tally_shard_set(struct tally_shard *shard, const char *name, uint32_t name_len,
+  uint32_t hash, int64_t value)
+{
+  assert(shard != NULL);
+  assert(name_len >= 1 && name_len <= TALLY_NAME_LEN_MAX);
+  uint32_t empty;
+  uint32_t index = slot_probe(shard, name, name_len, hash, &empty);
+  if (index != SLOT_NONE) {
+    struct tally_slot *slot = &shard->slots[index];
+    slot_store_value(slot, value);
+    shard_flush(shard, slot, 16u);
+    assert(slot->value == value);
+    return TALLY_OK;
+  }
+  if (shard->header->counters_used >= shard->counters_max || empty == SLOT_NONE) {
+    return TALLY_REASON_COUNTERS_FULL;
+  }
+  slot_create(shard, empty, name, name_len, hash, value);
+  return TALLY_OK;
+}
+
+uint64_t tally_shard_held_seq(const struct tally_shard *shard)
+{
+  assert(shard != NULL);
+  assert(shard->header != NULL);
+  return __atomic_load_n(&shard->header->held_seq, __ATOMIC_RELAXED);
+}
+
+void tally_shard_set_held_seq(struct tally_shard *shard, uint64_t seq)
+{
+  assert(shard != NULL);
+  assert(shard->header != NULL);
+  __atomic_store_n(&shard->header->held_seq, seq, __ATOMIC_RELEASE);
+  shard_flush(shard, &shard->header->held_seq, sizeof(uint64_t));
 }
 
 /* ---- Reliable batches ---------------------------------------------------- */

@@ -13,6 +13,27 @@
 #include "tally/limits.h"
 #include "tally/store.h"
 
+/* One member of the cluster (its replication / control-plane address). */
+struct tally_cluster_node {
+  uint16_t id;      /* 1..65535, unique */
+  uint32_t ipv4;    /* host byte order */
+  uint16_t port;    /* UDP port of heartbeats and replication */
+};
+
+/* [cluster]: absent means a single node (enabled = false). */
+struct tally_cluster_config {
+  bool enabled;
+  uint16_t node_id;                 /* this node; must be one of nodes */
+  uint32_t node_count;              /* 1..TALLY_NODES_MAX */
+  struct tally_cluster_node nodes[TALLY_NODES_MAX]; /* in the order given */
+  uint32_t write_quorum;            /* 1..node_count; default min(2, node_count) */
+  uint8_t key[TALLY_KEY_SIZE];      /* cluster key, 64 hex digits (required) */
+  uint32_t heartbeat_interval_ms;   /* default 100; 10..10000 */
+  uint32_t replication_interval_ms; /* default 5; 1..1000 */
+  double suspect_phi;               /* default 5; (0, 100] */
+  double down_phi;                  /* default 8; > suspect_phi, <= 100 */
+};
+
 struct tally_config {
   /* [eal] */
   char eal_args[TALLY_EAL_ARGS_LEN_MAX]; /* whitespace-separated EAL arguments */
@@ -35,6 +56,8 @@ struct tally_config {
   char socket_path[TALLY_PATH_MAX]; /* default /run/tally/tally.sock */
   uint32_t http_ipv4;         /* host byte order; default 127.0.0.1 */
   uint16_t http_port;         /* default 9125; 0 disables HTTP */
+  /* [cluster] */
+  struct tally_cluster_config cluster;
 };
 
 /* Fills every default. */

@@ -44,6 +44,7 @@
   _(batches_steered, "binary batches handed to their producer's lcore")          \
   _(acks_sent, "acks sent")                                                      \
   _(acks_error, "error acks sent (batch not counted)")                           \
+  _(batches_read_only, "batches refused READ_ONLY (no write quorum)")            \
   _(applied_seq, "reliable writes applied (group-commit sequence)")              \
   _(durable_seq_seen, "reliable writes known durable")
 
@@ -80,8 +81,14 @@ struct tally_lcore {
   /* Steering: rings_in[src] carries batches from lcore src to this one. */
   struct rte_ring *rings_in[TALLY_LCORES_MAX];
   struct rte_ring *rings_out[TALLY_LCORES_MAX]; /* rings_out[dst] */
+  /* Cluster: acks also wait until W - 1 peers hold the batch (quorum_seq). */
+  bool wait_quorum;
+  /* Cluster: no write quorum reachable; reliable batches answered READ_ONLY. */
+  volatile bool *read_only;
   /* Written by the persister thread, read here. */
   uint64_t durable_seq __rte_cache_aligned;
+  /* Written by the cluster thread, read here (when wait_quorum). */
+  uint64_t quorum_seq;
   /* Owned by the lcore. */
   uint64_t acks_head __rte_cache_aligned; /* next to send */
   uint64_t acks_tail;                     /* next free */

@@ -67,6 +67,17 @@
 /* Binary batches handed to the lcore that owns their producer, per ring. */
 #define TALLY_STEER_RING_SIZE 1024u
 
+/* ---- Cluster ------------------------------------------------------------ */
+
+/* Nodes in a cluster (this one included). */
+#define TALLY_NODES_MAX 8u
+/* Counter values in one replication message (each at most 106 bytes). */
+#define TALLY_REPLICATION_ENTRIES_MAX 12u
+/* A replication message is unanswered after this long: resend. */
+#define TALLY_REPLICATION_TIMEOUT_MS 50u
+/* Backoff cap of replication resends to an unresponsive peer. */
+#define TALLY_REPLICATION_BACKOFF_MAX_MS 1000u
+
 /* ---- Persistence --------------------------------------------------------- */
 
 /* Group-commit interval (store.commit_interval_ms): allowed range. */

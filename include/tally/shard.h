@@ -87,6 +87,12 @@ struct tally_shard_header {
   /* Mutable, written by the owning lcore; recomputed by recovery. */
   uint32_t counters_used; /* published slots, quarantined included */
   uint32_t producers_used;
+  /*
+   * Replica tables only (a peer's contribution held here): the origin's
+   * replication sequence number this table holds, written by the
+   * replication thread after the values it covers are persisted.
+   */
+  uint64_t held_seq;
 } __attribute__((aligned(64)));
 
 /* What recovery found in one shard. */
@@ -170,6 +176,17 @@ enum tally_reason tally_shard_add(struct tally_shard *shard, const char *name, u
  */
 enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
   const struct tally_wire_batch *batch, enum tally_reason *reason);
+
+/*
+ * Replica tables (single writer: the replication thread): sets the counter
+ * to an absolute value, creating it when new. TALLY_OK or
+ * TALLY_REASON_COUNTERS_FULL.
+ */
+enum tally_reason tally_shard_set(struct tally_shard *shard, const char *name, uint32_t name_len,
+  uint32_t hash, int64_t value);
+/* The origin sequence a replica table holds, and advancing it. */
+uint64_t tally_shard_held_seq(const struct tally_shard *shard);
+void tally_shard_set_held_seq(struct tally_shard *shard, uint64_t seq);
 
 /* ---- Checksums (exposed for tests and fault injection) ------------------ */
 

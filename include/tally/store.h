@@ -37,8 +37,8 @@ struct tally_superblock {
   uint64_t file_size;
   uint64_t created_unix_ns;
   uint8_t store_uuid[16];
+  uint32_t replica_count; /* replica tables after the shards (cluster peers) */
   uint32_t crc; /* over every field above */
-  uint32_t reserved;
   /* Mutable line. */
   uint64_t clean_shutdown __attribute__((aligned(64))); /* 1 after a clean close */
   uint64_t open_count;
@@ -48,6 +48,7 @@ struct tally_store_geometry {
   uint32_t shard_count;
   uint32_t counters_max;
   uint32_t producers_max;
+  uint32_t replica_count; /* 0 for a single node; cluster: nodes - 1 */
 };
 
 enum tally_persist_mode {
@@ -61,6 +62,7 @@ struct tally_store_recovery {
   bool was_clean;      /* the last run closed it cleanly */
   uint64_t open_count;
   struct tally_shard_recovery shards[TALLY_LCORES_MAX];
+  struct tally_shard_recovery replicas[TALLY_NODES_MAX - 1];
   uint64_t recovery_ns; /* time spent checking and recovering */
 };
 
@@ -76,8 +78,21 @@ struct tally_store {
   const char *granularity_name;  /* "page", "cache line" or "byte" */
   void (*persist)(const void *address, size_t size);
   struct tally_shard shards[TALLY_LCORES_MAX];
+  /*
+   * Replica tables: replicas[r] holds the contribution of the r-th peer
+   * (cluster order, this node skipped). Same slot format as a shard, sized
+   * for every counter of every shard of the origin, written only by the
+   * replication thread.
+   */
+  struct tally_shard replicas[TALLY_NODES_MAX - 1];
   struct tally_store_recovery recovery;
 };
+
+/* Counters one replica table holds: counters_max * shard_count, capped. */
+uint32_t tally_store_replica_counters(const struct tally_store_geometry *geometry);
+
+/* Persists one replica table (its whole region). Any thread. */
+void tally_store_persist_replica(struct tally_store *store, uint32_t replica);
 
 /* Bytes of a store file of this geometry. */
 size_t tally_store_file_size(const struct tally_store_geometry *geometry);

@@ -1,8 +1,10 @@
 /*
  * test_config.c — unit tests for control/config.c: defaults, a full valid
  * file, every class of error with its exact message, continuation lines,
- * EAL argv splitting, loading from a path, and that config/local.ini and
- * config/tally.ini.template themselves parse.
+ * EAL argv splitting, loading from a path, the [cluster] section (absent,
+ * full, every error, nodes over several lines), and that config/local.ini
+ * and config/tally.ini.template themselves parse, the template also with its
+ * commented-out [cluster] example turned on.
  *
  * The two shipped files are found from TALLY_SOURCE_DIR if set, else from
  * the source root derived from __FILE__, else from ".." and ".".
@@ -23,6 +25,8 @@
 
 #define ERROR_SIZE 256
 #define KEY_HEX "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
+#define CLUSTER_KEY_HEX "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+#define NODES3 "1@10.78.0.1:7100 2@10.78.0.2:7100 3@10.78.0.3:7100"
 
 /* Eight lines: extra text starts on line 9. */
 #define BASE                                                                            \
@@ -77,6 +81,15 @@ static void test_defaults(void **unused) {
   assert_int_equal(config.http_ipv4, 0x7f000001u);
   assert_int_equal(config.http_port, 9125);
   assert_false(config.key_set);
+  assert_false(config.cluster.enabled);
+  assert_int_equal(config.cluster.node_id, 1);
+  assert_int_equal(config.cluster.node_count, 1);
+  assert_int_equal(config.cluster.nodes[0].id, 1);
+  assert_int_equal(config.cluster.write_quorum, 1);
+  assert_int_equal(config.cluster.heartbeat_interval_ms, 100);
+  assert_int_equal(config.cluster.replication_interval_ms, 5);
+  assert_true(config.cluster.suspect_phi == 5.0);
+  assert_true(config.cluster.down_phi == 8.0);
 
   /* A minimal file keeps every default it does not set. */
   struct tally_config parsed;
@@ -92,6 +105,20 @@ static void test_defaults(void **unused) {
   assert_int_equal(parsed.mbufs, 16383);
   assert_string_equal(parsed.socket_path, "/run/tally/tally.sock");
   assert_int_equal(parsed.http_port, 9125);
+  /* No [cluster]: this node alone, at node.ipv4, no replication port, quorum 1. */
+  assert_false(parsed.cluster.enabled);
+  assert_int_equal(parsed.cluster.node_id, 1);
+  assert_int_equal(parsed.cluster.node_count, 1);
+  assert_int_equal(parsed.cluster.nodes[0].id, 1);
+  assert_int_equal(parsed.cluster.nodes[0].ipv4, 0x0a000001u);
+  assert_int_equal(parsed.cluster.nodes[0].port, 0);
+  assert_int_equal(parsed.cluster.write_quorum, 1);
+  assert_int_equal(parsed.cluster.heartbeat_interval_ms, 100);
+  assert_int_equal(parsed.cluster.replication_interval_ms, 5);
+  assert_true(parsed.cluster.suspect_phi == 5.0);
+  assert_true(parsed.cluster.down_phi == 8.0);
+  static const uint8_t zeros[TALLY_KEY_SIZE];
+  assert_memory_equal(parsed.cluster.key, zeros, TALLY_KEY_SIZE);
 }
 
 static void test_full_file(void **unused) {
@@ -277,8 +304,8 @@ static void test_syntax(void **unused) {
     "config: line 9: section header without a closing ']'");
   /* inih reads an indented line after a key as a continuation, even a header. */
   expect_error(with_base("  [store]\n"),
-    "config: ingest.key: an indented line continues the previous value, and only eal.args may "
-    "span lines");
+    "config: ingest.key: an indented line continues the previous value, and only eal.args and "
+    "cluster.nodes may span lines");
   /* A syntax error before a bad value is the one reported... */
   expect_error(with_base("junk\n[store]\ncounters_max = 5\n"),
     "config: line 9: expected 'key = value'");
@@ -313,7 +340,7 @@ static void test_continuation(void **unused) {
   assert_string_equal(config.eal_args, "-l 0 --in-memory --no-pci");
   expect_error(with_base("[store]\ncounters_max = 32\n  64\n"),
     "config: store.counters_max: an indented line continues the previous value, and only "
-    "eal.args may span lines");
+    "eal.args and cluster.nodes may span lines");
   /* eal.args may span lines, but not past its limit. */
   char text[4096] = "[eal]\nargs = x\n";
   char piece[160];
@@ -416,6 +443,334 @@ static void test_eal_argv(void **unused) {
   expect_error(text, "config: eal.args: 65 arguments, at most 64 with the program name");
 }
 
+/* ---- [cluster] ------------------------------------------------------------ */
+
+/* BASE, then "[cluster]" on line 9, then body from line 10. */
+static const char *with_cluster(const char *body) {
+  int written = snprintf(text_buffer, sizeof(text_buffer), "%s[cluster]\n%s", BASE, body);
+  assert_true(written > 0);
+  assert_true((size_t)written < sizeof(text_buffer));
+  return text_buffer;
+}
+
+/* The required keys, and extra after them. */
+static const char *with_cluster_required(const char *extra) {
+  static char body[4096];
+  snprintf(body, sizeof(body), "node_id = 2\nnodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n%s",
+    extra);
+  return with_cluster(body);
+}
+
+static void test_cluster_full(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  expect_ok(with_cluster("node_id = 2\n"
+                         "nodes = " NODES3 "\n"
+                         "write_quorum = 3\n"
+                         "key = " CLUSTER_KEY_HEX "\n"
+                         "heartbeat_interval_ms = 250\n"
+                         "replication_interval_ms = 20\n"
+                         "suspect_phi = 6.5\n"
+                         "down_phi = 12 ; a comment\n"),
+    &config);
+  const struct tally_cluster_config *cluster = &config.cluster;
+  assert_true(cluster->enabled);
+  assert_int_equal(cluster->node_id, 2);
+  assert_int_equal(cluster->node_count, 3);
+  for (uint32_t i = 0; i < 3; i++) {
+    assert_int_equal(cluster->nodes[i].id, i + 1u);
+    assert_int_equal(cluster->nodes[i].ipv4, 0x0a4e0001u + i);
+    assert_int_equal(cluster->nodes[i].port, 7100);
+  }
+  assert_int_equal(cluster->write_quorum, 3);
+  assert_int_equal(cluster->key[0], 0xff);
+  assert_int_equal(cluster->key[1], 0xee);
+  assert_int_equal(cluster->key[31], 0x00);
+  assert_int_equal(config.key[0], 0x00); /* ingest.key is its own */
+  assert_int_equal(cluster->heartbeat_interval_ms, 250);
+  assert_int_equal(cluster->replication_interval_ms, 20);
+  assert_true(cluster->suspect_phi == 6.5);
+  assert_true(cluster->down_phi == 12.0);
+
+  /* Only the required keys: every other one at its default, W = min(2, n). */
+  expect_ok(with_cluster_required(""), &config);
+  assert_true(cluster->enabled);
+  assert_int_equal(cluster->write_quorum, 2);
+  assert_int_equal(cluster->heartbeat_interval_ms, 100);
+  assert_int_equal(cluster->replication_interval_ms, 5);
+  assert_true(cluster->suspect_phi == 5.0);
+  assert_true(cluster->down_phi == 8.0);
+  expect_ok(with_cluster("node_id = 7\nnodes = 7@10.78.0.7:7100\nkey = " CLUSTER_KEY_HEX "\n"),
+    &config);
+  assert_int_equal(cluster->node_count, 1);
+  assert_int_equal(cluster->write_quorum, 1);
+  expect_ok(with_cluster("nodes = 5@10.0.0.1:1 9@10.0.0.1:2\nnode_id = 9\nkey = " CLUSTER_KEY_HEX
+                         "\n"),
+    &config);
+  assert_int_equal(cluster->node_count, 2);
+  assert_int_equal(cluster->write_quorum, 2);
+  assert_int_equal(cluster->nodes[0].id, 5);
+  assert_int_equal(cluster->nodes[1].port, 2); /* same address, another port */
+}
+
+static void test_cluster_bounds(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  const struct tally_cluster_config *cluster = &config.cluster;
+  /* Bounds, tabs between entries, the section split in two, before [eal]. */
+  const char *bounds = "[cluster]\nnode_id = 65535\n"
+                       "nodes = 65535@255.255.255.254:65535\t1@1.0.0.0:1 2@10.0.0.2:7100 "
+                       "3@10.0.0.3:7100 4@10.0.0.4:7100 5@10.0.0.5:7100 6@10.0.0.6:7100 "
+                       "7@10.0.0.7:7100\n"
+                       "write_quorum = 8\nheartbeat_interval_ms = 10\nreplication_interval_ms = 1\n"
+                       "suspect_phi = .5\ndown_phi = 100\n" BASE
+                       "[cluster]\nkey = " CLUSTER_KEY_HEX "\n";
+  expect_ok(bounds, &config);
+  assert_int_equal(cluster->node_count, 8);
+  assert_int_equal(cluster->nodes[0].id, 65535);
+  assert_int_equal(cluster->nodes[0].ipv4, 0xfffffffeu);
+  assert_int_equal(cluster->nodes[0].port, 65535);
+  assert_int_equal(cluster->nodes[1].ipv4, 0x01000000u);
+  assert_int_equal(cluster->write_quorum, 8);
+  assert_int_equal(cluster->heartbeat_interval_ms, 10);
+  assert_int_equal(cluster->replication_interval_ms, 1);
+  assert_true(cluster->suspect_phi == 0.5);
+  assert_true(cluster->down_phi == 100.0);
+  expect_ok(with_cluster_required("heartbeat_interval_ms = 10000\nreplication_interval_ms = 1000\n"
+                                  "suspect_phi = 99.99\ndown_phi = 100.\n"),
+    &config);
+  assert_int_equal(cluster->heartbeat_interval_ms, 10000);
+  assert_int_equal(cluster->replication_interval_ms, 1000);
+  assert_true(cluster->suspect_phi == 99.99);
+
+  /* suspect < down is checked after the file: either may come first, or use the default. */
+  expect_ok(with_cluster_required("suspect_phi = 9\ndown_phi = 10\n"), &config);
+  assert_true(cluster->suspect_phi == 9.0);
+  expect_ok(with_cluster_required("down_phi = 3\nsuspect_phi = 2\n"), &config);
+  assert_true(cluster->down_phi == 3.0);
+}
+
+static void test_cluster_required(void **unused) {
+  (void)unused;
+  /* An empty section is present: the cluster is on and its keys are required. */
+  expect_error(with_cluster(""), "config: cluster.node_id: required");
+  expect_error(with_cluster("write_quorum = 1\n"), "config: cluster.node_id: required");
+  expect_error(with_cluster("node_id = 1\n"), "config: cluster.nodes: required");
+  expect_error(with_cluster("node_id = 1\nnodes = 1@10.0.0.1:7100\n"),
+    "config: cluster.key: required");
+  expect_error(with_cluster("nodes = 1@10.0.0.1:7100\nkey = " CLUSTER_KEY_HEX "\n"),
+    "config: cluster.node_id: required");
+  expect_error(with_cluster("node_id = 1\nkey = " CLUSTER_KEY_HEX "\n"),
+    "config: cluster.nodes: required");
+  /* Even an empty section at the very start of the file (after a byte order mark). */
+  expect_error("\xEF\xBB\xBF[cluster]\n" BASE, "config: cluster.node_id: required");
+  /* The other required keys come first. */
+  expect_error("[cluster]\n", "config: eal.args: required");
+}
+
+static void test_cluster_node_id_and_quorum(void **unused) {
+  (void)unused;
+  expect_error(with_cluster_required("node_id = 3\n"),
+    "config: cluster.node_id: duplicate (first set on line 10)");
+  expect_error(with_cluster("node_id = 0\n"), "config: cluster.node_id: 0 is below the minimum 1");
+  expect_error(with_cluster("node_id = 65536\n"),
+    "config: cluster.node_id: 65536 is above the maximum 65535");
+  expect_error(with_cluster("node_id = one\n"),
+    "config: cluster.node_id: 'one' is not a decimal number");
+  expect_error(with_cluster("node_id =\n"), "config: cluster.node_id: empty value");
+  expect_error(with_cluster("node_id = 4\nnodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n"),
+    "config: cluster.node_id: 4 is not in cluster.nodes");
+  /* node_id may come before or after nodes. */
+  expect_error(with_cluster("nodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\nnode_id = 65535\n"),
+    "config: cluster.node_id: 65535 is not in cluster.nodes");
+  expect_error(with_cluster_required("write_quorum = 0\n"),
+    "config: cluster.write_quorum: 0 is below the minimum 1");
+  expect_error(with_cluster_required("write_quorum = 9\n"),
+    "config: cluster.write_quorum: 9 is above the maximum 8");
+  expect_error(with_cluster_required("write_quorum = 4\n"),
+    "config: cluster.write_quorum: 4 is above the maximum 3 (the number of cluster.nodes)");
+  expect_error(with_cluster("write_quorum = 2\nnode_id = 1\nnodes = 1@10.0.0.1:7100\n"
+                            "key = " CLUSTER_KEY_HEX "\n"),
+    "config: cluster.write_quorum: 2 is above the maximum 1 (the number of cluster.nodes)");
+  expect_error(with_cluster_required("write_quorum = 2x\n"),
+    "config: cluster.write_quorum: '2x' is not a decimal number");
+  expect_error(with_cluster_required("bogus = 1\n"), "config: cluster.bogus: unknown key");
+}
+
+static void test_cluster_nodes_errors(void **unused) {
+  (void)unused;
+  static const struct {
+    const char *nodes;
+    const char *message;
+  } cases[] = {
+    {"1@10.0.0.1", "'1@10.0.0.1' is not id@a.b.c.d:port"},
+    {"10.0.0.1:7100", "'10.0.0.1:7100' is not id@a.b.c.d:port"},
+    {"1@10.0.0.1:7100,2@10.0.0.2:7100", "'1@10.0.0.1:7100,2@10.0.0.2:7100' is not id@a.b.c.d:port"},
+    {"@10.0.0.1:7100", "'@10.0.0.1:7100' is not id@a.b.c.d:port"},
+    {"x@10.0.0.1:7100", "'x@10.0.0.1:7100' is not id@a.b.c.d:port"},
+    {"-1@10.0.0.1:7100", "'-1@10.0.0.1:7100' is not id@a.b.c.d:port"},
+    {"+1@10.0.0.1:7100", "'+1@10.0.0.1:7100' is not id@a.b.c.d:port"},
+    {"1@10.0.0.1:", "'1@10.0.0.1:' is not id@a.b.c.d:port"},
+    {"1@10.0.0.1:0x1c", "'1@10.0.0.1:0x1c' is not id@a.b.c.d:port"},
+    {"1@10.0.0.1:7100:1", "'1@10.0.0.1:7100:1' is not id@a.b.c.d:port"},
+    {"1@:7100", "'1@:7100' is not id@a.b.c.d:port"},
+    {"1@host:7100", "'1@host:7100' is not id@a.b.c.d:port"},
+    {"1@10.0.0:7100", "'1@10.0.0:7100' is not id@a.b.c.d:port"},
+    {"1@10.0.0.256:7100", "'1@10.0.0.256:7100' is not id@a.b.c.d:port"},
+    {"1:7100@10.0.0.1", "'1:7100@10.0.0.1' is not id@a.b.c.d:port"},
+    {"1@2@10.0.0.1:7100", "'1@2@10.0.0.1:7100' is not id@a.b.c.d:port"},
+    {"1@[::1]:7100", "'1@[::1]:7100' is not id@a.b.c.d:port"},
+    {"1@10.0.0.1:00000000000000000000000000000000000000000007100",
+      "'1@10.0.0.1:0000000000000000000000000000000000000...' is not id@a.b.c.d:port"},
+    {"0@10.0.0.1:7100", "'0@10.0.0.1:7100': the id must be 1..65535"},
+    {"65536@10.0.0.1:7100", "'65536@10.0.0.1:7100': the id must be 1..65535"},
+    {"99999999999999999999@1.2.3.4:1", "'99999999999999999999@1.2.3.4:1': the id must be 1..65535"},
+    {"1@10.0.0.1:0", "'1@10.0.0.1:0': the port must be 1..65535"},
+    {"1@10.0.0.1:65536", "'1@10.0.0.1:65536': the port must be 1..65535"},
+    {"1@0.0.0.0:7100", "'1@0.0.0.0:7100': not a unicast address"},
+    {"1@255.255.255.255:7100", "'1@255.255.255.255:7100': not a unicast address"},
+    {"1@224.0.0.1:7100", "'1@224.0.0.1:7100': not a unicast address"},
+    {"1@239.255.255.255:7100", "'1@239.255.255.255:7100': not a unicast address"},
+    {"1@10.0.0.1:7100 2@10.0.0.2:7100 1@10.0.0.3:7100", "id 1 is listed twice"},
+    {"1@10.0.0.1:7100 2@10.0.0.1:7100", "10.0.0.1:7100 is listed twice"},
+    {"1@10.0.0.1:1 2@10.0.0.2:2 3@10.0.0.3:3 4@10.0.0.4:4 5@10.0.0.5:5 6@10.0.0.6:6 "
+     "7@10.0.0.7:7 8@10.0.0.8:8 9@10.0.0.9:9", "more than 8 nodes"},
+  };
+  char body[512];
+  char message[256];
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    snprintf(body, sizeof(body), "node_id = 1\nnodes = %s\nkey = " CLUSTER_KEY_HEX "\n",
+      cases[i].nodes);
+    snprintf(message, sizeof(message), "config: cluster.nodes: %s", cases[i].message);
+    expect_error(with_cluster(body), message);
+  }
+  expect_error(with_cluster("nodes =\n"), "config: cluster.nodes: empty value");
+  expect_error(with_cluster("nodes = ; only a comment\n"), "config: cluster.nodes: empty value");
+  expect_error(with_cluster_required("nodes = 9@10.0.0.9:7100\n"),
+    "config: cluster.nodes: duplicate (first set on line 11)");
+}
+
+static void test_cluster_key_and_numbers(void **unused) {
+  (void)unused;
+  char body[512];
+  snprintf(body, sizeof(body), "key = %.63s\n", CLUSTER_KEY_HEX);
+  expect_error(with_cluster(body), "config: cluster.key: must be 64 hex digits, got 63");
+  snprintf(body, sizeof(body), "key = %s0\n", CLUSTER_KEY_HEX);
+  expect_error(with_cluster(body), "config: cluster.key: must be 64 hex digits, got more than 64");
+  snprintf(body, sizeof(body), "key = ffeeg%s\n", &CLUSTER_KEY_HEX[5]);
+  expect_error(with_cluster(body), "config: cluster.key: character 5 is not a hex digit");
+  snprintf(body, sizeof(body), "key = %064d\n", 0);
+  expect_error(with_cluster(body), "config: cluster.key: must not be all zeros");
+  /* The key is never echoed in a message. */
+  struct tally_config config;
+  char error[ERROR_SIZE];
+  snprintf(body, sizeof(body), "key = %.62szz\n", CLUSTER_KEY_HEX);
+  assert_int_equal(parse_text(with_cluster(body), &config, error), -1);
+  assert_null(strstr(error, "ffeedd"));
+
+  expect_error(with_cluster_required("heartbeat_interval_ms = 9\n"),
+    "config: cluster.heartbeat_interval_ms: 9 is below the minimum 10");
+  expect_error(with_cluster_required("heartbeat_interval_ms = 10001\n"),
+    "config: cluster.heartbeat_interval_ms: 10001 is above the maximum 10000");
+  expect_error(with_cluster_required("heartbeat_interval_ms = 1s\n"),
+    "config: cluster.heartbeat_interval_ms: '1s' is not a decimal number");
+  expect_error(with_cluster_required("replication_interval_ms = 0\n"),
+    "config: cluster.replication_interval_ms: 0 is below the minimum 1");
+  expect_error(with_cluster_required("replication_interval_ms = 1001\n"),
+    "config: cluster.replication_interval_ms: 1001 is above the maximum 1000");
+}
+
+static void test_cluster_phi(void **unused) {
+  (void)unused;
+  static const char *const not_numbers[] = {"nan", "NAN", "inf", "infinity", "-1", "+5", "5e1",
+    "1E2", "0x10", "0x1p3", "5.5.5", ".", "5,5", "5 x", "five", "5.0f"};
+  char body[256];
+  char message[256];
+  for (size_t i = 0; i < sizeof(not_numbers) / sizeof(not_numbers[0]); i++) {
+    snprintf(body, sizeof(body), "suspect_phi = %s\n", not_numbers[i]);
+    snprintf(message, sizeof(message), "config: cluster.suspect_phi: '%s' is not a decimal number",
+      not_numbers[i]);
+    expect_error(with_cluster_required(body), message);
+    snprintf(body, sizeof(body), "down_phi = %s\n", not_numbers[i]);
+    snprintf(message, sizeof(message), "config: cluster.down_phi: '%s' is not a decimal number",
+      not_numbers[i]);
+    expect_error(with_cluster_required(body), message);
+  }
+  expect_error(with_cluster_required("suspect_phi =\n"), "config: cluster.suspect_phi: empty value");
+  expect_error(with_cluster_required("suspect_phi = 0\n"),
+    "config: cluster.suspect_phi: 0 is not above 0");
+  expect_error(with_cluster_required("suspect_phi = 0.000\n"),
+    "config: cluster.suspect_phi: 0.000 is not above 0");
+  expect_error(with_cluster_required("down_phi = 100.001\n"),
+    "config: cluster.down_phi: 100.001 is above the maximum 100");
+  expect_error(with_cluster_required("suspect_phi = 101\n"),
+    "config: cluster.suspect_phi: 101 is above the maximum 100");
+  expect_error(with_cluster_required("down_phi = 1000000000000000000000000000000000000000\n"),
+    "config: cluster.down_phi: 1000000000000000000000000000000000000000 is above the maximum 100");
+  /* The order is checked once the file is read, on the key that was set. */
+  expect_error(with_cluster_required("suspect_phi = 8\ndown_phi = 8\n"),
+    "config: cluster.down_phi: 8 is not above cluster.suspect_phi 8");
+  expect_error(with_cluster_required("down_phi = 6\nsuspect_phi = 7.5\n"),
+    "config: cluster.down_phi: 6 is not above cluster.suspect_phi 7.5");
+  expect_error(with_cluster_required("down_phi = 4\n"),
+    "config: cluster.down_phi: 4 is not above cluster.suspect_phi 5");
+  expect_error(with_cluster_required("suspect_phi = 9\n"),
+    "config: cluster.suspect_phi: 9 is not below cluster.down_phi 8");
+}
+
+static void test_cluster_continuation(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  expect_ok(with_cluster("node_id = 4\n"
+                         "nodes = 1@10.78.0.1:7100\n"
+                         "  2@10.78.0.2:7100 3@10.78.0.3:7100 ; a comment\n"
+                         "; a comment line\n"
+                         "\t4@10.78.0.4:7100\n"
+                         "  ; an indented comment line\n"
+                         "key = " CLUSTER_KEY_HEX "\n"),
+    &config);
+  assert_int_equal(config.cluster.node_count, 4);
+  for (uint32_t i = 0; i < 4; i++) {
+    assert_int_equal(config.cluster.nodes[i].id, i + 1u);
+    assert_int_equal(config.cluster.nodes[i].ipv4, 0x0a4e0001u + i);
+  }
+  assert_int_equal(config.cluster.node_id, 4);
+  /* Eight entries of the longest form do not fit one 198-byte line; over two they do. */
+  char body[1024] = "node_id = 65535\nnodes =";
+  for (unsigned i = 0; i < TALLY_NODES_MAX; i++) {
+    char entry[64];
+    snprintf(entry, sizeof(entry), "%s%u@255.255.255.%u:65535", i == 4 ? "\n   " : " ",
+      65535u - i, 200u + i);
+    strcat(body, entry);
+  }
+  strcat(body, "\nkey = " CLUSTER_KEY_HEX "\n");
+  expect_ok(with_cluster(body), &config);
+  assert_int_equal(config.cluster.node_count, TALLY_NODES_MAX);
+  assert_int_equal(config.cluster.nodes[7].id, 65528);
+  assert_int_equal(config.cluster.nodes[7].ipv4, 0xffffffcfu);
+  /* Every rule holds across lines. */
+  expect_error(with_cluster("nodes = 1@10.0.0.1:1 2@10.0.0.2:2 3@10.0.0.3:3 4@10.0.0.4:4\n"
+                            "  5@10.0.0.5:5 6@10.0.0.6:6 7@10.0.0.7:7 8@10.0.0.8:8\n"
+                            "  9@10.0.0.9:9\n"),
+    "config: cluster.nodes: more than 8 nodes");
+  expect_error(with_cluster("nodes = 1@10.0.0.1:1\n  1@10.0.0.2:2\n"),
+    "config: cluster.nodes: id 1 is listed twice");
+  expect_error(with_cluster("nodes = 1@10.0.0.1:1\n  2@10.0.0.1:1\n"),
+    "config: cluster.nodes: 10.0.0.1:1 is listed twice");
+  expect_error(with_cluster("nodes = 1@10.0.0.1:1\n  2@10.0.0.2\n"),
+    "config: cluster.nodes: '2@10.0.0.2' is not id@a.b.c.d:port");
+  /* An indented header after nodes is a continuation, and not an entry. */
+  expect_error(with_cluster("nodes = 1@10.0.0.1:1\n  [store]\n"),
+    "config: cluster.nodes: '[store]' is not id@a.b.c.d:port");
+  /* No other cluster key spans lines. */
+  expect_error(with_cluster("node_id = 1\n  2\n"),
+    "config: cluster.node_id: an indented line continues the previous value, and only "
+    "eal.args and cluster.nodes may span lines");
+  expect_error(with_cluster("key = " CLUSTER_KEY_HEX "\n  00\n"),
+    "config: cluster.key: an indented line continues the previous value, and only "
+    "eal.args and cluster.nodes may span lines");
+}
+
 /* Finds relative under the source root; false if no candidate has it. */
 static bool source_path(const char *relative, char *path, size_t path_size) {
   char candidates[5][512];
@@ -467,6 +822,7 @@ static void test_shipped_files(void **unused) {
   assert_int_equal(config.producers_max, 1024);
   assert_string_equal(config.socket_path, "/run/tally/local.sock");
   assert_memory_equal(config.key, "tally demo key - not a secret!!!", TALLY_KEY_SIZE);
+  assert_false(config.cluster.enabled);
 
   assert_true(source_path("config/tally.ini.template", path, sizeof(path)));
   result = tally_config_load(path, &config, error, sizeof(error));
@@ -474,10 +830,52 @@ static void test_shipped_files(void **unused) {
   assert_int_equal(result, 0);
   assert_non_null(strstr(config.eal_args, "-l 0,2-5"));
   assert_non_null(strstr(config.eal_args, " -a 0000:3b:00.0 "));
-  assert_string_equal(config.store_path, "/dev/dax0.0");
+  assert_string_equal(config.store_path, "/mnt/pmem0/tally/store.pmem");
   assert_int_equal(config.counters_max, 65536);
   assert_int_equal(config.producers_max, 4096);
   assert_int_equal(config.http_port, 9125);
+  assert_false(config.cluster.enabled);
+}
+
+/* The template with its '#' lines (the [cluster] example) turned on. */
+static void test_template_cluster(void **unused) {
+  (void)unused;
+  char path[1024];
+  assert_true(source_path("config/tally.ini.template", path, sizeof(path)));
+  FILE *file = fopen(path, "rb");
+  assert_non_null(file);
+  static char text[64 * 1024];
+  size_t size = 0;
+  char line[512];
+  int uncommented = 0;
+  while (fgets(line, sizeof(line), file) != NULL) {
+    const char *from = line[0] == '#' ? line + 1 : line;
+    if (line[0] == '#') uncommented++;
+    size_t length = strlen(from);
+    assert_true(size + length < sizeof(text));
+    memcpy(text + size, from, length);
+    size += length;
+  }
+  assert_int_equal(fclose(file), 0);
+  assert_int_equal(uncommented, 9);
+  struct tally_config config;
+  char error[ERROR_SIZE];
+  int result = tally_config_parse(text, size, &config, error, sizeof(error));
+  if (result != 0) print_error("%s\n", error);
+  assert_int_equal(result, 0);
+  const struct tally_cluster_config *cluster = &config.cluster;
+  assert_true(cluster->enabled);
+  assert_int_equal(cluster->node_id, 1);
+  assert_int_equal(cluster->node_count, 3);
+  assert_int_equal(cluster->nodes[2].id, 3);
+  assert_int_equal(cluster->nodes[2].ipv4, 0x0a4e0003u);
+  assert_int_equal(cluster->nodes[2].port, 7100);
+  assert_int_equal(cluster->write_quorum, 2);
+  assert_memory_equal(cluster->key, "cluster key: REPLACE before use!", TALLY_KEY_SIZE);
+  assert_int_equal(cluster->heartbeat_interval_ms, 100);
+  assert_int_equal(cluster->replication_interval_ms, 5);
+  assert_true(cluster->suspect_phi == 5.0);
+  assert_true(cluster->down_phi == 8.0);
 }
 
 static void write_file(const char *path, const char *text, size_t size) {
@@ -547,7 +945,16 @@ int main(void) {
     cmocka_unit_test(test_continuation),
     cmocka_unit_test(test_sizes_and_buffers),
     cmocka_unit_test(test_eal_argv),
+    cmocka_unit_test(test_cluster_full),
+    cmocka_unit_test(test_cluster_bounds),
+    cmocka_unit_test(test_cluster_required),
+    cmocka_unit_test(test_cluster_node_id_and_quorum),
+    cmocka_unit_test(test_cluster_nodes_errors),
+    cmocka_unit_test(test_cluster_key_and_numbers),
+    cmocka_unit_test(test_cluster_phi),
+    cmocka_unit_test(test_cluster_continuation),
     cmocka_unit_test(test_shipped_files),
+    cmocka_unit_test(test_template_cluster),
     cmocka_unit_test(test_load),
   };
   int count = (int)(sizeof(tests) / sizeof(tests[0]));

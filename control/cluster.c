@@ -1,0 +1,614 @@
+/*
+ * cluster.c — the cluster thread: the replication socket, heartbeats and
+ * failure detection, the outgoing replication stream to every peer, the
+ * incoming streams into the replica tables, restore of a node's own
+ * contribution from its peers, and the write-quorum bookkeeping (quorum_seq
+ * for the lcores' acks, read_only when no quorum is reachable).
+ */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cluster.h"
+#include "tally/heartbeat_wire.h"
+#include "tally/name.h"
+
+#define RECEIVE_BURST 256u
+#define BREAKER_FAILURES 5u
+#define BREAKER_COOLDOWN_MS 1000u
+#define RESTORE_WAIT_MS_MAX 300000u
+#define RESTORE_RETRY_MS 500u
+#define HEARTBEAT_REJECTED TALLY_REPLICATION_REASON_COUNT
+
+static uint64_t now_ms(void)
+{
+  return tally_clock_mono_ns() / 1000000ull;
+}
+
+static uint64_t next_random(struct tally_cluster *cluster)
+{
+  uint64_t x = cluster->random_state; /* xorshift64*: jitter only, not security */
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  cluster->random_state = x;
+  return x * 2685821657736338717ull;
+}
+
+static struct tally_cluster_peer *peer_by_id(struct tally_cluster *cluster, uint16_t id)
+{
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    if (cluster->peers[i].id == id) return &cluster->peers[i];
+  }
+  return NULL;
+}
+
+static void send_to(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
+  const uint8_t *data, size_t size)
+{
+  assert(size > 0 && size <= TALLY_REPLICATION_SIZE_MAX);
+  ssize_t sent = sendto(cluster->fd, data, size, MSG_DONTWAIT,
+    (const struct sockaddr *)&peer->address, sizeof peer->address);
+  (void)sent; /* a lost datagram is a timeout like any other */
+}
+
+static void send_message(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
+  const struct tally_replication_message *message)
+{
+  uint8_t buffer[TALLY_REPLICATION_SIZE_MAX];
+  size_t size = tally_replication_encode(message, cluster->config->key, buffer, sizeof buffer);
+  assert(size > 0);
+  send_to(cluster, peer, buffer, size);
+}
+
+/* ---- Opening ------------------------------------------------------------- */
+
+static int open_socket(struct tally_cluster *cluster, char *error, size_t error_size)
+{
+  const struct tally_cluster_config *config = cluster->config;
+  const struct tally_cluster_node *self = NULL;
+  for (uint32_t i = 0; i < config->node_count; i++) {
+    if (config->nodes[i].id == config->node_id) self = &config->nodes[i];
+  }
+  assert(self != NULL);
+  struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(self->port),
+    .sin_addr.s_addr = htonl(self->ipv4) };
+  cluster->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int buffer = 4 << 20;
+  if (cluster->fd >= 0) {
+    setsockopt(cluster->fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
+    setsockopt(cluster->fd, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer);
+  }
+  if (cluster->fd < 0 || bind(cluster->fd, (struct sockaddr *)&address, sizeof address) != 0) {
+    snprintf(error, error_size, "cluster.nodes: cannot bind the replication address %s:%u: %s",
+      inet_ntoa(address.sin_addr), self->port, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static void open_peers(struct tally_cluster *cluster)
+{
+  const struct tally_cluster_config *config = cluster->config;
+  struct tally_phi_params params;
+  tally_phi_params_default(&params, (uint64_t)config->heartbeat_interval_ms * 1000000ull);
+  params.suspect_phi = config->suspect_phi;
+  params.down_phi = config->down_phi;
+  for (uint32_t i = 0; i < config->node_count; i++) {
+    if (config->nodes[i].id == config->node_id) continue;
+    struct tally_cluster_peer *peer = &cluster->peers[cluster->peer_count];
+    peer->id = config->nodes[i].id;
+    peer->replica = cluster->peer_count;
+    peer->address = (struct sockaddr_in){ .sin_family = AF_INET,
+      .sin_port = htons(config->nodes[i].port), .sin_addr.s_addr = htonl(config->nodes[i].ipv4) };
+    bool ok = tally_phi_detector_init(&peer->detector, &params);
+    assert(ok);
+    (void)ok;
+    client_breaker_init(&peer->breaker, BREAKER_FAILURES, BREAKER_COOLDOWN_MS);
+    cluster->peer_count++;
+  }
+  assert(cluster->peer_count == config->node_count - 1);
+}
+
+/* ---- Incoming replication: rounds into the replica tables ----------------- */
+
+static void send_ack(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
+  uint64_t held)
+{
+  struct tally_replication_message ack = { .type = TALLY_REPLICATION_ACK, .origin = peer->id,
+    .sender = cluster->config->node_id, .seq = held };
+  send_message(cluster, peer, &ack);
+}
+
+static void receive_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  const struct tally_replication_message *message)
+{
+  struct tally_store *store = &cluster->appliance->store;
+  struct tally_shard *replica = &store->replicas[peer->replica];
+  uint64_t held = tally_shard_held_seq(replica);
+  if (message->seq != held + 1) {
+    send_ack(cluster, peer, held); /* a resend, a probe, or a gap: say what we hold */
+    return;
+  }
+  for (uint32_t i = 0; i < message->count; i++) {
+    const struct tally_replication_entry *entry = &message->entries[i];
+    uint32_t hash = tally_name_hash(entry->name, entry->name_len);
+    if (tally_shard_set(replica, entry->name, entry->name_len, hash, entry->value) != TALLY_OK) {
+      cluster->replica_full++;
+      send_ack(cluster, peer, held); /* cannot hold it: do not advance */
+      return;
+    }
+  }
+  tally_store_persist_replica(store, peer->replica); /* the values first */
+  tally_shard_set_held_seq(replica, message->seq);
+  tally_store_persist_replica(store, peer->replica); /* then what names them */
+  cluster->rounds_applied++;
+  send_ack(cluster, peer, message->seq);
+}
+
+/* Sends a peer, part by part, our copy of its own contribution. */
+static void receive_restore_request(struct tally_cluster *cluster,
+  struct tally_cluster_peer *peer)
+{
+  const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
+  struct tally_replication_message part = { .type = TALLY_REPLICATION_RESTORE,
+    .origin = peer->id, .sender = cluster->config->node_id, .seq = tally_shard_held_seq(replica) };
+  for (uint32_t slot = 0; slot < replica->slots_count; slot++) {
+    if (!tally_shard_slot_readable(replica, slot)) continue;
+    const struct tally_slot *entry = &replica->slots[slot];
+    part.entries[part.count++] = (struct tally_replication_entry){ .name = entry->name,
+      .name_len = entry->name_len, .value = tally_shard_slot_value(replica, slot) };
+    if (part.count == TALLY_REPLICATION_ENTRIES_MAX) {
+      send_message(cluster, peer, &part);
+      part.part++;
+      part.count = 0;
+    }
+  }
+  part.flags = TALLY_REPLICATION_FLAG_LAST;
+  send_message(cluster, peer, &part);
+}
+
+/* ---- Outgoing replication: this node's contribution to each peer ---------- */
+
+static void confirm_peer(struct tally_cluster_peer *peer)
+{
+  memcpy(peer->confirmed, peer->capture, sizeof peer->confirmed);
+  peer->pending_valid = false;
+}
+
+static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  uint64_t held)
+{
+  client_breaker_success(&peer->breaker);
+  if (!peer->synced) {
+    peer->synced = true;
+    peer->acked_seq = held;
+    tally_cluster_peer_reset(cluster, peer);
+    return;
+  }
+  if (peer->sent_seq != 0 && held == peer->sent_seq) {
+    for (uint32_t i = 0; i < peer->message_count; i++) {
+      peer->acked_value[peer->message_index[i]] = peer->message_value[i];
+      peer->acked_known[peer->message_index[i]] = 1;
+    }
+    peer->pending_next += peer->message_count;
+    assert(peer->pending_next <= peer->pending_count);
+    peer->acked_seq = held;
+    peer->sent_seq = 0;
+    peer->retries = 0;
+    peer->rounds_acked++;
+    if (peer->pending_next == peer->pending_count) confirm_peer(peer);
+    return;
+  }
+  if (held == peer->acked_seq) return; /* an old ack, or the round was refused: resend */
+  peer->acked_seq = held;              /* the peer lost or moved its state: start over */
+  tally_cluster_peer_reset(cluster, peer);
+}
+
+static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  uint64_t now)
+{
+  struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND,
+    .origin = cluster->config->node_id, .sender = cluster->config->node_id,
+    .seq = peer->acked_seq + 1 };
+  while (round.count < TALLY_REPLICATION_ENTRIES_MAX &&
+         peer->pending_next + round.count < peer->pending_count) {
+    uint32_t position = peer->pending[peer->pending_next + round.count];
+    peer->message_index[round.count] = position;
+    peer->message_value[round.count] = cluster->current[position];
+    round.entries[round.count] = (struct tally_replication_entry){
+      .name = cluster->names[position], .name_len = cluster->name_lens[position],
+      .value = cluster->current[position] };
+    round.count++;
+  }
+  assert(round.count >= 1);
+  peer->message_count = round.count;
+  peer->message_size = tally_replication_encode(&round, cluster->config->key, peer->message,
+    sizeof peer->message);
+  assert(peer->message_size > 0);
+  peer->sent_seq = round.seq;
+  peer->sent_ms = now;
+  peer->resend_ms = now + TALLY_REPLICATION_TIMEOUT_MS;
+  peer->rounds_sent++;
+  send_to(cluster, peer, peer->message, peer->message_size);
+}
+
+static void pump_peer(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  uint64_t now)
+{
+  bool probe = false;
+  if (!peer->synced || peer->sent_seq != 0) {
+    if (now < peer->resend_ms) return;
+    if (peer->sent_seq != 0 || peer->retries > 0) client_breaker_failure(&peer->breaker, now);
+    if (!client_breaker_acquire(&peer->breaker, now, &probe)) return;
+    peer->retries++;
+    peer->resend_ms = now + TALLY_REPLICATION_TIMEOUT_MS + client_backoff_delay_ms(
+      TALLY_REPLICATION_TIMEOUT_MS, TALLY_REPLICATION_BACKOFF_MAX_MS, peer->retries,
+      next_random(cluster));
+    if (!peer->synced) {
+      struct tally_replication_message hello = { .type = TALLY_REPLICATION_ROUND,
+        .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = 0 };
+      send_message(cluster, peer, &hello); /* answered with the sequence it holds */
+    } else {
+      peer->resends++;
+      send_to(cluster, peer, peer->message, peer->message_size);
+    }
+    return;
+  }
+  if (peer->pending_valid && peer->pending_next < peer->pending_count &&
+      client_breaker_acquire(&peer->breaker, now, &probe)) {
+    send_round(cluster, peer, now);
+  }
+}
+
+/* ---- Quorum, read-only, heartbeats --------------------------------------- */
+
+static uint32_t peers_up(struct tally_cluster *cluster, uint64_t now_ns)
+{
+  uint32_t up = 0;
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    if (tally_phi_detector_state(&cluster->peers[i].detector, now_ns) == TALLY_PHI_UP) up++;
+  }
+  return up;
+}
+
+static void update_quorum(struct tally_cluster *cluster)
+{
+  struct tally_appliance *appliance = cluster->appliance;
+  uint32_t needed = cluster->config->write_quorum - 1u; /* peers besides this node */
+  assert(needed <= cluster->peer_count);
+  bool read_only = peers_up(cluster, tally_clock_mono_ns()) < needed;
+  if (read_only != cluster->read_only) {
+    __atomic_store_n(&cluster->read_only, read_only, __ATOMIC_RELAXED);
+    fprintf(stderr, "tallyd: cluster: %s\n", read_only ?
+      "write quorum lost: read-only for reliable writes" : "write quorum reached: writable");
+  }
+  if (needed == 0) return;
+  for (uint32_t l = 0; l < appliance->lcore_count; l++) {
+    uint64_t values[TALLY_NODES_MAX];
+    for (uint32_t i = 0; i < cluster->peer_count; i++) values[i] = cluster->peers[i].confirmed[l];
+    for (uint32_t i = 1; i < cluster->peer_count; i++) { /* insertion sort, descending */
+      for (uint32_t j = i; j > 0 && values[j] > values[j - 1]; j--) {
+        uint64_t swap = values[j];
+        values[j] = values[j - 1];
+        values[j - 1] = swap;
+      }
+    }
+    uint64_t quorum = values[needed - 1];
+    if (quorum > appliance->lcores[l].quorum_seq) {
+      __atomic_store_n(&appliance->lcores[l].quorum_seq, quorum, __ATOMIC_RELEASE);
+    }
+  }
+}
+
+static void send_heartbeats(struct tally_cluster *cluster)
+{
+  bool ready = true;
+  for (uint32_t l = 0; l < cluster->appliance->lcore_count; l++) {
+    ready = ready && __atomic_load_n(&cluster->appliance->lcores[l].running, __ATOMIC_ACQUIRE);
+  }
+  struct tally_heartbeat heartbeat = { .node_id = cluster->config->node_id,
+    .flags = (uint16_t)((ready ? TALLY_HEARTBEAT_FLAG_READY : 0) |
+      (cluster->read_only ? TALLY_HEARTBEAT_FLAG_READ_ONLY : 0)),
+    .send_time_ns = tally_clock_mono_ns(), .lsn = cluster->scans };
+  uint8_t buffer[TALLY_HEARTBEAT_SIZE];
+  tally_heartbeat_encode(&heartbeat, cluster->config->key, buffer);
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    send_to(cluster, &cluster->peers[i], buffer, sizeof buffer);
+  }
+}
+
+/* ---- Receiving ------------------------------------------------------------ */
+
+static void receive_heartbeat(struct tally_cluster *cluster, const uint8_t *data, size_t size)
+{
+  struct tally_heartbeat heartbeat;
+  if (tally_heartbeat_decode(data, size, cluster->config->key, &heartbeat) != TALLY_HEARTBEAT_OK) {
+    cluster->rejected[HEARTBEAT_REJECTED]++;
+    return;
+  }
+  struct tally_cluster_peer *peer = peer_by_id(cluster, heartbeat.node_id);
+  if (peer == NULL) {
+    cluster->rejected[HEARTBEAT_REJECTED]++;
+    return;
+  }
+  tally_phi_detector_heartbeat(&peer->detector, tally_clock_mono_ns());
+  peer->flags = heartbeat.flags;
+  peer->heartbeats_in++;
+}
+
+static void receive_replication(struct tally_cluster *cluster, const uint8_t *data, size_t size)
+{
+  struct tally_replication_message message;
+  enum tally_replication_reason reason =
+    tally_replication_decode(data, size, cluster->config->key, &message);
+  struct tally_cluster_peer *peer = peer_by_id(cluster, message.sender);
+  if (reason == TALLY_REPLICATION_OK && peer == NULL) reason = TALLY_REPLICATION_MALFORMED;
+  if (reason != TALLY_REPLICATION_OK) {
+    cluster->rejected[reason]++;
+    return;
+  }
+  uint16_t self = cluster->config->node_id;
+  switch (message.type) {
+  case TALLY_REPLICATION_ROUND:
+    if (message.origin == message.sender) receive_round(cluster, peer, &message);
+    return;
+  case TALLY_REPLICATION_ACK:
+    if (message.origin == self) receive_ack(cluster, peer, message.seq);
+    return;
+  case TALLY_REPLICATION_RESTORE_REQUEST:
+    if (message.origin == message.sender) receive_restore_request(cluster, peer);
+    return;
+  case TALLY_REPLICATION_RESTORE:
+    return; /* only wanted while restoring, before the thread runs */
+  }
+}
+
+static void receive_all(struct tally_cluster *cluster)
+{
+  uint8_t buffer[TALLY_REPLICATION_SIZE_MAX + 1];
+  for (uint32_t i = 0; i < RECEIVE_BURST; i++) {
+    ssize_t size = recv(cluster->fd, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (size < 0) return;
+    if (size >= 2 && buffer[0] == TALLY_HEARTBEAT_MAGIC_0 && buffer[1] == TALLY_HEARTBEAT_MAGIC_1) {
+      receive_heartbeat(cluster, buffer, (size_t)size);
+    } else {
+      receive_replication(cluster, buffer, (size_t)size);
+    }
+  }
+}
+
+/* ---- The thread ------------------------------------------------------------ */
+
+static void *cluster_main(void *arg)
+{
+  struct tally_cluster *cluster = arg;
+  const struct tally_cluster_config *config = cluster->config;
+  assert(config->heartbeat_interval_ms >= 1 && config->replication_interval_ms >= 1);
+  while (!__atomic_load_n(&cluster->quit, __ATOMIC_RELAXED)) {
+    uint64_t now = now_ms();
+    if (now >= cluster->next_heartbeat_ms) {
+      send_heartbeats(cluster);
+      cluster->next_heartbeat_ms = now + config->heartbeat_interval_ms;
+    }
+    if (now >= cluster->next_scan_ms) {
+      tally_cluster_scan(cluster, false);
+      cluster->next_scan_ms = now + config->replication_interval_ms;
+    }
+    for (uint32_t i = 0; i < cluster->peer_count; i++) pump_peer(cluster, &cluster->peers[i], now);
+    update_quorum(cluster);
+    struct pollfd descriptor = { .fd = cluster->fd, .events = POLLIN };
+    int rc = poll(&descriptor, 1, 1);
+    if (rc > 0) receive_all(cluster);
+  }
+  return NULL;
+}
+
+int tally_cluster_start(struct tally_cluster *cluster)
+{
+  assert(!cluster->running);
+  cluster->quit = false;
+  int rc = pthread_create(&cluster->thread, NULL, cluster_main, cluster);
+  if (rc != 0) return -1;
+  pthread_setname_np(cluster->thread, "tally-cluster");
+  cluster->running = true;
+  return 0;
+}
+
+void tally_cluster_stop(struct tally_cluster *cluster)
+{
+  if (!cluster->running) return;
+  __atomic_store_n(&cluster->quit, true, __ATOMIC_RELAXED);
+  pthread_join(cluster->thread, NULL);
+  cluster->running = false;
+  if (cluster->fd >= 0) close(cluster->fd);
+  cluster->fd = -1;
+}
+
+/* ---- Restore: this node's own contribution, from its peers ---------------- */
+
+struct restore_state {
+  bool answered[TALLY_NODES_MAX - 1];
+  uint64_t held[TALLY_NODES_MAX - 1];
+  uint32_t answers;
+  int32_t chosen;            /* peer whose copy is applied, -1 before choosing */
+  uint8_t *parts_seen;       /* of the chosen copy */
+  uint32_t parts_max;
+  int32_t last_part;         /* -1 until the LAST part arrives */
+};
+
+static void restore_request(struct tally_cluster *cluster, const struct restore_state *state)
+{
+  struct tally_replication_message request = { .type = TALLY_REPLICATION_RESTORE_REQUEST,
+    .origin = cluster->config->node_id, .sender = cluster->config->node_id };
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    if (state->chosen < 0 ? !state->answered[i] : (int32_t)i == state->chosen) {
+      send_message(cluster, &cluster->peers[i], &request);
+    }
+  }
+}
+
+static void restore_part(struct tally_cluster *cluster, struct restore_state *state,
+  const struct tally_replication_message *part, uint32_t peer_index)
+{
+  if (!state->answered[peer_index]) {
+    state->answered[peer_index] = true;
+    state->held[peer_index] = part->seq;
+    state->answers++;
+  }
+  if ((int32_t)peer_index != state->chosen || part->part >= state->parts_max) return;
+  struct tally_store *store = &cluster->appliance->store;
+  for (uint32_t i = 0; i < part->count; i++) { /* shard 0 absorbs: total - other shards */
+    const struct tally_replication_entry *entry = &part->entries[i];
+    uint32_t hash = tally_name_hash(entry->name, entry->name_len);
+    __int128 others = 0;
+    for (uint32_t s = 1; s < store->geometry.shard_count; s++) {
+      int64_t slot = tally_shard_find(&store->shards[s], entry->name, entry->name_len, hash);
+      if (slot >= 0) others += tally_shard_slot_value(&store->shards[s], (uint32_t)slot);
+    }
+    __int128 value = (__int128)entry->value - others;
+    if (value > INT64_MAX || value < INT64_MIN) continue;
+    tally_shard_set(&store->shards[0], entry->name, entry->name_len, hash, (int64_t)value);
+  }
+  state->parts_seen[part->part] = 1;
+  if (part->flags & TALLY_REPLICATION_FLAG_LAST) state->last_part = part->part;
+}
+
+static bool restore_complete(const struct restore_state *state)
+{
+  if (state->chosen < 0 || state->last_part < 0) return false;
+  for (int32_t i = 0; i <= state->last_part; i++) {
+    if (!state->parts_seen[i]) return false;
+  }
+  return true;
+}
+
+static void restore_choose(struct tally_cluster *cluster, struct restore_state *state)
+{
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    if (!state->answered[i]) continue;
+    if (state->chosen < 0 || state->held[i] > state->held[state->chosen]) state->chosen = (int32_t)i;
+  }
+  assert(state->chosen >= 0);
+  fprintf(stderr, "tallyd: cluster: restoring this node's contribution from node %u "
+    "(sequence %" PRIu64 ")\n", cluster->peers[state->chosen].id, state->held[state->chosen]);
+}
+
+static void restore_receive(struct tally_cluster *cluster, struct restore_state *state)
+{
+  uint8_t buffer[TALLY_REPLICATION_SIZE_MAX + 1];
+  for (uint32_t n = 0; n < 4096; n++) {
+    ssize_t size = recv(cluster->fd, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (size < 0) return;
+    struct tally_replication_message message;
+    if (tally_replication_decode(buffer, (size_t)size, cluster->config->key, &message) !=
+        TALLY_REPLICATION_OK) {
+      continue; /* heartbeats and rounds wait for the thread: peers resend */
+    }
+    struct tally_cluster_peer *peer = peer_by_id(cluster, message.sender);
+    if (peer == NULL) continue;
+    if (message.type == TALLY_REPLICATION_RESTORE_REQUEST && message.origin == message.sender) {
+      receive_restore_request(cluster, peer); /* peers restoring at the same time */
+    } else if (message.type == TALLY_REPLICATION_RESTORE &&
+               message.origin == cluster->config->node_id) {
+      restore_part(cluster, state, &message, (uint32_t)(peer - cluster->peers));
+    }
+  }
+}
+
+static int restore(struct tally_cluster *cluster, char *error, size_t error_size)
+{
+  const struct tally_cluster_config *config = cluster->config;
+  uint32_t required = config->node_count - config->write_quorum + 1u;
+  if (required > cluster->peer_count) required = cluster->peer_count;
+  struct restore_state state = { .chosen = -1, .last_part = -1,
+    .parts_max = cluster->capacity / TALLY_REPLICATION_ENTRIES_MAX + 2u };
+  state.parts_seen = calloc(state.parts_max, 1);
+  if (state.parts_seen == NULL) return -1;
+  fprintf(stderr, "tallyd: cluster: new or damaged store: asking %u peer(s) for this node's "
+    "contribution\n", required);
+  uint64_t start = now_ms();
+  uint64_t next_request = 0;
+  while (!restore_complete(&state) && now_ms() - start < RESTORE_WAIT_MS_MAX) {
+    if (state.chosen < 0 && state.answers >= required) restore_choose(cluster, &state);
+    if (now_ms() >= next_request) {
+      restore_request(cluster, &state);
+      next_request = now_ms() + RESTORE_RETRY_MS;
+    }
+    struct pollfd descriptor = { .fd = cluster->fd, .events = POLLIN };
+    if (poll(&descriptor, 1, 10) > 0) restore_receive(cluster, &state);
+  }
+  bool done = restore_complete(&state);
+  free(state.parts_seen);
+  if (!done) {
+    snprintf(error, error_size, "cluster: restore: %u of %u peers answered within %u s",
+      state.answers, required, RESTORE_WAIT_MS_MAX / 1000u);
+    return -1;
+  }
+  tally_store_persist(&cluster->appliance->store);
+  return 0;
+}
+
+int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *appliance,
+  bool restore_first, char *error, size_t error_size)
+{
+  memset(cluster, 0, sizeof *cluster);
+  cluster->appliance = appliance;
+  cluster->config = &appliance->config.cluster;
+  cluster->fd = -1;
+  assert(cluster->config->enabled);
+  cluster->random_state = tally_clock_mono_ns() | 1u;
+  open_peers(cluster);
+  if (open_socket(cluster, error, error_size) != 0) return -1;
+  if (tally_cluster_snapshot_open(cluster, error, error_size) != 0) return -1;
+  if (restore_first && restore(cluster, error, error_size) != 0) return -1;
+  return 0;
+}
+
+/* ---- Description (tallyctl cluster) --------------------------------------- */
+
+static const char *breaker_name(enum tally_client_breaker_state state)
+{
+  switch (state) {
+  case TALLY_CLIENT_BREAKER_CLOSED: return "closed";
+  case TALLY_CLIENT_BREAKER_OPEN: return "open";
+  case TALLY_CLIENT_BREAKER_HALF_OPEN: return "half_open";
+  }
+  return "unknown";
+}
+
+void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out)
+{
+  uint64_t now_ns = tally_clock_mono_ns();
+  struct tally_appliance *appliance = cluster->appliance;
+  bool ready = true;
+  for (uint32_t l = 0; l < appliance->lcore_count; l++) {
+    ready = ready && __atomic_load_n(&appliance->lcores[l].running, __ATOMIC_ACQUIRE);
+  }
+  tally_out_printf(out, "self %u ready=%d read_only=%d peers_up=%u write_quorum=%u\n",
+    cluster->config->node_id, ready ? 1 : 0, cluster->read_only ? 1 : 0,
+    peers_up(cluster, now_ns), cluster->config->write_quorum);
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    const struct tally_cluster_peer *peer = &cluster->peers[i];
+    uint64_t last = tally_phi_detector_last_heartbeat_ns(&peer->detector);
+    uint32_t pending = peer->pending_valid ? peer->pending_count - peer->pending_next : 0;
+    tally_out_printf(out, "peer %u state=%s phi=%.2f heartbeat_age_ms=%" PRIu64
+      " sent_seq=%" PRIu64 " acked_seq=%" PRIu64 " pending=%u breaker=%s"
+      " held_seq=%" PRIu64 " rounds_sent=%" PRIu64 " resends=%" PRIu64 " resyncs=%" PRIu64 "\n",
+      peer->id, tally_phi_state_name(tally_phi_detector_state(&peer->detector, now_ns)),
+      tally_phi_detector_phi(&peer->detector, now_ns),
+      last == 0 ? (uint64_t)0 : (uint64_t)((now_ns - last) / 1000000u), peer->sent_seq, peer->acked_seq, pending,
+      breaker_name(peer->breaker.state),
+      tally_shard_held_seq(&appliance->store.replicas[peer->replica]), peer->rounds_sent,
+      peer->resends, peer->resyncs);
+  }
+}

@@ -1,0 +1,110 @@
+/*
+ * cluster.h — the node's side of the cluster: one control-plane thread (a
+ * bulkhead: slow peers and management requests never stall each other) that
+ * owns the replication UDP socket and, for every peer,
+ *   - heartbeats out and in, and a phi-accrual failure detector;
+ *   - the replication stream of this node's contribution to the peer
+ *     (absolute values, stop-and-wait per peer, link sequence numbers,
+ *     timeouts, backoff with full jitter, a circuit breaker);
+ *   - the peer's stream into this node's replica table for it.
+ * From the peers' acks it computes, per lcore, how far reliable batches are
+ * held by W - 1 peers (quorum_seq), and whether a write quorum is reachable
+ * at all (read_only). See docs/cluster-design.md.
+ */
+#ifndef TALLY_CLUSTER_H
+#define TALLY_CLUSTER_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "appliance.h"
+#include "client_internal.h"
+#include "out.h"
+#include "tally/phi_detector.h"
+#include "tally/replication_wire.h"
+
+struct rte_hash;
+
+struct tally_cluster_peer {
+  uint16_t id;
+  uint32_t replica;                   /* store->replicas[replica] holds its contribution */
+  struct sockaddr_in address;
+  struct tally_phi_detector detector;
+  uint16_t flags;                     /* of its last heartbeat */
+  /* Outgoing stream: this node's contribution to the peer. */
+  bool synced;                        /* we know which sequence the peer holds */
+  uint64_t acked_seq;                 /* the peer holds this (durably) */
+  uint64_t sent_seq;                  /* in flight; 0: nothing in flight */
+  uint8_t message[TALLY_REPLICATION_SIZE_MAX];
+  size_t message_size;
+  uint32_t message_count;
+  uint32_t message_index[TALLY_REPLICATION_ENTRIES_MAX]; /* snapshot indexes */
+  int64_t message_value[TALLY_REPLICATION_ENTRIES_MAX];
+  uint64_t sent_ms;
+  uint64_t resend_ms;                 /* next resend if unanswered */
+  uint32_t retries;
+  struct client_breaker breaker;
+  uint32_t *pending;                  /* snapshot indexes still to send */
+  uint32_t pending_count;
+  uint32_t pending_next;
+  bool pending_valid;                 /* a scan's list is being sent */
+  uint64_t capture[TALLY_LCORES_MAX]; /* lcores' applied_seq when that scan began */
+  uint64_t confirmed[TALLY_LCORES_MAX]; /* applied_seq the peer is known to hold */
+  int64_t *acked_value;               /* per snapshot index: what the peer holds */
+  uint8_t *acked_known;
+  /* Figures (written by the cluster thread, read relaxed). */
+  uint64_t heartbeats_in;
+  uint64_t rounds_sent;
+  uint64_t rounds_acked;
+  uint64_t resends;
+  uint64_t resyncs;
+};
+
+struct tally_cluster {
+  struct tally_appliance *appliance;
+  const struct tally_cluster_config *config;
+  int fd;
+  uint32_t peer_count;
+  struct tally_cluster_peer peers[TALLY_NODES_MAX - 1];
+  /* Snapshot of this node's contribution: name -> index (rte_hash). */
+  struct rte_hash *index;
+  uint32_t capacity;
+  char (*names)[TALLY_NAME_LEN_MAX];
+  uint8_t *name_lens;
+  int64_t *current;
+  uint64_t writes_seen;               /* lcores' increments at the last scan */
+  uint64_t scans;
+  uint64_t next_scan_ms;
+  uint64_t next_heartbeat_ms;
+  volatile bool read_only;            /* read by the lcores */
+  volatile bool quit;
+  bool running;
+  pthread_t thread;
+  uint64_t rejected[TALLY_REPLICATION_REASON_COUNT + 1]; /* + heartbeats refused */
+  uint64_t rounds_applied;
+  uint64_t replica_full;              /* entries a full replica table refused */
+  uint64_t random_state;
+};
+
+/*
+ * Opens the socket and the snapshot; with restore (a new or damaged store),
+ * fetches this node's own contribution from the peers first (blocking, until
+ * N - W + 1 peers answered) and adds it to shard 0. Before the lcores start.
+ * Returns 0 or -1 with error.
+ */
+int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *appliance,
+  bool restore, char *error, size_t error_size);
+/* Starts and stops the cluster thread. */
+int tally_cluster_start(struct tally_cluster *cluster);
+void tally_cluster_stop(struct tally_cluster *cluster);
+/* `tallyctl cluster`: the self line and one line per peer. */
+void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out);
+
+/* Internal, cluster_scan.c: the contribution snapshot and per-peer lists. */
+int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size_t error_size);
+void tally_cluster_scan(struct tally_cluster *cluster, bool force);
+void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluster_peer *peer);
+
+#endif

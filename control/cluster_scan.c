@@ -1,0 +1,175 @@
+/*
+ * cluster_scan.c — this node's contribution as the replication thread sees
+ * it: a snapshot of every counter's node total (sum over the shards), keyed
+ * by name in an rte_hash, and for every idle peer the list of counters whose
+ * value the peer does not hold yet. A scan notes each lcore's applied_seq
+ * *before* it reads any value, so once a peer has acked the whole list it
+ * holds every batch counted up to that point.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_lcore.h>
+
+#include "cluster.h"
+#include "tally/name.h"
+
+#define KEY_SIZE (TALLY_NAME_LEN_MAX + 1u)
+
+static uint32_t *positions;     /* snapshot indexes in use, in order of first sight */
+static uint32_t positions_count;
+
+int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size_t error_size)
+{
+  struct tally_appliance *appliance = cluster->appliance;
+  cluster->capacity = tally_store_replica_counters(&appliance->store.geometry);
+  assert(cluster->capacity >= TALLY_COUNTERS_MIN);
+  struct rte_hash_parameters parameters = {
+    .name = "tally_snapshot",
+    .entries = cluster->capacity,
+    .key_len = KEY_SIZE,
+    .hash_func = rte_hash_crc,
+    .hash_func_init_val = 0,
+    .socket_id = (int)rte_socket_id(),
+  };
+  cluster->index = rte_hash_create(&parameters);
+  cluster->names = calloc(cluster->capacity, sizeof cluster->names[0]);
+  cluster->name_lens = calloc(cluster->capacity, 1);
+  cluster->current = calloc(cluster->capacity, sizeof(int64_t));
+  positions = calloc(cluster->capacity, sizeof(uint32_t));
+  bool ok = cluster->index != NULL && cluster->names != NULL && cluster->name_lens != NULL &&
+    cluster->current != NULL && positions != NULL;
+  for (uint32_t i = 0; ok && i < cluster->peer_count; i++) {
+    struct tally_cluster_peer *peer = &cluster->peers[i];
+    peer->pending = calloc(cluster->capacity, sizeof(uint32_t));
+    peer->acked_value = calloc(cluster->capacity, sizeof(int64_t));
+    peer->acked_known = calloc(cluster->capacity, 1);
+    ok = peer->pending != NULL && peer->acked_value != NULL && peer->acked_known != NULL;
+  }
+  if (!ok) snprintf(error, error_size, "cluster: cannot allocate the replication snapshot");
+  return ok ? 0 : -1;
+}
+
+void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
+{
+  assert(peer->acked_known != NULL);
+  memset(peer->acked_known, 0, cluster->capacity);
+  peer->pending_valid = false;
+  peer->pending_count = 0;
+  peer->pending_next = 0;
+  peer->sent_seq = 0;
+  peer->retries = 0;
+  peer->resyncs++;
+  assert(!peer->pending_valid);
+}
+
+/* Whether a shard before `before` holds the name (its total was taken there). */
+static bool seen_earlier(const struct tally_store *store, uint32_t before, const char *name,
+  uint32_t name_len, uint32_t hash)
+{
+  assert(before <= store->geometry.shard_count);
+  for (uint32_t i = 0; i < before; i++) {
+    if (tally_shard_find(&store->shards[i], name, name_len, hash) >= 0) return true;
+  }
+  return false;
+}
+
+/* Sum over this node's shards; false if it does not fit int64. */
+static bool own_total(const struct tally_store *store, const char *name, uint32_t name_len,
+  uint32_t hash, int64_t *total)
+{
+  __int128 sum = 0;
+  for (uint32_t i = 0; i < store->geometry.shard_count; i++) {
+    int64_t slot = tally_shard_find(&store->shards[i], name, name_len, hash);
+    if (slot >= 0) sum += tally_shard_slot_value(&store->shards[i], (uint32_t)slot);
+  }
+  if (sum > INT64_MAX || sum < INT64_MIN) return false;
+  *total = (int64_t)sum;
+  return true;
+}
+
+static void record(struct tally_cluster *cluster, const char *name, uint32_t name_len,
+  int64_t total)
+{
+  uint8_t key[KEY_SIZE];
+  memset(key, 0, sizeof key);
+  key[0] = (uint8_t)name_len;
+  memcpy(key + 1, name, name_len);
+  int32_t position = rte_hash_add_key(cluster->index, key);
+  if (position < 0) return; /* full: cannot happen with the store's own capacity */
+  assert((uint32_t)position < cluster->capacity);
+  if (cluster->name_lens[position] == 0) {
+    memcpy(cluster->names[position], name, name_len);
+    cluster->name_lens[position] = (uint8_t)name_len;
+    assert(positions_count < cluster->capacity);
+    positions[positions_count++] = (uint32_t)position;
+  }
+  cluster->current[position] = total;
+}
+
+static void scan_values(struct tally_cluster *cluster)
+{
+  const struct tally_store *store = &cluster->appliance->store;
+  for (uint32_t s = 0; s < store->geometry.shard_count; s++) {
+    const struct tally_shard *shard = &store->shards[s];
+    for (uint32_t slot = 0; slot < shard->slots_count; slot++) {
+      if (!tally_shard_slot_readable(shard, slot)) continue;
+      const struct tally_slot *entry = &shard->slots[slot];
+      uint32_t name_len = entry->name_len;
+      assert(name_len >= 1 && name_len <= TALLY_NAME_LEN_MAX);
+      if (seen_earlier(store, s, entry->name, name_len, entry->hash)) continue;
+      int64_t total = 0;
+      if (own_total(store, entry->name, name_len, entry->hash, &total)) {
+        record(cluster, entry->name, name_len, total);
+      }
+    }
+  }
+}
+
+/* Gives an idle peer the list of counters it does not hold as they are now. */
+static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  const uint64_t *capture)
+{
+  uint32_t count = 0;
+  for (uint32_t i = 0; i < positions_count; i++) {
+    uint32_t position = positions[i];
+    if (peer->acked_known[position] && peer->acked_value[position] == cluster->current[position]) {
+      continue;
+    }
+    peer->pending[count++] = position;
+  }
+  assert(count <= cluster->capacity);
+  memcpy(peer->capture, capture, sizeof peer->capture);
+  peer->pending_count = count;
+  peer->pending_next = 0;
+  peer->pending_valid = count > 0;
+  if (count == 0) memcpy(peer->confirmed, capture, sizeof peer->confirmed);
+}
+
+void tally_cluster_scan(struct tally_cluster *cluster, bool force)
+{
+  struct tally_appliance *appliance = cluster->appliance;
+  uint64_t capture[TALLY_LCORES_MAX] = { 0 };
+  uint64_t writes = 0;
+  for (uint32_t l = 0; l < appliance->lcore_count; l++) {
+    capture[l] = __atomic_load_n(&appliance->lcores[l].stats.applied_seq, __ATOMIC_ACQUIRE);
+    writes += __atomic_load_n(&appliance->lcores[l].stats.statsd_increments, __ATOMIC_RELAXED);
+    writes += __atomic_load_n(&appliance->lcores[l].stats.batch_increments, __ATOMIC_RELAXED);
+    writes += capture[l];
+  }
+  bool changed = force || writes != cluster->writes_seen || cluster->scans == 0;
+  if (changed) {
+    scan_values(cluster);
+    cluster->writes_seen = writes;
+    cluster->scans++;
+  }
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    struct tally_cluster_peer *peer = &cluster->peers[i];
+    bool idle = peer->synced && !peer->pending_valid && peer->sent_seq == 0;
+    if (idle) plan_peer(cluster, peer, capture);
+  }
+}

@@ -1,0 +1,144 @@
+/*
+ * replication_wire.c — encoding and verified decoding of replication
+ * messages (include/tally/replication_wire.h). The MAC is checked over the
+ * whole datagram before any field behind the header is trusted.
+ */
+#include <assert.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "tally/name.h"
+#include "tally/replication_wire.h"
+
+static void put16(uint8_t *out, uint16_t value)
+{
+  out[0] = (uint8_t)value;
+  out[1] = (uint8_t)(value >> 8);
+}
+
+static void put64(uint8_t *out, uint64_t value)
+{
+  for (unsigned i = 0; i < 8; i++) out[i] = (uint8_t)(value >> (8 * i));
+}
+
+static uint16_t get16(const uint8_t *in)
+{
+  return (uint16_t)(in[0] | (in[1] << 8));
+}
+
+static uint64_t get64(const uint8_t *in)
+{
+  uint64_t value = 0;
+  for (unsigned i = 0; i < 8; i++) value |= (uint64_t)in[i] << (8 * i);
+  return value;
+}
+
+static bool type_valid(unsigned type)
+{
+  return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_RESTORE;
+}
+
+static void mac(const uint8_t *data, size_t size, const uint8_t key[TALLY_KEY_SIZE],
+  uint8_t out[TALLY_MAC_SIZE])
+{
+  int rc = crypto_generichash(out, TALLY_MAC_SIZE, data, size, key, TALLY_KEY_SIZE);
+  assert(rc == 0);
+  (void)rc;
+}
+
+size_t tally_replication_encode(const struct tally_replication_message *message,
+  const uint8_t key[TALLY_KEY_SIZE], uint8_t *out, size_t out_size)
+{
+  assert(message != NULL && out != NULL);
+  if (!type_valid(message->type) || message->count > TALLY_REPLICATION_ENTRIES_MAX) return 0;
+  /* An unknown flag would make every receiver refuse the message as malformed. */
+  if ((message->flags & ~TALLY_REPLICATION_FLAG_LAST) != 0) return 0;
+  if (out_size < TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE) return 0;
+  out[0] = TALLY_REPLICATION_MAGIC_0;
+  out[1] = TALLY_REPLICATION_MAGIC_1;
+  out[2] = TALLY_REPLICATION_VERSION;
+  out[3] = (uint8_t)message->type;
+  put16(out + 4, message->origin);
+  put16(out + 6, message->sender);
+  put16(out + 8, (uint16_t)message->count);
+  put16(out + 10, message->flags);
+  put16(out + 12, message->part);
+  put16(out + 14, 0);
+  put64(out + 16, message->seq);
+  size_t used = TALLY_REPLICATION_HEADER_SIZE;
+  for (uint32_t i = 0; i < message->count; i++) {
+    const struct tally_replication_entry *entry = &message->entries[i];
+    if (entry->name == NULL || !tally_name_valid(entry->name, entry->name_len)) return 0;
+    if (used + 9u + entry->name_len + TALLY_MAC_SIZE > out_size) return 0;
+    put64(out + used, (uint64_t)entry->value);
+    out[used + 8] = (uint8_t)entry->name_len;
+    memcpy(out + used + 9, entry->name, entry->name_len);
+    used += 9u + entry->name_len;
+  }
+  mac(out, used, key, out + used);
+  assert(used + TALLY_MAC_SIZE <= out_size);
+  return used + TALLY_MAC_SIZE;
+}
+
+static enum tally_replication_reason decode_entries(const uint8_t *data, size_t body_end,
+  struct tally_replication_message *message)
+{
+  size_t used = TALLY_REPLICATION_HEADER_SIZE;
+  for (uint32_t i = 0; i < message->count; i++) {
+    if (used + 9u > body_end) return TALLY_REPLICATION_MALFORMED;
+    struct tally_replication_entry *entry = &message->entries[i];
+    entry->value = (int64_t)get64(data + used);
+    entry->name_len = data[used + 8];
+    entry->name = (const char *)data + used + 9;
+    if (used + 9u + entry->name_len > body_end) return TALLY_REPLICATION_MALFORMED;
+    if (!tally_name_valid(entry->name, entry->name_len)) return TALLY_REPLICATION_MALFORMED;
+    used += 9u + entry->name_len;
+  }
+  return used == body_end ? TALLY_REPLICATION_OK : TALLY_REPLICATION_MALFORMED;
+}
+
+enum tally_replication_reason tally_replication_decode(const uint8_t *data, size_t size,
+  const uint8_t key[TALLY_KEY_SIZE], struct tally_replication_message *message)
+{
+  assert(data != NULL && message != NULL);
+  memset(message, 0, sizeof *message);
+  if (size < TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE) return TALLY_REPLICATION_TRUNCATED;
+  if (size > TALLY_REPLICATION_SIZE_MAX) return TALLY_REPLICATION_MALFORMED;
+  if (data[0] != TALLY_REPLICATION_MAGIC_0 || data[1] != TALLY_REPLICATION_MAGIC_1) {
+    return TALLY_REPLICATION_BAD_MAGIC;
+  }
+  if (data[2] != TALLY_REPLICATION_VERSION) return TALLY_REPLICATION_BAD_VERSION;
+  if (!type_valid(data[3])) return TALLY_REPLICATION_BAD_MAGIC;
+  size_t body_end = size - TALLY_MAC_SIZE;
+  uint8_t expected[TALLY_MAC_SIZE];
+  mac(data, body_end, key, expected);
+  if (sodium_memcmp(expected, data + body_end, TALLY_MAC_SIZE) != 0) {
+    return TALLY_REPLICATION_BAD_MAC;
+  }
+  message->type = (enum tally_replication_type)data[3];
+  message->origin = get16(data + 4);
+  message->sender = get16(data + 6);
+  message->count = get16(data + 8);
+  message->flags = get16(data + 10);
+  message->part = get16(data + 12);
+  message->seq = get64(data + 16);
+  if (get16(data + 14) != 0 || message->count > TALLY_REPLICATION_ENTRIES_MAX ||
+      (message->flags & ~TALLY_REPLICATION_FLAG_LAST) != 0) {
+    memset(message, 0, sizeof *message);
+    return TALLY_REPLICATION_MALFORMED;
+  }
+  enum tally_replication_reason reason = decode_entries(data, body_end, message);
+  if (reason != TALLY_REPLICATION_OK) memset(message, 0, sizeof *message);
+  return reason;
+}
+
+const char *tally_replication_reason_name(enum tally_replication_reason reason)
+{
+  static const char *const names[TALLY_REPLICATION_REASON_COUNT] = {
+    "ok", "truncated", "bad_magic", "bad_version", "bad_mac", "malformed",
+  };
+  if ((unsigned)reason >= TALLY_REPLICATION_REASON_COUNT) return "invalid";
+  assert(names[reason] != NULL);
+  return names[reason];
+}

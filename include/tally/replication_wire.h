@@ -1,0 +1,89 @@
+/*
+ * replication_wire.h — the authenticated messages of replication between
+ * nodes (UDP on the replication address, beside the heartbeats). Pure
+ * encode/decode over byte buffers; little-endian on the wire.
+ *
+ *   header (24 bytes): magic "TR" | version u8 | type u8 | origin u16 |
+ *                      sender u16 | count u16 | flags u16 | part u16 |
+ *                      reserved u16 (0) | seq u64
+ *   entries (count):   value i64 | name_len u8 | name bytes
+ *   mac (16 bytes):    BLAKE2b-128 keyed with the cluster key over all bytes
+ *                      before it (libsodium crypto_generichash)
+ *
+ * ROUND    origin -> replica: the origin's absolute contribution to `count`
+ *          counters; seq is the origin's sequence on this link. The replica
+ *          applies it only on top of seq - 1 (the sequence it holds).
+ * ACK      replica -> origin: seq = the sequence the replica now holds for
+ *          this origin (durable). Also the answer to a ROUND it cannot apply.
+ * RESTORE_REQUEST  a node with an empty store -> each peer: "send me my own
+ *          contribution as you hold it".
+ * RESTORE  peer -> that node: part `part` of its copy of the requester's
+ *          contribution (origin = requester), seq = the sequence that copy
+ *          holds; flags LAST on the final part.
+ */
+#ifndef TALLY_REPLICATION_WIRE_H
+#define TALLY_REPLICATION_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tally/limits.h"
+
+#define TALLY_REPLICATION_MAGIC_0 'T'
+#define TALLY_REPLICATION_MAGIC_1 'R'
+#define TALLY_REPLICATION_VERSION 1u
+#define TALLY_REPLICATION_HEADER_SIZE 24u
+#define TALLY_REPLICATION_FLAG_LAST 0x0001u
+/* Largest message: one datagram of a 1500-byte MTU. */
+#define TALLY_REPLICATION_SIZE_MAX 1472u
+#define TALLY_REPLICATION_ENTRY_SIZE_MAX (9u + TALLY_NAME_LEN_MAX)
+
+static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_ENTRIES_MAX *
+  TALLY_REPLICATION_ENTRY_SIZE_MAX + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
+  "a full message fits one datagram");
+
+enum tally_replication_type {
+  TALLY_REPLICATION_ROUND = 1,
+  TALLY_REPLICATION_ACK = 2,
+  TALLY_REPLICATION_RESTORE_REQUEST = 3,
+  TALLY_REPLICATION_RESTORE = 4,
+};
+
+enum tally_replication_reason {
+  TALLY_REPLICATION_OK = 0,
+  TALLY_REPLICATION_TRUNCATED,
+  TALLY_REPLICATION_BAD_MAGIC,
+  TALLY_REPLICATION_BAD_VERSION,
+  TALLY_REPLICATION_BAD_MAC,
+  TALLY_REPLICATION_MALFORMED,
+  TALLY_REPLICATION_REASON_COUNT
+};
+
+struct tally_replication_entry {
+  const char *name; /* into the datagram (decode) or the caller's memory */
+  uint32_t name_len;
+  int64_t value;
+};
+
+struct tally_replication_message {
+  enum tally_replication_type type;
+  uint16_t origin;
+  uint16_t sender;
+  uint16_t flags;
+  uint16_t part;
+  uint64_t seq;
+  uint32_t count;
+  struct tally_replication_entry entries[TALLY_REPLICATION_ENTRIES_MAX];
+};
+
+/* Encodes; returns bytes written, 0 if invalid (bad name, count, type). */
+size_t tally_replication_encode(const struct tally_replication_message *message,
+  const uint8_t key[TALLY_KEY_SIZE], uint8_t *out, size_t out_size);
+
+/* Verifies (MAC before anything behind it) and decodes. */
+enum tally_replication_reason tally_replication_decode(const uint8_t *data, size_t size,
+  const uint8_t key[TALLY_KEY_SIZE], struct tally_replication_message *message);
+
+const char *tally_replication_reason_name(enum tally_replication_reason reason);
+
+#endif
