@@ -1,0 +1,236 @@
+/*
+ * fuzz_replication.c — libFuzzer target of the replication message codec
+ * (control/replication_wire.c).
+ *
+ * The first byte of the input picks a mode; in every mode the input itself is
+ * first decoded as it came, with a fixed key, which fuzzes the checks in
+ * front of the MAC.
+ *   odd:      data[1..] becomes a body signed with the right MAC and is decoded
+ *             again, which reaches the parser behind the MAC. If bit 1 is set,
+ *             the body's header gets a valid magic, version and type (bits 2-3),
+ *             and the result must match an independent reference validator.
+ *   2 mod 4:  data[1..] is read as the fields of a message (any type, count,
+ *             flags, names, output size) that is encoded: the encoder must
+ *             refuse exactly the invalid ones, and what it writes must decode
+ *             back to the same message.
+ * Whatever decodes must be in range, point inside the input, and re-encode
+ * to exactly the same bytes; whatever fails must leave the message zeroed.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "tally/name.h"
+#include "tally/replication_wire.h"
+
+/* Stays on whatever NDEBUG says: a failed check is a finding. */
+#define FUZZ_CHECK(condition) \
+  do {                        \
+    if (!(condition)) abort(); \
+  } while (0)
+
+/* Room for the largest message plus slack, so oversize inputs are signed too. */
+#define FUZZ_SIGNED_SIZE_MAX (TALLY_REPLICATION_SIZE_MAX + 64u)
+#define FUZZ_SIZE_MIN (TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const uint8_t fuzz_key[TALLY_KEY_SIZE] = {
+  0x5a, 0x11, 0x7e, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b,
+  0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a,
+  0x1b, 0x1c,
+};
+
+static const struct tally_replication_message zero_message;
+
+static bool type_valid(uint32_t type)
+{
+  return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_RESTORE;
+}
+
+/* Written from the header comment, not from the decoder: the body (MAC excluded). */
+static bool reference_valid(const uint8_t *body, size_t body_size)
+{
+  uint32_t count = (uint32_t)(body[8] | (body[9] << 8));
+  uint32_t flags = (uint32_t)(body[10] | (body[11] << 8));
+  if ((body[14] | body[15]) != 0) return false;
+  if (count > TALLY_REPLICATION_ENTRIES_MAX) return false;
+  if ((flags & ~TALLY_REPLICATION_FLAG_LAST) != 0) return false;
+  size_t at = TALLY_REPLICATION_HEADER_SIZE;
+  for (uint32_t i = 0; i < count; i++) {
+    if (body_size - at < 9) return false;
+    size_t name_len = body[at + 8];
+    if (name_len == 0 || name_len > TALLY_NAME_LEN_MAX) return false;
+    if (body_size - at - 9 < name_len) return false;
+    for (size_t j = 0; j < name_len; j++) {
+      uint8_t byte = body[at + 9 + j];
+      if (byte < 0x21 || byte > 0x7e || byte == ':' || byte == '|' || byte == '@' ||
+          byte == '#') {
+        return false;
+      }
+    }
+    at += 9 + name_len;
+  }
+  return at == body_size;
+}
+
+static void check_decoded(const uint8_t *data, size_t size,
+  const struct tally_replication_message *message)
+{
+  FUZZ_CHECK(size >= FUZZ_SIZE_MIN);
+  FUZZ_CHECK(size <= TALLY_REPLICATION_SIZE_MAX);
+  FUZZ_CHECK(type_valid(message->type));
+  FUZZ_CHECK(message->count <= TALLY_REPLICATION_ENTRIES_MAX);
+  FUZZ_CHECK((message->flags & ~TALLY_REPLICATION_FLAG_LAST) == 0);
+  const char *begin = (const char *)data + TALLY_REPLICATION_HEADER_SIZE;
+  const char *end = (const char *)data + size - TALLY_MAC_SIZE;
+  for (uint32_t i = 0; i < message->count; i++) {
+    const struct tally_replication_entry *entry = &message->entries[i];
+    FUZZ_CHECK(entry->name >= begin);
+    FUZZ_CHECK(entry->name <= end);
+    FUZZ_CHECK(entry->name_len <= (size_t)(end - entry->name));
+    FUZZ_CHECK(tally_name_valid(entry->name, entry->name_len));
+  }
+  static uint8_t encoded[FUZZ_SIGNED_SIZE_MAX];
+  FUZZ_CHECK(tally_replication_encode(message, fuzz_key, encoded, size) == size);
+  FUZZ_CHECK(memcmp(encoded, data, size) == 0);
+  FUZZ_CHECK(tally_replication_encode(message, fuzz_key, encoded, size - 1) == 0);
+}
+
+static enum tally_replication_reason check_decode(const uint8_t *data, size_t size)
+{
+  static struct tally_replication_message message;
+  memset(&message, 0xa5, sizeof(message));
+  enum tally_replication_reason reason = tally_replication_decode(data, size, fuzz_key,
+    &message);
+  FUZZ_CHECK((uint32_t)reason < TALLY_REPLICATION_REASON_COUNT);
+  FUZZ_CHECK(strcmp(tally_replication_reason_name(reason), "invalid") != 0);
+  if (size < FUZZ_SIZE_MIN) FUZZ_CHECK(reason == TALLY_REPLICATION_TRUNCATED);
+  if (size > TALLY_REPLICATION_SIZE_MAX) FUZZ_CHECK(reason == TALLY_REPLICATION_MALFORMED);
+  if (reason != TALLY_REPLICATION_OK) {
+    FUZZ_CHECK(memcmp(&message, &zero_message, sizeof(message)) == 0);
+    return reason;
+  }
+  check_decoded(data, size, &message);
+  return reason;
+}
+
+/* Odd first byte: data[1..] (padded to a header) signed with the right MAC. */
+static void fuzz_signed(const uint8_t *data, size_t size)
+{
+  static uint8_t message[FUZZ_SIGNED_SIZE_MAX];
+  bool valid_header = (data[0] & 2u) != 0;
+  size_t body_size = size - 1;
+  if (body_size > FUZZ_SIGNED_SIZE_MAX - TALLY_MAC_SIZE) {
+    body_size = FUZZ_SIGNED_SIZE_MAX - TALLY_MAC_SIZE;
+  }
+  memcpy(message, data + 1, body_size);
+  if (valid_header) {
+    if (body_size < TALLY_REPLICATION_HEADER_SIZE) {
+      memset(message + body_size, 0, TALLY_REPLICATION_HEADER_SIZE - body_size);
+      body_size = TALLY_REPLICATION_HEADER_SIZE;
+    }
+    message[0] = TALLY_REPLICATION_MAGIC_0;
+    message[1] = TALLY_REPLICATION_MAGIC_1;
+    message[2] = TALLY_REPLICATION_VERSION;
+    message[3] = (uint8_t)(TALLY_REPLICATION_ROUND + ((data[0] >> 2) & 3u));
+  }
+  size_t signed_size = body_size + TALLY_MAC_SIZE;
+  int rc = crypto_generichash(message + body_size, TALLY_MAC_SIZE, message, body_size,
+    fuzz_key, TALLY_KEY_SIZE);
+  FUZZ_CHECK(rc == 0);
+  enum tally_replication_reason reason = check_decode(message, signed_size);
+  FUZZ_CHECK(reason != TALLY_REPLICATION_BAD_MAC);
+  if (valid_header && signed_size <= TALLY_REPLICATION_SIZE_MAX) {
+    bool should_decode = reference_valid(message, body_size);
+    FUZZ_CHECK((reason == TALLY_REPLICATION_OK) == should_decode);
+    if (!should_decode) FUZZ_CHECK(reason == TALLY_REPLICATION_MALFORMED);
+  }
+  /* One byte short: never OK (the MAC no longer lines up). */
+  FUZZ_CHECK(check_decode(message, signed_size - 1) != TALLY_REPLICATION_OK);
+}
+
+/* Reads n bytes little-endian from the input, zero past its end. */
+static uint64_t take(const uint8_t *data, size_t size, size_t *at, uint32_t n)
+{
+  uint64_t value = 0;
+  for (uint32_t i = 0; i < n; i++, (*at)++) {
+    if (*at < size) value |= (uint64_t)data[*at] << (8u * i);
+  }
+  return value;
+}
+
+/* Fills message from the input; returns whether the encoder must accept it. */
+static bool message_from_input(const uint8_t *data, size_t size,
+  struct tally_replication_message *message, size_t *encoded_size)
+{
+  size_t at = 1;
+  memset(message, 0, sizeof(*message));
+  uint32_t type = (uint32_t)take(data, size, &at, 1) % 6u;
+  message->type = (enum tally_replication_type)type;
+  message->origin = (uint16_t)take(data, size, &at, 2);
+  message->sender = (uint16_t)take(data, size, &at, 2);
+  message->flags = (uint16_t)(take(data, size, &at, 2) & 0x8001u);
+  message->part = (uint16_t)take(data, size, &at, 2);
+  message->seq = take(data, size, &at, 8);
+  message->count = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_ENTRIES_MAX + 2u);
+  bool valid = type_valid(type) && message->count <= TALLY_REPLICATION_ENTRIES_MAX &&
+    (message->flags & ~TALLY_REPLICATION_FLAG_LAST) == 0;
+  size_t needed = FUZZ_SIZE_MIN;
+  uint32_t filled = message->count < TALLY_REPLICATION_ENTRIES_MAX ?
+    message->count : TALLY_REPLICATION_ENTRIES_MAX;
+  for (uint32_t i = 0; i < filled; i++) {
+    struct tally_replication_entry *entry = &message->entries[i];
+    entry->value = (int64_t)take(data, size, &at, 8);
+    entry->name_len = (uint32_t)take(data, size, &at, 1) % (TALLY_NAME_LEN_MAX + 4u);
+    /* A name the input cannot supply is NULL: the encoder must refuse it. */
+    entry->name = at + entry->name_len <= size ? (const char *)data + at : NULL;
+    at += entry->name_len;
+    valid = valid && entry->name != NULL && tally_name_valid(entry->name, entry->name_len);
+    needed += 9u + entry->name_len;
+  }
+  size_t slack = (size_t)take(data, size, &at, 1);
+  *encoded_size = slack < 128 ? needed - (slack & 1u) : TALLY_REPLICATION_SIZE_MAX;
+  return valid && needed <= *encoded_size;
+}
+
+/* 2 mod 4: a message built from the input, through the encoder and back. */
+static void fuzz_encode(const uint8_t *data, size_t size)
+{
+  static struct tally_replication_message message;
+  static struct tally_replication_message decoded;
+  static uint8_t encoded[TALLY_REPLICATION_SIZE_MAX];
+  size_t out_size = 0;
+  bool valid = message_from_input(data, size, &message, &out_size);
+  FUZZ_CHECK(out_size <= sizeof(encoded));
+  size_t encoded_size = tally_replication_encode(&message, fuzz_key, encoded, out_size);
+  FUZZ_CHECK((encoded_size != 0) == valid);
+  if (!valid) return;
+  FUZZ_CHECK(encoded_size <= out_size);
+  FUZZ_CHECK(check_decode(encoded, encoded_size) == TALLY_REPLICATION_OK);
+  enum tally_replication_reason reason = tally_replication_decode(encoded, encoded_size,
+    fuzz_key, &decoded);
+  FUZZ_CHECK(reason == TALLY_REPLICATION_OK);
+  FUZZ_CHECK(decoded.type == message.type && decoded.origin == message.origin);
+  FUZZ_CHECK(decoded.sender == message.sender && decoded.flags == message.flags);
+  FUZZ_CHECK(decoded.part == message.part && decoded.seq == message.seq);
+  FUZZ_CHECK(decoded.count == message.count);
+  for (uint32_t i = 0; i < message.count; i++) {
+    FUZZ_CHECK(decoded.entries[i].value == message.entries[i].value);
+    FUZZ_CHECK(decoded.entries[i].name_len == message.entries[i].name_len);
+    FUZZ_CHECK(memcmp(decoded.entries[i].name, message.entries[i].name,
+      message.entries[i].name_len) == 0);
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  check_decode(data, size);
+  if (size == 0) return 0;
+  if ((data[0] & 1u) != 0) fuzz_signed(data, size);
+  if ((data[0] & 3u) == 2u) fuzz_encode(data, size);
+  return 0;
+}

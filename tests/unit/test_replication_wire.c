@@ -1,0 +1,695 @@
+/*
+ * test_replication_wire.c — unit tests of the replication messages
+ * (control/replication_wire.c): the byte layout against a vector made
+ * independently (Python hashlib.blake2b), round trips of every type with 0, 1
+ * and TALLY_REPLICATION_ENTRIES_MAX entries at the field limits, every
+ * rejection reason and the order of the checks, every single-bit flip and
+ * every wrong key rejected, the encoder's refusals (and that it never writes
+ * past out_size), and a decoded message left zeroed on any failure.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "tally/replication_wire.h"
+
+enum {
+  OFFSET_MAGIC_0 = 0,
+  OFFSET_MAGIC_1 = 1,
+  OFFSET_VERSION = 2,
+  OFFSET_TYPE = 3,
+  OFFSET_ORIGIN = 4,
+  OFFSET_SENDER = 6,
+  OFFSET_COUNT = 8,
+  OFFSET_FLAGS = 10,
+  OFFSET_PART = 12,
+  OFFSET_RESERVED = 14,
+  OFFSET_SEQ = 16,
+  ENTRY_FIXED_SIZE = 9, /* value i64 + name_len u8 */
+};
+
+#define SIZE_MIN (TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE)
+#define FULL_SIZE                                                                  \
+  (TALLY_REPLICATION_HEADER_SIZE +                                                 \
+    TALLY_REPLICATION_ENTRIES_MAX * (ENTRY_FIXED_SIZE + TALLY_NAME_LEN_MAX) + TALLY_MAC_SIZE)
+static_assert(FULL_SIZE <= TALLY_REPLICATION_SIZE_MAX, "a full message fits one datagram");
+
+static const uint8_t test_key[TALLY_KEY_SIZE] = {
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+  16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+};
+
+/* Names of every length 1..96 carved out of one buffer. */
+static const char long_name[] =
+  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/"
+  "abcdefghijklmnopqrstuvwxyz0123";
+static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "96 name bytes + NUL");
+
+/*
+ * ROUND, origin 0x0102, sender 0x0304, flags LAST, part 0x0506, seq
+ * 0x1122334455667788, entries (-1, "a") and (INT64_MAX, "req.ok"); made by
+ * hashlib.blake2b(body, digest_size=16, key=bytes(range(32))).
+ */
+static const uint8_t vector[] = {
+  0x54, 0x52, 0x01, 0x01, 0x02, 0x01, 0x04, 0x03, 0x02, 0x00, 0x01, 0x00, 0x06, 0x05, 0x00,
+  0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+  0xff, 0xff, 0x01, 0x61, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x06, 0x72, 0x65,
+  0x71, 0x2e, 0x6f, 0x6b, 0xb0, 0xe6, 0x3a, 0x67, 0x5e, 0x2e, 0xaf, 0x24, 0x44, 0x78, 0xb0,
+  0xbb, 0xb6, 0xfd, 0xfd, 0x12,
+};
+#define VECTOR_SIZE sizeof(vector)
+static_assert(sizeof(vector) == 65u, "vector size as made by Python");
+/* Offsets into the vector. */
+#define VECTOR_LEN_0 (TALLY_REPLICATION_HEADER_SIZE + 8u)
+#define VECTOR_NAME_0 (TALLY_REPLICATION_HEADER_SIZE + 9u)
+#define VECTOR_ENTRY_1 (TALLY_REPLICATION_HEADER_SIZE + 10u)
+#define VECTOR_LEN_1 (VECTOR_ENTRY_1 + 8u)
+#define VECTOR_NAME_1 (VECTOR_ENTRY_1 + 9u)
+#define VECTOR_BODY_END (VECTOR_SIZE - TALLY_MAC_SIZE)
+
+static void vector_message(struct tally_replication_message *message)
+{
+  memset(message, 0, sizeof(*message));
+  message->type = TALLY_REPLICATION_ROUND;
+  message->origin = 0x0102;
+  message->sender = 0x0304;
+  message->flags = TALLY_REPLICATION_FLAG_LAST;
+  message->part = 0x0506;
+  message->seq = 0x1122334455667788ull;
+  message->count = 2;
+  message->entries[0] = (struct tally_replication_entry){.name = "a", .name_len = 1, .value = -1};
+  message->entries[1] =
+    (struct tally_replication_entry){.name = "req.ok", .name_len = 6, .value = INT64_MAX};
+}
+
+/* count entries of 96-byte names (or cycling lengths), values at the i64 limits. */
+static void message_fill(struct tally_replication_message *message,
+  enum tally_replication_type type, uint32_t count, bool longest)
+{
+  static const int64_t values[] = {INT64_MIN, INT64_MAX, -1, 0, 1, INT64_MIN + 1};
+  memset(message, 0, sizeof(*message));
+  message->type = type;
+  message->origin = UINT16_MAX;
+  message->sender = 0x8001;
+  message->flags = TALLY_REPLICATION_FLAG_LAST;
+  message->part = UINT16_MAX;
+  message->seq = UINT64_MAX;
+  message->count = count;
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t name_len = longest ? TALLY_NAME_LEN_MAX : 1u + (i * 37u) % TALLY_NAME_LEN_MAX;
+    message->entries[i].name = long_name + (TALLY_NAME_LEN_MAX - name_len);
+    message->entries[i].name_len = name_len;
+    message->entries[i].value = values[i % (sizeof(values) / sizeof(values[0]))];
+  }
+}
+
+static void assert_message_equal(const struct tally_replication_message *got,
+  const struct tally_replication_message *want)
+{
+  assert_int_equal(got->type, want->type);
+  assert_int_equal(got->origin, want->origin);
+  assert_int_equal(got->sender, want->sender);
+  assert_int_equal(got->flags, want->flags);
+  assert_int_equal(got->part, want->part);
+  assert_true(got->seq == want->seq);
+  assert_int_equal(got->count, want->count);
+  for (uint32_t i = 0; i < want->count; i++) {
+    assert_int_equal(got->entries[i].name_len, want->entries[i].name_len);
+    assert_memory_equal(got->entries[i].name, want->entries[i].name, want->entries[i].name_len);
+    assert_true(got->entries[i].value == want->entries[i].value);
+  }
+}
+
+/* Every byte zero (decode clears the whole struct, padding included). */
+static void assert_zeroed(const struct tally_replication_message *message)
+{
+  static const struct tally_replication_message zero;
+  assert_memory_equal(message, &zero, sizeof(zero));
+}
+
+/* Replaces the MAC of data[0..size) with the right one for its (edited) body. */
+static void resign(uint8_t *data, size_t size)
+{
+  assert_true(size >= TALLY_MAC_SIZE);
+  size_t body_size = size - TALLY_MAC_SIZE;
+  assert_int_equal(crypto_generichash(data + body_size, TALLY_MAC_SIZE, data, body_size,
+    test_key, TALLY_KEY_SIZE), 0);
+}
+
+static void put16(uint8_t *out, uint16_t value)
+{
+  out[0] = (uint8_t)value;
+  out[1] = (uint8_t)(value >> 8);
+}
+
+static bool type_valid(uint8_t type)
+{
+  return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_RESTORE;
+}
+
+static size_t encode_ok(const struct tally_replication_message *message, uint8_t *out,
+  size_t out_size)
+{
+  size_t size = tally_replication_encode(message, test_key, out, out_size);
+  assert_true(size >= SIZE_MIN);
+  assert_true(size <= TALLY_REPLICATION_SIZE_MAX);
+  return size;
+}
+
+static enum tally_replication_reason decode(const uint8_t *data, size_t size,
+  struct tally_replication_message *message)
+{
+  memset(message, 0x5a, sizeof(*message)); /* decode must overwrite everything */
+  return tally_replication_decode(data, size, test_key, message);
+}
+
+static void expect_reason(const uint8_t *data, size_t size, enum tally_replication_reason want)
+{
+  struct tally_replication_message decoded;
+  enum tally_replication_reason got = decode(data, size, &decoded);
+  if (got != want) {
+    fail_msg("size %zu: got %s, want %s", size, tally_replication_reason_name(got),
+      tally_replication_reason_name(want));
+  }
+  if (want != TALLY_REPLICATION_OK) assert_zeroed(&decoded);
+}
+
+/* Edited behind the MAC: BAD_MAC as it is, MALFORMED once signed again. */
+static void expect_malformed_signed(uint8_t *data, size_t size)
+{
+  expect_reason(data, size, TALLY_REPLICATION_BAD_MAC);
+  resign(data, size);
+  expect_reason(data, size, TALLY_REPLICATION_MALFORMED);
+}
+
+/* ---- Round trips ------------------------------------------------------------ */
+
+static void test_vector(void **state)
+{
+  (void)state;
+  struct tally_replication_message message;
+  vector_message(&message);
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  assert_int_equal(encode_ok(&message, out, sizeof(out)), VECTOR_SIZE);
+  assert_memory_equal(out, vector, VECTOR_SIZE);
+  struct tally_replication_message decoded;
+  assert_int_equal(decode(vector, VECTOR_SIZE, &decoded), TALLY_REPLICATION_OK);
+  assert_message_equal(&decoded, &message);
+  /* Names point into the datagram. */
+  assert_ptr_equal(decoded.entries[0].name, (const char *)vector + VECTOR_NAME_0);
+  assert_ptr_equal(decoded.entries[1].name, (const char *)vector + VECTOR_NAME_1);
+  /* Entries beyond count stay zero. */
+  assert_null(decoded.entries[2].name);
+  assert_int_equal(decoded.entries[2].name_len, 0);
+}
+
+static void round_trip(const struct tally_replication_message *message, size_t size_want)
+{
+  /* At an odd address: fields are read and written byte by byte. */
+  static uint8_t buffer[TALLY_REPLICATION_SIZE_MAX + 1];
+  uint8_t *out = buffer + 1;
+  size_t size = encode_ok(message, out, TALLY_REPLICATION_SIZE_MAX);
+  assert_int_equal(size, size_want);
+  struct tally_replication_message decoded;
+  assert_int_equal(decode(out, size, &decoded), TALLY_REPLICATION_OK);
+  assert_message_equal(&decoded, message);
+  for (uint32_t i = 0; i < decoded.count; i++) {
+    assert_true(decoded.entries[i].name >= (const char *)out + TALLY_REPLICATION_HEADER_SIZE);
+    assert_true(decoded.entries[i].name + decoded.entries[i].name_len <=
+      (const char *)out + size - TALLY_MAC_SIZE);
+  }
+  /* Exactly that size fits; one byte less does not. */
+  uint8_t again[TALLY_REPLICATION_SIZE_MAX];
+  assert_int_equal(tally_replication_encode(message, test_key, again, size), size);
+  assert_memory_equal(again, out, size);
+  assert_int_equal(tally_replication_encode(message, test_key, again, size - 1), 0);
+}
+
+static void test_round_trip_every_type_and_count(void **state)
+{
+  (void)state;
+  const uint32_t counts[] = {0, 1, TALLY_REPLICATION_ENTRIES_MAX};
+  for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_RESTORE; type++) {
+    for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+      struct tally_replication_message message;
+      message_fill(&message, (enum tally_replication_type)type, counts[c], true);
+      size_t size_want = TALLY_REPLICATION_HEADER_SIZE +
+        counts[c] * (ENTRY_FIXED_SIZE + TALLY_NAME_LEN_MAX) + TALLY_MAC_SIZE;
+      round_trip(&message, size_want);
+      /* All header fields zero, no flag. */
+      message.origin = 0;
+      message.sender = 0;
+      message.flags = 0;
+      message.part = 0;
+      message.seq = 0;
+      round_trip(&message, size_want);
+    }
+  }
+  struct tally_replication_message full;
+  message_fill(&full, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_ENTRIES_MAX, true);
+  round_trip(&full, FULL_SIZE);
+}
+
+static void test_round_trip_mixed_lengths_and_layout(void **state)
+{
+  (void)state;
+  struct tally_replication_message message;
+  message_fill(&message, TALLY_REPLICATION_RESTORE, TALLY_REPLICATION_ENTRIES_MAX, false);
+  message.origin = 0x0102;
+  message.seq = 0x0807060504030201ull;
+  size_t size_want = TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE;
+  for (uint32_t i = 0; i < message.count; i++) {
+    size_want += ENTRY_FIXED_SIZE + message.entries[i].name_len;
+  }
+  round_trip(&message, size_want);
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  size_t size = encode_ok(&message, out, sizeof(out));
+  /* Little-endian on the wire whatever the host; the reserved field is zero. */
+  assert_int_equal(out[OFFSET_TYPE], TALLY_REPLICATION_RESTORE);
+  assert_int_equal(out[OFFSET_ORIGIN], 0x02);
+  assert_int_equal(out[OFFSET_ORIGIN + 1], 0x01);
+  assert_int_equal(out[OFFSET_COUNT], TALLY_REPLICATION_ENTRIES_MAX);
+  assert_int_equal(out[OFFSET_COUNT + 1], 0);
+  assert_int_equal(out[OFFSET_RESERVED], 0);
+  assert_int_equal(out[OFFSET_RESERVED + 1], 0);
+  assert_int_equal(out[OFFSET_SEQ], 0x01);
+  assert_int_equal(out[OFFSET_SEQ + 7], 0x08);
+  /* The MAC covers everything before it. */
+  uint8_t mac[TALLY_MAC_SIZE];
+  assert_int_equal(crypto_generichash(mac, sizeof(mac), out, size - TALLY_MAC_SIZE, test_key,
+    TALLY_KEY_SIZE), 0);
+  assert_memory_equal(mac, out + size - TALLY_MAC_SIZE, TALLY_MAC_SIZE);
+}
+
+/* ---- Rejections in front of the MAC ---------------------------------------- */
+
+static void test_reject_size(void **state)
+{
+  (void)state;
+  for (size_t size = 0; size < SIZE_MIN; size++) {
+    expect_reason(vector, size, TALLY_REPLICATION_TRUNCATED);
+  }
+  /* Too long, even signed and starting like a message: malformed. */
+  static uint8_t big[TALLY_REPLICATION_SIZE_MAX + 64];
+  memset(big, 'x', sizeof(big));
+  memcpy(big, vector, VECTOR_BODY_END);
+  resign(big, TALLY_REPLICATION_SIZE_MAX + 1);
+  expect_reason(big, TALLY_REPLICATION_SIZE_MAX + 1, TALLY_REPLICATION_MALFORMED);
+  expect_reason(big, sizeof(big), TALLY_REPLICATION_MALFORMED);
+  /* At the limit the size is fine: the trailing bytes are what is wrong. */
+  resign(big, TALLY_REPLICATION_SIZE_MAX);
+  expect_reason(big, TALLY_REPLICATION_SIZE_MAX, TALLY_REPLICATION_MALFORMED);
+  big[OFFSET_MAGIC_0] = 'X';
+  expect_reason(big, TALLY_REPLICATION_SIZE_MAX, TALLY_REPLICATION_BAD_MAGIC);
+  expect_reason(big, TALLY_REPLICATION_SIZE_MAX + 1, TALLY_REPLICATION_MALFORMED);
+  /* The smallest message decodes; one byte short of it does not. */
+  struct tally_replication_message message;
+  message_fill(&message, TALLY_REPLICATION_ACK, 0, true);
+  uint8_t small[SIZE_MIN];
+  assert_int_equal(encode_ok(&message, small, sizeof(small)), SIZE_MIN);
+  expect_reason(small, SIZE_MIN, TALLY_REPLICATION_OK);
+  expect_reason(small, SIZE_MIN - 1, TALLY_REPLICATION_TRUNCATED);
+  /* A message cut short at the end no longer lines up with its MAC. */
+  expect_reason(vector, VECTOR_SIZE - 1, TALLY_REPLICATION_BAD_MAC);
+}
+
+static void test_reject_envelope(void **state)
+{
+  (void)state;
+  const struct {
+    size_t offset;
+    uint8_t value;
+    enum tally_replication_reason want;
+  } edits[] = {
+    {OFFSET_MAGIC_0, 'X', TALLY_REPLICATION_BAD_MAGIC},
+    {OFFSET_MAGIC_1, 'H', TALLY_REPLICATION_BAD_MAGIC}, /* a heartbeat's magic */
+    {OFFSET_MAGIC_1, 'B', TALLY_REPLICATION_BAD_MAGIC}, /* a batch's magic */
+    {OFFSET_VERSION, 0, TALLY_REPLICATION_BAD_VERSION},
+    {OFFSET_VERSION, 2, TALLY_REPLICATION_BAD_VERSION},
+    {OFFSET_VERSION, 0xff, TALLY_REPLICATION_BAD_VERSION},
+    {OFFSET_TYPE, 0, TALLY_REPLICATION_BAD_MAGIC},
+    {OFFSET_TYPE, 5, TALLY_REPLICATION_BAD_MAGIC},
+    {OFFSET_TYPE, 0xff, TALLY_REPLICATION_BAD_MAGIC},
+    {VECTOR_SIZE - 1, 0x13, TALLY_REPLICATION_BAD_MAC},
+    {VECTOR_BODY_END, 0x00, TALLY_REPLICATION_BAD_MAC},
+  };
+  for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+    uint8_t message[VECTOR_SIZE];
+    memcpy(message, vector, sizeof(message));
+    assert_int_not_equal(message[edits[i].offset], edits[i].value);
+    message[edits[i].offset] = edits[i].value;
+    expect_reason(message, sizeof(message), edits[i].want);
+    /* Checked before the MAC: a correct MAC changes nothing. */
+    if (edits[i].want != TALLY_REPLICATION_BAD_MAC) {
+      resign(message, sizeof(message));
+      expect_reason(message, sizeof(message), edits[i].want);
+    }
+  }
+  /* Every other type of this version is valid with a good MAC. */
+  for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_RESTORE; type++) {
+    uint8_t message[VECTOR_SIZE];
+    memcpy(message, vector, sizeof(message));
+    message[OFFSET_TYPE] = type;
+    expect_reason(message, sizeof(message),
+      type == TALLY_REPLICATION_ROUND ? TALLY_REPLICATION_OK : TALLY_REPLICATION_BAD_MAC);
+    resign(message, sizeof(message));
+    expect_reason(message, sizeof(message), TALLY_REPLICATION_OK);
+  }
+}
+
+/* The first failing check wins, in the documented order. */
+static void test_reject_order(void **state)
+{
+  (void)state;
+  static uint8_t message[TALLY_REPLICATION_SIZE_MAX + 1];
+  memcpy(message, vector, VECTOR_SIZE);
+  message[OFFSET_MAGIC_0] = 'X';
+  message[OFFSET_VERSION] = 9;
+  message[OFFSET_TYPE] = 0;
+  message[OFFSET_RESERVED] = 1;
+  message[VECTOR_SIZE - 1] ^= 1;
+  /* Truncated before too long, too long before everything else. */
+  expect_reason(message, SIZE_MIN - 1, TALLY_REPLICATION_TRUNCATED);
+  expect_reason(message, sizeof(message), TALLY_REPLICATION_MALFORMED);
+  /* Magic before version, version before type, type before MAC. */
+  expect_reason(message, VECTOR_SIZE, TALLY_REPLICATION_BAD_MAGIC);
+  message[OFFSET_MAGIC_0] = TALLY_REPLICATION_MAGIC_0;
+  expect_reason(message, VECTOR_SIZE, TALLY_REPLICATION_BAD_VERSION);
+  message[OFFSET_VERSION] = TALLY_REPLICATION_VERSION;
+  expect_reason(message, VECTOR_SIZE, TALLY_REPLICATION_BAD_MAGIC);
+  message[OFFSET_TYPE] = TALLY_REPLICATION_ACK;
+  /* MAC before every field behind it. */
+  expect_reason(message, VECTOR_SIZE, TALLY_REPLICATION_BAD_MAC);
+  resign(message, VECTOR_SIZE);
+  expect_reason(message, VECTOR_SIZE, TALLY_REPLICATION_MALFORMED);
+  message[OFFSET_RESERVED] = 0;
+  resign(message, VECTOR_SIZE);
+  expect_reason(message, VECTOR_SIZE, TALLY_REPLICATION_OK);
+}
+
+/* ---- Rejections behind the MAC ---------------------------------------------- */
+
+static void test_reject_header_fields(void **state)
+{
+  (void)state;
+  uint8_t message[VECTOR_SIZE];
+  /* Reserved field not zero, any bit of it. */
+  for (uint32_t bit = 0; bit < 16; bit++) {
+    memcpy(message, vector, sizeof(message));
+    message[OFFSET_RESERVED + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    expect_malformed_signed(message, sizeof(message));
+  }
+  /* Count over the limit (the entries would also be short: count is checked first). */
+  const uint16_t counts[] = {TALLY_REPLICATION_ENTRIES_MAX + 1, 0x0100, UINT16_MAX};
+  for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+    memcpy(message, vector, sizeof(message));
+    put16(message + OFFSET_COUNT, counts[i]);
+    expect_malformed_signed(message, sizeof(message));
+  }
+  /* Every unknown flag bit, alone and beside LAST. */
+  for (uint32_t bit = 1; bit < 16; bit++) {
+    memcpy(message, vector, sizeof(message));
+    put16(message + OFFSET_FLAGS, (uint16_t)(1u << bit));
+    expect_malformed_signed(message, sizeof(message));
+    put16(message + OFFSET_FLAGS, (uint16_t)((1u << bit) | TALLY_REPLICATION_FLAG_LAST));
+    expect_malformed_signed(message, sizeof(message));
+  }
+  /* A message with exactly ENTRIES_MAX entries is fine, one more is not. */
+  static uint8_t full[TALLY_REPLICATION_SIZE_MAX];
+  struct tally_replication_message fill;
+  message_fill(&fill, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_ENTRIES_MAX, false);
+  size_t size = encode_ok(&fill, full, sizeof(full));
+  expect_reason(full, size, TALLY_REPLICATION_OK);
+  put16(full + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX + 1);
+  expect_malformed_signed(full, size);
+  /* ENTRIES_MAX + 1 well-formed entries, all present: only the count is wrong. */
+  static uint8_t over[TALLY_REPLICATION_SIZE_MAX];
+  size_t used = TALLY_REPLICATION_HEADER_SIZE;
+  memcpy(over, vector, used);
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX + 1);
+  for (uint32_t i = 0; i <= TALLY_REPLICATION_ENTRIES_MAX; i++) {
+    memset(over + used, 0, 8);
+    over[used + 8] = 1;
+    over[used + 9] = 'k';
+    used += ENTRY_FIXED_SIZE + 1u;
+  }
+  expect_malformed_signed(over, used + TALLY_MAC_SIZE);
+  /* The same with count = ENTRIES_MAX and the last entry dropped decodes. */
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX);
+  used -= ENTRY_FIXED_SIZE + 1u;
+  resign(over, used + TALLY_MAC_SIZE);
+  expect_reason(over, used + TALLY_MAC_SIZE, TALLY_REPLICATION_OK);
+}
+
+static void test_reject_entries(void **state)
+{
+  (void)state;
+  uint8_t message[VECTOR_SIZE + 1];
+  /* Count claims an entry that is not there. */
+  memcpy(message, vector, VECTOR_SIZE);
+  put16(message + OFFSET_COUNT, 3);
+  expect_malformed_signed(message, VECTOR_SIZE);
+  /* The last name runs past the body (by one byte, and by its whole length byte). */
+  memcpy(message, vector, VECTOR_SIZE);
+  message[VECTOR_LEN_1] = 7;
+  expect_malformed_signed(message, VECTOR_SIZE);
+  message[VECTOR_LEN_1] = 0xff;
+  expect_malformed_signed(message, VECTOR_SIZE);
+  /* The first name swallows the second entry and beyond. */
+  memcpy(message, vector, VECTOR_SIZE);
+  message[VECTOR_LEN_0] = 17;
+  expect_malformed_signed(message, VECTOR_SIZE);
+  /* Every cut of the body: an entry cut inside its value, length or name. */
+  for (size_t body_end = TALLY_REPLICATION_HEADER_SIZE; body_end < VECTOR_BODY_END;
+       body_end++) {
+    memcpy(message, vector, body_end);
+    expect_malformed_signed(message, body_end + TALLY_MAC_SIZE);
+  }
+  /* Count claims fewer entries: trailing bytes. */
+  memcpy(message, vector, VECTOR_SIZE);
+  put16(message + OFFSET_COUNT, 1);
+  expect_malformed_signed(message, VECTOR_SIZE);
+  put16(message + OFFSET_COUNT, 0);
+  expect_malformed_signed(message, VECTOR_SIZE);
+  /* One trailing byte after the last entry. */
+  memcpy(message, vector, VECTOR_BODY_END);
+  message[VECTOR_BODY_END] = 'z';
+  expect_malformed_signed(message, VECTOR_SIZE + 1);
+}
+
+static void test_reject_bad_names(void **state)
+{
+  (void)state;
+  uint8_t message[VECTOR_SIZE];
+  /* Empty name: the entry lines up, the name does not. */
+  memcpy(message, vector, VECTOR_SIZE);
+  message[VECTOR_LEN_0] = 0;
+  expect_malformed_signed(message, VECTOR_SIZE);
+  const uint8_t bad_bytes[] = {' ', ':', '|', '@', '#', 0x7f, 0x00, 0x80, 0xff, '\n'};
+  for (size_t i = 0; i < sizeof(bad_bytes); i++) {
+    memcpy(message, vector, VECTOR_SIZE);
+    message[VECTOR_NAME_0] = bad_bytes[i];
+    expect_malformed_signed(message, VECTOR_SIZE);
+    memcpy(message, vector, VECTOR_SIZE);
+    message[VECTOR_NAME_1 + 5] = bad_bytes[i]; /* last byte of the last name */
+    expect_malformed_signed(message, VECTOR_SIZE);
+  }
+  /* A name of 97 bytes with all its bytes present. */
+  struct tally_replication_message fill;
+  message_fill(&fill, TALLY_REPLICATION_ROUND, 1, true);
+  uint8_t big[256];
+  size_t size = encode_ok(&fill, big, sizeof(big));
+  memmove(big + size - TALLY_MAC_SIZE + 1, big + size - TALLY_MAC_SIZE, TALLY_MAC_SIZE);
+  big[size - TALLY_MAC_SIZE] = 'q';
+  big[TALLY_REPLICATION_HEADER_SIZE + 8] = TALLY_NAME_LEN_MAX + 1;
+  resign(big, size + 1);
+  expect_reason(big, size + 1, TALLY_REPLICATION_MALFORMED);
+  /* Sanity: the same message with its length of 96 and without the 'q' decodes. */
+  big[TALLY_REPLICATION_HEADER_SIZE + 8] = TALLY_NAME_LEN_MAX;
+  resign(big, size);
+  expect_reason(big, size, TALLY_REPLICATION_OK);
+}
+
+/* ---- Bit flips, keys, zeroing ------------------------------------------------ */
+
+static void test_every_bit_flip_rejected(void **state)
+{
+  (void)state;
+  for (size_t byte = 0; byte < VECTOR_SIZE; byte++) {
+    for (uint32_t bit = 0; bit < 8; bit++) {
+      uint8_t message[VECTOR_SIZE];
+      memcpy(message, vector, sizeof(message));
+      message[byte] ^= (uint8_t)(1u << bit);
+      enum tally_replication_reason want = TALLY_REPLICATION_BAD_MAC;
+      if (byte == OFFSET_MAGIC_0 || byte == OFFSET_MAGIC_1) want = TALLY_REPLICATION_BAD_MAGIC;
+      if (byte == OFFSET_VERSION) want = TALLY_REPLICATION_BAD_VERSION;
+      if (byte == OFFSET_TYPE && !type_valid(message[byte])) want = TALLY_REPLICATION_BAD_MAGIC;
+      expect_reason(message, sizeof(message), want);
+    }
+  }
+}
+
+static void test_wrong_key(void **state)
+{
+  (void)state;
+  struct tally_replication_message decoded;
+  uint8_t other_key[TALLY_KEY_SIZE];
+  memset(other_key, 0, sizeof(other_key));
+  memset(&decoded, 0x5a, sizeof(decoded));
+  assert_int_equal(tally_replication_decode(vector, VECTOR_SIZE, other_key, &decoded),
+    TALLY_REPLICATION_BAD_MAC);
+  assert_zeroed(&decoded);
+  /* Every key one bit away from the right one. */
+  for (size_t byte = 0; byte < TALLY_KEY_SIZE; byte++) {
+    for (uint32_t bit = 0; bit < 8; bit++) {
+      memcpy(other_key, test_key, sizeof(other_key));
+      other_key[byte] ^= (uint8_t)(1u << bit);
+      memset(&decoded, 0x5a, sizeof(decoded));
+      assert_int_equal(tally_replication_decode(vector, VECTOR_SIZE, other_key, &decoded),
+        TALLY_REPLICATION_BAD_MAC);
+      assert_zeroed(&decoded);
+    }
+  }
+  /* A message signed with another key is refused under ours, and accepted under its own. */
+  struct tally_replication_message message;
+  vector_message(&message);
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  size_t size = tally_replication_encode(&message, other_key, out, sizeof(out));
+  assert_int_equal(size, VECTOR_SIZE);
+  expect_reason(out, size, TALLY_REPLICATION_BAD_MAC);
+  assert_int_equal(tally_replication_decode(out, size, other_key, &decoded),
+    TALLY_REPLICATION_OK);
+  assert_message_equal(&decoded, &message);
+}
+
+static void test_decode_failure_clears_previous(void **state)
+{
+  (void)state;
+  struct tally_replication_message decoded;
+  assert_int_equal(decode(vector, VECTOR_SIZE, &decoded), TALLY_REPLICATION_OK);
+  assert_int_equal(decoded.count, 2);
+  /* A failure after a success into the same struct leaves nothing of the first. */
+  uint8_t message[VECTOR_SIZE];
+  memcpy(message, vector, VECTOR_SIZE);
+  message[VECTOR_NAME_1] = ':'; /* fails on the second entry, after the first decoded */
+  resign(message, VECTOR_SIZE);
+  assert_int_equal(tally_replication_decode(message, VECTOR_SIZE, test_key, &decoded),
+    TALLY_REPLICATION_MALFORMED);
+  assert_zeroed(&decoded);
+  assert_int_equal(tally_replication_decode(vector, VECTOR_SIZE, test_key, &decoded),
+    TALLY_REPLICATION_OK);
+  assert_int_equal(tally_replication_decode(vector, 3, test_key, &decoded),
+    TALLY_REPLICATION_TRUNCATED);
+  assert_zeroed(&decoded);
+}
+
+/* ---- Encoder refusals -------------------------------------------------------- */
+
+/* Refused, and nothing written at or past out_size. */
+static void expect_refused(const struct tally_replication_message *message, size_t out_size)
+{
+  static uint8_t out[TALLY_REPLICATION_SIZE_MAX + 64];
+  assert_true(out_size <= TALLY_REPLICATION_SIZE_MAX);
+  memset(out, 0xcc, sizeof(out));
+  assert_int_equal(tally_replication_encode(message, test_key, out, out_size), 0);
+  for (size_t i = out_size; i < sizeof(out); i++) assert_int_equal(out[i], 0xcc);
+}
+
+static void test_encode_refuses_invalid(void **state)
+{
+  (void)state;
+  struct tally_replication_message good;
+  vector_message(&good);
+  struct tally_replication_message bad = good;
+  const int types[] = {0, 5, 0xff, -1, 0x101};
+  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+    bad.type = (enum tally_replication_type)types[i];
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  bad = good;
+  const uint32_t counts[] = {TALLY_REPLICATION_ENTRIES_MAX + 1, 0x10000 + 2, UINT32_MAX};
+  for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+    bad.count = counts[i];
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  /* Invalid names in the last entry: empty, too long, bad bytes, no name at all. */
+  bad = good;
+  bad.entries[1].name_len = 0;
+  expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  bad.entries[1].name = long_name;
+  bad.entries[1].name_len = TALLY_NAME_LEN_MAX + 1;
+  expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  bad.entries[1].name_len = 256 + 1; /* would wrap the u8 length to 1 */
+  expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  bad.entries[1].name = "a:b";
+  bad.entries[1].name_len = 3;
+  expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  bad.entries[1].name = "a b";
+  expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  bad.entries[1].name = NULL;
+  expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  /* An unknown flag: every receiver would refuse the message. */
+  for (uint32_t bit = 1; bit < 16; bit++) {
+    bad = good;
+    bad.flags = (uint16_t)(1u << bit);
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  /* Buffer too small by one byte, for every size of message. */
+  struct tally_replication_message fill;
+  for (uint32_t count = 0; count <= TALLY_REPLICATION_ENTRIES_MAX; count++) {
+    message_fill(&fill, TALLY_REPLICATION_RESTORE, count, count % 2 == 0);
+    uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+    size_t size = encode_ok(&fill, out, sizeof(out));
+    expect_refused(&fill, size - 1);
+    expect_refused(&fill, 0);
+  }
+  /* The good message still encodes: nothing above was refused for another reason. */
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  assert_int_equal(encode_ok(&good, out, sizeof(out)), VECTOR_SIZE);
+}
+
+static void test_reason_names(void **state)
+{
+  (void)state;
+  assert_string_equal(tally_replication_reason_name(TALLY_REPLICATION_OK), "ok");
+  assert_string_equal(tally_replication_reason_name(TALLY_REPLICATION_TRUNCATED), "truncated");
+  assert_string_equal(tally_replication_reason_name(TALLY_REPLICATION_BAD_MAGIC), "bad_magic");
+  assert_string_equal(tally_replication_reason_name(TALLY_REPLICATION_BAD_VERSION),
+    "bad_version");
+  assert_string_equal(tally_replication_reason_name(TALLY_REPLICATION_BAD_MAC), "bad_mac");
+  assert_string_equal(tally_replication_reason_name(TALLY_REPLICATION_MALFORMED), "malformed");
+  assert_string_equal(tally_replication_reason_name(TALLY_REPLICATION_REASON_COUNT), "invalid");
+  assert_string_equal(tally_replication_reason_name((enum tally_replication_reason)-1),
+    "invalid");
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_vector),
+    cmocka_unit_test(test_round_trip_every_type_and_count),
+    cmocka_unit_test(test_round_trip_mixed_lengths_and_layout),
+    cmocka_unit_test(test_reject_size),
+    cmocka_unit_test(test_reject_envelope),
+    cmocka_unit_test(test_reject_order),
+    cmocka_unit_test(test_reject_header_fields),
+    cmocka_unit_test(test_reject_entries),
+    cmocka_unit_test(test_reject_bad_names),
+    cmocka_unit_test(test_every_bit_flip_rejected),
+    cmocka_unit_test(test_wrong_key),
+    cmocka_unit_test(test_decode_failure_clears_previous),
+    cmocka_unit_test(test_encode_refuses_invalid),
+    cmocka_unit_test(test_reason_names),
+  };
+  size_t total = sizeof(tests) / sizeof(tests[0]);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  printf("%zu passed, %d failed\n", total - (size_t)failed, failed);
+  return failed == 0 ? 0 : 1;
+}
