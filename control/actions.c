@@ -163,6 +163,34 @@ enum tally_action_result tally_action_cluster(struct tally_appliance *appliance,
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
 }
 
+enum tally_action_result tally_action_readonly(struct tally_appliance *appliance, bool on,
+  struct tally_out *out)
+{
+  __atomic_store_n(&appliance->read_only_forced, on, __ATOMIC_RELAXED);
+  if (!on) appliance->draining = false;
+  fprintf(stderr, "tallyd: operator: read-only %s\n", on ? "on" : "off");
+  tally_out_printf(out, "read-only %s (reliable writes %s)\n", on ? "on" : "off",
+    on ? "refused with READ_ONLY" : "accepted");
+  return TALLY_ACTION_OK;
+}
+
+enum tally_action_result tally_action_drain(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  __atomic_store_n(&appliance->read_only_forced, true, __ATOMIC_RELAXED);
+  appliance->draining = true;
+  uint32_t behind = appliance->cluster == NULL ? 0 : tally_cluster_peers_behind(appliance->cluster);
+  tally_out_printf(out, "%s: read-only; %u peer(s) still catching up\n",
+    behind == 0 ? "drained" : "draining", behind);
+  return behind == 0 ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
+}
+
+enum tally_action_result tally_action_rejoin(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  return tally_action_readonly(appliance, false, out);
+}
+
 enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
   struct tally_out *out)
 {

@@ -38,6 +38,18 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
 /* The cluster as this node sees it: a self line, then a line per peer. */
 enum tally_action_result tally_action_cluster(struct tally_appliance *appliance,
   struct tally_out *out);
+/*
+ * Operator overrides. readonly on|off: refuse reliable writes (READ_ONLY
+ * acks, producers go elsewhere) or accept them again. drain: read-only, and
+ * reports whether every peer holds all of this node's counts yet (run it
+ * until it says drained). rejoin: ends a drain or a forced read-only.
+ */
+enum tally_action_result tally_action_readonly(struct tally_appliance *appliance, bool on,
+  struct tally_out *out);
+enum tally_action_result tally_action_drain(struct tally_appliance *appliance,
+  struct tally_out *out);
+enum tally_action_result tally_action_rejoin(struct tally_appliance *appliance,
+  struct tally_out *out);
 /* Re-reads the config file and swaps the reloadable keys (ingest.key) via RCU. */
 enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
   struct tally_out *out);

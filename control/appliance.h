@@ -47,6 +47,8 @@ struct tally_appliance {
   uint64_t mgmt_requests;
   uint64_t mgmt_errors;
   struct tally_cluster *cluster;        /* NULL for a single node */
+  volatile bool read_only_forced;       /* operator: tallyctl readonly on / drain */
+  bool draining;                        /* operator: tallyctl drain (until rejoin) */
 };
 
 /* Monotonic and wall clocks in nanoseconds. */

@@ -318,7 +318,9 @@ static void send_heartbeats(struct tally_cluster *cluster)
   }
   struct tally_heartbeat heartbeat = { .node_id = cluster->config->node_id,
     .flags = (uint16_t)((ready ? TALLY_HEARTBEAT_FLAG_READY : 0) |
-      (cluster->read_only ? TALLY_HEARTBEAT_FLAG_READ_ONLY : 0)),
+      (cluster->read_only || cluster->appliance->read_only_forced ?
+        TALLY_HEARTBEAT_FLAG_READ_ONLY : 0) |
+      (cluster->appliance->draining ? TALLY_HEARTBEAT_FLAG_DRAINING : 0)),
     .send_time_ns = tally_clock_mono_ns(), .lsn = cluster->scans };
   uint8_t buffer[TALLY_HEARTBEAT_SIZE];
   tally_heartbeat_encode(&heartbeat, cluster->config->key, buffer);
@@ -595,7 +597,8 @@ void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out
     ready = ready && __atomic_load_n(&appliance->lcores[l].running, __ATOMIC_ACQUIRE);
   }
   tally_out_printf(out, "self %u ready=%d read_only=%d peers_up=%u write_quorum=%u\n",
-    cluster->config->node_id, ready ? 1 : 0, cluster->read_only ? 1 : 0,
+    cluster->config->node_id, ready ? 1 : 0,
+    cluster->read_only || appliance->read_only_forced ? 1 : 0,
     peers_up(cluster, now_ns), cluster->config->write_quorum);
   for (uint32_t i = 0; i < cluster->peer_count; i++) {
     const struct tally_cluster_peer *peer = &cluster->peers[i];
@@ -611,4 +614,71 @@ void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out
       tally_shard_held_seq(&appliance->store.replicas[peer->replica]), peer->rounds_sent,
       peer->resends, peer->resyncs);
   }
+}
+
+uint32_t tally_cluster_peers_behind(struct tally_cluster *cluster)
+{
+  uint32_t behind = 0;
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    const struct tally_cluster_peer *peer = &cluster->peers[i];
+    bool caught_up = peer->synced && !peer->pending_valid && peer->sent_seq == 0;
+    if (!caught_up) behind++;
+  }
+  assert(behind <= cluster->peer_count);
+  return behind;
+}
+
+/* ---- Metrics (/metrics) ------------------------------------------------------ */
+
+static void peer_metric(struct tally_out *out, const char *name, const char *type,
+  const char *help, const struct tally_cluster *cluster, const uint64_t *values)
+{
+  tally_out_printf(out, "# HELP tally_cluster_%s %s\n# TYPE tally_cluster_%s %s\n", name, help,
+    name, type);
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    tally_out_printf(out, "tally_cluster_%s{peer=\"%u\"} %" PRIu64 "\n", name,
+      cluster->peers[i].id, values[i]);
+  }
+}
+
+void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
+{
+  uint64_t now_ns = tally_clock_mono_ns();
+  uint64_t up[TALLY_NODES_MAX], pending[TALLY_NODES_MAX], resends[TALLY_NODES_MAX];
+  uint64_t acked[TALLY_NODES_MAX], resyncs[TALLY_NODES_MAX], age_ms[TALLY_NODES_MAX];
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    const struct tally_cluster_peer *peer = &cluster->peers[i];
+    up[i] = tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP;
+    pending[i] = peer->pending_valid ? peer->pending_count - peer->pending_next : 0;
+    resends[i] = peer->resends;
+    acked[i] = peer->acked_seq;
+    resyncs[i] = peer->resyncs;
+    uint64_t last = tally_phi_detector_last_heartbeat_ns(&peer->detector);
+    age_ms[i] = last == 0 ? 0 : (now_ns - last) / 1000000u;
+  }
+  tally_out_printf(out, "# HELP tally_cluster_read_only 1 when no write quorum is reachable\n"
+    "# TYPE tally_cluster_read_only gauge\ntally_cluster_read_only %d\n",
+    cluster->read_only ? 1 : 0);
+  peer_metric(out, "peer_up", "gauge", "1 when the failure detector says up", cluster, up);
+  peer_metric(out, "heartbeat_age_ms", "gauge", "time since the peer's last heartbeat",
+    cluster, age_ms);
+  peer_metric(out, "replication_lag_counters", "gauge",
+    "counters of this node's scan the peer has not acked yet", cluster, pending);
+  peer_metric(out, "replication_acked_seq", "counter", "sequence the peer holds of this node",
+    cluster, acked);
+  peer_metric(out, "replication_resends_total", "counter", "rounds resent after a timeout",
+    cluster, resends);
+  peer_metric(out, "replication_resyncs_total", "counter",
+    "full resends after the peer lost or changed its state", cluster, resyncs);
+  tally_out_printf(out, "# HELP tally_cluster_rounds_applied_total rounds applied to replica "
+    "tables\n# TYPE tally_cluster_rounds_applied_total counter\n"
+    "tally_cluster_rounds_applied_total %" PRIu64 "\n", cluster->rounds_applied);
+  tally_out_printf(out, "# HELP tally_cluster_rejected_total cluster datagrams refused\n"
+    "# TYPE tally_cluster_rejected_total counter\n");
+  for (uint32_t r = 1; r < TALLY_REPLICATION_REASON_COUNT; r++) {
+    tally_out_printf(out, "tally_cluster_rejected_total{kind=\"replication\",reason=\"%s\"} %"
+      PRIu64 "\n", tally_replication_reason_name(r), cluster->rejected[r]);
+  }
+  tally_out_printf(out, "tally_cluster_rejected_total{kind=\"heartbeat\",reason=\"any\"} %" PRIu64
+    "\n", cluster->rejected[HEARTBEAT_REJECTED]);
 }

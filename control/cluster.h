@@ -99,6 +99,10 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
 /* Starts and stops the cluster thread. */
 int tally_cluster_start(struct tally_cluster *cluster);
 void tally_cluster_stop(struct tally_cluster *cluster);
+/* Peers that do not hold every counter of this node's latest scan yet. */
+uint32_t tally_cluster_peers_behind(struct tally_cluster *cluster);
+/* Prometheus figures of the cluster (appended to /metrics). */
+void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out);
 /* `tallyctl cluster`: the self line and one line per peer. */
 void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out);
 

@@ -170,6 +170,7 @@ static void make_lcores(void)
     lcore->per_burst_persist = appliance.store.mode == TALLY_PERSIST_PER_BURST;
     lcore->config = &appliance.dp_config;
     lcore->quit = &appliance.quit;
+    lcore->read_only_forced = &appliance.read_only_forced;
     index++;
   }
   assert(index == count);

@@ -13,6 +13,7 @@
 #include <rte_ethdev.h>
 
 #include "actions.h"
+#include "cluster.h"
 
 static uint64_t load(const uint64_t *value)
 {
@@ -193,6 +194,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   port_stats(appliance, out, true);
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
+  if (appliance->cluster != NULL) tally_cluster_metrics(appliance->cluster, out);
   struct tally_out scratch;
   tally_out_init_memory(&scratch);
   bool ready = tally_action_ready(appliance, &scratch);

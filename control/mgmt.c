@@ -85,7 +85,16 @@ static enum tally_action_result dispatch(struct tally_appliance *appliance, cons
   }
   if (line_len == 6 && memcmp(line, "reload", 6) == 0) return tally_action_reload(appliance, body);
   if (line_len == 7 && memcmp(line, "cluster", 7) == 0) return tally_action_cluster(appliance, body);
-  tally_out_printf(body, "unknown request (get NAME | list [PREFIX] | stats | ready | reload | cluster)\n");
+  if (line_len == 11 && memcmp(line, "readonly on", 11) == 0) {
+    return tally_action_readonly(appliance, true, body);
+  }
+  if (line_len == 12 && memcmp(line, "readonly off", 12) == 0) {
+    return tally_action_readonly(appliance, false, body);
+  }
+  if (line_len == 5 && memcmp(line, "drain", 5) == 0) return tally_action_drain(appliance, body);
+  if (line_len == 6 && memcmp(line, "rejoin", 6) == 0) return tally_action_rejoin(appliance, body);
+  tally_out_printf(body, "unknown request (get NAME | list [PREFIX] | stats | ready | reload | cluster | "
+    "readonly on|off | drain | rejoin)\n");
   return TALLY_ACTION_BAD_REQUEST;
 }
 

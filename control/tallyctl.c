@@ -35,6 +35,10 @@ static void usage(FILE *stream)
     "  ready            whether the node is ready (exit 1 if not)\n"
     "  reload           re-read the config and apply reloadable keys (ingest.key)\n"
     "  cluster          this node's view of the cluster: peers, states, replication\n"
+    "  readonly on|off  refuse (READ_ONLY) or accept reliable writes again\n"
+    "  drain            read-only until every peer holds this node's counts\n"
+    "                   (exit 1 while still draining: repeat until 0)\n"
+    "  rejoin           end a drain or a forced read-only\n"
     "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, else "
     DEFAULT_SOCKET "\n");
 }

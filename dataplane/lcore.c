@@ -138,7 +138,11 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   }
   assert(batch.count >= 1 && batch.count <= TALLY_BATCH_PAIRS_MAX);
   stat_add(&lcore->stats.batches_received, 1);
-  if (lcore->read_only != NULL && __atomic_load_n(lcore->read_only, __ATOMIC_RELAXED)) {
+  bool read_only = (lcore->read_only != NULL &&
+    __atomic_load_n(lcore->read_only, __ATOMIC_RELAXED)) ||
+    (lcore->read_only_forced != NULL &&
+    __atomic_load_n(lcore->read_only_forced, __ATOMIC_RELAXED));
+  if (read_only) {
     stat_add(&lcore->stats.batches_read_only, 1);
     answer_batch(lcore, frame, config, &batch, TALLY_ACK_READ_ONLY, false);
     return;

@@ -83,8 +83,13 @@ struct tally_lcore {
   struct rte_ring *rings_out[TALLY_LCORES_MAX]; /* rings_out[dst] */
   /* Cluster: acks also wait until W - 1 peers hold the batch (quorum_seq). */
   bool wait_quorum;
-  /* Cluster: no write quorum reachable; reliable batches answered READ_ONLY. */
+  /*
+   * Reliable batches are answered READ_ONLY while either is set: the cluster
+   * thread's "no write quorum reachable", or the operator's override
+   * (tallyctl readonly on / drain). NULL: not in use.
+   */
   volatile bool *read_only;
+  volatile bool *read_only_forced;
   /* Written by the persister thread, read here. */
   uint64_t durable_seq __rte_cache_aligned;
   /* Written by the cluster thread, read here (when wait_quorum). */

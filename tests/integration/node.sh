@@ -116,6 +116,23 @@ check "batches under the new key are acked" \
 
 check "SIGHUP reloads the config too" bash -c "kill -HUP $TALLYD_PID; sleep 0.5; grep -q 'SIGHUP: reloaded' '$work/tallyd.log'"
 
+# Operator override: read-only refuses reliable writes with READ_ONLY (and
+# still counts statsd); rejoin accepts them again.
+check "tallyctl readonly on" $ctl readonly on
+out=$(peer "$build/control/tally-produce" --nodes 10.77.0.1:8126 --key "$newkey" --producer 900 \
+  --timeout-ms 1500 --ack-timeout-ms 100 ro.x:1 2>&1); status=$?
+echo "$out"
+# Every attempt was answered (no ack timeouts): READ_ONLY each time, until the deadline.
+refused_read_only() { [ "$status" -eq 1 ] && grep -q "ack_timeouts 0" <<<"$out"; }
+check "read-only: a reliable batch is refused (answered, never acked)" refused_read_only
+check "read-only: the refused batch is not counted" bash -c "! $ctl get ro.x >/dev/null 2>&1"
+check "read-only: refusals counted" test "$(stat batches_read_only)" -ge 1
+check "tallyctl drain on a single node says drained" bash -c "$ctl drain | grep -q '^drained'"
+check "tallyctl rejoin" $ctl rejoin
+check "after rejoin a reliable batch is acked" peer "$build/control/tally-produce" \
+  --nodes 10.77.0.1:8126 --key "$newkey" --producer 901 ro.y:2
+check "after rejoin it is counted" test "$($ctl get ro.y)" = 2
+
 # Clean restart keeps every count.
 $ctl list >"$work/before.txt"
 tally_stop TERM
