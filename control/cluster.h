@@ -9,7 +9,7 @@
  *   - the peer's stream into this node's replica table for it.
  * From the peers' acks it computes, per lcore, how far reliable batches are
  * held by W - 1 peers (quorum_seq), and whether a write quorum is reachable
- * at all (read_only). See docs/cluster-design.md.
+ * at all (read_only). See docs/cluster.md.
  */
 #ifndef TALLY_CLUSTER_H
 #define TALLY_CLUSTER_H
