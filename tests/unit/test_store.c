@@ -130,6 +130,35 @@ static void test_create_and_reopen(void **state)
   tally_store_close(&store);
 }
 
+/* Replica tables (cluster): absolute values and held_seq survive a reopen. */
+static void test_replica_tables(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  struct tally_store_geometry geometry = geometry_small;
+  geometry.replica_count = 2;
+  open_ok(&store, &geometry, TALLY_PERSIST_AUTO);
+  assert_int_equal(store.size, tally_store_file_size(&geometry));
+  assert_true(store.size > tally_store_file_size(&geometry_small));
+  assert_int_equal(tally_store_replica_counters(&geometry), 2000);
+  struct tally_shard *replica = &store.replicas[1];
+  assert_int_equal(tally_shard_held_seq(replica), 0);
+  assert_int_equal(tally_shard_set(replica, "r", 1, tally_name_hash("r", 1), 40), TALLY_OK);
+  assert_int_equal(tally_shard_set(replica, "r", 1, tally_name_hash("r", 1), -7), TALLY_OK);
+  tally_shard_set_held_seq(replica, 12);
+  assert_int_equal(add(&store.shards[0], "r", 1), TALLY_OK);
+  tally_store_close(&store);
+
+  open_ok(&store, &geometry, TALLY_PERSIST_AUTO);
+  assert_int_equal(value_of(&store.replicas[1], "r"), -7);
+  assert_int_equal(value_of(&store.replicas[0], "r"), INT64_MIN); /* other peer: nothing */
+  assert_int_equal(value_of(&store.shards[0], "r"), 1);
+  assert_int_equal(tally_shard_held_seq(&store.replicas[1]), 12);
+  assert_int_equal(store.recovery.replicas[1].counters_used, 1);
+  tally_store_close(&store);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "replica_count");
+}
+
 /* A second opener (another tallyd on the same store) is refused. */
 static void test_second_opener_refused(void **state)
 {
@@ -401,6 +430,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
     cmocka_unit_test_setup_teardown(test_second_opener_refused, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_replica_tables, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unclean_exit_keeps_everything, setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill_during_batches, setup, teardown),
     cmocka_unit_test_setup_teardown(test_invalid_geometry_creates_nothing, setup, teardown),
