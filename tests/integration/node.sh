@@ -42,6 +42,7 @@ peer python3 "$tools/statsd_send.py" --seed "$seed" --datagrams 3000 --lines 25 
   --expect "$work/expect.json" >/dev/null
 sleep 0.5
 check "statsd: every counter exact" counts_match "$build/control/tallyctl" "$work/sock" app. "$work/expect.json"
+$ctl stats | grep -E '^(port0_rx_(packets|missed|nombuf)|rx_packets|statsd_datagrams) ' | tr '\n' ' '; echo
 rejected_ok() {
   python3 - "$work/expect.json" "$($ctl stats)" <<'PY'
 import json, sys
