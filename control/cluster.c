@@ -190,7 +190,10 @@ static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer
 {
   client_breaker_success(&peer->breaker);
   if (!peer->synced) {
+    bool same_state = peer->was_synced && held == peer->acked_seq;
     peer->synced = true;
+    peer->was_synced = true;
+    if (same_state) return; /* it restarted with its store intact: go on */
     peer->acked_seq = held;
     tally_cluster_peer_reset(cluster, peer);
     return;
@@ -321,7 +324,8 @@ static void send_heartbeats(struct tally_cluster *cluster)
       (cluster->read_only || cluster->appliance->read_only_forced ?
         TALLY_HEARTBEAT_FLAG_READ_ONLY : 0) |
       (cluster->appliance->draining ? TALLY_HEARTBEAT_FLAG_DRAINING : 0)),
-    .send_time_ns = tally_clock_mono_ns(), .lsn = cluster->scans };
+    .generation = cluster->incarnation, .send_time_ns = tally_clock_mono_ns(),
+    .lsn = cluster->scans };
   uint8_t buffer[TALLY_HEARTBEAT_SIZE];
   tally_heartbeat_encode(&heartbeat, cluster->config->key, buffer);
   for (uint32_t i = 0; i < cluster->peer_count; i++) {
@@ -345,6 +349,20 @@ static void receive_heartbeat(struct tally_cluster *cluster, const uint8_t *data
   }
   tally_phi_detector_heartbeat(&peer->detector, tally_clock_mono_ns());
   peer->flags = heartbeat.flags;
+  if (peer->incarnation != heartbeat.generation) {
+    /*
+     * The peer started again (a new incarnation): what it holds of this node
+     * may be gone. Ask (a probe) before sending more; an intact store answers
+     * with the sequence already acked and nothing is resent.
+     */
+    if (peer->incarnation != 0 && peer->synced) {
+      peer->synced = false;
+      peer->sent_seq = 0;
+      peer->retries = 0;
+      peer->resend_ms = 0;
+    }
+    peer->incarnation = heartbeat.generation;
+  }
   peer->heartbeats_in++;
 }
 
@@ -569,6 +587,8 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
   cluster->fd = -1;
   assert(cluster->config->enabled);
   cluster->random_state = tally_clock_mono_ns() | 1u;
+  randombytes_buf(&cluster->incarnation, sizeof cluster->incarnation);
+  if (cluster->incarnation == 0) cluster->incarnation = 1;
   open_peers(cluster);
   if (open_socket(cluster, error, error_size) != 0) return -1;
   if (tally_cluster_snapshot_open(cluster, error, error_size) != 0) return -1;

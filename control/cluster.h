@@ -33,6 +33,8 @@ struct tally_cluster_peer {
   struct sockaddr_in address;
   struct tally_phi_detector detector;
   uint16_t flags;                     /* of its last heartbeat */
+  uint32_t incarnation;               /* of its last heartbeat; 0: none seen yet */
+  bool was_synced;                    /* synced before (a restart keeps what it knew) */
   /* Outgoing stream: this node's contribution to the peer. */
   bool synced;                        /* we know which sequence the peer holds */
   uint64_t acked_seq;                 /* the peer holds this (durably) */
@@ -86,6 +88,7 @@ struct tally_cluster {
   uint64_t rounds_applied;
   uint64_t replica_full;              /* entries a full replica table refused */
   uint64_t random_state;
+  uint32_t incarnation;               /* random per start, sent in heartbeats */
 };
 
 /*

@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# cluster.sh — a 3-node cluster end to end in the network namespaces this test
+# creates (scripts/cluster-netns.sh: a bridge for the dataplane, one veth per
+# pair of nodes for replication): every node ready and every peer up;
+# statsd sent to node 1 and reliable batches sent to node 2 read back with
+# the exact totals from all three nodes; kill -9 of node 3 with batches still
+# acked (W = 2), its restart on its store (catching up, nothing counted
+# twice), then with the store deleted (resync before ready, convergence);
+# node 1 cut off from both peers: read_only=1, a reliable batch sent only to
+# it refused READ_ONLY (and never counted), statsd still counted locally, and
+# after the heal every node converges to the exact totals; node 1 muted (a
+# one-way cut: it hears its peers, they do not hear it) never acks a batch it
+# cannot replicate. Every wait is bounded. Prints PASS/FAIL lines and "N passed, N failed".
+# Usage: cluster.sh BUILD_DIR   (root; hugepages reserved: 3 nodes)
+set -uo pipefail
+build=${1:?build dir}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/scripts/cluster-netns.sh"
+source "$root/tests/lib/check.sh"
+work=$(mktemp -d /tmp/tally-cluster.XXXXXX)
+nodes=3
+passed=0
+failed=0
+cleanup() {
+  trap '' INT TERM HUP PIPE # (a closed stdout must not cut the clean-up short)
+  cluster_down
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE
+tools=$root/tests/tools
+tallyctl=$build/control/tallyctl
+produce=$build/control/tally-produce
+key=$CLUSTER_INGEST_KEY
+
+# Counts the verdicts too, for the summary line (check prints PASS/FAIL).
+verdict() {
+  local out
+  out=$(check "$@")
+  echo "$out"
+  case "$out" in *"PASS $1") passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
+}
+ctl() { local i=$1; shift; "$tallyctl" -s "$work/sock$i" "$@"; }
+sockets() { local i; for i in $(seq "$nodes"); do echo "$work/sock$i"; done; }
+
+# wait_for SECONDS COMMAND...: retries the command quietly every 0.2 s until
+# SECONDS have passed; the last try runs with its output shown (a FAIL says why).
+wait_for() {
+  local end_ms=$(($(date +%s%3N) + $1 * 1000))
+  shift
+  while [ "$(date +%s%3N)" -lt "$end_ms" ]; do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  "$@"
+}
+
+# self_field I KEY: a field of node I's `tallyctl cluster` first line.
+self_field() {
+  ctl "$1" cluster 2>/dev/null | awk -v key="$2" 'NR == 1 && $1 == "self" {
+    for (f = 3; f <= NF; f++) if (index($f, key "=") == 1) print substr($f, length(key) + 2) }'
+}
+# peer_state I J: node I's view of peer J.
+peer_state() {
+  ctl "$1" cluster 2>/dev/null | awk -v peer="$2" '$1 == "peer" && $2 == peer {
+    for (f = 3; f <= NF; f++) if ($f ~ /^state=/) print substr($f, 7) }'
+}
+self_is() { # self_is I KEY VALUE
+  local got
+  got=$(self_field "$1" "$2")
+  [ "$got" = "$3" ] || { echo "node $1: $2=$got, want $3"; return 1; }
+}
+peer_is() { # peer_is I J STATE
+  local got
+  got=$(peer_state "$1" "$2")
+  [ "$got" = "$3" ] || { echo "node $1 sees peer $2 $got, want $3"; return 1; }
+}
+all_peers_up() {
+  local i j
+  for i in $(seq "$nodes"); do
+    for j in $(seq "$nodes"); do
+      [ "$i" = "$j" ] || peer_is "$i" "$j" up || return 1
+    done
+  done
+}
+# cluster_output_ok I: the `tallyctl cluster` format of the interface.
+cluster_output_ok() {
+  local out
+  out=$(ctl "$1" cluster) || return 1
+  echo "$out"
+  head -1 <<<"$out" | grep -Eq "^self $1 ready=[01] read_only=[01] peers_up=[0-9]+ write_quorum=2( |$)" ||
+    return 1
+  [ "$(grep -Ec '^peer [0-9]+ state=(unknown|up|suspect|down) phi=[0-9.einf+-]+ heartbeat_age_ms=[0-9]+ sent_seq=[0-9]+ acked_seq=[0-9]+ pending=[0-9]+ breaker=(closed|open|half_open)( |$)' <<<"$out")" \
+    -eq $((nodes - 1)) ]
+}
+# match_on I PREFIX EXPECT_JSON: node I holds exactly the expected totals.
+match_on() { counts_match "$tallyctl" "$work/sock$1" "$2" "$3"; }
+match_all() { # match_all PREFIX EXPECT_JSON: on every node
+  local i
+  for i in $(seq "$nodes"); do
+    match_on "$i" "$1" "$2" | sed "s/^/node $i: /"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
+  done
+}
+# lists_identical: `tallyctl list` is the same on every node.
+lists_identical() {
+  local i
+  ctl 1 list | sort >"$work/list1" || return 1
+  for i in $(seq 2 "$nodes"); do
+    ctl "$i" list | sort >"$work/list$i" || return 1
+    diff -q "$work/list1" "$work/list$i" >/dev/null || { echo "node $i differs from node 1"; return 1; }
+  done
+  echo "$(wc -l <"$work/list1") counters identical on $nodes nodes"
+}
+# workload SEED PREFIX LINES INPUT EXPECT_JSON: "name delta" lines (positive
+# deltas over 10 counters) and their totals in counts_match's format.
+workload() {
+  python3 - "$@" <<'PY'
+import json, random, sys
+seed, prefix, lines, inp, expect = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+rng = random.Random(seed)
+totals = {}
+with open(inp, "w") as f:
+    for _ in range(lines):
+        name = "%s%d" % (prefix, rng.randrange(10))
+        delta = rng.randint(1, 1000)
+        totals[name] = totals.get(name, 0) + delta
+        f.write("%s %d\n" % (name, delta))
+json.dump({"totals": totals}, open(expect, "w"))
+PY
+}
+# produce_ok NODES PRODUCER INPUT OUT: every batch acked (exit 0, none failed).
+produce_ok() {
+  timeout 60 ip netns exec "$CLUSTER_PRODUCER_NS" "$produce" --nodes "$1" --key "$key" \
+    --producer "$2" --flush-every 10 --ack-timeout-ms 200 --timeout-ms 10000 <"$3" >"$4" 2>&1
+  local status=$?
+  cat "$4"
+  [ "$status" -eq 0 ] && grep -qx "failed 0 batches" "$4"
+}
+statsd() { # statsd NODE SEED PREFIX EXPECT_JSON
+  cluster_producer timeout 60 python3 "$tools/statsd_send.py" --target "10.77.0.$1:8125" \
+    --seed "$2" --datagrams 1000 --lines 20 --counters 20 --prefix "$3" --rate 5000 \
+    --expect "$4"
+}
+# Compound conditions, as functions so that check/wait_for can run them.
+healthy() { cluster_output_ok "$1" && self_is "$1" ready 1 && self_is "$1" read_only 0 &&
+  self_is "$1" peers_up $((nodes - 1)); }
+seen_down() { # seen_down J I...: every node I sees peer J down
+  local j=$1 i
+  shift
+  for i in "$@"; do peer_is "$i" "$j" down || return 1; done
+}
+writable() { local i; for i in "$@"; do self_is "$i" read_only 0 || return 1; done; }
+all_exact() { match_all sd. "$work/sd.json" && match_all rel. "$work/rel.json" &&
+  match_all down. "$work/down.json"; }
+node3_resynced() { match_on 3 sd. "$work/sd.json" && match_on 3 rel. "$work/rel.json" &&
+  match_on 3 down. "$work/down.json"; }
+nowhere() { # nowhere PREFIX NODE...: these nodes answer and list no counter with that prefix
+  local prefix=$1 i out
+  shift
+  for i in "$@"; do
+    out=$(ctl "$i" list "$prefix") || return 1
+    [ -z "$out" ] || { echo "node $i: $out"; return 1; }
+  done
+}
+healthy_all() { local i; for i in $(seq "$nodes"); do self_is "$i" read_only 0 || return 1; done; all_peers_up; }
+all_running() { local i; for i in $(seq "$nodes"); do cluster_running "$i" || return 1; done; }
+start_node() { cluster_start "$build" "$1" "$work/n$1.ini" "$work/n$1.log"; }
+
+cluster_up "k$$" "$nodes" || { echo "FAIL namespaces created"; echo "0 passed, 1 failed"; exit 1; }
+for i in $(seq "$nodes"); do
+  cluster_write_config "$i" "$work/n$i.ini" "$work/store$i.pmem" "$work/sock$i"
+  start_node "$i"
+done
+for i in $(seq "$nodes"); do
+  verdict "node $i becomes ready" cluster_wait_ready "$build" "$i" "$work/sock$i" 60
+done
+seed=${TALLY_SEED:-$RANDOM}
+echo "seed $seed"
+
+# 1. Heartbeats.
+verdict "heartbeats: every peer state=up within 5 s" wait_for 5 all_peers_up
+for i in $(seq "$nodes"); do
+  verdict "node $i: tallyctl cluster format, ready=1 read_only=0 peers_up=2" healthy "$i"
+done
+
+# 2. statsd to node 1 converges everywhere, exactly.
+statsd 1 "$seed" sd. "$work/sd.json"
+verdict "statsd to node 1: exact totals on all 3 nodes within 10 s" wait_for 10 match_all sd. "$work/sd.json"
+
+# 3. Reliable batches to node 2: all acked, identical on every node.
+workload "$seed" rel. 500 "$work/rel.in" "$work/rel.json"
+verdict "reliable via node 2: all 50 batches acked" produce_ok 10.77.0.2:8126 101 "$work/rel.in" "$work/rel.out"
+verdict "reliable via node 2: exact sums on all 3 nodes within 10 s" wait_for 10 match_all rel. "$work/rel.json"
+
+# 4. kill -9 node 3: W = 2 still reachable, batches still acked.
+cluster_stop 3 KILL
+verdict "node 3 killed: nodes 1 and 2 see it down within 5 s" wait_for 5 seen_down 3 1 2
+verdict "node 3 down: nodes 1 and 2 stay writable (read_only=0)" writable 1 2
+workload "$((seed + 1))" down. 500 "$work/down.in" "$work/down.json"
+verdict "node 3 down: batches via node 1 still acked" \
+  produce_ok 10.77.0.1:8126,10.77.0.2:8126 102 "$work/down.in" "$work/down.out"
+
+# 5. Restart node 3 on its intact store: it catches up with what was written
+# while it was down, and nothing is counted twice anywhere.
+start_node 3
+verdict "node 3 restarted on its store becomes ready" cluster_wait_ready "$build" 3 "$work/sock3" 60
+verdict "node 3 back on its store: every total exact on all 3 nodes within 10 s" \
+  wait_for 10 all_exact
+cluster_stop 3 KILL
+
+# 6. Restart node 3 with its store deleted: resync before ready, then convergence.
+rm -f "$work/store3.pmem"
+start_node 3
+verdict "node 3 restarted with an empty store becomes ready" cluster_wait_ready "$build" 3 "$work/sock3" 60
+verdict "node 3 resynced: every total exact on node 3 within 10 s" wait_for 10 node3_resynced
+verdict "node 3 back: every peer up within 5 s" wait_for 5 all_peers_up
+
+# 7. Isolate node 1 (replication links only; producers still reach it).
+cluster_isolate 1
+verdict "isolated node 1 goes read_only=1 within 5 s" wait_for 5 self_is 1 read_only 1
+verdict "majority side (nodes 2, 3) stays read_only=0" writable 2 3
+cluster_producer timeout 30 "$produce" --nodes 10.77.0.1:8126 --key "$key" --producer 103 \
+  --retries 2 --ack-timeout-ms 200 --timeout-ms 3000 iso.refused:7 >"$work/iso.out" 2>&1
+status=$?
+cat "$work/iso.out"
+verdict "batch sent only to isolated node 1: tally-produce exits non-zero" test "$status" -ne 0
+verdict "batch sent only to isolated node 1: refused read_only" grep -q "status read_only" "$work/iso.out"
+workload "$((seed + 2))" maj. 200 "$work/maj.in" "$work/maj.json"
+verdict "majority side: batches via node 2 acked during the partition" \
+  produce_ok 10.77.0.2:8126 104 "$work/maj.in" "$work/maj.out"
+statsd 1 "$((seed + 3))" part1. "$work/part1.json"
+statsd 3 "$((seed + 4))" part3. "$work/part3.json"
+verdict "statsd to isolated node 1 counted locally (exact on node 1)" \
+  wait_for 5 match_on 1 part1. "$work/part1.json"
+verdict "partition is real: nodes 2 and 3 do not see node 1's new statsd counts" nowhere part1. 2 3
+
+# 8. Heal: node 1 writable again, every node exact on every workload.
+cluster_heal_all
+verdict "healed: node 1 read_only=0 within 5 s" wait_for 5 self_is 1 read_only 0
+verdict "healed: every peer up within 5 s" wait_for 5 all_peers_up
+for prefix in sd rel down maj part1 part3; do
+  verdict "healed: $prefix. exact on all 3 nodes within 15 s" wait_for 15 match_all "$prefix." "$work/$prefix.json"
+done
+verdict "READ_ONLY batch never counted on any node" nowhere iso. 1 2 3
+
+# 9. Node 1 muted: it hears its peers (they look up to it) but is not heard.
+# A batch it takes cannot reach the write quorum, so it must never be acked.
+cluster_oneway 1 2
+cluster_oneway 1 3
+cluster_producer timeout 30 "$produce" --nodes 10.77.0.1:8126 --key "$key" --producer 105 \
+  --retries 2 --ack-timeout-ms 300 --timeout-ms 3000 mute.x:3 >"$work/mute.out" 2>&1
+status=$?
+cat "$work/mute.out"
+verdict "muted node 1: a batch sent only to it is not acked (no quorum)" test "$status" -ne 0
+verdict "muted node 1: the batch failed with timeout or read_only" \
+  grep -Eq "^failed seq 1 status (timeout|read_only) " "$work/mute.out"
+cluster_heal 1 2
+cluster_heal 1 3
+verdict "unmuted: every peer up and node 1 writable within 5 s" wait_for 5 healthy_all
+verdict "every node lists the same counters and values" wait_for 5 lists_identical
+verdict "no tallyd exited on its own" all_running
+if [ "$failed" -gt 0 ]; then
+  for i in $(seq "$nodes"); do echo "--- node $i log (tail)"; tail -25 "$work/n$i.log"; done
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
