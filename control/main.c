@@ -106,7 +106,19 @@ static void open_store(void)
   };
   if (tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
         appliance.config.persist_mode, error, sizeof error) != 0) {
-    die(error);
+    if (!appliance.store.corrupt || !appliance.config.cluster.enabled) die(error);
+    /* A cluster node's data lives on its peers too: keep the damaged file for
+     * inspection, start on a new store and restore from them (open_cluster). */
+    char aside[TALLY_PATH_MAX + 64];
+    snprintf(aside, sizeof aside, "%s.corrupt-%llu", appliance.config.store_path,
+      (unsigned long long)(tally_clock_unix_ns() / 1000000000ull));
+    if (rename(appliance.config.store_path, aside) != 0) die(error);
+    fprintf(stderr, "tallyd: %s\ntallyd: cluster: moved the damaged store to %s; starting on a "
+      "new store, to be restored from the peers\n", error, aside);
+    if (tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
+          appliance.config.persist_mode, error, sizeof error) != 0) {
+      die(error);
+    }
   }
   const struct tally_store_recovery *recovery = &appliance.store.recovery;
   const char *state = recovery->created ? "created new" :

@@ -396,7 +396,7 @@ static int superblock_check_geometry(const struct tally_store *store, const char
   return -1;
 }
 
-static int superblock_check(const struct tally_store *store, const char *path, char *error,
+static int superblock_check(struct tally_store *store, const char *path, char *error,
   size_t error_size)
 {
   const struct tally_superblock *super = store->super;
@@ -405,10 +405,12 @@ static int superblock_check(const struct tally_store *store, const char *path, c
   assert(expected > TALLY_STORE_BLOCK_SIZE);
   if (super->magic != TALLY_STORE_MAGIC) {
     store_error(error, error_size, "store %s: not a tally store (bad superblock magic)", path);
+    store->corrupt = true;
     return -1;
   }
   if (super->crc != superblock_crc(super)) {
     store_error(error, error_size, "store %s: superblock checksum mismatch (corrupt)", path);
+    store->corrupt = true;
     return -1;
   }
   if (super->layout_version != TALLY_STORE_LAYOUT_VERSION) {
@@ -423,6 +425,7 @@ static int superblock_check(const struct tally_store *store, const char *path, c
     store_error(error, error_size,
       "store %s: file is %zu bytes, superblock says %llu, geometry needs %zu (truncated?)",
       path, store->size, (unsigned long long)super->file_size, expected);
+    store->corrupt = true;
     return -1;
   }
   return 0;
@@ -451,6 +454,7 @@ static int store_open_existing(struct tally_store *store, const char *path,
   if (S_ISREG(status.st_mode) && (size_t)status.st_size < TALLY_STORE_BLOCK_SIZE) {
     store_error(error, error_size, "store %s: file is %lld bytes, smaller than a superblock "
       "(truncated?)", path, (long long)status.st_size);
+    store->corrupt = true;
     store_release(store);
     return -1;
   }
@@ -464,12 +468,14 @@ static int store_open_existing(struct tally_store *store, const char *path,
     if (tally_shard_attach(&store->shards[i], shard_region(store, i), i,
       store->geometry.counters_max, store->geometry.producers_max, false) != 0) {
       store_error(error, error_size, "store %s: shard %u header is corrupt", path, i);
+      store->corrupt = true;
       store_release(store);
       return -1;
     }
   }
   if (replicas_attach(store, false) != 0) {
     store_error(error, error_size, "store %s: a replica table header is corrupt", path);
+    store->corrupt = true;
     store_release(store);
     return -1;
   }

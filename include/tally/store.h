@@ -86,6 +86,13 @@ struct tally_store {
    */
   struct tally_shard replicas[TALLY_NODES_MAX - 1];
   struct tally_store_recovery recovery;
+  /*
+   * After a failed open: the file exists but is damaged (bad superblock,
+   * truncated, a corrupt shard or replica header), as opposed to a config
+   * mismatch or an I/O error. A cluster node moves such a store aside and
+   * restores from its peers.
+   */
+  bool corrupt;
 };
 
 /* Counters one replica table holds: counters_max * shard_count, capped. */

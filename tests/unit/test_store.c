@@ -159,6 +159,30 @@ static void test_replica_tables(void **state)
   open_fails(&geometry_small, TALLY_PERSIST_AUTO, "replica_count");
 }
 
+/* A damaged file is told apart from a config mismatch (a cluster node restores the former). */
+static void test_corrupt_told_apart(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  char error[256];
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  tally_store_close(&store);
+  struct tally_store_geometry other = geometry_small;
+  other.counters_max = 2000;
+  assert_int_equal(tally_store_open(&store, path, &other, TALLY_PERSIST_AUTO, error,
+    sizeof error), -1);
+  assert_false(store.corrupt);
+  uint64_t garbage = 0x0123456789abcdefull;
+  patch_file(0, &garbage, sizeof garbage);
+  assert_int_equal(tally_store_open(&store, path, &geometry_small, TALLY_PERSIST_AUTO, error,
+    sizeof error), -1);
+  assert_true(store.corrupt);
+  assert_int_equal(truncate(path, 100), 0);
+  assert_int_equal(tally_store_open(&store, path, &geometry_small, TALLY_PERSIST_AUTO, error,
+    sizeof error), -1);
+  assert_true(store.corrupt);
+}
+
 /* A second opener (another tallyd on the same store) is refused. */
 static void test_second_opener_refused(void **state)
 {
@@ -431,6 +455,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
     cmocka_unit_test_setup_teardown(test_second_opener_refused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replica_tables, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_corrupt_told_apart, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unclean_exit_keeps_everything, setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill_during_batches, setup, teardown),
     cmocka_unit_test_setup_teardown(test_invalid_geometry_creates_nothing, setup, teardown),
