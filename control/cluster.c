@@ -357,9 +357,10 @@ static void receive_heartbeat(struct tally_cluster *cluster, const uint8_t *data
      */
     if (peer->incarnation != 0 && peer->synced) {
       peer->synced = false;
-      peer->sent_seq = 0;
+      peer->sent_seq = 0; /* abandoned: its answer would be about the old incarnation */
       peer->retries = 0;
       peer->resend_ms = 0;
+      client_breaker_release_probe(&peer->breaker); /* else half-open waits forever */
     }
     peer->incarnation = heartbeat.generation;
   }
