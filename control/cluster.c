@@ -150,6 +150,10 @@ static void receive_round(struct tally_cluster *cluster, struct tally_cluster_pe
   }
   tally_store_persist_replica(store, peer->replica); /* the values first */
   tally_shard_set_held_seq(replica, message->seq);
+  if ((message->flags & TALLY_REPLICATION_FLAG_LAST) &&
+      message->scan > tally_shard_held_scan(replica)) {
+    tally_shard_set_held_scan(replica, message->scan); /* complete up to that scan */
+  }
   tally_store_persist_replica(store, peer->replica); /* then what names them */
   cluster->rounds_applied++;
   send_ack(cluster, peer, message->seq);
@@ -161,7 +165,8 @@ static void receive_restore_request(struct tally_cluster *cluster,
 {
   const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
   struct tally_replication_message part = { .type = TALLY_REPLICATION_RESTORE,
-    .origin = peer->id, .sender = cluster->config->node_id, .seq = tally_shard_held_seq(replica) };
+    .origin = peer->id, .sender = cluster->config->node_id, .seq = tally_shard_held_seq(replica),
+    .scan = tally_shard_held_scan(replica) };
   for (uint32_t slot = 0; slot < replica->slots_count; slot++) {
     if (!tally_shard_slot_readable(replica, slot)) continue;
     const struct tally_slot *entry = &replica->slots[slot];
@@ -234,6 +239,10 @@ static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer 
     round.count++;
   }
   assert(round.count >= 1);
+  round.scan = peer->list_scan;
+  if (peer->pending_next + round.count == peer->pending_count) {
+    round.flags = TALLY_REPLICATION_FLAG_LAST; /* completes the scan's list */
+  }
   peer->message_count = round.count;
   peer->message_size = tally_replication_encode(&round, cluster->config->key, peer->message,
     sizeof peer->message);
@@ -459,7 +468,7 @@ void tally_cluster_stop(struct tally_cluster *cluster)
 
 struct restore_state {
   bool answered[TALLY_NODES_MAX - 1];
-  uint64_t held[TALLY_NODES_MAX - 1];
+  uint64_t held[TALLY_NODES_MAX - 1]; /* each copy's held_scan */
   uint32_t answers;
   int32_t chosen;            /* peer whose copy is applied, -1 before choosing */
   uint8_t *parts_seen;       /* of the chosen copy */
@@ -483,7 +492,7 @@ static void restore_part(struct tally_cluster *cluster, struct restore_state *st
 {
   if (!state->answered[peer_index]) {
     state->answered[peer_index] = true;
-    state->held[peer_index] = part->seq;
+    state->held[peer_index] = part->scan; /* freshness: comparable between peers */
     state->answers++;
   }
   if ((int32_t)peer_index != state->chosen || part->part >= state->parts_max) return;
@@ -521,7 +530,8 @@ static void restore_choose(struct tally_cluster *cluster, struct restore_state *
   }
   assert(state->chosen >= 0);
   fprintf(stderr, "tallyd: cluster: restoring this node's contribution from node %u "
-    "(sequence %" PRIu64 ")\n", cluster->peers[state->chosen].id, state->held[state->chosen]);
+    "(complete up to scan %" PRIu64 " us)\n", cluster->peers[state->chosen].id,
+    state->held[state->chosen]);
 }
 
 static void restore_receive(struct tally_cluster *cluster, struct restore_state *state)

@@ -52,6 +52,7 @@ struct tally_cluster_peer {
   uint32_t pending_count;
   uint32_t pending_next;
   bool pending_valid;                 /* a scan's list is being sent */
+  uint64_t list_scan;                 /* that scan's stamp (unix microseconds) */
   uint64_t capture[TALLY_LCORES_MAX]; /* lcores' applied_seq when that scan began */
   uint64_t confirmed[TALLY_LCORES_MAX]; /* applied_seq the peer is known to hold */
   int64_t *acked_value;               /* per snapshot index: what the peer holds */

@@ -144,6 +144,8 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
   }
   assert(count <= cluster->capacity);
   memcpy(peer->capture, capture, sizeof peer->capture);
+  peer->list_scan = tally_clock_unix_ns() / 1000u;
+  assert(peer->list_scan > 0);
   peer->pending_count = count;
   peer->pending_next = 0;
   peer->pending_valid = count > 0;

@@ -66,6 +66,7 @@ size_t tally_replication_encode(const struct tally_replication_message *message,
   put16(out + 12, message->part);
   put16(out + 14, 0);
   put64(out + 16, message->seq);
+  put64(out + 24, message->scan);
   size_t used = TALLY_REPLICATION_HEADER_SIZE;
   for (uint32_t i = 0; i < message->count; i++) {
     const struct tally_replication_entry *entry = &message->entries[i];
@@ -123,6 +124,7 @@ enum tally_replication_reason tally_replication_decode(const uint8_t *data, size
   message->flags = get16(data + 10);
   message->part = get16(data + 12);
   message->seq = get64(data + 16);
+  message->scan = get64(data + 24);
   if (get16(data + 14) != 0 || message->count > TALLY_REPLICATION_ENTRIES_MAX ||
       (message->flags & ~TALLY_REPLICATION_FLAG_LAST) != 0) {
     memset(message, 0, sizeof *message);

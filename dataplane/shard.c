@@ -222,6 +222,7 @@ int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
     header->counters_used = 0;
     header->producers_used = 0;
     header->held_seq = 0;
+    header->held_scan = 0;
     return 0;
   }
   if (header->magic != TALLY_SHARD_MAGIC) return -1;
@@ -385,6 +386,21 @@ void tally_shard_set_held_seq(struct tally_shard *shard, uint64_t seq)
   assert(shard->header != NULL);
   __atomic_store_n(&shard->header->held_seq, seq, __ATOMIC_RELEASE);
   shard_flush(shard, &shard->header->held_seq, sizeof(uint64_t));
+}
+
+uint64_t tally_shard_held_scan(const struct tally_shard *shard)
+{
+  assert(shard != NULL);
+  assert(shard->header != NULL);
+  return __atomic_load_n(&shard->header->held_scan, __ATOMIC_RELAXED);
+}
+
+void tally_shard_set_held_scan(struct tally_shard *shard, uint64_t scan)
+{
+  assert(shard != NULL);
+  assert(shard->header != NULL);
+  __atomic_store_n(&shard->header->held_scan, scan, __ATOMIC_RELEASE);
+  shard_flush(shard, &shard->header->held_scan, sizeof(uint64_t));
 }
 
 /* ---- Reliable batches ---------------------------------------------------- */

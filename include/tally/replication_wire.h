@@ -3,23 +3,28 @@
  * nodes (UDP on the replication address, beside the heartbeats). Pure
  * encode/decode over byte buffers; little-endian on the wire.
  *
- *   header (24 bytes): magic "TR" | version u8 | type u8 | origin u16 |
+ *   header (32 bytes): magic "TR" | version u8 | type u8 | origin u16 |
  *                      sender u16 | count u16 | flags u16 | part u16 |
- *                      reserved u16 (0) | seq u64
+ *                      reserved u16 (0) | seq u64 | scan u64
  *   entries (count):   value i64 | name_len u8 | name bytes
  *   mac (16 bytes):    BLAKE2b-128 keyed with the cluster key over all bytes
  *                      before it (libsodium crypto_generichash)
  *
  * ROUND    origin -> replica: the origin's absolute contribution to `count`
  *          counters; seq is the origin's sequence on this link. The replica
- *          applies it only on top of seq - 1 (the sequence it holds).
+ *          applies it only on top of seq - 1 (the sequence it holds). scan is
+ *          the origin's time stamp (unix microseconds) of the scan the round
+ *          belongs to; flags LAST marks the round that completes that scan's
+ *          list, after which the replica holds every value as of `scan`.
  * ACK      replica -> origin: seq = the sequence the replica now holds for
  *          this origin (durable). Also the answer to a ROUND it cannot apply.
  * RESTORE_REQUEST  a node with an empty store -> each peer: "send me my own
  *          contribution as you hold it".
  * RESTORE  peer -> that node: part `part` of its copy of the requester's
  *          contribution (origin = requester), seq = the sequence that copy
- *          holds; flags LAST on the final part.
+ *          holds, scan = the scan it is complete up to (its freshness: scans
+ *          are comparable between replicas, link sequences are not); flags
+ *          LAST on the final part.
  */
 #ifndef TALLY_REPLICATION_WIRE_H
 #define TALLY_REPLICATION_WIRE_H
@@ -32,7 +37,7 @@
 #define TALLY_REPLICATION_MAGIC_0 'T'
 #define TALLY_REPLICATION_MAGIC_1 'R'
 #define TALLY_REPLICATION_VERSION 1u
-#define TALLY_REPLICATION_HEADER_SIZE 24u
+#define TALLY_REPLICATION_HEADER_SIZE 32u
 #define TALLY_REPLICATION_FLAG_LAST 0x0001u
 /* Largest message: one datagram of a 1500-byte MTU. */
 #define TALLY_REPLICATION_SIZE_MAX 1472u
@@ -72,6 +77,7 @@ struct tally_replication_message {
   uint16_t flags;
   uint16_t part;
   uint64_t seq;
+  uint64_t scan;
   uint32_t count;
   struct tally_replication_entry entries[TALLY_REPLICATION_ENTRIES_MAX];
 };

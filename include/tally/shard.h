@@ -93,6 +93,13 @@ struct tally_shard_header {
    * replication thread after the values it covers are persisted.
    */
   uint64_t held_seq;
+  /*
+   * Replica tables only: the origin's scan stamp (unix microseconds) this
+   * table is complete up to — every value the origin had at that scan is
+   * here. Comparable between replicas (held_seq, per link, is not): a
+   * restore takes the copy with the highest held_scan.
+   */
+  uint64_t held_scan;
 } __attribute__((aligned(64)));
 
 /* What recovery found in one shard. */
@@ -187,6 +194,8 @@ enum tally_reason tally_shard_set(struct tally_shard *shard, const char *name, u
 /* The origin sequence a replica table holds, and advancing it. */
 uint64_t tally_shard_held_seq(const struct tally_shard *shard);
 void tally_shard_set_held_seq(struct tally_shard *shard, uint64_t seq);
+uint64_t tally_shard_held_scan(const struct tally_shard *shard);
+void tally_shard_set_held_scan(struct tally_shard *shard, uint64_t scan);
 
 /* ---- Checksums (exposed for tests and fault injection) ------------------ */
 
