@@ -89,6 +89,36 @@ enum tally_action_result tally_action_get(struct tally_appliance *appliance, con
   return TALLY_ACTION_OK;
 }
 
+enum tally_action_result tally_action_get_quorum(struct tally_appliance *appliance,
+  const char *name, size_t name_len, struct tally_out *out)
+{
+  if (appliance->cluster == NULL) return tally_action_get(appliance, name, name_len, out);
+  if (!tally_name_valid(name, name_len)) {
+    tally_out_printf(out, "invalid counter name\n");
+    return TALLY_ACTION_BAD_REQUEST;
+  }
+  __int128 total = 0;
+  uint32_t answered = 0;
+  bool found = false;
+  if (tally_cluster_quorum_read(appliance->cluster, name, (uint32_t)name_len, &total, &answered,
+        &found) != 0) {
+    tally_out_printf(out, "quorum read failed: no socket on the replication address\n");
+    return TALLY_ACTION_FAILED;
+  }
+  uint32_t nodes = appliance->config.cluster.node_count;
+  assert(answered >= 1 && answered <= nodes);
+  if (!found && answered == nodes) {
+    tally_out_printf(out, "no counter %.*s\n", (int)name_len, name);
+    return TALLY_ACTION_NOT_FOUND;
+  }
+  print_int128(out, total);
+  tally_out_printf(out, "\n");
+  if (answered == nodes) return TALLY_ACTION_OK;
+  tally_out_printf(out, "partial: %u of %u nodes answered%s\n", answered, nodes,
+    answered * 2 > nodes ? "" : " (no majority)");
+  return TALLY_ACTION_PARTIAL;
+}
+
 /* Whether a shard before `before` already holds the name (listed there). */
 static bool listed_earlier(struct tally_appliance *appliance, uint32_t before, const char *name,
   uint32_t name_len, uint32_t hash)

@@ -18,6 +18,7 @@ enum tally_action_result {
   TALLY_ACTION_BAD_REQUEST = 2,
   TALLY_ACTION_FAILED = 3,
   TALLY_ACTION_NOT_READY = 4,
+  TALLY_ACTION_PARTIAL = 5,   /* an answer, but not every node answered */
 };
 
 /*
@@ -26,6 +27,13 @@ enum tally_action_result {
  */
 enum tally_action_result tally_action_get(struct tally_appliance *appliance, const char *name,
   size_t name_len, struct tally_out *out);
+/*
+ * The cluster-wide value merged from the freshest copy of every node's
+ * contribution that this node and the peers that answer hold. The value
+ * line, then (PARTIAL) "partial: K of N nodes answered" when some did not.
+ */
+enum tally_action_result tally_action_get_quorum(struct tally_appliance *appliance,
+  const char *name, size_t name_len, struct tally_out *out);
 /* "name value" lines for every counter whose name starts with prefix. */
 enum tally_action_result tally_action_list(struct tally_appliance *appliance,
   const char *prefix, size_t prefix_len, struct tally_out *out);

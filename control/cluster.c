@@ -376,7 +376,52 @@ static void receive_heartbeat(struct tally_cluster *cluster, const uint8_t *data
   peer->heartbeats_in++;
 }
 
-static void receive_replication(struct tally_cluster *cluster, const uint8_t *data, size_t size)
+/* Answers a quorum read: every copy of the counter this node holds. */
+static void receive_read_request(struct tally_cluster *cluster,
+  const struct tally_replication_message *request, const struct sockaddr_in *source)
+{
+  if (request->count != 1) return;
+  const struct tally_replication_entry *entry = &request->entries[0];
+  uint32_t hash = tally_name_hash(entry->name, entry->name_len);
+  struct tally_store *store = &cluster->appliance->store;
+  struct tally_replication_message reply = { .type = TALLY_REPLICATION_READ_REPLY,
+    .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = request->seq,
+    .scan = UINT64_MAX };
+  __int128 own = 0;
+  bool found = false;
+  for (uint32_t i = 0; i < store->geometry.shard_count; i++) {
+    int64_t slot = tally_shard_find(&store->shards[i], entry->name, entry->name_len, hash);
+    if (slot < 0) continue;
+    own += tally_shard_slot_value(&store->shards[i], (uint32_t)slot);
+    found = true;
+  }
+  for (uint32_t r = 0; r <= cluster->peer_count; r++) {
+    reply.count = 0;
+    if (r > 0) { /* a replica copy: the peer's contribution as held here */
+      const struct tally_shard *replica = &store->replicas[cluster->peers[r - 1].replica];
+      reply.origin = cluster->peers[r - 1].id;
+      reply.scan = tally_shard_held_scan(replica);
+      int64_t slot = tally_shard_find(replica, entry->name, entry->name_len, hash);
+      found = slot >= 0;
+      own = found ? tally_shard_slot_value(replica, (uint32_t)slot) : 0;
+    }
+    if (found && own <= INT64_MAX && own >= INT64_MIN) {
+      reply.entries[0] = (struct tally_replication_entry){ .name = entry->name,
+        .name_len = entry->name_len, .value = (int64_t)own };
+      reply.count = 1;
+    }
+    reply.flags = r == cluster->peer_count ? TALLY_REPLICATION_FLAG_LAST : 0;
+    uint8_t buffer[TALLY_REPLICATION_SIZE_MAX];
+    size_t size = tally_replication_encode(&reply, cluster->config->key, buffer, sizeof buffer);
+    assert(size > 0);
+    ssize_t sent = sendto(cluster->fd, buffer, size, MSG_DONTWAIT,
+      (const struct sockaddr *)source, sizeof *source);
+    (void)sent;
+  }
+}
+
+static void receive_replication(struct tally_cluster *cluster, const uint8_t *data, size_t size,
+  const struct sockaddr_in *source)
 {
   struct tally_replication_message message;
   enum tally_replication_reason reason =
@@ -400,6 +445,11 @@ static void receive_replication(struct tally_cluster *cluster, const uint8_t *da
     return;
   case TALLY_REPLICATION_RESTORE:
     return; /* only wanted while restoring, before the thread runs */
+  case TALLY_REPLICATION_READ_REQUEST:
+    receive_read_request(cluster, &message, source);
+    return;
+  case TALLY_REPLICATION_READ_REPLY:
+    return; /* answers go to the requesting socket, not this one */
   }
 }
 
@@ -407,12 +457,15 @@ static void receive_all(struct tally_cluster *cluster)
 {
   uint8_t buffer[TALLY_REPLICATION_SIZE_MAX + 1];
   for (uint32_t i = 0; i < RECEIVE_BURST; i++) {
-    ssize_t size = recv(cluster->fd, buffer, sizeof buffer, MSG_DONTWAIT);
+    struct sockaddr_in source;
+    socklen_t source_len = sizeof source;
+    ssize_t size = recvfrom(cluster->fd, buffer, sizeof buffer, MSG_DONTWAIT,
+      (struct sockaddr *)&source, &source_len);
     if (size < 0) return;
     if (size >= 2 && buffer[0] == TALLY_HEARTBEAT_MAGIC_0 && buffer[1] == TALLY_HEARTBEAT_MAGIC_1) {
       receive_heartbeat(cluster, buffer, (size_t)size);
     } else {
-      receive_replication(cluster, buffer, (size_t)size);
+      receive_replication(cluster, buffer, (size_t)size, &source);
     }
   }
 }
@@ -712,4 +765,129 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
   }
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"heartbeat\",reason=\"any\"} %" PRIu64
     "\n", cluster->rejected[HEARTBEAT_REJECTED]);
+}
+
+/* ---- Quorum reads (tallyctl get --quorum) ---------------------------------- */
+
+#define QUORUM_READ_TIMEOUT_MS 500u
+
+struct quorum_copy {
+  bool known;
+  uint64_t scan;    /* freshness; UINT64_MAX: the origin's own */
+  int64_t value;
+};
+
+static void quorum_consider(struct quorum_copy *copy, uint64_t scan, bool has, int64_t value)
+{
+  if (copy->known && copy->scan >= scan) return;
+  copy->known = true;
+  copy->scan = scan;
+  copy->value = has ? value : 0;
+}
+
+/* This node's own copies (its contribution and its replica tables). */
+static void quorum_local(struct tally_cluster *cluster, const char *name, uint32_t name_len,
+  struct quorum_copy *copies, bool *found)
+{
+  const struct tally_store *store = &cluster->appliance->store;
+  uint32_t hash = tally_name_hash(name, name_len);
+  __int128 own = 0;
+  bool has = false;
+  for (uint32_t i = 0; i < store->geometry.shard_count; i++) {
+    int64_t slot = tally_shard_find(&store->shards[i], name, name_len, hash);
+    if (slot < 0) continue;
+    own += tally_shard_slot_value(&store->shards[i], (uint32_t)slot);
+    has = true;
+  }
+  *found = *found || has;
+  quorum_consider(&copies[cluster->peer_count], UINT64_MAX, has,
+    own > INT64_MAX || own < INT64_MIN ? 0 : (int64_t)own);
+  for (uint32_t p = 0; p < cluster->peer_count; p++) {
+    const struct tally_shard *replica = &store->replicas[cluster->peers[p].replica];
+    int64_t slot = tally_shard_find(replica, name, name_len, hash);
+    *found = *found || slot >= 0;
+    quorum_consider(&copies[p], tally_shard_held_scan(replica), slot >= 0,
+      slot >= 0 ? tally_shard_slot_value(replica, (uint32_t)slot) : 0);
+  }
+}
+
+static int quorum_socket(struct tally_cluster *cluster)
+{
+  const struct tally_cluster_config *config = cluster->config;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  for (uint32_t i = 0; i < config->node_count; i++) {
+    if (config->nodes[i].id != config->node_id) continue;
+    struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = 0,
+      .sin_addr.s_addr = htonl(config->nodes[i].ipv4) };
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+      close(fd);
+      return -1;
+    }
+  }
+  return fd;
+}
+
+/* Folds one reply into the copies; returns true if it was the peer's last. */
+static bool quorum_reply(struct tally_cluster *cluster, const struct tally_replication_message *reply,
+  uint64_t request, struct quorum_copy *copies, bool *found)
+{
+  if (reply->type != TALLY_REPLICATION_READ_REPLY || reply->seq != request) return false;
+  uint32_t index = cluster->peer_count; /* the origin's slot: a peer, or this node */
+  for (uint32_t p = 0; p < cluster->peer_count; p++) {
+    if (cluster->peers[p].id == reply->origin) index = p;
+  }
+  if (index == cluster->peer_count && reply->origin != cluster->config->node_id) return false;
+  *found = *found || reply->count == 1;
+  quorum_consider(&copies[index], reply->scan, reply->count == 1,
+    reply->count == 1 ? reply->entries[0].value : 0);
+  return (reply->flags & TALLY_REPLICATION_FLAG_LAST) != 0;
+}
+
+int tally_cluster_quorum_read(struct tally_cluster *cluster, const char *name, uint32_t name_len,
+  __int128 *total, uint32_t *answered, bool *found)
+{
+  assert(tally_name_valid(name, name_len));
+  struct quorum_copy copies[TALLY_NODES_MAX];
+  memset(copies, 0, sizeof copies);
+  *found = false;
+  *answered = 1;
+  quorum_local(cluster, name, name_len, copies, found);
+  int fd = quorum_socket(cluster);
+  if (fd < 0) return -1;
+  uint64_t request = 0;
+  randombytes_buf(&request, sizeof request);
+  struct tally_replication_message ask = { .type = TALLY_REPLICATION_READ_REQUEST,
+    .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = request,
+    .count = 1, .entries = { { .name = name, .name_len = name_len, .value = 0 } } };
+  uint8_t buffer[TALLY_REPLICATION_SIZE_MAX + 1];
+  size_t size = tally_replication_encode(&ask, cluster->config->key, buffer, sizeof buffer);
+  assert(size > 0);
+  for (uint32_t p = 0; p < cluster->peer_count; p++) {
+    ssize_t sent = sendto(fd, buffer, size, 0, (const struct sockaddr *)&cluster->peers[p].address,
+      sizeof cluster->peers[p].address);
+    (void)sent;
+  }
+  bool done[TALLY_NODES_MAX] = { false };
+  uint64_t deadline = now_ms() + QUORUM_READ_TIMEOUT_MS;
+  while (*answered < cluster->peer_count + 1 && now_ms() < deadline) {
+    struct pollfd descriptor = { .fd = fd, .events = POLLIN };
+    if (poll(&descriptor, 1, (int)(deadline - now_ms())) <= 0) continue;
+    ssize_t got = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+    struct tally_replication_message reply;
+    if (got < 0 || tally_replication_decode(buffer, (size_t)got, cluster->config->key, &reply) !=
+        TALLY_REPLICATION_OK) {
+      continue;
+    }
+    struct tally_cluster_peer *peer = peer_by_id(cluster, reply.sender);
+    if (peer == NULL || done[peer - cluster->peers]) continue;
+    if (quorum_reply(cluster, &reply, request, copies, found)) {
+      done[peer - cluster->peers] = true;
+      (*answered)++;
+    }
+  }
+  close(fd);
+  *total = 0;
+  for (uint32_t i = 0; i <= cluster->peer_count; i++) *total += copies[i].value;
+  return 0;
 }

@@ -105,6 +105,13 @@ int tally_cluster_start(struct tally_cluster *cluster);
 void tally_cluster_stop(struct tally_cluster *cluster);
 /* Peers that do not hold every counter of this node's latest scan yet. */
 uint32_t tally_cluster_peers_behind(struct tally_cluster *cluster);
+/*
+ * `tallyctl get --quorum`: asks every peer for its copies of the counter and
+ * sums, per origin, the freshest copy heard (a node's own contribution beats
+ * any replica of it). *answered counts this node too. -1 if no socket.
+ */
+int tally_cluster_quorum_read(struct tally_cluster *cluster, const char *name, uint32_t name_len,
+  __int128 *total, uint32_t *answered, bool *found);
 /* Prometheus figures of the cluster (appended to /metrics). */
 void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out);
 /* `tallyctl cluster`: the self line and one line per peer. */

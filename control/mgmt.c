@@ -69,6 +69,10 @@ static enum tally_action_result dispatch(struct tally_appliance *appliance, cons
 {
   const char *argument = NULL;
   size_t argument_len = 0;
+  if (split_command(line, line_len, "get --quorum", &argument, &argument_len) &&
+      argument_len > 0) {
+    return tally_action_get_quorum(appliance, argument, argument_len, body);
+  }
   if (split_command(line, line_len, "get", &argument, &argument_len) && argument_len > 0) {
     return tally_action_get(appliance, argument, argument_len, body);
   }
@@ -93,7 +97,7 @@ static enum tally_action_result dispatch(struct tally_appliance *appliance, cons
   }
   if (line_len == 5 && memcmp(line, "drain", 5) == 0) return tally_action_drain(appliance, body);
   if (line_len == 6 && memcmp(line, "rejoin", 6) == 0) return tally_action_rejoin(appliance, body);
-  tally_out_printf(body, "unknown request (get NAME | list [PREFIX] | stats | ready | reload | cluster | "
+  tally_out_printf(body, "unknown request (get [--quorum] NAME | list [PREFIX] | stats | ready | reload | cluster | "
     "readonly on|off | drain | rejoin)\n");
   return TALLY_ACTION_BAD_REQUEST;
 }

@@ -2,9 +2,9 @@
  * mgmt.h — the management Unix socket that tallyctl talks to.
  *
  * Protocol: the client sends one request line (at most TALLY_MGMT_LINE_MAX
- * bytes): "get NAME", "list [PREFIX]", "stats", "ready", "reload", "cluster". The server
+ * bytes): "get NAME", "get --quorum NAME", "list [PREFIX]", "stats", "ready", "reload", "cluster". The server
  * answers with a status line ("0" ok, "1" not found, "2" bad request,
- * "3" failed, "4" not ready), the body, and a final line "." so a cut-off answer is
+ * "3" failed, "4" not ready, "5" partial), the body, and a final line "." so a cut-off answer is
  * detected; then it closes. Both directions have a timeout.
  */
 #ifndef TALLY_MGMT_H

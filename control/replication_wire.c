@@ -36,7 +36,7 @@ static uint64_t get64(const uint8_t *in)
 
 static bool type_valid(unsigned type)
 {
-  return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_RESTORE;
+  return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_TYPE_LAST;
 }
 
 static void mac(const uint8_t *data, size_t size, const uint8_t key[TALLY_KEY_SIZE],

@@ -3,8 +3,9 @@
  * management socket protocol (control/mgmt.h): one request, a status line,
  * the body, and a trailer that proves the answer is complete.
  *
- * Exit status: 0 ok, 1 counter not found / not ready, 3 error (bad request,
- * failure, no answer, cut-off answer), 64 usage.
+ * Exit status: 0 ok, 1 counter not found / not ready, 2 partial (get
+ * --quorum: the value is printed, but not every node answered), 3 error (bad
+ * request, failure, no answer, cut-off answer), 64 usage.
  */
 #include <assert.h>
 #include <errno.h>
@@ -21,6 +22,7 @@
 #define DEFAULT_SOCKET "/run/tally/tally.sock"
 #define ANSWER_TIMEOUT_S 30
 #define EXIT_NOT_FOUND 1
+#define EXIT_PARTIAL 2
 #define EXIT_ERROR 3
 #define EXIT_USAGE 64
 
@@ -30,6 +32,8 @@ static void usage(FILE *stream)
     "usage: tallyctl [-s SOCKET | -c CONFIG] COMMAND\n"
     "commands:\n"
     "  get NAME         the counter's value on this node, alone on a line\n"
+    "  get --quorum NAME  merged from the freshest copy every node holds; exit 2\n"
+    "                   and 'partial: K of N' on stderr if some node did not answer\n"
     "  list [PREFIX]    'name value' lines for every counter (with that prefix)\n"
     "  stats            the appliance's own figures, 'key value' lines\n"
     "  ready            whether the node is ready (exit 1 if not)\n"
@@ -127,6 +131,14 @@ static int print_answer(const char *answer, size_t length)
   const char *body = newline + 1;
   size_t body_len = (size_t)(answer + length - trailer - body);
   if (newline + 1 > answer + length - trailer) body_len = 0;
+  if (status == 5) { /* partial: the value on stdout, the why on stderr */
+    const char *second = memchr(body, '\n', body_len);
+    size_t first_len = second == NULL ? body_len : (size_t)(second - body) + 1;
+    fwrite(body, 1, first_len, stdout);
+    fputs("tallyctl: ", stderr);
+    fwrite(body + first_len, 1, body_len - first_len, stderr);
+    return EXIT_PARTIAL;
+  }
   FILE *stream = status == 0 ? stdout : stderr;
   if (status != 0 && body_len > 0) fputs("tallyctl: ", stream);
   fwrite(body, 1, body_len, stream);

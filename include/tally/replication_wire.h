@@ -25,6 +25,13 @@
  *          holds, scan = the scan it is complete up to (its freshness: scans
  *          are comparable between replicas, link sequences are not); flags
  *          LAST on the final part.
+ * READ_REQUEST  a node answering `tallyctl get --quorum NAME` -> each peer:
+ *          one entry (the name, value 0), seq = a request id.
+ * READ_REPLY    peer -> the requesting socket: one message per origin the
+ *          peer knows (itself and each replica table): origin, scan = the
+ *          copy's freshness (UINT64_MAX for the peer's own contribution),
+ *          seq = the request id, one entry (name, value) or none if that copy
+ *          has no such counter; flags LAST on the peer's final reply.
  */
 #ifndef TALLY_REPLICATION_WIRE_H
 #define TALLY_REPLICATION_WIRE_H
@@ -52,7 +59,10 @@ enum tally_replication_type {
   TALLY_REPLICATION_ACK = 2,
   TALLY_REPLICATION_RESTORE_REQUEST = 3,
   TALLY_REPLICATION_RESTORE = 4,
+  TALLY_REPLICATION_READ_REQUEST = 5,
+  TALLY_REPLICATION_READ_REPLY = 6,
 };
+#define TALLY_REPLICATION_TYPE_LAST TALLY_REPLICATION_READ_REPLY
 
 enum tally_replication_reason {
   TALLY_REPLICATION_OK = 0,

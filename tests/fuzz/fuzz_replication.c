@@ -48,7 +48,7 @@ static const struct tally_replication_message zero_message;
 
 static bool type_valid(uint32_t type)
 {
-  return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_RESTORE;
+  return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_TYPE_LAST;
 }
 
 /* Written from the header comment, not from the decoder: the body (MAC excluded). */

@@ -193,6 +193,16 @@ workload "$seed" rel. 500 "$work/rel.in" "$work/rel.json"
 verdict "reliable via node 2: all 50 batches acked" produce_ok 10.77.0.2:8126 101 "$work/rel.in" "$work/rel.out"
 verdict "reliable via node 2: exact sums on all 3 nodes within 10 s" wait_for 10 match_all rel. "$work/rel.json"
 
+# Quorum reads: every node answers, the merged value is the exact total.
+quorum_exact() { # quorum_exact NODE NAME EXPECT_JSON
+  local want got
+  want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["totals"][sys.argv[2]])' "$3" "$2")
+  got=$(ctl "$1" get --quorum "$2") || return 1
+  [ "$got" = "$want" ]
+}
+first_rel=$(python3 -c 'import json,sys; print(sorted(json.load(open(sys.argv[1]))["totals"])[0])' "$work/rel.json")
+verdict "get --quorum on node 3: exact, exit 0 (all nodes answered)" quorum_exact 3 "$first_rel" "$work/rel.json"
+
 # 4. kill -9 node 3: W = 2 still reachable, batches still acked.
 cluster_stop 3 KILL
 verdict "node 3 killed: nodes 1 and 2 see it down within 5 s" wait_for 5 seen_down 3 1 2
@@ -226,6 +236,16 @@ status=$?
 cat "$work/iso.out"
 verdict "batch sent only to isolated node 1: tally-produce exits non-zero" test "$status" -ne 0
 verdict "batch sent only to isolated node 1: refused read_only" grep -q "status read_only" "$work/iso.out"
+quorum_partial() { # quorum_partial NODE NAME K: exit 2, a value, "partial: K of 3"
+  local out status
+  out=$(ctl "$1" get --quorum "$2" 2>"$work/quorum.err"); status=$?
+  cat "$work/quorum.err"
+  [ "$status" -eq 2 ] && [ -n "$out" ] && grep -q "partial: $3 of 3" "$work/quorum.err"
+}
+verdict "get --quorum on isolated node 1: value printed, partial 1 of 3, exit 2" \
+  quorum_partial 1 "$first_rel" 1
+verdict "get --quorum on node 2 (node 1 unreachable): partial 2 of 3, exit 2" \
+  quorum_partial 2 "$first_rel" 2
 workload "$((seed + 2))" maj. 200 "$work/maj.in" "$work/maj.json"
 verdict "majority side: batches via node 2 acked during the partition" \
   produce_ok 10.77.0.2:8126 104 "$work/maj.in" "$work/maj.out"

@@ -153,7 +153,7 @@ static void put16(uint8_t *out, uint16_t value)
 
 static bool type_valid(uint8_t type)
 {
-  return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_RESTORE;
+  return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_TYPE_LAST;
 }
 
 static size_t encode_ok(const struct tally_replication_message *message, uint8_t *out,
@@ -238,7 +238,7 @@ static void test_round_trip_every_type_and_count(void **state)
 {
   (void)state;
   const uint32_t counts[] = {0, 1, TALLY_REPLICATION_ENTRIES_MAX};
-  for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_RESTORE; type++) {
+  for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_TYPE_LAST; type++) {
     for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
       struct tally_replication_message message;
       message_fill(&message, (enum tally_replication_type)type, counts[c], true);
@@ -337,7 +337,7 @@ static void test_reject_envelope(void **state)
     {OFFSET_VERSION, 2, TALLY_REPLICATION_BAD_VERSION},
     {OFFSET_VERSION, 0xff, TALLY_REPLICATION_BAD_VERSION},
     {OFFSET_TYPE, 0, TALLY_REPLICATION_BAD_MAGIC},
-    {OFFSET_TYPE, 5, TALLY_REPLICATION_BAD_MAGIC},
+    {OFFSET_TYPE, TALLY_REPLICATION_TYPE_LAST + 1, TALLY_REPLICATION_BAD_MAGIC},
     {OFFSET_TYPE, 0xff, TALLY_REPLICATION_BAD_MAGIC},
     {VECTOR_SIZE - 1, 0x13, TALLY_REPLICATION_BAD_MAC},
     {VECTOR_BODY_END, 0x00, TALLY_REPLICATION_BAD_MAC},
@@ -355,7 +355,7 @@ static void test_reject_envelope(void **state)
     }
   }
   /* Every other type of this version is valid with a good MAC. */
-  for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_RESTORE; type++) {
+  for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_TYPE_LAST; type++) {
     uint8_t message[VECTOR_SIZE];
     memcpy(message, vector, sizeof(message));
     message[OFFSET_TYPE] = type;
@@ -610,7 +610,7 @@ static void test_encode_refuses_invalid(void **state)
   struct tally_replication_message good;
   vector_message(&good);
   struct tally_replication_message bad = good;
-  const int types[] = {0, 5, 0xff, -1, 0x101};
+  const int types[] = {0, TALLY_REPLICATION_TYPE_LAST + 1, 0xff, -1, 0x101};
   for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
     bad.type = (enum tally_replication_type)types[i];
     expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
