@@ -280,7 +280,7 @@ static void release_durable_acks(struct tally_lcore *lcore)
   assert(durable <= lcore->stats.applied_seq);
   stat_add(&lcore->stats.durable_seq_seen, durable - lcore->stats.durable_seq_seen);
   uint64_t sent = 0;
-  while (lcore->acks_head < lcore->acks_tail) {
+  while (lcore->acks_head < lcore->acks_tail && sent < TALLY_ACKS_RELEASE_PER_POLL) {
     struct tally_pending_ack *ack = &lcore->acks[lcore->acks_head % TALLY_ACKS_PENDING_MAX];
     if (ack->applied_seq > durable) break;
     tx_frame(lcore, ack->frame);

@@ -64,6 +64,8 @@
 #define TALLY_PORTS_MAX 4u
 /* Acks waiting for the persist that covers them, per lcore. */
 #define TALLY_ACKS_PENDING_MAX 1024u
+/* Acks released per poll, so a burst of durable acks never overflows TX. */
+#define TALLY_ACKS_RELEASE_PER_POLL 128u
 /* Binary batches handed to the lcore that owns their producer, per ring. */
 #define TALLY_STEER_RING_SIZE 1024u
 
@@ -121,5 +123,7 @@ static_assert(TALLY_COUNTERS_MAX <= (1u << 30), "slot indexes fit 31 bits after 
 static_assert((TALLY_STEER_RING_SIZE & (TALLY_STEER_RING_SIZE - 1u)) == 0, "ring size is 2^n");
 static_assert((TALLY_ACKS_PENDING_MAX & (TALLY_ACKS_PENDING_MAX - 1u)) == 0, "fifo size is 2^n");
 static_assert(TALLY_COMMIT_INTERVAL_MS_MIN <= TALLY_COMMIT_INTERVAL_MS_MAX, "range");
+static_assert(TALLY_ACKS_RELEASE_PER_POLL <= TALLY_TX_DESC / 2, "released acks fit the TX ring");
+static_assert(TALLY_ACKS_RELEASE_PER_POLL <= TALLY_ACKS_PENDING_MAX, "release within the fifo");
 
 #endif

@@ -62,7 +62,7 @@ static int setup_all(void **state)
   }
   if (rte_eth_from_rings("net_ring_test", rx_rings, LCORES, tx_rings, LCORES, 0) < 0) return -1;
   char error[256];
-  if (tally_ports_start(&ports, LCORES, TALLY_MBUFS_MIN, error, sizeof error) != 0) {
+  if (tally_ports_start(&ports, LCORES, 4 * TALLY_MBUFS_MIN, error, sizeof error) != 0) {
     fprintf(stderr, "%s\n", error);
     return -1;
   }
@@ -377,6 +377,66 @@ static void test_batch_steered_to_owner(void **state)
   rte_pktmbuf_free(out[0]);
 }
 
+/* Limits: the steering ring and the pending-ack FIFO refuse and count, never block. */
+static void test_steering_ring_full_counted(void **state)
+{
+  (void)state;
+  uint8_t batch[256];
+  struct rte_mbuf *out[8];
+  uint32_t sent = 0;
+  /* 100 batches for lcore 1 arrive at lcore 0; lcore 1 does not poll: its ring holds 63. */
+  for (uint32_t round = 0; round < 4; round++) {
+    for (uint32_t i = 0; i < 25; i++, sent++) {
+      size_t size = make_batch(batch, sizeof batch, 3, 100 + sent, dp_config.key);
+      inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+    }
+    while (rte_ring_count(rx_rings[0]) > 0) assert_int_equal(poll_and_collect(0, out, 8), 0);
+  }
+  uint64_t steered = lcores[0].stats.batches_steered;
+  uint64_t full = lcores[0].stats.reasons[TALLY_REASON_STEER_RING_FULL];
+  assert_int_equal(steered + full, sent);
+  assert_true(full > 0);
+  assert_int_equal(steered, rte_ring_count(lcores[0].rings_out[1]));
+  /* The owner drains its ring afterwards: exactly the steered batches are applied. */
+  for (uint32_t i = 0; i < 8; i++) poll_and_collect(1, out, 8);
+  assert_int_equal(lcores[1].stats.batches_applied, steered);
+  while (rte_ring_dequeue_burst(tx_rings[1], (void **)out, 8, NULL) > 0) {}
+}
+
+static void test_acks_pending_full_counted(void **state)
+{
+  (void)state;
+  uint8_t batch[256];
+  struct rte_mbuf *out[8];
+  uint32_t sent = 0;
+  /* The persister never runs: acks pile up to TALLY_ACKS_PENDING_MAX, then batches are refused. */
+  while (sent < TALLY_ACKS_PENDING_MAX + 40) {
+    for (uint32_t i = 0; i < 100; i++, sent++) {
+      size_t size = make_batch(batch, sizeof batch, 2 + 2 * (sent / 64), 1 + sent % 64,
+        dp_config.key);
+      inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+    }
+    while (rte_ring_count(rx_rings[0]) > 0) assert_int_equal(poll_and_collect(0, out, 8), 0);
+  }
+  assert_int_equal(lcores[0].stats.batches_applied, TALLY_ACKS_PENDING_MAX);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_ACKS_PENDING_FULL],
+    sent - TALLY_ACKS_PENDING_MAX);
+  /* Durable now: every held ack goes out, none for the refused batches. */
+  __atomic_store_n(&lcores[0].durable_seq, lcores[0].stats.applied_seq, __ATOMIC_RELEASE);
+  uint32_t acks = 0;
+  uint32_t polls = 0;
+  for (; polls < 2 * TALLY_ACKS_PENDING_MAX / TALLY_ACKS_RELEASE_PER_POLL + 2; polls++) {
+    unsigned got = poll_and_collect(0, out, 8);
+    do { /* the test's TX ring is small: empty it after every poll */
+      acks += got;
+      rte_pktmbuf_free_bulk(out, got);
+      got = rte_ring_dequeue_burst(tx_rings[0], (void **)out, 8, NULL);
+    } while (got > 0);
+  }
+  assert_int_equal(acks, TALLY_ACKS_PENDING_MAX);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_TX_FULL], 0); /* released in steps */
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -387,6 +447,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_batch_acked_only_when_durable, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_bad_mac_unanswered, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_steered_to_owner, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_steering_ring_full_counted, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_acks_pending_full_counted, setup_one, teardown_one),
   };
   return cmocka_run_group_tests(tests, setup_all, NULL);
 }
