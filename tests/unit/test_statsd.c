@@ -382,9 +382,21 @@ static void test_datagram_malformed_middle(void **state)
   assert_int_equal(sum, 1 + 4 - 4);
 }
 
+/* The name byte table against the rule written out (not against itself). */
+static void test_name_byte_table_matches_rule(void **state)
+{
+  (void)state;
+  for (unsigned byte = 0; byte < 256; byte++) {
+    bool rule = byte >= 0x21 && byte <= 0x7e && byte != ':' && byte != '|' && byte != '@' &&
+      byte != '#';
+    assert_int_equal(tally_name_byte_valid((uint8_t)byte), rule);
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_name_byte_table_matches_rule),
     cmocka_unit_test(test_counter_basic),
     cmocka_unit_test(test_counter_int64_edges),
     cmocka_unit_test(test_counter_bad_value),
