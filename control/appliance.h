@@ -51,6 +51,15 @@ struct tally_appliance {
   bool draining;                        /* operator: tallyctl drain (until rejoin) */
 };
 
+/* Whether every dataplane lcore has entered its polling loop. */
+static inline bool tally_lcores_running(const struct tally_appliance *appliance)
+{
+  for (uint32_t i = 0; i < appliance->lcore_count; i++) {
+    if (!__atomic_load_n(&appliance->lcores[i].running, __ATOMIC_ACQUIRE)) return false;
+  }
+  return true;
+}
+
 /* Monotonic and wall clocks in nanoseconds. */
 uint64_t tally_clock_mono_ns(void);
 uint64_t tally_clock_unix_ns(void);

@@ -324,10 +324,7 @@ static void update_quorum(struct tally_cluster *cluster)
 
 static void send_heartbeats(struct tally_cluster *cluster)
 {
-  bool ready = true;
-  for (uint32_t l = 0; l < cluster->appliance->lcore_count; l++) {
-    ready = ready && __atomic_load_n(&cluster->appliance->lcores[l].running, __ATOMIC_ACQUIRE);
-  }
+  bool ready = tally_lcores_running(cluster->appliance);
   struct tally_heartbeat heartbeat = { .node_id = cluster->config->node_id,
     .flags = (uint16_t)((ready ? TALLY_HEARTBEAT_FLAG_READY : 0) |
       (cluster->read_only || cluster->appliance->read_only_forced ?
@@ -676,10 +673,7 @@ void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out
 {
   uint64_t now_ns = tally_clock_mono_ns();
   struct tally_appliance *appliance = cluster->appliance;
-  bool ready = true;
-  for (uint32_t l = 0; l < appliance->lcore_count; l++) {
-    ready = ready && __atomic_load_n(&appliance->lcores[l].running, __ATOMIC_ACQUIRE);
-  }
+  bool ready = tally_lcores_running(appliance);
   tally_out_printf(out, "self %u ready=%d read_only=%d peers_up=%u write_quorum=%u\n",
     cluster->config->node_id, ready ? 1 : 0,
     cluster->read_only || appliance->read_only_forced ? 1 : 0,

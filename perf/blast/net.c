@@ -25,6 +25,20 @@ static void set_timeouts(int fd)
   (void)rc;
 }
 
+/* Sets timeouts and connects fd to the target; closes it on error (errno kept). */
+static int connect_or_close(int fd, const struct blast_options *options)
+{
+  assert(fd >= 0);
+  set_timeouts(fd);
+  if (connect(fd, (const struct sockaddr *)&options->target, sizeof options->target) != 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
+}
+
 /* A connected UDP socket with large buffers; -1 (errno set) on error. */
 int blast_open_udp(const struct blast_options *options)
 {
@@ -35,15 +49,7 @@ int blast_open_udp(const struct blast_options *options)
   /* The kernel caps these at wmem_max / rmem_max; a smaller buffer is fine. */
   (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-  set_timeouts(fd);
-  if (connect(fd, (const struct sockaddr *)&options->target, sizeof options->target) != 0) {
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return -1;
-  }
-  assert(fd >= 0);
-  return fd;
+  return connect_or_close(fd, options);
 }
 
 /* A TCP connection with Nagle off; -1 (errno set) on error. */
@@ -54,13 +60,5 @@ int blast_open_tcp(const struct blast_options *options)
   if (fd < 0) return -1;
   int one = 1;
   (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  set_timeouts(fd);
-  if (connect(fd, (const struct sockaddr *)&options->target, sizeof options->target) != 0) {
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return -1;
-  }
-  assert(fd >= 0);
-  return fd;
+  return connect_or_close(fd, options);
 }

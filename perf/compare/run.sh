@@ -62,37 +62,6 @@ install_peers() {
 }
 install_peers
 
-if [ ! -f "$build/build.ninja" ]; then meson setup "$build" >&2; fi
-ninja -C "$build" control/tallyd control/tallyctl perf/blast/tally-blast >&2
-bash "$root/scripts/hugepages" 256
-
-work=$(mktemp -d /var/tmp/tally-compare.XXXXXX)
-mkdir -p "$out"
-source "$root/scripts/netns.sh"
-compare_pid=
-cleanup() {
-  if [ -n "$compare_pid" ] && kill -0 "$compare_pid" 2>/dev/null; then
-    kill -TERM "$compare_pid" 2>/dev/null || true
-    wait "$compare_pid" 2>/dev/null || true
-  fi
-  tally_netns_down
-  # Keep the servers' logs beside the results (a server that died says why).
-  mkdir -p "$out/logs-$stamp"
-  find "$work" -name '*.log' -exec cp --backup=numbered {} "$out/logs-$stamp/" \; 2>/dev/null || true
-  rm -rf "$work"
-}
-stamp=$(date +%Y%m%d-%H%M%S)
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-tally_netns_up "c$$"
-
-python3 "$root/perf/compare/compare.py" --build "$build" --work "$work" \
-  --node-ns "$TALLY_NODE_NS" --peer-ns "$TALLY_PEER_NS" \
-  --statsd-dir "$peers/node_modules/statsd" \
-  --json "$out/compare-$stamp.json" --markdown "$out/compare-$stamp.md" "${extra[@]}" &
-compare_pid=$!
-status=0
-wait "$compare_pid" || status=$?
-compare_pid=
-echo "results: $out/compare-$stamp.json $out/compare-$stamp.md" >&2
-exit "$status"
+source "$root/perf/compare/harness.sh"
+harness_run compare c "$root/perf/compare/compare.py" \
+  --statsd-dir "$peers/node_modules/statsd" "${extra[@]}"

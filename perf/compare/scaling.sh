@@ -31,36 +31,5 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" = 0 ] || { echo "scaling.sh: needs root (namespaces, hugepages)" >&2; exit 2; }
 
-if [ ! -f "$build/build.ninja" ]; then meson setup "$build" >&2; fi
-ninja -C "$build" control/tallyd control/tallyctl perf/blast/tally-blast >&2
-bash "$root/scripts/hugepages" 256
-
-work=$(mktemp -d /var/tmp/tally-scaling.XXXXXX)
-mkdir -p "$out"
-source "$root/scripts/netns.sh"
-scaling_pid=
-cleanup() {
-  if [ -n "$scaling_pid" ] && kill -0 "$scaling_pid" 2>/dev/null; then
-    kill -TERM "$scaling_pid" 2>/dev/null || true
-    wait "$scaling_pid" 2>/dev/null || true
-  fi
-  tally_netns_down
-  # Keep the servers' logs beside the results (a server that died says why).
-  mkdir -p "$out/logs-$stamp"
-  find "$work" -name '*.log' -exec cp --backup=numbered {} "$out/logs-$stamp/" \; 2>/dev/null || true
-  rm -rf "$work"
-}
-stamp=$(date +%Y%m%d-%H%M%S)
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-tally_netns_up "s$$"
-
-python3 "$root/perf/compare/scaling.py" --build "$build" --work "$work" \
-  --node-ns "$TALLY_NODE_NS" --peer-ns "$TALLY_PEER_NS" \
-  --json "$out/scaling-$stamp.json" --markdown "$out/scaling-$stamp.md" "${extra[@]}" &
-scaling_pid=$!
-status=0
-wait "$scaling_pid" || status=$?
-scaling_pid=
-echo "results: $out/scaling-$stamp.json $out/scaling-$stamp.md" >&2
-exit "$status"
+source "$root/perf/compare/harness.sh"
+harness_run scaling s "$root/perf/compare/scaling.py" "${extra[@]}"
