@@ -139,7 +139,13 @@ static void receive_round(struct tally_cluster *cluster, struct tally_cluster_pe
     send_ack(cluster, peer, held); /* a resend, a probe, or a gap: say what we hold */
     return;
   }
-  for (uint32_t i = 0; i < message->count; i++) {
+  bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
+  if (producers && !tally_cluster_dedup_receive(cluster, peer, message)) {
+    cluster->replica_full++;
+    send_ack(cluster, peer, held); /* cannot hold it: do not advance */
+    return;
+  }
+  for (uint32_t i = 0; !producers && i < message->count; i++) {
     const struct tally_replication_entry *entry = &message->entries[i];
     uint32_t hash = tally_name_hash(entry->name, entry->name_len);
     if (tally_shard_set(replica, entry->name, entry->name_len, hash, entry->value) != TALLY_OK) {
@@ -159,7 +165,22 @@ static void receive_round(struct tally_cluster *cluster, struct tally_cluster_pe
   send_ack(cluster, peer, message->seq);
 }
 
-/* Sends a peer, part by part, our copy of its own contribution. */
+/* Sends a restore part once it is full (or, with force, if it holds anything). */
+static void restore_part_flush(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
+  struct tally_replication_message *part, uint32_t full, bool force)
+{
+  assert(part->count <= full);
+  if (part->count < full && !(force && part->count > 0)) return;
+  send_message(cluster, peer, part);
+  part->part++;
+  part->count = 0;
+}
+
+/*
+ * Sends a peer, part by part, our copy of its own contribution: the counters,
+ * then its producer records (so that it dedups what it had applied), then an
+ * empty LAST part.
+ */
 static void receive_restore_request(struct tally_cluster *cluster,
   struct tally_cluster_peer *peer)
 {
@@ -172,12 +193,20 @@ static void receive_restore_request(struct tally_cluster *cluster,
     const struct tally_slot *entry = &replica->slots[slot];
     part.entries[part.count++] = (struct tally_replication_entry){ .name = entry->name,
       .name_len = entry->name_len, .value = tally_shard_slot_value(replica, slot) };
-    if (part.count == TALLY_REPLICATION_ENTRIES_MAX) {
-      send_message(cluster, peer, &part);
-      part.part++;
-      part.count = 0;
-    }
+    restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_ENTRIES_MAX, false);
   }
+  restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_ENTRIES_MAX, true);
+  part.flags = TALLY_REPLICATION_FLAG_PRODUCERS;
+  for (uint32_t slot = 0; slot < replica->producer_slots_count; slot++) {
+    struct tally_replication_producer *record = &part.producers[part.count];
+    if (!tally_shard_producer_at(replica, slot, &record->producer, &record->last_seq,
+          &record->window)) {
+      continue;
+    }
+    part.count++;
+    restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_PRODUCERS_MAX, false);
+  }
+  restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_PRODUCERS_MAX, true);
   part.flags = TALLY_REPLICATION_FLAG_LAST;
   send_message(cluster, peer, &part);
 }
@@ -187,7 +216,16 @@ static void receive_restore_request(struct tally_cluster *cluster,
 static void confirm_peer(struct tally_cluster_peer *peer)
 {
   memcpy(peer->confirmed, peer->capture, sizeof peer->confirmed);
+  peer->producers_synced = peer->producers_list_scan;
   peer->pending_valid = false;
+}
+
+static bool list_done(const struct tally_cluster_peer *peer)
+{
+  assert(peer->pending_next <= peer->pending_count);
+  assert(peer->producers_pending_next <= peer->producers_pending_count);
+  return peer->pending_next == peer->pending_count &&
+    peer->producers_pending_next == peer->producers_pending_count;
 }
 
 static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
@@ -204,17 +242,22 @@ static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer
     return;
   }
   if (peer->sent_seq != 0 && held == peer->sent_seq) {
-    for (uint32_t i = 0; i < peer->message_count; i++) {
-      peer->acked_value[peer->message_index[i]] = peer->message_value[i];
-      peer->acked_known[peer->message_index[i]] = 1;
+    if (peer->message_producers) {
+      peer->producers_pending_next += peer->message_count;
+      assert(peer->producers_pending_next <= peer->producers_pending_count);
+    } else {
+      for (uint32_t i = 0; i < peer->message_count; i++) {
+        peer->acked_value[peer->message_index[i]] = peer->message_value[i];
+        peer->acked_known[peer->message_index[i]] = 1;
+      }
+      peer->pending_next += peer->message_count;
+      assert(peer->pending_next <= peer->pending_count);
     }
-    peer->pending_next += peer->message_count;
-    assert(peer->pending_next <= peer->pending_count);
     peer->acked_seq = held;
     peer->sent_seq = 0;
     peer->retries = 0;
     peer->rounds_acked++;
-    if (peer->pending_next == peer->pending_count) confirm_peer(peer);
+    if (list_done(peer)) confirm_peer(peer);
     return;
   }
   if (held == peer->acked_seq) return; /* an old ack, or the round was refused: resend */
@@ -228,7 +271,18 @@ static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer 
   struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND,
     .origin = cluster->config->node_id, .sender = cluster->config->node_id,
     .seq = peer->acked_seq + 1 };
-  while (round.count < TALLY_REPLICATION_ENTRIES_MAX &&
+  bool counters = peer->pending_next < peer->pending_count; /* counters first, then records */
+  peer->message_producers = !counters;
+  if (!counters) round.flags = TALLY_REPLICATION_FLAG_PRODUCERS;
+  while (!counters && round.count < TALLY_REPLICATION_PRODUCERS_MAX &&
+         peer->producers_pending_next + round.count < peer->producers_pending_count) {
+    uint32_t position = peer->producers_pending[peer->producers_pending_next + round.count];
+    assert(position < cluster->producer_positions && cluster->producer_id[position] != 0);
+    round.producers[round.count++] = (struct tally_replication_producer){
+      .producer = cluster->producer_id[position], .last_seq = cluster->producer_last[position],
+      .window = cluster->producer_window[position] };
+  }
+  while (counters && round.count < TALLY_REPLICATION_ENTRIES_MAX &&
          peer->pending_next + round.count < peer->pending_count) {
     uint32_t position = peer->pending[peer->pending_next + round.count];
     peer->message_index[round.count] = position;
@@ -240,9 +294,11 @@ static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer 
   }
   assert(round.count >= 1);
   round.scan = peer->list_scan;
-  if (peer->pending_next + round.count == peer->pending_count) {
-    round.flags = TALLY_REPLICATION_FLAG_LAST; /* completes the scan's list */
-  }
+  bool last = counters ?
+    peer->pending_next + round.count == peer->pending_count &&
+      peer->producers_pending_count == 0 :
+    peer->producers_pending_next + round.count == peer->producers_pending_count;
+  if (last) round.flags |= TALLY_REPLICATION_FLAG_LAST; /* completes the scan's list */
   peer->message_count = round.count;
   peer->message_size = tally_replication_encode(&round, cluster->config->key, peer->message,
     sizeof peer->message);
@@ -276,7 +332,7 @@ static void pump_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
     }
     return;
   }
-  if (peer->pending_valid && peer->pending_next < peer->pending_count &&
+  if (peer->pending_valid && !list_done(peer) &&
       client_breaker_acquire(&peer->breaker, now, &probe)) {
     send_round(cluster, peer, now);
   }
@@ -546,6 +602,12 @@ static void restore_part(struct tally_cluster *cluster, struct restore_state *st
     state->answers++;
   }
   if ((int32_t)peer_index != state->chosen || part->part >= state->parts_max) return;
+  if (state->parts_seen[part->part]) return; /* a repeated part (the request is resent) */
+  if (part->flags & TALLY_REPLICATION_FLAG_PRODUCERS) {
+    tally_cluster_dedup_restore(cluster, part); /* which batches were applied: dedup */
+    state->parts_seen[part->part] = 1;
+    return;
+  }
   struct tally_store *store = &cluster->appliance->store;
   for (uint32_t i = 0; i < part->count; i++) { /* shard 0 absorbs: total - other shards */
     const struct tally_replication_entry *entry = &part->entries[i];
@@ -612,7 +674,9 @@ static int restore(struct tally_cluster *cluster, char *error, size_t error_size
   uint32_t required = config->node_count - config->write_quorum + 1u;
   if (required > cluster->peer_count) required = cluster->peer_count;
   struct restore_state state = { .chosen = -1, .last_part = -1,
-    .parts_max = cluster->capacity / TALLY_REPLICATION_ENTRIES_MAX + 2u };
+    .parts_max = cluster->capacity / TALLY_REPLICATION_ENTRIES_MAX +
+      tally_store_replica_producers(&cluster->appliance->store.geometry) /
+      TALLY_REPLICATION_PRODUCERS_MAX + 4u };
   state.parts_seen = calloc(state.parts_max, 1);
   if (state.parts_seen == NULL) return -1;
   fprintf(stderr, "tallyd: cluster: new or damaged store: asking %u peer(s) for this node's "
@@ -653,11 +717,20 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
   open_peers(cluster);
   if (open_socket(cluster, error, error_size) != 0) return -1;
   if (tally_cluster_snapshot_open(cluster, error, error_size) != 0) return -1;
+  if (tally_cluster_dedup_open(cluster, error, error_size) != 0) return -1;
   if (restore_first && restore(cluster, error, error_size) != 0) return -1;
   return 0;
 }
 
 /* ---- Description (tallyctl cluster) --------------------------------------- */
+
+/* Lag: counters and producer records of the current list the peer has not acked. */
+static uint32_t pending_entries(const struct tally_cluster_peer *peer)
+{
+  if (!peer->pending_valid) return 0;
+  return (peer->pending_count - peer->pending_next) +
+    (peer->producers_pending_count - peer->producers_pending_next);
+}
 
 static const char *breaker_name(enum tally_client_breaker_state state)
 {
@@ -674,14 +747,17 @@ void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out
   uint64_t now_ns = tally_clock_mono_ns();
   struct tally_appliance *appliance = cluster->appliance;
   bool ready = tally_lcores_running(appliance);
-  tally_out_printf(out, "self %u ready=%d read_only=%d peers_up=%u write_quorum=%u\n",
+  tally_out_printf(out, "self %u ready=%d read_only=%d peers_up=%u write_quorum=%u"
+    " compensations=%" PRIu64 " compensations_missed=%" PRIu64 "\n",
     cluster->config->node_id, ready ? 1 : 0,
     cluster->read_only || appliance->read_only_forced ? 1 : 0,
-    peers_up(cluster, now_ns), cluster->config->write_quorum);
+    peers_up(cluster, now_ns), cluster->config->write_quorum,
+    __atomic_load_n(&cluster->compensations, __ATOMIC_RELAXED),
+    __atomic_load_n(&cluster->compensations_missed, __ATOMIC_RELAXED));
   for (uint32_t i = 0; i < cluster->peer_count; i++) {
     const struct tally_cluster_peer *peer = &cluster->peers[i];
     uint64_t last = tally_phi_detector_last_heartbeat_ns(&peer->detector);
-    uint32_t pending = peer->pending_valid ? peer->pending_count - peer->pending_next : 0;
+    uint32_t pending = pending_entries(peer);
     tally_out_printf(out, "peer %u state=%s phi=%.2f heartbeat_age_ms=%" PRIu64
       " sent_seq=%" PRIu64 " acked_seq=%" PRIu64 " pending=%u breaker=%s"
       " held_seq=%" PRIu64 " rounds_sent=%" PRIu64 " resends=%" PRIu64 " resyncs=%" PRIu64 "\n",
@@ -727,7 +803,7 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
   for (uint32_t i = 0; i < cluster->peer_count; i++) {
     const struct tally_cluster_peer *peer = &cluster->peers[i];
     up[i] = tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP;
-    pending[i] = peer->pending_valid ? peer->pending_count - peer->pending_next : 0;
+    pending[i] = pending_entries(peer);
     resends[i] = peer->resends;
     acked[i] = peer->acked_seq;
     resyncs[i] = peer->resyncs;
@@ -741,7 +817,8 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
   peer_metric(out, "heartbeat_age_ms", "gauge", "time since the peer's last heartbeat",
     cluster, age_ms);
   peer_metric(out, "replication_lag_counters", "gauge",
-    "counters of this node's scan the peer has not acked yet", cluster, pending);
+    "counters and producer records of this node's scan the peer has not acked yet", cluster,
+    pending);
   peer_metric(out, "replication_acked_seq", "counter", "sequence the peer holds of this node",
     cluster, acked);
   peer_metric(out, "replication_resends_total", "counter", "rounds resent after a timeout",
@@ -751,6 +828,15 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
   tally_out_printf(out, "# HELP tally_cluster_rounds_applied_total rounds applied to replica "
     "tables\n# TYPE tally_cluster_rounds_applied_total counter\n"
     "tally_cluster_rounds_applied_total %" PRIu64 "\n", cluster->rounds_applied);
+  tally_out_printf(out, "# HELP tally_cluster_compensations_total reliable batches undone here "
+    "because a lower node id also applied them\n# TYPE tally_cluster_compensations_total counter\n"
+    "tally_cluster_compensations_total %" PRIu64 "\n",
+    __atomic_load_n(&cluster->compensations, __ATOMIC_RELAXED));
+  tally_out_printf(out, "# HELP tally_cluster_compensations_missed_total double applies found "
+    "too late to undo (counted twice; alert on any)\n"
+    "# TYPE tally_cluster_compensations_missed_total counter\n"
+    "tally_cluster_compensations_missed_total %" PRIu64 "\n",
+    __atomic_load_n(&cluster->compensations_missed, __ATOMIC_RELAXED));
   tally_out_printf(out, "# HELP tally_cluster_rejected_total cluster datagrams refused\n"
     "# TYPE tally_cluster_rejected_total counter\n");
   for (uint32_t r = 1; r < TALLY_REPLICATION_REASON_COUNT; r++) {

@@ -42,6 +42,7 @@ struct tally_cluster_peer {
   uint8_t message[TALLY_REPLICATION_SIZE_MAX];
   size_t message_size;
   uint32_t message_count;
+  bool message_producers;             /* the round in flight carries producer records */
   uint32_t message_index[TALLY_REPLICATION_ENTRIES_MAX]; /* snapshot indexes */
   int64_t message_value[TALLY_REPLICATION_ENTRIES_MAX];
   uint64_t sent_ms;
@@ -51,6 +52,11 @@ struct tally_cluster_peer {
   uint32_t *pending;                  /* snapshot indexes still to send */
   uint32_t pending_count;
   uint32_t pending_next;
+  uint32_t *producers_pending;        /* producer positions still to send, after the counters */
+  uint32_t producers_pending_count;
+  uint32_t producers_pending_next;
+  uint64_t producers_list_scan;       /* scan number the list was planned at */
+  uint64_t producers_synced;          /* the peer holds every record as of this scan number */
   bool pending_valid;                 /* a scan's list is being sent */
   uint64_t list_scan;                 /* that scan's stamp (unix microseconds) */
   uint64_t capture[TALLY_LCORES_MAX]; /* lcores' applied_seq when that scan began */
@@ -78,6 +84,18 @@ struct tally_cluster {
   uint8_t *name_lens;
   int64_t *current;
   uint64_t writes_seen;               /* lcores' increments at the last scan */
+  /*
+   * Cross-node dedup (cluster_dedup.c): this node's producer records as of
+   * the last scan, by position (lcore shard x producer slot), and the scan
+   * number at which each last changed.
+   */
+  uint32_t producer_positions;
+  uint64_t *producer_id;              /* 0: no record */
+  uint64_t *producer_last;
+  uint64_t *producer_window;
+  uint64_t *producer_changed;
+  uint64_t compensations;             /* batches undone here (a lower node id applied them) */
+  uint64_t compensations_missed;      /* double applies found too late to undo */
   uint64_t scans;
   uint64_t next_scan_ms;
   uint64_t next_heartbeat_ms;
@@ -116,6 +134,19 @@ int tally_cluster_quorum_read(struct tally_cluster *cluster, const char *name, u
 void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out);
 /* `tallyctl cluster`: the self line and one line per peer. */
 void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out);
+
+/* Internal, cluster_dedup.c: cross-node dedup of reliable batches. */
+int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t error_size);
+/* Notes this node's changed producer records (before the values are read). */
+void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_number);
+/* A peer's records, as received in a round: merged, then checked. false: full. */
+bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  const struct tally_replication_message *message);
+/* Restore: the records a peer holds of this node, into this node's shards. */
+void tally_cluster_dedup_restore(struct tally_cluster *cluster,
+  const struct tally_replication_message *part);
+/* The compensation shard: this node's undo of batches a lower node id kept. */
+struct tally_shard *tally_cluster_compensation_shard(struct tally_cluster *cluster);
 
 /* Internal, cluster_scan.c: the contribution snapshot and per-peer lists. */
 int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size_t error_size);

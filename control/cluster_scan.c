@@ -4,7 +4,9 @@
  * by name in an rte_hash, and for every idle peer the list of counters whose
  * value the peer does not hold yet. A scan notes each lcore's applied_seq
  * *before* it reads any value, so once a peer has acked the whole list it
- * holds every batch counted up to that point.
+ * holds every batch counted up to that point. The list ends with the
+ * producer records that changed since the peer last held them all
+ * (cluster_dedup.c).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -61,6 +63,9 @@ void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluste
   peer->pending_valid = false;
   peer->pending_count = 0;
   peer->pending_next = 0;
+  peer->producers_pending_count = 0;
+  peer->producers_pending_next = 0;
+  peer->producers_synced = 0; /* it holds none of this node's records: send them all */
   peer->sent_seq = 0;
   peer->retries = 0;
   peer->resyncs++;
@@ -143,13 +148,26 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
     peer->pending[count++] = position;
   }
   assert(count <= cluster->capacity);
+  uint32_t producers = 0; /* then the producer records it does not hold */
+  for (uint32_t i = 0; i < cluster->producer_positions; i++) {
+    if (cluster->producer_id[i] != 0 && cluster->producer_changed[i] > peer->producers_synced) {
+      peer->producers_pending[producers++] = i;
+    }
+  }
+  assert(producers <= cluster->producer_positions);
   memcpy(peer->capture, capture, sizeof peer->capture);
   peer->list_scan = tally_clock_unix_ns() / 1000u;
   assert(peer->list_scan > 0);
   peer->pending_count = count;
   peer->pending_next = 0;
-  peer->pending_valid = count > 0;
-  if (count == 0) memcpy(peer->confirmed, capture, sizeof peer->confirmed);
+  peer->producers_pending_count = producers;
+  peer->producers_pending_next = 0;
+  peer->producers_list_scan = cluster->scans;
+  peer->pending_valid = count + producers > 0;
+  if (!peer->pending_valid) {
+    memcpy(peer->confirmed, capture, sizeof peer->confirmed);
+    peer->producers_synced = cluster->scans;
+  }
 }
 
 void tally_cluster_scan(struct tally_cluster *cluster, bool force)
@@ -163,8 +181,10 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
     writes += __atomic_load_n(&appliance->lcores[l].stats.batch_increments, __ATOMIC_RELAXED);
     writes += capture[l];
   }
+  writes += cluster->compensations + cluster->compensations_missed;
   bool changed = force || writes != cluster->writes_seen || cluster->scans == 0;
   if (changed) {
+    tally_cluster_dedup_scan(cluster, cluster->scans + 1u); /* records before values */
     scan_values(cluster);
     cluster->writes_seen = writes;
     cluster->scans++;

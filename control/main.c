@@ -98,8 +98,9 @@ static void start_eal(void)
 static void open_store(void)
 {
   char error[512];
+  /* A cluster node has one more shard: the compensation shard (cluster thread). */
   struct tally_store_geometry geometry = {
-    .shard_count = appliance.lcore_count,
+    .shard_count = appliance.lcore_count + (appliance.config.cluster.enabled ? 1u : 0u),
     .counters_max = appliance.config.counters_max,
     .producers_max = appliance.config.producers_max,
     .replica_count = appliance.config.cluster.enabled ? appliance.config.cluster.node_count - 1 : 0,
@@ -205,7 +206,7 @@ static void open_cluster(void)
 {
   if (!appliance.config.cluster.enabled) return;
   bool damaged = appliance.store.recovery.created;
-  for (uint32_t i = 0; i < appliance.lcore_count; i++) {
+  for (uint32_t i = 0; i < appliance.store.geometry.shard_count; i++) {
     damaged = damaged || appliance.store.recovery.shards[i].slots_quarantined > 0;
   }
   char error[512];
@@ -214,6 +215,9 @@ static void open_cluster(void)
   for (uint32_t i = 0; i < appliance.lcore_count; i++) {
     appliance.lcores[i].read_only = &cluster.read_only;
     appliance.lcores[i].wait_quorum = appliance.config.cluster.write_quorum > 1;
+    /* Cross-node dedup: a batch a peer already applied is answered DUPLICATE. */
+    appliance.lcores[i].remote_dedup = appliance.store.replicas;
+    appliance.lcores[i].remote_dedup_count = appliance.store.geometry.replica_count;
   }
   if (tally_cluster_start(&cluster) != 0) die("cannot start the cluster thread");
   fprintf(stderr, "tallyd: cluster: node %u of %u, write quorum %u\n",

@@ -47,13 +47,64 @@ static void mac(const uint8_t *data, size_t size, const uint8_t key[TALLY_KEY_SI
   (void)rc;
 }
 
+/* Flags PRODUCERS: only on ROUND and RESTORE. */
+static bool producers_allowed(unsigned type)
+{
+  return type == TALLY_REPLICATION_ROUND || type == TALLY_REPLICATION_RESTORE;
+}
+
+static bool producer_id_valid(uint64_t producer)
+{
+  return producer != 0 && producer != UINT64_MAX;
+}
+
+/* Writes the body behind the header; returns its end, 0 if invalid or out of room. */
+static size_t encode_entries(const struct tally_replication_message *message, uint8_t *out,
+  size_t out_size)
+{
+  size_t used = TALLY_REPLICATION_HEADER_SIZE;
+  for (uint32_t i = 0; i < message->count; i++) {
+    const struct tally_replication_entry *entry = &message->entries[i];
+    if (entry->name == NULL || !tally_name_valid(entry->name, entry->name_len)) return 0;
+    if (used + 9u + entry->name_len + TALLY_MAC_SIZE > out_size) return 0;
+    put64(out + used, (uint64_t)entry->value);
+    out[used + 8] = (uint8_t)entry->name_len;
+    memcpy(out + used + 9, entry->name, entry->name_len);
+    used += 9u + entry->name_len;
+  }
+  return used;
+}
+
+static size_t encode_producers(const struct tally_replication_message *message, uint8_t *out,
+  size_t out_size)
+{
+  size_t used = TALLY_REPLICATION_HEADER_SIZE;
+  for (uint32_t i = 0; i < message->count; i++) {
+    const struct tally_replication_producer *record = &message->producers[i];
+    if (!producer_id_valid(record->producer)) return 0;
+    if (used + TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE > out_size) return 0;
+    put64(out + used, record->producer);
+    put64(out + used + 8, record->last_seq);
+    put64(out + used + 16, record->window);
+    used += TALLY_REPLICATION_PRODUCER_SIZE;
+  }
+  return used;
+}
+
 size_t tally_replication_encode(const struct tally_replication_message *message,
   const uint8_t key[TALLY_KEY_SIZE], uint8_t *out, size_t out_size)
 {
   assert(message != NULL && out != NULL);
-  if (!type_valid(message->type) || message->count > TALLY_REPLICATION_ENTRIES_MAX) return 0;
+  if (!type_valid(message->type)) return 0;
   /* An unknown flag would make every receiver refuse the message as malformed. */
-  if ((message->flags & ~TALLY_REPLICATION_FLAG_LAST) != 0) return 0;
+  if ((message->flags & ~TALLY_REPLICATION_FLAGS_KNOWN) != 0) return 0;
+  bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
+  if (producers) {
+    if (!producers_allowed(message->type)) return 0;
+    if (message->count > TALLY_REPLICATION_PRODUCERS_MAX) return 0;
+  } else if (message->count > TALLY_REPLICATION_ENTRIES_MAX) {
+    return 0;
+  }
   if (out_size < TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE) return 0;
   out[0] = TALLY_REPLICATION_MAGIC_0;
   out[1] = TALLY_REPLICATION_MAGIC_1;
@@ -67,16 +118,9 @@ size_t tally_replication_encode(const struct tally_replication_message *message,
   put16(out + 14, 0);
   put64(out + 16, message->seq);
   put64(out + 24, message->scan);
-  size_t used = TALLY_REPLICATION_HEADER_SIZE;
-  for (uint32_t i = 0; i < message->count; i++) {
-    const struct tally_replication_entry *entry = &message->entries[i];
-    if (entry->name == NULL || !tally_name_valid(entry->name, entry->name_len)) return 0;
-    if (used + 9u + entry->name_len + TALLY_MAC_SIZE > out_size) return 0;
-    put64(out + used, (uint64_t)entry->value);
-    out[used + 8] = (uint8_t)entry->name_len;
-    memcpy(out + used + 9, entry->name, entry->name_len);
-    used += 9u + entry->name_len;
-  }
+  size_t used = producers ? encode_producers(message, out, out_size) :
+    encode_entries(message, out, out_size);
+  if (used == 0) return 0;
   mac(out, used, key, out + used);
   assert(used + TALLY_MAC_SIZE <= out_size);
   return used + TALLY_MAC_SIZE;
@@ -97,6 +141,24 @@ static enum tally_replication_reason decode_entries(const uint8_t *data, size_t 
     used += 9u + entry->name_len;
   }
   return used == body_end ? TALLY_REPLICATION_OK : TALLY_REPLICATION_MALFORMED;
+}
+
+static enum tally_replication_reason decode_producers(const uint8_t *data, size_t body_end,
+  struct tally_replication_message *message)
+{
+  size_t used = TALLY_REPLICATION_HEADER_SIZE;
+  if (body_end - used != (size_t)message->count * TALLY_REPLICATION_PRODUCER_SIZE) {
+    return TALLY_REPLICATION_MALFORMED;
+  }
+  for (uint32_t i = 0; i < message->count; i++) {
+    struct tally_replication_producer *record = &message->producers[i];
+    record->producer = get64(data + used);
+    record->last_seq = get64(data + used + 8);
+    record->window = get64(data + used + 16);
+    if (!producer_id_valid(record->producer)) return TALLY_REPLICATION_MALFORMED;
+    used += TALLY_REPLICATION_PRODUCER_SIZE;
+  }
+  return TALLY_REPLICATION_OK;
 }
 
 enum tally_replication_reason tally_replication_decode(const uint8_t *data, size_t size,
@@ -125,12 +187,15 @@ enum tally_replication_reason tally_replication_decode(const uint8_t *data, size
   message->part = get16(data + 12);
   message->seq = get64(data + 16);
   message->scan = get64(data + 24);
-  if (get16(data + 14) != 0 || message->count > TALLY_REPLICATION_ENTRIES_MAX ||
-      (message->flags & ~TALLY_REPLICATION_FLAG_LAST) != 0) {
+  bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
+  uint32_t count_max = producers ? TALLY_REPLICATION_PRODUCERS_MAX : TALLY_REPLICATION_ENTRIES_MAX;
+  if (get16(data + 14) != 0 || (message->flags & ~TALLY_REPLICATION_FLAGS_KNOWN) != 0 ||
+      (producers && !producers_allowed(message->type)) || message->count > count_max) {
     memset(message, 0, sizeof *message);
     return TALLY_REPLICATION_MALFORMED;
   }
-  enum tally_replication_reason reason = decode_entries(data, body_end, message);
+  enum tally_replication_reason reason = producers ?
+    decode_producers(data, body_end, message) : decode_entries(data, body_end, message);
   if (reason != TALLY_REPLICATION_OK) memset(message, 0, sizeof *message);
   return reason;
 }

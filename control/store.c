@@ -65,23 +65,37 @@ static uint64_t clock_ns(clockid_t clock)
 size_t tally_store_file_size(const struct tally_store_geometry *geometry)
 {
   assert(geometry != NULL);
-  assert(geometry->shard_count <= TALLY_LCORES_MAX);
+  assert(geometry->shard_count <= TALLY_SHARDS_MAX);
   assert(geometry->replica_count < TALLY_NODES_MAX);
   size_t region = tally_shard_region_size(geometry->counters_max, geometry->producers_max);
   assert(region % TALLY_STORE_BLOCK_SIZE == 0);
   size_t replica = tally_shard_region_size(tally_store_replica_counters(geometry),
-    TALLY_PRODUCERS_MIN);
+    tally_store_replica_producers(geometry));
+  assert(replica % TALLY_STORE_BLOCK_SIZE == 0);
   return TALLY_STORE_BLOCK_SIZE + (size_t)geometry->shard_count * region +
     (size_t)geometry->replica_count * replica;
 }
 
 uint32_t tally_store_replica_counters(const struct tally_store_geometry *geometry)
 {
-  assert(geometry->shard_count <= TALLY_LCORES_MAX);
+  assert(geometry != NULL);
+  assert(geometry->shard_count <= TALLY_SHARDS_MAX);
   uint64_t counters = (uint64_t)geometry->counters_max * geometry->shard_count;
   if (counters > TALLY_COUNTERS_MAX) counters = TALLY_COUNTERS_MAX;
   if (counters < TALLY_COUNTERS_MIN) counters = TALLY_COUNTERS_MIN;
+  assert(counters >= TALLY_COUNTERS_MIN && counters <= TALLY_COUNTERS_MAX);
   return (uint32_t)counters;
+}
+
+uint32_t tally_store_replica_producers(const struct tally_store_geometry *geometry)
+{
+  assert(geometry != NULL);
+  assert(geometry->shard_count <= TALLY_SHARDS_MAX);
+  uint64_t producers = (uint64_t)geometry->producers_max * geometry->shard_count;
+  if (producers > TALLY_PRODUCERS_MAX) producers = TALLY_PRODUCERS_MAX;
+  if (producers < TALLY_PRODUCERS_MIN) producers = TALLY_PRODUCERS_MIN;
+  assert(producers >= TALLY_PRODUCERS_MIN && producers <= TALLY_PRODUCERS_MAX);
+  return (uint32_t)producers;
 }
 
 static int geometry_check(const struct tally_store_geometry *geometry, const char *path,
@@ -89,9 +103,10 @@ static int geometry_check(const struct tally_store_geometry *geometry, const cha
 {
   assert(geometry != NULL);
   assert(path != NULL);
-  if (geometry->shard_count < 1u || geometry->shard_count > TALLY_LCORES_MAX) {
-    store_error(error, error_size, "store %s: shard_count %u outside 1..%u", path,
-      geometry->shard_count, TALLY_LCORES_MAX);
+  if (geometry->shard_count < 1u || geometry->shard_count > TALLY_SHARDS_MAX) {
+    store_error(error, error_size,
+      "store %s: shard_count %u outside 1..%u (lcores, plus one on a cluster node)", path,
+      geometry->shard_count, TALLY_SHARDS_MAX);
     return -1;
   }
   if (geometry->counters_max < TALLY_COUNTERS_MIN ||
@@ -198,7 +213,7 @@ static uint8_t *replica_region(const struct tally_store *store, uint32_t replica
   size_t region = tally_shard_region_size(store->geometry.counters_max,
     store->geometry.producers_max);
   size_t size = tally_shard_region_size(tally_store_replica_counters(&store->geometry),
-    TALLY_PRODUCERS_MIN);
+    tally_store_replica_producers(&store->geometry));
   size_t offset = TALLY_STORE_BLOCK_SIZE + (size_t)store->geometry.shard_count * region +
     (size_t)replica * size;
   assert(offset + size <= store->size);
@@ -209,9 +224,10 @@ static uint8_t *replica_region(const struct tally_store *store, uint32_t replica
 static int replicas_attach(struct tally_store *store, bool format)
 {
   uint32_t counters = tally_store_replica_counters(&store->geometry);
+  uint32_t producers = tally_store_replica_producers(&store->geometry);
   for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
     int rc = tally_shard_attach(&store->replicas[r], replica_region(store, r),
-      store->geometry.shard_count + r, counters, TALLY_PRODUCERS_MIN, format);
+      store->geometry.shard_count + r, counters, producers, format);
     if (rc != 0) return -1;
   }
   return 0;
@@ -221,7 +237,7 @@ void tally_store_persist_replica(struct tally_store *store, uint32_t replica)
 {
   assert(replica < store->geometry.replica_count);
   size_t size = tally_shard_region_size(tally_store_replica_counters(&store->geometry),
-    TALLY_PRODUCERS_MIN);
+    tally_store_replica_producers(&store->geometry));
   store->persist(replica_region(store, replica), size);
 }
 
@@ -374,7 +390,7 @@ static int superblock_check_geometry(const struct tally_store *store, const char
   uint64_t in_file = 0;
   uint64_t in_config = 0;
   if (super->shard_count != geometry->shard_count) {
-    field = "shard_count (dataplane lcores)";
+    field = "shard_count (dataplane lcores, plus one on a cluster node)";
     in_file = super->shard_count;
     in_config = geometry->shard_count;
   } else if (super->counters_max != geometry->counters_max) {

@@ -115,6 +115,29 @@ static bool reason_gets_malformed_ack(enum tally_reason reason)
 }
 
 /* Decodes and applies a batch this lcore owns. Consumes the frame. */
+
+/*
+ * Cross-node dedup: whether a peer's producer record (replicated into its
+ * replica table here, with the values it covers) says it applied this batch.
+ * Such a batch is held by that peer and by this node's replica of it; it is
+ * answered DUPLICATE and not counted again. A record being rewritten reads
+ * as absent: the batch is applied and the cluster thread compensates.
+ */
+static bool applied_by_peer(const struct tally_lcore *lcore, const struct tally_wire_batch *batch)
+{
+  assert(lcore->remote_dedup_count == 0 || lcore->remote_dedup != NULL);
+  if (batch->producer == 0 || batch->producer == UINT64_MAX) return false; /* MALFORMED */
+  for (uint32_t r = 0; r < lcore->remote_dedup_count; r++) {
+    uint64_t last_seq = 0;
+    uint64_t window = 0;
+    if (tally_shard_producer_read(&lcore->remote_dedup[r], batch->producer, &last_seq, &window) &&
+        tally_dedup_has(last_seq, window, batch->seq)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   const struct tally_packet *packet, const struct tally_dp_config *config)
 {
@@ -147,7 +170,12 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
     answer_batch(lcore, frame, config, &batch, TALLY_ACK_READ_ONLY, false);
     return;
   }
-  enum tally_ack_status status = tally_shard_apply_batch(lcore->shard, &batch, &reason);
+  enum tally_ack_status status = TALLY_ACK_DUPLICATE;
+  if (applied_by_peer(lcore, &batch)) {
+    stat_add(&lcore->stats.batches_duplicate_remote, 1);
+  } else {
+    status = tally_shard_apply_batch(lcore->shard, &batch, &reason);
+  }
   if (status == TALLY_ACK_APPLIED) {
     stat_add(&lcore->stats.batches_applied, 1);
     stat_add(&lcore->stats.batch_increments, batch.count);

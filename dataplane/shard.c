@@ -1,7 +1,9 @@
 /*
  * shard.c — one dataplane lcore's shard of the persistent store: the counter
  * slot table (open addressing, linear probing; the table is the on-media
- * index), the producers' dedup records and the batch redo log.
+ * index), the producers' dedup records, the batch redo log and recovery. The
+ * journal of applied batches and the cross-node producer functions are in
+ * shard_journal.c.
  *
  * One writer per shard (its lcore), readers anywhere: a slot is published by
  * the release-store of name_len, written after everything else in the slot.
@@ -19,6 +21,7 @@
 
 #include <rte_hash_crc.h>
 
+#include "shard_internal.h"
 #include "tally/name.h"
 #include "tally/shard.h"
 
@@ -26,20 +29,18 @@
 #define SHARD_HEADER_CRC_SEED 0x5348445fu /* "SHD_" */
 #define SLOT_IDENT_CRC_SEED 0x534c4f54u   /* "SLOT" */
 #define PRODUCER_CRC_SEED 0x50524f44u     /* "PROD" */
-#define PRODUCER_HASH_SEED 0x70726f64u    /* "prod" */
 #define LOG_CRC_SEED 0x4c4f4752u          /* "LOGR" */
 
-/* A producer record whose checksum failed; never a valid producer id. */
-#define PRODUCER_TOMBSTONE UINT64_MAX
-
-#define BLOCK_SIZE 4096u
-#define CACHE_LINE_SIZE 64u
 #define TABLE_SIZE_MIN 16u
 
 static_assert(sizeof(struct tally_shard_header) <= BLOCK_SIZE, "header fits its block");
 static_assert(offsetof(struct tally_slot, value) == 0, "value first, 16-byte aligned");
 static_assert(offsetof(struct tally_slot, value_check) == 8, "check beside the value");
 static_assert(offsetof(struct tally_slot, name_len) < CACHE_LINE_SIZE, "hot fields in line 0");
+static_assert(offsetof(struct tally_shard_header, counters_used) == CACHE_LINE_SIZE,
+  "the header's mutable line");
+static_assert(offsetof(struct tally_shard_header, journal_next) == 88, "header layout");
+static_assert(sizeof(struct tally_shard_header) == 2u * CACHE_LINE_SIZE, "header: two lines");
 static_assert(offsetof(struct tally_batch_log, crc) == 8, "log crc after state");
 static_assert(offsetof(struct tally_batch_log, count) == 12, "log crc covers from count");
 static_assert(offsetof(struct tally_batch_log, producer) == 16, "then from producer on");
@@ -107,17 +108,6 @@ static inline void order_stores(void)
   __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-static inline void shard_flush(const struct tally_shard *shard, const void *address,
-  size_t size)
-{
-  if (shard->flush != NULL) shard->flush(address, size);
-}
-
-static inline void shard_drain(const struct tally_shard *shard)
-{
-  if (shard->drain != NULL) shard->drain();
-}
-
 /* value and value_check in one aligned 16-byte store: never torn by a kill. */
 static inline void slot_store_value(struct tally_slot *slot, int64_t value)
 {
@@ -179,15 +169,25 @@ static size_t producers_offset(uint32_t slots_count)
   return slots_offset() + (size_t)slots_count * sizeof(struct tally_slot);
 }
 
+/* The journal ring, block aligned after the producer table. */
+static size_t journal_offset(uint32_t slots_count, uint32_t producer_slots_count)
+{
+  return round_block(producers_offset(slots_count) +
+    (size_t)producer_slots_count * sizeof(struct tally_producer));
+}
+
 size_t tally_shard_region_size(uint32_t counters_max, uint32_t producers_max)
 {
   uint32_t slots_count = tally_shard_slots_for(counters_max);
   uint32_t producer_slots_count = tally_shard_producer_slots_for(producers_max);
-  size_t size = producers_offset(slots_count) +
-    (size_t)producer_slots_count * sizeof(struct tally_producer);
-  size = round_block(size);
+  size_t journal = journal_offset(slots_count, producer_slots_count);
+  size_t size = round_block(journal +
+    (size_t)TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry));
   assert(size % BLOCK_SIZE == 0);
-  assert(size > producers_offset(slots_count));
+  assert(journal % BLOCK_SIZE == 0);
+  assert(journal >= producers_offset(slots_count) +
+    (size_t)producer_slots_count * sizeof(struct tally_producer));
+  assert(size >= journal + (size_t)TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry));
   return size;
 }
 
@@ -209,6 +209,9 @@ int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
   shard->slots = (struct tally_slot *)(void *)(base + slots_offset());
   shard->producers =
     (struct tally_producer *)(void *)(base + producers_offset(shard->slots_count));
+  shard->journal = (struct tally_journal_entry *)(void *)(base +
+    journal_offset(shard->slots_count, shard->producer_slots_count));
+  assert(((uintptr_t)shard->journal % CACHE_LINE_SIZE) == 0);
 
   struct tally_shard_header *header = shard->header;
   if (format) {
@@ -223,6 +226,7 @@ int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
     header->producers_used = 0;
     header->held_seq = 0;
     header->held_scan = 0;
+    header->journal_next = 0;
     return 0;
   }
   if (header->magic != TALLY_SHARD_MAGIC) return -1;
@@ -236,8 +240,6 @@ int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
 }
 
 /* ---- Lookup -------------------------------------------------------------- */
-
-#define SLOT_NONE UINT32_MAX
 
 /*
  * Probes for name. Returns its healthy published slot or SLOT_NONE; *empty
@@ -421,27 +423,6 @@ struct pairs_plan {
   uint32_t new_names;
 };
 
-/* Finds producer's record, or the empty record it would take. */
-static uint32_t producer_probe(const struct tally_shard *shard, uint64_t producer,
-  bool *found)
-{
-  assert(producer != 0);
-  assert(producer != PRODUCER_TOMBSTONE);
-  uint32_t mask = shard->producer_slots_count - 1u;
-  uint32_t index = rte_hash_crc_8byte(producer, PRODUCER_HASH_SEED) & mask;
-  *found = false;
-  for (uint32_t step = 0; step < shard->producer_slots_count; step++) {
-    uint64_t id = shard->producers[index].producer;
-    if (id == producer) {
-      *found = true;
-      return index;
-    }
-    if (id == 0) return index;
-    index = (index + 1u) & mask;
-  }
-  return SLOT_NONE;
-}
-
 /* Dedup: decides whether (producer, seq) is applied, and the state after it. */
 static enum tally_ack_status plan_producer(const struct tally_shard *shard,
   const struct tally_wire_batch *batch, struct producer_plan *plan, enum tally_reason *reason)
@@ -592,20 +573,6 @@ static void log_write(struct tally_shard *shard, const struct tally_wire_batch *
   order_stores();
 }
 
-static void producer_store(struct tally_shard *shard, uint32_t slot, uint64_t producer,
-  uint64_t last_seq, uint64_t window)
-{
-  assert(slot < shard->producer_slots_count);
-  assert(producer != 0);
-  struct tally_producer *record = &shard->producers[slot];
-  record->producer = producer;
-  record->last_seq = last_seq;
-  record->window = window;
-  record->crc = tally_producer_crc(slot, producer, last_seq, window);
-  record->reserved = 0;
-  shard_flush(shard, record, CACHE_LINE_SIZE);
-}
-
 /* Applies a valid redo record (idempotent: absolute values, absolute state). */
 static void log_apply(struct tally_shard *shard)
 {
@@ -649,6 +616,9 @@ enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
   if (status != TALLY_ACK_APPLIED) return status;
 
   create_new_names(shard, batch, &plan);
+  uint64_t journal_next = shard->header->journal_next;
+  tally_shard_journal_append(shard, batch, plan.slot); /* before the redo record */
+  assert(shard->header->journal_next == journal_next + 1u);
   log_write(shard, batch, &producer, &plan);
   log_apply(shard);
   if (producer.is_new) {

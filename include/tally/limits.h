@@ -39,6 +39,14 @@
 #define TALLY_DEDUP_WINDOW 64u
 /* Pairs (counter, delta) in one binary batch. */
 #define TALLY_BATCH_PAIRS_MAX 64u
+/*
+ * Applied reliable batches each shard remembers (with their deltas) in its
+ * journal ring, so that a batch another node also applied can be undone
+ * (compensated) once replication shows the double apply. A double apply
+ * found after this many later batches on the same shard cannot be undone and
+ * is counted (tally_cluster_compensations_missed_total).
+ */
+#define TALLY_JOURNAL_ENTRIES 256u
 
 /* ---- Packets ------------------------------------------------------------- */
 
@@ -60,6 +68,8 @@
 
 /* Dataplane lcores (= shards = RX queues per port). */
 #define TALLY_LCORES_MAX 16u
+/* Shards in a store: one per lcore, plus a cluster node's compensation shard. */
+#define TALLY_SHARDS_MAX (TALLY_LCORES_MAX + 1u)
 /* Ethernet ports. */
 #define TALLY_PORTS_MAX 4u
 /* Acks waiting for the persist that covers them, per lcore. */
@@ -75,6 +85,8 @@
 #define TALLY_NODES_MAX 8u
 /* Counter values in one replication message (each at most 106 bytes). */
 #define TALLY_REPLICATION_ENTRIES_MAX 12u
+/* Producer dedup records in one replication message (24 bytes each). */
+#define TALLY_REPLICATION_PRODUCERS_MAX 48u
 /* A replication message is unanswered after this long: resend. */
 #define TALLY_REPLICATION_TIMEOUT_MS 50u
 /* Backoff cap of replication resends to an unresponsive peer. */
@@ -119,6 +131,7 @@ static_assert(TALLY_MBUFS_MIN >= 4u * TALLY_MBUF_CACHE_SIZE, "pool larger than c
 static_assert(TALLY_DATAGRAM_SIZE_MAX + 14u + 20u + 8u <= TALLY_MBUF_DATA_SIZE,
   "a full frame fits one mbuf");
 static_assert(TALLY_DEDUP_WINDOW == 64u, "the dedup window is one 64-bit bitmap");
+static_assert((TALLY_JOURNAL_ENTRIES & (TALLY_JOURNAL_ENTRIES - 1u)) == 0, "journal ring 2^n");
 static_assert(TALLY_COUNTERS_MAX <= (1u << 30), "slot indexes fit 31 bits after load factor");
 static_assert((TALLY_STEER_RING_SIZE & (TALLY_STEER_RING_SIZE - 1u)) == 0, "ring size is 2^n");
 static_assert((TALLY_ACKS_PENDING_MAX & (TALLY_ACKS_PENDING_MAX - 1u)) == 0, "fifo size is 2^n");

@@ -16,6 +16,12 @@
  *          the origin's time stamp (unix microseconds) of the scan the round
  *          belongs to; flags LAST marks the round that completes that scan's
  *          list, after which the replica holds every value as of `scan`.
+ *          With flags PRODUCERS the entries are instead the origin's producer
+ *          dedup records (cross-node dedup): count x (producer u64 |
+ *          last_seq u64 | window u64), at most TALLY_REPLICATION_PRODUCERS_MAX;
+ *          producer is never 0 or UINT64_MAX. A scan's list sends its
+ *          counters first, then its producer records (read before the values,
+ *          so every batch a record names is in the values already sent).
  * ACK      replica -> origin: seq = the sequence the replica now holds for
  *          this origin (durable). Also the answer to a ROUND it cannot apply.
  * RESTORE_REQUEST  a node with an empty store -> each peer: "send me my own
@@ -24,7 +30,8 @@
  *          contribution (origin = requester), seq = the sequence that copy
  *          holds, scan = the scan it is complete up to (its freshness: scans
  *          are comparable between replicas, link sequences are not); flags
- *          LAST on the final part.
+ *          LAST on the final part. Parts with flags PRODUCERS carry the
+ *          requester's producer records as held (sent before the LAST part).
  * READ_REQUEST  a node answering `tallyctl get --quorum NAME` -> each peer:
  *          one entry (the name, value 0), seq = a request id.
  * READ_REPLY    peer -> the requesting socket: one message per origin the
@@ -46,6 +53,10 @@
 #define TALLY_REPLICATION_VERSION 1u
 #define TALLY_REPLICATION_HEADER_SIZE 32u
 #define TALLY_REPLICATION_FLAG_LAST 0x0001u
+#define TALLY_REPLICATION_FLAG_PRODUCERS 0x0002u /* ROUND, RESTORE: producer records */
+#define TALLY_REPLICATION_FLAGS_KNOWN \
+  (TALLY_REPLICATION_FLAG_LAST | TALLY_REPLICATION_FLAG_PRODUCERS)
+#define TALLY_REPLICATION_PRODUCER_SIZE 24u
 /* Largest message: one datagram of a 1500-byte MTU. */
 #define TALLY_REPLICATION_SIZE_MAX 1472u
 #define TALLY_REPLICATION_ENTRY_SIZE_MAX (9u + TALLY_NAME_LEN_MAX)
@@ -53,6 +64,9 @@
 static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_ENTRIES_MAX *
   TALLY_REPLICATION_ENTRY_SIZE_MAX + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
   "a full message fits one datagram");
+static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCERS_MAX *
+  TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
+  "a full producer message fits one datagram");
 
 enum tally_replication_type {
   TALLY_REPLICATION_ROUND = 1,
@@ -80,6 +94,13 @@ struct tally_replication_entry {
   int64_t value;
 };
 
+/* One producer dedup record (flags PRODUCERS). */
+struct tally_replication_producer {
+  uint64_t producer;
+  uint64_t last_seq;
+  uint64_t window;
+};
+
 struct tally_replication_message {
   enum tally_replication_type type;
   uint16_t origin;
@@ -88,11 +109,15 @@ struct tally_replication_message {
   uint16_t part;
   uint64_t seq;
   uint64_t scan;
-  uint32_t count;
+  uint32_t count; /* of entries[], or of producers[] with flags PRODUCERS */
   struct tally_replication_entry entries[TALLY_REPLICATION_ENTRIES_MAX];
+  struct tally_replication_producer producers[TALLY_REPLICATION_PRODUCERS_MAX];
 };
 
-/* Encodes; returns bytes written, 0 if invalid (bad name, count, type). */
+/*
+ * Encodes; returns bytes written, 0 if invalid (bad name, count, type, flag,
+ * PRODUCERS on a type other than ROUND/RESTORE, a producer id 0/UINT64_MAX).
+ */
 size_t tally_replication_encode(const struct tally_replication_message *message,
   const uint8_t key[TALLY_KEY_SIZE], uint8_t *out, size_t out_size);
 

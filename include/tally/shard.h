@@ -1,7 +1,8 @@
 /*
  * shard.h — one dataplane lcore's shard of the persistent store: its counter
  * slot table (an open-addressing hash table that *is* the on-media index),
- * its producers' dedup records and its batch redo log.
+ * its producers' dedup records, its batch redo log and its journal of recent
+ * batches (for undoing a batch another cluster node also applied).
  *
  * Ownership: exactly one lcore writes a shard (no locks, no atomic
  * read-modify-write). Any thread may read published slots concurrently: a
@@ -74,6 +75,32 @@ struct tally_batch_log {
   struct tally_log_entry entries[TALLY_BATCH_PAIRS_MAX];
 } __attribute__((aligned(64)));
 
+/*
+ * The journal: the last TALLY_JOURNAL_ENTRIES reliable batches this shard
+ * applied, with their deltas, in a ring. Written by the owning lcore before
+ * the batch's redo record (so every applied batch has its entry); an entry
+ * whose batch never happened is harmless, because an entry is used only for
+ * a (producer, seq) the shard's dedup record says was applied. The cluster
+ * thread reads entries (checksum-verified) to undo a batch another node also
+ * applied. See docs/cluster.md, "Cross-node dedup".
+ */
+struct tally_journal_pair {
+  uint32_t slot;     /* the shard's slot the delta went to */
+  uint32_t reserved;
+  int64_t delta;
+};
+
+struct tally_journal_entry {
+  uint64_t producer; /* 0: never written */
+  uint64_t seq;
+  uint32_t count;
+  uint32_t crc;      /* over producer, seq, count and pairs[0..count) */
+  uint64_t reserved[5];
+  struct tally_journal_pair pairs[TALLY_BATCH_PAIRS_MAX];
+} __attribute__((aligned(64)));
+static_assert(sizeof(struct tally_journal_entry) == 64u + 16u * TALLY_BATCH_PAIRS_MAX,
+  "journal entry layout");
+
 /* First 4 KiB of a shard region. Immutable part, then a mutable line. */
 struct tally_shard_header {
   uint64_t magic;
@@ -100,6 +127,8 @@ struct tally_shard_header {
    * restore takes the copy with the highest held_scan.
    */
   uint64_t held_scan;
+  /* Journal entries ever written; the next goes to journal_next % entries. */
+  uint64_t journal_next;
 } __attribute__((aligned(64)));
 
 /* What recovery found in one shard. */
@@ -119,6 +148,7 @@ struct tally_shard {
   struct tally_batch_log *log;
   struct tally_slot *slots;
   struct tally_producer *producers;
+  struct tally_journal_entry *journal; /* TALLY_JOURNAL_ENTRIES */
   uint32_t index;
   uint32_t slots_count;     /* power of two */
   uint32_t counters_max;    /* < slots_count * 3/4 */
@@ -138,7 +168,7 @@ struct tally_shard {
 uint32_t tally_shard_slots_for(uint32_t counters_max);
 /* Producer table size for a capacity, same rule. */
 uint32_t tally_shard_producer_slots_for(uint32_t producers_max);
-/* Bytes of one shard region (header, log, slots, producers), 4 KiB aligned. */
+/* Bytes of one shard region (header, log, slots, producers, journal), 4 KiB aligned. */
 size_t tally_shard_region_size(uint32_t counters_max, uint32_t producers_max);
 
 /*
@@ -197,6 +227,55 @@ void tally_shard_set_held_seq(struct tally_shard *shard, uint64_t seq);
 uint64_t tally_shard_held_scan(const struct tally_shard *shard);
 void tally_shard_set_held_scan(struct tally_shard *shard, uint64_t scan);
 
+/* ---- Cross-node dedup (docs/cluster.md) --------------------------------- */
+
+/* Whether a dedup record (last_seq, window) says seq was applied. */
+static inline bool tally_dedup_has(uint64_t last_seq, uint64_t window, uint64_t seq)
+{
+  if (seq > last_seq) return false;
+  uint64_t distance = last_seq - seq;
+  return distance < TALLY_DEDUP_WINDOW && ((window >> distance) & 1u) != 0;
+}
+
+/* A window moved forward to a later last_seq (bits that fall off are lost). */
+static inline uint64_t tally_dedup_shift(uint64_t last_seq, uint64_t window, uint64_t to)
+{
+  if (to < last_seq) return 0; /* callers only move forward */
+  uint64_t shift = to - last_seq;
+  return shift >= TALLY_DEDUP_WINDOW ? 0 : window << shift;
+}
+
+/*
+ * Reads producer's dedup record from any thread: checksum-verified (a record
+ * being rewritten is read again, a few times). false if the shard has no
+ * intact record of the producer.
+ */
+bool tally_shard_producer_read(const struct tally_shard *shard, uint64_t producer,
+  uint64_t *last_seq, uint64_t *window);
+
+/*
+ * The record in producer slot `slot` (scans walk 0..producer_slots_count):
+ * false if the slot is empty, a tombstone, or fails its checksum. Any thread.
+ */
+bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uint64_t *producer,
+  uint64_t *last_seq, uint64_t *window);
+
+/*
+ * Replica tables (single writer: the replication thread): merges an origin's
+ * record of producer into this table's, keeping the union of the sequences
+ * both say were applied (within the window of the later last_seq).
+ * TALLY_OK or TALLY_REASON_PRODUCERS_FULL.
+ */
+enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t producer,
+  uint64_t last_seq, uint64_t window);
+
+/*
+ * Copies the newest intact journal entry of (producer, seq) into *entry; any
+ * thread (an entry being overwritten fails its checksum and is skipped).
+ */
+bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer, uint64_t seq,
+  struct tally_journal_entry *entry);
+
 /* ---- Checksums (exposed for tests and fault injection) ------------------ */
 
 uint32_t tally_slot_ident_crc(uint32_t slot_index, uint32_t hash, const char *name,
@@ -204,5 +283,6 @@ uint32_t tally_slot_ident_crc(uint32_t slot_index, uint32_t hash, const char *na
 uint64_t tally_slot_value_check(uint32_t ident_crc, int64_t value);
 uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer, uint64_t last_seq,
   uint64_t window);
+uint32_t tally_journal_crc(const struct tally_journal_entry *entry);
 
 #endif

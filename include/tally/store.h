@@ -1,10 +1,12 @@
 /*
  * store.h — the persistent store: one PMDK (libpmem2) mapped file holding a
- * superblock and one shard region per dataplane lcore. Owns creating,
- * opening, checking and recovering the file, and persisting it.
+ * superblock, one shard region per dataplane lcore (on a cluster node, plus
+ * the compensation shard after them, written by the cluster thread) and one
+ * replica table per cluster peer. Owns creating, opening, checking and
+ * recovering the file, and persisting it.
  *
  * Layout (docs/store-layout.md has the byte map):
- *   [superblock 4 KiB][shard 0 region]...[shard n-1 region]
+ *   [superblock 4 KiB][shard 0 region]...[shard n-1 region][replica 0]...[replica r-1]
  *
  * Persistence modes:
  *   - group commit: a persister thread calls tally_store_persist() every
@@ -23,7 +25,7 @@
 #include "tally/shard.h"
 
 #define TALLY_STORE_MAGIC 0x3154535943414c54ull /* "TLACYST1" */
-#define TALLY_STORE_LAYOUT_VERSION 1u
+#define TALLY_STORE_LAYOUT_VERSION 2u
 #define TALLY_STORE_BLOCK_SIZE 4096u
 
 /* First 4 KiB of the file. */
@@ -45,7 +47,7 @@ struct tally_superblock {
 };
 
 struct tally_store_geometry {
-  uint32_t shard_count;
+  uint32_t shard_count;   /* lcores, plus the compensation shard on a cluster node */
   uint32_t counters_max;
   uint32_t producers_max;
   uint32_t replica_count; /* 0 for a single node; cluster: nodes - 1 */
@@ -61,7 +63,7 @@ struct tally_store_recovery {
   bool created;        /* the file did not exist and was made */
   bool was_clean;      /* the last run closed it cleanly */
   uint64_t open_count;
-  struct tally_shard_recovery shards[TALLY_LCORES_MAX];
+  struct tally_shard_recovery shards[TALLY_SHARDS_MAX];
   struct tally_shard_recovery replicas[TALLY_NODES_MAX - 1];
   uint64_t recovery_ns; /* time spent checking and recovering */
 };
@@ -77,12 +79,12 @@ struct tally_store {
   enum tally_persist_mode mode;  /* resolved: GROUP_COMMIT or PER_BURST */
   const char *granularity_name;  /* "page", "cache line" or "byte" */
   void (*persist)(const void *address, size_t size);
-  struct tally_shard shards[TALLY_LCORES_MAX];
+  struct tally_shard shards[TALLY_SHARDS_MAX];
   /*
    * Replica tables: replicas[r] holds the contribution of the r-th peer
-   * (cluster order, this node skipped). Same slot format as a shard, sized
-   * for every counter of every shard of the origin, written only by the
-   * replication thread.
+   * (cluster order, this node skipped). Same format as a shard, sized for
+   * every counter and every producer record of every shard of the origin,
+   * written only by the replication thread.
    */
   struct tally_shard replicas[TALLY_NODES_MAX - 1];
   struct tally_store_recovery recovery;
@@ -97,6 +99,11 @@ struct tally_store {
 
 /* Counters one replica table holds: counters_max * shard_count, capped. */
 uint32_t tally_store_replica_counters(const struct tally_store_geometry *geometry);
+/*
+ * Producer records one replica table holds (the origin's, merged from all its
+ * shards): producers_max * shard_count, within TALLY_PRODUCERS_MIN..MAX.
+ */
+uint32_t tally_store_replica_producers(const struct tally_store_geometry *geometry);
 
 /* Persists one replica table (its whole region). Any thread. */
 void tally_store_persist_replica(struct tally_store *store, uint32_t replica);

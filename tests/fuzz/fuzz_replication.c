@@ -10,9 +10,11 @@
  *             the body's header gets a valid magic, version and type (bits 2-3),
  *             and the result must match an independent reference validator.
  *   2 mod 4:  data[1..] is read as the fields of a message (any type, count,
- *             flags, names, output size) that is encoded: the encoder must
- *             refuse exactly the invalid ones, and what it writes must decode
- *             back to the same message.
+ *             flags, names or producer records, output size) that is encoded:
+ *             the encoder must refuse exactly the invalid ones, and what it
+ *             writes must decode back to the same message.
+ * Both paths cover the producer-record variant (flags PRODUCERS, ROUND and
+ * RESTORE only, count x 24-byte records, producer id never 0 or UINT64_MAX).
  * Whatever decodes must be in range, point inside the input, and re-encode
  * to exactly the same bytes; whatever fails must leave the message zeroed.
  */
@@ -51,14 +53,45 @@ static bool type_valid(uint32_t type)
   return type >= TALLY_REPLICATION_ROUND && type <= TALLY_REPLICATION_TYPE_LAST;
 }
 
+static bool producer_id_valid(uint64_t producer)
+{
+  return producer != 0 && producer != UINT64_MAX;
+}
+
+static uint64_t load64(const uint8_t *in)
+{
+  uint64_t value = 0;
+  for (unsigned i = 0; i < 8; i++) value |= (uint64_t)in[i] << (8u * i);
+  return value;
+}
+
+/* Flags PRODUCERS: count records of 24 bytes, nothing else, on ROUND or RESTORE. */
+static bool reference_producers_valid(const uint8_t *body, size_t body_size, uint32_t count)
+{
+  if (body[3] != TALLY_REPLICATION_ROUND && body[3] != TALLY_REPLICATION_RESTORE) return false;
+  if (count > TALLY_REPLICATION_PRODUCERS_MAX) return false;
+  if (body_size != TALLY_REPLICATION_HEADER_SIZE + (size_t)count * 24u) return false;
+  for (uint32_t i = 0; i < count; i++) {
+    if (!producer_id_valid(load64(body + TALLY_REPLICATION_HEADER_SIZE + (size_t)i * 24u))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 /* Written from the header comment, not from the decoder: the body (MAC excluded). */
 static bool reference_valid(const uint8_t *body, size_t body_size)
 {
   uint32_t count = (uint32_t)(body[8] | (body[9] << 8));
   uint32_t flags = (uint32_t)(body[10] | (body[11] << 8));
   if ((body[14] | body[15]) != 0) return false;
+  if ((flags & ~(uint32_t)(TALLY_REPLICATION_FLAG_LAST | TALLY_REPLICATION_FLAG_PRODUCERS)) != 0) {
+    return false;
+  }
+  if ((flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
+    return reference_producers_valid(body, body_size, count);
+  }
   if (count > TALLY_REPLICATION_ENTRIES_MAX) return false;
-  if ((flags & ~TALLY_REPLICATION_FLAG_LAST) != 0) return false;
   size_t at = TALLY_REPLICATION_HEADER_SIZE;
   for (uint32_t i = 0; i < count; i++) {
     if (body_size - at < 9) return false;
@@ -83,11 +116,28 @@ static void check_decoded(const uint8_t *data, size_t size,
   FUZZ_CHECK(size >= FUZZ_SIZE_MIN);
   FUZZ_CHECK(size <= TALLY_REPLICATION_SIZE_MAX);
   FUZZ_CHECK(type_valid(message->type));
-  FUZZ_CHECK(message->count <= TALLY_REPLICATION_ENTRIES_MAX);
-  FUZZ_CHECK((message->flags & ~TALLY_REPLICATION_FLAG_LAST) == 0);
+  FUZZ_CHECK((message->flags & ~TALLY_REPLICATION_FLAGS_KNOWN) == 0);
+  if ((message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
+    FUZZ_CHECK(message->type == TALLY_REPLICATION_ROUND ||
+      message->type == TALLY_REPLICATION_RESTORE);
+    FUZZ_CHECK(message->count <= TALLY_REPLICATION_PRODUCERS_MAX);
+    FUZZ_CHECK(size == FUZZ_SIZE_MIN + (size_t)message->count * TALLY_REPLICATION_PRODUCER_SIZE);
+    for (uint32_t i = 0; i < message->count; i++) {
+      FUZZ_CHECK(producer_id_valid(message->producers[i].producer));
+    }
+    for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
+      FUZZ_CHECK(message->entries[i].name == NULL && message->entries[i].name_len == 0);
+    }
+  } else {
+    FUZZ_CHECK(message->count <= TALLY_REPLICATION_ENTRIES_MAX);
+    for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
+      FUZZ_CHECK(message->producers[i].producer == 0);
+    }
+  }
+  bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
   const char *begin = (const char *)data + TALLY_REPLICATION_HEADER_SIZE;
   const char *end = (const char *)data + size - TALLY_MAC_SIZE;
-  for (uint32_t i = 0; i < message->count; i++) {
+  for (uint32_t i = 0; !producers && i < message->count; i++) {
     const struct tally_replication_entry *entry = &message->entries[i];
     FUZZ_CHECK(entry->name >= begin);
     FUZZ_CHECK(entry->name <= end);
@@ -169,17 +219,38 @@ static bool message_from_input(const uint8_t *data, size_t size,
 {
   size_t at = 1;
   memset(message, 0, sizeof(*message));
-  uint32_t type = (uint32_t)take(data, size, &at, 1) % 6u;
+  /* 0 (invalid) and every type. */
+  uint32_t type = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_TYPE_LAST + 1u);
   message->type = (enum tally_replication_type)type;
   message->origin = (uint16_t)take(data, size, &at, 2);
   message->sender = (uint16_t)take(data, size, &at, 2);
-  message->flags = (uint16_t)(take(data, size, &at, 2) & 0x8001u);
+  /* LAST, PRODUCERS and one unknown bit. */
+  message->flags = (uint16_t)(take(data, size, &at, 2) & 0x8003u);
   message->part = (uint16_t)take(data, size, &at, 2);
   message->seq = take(data, size, &at, 8);
-  message->count = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_ENTRIES_MAX + 2u);
-  bool valid = type_valid(type) && message->count <= TALLY_REPLICATION_ENTRIES_MAX &&
-    (message->flags & ~TALLY_REPLICATION_FLAG_LAST) == 0;
+  bool valid = type_valid(type) && (message->flags & ~TALLY_REPLICATION_FLAGS_KNOWN) == 0;
   size_t needed = FUZZ_SIZE_MIN;
+  if ((message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
+    message->count = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_PRODUCERS_MAX + 2u);
+    valid = valid && (type == TALLY_REPLICATION_ROUND || type == TALLY_REPLICATION_RESTORE) &&
+      message->count <= TALLY_REPLICATION_PRODUCERS_MAX;
+    uint32_t records = message->count < TALLY_REPLICATION_PRODUCERS_MAX ?
+      message->count : TALLY_REPLICATION_PRODUCERS_MAX;
+    for (uint32_t i = 0; i < records; i++) {
+      struct tally_replication_producer *record = &message->producers[i];
+      /* Zero past the input's end: an id of 0 the encoder must refuse. */
+      record->producer = take(data, size, &at, 8);
+      record->last_seq = take(data, size, &at, 8);
+      record->window = take(data, size, &at, 8);
+      valid = valid && producer_id_valid(record->producer);
+      needed += TALLY_REPLICATION_PRODUCER_SIZE;
+    }
+    size_t slack = (size_t)take(data, size, &at, 1);
+    *encoded_size = slack < 128 ? needed - (slack & 1u) : TALLY_REPLICATION_SIZE_MAX;
+    return valid && needed <= *encoded_size;
+  }
+  message->count = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_ENTRIES_MAX + 2u);
+  valid = valid && message->count <= TALLY_REPLICATION_ENTRIES_MAX;
   uint32_t filled = message->count < TALLY_REPLICATION_ENTRIES_MAX ?
     message->count : TALLY_REPLICATION_ENTRIES_MAX;
   for (uint32_t i = 0; i < filled; i++) {
@@ -218,6 +289,14 @@ static void fuzz_encode(const uint8_t *data, size_t size)
   FUZZ_CHECK(decoded.sender == message.sender && decoded.flags == message.flags);
   FUZZ_CHECK(decoded.part == message.part && decoded.seq == message.seq);
   FUZZ_CHECK(decoded.count == message.count);
+  if ((message.flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
+    for (uint32_t i = 0; i < message.count; i++) {
+      FUZZ_CHECK(decoded.producers[i].producer == message.producers[i].producer);
+      FUZZ_CHECK(decoded.producers[i].last_seq == message.producers[i].last_seq);
+      FUZZ_CHECK(decoded.producers[i].window == message.producers[i].window);
+    }
+    return;
+  }
   for (uint32_t i = 0; i < message.count; i++) {
     FUZZ_CHECK(decoded.entries[i].value == message.entries[i].value);
     FUZZ_CHECK(decoded.entries[i].name_len == message.entries[i].name_len);

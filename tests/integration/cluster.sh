@@ -10,7 +10,9 @@
 # it refused READ_ONLY (and never counted), statsd still counted locally, and
 # after the heal every node converges to the exact totals; node 1 muted (a
 # one-way cut: it hears its peers, they do not hear it) never acks a batch it
-# cannot replicate. Every wait is bounded. Prints PASS/FAIL lines and "N passed, N failed".
+# cannot replicate; batches sprayed to two nodes at once are counted once
+# (cross-node dedup), and a batch one node acked is answered DUPLICATE by
+# another. Every wait is bounded. Prints PASS/FAIL lines and "N passed, N failed".
 # Usage: cluster.sh BUILD_DIR   (root; hugepages reserved: 3 nodes)
 set -uo pipefail
 build=${1:?build dir}
@@ -278,6 +280,64 @@ verdict "muted node 1: the batch failed with timeout or read_only" \
 cluster_heal 1 2
 cluster_heal 1 3
 verdict "unmuted: every peer up and node 1 writable within 5 s" wait_for 5 healthy_all
+
+# 10. Cross-node dedup. (a) Every batch sprayed to nodes 1 and 3 at once (the
+# worst case of a producer failing over): both may apply it; replication
+# carries the producer records, the double apply is found, and node 3 (the
+# higher id) undoes its copy. Every node ends with each batch counted once.
+cluster_producer timeout 90 python3 "$tools/reliable_producer.py" \
+  --target 10.77.0.1:8126,10.77.0.3:8126 --spray --key "$key" --producers 4 \
+  --first-producer 200 --batches 40 --counters 6 --prefix dd. --seed "$seed" \
+  --retry-ms 100 --deadline-s 60 --report "$work/dd.json"
+all_acked() { python3 -c 'import json,sys; o=json.load(open(sys.argv[1]))["outcome"]; print(o); sys.exit(o["unacked"] or o["error_acks"])' "$1"; }
+exact_on_all() { # exact_on_all PREFIX REPORT: value == acked on every node
+  local i
+  for i in $(seq "$nodes"); do
+    acked_within "$tallyctl" "$work/sock$i" "$1" "$2" exact | sed "s/^/node $i: /"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
+  done
+}
+verdict "sprayed to nodes 1 and 3: every batch acked" all_acked "$work/dd.json"
+verdict "sprayed to nodes 1 and 3: each batch counted once on all 3 nodes within 20 s" \
+  wait_for 20 exact_on_all dd. "$work/dd.json"
+positive() { local v; v=$(self_field "$1" "$2"); echo "node $1: $2=$v"; [ "${v:-0}" -gt 0 ]; }
+verdict "node 3 (higher id) undid the batches node 1 also applied (compensations > 0)" \
+  positive 3 compensations
+verdict "node 1 (lowest id) keeps its count: no compensation there" self_is 1 compensations 0
+for i in $(seq "$nodes"); do
+  verdict "node $i: no double apply missed (compensations_missed=0)" self_is "$i" compensations_missed 0
+done
+# (b) A batch acked by node 2, sent again later to node 1 (a producer retrying
+# after a lost ack): node 1 holds node 2's record of it, answers DUPLICATE and
+# counts nothing.
+resend_once() { # resend_once NODE PRODUCER SEQ: prints the ack status of one send
+  cluster_producer python3 - "$tools" "$key" "10.77.0.$1" "$2" "$3" <<'PY'
+import socket, sys
+sys.path.insert(0, sys.argv[1])
+import tally_wire
+key, host, producer, seq = bytes.fromhex(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+data = tally_wire.encode_batch(producer, seq, [("dd2.once", 5)], key)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+for _ in range(20):
+    s.sendto(data, (host, 8126))
+    try:
+        _, _, status = tally_wire.decode_ack(s.recv(2048), key)
+    except (OSError, tally_wire.WireError):
+        continue
+    if status != tally_wire.ACK_READ_ONLY:
+        print(tally_wire.ACK_STATUS_NAMES[status])
+        sys.exit(0)
+print("no answer")
+PY
+}
+status=$(resend_once 2 301 1)
+verdict "batch 301:1 to node 2: applied" test "$status" = applied
+echo '{"totals": {"dd2.once": 5}}' >"$work/dd2.json"
+verdict "batch 301:1 replicated to node 1 within 10 s" wait_for 10 match_on 1 dd2. "$work/dd2.json"
+status=$(resend_once 1 301 1)
+verdict "the same batch to node 1 later: answered duplicate (got $status)" test "$status" = duplicate
+verdict "batch 301:1 counted once on all 3 nodes" wait_for 10 match_all dd2. "$work/dd2.json"
 verdict "every node lists the same counters and values" wait_for 5 lists_identical
 verdict "no tallyd exited on its own" all_running
 if [ "$failed" -gt 0 ]; then

@@ -7,6 +7,11 @@ resent with the same (producer, seq) until an ack arrives or the deadline
 passes, and the next seq goes out only after that. Writes a JSON report:
 for every counter the sum over batches sent ("attempted") and over batches
 acked ("acked"), plus how batches ended. Deterministic from --seed.
+
+With --spray and several --target addresses, every send of a batch goes to
+all of them at once: the same (producer, seq) reaches several cluster nodes,
+the worst case of a producer failing over (cross-node dedup must count it
+once). Acks from any target settle the batch.
 """
 import argparse
 import json
@@ -21,7 +26,8 @@ import tally_wire
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--target", default="10.77.0.1:8126")
+    p.add_argument("--target", default="10.77.0.1:8126", help="HOST:PORT[,HOST:PORT...]")
+    p.add_argument("--spray", action="store_true", help="send every batch to every target")
     p.add_argument("--key", required=True, help="64 hex digits")
     p.add_argument("--producers", type=int, default=4)
     p.add_argument("--first-producer", type=int, default=1)
@@ -67,8 +73,12 @@ class Producer:
 
 def main():
     args = parse_args()
-    host, port = args.target.rsplit(":", 1)
-    target = (host, int(port))
+    targets = []
+    for address in args.target.split(","):
+        host, port = address.rsplit(":", 1)
+        targets.append((host, int(port)))
+    if not args.spray:
+        targets = targets[:1]
     key = bytes.fromhex(args.key)
     rng = random.Random(args.seed)
     producers = [Producer(args.first_producer + i, args, rng, key) for i in range(args.producers)]
@@ -86,10 +96,11 @@ def main():
             if p.batch and now - p.sent_at >= args.retry_ms / 1000.0:
                 if p.attempts:
                     outcome["resends"] += 1
-                try:
-                    p.sock.sendto(p.batch, target)
-                except OSError:
-                    pass
+                for target in targets:
+                    try:
+                        p.sock.sendto(p.batch, target)
+                    except OSError:
+                        pass
                 p.sent_at = now
                 p.attempts += 1
         readable, _, _ = select.select(list(by_fd), [], [], args.retry_ms / 4000.0)

@@ -5,7 +5,10 @@
  * and TALLY_REPLICATION_ENTRIES_MAX entries at the field limits, every
  * rejection reason and the order of the checks, every single-bit flip and
  * every wrong key rejected, the encoder's refusals (and that it never writes
- * past out_size), and a decoded message left zeroed on any failure.
+ * past out_size), and a decoded message left zeroed on any failure. The same
+ * for the producer-record variant (flags PRODUCERS on ROUND and RESTORE):
+ * an independent vector, round trips of 0, 1 and TALLY_REPLICATION_PRODUCERS_MAX
+ * records, and every check behind the MAC tested on correctly signed datagrams.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +37,12 @@ enum {
   OFFSET_SEQ = 16,
   ENTRY_FIXED_SIZE = 9, /* value i64 + name_len u8 */
 };
+/* Flag bits that mean nothing (yet): every receiver refuses them. */
+#define FLAGS_UNKNOWN ((uint16_t)~TALLY_REPLICATION_FLAGS_KNOWN)
+#define PRODUCERS_FULL_SIZE                                                         \
+  (TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCERS_MAX *              \
+    TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE)
+static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 24u, "producer u64 | last_seq u64 | window u64");
 
 #define SIZE_MIN (TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE)
 #define FULL_SIZE                                                                  \
@@ -74,6 +83,28 @@ static_assert(sizeof(vector) == 73u, "vector size as made by Python");
 #define VECTOR_NAME_1 (VECTOR_ENTRY_1 + 9u)
 #define VECTOR_BODY_END (VECTOR_SIZE - TALLY_MAC_SIZE)
 
+/*
+ * RESTORE, origin 0x0102, sender 0x0304, flags PRODUCERS | LAST, part 0x0506,
+ * seq 0x1122334455667788, scan 0x99aabbccddeeff00, producer records
+ * (1, 0x0102030405060708, 0x8000000000000001) and (UINT64_MAX - 1, 0,
+ * UINT64_MAX); made by struct.pack('<QQQ', ...) and the same hashlib.blake2b.
+ */
+static const uint8_t producer_vector[] = {
+  0x54, 0x52, 0x01, 0x04, 0x02, 0x01, 0x04, 0x03, 0x02, 0x00, 0x03, 0x00, 0x06, 0x05, 0x00,
+  0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb,
+  0xaa, 0x99, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x07, 0x06, 0x05, 0x04,
+  0x03, 0x02, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0xfe, 0xff, 0xff, 0xff,
+  0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+  0xff, 0xff, 0xff, 0xff, 0xff, 0xbd, 0x46, 0x93, 0xdf, 0xf4, 0x1d, 0x1e, 0x54, 0xd1, 0x6f,
+  0xd5, 0x66, 0x93, 0x98, 0x3b, 0xed,
+};
+#define PRODUCER_VECTOR_SIZE sizeof(producer_vector)
+static_assert(sizeof(producer_vector) == 96u, "producer vector size as made by Python");
+#define PRODUCER_VECTOR_BODY_END (PRODUCER_VECTOR_SIZE - TALLY_MAC_SIZE)
+/* Offsets of the two records' producer ids. */
+#define PRODUCER_VECTOR_ID_0 TALLY_REPLICATION_HEADER_SIZE
+#define PRODUCER_VECTOR_ID_1 (TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCER_SIZE)
+
 static void vector_message(struct tally_replication_message *message)
 {
   memset(message, 0, sizeof(*message));
@@ -88,6 +119,47 @@ static void vector_message(struct tally_replication_message *message)
   message->entries[0] = (struct tally_replication_entry){.name = "a", .name_len = 1, .value = -1};
   message->entries[1] =
     (struct tally_replication_entry){.name = "req.ok", .name_len = 6, .value = INT64_MAX};
+}
+
+static void producer_vector_message(struct tally_replication_message *message)
+{
+  memset(message, 0, sizeof(*message));
+  message->type = TALLY_REPLICATION_RESTORE;
+  message->origin = 0x0102;
+  message->sender = 0x0304;
+  message->flags = TALLY_REPLICATION_FLAG_PRODUCERS | TALLY_REPLICATION_FLAG_LAST;
+  message->part = 0x0506;
+  message->seq = 0x1122334455667788ull;
+  message->scan = 0x99aabbccddeeff00ull;
+  message->count = 2;
+  message->producers[0] = (struct tally_replication_producer){
+    .producer = 1, .last_seq = 0x0102030405060708ull, .window = 0x8000000000000001ull};
+  message->producers[1] = (struct tally_replication_producer){
+    .producer = UINT64_MAX - 1, .last_seq = 0, .window = UINT64_MAX};
+}
+
+/* count producer records of type (ROUND or RESTORE), fields at their limits. */
+static void producers_fill(struct tally_replication_message *message,
+  enum tally_replication_type type, uint32_t count)
+{
+  static const uint64_t ids[] = {1, UINT64_MAX - 1, 0x8000000000000000ull, 0x0123456789abcdefull};
+  static const uint64_t others[] = {0, UINT64_MAX, 1, 0xfedcba9876543210ull, 1ull << 63};
+  memset(message, 0, sizeof(*message));
+  message->type = type;
+  message->origin = UINT16_MAX;
+  message->sender = 0x8001;
+  message->flags = TALLY_REPLICATION_FLAG_PRODUCERS;
+  message->part = UINT16_MAX;
+  message->seq = UINT64_MAX;
+  message->scan = 0x0102030405060708ull;
+  message->count = count;
+  for (uint32_t i = 0; i < count; i++) {
+    /* Never 0 or UINT64_MAX: the high or low bits of each id stay as they are. */
+    message->producers[i].producer =
+      ids[i % (sizeof(ids) / sizeof(ids[0]))] ^ ((uint64_t)(i / 4u) << 8);
+    message->producers[i].last_seq = others[i % (sizeof(others) / sizeof(others[0]))];
+    message->producers[i].window = others[(i + 1) % (sizeof(others) / sizeof(others[0]))];
+  }
 }
 
 /* count entries of 96-byte names (or cycling lengths), values at the i64 limits. */
@@ -122,6 +194,27 @@ static void assert_message_equal(const struct tally_replication_message *got,
   assert_true(got->seq == want->seq);
   assert_true(got->scan == want->scan);
   assert_int_equal(got->count, want->count);
+  if ((want->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
+    for (uint32_t i = 0; i < want->count; i++) {
+      assert_true(got->producers[i].producer == want->producers[i].producer);
+      assert_true(got->producers[i].last_seq == want->producers[i].last_seq);
+      assert_true(got->producers[i].window == want->producers[i].window);
+    }
+    /* No counter entries, and nothing beyond count. */
+    for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
+      assert_null(got->entries[i].name);
+      assert_int_equal(got->entries[i].name_len, 0);
+    }
+    for (uint32_t i = want->count; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
+      assert_true(got->producers[i].producer == 0);
+    }
+    return;
+  }
+  for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
+    assert_true(got->producers[i].producer == 0);
+    assert_true(got->producers[i].last_seq == 0);
+    assert_true(got->producers[i].window == 0);
+  }
   for (uint32_t i = 0; i < want->count; i++) {
     assert_int_equal(got->entries[i].name_len, want->entries[i].name_len);
     assert_memory_equal(got->entries[i].name, want->entries[i].name, want->entries[i].name_len);
@@ -222,7 +315,8 @@ static void round_trip(const struct tally_replication_message *message, size_t s
   struct tally_replication_message decoded;
   assert_int_equal(decode(out, size, &decoded), TALLY_REPLICATION_OK);
   assert_message_equal(&decoded, message);
-  for (uint32_t i = 0; i < decoded.count; i++) {
+  bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
+  for (uint32_t i = 0; !producers && i < decoded.count; i++) {
     assert_true(decoded.entries[i].name >= (const char *)out + TALLY_REPLICATION_HEADER_SIZE);
     assert_true(decoded.entries[i].name + decoded.entries[i].name_len <=
       (const char *)out + size - TALLY_MAC_SIZE);
@@ -416,7 +510,8 @@ static void test_reject_header_fields(void **state)
     expect_malformed_signed(message, sizeof(message));
   }
   /* Every unknown flag bit, alone and beside LAST. */
-  for (uint32_t bit = 1; bit < 16; bit++) {
+  for (uint32_t bit = 0; bit < 16; bit++) {
+    if (((1u << bit) & FLAGS_UNKNOWN) == 0) continue;
     memcpy(message, vector, sizeof(message));
     put16(message + OFFSET_FLAGS, (uint16_t)(1u << bit));
     expect_malformed_signed(message, sizeof(message));
@@ -521,21 +616,33 @@ static void test_reject_bad_names(void **state)
 
 /* ---- Bit flips, keys, zeroing ------------------------------------------------ */
 
-static void test_every_bit_flip_rejected(void **state)
+static void every_bit_flip_rejected(const uint8_t *good, size_t size)
 {
-  (void)state;
-  for (size_t byte = 0; byte < VECTOR_SIZE; byte++) {
+  expect_reason(good, size, TALLY_REPLICATION_OK);
+  for (size_t byte = 0; byte < size; byte++) {
     for (uint32_t bit = 0; bit < 8; bit++) {
-      uint8_t message[VECTOR_SIZE];
-      memcpy(message, vector, sizeof(message));
+      uint8_t message[TALLY_REPLICATION_SIZE_MAX];
+      memcpy(message, good, size);
       message[byte] ^= (uint8_t)(1u << bit);
       enum tally_replication_reason want = TALLY_REPLICATION_BAD_MAC;
       if (byte == OFFSET_MAGIC_0 || byte == OFFSET_MAGIC_1) want = TALLY_REPLICATION_BAD_MAGIC;
       if (byte == OFFSET_VERSION) want = TALLY_REPLICATION_BAD_VERSION;
       if (byte == OFFSET_TYPE && !type_valid(message[byte])) want = TALLY_REPLICATION_BAD_MAGIC;
-      expect_reason(message, sizeof(message), want);
+      expect_reason(message, size, want);
     }
   }
+}
+
+static void test_every_bit_flip_rejected(void **state)
+{
+  (void)state;
+  every_bit_flip_rejected(vector, VECTOR_SIZE);
+  every_bit_flip_rejected(producer_vector, PRODUCER_VECTOR_SIZE);
+  /* A full producer message too (the flips of its records and MAC). */
+  struct tally_replication_message message;
+  producers_fill(&message, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_PRODUCERS_MAX);
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  every_bit_flip_rejected(out, encode_ok(&message, out, sizeof(out)));
 }
 
 static void test_wrong_key(void **state)
@@ -638,7 +745,8 @@ static void test_encode_refuses_invalid(void **state)
   bad.entries[1].name = NULL;
   expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
   /* An unknown flag: every receiver would refuse the message. */
-  for (uint32_t bit = 1; bit < 16; bit++) {
+  for (uint32_t bit = 0; bit < 16; bit++) {
+    if (((1u << bit) & FLAGS_UNKNOWN) == 0) continue;
     bad = good;
     bad.flags = (uint16_t)(1u << bit);
     expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
@@ -655,6 +763,244 @@ static void test_encode_refuses_invalid(void **state)
   /* The good message still encodes: nothing above was refused for another reason. */
   uint8_t out[TALLY_REPLICATION_SIZE_MAX];
   assert_int_equal(encode_ok(&good, out, sizeof(out)), VECTOR_SIZE);
+}
+
+/* ---- Producer records (flags PRODUCERS) -------------------------------------- */
+
+static void test_producer_vector(void **state)
+{
+  (void)state;
+  struct tally_replication_message message;
+  producer_vector_message(&message);
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  assert_int_equal(encode_ok(&message, out, sizeof(out)), PRODUCER_VECTOR_SIZE);
+  assert_memory_equal(out, producer_vector, PRODUCER_VECTOR_SIZE);
+  struct tally_replication_message decoded;
+  assert_int_equal(decode(producer_vector, PRODUCER_VECTOR_SIZE, &decoded),
+    TALLY_REPLICATION_OK);
+  assert_message_equal(&decoded, &message);
+  /* The entries[] of the message are not looked at: garbage there changes nothing. */
+  message.entries[0] = (struct tally_replication_entry){.name = "a:b", .name_len = 3};
+  message.entries[1] = (struct tally_replication_entry){.name = NULL, .name_len = 200};
+  assert_int_equal(encode_ok(&message, out, sizeof(out)), PRODUCER_VECTOR_SIZE);
+  assert_memory_equal(out, producer_vector, PRODUCER_VECTOR_SIZE);
+}
+
+static void test_producer_round_trip(void **state)
+{
+  (void)state;
+  const enum tally_replication_type types[] = {TALLY_REPLICATION_ROUND,
+    TALLY_REPLICATION_RESTORE};
+  const uint32_t counts[] = {0, 1, 2, TALLY_REPLICATION_ENTRIES_MAX + 1,
+    TALLY_REPLICATION_PRODUCERS_MAX - 1, TALLY_REPLICATION_PRODUCERS_MAX};
+  for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+    for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+      struct tally_replication_message message;
+      producers_fill(&message, types[t], counts[c]);
+      size_t size_want = TALLY_REPLICATION_HEADER_SIZE +
+        counts[c] * TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE;
+      round_trip(&message, size_want);
+      message.flags |= TALLY_REPLICATION_FLAG_LAST;
+      round_trip(&message, size_want);
+      /* All header fields zero but the flag. */
+      message.origin = 0;
+      message.sender = 0;
+      message.flags = TALLY_REPLICATION_FLAG_PRODUCERS;
+      message.part = 0;
+      message.seq = 0;
+      message.scan = 0;
+      round_trip(&message, size_want);
+    }
+  }
+  struct tally_replication_message full;
+  producers_fill(&full, TALLY_REPLICATION_RESTORE, TALLY_REPLICATION_PRODUCERS_MAX);
+  round_trip(&full, PRODUCERS_FULL_SIZE);
+  /* Little-endian layout of the records, right behind the header. */
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  full.producers[0] = (struct tally_replication_producer){
+    .producer = 0x0102030405060708ull, .last_seq = 0x1112131415161718ull,
+    .window = 0x2122232425262728ull};
+  assert_int_equal(encode_ok(&full, out, sizeof(out)), PRODUCERS_FULL_SIZE);
+  assert_int_equal(out[OFFSET_COUNT], TALLY_REPLICATION_PRODUCERS_MAX);
+  assert_int_equal(out[OFFSET_FLAGS], TALLY_REPLICATION_FLAG_PRODUCERS);
+  const size_t record = TALLY_REPLICATION_HEADER_SIZE;
+  assert_int_equal(out[record], 0x08);
+  assert_int_equal(out[record + 7], 0x01);
+  assert_int_equal(out[record + 8], 0x18);
+  assert_int_equal(out[record + 15], 0x11);
+  assert_int_equal(out[record + 16], 0x28);
+  assert_int_equal(out[record + 23], 0x21);
+}
+
+static void test_producer_encode_refuses(void **state)
+{
+  (void)state;
+  struct tally_replication_message good;
+  producers_fill(&good, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_PRODUCERS_MAX);
+  struct tally_replication_message bad = good;
+  /* More records than fit the limit (even though the struct has no room for them). */
+  const uint32_t counts[] = {TALLY_REPLICATION_PRODUCERS_MAX + 1, 0x10000 + 1, UINT32_MAX};
+  for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+    bad.count = counts[i];
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  /* PRODUCERS on every other type, valid or not. */
+  const int types[] = {TALLY_REPLICATION_ACK, TALLY_REPLICATION_RESTORE_REQUEST,
+    TALLY_REPLICATION_READ_REQUEST, TALLY_REPLICATION_READ_REPLY, 0,
+    TALLY_REPLICATION_TYPE_LAST + 1};
+  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+    bad = good;
+    bad.type = (enum tally_replication_type)types[i];
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    bad.count = 0;
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  /* A producer id of 0 or UINT64_MAX, in the first, a middle or the last record. */
+  const uint64_t ids[] = {0, UINT64_MAX};
+  const uint32_t at[] = {0, TALLY_REPLICATION_PRODUCERS_MAX / 2,
+    TALLY_REPLICATION_PRODUCERS_MAX - 1};
+  for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+    for (size_t j = 0; j < sizeof(at) / sizeof(at[0]); j++) {
+      bad = good;
+      bad.producers[at[j]].producer = ids[i];
+      expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    }
+  }
+  /* ... but not in a record beyond count. */
+  bad = good;
+  bad.count = 1;
+  bad.producers[1].producer = 0;
+  bad.producers[2].producer = UINT64_MAX;
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  assert_int_equal(encode_ok(&bad, out, sizeof(out)),
+    TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE);
+  /* An unknown flag beside PRODUCERS (and beside PRODUCERS | LAST). */
+  for (uint32_t bit = 0; bit < 16; bit++) {
+    if (((1u << bit) & FLAGS_UNKNOWN) == 0) continue;
+    bad = good;
+    bad.flags = (uint16_t)(TALLY_REPLICATION_FLAG_PRODUCERS | (1u << bit));
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    bad.flags |= TALLY_REPLICATION_FLAG_LAST;
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  /* Buffer too small by one byte, for every count. */
+  for (uint32_t count = 0; count <= TALLY_REPLICATION_PRODUCERS_MAX; count++) {
+    struct tally_replication_message fill;
+    producers_fill(&fill, count % 2 == 0 ? TALLY_REPLICATION_ROUND : TALLY_REPLICATION_RESTORE,
+      count);
+    size_t size = encode_ok(&fill, out, sizeof(out));
+    assert_int_equal(size,
+      TALLY_REPLICATION_HEADER_SIZE + count * TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE);
+    expect_refused(&fill, size - 1);
+    expect_refused(&fill, TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE - 1);
+    expect_refused(&fill, 0);
+  }
+  /* The good message still encodes: nothing above was refused for another reason. */
+  assert_int_equal(encode_ok(&good, out, sizeof(out)), PRODUCERS_FULL_SIZE);
+}
+
+/* Every check behind the MAC, on datagrams signed again after the edit. */
+static void test_producer_decode_rejects(void **state)
+{
+  (void)state;
+  static uint8_t message[TALLY_REPLICATION_SIZE_MAX];
+  /* Wrong length: every cut of the body, and one to 24 bytes too many. */
+  for (size_t body_end = TALLY_REPLICATION_HEADER_SIZE; body_end < PRODUCER_VECTOR_BODY_END;
+       body_end++) {
+    memcpy(message, producer_vector, body_end);
+    expect_malformed_signed(message, body_end + TALLY_MAC_SIZE);
+  }
+  for (size_t extra = 1; extra <= TALLY_REPLICATION_PRODUCER_SIZE; extra++) {
+    memcpy(message, producer_vector, PRODUCER_VECTOR_BODY_END);
+    memset(message + PRODUCER_VECTOR_BODY_END, 0x11, extra);
+    expect_malformed_signed(message, PRODUCER_VECTOR_SIZE + extra);
+    /* With the count raised to match, the extra record decodes (if it is whole). */
+    if (extra == TALLY_REPLICATION_PRODUCER_SIZE) {
+      put16(message + OFFSET_COUNT, 3);
+      resign(message, PRODUCER_VECTOR_SIZE + extra);
+      expect_reason(message, PRODUCER_VECTOR_SIZE + extra, TALLY_REPLICATION_OK);
+    }
+  }
+  /* Count off by one either way, or zero with records behind it. */
+  const uint16_t wrong_counts[] = {0, 1, 3, TALLY_REPLICATION_PRODUCERS_MAX};
+  for (size_t i = 0; i < sizeof(wrong_counts) / sizeof(wrong_counts[0]); i++) {
+    memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
+    put16(message + OFFSET_COUNT, wrong_counts[i]);
+    expect_malformed_signed(message, PRODUCER_VECTOR_SIZE);
+  }
+  /* A bad producer id in either record. */
+  const size_t id_at[] = {PRODUCER_VECTOR_ID_0, PRODUCER_VECTOR_ID_1};
+  for (size_t i = 0; i < sizeof(id_at) / sizeof(id_at[0]); i++) {
+    memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
+    memset(message + id_at[i], 0x00, 8);
+    expect_malformed_signed(message, PRODUCER_VECTOR_SIZE);
+    memset(message + id_at[i], 0xff, 8);
+    expect_malformed_signed(message, PRODUCER_VECTOR_SIZE);
+    /* Sanity: one bit away from UINT64_MAX is a valid id. */
+    message[id_at[i]] = 0xfe;
+    resign(message, PRODUCER_VECTOR_SIZE);
+    expect_reason(message, PRODUCER_VECTOR_SIZE, TALLY_REPLICATION_OK);
+  }
+  /* (last_seq and window take any value: the vector has 0 and UINT64_MAX.) */
+  /* PRODUCERS on a type that does not carry records. */
+  for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_TYPE_LAST; type++) {
+    memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
+    message[OFFSET_TYPE] = type;
+    resign(message, PRODUCER_VECTOR_SIZE);
+    bool allowed = type == TALLY_REPLICATION_ROUND || type == TALLY_REPLICATION_RESTORE;
+    expect_reason(message, PRODUCER_VECTOR_SIZE,
+      allowed ? TALLY_REPLICATION_OK : TALLY_REPLICATION_MALFORMED);
+    /* Not even with no records. */
+    put16(message + OFFSET_COUNT, 0);
+    resign(message, SIZE_MIN);
+    expect_reason(message, SIZE_MIN,
+      allowed ? TALLY_REPLICATION_OK : TALLY_REPLICATION_MALFORMED);
+    if (!allowed) {
+      /* Without the flag the same empty message is fine. */
+      put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_LAST);
+      resign(message, SIZE_MIN);
+      expect_reason(message, SIZE_MIN, TALLY_REPLICATION_OK);
+    }
+  }
+  /* Every unknown flag beside PRODUCERS. */
+  for (uint32_t bit = 0; bit < 16; bit++) {
+    if (((1u << bit) & FLAGS_UNKNOWN) == 0) continue;
+    memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
+    put16(message + OFFSET_FLAGS, (uint16_t)(TALLY_REPLICATION_FLAG_PRODUCERS | (1u << bit)));
+    expect_malformed_signed(message, PRODUCER_VECTOR_SIZE);
+  }
+  /* Reserved field not zero. */
+  memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
+  message[OFFSET_RESERVED + 1] = 0x80;
+  expect_malformed_signed(message, PRODUCER_VECTOR_SIZE);
+  /* Records read as counter entries (flag dropped), and entries read as records. */
+  memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
+  put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_LAST);
+  expect_malformed_signed(message, PRODUCER_VECTOR_SIZE);
+  memcpy(message, vector, VECTOR_SIZE);
+  put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_PRODUCERS);
+  expect_malformed_signed(message, VECTOR_SIZE);
+  /* PRODUCERS_MAX + 1 valid records, all present: only the count is wrong. */
+  struct tally_replication_message fill;
+  producers_fill(&fill, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_PRODUCERS_MAX);
+  size_t size = encode_ok(&fill, message, sizeof(message));
+  assert_int_equal(size, PRODUCERS_FULL_SIZE);
+  size_t body_end = size - TALLY_MAC_SIZE;
+  memcpy(message + body_end, message + TALLY_REPLICATION_HEADER_SIZE,
+    TALLY_REPLICATION_PRODUCER_SIZE);
+  size += TALLY_REPLICATION_PRODUCER_SIZE;
+  assert_true(size <= TALLY_REPLICATION_SIZE_MAX);
+  const uint16_t over[] = {TALLY_REPLICATION_PRODUCERS_MAX + 1, UINT16_MAX};
+  for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+    put16(message + OFFSET_COUNT, over[i]);
+    expect_malformed_signed(message, size);
+  }
+  /* A full message of PRODUCERS_MAX records decodes. */
+  size = encode_ok(&fill, message, sizeof(message));
+  expect_reason(message, size, TALLY_REPLICATION_OK);
+  /* A failure on the last record leaves nothing of the records decoded before it. */
+  memset(message + body_end - TALLY_REPLICATION_PRODUCER_SIZE, 0, 8);
+  expect_malformed_signed(message, size);
 }
 
 static void test_reason_names(void **state)
@@ -688,6 +1034,10 @@ int main(void)
     cmocka_unit_test(test_wrong_key),
     cmocka_unit_test(test_decode_failure_clears_previous),
     cmocka_unit_test(test_encode_refuses_invalid),
+    cmocka_unit_test(test_producer_vector),
+    cmocka_unit_test(test_producer_round_trip),
+    cmocka_unit_test(test_producer_encode_refuses),
+    cmocka_unit_test(test_producer_decode_rejects),
     cmocka_unit_test(test_reason_names),
   };
   size_t total = sizeof(tests) / sizeof(tests[0]);

@@ -2,7 +2,9 @@
  * test_shard.c — the shard on a plain aligned, zeroed DRAM region (no pmem):
  * geometry and header checks, counting, limits, concurrent readers, reliable
  * batches (dedup window, all-or-nothing, same name twice), redo-log replay
- * after simulated crashes, and what recovery does with corrupted records.
+ * after simulated crashes, what recovery does with corrupted records, and
+ * cross-node dedup: the journal ring, producer records read from any thread
+ * and merged into replica tables.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,6 +106,31 @@ static void test_geometry(void **state)
   size_t size = tally_shard_region_size(1000, 100);
   assert_int_equal(size % 4096, 0);
   assert_true(size >= 4096 + 4096 + 2048 * 128 + 256 * 64);
+  /* The journal ring comes last, whole blocks, after the producer table. */
+  size_t journal = TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry);
+  assert_int_equal(sizeof(struct tally_journal_entry), 1088);
+  assert_int_equal(journal % 4096, 0);
+  assert_int_equal(size, 4096 + 4096 + 2048 * 128 + 256 * 64 + journal);
+  assert_int_equal(tally_shard_region_size(16, 16), 4096 + 4096 + 32 * 128 + 4096 + journal);
+}
+
+static void test_attach_places_journal(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(1000, 100);
+  const uint8_t *base = f->region;
+  const uint8_t *journal = (const uint8_t *)f->shard.journal;
+  const uint8_t *producers_end =
+    (const uint8_t *)(f->shard.producers + f->shard.producer_slots_count);
+  assert_true(journal >= producers_end);
+  assert_int_equal((size_t)(journal - base) % 4096, 0);
+  assert_int_equal((size_t)(journal - base) +
+    TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry), f->size);
+  assert_int_equal(f->shard.header->journal_next, 0);
+  struct tally_shard other;
+  assert_int_equal(tally_shard_attach(&other, f->region, 3, 1000, 100, false), 0);
+  assert_ptr_equal(other.journal, f->shard.journal);
+  fixture_free(f);
 }
 
 static void test_attach_checks_header(void **state)
@@ -630,6 +657,471 @@ static void test_corrupt_producer_quarantined(void **state)
   fixture_free(f);
 }
 
+/* ---- Journal ------------------------------------------------------------- */
+
+static uint64_t journal_next(const struct fixture *f)
+{
+  return f->shard.header->journal_next;
+}
+
+static void test_journal_entry_per_batch(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  assert_int_equal(add(&f->shard, "a", 100), TALLY_OK);
+  struct tally_wire_batch batch;
+  batch_init(&batch, 5, 9);
+  batch_pair(&batch, "a", 1);
+  batch_pair(&batch, "b", 2);  /* new: its slot is created before the entry */
+  batch_pair(&batch, "a", 3);  /* a name twice: two pairs, the same slot */
+  batch_pair(&batch, "b", -7);
+  enum tally_reason reason;
+  assert_int_equal(tally_shard_apply_batch(&f->shard, &batch, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(journal_next(f), 1);
+  struct tally_journal_entry entry;
+  memset(&entry, 0xee, sizeof(entry));
+  assert_true(tally_shard_journal_find(&f->shard, 5, 9, &entry));
+  assert_int_equal(entry.producer, 5);
+  assert_int_equal(entry.seq, 9);
+  assert_int_equal(entry.count, 4);
+  assert_int_equal(entry.crc, tally_journal_crc(&entry));
+  uint32_t slot_a = (uint32_t)find(&f->shard, "a");
+  uint32_t slot_b = (uint32_t)find(&f->shard, "b");
+  const uint32_t slots[4] = {slot_a, slot_b, slot_a, slot_b};
+  const int64_t deltas[4] = {1, 2, 3, -7};
+  for (uint32_t i = 0; i < 4; i++) {
+    assert_int_equal(entry.pairs[i].slot, slots[i]);
+    assert_int_equal(entry.pairs[i].delta, deltas[i]);
+  }
+  assert_memory_equal(&entry, &f->shard.journal[0],
+    offsetof(struct tally_journal_entry, pairs) + 4 * sizeof(struct tally_journal_pair));
+  /* Not found: another seq, another producer, the invalid producer ids. */
+  assert_false(tally_shard_journal_find(&f->shard, 5, 8, &entry));
+  assert_false(tally_shard_journal_find(&f->shard, 6, 9, &entry));
+  assert_false(tally_shard_journal_find(&f->shard, 0, 9, &entry));
+  assert_false(tally_shard_journal_find(&f->shard, UINT64_MAX, 9, &entry));
+
+  assert_int_equal(apply(&f->shard, 5, 10, "c", 42, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(journal_next(f), 2);
+  assert_true(tally_shard_journal_find(&f->shard, 5, 10, &entry));
+  assert_int_equal(entry.count, 1);
+  assert_int_equal(entry.pairs[0].slot, (uint32_t)find(&f->shard, "c"));
+  assert_int_equal(entry.pairs[0].delta, 42);
+  assert_true(tally_shard_journal_find(&f->shard, 5, 9, &entry)); /* the older is kept */
+  assert_int_equal(entry.count, 4);
+  /* Statsd adds are not reliable batches: no entry. */
+  assert_int_equal(add(&f->shard, "a", 1), TALLY_OK);
+  assert_int_equal(journal_next(f), 2);
+  fixture_free(f);
+}
+
+static void test_journal_not_written_unless_applied(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(16, 16);
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 1, 100, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(journal_next(f), 1);
+  void *before = malloc(f->size);
+  assert_non_null(before);
+  memcpy(before, f->region, f->size);
+
+  assert_int_equal(apply(&f->shard, 1, 100, "x", 1, &reason), TALLY_ACK_DUPLICATE);
+  assert_int_equal(apply(&f->shard, 1, 36, "x", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 0, 1, "x", 1, &reason), TALLY_ACK_MALFORMED);
+  assert_int_equal(apply(&f->shard, 1, 101, "x", INT64_MAX, &reason), TALLY_ACK_OVERFLOW);
+  assert_memory_equal(before, f->region, f->size);
+  for (uint64_t producer = 2; producer <= 16; producer++) {
+    assert_int_equal(apply(&f->shard, producer, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  assert_int_equal(journal_next(f), 16);
+  memcpy(before, f->region, f->size);
+  assert_int_equal(apply(&f->shard, 17, 1, "x", 1, &reason), TALLY_ACK_PRODUCERS_FULL);
+  assert_memory_equal(before, f->region, f->size);
+  char name[16];
+  for (int i = 0; i < 15; i++) {
+    snprintf(name, sizeof(name), "c.%d", i);
+    assert_int_equal(add(&f->shard, name, 1), TALLY_OK);
+  }
+  memcpy(before, f->region, f->size);
+  assert_int_equal(apply(&f->shard, 1, 102, "one.too.many", 1, &reason),
+    TALLY_ACK_COUNTERS_FULL);
+  assert_memory_equal(before, f->region, f->size);
+  assert_int_equal(journal_next(f), 16);
+
+  struct tally_journal_entry entry;
+  assert_false(tally_shard_journal_find(&f->shard, 1, 36, &entry));
+  assert_false(tally_shard_journal_find(&f->shard, 1, 101, &entry));
+  assert_false(tally_shard_journal_find(&f->shard, 1, 102, &entry));
+  assert_false(tally_shard_journal_find(&f->shard, 17, 1, &entry));
+  assert_true(tally_shard_journal_find(&f->shard, 1, 100, &entry));
+  assert_true(tally_shard_journal_find(&f->shard, 16, 1, &entry));
+  free(before);
+  fixture_free(f);
+}
+
+static void test_journal_ring_wraps(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  const uint64_t total = TALLY_JOURNAL_ENTRIES + 10;
+  for (uint64_t seq = 1; seq <= total; seq++) {
+    assert_int_equal(apply(&f->shard, 7, seq, "w", (int64_t)seq, &reason), TALLY_ACK_APPLIED);
+  }
+  assert_int_equal(journal_next(f), total);
+  struct tally_journal_entry entry;
+  for (uint64_t seq = total - TALLY_JOURNAL_ENTRIES + 1; seq <= total; seq++) {
+    assert_true(tally_shard_journal_find(&f->shard, 7, seq, &entry));
+    assert_int_equal(entry.seq, seq);
+    assert_int_equal(entry.pairs[0].delta, (int64_t)seq);
+  }
+  for (uint64_t seq = 1; seq <= total - TALLY_JOURNAL_ENTRIES; seq++) {
+    assert_false(tally_shard_journal_find(&f->shard, 7, seq, &entry)); /* overwritten */
+  }
+  fixture_free(f);
+}
+
+/* Two entries of one (producer, seq): the record tombstoned, the batch applied again. */
+static struct fixture *fixture_with_reapplied_batch(void)
+{
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 4, 1, "r", 10, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 3, 1, "s", 1, &reason), TALLY_ACK_APPLIED);
+  for (uint32_t i = 0; i < f->shard.producer_slots_count; i++) {
+    if (f->shard.producers[i].producer == 4) f->shard.producers[i].window ^= 8;
+  }
+  struct tally_shard_recovery report;
+  tally_shard_recover(&f->shard, &report);
+  assert_int_equal(report.producers_quarantined, 1);
+  assert_int_equal(apply(&f->shard, 4, 1, "r", 20, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(journal_next(f), 3);
+  return f;
+}
+
+static void test_journal_find_returns_newest(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_with_reapplied_batch();
+  struct tally_journal_entry entry;
+  assert_true(tally_shard_journal_find(&f->shard, 4, 1, &entry));
+  assert_int_equal(entry.pairs[0].delta, 20);
+  fixture_free(f);
+}
+
+static void test_journal_corrupt_entry_skipped(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_with_reapplied_batch();
+  struct tally_journal_entry entry;
+  struct tally_journal_entry *newest = &f->shard.journal[2];
+  assert_int_equal(newest->pairs[0].delta, 20);
+  /* A flipped byte in the newest entry: the older intact one is found. */
+  ((uint8_t *)&newest->pairs[0].delta)[1] ^= 0x40;
+  assert_true(tally_shard_journal_find(&f->shard, 4, 1, &entry));
+  assert_int_equal(entry.pairs[0].delta, 10);
+  /* Both corrupt: nothing. */
+  f->shard.journal[0].crc ^= 1;
+  assert_false(tally_shard_journal_find(&f->shard, 4, 1, &entry));
+  f->shard.journal[0].crc ^= 1;
+  ((uint8_t *)&newest->pairs[0].delta)[1] ^= 0x40;
+  assert_true(tally_shard_journal_find(&f->shard, 4, 1, &entry));
+  assert_int_equal(entry.pairs[0].delta, 20);
+  /* A count beyond a batch is never trusted, even with a matching crc. */
+  struct tally_journal_entry *other = &f->shard.journal[1];
+  assert_true(tally_shard_journal_find(&f->shard, 3, 1, &entry));
+  other->count = TALLY_BATCH_PAIRS_MAX + 1;
+  assert_false(tally_shard_journal_find(&f->shard, 3, 1, &entry));
+  other->count = 1;
+  assert_true(tally_shard_journal_find(&f->shard, 3, 1, &entry));
+  /* A slot outside the table is refused, even with a matching crc. */
+  other->pairs[0].slot = f->shard.slots_count;
+  other->crc = tally_journal_crc(other);
+  assert_false(tally_shard_journal_find(&f->shard, 3, 1, &entry));
+  /* A flipped byte in the producer id or seq: no longer names the batch. */
+  f->shard.journal[0].crc ^= 1;
+  newest->seq ^= 2;
+  assert_false(tally_shard_journal_find(&f->shard, 4, 1, &entry));
+  assert_false(tally_shard_journal_find(&f->shard, 4, 3, &entry));
+  fixture_free(f);
+}
+
+static void test_journal_survives_recovery(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  for (uint64_t seq = 1; seq <= 5; seq++) {
+    assert_int_equal(apply(&f->shard, 2, seq, "k", 3, &reason), TALLY_ACK_APPLIED);
+  }
+  size_t journal_size = TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry);
+  void *before = malloc(journal_size);
+  assert_non_null(before);
+  memcpy(before, f->shard.journal, journal_size);
+  struct tally_shard_recovery report;
+  tally_shard_recover(&f->shard, &report);
+  assert_memory_equal(before, f->shard.journal, journal_size);
+  assert_int_equal(journal_next(f), 5);
+  struct tally_journal_entry entry;
+  assert_true(tally_shard_journal_find(&f->shard, 2, 3, &entry));
+  assert_int_equal(apply(&f->shard, 2, 6, "k", 3, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(journal_next(f), 6);
+  free(before);
+  fixture_free(f);
+}
+
+/* ---- Producer records: reads from any thread, merges -------------------- */
+
+static uint32_t producer_slot(const struct fixture *f, uint64_t producer)
+{
+  for (uint32_t i = 0; i < f->shard.producer_slots_count; i++) {
+    if (f->shard.producers[i].producer == producer) return i;
+  }
+  fail_msg("producer %llu has no record", (unsigned long long)producer);
+  return UINT32_MAX;
+}
+
+static void test_dedup_helpers(void **state)
+{
+  (void)state;
+  assert_true(tally_dedup_has(10, 1, 10));
+  assert_false(tally_dedup_has(10, 2, 10));
+  assert_false(tally_dedup_has(10, UINT64_MAX, 11)); /* ahead of the record */
+  assert_true(tally_dedup_has(10, 1ull << 9, 1));
+  assert_true(tally_dedup_has(100, 1ull << 63, 37));  /* distance 63: the last bit */
+  assert_false(tally_dedup_has(100, UINT64_MAX, 36)); /* distance 64: outside */
+  assert_false(tally_dedup_has(100, UINT64_MAX, 0));
+  assert_true(tally_dedup_has(0, 1, 0));
+  assert_false(tally_dedup_has(0, 0, 0));
+  assert_true(tally_dedup_has(UINT64_MAX, 1, UINT64_MAX));
+  assert_true(tally_dedup_has(UINT64_MAX, 1ull << 63, UINT64_MAX - 63));
+  assert_false(tally_dedup_has(UINT64_MAX, UINT64_MAX, 0));
+
+  assert_int_equal(tally_dedup_shift(10, 0x5, 10), 0x5);
+  assert_int_equal(tally_dedup_shift(10, 0x5, 12), 0x14);
+  assert_int_equal(tally_dedup_shift(10, 0x3, 73), 1ull << 63); /* the top bit survives */
+  assert_int_equal(tally_dedup_shift(10, UINT64_MAX, 74), 0);   /* 64 later: nothing */
+  assert_int_equal(tally_dedup_shift(10, UINT64_MAX, UINT64_MAX), 0);
+  assert_int_equal(tally_dedup_shift(10, 0x5, 9), 0);           /* backwards: never */
+  /* A shifted window says the same about every seq still inside it. */
+  for (uint64_t seq = 0; seq <= 12; seq++) {
+    assert_int_equal(tally_dedup_has(10, 0x25, seq),
+      tally_dedup_has(12, tally_dedup_shift(10, 0x25, 12), seq));
+  }
+}
+
+static void test_producer_read_and_at(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 11, 5, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 11, 3, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 12, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 13, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
+  uint64_t last_seq = 0;
+  uint64_t window = 0;
+  assert_true(tally_shard_producer_read(&f->shard, 11, &last_seq, &window));
+  assert_int_equal(last_seq, 5);
+  assert_int_equal(window, 0x5);
+  assert_true(tally_shard_producer_read(&f->shard, 12, &last_seq, &window));
+  assert_int_equal(last_seq, 1);
+  assert_int_equal(window, 1);
+  assert_false(tally_shard_producer_read(&f->shard, 99, &last_seq, &window));
+  assert_false(tally_shard_producer_read(&f->shard, 0, &last_seq, &window));
+  assert_false(tally_shard_producer_read(&f->shard, UINT64_MAX, &last_seq, &window));
+
+  /* A record failing its crc is not returned, by either read. */
+  uint32_t corrupt = producer_slot(f, 12);
+  f->shard.producers[corrupt].last_seq ^= 1ull << 33;
+  assert_false(tally_shard_producer_read(&f->shard, 12, &last_seq, &window));
+
+  /* A scan sees every intact record once and nothing else. */
+  uint32_t seen = 0;
+  for (uint32_t slot = 0; slot < f->shard.producer_slots_count; slot++) {
+    uint64_t producer = 0;
+    if (!tally_shard_producer_at(&f->shard, slot, &producer, &last_seq, &window)) continue;
+    seen++;
+    assert_int_not_equal(slot, corrupt);
+    assert_int_equal(slot, producer_slot(f, producer));
+    assert_true(producer == 11 || producer == 13);
+    assert_int_equal(last_seq, producer == 11 ? 5 : 1);
+  }
+  assert_int_equal(seen, 2);
+  /* A tombstone (after recovery) reads as nothing. */
+  struct tally_shard_recovery report;
+  tally_shard_recover(&f->shard, &report);
+  uint64_t producer = 0;
+  assert_false(tally_shard_producer_at(&f->shard, corrupt, &producer, &last_seq, &window));
+  assert_false(tally_shard_producer_read(&f->shard, 12, &last_seq, &window));
+  assert_true(tally_shard_producer_read(&f->shard, 13, &last_seq, &window));
+  fixture_free(f);
+}
+
+static void test_producer_merge(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  uint64_t last_seq = 0;
+  uint64_t window = 0;
+  /* New: the record taken as given, counted, with a valid crc. */
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 10, 0xb), TALLY_OK);
+  assert_int_equal(f->shard.header->producers_used, 1);
+  assert_true(tally_shard_producer_read(&f->shard, 9, &last_seq, &window));
+  assert_int_equal(last_seq, 10);
+  assert_int_equal(window, 0xb); /* 10, 9, 7 */
+  /* Incoming ahead: the union at the later last_seq. */
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 12, 0x5), TALLY_OK); /* 12, 10 */
+  assert_true(tally_shard_producer_read(&f->shard, 9, &last_seq, &window));
+  assert_int_equal(last_seq, 12);
+  assert_int_equal(window, 0x2d); /* 12, 10, 9, 7 */
+  /* Incoming behind: the union at the record's last_seq. */
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 8, 0x3), TALLY_OK); /* 8, 7 */
+  assert_true(tally_shard_producer_read(&f->shard, 9, &last_seq, &window));
+  assert_int_equal(last_seq, 12);
+  assert_int_equal(window, 0x3d); /* 12, 10, 9, 8, 7 */
+  for (uint64_t seq = 1; seq <= 13; seq++) {
+    bool expected = seq == 12 || (seq >= 7 && seq <= 10);
+    assert_int_equal(tally_dedup_has(last_seq, window, seq), expected);
+  }
+  assert_int_equal(f->shard.header->producers_used, 1);
+  /* Idempotent: merging any record already covered changes no byte. */
+  void *before = malloc(f->size);
+  assert_non_null(before);
+  memcpy(before, f->region, f->size);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 12, 0x5), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 8, 0x3), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 12, 0x3d), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 1, 0), TALLY_OK);
+  assert_memory_equal(before, f->region, f->size);
+  free(before);
+  /* The record stays what a batch's dedup sees. */
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 9, 8, "x", 1, &reason), TALLY_ACK_DUPLICATE);
+  assert_int_equal(apply(&f->shard, 9, 11, "x", 1, &reason), TALLY_ACK_APPLIED);
+  struct tally_shard_recovery report;
+  tally_shard_recover(&f->shard, &report);
+  assert_int_equal(report.producers_quarantined, 0);
+  assert_int_equal(report.producers_used, 1);
+  fixture_free(f);
+}
+
+static void test_producer_merge_far_apart(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  uint64_t last_seq = 0;
+  uint64_t window = 0;
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 100, UINT64_MAX), TALLY_OK);
+  /* 63 later: only the oldest bit of the old window (seq 100) is still inside. */
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 163, 1), TALLY_OK);
+  assert_true(tally_shard_producer_read(&f->shard, 5, &last_seq, &window));
+  assert_int_equal(last_seq, 163);
+  assert_int_equal(window, (1ull << 63) | 1u);
+  /* 64 or more later: every old bit falls off. */
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 1000, 1), TALLY_OK);
+  assert_true(tally_shard_producer_read(&f->shard, 5, &last_seq, &window));
+  assert_int_equal(last_seq, 1000);
+  assert_int_equal(window, 1);
+  /* A record far behind adds nothing. */
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 936, UINT64_MAX), TALLY_OK);
+  assert_true(tally_shard_producer_read(&f->shard, 5, &last_seq, &window));
+  assert_int_equal(last_seq, 1000);
+  assert_int_equal(window, 1);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 937, 1), TALLY_OK);
+  assert_true(tally_shard_producer_read(&f->shard, 5, &last_seq, &window));
+  assert_int_equal(window, (1ull << 63) | 1u);
+  fixture_free(f);
+}
+
+static void test_producer_merge_full(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 16);
+  for (uint64_t producer = 1; producer <= 16; producer++) {
+    assert_int_equal(tally_shard_producer_merge(&f->shard, producer, producer, 1), TALLY_OK);
+  }
+  assert_int_equal(f->shard.header->producers_used, 16);
+  void *before = malloc(f->size);
+  assert_non_null(before);
+  memcpy(before, f->region, f->size);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 17, 1, 1),
+    TALLY_REASON_PRODUCERS_FULL);
+  assert_memory_equal(before, f->region, f->size);
+  free(before);
+  uint64_t last_seq = 0;
+  uint64_t window = 0;
+  assert_false(tally_shard_producer_read(&f->shard, 17, &last_seq, &window));
+  /* A known producer still merges. */
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 16, 17, 1), TALLY_OK);
+  assert_true(tally_shard_producer_read(&f->shard, 16, &last_seq, &window));
+  assert_int_equal(last_seq, 17);
+  assert_int_equal(window, 3);
+  /* A batch from a new producer is refused the same way. */
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 17, 1, "x", 1, &reason), TALLY_ACK_PRODUCERS_FULL);
+  assert_int_equal(f->shard.header->producers_used, 16);
+  fixture_free(f);
+}
+
+/* A record read while the merging thread rewrites it is always one it wrote whole. */
+#define MERGE_ROUNDS 200000u
+
+struct merge_reader_args {
+  const struct tally_shard *shard;
+  int done;
+  uint64_t reads;
+  uint64_t bad;
+};
+
+/* After merging (seq, 1) for seq = 1..n the record says every seq in the window applied. */
+static uint64_t full_window(uint64_t last_seq)
+{
+  return last_seq >= 64 ? UINT64_MAX : (1ull << last_seq) - 1u;
+}
+
+static void *merge_reader_main(void *arg)
+{
+  struct merge_reader_args *args = arg;
+  uint64_t previous = 0;
+  for (;;) {
+    bool done = __atomic_load_n(&args->done, __ATOMIC_ACQUIRE);
+    uint64_t last_seq;
+    uint64_t window;
+    if (tally_shard_producer_read(args->shard, 77, &last_seq, &window)) {
+      if (window != full_window(last_seq)) args->bad++;
+      if (last_seq < previous) args->bad++;
+      previous = last_seq;
+      args->reads++;
+    }
+    if (done) break;
+  }
+  return NULL;
+}
+
+static void test_producer_merge_concurrent_reader(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  struct merge_reader_args args = {.shard = &f->shard};
+  pthread_t reader;
+  assert_int_equal(pthread_create(&reader, NULL, merge_reader_main, &args), 0);
+  for (uint64_t seq = 1; seq <= MERGE_ROUNDS; seq++) {
+    assert_int_equal(tally_shard_producer_merge(&f->shard, 77, seq, 1), TALLY_OK);
+  }
+  __atomic_store_n(&args.done, 1, __ATOMIC_RELEASE);
+  assert_int_equal(pthread_join(reader, NULL), 0);
+  assert_int_equal(args.bad, 0);
+  assert_true(args.reads > 0); /* at least the read after the last merge */
+  uint64_t last_seq = 0;
+  uint64_t window = 0;
+  assert_true(tally_shard_producer_read(&f->shard, 77, &last_seq, &window));
+  assert_int_equal(last_seq, MERGE_ROUNDS);
+  assert_int_equal(window, UINT64_MAX);
+  fixture_free(f);
+}
+
 /* ---- Fine-grained persistence hooks -------------------------------------- */
 
 static uint64_t flushed_bytes;
@@ -673,6 +1165,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_geometry),
     cmocka_unit_test(test_attach_checks_header),
+    cmocka_unit_test(test_attach_places_journal),
     cmocka_unit_test(test_add_and_find),
     cmocka_unit_test(test_counters_full),
     cmocka_unit_test(test_overflow_rejected),
@@ -690,6 +1183,18 @@ int main(void)
     cmocka_unit_test(test_corrupt_slots_quarantined),
     cmocka_unit_test(test_torn_unpublished_slot_cleared),
     cmocka_unit_test(test_corrupt_producer_quarantined),
+    cmocka_unit_test(test_journal_entry_per_batch),
+    cmocka_unit_test(test_journal_not_written_unless_applied),
+    cmocka_unit_test(test_journal_ring_wraps),
+    cmocka_unit_test(test_journal_find_returns_newest),
+    cmocka_unit_test(test_journal_corrupt_entry_skipped),
+    cmocka_unit_test(test_journal_survives_recovery),
+    cmocka_unit_test(test_dedup_helpers),
+    cmocka_unit_test(test_producer_read_and_at),
+    cmocka_unit_test(test_producer_merge),
+    cmocka_unit_test(test_producer_merge_far_apart),
+    cmocka_unit_test(test_producer_merge_full),
+    cmocka_unit_test(test_producer_merge_concurrent_reader),
     cmocka_unit_test(test_per_burst_hooks_called),
   };
   size_t total = sizeof(tests) / sizeof(tests[0]);

@@ -141,11 +141,18 @@ static void test_replica_tables(void **state)
   assert_int_equal(store.size, tally_store_file_size(&geometry));
   assert_true(store.size > tally_store_file_size(&geometry_small));
   assert_int_equal(tally_store_replica_counters(&geometry), 2000);
+  assert_int_equal(tally_store_replica_producers(&geometry), 32);
+  assert_int_equal(store.replicas[1].producers_max, 32);
   struct tally_shard *replica = &store.replicas[1];
   assert_int_equal(tally_shard_held_seq(replica), 0);
   assert_int_equal(tally_shard_set(replica, "r", 1, tally_name_hash("r", 1), 40), TALLY_OK);
   assert_int_equal(tally_shard_set(replica, "r", 1, tally_name_hash("r", 1), -7), TALLY_OK);
   tally_shard_set_held_seq(replica, 12);
+  /* Replica tables hold the origin's producer records, all its shards' worth. */
+  for (uint64_t producer = 1; producer <= 32; producer++) {
+    assert_int_equal(tally_shard_producer_merge(replica, producer, 100 + producer, 1), TALLY_OK);
+  }
+  assert_int_equal(tally_shard_producer_merge(replica, 33, 1, 1), TALLY_REASON_PRODUCERS_FULL);
   assert_int_equal(add(&store.shards[0], "r", 1), TALLY_OK);
   tally_store_close(&store);
 
@@ -155,8 +162,77 @@ static void test_replica_tables(void **state)
   assert_int_equal(value_of(&store.shards[0], "r"), 1);
   assert_int_equal(tally_shard_held_seq(&store.replicas[1]), 12);
   assert_int_equal(store.recovery.replicas[1].counters_used, 1);
+  assert_int_equal(store.recovery.replicas[1].producers_used, 32);
+  assert_int_equal(store.recovery.replicas[1].producers_quarantined, 0);
+  uint64_t last_seq = 0;
+  uint64_t window = 0;
+  assert_true(tally_shard_producer_read(&store.replicas[1], 32, &last_seq, &window));
+  assert_int_equal(last_seq, 132);
+  assert_false(tally_shard_producer_read(&store.replicas[0], 32, &last_seq, &window));
   tally_store_close(&store);
   open_fails(&geometry_small, TALLY_PERSIST_AUTO, "replica_count");
+}
+
+static void test_replica_producers_capacity(void **state)
+{
+  (void)state;
+  struct tally_store_geometry geometry = {
+    .shard_count = 3, .counters_max = 1000, .producers_max = 16, .replica_count = 1};
+  assert_int_equal(tally_store_replica_producers(&geometry), 48);
+  geometry.shard_count = TALLY_SHARDS_MAX;
+  geometry.producers_max = TALLY_PRODUCERS_MAX / 2;
+  assert_int_equal(tally_store_replica_producers(&geometry), TALLY_PRODUCERS_MAX);
+  geometry.shard_count = 1;
+  geometry.producers_max = TALLY_PRODUCERS_MIN;
+  assert_int_equal(tally_store_replica_producers(&geometry), TALLY_PRODUCERS_MIN);
+  /* The file grows with the replica tables' producer tables and every journal. */
+  geometry = (struct tally_store_geometry){
+    .shard_count = 2, .counters_max = 16, .producers_max = 1024, .replica_count = 1};
+  size_t replica = tally_shard_region_size(32, 2048);
+  assert_int_equal(tally_store_file_size(&geometry),
+    4096 + 2 * tally_shard_region_size(16, 1024) + replica);
+  assert_true(replica > tally_shard_region_size(32, TALLY_PRODUCERS_MIN));
+}
+
+/* A cluster node's store: the lcores' shards plus the compensation shard. */
+static void test_compensation_shard_count(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  struct tally_store_geometry geometry = {
+    .shard_count = TALLY_SHARDS_MAX, .counters_max = 16, .producers_max = 16,
+    .replica_count = 2};
+  open_ok(&store, &geometry, TALLY_PERSIST_AUTO);
+  assert_int_equal(store.size, tally_store_file_size(&geometry));
+  struct tally_shard *last = &store.shards[TALLY_SHARDS_MAX - 1];
+  assert_int_equal(last->index, TALLY_SHARDS_MAX - 1);
+  assert_int_equal(store.replicas[0].index, TALLY_SHARDS_MAX);
+  assert_true((uint8_t *)store.replicas[0].header >=
+    (uint8_t *)last->header + tally_shard_region_size(16, 16));
+  struct tally_wire_batch batch = {.producer = 6, .seq = 2, .count = 1};
+  batch.pairs[0] = (struct tally_wire_pair){.name = "comp", .name_len = 4, .delta = -3};
+  enum tally_reason reason;
+  assert_int_equal(tally_shard_apply_batch(last, &batch, &reason), TALLY_ACK_APPLIED);
+  tally_store_close(&store);
+  open_ok(&store, &geometry, TALLY_PERSIST_AUTO);
+  assert_int_equal(value_of(&store.shards[TALLY_SHARDS_MAX - 1], "comp"), -3);
+  assert_int_equal(store.recovery.shards[TALLY_SHARDS_MAX - 1].counters_used, 1);
+  tally_store_close(&store);
+}
+
+/* A store of an older layout is refused, naming both versions. */
+static void test_old_layout_refused(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_int_equal(store.super->layout_version, 2);
+  struct tally_superblock super = *store.super;
+  tally_store_close(&store);
+  super.layout_version = 1;
+  super.crc = tally_crc32c(&super, offsetof(struct tally_superblock, crc), 0x53555052u);
+  patch_file(0, &super, offsetof(struct tally_superblock, clean_shutdown));
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "layout version 1, this build reads 2");
 }
 
 /* A damaged file is told apart from a config mismatch (a cluster node restores the former). */
@@ -228,11 +304,17 @@ static void test_unclean_exit_keeps_everything(void **state)
   assert_false(store.recovery.was_clean);
   assert_int_equal(value_of(&store.shards[0], "crash.a"), 11);
   assert_int_equal(value_of(&store.shards[1], "crash.b"), 3);
+  struct tally_journal_entry entry;
+  assert_true(tally_shard_journal_find(&store.shards[1], 4, 1, &entry));
+  assert_int_equal(entry.count, 1);
+  assert_int_equal(entry.pairs[0].delta, 3);
+  assert_int_equal(store.shards[1].header->journal_next, 1);
   struct tally_wire_batch batch = {.producer = 4, .seq = 1, .count = 1};
   batch.pairs[0] = (struct tally_wire_pair){.name = "crash.b", .name_len = 7, .delta = 3};
   enum tally_reason reason;
   assert_int_equal(tally_shard_apply_batch(&store.shards[1], &batch, &reason),
     TALLY_ACK_DUPLICATE);
+  assert_int_equal(store.shards[1].header->journal_next, 1);
   tally_store_close(&store);
 }
 
@@ -302,6 +384,21 @@ static void test_kill_during_batches(void **state)
       /* each kill may land between a batch and its statsd add */
       assert_true(value_of(&store.shards[0], "statsd") >= (int64_t)last - (round + 1));
       assert_true(value_of(&store.shards[0], "statsd") <= (int64_t)last);
+      /*
+       * Every applied batch has its journal entry (written before its redo
+       * record). Each kill may also leave the entry of a batch that never
+       * happened (its seq is journaled again by the next child), taking a
+       * ring position: the newest TALLY_JOURNAL_ENTRIES - (round + 1) are kept.
+       */
+      struct tally_journal_entry entry;
+      uint64_t kept = TALLY_JOURNAL_ENTRIES - (uint64_t)(round + 1);
+      uint64_t oldest = last > kept ? last - kept + 1 : 1;
+      for (uint64_t seq = oldest; seq <= last; seq++) {
+        if (tally_shard_journal_find(&store.shards[0], 99, seq, &entry)) continue;
+        fail_msg("no journal entry for applied seq %llu", (unsigned long long)seq);
+      }
+      assert_true(tally_shard_journal_find(&store.shards[0], 99, last, &entry));
+      assert_int_equal(entry.pairs[1].delta, (int64_t)last);
     }
     next = last + 1;
     tally_store_close(&store);
@@ -316,8 +413,8 @@ static void test_invalid_geometry_creates_nothing(void **state)
   struct tally_store_geometry geometry = geometry_small;
   geometry.shard_count = 0;
   open_fails(&geometry, TALLY_PERSIST_AUTO, "shard_count 0");
-  geometry.shard_count = TALLY_LCORES_MAX + 1;
-  open_fails(&geometry, TALLY_PERSIST_AUTO, "shard_count 17");
+  geometry.shard_count = TALLY_SHARDS_MAX + 1;
+  open_fails(&geometry, TALLY_PERSIST_AUTO, "shard_count 18 outside 1..17");
   geometry = geometry_small;
   geometry.counters_max = TALLY_COUNTERS_MIN - 1;
   open_fails(&geometry, TALLY_PERSIST_AUTO, "counters_max 15");
@@ -455,6 +552,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_create_and_reopen, setup, teardown),
     cmocka_unit_test_setup_teardown(test_second_opener_refused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replica_tables, setup, teardown),
+    cmocka_unit_test(test_replica_producers_capacity),
+    cmocka_unit_test_setup_teardown(test_compensation_shard_count, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_old_layout_refused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_corrupt_told_apart, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unclean_exit_keeps_everything, setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill_during_batches, setup, teardown),

@@ -1,0 +1,235 @@
+/*
+ * shard_journal.c — a shard's side of cross-node dedup (docs/cluster.md):
+ * the journal ring of recently applied reliable batches with their deltas
+ * (appended by the owning lcore, searched by the cluster thread to undo a
+ * batch another node also applied), and the producer dedup records read
+ * from any thread (checksum-verified) and merged into replica tables by the
+ * replication thread. The slot table, the redo log and recovery are in
+ * shard.c. Byte map: docs/store-layout.md.
+ *
+ * Readers never lock: a record or entry being rewritten fails its checksum
+ * and is read again (producer records) or skipped (journal entries).
+ */
+#include <assert.h>
+#include <string.h>
+
+#include <rte_hash_crc.h>
+
+#include "shard_internal.h"
+#include "tally/name.h"
+#include "tally/shard.h"
+
+/* CRC32C seed; part of the on-media format (changing it is a new layout). */
+#define JOURNAL_CRC_SEED 0x4a524e4cu /* "JRNL" */
+
+/* Reads of a record being rewritten before a reader gives up on it. */
+#define PRODUCER_READ_ATTEMPTS 4u
+
+static_assert(offsetof(struct tally_journal_entry, producer) == 0, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, seq) == 8, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, count) == 16, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, crc) == 20, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, pairs) == 64, "pairs on the second line");
+static_assert(sizeof(struct tally_journal_pair) == 16, "journal pair layout");
+static_assert(sizeof(struct tally_journal_entry) % CACHE_LINE_SIZE == 0, "entries line aligned");
+static_assert(TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry) % BLOCK_SIZE == 0,
+  "the journal is whole blocks");
+
+/* ---- Journal ------------------------------------------------------------- */
+
+/* Over producer, seq, count (a 4-byte word), then pairs[0..count). */
+uint32_t tally_journal_crc(const struct tally_journal_entry *entry)
+{
+  assert(entry != NULL);
+  assert(entry->count <= TALLY_BATCH_PAIRS_MAX);
+  uint32_t crc = rte_hash_crc_8byte(entry->producer, JOURNAL_CRC_SEED);
+  crc = rte_hash_crc_8byte(entry->seq, crc);
+  crc = rte_hash_crc_4byte(entry->count, crc);
+  return tally_crc32c(entry->pairs, (size_t)entry->count * sizeof(struct tally_journal_pair),
+    crc);
+}
+
+void tally_shard_journal_append(struct tally_shard *shard, const struct tally_wire_batch *batch,
+  const uint32_t *slot)
+{
+  assert(shard != NULL);
+  assert(shard->journal != NULL);
+  assert(batch != NULL);
+  assert(slot != NULL);
+  assert(batch->producer != 0);
+  assert(batch->producer != PRODUCER_TOMBSTONE);
+  assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
+  struct tally_shard_header *header = shard->header;
+  uint64_t next = header->journal_next; /* this lcore is its only writer */
+  struct tally_journal_entry *entry = &shard->journal[next % TALLY_JOURNAL_ENTRIES];
+  entry->producer = batch->producer;
+  entry->seq = batch->seq;
+  entry->count = batch->count;
+  for (uint32_t i = 0; i < batch->count; i++) {
+    assert(slot[i] < shard->slots_count);
+    assert(shard->slots[slot[i]].name_len != 0);
+    entry->pairs[i] = (struct tally_journal_pair){
+      .slot = slot[i], .reserved = 0, .delta = batch->pairs[i].delta};
+  }
+  entry->crc = tally_journal_crc(entry);
+  shard_flush(shard, entry, offsetof(struct tally_journal_entry, pairs) +
+    (size_t)batch->count * sizeof(struct tally_journal_pair));
+  __atomic_store_n(&header->journal_next, next + 1u, __ATOMIC_RELEASE);
+  shard_flush(shard, &header->journal_next, sizeof(header->journal_next));
+  assert(header->journal_next == next + 1u);
+}
+
+/*
+ * Copies the entry at ring position `index` and checks it names (producer,
+ * seq), is whole (count, crc) and points only at slots of this shard. The
+ * lcore may be rewriting it meanwhile: only the copy is checked and used.
+ */
+static bool journal_entry_read(const struct tally_shard *shard, uint32_t index,
+  uint64_t producer, uint64_t seq, struct tally_journal_entry *entry)
+{
+  assert(index < TALLY_JOURNAL_ENTRIES);
+  const struct tally_journal_entry *stored = &shard->journal[index];
+  if (__atomic_load_n(&stored->producer, __ATOMIC_RELAXED) != producer) return false;
+  if (__atomic_load_n(&stored->seq, __ATOMIC_RELAXED) != seq) return false;
+  size_t head = offsetof(struct tally_journal_entry, pairs);
+  memcpy(entry, stored, head);
+  if (entry->count > TALLY_BATCH_PAIRS_MAX) return false;
+  memcpy(entry->pairs, stored->pairs, (size_t)entry->count * sizeof(struct tally_journal_pair));
+  if (entry->producer != producer || entry->seq != seq) return false;
+  if (entry->crc != tally_journal_crc(entry)) return false;
+  for (uint32_t i = 0; i < entry->count; i++) {
+    if (entry->pairs[i].slot >= shard->slots_count) return false;
+  }
+  return true;
+}
+
+bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer, uint64_t seq,
+  struct tally_journal_entry *entry)
+{
+  assert(shard != NULL);
+  assert(shard->journal != NULL);
+  assert(entry != NULL);
+  if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
+  uint64_t next = __atomic_load_n(&shard->header->journal_next, __ATOMIC_ACQUIRE);
+  uint64_t entries = next < TALLY_JOURNAL_ENTRIES ? next : TALLY_JOURNAL_ENTRIES;
+  for (uint64_t back = 1; back <= entries; back++) {
+    uint32_t index = (uint32_t)((next - back) % TALLY_JOURNAL_ENTRIES);
+    if (journal_entry_read(shard, index, producer, seq, entry)) {
+      assert(entry->count <= TALLY_BATCH_PAIRS_MAX);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* ---- Producer records from any thread ------------------------------------ */
+
+/*
+ * Copies the record in `slot` field by field and checks it against its crc.
+ * false if the copy is not one the writer made whole (a rewrite in progress,
+ * or a corrupt record).
+ */
+static bool producer_copy(const struct tally_shard *shard, uint32_t slot, uint64_t *producer,
+  uint64_t *last_seq, uint64_t *window)
+{
+  assert(slot < shard->producer_slots_count);
+  const struct tally_producer *record = &shard->producers[slot];
+  uint32_t crc = __atomic_load_n(&record->crc, __ATOMIC_ACQUIRE);
+  *producer = __atomic_load_n(&record->producer, __ATOMIC_RELAXED);
+  *last_seq = __atomic_load_n(&record->last_seq, __ATOMIC_RELAXED);
+  *window = __atomic_load_n(&record->window, __ATOMIC_RELAXED);
+  return crc == tally_producer_crc(slot, *producer, *last_seq, *window);
+}
+
+bool tally_shard_producer_read(const struct tally_shard *shard, uint64_t producer,
+  uint64_t *last_seq, uint64_t *window)
+{
+  assert(shard != NULL);
+  assert(last_seq != NULL);
+  assert(window != NULL);
+  if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
+  for (uint32_t attempt = 0; attempt < PRODUCER_READ_ATTEMPTS; attempt++) {
+    bool found;
+    uint32_t slot = producer_probe(shard, producer, &found);
+    if (!found) return false;
+    assert(slot < shard->producer_slots_count);
+    uint64_t id;
+    uint64_t seq;
+    uint64_t bits;
+    if (producer_copy(shard, slot, &id, &seq, &bits) && id == producer) {
+      *last_seq = seq;
+      *window = bits;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uint64_t *producer,
+  uint64_t *last_seq, uint64_t *window)
+{
+  assert(shard != NULL);
+  assert(producer != NULL);
+  assert(last_seq != NULL);
+  assert(window != NULL);
+  assert(slot < shard->producer_slots_count);
+  for (uint32_t attempt = 0; attempt < PRODUCER_READ_ATTEMPTS; attempt++) {
+    uint64_t id = __atomic_load_n(&shard->producers[slot].producer, __ATOMIC_RELAXED);
+    if (id == 0 || id == PRODUCER_TOMBSTONE) return false;
+    uint64_t seq;
+    uint64_t bits;
+    if (producer_copy(shard, slot, &id, &seq, &bits) && id != 0 &&
+      id != PRODUCER_TOMBSTONE) {
+      *producer = id;
+      *last_seq = seq;
+      *window = bits;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* ---- Merging into replica tables ----------------------------------------- */
+
+enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t producer,
+  uint64_t last_seq, uint64_t window)
+{
+  assert(shard != NULL);
+  assert(producer != 0);
+  assert(producer != PRODUCER_TOMBSTONE);
+  assert(shard->header->producers_used <= shard->producer_slots_count);
+  bool found;
+  uint32_t slot = producer_probe(shard, producer, &found);
+  if (!found) {
+    if (shard->header->producers_used >= shard->producers_max || slot == SLOT_NONE) {
+      return TALLY_REASON_PRODUCERS_FULL;
+    }
+    assert(shard->producers[slot].producer == 0);
+    producer_store(shard, slot, producer, last_seq, window);
+    shard->header->producers_used++;
+    shard_flush(shard, &shard->header->producers_used, sizeof(uint32_t));
+    assert(shard->header->producers_used <= shard->producers_max);
+    return TALLY_OK;
+  }
+  const struct tally_producer *record = &shard->producers[slot];
+  assert(record->producer == producer);
+  uint64_t merged_last = last_seq;
+  uint64_t merged_window = window;
+  /*
+   * A record failing its crc (media corruption since recovery) says nothing
+   * trustworthy: it is replaced by the incoming one. Otherwise the union of
+   * both, within the window of the later last_seq.
+   */
+  if (record->crc == tally_producer_crc(slot, record->producer, record->last_seq,
+    record->window)) {
+    merged_last = record->last_seq > last_seq ? record->last_seq : last_seq;
+    merged_window = tally_dedup_shift(record->last_seq, record->window, merged_last) |
+      tally_dedup_shift(last_seq, window, merged_last);
+    if (merged_last == record->last_seq && merged_window == record->window) {
+      return TALLY_OK; /* nothing new (a merge repeated): no write, no flush */
+    }
+  }
+  producer_store(shard, slot, producer, merged_last, merged_window);
+  assert(record->last_seq >= last_seq);
+  return TALLY_OK;
+}

@@ -1,0 +1,149 @@
+"""make_replication_seeds.py — writes the seed corpus of tests/fuzz/fuzz_replication.c.
+
+Run from the repository root: python3 tests/tools/make_replication_seeds.py
+Written from include/tally/replication_wire.h (32-byte header with scan;
+counter entries, or producer records with flags PRODUCERS), not from the C
+encoder. The key is fuzz_replication.c's. The first byte of a seed picks the
+fuzz target's mode:
+  raw_*         a whole datagram (first byte 'T'), decoded as it is;
+  signed_*      0x01, then a body without its MAC: the target signs it;
+  structured_*  0x03 | (type - ROUND) << 2, then a body without its MAC: the
+                target signs it after setting magic, version and that type;
+  encode_*      0x02 or 0x06, then the fields of a message the target encodes
+                (no header of the wire, so unaffected by the header layout).
+The encode_* seeds of counter entries were made by hand and are left alone;
+every other seed is (re)written here.
+"""
+
+import hashlib
+import os
+import struct
+
+KEY = bytes([0x5A, 0x11, 0x7E, 0x00]) + bytes(range(1, 29))
+OUT = os.path.join("tests", "fuzz", "corpus", "replication")
+
+MAC_SIZE = 16
+SIZE_MAX = 1472
+SIZE_MIN = 32 + MAC_SIZE
+ROUND, ACK, RESTORE_REQUEST, RESTORE = 1, 2, 3, 4
+FLAG_LAST = 0x0001
+FLAG_PRODUCERS = 0x0002
+FLAG_UNKNOWN = 0x0004  # the lowest bit that means nothing
+ENTRIES_MAX = 12
+PRODUCERS_MAX = 48
+U64_MAX = 2**64 - 1
+I64_MIN, I64_MAX = -2**63, 2**63 - 1
+SCAN = 1_700_000_000_000_000  # unix microseconds
+
+_HEADER = struct.Struct("<2sBBHHHHHHQQ")
+_ENTRY = struct.Struct("<qB")
+_RECORD = struct.Struct("<QQQ")
+
+
+def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR"):
+    return _HEADER.pack(magic, 1, kind, origin, sender, count, flags, part, reserved, seq, scan)
+
+
+def entries(pairs):
+    return b"".join(_ENTRY.pack(value, len(name)) + name for value, name in pairs)
+
+
+def records(items):
+    """Producer records: producer | last_seq | window."""
+    return b"".join(_RECORD.pack(*item) for item in items)
+
+
+def signed(data):
+    return data + hashlib.blake2b(data, digest_size=MAC_SIZE, key=KEY).digest()
+
+
+def unsigned(data):
+    """The target's signed mode: it signs data itself."""
+    return b"\x01" + data
+
+
+def structured(kind, data):
+    """The target's signed mode with a valid header of type `kind`."""
+    return bytes([0x03 | ((kind - ROUND) << 2)]) + data
+
+
+def encode_input(kind, origin, sender, flags, part, seq, items, slack=0xFF):
+    """The target's encode mode with producer records."""
+    fields = struct.pack("<BBHHHHQB", 0x02, kind, origin, sender, flags, part, seq, len(items))
+    return fields + records(items) + bytes([slack])
+
+
+def full_records():
+    """PRODUCERS_MAX records, ids and values at their limits (never id 0 or U64_MAX)."""
+    ids = (1, U64_MAX - 1, 2**63, 0x0123456789ABCDEF)
+    others = (0, U64_MAX, 1, 2**63)
+    return [(ids[i % 4] ^ ((i // 4) << 8), others[i % 4], others[(i + 1) % 4])
+            for i in range(PRODUCERS_MAX)]
+
+
+def main():
+    long_name = (b"abcdefghijklmnopqrstuvwxyz" * 4)[:96]
+    restore = (header(RESTORE, 2, 5, 2, FLAG_LAST, 7, 9, SCAN) +
+               entries([(-1, b"a"), (I64_MAX, b"req.ok")]))
+    restore_signed = signed(restore)
+    bad_mac = bytearray(restore_signed)
+    bad_mac[-1] ^= 0x01
+    full_values = [I64_MIN if i == 0 else (I64_MIN + i + 1 if i % 2 else I64_MAX - i)
+                   for i in range(ENTRIES_MAX)]
+    round_full = (header(ROUND, 0xFFFF, 1, ENTRIES_MAX, FLAG_LAST, 0, U64_MAX, U64_MAX) +
+                  entries([(value, long_name) for value in full_values]))
+    one_k = entries([(1, b"k")])
+    three = [(0x1000000000000001, 41, U64_MAX), (2, 1, 1), (U64_MAX - 1, 0, 0)]
+    two = [(7, 100, 0x8000000000000001), (9, 1, 0)]
+    round_producers = header(ROUND, 2, 2, 3, FLAG_PRODUCERS, 0, 7, SCAN) + records(three)
+    restore_producers = (header(RESTORE, 1, 3, 2, FLAG_PRODUCERS, 2, 12, SCAN + 500_000) +
+                         records(two))
+    restore_producers_full = (header(RESTORE, 1, 3, PRODUCERS_MAX, FLAG_PRODUCERS | FLAG_LAST,
+                                     3, 12, SCAN + 500_000) + records(full_records()))
+    seeds = {
+        # Checks in front of the MAC, and whole valid datagrams.
+        "raw_ack_empty": signed(header(ACK, 3, 1, 0, 0, 0, 42, 0)),
+        "raw_bad_mac": bytes(bad_mac),
+        "raw_truncated": restore_signed[:SIZE_MIN - 1],
+        "raw_oversize": restore_signed + b"x" * (SIZE_MAX + 1 - len(restore_signed)),
+        "raw_round_full": signed(round_full),
+        "raw_round_producers": signed(round_producers),
+        "raw_restore_producers": signed(restore_producers),
+        # Signed by the target: the parser behind the MAC.
+        "signed_restore_last": unsigned(restore),
+        "signed_restore_request": unsigned(header(RESTORE_REQUEST, 4, 4, 0, 0, 0, 0, 0)),
+        "structured_valid": structured(ROUND, header(ROUND, 1, 2, 2, FLAG_LAST, 3, 100, SCAN,
+                                                     magic=b"??") +
+                                       entries([(5, b"x.y"), (-5, b"z")])),
+        "structured_bad_name": structured(RESTORE, header(ROUND, 1, 2, 1, 0, 0, 1, 1) +
+                                          entries([(1, b"a:b")])),
+        "structured_reserved": structured(RESTORE_REQUEST,
+                                          header(ROUND, 1, 2, 1, 0, 0, 1, 1, reserved=0x0100) +
+                                          one_k),
+        "structured_trailing": structured(ROUND, header(ROUND, 1, 2, 1, 0, 0, 1, 1) + one_k +
+                                          b"!"),
+        "structured_unknown_flag": structured(ACK, header(ROUND, 1, 2, 1,
+                                                          FLAG_UNKNOWN | FLAG_LAST, 0, 1, 1) +
+                                              one_k),
+        "structured_count_over": structured(ROUND,
+                                            header(ROUND, 1, 2, ENTRIES_MAX + 1, 0, 0, 1, 0) +
+                                            entries([(i, b"k") for i in range(ENTRIES_MAX + 1)])),
+        # Producer records (flags PRODUCERS): valid, on a type without them, id 0.
+        "structured_round_producers": structured(ROUND, round_producers),
+        "structured_restore_producers_full": structured(RESTORE, restore_producers_full),
+        "structured_ack_producers": structured(ACK, round_producers),
+        "structured_producers_zero_id": structured(ROUND, header(ROUND, 2, 2, 1, FLAG_PRODUCERS,
+                                                                 0, 8, 1) +
+                                                   records([(0, 1, 1)])),
+        "encode_round_producers": encode_input(ROUND, 2, 2, FLAG_PRODUCERS, 0, 7, three),
+        "encode_restore_producers_full": encode_input(RESTORE, 1, 3, FLAG_PRODUCERS | FLAG_LAST,
+                                                      3, 12, full_records()),
+    }
+    os.makedirs(OUT, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(OUT, name), "wb") as seed:
+            seed.write(data)
+
+
+if __name__ == "__main__":
+    main()
