@@ -27,7 +27,8 @@ Prints one step per line, for tests/chaos/run.sh to execute in order:
     dplossy N L       frames between node N and the producers' switch dropped
                       with probability L per mille (lost batches, lost acks)
 
-then waits G ms before the next step. Faults never overlap: each step heals
+then waits G ms before the next step. --kinds limits the draw to some kinds
+(to chase one fault; the default draws from all). Faults never overlap: each step heals
 before the next starts, so a store is never destroyed while another node is
 down (the guarantee is "no acknowledged increment lost while the rest of the
 write quorum lives"). The first steps go through every kind once, in a
@@ -84,16 +85,18 @@ def step(rng, kind, nodes):
     return [kind] + args + ["hold_ms=%d" % hold, "gap_ms=%d" % rng.randint(300, 2000)]
 
 
-def schedule(seed, duration_s, nodes):
+def schedule(seed, duration_s, nodes, kinds=KINDS):
     rng = random.Random("tally-nemesis/%d/%d" % (seed, nodes))
-    first = [k for k in KINDS if nodes >= 2 or k not in PAIR_KINDS]
+    weights = [w for k, w in zip(KINDS, WEIGHTS) if k in kinds]
+    kinds = [k for k in KINDS if k in kinds]
+    first = [k for k in kinds if nodes >= 2 or k not in PAIR_KINDS]
     rng.shuffle(first)
     steps, total_ms = [], 0
     while total_ms < duration_s * 1000 and len(steps) < STEPS_MAX:
         if first:
             kind = first.pop(0)
         else:
-            kind = rng.choices(KINDS, WEIGHTS)[0]
+            kind = rng.choices(kinds, weights)[0]
             if nodes < 2 and kind in PAIR_KINDS:
                 continue
         s = step(rng, kind, nodes)
@@ -108,10 +111,17 @@ def main():
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--duration", type=int, default=60, help="seconds of faults")
     p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help="comma-separated fault kinds to draw from (default: all)")
     args = p.parse_args()
+    kinds = args.kinds.split(",")
     if not 1 <= args.nodes <= 9 or args.duration < 0:
         p.error("1..9 nodes, duration >= 0")
-    for number, s in enumerate(schedule(args.seed, args.duration, args.nodes), 1):
+    if not kinds or any(k not in KINDS for k in kinds):
+        p.error("--kinds: choose from " + ",".join(KINDS))
+    if args.nodes < 2 and all(k in PAIR_KINDS for k in kinds):
+        p.error("--kinds: every kind chosen needs two nodes")
+    for number, s in enumerate(schedule(args.seed, args.duration, args.nodes, kinds), 1):
         print(number, *s)
     return 0
 

@@ -16,9 +16,10 @@
 # schedule first (the same seed gives the same schedule and workload), PASS/FAIL
 # lines, and "N passed, N failed".
 #
-# Usage: run.sh BUILD_DIR [--seed N] [--duration S] [--keep]
+# Usage: run.sh BUILD_DIR [--seed N] [--duration S] [--kinds K,K...] [--keep]
 #        run.sh BUILD_DIR --soak [--minutes M] [--seed FIRST] [--duration S]
 #   --duration  seconds of faults (default 60; about 2 minutes in all)
+#   --kinds     only these fault kinds (tests/chaos/nemesis.py; default all)
 #   --keep      keep the work directory (logs, stores, reports)
 #   --soak      runs seed FIRST, FIRST+1, ... (default --duration 120) for M
 #               minutes (default 30); prints one line per seed, the replay
@@ -31,6 +32,7 @@ build=$(cd "$build" && pwd)
 shift
 seed=$((RANDOM * 32768 + RANDOM))
 duration=
+kinds=
 soak=0
 minutes=30
 keep=0
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --seed) seed=${2:?}; shift 2 ;;
     --duration) duration=${2:?}; shift 2 ;;
+    --kinds) kinds=${2:?}; shift 2 ;;
     --soak) soak=1; shift ;;
     --minutes) minutes=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -55,7 +58,7 @@ if [ "$soak" = 1 ]; then
   echo "soak: seeds from $seed, $duration s of faults each, for $minutes minutes"
   while [ "$(date +%s)" -lt "$end" ]; do
     log=/tmp/tally-chaos-seed-$seed.log
-    if bash "$0" "$build" --seed "$seed" --duration "$duration" >"$log" 2>&1; then
+    if bash "$0" "$build" --seed "$seed" --duration "$duration" ${kinds:+--kinds "$kinds"} >"$log" 2>&1; then
       seeds_passed=$((seeds_passed + 1))
       echo "PASS seed $seed: $(summary "$log")"
       rm -f "$log"
@@ -233,8 +236,9 @@ run_step() { # run_step NUMBER KIND ARGS... hold_ms=H gap_ms=G
 
 # ---- the run ----------------------------------------------------------------------
 echo "seed $seed"
-echo "replay: tests/chaos/run.sh BUILD --seed $seed --duration $duration"
-python3 "$chaos/nemesis.py" --seed "$seed" --duration "$duration" --nodes "$nodes" >"$work/schedule" ||
+echo "replay: tests/chaos/run.sh BUILD --seed $seed --duration $duration${kinds:+ --kinds $kinds}"
+python3 "$chaos/nemesis.py" --seed "$seed" --duration "$duration" --nodes "$nodes" \
+  ${kinds:+--kinds "$kinds"} >"$work/schedule" ||
   exit 1
 echo "fault schedule ($(wc -l <"$work/schedule") steps):"
 sed 's/^/  /' "$work/schedule"
