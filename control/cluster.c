@@ -28,6 +28,12 @@
 #define RESTORE_WAIT_MS_MAX 300000u
 #define RESTORE_RETRY_MS 500u
 #define HEARTBEAT_REJECTED TALLY_REPLICATION_REASON_COUNT
+/*
+ * A peer that has not answered a round (or a probe) for this long does not
+ * count toward the write quorum, even if its heartbeats arrive: this node
+ * cannot get its writes held there (a one-way or muted link, a peer stuck).
+ */
+#define REPLICATION_STALL_MS 400u
 
 static uint64_t now_ms(void)
 {
@@ -198,11 +204,12 @@ static void receive_restore_request(struct tally_cluster *cluster,
   restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_ENTRIES_MAX, true);
   part.flags = TALLY_REPLICATION_FLAG_PRODUCERS;
   for (uint32_t slot = 0; slot < replica->producer_slots_count; slot++) {
-    struct tally_replication_producer *record = &part.producers[part.count];
-    if (!tally_shard_producer_at(replica, slot, &record->producer, &record->last_seq,
-          &record->window)) {
-      continue;
-    }
+    uint64_t producer;
+    struct tally_dedup dedup;
+    if (!tally_shard_producer_at(replica, slot, &producer, &dedup)) continue;
+    part.producers[part.count] = (struct tally_replication_producer){ .producer = producer,
+      .last_seq = dedup.last_seq, .window = dedup.window, .head_last = dedup.head_last,
+      .head_window = dedup.head_window };
     part.count++;
     restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_PRODUCERS_MAX, false);
   }
@@ -232,6 +239,7 @@ static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer
   uint64_t held)
 {
   client_breaker_success(&peer->breaker);
+  peer->waiting_since_ms = 0; /* it answers */
   if (!peer->synced) {
     bool same_state = peer->was_synced && held == peer->acked_seq;
     peer->synced = true;
@@ -278,9 +286,10 @@ static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer 
          peer->producers_pending_next + round.count < peer->producers_pending_count) {
     uint32_t position = peer->producers_pending[peer->producers_pending_next + round.count];
     assert(position < cluster->producer_positions && cluster->producer_id[position] != 0);
+    const struct tally_dedup *dedup = &cluster->producer_dedup[position];
     round.producers[round.count++] = (struct tally_replication_producer){
-      .producer = cluster->producer_id[position], .last_seq = cluster->producer_last[position],
-      .window = cluster->producer_window[position] };
+      .producer = cluster->producer_id[position], .last_seq = dedup->last_seq,
+      .window = dedup->window, .head_last = dedup->head_last, .head_window = dedup->head_window };
   }
   while (counters && round.count < TALLY_REPLICATION_ENTRIES_MAX &&
          peer->pending_next + round.count < peer->pending_count) {
@@ -305,6 +314,7 @@ static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer 
   assert(peer->message_size > 0);
   peer->sent_seq = round.seq;
   peer->sent_ms = now;
+  if (peer->waiting_since_ms == 0) peer->waiting_since_ms = now;
   peer->resend_ms = now + TALLY_REPLICATION_TIMEOUT_MS;
   peer->rounds_sent++;
   send_to(cluster, peer, peer->message, peer->message_size);
@@ -325,6 +335,7 @@ static void pump_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
     if (!peer->synced) {
       struct tally_replication_message hello = { .type = TALLY_REPLICATION_ROUND,
         .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = 0 };
+      if (peer->waiting_since_ms == 0) peer->waiting_since_ms = now;
       send_message(cluster, peer, &hello); /* answered with the sequence it holds */
     } else {
       peer->resends++;
@@ -349,12 +360,27 @@ static uint32_t peers_up(struct tally_cluster *cluster, uint64_t now_ns)
   return up;
 }
 
+/* Peers that can hold this node's writes: up, and answering its rounds. */
+static uint32_t peers_writable(struct tally_cluster *cluster, uint64_t now_ns)
+{
+  uint64_t now = now_ns / 1000000u;
+  uint32_t writable = 0;
+  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+    const struct tally_cluster_peer *peer = &cluster->peers[i];
+    bool stalled = peer->waiting_since_ms != 0 && now > peer->waiting_since_ms &&
+      now - peer->waiting_since_ms > REPLICATION_STALL_MS;
+    if (!stalled && tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP) writable++;
+  }
+  assert(writable <= cluster->peer_count);
+  return writable;
+}
+
 static void update_quorum(struct tally_cluster *cluster)
 {
   struct tally_appliance *appliance = cluster->appliance;
   uint32_t needed = cluster->config->write_quorum - 1u; /* peers besides this node */
   assert(needed <= cluster->peer_count);
-  bool read_only = peers_up(cluster, tally_clock_mono_ns()) < needed;
+  bool read_only = peers_writable(cluster, tally_clock_mono_ns()) < needed;
   if (read_only != cluster->read_only) {
     __atomic_store_n(&cluster->read_only, read_only, __ATOMIC_RELAXED);
     fprintf(stderr, "tallyd: cluster: %s\n", read_only ?
@@ -419,6 +445,7 @@ static void receive_heartbeat(struct tally_cluster *cluster, const uint8_t *data
      */
     if (peer->incarnation != 0 && peer->synced) {
       peer->synced = false;
+      peer->waiting_since_ms = 0; /* the probe that follows starts the wait anew */
       peer->sent_seq = 0; /* abandoned: its answer would be about the old incarnation */
       peer->retries = 0;
       peer->resend_ms = 0;

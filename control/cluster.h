@@ -47,6 +47,7 @@ struct tally_cluster_peer {
   int64_t message_value[TALLY_REPLICATION_ENTRIES_MAX];
   uint64_t sent_ms;
   uint64_t resend_ms;                 /* next resend if unanswered */
+  uint64_t waiting_since_ms;          /* first unanswered round or probe; 0: none */
   uint32_t retries;
   struct client_breaker breaker;
   uint32_t *pending;                  /* snapshot indexes still to send */
@@ -91,8 +92,7 @@ struct tally_cluster {
    */
   uint32_t producer_positions;
   uint64_t *producer_id;              /* 0: no record */
-  uint64_t *producer_last;
-  uint64_t *producer_window;
+  struct tally_dedup *producer_dedup;
   uint64_t *producer_changed;
   uint64_t compensations;             /* batches undone here (a lower node id applied them) */
   uint64_t compensations_missed;      /* double applies found too late to undo */

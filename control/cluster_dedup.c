@@ -8,10 +8,13 @@
  *   - the peers' records as received, merged into their replica tables
  *     (where the lcores also look, and answer DUPLICATE for a batch a peer
  *     applied);
- *   - detection of a batch applied here and by a peer, and the rule: the
- *     lowest node id keeps it, every other node that applied it undoes it by
- *     applying the negated batch (from its shard's journal) to its
- *     compensation shard, deduplicated on the same (producer, seq);
+ *   - detection of a batch applied here and by a peer, and the rule that
+ *     picks which of them undoes it (by applying the negated batch, from its
+ *     shard's journal, to its compensation shard, deduplicated on the same
+ *     (producer, seq)): the node where the batch is only in the tail of the
+ *     producer's run (it was there before the producer failed over, and has
+ *     the batch in its journal); if both have it at the head of a run, the
+ *     later run; else the higher node id;
  *   - restoring a node's own records from a peer along with its values.
  * See docs/cluster.md, "Cross-node dedup".
  */
@@ -39,11 +42,10 @@ int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t 
   cluster->producer_positions = per_shard * appliance->lcore_count;
   size_t count = cluster->producer_positions;
   cluster->producer_id = calloc(count, sizeof(uint64_t));
-  cluster->producer_last = calloc(count, sizeof(uint64_t));
-  cluster->producer_window = calloc(count, sizeof(uint64_t));
+  cluster->producer_dedup = calloc(count, sizeof(struct tally_dedup));
   cluster->producer_changed = calloc(count, sizeof(uint64_t));
-  bool ok = cluster->producer_id != NULL && cluster->producer_last != NULL &&
-    cluster->producer_window != NULL && cluster->producer_changed != NULL;
+  bool ok = cluster->producer_id != NULL && cluster->producer_dedup != NULL &&
+    cluster->producer_changed != NULL;
   for (uint32_t i = 0; ok && i < cluster->peer_count; i++) {
     cluster->peers[i].producers_pending = calloc(count, sizeof(uint32_t));
     ok = cluster->peers[i].producers_pending != NULL;
@@ -72,10 +74,9 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
   uint16_t keeper)
 {
   struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
-  uint64_t last_seq = 0;
-  uint64_t window = 0;
-  if (tally_shard_producer_read(compensation, producer, &last_seq, &window) &&
-      tally_dedup_has(last_seq, window, seq)) {
+  struct tally_dedup undone;
+  if (tally_shard_producer_read(compensation, producer, &undone) &&
+      tally_dedup_applied(&undone, seq)) {
     return; /* undone already */
   }
   const struct tally_shard *own = owner_shard(cluster, producer);
@@ -116,24 +117,60 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
 }
 
 /*
- * Compares this node's record of producer with one peer's: every sequence
- * both applied is a double apply, kept by the lower node id.
+ * The rule for a batch both this node and a peer applied: true if this node
+ * undoes it. Both nodes reach the same answer from the same two records.
  */
-static void check_pair(struct tally_cluster *cluster, uint64_t producer, uint64_t own_last,
-  uint64_t own_window, const struct tally_cluster_peer *peer)
+static bool undoes_here(const struct tally_cluster *cluster, const struct tally_dedup *own,
+  const struct tally_dedup *theirs, uint16_t peer_id, uint64_t seq)
+{
+  assert(tally_dedup_applied(own, seq) && tally_dedup_applied(theirs, seq));
+  bool own_head = tally_dedup_in_head(own, seq);
+  bool their_head = tally_dedup_in_head(theirs, seq);
+  if (own_head != their_head) return !own_head; /* only in a tail: the run it failed over from */
+  if (own_head && own->head_last != theirs->head_last) {
+    return own->head_last > theirs->head_last;   /* both at a run's start: the later run */
+  }
+  assert(cluster->config->node_id != peer_id);
+  return cluster->config->node_id > peer_id;     /* else the lower node id keeps it */
+}
+
+/* The sequences a record says were applied (tail, then head), ascending. */
+static uint32_t applied_sequences(const struct tally_dedup *dedup,
+  uint64_t out[2u * TALLY_DEDUP_WINDOW])
+{
+  uint32_t count = 0;
+  for (uint32_t d = TALLY_DEDUP_WINDOW; d-- > 0;) { /* the head is older than the tail */
+    if (((dedup->head_window >> d) & 1u) == 0 || d > dedup->head_last) continue;
+    uint64_t seq = dedup->head_last - d;
+    if (!tally_dedup_has(dedup->last_seq, dedup->window, seq)) out[count++] = seq;
+  }
+  for (uint32_t d = TALLY_DEDUP_WINDOW; d-- > 0;) {
+    if (((dedup->window >> d) & 1u) == 0 || d > dedup->last_seq) continue;
+    out[count++] = dedup->last_seq - d;
+  }
+  assert(count <= 2u * TALLY_DEDUP_WINDOW);
+  return count;
+}
+
+/*
+ * Compares this node's record of producer with one peer's: every sequence
+ * both applied is a double apply, undone by one of the two (undoes_here).
+ * Ascending, because the compensation shard's dedup window slides forward.
+ */
+static void check_pair(struct tally_cluster *cluster, uint64_t producer,
+  const struct tally_dedup *own, const struct tally_cluster_peer *peer)
 {
   const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
-  uint64_t peer_last = 0;
-  uint64_t peer_window = 0;
-  if (!tally_shard_producer_read(replica, producer, &peer_last, &peer_window)) return;
-  uint64_t top = own_last > peer_last ? own_last : peer_last;
-  uint64_t both = tally_dedup_shift(own_last, own_window, top) &
-    tally_dedup_shift(peer_last, peer_window, top);
-  if (both == 0) return;
-  if (cluster->config->node_id < peer->id) return; /* the lower id keeps: the peer undoes */
-  for (uint32_t d = TALLY_DEDUP_WINDOW; d-- > 0;) { /* oldest first: compensation dedup slides */
-    if (((both >> d) & 1u) == 0 || d > top) continue;
-    compensate(cluster, producer, top - d, peer->id);
+  struct tally_dedup theirs;
+  if (!tally_shard_producer_read(replica, producer, &theirs)) return;
+  uint64_t sequences[2u * TALLY_DEDUP_WINDOW];
+  uint32_t count = applied_sequences(own, sequences);
+  for (uint32_t i = 0; i < count; i++) {
+    assert(i == 0 || sequences[i] != sequences[i - 1]);
+    if (!tally_dedup_applied(&theirs, sequences[i])) continue;
+    if (undoes_here(cluster, own, &theirs, peer->id, sequences[i])) {
+      compensate(cluster, producer, sequences[i], peer->id);
+    }
   }
 }
 
@@ -141,16 +178,14 @@ static void check_pair(struct tally_cluster *cluster, uint64_t producer, uint64_
 static void check_producer(struct tally_cluster *cluster, uint64_t producer,
   const struct tally_cluster_peer *only)
 {
-  uint64_t own_last = 0;
-  uint64_t own_window = 0;
-  if (!tally_shard_producer_read(owner_shard(cluster, producer), producer, &own_last,
-        &own_window)) {
+  struct tally_dedup own;
+  if (!tally_shard_producer_read(owner_shard(cluster, producer), producer, &own)) {
     return; /* never applied here (or being rewritten: the next scan sees it) */
   }
   for (uint32_t i = 0; i < cluster->peer_count; i++) {
     const struct tally_cluster_peer *peer = &cluster->peers[i];
     if (only != NULL && peer != only) continue;
-    check_pair(cluster, producer, own_last, own_window, peer);
+    check_pair(cluster, producer, &own, peer);
   }
 }
 
@@ -163,16 +198,15 @@ void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_numbe
     const struct tally_shard *shard = &appliance->store.shards[s];
     for (uint32_t slot = 0; slot < shard->producer_slots_count; slot++, position++) {
       assert(position < cluster->producer_positions);
-      uint64_t producer, last_seq, window;
-      if (!tally_shard_producer_at(shard, slot, &producer, &last_seq, &window)) continue;
+      uint64_t producer;
+      struct tally_dedup dedup;
+      if (!tally_shard_producer_at(shard, slot, &producer, &dedup)) continue;
       if (cluster->producer_id[position] == producer &&
-          cluster->producer_last[position] == last_seq &&
-          cluster->producer_window[position] == window) {
+          memcmp(&cluster->producer_dedup[position], &dedup, sizeof dedup) == 0) {
         continue;
       }
       cluster->producer_id[position] = producer;
-      cluster->producer_last[position] = last_seq;
-      cluster->producer_window[position] = window;
+      cluster->producer_dedup[position] = dedup;
       cluster->producer_changed[position] = scan_number;
       check_producer(cluster, producer, NULL); /* applied here after a peer did */
     }
@@ -189,9 +223,11 @@ bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_clu
   assert(message->count <= TALLY_REPLICATION_PRODUCERS_MAX);
   struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
   for (uint32_t i = 0; i < message->count; i++) {
-    const struct tally_replication_producer *record = &message->producers[i];
-    if (tally_shard_producer_merge(replica, record->producer, record->last_seq,
-          record->window) != TALLY_OK) {
+    if (tally_shard_producer_merge(replica, message->producers[i].producer,
+          &(struct tally_dedup){ .last_seq = message->producers[i].last_seq,
+            .window = message->producers[i].window,
+            .head_last = message->producers[i].head_last,
+            .head_window = message->producers[i].head_window }) != TALLY_OK) {
       return false;
     }
   }
@@ -210,8 +246,9 @@ void tally_cluster_dedup_restore(struct tally_cluster *cluster,
     const struct tally_replication_producer *record = &part->producers[i];
     uint32_t owner = (uint32_t)(record->producer % cluster->appliance->lcore_count);
     /* Before the lcores run: the restore is the shard's only writer. */
-    if (tally_shard_producer_merge(&store->shards[owner], record->producer, record->last_seq,
-          record->window) != TALLY_OK) {
+    struct tally_dedup dedup = { .last_seq = record->last_seq, .window = record->window,
+      .head_last = record->head_last, .head_window = record->head_window };
+    if (tally_shard_producer_merge(&store->shards[owner], record->producer, &dedup) != TALLY_OK) {
       cluster->replica_full++;
     }
   }

@@ -86,6 +86,8 @@ static size_t encode_producers(const struct tally_replication_message *message, 
     put64(out + used, record->producer);
     put64(out + used + 8, record->last_seq);
     put64(out + used + 16, record->window);
+    put64(out + used + 24, record->head_last);
+    put64(out + used + 32, record->head_window);
     used += TALLY_REPLICATION_PRODUCER_SIZE;
   }
   return used;
@@ -155,6 +157,8 @@ static enum tally_replication_reason decode_producers(const uint8_t *data, size_
     record->producer = get64(data + used);
     record->last_seq = get64(data + used + 8);
     record->window = get64(data + used + 16);
+    record->head_last = get64(data + used + 24);
+    record->head_window = get64(data + used + 32);
     if (!producer_id_valid(record->producer)) return TALLY_REPLICATION_MALFORMED;
     used += TALLY_REPLICATION_PRODUCER_SIZE;
   }

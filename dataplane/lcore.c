@@ -128,10 +128,9 @@ static bool applied_by_peer(const struct tally_lcore *lcore, const struct tally_
   assert(lcore->remote_dedup_count == 0 || lcore->remote_dedup != NULL);
   if (batch->producer == 0 || batch->producer == UINT64_MAX) return false; /* MALFORMED */
   for (uint32_t r = 0; r < lcore->remote_dedup_count; r++) {
-    uint64_t last_seq = 0;
-    uint64_t window = 0;
-    if (tally_shard_producer_read(&lcore->remote_dedup[r], batch->producer, &last_seq, &window) &&
-        tally_dedup_has(last_seq, window, batch->seq)) {
+    struct tally_dedup dedup;
+    if (tally_shard_producer_read(&lcore->remote_dedup[r], batch->producer, &dedup) &&
+        tally_dedup_applied(&dedup, batch->seq)) {
       return true;
     }
   }

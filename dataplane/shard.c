@@ -65,13 +65,16 @@ uint64_t tally_slot_value_check(uint32_t ident_crc, int64_t value)
   return (uint64_t)rte_hash_crc_8byte((uint64_t)value, ident_crc);
 }
 
-uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer, uint64_t last_seq,
-  uint64_t window)
+uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer,
+  const struct tally_dedup *dedup)
 {
+  assert(dedup != NULL);
   uint32_t crc = rte_hash_crc_4byte(producer_slot, PRODUCER_CRC_SEED);
   crc = rte_hash_crc_8byte(producer, crc);
-  crc = rte_hash_crc_8byte(last_seq, crc);
-  return rte_hash_crc_8byte(window, crc);
+  crc = rte_hash_crc_8byte(dedup->last_seq, crc);
+  crc = rte_hash_crc_8byte(dedup->window, crc);
+  crc = rte_hash_crc_8byte(dedup->head_last, crc);
+  return rte_hash_crc_8byte(dedup->head_window, crc);
 }
 
 static uint32_t header_crc(const struct tally_shard_header *header)
@@ -411,8 +414,7 @@ void tally_shard_set_held_scan(struct tally_shard *shard, uint64_t scan)
 struct producer_plan {
   uint32_t slot;
   bool is_new;
-  uint64_t last_seq;
-  uint64_t window;
+  struct tally_dedup state;
 };
 
 /* Where each pair lands and the slot's absolute value after it. */
@@ -437,16 +439,22 @@ static enum tally_ack_status plan_producer(const struct tally_shard *shard,
       *reason = TALLY_REASON_PRODUCERS_FULL;
       return TALLY_ACK_PRODUCERS_FULL;
     }
-    plan->last_seq = batch->seq;
-    plan->window = 1u;
+    plan->state = tally_dedup_start(batch->seq); /* its first run here */
     return TALLY_ACK_APPLIED;
   }
   const struct tally_producer *record = &shard->producers[plan->slot];
   assert(record->producer == batch->producer);
+  plan->state = (struct tally_dedup){ .last_seq = record->last_seq, .window = record->window,
+    .head_last = record->head_last, .head_window = record->head_window };
   if (batch->seq > record->last_seq) {
     uint64_t shift = batch->seq - record->last_seq;
-    plan->window = shift >= TALLY_DEDUP_WINDOW ? 1u : (record->window << shift) | 1u;
-    plan->last_seq = batch->seq;
+    if (shift >= TALLY_DEDUP_WINDOW) { /* back after a window went elsewhere: a new run */
+      plan->state = tally_dedup_start(batch->seq);
+      return TALLY_ACK_APPLIED;
+    }
+    plan->state.window = (record->window << shift) | 1u;
+    plan->state.last_seq = batch->seq;
+    tally_dedup_mark_head(&plan->state, batch->seq);
     return TALLY_ACK_APPLIED;
   }
   uint64_t distance = record->last_seq - batch->seq;
@@ -455,8 +463,8 @@ static enum tally_ack_status plan_producer(const struct tally_shard *shard,
     return TALLY_ACK_STALE;
   }
   if ((record->window >> distance) & 1u) return TALLY_ACK_DUPLICATE;
-  plan->last_seq = record->last_seq;
-  plan->window = record->window | (1ull << distance);
+  plan->state.window = record->window | (1ull << distance);
+  tally_dedup_mark_head(&plan->state, batch->seq);
   return TALLY_ACK_APPLIED;
 }
 
@@ -550,8 +558,10 @@ static void log_write(struct tally_shard *shard, const struct tally_wire_batch *
   log->seq = batch->seq;
   log->producer_slot = producer->slot;
   log->reserved = 0;
-  log->producer_last_seq = producer->last_seq;
-  log->producer_window = producer->window;
+  log->producer_last_seq = producer->state.last_seq;
+  log->producer_window = producer->state.window;
+  log->producer_head_last = producer->state.head_last;
+  log->producer_head_window = producer->state.head_window;
   for (uint32_t i = 0; i < batch->count; i++) {
     assert(plan->slot[i] < shard->slots_count);
     log->entries[i].slot = plan->slot[i];
@@ -584,8 +594,10 @@ static void log_apply(struct tally_shard *shard)
     slot_store_value(slot, log->entries[i].value);
     shard_flush(shard, slot, 16u);
   }
-  producer_store(shard, log->producer_slot, log->producer, log->producer_last_seq,
-    log->producer_window);
+  struct tally_dedup state = { .last_seq = log->producer_last_seq,
+    .window = log->producer_window, .head_last = log->producer_head_last,
+    .head_window = log->producer_head_window };
+  producer_store(shard, log->producer_slot, log->producer, &state);
 }
 
 static void log_clear(struct tally_shard *shard)
@@ -738,10 +750,9 @@ static void recover_producers(struct tally_shard *shard, struct tally_shard_reco
       report->producers_quarantined++;
       continue;
     }
-    if (record->crc == tally_producer_crc(i, record->producer, record->last_seq,
-      record->window)) {
-      continue;
-    }
+    struct tally_dedup state = { .last_seq = record->last_seq, .window = record->window,
+      .head_last = record->head_last, .head_window = record->head_window };
+    if (record->crc == tally_producer_crc(i, record->producer, &state)) continue;
     record->producer = PRODUCER_TOMBSTONE;
     shard_flush(shard, record, CACHE_LINE_SIZE);
     report->producers_quarantined++;

@@ -68,23 +68,25 @@ static inline uint32_t producer_probe(const struct tally_shard *shard, uint64_t 
 }
 
 /*
- * Writes a producer record (the table's single writer): producer, last_seq,
- * window, then the crc over all three and the slot index. A concurrent reader
+ * Writes a producer record (the table's single writer): producer, the dedup
+ * state (tail and head), then the crc over them and the slot index. A concurrent reader
  * that sees a mix of old and new fields fails the crc and reads again
  * (tally_shard_producer_read). Flushed, not drained.
  */
 static inline void producer_store(struct tally_shard *shard, uint32_t slot, uint64_t producer,
-  uint64_t last_seq, uint64_t window)
+  const struct tally_dedup *state)
 {
   assert(slot < shard->producer_slots_count);
   assert(producer != 0);
   assert(producer != PRODUCER_TOMBSTONE);
+  assert(state->window & 1u); /* last_seq itself is applied */
   struct tally_producer *record = &shard->producers[slot];
   __atomic_store_n(&record->producer, producer, __ATOMIC_RELAXED);
-  __atomic_store_n(&record->last_seq, last_seq, __ATOMIC_RELAXED);
-  __atomic_store_n(&record->window, window, __ATOMIC_RELAXED);
-  __atomic_store_n(&record->crc, tally_producer_crc(slot, producer, last_seq, window),
-    __ATOMIC_RELEASE);
+  __atomic_store_n(&record->last_seq, state->last_seq, __ATOMIC_RELAXED);
+  __atomic_store_n(&record->window, state->window, __ATOMIC_RELAXED);
+  __atomic_store_n(&record->head_last, state->head_last, __ATOMIC_RELAXED);
+  __atomic_store_n(&record->head_window, state->head_window, __ATOMIC_RELAXED);
+  __atomic_store_n(&record->crc, tally_producer_crc(slot, producer, state), __ATOMIC_RELEASE);
   record->reserved = 0;
   shard_flush(shard, record, CACHE_LINE_SIZE);
 }

@@ -130,23 +130,24 @@ bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer
  * or a corrupt record).
  */
 static bool producer_copy(const struct tally_shard *shard, uint32_t slot, uint64_t *producer,
-  uint64_t *last_seq, uint64_t *window)
+  struct tally_dedup *dedup)
 {
   assert(slot < shard->producer_slots_count);
   const struct tally_producer *record = &shard->producers[slot];
   uint32_t crc = __atomic_load_n(&record->crc, __ATOMIC_ACQUIRE);
   *producer = __atomic_load_n(&record->producer, __ATOMIC_RELAXED);
-  *last_seq = __atomic_load_n(&record->last_seq, __ATOMIC_RELAXED);
-  *window = __atomic_load_n(&record->window, __ATOMIC_RELAXED);
-  return crc == tally_producer_crc(slot, *producer, *last_seq, *window);
+  dedup->last_seq = __atomic_load_n(&record->last_seq, __ATOMIC_RELAXED);
+  dedup->window = __atomic_load_n(&record->window, __ATOMIC_RELAXED);
+  dedup->head_last = __atomic_load_n(&record->head_last, __ATOMIC_RELAXED);
+  dedup->head_window = __atomic_load_n(&record->head_window, __ATOMIC_RELAXED);
+  return crc == tally_producer_crc(slot, *producer, dedup);
 }
 
 bool tally_shard_producer_read(const struct tally_shard *shard, uint64_t producer,
-  uint64_t *last_seq, uint64_t *window)
+  struct tally_dedup *dedup)
 {
   assert(shard != NULL);
-  assert(last_seq != NULL);
-  assert(window != NULL);
+  assert(dedup != NULL);
   if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
   for (uint32_t attempt = 0; attempt < PRODUCER_READ_ATTEMPTS; attempt++) {
     bool found;
@@ -154,11 +155,9 @@ bool tally_shard_producer_read(const struct tally_shard *shard, uint64_t produce
     if (!found) return false;
     assert(slot < shard->producer_slots_count);
     uint64_t id;
-    uint64_t seq;
-    uint64_t bits;
-    if (producer_copy(shard, slot, &id, &seq, &bits) && id == producer) {
-      *last_seq = seq;
-      *window = bits;
+    struct tally_dedup copy;
+    if (producer_copy(shard, slot, &id, &copy) && id == producer) {
+      *dedup = copy;
       return true;
     }
   }
@@ -166,23 +165,19 @@ bool tally_shard_producer_read(const struct tally_shard *shard, uint64_t produce
 }
 
 bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uint64_t *producer,
-  uint64_t *last_seq, uint64_t *window)
+  struct tally_dedup *dedup)
 {
   assert(shard != NULL);
   assert(producer != NULL);
-  assert(last_seq != NULL);
-  assert(window != NULL);
+  assert(dedup != NULL);
   assert(slot < shard->producer_slots_count);
   for (uint32_t attempt = 0; attempt < PRODUCER_READ_ATTEMPTS; attempt++) {
     uint64_t id = __atomic_load_n(&shard->producers[slot].producer, __ATOMIC_RELAXED);
     if (id == 0 || id == PRODUCER_TOMBSTONE) return false;
-    uint64_t seq;
-    uint64_t bits;
-    if (producer_copy(shard, slot, &id, &seq, &bits) && id != 0 &&
-      id != PRODUCER_TOMBSTONE) {
+    struct tally_dedup copy;
+    if (producer_copy(shard, slot, &id, &copy) && id != 0 && id != PRODUCER_TOMBSTONE) {
       *producer = id;
-      *last_seq = seq;
-      *window = bits;
+      *dedup = copy;
       return true;
     }
   }
@@ -191,10 +186,29 @@ bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uin
 
 /* ---- Merging into replica tables ----------------------------------------- */
 
+/* Tails: union within the later window. Heads: the later run's, or both of one run's. */
+static struct tally_dedup dedup_union(const struct tally_dedup *a, const struct tally_dedup *b)
+{
+  struct tally_dedup merged;
+  merged.last_seq = a->last_seq > b->last_seq ? a->last_seq : b->last_seq;
+  merged.window = tally_dedup_shift(a->last_seq, a->window, merged.last_seq) |
+    tally_dedup_shift(b->last_seq, b->window, merged.last_seq);
+  if (a->head_last == b->head_last) {
+    merged.head_last = a->head_last;
+    merged.head_window = a->head_window | b->head_window;
+  } else {
+    const struct tally_dedup *later = a->head_last > b->head_last ? a : b;
+    merged.head_last = later->head_last;
+    merged.head_window = later->head_window;
+  }
+  return merged;
+}
+
 enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t producer,
-  uint64_t last_seq, uint64_t window)
+  const struct tally_dedup *dedup)
 {
   assert(shard != NULL);
+  assert(dedup != NULL);
   assert(producer != 0);
   assert(producer != PRODUCER_TOMBSTONE);
   assert(shard->header->producers_used <= shard->producer_slots_count);
@@ -205,7 +219,7 @@ enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t
       return TALLY_REASON_PRODUCERS_FULL;
     }
     assert(shard->producers[slot].producer == 0);
-    producer_store(shard, slot, producer, last_seq, window);
+    producer_store(shard, slot, producer, dedup);
     shard->header->producers_used++;
     shard_flush(shard, &shard->header->producers_used, sizeof(uint32_t));
     assert(shard->header->producers_used <= shard->producers_max);
@@ -213,23 +227,20 @@ enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t
   }
   const struct tally_producer *record = &shard->producers[slot];
   assert(record->producer == producer);
-  uint64_t merged_last = last_seq;
-  uint64_t merged_window = window;
+  struct tally_dedup stored = { .last_seq = record->last_seq, .window = record->window,
+    .head_last = record->head_last, .head_window = record->head_window };
+  struct tally_dedup merged = *dedup;
   /*
    * A record failing its crc (media corruption since recovery) says nothing
-   * trustworthy: it is replaced by the incoming one. Otherwise the union of
-   * both, within the window of the later last_seq.
+   * trustworthy: it is replaced by the incoming one. Otherwise the union.
    */
-  if (record->crc == tally_producer_crc(slot, record->producer, record->last_seq,
-    record->window)) {
-    merged_last = record->last_seq > last_seq ? record->last_seq : last_seq;
-    merged_window = tally_dedup_shift(record->last_seq, record->window, merged_last) |
-      tally_dedup_shift(last_seq, window, merged_last);
-    if (merged_last == record->last_seq && merged_window == record->window) {
+  if (record->crc == tally_producer_crc(slot, record->producer, &stored)) {
+    merged = dedup_union(&stored, dedup);
+    if (memcmp(&merged, &stored, sizeof merged) == 0) {
       return TALLY_OK; /* nothing new (a merge repeated): no write, no flush */
     }
   }
-  producer_store(shard, slot, producer, merged_last, merged_window);
-  assert(record->last_seq >= last_seq);
+  producer_store(shard, slot, producer, &merged);
+  assert(record->last_seq >= dedup->last_seq);
   return TALLY_OK;
 }

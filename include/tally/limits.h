@@ -46,7 +46,7 @@
  * found after this many later batches on the same shard cannot be undone and
  * is counted (tally_cluster_compensations_missed_total).
  */
-#define TALLY_JOURNAL_ENTRIES 256u
+#define TALLY_JOURNAL_ENTRIES 1024u
 
 /* ---- Packets ------------------------------------------------------------- */
 
@@ -85,8 +85,8 @@
 #define TALLY_NODES_MAX 8u
 /* Counter values in one replication message (each at most 106 bytes). */
 #define TALLY_REPLICATION_ENTRIES_MAX 12u
-/* Producer dedup records in one replication message (24 bytes each). */
-#define TALLY_REPLICATION_PRODUCERS_MAX 48u
+/* Producer dedup records in one replication message (40 bytes each). */
+#define TALLY_REPLICATION_PRODUCERS_MAX 32u
 /* A replication message is unanswered after this long: resend. */
 #define TALLY_REPLICATION_TIMEOUT_MS 50u
 /* Backoff cap of replication resends to an unresponsive peer. */

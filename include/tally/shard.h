@@ -44,14 +44,33 @@ struct tally_slot {
 } __attribute__((aligned(64)));
 static_assert(sizeof(struct tally_slot) == TALLY_SLOT_SIZE, "slot layout");
 
-/* One reliable producer's dedup state: 64 bytes. */
+/*
+ * A producer's dedup state on one node: the tail (the latest
+ * TALLY_DEDUP_WINDOW sequences, which decide DUPLICATE and STALE) and the
+ * head (the first TALLY_DEDUP_WINDOW sequences of its current run here; a run
+ * starts when the producer first arrives, or comes back after more than a
+ * window of sequences went elsewhere). A producer that fails over overlaps
+ * two nodes only at such a boundary — the tail of its run on one node and the
+ * head of its run on the next — so tail and head are what cross-node dedup
+ * compares, however far either run went on since (docs/cluster.md).
+ */
+struct tally_dedup {
+  uint64_t last_seq;    /* highest sequence applied */
+  uint64_t window;      /* bit i: sequence last_seq - i applied */
+  uint64_t head_last;   /* run's first sequence + 63 (saturated) */
+  uint64_t head_window; /* bit i: sequence head_last - i applied */
+};
+
+/* One reliable producer's dedup record: 64 bytes. */
 struct tally_producer {
-  uint64_t producer;  /* 0: empty */
-  uint64_t last_seq;  /* highest sequence applied */
-  uint64_t window;    /* bit i: sequence last_seq - i applied */
-  uint32_t crc;       /* over index, producer, last_seq, window */
+  uint64_t producer;    /* 0: empty */
+  uint64_t last_seq;
+  uint64_t window;
+  uint32_t crc;         /* over index, producer, last_seq, window, head_last, head_window */
   uint32_t reserved;
-  uint64_t padding[4];
+  uint64_t head_last;
+  uint64_t head_window;
+  uint64_t padding[2];
 } __attribute__((aligned(64)));
 static_assert(sizeof(struct tally_producer) == TALLY_PRODUCER_SIZE, "producer layout");
 
@@ -72,6 +91,8 @@ struct tally_batch_log {
   uint32_t reserved;
   uint64_t producer_last_seq; /* dedup state after the batch */
   uint64_t producer_window;
+  uint64_t producer_head_last;
+  uint64_t producer_head_window;
   struct tally_log_entry entries[TALLY_BATCH_PAIRS_MAX];
 } __attribute__((aligned(64)));
 
@@ -229,12 +250,43 @@ void tally_shard_set_held_scan(struct tally_shard *shard, uint64_t scan);
 
 /* ---- Cross-node dedup (docs/cluster.md) --------------------------------- */
 
-/* Whether a dedup record (last_seq, window) says seq was applied. */
+/* Whether a window (last_seq, window) says seq was applied. */
 static inline bool tally_dedup_has(uint64_t last_seq, uint64_t window, uint64_t seq)
 {
   if (seq > last_seq) return false;
   uint64_t distance = last_seq - seq;
   return distance < TALLY_DEDUP_WINDOW && ((window >> distance) & 1u) != 0;
+}
+
+/* Whether a dedup record says seq was applied (in its tail or its head). */
+static inline bool tally_dedup_applied(const struct tally_dedup *dedup, uint64_t seq)
+{
+  return tally_dedup_has(dedup->last_seq, dedup->window, seq) ||
+    tally_dedup_has(dedup->head_last, dedup->head_window, seq);
+}
+
+/* Whether seq is in the record's head (among the first of its run). */
+static inline bool tally_dedup_in_head(const struct tally_dedup *dedup, uint64_t seq)
+{
+  return tally_dedup_has(dedup->head_last, dedup->head_window, seq);
+}
+
+/* The record of a run that starts with seq. */
+static inline struct tally_dedup tally_dedup_start(uint64_t seq)
+{
+  uint64_t head_last = seq > UINT64_MAX - (TALLY_DEDUP_WINDOW - 1u) ? UINT64_MAX :
+    seq + (TALLY_DEDUP_WINDOW - 1u);
+  struct tally_dedup dedup = { .last_seq = seq, .window = 1u, .head_last = head_last,
+    .head_window = 1ull << (head_last - seq) };
+  return dedup;
+}
+
+/* Marks seq in the head, if it falls in it (the run's first window). */
+static inline void tally_dedup_mark_head(struct tally_dedup *dedup, uint64_t seq)
+{
+  if (seq <= dedup->head_last && dedup->head_last - seq < TALLY_DEDUP_WINDOW) {
+    dedup->head_window |= 1ull << (dedup->head_last - seq);
+  }
 }
 
 /* A window moved forward to a later last_seq (bits that fall off are lost). */
@@ -251,23 +303,24 @@ static inline uint64_t tally_dedup_shift(uint64_t last_seq, uint64_t window, uin
  * intact record of the producer.
  */
 bool tally_shard_producer_read(const struct tally_shard *shard, uint64_t producer,
-  uint64_t *last_seq, uint64_t *window);
+  struct tally_dedup *dedup);
 
 /*
  * The record in producer slot `slot` (scans walk 0..producer_slots_count):
  * false if the slot is empty, a tombstone, or fails its checksum. Any thread.
  */
 bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uint64_t *producer,
-  uint64_t *last_seq, uint64_t *window);
+  struct tally_dedup *dedup);
 
 /*
- * Replica tables (single writer: the replication thread): merges an origin's
- * record of producer into this table's, keeping the union of the sequences
- * both say were applied (within the window of the later last_seq).
- * TALLY_OK or TALLY_REASON_PRODUCERS_FULL.
+ * Replica tables (single writer: the replication thread), and a restoring
+ * node's own shards: merges an origin's record of producer into this table's.
+ * Tails: the union within the window of the later last_seq; heads: the later
+ * run's head, or the union of the same run's. TALLY_OK or
+ * TALLY_REASON_PRODUCERS_FULL.
  */
 enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t producer,
-  uint64_t last_seq, uint64_t window);
+  const struct tally_dedup *dedup);
 
 /*
  * Copies the newest intact journal entry of (producer, seq) into *entry; any
@@ -281,8 +334,8 @@ bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer
 uint32_t tally_slot_ident_crc(uint32_t slot_index, uint32_t hash, const char *name,
   uint32_t name_len);
 uint64_t tally_slot_value_check(uint32_t ident_crc, int64_t value);
-uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer, uint64_t last_seq,
-  uint64_t window);
+uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer,
+  const struct tally_dedup *dedup);
 uint32_t tally_journal_crc(const struct tally_journal_entry *entry);
 
 #endif

@@ -14,7 +14,7 @@
  *             the encoder must refuse exactly the invalid ones, and what it
  *             writes must decode back to the same message.
  * Both paths cover the producer-record variant (flags PRODUCERS, ROUND and
- * RESTORE only, count x 24-byte records, producer id never 0 or UINT64_MAX).
+ * RESTORE only, count x 40-byte records, producer id never 0 or UINT64_MAX).
  * Whatever decodes must be in range, point inside the input, and re-encode
  * to exactly the same bytes; whatever fails must leave the message zeroed.
  */
@@ -65,14 +65,24 @@ static uint64_t load64(const uint8_t *in)
   return value;
 }
 
-/* Flags PRODUCERS: count records of 24 bytes, nothing else, on ROUND or RESTORE. */
+/*
+ * Flags PRODUCERS: count records of 40 bytes (producer | last_seq | window |
+ * head_last | head_window), nothing else, at most 32, on ROUND or RESTORE.
+ */
+#define REFERENCE_RECORD_SIZE 40u
+#define REFERENCE_RECORDS_MAX 32u
+static_assert(REFERENCE_RECORD_SIZE == TALLY_REPLICATION_PRODUCER_SIZE, "record layout");
+static_assert(REFERENCE_RECORDS_MAX == TALLY_REPLICATION_PRODUCERS_MAX, "record limit");
 static bool reference_producers_valid(const uint8_t *body, size_t body_size, uint32_t count)
 {
   if (body[3] != TALLY_REPLICATION_ROUND && body[3] != TALLY_REPLICATION_RESTORE) return false;
-  if (count > TALLY_REPLICATION_PRODUCERS_MAX) return false;
-  if (body_size != TALLY_REPLICATION_HEADER_SIZE + (size_t)count * 24u) return false;
+  if (count > REFERENCE_RECORDS_MAX) return false;
+  if (body_size != TALLY_REPLICATION_HEADER_SIZE + (size_t)count * REFERENCE_RECORD_SIZE) {
+    return false;
+  }
   for (uint32_t i = 0; i < count; i++) {
-    if (!producer_id_valid(load64(body + TALLY_REPLICATION_HEADER_SIZE + (size_t)i * 24u))) {
+    size_t record = TALLY_REPLICATION_HEADER_SIZE + (size_t)i * REFERENCE_RECORD_SIZE;
+    if (!producer_id_valid(load64(body + record))) {
       return false;
     }
   }
@@ -123,7 +133,16 @@ static void check_decoded(const uint8_t *data, size_t size,
     FUZZ_CHECK(message->count <= TALLY_REPLICATION_PRODUCERS_MAX);
     FUZZ_CHECK(size == FUZZ_SIZE_MIN + (size_t)message->count * TALLY_REPLICATION_PRODUCER_SIZE);
     for (uint32_t i = 0; i < message->count; i++) {
-      FUZZ_CHECK(producer_id_valid(message->producers[i].producer));
+      const struct tally_replication_producer *record = &message->producers[i];
+      const uint8_t *at = data + TALLY_REPLICATION_HEADER_SIZE + (size_t)i * REFERENCE_RECORD_SIZE;
+      FUZZ_CHECK(producer_id_valid(record->producer));
+      FUZZ_CHECK(record->producer == load64(at) && record->last_seq == load64(at + 8));
+      FUZZ_CHECK(record->window == load64(at + 16) && record->head_last == load64(at + 24));
+      FUZZ_CHECK(record->head_window == load64(at + 32));
+    }
+    for (uint32_t i = message->count; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
+      FUZZ_CHECK(message->producers[i].producer == 0 && message->producers[i].head_last == 0 &&
+        message->producers[i].head_window == 0);
     }
     for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
       FUZZ_CHECK(message->entries[i].name == NULL && message->entries[i].name_len == 0);
@@ -131,7 +150,9 @@ static void check_decoded(const uint8_t *data, size_t size,
   } else {
     FUZZ_CHECK(message->count <= TALLY_REPLICATION_ENTRIES_MAX);
     for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
-      FUZZ_CHECK(message->producers[i].producer == 0);
+      const struct tally_replication_producer *record = &message->producers[i];
+      FUZZ_CHECK(record->producer == 0 && record->last_seq == 0 && record->window == 0);
+      FUZZ_CHECK(record->head_last == 0 && record->head_window == 0);
     }
   }
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
@@ -242,6 +263,8 @@ static bool message_from_input(const uint8_t *data, size_t size,
       record->producer = take(data, size, &at, 8);
       record->last_seq = take(data, size, &at, 8);
       record->window = take(data, size, &at, 8);
+      record->head_last = take(data, size, &at, 8);
+      record->head_window = take(data, size, &at, 8);
       valid = valid && producer_id_valid(record->producer);
       needed += TALLY_REPLICATION_PRODUCER_SIZE;
     }
@@ -294,6 +317,8 @@ static void fuzz_encode(const uint8_t *data, size_t size)
       FUZZ_CHECK(decoded.producers[i].producer == message.producers[i].producer);
       FUZZ_CHECK(decoded.producers[i].last_seq == message.producers[i].last_seq);
       FUZZ_CHECK(decoded.producers[i].window == message.producers[i].window);
+      FUZZ_CHECK(decoded.producers[i].head_last == message.producers[i].head_last);
+      FUZZ_CHECK(decoded.producers[i].head_window == message.producers[i].head_window);
     }
     return;
   }

@@ -30,14 +30,14 @@ FLAG_LAST = 0x0001
 FLAG_PRODUCERS = 0x0002
 FLAG_UNKNOWN = 0x0004  # the lowest bit that means nothing
 ENTRIES_MAX = 12
-PRODUCERS_MAX = 48
+PRODUCERS_MAX = 32
 U64_MAX = 2**64 - 1
 I64_MIN, I64_MAX = -2**63, 2**63 - 1
 SCAN = 1_700_000_000_000_000  # unix microseconds
 
 _HEADER = struct.Struct("<2sBBHHHHHHQQ")
 _ENTRY = struct.Struct("<qB")
-_RECORD = struct.Struct("<QQQ")
+_RECORD = struct.Struct("<QQQQQ")  # 40 bytes
 
 
 def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR"):
@@ -49,7 +49,7 @@ def entries(pairs):
 
 
 def records(items):
-    """Producer records: producer | last_seq | window."""
+    """Producer records: producer | last_seq | window | head_last | head_window."""
     return b"".join(_RECORD.pack(*item) for item in items)
 
 
@@ -77,7 +77,8 @@ def full_records():
     """PRODUCERS_MAX records, ids and values at their limits (never id 0 or U64_MAX)."""
     ids = (1, U64_MAX - 1, 2**63, 0x0123456789ABCDEF)
     others = (0, U64_MAX, 1, 2**63)
-    return [(ids[i % 4] ^ ((i // 4) << 8), others[i % 4], others[(i + 1) % 4])
+    return [(ids[i % 4] ^ ((i // 4) << 8), others[i % 4], others[(i + 1) % 4],
+             others[(i + 2) % 4], others[(i + 3) % 4])
             for i in range(PRODUCERS_MAX)]
 
 
@@ -93,8 +94,10 @@ def main():
     round_full = (header(ROUND, 0xFFFF, 1, ENTRIES_MAX, FLAG_LAST, 0, U64_MAX, U64_MAX) +
                   entries([(value, long_name) for value in full_values]))
     one_k = entries([(1, b"k")])
-    three = [(0x1000000000000001, 41, U64_MAX), (2, 1, 1), (U64_MAX - 1, 0, 0)]
-    two = [(7, 100, 0x8000000000000001), (9, 1, 0)]
+    # (producer, last_seq, window, head_last, head_window): heads at or below their tails.
+    three = [(0x1000000000000001, 41, U64_MAX, 63, 0x8000000000000001), (2, 1, 1, 1, 1),
+             (U64_MAX - 1, 0, 0, 0, 0)]
+    two = [(7, 100, 0x8000000000000001, 70, 0xFFFFFFFF00000001), (9, 1, 0, U64_MAX, U64_MAX)]
     round_producers = header(ROUND, 2, 2, 3, FLAG_PRODUCERS, 0, 7, SCAN) + records(three)
     restore_producers = (header(RESTORE, 1, 3, 2, FLAG_PRODUCERS, 2, 12, SCAN + 500_000) +
                          records(two))
@@ -134,7 +137,7 @@ def main():
         "structured_ack_producers": structured(ACK, round_producers),
         "structured_producers_zero_id": structured(ROUND, header(ROUND, 2, 2, 1, FLAG_PRODUCERS,
                                                                  0, 8, 1) +
-                                                   records([(0, 1, 1)])),
+                                                   records([(0, 1, 1, 1, 1)])),
         "encode_round_producers": encode_input(ROUND, 2, 2, FLAG_PRODUCERS, 0, 7, three),
         "encode_restore_producers_full": encode_input(RESTORE, 1, 3, FLAG_PRODUCERS | FLAG_LAST,
                                                       3, 12, full_records()),

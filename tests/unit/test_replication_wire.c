@@ -7,8 +7,9 @@
  * every wrong key rejected, the encoder's refusals (and that it never writes
  * past out_size), and a decoded message left zeroed on any failure. The same
  * for the producer-record variant (flags PRODUCERS on ROUND and RESTORE):
- * an independent vector, round trips of 0, 1 and TALLY_REPLICATION_PRODUCERS_MAX
- * records, and every check behind the MAC tested on correctly signed datagrams.
+ * an independent vector, round trips of 0, 1, 2, 13, 31 and
+ * TALLY_REPLICATION_PRODUCERS_MAX (32) records of 40 bytes (tail and head),
+ * and every check behind the MAC tested on correctly signed datagrams.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,7 +43,12 @@ enum {
 #define PRODUCERS_FULL_SIZE                                                         \
   (TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCERS_MAX *              \
     TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE)
-static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 24u, "producer u64 | last_seq u64 | window u64");
+static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 40u,
+  "producer u64 | last_seq u64 | window u64 | head_last u64 | head_window u64");
+static_assert(TALLY_REPLICATION_PRODUCERS_MAX == 32u, "the counts tested below");
+static_assert(PRODUCERS_FULL_SIZE == 1328u, "32 + 32 x 40 + 16");
+static_assert(PRODUCERS_FULL_SIZE + TALLY_REPLICATION_PRODUCER_SIZE <= TALLY_REPLICATION_SIZE_MAX,
+  "one record over the limit still fits a datagram: refused for its count alone");
 
 #define SIZE_MIN (TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE)
 #define FULL_SIZE                                                                  \
@@ -86,20 +92,24 @@ static_assert(sizeof(vector) == 73u, "vector size as made by Python");
 /*
  * RESTORE, origin 0x0102, sender 0x0304, flags PRODUCERS | LAST, part 0x0506,
  * seq 0x1122334455667788, scan 0x99aabbccddeeff00, producer records
- * (1, 0x0102030405060708, 0x8000000000000001) and (UINT64_MAX - 1, 0,
- * UINT64_MAX); made by struct.pack('<QQQ', ...) and the same hashlib.blake2b.
+ * (1, 0x0102030405060708, 0x8000000000000001, 0xa1a2a3a4a5a6a7a8,
+ * 0xb1b2b3b4b5b6b7b8) and (UINT64_MAX - 1, 0, UINT64_MAX, 0x3f,
+ * 0x8000000000000000); made by struct.pack('<QQQQQ', ...) and the same
+ * hashlib.blake2b.
  */
 static const uint8_t producer_vector[] = {
   0x54, 0x52, 0x01, 0x04, 0x02, 0x01, 0x04, 0x03, 0x02, 0x00, 0x03, 0x00, 0x06, 0x05, 0x00,
   0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb,
   0xaa, 0x99, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x07, 0x06, 0x05, 0x04,
-  0x03, 0x02, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0xfe, 0xff, 0xff, 0xff,
-  0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
-  0xff, 0xff, 0xff, 0xff, 0xff, 0xbd, 0x46, 0x93, 0xdf, 0xf4, 0x1d, 0x1e, 0x54, 0xd1, 0x6f,
-  0xd5, 0x66, 0x93, 0x98, 0x3b, 0xed,
+  0x03, 0x02, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0xa8, 0xa7, 0xa6, 0xa5,
+  0xa4, 0xa3, 0xa2, 0xa1, 0xb8, 0xb7, 0xb6, 0xb5, 0xb4, 0xb3, 0xb2, 0xb1, 0xfe, 0xff, 0xff,
+  0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff,
+  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x05, 0x49, 0xb5, 0x6c, 0xce, 0x0a, 0x3f, 0xdd,
+  0x27, 0x2b, 0x81, 0x14, 0x4d, 0x51, 0xce, 0xec,
 };
 #define PRODUCER_VECTOR_SIZE sizeof(producer_vector)
-static_assert(sizeof(producer_vector) == 96u, "producer vector size as made by Python");
+static_assert(sizeof(producer_vector) == 128u, "producer vector size as made by Python");
 #define PRODUCER_VECTOR_BODY_END (PRODUCER_VECTOR_SIZE - TALLY_MAC_SIZE)
 /* Offsets of the two records' producer ids. */
 #define PRODUCER_VECTOR_ID_0 TALLY_REPLICATION_HEADER_SIZE
@@ -133,9 +143,11 @@ static void producer_vector_message(struct tally_replication_message *message)
   message->scan = 0x99aabbccddeeff00ull;
   message->count = 2;
   message->producers[0] = (struct tally_replication_producer){
-    .producer = 1, .last_seq = 0x0102030405060708ull, .window = 0x8000000000000001ull};
+    .producer = 1, .last_seq = 0x0102030405060708ull, .window = 0x8000000000000001ull,
+    .head_last = 0xa1a2a3a4a5a6a7a8ull, .head_window = 0xb1b2b3b4b5b6b7b8ull};
   message->producers[1] = (struct tally_replication_producer){
-    .producer = UINT64_MAX - 1, .last_seq = 0, .window = UINT64_MAX};
+    .producer = UINT64_MAX - 1, .last_seq = 0, .window = UINT64_MAX, .head_last = 0x3f,
+    .head_window = 0x8000000000000000ull};
 }
 
 /* count producer records of type (ROUND or RESTORE), fields at their limits. */
@@ -159,6 +171,8 @@ static void producers_fill(struct tally_replication_message *message,
       ids[i % (sizeof(ids) / sizeof(ids[0]))] ^ ((uint64_t)(i / 4u) << 8);
     message->producers[i].last_seq = others[i % (sizeof(others) / sizeof(others[0]))];
     message->producers[i].window = others[(i + 1) % (sizeof(others) / sizeof(others[0]))];
+    message->producers[i].head_last = others[(i + 2) % (sizeof(others) / sizeof(others[0]))];
+    message->producers[i].head_window = others[(i + 3) % (sizeof(others) / sizeof(others[0]))];
   }
 }
 
@@ -199,6 +213,8 @@ static void assert_message_equal(const struct tally_replication_message *got,
       assert_true(got->producers[i].producer == want->producers[i].producer);
       assert_true(got->producers[i].last_seq == want->producers[i].last_seq);
       assert_true(got->producers[i].window == want->producers[i].window);
+      assert_true(got->producers[i].head_last == want->producers[i].head_last);
+      assert_true(got->producers[i].head_window == want->producers[i].head_window);
     }
     /* No counter entries, and nothing beyond count. */
     for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
@@ -207,6 +223,8 @@ static void assert_message_equal(const struct tally_replication_message *got,
     }
     for (uint32_t i = want->count; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
       assert_true(got->producers[i].producer == 0);
+      assert_true(got->producers[i].head_last == 0);
+      assert_true(got->producers[i].head_window == 0);
     }
     return;
   }
@@ -214,6 +232,8 @@ static void assert_message_equal(const struct tally_replication_message *got,
     assert_true(got->producers[i].producer == 0);
     assert_true(got->producers[i].last_seq == 0);
     assert_true(got->producers[i].window == 0);
+    assert_true(got->producers[i].head_last == 0);
+    assert_true(got->producers[i].head_window == 0);
   }
   for (uint32_t i = 0; i < want->count; i++) {
     assert_int_equal(got->entries[i].name_len, want->entries[i].name_len);
@@ -819,7 +839,8 @@ static void test_producer_round_trip(void **state)
   uint8_t out[TALLY_REPLICATION_SIZE_MAX];
   full.producers[0] = (struct tally_replication_producer){
     .producer = 0x0102030405060708ull, .last_seq = 0x1112131415161718ull,
-    .window = 0x2122232425262728ull};
+    .window = 0x2122232425262728ull, .head_last = 0x3132333435363738ull,
+    .head_window = 0x4142434445464748ull};
   assert_int_equal(encode_ok(&full, out, sizeof(out)), PRODUCERS_FULL_SIZE);
   assert_int_equal(out[OFFSET_COUNT], TALLY_REPLICATION_PRODUCERS_MAX);
   assert_int_equal(out[OFFSET_FLAGS], TALLY_REPLICATION_FLAG_PRODUCERS);
@@ -830,6 +851,16 @@ static void test_producer_round_trip(void **state)
   assert_int_equal(out[record + 15], 0x11);
   assert_int_equal(out[record + 16], 0x28);
   assert_int_equal(out[record + 23], 0x21);
+  assert_int_equal(out[record + 24], 0x38);
+  assert_int_equal(out[record + 31], 0x31);
+  assert_int_equal(out[record + 32], 0x48);
+  assert_int_equal(out[record + 39], 0x41);
+  /* The next record right behind it: its id, not a sixth field of this one. */
+  const size_t next = record + TALLY_REPLICATION_PRODUCER_SIZE;
+  assert_true(next == TALLY_REPLICATION_HEADER_SIZE + 40u);
+  for (unsigned i = 0; i < 8; i++) {
+    assert_int_equal(out[next + i], (uint8_t)(full.producers[1].producer >> (8 * i)));
+  }
 }
 
 static void test_producer_encode_refuses(void **state)
@@ -904,7 +935,7 @@ static void test_producer_decode_rejects(void **state)
 {
   (void)state;
   static uint8_t message[TALLY_REPLICATION_SIZE_MAX];
-  /* Wrong length: every cut of the body, and one to 24 bytes too many. */
+  /* Wrong length: every cut of the body, and one to 40 bytes too many. */
   for (size_t body_end = TALLY_REPLICATION_HEADER_SIZE; body_end < PRODUCER_VECTOR_BODY_END;
        body_end++) {
     memcpy(message, producer_vector, body_end);
@@ -941,7 +972,23 @@ static void test_producer_decode_rejects(void **state)
     resign(message, PRODUCER_VECTOR_SIZE);
     expect_reason(message, PRODUCER_VECTOR_SIZE, TALLY_REPLICATION_OK);
   }
-  /* (last_seq and window take any value: the vector has 0 and UINT64_MAX.) */
+  /* last_seq, window, head_last and head_window take any value, 0 and UINT64_MAX included. */
+  for (size_t i = 0; i < sizeof(id_at) / sizeof(id_at[0]); i++) {
+    for (size_t field = 8; field < TALLY_REPLICATION_PRODUCER_SIZE; field += 8) {
+      for (int fill = 0x00; fill <= 0xff; fill += 0xff) {
+        memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
+        memset(message + id_at[i] + field, fill, 8);
+        resign(message, PRODUCER_VECTOR_SIZE);
+        struct tally_replication_message decoded;
+        assert_int_equal(decode(message, PRODUCER_VECTOR_SIZE, &decoded), TALLY_REPLICATION_OK);
+        const uint64_t want = fill == 0 ? 0 : UINT64_MAX;
+        const struct tally_replication_producer *record = &decoded.producers[i];
+        const uint64_t got[] = {record->last_seq, record->window, record->head_last,
+          record->head_window};
+        assert_true(got[field / 8 - 1] == want);
+      }
+    }
+  }
   /* PRODUCERS on a type that does not carry records. */
   for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_TYPE_LAST; type++) {
     memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);

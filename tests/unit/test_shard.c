@@ -92,6 +92,52 @@ static enum tally_ack_status apply(struct tally_shard *shard, uint64_t producer,
   return tally_shard_apply_batch(shard, &batch, reason);
 }
 
+static struct tally_dedup dedup_make(uint64_t last_seq, uint64_t window, uint64_t head_last,
+  uint64_t head_window)
+{
+  struct tally_dedup dedup = {.last_seq = last_seq, .window = window, .head_last = head_last,
+    .head_window = head_window};
+  return dedup;
+}
+
+/* producer's dedup record, which must read intact. */
+static struct tally_dedup dedup_read(const struct tally_shard *shard, uint64_t producer)
+{
+  struct tally_dedup dedup;
+  memset(&dedup, 0xee, sizeof(dedup));
+  assert_true(tally_shard_producer_read(shard, producer, &dedup));
+  return dedup;
+}
+
+static void assert_dedup(const struct tally_dedup *dedup, uint64_t last_seq, uint64_t window,
+  uint64_t head_last, uint64_t head_window)
+{
+  assert_int_equal(dedup->last_seq, last_seq);
+  assert_int_equal(dedup->window, window);
+  assert_int_equal(dedup->head_last, head_last);
+  assert_int_equal(dedup->head_window, head_window);
+}
+
+static enum tally_reason merge(struct tally_shard *shard, uint64_t producer, uint64_t last_seq,
+  uint64_t window, uint64_t head_last, uint64_t head_window)
+{
+  struct tally_dedup dedup = dedup_make(last_seq, window, head_last, head_window);
+  return tally_shard_producer_merge(shard, producer, &dedup);
+}
+
+/*
+ * Tail-only merges: every record given has the same head (a run that started
+ * at seq 7: head_last 70, seq 7 applied), so merging never changes it.
+ */
+#define TAIL_HEAD_LAST 70u
+#define TAIL_HEAD_WINDOW (1ull << 63)
+
+static enum tally_reason merge_tail(struct tally_shard *shard, uint64_t producer,
+  uint64_t last_seq, uint64_t window)
+{
+  return merge(shard, producer, last_seq, window, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW);
+}
+
 /* ---- Geometry and header ------------------------------------------------- */
 
 static void test_geometry(void **state)
@@ -112,6 +158,21 @@ static void test_geometry(void **state)
   assert_int_equal(journal % 4096, 0);
   assert_int_equal(size, 4096 + 4096 + 2048 * 128 + 256 * 64 + journal);
   assert_int_equal(tally_shard_region_size(16, 16), 4096 + 4096 + 32 * 128 + 4096 + journal);
+  assert_int_equal(TALLY_JOURNAL_ENTRIES, 1024);
+  assert_int_equal(journal, 1024 * 1088);
+  /* The on-media offsets docs/store-layout.md gives. */
+  assert_int_equal(sizeof(struct tally_producer), 64);
+  assert_int_equal(offsetof(struct tally_producer, crc), 24);
+  assert_int_equal(offsetof(struct tally_producer, head_last), 32);
+  assert_int_equal(offsetof(struct tally_producer, head_window), 40);
+  assert_int_equal(offsetof(struct tally_producer, padding), 48);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_window), 48);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_head_last), 56);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_head_window), 64);
+  assert_int_equal(offsetof(struct tally_batch_log, entries), 72);
+  assert_true(sizeof(struct tally_batch_log) <= 4096);
+  /* The example in docs/store-layout.md. */
+  assert_int_equal(tally_shard_region_size(65536, 4096), 18423808);
 }
 
 static void test_attach_places_journal(void **state)
@@ -447,15 +508,18 @@ static void recover(struct fixture *f, struct tally_shard_recovery *report)
   tally_shard_recover(&f->shard, report);
 }
 
-/* A shard with a few counters and one producer, and a batch touching them. */
-static struct fixture *crash_fixture(struct tally_wire_batch *batch)
+/*
+ * A shard with a few counters and one producer (seq 1 applied: head_last 64),
+ * and a batch of seq touching them.
+ */
+static struct fixture *crash_fixture(struct tally_wire_batch *batch, uint64_t seq)
 {
   struct fixture *f = fixture_new(100, 20);
   enum tally_reason reason;
   assert_int_equal(add(&f->shard, "old.a", 7), TALLY_OK);
   assert_int_equal(add(&f->shard, "old.b", -3), TALLY_OK);
   assert_int_equal(apply(&f->shard, 77, 1, "old.a", 1, &reason), TALLY_ACK_APPLIED);
-  batch_init(batch, 77, 2);
+  batch_init(batch, 77, seq);
   batch_pair(batch, "old.a", 10);
   batch_pair(batch, "new.c", 5);
   batch_pair(batch, "old.b", 4);
@@ -495,11 +559,17 @@ static void crash_after_log(struct fixture *f, const uint8_t *pre, const uint8_t
   f->shard.log->state = TALLY_LOG_STATE_VALID;
 }
 
-static void test_redo_replay_is_exact_and_idempotent(void **state)
+/*
+ * Replays the redo record of the batch of seq after a crash at every point
+ * of its apply: the region ends up byte for byte as the batch left it, the
+ * producer's record (tail and head) being `after`.
+ */
+static void redo_replay(uint64_t seq, const struct tally_dedup *after)
 {
-  (void)state;
   struct tally_wire_batch batch;
-  struct fixture *f = crash_fixture(&batch);
+  struct fixture *f = crash_fixture(&batch, seq);
+  struct tally_dedup before_batch = dedup_read(&f->shard, 77);
+  assert_dedup(&before_batch, 1, 1, 64, 1ull << 63);
   uint8_t *pre = malloc(f->size);
   uint8_t *post = malloc(f->size);
   assert_non_null(pre);
@@ -509,10 +579,32 @@ static void test_redo_replay_is_exact_and_idempotent(void **state)
   assert_int_equal(tally_shard_apply_batch(&f->shard, &batch, &reason), TALLY_ACK_APPLIED);
   memcpy(post, f->region, f->size);
   assert_int_equal(value_of(&f->shard, "old.a"), 118);
+  /* The redo record holds the producer's whole state after the batch, head included. */
+  assert_int_equal(f->shard.log->producer_last_seq, after->last_seq);
+  assert_int_equal(f->shard.log->producer_window, after->window);
+  assert_int_equal(f->shard.log->producer_head_last, after->head_last);
+  assert_int_equal(f->shard.log->producer_head_window, after->head_window);
+  struct tally_dedup dedup = dedup_read(&f->shard, 77);
+  assert_memory_equal(&dedup, after, sizeof(dedup));
 
-  for (uint32_t applied = 0; applied <= batch.count; applied++) {
-    crash_after_log(f, pre, post, applied);
-    if (applied < batch.count) assert_memory_not_equal(f->region, post, f->size);
+  for (uint32_t applied = 0; applied <= batch.count + 1; applied++) {
+    crash_after_log(f, pre, post, applied > batch.count ? batch.count : applied);
+    if (applied < batch.count) {
+      assert_memory_not_equal(f->region, post, f->size);
+      dedup = dedup_read(&f->shard, 77); /* the record as it was before the batch */
+      assert_memory_equal(&dedup, &before_batch, sizeof(dedup));
+    }
+    if (applied > batch.count) {
+      /*
+       * Killed inside the producer record's rewrite: the new tail stored, the
+       * head not yet (the crc not either): the record fails its crc until the
+       * replay rewrites it whole.
+       */
+      struct tally_producer *record = &f->shard.producers[f->shard.log->producer_slot];
+      record->head_last = before_batch.head_last;
+      record->head_window = before_batch.head_window;
+      assert_false(tally_shard_producer_read(&f->shard, 77, &dedup));
+    }
     struct tally_shard_recovery report;
     recover(f, &report);
     assert_int_equal(report.log_replayed, 1);
@@ -521,7 +613,10 @@ static void test_redo_replay_is_exact_and_idempotent(void **state)
     assert_int_equal(report.slots_torn, 0);
     assert_int_equal(report.counters_used, 3);
     assert_int_equal(report.producers_used, 1);
+    assert_int_equal(report.producers_quarantined, 0);
     assert_memory_equal(f->region, post, f->size);
+    dedup = dedup_read(&f->shard, 77);
+    assert_memory_equal(&dedup, after, sizeof(dedup));
     recover(f, &report); /* recovering again changes nothing */
     assert_int_equal(report.log_replayed, 0);
     assert_memory_equal(f->region, post, f->size);
@@ -535,11 +630,27 @@ static void test_redo_replay_is_exact_and_idempotent(void **state)
   fixture_free(f);
 }
 
+static void test_redo_replay_is_exact_and_idempotent(void **state)
+{
+  (void)state;
+  /* seq 2 in the run that started at 1: a second bit in the head. */
+  struct tally_dedup after = dedup_make(2, 3, 64, 3ull << 62);
+  redo_replay(2, &after);
+}
+
+static void test_redo_replay_moves_head(void **state)
+{
+  (void)state;
+  /* seq 65, 64 after 1: a new run, the head moves to 65..128. */
+  struct tally_dedup after = dedup_make(65, 1, 128, 1ull << 63);
+  redo_replay(65, &after);
+}
+
 static void test_redo_bad_crc_discarded(void **state)
 {
   (void)state;
   struct tally_wire_batch batch;
-  struct fixture *f = crash_fixture(&batch);
+  struct fixture *f = crash_fixture(&batch, 2);
   enum tally_reason reason;
   assert_int_equal(tally_shard_apply_batch(&f->shard, &batch, &reason), TALLY_ACK_APPLIED);
   int64_t a = value_of(&f->shard, "old.a");
@@ -550,6 +661,25 @@ static void test_redo_bad_crc_discarded(void **state)
   assert_int_equal(report.log_replayed, 0);
   assert_int_equal(report.log_discarded, 1);
   assert_int_equal(f->shard.log->state, TALLY_LOG_STATE_EMPTY);
+  assert_int_equal(value_of(&f->shard, "old.a"), a);
+  /* The crc covers the producer's new head too (the last fields before the entries). */
+  struct tally_dedup dedup = dedup_read(&f->shard, 77);
+  f->shard.log->entries[0].value -= 1000;
+  f->shard.log->producer_head_window ^= 1ull << 7;
+  f->shard.log->state = TALLY_LOG_STATE_VALID;
+  recover(f, &report);
+  assert_int_equal(report.log_discarded, 1);
+  f->shard.log->producer_head_window ^= 1ull << 7;
+  f->shard.log->producer_head_last += 1;
+  f->shard.log->state = TALLY_LOG_STATE_VALID;
+  recover(f, &report);
+  assert_int_equal(report.log_discarded, 1);
+  f->shard.log->producer_head_last -= 1; /* intact again: replayed */
+  f->shard.log->state = TALLY_LOG_STATE_VALID;
+  recover(f, &report);
+  assert_int_equal(report.log_replayed, 1);
+  struct tally_dedup replayed = dedup_read(&f->shard, 77);
+  assert_memory_equal(&replayed, &dedup, sizeof(dedup));
   assert_int_equal(value_of(&f->shard, "old.a"), a);
   /* A garbage state word is discarded too. */
   f->shard.log->state = 12345;
@@ -563,7 +693,7 @@ static void test_redo_unpublished_target_discarded(void **state)
 {
   (void)state;
   struct tally_wire_batch batch;
-  struct fixture *f = crash_fixture(&batch);
+  struct fixture *f = crash_fixture(&batch, 2);
   enum tally_reason reason;
   assert_int_equal(tally_shard_apply_batch(&f->shard, &batch, &reason), TALLY_ACK_APPLIED);
   /* The new slot never reached the media, the record did. */
@@ -911,6 +1041,73 @@ static void test_dedup_helpers(void **state)
   }
 }
 
+static void test_dedup_start_and_head(void **state)
+{
+  (void)state;
+  struct tally_dedup dedup = tally_dedup_start(1);
+  assert_dedup(&dedup, 1, 1, 64, 1ull << 63);
+  dedup = tally_dedup_start(0);
+  assert_dedup(&dedup, 0, 1, 63, 1ull << 63);
+  /* Near UINT64_MAX: head_last saturates, the seq's bit moves down with it. */
+  dedup = tally_dedup_start(UINT64_MAX - 64);
+  assert_dedup(&dedup, UINT64_MAX - 64, 1, UINT64_MAX - 1, 1ull << 63);
+  dedup = tally_dedup_start(UINT64_MAX - 63); /* exactly fits */
+  assert_dedup(&dedup, UINT64_MAX - 63, 1, UINT64_MAX, 1ull << 63);
+  dedup = tally_dedup_start(UINT64_MAX - 62);
+  assert_dedup(&dedup, UINT64_MAX - 62, 1, UINT64_MAX, 1ull << 62);
+  dedup = tally_dedup_start(UINT64_MAX - 1);
+  assert_dedup(&dedup, UINT64_MAX - 1, 1, UINT64_MAX, 2);
+  dedup = tally_dedup_start(UINT64_MAX);
+  assert_dedup(&dedup, UINT64_MAX, 1, UINT64_MAX, 1);
+  /* Whatever the start, the seq itself is in the head, and nothing before it. */
+  const uint64_t starts[] = {0, 1, 1000, UINT64_MAX - 64, UINT64_MAX - 63, UINT64_MAX - 62,
+    UINT64_MAX - 1, UINT64_MAX};
+  for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+    dedup = tally_dedup_start(starts[i]);
+    assert_true(tally_dedup_in_head(&dedup, starts[i]));
+    assert_true(tally_dedup_applied(&dedup, starts[i]));
+    if (starts[i] > 0) assert_false(tally_dedup_in_head(&dedup, starts[i] - 1));
+    if (starts[i] < UINT64_MAX) assert_false(tally_dedup_applied(&dedup, starts[i] + 1));
+  }
+
+  /* mark_head: only seqs among the head's 64. */
+  dedup = tally_dedup_start(UINT64_MAX - 62);
+  tally_dedup_mark_head(&dedup, UINT64_MAX);
+  tally_dedup_mark_head(&dedup, UINT64_MAX - 10);
+  tally_dedup_mark_head(&dedup, UINT64_MAX - 64); /* 64 below head_last: outside */
+  assert_int_equal(dedup.head_window, (1ull << 62) | (1ull << 10) | 1u);
+  /*
+   * Saturated, the head's 64 reach below the run's first seq (UINT64_MAX - 63
+   * here): the window is always head_last - 63 .. head_last.
+   */
+  tally_dedup_mark_head(&dedup, UINT64_MAX - 63);
+  assert_int_equal(dedup.head_window, (3ull << 62) | (1ull << 10) | 1u);
+  dedup = tally_dedup_start(100);
+  tally_dedup_mark_head(&dedup, 163);
+  tally_dedup_mark_head(&dedup, 164); /* past the head */
+  tally_dedup_mark_head(&dedup, 99);  /* before it */
+  tally_dedup_mark_head(&dedup, 0);
+  assert_int_equal(dedup.head_window, (1ull << 63) | 1u);
+  assert_int_equal(dedup.last_seq, 100); /* the tail is not touched */
+  assert_int_equal(dedup.window, 1);
+
+  /* applied: the tail or the head; a seq that left the tail is still in the head. */
+  dedup = dedup_make(200, UINT64_MAX, 64, (1ull << 63) | (1ull << 54));
+  assert_true(tally_dedup_applied(&dedup, 1));
+  assert_true(tally_dedup_applied(&dedup, 10));
+  assert_false(tally_dedup_has(dedup.last_seq, dedup.window, 10));
+  assert_false(tally_dedup_applied(&dedup, 2));
+  assert_false(tally_dedup_applied(&dedup, 64));
+  assert_false(tally_dedup_applied(&dedup, 100));
+  assert_true(tally_dedup_applied(&dedup, 137));
+  assert_false(tally_dedup_in_head(&dedup, 137));
+  assert_false(tally_dedup_applied(&dedup, 201));
+  /* An empty head says nothing, not even for head_last. */
+  dedup = dedup_make(5, 1, 64, 0);
+  assert_false(tally_dedup_in_head(&dedup, 64));
+  assert_false(tally_dedup_applied(&dedup, 64));
+}
+
 static void test_producer_read_and_at(void **state)
 {
   (void)state;
@@ -920,42 +1117,41 @@ static void test_producer_read_and_at(void **state)
   assert_int_equal(apply(&f->shard, 11, 3, "x", 1, &reason), TALLY_ACK_APPLIED);
   assert_int_equal(apply(&f->shard, 12, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
   assert_int_equal(apply(&f->shard, 13, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
-  uint64_t last_seq = 0;
-  uint64_t window = 0;
-  assert_true(tally_shard_producer_read(&f->shard, 11, &last_seq, &window));
-  assert_int_equal(last_seq, 5);
-  assert_int_equal(window, 0x5);
-  assert_true(tally_shard_producer_read(&f->shard, 12, &last_seq, &window));
-  assert_int_equal(last_seq, 1);
-  assert_int_equal(window, 1);
-  assert_false(tally_shard_producer_read(&f->shard, 99, &last_seq, &window));
-  assert_false(tally_shard_producer_read(&f->shard, 0, &last_seq, &window));
-  assert_false(tally_shard_producer_read(&f->shard, UINT64_MAX, &last_seq, &window));
+  struct tally_dedup dedup = dedup_read(&f->shard, 11);
+  /* 3 came before the run's first seq (5): in the tail, not in the head. */
+  assert_dedup(&dedup, 5, 0x5, 5 + 63, 1ull << 63);
+  dedup = dedup_read(&f->shard, 12);
+  assert_dedup(&dedup, 1, 1, 64, 1ull << 63);
+  assert_false(tally_shard_producer_read(&f->shard, 99, &dedup));
+  assert_false(tally_shard_producer_read(&f->shard, 0, &dedup));
+  assert_false(tally_shard_producer_read(&f->shard, UINT64_MAX, &dedup));
 
   /* A record failing its crc is not returned, by either read. */
   uint32_t corrupt = producer_slot(f, 12);
   f->shard.producers[corrupt].last_seq ^= 1ull << 33;
-  assert_false(tally_shard_producer_read(&f->shard, 12, &last_seq, &window));
+  assert_false(tally_shard_producer_read(&f->shard, 12, &dedup));
 
   /* A scan sees every intact record once and nothing else. */
   uint32_t seen = 0;
   for (uint32_t slot = 0; slot < f->shard.producer_slots_count; slot++) {
     uint64_t producer = 0;
-    if (!tally_shard_producer_at(&f->shard, slot, &producer, &last_seq, &window)) continue;
+    if (!tally_shard_producer_at(&f->shard, slot, &producer, &dedup)) continue;
     seen++;
     assert_int_not_equal(slot, corrupt);
     assert_int_equal(slot, producer_slot(f, producer));
     assert_true(producer == 11 || producer == 13);
-    assert_int_equal(last_seq, producer == 11 ? 5 : 1);
+    assert_int_equal(dedup.last_seq, producer == 11 ? 5 : 1);
+    assert_int_equal(dedup.head_last, producer == 11 ? 68 : 64);
+    assert_int_equal(dedup.head_window, 1ull << 63);
   }
   assert_int_equal(seen, 2);
   /* A tombstone (after recovery) reads as nothing. */
   struct tally_shard_recovery report;
   tally_shard_recover(&f->shard, &report);
   uint64_t producer = 0;
-  assert_false(tally_shard_producer_at(&f->shard, corrupt, &producer, &last_seq, &window));
-  assert_false(tally_shard_producer_read(&f->shard, 12, &last_seq, &window));
-  assert_true(tally_shard_producer_read(&f->shard, 13, &last_seq, &window));
+  assert_false(tally_shard_producer_at(&f->shard, corrupt, &producer, &dedup));
+  assert_false(tally_shard_producer_read(&f->shard, 12, &dedup));
+  assert_true(tally_shard_producer_read(&f->shard, 13, &dedup));
   fixture_free(f);
 }
 
@@ -963,43 +1159,41 @@ static void test_producer_merge(void **state)
 {
   (void)state;
   struct fixture *f = fixture_new(100, 20);
-  uint64_t last_seq = 0;
-  uint64_t window = 0;
   /* New: the record taken as given, counted, with a valid crc. */
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 10, 0xb), TALLY_OK);
+  assert_int_equal(merge_tail(&f->shard, 9, 10, 0xb), TALLY_OK);
   assert_int_equal(f->shard.header->producers_used, 1);
-  assert_true(tally_shard_producer_read(&f->shard, 9, &last_seq, &window));
-  assert_int_equal(last_seq, 10);
-  assert_int_equal(window, 0xb); /* 10, 9, 7 */
+  struct tally_dedup dedup = dedup_read(&f->shard, 9);
+  assert_dedup(&dedup, 10, 0xb, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW); /* 10, 9, 7 */
   /* Incoming ahead: the union at the later last_seq. */
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 12, 0x5), TALLY_OK); /* 12, 10 */
-  assert_true(tally_shard_producer_read(&f->shard, 9, &last_seq, &window));
-  assert_int_equal(last_seq, 12);
-  assert_int_equal(window, 0x2d); /* 12, 10, 9, 7 */
+  assert_int_equal(merge_tail(&f->shard, 9, 12, 0x5), TALLY_OK); /* 12, 10 */
+  dedup = dedup_read(&f->shard, 9);
+  assert_int_equal(dedup.last_seq, 12);
+  assert_int_equal(dedup.window, 0x2d); /* 12, 10, 9, 7 */
   /* Incoming behind: the union at the record's last_seq. */
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 8, 0x3), TALLY_OK); /* 8, 7 */
-  assert_true(tally_shard_producer_read(&f->shard, 9, &last_seq, &window));
-  assert_int_equal(last_seq, 12);
-  assert_int_equal(window, 0x3d); /* 12, 10, 9, 8, 7 */
+  assert_int_equal(merge_tail(&f->shard, 9, 8, 0x3), TALLY_OK); /* 8, 7 */
+  dedup = dedup_read(&f->shard, 9);
+  assert_dedup(&dedup, 12, 0x3d, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW); /* 12, 10, 9, 8, 7 */
   for (uint64_t seq = 1; seq <= 13; seq++) {
     bool expected = seq == 12 || (seq >= 7 && seq <= 10);
-    assert_int_equal(tally_dedup_has(last_seq, window, seq), expected);
+    assert_int_equal(tally_dedup_has(dedup.last_seq, dedup.window, seq), expected);
   }
   assert_int_equal(f->shard.header->producers_used, 1);
   /* Idempotent: merging any record already covered changes no byte. */
   void *before = malloc(f->size);
   assert_non_null(before);
   memcpy(before, f->region, f->size);
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 12, 0x5), TALLY_OK);
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 8, 0x3), TALLY_OK);
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 12, 0x3d), TALLY_OK);
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, 1, 0), TALLY_OK);
+  assert_int_equal(merge_tail(&f->shard, 9, 12, 0x5), TALLY_OK);
+  assert_int_equal(merge_tail(&f->shard, 9, 8, 0x3), TALLY_OK);
+  assert_int_equal(merge_tail(&f->shard, 9, 12, 0x3d), TALLY_OK);
+  assert_int_equal(merge_tail(&f->shard, 9, 1, 0), TALLY_OK);
   assert_memory_equal(before, f->region, f->size);
   free(before);
   /* The record stays what a batch's dedup sees. */
   enum tally_reason reason;
   assert_int_equal(apply(&f->shard, 9, 8, "x", 1, &reason), TALLY_ACK_DUPLICATE);
   assert_int_equal(apply(&f->shard, 9, 11, "x", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 9);
+  assert_dedup(&dedup, 12, 0x3f, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW | (1ull << (70 - 11)));
   struct tally_shard_recovery report;
   tally_shard_recover(&f->shard, &report);
   assert_int_equal(report.producers_quarantined, 0);
@@ -1011,27 +1205,118 @@ static void test_producer_merge_far_apart(void **state)
 {
   (void)state;
   struct fixture *f = fixture_new(100, 20);
-  uint64_t last_seq = 0;
-  uint64_t window = 0;
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 100, UINT64_MAX), TALLY_OK);
+  struct tally_dedup dedup;
+  assert_int_equal(merge_tail(&f->shard, 5, 100, UINT64_MAX), TALLY_OK);
   /* 63 later: only the oldest bit of the old window (seq 100) is still inside. */
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 163, 1), TALLY_OK);
-  assert_true(tally_shard_producer_read(&f->shard, 5, &last_seq, &window));
-  assert_int_equal(last_seq, 163);
-  assert_int_equal(window, (1ull << 63) | 1u);
+  assert_int_equal(merge_tail(&f->shard, 5, 163, 1), TALLY_OK);
+  dedup = dedup_read(&f->shard, 5);
+  assert_int_equal(dedup.last_seq, 163);
+  assert_int_equal(dedup.window, (1ull << 63) | 1u);
   /* 64 or more later: every old bit falls off. */
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 1000, 1), TALLY_OK);
-  assert_true(tally_shard_producer_read(&f->shard, 5, &last_seq, &window));
-  assert_int_equal(last_seq, 1000);
-  assert_int_equal(window, 1);
+  assert_int_equal(merge_tail(&f->shard, 5, 1000, 1), TALLY_OK);
+  dedup = dedup_read(&f->shard, 5);
+  assert_int_equal(dedup.last_seq, 1000);
+  assert_int_equal(dedup.window, 1);
   /* A record far behind adds nothing. */
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 936, UINT64_MAX), TALLY_OK);
-  assert_true(tally_shard_producer_read(&f->shard, 5, &last_seq, &window));
-  assert_int_equal(last_seq, 1000);
-  assert_int_equal(window, 1);
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 5, 937, 1), TALLY_OK);
-  assert_true(tally_shard_producer_read(&f->shard, 5, &last_seq, &window));
-  assert_int_equal(window, (1ull << 63) | 1u);
+  assert_int_equal(merge_tail(&f->shard, 5, 936, UINT64_MAX), TALLY_OK);
+  dedup = dedup_read(&f->shard, 5);
+  assert_int_equal(dedup.last_seq, 1000);
+  assert_int_equal(dedup.window, 1);
+  assert_int_equal(merge_tail(&f->shard, 5, 937, 1), TALLY_OK);
+  dedup = dedup_read(&f->shard, 5);
+  assert_int_equal(dedup.window, (1ull << 63) | 1u);
+  /* The head was the same in every record: untouched by the tails' sliding. */
+  assert_int_equal(dedup.head_last, TAIL_HEAD_LAST);
+  assert_int_equal(dedup.head_window, TAIL_HEAD_WINDOW);
+  fixture_free(f);
+}
+
+/*
+ * Heads: the same run (equal head_last) gives the union of both heads; a later
+ * run (higher head_last) replaces the head whichever side it comes from, and
+ * an earlier one adds nothing. Tails merge independently.
+ */
+static void test_producer_merge_heads(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  struct tally_dedup dedup;
+  /* The run that started at 10 (head 10..73): 10 and 12 applied on one node ... */
+  assert_int_equal(merge(&f->shard, 9, 12, 0x5, 73, (1ull << 63) | (1ull << 61)), TALLY_OK);
+  /* ... 11 and 40 on another (the same run: equal head_last): the union. */
+  assert_int_equal(merge(&f->shard, 9, 40, 1, 73, (1ull << 62) | (1ull << 33)), TALLY_OK);
+  dedup = dedup_read(&f->shard, 9);
+  assert_dedup(&dedup, 40, (0x5ull << 28) | 1u, 73, (7ull << 61) | (1ull << 33));
+  for (uint64_t seq = 9; seq <= 74; seq++) {
+    bool expected = (seq >= 10 && seq <= 12) || seq == 40;
+    assert_int_equal(tally_dedup_in_head(&dedup, seq), expected);
+    assert_int_equal(tally_dedup_applied(&dedup, seq), expected);
+  }
+
+  /* A later run (incoming head_last higher): its head replaces the record's. */
+  assert_int_equal(merge(&f->shard, 9, 500, 1, 563, 1ull << 63), TALLY_OK);
+  dedup = dedup_read(&f->shard, 9);
+  assert_dedup(&dedup, 500, 1, 563, 1ull << 63);
+  assert_false(tally_dedup_applied(&dedup, 10));
+  assert_false(tally_dedup_applied(&dedup, 40));
+
+  /* An earlier run arriving late (incoming head_last lower) changes no byte. */
+  void *before = malloc(f->size);
+  assert_non_null(before);
+  memcpy(before, f->region, f->size);
+  assert_int_equal(merge(&f->shard, 9, 40, 1, 73, UINT64_MAX), TALLY_OK);
+  assert_int_equal(merge(&f->shard, 9, 12, 0x5, 73, (1ull << 63) | (1ull << 61)), TALLY_OK);
+  /* Idempotent: the record itself, or a part of it, again. */
+  assert_int_equal(merge(&f->shard, 9, 500, 1, 563, 1ull << 63), TALLY_OK);
+  assert_int_equal(merge(&f->shard, 9, 500, 1, 563, 0), TALLY_OK);
+  assert_int_equal(merge(&f->shard, 9, 450, 0, 563, 0), TALLY_OK);
+  assert_memory_equal(before, f->region, f->size);
+  free(before);
+
+  /* The other way round: the record holds the later run, the incoming the earlier. */
+  assert_int_equal(merge(&f->shard, 10, 300, 3, 363, (1ull << 63) | (1ull << 62)), TALLY_OK);
+  assert_int_equal(merge(&f->shard, 10, 299, 1, 100, 1ull << 63), TALLY_OK); /* tail only */
+  dedup = dedup_read(&f->shard, 10);
+  assert_dedup(&dedup, 300, 3, 363, (1ull << 63) | (1ull << 62));
+  /* And the record the earlier, the incoming the later: the later head wins. */
+  assert_int_equal(merge(&f->shard, 11, 40, 1, 100, 1ull << 63), TALLY_OK);
+  assert_int_equal(merge(&f->shard, 11, 38, 1, 101, 1ull << 63), TALLY_OK);
+  dedup = dedup_read(&f->shard, 11);
+  assert_dedup(&dedup, 40, 0x5, 101, 1ull << 63);
+
+  /*
+   * Whatever the order, merging the same records gives the same record: with
+   * a later run among them (its head wins), and with one run only (the union).
+   */
+  const struct tally_dedup parts[2][3] = {
+    {dedup_make(70, 1, 73, 1ull << 60), dedup_make(73, 0x9, 73, (1ull << 63) | (1ull << 3)),
+      dedup_make(80, 1, 143, 1ull << 63)},
+    {dedup_make(70, 1, 73, 1ull << 60), dedup_make(73, 0x9, 73, (1ull << 63) | (1ull << 3)),
+      dedup_make(80, 1, 73, 1ull << 5)},
+  };
+  const struct tally_dedup expected[2] = {
+    dedup_make(80, (1ull << 10) | (1ull << 7) | 1u, 143, 1ull << 63),
+    dedup_make(80, (1ull << 10) | (1ull << 7) | 1u, 73,
+      (1ull << 63) | (1ull << 60) | (1ull << 5) | (1ull << 3)),
+  };
+  const uint32_t orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1},
+    {2, 1, 0}};
+  for (uint32_t set = 0; set < 2; set++) {
+    for (uint32_t o = 0; o < 6; o++) {
+      uint64_t producer = 100 + 10 * set + o;
+      for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(tally_shard_producer_merge(&f->shard, producer,
+          &parts[set][orders[o][i]]), TALLY_OK);
+      }
+      dedup = dedup_read(&f->shard, producer);
+      assert_memory_equal(&dedup, &expected[set], sizeof(dedup));
+    }
+  }
+
+  struct tally_shard_recovery report;
+  tally_shard_recover(&f->shard, &report);
+  assert_int_equal(report.producers_quarantined, 0);
+  assert_int_equal(report.producers_used, 15);
   fixture_free(f);
 }
 
@@ -1040,24 +1325,24 @@ static void test_producer_merge_full(void **state)
   (void)state;
   struct fixture *f = fixture_new(100, 16);
   for (uint64_t producer = 1; producer <= 16; producer++) {
-    assert_int_equal(tally_shard_producer_merge(&f->shard, producer, producer, 1), TALLY_OK);
+    struct tally_dedup start = tally_dedup_start(producer);
+    assert_int_equal(tally_shard_producer_merge(&f->shard, producer, &start), TALLY_OK);
   }
   assert_int_equal(f->shard.header->producers_used, 16);
   void *before = malloc(f->size);
   assert_non_null(before);
   memcpy(before, f->region, f->size);
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 17, 1, 1),
+  struct tally_dedup start = tally_dedup_start(1);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 17, &start),
     TALLY_REASON_PRODUCERS_FULL);
   assert_memory_equal(before, f->region, f->size);
   free(before);
-  uint64_t last_seq = 0;
-  uint64_t window = 0;
-  assert_false(tally_shard_producer_read(&f->shard, 17, &last_seq, &window));
-  /* A known producer still merges. */
-  assert_int_equal(tally_shard_producer_merge(&f->shard, 16, 17, 1), TALLY_OK);
-  assert_true(tally_shard_producer_read(&f->shard, 16, &last_seq, &window));
-  assert_int_equal(last_seq, 17);
-  assert_int_equal(window, 3);
+  struct tally_dedup dedup;
+  assert_false(tally_shard_producer_read(&f->shard, 17, &dedup));
+  /* A known producer still merges (16 applied, then 17 in the same run). */
+  assert_int_equal(merge(&f->shard, 16, 17, 1, 16 + 63, 1ull << 62), TALLY_OK);
+  dedup = dedup_read(&f->shard, 16);
+  assert_dedup(&dedup, 17, 3, 16 + 63, 3ull << 62);
   /* A batch from a new producer is refused the same way. */
   enum tally_reason reason;
   assert_int_equal(apply(&f->shard, 17, 1, "x", 1, &reason), TALLY_ACK_PRODUCERS_FULL);
@@ -1087,12 +1372,14 @@ static void *merge_reader_main(void *arg)
   uint64_t previous = 0;
   for (;;) {
     bool done = __atomic_load_n(&args->done, __ATOMIC_ACQUIRE);
-    uint64_t last_seq;
-    uint64_t window;
-    if (tally_shard_producer_read(args->shard, 77, &last_seq, &window)) {
-      if (window != full_window(last_seq)) args->bad++;
-      if (last_seq < previous) args->bad++;
-      previous = last_seq;
+    struct tally_dedup dedup;
+    if (tally_shard_producer_read(args->shard, 77, &dedup)) {
+      if (dedup.window != full_window(dedup.last_seq)) args->bad++;
+      /* Each merge brings a later run: its head, never a mix with the last one. */
+      if (dedup.head_last != dedup.last_seq + 63) args->bad++;
+      if (dedup.head_window != 1ull << 63) args->bad++;
+      if (dedup.last_seq < previous) args->bad++;
+      previous = dedup.last_seq;
       args->reads++;
     }
     if (done) break;
@@ -1108,17 +1395,209 @@ static void test_producer_merge_concurrent_reader(void **state)
   pthread_t reader;
   assert_int_equal(pthread_create(&reader, NULL, merge_reader_main, &args), 0);
   for (uint64_t seq = 1; seq <= MERGE_ROUNDS; seq++) {
-    assert_int_equal(tally_shard_producer_merge(&f->shard, 77, seq, 1), TALLY_OK);
+    struct tally_dedup start = tally_dedup_start(seq);
+    assert_int_equal(tally_shard_producer_merge(&f->shard, 77, &start), TALLY_OK);
   }
   __atomic_store_n(&args.done, 1, __ATOMIC_RELEASE);
   assert_int_equal(pthread_join(reader, NULL), 0);
   assert_int_equal(args.bad, 0);
   assert_true(args.reads > 0); /* at least the read after the last merge */
-  uint64_t last_seq = 0;
-  uint64_t window = 0;
-  assert_true(tally_shard_producer_read(&f->shard, 77, &last_seq, &window));
-  assert_int_equal(last_seq, MERGE_ROUNDS);
-  assert_int_equal(window, UINT64_MAX);
+  struct tally_dedup dedup = dedup_read(&f->shard, 77);
+  assert_dedup(&dedup, MERGE_ROUNDS, UINT64_MAX, MERGE_ROUNDS + 63, 1ull << 63);
+  fixture_free(f);
+}
+
+/* ---- Heads: the first window of a producer's run, through batches -------- */
+
+static void test_head_of_new_producer(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 7, 10, "h", 1, &reason), TALLY_ACK_APPLIED);
+  struct tally_dedup dedup = dedup_read(&f->shard, 7);
+  assert_dedup(&dedup, 10, 1, 10 + 63, 1ull << 63);
+  /* On media: the head beside the tail, under the record's crc, padding zero. */
+  uint32_t slot = producer_slot(f, 7);
+  const struct tally_producer *record = &f->shard.producers[slot];
+  assert_int_equal(record->head_last, 73);
+  assert_int_equal(record->head_window, 1ull << 63);
+  assert_int_equal(record->crc, tally_producer_crc(slot, 7, &dedup));
+  assert_int_equal(record->reserved, 0);
+  assert_int_equal(record->padding[0], 0);
+  assert_int_equal(record->padding[1], 0);
+
+  /* Later seqs among the run's first 64 (10..73), in any order, go into the head. */
+  const uint64_t later[] = {12, 11, 40, 73};
+  for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
+    assert_int_equal(apply(&f->shard, 7, later[i], "h", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  const uint64_t bits = (7ull << 61) | (1ull << 33) | 1u; /* 10, 11, 12, 40, 73 */
+  dedup = dedup_read(&f->shard, 7);
+  assert_dedup(&dedup, 73, bits, 73, bits); /* the tail ends where the head does */
+  /* 74 is past the head: the tail's only. */
+  assert_int_equal(apply(&f->shard, 7, 74, "h", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 7);
+  assert_dedup(&dedup, 74, (bits << 1) | 1u, 73, bits);
+  for (uint64_t seq = 9; seq <= 75; seq++) {
+    bool head = seq == 10 || seq == 11 || seq == 12 || seq == 40 || seq == 73;
+    assert_int_equal(tally_dedup_in_head(&dedup, seq), head);
+    assert_int_equal(tally_dedup_applied(&dedup, seq), head || seq == 74);
+  }
+  assert_int_equal(apply(&f->shard, 7, 12, "h", 1, &reason), TALLY_ACK_DUPLICATE);
+  assert_int_equal(value_of(&f->shard, "h"), 6);
+
+  /* At the end of the sequence space the head saturates at UINT64_MAX. */
+  assert_int_equal(apply(&f->shard, 8, UINT64_MAX - 10, "h", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 8);
+  assert_dedup(&dedup, UINT64_MAX - 10, 1, UINT64_MAX, 1ull << 10);
+  assert_int_equal(apply(&f->shard, 8, UINT64_MAX, "h", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 8, UINT64_MAX - 63, "h", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 8);
+  assert_dedup(&dedup, UINT64_MAX, (1ull << 63) | (1ull << 10) | 1u, UINT64_MAX,
+    (1ull << 63) | (1ull << 10) | 1u);
+  fixture_free(f);
+}
+
+static void test_head_stays_while_tail_slides(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  for (uint64_t seq = 1; seq <= 200; seq++) {
+    assert_int_equal(apply(&f->shard, 5, seq, "s", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  struct tally_dedup dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 200, UINT64_MAX, 64, UINT64_MAX); /* tail 137..200, head 1..64 */
+  for (uint64_t seq = 1; seq <= 201; seq++) {
+    bool tail = seq >= 137 && seq <= 200;
+    bool head = seq <= 64;
+    assert_int_equal(tally_dedup_has(dedup.last_seq, dedup.window, seq), tail);
+    assert_int_equal(tally_dedup_in_head(&dedup, seq), head);
+    assert_int_equal(tally_dedup_applied(&dedup, seq), tail || head);
+  }
+  /* The tail alone decides a batch: a seq only the head still holds is STALE. */
+  assert_int_equal(apply(&f->shard, 5, 1, "s", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 5, 64, "s", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 5, 136, "s", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 5, 137, "s", 1, &reason), TALLY_ACK_DUPLICATE);
+  assert_int_equal(apply(&f->shard, 5, 201, "s", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(value_of(&f->shard, "s"), 201);
+  dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 201, UINT64_MAX, 64, UINT64_MAX);
+  fixture_free(f);
+}
+
+static void test_head_moves_on_gap(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  struct tally_dedup dedup;
+  assert_int_equal(apply(&f->shard, 5, 1, "g", 1, &reason), TALLY_ACK_APPLIED);
+  /* A gap of 63 (seq = last + 63): the same run. 64 is its head's last seq. */
+  assert_int_equal(apply(&f->shard, 5, 64, "g", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 64, (1ull << 63) | 1u, 64, (1ull << 63) | 1u);
+  assert_int_equal(apply(&f->shard, 5, 127, "g", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 127, (1ull << 63) | 1u, 64, (1ull << 63) | 1u);
+  /* A gap of 64 (seq = last + 64): the tail would reset, a new run starts. */
+  assert_int_equal(apply(&f->shard, 5, 191, "g", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 191, 1, 191 + 63, 1ull << 63);
+  assert_false(tally_dedup_applied(&dedup, 1));
+  assert_false(tally_dedup_applied(&dedup, 64));
+  assert_false(tally_dedup_applied(&dedup, 127));
+  /* The new run's next seqs fill its head. */
+  assert_int_equal(apply(&f->shard, 5, 192, "g", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 192, 3, 254, 3ull << 62);
+  /* Any larger gap too. */
+  assert_int_equal(apply(&f->shard, 5, 100000, "g", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 100000, 1, 100063, 1ull << 63);
+  assert_int_equal(apply(&f->shard, 5, 100063, "g", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 100063, (1ull << 63) | 1u, 100063, (1ull << 63) | 1u);
+  /* A seq behind last_seq never starts a run, however far behind (STALE). */
+  assert_int_equal(apply(&f->shard, 5, 2, "g", 1, &reason), TALLY_ACK_STALE);
+  struct tally_dedup unchanged = dedup_read(&f->shard, 5);
+  assert_memory_equal(&unchanged, &dedup, sizeof(dedup));
+  assert_int_equal(value_of(&f->shard, "g"), 7);
+  fixture_free(f);
+}
+
+static void test_head_out_of_order(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  const uint64_t seqs[] = {1, 2, 3, 5, 60, 66, 68};
+  for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+    assert_int_equal(apply(&f->shard, 5, seqs[i], "o", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  struct tally_dedup dedup = dedup_read(&f->shard, 5);
+  uint64_t tail = (1ull << 63) | (1ull << 8) | (1ull << 2) | 1u;           /* 5, 60, 66, 68 */
+  uint64_t head = (7ull << 61) | (1ull << 59) | (1ull << 4);               /* 1, 2, 3, 5, 60 */
+  assert_dedup(&dedup, 68, tail, 64, head);
+  /* 6: late, inside the tail (5..68) and inside the head (1..64): both marked. */
+  assert_int_equal(apply(&f->shard, 5, 6, "o", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 68, tail | (1ull << 62), 64, head | (1ull << 58));
+  /* 65: late, inside the tail, past the head: the tail only. */
+  assert_int_equal(apply(&f->shard, 5, 65, "o", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 5);
+  assert_dedup(&dedup, 68, tail | (1ull << 62) | (1ull << 3), 64, head | (1ull << 58));
+  /* 4: inside the head's range but outside the tail: STALE, nothing marked. */
+  assert_int_equal(apply(&f->shard, 5, 4, "o", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 5, 6, "o", 1, &reason), TALLY_ACK_DUPLICATE);
+  struct tally_dedup unchanged = dedup_read(&f->shard, 5);
+  assert_memory_equal(&unchanged, &dedup, sizeof(dedup));
+  /* A late seq from before the run's first: the tail only (it is not in the run). */
+  assert_int_equal(apply(&f->shard, 6, 100, "o", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 6, 90, "o", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 6);
+  assert_dedup(&dedup, 100, (1ull << 10) | 1u, 163, 1ull << 63);
+  assert_false(tally_dedup_in_head(&dedup, 90));
+  assert_true(tally_dedup_applied(&dedup, 90));
+  assert_int_equal(value_of(&f->shard, "o"), 11);
+  fixture_free(f);
+}
+
+/* Recovery tombstones a record whose head no longer matches its crc. */
+static void test_corrupt_producer_head_quarantined(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  for (uint64_t producer = 1; producer <= 3; producer++) {
+    assert_int_equal(apply(&f->shard, producer, 10, "x", 1, &reason), TALLY_ACK_APPLIED);
+    assert_int_equal(apply(&f->shard, producer, 11, "x", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  uint32_t window_slot = producer_slot(f, 2);
+  uint32_t last_slot = producer_slot(f, 3);
+  f->shard.producers[window_slot].head_window ^= 1ull << 20;
+  f->shard.producers[last_slot].head_last ^= 1ull << 40;
+  /* Bytes outside the crc (padding) are not checked. */
+  f->shard.producers[producer_slot(f, 1)].padding[1] = 0x1234;
+  struct tally_dedup dedup;
+  assert_false(tally_shard_producer_read(&f->shard, 2, &dedup)); /* readers check it too */
+  assert_false(tally_shard_producer_read(&f->shard, 3, &dedup));
+  struct tally_shard_recovery report;
+  recover(f, &report);
+  assert_int_equal(report.producers_quarantined, 2);
+  assert_int_equal(report.producers_used, 3);
+  assert_int_equal(f->shard.producers[window_slot].producer, UINT64_MAX);
+  assert_int_equal(f->shard.producers[last_slot].producer, UINT64_MAX);
+  dedup = dedup_read(&f->shard, 1);
+  assert_dedup(&dedup, 11, 3, 73, 3ull << 62);
+  /* Producer 1 keeps its record; 2 starts a new run in a new record. */
+  assert_int_equal(apply(&f->shard, 1, 11, "x", 1, &reason), TALLY_ACK_DUPLICATE);
+  assert_int_equal(apply(&f->shard, 2, 12, "x", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 2);
+  assert_dedup(&dedup, 12, 1, 75, 1ull << 63);
+  assert_int_equal(f->shard.header->producers_used, 4);
   fixture_free(f);
 }
 
@@ -1178,6 +1657,7 @@ int main(void)
     cmocka_unit_test(test_batch_overflow_changes_nothing),
     cmocka_unit_test(test_batch_same_name_twice),
     cmocka_unit_test(test_redo_replay_is_exact_and_idempotent),
+    cmocka_unit_test(test_redo_replay_moves_head),
     cmocka_unit_test(test_redo_bad_crc_discarded),
     cmocka_unit_test(test_redo_unpublished_target_discarded),
     cmocka_unit_test(test_corrupt_slots_quarantined),
@@ -1190,11 +1670,18 @@ int main(void)
     cmocka_unit_test(test_journal_corrupt_entry_skipped),
     cmocka_unit_test(test_journal_survives_recovery),
     cmocka_unit_test(test_dedup_helpers),
+    cmocka_unit_test(test_dedup_start_and_head),
     cmocka_unit_test(test_producer_read_and_at),
     cmocka_unit_test(test_producer_merge),
     cmocka_unit_test(test_producer_merge_far_apart),
+    cmocka_unit_test(test_producer_merge_heads),
     cmocka_unit_test(test_producer_merge_full),
     cmocka_unit_test(test_producer_merge_concurrent_reader),
+    cmocka_unit_test(test_head_of_new_producer),
+    cmocka_unit_test(test_head_stays_while_tail_slides),
+    cmocka_unit_test(test_head_moves_on_gap),
+    cmocka_unit_test(test_head_out_of_order),
+    cmocka_unit_test(test_corrupt_producer_head_quarantined),
     cmocka_unit_test(test_per_burst_hooks_called),
   };
   size_t total = sizeof(tests) / sizeof(tests[0]);

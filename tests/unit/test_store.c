@@ -150,9 +150,11 @@ static void test_replica_tables(void **state)
   tally_shard_set_held_seq(replica, 12);
   /* Replica tables hold the origin's producer records, all its shards' worth. */
   for (uint64_t producer = 1; producer <= 32; producer++) {
-    assert_int_equal(tally_shard_producer_merge(replica, producer, 100 + producer, 1), TALLY_OK);
+    struct tally_dedup dedup = tally_dedup_start(100 + producer);
+    assert_int_equal(tally_shard_producer_merge(replica, producer, &dedup), TALLY_OK);
   }
-  assert_int_equal(tally_shard_producer_merge(replica, 33, 1, 1), TALLY_REASON_PRODUCERS_FULL);
+  struct tally_dedup first = tally_dedup_start(1);
+  assert_int_equal(tally_shard_producer_merge(replica, 33, &first), TALLY_REASON_PRODUCERS_FULL);
   assert_int_equal(add(&store.shards[0], "r", 1), TALLY_OK);
   tally_store_close(&store);
 
@@ -164,11 +166,14 @@ static void test_replica_tables(void **state)
   assert_int_equal(store.recovery.replicas[1].counters_used, 1);
   assert_int_equal(store.recovery.replicas[1].producers_used, 32);
   assert_int_equal(store.recovery.replicas[1].producers_quarantined, 0);
-  uint64_t last_seq = 0;
-  uint64_t window = 0;
-  assert_true(tally_shard_producer_read(&store.replicas[1], 32, &last_seq, &window));
-  assert_int_equal(last_seq, 132);
-  assert_false(tally_shard_producer_read(&store.replicas[0], 32, &last_seq, &window));
+  struct tally_dedup dedup;
+  memset(&dedup, 0, sizeof(dedup));
+  assert_true(tally_shard_producer_read(&store.replicas[1], 32, &dedup));
+  assert_int_equal(dedup.last_seq, 132);
+  assert_int_equal(dedup.window, 1);
+  assert_int_equal(dedup.head_last, 132 + 63); /* the head survives the reopen too */
+  assert_int_equal(dedup.head_window, 1ull << 63);
+  assert_false(tally_shard_producer_read(&store.replicas[0], 32, &dedup));
   tally_store_close(&store);
   open_fails(&geometry_small, TALLY_PERSIST_AUTO, "replica_count");
 }
@@ -399,6 +404,22 @@ static void test_kill_during_batches(void **state)
       }
       assert_true(tally_shard_journal_find(&store.shards[0], 99, last, &entry));
       assert_int_equal(entry.pairs[1].delta, (int64_t)last);
+      /*
+       * One run from seq 1 (every child goes on from the last applied seq):
+       * the head is 1..64 and holds every applied seq of it, the tail ends
+       * at last, however the kills fell.
+       */
+      struct tally_dedup dedup;
+      assert_true(tally_shard_producer_read(&store.shards[0], 99, &dedup));
+      assert_int_equal(dedup.last_seq, last);
+      assert_int_equal(dedup.head_last, TALLY_DEDUP_WINDOW);
+      uint64_t head_end = last < TALLY_DEDUP_WINDOW ? last : TALLY_DEDUP_WINDOW;
+      uint64_t head_bits = head_end == 64 ? UINT64_MAX :
+        ((1ull << head_end) - 1u) << (64 - head_end); /* seq s is bit 64 - s */
+      assert_int_equal(dedup.head_window, head_bits);
+      for (uint64_t seq = 1; seq <= head_end; seq++) {
+        assert_true(tally_dedup_in_head(&dedup, seq));
+      }
     }
     next = last + 1;
     tally_store_close(&store);
