@@ -207,9 +207,7 @@ static void receive_restore_request(struct tally_cluster *cluster,
     uint64_t producer;
     struct tally_dedup dedup;
     if (!tally_shard_producer_at(replica, slot, &producer, &dedup)) continue;
-    part.producers[part.count] = (struct tally_replication_producer){ .producer = producer,
-      .last_seq = dedup.last_seq, .window = dedup.window, .head_last = dedup.head_last,
-      .head_window = dedup.head_window };
+    tally_cluster_dedup_to_wire(producer, &dedup, &part.producers[part.count]);
     part.count++;
     restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_PRODUCERS_MAX, false);
   }
@@ -286,10 +284,8 @@ static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer 
          peer->producers_pending_next + round.count < peer->producers_pending_count) {
     uint32_t position = peer->producers_pending[peer->producers_pending_next + round.count];
     assert(position < cluster->producer_positions && cluster->producer_id[position] != 0);
-    const struct tally_dedup *dedup = &cluster->producer_dedup[position];
-    round.producers[round.count++] = (struct tally_replication_producer){
-      .producer = cluster->producer_id[position], .last_seq = dedup->last_seq,
-      .window = dedup->window, .head_last = dedup->head_last, .head_window = dedup->head_window };
+    tally_cluster_dedup_to_wire(cluster->producer_id[position],
+      &cluster->producer_dedup[position], &round.producers[round.count++]);
   }
   while (counters && round.count < TALLY_REPLICATION_ENTRIES_MAX &&
          peer->pending_next + round.count < peer->pending_count) {

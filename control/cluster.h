@@ -145,7 +145,10 @@ bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_clu
 /* Restore: the records a peer holds of this node, into this node's shards. */
 void tally_cluster_dedup_restore(struct tally_cluster *cluster,
   const struct tally_replication_message *part);
-/* The compensation shard: this node's undo of batches a lower node id kept. */
+/* A dedup record as replication carries it. */
+void tally_cluster_dedup_to_wire(uint64_t producer, const struct tally_dedup *dedup,
+  struct tally_replication_producer *record);
+/* The compensation shard: this node's undo of batches another node kept. */
 struct tally_shard *tally_cluster_compensation_shard(struct tally_cluster *cluster);
 
 /* Internal, cluster_scan.c: the contribution snapshot and per-peer lists. */

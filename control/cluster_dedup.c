@@ -26,6 +26,30 @@
 
 #include "cluster.h"
 
+void tally_cluster_dedup_to_wire(uint64_t producer, const struct tally_dedup *dedup,
+  struct tally_replication_producer *record)
+{
+  assert(producer != 0);
+  record->producer = producer;
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    record->runs[r].head_last = dedup->runs[r].head_last;
+    record->runs[r].head_window = dedup->runs[r].head_window;
+    record->runs[r].last_seq = dedup->runs[r].last_seq;
+    record->runs[r].window = dedup->runs[r].window;
+  }
+}
+
+static struct tally_dedup from_wire(const struct tally_replication_producer *record)
+{
+  struct tally_dedup dedup;
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    dedup.runs[r] = (struct tally_dedup_run){ .head_last = record->runs[r].head_last,
+      .head_window = record->runs[r].head_window, .last_seq = record->runs[r].last_seq,
+      .window = record->runs[r].window };
+  }
+  return dedup;
+}
+
 struct tally_shard *tally_cluster_compensation_shard(struct tally_cluster *cluster)
 {
   struct tally_store *store = &cluster->appliance->store;
@@ -124,31 +148,42 @@ static bool undoes_here(const struct tally_cluster *cluster, const struct tally_
   const struct tally_dedup *theirs, uint16_t peer_id, uint64_t seq)
 {
   assert(tally_dedup_applied(own, seq) && tally_dedup_applied(theirs, seq));
-  bool own_head = tally_dedup_in_head(own, seq);
-  bool their_head = tally_dedup_in_head(theirs, seq);
+  uint64_t own_run = 0;
+  uint64_t their_run = 0;
+  bool own_head = tally_dedup_in_head(own, seq, &own_run);
+  bool their_head = tally_dedup_in_head(theirs, seq, &their_run);
   if (own_head != their_head) return !own_head; /* only in a tail: the run it failed over from */
-  if (own_head && own->head_last != theirs->head_last) {
-    return own->head_last > theirs->head_last;   /* both at a run's start: the later run */
-  }
+  if (own_head && own_run != their_run) return own_run > their_run; /* the later run */
   assert(cluster->config->node_id != peer_id);
   return cluster->config->node_id > peer_id;     /* else the lower node id keeps it */
 }
 
-/* The sequences a record says were applied (tail, then head), ascending. */
+static int compare_u64(const void *a, const void *b)
+{
+  uint64_t x = *(const uint64_t *)a;
+  uint64_t y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The sequences a record says were applied (every run's head and tail). */
 static uint32_t applied_sequences(const struct tally_dedup *dedup,
-  uint64_t out[2u * TALLY_DEDUP_WINDOW])
+  uint64_t out[2u * TALLY_DEDUP_WINDOW * TALLY_DEDUP_RUNS])
 {
   uint32_t count = 0;
-  for (uint32_t d = TALLY_DEDUP_WINDOW; d-- > 0;) { /* the head is older than the tail */
-    if (((dedup->head_window >> d) & 1u) == 0 || d > dedup->head_last) continue;
-    uint64_t seq = dedup->head_last - d;
-    if (!tally_dedup_has(dedup->last_seq, dedup->window, seq)) out[count++] = seq;
+  for (uint32_t r = TALLY_DEDUP_RUNS; r-- > 0;) { /* oldest run first */
+    const struct tally_dedup_run *run = &dedup->runs[r];
+    if (run->head_last == 0) continue;
+    for (uint32_t d = TALLY_DEDUP_WINDOW; d-- > 0;) { /* a run's head is older than its tail */
+      if (((run->head_window >> d) & 1u) == 0 || d > run->head_last) continue;
+      uint64_t seq = run->head_last - d;
+      if (!tally_dedup_has(run->last_seq, run->window, seq)) out[count++] = seq;
+    }
+    for (uint32_t d = TALLY_DEDUP_WINDOW; d-- > 0;) {
+      if (((run->window >> d) & 1u) == 0 || d > run->last_seq) continue;
+      out[count++] = run->last_seq - d;
+    }
   }
-  for (uint32_t d = TALLY_DEDUP_WINDOW; d-- > 0;) {
-    if (((dedup->window >> d) & 1u) == 0 || d > dedup->last_seq) continue;
-    out[count++] = dedup->last_seq - d;
-  }
-  assert(count <= 2u * TALLY_DEDUP_WINDOW);
+  assert(count <= 2u * TALLY_DEDUP_WINDOW * TALLY_DEDUP_RUNS);
   return count;
 }
 
@@ -163,10 +198,11 @@ static void check_pair(struct tally_cluster *cluster, uint64_t producer,
   const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
   struct tally_dedup theirs;
   if (!tally_shard_producer_read(replica, producer, &theirs)) return;
-  uint64_t sequences[2u * TALLY_DEDUP_WINDOW];
+  uint64_t sequences[2u * TALLY_DEDUP_WINDOW * TALLY_DEDUP_RUNS];
   uint32_t count = applied_sequences(own, sequences);
+  qsort(sequences, count, sizeof sequences[0], compare_u64); /* a peer's odd record too */
   for (uint32_t i = 0; i < count; i++) {
-    assert(i == 0 || sequences[i] != sequences[i - 1]);
+    if (i > 0 && sequences[i] == sequences[i - 1]) continue;
     if (!tally_dedup_applied(&theirs, sequences[i])) continue;
     if (undoes_here(cluster, own, &theirs, peer->id, sequences[i])) {
       compensate(cluster, producer, sequences[i], peer->id);
@@ -223,11 +259,8 @@ bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_clu
   assert(message->count <= TALLY_REPLICATION_PRODUCERS_MAX);
   struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
   for (uint32_t i = 0; i < message->count; i++) {
-    if (tally_shard_producer_merge(replica, message->producers[i].producer,
-          &(struct tally_dedup){ .last_seq = message->producers[i].last_seq,
-            .window = message->producers[i].window,
-            .head_last = message->producers[i].head_last,
-            .head_window = message->producers[i].head_window }) != TALLY_OK) {
+    struct tally_dedup dedup = from_wire(&message->producers[i]);
+    if (tally_shard_producer_merge(replica, message->producers[i].producer, &dedup) != TALLY_OK) {
       return false;
     }
   }
@@ -246,8 +279,7 @@ void tally_cluster_dedup_restore(struct tally_cluster *cluster,
     const struct tally_replication_producer *record = &part->producers[i];
     uint32_t owner = (uint32_t)(record->producer % cluster->appliance->lcore_count);
     /* Before the lcores run: the restore is the shard's only writer. */
-    struct tally_dedup dedup = { .last_seq = record->last_seq, .window = record->window,
-      .head_last = record->head_last, .head_window = record->head_window };
+    struct tally_dedup dedup = from_wire(record);
     if (tally_shard_producer_merge(&store->shards[owner], record->producer, &dedup) != TALLY_OK) {
       cluster->replica_full++;
     }

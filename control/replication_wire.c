@@ -53,6 +53,18 @@ static bool producers_allowed(unsigned type)
   return type == TALLY_REPLICATION_ROUND || type == TALLY_REPLICATION_RESTORE;
 }
 
+/*
+ * A producer record on the wire: producer u64, then per run (newest first)
+ * head_last u64 | head_window u64 | last_seq u64 | window u64.
+ */
+#define PRODUCER_ID_SIZE 8u
+#define PRODUCER_RUN_SIZE 32u
+static_assert(TALLY_REPLICATION_PRODUCER_SIZE ==
+  PRODUCER_ID_SIZE + TALLY_DEDUP_RUNS * PRODUCER_RUN_SIZE, "producer record layout");
+static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 104u, "8 + 3 runs x 32 bytes");
+static_assert(sizeof(((struct tally_replication_producer *)0)->runs) ==
+  TALLY_DEDUP_RUNS * PRODUCER_RUN_SIZE, "four u64 per run");
+
 static bool producer_id_valid(uint64_t producer)
 {
   return producer != 0 && producer != UINT64_MAX;
@@ -84,10 +96,13 @@ static size_t encode_producers(const struct tally_replication_message *message, 
     if (!producer_id_valid(record->producer)) return 0;
     if (used + TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE > out_size) return 0;
     put64(out + used, record->producer);
-    put64(out + used + 8, record->last_seq);
-    put64(out + used + 16, record->window);
-    put64(out + used + 24, record->head_last);
-    put64(out + used + 32, record->head_window);
+    for (unsigned r = 0; r < TALLY_DEDUP_RUNS; r++) {
+      uint8_t *run = out + used + PRODUCER_ID_SIZE + (size_t)r * PRODUCER_RUN_SIZE;
+      put64(run, record->runs[r].head_last);
+      put64(run + 8, record->runs[r].head_window);
+      put64(run + 16, record->runs[r].last_seq);
+      put64(run + 24, record->runs[r].window);
+    }
     used += TALLY_REPLICATION_PRODUCER_SIZE;
   }
   return used;
@@ -155,10 +170,13 @@ static enum tally_replication_reason decode_producers(const uint8_t *data, size_
   for (uint32_t i = 0; i < message->count; i++) {
     struct tally_replication_producer *record = &message->producers[i];
     record->producer = get64(data + used);
-    record->last_seq = get64(data + used + 8);
-    record->window = get64(data + used + 16);
-    record->head_last = get64(data + used + 24);
-    record->head_window = get64(data + used + 32);
+    for (unsigned r = 0; r < TALLY_DEDUP_RUNS; r++) {
+      const uint8_t *run = data + used + PRODUCER_ID_SIZE + (size_t)r * PRODUCER_RUN_SIZE;
+      record->runs[r].head_last = get64(run);
+      record->runs[r].head_window = get64(run + 8);
+      record->runs[r].last_seq = get64(run + 16);
+      record->runs[r].window = get64(run + 24);
+    }
     if (!producer_id_valid(record->producer)) return TALLY_REPLICATION_MALFORMED;
     used += TALLY_REPLICATION_PRODUCER_SIZE;
   }

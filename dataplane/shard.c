@@ -71,10 +71,14 @@ uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer,
   assert(dedup != NULL);
   uint32_t crc = rte_hash_crc_4byte(producer_slot, PRODUCER_CRC_SEED);
   crc = rte_hash_crc_8byte(producer, crc);
-  crc = rte_hash_crc_8byte(dedup->last_seq, crc);
-  crc = rte_hash_crc_8byte(dedup->window, crc);
-  crc = rte_hash_crc_8byte(dedup->head_last, crc);
-  return rte_hash_crc_8byte(dedup->head_window, crc);
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    const struct tally_dedup_run *run = &dedup->runs[r];
+    crc = rte_hash_crc_8byte(run->head_last, crc);
+    crc = rte_hash_crc_8byte(run->head_window, crc);
+    crc = rte_hash_crc_8byte(run->last_seq, crc);
+    crc = rte_hash_crc_8byte(run->window, crc);
+  }
+  return crc;
 }
 
 static uint32_t header_crc(const struct tally_shard_header *header)
@@ -439,32 +443,34 @@ static enum tally_ack_status plan_producer(const struct tally_shard *shard,
       *reason = TALLY_REASON_PRODUCERS_FULL;
       return TALLY_ACK_PRODUCERS_FULL;
     }
-    plan->state = tally_dedup_start(batch->seq); /* its first run here */
+    memset(&plan->state, 0, sizeof plan->state);
+    tally_dedup_new_run(&plan->state, batch->seq); /* its first run here */
     return TALLY_ACK_APPLIED;
   }
   const struct tally_producer *record = &shard->producers[plan->slot];
   assert(record->producer == batch->producer);
-  plan->state = (struct tally_dedup){ .last_seq = record->last_seq, .window = record->window,
-    .head_last = record->head_last, .head_window = record->head_window };
-  if (batch->seq > record->last_seq) {
-    uint64_t shift = batch->seq - record->last_seq;
+  plan->state = record->dedup;
+  struct tally_dedup_run *run = &plan->state.runs[0];
+  assert(run->head_last != 0 && (run->window & 1u) != 0);
+  if (batch->seq > run->last_seq) {
+    uint64_t shift = batch->seq - run->last_seq;
     if (shift >= TALLY_DEDUP_WINDOW) { /* back after a window went elsewhere: a new run */
-      plan->state = tally_dedup_start(batch->seq);
+      tally_dedup_new_run(&plan->state, batch->seq);
       return TALLY_ACK_APPLIED;
     }
-    plan->state.window = (record->window << shift) | 1u;
-    plan->state.last_seq = batch->seq;
-    tally_dedup_mark_head(&plan->state, batch->seq);
+    run->window = (run->window << shift) | 1u;
+    run->last_seq = batch->seq;
+    tally_dedup_mark_head(run, batch->seq);
     return TALLY_ACK_APPLIED;
   }
-  uint64_t distance = record->last_seq - batch->seq;
+  uint64_t distance = run->last_seq - batch->seq;
   if (distance >= TALLY_DEDUP_WINDOW) {
     *reason = TALLY_REASON_BATCH_STALE;
     return TALLY_ACK_STALE;
   }
-  if ((record->window >> distance) & 1u) return TALLY_ACK_DUPLICATE;
-  plan->state.window = record->window | (1ull << distance);
-  tally_dedup_mark_head(&plan->state, batch->seq);
+  if ((run->window >> distance) & 1u) return TALLY_ACK_DUPLICATE;
+  run->window |= 1ull << distance;
+  tally_dedup_mark_head(run, batch->seq);
   return TALLY_ACK_APPLIED;
 }
 
@@ -558,10 +564,7 @@ static void log_write(struct tally_shard *shard, const struct tally_wire_batch *
   log->seq = batch->seq;
   log->producer_slot = producer->slot;
   log->reserved = 0;
-  log->producer_last_seq = producer->state.last_seq;
-  log->producer_window = producer->state.window;
-  log->producer_head_last = producer->state.head_last;
-  log->producer_head_window = producer->state.head_window;
+  log->producer_dedup = producer->state;
   for (uint32_t i = 0; i < batch->count; i++) {
     assert(plan->slot[i] < shard->slots_count);
     log->entries[i].slot = plan->slot[i];
@@ -594,10 +597,7 @@ static void log_apply(struct tally_shard *shard)
     slot_store_value(slot, log->entries[i].value);
     shard_flush(shard, slot, 16u);
   }
-  struct tally_dedup state = { .last_seq = log->producer_last_seq,
-    .window = log->producer_window, .head_last = log->producer_head_last,
-    .head_window = log->producer_head_window };
-  producer_store(shard, log->producer_slot, log->producer, &state);
+  producer_store(shard, log->producer_slot, log->producer, &log->producer_dedup);
 }
 
 static void log_clear(struct tally_shard *shard)
@@ -750,9 +750,7 @@ static void recover_producers(struct tally_shard *shard, struct tally_shard_reco
       report->producers_quarantined++;
       continue;
     }
-    struct tally_dedup state = { .last_seq = record->last_seq, .window = record->window,
-      .head_last = record->head_last, .head_window = record->head_window };
-    if (record->crc == tally_producer_crc(i, record->producer, &state)) continue;
+    if (record->crc == tally_producer_crc(i, record->producer, &record->dedup)) continue;
     record->producer = PRODUCER_TOMBSTONE;
     shard_flush(shard, record, CACHE_LINE_SIZE);
     report->producers_quarantined++;

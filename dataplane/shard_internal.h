@@ -79,16 +79,17 @@ static inline void producer_store(struct tally_shard *shard, uint32_t slot, uint
   assert(slot < shard->producer_slots_count);
   assert(producer != 0);
   assert(producer != PRODUCER_TOMBSTONE);
-  assert(state->window & 1u); /* last_seq itself is applied */
+  assert(state->runs[0].head_last != 0 && (state->runs[0].window & 1u) != 0);
   struct tally_producer *record = &shard->producers[slot];
   __atomic_store_n(&record->producer, producer, __ATOMIC_RELAXED);
-  __atomic_store_n(&record->last_seq, state->last_seq, __ATOMIC_RELAXED);
-  __atomic_store_n(&record->window, state->window, __ATOMIC_RELAXED);
-  __atomic_store_n(&record->head_last, state->head_last, __ATOMIC_RELAXED);
-  __atomic_store_n(&record->head_window, state->head_window, __ATOMIC_RELAXED);
+  uint64_t *to = (uint64_t *)(void *)&record->dedup;
+  const uint64_t *from = (const uint64_t *)(const void *)state;
+  for (size_t i = 0; i < sizeof *state / sizeof(uint64_t); i++) {
+    __atomic_store_n(&to[i], from[i], __ATOMIC_RELAXED);
+  }
   __atomic_store_n(&record->crc, tally_producer_crc(slot, producer, state), __ATOMIC_RELEASE);
   record->reserved = 0;
-  shard_flush(shard, record, CACHE_LINE_SIZE);
+  shard_flush(shard, record, sizeof *record);
 }
 
 /*

@@ -125,7 +125,7 @@ bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer
 /* ---- Producer records from any thread ------------------------------------ */
 
 /*
- * Copies the record in `slot` field by field and checks it against its crc.
+ * Copies the record in `slot` word by word and checks it against its crc.
  * false if the copy is not one the writer made whole (a rewrite in progress,
  * or a corrupt record).
  */
@@ -136,10 +136,11 @@ static bool producer_copy(const struct tally_shard *shard, uint32_t slot, uint64
   const struct tally_producer *record = &shard->producers[slot];
   uint32_t crc = __atomic_load_n(&record->crc, __ATOMIC_ACQUIRE);
   *producer = __atomic_load_n(&record->producer, __ATOMIC_RELAXED);
-  dedup->last_seq = __atomic_load_n(&record->last_seq, __ATOMIC_RELAXED);
-  dedup->window = __atomic_load_n(&record->window, __ATOMIC_RELAXED);
-  dedup->head_last = __atomic_load_n(&record->head_last, __ATOMIC_RELAXED);
-  dedup->head_window = __atomic_load_n(&record->head_window, __ATOMIC_RELAXED);
+  const uint64_t *from = (const uint64_t *)(const void *)&record->dedup;
+  uint64_t *to = (uint64_t *)(void *)dedup;
+  for (size_t i = 0; i < sizeof *dedup / sizeof(uint64_t); i++) {
+    to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
+  }
   return crc == tally_producer_crc(slot, *producer, dedup);
 }
 
@@ -186,20 +187,46 @@ bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uin
 
 /* ---- Merging into replica tables ----------------------------------------- */
 
-/* Tails: union within the later window. Heads: the later run's, or both of one run's. */
-static struct tally_dedup dedup_union(const struct tally_dedup *a, const struct tally_dedup *b)
+/* One run of the same start, as both records know it. */
+static struct tally_dedup_run run_union(const struct tally_dedup_run *a,
+  const struct tally_dedup_run *b)
 {
-  struct tally_dedup merged;
+  assert(a->head_last == b->head_last);
+  struct tally_dedup_run merged = { .head_last = a->head_last,
+    .head_window = a->head_window | b->head_window };
   merged.last_seq = a->last_seq > b->last_seq ? a->last_seq : b->last_seq;
   merged.window = tally_dedup_shift(a->last_seq, a->window, merged.last_seq) |
     tally_dedup_shift(b->last_seq, b->window, merged.last_seq);
-  if (a->head_last == b->head_last) {
-    merged.head_last = a->head_last;
-    merged.head_window = a->head_window | b->head_window;
-  } else {
-    const struct tally_dedup *later = a->head_last > b->head_last ? a : b;
-    merged.head_last = later->head_last;
-    merged.head_window = later->head_window;
+  return merged;
+}
+
+/* Adds a run to a newest-first list of at most TALLY_DEDUP_RUNS runs. */
+static void runs_add(struct tally_dedup *into, const struct tally_dedup_run *run)
+{
+  if (run->head_last == 0) return;
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    struct tally_dedup_run *at = &into->runs[r];
+    if (at->head_last == run->head_last) {
+      *at = run_union(at, run);
+      return;
+    }
+    if (at->head_last < run->head_last) { /* goes here: the rest move down, the last drops */
+      for (uint32_t k = TALLY_DEDUP_RUNS - 1u; k > r; k--) into->runs[k] = into->runs[k - 1];
+      *at = *run;
+      return;
+    }
+  }
+}
+
+/* The union of two records: every run of either, the TALLY_DEDUP_RUNS newest kept. */
+static struct tally_dedup dedup_union(const struct tally_dedup *a, const struct tally_dedup *b)
+{
+  struct tally_dedup merged;
+  memset(&merged, 0, sizeof merged);
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) runs_add(&merged, &a->runs[r]);
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) runs_add(&merged, &b->runs[r]);
+  for (uint32_t r = 1; r < TALLY_DEDUP_RUNS; r++) {
+    assert(merged.runs[r].head_last == 0 || merged.runs[r].head_last < merged.runs[r - 1].head_last);
   }
   return merged;
 }
@@ -212,6 +239,10 @@ enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t
   assert(producer != 0);
   assert(producer != PRODUCER_TOMBSTONE);
   assert(shard->header->producers_used <= shard->producer_slots_count);
+  struct tally_dedup incoming;
+  memset(&incoming, 0, sizeof incoming);
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) runs_add(&incoming, &dedup->runs[r]);
+  if (incoming.runs[0].head_last == 0) return TALLY_OK; /* says nothing */
   bool found;
   uint32_t slot = producer_probe(shard, producer, &found);
   if (!found) {
@@ -219,7 +250,7 @@ enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t
       return TALLY_REASON_PRODUCERS_FULL;
     }
     assert(shard->producers[slot].producer == 0);
-    producer_store(shard, slot, producer, dedup);
+    producer_store(shard, slot, producer, &incoming);
     shard->header->producers_used++;
     shard_flush(shard, &shard->header->producers_used, sizeof(uint32_t));
     assert(shard->header->producers_used <= shard->producers_max);
@@ -227,20 +258,17 @@ enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t
   }
   const struct tally_producer *record = &shard->producers[slot];
   assert(record->producer == producer);
-  struct tally_dedup stored = { .last_seq = record->last_seq, .window = record->window,
-    .head_last = record->head_last, .head_window = record->head_window };
-  struct tally_dedup merged = *dedup;
+  struct tally_dedup merged = incoming;
   /*
    * A record failing its crc (media corruption since recovery) says nothing
    * trustworthy: it is replaced by the incoming one. Otherwise the union.
    */
-  if (record->crc == tally_producer_crc(slot, record->producer, &stored)) {
-    merged = dedup_union(&stored, dedup);
-    if (memcmp(&merged, &stored, sizeof merged) == 0) {
+  if (record->crc == tally_producer_crc(slot, record->producer, &record->dedup)) {
+    merged = dedup_union(&record->dedup, &incoming);
+    if (memcmp(&merged, &record->dedup, sizeof merged) == 0) {
       return TALLY_OK; /* nothing new (a merge repeated): no write, no flush */
     }
   }
   producer_store(shard, slot, producer, &merged);
-  assert(record->last_seq >= dedup->last_seq);
   return TALLY_OK;
 }

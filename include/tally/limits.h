@@ -30,7 +30,9 @@
 #define TALLY_PRODUCERS_MIN 16u
 #define TALLY_PRODUCERS_MAX (1u << 20)
 /* Size of one producer (dedup) record in the persistent store. */
-#define TALLY_PRODUCER_SIZE 64u
+#define TALLY_PRODUCER_SIZE 128u
+/* Runs of a producer (arrivals at a node) each dedup record remembers. */
+#define TALLY_DEDUP_RUNS 3u
 /*
  * Dedup window per producer, in sequence numbers. A producer may have at most
  * this many batches in flight; a batch older than the window is answered
@@ -85,8 +87,8 @@
 #define TALLY_NODES_MAX 8u
 /* Counter values in one replication message (each at most 106 bytes). */
 #define TALLY_REPLICATION_ENTRIES_MAX 12u
-/* Producer dedup records in one replication message (40 bytes each). */
-#define TALLY_REPLICATION_PRODUCERS_MAX 32u
+/* Producer dedup records in one replication message (8 + 32 per run bytes each). */
+#define TALLY_REPLICATION_PRODUCERS_MAX 13u
 /* A replication message is unanswered after this long: resend. */
 #define TALLY_REPLICATION_TIMEOUT_MS 50u
 /* Backoff cap of replication resends to an unresponsive peer. */

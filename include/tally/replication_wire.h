@@ -17,9 +17,10 @@
  *          belongs to; flags LAST marks the round that completes that scan's
  *          list, after which the replica holds every value as of `scan`.
  *          With flags PRODUCERS the entries are instead the origin's producer
- *          dedup records (cross-node dedup): count x (producer u64 |
- *          last_seq u64 | window u64 | head_last u64 | head_window u64), at
- *          most TALLY_REPLICATION_PRODUCERS_MAX;
+ *          dedup records (cross-node dedup): count x (producer u64, then
+ *          per run, newest first, TALLY_DEDUP_RUNS times: head_last u64 |
+ *          head_window u64 | last_seq u64 | window u64), at most
+ *          TALLY_REPLICATION_PRODUCERS_MAX;
  *          producer is never 0 or UINT64_MAX. A scan's list sends its
  *          counters first, then its producer records (read before the values,
  *          so every batch a record names is in the values already sent).
@@ -57,7 +58,7 @@
 #define TALLY_REPLICATION_FLAG_PRODUCERS 0x0002u /* ROUND, RESTORE: producer records */
 #define TALLY_REPLICATION_FLAGS_KNOWN \
   (TALLY_REPLICATION_FLAG_LAST | TALLY_REPLICATION_FLAG_PRODUCERS)
-#define TALLY_REPLICATION_PRODUCER_SIZE 40u
+#define TALLY_REPLICATION_PRODUCER_SIZE (8u + 32u * TALLY_DEDUP_RUNS)
 /* Largest message: one datagram of a 1500-byte MTU. */
 #define TALLY_REPLICATION_SIZE_MAX 1472u
 #define TALLY_REPLICATION_ENTRY_SIZE_MAX (9u + TALLY_NAME_LEN_MAX)
@@ -95,13 +96,15 @@ struct tally_replication_entry {
   int64_t value;
 };
 
-/* One producer dedup record (flags PRODUCERS): tail and head, see tally/shard.h. */
+/* One producer dedup record (flags PRODUCERS): its runs, see tally/shard.h. */
 struct tally_replication_producer {
   uint64_t producer;
-  uint64_t last_seq;
-  uint64_t window;
-  uint64_t head_last;
-  uint64_t head_window;
+  struct {
+    uint64_t head_last;
+    uint64_t head_window;
+    uint64_t last_seq;
+    uint64_t window;
+  } runs[TALLY_DEDUP_RUNS];
 };
 
 struct tally_replication_message {

@@ -45,31 +45,34 @@ struct tally_slot {
 static_assert(sizeof(struct tally_slot) == TALLY_SLOT_SIZE, "slot layout");
 
 /*
- * A producer's dedup state on one node: the tail (the latest
- * TALLY_DEDUP_WINDOW sequences, which decide DUPLICATE and STALE) and the
- * head (the first TALLY_DEDUP_WINDOW sequences of its current run here; a run
- * starts when the producer first arrives, or comes back after more than a
- * window of sequences went elsewhere). A producer that fails over overlaps
- * two nodes only at such a boundary — the tail of its run on one node and the
- * head of its run on the next — so tail and head are what cross-node dedup
- * compares, however far either run went on since (docs/cluster.md).
+ * A producer's dedup state on one node, as runs. A run starts when the
+ * producer first arrives, or comes back after more than a window of
+ * sequences went elsewhere (it failed over and back). Each run keeps its
+ * head (its first TALLY_DEDUP_WINDOW sequences) and its tail (its latest
+ * TALLY_DEDUP_WINDOW); runs[0] is the current run, whose tail decides
+ * DUPLICATE and STALE, and TALLY_DEDUP_RUNS - 1 earlier runs are remembered.
+ * A producer that fails over overlaps two nodes only at run boundaries — the
+ * tail of a run on one node, the head of a run on the next — so these windows
+ * are what cross-node dedup compares, however far the producer went on since
+ * and even after it bounced back and forth (docs/cluster.md).
  */
-struct tally_dedup {
-  uint64_t last_seq;    /* highest sequence applied */
-  uint64_t window;      /* bit i: sequence last_seq - i applied */
-  uint64_t head_last;   /* run's first sequence + 63 (saturated) */
+struct tally_dedup_run {
+  uint64_t head_last;   /* the run's first sequence + 63 (saturated); 0: no run */
   uint64_t head_window; /* bit i: sequence head_last - i applied */
+  uint64_t last_seq;    /* the run's highest sequence applied */
+  uint64_t window;      /* bit i: sequence last_seq - i applied */
 };
 
-/* One reliable producer's dedup record: 64 bytes. */
+struct tally_dedup {
+  struct tally_dedup_run runs[TALLY_DEDUP_RUNS]; /* newest first */
+};
+
+/* One reliable producer's dedup record: 128 bytes, two cache lines. */
 struct tally_producer {
   uint64_t producer;    /* 0: empty */
-  uint64_t last_seq;
-  uint64_t window;
-  uint32_t crc;         /* over index, producer, last_seq, window, head_last, head_window */
+  uint32_t crc;         /* over index, producer and dedup */
   uint32_t reserved;
-  uint64_t head_last;
-  uint64_t head_window;
+  struct tally_dedup dedup;
   uint64_t padding[2];
 } __attribute__((aligned(64)));
 static_assert(sizeof(struct tally_producer) == TALLY_PRODUCER_SIZE, "producer layout");
@@ -89,10 +92,7 @@ struct tally_batch_log {
   uint64_t seq;
   uint32_t producer_slot;
   uint32_t reserved;
-  uint64_t producer_last_seq; /* dedup state after the batch */
-  uint64_t producer_window;
-  uint64_t producer_head_last;
-  uint64_t producer_head_window;
+  struct tally_dedup producer_dedup; /* dedup state after the batch */
   struct tally_log_entry entries[TALLY_BATCH_PAIRS_MAX];
 } __attribute__((aligned(64)));
 
@@ -258,43 +258,69 @@ static inline bool tally_dedup_has(uint64_t last_seq, uint64_t window, uint64_t 
   return distance < TALLY_DEDUP_WINDOW && ((window >> distance) & 1u) != 0;
 }
 
-/* Whether a dedup record says seq was applied (in its tail or its head). */
-static inline bool tally_dedup_applied(const struct tally_dedup *dedup, uint64_t seq)
-{
-  return tally_dedup_has(dedup->last_seq, dedup->window, seq) ||
-    tally_dedup_has(dedup->head_last, dedup->head_window, seq);
-}
-
-/* Whether seq is in the record's head (among the first of its run). */
-static inline bool tally_dedup_in_head(const struct tally_dedup *dedup, uint64_t seq)
-{
-  return tally_dedup_has(dedup->head_last, dedup->head_window, seq);
-}
-
-/* The record of a run that starts with seq. */
-static inline struct tally_dedup tally_dedup_start(uint64_t seq)
-{
-  uint64_t head_last = seq > UINT64_MAX - (TALLY_DEDUP_WINDOW - 1u) ? UINT64_MAX :
-    seq + (TALLY_DEDUP_WINDOW - 1u);
-  struct tally_dedup dedup = { .last_seq = seq, .window = 1u, .head_last = head_last,
-    .head_window = 1ull << (head_last - seq) };
-  return dedup;
-}
-
-/* Marks seq in the head, if it falls in it (the run's first window). */
-static inline void tally_dedup_mark_head(struct tally_dedup *dedup, uint64_t seq)
-{
-  if (seq <= dedup->head_last && dedup->head_last - seq < TALLY_DEDUP_WINDOW) {
-    dedup->head_window |= 1ull << (dedup->head_last - seq);
-  }
-}
-
 /* A window moved forward to a later last_seq (bits that fall off are lost). */
 static inline uint64_t tally_dedup_shift(uint64_t last_seq, uint64_t window, uint64_t to)
 {
   if (to < last_seq) return 0; /* callers only move forward */
   uint64_t shift = to - last_seq;
   return shift >= TALLY_DEDUP_WINDOW ? 0 : window << shift;
+}
+
+/* Whether a record says seq was applied (in some run's head or tail). */
+static inline bool tally_dedup_applied(const struct tally_dedup *dedup, uint64_t seq)
+{
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    const struct tally_dedup_run *run = &dedup->runs[r];
+    if (run->head_last == 0) break;
+    if (tally_dedup_has(run->last_seq, run->window, seq) ||
+        tally_dedup_has(run->head_last, run->head_window, seq)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/*
+ * Whether seq is in the head of one of the record's runs (among the first of
+ * that run); *head_last gets that run's head_last.
+ */
+static inline bool tally_dedup_in_head(const struct tally_dedup *dedup, uint64_t seq,
+  uint64_t *head_last)
+{
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    const struct tally_dedup_run *run = &dedup->runs[r];
+    if (run->head_last == 0) break;
+    if (tally_dedup_has(run->head_last, run->head_window, seq)) {
+      *head_last = run->head_last;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* A run that starts with seq. */
+static inline struct tally_dedup_run tally_dedup_run_start(uint64_t seq)
+{
+  uint64_t head_last = seq > UINT64_MAX - (TALLY_DEDUP_WINDOW - 1u) ? UINT64_MAX :
+    seq + (TALLY_DEDUP_WINDOW - 1u);
+  struct tally_dedup_run run = { .head_last = head_last,
+    .head_window = 1ull << (head_last - seq), .last_seq = seq, .window = 1u };
+  return run;
+}
+
+/* Starts a new current run with seq; the oldest remembered run is dropped. */
+static inline void tally_dedup_new_run(struct tally_dedup *dedup, uint64_t seq)
+{
+  for (uint32_t r = TALLY_DEDUP_RUNS - 1u; r > 0; r--) dedup->runs[r] = dedup->runs[r - 1];
+  dedup->runs[0] = tally_dedup_run_start(seq);
+}
+
+/* Marks seq in a run's head, if it falls in it (the run's first window). */
+static inline void tally_dedup_mark_head(struct tally_dedup_run *run, uint64_t seq)
+{
+  if (seq <= run->head_last && run->head_last - seq < TALLY_DEDUP_WINDOW) {
+    run->head_window |= 1ull << (run->head_last - seq);
+  }
 }
 
 /*
@@ -315,9 +341,9 @@ bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uin
 /*
  * Replica tables (single writer: the replication thread), and a restoring
  * node's own shards: merges an origin's record of producer into this table's.
- * Tails: the union within the window of the later last_seq; heads: the later
- * run's head, or the union of the same run's. TALLY_OK or
- * TALLY_REASON_PRODUCERS_FULL.
+ * Runs are matched by their head_last (their first sequence): the same run's
+ * heads are OR'd and tails united within the later window; of all runs the
+ * TALLY_DEDUP_RUNS latest are kept. TALLY_OK or TALLY_REASON_PRODUCERS_FULL.
  */
 enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t producer,
   const struct tally_dedup *dedup);

@@ -14,7 +14,9 @@
  *             the encoder must refuse exactly the invalid ones, and what it
  *             writes must decode back to the same message.
  * Both paths cover the producer-record variant (flags PRODUCERS, ROUND and
- * RESTORE only, count x 40-byte records, producer id never 0 or UINT64_MAX).
+ * RESTORE only, count x 104-byte records: the id, then TALLY_DEDUP_RUNS (3)
+ * runs of head_last | head_window | last_seq | window; producer id never 0 or
+ * UINT64_MAX; at most 13).
  * Whatever decodes must be in range, point inside the input, and re-encode
  * to exactly the same bytes; whatever fails must leave the message zeroed.
  */
@@ -66,11 +68,16 @@ static uint64_t load64(const uint8_t *in)
 }
 
 /*
- * Flags PRODUCERS: count records of 40 bytes (producer | last_seq | window |
- * head_last | head_window), nothing else, at most 32, on ROUND or RESTORE.
+ * Flags PRODUCERS: count records of 104 bytes (producer u64, then 3 runs of
+ * head_last u64 | head_window u64 | last_seq u64 | window u64), nothing else,
+ * at most 13, on ROUND or RESTORE.
  */
-#define REFERENCE_RECORD_SIZE 40u
-#define REFERENCE_RECORDS_MAX 32u
+#define REFERENCE_RUNS 3u
+#define REFERENCE_RUN_SIZE 32u
+#define REFERENCE_RECORD_SIZE 104u
+#define REFERENCE_RECORDS_MAX 13u
+static_assert(REFERENCE_RUNS == TALLY_DEDUP_RUNS, "runs per record");
+static_assert(REFERENCE_RECORD_SIZE == 8u + REFERENCE_RUNS * REFERENCE_RUN_SIZE, "record layout");
 static_assert(REFERENCE_RECORD_SIZE == TALLY_REPLICATION_PRODUCER_SIZE, "record layout");
 static_assert(REFERENCE_RECORDS_MAX == TALLY_REPLICATION_PRODUCERS_MAX, "record limit");
 static bool reference_producers_valid(const uint8_t *body, size_t body_size, uint32_t count)
@@ -120,6 +127,18 @@ static bool reference_valid(const uint8_t *body, size_t body_size)
   return at == body_size;
 }
 
+static bool record_zero(const struct tally_replication_producer *record)
+{
+  if (record->producer != 0) return false;
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    if (record->runs[r].head_last != 0 || record->runs[r].head_window != 0 ||
+        record->runs[r].last_seq != 0 || record->runs[r].window != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
 static void check_decoded(const uint8_t *data, size_t size,
   const struct tally_replication_message *message)
 {
@@ -136,13 +155,17 @@ static void check_decoded(const uint8_t *data, size_t size,
       const struct tally_replication_producer *record = &message->producers[i];
       const uint8_t *at = data + TALLY_REPLICATION_HEADER_SIZE + (size_t)i * REFERENCE_RECORD_SIZE;
       FUZZ_CHECK(producer_id_valid(record->producer));
-      FUZZ_CHECK(record->producer == load64(at) && record->last_seq == load64(at + 8));
-      FUZZ_CHECK(record->window == load64(at + 16) && record->head_last == load64(at + 24));
-      FUZZ_CHECK(record->head_window == load64(at + 32));
+      FUZZ_CHECK(record->producer == load64(at));
+      for (uint32_t r = 0; r < REFERENCE_RUNS; r++) {
+        const uint8_t *run = at + 8 + (size_t)r * REFERENCE_RUN_SIZE;
+        FUZZ_CHECK(record->runs[r].head_last == load64(run));
+        FUZZ_CHECK(record->runs[r].head_window == load64(run + 8));
+        FUZZ_CHECK(record->runs[r].last_seq == load64(run + 16));
+        FUZZ_CHECK(record->runs[r].window == load64(run + 24));
+      }
     }
     for (uint32_t i = message->count; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
-      FUZZ_CHECK(message->producers[i].producer == 0 && message->producers[i].head_last == 0 &&
-        message->producers[i].head_window == 0);
+      FUZZ_CHECK(record_zero(&message->producers[i]));
     }
     for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
       FUZZ_CHECK(message->entries[i].name == NULL && message->entries[i].name_len == 0);
@@ -150,9 +173,7 @@ static void check_decoded(const uint8_t *data, size_t size,
   } else {
     FUZZ_CHECK(message->count <= TALLY_REPLICATION_ENTRIES_MAX);
     for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
-      const struct tally_replication_producer *record = &message->producers[i];
-      FUZZ_CHECK(record->producer == 0 && record->last_seq == 0 && record->window == 0);
-      FUZZ_CHECK(record->head_last == 0 && record->head_window == 0);
+      FUZZ_CHECK(record_zero(&message->producers[i]));
     }
   }
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
@@ -261,10 +282,12 @@ static bool message_from_input(const uint8_t *data, size_t size,
       struct tally_replication_producer *record = &message->producers[i];
       /* Zero past the input's end: an id of 0 the encoder must refuse. */
       record->producer = take(data, size, &at, 8);
-      record->last_seq = take(data, size, &at, 8);
-      record->window = take(data, size, &at, 8);
-      record->head_last = take(data, size, &at, 8);
-      record->head_window = take(data, size, &at, 8);
+      for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+        record->runs[r].head_last = take(data, size, &at, 8);
+        record->runs[r].head_window = take(data, size, &at, 8);
+        record->runs[r].last_seq = take(data, size, &at, 8);
+        record->runs[r].window = take(data, size, &at, 8);
+      }
       valid = valid && producer_id_valid(record->producer);
       needed += TALLY_REPLICATION_PRODUCER_SIZE;
     }
@@ -314,11 +337,15 @@ static void fuzz_encode(const uint8_t *data, size_t size)
   FUZZ_CHECK(decoded.count == message.count);
   if ((message.flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
     for (uint32_t i = 0; i < message.count; i++) {
-      FUZZ_CHECK(decoded.producers[i].producer == message.producers[i].producer);
-      FUZZ_CHECK(decoded.producers[i].last_seq == message.producers[i].last_seq);
-      FUZZ_CHECK(decoded.producers[i].window == message.producers[i].window);
-      FUZZ_CHECK(decoded.producers[i].head_last == message.producers[i].head_last);
-      FUZZ_CHECK(decoded.producers[i].head_window == message.producers[i].head_window);
+      const struct tally_replication_producer *got = &decoded.producers[i];
+      const struct tally_replication_producer *want = &message.producers[i];
+      FUZZ_CHECK(got->producer == want->producer);
+      for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+        FUZZ_CHECK(got->runs[r].head_last == want->runs[r].head_last);
+        FUZZ_CHECK(got->runs[r].head_window == want->runs[r].head_window);
+        FUZZ_CHECK(got->runs[r].last_seq == want->runs[r].last_seq);
+        FUZZ_CHECK(got->runs[r].window == want->runs[r].window);
+      }
     }
     return;
   }

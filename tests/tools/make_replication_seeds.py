@@ -2,8 +2,9 @@
 
 Run from the repository root: python3 tests/tools/make_replication_seeds.py
 Written from include/tally/replication_wire.h (32-byte header with scan;
-counter entries, or producer records with flags PRODUCERS), not from the C
-encoder. The key is fuzz_replication.c's. The first byte of a seed picks the
+counter entries, or producer records with flags PRODUCERS: producer u64, then
+per run, DEDUP_RUNS times, head_last u64 | head_window u64 | last_seq u64 |
+window u64), not from the C encoder. The key is fuzz_replication.c's. The first byte of a seed picks the
 fuzz target's mode:
   raw_*         a whole datagram (first byte 'T'), decoded as it is;
   signed_*      0x01, then a body without its MAC: the target signs it;
@@ -30,14 +31,16 @@ FLAG_LAST = 0x0001
 FLAG_PRODUCERS = 0x0002
 FLAG_UNKNOWN = 0x0004  # the lowest bit that means nothing
 ENTRIES_MAX = 12
-PRODUCERS_MAX = 32
+DEDUP_RUNS = 3
+PRODUCERS_MAX = 13
 U64_MAX = 2**64 - 1
 I64_MIN, I64_MAX = -2**63, 2**63 - 1
 SCAN = 1_700_000_000_000_000  # unix microseconds
 
 _HEADER = struct.Struct("<2sBBHHHHHHQQ")
 _ENTRY = struct.Struct("<qB")
-_RECORD = struct.Struct("<QQQQQ")  # 40 bytes
+_RUN = "QQQQ"  # head_last | head_window | last_seq | window
+_RECORD = struct.Struct("<Q" + _RUN * DEDUP_RUNS)  # 104 bytes
 
 
 def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR"):
@@ -48,8 +51,16 @@ def entries(pairs):
     return b"".join(_ENTRY.pack(value, len(name)) + name for value, name in pairs)
 
 
+def record(producer, *runs):
+    """A record as a flat tuple: producer, then each run (head_last, head_window,
+    last_seq, window), newest first; runs not given are all zero."""
+    assert len(runs) <= DEDUP_RUNS and all(len(run) == 4 for run in runs)
+    runs = list(runs) + [(0, 0, 0, 0)] * (DEDUP_RUNS - len(runs))
+    return (producer,) + tuple(field for run in runs for field in run)
+
+
 def records(items):
-    """Producer records: producer | last_seq | window | head_last | head_window."""
+    """Producer records (flat tuples, see record())."""
     return b"".join(_RECORD.pack(*item) for item in items)
 
 
@@ -77,8 +88,8 @@ def full_records():
     """PRODUCERS_MAX records, ids and values at their limits (never id 0 or U64_MAX)."""
     ids = (1, U64_MAX - 1, 2**63, 0x0123456789ABCDEF)
     others = (0, U64_MAX, 1, 2**63)
-    return [(ids[i % 4] ^ ((i // 4) << 8), others[i % 4], others[(i + 1) % 4],
-             others[(i + 2) % 4], others[(i + 3) % 4])
+    return [(ids[i % 4] ^ ((i // 4) << 8),) +
+            tuple(others[(i + k) % 4] for k in range(4 * DEDUP_RUNS))
             for i in range(PRODUCERS_MAX)]
 
 
@@ -94,10 +105,15 @@ def main():
     round_full = (header(ROUND, 0xFFFF, 1, ENTRIES_MAX, FLAG_LAST, 0, U64_MAX, U64_MAX) +
                   entries([(value, long_name) for value in full_values]))
     one_k = entries([(1, b"k")])
-    # (producer, last_seq, window, head_last, head_window): heads at or below their tails.
-    three = [(0x1000000000000001, 41, U64_MAX, 63, 0x8000000000000001), (2, 1, 1, 1, 1),
-             (U64_MAX - 1, 0, 0, 0, 0)]
-    two = [(7, 100, 0x8000000000000001, 70, 0xFFFFFFFF00000001), (9, 1, 0, U64_MAX, U64_MAX)]
+    # Runs (head_last, head_window, last_seq, window), newest first: heads at or
+    # below their tails, older runs below newer ones.
+    three = [record(0x1000000000000001, (63, 0x8000000000000001, 141, U64_MAX),
+                    (30, 0xFFFF, 40, 0x3FF), (5, 0x3F, 5, 0x3F)),
+             record(2, (1, 1, 1, 1)),
+             record(U64_MAX - 1)]
+    two = [record(7, (70, 0xFFFFFFFF00000001, 100, 0x8000000000000001), (50, 1, 60, 3),
+                  (10, U64_MAX, 20, 0x00FF00FF00FF00FF)),
+           record(9, (U64_MAX, U64_MAX, 1, 0), (0, 0, 0, 0), (U64_MAX, 0, U64_MAX, 0))]
     round_producers = header(ROUND, 2, 2, 3, FLAG_PRODUCERS, 0, 7, SCAN) + records(three)
     restore_producers = (header(RESTORE, 1, 3, 2, FLAG_PRODUCERS, 2, 12, SCAN + 500_000) +
                          records(two))
@@ -137,7 +153,8 @@ def main():
         "structured_ack_producers": structured(ACK, round_producers),
         "structured_producers_zero_id": structured(ROUND, header(ROUND, 2, 2, 1, FLAG_PRODUCERS,
                                                                  0, 8, 1) +
-                                                   records([(0, 1, 1, 1, 1)])),
+                                                   records([record(0, (1, 1, 1, 1),
+                                                                   (1, 1, 1, 1))])),
         "encode_round_producers": encode_input(ROUND, 2, 2, FLAG_PRODUCERS, 0, 7, three),
         "encode_restore_producers_full": encode_input(RESTORE, 1, 3, FLAG_PRODUCERS | FLAG_LAST,
                                                       3, 12, full_records()),

@@ -7,9 +7,11 @@
  * every wrong key rejected, the encoder's refusals (and that it never writes
  * past out_size), and a decoded message left zeroed on any failure. The same
  * for the producer-record variant (flags PRODUCERS on ROUND and RESTORE):
- * an independent vector, round trips of 0, 1, 2, 13, 31 and
- * TALLY_REPLICATION_PRODUCERS_MAX (32) records of 40 bytes (tail and head),
- * and every check behind the MAC tested on correctly signed datagrams.
+ * an independent vector, round trips of 0, 1, 2, 12 and
+ * TALLY_REPLICATION_PRODUCERS_MAX (13) records of 104 bytes (the id, then
+ * TALLY_DEDUP_RUNS runs of head_last | head_window | last_seq | window),
+ * every exact body length, the placement of every run field, and every check
+ * behind the MAC tested on correctly signed datagrams.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,12 +45,18 @@ enum {
 #define PRODUCERS_FULL_SIZE                                                         \
   (TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCERS_MAX *              \
     TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE)
-static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 40u,
-  "producer u64 | last_seq u64 | window u64 | head_last u64 | head_window u64");
-static_assert(TALLY_REPLICATION_PRODUCERS_MAX == 32u, "the counts tested below");
-static_assert(PRODUCERS_FULL_SIZE == 1328u, "32 + 32 x 40 + 16");
-static_assert(PRODUCERS_FULL_SIZE + TALLY_REPLICATION_PRODUCER_SIZE <= TALLY_REPLICATION_SIZE_MAX,
-  "one record over the limit still fits a datagram: refused for its count alone");
+/* A record: producer u64, then per run head_last | head_window | last_seq | window. */
+#define RECORD_ID_SIZE 8u
+#define RECORD_RUN_SIZE 32u
+#define RECORD_FIELDS (TALLY_DEDUP_RUNS * 4u) /* u64 fields behind the id */
+static_assert(TALLY_DEDUP_RUNS == 3u, "the runs tested below");
+static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 104u, "8 + 3 runs x 32 bytes");
+static_assert(TALLY_REPLICATION_PRODUCER_SIZE == RECORD_ID_SIZE + RECORD_FIELDS * 8u,
+  "the id and four u64 per run, nothing else");
+static_assert(TALLY_REPLICATION_PRODUCERS_MAX == 13u, "the counts tested below");
+static_assert(PRODUCERS_FULL_SIZE == 1400u, "32 + 13 x 104 + 16");
+static_assert(PRODUCERS_FULL_SIZE + TALLY_REPLICATION_PRODUCER_SIZE > TALLY_REPLICATION_SIZE_MAX,
+  "one record over the limit does not fit a datagram: oversize as well as over the count");
 
 #define SIZE_MIN (TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE)
 #define FULL_SIZE                                                                  \
@@ -91,25 +99,39 @@ static_assert(sizeof(vector) == 73u, "vector size as made by Python");
 
 /*
  * RESTORE, origin 0x0102, sender 0x0304, flags PRODUCERS | LAST, part 0x0506,
- * seq 0x1122334455667788, scan 0x99aabbccddeeff00, producer records
- * (1, 0x0102030405060708, 0x8000000000000001, 0xa1a2a3a4a5a6a7a8,
- * 0xb1b2b3b4b5b6b7b8) and (UINT64_MAX - 1, 0, UINT64_MAX, 0x3f,
- * 0x8000000000000000); made by struct.pack('<QQQQQ', ...) and the same
- * hashlib.blake2b.
+ * seq 0x1122334455667788, scan 0x99aabbccddeeff00, producer records, each
+ * (producer, then runs 0..2 of head_last, head_window, last_seq, window):
+ *   1: (0x0102030405060708, 0x8000000000000001, 0xa1a2a3a4a5a6a7a8, 0xb1b2b3b4b5b6b7b8),
+ *      (0xc1c2c3c4c5c6c7c8, 0xd1d2d3d4d5d6d7d8, 0xe1e2e3e4e5e6e7e8, 0xf1f2f3f4f5f6f7f8),
+ *      (0x1112131415161718, 0x2122232425262728, 0x3132333435363738, 0x4142434445464748);
+ *   UINT64_MAX - 1: (0, UINT64_MAX, 0x3f, 0x8000000000000000),
+ *      (0x5152535455565758, 0x6162636465666768, 0x7172737475767778, 0x8182838485868788),
+ *      (UINT64_MAX, 0, 0x9192939495969798, 1);
+ * made by struct.pack('<Q', producer) + struct.pack('<QQQQ', ...) per run and
+ * the same hashlib.blake2b.
  */
 static const uint8_t producer_vector[] = {
   0x54, 0x52, 0x01, 0x04, 0x02, 0x01, 0x04, 0x03, 0x02, 0x00, 0x03, 0x00, 0x06, 0x05, 0x00,
   0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb,
   0xaa, 0x99, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x07, 0x06, 0x05, 0x04,
   0x03, 0x02, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0xa8, 0xa7, 0xa6, 0xa5,
-  0xa4, 0xa3, 0xa2, 0xa1, 0xb8, 0xb7, 0xb6, 0xb5, 0xb4, 0xb3, 0xb2, 0xb1, 0xfe, 0xff, 0xff,
-  0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff,
-  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x05, 0x49, 0xb5, 0x6c, 0xce, 0x0a, 0x3f, 0xdd,
-  0x27, 0x2b, 0x81, 0x14, 0x4d, 0x51, 0xce, 0xec,
+  0xa4, 0xa3, 0xa2, 0xa1, 0xb8, 0xb7, 0xb6, 0xb5, 0xb4, 0xb3, 0xb2, 0xb1, 0xc8, 0xc7, 0xc6,
+  0xc5, 0xc4, 0xc3, 0xc2, 0xc1, 0xd8, 0xd7, 0xd6, 0xd5, 0xd4, 0xd3, 0xd2, 0xd1, 0xe8, 0xe7,
+  0xe6, 0xe5, 0xe4, 0xe3, 0xe2, 0xe1, 0xf8, 0xf7, 0xf6, 0xf5, 0xf4, 0xf3, 0xf2, 0xf1, 0x18,
+  0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, 0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21,
+  0x38, 0x37, 0x36, 0x35, 0x34, 0x33, 0x32, 0x31, 0x48, 0x47, 0x46, 0x45, 0x44, 0x43, 0x42,
+  0x41, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x58, 0x57, 0x56, 0x55,
+  0x54, 0x53, 0x52, 0x51, 0x68, 0x67, 0x66, 0x65, 0x64, 0x63, 0x62, 0x61, 0x78, 0x77, 0x76,
+  0x75, 0x74, 0x73, 0x72, 0x71, 0x88, 0x87, 0x86, 0x85, 0x84, 0x83, 0x82, 0x81, 0xff, 0xff,
+  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x98,
+  0x97, 0x96, 0x95, 0x94, 0x93, 0x92, 0x91, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x83, 0x04, 0x72, 0x3d, 0x26, 0xe6, 0x16, 0xc3, 0x74, 0x71, 0xa7, 0xfc, 0x8c, 0x4c, 0x7f,
+  0xdf,
 };
 #define PRODUCER_VECTOR_SIZE sizeof(producer_vector)
-static_assert(sizeof(producer_vector) == 128u, "producer vector size as made by Python");
+static_assert(sizeof(producer_vector) == 256u, "producer vector size as made by Python");
 #define PRODUCER_VECTOR_BODY_END (PRODUCER_VECTOR_SIZE - TALLY_MAC_SIZE)
 /* Offsets of the two records' producer ids. */
 #define PRODUCER_VECTOR_ID_0 TALLY_REPLICATION_HEADER_SIZE
@@ -142,12 +164,48 @@ static void producer_vector_message(struct tally_replication_message *message)
   message->seq = 0x1122334455667788ull;
   message->scan = 0x99aabbccddeeff00ull;
   message->count = 2;
-  message->producers[0] = (struct tally_replication_producer){
-    .producer = 1, .last_seq = 0x0102030405060708ull, .window = 0x8000000000000001ull,
-    .head_last = 0xa1a2a3a4a5a6a7a8ull, .head_window = 0xb1b2b3b4b5b6b7b8ull};
-  message->producers[1] = (struct tally_replication_producer){
-    .producer = UINT64_MAX - 1, .last_seq = 0, .window = UINT64_MAX, .head_last = 0x3f,
-    .head_window = 0x8000000000000000ull};
+  message->producers[0] = (struct tally_replication_producer){.producer = 1,
+    .runs = {
+      {.head_last = 0x0102030405060708ull, .head_window = 0x8000000000000001ull,
+        .last_seq = 0xa1a2a3a4a5a6a7a8ull, .window = 0xb1b2b3b4b5b6b7b8ull},
+      {.head_last = 0xc1c2c3c4c5c6c7c8ull, .head_window = 0xd1d2d3d4d5d6d7d8ull,
+        .last_seq = 0xe1e2e3e4e5e6e7e8ull, .window = 0xf1f2f3f4f5f6f7f8ull},
+      {.head_last = 0x1112131415161718ull, .head_window = 0x2122232425262728ull,
+        .last_seq = 0x3132333435363738ull, .window = 0x4142434445464748ull},
+    }};
+  message->producers[1] = (struct tally_replication_producer){.producer = UINT64_MAX - 1,
+    .runs = {
+      {.head_last = 0, .head_window = UINT64_MAX, .last_seq = 0x3f,
+        .window = 0x8000000000000000ull},
+      {.head_last = 0x5152535455565758ull, .head_window = 0x6162636465666768ull,
+        .last_seq = 0x7172737475767778ull, .window = 0x8182838485868788ull},
+      {.head_last = UINT64_MAX, .head_window = 0, .last_seq = 0x9192939495969798ull,
+        .window = 1},
+    }};
+}
+
+/* Field k (0 .. RECORD_FIELDS - 1) of a record's runs, in wire order. */
+static uint64_t *record_field(struct tally_replication_producer *record, uint32_t k)
+{
+  assert_true(k < RECORD_FIELDS);
+  switch (k % 4u) {
+  case 0: return &record->runs[k / 4u].head_last;
+  case 1: return &record->runs[k / 4u].head_window;
+  case 2: return &record->runs[k / 4u].last_seq;
+  default: return &record->runs[k / 4u].window;
+  }
+}
+
+static uint64_t record_field_get(const struct tally_replication_producer *record, uint32_t k)
+{
+  struct tally_replication_producer copy = *record;
+  return *record_field(&copy, k);
+}
+
+/* Offset of field k of a record from the record's start. */
+static size_t record_field_offset(uint32_t k)
+{
+  return RECORD_ID_SIZE + (size_t)(k / 4u) * RECORD_RUN_SIZE + (size_t)(k % 4u) * 8u;
 }
 
 /* count producer records of type (ROUND or RESTORE), fields at their limits. */
@@ -169,10 +227,10 @@ static void producers_fill(struct tally_replication_message *message,
     /* Never 0 or UINT64_MAX: the high or low bits of each id stay as they are. */
     message->producers[i].producer =
       ids[i % (sizeof(ids) / sizeof(ids[0]))] ^ ((uint64_t)(i / 4u) << 8);
-    message->producers[i].last_seq = others[i % (sizeof(others) / sizeof(others[0]))];
-    message->producers[i].window = others[(i + 1) % (sizeof(others) / sizeof(others[0]))];
-    message->producers[i].head_last = others[(i + 2) % (sizeof(others) / sizeof(others[0]))];
-    message->producers[i].head_window = others[(i + 3) % (sizeof(others) / sizeof(others[0]))];
+    for (uint32_t k = 0; k < RECORD_FIELDS; k++) {
+      *record_field(&message->producers[i], k) =
+        others[(i + k) % (sizeof(others) / sizeof(others[0]))];
+    }
   }
 }
 
@@ -211,10 +269,10 @@ static void assert_message_equal(const struct tally_replication_message *got,
   if ((want->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
     for (uint32_t i = 0; i < want->count; i++) {
       assert_true(got->producers[i].producer == want->producers[i].producer);
-      assert_true(got->producers[i].last_seq == want->producers[i].last_seq);
-      assert_true(got->producers[i].window == want->producers[i].window);
-      assert_true(got->producers[i].head_last == want->producers[i].head_last);
-      assert_true(got->producers[i].head_window == want->producers[i].head_window);
+      for (uint32_t k = 0; k < RECORD_FIELDS; k++) {
+        assert_true(record_field_get(&got->producers[i], k) ==
+          record_field_get(&want->producers[i], k));
+      }
     }
     /* No counter entries, and nothing beyond count. */
     for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
@@ -223,17 +281,17 @@ static void assert_message_equal(const struct tally_replication_message *got,
     }
     for (uint32_t i = want->count; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
       assert_true(got->producers[i].producer == 0);
-      assert_true(got->producers[i].head_last == 0);
-      assert_true(got->producers[i].head_window == 0);
+      for (uint32_t k = 0; k < RECORD_FIELDS; k++) {
+        assert_true(record_field_get(&got->producers[i], k) == 0);
+      }
     }
     return;
   }
   for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
     assert_true(got->producers[i].producer == 0);
-    assert_true(got->producers[i].last_seq == 0);
-    assert_true(got->producers[i].window == 0);
-    assert_true(got->producers[i].head_last == 0);
-    assert_true(got->producers[i].head_window == 0);
+    for (uint32_t k = 0; k < RECORD_FIELDS; k++) {
+      assert_true(record_field_get(&got->producers[i], k) == 0);
+    }
   }
   for (uint32_t i = 0; i < want->count; i++) {
     assert_int_equal(got->entries[i].name_len, want->entries[i].name_len);
@@ -811,8 +869,9 @@ static void test_producer_round_trip(void **state)
   (void)state;
   const enum tally_replication_type types[] = {TALLY_REPLICATION_ROUND,
     TALLY_REPLICATION_RESTORE};
-  const uint32_t counts[] = {0, 1, 2, TALLY_REPLICATION_ENTRIES_MAX + 1,
-    TALLY_REPLICATION_PRODUCERS_MAX - 1, TALLY_REPLICATION_PRODUCERS_MAX};
+  const uint32_t counts[] = {0, 1, 2, TALLY_REPLICATION_PRODUCERS_MAX - 1,
+    TALLY_REPLICATION_PRODUCERS_MAX};
+  static_assert(TALLY_REPLICATION_PRODUCERS_MAX - 1 == 12u, "counts 0, 1, 2, 12, 13");
   for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
     for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
       struct tally_replication_message message;
@@ -835,31 +894,108 @@ static void test_producer_round_trip(void **state)
   struct tally_replication_message full;
   producers_fill(&full, TALLY_REPLICATION_RESTORE, TALLY_REPLICATION_PRODUCERS_MAX);
   round_trip(&full, PRODUCERS_FULL_SIZE);
-  /* Little-endian layout of the records, right behind the header. */
+  /*
+   * Little-endian layout of the records, right behind the header: byte b of
+   * field k of record i is (k + 1) << 4 ^ i << 3 ^ b, different for every
+   * field of a record, every record and every byte, so a swapped field, run,
+   * record or byte shows.
+   */
+  for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
+    for (uint32_t k = 0; k < RECORD_FIELDS; k++) {
+      uint64_t value = 0;
+      for (unsigned b = 0; b < 8; b++) {
+        value |= (uint64_t)(uint8_t)(((k + 1u) << 4) ^ (i << 3) ^ b) << (8 * b);
+      }
+      *record_field(&full.producers[i], k) = value;
+    }
+  }
+  full.producers[0].producer = 0x0102030405060708ull;
   uint8_t out[TALLY_REPLICATION_SIZE_MAX];
-  full.producers[0] = (struct tally_replication_producer){
-    .producer = 0x0102030405060708ull, .last_seq = 0x1112131415161718ull,
-    .window = 0x2122232425262728ull, .head_last = 0x3132333435363738ull,
-    .head_window = 0x4142434445464748ull};
   assert_int_equal(encode_ok(&full, out, sizeof(out)), PRODUCERS_FULL_SIZE);
   assert_int_equal(out[OFFSET_COUNT], TALLY_REPLICATION_PRODUCERS_MAX);
   assert_int_equal(out[OFFSET_FLAGS], TALLY_REPLICATION_FLAG_PRODUCERS);
   const size_t record = TALLY_REPLICATION_HEADER_SIZE;
   assert_int_equal(out[record], 0x08);
   assert_int_equal(out[record + 7], 0x01);
-  assert_int_equal(out[record + 8], 0x18);
-  assert_int_equal(out[record + 15], 0x11);
-  assert_int_equal(out[record + 16], 0x28);
-  assert_int_equal(out[record + 23], 0x21);
-  assert_int_equal(out[record + 24], 0x38);
-  assert_int_equal(out[record + 31], 0x31);
-  assert_int_equal(out[record + 32], 0x48);
-  assert_int_equal(out[record + 39], 0x41);
-  /* The next record right behind it: its id, not a sixth field of this one. */
+  /* Run 0 of record 0 by hand: head_last, head_window, last_seq, window. */
+  assert_true(record_field_offset(0) == 8u && record_field_offset(1) == 16u);
+  assert_true(record_field_offset(2) == 24u && record_field_offset(3) == 32u);
+  assert_true(record_field_offset(4) == 40u && record_field_offset(11) == 96u);
+  assert_int_equal(out[record + 8], 0x10);
+  assert_int_equal(out[record + 15], 0x17);
+  assert_int_equal(out[record + 16], 0x20);
+  assert_int_equal(out[record + 24], 0x30);
+  assert_int_equal(out[record + 32], 0x40);
+  /* Run 2's window: the last 8 bytes of the record. */
+  assert_int_equal(out[record + 96], 0xc0);
+  assert_int_equal(out[record + 103], 0xc7);
+  for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
+    const size_t at = TALLY_REPLICATION_HEADER_SIZE + (size_t)i * TALLY_REPLICATION_PRODUCER_SIZE;
+    for (unsigned b = 0; b < 8; b++) {
+      assert_int_equal(out[at + b], (uint8_t)(full.producers[i].producer >> (8 * b)));
+    }
+    for (uint32_t k = 0; k < RECORD_FIELDS; k++) {
+      for (unsigned b = 0; b < 8; b++) {
+        assert_int_equal(out[at + record_field_offset(k) + b],
+          (uint8_t)(((k + 1u) << 4) ^ (i << 3) ^ b));
+      }
+    }
+  }
+  /* The next record right behind it: its id, not a thirteenth field of this one. */
   const size_t next = record + TALLY_REPLICATION_PRODUCER_SIZE;
-  assert_true(next == TALLY_REPLICATION_HEADER_SIZE + 40u);
+  assert_true(next == TALLY_REPLICATION_HEADER_SIZE + 104u);
   for (unsigned i = 0; i < 8; i++) {
     assert_int_equal(out[next + i], (uint8_t)(full.producers[1].producer >> (8 * i)));
+  }
+  /* And back: the decoder puts every byte where the encoder took it from. */
+  struct tally_replication_message decoded;
+  assert_int_equal(decode(out, PRODUCERS_FULL_SIZE, &decoded), TALLY_REPLICATION_OK);
+  assert_message_equal(&decoded, &full);
+}
+
+/* Every count 0 .. PRODUCERS_MAX: the body is exactly count x 104 bytes, no more, no less. */
+static void test_producer_exact_lengths(void **state)
+{
+  (void)state;
+  static uint8_t message[TALLY_REPLICATION_SIZE_MAX + TALLY_REPLICATION_PRODUCER_SIZE];
+  for (uint32_t count = 0; count <= TALLY_REPLICATION_PRODUCERS_MAX; count++) {
+    struct tally_replication_message fill;
+    producers_fill(&fill, count % 2 == 0 ? TALLY_REPLICATION_RESTORE : TALLY_REPLICATION_ROUND,
+      count);
+    size_t size = encode_ok(&fill, message, TALLY_REPLICATION_SIZE_MAX);
+    const size_t body_end = TALLY_REPLICATION_HEADER_SIZE + count * TALLY_REPLICATION_PRODUCER_SIZE;
+    assert_int_equal(size, body_end + TALLY_MAC_SIZE);
+    struct tally_replication_message decoded;
+    assert_int_equal(decode(message, size, &decoded), TALLY_REPLICATION_OK);
+    assert_message_equal(&decoded, &fill);
+    uint8_t body[TALLY_REPLICATION_SIZE_MAX + TALLY_REPLICATION_PRODUCER_SIZE];
+    memcpy(body, message, body_end);
+    /* One byte short, one byte over, one record short, one record over. */
+    const size_t lengths[] = {body_end - 1, body_end + 1,
+      body_end - (count > 0 ? TALLY_REPLICATION_PRODUCER_SIZE : 1),
+      body_end + TALLY_REPLICATION_PRODUCER_SIZE};
+    for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++) {
+      if (lengths[l] < TALLY_REPLICATION_HEADER_SIZE) continue;
+      memcpy(message, body, body_end);
+      if (lengths[l] > body_end) memset(message + body_end, 0x01, lengths[l] - body_end);
+      size_t wrong = lengths[l] + TALLY_MAC_SIZE;
+      if (wrong > TALLY_REPLICATION_SIZE_MAX) {
+        /* Refused for its size before the MAC is looked at. */
+        resign(message, wrong);
+        expect_reason(message, wrong, TALLY_REPLICATION_MALFORMED);
+        continue;
+      }
+      expect_malformed_signed(message, wrong);
+    }
+    /* The count off by one either way over the right body. */
+    memcpy(message, body, body_end);
+    resign(message, size);
+    if (count > 0) {
+      put16(message + OFFSET_COUNT, (uint16_t)(count - 1));
+      expect_malformed_signed(message, size);
+    }
+    put16(message + OFFSET_COUNT, (uint16_t)(count + 1));
+    expect_malformed_signed(message, size);
   }
 }
 
@@ -972,20 +1108,26 @@ static void test_producer_decode_rejects(void **state)
     resign(message, PRODUCER_VECTOR_SIZE);
     expect_reason(message, PRODUCER_VECTOR_SIZE, TALLY_REPLICATION_OK);
   }
-  /* last_seq, window, head_last and head_window take any value, 0 and UINT64_MAX included. */
+  /*
+   * Every run field (head_last, head_window, last_seq, window of each run)
+   * takes any value, 0 and UINT64_MAX included, and lands in that field alone.
+   */
+  struct tally_replication_message want_message;
+  producer_vector_message(&want_message);
   for (size_t i = 0; i < sizeof(id_at) / sizeof(id_at[0]); i++) {
-    for (size_t field = 8; field < TALLY_REPLICATION_PRODUCER_SIZE; field += 8) {
-      for (int fill = 0x00; fill <= 0xff; fill += 0xff) {
+    for (uint32_t k = 0; k < RECORD_FIELDS; k++) {
+      const uint64_t fills[] = {0, UINT64_MAX, 0x0011223344556677ull ^ k};
+      for (size_t f = 0; f < sizeof(fills) / sizeof(fills[0]); f++) {
         memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
-        memset(message + id_at[i] + field, fill, 8);
+        for (unsigned b = 0; b < 8; b++) {
+          message[id_at[i] + record_field_offset(k) + b] = (uint8_t)(fills[f] >> (8 * b));
+        }
         resign(message, PRODUCER_VECTOR_SIZE);
         struct tally_replication_message decoded;
         assert_int_equal(decode(message, PRODUCER_VECTOR_SIZE, &decoded), TALLY_REPLICATION_OK);
-        const uint64_t want = fill == 0 ? 0 : UINT64_MAX;
-        const struct tally_replication_producer *record = &decoded.producers[i];
-        const uint64_t got[] = {record->last_seq, record->window, record->head_last,
-          record->head_window};
-        assert_true(got[field / 8 - 1] == want);
+        struct tally_replication_message want = want_message;
+        *record_field(&want.producers[i], k) = fills[f];
+        assert_message_equal(&decoded, &want);
       }
     }
   }
@@ -1027,18 +1169,27 @@ static void test_producer_decode_rejects(void **state)
   memcpy(message, vector, VECTOR_SIZE);
   put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_PRODUCERS);
   expect_malformed_signed(message, VECTOR_SIZE);
-  /* PRODUCERS_MAX + 1 valid records, all present: only the count is wrong. */
+  /*
+   * PRODUCERS_MAX + 1 valid records, all present: over the count, and too big
+   * for a datagram (refused before the MAC).
+   */
   struct tally_replication_message fill;
   producers_fill(&fill, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_PRODUCERS_MAX);
   size_t size = encode_ok(&fill, message, sizeof(message));
   assert_int_equal(size, PRODUCERS_FULL_SIZE);
   size_t body_end = size - TALLY_MAC_SIZE;
-  memcpy(message + body_end, message + TALLY_REPLICATION_HEADER_SIZE,
+  static uint8_t over_size[PRODUCERS_FULL_SIZE + TALLY_REPLICATION_PRODUCER_SIZE];
+  memcpy(over_size, message, body_end);
+  memcpy(over_size + body_end, message + TALLY_REPLICATION_HEADER_SIZE,
     TALLY_REPLICATION_PRODUCER_SIZE);
-  size += TALLY_REPLICATION_PRODUCER_SIZE;
-  assert_true(size <= TALLY_REPLICATION_SIZE_MAX);
+  put16(over_size + OFFSET_COUNT, TALLY_REPLICATION_PRODUCERS_MAX + 1);
+  resign(over_size, sizeof(over_size));
+  assert_true(sizeof(over_size) > TALLY_REPLICATION_SIZE_MAX);
+  expect_reason(over_size, sizeof(over_size), TALLY_REPLICATION_MALFORMED);
+  /* A count over the limit over a full body that fits: refused for the count. */
   const uint16_t over[] = {TALLY_REPLICATION_PRODUCERS_MAX + 1, UINT16_MAX};
   for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+    size = encode_ok(&fill, message, sizeof(message));
     put16(message + OFFSET_COUNT, over[i]);
     expect_malformed_signed(message, size);
   }
@@ -1083,6 +1234,7 @@ int main(void)
     cmocka_unit_test(test_encode_refuses_invalid),
     cmocka_unit_test(test_producer_vector),
     cmocka_unit_test(test_producer_round_trip),
+    cmocka_unit_test(test_producer_exact_lengths),
     cmocka_unit_test(test_producer_encode_refuses),
     cmocka_unit_test(test_producer_decode_rejects),
     cmocka_unit_test(test_reason_names),

@@ -92,11 +92,44 @@ static enum tally_ack_status apply(struct tally_shard *shard, uint64_t producer,
   return tally_shard_apply_batch(shard, &batch, reason);
 }
 
+/*
+ * Helpers take a run's fields in the order (last_seq, window, head_last,
+ * head_window): the tail, then the head.
+ */
+static struct tally_dedup_run run_make(uint64_t last_seq, uint64_t window, uint64_t head_last,
+  uint64_t head_window)
+{
+  struct tally_dedup_run run = {.head_last = head_last, .head_window = head_window,
+    .last_seq = last_seq, .window = window};
+  return run;
+}
+
+/* A record of one run (the others empty). */
 static struct tally_dedup dedup_make(uint64_t last_seq, uint64_t window, uint64_t head_last,
   uint64_t head_window)
 {
-  struct tally_dedup dedup = {.last_seq = last_seq, .window = window, .head_last = head_last,
-    .head_window = head_window};
+  struct tally_dedup dedup;
+  memset(&dedup, 0, sizeof(dedup));
+  dedup.runs[0] = run_make(last_seq, window, head_last, head_window);
+  return dedup;
+}
+
+/* A record of up to TALLY_DEDUP_RUNS runs, newest first (fewer: the rest empty). */
+static struct tally_dedup dedup_runs(const struct tally_dedup_run *runs, uint32_t count)
+{
+  assert_true(count <= TALLY_DEDUP_RUNS);
+  struct tally_dedup dedup;
+  memset(&dedup, 0, sizeof(dedup));
+  for (uint32_t r = 0; r < count; r++) dedup.runs[r] = runs[r];
+  return dedup;
+}
+
+/* The record of a producer new with seq: one run. */
+static struct tally_dedup dedup_start(uint64_t seq)
+{
+  struct tally_dedup dedup;
+  memset(&dedup, 0, sizeof(dedup));
+  tally_dedup_new_run(&dedup, seq);
   return dedup;
 }
 
@@ -109,13 +142,57 @@ static struct tally_dedup dedup_read(const struct tally_shard *shard, uint64_t p
   return dedup;
 }
 
+static void assert_run(const struct tally_dedup_run *run, uint64_t last_seq, uint64_t window,
+  uint64_t head_last, uint64_t head_window)
+{
+  assert_int_equal(run->last_seq, last_seq);
+  assert_int_equal(run->window, window);
+  assert_int_equal(run->head_last, head_last);
+  assert_int_equal(run->head_window, head_window);
+}
+
+static void assert_no_run(const struct tally_dedup_run *run)
+{
+  assert_run(run, 0, 0, 0, 0);
+}
+
+/* The current run (runs[0]) only. */
 static void assert_dedup(const struct tally_dedup *dedup, uint64_t last_seq, uint64_t window,
   uint64_t head_last, uint64_t head_window)
 {
-  assert_int_equal(dedup->last_seq, last_seq);
-  assert_int_equal(dedup->window, window);
-  assert_int_equal(dedup->head_last, head_last);
-  assert_int_equal(dedup->head_window, head_window);
+  assert_run(&dedup->runs[0], last_seq, window, head_last, head_window);
+}
+
+/* A record of exactly one run. */
+static void assert_dedup_one(const struct tally_dedup *dedup, uint64_t last_seq,
+  uint64_t window, uint64_t head_last, uint64_t head_window)
+{
+  assert_dedup(dedup, last_seq, window, head_last, head_window);
+  for (uint32_t r = 1; r < TALLY_DEDUP_RUNS; r++) assert_no_run(&dedup->runs[r]);
+}
+
+/*
+ * Whether seq is in some run's head; when it is, the head_last given back
+ * must be that of a run of the record whose head holds seq.
+ */
+static bool in_head(const struct tally_dedup *dedup, uint64_t seq)
+{
+  uint64_t head_last = 0xdeadbeefull;
+  bool found = tally_dedup_in_head(dedup, seq, &head_last);
+  if (!found) {
+    assert_int_equal(head_last, 0xdeadbeefull); /* untouched */
+    return false;
+  }
+  bool known = false;
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    const struct tally_dedup_run *run = &dedup->runs[r];
+    if (run->head_last == head_last &&
+      tally_dedup_has(run->head_last, run->head_window, seq)) {
+      known = true;
+    }
+  }
+  assert_true(known);
+  return true;
 }
 
 static enum tally_reason merge(struct tally_shard *shard, uint64_t producer, uint64_t last_seq,
@@ -151,28 +228,44 @@ static void test_geometry(void **state)
   assert_int_equal(tally_shard_producer_slots_for(16), 32);
   size_t size = tally_shard_region_size(1000, 100);
   assert_int_equal(size % 4096, 0);
-  assert_true(size >= 4096 + 4096 + 2048 * 128 + 256 * 64);
+  assert_true(size >= 4096 + 4096 + 2048 * 128 + 256 * 128);
   /* The journal ring comes last, whole blocks, after the producer table. */
   size_t journal = TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry);
   assert_int_equal(sizeof(struct tally_journal_entry), 1088);
   assert_int_equal(journal % 4096, 0);
-  assert_int_equal(size, 4096 + 4096 + 2048 * 128 + 256 * 64 + journal);
-  assert_int_equal(tally_shard_region_size(16, 16), 4096 + 4096 + 32 * 128 + 4096 + journal);
+  assert_int_equal(size, 4096 + 4096 + 2048 * 128 + 256 * 128 + journal);
+  assert_int_equal(tally_shard_region_size(16, 16), 4096 + 4096 + 32 * 128 + 32 * 128 + journal);
   assert_int_equal(TALLY_JOURNAL_ENTRIES, 1024);
   assert_int_equal(journal, 1024 * 1088);
   /* The on-media offsets docs/store-layout.md gives. */
-  assert_int_equal(sizeof(struct tally_producer), 64);
-  assert_int_equal(offsetof(struct tally_producer, crc), 24);
-  assert_int_equal(offsetof(struct tally_producer, head_last), 32);
-  assert_int_equal(offsetof(struct tally_producer, head_window), 40);
-  assert_int_equal(offsetof(struct tally_producer, padding), 48);
-  assert_int_equal(offsetof(struct tally_batch_log, producer_window), 48);
-  assert_int_equal(offsetof(struct tally_batch_log, producer_head_last), 56);
-  assert_int_equal(offsetof(struct tally_batch_log, producer_head_window), 64);
-  assert_int_equal(offsetof(struct tally_batch_log, entries), 72);
-  assert_true(sizeof(struct tally_batch_log) <= 4096);
+  assert_int_equal(TALLY_DEDUP_RUNS, 3);
+  assert_int_equal(sizeof(struct tally_dedup_run), 32);
+  assert_int_equal(offsetof(struct tally_dedup_run, head_last), 0);
+  assert_int_equal(offsetof(struct tally_dedup_run, head_window), 8);
+  assert_int_equal(offsetof(struct tally_dedup_run, last_seq), 16);
+  assert_int_equal(offsetof(struct tally_dedup_run, window), 24);
+  assert_int_equal(sizeof(struct tally_dedup), 96);
+  assert_int_equal(sizeof(struct tally_producer), 128);
+  assert_int_equal(TALLY_PRODUCER_SIZE, 128);
+  assert_int_equal(offsetof(struct tally_producer, producer), 0);
+  assert_int_equal(offsetof(struct tally_producer, crc), 8);
+  assert_int_equal(offsetof(struct tally_producer, reserved), 12);
+  assert_int_equal(offsetof(struct tally_producer, dedup), 16);
+  assert_int_equal(offsetof(struct tally_producer, dedup.runs[1]), 48);
+  assert_int_equal(offsetof(struct tally_producer, dedup.runs[2]), 80);
+  assert_int_equal(offsetof(struct tally_producer, padding), 112);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_slot), 32);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_dedup), 40);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_dedup.runs[1]), 72);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_dedup.runs[2]), 104);
+  assert_int_equal(offsetof(struct tally_batch_log, entries), 136);
+  assert_int_equal(sizeof(struct tally_batch_log), 1216);
+  assert_true(offsetof(struct tally_batch_log, entries) +
+    TALLY_BATCH_PAIRS_MAX * sizeof(struct tally_log_entry) <= 4096);
   /* The example in docs/store-layout.md. */
-  assert_int_equal(tally_shard_region_size(65536, 4096), 18423808);
+  assert_int_equal(tally_shard_slots_for(65536), 131072);
+  assert_int_equal(tally_shard_producer_slots_for(4096), 8192);
+  assert_int_equal(tally_shard_region_size(65536, 4096), 18948096);
 }
 
 static void test_attach_places_journal(void **state)
@@ -509,22 +602,33 @@ static void recover(struct fixture *f, struct tally_shard_recovery *report)
 }
 
 /*
- * A shard with a few counters and one producer (seq 1 applied: head_last 64),
- * and a batch of seq touching them.
+ * A shard with a few counters and one producer, 77, that already had the
+ * batches of seqs prior[] (each adding 1 to old.a), and a batch of seq
+ * touching them.
  */
-static struct fixture *crash_fixture(struct tally_wire_batch *batch, uint64_t seq)
+static struct fixture *crash_fixture_after(struct tally_wire_batch *batch,
+  const uint64_t *prior, uint32_t prior_count, uint64_t seq)
 {
   struct fixture *f = fixture_new(100, 20);
   enum tally_reason reason;
   assert_int_equal(add(&f->shard, "old.a", 7), TALLY_OK);
   assert_int_equal(add(&f->shard, "old.b", -3), TALLY_OK);
-  assert_int_equal(apply(&f->shard, 77, 1, "old.a", 1, &reason), TALLY_ACK_APPLIED);
+  for (uint32_t i = 0; i < prior_count; i++) {
+    assert_int_equal(apply(&f->shard, 77, prior[i], "old.a", 1, &reason), TALLY_ACK_APPLIED);
+  }
   batch_init(batch, 77, seq);
   batch_pair(batch, "old.a", 10);
   batch_pair(batch, "new.c", 5);
   batch_pair(batch, "old.b", 4);
   batch_pair(batch, "old.a", 100);
   return f;
+}
+
+/* The same with producer 77 having had seq 1 only (one run, head_last 64). */
+static struct fixture *crash_fixture(struct tally_wire_batch *batch, uint64_t seq)
+{
+  const uint64_t prior[] = {1};
+  return crash_fixture_after(batch, prior, 1, seq);
 }
 
 /*
@@ -560,16 +664,43 @@ static void crash_after_log(struct fixture *f, const uint8_t *pre, const uint8_t
 }
 
 /*
- * Replays the redo record of the batch of seq after a crash at every point
- * of its apply: the region ends up byte for byte as the batch left it, the
- * producer's record (tail and head) being `after`.
+ * Recovers a crashed region whose redo record is VALID: the record is
+ * replayed, the region ends up as the batch left it (post), the producer's
+ * record being `after`; recovering again changes nothing.
  */
-static void redo_replay(uint64_t seq, const struct tally_dedup *after)
+static void replay_and_check(struct fixture *f, const uint8_t *post,
+  const struct tally_dedup *after)
+{
+  struct tally_shard_recovery report;
+  recover(f, &report);
+  assert_int_equal(report.log_replayed, 1);
+  assert_int_equal(report.log_discarded, 0);
+  assert_int_equal(report.slots_quarantined, 0);
+  assert_int_equal(report.slots_torn, 0);
+  assert_int_equal(report.counters_used, 3);
+  assert_int_equal(report.producers_used, 1);
+  assert_int_equal(report.producers_quarantined, 0);
+  assert_memory_equal(f->region, post, f->size);
+  struct tally_dedup dedup = dedup_read(&f->shard, 77);
+  assert_memory_equal(&dedup, after, sizeof(dedup));
+  recover(f, &report); /* recovering again changes nothing */
+  assert_int_equal(report.log_replayed, 0);
+  assert_memory_equal(f->region, post, f->size);
+}
+
+/*
+ * Replays the redo record of the batch of seq (producer 77 having had the
+ * batches of prior[], leaving its record `before`) after a crash at every
+ * point of its apply: the region ends up byte for byte as the batch left
+ * it, the producer's record (every run, head and tail) being `after`.
+ */
+static void redo_replay(const uint64_t *prior, uint32_t prior_count, uint64_t seq,
+  const struct tally_dedup *before, const struct tally_dedup *after)
 {
   struct tally_wire_batch batch;
-  struct fixture *f = crash_fixture(&batch, seq);
+  struct fixture *f = crash_fixture_after(&batch, prior, prior_count, seq);
   struct tally_dedup before_batch = dedup_read(&f->shard, 77);
-  assert_dedup(&before_batch, 1, 1, 64, 1ull << 63);
+  assert_memory_equal(&before_batch, before, sizeof(before_batch));
   uint8_t *pre = malloc(f->size);
   uint8_t *post = malloc(f->size);
   assert_non_null(pre);
@@ -578,51 +709,51 @@ static void redo_replay(uint64_t seq, const struct tally_dedup *after)
   enum tally_reason reason;
   assert_int_equal(tally_shard_apply_batch(&f->shard, &batch, &reason), TALLY_ACK_APPLIED);
   memcpy(post, f->region, f->size);
-  assert_int_equal(value_of(&f->shard, "old.a"), 118);
-  /* The redo record holds the producer's whole state after the batch, head included. */
-  assert_int_equal(f->shard.log->producer_last_seq, after->last_seq);
-  assert_int_equal(f->shard.log->producer_window, after->window);
-  assert_int_equal(f->shard.log->producer_head_last, after->head_last);
-  assert_int_equal(f->shard.log->producer_head_window, after->head_window);
+  const int64_t a = 7 + (int64_t)prior_count + 110;
+  assert_int_equal(value_of(&f->shard, "old.a"), a);
+  /* The redo record holds the producer's whole state after the batch: every run. */
+  assert_memory_equal(&f->shard.log->producer_dedup, after, sizeof(*after));
   struct tally_dedup dedup = dedup_read(&f->shard, 77);
   assert_memory_equal(&dedup, after, sizeof(dedup));
 
-  for (uint32_t applied = 0; applied <= batch.count + 1; applied++) {
-    crash_after_log(f, pre, post, applied > batch.count ? batch.count : applied);
+  for (uint32_t applied = 0; applied <= batch.count; applied++) {
+    crash_after_log(f, pre, post, applied);
     if (applied < batch.count) {
       assert_memory_not_equal(f->region, post, f->size);
       dedup = dedup_read(&f->shard, 77); /* the record as it was before the batch */
       assert_memory_equal(&dedup, &before_batch, sizeof(dedup));
     }
-    if (applied > batch.count) {
-      /*
-       * Killed inside the producer record's rewrite: the new tail stored, the
-       * head not yet (the crc not either): the record fails its crc until the
-       * replay rewrites it whole.
-       */
-      struct tally_producer *record = &f->shard.producers[f->shard.log->producer_slot];
-      record->head_last = before_batch.head_last;
-      record->head_window = before_batch.head_window;
+    replay_and_check(f, post, after);
+  }
+
+  /*
+   * Killed inside the producer record's rewrite (every value applied): the
+   * first `stored` words of the new runs are on media, the rest and the crc
+   * still the old ones. Such a record fails its crc (unless it happens to
+   * be the old record whole) until the replay rewrites it.
+   */
+  const uint32_t words = (uint32_t)(sizeof(struct tally_dedup) / sizeof(uint64_t));
+  assert_int_equal(words, 4 * TALLY_DEDUP_RUNS);
+  for (uint32_t stored = 0; stored <= words; stored++) {
+    crash_after_log(f, pre, post, batch.count);
+    uint32_t slot = f->shard.log->producer_slot;
+    struct tally_producer *record = &f->shard.producers[slot];
+    uint64_t *to = (uint64_t *)(void *)&record->dedup;
+    const uint64_t *old = (const uint64_t *)(const void *)&before_batch;
+    for (uint32_t i = stored; i < words; i++) to[i] = old[i];
+    record->crc = tally_producer_crc(slot, 77, &before_batch);
+    if (memcmp(&record->dedup, &before_batch, sizeof(before_batch)) == 0) {
+      dedup = dedup_read(&f->shard, 77);
+      assert_memory_equal(&dedup, &before_batch, sizeof(dedup));
+    } else {
       assert_false(tally_shard_producer_read(&f->shard, 77, &dedup));
     }
-    struct tally_shard_recovery report;
-    recover(f, &report);
-    assert_int_equal(report.log_replayed, 1);
-    assert_int_equal(report.log_discarded, 0);
-    assert_int_equal(report.slots_quarantined, 0);
-    assert_int_equal(report.slots_torn, 0);
-    assert_int_equal(report.counters_used, 3);
-    assert_int_equal(report.producers_used, 1);
-    assert_int_equal(report.producers_quarantined, 0);
-    assert_memory_equal(f->region, post, f->size);
-    dedup = dedup_read(&f->shard, 77);
-    assert_memory_equal(&dedup, after, sizeof(dedup));
-    recover(f, &report); /* recovering again changes nothing */
-    assert_int_equal(report.log_replayed, 0);
-    assert_memory_equal(f->region, post, f->size);
+    if (stored == words) assert_false(tally_shard_producer_read(&f->shard, 77, &dedup));
+    replay_and_check(f, post, after);
   }
+
   assert_int_equal(tally_shard_apply_batch(&f->shard, &batch, &reason), TALLY_ACK_DUPLICATE);
-  assert_int_equal(value_of(&f->shard, "old.a"), 118);
+  assert_int_equal(value_of(&f->shard, "old.a"), a);
   assert_int_equal(value_of(&f->shard, "new.c"), 5);
   assert_int_equal(value_of(&f->shard, "old.b"), 1);
   free(pre);
@@ -634,16 +765,43 @@ static void test_redo_replay_is_exact_and_idempotent(void **state)
 {
   (void)state;
   /* seq 2 in the run that started at 1: a second bit in the head. */
+  const uint64_t prior[] = {1};
+  struct tally_dedup before = dedup_make(1, 1, 64, 1ull << 63);
   struct tally_dedup after = dedup_make(2, 3, 64, 3ull << 62);
-  redo_replay(2, &after);
+  redo_replay(prior, 1, 2, &before, &after);
 }
 
 static void test_redo_replay_moves_head(void **state)
 {
   (void)state;
-  /* seq 65, 64 after 1: a new run, the head moves to 65..128. */
-  struct tally_dedup after = dedup_make(65, 1, 128, 1ull << 63);
-  redo_replay(65, &after);
+  /* seq 65, 64 after 1: a new run (head 65..128); the run from 1 moves to runs[1]. */
+  const uint64_t prior[] = {1};
+  struct tally_dedup before = dedup_make(1, 1, 64, 1ull << 63);
+  const struct tally_dedup_run runs[] = {run_make(65, 1, 128, 1ull << 63),
+    run_make(1, 1, 64, 1ull << 63)};
+  struct tally_dedup after = dedup_runs(runs, 2);
+  redo_replay(prior, 1, 65, &before, &after);
+}
+
+/* A crash replay restores every run of the record, not only the current one. */
+static void test_redo_replay_restores_all_runs(void **state)
+{
+  (void)state;
+  /* Three runs: 1, 2 (head 1..64); 100 (head 100..163); 200, 202 (head 200..263). */
+  const uint64_t prior[] = {1, 2, 100, 200, 202};
+  const struct tally_dedup_run run_a = run_make(2, 3, 64, 3ull << 62);
+  const struct tally_dedup_run run_b = run_make(100, 1, 163, 1ull << 63);
+  const struct tally_dedup_run run_c = run_make(202, 5, 263, (1ull << 63) | (1ull << 61));
+  const struct tally_dedup_run three[] = {run_c, run_b, run_a};
+  struct tally_dedup before = dedup_runs(three, 3);
+  /* 201: late, inside the current run's tail and head; the older runs unchanged. */
+  const struct tally_dedup_run late[] = {run_make(202, 7, 263, 7ull << 61), run_b, run_a};
+  struct tally_dedup after = dedup_runs(late, 3);
+  redo_replay(prior, 5, 201, &before, &after);
+  /* 300 (202 + 98): a fourth run; the oldest (from 1) is dropped. */
+  const struct tally_dedup_run fourth[] = {run_make(300, 1, 363, 1ull << 63), run_c, run_b};
+  after = dedup_runs(fourth, 3);
+  redo_replay(prior, 5, 300, &before, &after);
 }
 
 static void test_redo_bad_crc_discarded(void **state)
@@ -662,19 +820,27 @@ static void test_redo_bad_crc_discarded(void **state)
   assert_int_equal(report.log_discarded, 1);
   assert_int_equal(f->shard.log->state, TALLY_LOG_STATE_EMPTY);
   assert_int_equal(value_of(&f->shard, "old.a"), a);
-  /* The crc covers the producer's new head too (the last fields before the entries). */
+  /*
+   * The crc covers the producer's whole new record: every word of every run,
+   * the current one's head and the empty older runs included (the last
+   * fields before the entries).
+   */
   struct tally_dedup dedup = dedup_read(&f->shard, 77);
   f->shard.log->entries[0].value -= 1000;
-  f->shard.log->producer_head_window ^= 1ull << 7;
+  uint64_t *words = (uint64_t *)(void *)&f->shard.log->producer_dedup;
+  for (size_t i = 0; i < sizeof(struct tally_dedup) / sizeof(uint64_t); i++) {
+    words[i] ^= 1ull << (7 + i);
+    f->shard.log->state = TALLY_LOG_STATE_VALID;
+    recover(f, &report);
+    assert_int_equal(report.log_replayed, 0);
+    assert_int_equal(report.log_discarded, 1);
+    words[i] ^= 1ull << (7 + i);
+  }
+  f->shard.log->producer_dedup.runs[0].head_last += 1;
   f->shard.log->state = TALLY_LOG_STATE_VALID;
   recover(f, &report);
   assert_int_equal(report.log_discarded, 1);
-  f->shard.log->producer_head_window ^= 1ull << 7;
-  f->shard.log->producer_head_last += 1;
-  f->shard.log->state = TALLY_LOG_STATE_VALID;
-  recover(f, &report);
-  assert_int_equal(report.log_discarded, 1);
-  f->shard.log->producer_head_last -= 1; /* intact again: replayed */
+  f->shard.log->producer_dedup.runs[0].head_last -= 1; /* intact again: replayed */
   f->shard.log->state = TALLY_LOG_STATE_VALID;
   recover(f, &report);
   assert_int_equal(report.log_replayed, 1);
@@ -773,7 +939,7 @@ static void test_corrupt_producer_quarantined(void **state)
     if (f->shard.producers[i].producer == 2) corrupt = i;
   }
   assert_true(corrupt != UINT32_MAX);
-  f->shard.producers[corrupt].window ^= 4;
+  f->shard.producers[corrupt].dedup.runs[0].window ^= 4;
   struct tally_shard_recovery report;
   recover(f, &report);
   assert_int_equal(report.producers_quarantined, 1);
@@ -920,7 +1086,7 @@ static struct fixture *fixture_with_reapplied_batch(void)
   assert_int_equal(apply(&f->shard, 4, 1, "r", 10, &reason), TALLY_ACK_APPLIED);
   assert_int_equal(apply(&f->shard, 3, 1, "s", 1, &reason), TALLY_ACK_APPLIED);
   for (uint32_t i = 0; i < f->shard.producer_slots_count; i++) {
-    if (f->shard.producers[i].producer == 4) f->shard.producers[i].window ^= 8;
+    if (f->shard.producers[i].producer == 4) f->shard.producers[i].dedup.runs[0].window ^= 8;
   }
   struct tally_shard_recovery report;
   tally_shard_recover(&f->shard, &report);
@@ -1044,68 +1210,154 @@ static void test_dedup_helpers(void **state)
 static void test_dedup_start_and_head(void **state)
 {
   (void)state;
-  struct tally_dedup dedup = tally_dedup_start(1);
-  assert_dedup(&dedup, 1, 1, 64, 1ull << 63);
-  dedup = tally_dedup_start(0);
-  assert_dedup(&dedup, 0, 1, 63, 1ull << 63);
+  struct tally_dedup_run run = tally_dedup_run_start(1);
+  assert_run(&run, 1, 1, 64, 1ull << 63);
+  run = tally_dedup_run_start(0);
+  assert_run(&run, 0, 1, 63, 1ull << 63);
   /* Near UINT64_MAX: head_last saturates, the seq's bit moves down with it. */
-  dedup = tally_dedup_start(UINT64_MAX - 64);
-  assert_dedup(&dedup, UINT64_MAX - 64, 1, UINT64_MAX - 1, 1ull << 63);
-  dedup = tally_dedup_start(UINT64_MAX - 63); /* exactly fits */
-  assert_dedup(&dedup, UINT64_MAX - 63, 1, UINT64_MAX, 1ull << 63);
-  dedup = tally_dedup_start(UINT64_MAX - 62);
-  assert_dedup(&dedup, UINT64_MAX - 62, 1, UINT64_MAX, 1ull << 62);
-  dedup = tally_dedup_start(UINT64_MAX - 1);
-  assert_dedup(&dedup, UINT64_MAX - 1, 1, UINT64_MAX, 2);
-  dedup = tally_dedup_start(UINT64_MAX);
-  assert_dedup(&dedup, UINT64_MAX, 1, UINT64_MAX, 1);
+  run = tally_dedup_run_start(UINT64_MAX - 64);
+  assert_run(&run, UINT64_MAX - 64, 1, UINT64_MAX - 1, 1ull << 63);
+  run = tally_dedup_run_start(UINT64_MAX - 63); /* exactly fits */
+  assert_run(&run, UINT64_MAX - 63, 1, UINT64_MAX, 1ull << 63);
+  run = tally_dedup_run_start(UINT64_MAX - 62);
+  assert_run(&run, UINT64_MAX - 62, 1, UINT64_MAX, 1ull << 62);
+  run = tally_dedup_run_start(UINT64_MAX - 1);
+  assert_run(&run, UINT64_MAX - 1, 1, UINT64_MAX, 2);
+  run = tally_dedup_run_start(UINT64_MAX);
+  assert_run(&run, UINT64_MAX, 1, UINT64_MAX, 1);
+  /* A real run's head_last is never 0 (0 means no run): at least 63. */
+  assert_true(tally_dedup_run_start(0).head_last >= TALLY_DEDUP_WINDOW - 1u);
   /* Whatever the start, the seq itself is in the head, and nothing before it. */
   const uint64_t starts[] = {0, 1, 1000, UINT64_MAX - 64, UINT64_MAX - 63, UINT64_MAX - 62,
     UINT64_MAX - 1, UINT64_MAX};
   for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
-    dedup = tally_dedup_start(starts[i]);
-    assert_true(tally_dedup_in_head(&dedup, starts[i]));
+    struct tally_dedup dedup = dedup_start(starts[i]);
+    assert_dedup_one(&dedup, starts[i], 1, tally_dedup_run_start(starts[i]).head_last,
+      tally_dedup_run_start(starts[i]).head_window);
+    uint64_t head_last = 0;
+    assert_true(tally_dedup_in_head(&dedup, starts[i], &head_last));
+    assert_int_equal(head_last, dedup.runs[0].head_last);
     assert_true(tally_dedup_applied(&dedup, starts[i]));
-    if (starts[i] > 0) assert_false(tally_dedup_in_head(&dedup, starts[i] - 1));
+    if (starts[i] > 0) assert_false(in_head(&dedup, starts[i] - 1));
     if (starts[i] < UINT64_MAX) assert_false(tally_dedup_applied(&dedup, starts[i] + 1));
   }
 
   /* mark_head: only seqs among the head's 64. */
-  dedup = tally_dedup_start(UINT64_MAX - 62);
-  tally_dedup_mark_head(&dedup, UINT64_MAX);
-  tally_dedup_mark_head(&dedup, UINT64_MAX - 10);
-  tally_dedup_mark_head(&dedup, UINT64_MAX - 64); /* 64 below head_last: outside */
-  assert_int_equal(dedup.head_window, (1ull << 62) | (1ull << 10) | 1u);
+  run = tally_dedup_run_start(UINT64_MAX - 62);
+  tally_dedup_mark_head(&run, UINT64_MAX);
+  tally_dedup_mark_head(&run, UINT64_MAX - 10);
+  tally_dedup_mark_head(&run, UINT64_MAX - 64); /* 64 below head_last: outside */
+  assert_int_equal(run.head_window, (1ull << 62) | (1ull << 10) | 1u);
   /*
    * Saturated, the head's 64 reach below the run's first seq (UINT64_MAX - 63
    * here): the window is always head_last - 63 .. head_last.
    */
-  tally_dedup_mark_head(&dedup, UINT64_MAX - 63);
-  assert_int_equal(dedup.head_window, (3ull << 62) | (1ull << 10) | 1u);
-  dedup = tally_dedup_start(100);
-  tally_dedup_mark_head(&dedup, 163);
-  tally_dedup_mark_head(&dedup, 164); /* past the head */
-  tally_dedup_mark_head(&dedup, 99);  /* before it */
-  tally_dedup_mark_head(&dedup, 0);
-  assert_int_equal(dedup.head_window, (1ull << 63) | 1u);
-  assert_int_equal(dedup.last_seq, 100); /* the tail is not touched */
-  assert_int_equal(dedup.window, 1);
+  tally_dedup_mark_head(&run, UINT64_MAX - 63);
+  assert_int_equal(run.head_window, (3ull << 62) | (1ull << 10) | 1u);
+  run = tally_dedup_run_start(100);
+  tally_dedup_mark_head(&run, 163);
+  tally_dedup_mark_head(&run, 164); /* past the head */
+  tally_dedup_mark_head(&run, 99);  /* before it */
+  tally_dedup_mark_head(&run, 0);
+  assert_int_equal(run.head_window, (1ull << 63) | 1u);
+  assert_int_equal(run.last_seq, 100); /* the tail is not touched */
+  assert_int_equal(run.window, 1);
+  assert_int_equal(run.head_last, 163);
 
   /* applied: the tail or the head; a seq that left the tail is still in the head. */
-  dedup = dedup_make(200, UINT64_MAX, 64, (1ull << 63) | (1ull << 54));
+  struct tally_dedup dedup = dedup_make(200, UINT64_MAX, 64, (1ull << 63) | (1ull << 54));
   assert_true(tally_dedup_applied(&dedup, 1));
   assert_true(tally_dedup_applied(&dedup, 10));
-  assert_false(tally_dedup_has(dedup.last_seq, dedup.window, 10));
+  assert_false(tally_dedup_has(dedup.runs[0].last_seq, dedup.runs[0].window, 10));
   assert_false(tally_dedup_applied(&dedup, 2));
   assert_false(tally_dedup_applied(&dedup, 64));
   assert_false(tally_dedup_applied(&dedup, 100));
   assert_true(tally_dedup_applied(&dedup, 137));
-  assert_false(tally_dedup_in_head(&dedup, 137));
+  assert_false(in_head(&dedup, 137));
   assert_false(tally_dedup_applied(&dedup, 201));
   /* An empty head says nothing, not even for head_last. */
   dedup = dedup_make(5, 1, 64, 0);
-  assert_false(tally_dedup_in_head(&dedup, 64));
+  assert_false(in_head(&dedup, 64));
   assert_false(tally_dedup_applied(&dedup, 64));
+  /* A record with no run says nothing at all. */
+  memset(&dedup, 0, sizeof(dedup));
+  assert_false(tally_dedup_applied(&dedup, 0));
+  assert_false(in_head(&dedup, 0));
+}
+
+/* new_run: the runs move down one place, the oldest falls off. */
+static void test_dedup_new_run_shifts(void **state)
+{
+  (void)state;
+  struct tally_dedup dedup;
+  memset(&dedup, 0, sizeof(dedup));
+  tally_dedup_new_run(&dedup, 10);
+  assert_dedup_one(&dedup, 10, 1, 73, 1ull << 63);
+  dedup.runs[0].last_seq = 20; /* as if 20 came in the run too */
+  dedup.runs[0].window = (1ull << 10) | 1u;
+  tally_dedup_new_run(&dedup, 200);
+  assert_dedup(&dedup, 200, 1, 263, 1ull << 63);
+  assert_run(&dedup.runs[1], 20, (1ull << 10) | 1u, 73, 1ull << 63);
+  assert_no_run(&dedup.runs[2]);
+  tally_dedup_new_run(&dedup, 400);
+  assert_dedup(&dedup, 400, 1, 463, 1ull << 63);
+  assert_run(&dedup.runs[1], 200, 1, 263, 1ull << 63);
+  assert_run(&dedup.runs[2], 20, (1ull << 10) | 1u, 73, 1ull << 63);
+  assert_true(tally_dedup_applied(&dedup, 10));  /* the oldest run's head */
+  assert_true(tally_dedup_applied(&dedup, 20));  /* and its tail */
+  tally_dedup_new_run(&dedup, 600);
+  assert_dedup(&dedup, 600, 1, 663, 1ull << 63);
+  assert_run(&dedup.runs[1], 400, 1, 463, 1ull << 63);
+  assert_run(&dedup.runs[2], 200, 1, 263, 1ull << 63);
+  assert_false(tally_dedup_applied(&dedup, 10)); /* dropped */
+  assert_false(tally_dedup_applied(&dedup, 20));
+}
+
+/* applied and in_head look at every run: heads and tails of the older ones too. */
+static void test_dedup_applied_and_in_head_over_runs(void **state)
+{
+  (void)state;
+  /*
+   * Oldest: 1..100 (head 1..64, tail 37..100). Middle: 300, 302, 360, 364
+   * (head 300..363 holds 300, 302, 360; tail 301..364 holds 302, 360, 364).
+   * Current: 1000, 1001 (head 1000..1063).
+   */
+  const struct tally_dedup_run runs[] = {
+    run_make(1001, 3, 1063, 3ull << 62),
+    run_make(364, (1ull << 62) | (1ull << 4) | 1u, 363,
+      (1ull << 63) | (1ull << 61) | (1ull << 3)),
+    run_make(100, UINT64_MAX, 64, UINT64_MAX),
+  };
+  struct tally_dedup dedup = dedup_runs(runs, 3);
+  uint64_t head_last;
+  for (uint64_t seq = 0; seq <= 1100; seq++) {
+    bool head = (seq >= 1 && seq <= 64) || seq == 300 || seq == 302 || seq == 360 ||
+      seq == 1000 || seq == 1001;
+    bool tail = (seq >= 37 && seq <= 100) || seq == 302 || seq == 360 || seq == 364 ||
+      seq == 1000 || seq == 1001;
+    assert_int_equal(in_head(&dedup, seq), head);
+    assert_int_equal(tally_dedup_applied(&dedup, seq), head || tail);
+  }
+  /* The head_last given back is that of the run whose head holds the seq. */
+  assert_true(tally_dedup_in_head(&dedup, 1001, &head_last));
+  assert_int_equal(head_last, 1063);
+  assert_true(tally_dedup_in_head(&dedup, 302, &head_last));
+  assert_int_equal(head_last, 363);
+  assert_true(tally_dedup_in_head(&dedup, 1, &head_last));
+  assert_int_equal(head_last, 64);
+  assert_true(tally_dedup_in_head(&dedup, 64, &head_last));
+  assert_int_equal(head_last, 64);
+  /* In an older run's tail only: applied, not in any head (head_last untouched). */
+  head_last = 12345;
+  assert_false(tally_dedup_in_head(&dedup, 364, &head_last));
+  assert_false(tally_dedup_in_head(&dedup, 65, &head_last));
+  assert_int_equal(head_last, 12345);
+  assert_true(tally_dedup_applied(&dedup, 364));
+  assert_true(tally_dedup_applied(&dedup, 65));
+  /* Not applied in between. */
+  assert_false(tally_dedup_applied(&dedup, 301));
+  assert_false(tally_dedup_applied(&dedup, 363));
+  assert_false(tally_dedup_applied(&dedup, 999));
 }
 
 static void test_producer_read_and_at(void **state)
@@ -1119,16 +1371,16 @@ static void test_producer_read_and_at(void **state)
   assert_int_equal(apply(&f->shard, 13, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
   struct tally_dedup dedup = dedup_read(&f->shard, 11);
   /* 3 came before the run's first seq (5): in the tail, not in the head. */
-  assert_dedup(&dedup, 5, 0x5, 5 + 63, 1ull << 63);
+  assert_dedup_one(&dedup, 5, 0x5, 5 + 63, 1ull << 63);
   dedup = dedup_read(&f->shard, 12);
-  assert_dedup(&dedup, 1, 1, 64, 1ull << 63);
+  assert_dedup_one(&dedup, 1, 1, 64, 1ull << 63);
   assert_false(tally_shard_producer_read(&f->shard, 99, &dedup));
   assert_false(tally_shard_producer_read(&f->shard, 0, &dedup));
   assert_false(tally_shard_producer_read(&f->shard, UINT64_MAX, &dedup));
 
   /* A record failing its crc is not returned, by either read. */
   uint32_t corrupt = producer_slot(f, 12);
-  f->shard.producers[corrupt].last_seq ^= 1ull << 33;
+  f->shard.producers[corrupt].dedup.runs[0].last_seq ^= 1ull << 33;
   assert_false(tally_shard_producer_read(&f->shard, 12, &dedup));
 
   /* A scan sees every intact record once and nothing else. */
@@ -1140,9 +1392,10 @@ static void test_producer_read_and_at(void **state)
     assert_int_not_equal(slot, corrupt);
     assert_int_equal(slot, producer_slot(f, producer));
     assert_true(producer == 11 || producer == 13);
-    assert_int_equal(dedup.last_seq, producer == 11 ? 5 : 1);
-    assert_int_equal(dedup.head_last, producer == 11 ? 68 : 64);
-    assert_int_equal(dedup.head_window, 1ull << 63);
+    assert_int_equal(dedup.runs[0].last_seq, producer == 11 ? 5 : 1);
+    assert_int_equal(dedup.runs[0].head_last, producer == 11 ? 68 : 64);
+    assert_int_equal(dedup.runs[0].head_window, 1ull << 63);
+    assert_no_run(&dedup.runs[1]);
   }
   assert_int_equal(seen, 2);
   /* A tombstone (after recovery) reads as nothing. */
@@ -1163,19 +1416,20 @@ static void test_producer_merge(void **state)
   assert_int_equal(merge_tail(&f->shard, 9, 10, 0xb), TALLY_OK);
   assert_int_equal(f->shard.header->producers_used, 1);
   struct tally_dedup dedup = dedup_read(&f->shard, 9);
-  assert_dedup(&dedup, 10, 0xb, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW); /* 10, 9, 7 */
+  assert_dedup_one(&dedup, 10, 0xb, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW); /* 10, 9, 7 */
   /* Incoming ahead: the union at the later last_seq. */
   assert_int_equal(merge_tail(&f->shard, 9, 12, 0x5), TALLY_OK); /* 12, 10 */
   dedup = dedup_read(&f->shard, 9);
-  assert_int_equal(dedup.last_seq, 12);
-  assert_int_equal(dedup.window, 0x2d); /* 12, 10, 9, 7 */
+  assert_int_equal(dedup.runs[0].last_seq, 12);
+  assert_int_equal(dedup.runs[0].window, 0x2d); /* 12, 10, 9, 7 */
   /* Incoming behind: the union at the record's last_seq. */
   assert_int_equal(merge_tail(&f->shard, 9, 8, 0x3), TALLY_OK); /* 8, 7 */
   dedup = dedup_read(&f->shard, 9);
-  assert_dedup(&dedup, 12, 0x3d, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW); /* 12, 10, 9, 8, 7 */
+  assert_dedup_one(&dedup, 12, 0x3d, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW); /* 12, 10, 9, 8, 7 */
   for (uint64_t seq = 1; seq <= 13; seq++) {
     bool expected = seq == 12 || (seq >= 7 && seq <= 10);
-    assert_int_equal(tally_dedup_has(dedup.last_seq, dedup.window, seq), expected);
+    assert_int_equal(tally_dedup_has(dedup.runs[0].last_seq, dedup.runs[0].window, seq),
+      expected);
   }
   assert_int_equal(f->shard.header->producers_used, 1);
   /* Idempotent: merging any record already covered changes no byte. */
@@ -1193,7 +1447,7 @@ static void test_producer_merge(void **state)
   assert_int_equal(apply(&f->shard, 9, 8, "x", 1, &reason), TALLY_ACK_DUPLICATE);
   assert_int_equal(apply(&f->shard, 9, 11, "x", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 9);
-  assert_dedup(&dedup, 12, 0x3f, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW | (1ull << (70 - 11)));
+  assert_dedup_one(&dedup, 12, 0x3f, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW | (1ull << (70 - 11)));
   struct tally_shard_recovery report;
   tally_shard_recover(&f->shard, &report);
   assert_int_equal(report.producers_quarantined, 0);
@@ -1210,31 +1464,26 @@ static void test_producer_merge_far_apart(void **state)
   /* 63 later: only the oldest bit of the old window (seq 100) is still inside. */
   assert_int_equal(merge_tail(&f->shard, 5, 163, 1), TALLY_OK);
   dedup = dedup_read(&f->shard, 5);
-  assert_int_equal(dedup.last_seq, 163);
-  assert_int_equal(dedup.window, (1ull << 63) | 1u);
+  assert_dedup_one(&dedup, 163, (1ull << 63) | 1u, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW);
   /* 64 or more later: every old bit falls off. */
   assert_int_equal(merge_tail(&f->shard, 5, 1000, 1), TALLY_OK);
   dedup = dedup_read(&f->shard, 5);
-  assert_int_equal(dedup.last_seq, 1000);
-  assert_int_equal(dedup.window, 1);
+  assert_dedup_one(&dedup, 1000, 1, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW);
   /* A record far behind adds nothing. */
   assert_int_equal(merge_tail(&f->shard, 5, 936, UINT64_MAX), TALLY_OK);
   dedup = dedup_read(&f->shard, 5);
-  assert_int_equal(dedup.last_seq, 1000);
-  assert_int_equal(dedup.window, 1);
+  assert_dedup_one(&dedup, 1000, 1, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW);
   assert_int_equal(merge_tail(&f->shard, 5, 937, 1), TALLY_OK);
   dedup = dedup_read(&f->shard, 5);
-  assert_int_equal(dedup.window, (1ull << 63) | 1u);
-  /* The head was the same in every record: untouched by the tails' sliding. */
-  assert_int_equal(dedup.head_last, TAIL_HEAD_LAST);
-  assert_int_equal(dedup.head_window, TAIL_HEAD_WINDOW);
+  /* The head was the same in every record (one run): untouched by the tails' sliding. */
+  assert_dedup_one(&dedup, 1000, (1ull << 63) | 1u, TAIL_HEAD_LAST, TAIL_HEAD_WINDOW);
   fixture_free(f);
 }
 
 /*
- * Heads: the same run (equal head_last) gives the union of both heads; a later
- * run (higher head_last) replaces the head whichever side it comes from, and
- * an earlier one adds nothing. Tails merge independently.
+ * Heads: runs are matched by head_last. The same run (equal head_last) gives
+ * the union of both heads (and of both tails); a different run is another
+ * run of the record, kept beside it, newest first.
  */
 static void test_producer_merge_heads(void **state)
 {
@@ -1246,47 +1495,69 @@ static void test_producer_merge_heads(void **state)
   /* ... 11 and 40 on another (the same run: equal head_last): the union. */
   assert_int_equal(merge(&f->shard, 9, 40, 1, 73, (1ull << 62) | (1ull << 33)), TALLY_OK);
   dedup = dedup_read(&f->shard, 9);
-  assert_dedup(&dedup, 40, (0x5ull << 28) | 1u, 73, (7ull << 61) | (1ull << 33));
+  const struct tally_dedup_run run_10 =
+    run_make(40, (0x5ull << 28) | 1u, 73, (7ull << 61) | (1ull << 33));
+  assert_dedup_one(&dedup, 40, (0x5ull << 28) | 1u, 73, (7ull << 61) | (1ull << 33));
   for (uint64_t seq = 9; seq <= 74; seq++) {
     bool expected = (seq >= 10 && seq <= 12) || seq == 40;
-    assert_int_equal(tally_dedup_in_head(&dedup, seq), expected);
+    assert_int_equal(in_head(&dedup, seq), expected);
     assert_int_equal(tally_dedup_applied(&dedup, seq), expected);
   }
 
-  /* A later run (incoming head_last higher): its head replaces the record's. */
+  /* A later run (incoming head_last higher): the current run; the earlier one is kept. */
   assert_int_equal(merge(&f->shard, 9, 500, 1, 563, 1ull << 63), TALLY_OK);
   dedup = dedup_read(&f->shard, 9);
   assert_dedup(&dedup, 500, 1, 563, 1ull << 63);
-  assert_false(tally_dedup_applied(&dedup, 10));
-  assert_false(tally_dedup_applied(&dedup, 40));
+  assert_memory_equal(&dedup.runs[1], &run_10, sizeof(run_10));
+  assert_no_run(&dedup.runs[2]);
+  assert_true(tally_dedup_applied(&dedup, 10));
+  assert_true(tally_dedup_applied(&dedup, 40));
+  assert_true(tally_dedup_applied(&dedup, 500));
+  assert_false(tally_dedup_applied(&dedup, 13));
 
-  /* An earlier run arriving late (incoming head_last lower) changes no byte. */
+  /* The earlier run arriving late, saying nothing new: no byte changes. */
   void *before = malloc(f->size);
   assert_non_null(before);
   memcpy(before, f->region, f->size);
-  assert_int_equal(merge(&f->shard, 9, 40, 1, 73, UINT64_MAX), TALLY_OK);
+  assert_int_equal(merge(&f->shard, 9, 40, 1, 73, (1ull << 62) | (1ull << 33)), TALLY_OK);
   assert_int_equal(merge(&f->shard, 9, 12, 0x5, 73, (1ull << 63) | (1ull << 61)), TALLY_OK);
   /* Idempotent: the record itself, or a part of it, again. */
   assert_int_equal(merge(&f->shard, 9, 500, 1, 563, 1ull << 63), TALLY_OK);
   assert_int_equal(merge(&f->shard, 9, 500, 1, 563, 0), TALLY_OK);
   assert_int_equal(merge(&f->shard, 9, 450, 0, 563, 0), TALLY_OK);
+  struct tally_dedup whole = dedup_read(&f->shard, 9);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, &whole), TALLY_OK);
+  /* An incoming record with no run at all says nothing. */
+  struct tally_dedup empty;
+  memset(&empty, 0, sizeof(empty));
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, &empty), TALLY_OK);
   assert_memory_equal(before, f->region, f->size);
+  /* The earlier run arriving late with more of its head: only that run grows. */
+  assert_int_equal(merge(&f->shard, 9, 40, 1, 73, UINT64_MAX), TALLY_OK);
+  dedup = dedup_read(&f->shard, 9);
+  assert_dedup(&dedup, 500, 1, 563, 1ull << 63);
+  assert_run(&dedup.runs[1], 40, (0x5ull << 28) | 1u, 73, UINT64_MAX);
+  assert_no_run(&dedup.runs[2]);
   free(before);
 
-  /* The other way round: the record holds the later run, the incoming the earlier. */
+  /* The record holds the later run, the incoming an earlier one: both kept, later first. */
   assert_int_equal(merge(&f->shard, 10, 300, 3, 363, (1ull << 63) | (1ull << 62)), TALLY_OK);
-  assert_int_equal(merge(&f->shard, 10, 299, 1, 100, 1ull << 63), TALLY_OK); /* tail only */
+  assert_int_equal(merge(&f->shard, 10, 299, 1, 100, 1ull << 63), TALLY_OK);
   dedup = dedup_read(&f->shard, 10);
   assert_dedup(&dedup, 300, 3, 363, (1ull << 63) | (1ull << 62));
-  /* And the record the earlier, the incoming the later: the later head wins. */
+  assert_run(&dedup.runs[1], 299, 1, 100, 1ull << 63); /* tails of two runs: not united */
+  assert_no_run(&dedup.runs[2]);
+  /* And the record the earlier, the incoming the later: the later becomes current. */
   assert_int_equal(merge(&f->shard, 11, 40, 1, 100, 1ull << 63), TALLY_OK);
   assert_int_equal(merge(&f->shard, 11, 38, 1, 101, 1ull << 63), TALLY_OK);
   dedup = dedup_read(&f->shard, 11);
-  assert_dedup(&dedup, 40, 0x5, 101, 1ull << 63);
+  assert_dedup(&dedup, 38, 1, 101, 1ull << 63);
+  assert_run(&dedup.runs[1], 40, 1, 100, 1ull << 63);
+  assert_no_run(&dedup.runs[2]);
 
   /*
    * Whatever the order, merging the same records gives the same record: with
-   * a later run among them (its head wins), and with one run only (the union).
+   * a later run among them (two runs), and with one run only (the union).
    */
   const struct tally_dedup parts[2][3] = {
     {dedup_make(70, 1, 73, 1ull << 60), dedup_make(73, 0x9, 73, (1ull << 63) | (1ull << 3)),
@@ -1294,11 +1565,14 @@ static void test_producer_merge_heads(void **state)
     {dedup_make(70, 1, 73, 1ull << 60), dedup_make(73, 0x9, 73, (1ull << 63) | (1ull << 3)),
       dedup_make(80, 1, 73, 1ull << 5)},
   };
-  const struct tally_dedup expected[2] = {
-    dedup_make(80, (1ull << 10) | (1ull << 7) | 1u, 143, 1ull << 63),
-    dedup_make(80, (1ull << 10) | (1ull << 7) | 1u, 73,
-      (1ull << 63) | (1ull << 60) | (1ull << 5) | (1ull << 3)),
+  const struct tally_dedup_run expected_runs[2][2] = {
+    {run_make(80, 1, 143, 1ull << 63),
+      run_make(73, 0x9, 73, (1ull << 63) | (1ull << 60) | (1ull << 3))},
+    {run_make(80, (1ull << 10) | (1ull << 7) | 1u, 73,
+      (1ull << 63) | (1ull << 60) | (1ull << 5) | (1ull << 3))},
   };
+  const struct tally_dedup expected[2] = {dedup_runs(expected_runs[0], 2),
+    dedup_runs(expected_runs[1], 1)};
   const uint32_t orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1},
     {2, 1, 0}};
   for (uint32_t set = 0; set < 2; set++) {
@@ -1320,19 +1594,153 @@ static void test_producer_merge_heads(void **state)
   fixture_free(f);
 }
 
+/* Merges every record of records[] into producer's, in the order given. */
+static struct tally_dedup merge_all(struct tally_shard *shard, uint64_t producer,
+  const struct tally_dedup *records, const uint32_t *order, uint32_t count)
+{
+  for (uint32_t i = 0; i < count; i++) {
+    assert_int_equal(tally_shard_producer_merge(shard, producer, &records[order[i]]),
+      TALLY_OK);
+  }
+  return dedup_read(shard, producer);
+}
+
+/*
+ * Runs from both sides, interleaved (a producer that bounced between two
+ * nodes): every run is matched by head_last, the same run's heads OR'd and
+ * tails united, and the TALLY_DEDUP_RUNS newest runs kept, newest first.
+ * Idempotent, and every order of merging gives the same record.
+ */
+static void test_producer_merge_runs(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(16, 1024);
+  /*
+   * The producer's runs, by first seq: 100 (A), 300 (B), 500 (C), 700 (D),
+   * 900 (E). Record X has A, C and E; record Y has B and D, and C too, with
+   * other bits of it (the same run: equal head_last): 500 in Y's copy, 501
+   * and 520 in X's.
+   */
+  const struct tally_dedup_run a = run_make(110, (1ull << 10) | 1u, 163, (1ull << 63) | (1ull << 53));
+  const struct tally_dedup_run b = run_make(300, 1, 363, 1ull << 63);
+  const struct tally_dedup_run c_y = run_make(500, 1, 563, 1ull << 63);
+  const struct tally_dedup_run c_x = run_make(520, (1ull << 19) | 1u, 563,
+    (1ull << 62) | (1ull << 43));
+  const struct tally_dedup_run d = run_make(701, 3, 763, 3ull << 62);
+  const struct tally_dedup_run e = run_make(900, 1, 963, 1ull << 63);
+  const struct tally_dedup_run x_runs[] = {e, c_x, a};
+  const struct tally_dedup_run y_runs[] = {d, c_y, b};
+  const struct tally_dedup x = dedup_runs(x_runs, 3);
+  const struct tally_dedup y = dedup_runs(y_runs, 3);
+  /* C united: heads OR'd (500, 501, 520), tails within 520 (500, 501, 520). */
+  const struct tally_dedup_run c = run_make(520, (1ull << 20) | (1ull << 19) | 1u, 563,
+    (1ull << 63) | (1ull << 62) | (1ull << 43));
+  const struct tally_dedup_run newest[] = {e, d, c};
+  const struct tally_dedup expected = dedup_runs(newest, 3);
+
+  /* X then Y, Y then X. */
+  const struct tally_dedup both[2] = {x, y};
+  const uint32_t xy[] = {0, 1};
+  const uint32_t yx[] = {1, 0};
+  struct tally_dedup dedup = merge_all(&f->shard, 1, both, xy, 2);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  dedup = merge_all(&f->shard, 2, both, yx, 2);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  /* Sorted newest first, every kept run real. */
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    assert_true(dedup.runs[r].head_last != 0);
+    if (r > 0) assert_true(dedup.runs[r].head_last < dedup.runs[r - 1].head_last);
+  }
+  assert_false(tally_dedup_applied(&dedup, 100)); /* A and B are older than the 3 kept */
+  assert_false(tally_dedup_applied(&dedup, 300));
+  assert_true(tally_dedup_applied(&dedup, 501));
+  uint64_t head_last = 0;
+  assert_true(tally_dedup_in_head(&dedup, 500, &head_last));
+  assert_int_equal(head_last, 563);
+
+  /* Idempotent: X, Y, the result, a part of it again change no byte. */
+  void *before = malloc(f->size);
+  assert_non_null(before);
+  memcpy(before, f->region, f->size);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 1, &x), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 1, &y), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 1, &expected), TALLY_OK);
+  const struct tally_dedup_run part_runs[] = {d, c_y};
+  struct tally_dedup part = dedup_runs(part_runs, 2);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 1, &part), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 2, &part), TALLY_OK);
+  /* A run older than the 3 kept changes nothing either. */
+  struct tally_dedup old = dedup_runs(&a, 1);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 1, &old), TALLY_OK);
+  assert_memory_equal(before, f->region, f->size);
+  free(before);
+
+  /*
+   * Every order of the single runs (one record each, as a replica receives
+   * them from different origins over time): the same record.
+   */
+  const struct tally_dedup singles[] = {dedup_runs(&a, 1), dedup_runs(&b, 1),
+    dedup_runs(&c_y, 1), dedup_runs(&c_x, 1), dedup_runs(&d, 1), dedup_runs(&e, 1)};
+  uint32_t order[6] = {0, 1, 2, 3, 4, 5};
+  uint32_t permutations = 0;
+  for (;;) {
+    dedup = merge_all(&f->shard, 1000 + permutations, singles, order, 6);
+    assert_memory_equal(&dedup, &expected, sizeof(dedup));
+    permutations++;
+    /* The next permutation in lexicographic order. */
+    uint32_t i = 5;
+    while (i > 0 && order[i - 1] > order[i]) i--;
+    if (i == 0) break;
+    uint32_t j = 5;
+    while (order[j] < order[i - 1]) j--;
+    uint32_t t = order[i - 1];
+    order[i - 1] = order[j];
+    order[j] = t;
+    for (uint32_t lo = i, hi = 5; lo < hi; lo++, hi--) {
+      t = order[lo];
+      order[lo] = order[hi];
+      order[hi] = t;
+    }
+  }
+  assert_int_equal(permutations, 720);
+
+  /* Mixed records in every order of three: the same. */
+  const struct tally_dedup mixed[] = {x, y, dedup_runs(&c_y, 1)};
+  const uint32_t orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1},
+    {2, 1, 0}};
+  for (uint32_t o = 0; o < 6; o++) {
+    dedup = merge_all(&f->shard, 200 + o, mixed, orders[o], 3);
+    assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  }
+
+  /* A newer run still: the oldest kept (C) drops. */
+  const struct tally_dedup_run g = run_make(1100, 1, 1163, 1ull << 63);
+  struct tally_dedup later = dedup_runs(&g, 1);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 1, &later), TALLY_OK);
+  dedup = dedup_read(&f->shard, 1);
+  const struct tally_dedup_run shifted[] = {g, e, d};
+  struct tally_dedup expected_later = dedup_runs(shifted, 3);
+  assert_memory_equal(&dedup, &expected_later, sizeof(dedup));
+
+  struct tally_shard_recovery report;
+  tally_shard_recover(&f->shard, &report);
+  assert_int_equal(report.producers_quarantined, 0);
+  fixture_free(f);
+}
+
 static void test_producer_merge_full(void **state)
 {
   (void)state;
   struct fixture *f = fixture_new(100, 16);
   for (uint64_t producer = 1; producer <= 16; producer++) {
-    struct tally_dedup start = tally_dedup_start(producer);
+    struct tally_dedup start = dedup_start(producer);
     assert_int_equal(tally_shard_producer_merge(&f->shard, producer, &start), TALLY_OK);
   }
   assert_int_equal(f->shard.header->producers_used, 16);
   void *before = malloc(f->size);
   assert_non_null(before);
   memcpy(before, f->region, f->size);
-  struct tally_dedup start = tally_dedup_start(1);
+  struct tally_dedup start = dedup_start(1);
   assert_int_equal(tally_shard_producer_merge(&f->shard, 17, &start),
     TALLY_REASON_PRODUCERS_FULL);
   assert_memory_equal(before, f->region, f->size);
@@ -1342,7 +1750,7 @@ static void test_producer_merge_full(void **state)
   /* A known producer still merges (16 applied, then 17 in the same run). */
   assert_int_equal(merge(&f->shard, 16, 17, 1, 16 + 63, 1ull << 62), TALLY_OK);
   dedup = dedup_read(&f->shard, 16);
-  assert_dedup(&dedup, 17, 3, 16 + 63, 3ull << 62);
+  assert_dedup_one(&dedup, 17, 3, 16 + 63, 3ull << 62);
   /* A batch from a new producer is refused the same way. */
   enum tally_reason reason;
   assert_int_equal(apply(&f->shard, 17, 1, "x", 1, &reason), TALLY_ACK_PRODUCERS_FULL);
@@ -1360,10 +1768,22 @@ struct merge_reader_args {
   uint64_t bad;
 };
 
-/* After merging (seq, 1) for seq = 1..n the record says every seq in the window applied. */
-static uint64_t full_window(uint64_t last_seq)
+/*
+ * Merging the run that starts at seq, for seq = 1..n: each is a new run (its
+ * own head_last), so the record holds the runs of n, n - 1 and n - 2.
+ */
+static bool record_of_rounds(const struct tally_dedup *dedup, uint64_t *n)
 {
-  return last_seq >= 64 ? UINT64_MAX : (1ull << last_seq) - 1u;
+  uint64_t last = dedup->runs[0].last_seq;
+  bool good = last >= 1;
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    struct tally_dedup_run run;
+    memset(&run, 0, sizeof(run));
+    if (last > r) run = tally_dedup_run_start(last - r);
+    if (memcmp(&dedup->runs[r], &run, sizeof(run)) != 0) good = false;
+  }
+  *n = last;
+  return good;
 }
 
 static void *merge_reader_main(void *arg)
@@ -1374,12 +1794,11 @@ static void *merge_reader_main(void *arg)
     bool done = __atomic_load_n(&args->done, __ATOMIC_ACQUIRE);
     struct tally_dedup dedup;
     if (tally_shard_producer_read(args->shard, 77, &dedup)) {
-      if (dedup.window != full_window(dedup.last_seq)) args->bad++;
-      /* Each merge brings a later run: its head, never a mix with the last one. */
-      if (dedup.head_last != dedup.last_seq + 63) args->bad++;
-      if (dedup.head_window != 1ull << 63) args->bad++;
-      if (dedup.last_seq < previous) args->bad++;
-      previous = dedup.last_seq;
+      /* Each merge brings a later run: the whole record one merge wrote, never a mix. */
+      uint64_t n = 0;
+      if (!record_of_rounds(&dedup, &n)) args->bad++;
+      if (n < previous) args->bad++;
+      previous = n;
       args->reads++;
     }
     if (done) break;
@@ -1395,7 +1814,7 @@ static void test_producer_merge_concurrent_reader(void **state)
   pthread_t reader;
   assert_int_equal(pthread_create(&reader, NULL, merge_reader_main, &args), 0);
   for (uint64_t seq = 1; seq <= MERGE_ROUNDS; seq++) {
-    struct tally_dedup start = tally_dedup_start(seq);
+    struct tally_dedup start = dedup_start(seq);
     assert_int_equal(tally_shard_producer_merge(&f->shard, 77, &start), TALLY_OK);
   }
   __atomic_store_n(&args.done, 1, __ATOMIC_RELEASE);
@@ -1403,7 +1822,9 @@ static void test_producer_merge_concurrent_reader(void **state)
   assert_int_equal(args.bad, 0);
   assert_true(args.reads > 0); /* at least the read after the last merge */
   struct tally_dedup dedup = dedup_read(&f->shard, 77);
-  assert_dedup(&dedup, MERGE_ROUNDS, UINT64_MAX, MERGE_ROUNDS + 63, 1ull << 63);
+  uint64_t n = 0;
+  assert_true(record_of_rounds(&dedup, &n));
+  assert_int_equal(n, MERGE_ROUNDS);
   fixture_free(f);
 }
 
@@ -1416,12 +1837,15 @@ static void test_head_of_new_producer(void **state)
   enum tally_reason reason;
   assert_int_equal(apply(&f->shard, 7, 10, "h", 1, &reason), TALLY_ACK_APPLIED);
   struct tally_dedup dedup = dedup_read(&f->shard, 7);
-  assert_dedup(&dedup, 10, 1, 10 + 63, 1ull << 63);
-  /* On media: the head beside the tail, under the record's crc, padding zero. */
+  assert_dedup_one(&dedup, 10, 1, 10 + 63, 1ull << 63);
+  /* On media: runs[0] head and tail, no older run, under the record's crc, padding zero. */
   uint32_t slot = producer_slot(f, 7);
   const struct tally_producer *record = &f->shard.producers[slot];
-  assert_int_equal(record->head_last, 73);
-  assert_int_equal(record->head_window, 1ull << 63);
+  assert_int_equal(record->dedup.runs[0].head_last, 73);
+  assert_int_equal(record->dedup.runs[0].head_window, 1ull << 63);
+  assert_int_equal(record->dedup.runs[0].last_seq, 10);
+  assert_int_equal(record->dedup.runs[0].window, 1);
+  assert_memory_equal(&record->dedup, &dedup, sizeof(dedup));
   assert_int_equal(record->crc, tally_producer_crc(slot, 7, &dedup));
   assert_int_equal(record->reserved, 0);
   assert_int_equal(record->padding[0], 0);
@@ -1434,14 +1858,14 @@ static void test_head_of_new_producer(void **state)
   }
   const uint64_t bits = (7ull << 61) | (1ull << 33) | 1u; /* 10, 11, 12, 40, 73 */
   dedup = dedup_read(&f->shard, 7);
-  assert_dedup(&dedup, 73, bits, 73, bits); /* the tail ends where the head does */
+  assert_dedup_one(&dedup, 73, bits, 73, bits); /* the tail ends where the head does */
   /* 74 is past the head: the tail's only. */
   assert_int_equal(apply(&f->shard, 7, 74, "h", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 7);
-  assert_dedup(&dedup, 74, (bits << 1) | 1u, 73, bits);
+  assert_dedup_one(&dedup, 74, (bits << 1) | 1u, 73, bits);
   for (uint64_t seq = 9; seq <= 75; seq++) {
     bool head = seq == 10 || seq == 11 || seq == 12 || seq == 40 || seq == 73;
-    assert_int_equal(tally_dedup_in_head(&dedup, seq), head);
+    assert_int_equal(in_head(&dedup, seq), head);
     assert_int_equal(tally_dedup_applied(&dedup, seq), head || seq == 74);
   }
   assert_int_equal(apply(&f->shard, 7, 12, "h", 1, &reason), TALLY_ACK_DUPLICATE);
@@ -1450,11 +1874,11 @@ static void test_head_of_new_producer(void **state)
   /* At the end of the sequence space the head saturates at UINT64_MAX. */
   assert_int_equal(apply(&f->shard, 8, UINT64_MAX - 10, "h", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 8);
-  assert_dedup(&dedup, UINT64_MAX - 10, 1, UINT64_MAX, 1ull << 10);
+  assert_dedup_one(&dedup, UINT64_MAX - 10, 1, UINT64_MAX, 1ull << 10);
   assert_int_equal(apply(&f->shard, 8, UINT64_MAX, "h", 1, &reason), TALLY_ACK_APPLIED);
   assert_int_equal(apply(&f->shard, 8, UINT64_MAX - 63, "h", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 8);
-  assert_dedup(&dedup, UINT64_MAX, (1ull << 63) | (1ull << 10) | 1u, UINT64_MAX,
+  assert_dedup_one(&dedup, UINT64_MAX, (1ull << 63) | (1ull << 10) | 1u, UINT64_MAX,
     (1ull << 63) | (1ull << 10) | 1u);
   fixture_free(f);
 }
@@ -1468,12 +1892,12 @@ static void test_head_stays_while_tail_slides(void **state)
     assert_int_equal(apply(&f->shard, 5, seq, "s", 1, &reason), TALLY_ACK_APPLIED);
   }
   struct tally_dedup dedup = dedup_read(&f->shard, 5);
-  assert_dedup(&dedup, 200, UINT64_MAX, 64, UINT64_MAX); /* tail 137..200, head 1..64 */
+  assert_dedup_one(&dedup, 200, UINT64_MAX, 64, UINT64_MAX); /* tail 137..200, head 1..64 */
   for (uint64_t seq = 1; seq <= 201; seq++) {
     bool tail = seq >= 137 && seq <= 200;
     bool head = seq <= 64;
-    assert_int_equal(tally_dedup_has(dedup.last_seq, dedup.window, seq), tail);
-    assert_int_equal(tally_dedup_in_head(&dedup, seq), head);
+    assert_int_equal(tally_dedup_has(dedup.runs[0].last_seq, dedup.runs[0].window, seq), tail);
+    assert_int_equal(in_head(&dedup, seq), head);
     assert_int_equal(tally_dedup_applied(&dedup, seq), tail || head);
   }
   /* The tail alone decides a batch: a seq only the head still holds is STALE. */
@@ -1484,7 +1908,7 @@ static void test_head_stays_while_tail_slides(void **state)
   assert_int_equal(apply(&f->shard, 5, 201, "s", 1, &reason), TALLY_ACK_APPLIED);
   assert_int_equal(value_of(&f->shard, "s"), 201);
   dedup = dedup_read(&f->shard, 5);
-  assert_dedup(&dedup, 201, UINT64_MAX, 64, UINT64_MAX);
+  assert_dedup_one(&dedup, 201, UINT64_MAX, 64, UINT64_MAX);
   fixture_free(f);
 }
 
@@ -1495,36 +1919,187 @@ static void test_head_moves_on_gap(void **state)
   enum tally_reason reason;
   struct tally_dedup dedup;
   assert_int_equal(apply(&f->shard, 5, 1, "g", 1, &reason), TALLY_ACK_APPLIED);
-  /* A gap of 63 (seq = last + 63): the same run. 64 is its head's last seq. */
+  /* A gap of exactly 63 (seq = last + 63): the same run. 64 is its head's last seq. */
   assert_int_equal(apply(&f->shard, 5, 64, "g", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 5);
-  assert_dedup(&dedup, 64, (1ull << 63) | 1u, 64, (1ull << 63) | 1u);
+  assert_dedup_one(&dedup, 64, (1ull << 63) | 1u, 64, (1ull << 63) | 1u);
   assert_int_equal(apply(&f->shard, 5, 127, "g", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 5);
-  assert_dedup(&dedup, 127, (1ull << 63) | 1u, 64, (1ull << 63) | 1u);
+  const struct tally_dedup_run first = run_make(127, (1ull << 63) | 1u, 64, (1ull << 63) | 1u);
+  assert_dedup_one(&dedup, 127, (1ull << 63) | 1u, 64, (1ull << 63) | 1u);
   /* A gap of 64 (seq = last + 64): the tail would reset, a new run starts. */
   assert_int_equal(apply(&f->shard, 5, 191, "g", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 5);
   assert_dedup(&dedup, 191, 1, 191 + 63, 1ull << 63);
-  assert_false(tally_dedup_applied(&dedup, 1));
-  assert_false(tally_dedup_applied(&dedup, 64));
-  assert_false(tally_dedup_applied(&dedup, 127));
+  /* The run before is remembered whole, as runs[1]. */
+  assert_memory_equal(&dedup.runs[1], &first, sizeof(first));
+  assert_no_run(&dedup.runs[2]);
+  /* The current run's tail no longer holds them; the older run's head and tail do. */
+  for (uint64_t seq = 1; seq <= 127; seq++) {
+    assert_false(tally_dedup_has(dedup.runs[0].last_seq, dedup.runs[0].window, seq));
+  }
+  assert_true(tally_dedup_applied(&dedup, 1));
+  assert_true(tally_dedup_applied(&dedup, 64));
+  assert_true(tally_dedup_applied(&dedup, 127));
+  assert_false(tally_dedup_applied(&dedup, 2));
+  assert_false(tally_dedup_applied(&dedup, 126));
+  assert_false(tally_dedup_applied(&dedup, 190));
   /* The new run's next seqs fill its head. */
   assert_int_equal(apply(&f->shard, 5, 192, "g", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 5);
+  const struct tally_dedup_run second = run_make(192, 3, 254, 3ull << 62);
   assert_dedup(&dedup, 192, 3, 254, 3ull << 62);
+  assert_memory_equal(&dedup.runs[1], &first, sizeof(first));
   /* Any larger gap too. */
   assert_int_equal(apply(&f->shard, 5, 100000, "g", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 5);
   assert_dedup(&dedup, 100000, 1, 100063, 1ull << 63);
+  assert_memory_equal(&dedup.runs[1], &second, sizeof(second));
+  assert_memory_equal(&dedup.runs[2], &first, sizeof(first));
   assert_int_equal(apply(&f->shard, 5, 100063, "g", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 5);
   assert_dedup(&dedup, 100063, (1ull << 63) | 1u, 100063, (1ull << 63) | 1u);
+  assert_memory_equal(&dedup.runs[1], &second, sizeof(second));
+  assert_memory_equal(&dedup.runs[2], &first, sizeof(first));
   /* A seq behind last_seq never starts a run, however far behind (STALE). */
   assert_int_equal(apply(&f->shard, 5, 2, "g", 1, &reason), TALLY_ACK_STALE);
+  /* Nor does one an older run holds: DUPLICATE/STALE are the current tail's alone. */
+  assert_int_equal(apply(&f->shard, 5, 192, "g", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 5, 1, "g", 1, &reason), TALLY_ACK_STALE);
   struct tally_dedup unchanged = dedup_read(&f->shard, 5);
   assert_memory_equal(&unchanged, &dedup, sizeof(dedup));
   assert_int_equal(value_of(&f->shard, "g"), 7);
+  fixture_free(f);
+}
+
+/*
+ * Runs shift on each new run: three bounces keep the last three runs' heads
+ * and tails; the fourth drops the oldest. Batches are decided by the current
+ * run's tail alone.
+ */
+static void test_runs_shift_on_bounces(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  struct tally_dedup dedup;
+  /* Run A: 1..100 here (head 1..64, tail 37..100), then the producer went elsewhere. */
+  for (uint64_t seq = 1; seq <= 100; seq++) {
+    assert_int_equal(apply(&f->shard, 4, seq, "b", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  const struct tally_dedup_run run_a = run_make(100, UINT64_MAX, 64, UINT64_MAX);
+  dedup = dedup_read(&f->shard, 4);
+  assert_memory_equal(&dedup.runs[0], &run_a, sizeof(run_a));
+  /*
+   * Bounce 1, run B: 500, 502, 501 (out of order), 560, 564 (head 500..563
+   * holds 500..502 and 560; tail 501..564 holds 501, 502, 560, 564).
+   */
+  const uint64_t b_seqs[] = {500, 502, 501, 560, 564};
+  for (size_t i = 0; i < sizeof(b_seqs) / sizeof(b_seqs[0]); i++) {
+    assert_int_equal(apply(&f->shard, 4, b_seqs[i], "b", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  const struct tally_dedup_run run_b = run_make(564, (3ull << 62) | (1ull << 4) | 1u, 563,
+    (7ull << 61) | (1ull << 3));
+  dedup = dedup_read(&f->shard, 4);
+  const struct tally_dedup_run ab[] = {run_b, run_a};
+  struct tally_dedup expected = dedup_runs(ab, 2);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  /* Bounce 2, run C: 1000. */
+  assert_int_equal(apply(&f->shard, 4, 1000, "b", 1, &reason), TALLY_ACK_APPLIED);
+  const struct tally_dedup_run run_c = run_make(1000, 1, 1063, 1ull << 63);
+  dedup = dedup_read(&f->shard, 4);
+  const struct tally_dedup_run abc[] = {run_c, run_b, run_a};
+  expected = dedup_runs(abc, 3);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  /* All three runs' heads and tails are remembered. */
+  for (uint64_t seq = 0; seq <= 1100; seq++) {
+    bool a = seq >= 1 && seq <= 100;
+    bool b = seq == 500 || seq == 501 || seq == 502 || seq == 560 || seq == 564;
+    assert_int_equal(tally_dedup_applied(&dedup, seq), a || b || seq == 1000);
+  }
+  assert_true(tally_dedup_applied(&dedup, 80));  /* A's tail only */
+  assert_false(in_head(&dedup, 80));
+  assert_true(tally_dedup_applied(&dedup, 564)); /* B's tail only */
+  assert_false(in_head(&dedup, 564));
+  uint64_t head_last = 0;
+  assert_true(tally_dedup_in_head(&dedup, 10, &head_last));
+  assert_int_equal(head_last, 64);
+  assert_true(tally_dedup_in_head(&dedup, 501, &head_last));
+  assert_int_equal(head_last, 563);
+  assert_true(tally_dedup_in_head(&dedup, 1000, &head_last));
+  assert_int_equal(head_last, 1063);
+  /* Batches: the current tail decides; what only an older run holds is STALE. */
+  assert_int_equal(apply(&f->shard, 4, 564, "b", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 4, 10, "b", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 4, 1000, "b", 1, &reason), TALLY_ACK_DUPLICATE);
+  struct tally_dedup unchanged = dedup_read(&f->shard, 4);
+  assert_memory_equal(&unchanged, &dedup, sizeof(dedup));
+  /* Bounce 3, run D: 1200, 1201. A, the oldest, is dropped. */
+  assert_int_equal(apply(&f->shard, 4, 1200, "b", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 4, 1201, "b", 1, &reason), TALLY_ACK_APPLIED);
+  const struct tally_dedup_run run_d = run_make(1201, 3, 1263, 3ull << 62);
+  dedup = dedup_read(&f->shard, 4);
+  const struct tally_dedup_run bcd[] = {run_d, run_c, run_b};
+  expected = dedup_runs(bcd, 3);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  for (uint64_t seq = 1; seq <= 100; seq++) assert_false(tally_dedup_applied(&dedup, seq));
+  assert_true(tally_dedup_applied(&dedup, 501));
+  assert_true(tally_dedup_applied(&dedup, 564));
+  assert_true(tally_dedup_applied(&dedup, 1000));
+  assert_true(tally_dedup_applied(&dedup, 1201));
+  /* Bounce 4, run E: B goes too. */
+  assert_int_equal(apply(&f->shard, 4, 5000, "b", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 4);
+  const struct tally_dedup_run cde[] = {run_make(5000, 1, 5063, 1ull << 63), run_d, run_c};
+  expected = dedup_runs(cde, 3);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  assert_false(tally_dedup_applied(&dedup, 501));
+  assert_int_equal(value_of(&f->shard, "b"), 100 + 5 + 1 + 2 + 1);
+  fixture_free(f);
+}
+
+/*
+ * Out-of-order seqs inside the current run (older runs present): each marks
+ * its tail bit, and its head bit when in the head; the older runs stay.
+ */
+static void test_runs_out_of_order_in_current(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 6, 10, "o", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 6, 200, "o", 1, &reason), TALLY_ACK_APPLIED);
+  const struct tally_dedup_run run_10 = run_make(10, 1, 73, 1ull << 63);
+  const struct tally_dedup_run run_200 = run_make(200, 1, 263, 1ull << 63);
+  /*
+   * The run from 300 (head 300..363): 330, then 310 and 305 late; 370 past
+   * the head (305 and 300 leave the tail), 364 late past the head, 320 late
+   * inside both.
+   */
+  const uint64_t seqs[] = {300, 330, 310, 305, 370, 364, 320};
+  for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+    assert_int_equal(apply(&f->shard, 6, seqs[i], "o", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  struct tally_dedup dedup = dedup_read(&f->shard, 6);
+  const uint64_t tail = 1u | (1ull << (370 - 364)) | (1ull << (370 - 330)) |
+    (1ull << (370 - 320)) | (1ull << (370 - 310));
+  const uint64_t head = (1ull << (363 - 300)) | (1ull << (363 - 305)) |
+    (1ull << (363 - 310)) | (1ull << (363 - 320)) | (1ull << (363 - 330));
+  const struct tally_dedup_run runs[] = {run_make(370, tail, 363, head), run_200, run_10};
+  struct tally_dedup expected = dedup_runs(runs, 3);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  uint64_t head_last = 0;
+  assert_true(tally_dedup_in_head(&dedup, 305, &head_last));
+  assert_int_equal(head_last, 363);
+  assert_false(in_head(&dedup, 364));
+  assert_true(tally_dedup_applied(&dedup, 364));
+  assert_false(tally_dedup_applied(&dedup, 306));
+  /* 305 again: in the head, but 65 behind the tail: STALE; 320 again: DUPLICATE. */
+  assert_int_equal(apply(&f->shard, 6, 305, "o", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 6, 320, "o", 1, &reason), TALLY_ACK_DUPLICATE);
+  struct tally_dedup unchanged = dedup_read(&f->shard, 6);
+  assert_memory_equal(&unchanged, &dedup, sizeof(dedup));
+  assert_int_equal(value_of(&f->shard, "o"), 9);
   fixture_free(f);
 }
 
@@ -1540,15 +2115,15 @@ static void test_head_out_of_order(void **state)
   struct tally_dedup dedup = dedup_read(&f->shard, 5);
   uint64_t tail = (1ull << 63) | (1ull << 8) | (1ull << 2) | 1u;           /* 5, 60, 66, 68 */
   uint64_t head = (7ull << 61) | (1ull << 59) | (1ull << 4);               /* 1, 2, 3, 5, 60 */
-  assert_dedup(&dedup, 68, tail, 64, head);
+  assert_dedup_one(&dedup, 68, tail, 64, head);
   /* 6: late, inside the tail (5..68) and inside the head (1..64): both marked. */
   assert_int_equal(apply(&f->shard, 5, 6, "o", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 5);
-  assert_dedup(&dedup, 68, tail | (1ull << 62), 64, head | (1ull << 58));
+  assert_dedup_one(&dedup, 68, tail | (1ull << 62), 64, head | (1ull << 58));
   /* 65: late, inside the tail, past the head: the tail only. */
   assert_int_equal(apply(&f->shard, 5, 65, "o", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 5);
-  assert_dedup(&dedup, 68, tail | (1ull << 62) | (1ull << 3), 64, head | (1ull << 58));
+  assert_dedup_one(&dedup, 68, tail | (1ull << 62) | (1ull << 3), 64, head | (1ull << 58));
   /* 4: inside the head's range but outside the tail: STALE, nothing marked. */
   assert_int_equal(apply(&f->shard, 5, 4, "o", 1, &reason), TALLY_ACK_STALE);
   assert_int_equal(apply(&f->shard, 5, 6, "o", 1, &reason), TALLY_ACK_DUPLICATE);
@@ -1558,8 +2133,8 @@ static void test_head_out_of_order(void **state)
   assert_int_equal(apply(&f->shard, 6, 100, "o", 1, &reason), TALLY_ACK_APPLIED);
   assert_int_equal(apply(&f->shard, 6, 90, "o", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 6);
-  assert_dedup(&dedup, 100, (1ull << 10) | 1u, 163, 1ull << 63);
-  assert_false(tally_dedup_in_head(&dedup, 90));
+  assert_dedup_one(&dedup, 100, (1ull << 10) | 1u, 163, 1ull << 63);
+  assert_false(in_head(&dedup, 90));
   assert_true(tally_dedup_applied(&dedup, 90));
   assert_int_equal(value_of(&f->shard, "o"), 11);
   fixture_free(f);
@@ -1577,8 +2152,8 @@ static void test_corrupt_producer_head_quarantined(void **state)
   }
   uint32_t window_slot = producer_slot(f, 2);
   uint32_t last_slot = producer_slot(f, 3);
-  f->shard.producers[window_slot].head_window ^= 1ull << 20;
-  f->shard.producers[last_slot].head_last ^= 1ull << 40;
+  f->shard.producers[window_slot].dedup.runs[0].head_window ^= 1ull << 20;
+  f->shard.producers[last_slot].dedup.runs[0].head_last ^= 1ull << 40;
   /* Bytes outside the crc (padding) are not checked. */
   f->shard.producers[producer_slot(f, 1)].padding[1] = 0x1234;
   struct tally_dedup dedup;
@@ -1591,13 +2166,67 @@ static void test_corrupt_producer_head_quarantined(void **state)
   assert_int_equal(f->shard.producers[window_slot].producer, UINT64_MAX);
   assert_int_equal(f->shard.producers[last_slot].producer, UINT64_MAX);
   dedup = dedup_read(&f->shard, 1);
-  assert_dedup(&dedup, 11, 3, 73, 3ull << 62);
+  assert_dedup_one(&dedup, 11, 3, 73, 3ull << 62);
   /* Producer 1 keeps its record; 2 starts a new run in a new record. */
   assert_int_equal(apply(&f->shard, 1, 11, "x", 1, &reason), TALLY_ACK_DUPLICATE);
   assert_int_equal(apply(&f->shard, 2, 12, "x", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 2);
-  assert_dedup(&dedup, 12, 1, 75, 1ull << 63);
+  assert_dedup_one(&dedup, 12, 1, 75, 1ull << 63);
   assert_int_equal(f->shard.header->producers_used, 4);
+  fixture_free(f);
+}
+
+/*
+ * The crc covers every run: recovery tombstones a record whose older run
+ * (not the current one) was corrupted, any word of it.
+ */
+static void test_corrupt_producer_older_run_quarantined(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 64);
+  enum tally_reason reason;
+  /* Producers 1..9: three runs each (10, 11; 200; 400). */
+  const uint64_t seqs[] = {10, 11, 200, 400};
+  for (uint64_t producer = 1; producer <= 9; producer++) {
+    for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+      assert_int_equal(apply(&f->shard, producer, seqs[i], "x", 1, &reason),
+        TALLY_ACK_APPLIED);
+    }
+  }
+  const struct tally_dedup_run runs[] = {run_make(400, 1, 463, 1ull << 63),
+    run_make(200, 1, 263, 1ull << 63), run_make(11, 3, 73, 3ull << 62)};
+  const struct tally_dedup expected = dedup_runs(runs, 3);
+  struct tally_dedup dedup = dedup_read(&f->shard, 9);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  /* One flipped bit per producer 1..8, in the words of runs[1] and runs[2]. */
+  uint32_t slots[9];
+  for (uint64_t producer = 1; producer <= 9; producer++) {
+    slots[producer - 1] = producer_slot(f, producer);
+  }
+  for (uint32_t k = 0; k < 8; k++) {
+    struct tally_producer *record = &f->shard.producers[slots[k]];
+    uint64_t *words = (uint64_t *)(void *)&record->dedup;
+    words[4 + k] ^= 1ull << (3 * k + 1); /* runs[1] words 0..3, then runs[2] words 0..3 */
+    assert_false(tally_shard_producer_read(&f->shard, k + 1, &dedup));
+    uint64_t producer = 0;
+    assert_false(tally_shard_producer_at(&f->shard, slots[k], &producer, &dedup));
+  }
+  struct tally_shard_recovery report;
+  recover(f, &report);
+  assert_int_equal(report.producers_quarantined, 8);
+  assert_int_equal(report.producers_used, 9);
+  for (uint32_t k = 0; k < 8; k++) {
+    assert_int_equal(f->shard.producers[slots[k]].producer, UINT64_MAX);
+  }
+  /* Producer 9 is intact: kept whole, every run. */
+  dedup = dedup_read(&f->shard, 9);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  assert_int_equal(f->shard.producers[slots[8]].producer, 9);
+  /* A tombstoned producer starts over: one run, in a new record. */
+  assert_int_equal(apply(&f->shard, 1, 401, "x", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 1);
+  assert_dedup_one(&dedup, 401, 1, 464, 1ull << 63);
+  assert_int_equal(f->shard.header->producers_used, 10);
   fixture_free(f);
 }
 
@@ -1658,6 +2287,7 @@ int main(void)
     cmocka_unit_test(test_batch_same_name_twice),
     cmocka_unit_test(test_redo_replay_is_exact_and_idempotent),
     cmocka_unit_test(test_redo_replay_moves_head),
+    cmocka_unit_test(test_redo_replay_restores_all_runs),
     cmocka_unit_test(test_redo_bad_crc_discarded),
     cmocka_unit_test(test_redo_unpublished_target_discarded),
     cmocka_unit_test(test_corrupt_slots_quarantined),
@@ -1671,17 +2301,23 @@ int main(void)
     cmocka_unit_test(test_journal_survives_recovery),
     cmocka_unit_test(test_dedup_helpers),
     cmocka_unit_test(test_dedup_start_and_head),
+    cmocka_unit_test(test_dedup_new_run_shifts),
+    cmocka_unit_test(test_dedup_applied_and_in_head_over_runs),
     cmocka_unit_test(test_producer_read_and_at),
     cmocka_unit_test(test_producer_merge),
     cmocka_unit_test(test_producer_merge_far_apart),
     cmocka_unit_test(test_producer_merge_heads),
+    cmocka_unit_test(test_producer_merge_runs),
     cmocka_unit_test(test_producer_merge_full),
     cmocka_unit_test(test_producer_merge_concurrent_reader),
     cmocka_unit_test(test_head_of_new_producer),
     cmocka_unit_test(test_head_stays_while_tail_slides),
     cmocka_unit_test(test_head_moves_on_gap),
+    cmocka_unit_test(test_runs_shift_on_bounces),
+    cmocka_unit_test(test_runs_out_of_order_in_current),
     cmocka_unit_test(test_head_out_of_order),
     cmocka_unit_test(test_corrupt_producer_head_quarantined),
+    cmocka_unit_test(test_corrupt_producer_older_run_quarantined),
     cmocka_unit_test(test_per_burst_hooks_called),
   };
   size_t total = sizeof(tests) / sizeof(tests[0]);

@@ -88,6 +88,15 @@ static void open_fails(const struct tally_store_geometry *geometry, enum tally_p
   if (strstr(error, expected) == NULL) fail_msg("error '%s' lacks '%s'", error, expected);
 }
 
+/* The record of a producer new with seq: one run. */
+static struct tally_dedup dedup_start(uint64_t seq)
+{
+  struct tally_dedup dedup;
+  memset(&dedup, 0, sizeof(dedup));
+  tally_dedup_new_run(&dedup, seq);
+  return dedup;
+}
+
 static void patch_file(off_t offset, const void *bytes, size_t size)
 {
   int fd = open(path, O_RDWR);
@@ -150,10 +159,15 @@ static void test_replica_tables(void **state)
   tally_shard_set_held_seq(replica, 12);
   /* Replica tables hold the origin's producer records, all its shards' worth. */
   for (uint64_t producer = 1; producer <= 32; producer++) {
-    struct tally_dedup dedup = tally_dedup_start(100 + producer);
+    struct tally_dedup dedup = dedup_start(100 + producer);
     assert_int_equal(tally_shard_producer_merge(replica, producer, &dedup), TALLY_OK);
   }
-  struct tally_dedup first = tally_dedup_start(1);
+  /* Producer 32 came back twice more: three runs. */
+  struct tally_dedup later = dedup_start(1000);
+  assert_int_equal(tally_shard_producer_merge(replica, 32, &later), TALLY_OK);
+  later = dedup_start(2000);
+  assert_int_equal(tally_shard_producer_merge(replica, 32, &later), TALLY_OK);
+  struct tally_dedup first = dedup_start(1);
   assert_int_equal(tally_shard_producer_merge(replica, 33, &first), TALLY_REASON_PRODUCERS_FULL);
   assert_int_equal(add(&store.shards[0], "r", 1), TALLY_OK);
   tally_store_close(&store);
@@ -168,11 +182,21 @@ static void test_replica_tables(void **state)
   assert_int_equal(store.recovery.replicas[1].producers_quarantined, 0);
   struct tally_dedup dedup;
   memset(&dedup, 0, sizeof(dedup));
+  assert_true(tally_shard_producer_read(&store.replicas[1], 31, &dedup));
+  assert_int_equal(dedup.runs[0].last_seq, 131);
+  assert_int_equal(dedup.runs[0].window, 1);
+  assert_int_equal(dedup.runs[0].head_last, 131 + 63); /* the head survives the reopen too */
+  assert_int_equal(dedup.runs[0].head_window, 1ull << 63);
+  assert_int_equal(dedup.runs[1].head_last, 0);
+  /* Every run survives it. */
   assert_true(tally_shard_producer_read(&store.replicas[1], 32, &dedup));
-  assert_int_equal(dedup.last_seq, 132);
-  assert_int_equal(dedup.window, 1);
-  assert_int_equal(dedup.head_last, 132 + 63); /* the head survives the reopen too */
-  assert_int_equal(dedup.head_window, 1ull << 63);
+  const uint64_t firsts[TALLY_DEDUP_RUNS] = {2000, 1000, 132};
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    assert_int_equal(dedup.runs[r].last_seq, firsts[r]);
+    assert_int_equal(dedup.runs[r].window, 1);
+    assert_int_equal(dedup.runs[r].head_last, firsts[r] + 63);
+    assert_int_equal(dedup.runs[r].head_window, 1ull << 63);
+  }
   assert_false(tally_shard_producer_read(&store.replicas[0], 32, &dedup));
   tally_store_close(&store);
   open_fails(&geometry_small, TALLY_PERSIST_AUTO, "replica_count");
@@ -225,19 +249,28 @@ static void test_compensation_shard_count(void **state)
   tally_store_close(&store);
 }
 
-/* A store of an older layout is refused, naming both versions. */
+/* A store of an older layout (2: one-run producer records, 1) is refused, naming both versions. */
 static void test_old_layout_refused(void **state)
 {
   (void)state;
   static struct tally_store store;
   open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
-  assert_int_equal(store.super->layout_version, 2);
+  assert_int_equal(TALLY_STORE_LAYOUT_VERSION, 3);
+  assert_int_equal(store.super->layout_version, 3);
   struct tally_superblock super = *store.super;
   tally_store_close(&store);
-  super.layout_version = 1;
-  super.crc = tally_crc32c(&super, offsetof(struct tally_superblock, crc), 0x53555052u);
-  patch_file(0, &super, offsetof(struct tally_superblock, clean_shutdown));
-  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "layout version 1, this build reads 2");
+  for (uint32_t version = 2; version >= 1; version--) {
+    super.layout_version = version;
+    super.crc = tally_crc32c(&super, offsetof(struct tally_superblock, crc), 0x53555052u);
+    patch_file(0, &super, offsetof(struct tally_superblock, clean_shutdown));
+    char expected[64];
+    snprintf(expected, sizeof(expected), "layout version %u, this build reads 3", version);
+    char error[256] = "";
+    assert_int_equal(tally_store_open(&store, path, &geometry_small, TALLY_PERSIST_AUTO, error,
+      sizeof(error)), -1);
+    if (strstr(error, expected) == NULL) fail_msg("error '%s' lacks '%s'", error, expected);
+    assert_false(store.corrupt); /* a version mismatch, not a damaged file */
+  }
 }
 
 /* A damaged file is told apart from a config mismatch (a cluster node restores the former). */
@@ -354,7 +387,9 @@ static void child_apply_forever(uint64_t seq_first)
 static uint64_t producer_last_seq(const struct tally_shard *shard, uint64_t producer)
 {
   for (uint32_t i = 0; i < shard->producer_slots_count; i++) {
-    if (shard->producers[i].producer == producer) return shard->producers[i].last_seq;
+    if (shard->producers[i].producer == producer) {
+      return shard->producers[i].dedup.runs[0].last_seq;
+    }
   }
   return 0;
 }
@@ -411,14 +446,21 @@ static void test_kill_during_batches(void **state)
        */
       struct tally_dedup dedup;
       assert_true(tally_shard_producer_read(&store.shards[0], 99, &dedup));
-      assert_int_equal(dedup.last_seq, last);
-      assert_int_equal(dedup.head_last, TALLY_DEDUP_WINDOW);
+      assert_int_equal(dedup.runs[0].last_seq, last);
+      assert_int_equal(dedup.runs[0].head_last, TALLY_DEDUP_WINDOW);
       uint64_t head_end = last < TALLY_DEDUP_WINDOW ? last : TALLY_DEDUP_WINDOW;
       uint64_t head_bits = head_end == 64 ? UINT64_MAX :
         ((1ull << head_end) - 1u) << (64 - head_end); /* seq s is bit 64 - s */
-      assert_int_equal(dedup.head_window, head_bits);
+      assert_int_equal(dedup.runs[0].head_window, head_bits);
       for (uint64_t seq = 1; seq <= head_end; seq++) {
-        assert_true(tally_dedup_in_head(&dedup, seq));
+        uint64_t head_last = 0;
+        assert_true(tally_dedup_in_head(&dedup, seq, &head_last));
+        assert_int_equal(head_last, TALLY_DEDUP_WINDOW);
+      }
+      /* No kill starts a run: the older runs stay empty. */
+      for (uint32_t r = 1; r < TALLY_DEDUP_RUNS; r++) {
+        assert_int_equal(dedup.runs[r].head_last, 0);
+        assert_int_equal(dedup.runs[r].last_seq, 0);
       }
     }
     next = last + 1;
