@@ -3,7 +3,8 @@
  * shards, listings, the appliance's figures, readiness and reload. Reads
  * run on control-plane threads concurrently with the lcores; they only load
  * published slots and relaxed statistics, never take a lock the dataplane
- * takes.
+ * takes. Reload swaps ingest.key (RCU) and the cluster's test-only fault
+ * settings (one atomic word); every other key waits for a restart.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -247,5 +248,14 @@ enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
   free(old);
   appliance->reloads++;
   tally_out_printf(out, "reloaded: ingest.key (generation %" PRIu64 ")\n", next->generation);
+  /* Test-only fault injection (cluster.fault_*): reported only when it changes. */
+  const struct tally_cluster_config *cluster = &fresh.cluster;
+  if (appliance->cluster != NULL && tally_cluster_fault_reload(appliance->cluster, cluster)) {
+    bool on = cluster->fault_delay_ms != 0 || cluster->fault_jitter_ms != 0 ||
+      cluster->fault_loss_permille != 0;
+    tally_out_printf(out, "reloaded: cluster.fault_delay_ms=%u fault_jitter_ms=%u "
+      "fault_loss_permille=%u (%s)\n", cluster->fault_delay_ms, cluster->fault_jitter_ms,
+      cluster->fault_loss_permille, on ? "FAULT INJECTION ON: test only" : "off");
+  }
   return TALLY_ACTION_OK;
 }

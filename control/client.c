@@ -175,6 +175,7 @@ static void open_view(const struct tally_client *client, struct tally_wire_batch
   assert(client->open_count <= TALLY_BATCH_PAIRS_MAX);
   view->producer = client->config.producer;
   view->seq = client->next_seq;
+  view->attempt = 0; /* the first send; client_flight numbers the resends */
   view->count = client->open_count;
   for (uint32_t i = 0; i < client->open_count; i++) {
     view->pairs[i] = (struct tally_wire_pair){ .name = client->open[i].name,

@@ -1,8 +1,9 @@
 /*
  * client_flight.c — libtally's sealed batches, from seal to their one
  * completion: the first send, acks, ack timeouts, backoff and resends with
- * the same (producer, seq), failover down the node list through the
- * per-node breakers, the per-batch deadline, and the completion callback.
+ * the same (producer, seq) and a growing attempt number, failover down the
+ * node list through the per-node breakers, the per-batch deadline, and the
+ * completion callback.
  *
  * Batches live in a ring of config.inflight_max slots indexed by seq. A slot
  * is reused only once every older seq has ended, so the seqs in flight never
@@ -147,6 +148,15 @@ static void send_attempt(struct tally_client *client, struct client_batch *batch
     wait_for_a_node(client, batch, now_ms);
     return;
   }
+  /* The attempt on the wire counts the earlier sends, to any node: it strictly
+   * increases with every send, so of two nodes that both applied this batch
+   * the one that got the later send keeps it (docs/cluster.md). The first
+   * send's datagram already says 0. */
+  uint16_t attempt = batch->attempts < UINT16_MAX ? (uint16_t)batch->attempts : UINT16_MAX;
+  if (attempt != batch->wire.attempt) {
+    tally_wire_set_attempt(batch->datagram, batch->size, client->config.key, attempt);
+    batch->wire.attempt = attempt;
+  }
   batch->attempts++;
   batch->node = node;
   batch->probe = probe;
@@ -171,6 +181,7 @@ void client_flight_seal(struct tally_client *client, const struct tally_wire_bat
   assert(client_has_room(client));
   assert(open->count >= 1 && open->count <= TALLY_BATCH_PAIRS_MAX);
   assert(open->seq == client->next_seq && open->producer == client->config.producer);
+  assert(open->attempt == 0);
   uint64_t seq = client->next_seq++;
   struct client_batch *batch = slot_of(client, seq);
   assert(batch->state == CLIENT_BATCH_FREE);
@@ -182,6 +193,7 @@ void client_flight_seal(struct tally_client *client, const struct tally_wire_bat
     &batch->wire);
   assert(reason == TALLY_OK);
   assert(batch->wire.seq == seq && batch->wire.count == open->count);
+  assert(batch->wire.attempt == 0);
   batch->size = (uint32_t)size;
   batch->state = CLIENT_BATCH_BACKOFF;
   batch->attempts = 0;

@@ -81,7 +81,10 @@ enum client_batch_state {
   CLIENT_BATCH_DONE,     /* ended and reported; holds its seq until older ones end */
 };
 
-/* A sealed batch: its datagram, as sent on every attempt, and its progress. */
+/*
+ * A sealed batch: its datagram (each send rewrites only its attempt field and
+ * MAC) and its progress.
+ */
 struct client_batch {
   enum client_batch_state state;
   uint32_t attempts;

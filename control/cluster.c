@@ -3,7 +3,9 @@
  * failure detection, the outgoing replication stream to every peer, the
  * incoming streams into the replica tables, restore of a node's own
  * contribution from its peers, and the write-quorum bookkeeping (quorum_seq
- * for the lcores' acks, read_only when no quorum is reachable).
+ * for the lcores' acks, read_only when no quorum is reachable). Every
+ * datagram it sends goes through send_datagram, where the test-only fault
+ * stage (cluster_fault.c) may drop or hold it; held ones leave from the loop.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -34,6 +37,9 @@
  * cannot get its writes held there (a one-way or muted link, a peer stuck).
  */
 #define REPLICATION_STALL_MS 400u
+/* The thread's loop waits on the socket at most this long between rounds. */
+#define LOOP_WAIT_NS 1000000ull
+#define RESTORE_WAIT_NS 10000000ull
 
 static uint64_t now_ms(void)
 {
@@ -58,13 +64,63 @@ static struct tally_cluster_peer *peer_by_id(struct tally_cluster *cluster, uint
   return NULL;
 }
 
-static void send_to(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
+static_assert(TALLY_REPLICATION_SIZE_MAX <= TALLY_DATAGRAM_SIZE_MAX,
+  "a datagram fits a fault slot");
+static_assert(TALLY_HEARTBEAT_SIZE <= TALLY_DATAGRAM_SIZE_MAX, "a heartbeat fits a fault slot");
+
+/* Every datagram of the cluster socket leaves here (or, held, from fault_flush). */
+static void send_datagram(struct tally_cluster *cluster, const struct sockaddr_in *address,
   const uint8_t *data, size_t size)
 {
   assert(size > 0 && size <= TALLY_REPLICATION_SIZE_MAX);
+  if (__builtin_expect(tally_cluster_fault_active(&cluster->fault), 0) &&
+      tally_cluster_fault_offer(&cluster->fault, tally_clock_mono_ns(), address, data, size) !=
+        TALLY_CLUSTER_FAULT_SEND) {
+    return; /* dropped on purpose, or held until due */
+  }
   ssize_t sent = sendto(cluster->fd, data, size, MSG_DONTWAIT,
-    (const struct sockaddr *)&peer->address, sizeof peer->address);
+    (const struct sockaddr *)address, sizeof *address);
   (void)sent; /* a lost datagram is a timeout like any other */
+}
+
+static void send_to(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
+  const uint8_t *data, size_t size)
+{
+  send_datagram(cluster, &peer->address, data, size);
+}
+
+/* Sends every held datagram that is due (none unless fault injection ran). */
+static void fault_flush(struct tally_cluster *cluster, uint64_t now_ns)
+{
+  struct tally_cluster_fault *fault = &cluster->fault;
+  for (uint32_t n = 0; n < TALLY_CLUSTER_FAULT_QUEUE_MAX; n++) {
+    const struct tally_cluster_fault_datagram *datagram = tally_cluster_fault_peek(fault, now_ns);
+    if (datagram == NULL) return;
+    ssize_t sent = sendto(cluster->fd, datagram->data, datagram->size, MSG_DONTWAIT,
+      (const struct sockaddr *)&datagram->address, sizeof datagram->address);
+    (void)sent;
+    tally_cluster_fault_pop(fault);
+  }
+}
+
+/*
+ * Waits until the socket is readable, at most limit_ns, and no later than the
+ * next held datagram falls due (so it leaves within the loop's round, ~0.1 ms
+ * late). Returns true if readable.
+ */
+static bool wait_readable(struct tally_cluster *cluster, uint64_t limit_ns)
+{
+  uint64_t wait_ns = limit_ns;
+  uint64_t due_ns = tally_cluster_fault_next_due_ns(&cluster->fault);
+  if (due_ns != UINT64_MAX) {
+    uint64_t now_ns = tally_clock_mono_ns();
+    uint64_t until_ns = due_ns > now_ns ? due_ns - now_ns : 0;
+    if (until_ns < wait_ns) wait_ns = until_ns;
+  }
+  struct timespec timeout = { .tv_sec = (time_t)(wait_ns / 1000000000ull),
+    .tv_nsec = (long)(wait_ns % 1000000000ull) };
+  struct pollfd descriptor = { .fd = cluster->fd, .events = POLLIN };
+  return ppoll(&descriptor, 1, &timeout, NULL) > 0;
 }
 
 static void send_message(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
@@ -125,6 +181,56 @@ static void open_peers(struct tally_cluster *cluster)
   assert(cluster->peer_count == config->node_count - 1);
 }
 
+static void fault_settings_from(const struct tally_cluster_config *config,
+  struct tally_cluster_fault_settings *settings)
+{
+  *settings = (struct tally_cluster_fault_settings){ .delay_ms = config->fault_delay_ms,
+    .jitter_ms = config->fault_jitter_ms, .loss_permille = config->fault_loss_permille };
+  assert(tally_cluster_fault_settings_valid(settings));
+}
+
+static void fault_announce(const struct tally_cluster_fault_settings *settings)
+{
+  bool on = settings->delay_ms != 0 || settings->jitter_ms != 0 || settings->loss_permille != 0;
+  if (!on) {
+    fprintf(stderr, "tallyd: cluster: fault injection off\n");
+    return;
+  }
+  fprintf(stderr, "tallyd: cluster: FAULT INJECTION ON (test only, never in production): every "
+    "datagram to a peer dropped with probability %u/1000, else delayed %u ms + 0..%u ms\n",
+    settings->loss_permille, settings->delay_ms, settings->jitter_ms);
+}
+
+static int open_fault(struct tally_cluster *cluster, char *error, size_t error_size)
+{
+  uint64_t seed = 0;
+  randombytes_buf(&seed, sizeof seed);
+  if (tally_cluster_fault_init(&cluster->fault, seed) != 0) {
+    snprintf(error, error_size, "cluster: out of memory for the fault queue");
+    return -1;
+  }
+  struct tally_cluster_fault_settings settings;
+  fault_settings_from(cluster->config, &settings);
+  tally_cluster_fault_set(&cluster->fault, &settings);
+  if (tally_cluster_fault_active(&cluster->fault)) fault_announce(&settings);
+  return 0;
+}
+
+bool tally_cluster_fault_reload(struct tally_cluster *cluster,
+  const struct tally_cluster_config *config)
+{
+  struct tally_cluster_fault_settings before, after;
+  tally_cluster_fault_get(&cluster->fault, &before);
+  fault_settings_from(config, &after);
+  if (before.delay_ms == after.delay_ms && before.jitter_ms == after.jitter_ms &&
+      before.loss_permille == after.loss_permille) {
+    return false;
+  }
+  tally_cluster_fault_set(&cluster->fault, &after);
+  fault_announce(&after);
+  return true;
+}
+
 /* ---- Incoming replication: rounds into the replica tables ----------------- */
 
 static void send_ack(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
@@ -146,12 +252,14 @@ static void receive_round(struct tally_cluster *cluster, struct tally_cluster_pe
     return;
   }
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
+  bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
   if (producers && !tally_cluster_dedup_receive(cluster, peer, message)) {
     cluster->replica_full++;
     send_ack(cluster, peer, held); /* cannot hold it: do not advance */
     return;
   }
-  for (uint32_t i = 0; !producers && i < message->count; i++) {
+  if (claims) tally_cluster_dedup_claims(cluster, peer, message); /* undone before the ack */
+  for (uint32_t i = 0; !producers && !claims && i < message->count; i++) {
     const struct tally_replication_entry *entry = &message->entries[i];
     uint32_t hash = tally_name_hash(entry->name, entry->name_len);
     if (tally_shard_set(replica, entry->name, entry->name_len, hash, entry->value) != TALLY_OK) {
@@ -221,16 +329,32 @@ static void receive_restore_request(struct tally_cluster *cluster,
 static void confirm_peer(struct tally_cluster_peer *peer)
 {
   memcpy(peer->confirmed, peer->capture, sizeof peer->confirmed);
+  memcpy(peer->claims_sent, peer->claims_planned, sizeof peer->claims_sent);
   peer->producers_synced = peer->producers_list_scan;
   peer->pending_valid = false;
 }
 
+/* Entries of a list part the peer has not acked yet. */
+static uint32_t part_left(const struct tally_cluster_peer *peer, enum tally_list_part part)
+{
+  switch (part) {
+  case TALLY_LIST_COUNTERS:
+    assert(peer->pending_next <= peer->pending_count);
+    return peer->pending_count - peer->pending_next;
+  case TALLY_LIST_PRODUCERS:
+    assert(peer->producers_pending_next <= peer->producers_pending_count);
+    return peer->producers_pending_count - peer->producers_pending_next;
+  case TALLY_LIST_CLAIMS:
+    assert(peer->claims_pending_next <= peer->claims_pending_count);
+    return peer->claims_pending_count - peer->claims_pending_next;
+  }
+  return 0;
+}
+
 static bool list_done(const struct tally_cluster_peer *peer)
 {
-  assert(peer->pending_next <= peer->pending_count);
-  assert(peer->producers_pending_next <= peer->producers_pending_count);
-  return peer->pending_next == peer->pending_count &&
-    peer->producers_pending_next == peer->producers_pending_count;
+  return part_left(peer, TALLY_LIST_COUNTERS) == 0 && part_left(peer, TALLY_LIST_PRODUCERS) == 0 &&
+    part_left(peer, TALLY_LIST_CLAIMS) == 0;
 }
 
 static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
@@ -248,16 +372,21 @@ static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer
     return;
   }
   if (peer->sent_seq != 0 && held == peer->sent_seq) {
-    if (peer->message_producers) {
-      peer->producers_pending_next += peer->message_count;
-      assert(peer->producers_pending_next <= peer->producers_pending_count);
-    } else {
+    assert(peer->message_count <= part_left(peer, peer->message_part));
+    switch ((enum tally_list_part)peer->message_part) {
+    case TALLY_LIST_COUNTERS:
       for (uint32_t i = 0; i < peer->message_count; i++) {
         peer->acked_value[peer->message_index[i]] = peer->message_value[i];
         peer->acked_known[peer->message_index[i]] = 1;
       }
       peer->pending_next += peer->message_count;
-      assert(peer->pending_next <= peer->pending_count);
+      break;
+    case TALLY_LIST_PRODUCERS:
+      peer->producers_pending_next += peer->message_count;
+      break;
+    case TALLY_LIST_CLAIMS:
+      peer->claims_pending_next += peer->message_count;
+      break;
     }
     peer->acked_seq = held;
     peer->sent_seq = 0;
@@ -271,39 +400,55 @@ static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer
   tally_cluster_peer_reset(cluster, peer);
 }
 
+/* Fills a round from the first list part with entries left: counters, records, claims. */
+static void fill_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  struct tally_replication_message *round)
+{
+  enum tally_list_part part = part_left(peer, TALLY_LIST_COUNTERS) > 0 ? TALLY_LIST_COUNTERS :
+    part_left(peer, TALLY_LIST_PRODUCERS) > 0 ? TALLY_LIST_PRODUCERS : TALLY_LIST_CLAIMS;
+  peer->message_part = (uint8_t)part;
+  uint32_t left = part_left(peer, part);
+  assert(left >= 1);
+  if (part == TALLY_LIST_COUNTERS) {
+    while (round->count < TALLY_REPLICATION_ENTRIES_MAX && round->count < left) {
+      uint32_t position = peer->pending[peer->pending_next + round->count];
+      peer->message_index[round->count] = position;
+      peer->message_value[round->count] = cluster->current[position];
+      round->entries[round->count] = (struct tally_replication_entry){
+        .name = cluster->names[position], .name_len = cluster->name_lens[position],
+        .value = cluster->current[position] };
+      round->count++;
+    }
+  } else if (part == TALLY_LIST_PRODUCERS) {
+    round->flags = TALLY_REPLICATION_FLAG_PRODUCERS;
+    while (round->count < TALLY_REPLICATION_PRODUCERS_MAX && round->count < left) {
+      uint32_t position = peer->producers_pending[peer->producers_pending_next + round->count];
+      assert(position < cluster->producer_positions && cluster->producer_id[position] != 0);
+      tally_cluster_dedup_to_wire(cluster->producer_id[position],
+        &cluster->producer_dedup[position], &round->producers[round->count++]);
+    }
+  } else {
+    round->flags = TALLY_REPLICATION_FLAG_CLAIMS;
+    while (round->count < TALLY_REPLICATION_CLAIMS_MAX && round->count < left) {
+      round->claims[round->count] = peer->claims_pending[peer->claims_pending_next + round->count];
+      round->count++;
+    }
+  }
+  assert(round->count >= 1 && round->count <= left);
+  bool last = round->count == left;
+  for (uint32_t later = (uint32_t)part + 1u; last && later <= TALLY_LIST_CLAIMS; later++) {
+    last = part_left(peer, (enum tally_list_part)later) == 0;
+  }
+  if (last) round->flags |= TALLY_REPLICATION_FLAG_LAST; /* completes the scan's list */
+}
+
 static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   uint64_t now)
 {
   struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND,
     .origin = cluster->config->node_id, .sender = cluster->config->node_id,
-    .seq = peer->acked_seq + 1 };
-  bool counters = peer->pending_next < peer->pending_count; /* counters first, then records */
-  peer->message_producers = !counters;
-  if (!counters) round.flags = TALLY_REPLICATION_FLAG_PRODUCERS;
-  while (!counters && round.count < TALLY_REPLICATION_PRODUCERS_MAX &&
-         peer->producers_pending_next + round.count < peer->producers_pending_count) {
-    uint32_t position = peer->producers_pending[peer->producers_pending_next + round.count];
-    assert(position < cluster->producer_positions && cluster->producer_id[position] != 0);
-    tally_cluster_dedup_to_wire(cluster->producer_id[position],
-      &cluster->producer_dedup[position], &round.producers[round.count++]);
-  }
-  while (counters && round.count < TALLY_REPLICATION_ENTRIES_MAX &&
-         peer->pending_next + round.count < peer->pending_count) {
-    uint32_t position = peer->pending[peer->pending_next + round.count];
-    peer->message_index[round.count] = position;
-    peer->message_value[round.count] = cluster->current[position];
-    round.entries[round.count] = (struct tally_replication_entry){
-      .name = cluster->names[position], .name_len = cluster->name_lens[position],
-      .value = cluster->current[position] };
-    round.count++;
-  }
-  assert(round.count >= 1);
-  round.scan = peer->list_scan;
-  bool last = counters ?
-    peer->pending_next + round.count == peer->pending_count &&
-      peer->producers_pending_count == 0 :
-    peer->producers_pending_next + round.count == peer->producers_pending_count;
-  if (last) round.flags |= TALLY_REPLICATION_FLAG_LAST; /* completes the scan's list */
+    .seq = peer->acked_seq + 1, .scan = peer->list_scan };
+  fill_round(cluster, peer, &round);
   peer->message_count = round.count;
   peer->message_size = tally_replication_encode(&round, cluster->config->key, peer->message,
     sizeof peer->message);
@@ -490,9 +635,7 @@ static void receive_read_request(struct tally_cluster *cluster,
     uint8_t buffer[TALLY_REPLICATION_SIZE_MAX];
     size_t size = tally_replication_encode(&reply, cluster->config->key, buffer, sizeof buffer);
     assert(size > 0);
-    ssize_t sent = sendto(cluster->fd, buffer, size, MSG_DONTWAIT,
-      (const struct sockaddr *)source, sizeof *source);
-    (void)sent;
+    send_datagram(cluster, source, buffer, size);
   }
 }
 
@@ -554,7 +697,9 @@ static void *cluster_main(void *arg)
   const struct tally_cluster_config *config = cluster->config;
   assert(config->heartbeat_interval_ms >= 1 && config->replication_interval_ms >= 1);
   while (!__atomic_load_n(&cluster->quit, __ATOMIC_RELAXED)) {
-    uint64_t now = now_ms();
+    uint64_t now_ns = tally_clock_mono_ns();
+    uint64_t now = now_ns / 1000000u;
+    fault_flush(cluster, now_ns);
     if (now >= cluster->next_heartbeat_ms) {
       send_heartbeats(cluster);
       cluster->next_heartbeat_ms = now + config->heartbeat_interval_ms;
@@ -565,9 +710,7 @@ static void *cluster_main(void *arg)
     }
     for (uint32_t i = 0; i < cluster->peer_count; i++) pump_peer(cluster, &cluster->peers[i], now);
     update_quorum(cluster);
-    struct pollfd descriptor = { .fd = cluster->fd, .events = POLLIN };
-    int rc = poll(&descriptor, 1, 1);
-    if (rc > 0) receive_all(cluster);
+    if (wait_readable(cluster, LOOP_WAIT_NS)) receive_all(cluster);
   }
   return NULL;
 }
@@ -589,6 +732,7 @@ void tally_cluster_stop(struct tally_cluster *cluster)
   __atomic_store_n(&cluster->quit, true, __ATOMIC_RELAXED);
   pthread_join(cluster->thread, NULL);
   cluster->running = false;
+  tally_cluster_fault_free(&cluster->fault); /* what it still held is lost */
   if (cluster->fd >= 0) close(cluster->fd);
   cluster->fd = -1;
 }
@@ -712,8 +856,8 @@ static int restore(struct tally_cluster *cluster, char *error, size_t error_size
       restore_request(cluster, &state);
       next_request = now_ms() + RESTORE_RETRY_MS;
     }
-    struct pollfd descriptor = { .fd = cluster->fd, .events = POLLIN };
-    if (poll(&descriptor, 1, 10) > 0) restore_receive(cluster, &state);
+    fault_flush(cluster, tally_clock_mono_ns());
+    if (wait_readable(cluster, RESTORE_WAIT_NS)) restore_receive(cluster, &state);
   }
   bool done = restore_complete(&state);
   free(state.parts_seen);
@@ -738,6 +882,7 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
   randombytes_buf(&cluster->incarnation, sizeof cluster->incarnation);
   if (cluster->incarnation == 0) cluster->incarnation = 1;
   open_peers(cluster);
+  if (open_fault(cluster, error, error_size) != 0) return -1;
   if (open_socket(cluster, error, error_size) != 0) return -1;
   if (tally_cluster_snapshot_open(cluster, error, error_size) != 0) return -1;
   if (tally_cluster_dedup_open(cluster, error, error_size) != 0) return -1;
@@ -751,8 +896,8 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
 static uint32_t pending_entries(const struct tally_cluster_peer *peer)
 {
   if (!peer->pending_valid) return 0;
-  return (peer->pending_count - peer->pending_next) +
-    (peer->producers_pending_count - peer->producers_pending_next);
+  return part_left(peer, TALLY_LIST_COUNTERS) + part_left(peer, TALLY_LIST_PRODUCERS) +
+    part_left(peer, TALLY_LIST_CLAIMS);
 }
 
 static const char *breaker_name(enum tally_client_breaker_state state)
@@ -777,6 +922,14 @@ void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out
     peers_up(cluster, now_ns), cluster->config->write_quorum,
     __atomic_load_n(&cluster->compensations, __ATOMIC_RELAXED),
     __atomic_load_n(&cluster->compensations_missed, __ATOMIC_RELAXED));
+  if (tally_cluster_fault_active(&cluster->fault)) { /* test-only: shown only when on */
+    struct tally_cluster_fault_settings fault;
+    tally_cluster_fault_get(&cluster->fault, &fault);
+    tally_out_printf(out, "fault delay_ms=%u jitter_ms=%u loss_permille=%u dropped=%" PRIu64
+      " delayed=%" PRIu64 "\n", fault.delay_ms, fault.jitter_ms, fault.loss_permille,
+      __atomic_load_n(&cluster->fault.dropped, __ATOMIC_RELAXED),
+      __atomic_load_n(&cluster->fault.delayed, __ATOMIC_RELAXED));
+  }
   for (uint32_t i = 0; i < cluster->peer_count; i++) {
     const struct tally_cluster_peer *peer = &cluster->peers[i];
     uint64_t last = tally_phi_detector_last_heartbeat_ns(&peer->detector);
@@ -860,6 +1013,13 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
     "# TYPE tally_cluster_compensations_missed_total counter\n"
     "tally_cluster_compensations_missed_total %" PRIu64 "\n",
     __atomic_load_n(&cluster->compensations_missed, __ATOMIC_RELAXED));
+  tally_out_printf(out, "# HELP tally_cluster_claims_lost_total claims (batches applied from a "
+    "resend) overwritten in their ring before a peer got them (alert on any)\n"
+    "# TYPE tally_cluster_claims_lost_total counter\ntally_cluster_claims_lost_total %" PRIu64
+    "\n", __atomic_load_n(&cluster->claims_lost, __ATOMIC_RELAXED));
+  tally_out_printf(out, "# HELP tally_cluster_claims_received_total claims received from peers\n"
+    "# TYPE tally_cluster_claims_received_total counter\ntally_cluster_claims_received_total %"
+    PRIu64 "\n", __atomic_load_n(&cluster->claims_received, __ATOMIC_RELAXED));
   tally_out_printf(out, "# HELP tally_cluster_rejected_total cluster datagrams refused\n"
     "# TYPE tally_cluster_rejected_total counter\n");
   for (uint32_t r = 1; r < TALLY_REPLICATION_REASON_COUNT; r++) {
@@ -868,6 +1028,18 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
   }
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"heartbeat\",reason=\"any\"} %" PRIu64
     "\n", cluster->rejected[HEARTBEAT_REJECTED]);
+  tally_out_printf(out, "# HELP tally_cluster_fault_active 1 while test-only fault injection "
+    "(cluster.fault_*) is on; alert on any in production\n"
+    "# TYPE tally_cluster_fault_active gauge\ntally_cluster_fault_active %d\n",
+    tally_cluster_fault_active(&cluster->fault) ? 1 : 0);
+  tally_out_printf(out, "# HELP tally_cluster_fault_dropped_total datagrams to peers dropped by "
+    "fault injection (loss, or its delay queue full)\n"
+    "# TYPE tally_cluster_fault_dropped_total counter\ntally_cluster_fault_dropped_total %" PRIu64
+    "\n", __atomic_load_n(&cluster->fault.dropped, __ATOMIC_RELAXED));
+  tally_out_printf(out, "# HELP tally_cluster_fault_delayed_total datagrams to peers held back by "
+    "fault injection (delay and jitter)\n"
+    "# TYPE tally_cluster_fault_delayed_total counter\ntally_cluster_fault_delayed_total %" PRIu64
+    "\n", __atomic_load_n(&cluster->fault.delayed, __ATOMIC_RELAXED));
 }
 
 /* ---- Quorum reads (tallyctl get --quorum) ---------------------------------- */

@@ -21,11 +21,18 @@
 
 #include "appliance.h"
 #include "client_internal.h"
+#include "cluster_fault.h"
 #include "out.h"
 #include "tally/phi_detector.h"
 #include "tally/replication_wire.h"
 
 struct rte_hash;
+
+/* The parts of a scan's list, in the order they are sent. */
+enum tally_list_part { TALLY_LIST_COUNTERS, TALLY_LIST_PRODUCERS, TALLY_LIST_CLAIMS };
+
+/* Claims planned into one list at most (the rest go with the next). */
+#define TALLY_CLUSTER_CLAIMS_PER_LIST 4096u
 
 struct tally_cluster_peer {
   uint16_t id;
@@ -42,7 +49,7 @@ struct tally_cluster_peer {
   uint8_t message[TALLY_REPLICATION_SIZE_MAX];
   size_t message_size;
   uint32_t message_count;
-  bool message_producers;             /* the round in flight carries producer records */
+  uint8_t message_part;               /* what the round in flight carries: TALLY_LIST_* */
   uint32_t message_index[TALLY_REPLICATION_ENTRIES_MAX]; /* snapshot indexes */
   int64_t message_value[TALLY_REPLICATION_ENTRIES_MAX];
   uint64_t sent_ms;
@@ -58,6 +65,11 @@ struct tally_cluster_peer {
   uint32_t producers_pending_next;
   uint64_t producers_list_scan;       /* scan number the list was planned at */
   uint64_t producers_synced;          /* the peer holds every record as of this scan number */
+  struct tally_replication_claim *claims_pending; /* claims still to send, after the records */
+  uint32_t claims_pending_count;
+  uint32_t claims_pending_next;
+  uint64_t claims_sent[TALLY_LCORES_MAX];    /* per lcore shard: claims below this position held */
+  uint64_t claims_planned[TALLY_LCORES_MAX]; /* and below this once the list is acked */
   bool pending_valid;                 /* a scan's list is being sent */
   uint64_t list_scan;                 /* that scan's stamp (unix microseconds) */
   uint64_t capture[TALLY_LCORES_MAX]; /* lcores' applied_seq when that scan began */
@@ -96,6 +108,9 @@ struct tally_cluster {
   uint64_t *producer_changed;
   uint64_t compensations;             /* batches undone here (a lower node id applied them) */
   uint64_t compensations_missed;      /* double applies found too late to undo */
+  uint64_t claims_capture[TALLY_LCORES_MAX]; /* lcores' claims_next when the scan began */
+  uint64_t claims_lost;               /* claims overwritten before a peer got them */
+  uint64_t claims_received;
   uint64_t scans;
   uint64_t next_scan_ms;
   uint64_t next_heartbeat_ms;
@@ -108,6 +123,7 @@ struct tally_cluster {
   uint64_t replica_full;              /* entries a full replica table refused */
   uint64_t random_state;
   uint32_t incarnation;               /* random per start, sent in heartbeats */
+  struct tally_cluster_fault fault;   /* test-only: cluster.fault_* (off by default) */
 };
 
 /*
@@ -134,14 +150,29 @@ int tally_cluster_quorum_read(struct tally_cluster *cluster, const char *name, u
 void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out);
 /* `tallyctl cluster`: the self line and one line per peer. */
 void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out);
+/*
+ * `tallyctl reload`, any thread: applies config's fault_* settings (test-only
+ * fault injection) to the running cluster thread. Returns true if they changed.
+ */
+bool tally_cluster_fault_reload(struct tally_cluster *cluster,
+  const struct tally_cluster_config *config);
 
 /* Internal, cluster_dedup.c: cross-node dedup of reliable batches. */
 int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t error_size);
 /* Notes this node's changed producer records (before the values are read). */
 void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_number);
-/* A peer's records, as received in a round: merged, then checked. false: full. */
+/* A peer's records, as received in a round: merged. false: full. */
 bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   const struct tally_replication_message *message);
+/* A peer's claims: every batch this node applied from a lower attempt is undone. */
+void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  const struct tally_replication_message *message);
+/* Plans the claims a peer does not hold yet into its list (cluster_scan.c calls it). */
+uint32_t tally_cluster_dedup_plan_claims(struct tally_cluster *cluster,
+  struct tally_cluster_peer *peer);
+/* A peer that lost its state gets every claim still in the rings again. */
+void tally_cluster_dedup_claims_reset(struct tally_cluster *cluster,
+  struct tally_cluster_peer *peer);
 /* Restore: the records a peer holds of this node, into this node's shards. */
 void tally_cluster_dedup_restore(struct tally_cluster *cluster,
   const struct tally_replication_message *part);

@@ -1,20 +1,20 @@
 /*
  * cluster_dedup.c — cross-node dedup of reliable batches, on the cluster
  * thread. A producer that fails over can have the same (producer, seq)
- * applied by two nodes. This file owns:
+ * applied by two nodes. Every send of a batch carries its attempt (how many
+ * times the producer sent it before); of two applies of a batch, the one of
+ * the higher attempt is kept. This file owns:
  *   - this node's producer records as of each scan (read before the values,
  *     so a record never names a batch the values sent with it lack), which
- *     travel to every peer after the scan's counters;
- *   - the peers' records as received, merged into their replica tables
- *     (where the lcores also look, and answer DUPLICATE for a batch a peer
- *     applied);
- *   - detection of a batch applied here and by a peer, and the rule that
- *     picks which of them undoes it (by applying the negated batch, from its
- *     shard's journal, to its compensation shard, deduplicated on the same
- *     (producer, seq)): the node where the batch is only in the tail of the
- *     producer's run (it was there before the producer failed over, and has
- *     the batch in its journal); if both have it at the head of a run, the
- *     later run; else the higher node id;
+ *     travel to every peer after the scan's counters, and are merged into the
+ *     peers' replica tables, where their lcores look before applying a batch
+ *     (a batch another node applied is answered DUPLICATE);
+ *   - claims: each batch this node applied from a resend (attempt >= 1) is a
+ *     claim, kept in its shard's claims ring until every peer has it (sent
+ *     after the records); a node receiving a claim undoes its own apply of
+ *     the same batch if that came from a lower attempt, by applying the
+ *     negated batch (from its shard's journal) to its compensation shard,
+ *     deduplicated on the same (producer, seq);
  *   - restoring a node's own records from a peer along with its values.
  * See docs/cluster.md, "Cross-node dedup".
  */
@@ -33,7 +33,8 @@ void tally_cluster_dedup_to_wire(uint64_t producer, const struct tally_dedup *de
   record->producer = producer;
   for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
     record->runs[r].head_last = dedup->runs[r].head_last;
-    record->runs[r].head_window = dedup->runs[r].head_window;
+    record->runs[r].head_window[0] = dedup->runs[r].head_window[0];
+    record->runs[r].head_window[1] = dedup->runs[r].head_window[1];
     record->runs[r].last_seq = dedup->runs[r].last_seq;
     record->runs[r].window = dedup->runs[r].window;
   }
@@ -44,8 +45,8 @@ static struct tally_dedup from_wire(const struct tally_replication_producer *rec
   struct tally_dedup dedup;
   for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
     dedup.runs[r] = (struct tally_dedup_run){ .head_last = record->runs[r].head_last,
-      .head_window = record->runs[r].head_window, .last_seq = record->runs[r].last_seq,
-      .window = record->runs[r].window };
+      .head_window = { record->runs[r].head_window[0], record->runs[r].head_window[1] },
+      .last_seq = record->runs[r].last_seq, .window = record->runs[r].window };
   }
   return dedup;
 }
@@ -71,8 +72,11 @@ int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t 
   bool ok = cluster->producer_id != NULL && cluster->producer_dedup != NULL &&
     cluster->producer_changed != NULL;
   for (uint32_t i = 0; ok && i < cluster->peer_count; i++) {
-    cluster->peers[i].producers_pending = calloc(count, sizeof(uint32_t));
-    ok = cluster->peers[i].producers_pending != NULL;
+    struct tally_cluster_peer *peer = &cluster->peers[i];
+    peer->producers_pending = calloc(count, sizeof(uint32_t));
+    peer->claims_pending = calloc(TALLY_CLUSTER_CLAIMS_PER_LIST, sizeof peer->claims_pending[0]);
+    ok = peer->producers_pending != NULL && peer->claims_pending != NULL;
+    if (ok) tally_cluster_dedup_claims_reset(cluster, peer); /* resend what the rings hold */
   }
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the producer snapshot");
   return ok ? 0 : -1;
@@ -89,26 +93,21 @@ static const struct tally_shard *owner_shard(const struct tally_cluster *cluster
 }
 
 /*
- * Undoes this node's apply of (producer, seq): the journal entry negated,
- * applied to the compensation shard under the same (producer, seq), so it
- * happens once whatever crashes or repeats. Without a usable entry an empty
- * batch marks it handled and it is counted as missed.
+ * Undoes this node's apply of (producer, seq) — entry, from its journal (NULL:
+ * the journal no longer has it) — by applying the negated batch to the
+ * compensation shard under the same (producer, seq), so it happens once
+ * whatever crashes or repeats. Without a usable entry an empty batch marks
+ * it handled and it is counted as missed.
  */
 static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_t seq,
-  uint16_t keeper)
+  uint16_t keeper, const struct tally_journal_entry *entry)
 {
   struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
-  struct tally_dedup undone;
-  if (tally_shard_producer_read(compensation, producer, &undone) &&
-      tally_dedup_applied(&undone, seq)) {
-    return; /* undone already */
-  }
   const struct tally_shard *own = owner_shard(cluster, producer);
-  struct tally_journal_entry entry;
   struct tally_wire_batch undo = { .producer = producer, .seq = seq, .count = 0 };
-  bool usable = tally_shard_journal_find(own, producer, seq, &entry);
-  for (uint32_t i = 0; usable && i < entry.count; i++) {
-    const struct tally_journal_pair *pair = &entry.pairs[i];
+  bool usable = entry != NULL;
+  for (uint32_t i = 0; usable && i < entry->count; i++) {
+    const struct tally_journal_pair *pair = &entry->pairs[i];
     assert(pair->slot < own->slots_count);
     if (!tally_shard_slot_readable(own, pair->slot) || pair->delta == INT64_MIN) {
       usable = false;
@@ -122,107 +121,103 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
   if (!usable) undo.count = 0;
   enum tally_reason reason = TALLY_OK;
   enum tally_ack_status status = tally_shard_apply_batch(compensation, &undo, &reason);
-  if (status == TALLY_ACK_DUPLICATE) return;
+  if (status == TALLY_ACK_DUPLICATE) return; /* undone before (a claim repeated) */
   if (status == TALLY_ACK_APPLIED && undo.count > 0) {
     cluster->compensations++;
-    fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " was also applied by node %u, "
-      "which keeps it; undone here (%u counters)\n", producer, seq, keeper, undo.count);
-    return;
-  }
-  if (status == TALLY_ACK_APPLIED) { /* marked handled, but nothing could be undone */
-    cluster->compensations_missed++;
-    fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " was also applied by node %u; "
-      "its journal entry is gone, it stays counted twice\n", producer, seq, keeper);
+    fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " (attempt %u) was also "
+      "applied by node %u from a later attempt; undone here (%u counters)\n", producer, seq,
+      entry->attempt, keeper, undo.count);
     return;
   }
   cluster->compensations_missed++;
-  fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " was also applied by node %u; "
-    "cannot undo it (%s)\n", producer, seq, keeper, tally_ack_status_name(status));
+  if (status == TALLY_ACK_APPLIED) { /* marked handled, but nothing could be undone */
+    fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " was also applied by node %u "
+      "from a later attempt; its journal entry is gone, it stays counted twice\n", producer, seq,
+      keeper);
+    return;
+  }
+  fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " was also applied by node %u "
+    "from a later attempt; cannot undo it (%s)\n", producer, seq, keeper,
+    tally_ack_status_name(status));
 }
 
-/*
- * The rule for a batch both this node and a peer applied: true if this node
- * undoes it. Both nodes reach the same answer from the same two records.
- */
-static bool undoes_here(const struct tally_cluster *cluster, const struct tally_dedup *own,
-  const struct tally_dedup *theirs, uint16_t peer_id, uint64_t seq)
+void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  const struct tally_replication_message *message)
 {
-  assert(tally_dedup_applied(own, seq) && tally_dedup_applied(theirs, seq));
-  uint64_t own_run = 0;
-  uint64_t their_run = 0;
-  bool own_head = tally_dedup_in_head(own, seq, &own_run);
-  bool their_head = tally_dedup_in_head(theirs, seq, &their_run);
-  if (own_head != their_head) return !own_head; /* only in a tail: the run it failed over from */
-  if (own_head && own_run != their_run) return own_run > their_run; /* the later run */
-  assert(cluster->config->node_id != peer_id);
-  return cluster->config->node_id > peer_id;     /* else the lower node id keeps it */
+  assert(message->flags & TALLY_REPLICATION_FLAG_CLAIMS);
+  assert(message->count <= TALLY_REPLICATION_CLAIMS_MAX);
+  struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
+  for (uint32_t i = 0; i < message->count; i++) {
+    const struct tally_replication_claim *claim = &message->claims[i];
+    assert(claim->attempt >= 1 && claim->attempt <= UINT16_MAX);
+    cluster->claims_received++;
+    struct tally_dedup undone;
+    if (tally_shard_producer_read(compensation, claim->producer, &undone) &&
+        tally_dedup_applied(&undone, claim->seq)) {
+      continue; /* undone here already */
+    }
+    const struct tally_shard *own = owner_shard(cluster, claim->producer);
+    struct tally_journal_entry entry;
+    if (tally_shard_journal_find(own, claim->producer, claim->seq, &entry)) {
+      /* The higher attempt keeps it; equal attempts (a producer that does not
+       * number its resends): the lower node id keeps it. */
+      bool undo = entry.attempt < claim->attempt ||
+        (entry.attempt == claim->attempt && cluster->config->node_id > peer->id);
+      if (undo) compensate(cluster, claim->producer, claim->seq, peer->id, &entry);
+      continue;
+    }
+    struct tally_dedup own_dedup;
+    if (tally_shard_producer_read(own, claim->producer, &own_dedup) &&
+        tally_dedup_applied(&own_dedup, claim->seq)) {
+      compensate(cluster, claim->producer, claim->seq, peer->id, NULL); /* applied, no entry */
+    }
+  }
 }
 
-static int compare_u64(const void *a, const void *b)
+/* The first claim position a peer that holds none of the ring still can get. */
+static uint64_t ring_start(uint64_t next)
 {
-  uint64_t x = *(const uint64_t *)a;
-  uint64_t y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
+  return next > TALLY_CLAIMS_ENTRIES ? next - TALLY_CLAIMS_ENTRIES : 0;
 }
 
-/* The sequences a record says were applied (every run's head and tail). */
-static uint32_t applied_sequences(const struct tally_dedup *dedup,
-  uint64_t out[2u * TALLY_DEDUP_WINDOW * TALLY_DEDUP_RUNS])
+void tally_cluster_dedup_claims_reset(struct tally_cluster *cluster,
+  struct tally_cluster_peer *peer)
+{
+  for (uint32_t l = 0; l < cluster->appliance->lcore_count; l++) {
+    peer->claims_sent[l] = ring_start(tally_shard_claims_next(&cluster->appliance->store.shards[l]));
+    peer->claims_planned[l] = peer->claims_sent[l];
+  }
+}
+
+uint32_t tally_cluster_dedup_plan_claims(struct tally_cluster *cluster,
+  struct tally_cluster_peer *peer)
 {
   uint32_t count = 0;
-  for (uint32_t r = TALLY_DEDUP_RUNS; r-- > 0;) { /* oldest run first */
-    const struct tally_dedup_run *run = &dedup->runs[r];
-    if (run->head_last == 0) continue;
-    for (uint32_t d = TALLY_DEDUP_WINDOW; d-- > 0;) { /* a run's head is older than its tail */
-      if (((run->head_window >> d) & 1u) == 0 || d > run->head_last) continue;
-      uint64_t seq = run->head_last - d;
-      if (!tally_dedup_has(run->last_seq, run->window, seq)) out[count++] = seq;
+  for (uint32_t l = 0; l < cluster->appliance->lcore_count; l++) {
+    const struct tally_shard *shard = &cluster->appliance->store.shards[l];
+    uint64_t until = cluster->claims_capture[l];
+    uint64_t from = peer->claims_sent[l];
+    assert(from <= until || until == 0);
+    if (until - from > TALLY_CLAIMS_ENTRIES) { /* the peer was away too long: some are gone */
+      cluster->claims_lost += until - from - TALLY_CLAIMS_ENTRIES;
+      from = until - TALLY_CLAIMS_ENTRIES;
     }
-    for (uint32_t d = TALLY_DEDUP_WINDOW; d-- > 0;) {
-      if (((run->window >> d) & 1u) == 0 || d > run->last_seq) continue;
-      out[count++] = run->last_seq - d;
+    uint64_t position = from;
+    for (; position < until && count < TALLY_CLUSTER_CLAIMS_PER_LIST; position++) {
+      struct tally_claim claim;
+      if (!tally_shard_claim_at(shard, position, &claim)) {
+        cluster->claims_lost++; /* overwritten since it was noted */
+        continue;
+      }
+      peer->claims_pending[count++] = (struct tally_replication_claim){
+        .producer = claim.producer, .seq = claim.seq, .attempt = claim.attempt };
     }
+    peer->claims_planned[l] = position;
   }
-  assert(count <= 2u * TALLY_DEDUP_WINDOW * TALLY_DEDUP_RUNS);
+  peer->claims_pending_count = count;
+  peer->claims_pending_next = 0;
+  assert(count <= TALLY_CLUSTER_CLAIMS_PER_LIST);
   return count;
-}
-
-/*
- * Compares this node's record of producer with one peer's: every sequence
- * both applied is a double apply, undone by one of the two (undoes_here).
- * Ascending, because the compensation shard's dedup window slides forward.
- */
-static void check_pair(struct tally_cluster *cluster, uint64_t producer,
-  const struct tally_dedup *own, const struct tally_cluster_peer *peer)
-{
-  const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
-  struct tally_dedup theirs;
-  if (!tally_shard_producer_read(replica, producer, &theirs)) return;
-  uint64_t sequences[2u * TALLY_DEDUP_WINDOW * TALLY_DEDUP_RUNS];
-  uint32_t count = applied_sequences(own, sequences);
-  qsort(sequences, count, sizeof sequences[0], compare_u64); /* a peer's odd record too */
-  for (uint32_t i = 0; i < count; i++) {
-    if (i > 0 && sequences[i] == sequences[i - 1]) continue;
-    if (!tally_dedup_applied(&theirs, sequences[i])) continue;
-    if (undoes_here(cluster, own, &theirs, peer->id, sequences[i])) {
-      compensate(cluster, producer, sequences[i], peer->id);
-    }
-  }
-}
-
-/* Checks producer against one peer, or every peer (peer NULL). */
-static void check_producer(struct tally_cluster *cluster, uint64_t producer,
-  const struct tally_cluster_peer *only)
-{
-  struct tally_dedup own;
-  if (!tally_shard_producer_read(owner_shard(cluster, producer), producer, &own)) {
-    return; /* never applied here (or being rewritten: the next scan sees it) */
-  }
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    const struct tally_cluster_peer *peer = &cluster->peers[i];
-    if (only != NULL && peer != only) continue;
-    check_pair(cluster, producer, &own, peer);
-  }
 }
 
 void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_number)
@@ -244,7 +239,6 @@ void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_numbe
       cluster->producer_id[position] = producer;
       cluster->producer_dedup[position] = dedup;
       cluster->producer_changed[position] = scan_number;
-      check_producer(cluster, producer, NULL); /* applied here after a peer did */
     }
   }
   assert(position == cluster->producer_positions);
@@ -263,9 +257,6 @@ bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_clu
     if (tally_shard_producer_merge(replica, message->producers[i].producer, &dedup) != TALLY_OK) {
       return false;
     }
-  }
-  for (uint32_t i = 0; i < message->count; i++) { /* a peer applied what this node did? */
-    check_producer(cluster, message->producers[i].producer, peer);
   }
   return true;
 }

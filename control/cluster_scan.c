@@ -66,6 +66,9 @@ void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluste
   peer->producers_pending_count = 0;
   peer->producers_pending_next = 0;
   peer->producers_synced = 0; /* it holds none of this node's records: send them all */
+  peer->claims_pending_count = 0;
+  peer->claims_pending_next = 0;
+  tally_cluster_dedup_claims_reset(cluster, peer);
   peer->sent_seq = 0;
   peer->retries = 0;
   peer->resyncs++;
@@ -163,9 +166,11 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
   peer->producers_pending_count = producers;
   peer->producers_pending_next = 0;
   peer->producers_list_scan = cluster->scans;
-  peer->pending_valid = count + producers > 0;
+  uint32_t claims = tally_cluster_dedup_plan_claims(cluster, peer); /* then the claims */
+  peer->pending_valid = count + producers + claims > 0;
   if (!peer->pending_valid) {
     memcpy(peer->confirmed, capture, sizeof peer->confirmed);
+    memcpy(peer->claims_sent, peer->claims_planned, sizeof peer->claims_sent);
     peer->producers_synced = cluster->scans;
   }
 }
@@ -177,6 +182,8 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
   uint64_t writes = 0;
   for (uint32_t l = 0; l < appliance->lcore_count; l++) {
     capture[l] = __atomic_load_n(&appliance->lcores[l].stats.applied_seq, __ATOMIC_ACQUIRE);
+    /* Claims noted before the values: every claimed batch is in the values sent. */
+    cluster->claims_capture[l] = tally_shard_claims_next(&appliance->store.shards[l]);
     writes += __atomic_load_n(&appliance->lcores[l].stats.statsd_increments, __ATOMIC_RELAXED);
     writes += __atomic_load_n(&appliance->lcores[l].stats.batch_increments, __ATOMIC_RELAXED);
     writes += capture[l];

@@ -18,7 +18,8 @@
  * one member, write quorum 1); present, it must name this node, every member
  * and the cluster key, and what spans keys (node_id among the nodes, the write
  * quorum within the member count, suspect_phi below down_phi) is checked once
- * the whole file is read.
+ * the whole file is read. Its fault_* keys (test-only fault injection on the
+ * cluster socket) default to 0, off.
  */
 #include "tally/config.h"
 
@@ -96,6 +97,9 @@ enum config_key {
   KEY_CLUSTER_REPLICATION_INTERVAL_MS,
   KEY_CLUSTER_SUSPECT_PHI,
   KEY_CLUSTER_DOWN_PHI,
+  KEY_CLUSTER_FAULT_DELAY_MS,
+  KEY_CLUSTER_FAULT_JITTER_MS,
+  KEY_CLUSTER_FAULT_LOSS_PERMILLE,
   KEY_COUNT,
 };
 
@@ -394,6 +398,15 @@ static int parse_number(struct parse_state *state, enum config_key key,
   case KEY_CLUSTER_REPLICATION_INTERVAL_MS:
     return parse_uint(state, key, value, CONFIG_REPLICATION_INTERVAL_MS_MIN,
       CONFIG_REPLICATION_INTERVAL_MS_MAX, &config->cluster.replication_interval_ms);
+  case KEY_CLUSTER_FAULT_DELAY_MS:
+    return parse_uint(state, key, value, 0, TALLY_CLUSTER_FAULT_DELAY_MS_MAX,
+      &config->cluster.fault_delay_ms);
+  case KEY_CLUSTER_FAULT_JITTER_MS:
+    return parse_uint(state, key, value, 0, TALLY_CLUSTER_FAULT_JITTER_MS_MAX,
+      &config->cluster.fault_jitter_ms);
+  case KEY_CLUSTER_FAULT_LOSS_PERMILLE:
+    return parse_uint(state, key, value, 0, TALLY_CLUSTER_FAULT_LOSS_PERMILLE_MAX,
+      &config->cluster.fault_loss_permille);
   default:
     assert(false && "not a numeric key");
     return 0;
@@ -621,6 +634,9 @@ static const struct key_spec key_specs[KEY_COUNT] = {
   [KEY_CLUSTER_REPLICATION_INTERVAL_MS] = {"cluster", "replication_interval_ms", parse_number},
   [KEY_CLUSTER_SUSPECT_PHI] = {"cluster", "suspect_phi", parse_cluster_phi},
   [KEY_CLUSTER_DOWN_PHI] = {"cluster", "down_phi", parse_cluster_phi},
+  [KEY_CLUSTER_FAULT_DELAY_MS] = {"cluster", "fault_delay_ms", parse_number},
+  [KEY_CLUSTER_FAULT_JITTER_MS] = {"cluster", "fault_jitter_ms", parse_number},
+  [KEY_CLUSTER_FAULT_LOSS_PERMILLE] = {"cluster", "fault_loss_permille", parse_number},
 };
 
 static const struct key_spec *key_spec_get(enum config_key key) {
@@ -948,6 +964,9 @@ static void cluster_assert_valid(const struct tally_cluster_config *cluster) {
   assert(cluster->suspect_phi > 0.0);
   assert(cluster->suspect_phi < cluster->down_phi);
   assert(cluster->down_phi <= CONFIG_PHI_MAX);
+  assert(cluster->fault_delay_ms <= TALLY_CLUSTER_FAULT_DELAY_MS_MAX);
+  assert(cluster->fault_jitter_ms <= TALLY_CLUSTER_FAULT_JITTER_MS_MAX);
+  assert(cluster->fault_loss_permille <= TALLY_CLUSTER_FAULT_LOSS_PERMILLE_MAX);
   bool member = false;
   for (uint32_t i = 0; i < cluster->node_count; i++) {
     assert(cluster->nodes[i].id != 0);
@@ -1001,6 +1020,9 @@ void tally_config_defaults(struct tally_config *config) {
   cluster->replication_interval_ms = CONFIG_REPLICATION_INTERVAL_MS_DEFAULT;
   cluster->suspect_phi = CONFIG_SUSPECT_PHI_DEFAULT;
   cluster->down_phi = CONFIG_DOWN_PHI_DEFAULT;
+  cluster->fault_delay_ms = 0; /* fault injection off */
+  cluster->fault_jitter_ms = 0;
+  cluster->fault_loss_permille = 0;
   assert(config->mbufs >= TALLY_MBUFS_MIN);
   assert(config->counters_max >= TALLY_COUNTERS_MIN);
 }

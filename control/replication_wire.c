@@ -55,19 +55,54 @@ static bool producers_allowed(unsigned type)
 
 /*
  * A producer record on the wire: producer u64, then per run (newest first)
- * head_last u64 | head_window u64 | last_seq u64 | window u64.
+ * head_last u64 | head_window[0] u64 | head_window[1] u64 | last_seq u64 |
+ * window u64.
  */
 #define PRODUCER_ID_SIZE 8u
-#define PRODUCER_RUN_SIZE 32u
+#define PRODUCER_RUN_SIZE 40u
 static_assert(TALLY_REPLICATION_PRODUCER_SIZE ==
   PRODUCER_ID_SIZE + TALLY_DEDUP_RUNS * PRODUCER_RUN_SIZE, "producer record layout");
-static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 104u, "8 + 3 runs x 32 bytes");
+static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 128u, "8 + 3 runs x 40 bytes");
 static_assert(sizeof(((struct tally_replication_producer *)0)->runs) ==
-  TALLY_DEDUP_RUNS * PRODUCER_RUN_SIZE, "four u64 per run");
+  TALLY_DEDUP_RUNS * PRODUCER_RUN_SIZE, "five u64 per run");
 
 static bool producer_id_valid(uint64_t producer)
 {
   return producer != 0 && producer != UINT64_MAX;
+}
+
+/* A claim on the wire: producer u64 | seq u64 | attempt u64. */
+static_assert(TALLY_REPLICATION_CLAIM_SIZE == 24u, "three u64 per claim");
+static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_CLAIMS_MAX *
+  TALLY_REPLICATION_CLAIM_SIZE + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
+  "a full claim message fits one datagram");
+
+static bool claim_valid(const struct tally_replication_claim *claim)
+{
+  return producer_id_valid(claim->producer) && claim->attempt >= 1 &&
+    claim->attempt <= UINT16_MAX;
+}
+
+/*
+ * Flags for a type: nothing unknown, PRODUCERS only on ROUND and RESTORE,
+ * CLAIMS only on ROUND and never with PRODUCERS (LAST goes with anything).
+ */
+static bool flags_valid(unsigned type, uint16_t flags)
+{
+  if ((flags & ~TALLY_REPLICATION_FLAGS_KNOWN) != 0) return false;
+  bool producers = (flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
+  bool claims = (flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
+  if (producers && !producers_allowed(type)) return false;
+  if (claims && (producers || type != TALLY_REPLICATION_ROUND)) return false;
+  return true;
+}
+
+/* The count limit of valid flags: records, claims or counter entries. */
+static uint32_t count_max(uint16_t flags)
+{
+  if ((flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) return TALLY_REPLICATION_PRODUCERS_MAX;
+  if ((flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0) return TALLY_REPLICATION_CLAIMS_MAX;
+  return TALLY_REPLICATION_ENTRIES_MAX;
 }
 
 /* Writes the body behind the header; returns its end, 0 if invalid or out of room. */
@@ -99,11 +134,28 @@ static size_t encode_producers(const struct tally_replication_message *message, 
     for (unsigned r = 0; r < TALLY_DEDUP_RUNS; r++) {
       uint8_t *run = out + used + PRODUCER_ID_SIZE + (size_t)r * PRODUCER_RUN_SIZE;
       put64(run, record->runs[r].head_last);
-      put64(run + 8, record->runs[r].head_window);
-      put64(run + 16, record->runs[r].last_seq);
-      put64(run + 24, record->runs[r].window);
+      put64(run + 8, record->runs[r].head_window[0]);
+      put64(run + 16, record->runs[r].head_window[1]);
+      put64(run + 24, record->runs[r].last_seq);
+      put64(run + 32, record->runs[r].window);
     }
     used += TALLY_REPLICATION_PRODUCER_SIZE;
+  }
+  return used;
+}
+
+static size_t encode_claims(const struct tally_replication_message *message, uint8_t *out,
+  size_t out_size)
+{
+  size_t used = TALLY_REPLICATION_HEADER_SIZE;
+  for (uint32_t i = 0; i < message->count; i++) {
+    const struct tally_replication_claim *claim = &message->claims[i];
+    if (!claim_valid(claim)) return 0;
+    if (used + TALLY_REPLICATION_CLAIM_SIZE + TALLY_MAC_SIZE > out_size) return 0;
+    put64(out + used, claim->producer);
+    put64(out + used + 8, claim->seq);
+    put64(out + used + 16, claim->attempt);
+    used += TALLY_REPLICATION_CLAIM_SIZE;
   }
   return used;
 }
@@ -113,15 +165,14 @@ size_t tally_replication_encode(const struct tally_replication_message *message,
 {
   assert(message != NULL && out != NULL);
   if (!type_valid(message->type)) return 0;
-  /* An unknown flag would make every receiver refuse the message as malformed. */
-  if ((message->flags & ~TALLY_REPLICATION_FLAGS_KNOWN) != 0) return 0;
+  /*
+   * An unknown flag, or a known one where it does not belong, would make
+   * every receiver refuse the message as malformed.
+   */
+  if (!flags_valid(message->type, message->flags)) return 0;
+  if (message->count > count_max(message->flags)) return 0;
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
-  if (producers) {
-    if (!producers_allowed(message->type)) return 0;
-    if (message->count > TALLY_REPLICATION_PRODUCERS_MAX) return 0;
-  } else if (message->count > TALLY_REPLICATION_ENTRIES_MAX) {
-    return 0;
-  }
+  bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
   if (out_size < TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE) return 0;
   out[0] = TALLY_REPLICATION_MAGIC_0;
   out[1] = TALLY_REPLICATION_MAGIC_1;
@@ -136,7 +187,7 @@ size_t tally_replication_encode(const struct tally_replication_message *message,
   put64(out + 16, message->seq);
   put64(out + 24, message->scan);
   size_t used = producers ? encode_producers(message, out, out_size) :
-    encode_entries(message, out, out_size);
+    claims ? encode_claims(message, out, out_size) : encode_entries(message, out, out_size);
   if (used == 0) return 0;
   mac(out, used, key, out + used);
   assert(used + TALLY_MAC_SIZE <= out_size);
@@ -173,12 +224,31 @@ static enum tally_replication_reason decode_producers(const uint8_t *data, size_
     for (unsigned r = 0; r < TALLY_DEDUP_RUNS; r++) {
       const uint8_t *run = data + used + PRODUCER_ID_SIZE + (size_t)r * PRODUCER_RUN_SIZE;
       record->runs[r].head_last = get64(run);
-      record->runs[r].head_window = get64(run + 8);
-      record->runs[r].last_seq = get64(run + 16);
-      record->runs[r].window = get64(run + 24);
+      record->runs[r].head_window[0] = get64(run + 8);
+      record->runs[r].head_window[1] = get64(run + 16);
+      record->runs[r].last_seq = get64(run + 24);
+      record->runs[r].window = get64(run + 32);
     }
     if (!producer_id_valid(record->producer)) return TALLY_REPLICATION_MALFORMED;
     used += TALLY_REPLICATION_PRODUCER_SIZE;
+  }
+  return TALLY_REPLICATION_OK;
+}
+
+static enum tally_replication_reason decode_claims(const uint8_t *data, size_t body_end,
+  struct tally_replication_message *message)
+{
+  size_t used = TALLY_REPLICATION_HEADER_SIZE;
+  if (body_end - used != (size_t)message->count * TALLY_REPLICATION_CLAIM_SIZE) {
+    return TALLY_REPLICATION_MALFORMED;
+  }
+  for (uint32_t i = 0; i < message->count; i++) {
+    struct tally_replication_claim *claim = &message->claims[i];
+    claim->producer = get64(data + used);
+    claim->seq = get64(data + used + 8);
+    claim->attempt = get64(data + used + 16);
+    if (!claim_valid(claim)) return TALLY_REPLICATION_MALFORMED;
+    used += TALLY_REPLICATION_CLAIM_SIZE;
   }
   return TALLY_REPLICATION_OK;
 }
@@ -210,14 +280,14 @@ enum tally_replication_reason tally_replication_decode(const uint8_t *data, size
   message->seq = get64(data + 16);
   message->scan = get64(data + 24);
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
-  uint32_t count_max = producers ? TALLY_REPLICATION_PRODUCERS_MAX : TALLY_REPLICATION_ENTRIES_MAX;
-  if (get16(data + 14) != 0 || (message->flags & ~TALLY_REPLICATION_FLAGS_KNOWN) != 0 ||
-      (producers && !producers_allowed(message->type)) || message->count > count_max) {
+  bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
+  if (get16(data + 14) != 0 || !flags_valid(message->type, message->flags) ||
+      message->count > count_max(message->flags)) {
     memset(message, 0, sizeof *message);
     return TALLY_REPLICATION_MALFORMED;
   }
-  enum tally_replication_reason reason = producers ?
-    decode_producers(data, body_end, message) : decode_entries(data, body_end, message);
+  enum tally_replication_reason reason = producers ? decode_producers(data, body_end, message) :
+    claims ? decode_claims(data, body_end, message) : decode_entries(data, body_end, message);
   if (reason != TALLY_REPLICATION_OK) memset(message, 0, sizeof *message);
   return reason;
 }

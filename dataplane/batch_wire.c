@@ -138,6 +138,7 @@ static enum tally_reason wire_check_envelope(const uint8_t *data, size_t size, u
   return TALLY_OK;
 }
 
+/* status is the ack status in an ack and the attempt in a batch. */
 static void wire_store_header(uint8_t *out, uint8_t type, uint16_t count, uint16_t status,
   uint64_t producer, uint64_t seq)
 {
@@ -190,6 +191,7 @@ enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
   assert(batch != NULL);
   batch->producer = 0;
   batch->seq = 0;
+  batch->attempt = 0;
   batch->count = 0;
   enum tally_reason reason = wire_check_envelope(data, size, TALLY_WIRE_TYPE_BATCH, key);
   if (reason != TALLY_OK) return reason;
@@ -197,8 +199,9 @@ enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
   /* The MAC verified: from here on the sender is known and may be answered. */
   batch->producer = wire_load_u64(data + WIRE_OFFSET_PRODUCER);
   batch->seq = wire_load_u64(data + WIRE_OFFSET_SEQ);
+  /* In a batch the status field is the attempt; every value is valid. */
+  batch->attempt = wire_load_u16(data + WIRE_OFFSET_STATUS);
   uint32_t count = wire_load_u16(data + WIRE_OFFSET_COUNT);
-  if (wire_load_u16(data + WIRE_OFFSET_STATUS) != 0) return TALLY_REASON_BATCH_MALFORMED;
   if (count == 0) return TALLY_REASON_BATCH_MALFORMED;
   if (count > TALLY_BATCH_PAIRS_MAX) return TALLY_REASON_BATCH_TOO_MANY_PAIRS;
   if (batch->producer == 0) return TALLY_REASON_BATCH_BAD_PRODUCER;
@@ -239,8 +242,8 @@ size_t tally_wire_encode_batch(const struct tally_wire_batch *batch,
   if (size == 0 || size > out_size) return 0;
   assert(out != NULL);
 
-  wire_store_header(out, TALLY_WIRE_TYPE_BATCH, (uint16_t)batch->count, 0, batch->producer,
-    batch->seq);
+  wire_store_header(out, TALLY_WIRE_TYPE_BATCH, (uint16_t)batch->count, batch->attempt,
+    batch->producer, batch->seq);
   size_t offset = TALLY_WIRE_HEADER_SIZE;
   for (uint32_t i = 0; i < batch->count; i++) {
     const struct tally_wire_pair *pair = &batch->pairs[i];
@@ -252,6 +255,20 @@ size_t tally_wire_encode_batch(const struct tally_wire_batch *batch,
   assert(offset + TALLY_MAC_SIZE == size);
   wire_mac_compute(out, offset, key, out + offset);
   return size;
+}
+
+void tally_wire_set_attempt(uint8_t *datagram, size_t size, const uint8_t key[TALLY_KEY_SIZE],
+  uint16_t attempt)
+{
+  assert(datagram != NULL);
+  assert(key != NULL);
+  assert(size >= TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE);
+  assert(datagram[WIRE_OFFSET_MAGIC_0] == TALLY_WIRE_MAGIC_0);
+  assert(datagram[WIRE_OFFSET_MAGIC_1] == TALLY_WIRE_MAGIC_1);
+  assert(datagram[WIRE_OFFSET_TYPE] == TALLY_WIRE_TYPE_BATCH);
+  wire_store_u16(datagram + WIRE_OFFSET_STATUS, attempt);
+  size_t body_size = size - TALLY_MAC_SIZE;
+  wire_mac_compute(datagram, body_size, key, datagram + body_size);
 }
 
 /* ---- Acks ---------------------------------------------------------------- */

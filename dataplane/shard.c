@@ -2,8 +2,8 @@
  * shard.c — one dataplane lcore's shard of the persistent store: the counter
  * slot table (open addressing, linear probing; the table is the on-media
  * index), the producers' dedup records, the batch redo log and recovery. The
- * journal of applied batches and the cross-node producer functions are in
- * shard_journal.c.
+ * journal of applied batches, the claims ring and the cross-node producer
+ * functions are in shard_journal.c.
  *
  * One writer per shard (its lcore), readers anywhere: a slot is published by
  * the release-store of name_len, written after everything else in the slot.
@@ -40,6 +40,7 @@ static_assert(offsetof(struct tally_slot, name_len) < CACHE_LINE_SIZE, "hot fiel
 static_assert(offsetof(struct tally_shard_header, counters_used) == CACHE_LINE_SIZE,
   "the header's mutable line");
 static_assert(offsetof(struct tally_shard_header, journal_next) == 88, "header layout");
+static_assert(offsetof(struct tally_shard_header, claims_next) == 96, "header layout");
 static_assert(sizeof(struct tally_shard_header) == 2u * CACHE_LINE_SIZE, "header: two lines");
 static_assert(offsetof(struct tally_batch_log, crc) == 8, "log crc after state");
 static_assert(offsetof(struct tally_batch_log, count) == 12, "log crc covers from count");
@@ -71,12 +72,10 @@ uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer,
   assert(dedup != NULL);
   uint32_t crc = rte_hash_crc_4byte(producer_slot, PRODUCER_CRC_SEED);
   crc = rte_hash_crc_8byte(producer, crc);
-  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
-    const struct tally_dedup_run *run = &dedup->runs[r];
-    crc = rte_hash_crc_8byte(run->head_last, crc);
-    crc = rte_hash_crc_8byte(run->head_window, crc);
-    crc = rte_hash_crc_8byte(run->last_seq, crc);
-    crc = rte_hash_crc_8byte(run->window, crc);
+  static_assert(sizeof(struct tally_dedup) % sizeof(uint64_t) == 0, "dedup is words");
+  const uint64_t *words = (const uint64_t *)(const void *)dedup;
+  for (size_t i = 0; i < sizeof(struct tally_dedup) / sizeof(uint64_t); i++) {
+    crc = rte_hash_crc_8byte(words[i], crc);
   }
   return crc;
 }
@@ -183,18 +182,27 @@ static size_t journal_offset(uint32_t slots_count, uint32_t producer_slots_count
     (size_t)producer_slots_count * sizeof(struct tally_producer));
 }
 
+/* The claims ring, block aligned after the journal. */
+static size_t claims_offset(uint32_t slots_count, uint32_t producer_slots_count)
+{
+  return round_block(journal_offset(slots_count, producer_slots_count) +
+    (size_t)TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry));
+}
+
 size_t tally_shard_region_size(uint32_t counters_max, uint32_t producers_max)
 {
   uint32_t slots_count = tally_shard_slots_for(counters_max);
   uint32_t producer_slots_count = tally_shard_producer_slots_for(producers_max);
   size_t journal = journal_offset(slots_count, producer_slots_count);
-  size_t size = round_block(journal +
-    (size_t)TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry));
+  size_t claims = claims_offset(slots_count, producer_slots_count);
+  size_t size = round_block(claims + (size_t)TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim));
   assert(size % BLOCK_SIZE == 0);
   assert(journal % BLOCK_SIZE == 0);
+  assert(claims % BLOCK_SIZE == 0);
   assert(journal >= producers_offset(slots_count) +
     (size_t)producer_slots_count * sizeof(struct tally_producer));
-  assert(size >= journal + (size_t)TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry));
+  assert(claims >= journal + (size_t)TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry));
+  assert(size >= claims + (size_t)TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim));
   return size;
 }
 
@@ -218,7 +226,11 @@ int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
     (struct tally_producer *)(void *)(base + producers_offset(shard->slots_count));
   shard->journal = (struct tally_journal_entry *)(void *)(base +
     journal_offset(shard->slots_count, shard->producer_slots_count));
+  shard->claims = (struct tally_claim *)(void *)(base +
+    claims_offset(shard->slots_count, shard->producer_slots_count));
   assert(((uintptr_t)shard->journal % CACHE_LINE_SIZE) == 0);
+  assert(((uintptr_t)shard->claims % CACHE_LINE_SIZE) == 0);
+  assert((uint8_t *)shard->claims >= (uint8_t *)(shard->journal + TALLY_JOURNAL_ENTRIES));
 
   struct tally_shard_header *header = shard->header;
   if (format) {
@@ -234,6 +246,7 @@ int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
     header->held_seq = 0;
     header->held_scan = 0;
     header->journal_next = 0;
+    header->claims_next = 0;
     return 0;
   }
   if (header->magic != TALLY_SHARD_MAGIC) return -1;
@@ -637,6 +650,15 @@ enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
     shard->header->producers_used++;
     shard_flush(shard, &shard->header->producers_used, sizeof(uint32_t));
   }
+  /* Applied: the entry may now be used (a kill before this: recovery marks it). */
+  bool marked = tally_shard_journal_mark_applied(shard, batch->producer, batch->seq);
+  assert(marked);
+  (void)marked;
+  if (batch->attempt >= 1u) {
+    uint64_t claims_next = shard->header->claims_next;
+    tally_shard_claim_append(shard, batch->producer, batch->seq, batch->attempt);
+    assert(shard->header->claims_next == claims_next + 1u);
+  }
   shard_drain(shard);
   log_clear(shard);
   assert(shard->producers[producer.slot].producer == batch->producer);
@@ -679,6 +701,9 @@ static void recover_log(struct tally_shard *shard, struct tally_shard_recovery *
   if (log->state == TALLY_LOG_STATE_EMPTY) return;
   if (log->state == TALLY_LOG_STATE_VALID && log_replayable(shard)) {
     log_apply(shard);
+    /* What the kill cut short after the values: the applied flag, the claim. */
+    (void)tally_shard_journal_mark_applied(shard, log->producer, log->seq);
+    tally_shard_claim_recover(shard, log->producer, log->seq);
     report->log_replayed++;
   } else {
     report->log_discarded++;

@@ -100,4 +100,29 @@ static inline void producer_store(struct tally_shard *shard, uint32_t slot, uint
 void tally_shard_journal_append(struct tally_shard *shard, const struct tally_wire_batch *batch,
   const uint32_t *slot);
 
+/*
+ * Marks the newest journal entry (position journal_next - 1) applied if it
+ * names (producer, seq): the owning lcore after the batch is applied, and
+ * recovery after replaying its redo record. Returns whether it named it (a
+ * mismatch leaves the journal alone). Flushed, not drained.
+ */
+bool tally_shard_journal_mark_applied(struct tally_shard *shard, uint64_t producer,
+  uint64_t seq);
+
+/*
+ * Claims (shard_journal.c): appends the claim of (producer, seq, attempt),
+ * attempt >= 1, at claims_next and advances claims_next. The owning lcore
+ * only, after the batch's journal entry is marked applied. Flushed, not
+ * drained.
+ */
+void tally_shard_claim_append(struct tally_shard *shard, uint64_t producer, uint64_t seq,
+  uint32_t attempt);
+
+/*
+ * Recovery, after replaying the redo record of (producer, seq): if the
+ * newest journal entry names it (intact) with attempt >= 1 and the newest
+ * claim does not, appends the claim the kill cut short (idempotent).
+ */
+void tally_shard_claim_recover(struct tally_shard *shard, uint64_t producer, uint64_t seq);
+
 #endif

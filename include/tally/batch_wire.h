@@ -6,6 +6,10 @@
  *
  *   header (24 bytes): magic "TB" | version u8 | type u8 | count u16 |
  *                      status u16 | producer u64 | seq u64
+ *                      (in a batch, the status field is the attempt: how
+ *                      many times the producer sent this batch before, to
+ *                      any node; cross-node dedup keeps the apply of the
+ *                      highest attempt, docs/cluster.md)
  *   pairs (count):     delta i64 | name_len u8 | name bytes
  *   mac (16 bytes):    BLAKE2b-128 keyed with the ingest key, over all
  *                      bytes before it (libsodium crypto_generichash)
@@ -61,6 +65,7 @@ struct tally_wire_pair {
 struct tally_wire_batch {
   uint64_t producer;
   uint64_t seq;
+  uint16_t attempt; /* earlier sends of this batch, to any node; 0 the first */
   uint32_t count;
   struct tally_wire_pair pairs[TALLY_BATCH_PAIRS_MAX];
 };
@@ -97,5 +102,12 @@ enum tally_reason tally_wire_decode_ack(const uint8_t *data, size_t size,
 
 /* Name of an ack status ("applied", "duplicate", ...). */
 const char *tally_ack_status_name(enum tally_ack_status status);
+
+/*
+ * Rewrites the attempt of an encoded batch (a producer's resend) and its MAC.
+ * The datagram must be one tally_wire_encode_batch produced with this key.
+ */
+void tally_wire_set_attempt(uint8_t *datagram, size_t size, const uint8_t key[TALLY_KEY_SIZE],
+  uint16_t attempt);
 
 #endif

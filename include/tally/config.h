@@ -32,6 +32,11 @@ struct tally_cluster_config {
   uint32_t replication_interval_ms; /* default 5; 1..1000 */
   double suspect_phi;               /* default 5; (0, 100] */
   double down_phi;                  /* default 8; > suspect_phi, <= 100 */
+  /* Test-only fault injection on every datagram sent to peers (never in
+   * production; control/cluster_fault.h). Default 0: off. Reloadable. */
+  uint32_t fault_delay_ms;          /* 0..TALLY_CLUSTER_FAULT_DELAY_MS_MAX */
+  uint32_t fault_jitter_ms;         /* 0..TALLY_CLUSTER_FAULT_JITTER_MS_MAX */
+  uint32_t fault_loss_permille;     /* 0..TALLY_CLUSTER_FAULT_LOSS_PERMILLE_MAX */
 };
 
 struct tally_config {

@@ -30,7 +30,7 @@
 #define TALLY_PRODUCERS_MIN 16u
 #define TALLY_PRODUCERS_MAX (1u << 20)
 /* Size of one producer (dedup) record in the persistent store. */
-#define TALLY_PRODUCER_SIZE 128u
+#define TALLY_PRODUCER_SIZE 192u
 /* Runs of a producer (arrivals at a node) each dedup record remembers. */
 #define TALLY_DEDUP_RUNS 3u
 /*
@@ -49,6 +49,12 @@
  * is counted (tally_cluster_compensations_missed_total).
  */
 #define TALLY_JOURNAL_ENTRIES 1024u
+/*
+ * Claims (batches applied from a resend) each shard keeps until every peer
+ * has them. A peer unreachable for longer than this many resends applied on
+ * one shard misses the oldest (counted: tally_cluster_claims_lost_total).
+ */
+#define TALLY_CLAIMS_ENTRIES 8192u
 
 /* ---- Packets ------------------------------------------------------------- */
 
@@ -87,12 +93,26 @@
 #define TALLY_NODES_MAX 8u
 /* Counter values in one replication message (each at most 106 bytes). */
 #define TALLY_REPLICATION_ENTRIES_MAX 12u
-/* Producer dedup records in one replication message (8 + 32 per run bytes each). */
-#define TALLY_REPLICATION_PRODUCERS_MAX 13u
+/* Producer dedup records in one replication message (8 + 40 bytes per run each). */
+#define TALLY_REPLICATION_PRODUCERS_MAX 11u
+/* Claims (producer, seq, attempt: 24 bytes each) in one replication message. */
+#define TALLY_REPLICATION_CLAIMS_MAX 48u
 /* A replication message is unanswered after this long: resend. */
 #define TALLY_REPLICATION_TIMEOUT_MS 50u
 /* Backoff cap of replication resends to an unresponsive peer. */
 #define TALLY_REPLICATION_BACKOFF_MAX_MS 1000u
+/*
+ * Test-only fault injection on the cluster socket (cluster.fault_*, see
+ * control/cluster_fault.h): the allowed ranges, and how many delayed
+ * datagrams are held at once (one more is dropped and counted as dropped).
+ * At the longest delay (20 s) a 3-node cluster holds about 400 heartbeats
+ * and a few rounds, acks and resends; a restore burst of a large replica can
+ * overflow it (the restoring node asks again).
+ */
+#define TALLY_CLUSTER_FAULT_DELAY_MS_MAX 10000u
+#define TALLY_CLUSTER_FAULT_JITTER_MS_MAX 10000u
+#define TALLY_CLUSTER_FAULT_LOSS_PERMILLE_MAX 1000u
+#define TALLY_CLUSTER_FAULT_QUEUE_MAX 1024u
 
 /* ---- Persistence --------------------------------------------------------- */
 
@@ -134,6 +154,7 @@ static_assert(TALLY_DATAGRAM_SIZE_MAX + 14u + 20u + 8u <= TALLY_MBUF_DATA_SIZE,
   "a full frame fits one mbuf");
 static_assert(TALLY_DEDUP_WINDOW == 64u, "the dedup window is one 64-bit bitmap");
 static_assert((TALLY_JOURNAL_ENTRIES & (TALLY_JOURNAL_ENTRIES - 1u)) == 0, "journal ring 2^n");
+static_assert((TALLY_CLAIMS_ENTRIES & (TALLY_CLAIMS_ENTRIES - 1u)) == 0, "claims ring 2^n");
 static_assert(TALLY_COUNTERS_MAX <= (1u << 30), "slot indexes fit 31 bits after load factor");
 static_assert((TALLY_STEER_RING_SIZE & (TALLY_STEER_RING_SIZE - 1u)) == 0, "ring size is 2^n");
 static_assert((TALLY_ACKS_PENDING_MAX & (TALLY_ACKS_PENDING_MAX - 1u)) == 0, "fifo size is 2^n");

@@ -19,11 +19,18 @@
  *          With flags PRODUCERS the entries are instead the origin's producer
  *          dedup records (cross-node dedup): count x (producer u64, then
  *          per run, newest first, TALLY_DEDUP_RUNS times: head_last u64 |
- *          head_window u64 | last_seq u64 | window u64), at most
+ *          head_window[0] u64 | head_window[1] u64 | last_seq u64 |
+ *          window u64), at most
  *          TALLY_REPLICATION_PRODUCERS_MAX;
  *          producer is never 0 or UINT64_MAX. A scan's list sends its
  *          counters first, then its producer records (read before the values,
  *          so every batch a record names is in the values already sent).
+ *          With flags CLAIMS (never with PRODUCERS, only on ROUND) the
+ *          entries are claims: count x (producer u64 | seq u64 | attempt
+ *          u64), at most TALLY_REPLICATION_CLAIMS_MAX; producer never 0 or
+ *          UINT64_MAX, attempt >= 1 and <= UINT16_MAX: "the origin applied
+ *          this batch from this attempt". Claims follow the scan's producer
+ *          records in its list.
  * ACK      replica -> origin: seq = the sequence the replica now holds for
  *          this origin (durable). Also the answer to a ROUND it cannot apply.
  * RESTORE_REQUEST  a node with an empty store -> each peer: "send me my own
@@ -56,9 +63,12 @@
 #define TALLY_REPLICATION_HEADER_SIZE 32u
 #define TALLY_REPLICATION_FLAG_LAST 0x0001u
 #define TALLY_REPLICATION_FLAG_PRODUCERS 0x0002u /* ROUND, RESTORE: producer records */
+#define TALLY_REPLICATION_FLAG_CLAIMS 0x0004u /* ROUND: claims (cross-node dedup) */
 #define TALLY_REPLICATION_FLAGS_KNOWN \
-  (TALLY_REPLICATION_FLAG_LAST | TALLY_REPLICATION_FLAG_PRODUCERS)
-#define TALLY_REPLICATION_PRODUCER_SIZE (8u + 32u * TALLY_DEDUP_RUNS)
+  (TALLY_REPLICATION_FLAG_LAST | TALLY_REPLICATION_FLAG_PRODUCERS | \
+   TALLY_REPLICATION_FLAG_CLAIMS)
+#define TALLY_REPLICATION_CLAIM_SIZE 24u
+#define TALLY_REPLICATION_PRODUCER_SIZE (8u + 40u * TALLY_DEDUP_RUNS)
 /* Largest message: one datagram of a 1500-byte MTU. */
 #define TALLY_REPLICATION_SIZE_MAX 1472u
 #define TALLY_REPLICATION_ENTRY_SIZE_MAX (9u + TALLY_NAME_LEN_MAX)
@@ -101,10 +111,17 @@ struct tally_replication_producer {
   uint64_t producer;
   struct {
     uint64_t head_last;
-    uint64_t head_window;
+    uint64_t head_window[2];
     uint64_t last_seq;
     uint64_t window;
   } runs[TALLY_DEDUP_RUNS];
+};
+
+/* One claim (flags CLAIMS): the origin applied (producer, seq) from this attempt. */
+struct tally_replication_claim {
+  uint64_t producer;
+  uint64_t seq;
+  uint64_t attempt;
 };
 
 struct tally_replication_message {
@@ -118,6 +135,7 @@ struct tally_replication_message {
   uint32_t count; /* of entries[], or of producers[] with flags PRODUCERS */
   struct tally_replication_entry entries[TALLY_REPLICATION_ENTRIES_MAX];
   struct tally_replication_producer producers[TALLY_REPLICATION_PRODUCERS_MAX];
+  struct tally_replication_claim claims[TALLY_REPLICATION_CLAIMS_MAX];
 };
 
 /*

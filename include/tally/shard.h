@@ -46,10 +46,13 @@ static_assert(sizeof(struct tally_slot) == TALLY_SLOT_SIZE, "slot layout");
 
 /*
  * A producer's dedup state on one node, as runs. A run starts when the
- * producer first arrives, or comes back after more than a window of
- * sequences went elsewhere (it failed over and back). Each run keeps its
- * head (its first TALLY_DEDUP_WINDOW sequences) and its tail (its latest
- * TALLY_DEDUP_WINDOW); runs[0] is the current run, whose tail decides
+ * producer first arrives, or comes back after a window or more of sequences
+ * went elsewhere (it failed over and back). Each run keeps its
+ * head (the TALLY_DEDUP_WINDOW sequences from its first one on, and the
+ * TALLY_DEDUP_WINDOW below it: a producer that fails over resends its whole
+ * in-flight window, in any order, so the first to arrive need not be the
+ * lowest) and its tail (its latest TALLY_DEDUP_WINDOW); runs[0] is the
+ * current run, whose tail decides
  * DUPLICATE and STALE, and TALLY_DEDUP_RUNS - 1 earlier runs are remembered.
  * A producer that fails over overlaps two nodes only at run boundaries — the
  * tail of a run on one node, the head of a run on the next — so these windows
@@ -57,23 +60,23 @@ static_assert(sizeof(struct tally_slot) == TALLY_SLOT_SIZE, "slot layout");
  * and even after it bounced back and forth (docs/cluster.md).
  */
 struct tally_dedup_run {
-  uint64_t head_last;   /* the run's first sequence + 63 (saturated); 0: no run */
-  uint64_t head_window; /* bit i: sequence head_last - i applied */
-  uint64_t last_seq;    /* the run's highest sequence applied */
-  uint64_t window;      /* bit i: sequence last_seq - i applied */
+  uint64_t head_last;      /* the run's first sequence + 63 (saturated); 0: no run */
+  uint64_t head_window[2]; /* bit i of word w: sequence head_last - 64 w - i applied */
+  uint64_t last_seq;       /* the run's highest sequence applied */
+  uint64_t window;         /* bit i: sequence last_seq - i applied */
 };
 
 struct tally_dedup {
   struct tally_dedup_run runs[TALLY_DEDUP_RUNS]; /* newest first */
 };
 
-/* One reliable producer's dedup record: 128 bytes, two cache lines. */
+/* One reliable producer's dedup record: 192 bytes, three cache lines. */
 struct tally_producer {
   uint64_t producer;    /* 0: empty */
   uint32_t crc;         /* over index, producer and dedup */
   uint32_t reserved;
   struct tally_dedup dedup;
-  uint64_t padding[2];
+  uint64_t padding[7];
 } __attribute__((aligned(64)));
 static_assert(sizeof(struct tally_producer) == TALLY_PRODUCER_SIZE, "producer layout");
 
@@ -98,10 +101,10 @@ struct tally_batch_log {
 
 /*
  * The journal: the last TALLY_JOURNAL_ENTRIES reliable batches this shard
- * applied, with their deltas, in a ring. Written by the owning lcore before
- * the batch's redo record (so every applied batch has its entry); an entry
- * whose batch never happened is harmless, because an entry is used only for
- * a (producer, seq) the shard's dedup record says was applied. The cluster
+ * applied, with their deltas and attempts, in a ring. Written by the owning
+ * lcore before the batch's redo record (so every applied batch has its
+ * entry) and marked applied after the batch is (recovery marks it when it
+ * replays the redo record); only applied entries are ever used. The cluster
  * thread reads entries (checksum-verified) to undo a batch another node also
  * applied. See docs/cluster.md, "Cross-node dedup".
  */
@@ -115,12 +118,31 @@ struct tally_journal_entry {
   uint64_t producer; /* 0: never written */
   uint64_t seq;
   uint32_t count;
-  uint32_t crc;      /* over producer, seq, count and pairs[0..count) */
-  uint64_t reserved[5];
+  uint32_t crc;      /* over producer, seq, count, attempt and pairs[0..count) */
+  uint32_t attempt;  /* the batch's attempt (tally_wire_batch) */
+  uint32_t applied;  /* 1 once the batch is applied (set after it, and by recovery's replay) */
+  uint64_t reserved[4];
   struct tally_journal_pair pairs[TALLY_BATCH_PAIRS_MAX];
 } __attribute__((aligned(64)));
 static_assert(sizeof(struct tally_journal_entry) == 64u + 16u * TALLY_BATCH_PAIRS_MAX,
   "journal entry layout");
+
+/*
+ * A claim: this shard applied (producer, seq) from a resend (attempt >= 1).
+ * Claims are kept in a ring (TALLY_CLAIMS_ENTRIES, apart from the journal,
+ * so that a long partition does not push them out) until replication has
+ * delivered them to every peer: a peer that applied the same batch with a
+ * lower attempt undoes its apply (docs/cluster.md). Written by the owning
+ * lcore after the batch is applied.
+ */
+struct tally_claim {
+  uint64_t producer; /* 0: never written */
+  uint64_t seq;
+  uint32_t attempt;
+  uint32_t crc;      /* over producer, seq, attempt and the ring position */
+  uint64_t position; /* claims_next when written */
+};
+static_assert(sizeof(struct tally_claim) == 32u, "claim layout");
 
 /* First 4 KiB of a shard region. Immutable part, then a mutable line. */
 struct tally_shard_header {
@@ -150,6 +172,8 @@ struct tally_shard_header {
   uint64_t held_scan;
   /* Journal entries ever written; the next goes to journal_next % entries. */
   uint64_t journal_next;
+  /* Claims ever written; the next goes to claims_next % TALLY_CLAIMS_ENTRIES. */
+  uint64_t claims_next;
 } __attribute__((aligned(64)));
 
 /* What recovery found in one shard. */
@@ -170,6 +194,7 @@ struct tally_shard {
   struct tally_slot *slots;
   struct tally_producer *producers;
   struct tally_journal_entry *journal; /* TALLY_JOURNAL_ENTRIES */
+  struct tally_claim *claims;          /* TALLY_CLAIMS_ENTRIES */
   uint32_t index;
   uint32_t slots_count;     /* power of two */
   uint32_t counters_max;    /* < slots_count * 3/4 */
@@ -266,14 +291,22 @@ static inline uint64_t tally_dedup_shift(uint64_t last_seq, uint64_t window, uin
   return shift >= TALLY_DEDUP_WINDOW ? 0 : window << shift;
 }
 
+/* Whether a run's head (its first sequences and the window below) has seq. */
+static inline bool tally_dedup_head_has(const struct tally_dedup_run *run, uint64_t seq)
+{
+  if (seq > run->head_last) return false;
+  uint64_t distance = run->head_last - seq;
+  if (distance >= 2u * TALLY_DEDUP_WINDOW) return false;
+  return ((run->head_window[distance / 64u] >> (distance % 64u)) & 1u) != 0;
+}
+
 /* Whether a record says seq was applied (in some run's head or tail). */
 static inline bool tally_dedup_applied(const struct tally_dedup *dedup, uint64_t seq)
 {
   for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
     const struct tally_dedup_run *run = &dedup->runs[r];
     if (run->head_last == 0) break;
-    if (tally_dedup_has(run->last_seq, run->window, seq) ||
-        tally_dedup_has(run->head_last, run->head_window, seq)) {
+    if (tally_dedup_has(run->last_seq, run->window, seq) || tally_dedup_head_has(run, seq)) {
       return true;
     }
   }
@@ -290,7 +323,7 @@ static inline bool tally_dedup_in_head(const struct tally_dedup *dedup, uint64_t
   for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
     const struct tally_dedup_run *run = &dedup->runs[r];
     if (run->head_last == 0) break;
-    if (tally_dedup_has(run->head_last, run->head_window, seq)) {
+    if (tally_dedup_head_has(run, seq)) {
       *head_last = run->head_last;
       return true;
     }
@@ -298,13 +331,22 @@ static inline bool tally_dedup_in_head(const struct tally_dedup *dedup, uint64_t
   return false;
 }
 
+/* Marks seq in a run's head, if it falls in it. */
+static inline void tally_dedup_mark_head(struct tally_dedup_run *run, uint64_t seq)
+{
+  if (seq > run->head_last) return;
+  uint64_t distance = run->head_last - seq;
+  if (distance >= 2u * TALLY_DEDUP_WINDOW) return;
+  run->head_window[distance / 64u] |= 1ull << (distance % 64u);
+}
+
 /* A run that starts with seq. */
 static inline struct tally_dedup_run tally_dedup_run_start(uint64_t seq)
 {
   uint64_t head_last = seq > UINT64_MAX - (TALLY_DEDUP_WINDOW - 1u) ? UINT64_MAX :
     seq + (TALLY_DEDUP_WINDOW - 1u);
-  struct tally_dedup_run run = { .head_last = head_last,
-    .head_window = 1ull << (head_last - seq), .last_seq = seq, .window = 1u };
+  struct tally_dedup_run run = { .head_last = head_last, .last_seq = seq, .window = 1u };
+  tally_dedup_mark_head(&run, seq);
   return run;
 }
 
@@ -313,14 +355,6 @@ static inline void tally_dedup_new_run(struct tally_dedup *dedup, uint64_t seq)
 {
   for (uint32_t r = TALLY_DEDUP_RUNS - 1u; r > 0; r--) dedup->runs[r] = dedup->runs[r - 1];
   dedup->runs[0] = tally_dedup_run_start(seq);
-}
-
-/* Marks seq in a run's head, if it falls in it (the run's first window). */
-static inline void tally_dedup_mark_head(struct tally_dedup_run *run, uint64_t seq)
-{
-  if (seq <= run->head_last && run->head_last - seq < TALLY_DEDUP_WINDOW) {
-    run->head_window |= 1ull << (run->head_last - seq);
-  }
 }
 
 /*
@@ -349,11 +383,22 @@ enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t
   const struct tally_dedup *dedup);
 
 /*
- * Copies the newest intact journal entry of (producer, seq) into *entry; any
- * thread (an entry being overwritten fails its checksum and is skipped).
+ * Copies the newest intact, applied journal entry of (producer, seq) into
+ * *entry; any thread (an entry being overwritten fails its checksum and is
+ * skipped).
  */
 bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer, uint64_t seq,
   struct tally_journal_entry *entry);
+
+/* Claims written so far (any thread; acquire). */
+uint64_t tally_shard_claims_next(const struct tally_shard *shard);
+/*
+ * Copies the claim written at ring position `position` (< claims_next, and
+ * not yet overwritten: claims_next - position <= TALLY_CLAIMS_ENTRIES);
+ * false if it fails its checksum or names another position. Any thread.
+ */
+bool tally_shard_claim_at(const struct tally_shard *shard, uint64_t position,
+  struct tally_claim *claim);
 
 /* ---- Checksums (exposed for tests and fault injection) ------------------ */
 
@@ -363,5 +408,6 @@ uint64_t tally_slot_value_check(uint32_t ident_crc, int64_t value);
 uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer,
   const struct tally_dedup *dedup);
 uint32_t tally_journal_crc(const struct tally_journal_entry *entry);
+uint32_t tally_claim_crc(const struct tally_claim *claim);
 
 #endif

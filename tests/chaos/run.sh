@@ -78,6 +78,7 @@ fi
 # ---- one run --------------------------------------------------------------------
 duration=${duration:-60}
 source "$root/scripts/cluster-netns.sh"
+source "$root/tests/lib/check.sh"
 chaos=$root/tests/chaos
 tallyctl=$build/control/tallyctl
 nodes=3
@@ -124,16 +125,6 @@ healthy() {
   [ "$(grep -c '^peer .* state=up ' <<<"$out")" -eq $((nodes - 1)) ]
 }
 all_healthy() { local i; for i in $(seq "$nodes"); do healthy "$i" || return 1; done; }
-# wait_until SECONDS COMMAND...: polls every 0.2 s until the command succeeds.
-wait_until() {
-  local end_ms=$(($(date +%s%3N) + $1 * 1000))
-  shift
-  while [ "$(date +%s%3N)" -lt "$end_ms" ]; do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  "$@" >/dev/null 2>&1
-}
 # Every node that should run does; one that exited on its own is a FAIL and
 # is started again, so the run goes on.
 check_alive() {
@@ -251,7 +242,7 @@ done
 ok=0
 for i in $(seq "$nodes"); do cluster_wait_ready "$build" "$i" "$work/sock$i" "$ready_s" || ok=1; done
 verdict "$ok" "3 nodes ready"
-wait_until 10 all_healthy
+wait_for 10 all_healthy
 verdict $? "every node writable and every peer up"
 
 nodelist=10.77.0.1:8126,10.77.0.2:8126,10.77.0.3:8126
@@ -276,7 +267,7 @@ sleep 2
 
 while read -r line; do
   check_alive "before step ${line%% *}"
-  if ! wait_until "$healthy_s" all_healthy; then
+  if ! wait_for "$healthy_s" all_healthy; then
     verdict 1 "cluster healthy within ${healthy_s} s before step ${line%% *}"
   fi
   # shellcheck disable=SC2086
@@ -298,11 +289,11 @@ cat "$work/producer1.out" "$work/producer2.out" "$work/statsd.out"
 ok=0
 for i in $(seq "$nodes"); do cluster_wait_ready "$build" "$i" "$work/sock$i" "$ready_s" || ok=1; done
 verdict "$ok" "after the heal: every node ready within ${ready_s} s"
-wait_until "$healthy_s" all_healthy
+wait_for "$healthy_s" all_healthy
 verdict $? "after the heal: every node writable and every peer up within ${healthy_s} s"
 for i in $(seq "$nodes"); do ctl "$i" cluster 2>&1 | sed "s/^/  node $i: /"; done
 t0=$(date +%s%3N)
-wait_until "$converge_s" python3 "$chaos/check.py" converged --tallyctl "$tallyctl" --sockets "$(sockets)"
+wait_for "$converge_s" python3 "$chaos/check.py" converged --tallyctl "$tallyctl" --sockets "$(sockets)"
 status=$?
 log "convergence took $(( $(date +%s%3N) - t0 )) ms"
 python3 "$chaos/check.py" converged --tallyctl "$tallyctl" --sockets "$(sockets)"

@@ -7,7 +7,9 @@
  * the first byte is odd the rest of the input is also signed with the right
  * MAC and decoded again (as a batch and as an ack): that fuzzes the parser
  * behind the MAC. Whatever decodes must be in range, point inside the input,
- * and re-encode to exactly the same bytes.
+ * and re-encode to exactly the same bytes; a batch's attempt (any value is
+ * valid) rewritten by tally_wire_set_attempt must decode to the new attempt
+ * and the same pairs, and rewriting it back must restore the input.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -60,6 +62,19 @@ static void check_batch(const uint8_t *data, size_t size)
   static uint8_t encoded[FUZZ_SIGNED_SIZE_MAX];
   size_t encoded_size = tally_wire_encode_batch(&batch, fuzz_key, encoded, sizeof(encoded));
   FUZZ_CHECK(encoded_size == size);
+  FUZZ_CHECK(memcmp(encoded, data, size) == 0);
+
+  /* A resend: another attempt, the rest unchanged, and back again. */
+  uint16_t attempt = (uint16_t)(batch.attempt ^ 0x8001u);
+  tally_wire_set_attempt(encoded, size, fuzz_key, attempt);
+  struct tally_wire_batch resent;
+  FUZZ_CHECK(tally_wire_decode_batch(encoded, size, fuzz_key, &resent) == TALLY_OK);
+  FUZZ_CHECK(resent.attempt == attempt);
+  FUZZ_CHECK(resent.producer == batch.producer && resent.seq == batch.seq);
+  FUZZ_CHECK(resent.count == batch.count);
+  FUZZ_CHECK(memcmp(encoded + TALLY_WIRE_HEADER_SIZE, data + TALLY_WIRE_HEADER_SIZE,
+    size - TALLY_WIRE_HEADER_SIZE - TALLY_MAC_SIZE) == 0);
+  tally_wire_set_attempt(encoded, size, fuzz_key, batch.attempt);
   FUZZ_CHECK(memcmp(encoded, data, size) == 0);
 }
 

@@ -10,13 +10,16 @@
  *             the body's header gets a valid magic, version and type (bits 2-3),
  *             and the result must match an independent reference validator.
  *   2 mod 4:  data[1..] is read as the fields of a message (any type, count,
- *             flags, names or producer records, output size) that is encoded:
- *             the encoder must refuse exactly the invalid ones, and what it
- *             writes must decode back to the same message.
+ *             flags, names, producer records or claims, output size) that is
+ *             encoded: the encoder must refuse exactly the invalid ones, and
+ *             what it writes must decode back to the same message.
  * Both paths cover the producer-record variant (flags PRODUCERS, ROUND and
- * RESTORE only, count x 104-byte records: the id, then TALLY_DEDUP_RUNS (3)
- * runs of head_last | head_window | last_seq | window; producer id never 0 or
- * UINT64_MAX; at most 13).
+ * RESTORE only, count x 128-byte records: the id, then TALLY_DEDUP_RUNS (3)
+ * runs of head_last | head_window[0] | head_window[1] | last_seq | window;
+ * producer id never 0 or UINT64_MAX; at most 11) and the claim variant (flags
+ * CLAIMS, ROUND only, never with PRODUCERS, count x 24-byte claims: producer |
+ * seq | attempt; producer never 0 or UINT64_MAX, attempt 1 .. UINT16_MAX; at
+ * most 48).
  * Whatever decodes must be in range, point inside the input, and re-encode
  * to exactly the same bytes; whatever fails must leave the message zeroed.
  */
@@ -68,14 +71,14 @@ static uint64_t load64(const uint8_t *in)
 }
 
 /*
- * Flags PRODUCERS: count records of 104 bytes (producer u64, then 3 runs of
- * head_last u64 | head_window u64 | last_seq u64 | window u64), nothing else,
- * at most 13, on ROUND or RESTORE.
+ * Flags PRODUCERS: count records of 128 bytes (producer u64, then 3 runs of
+ * head_last u64 | head_window[0] u64 | head_window[1] u64 | last_seq u64 |
+ * window u64), nothing else, at most 11, on ROUND or RESTORE.
  */
 #define REFERENCE_RUNS 3u
-#define REFERENCE_RUN_SIZE 32u
-#define REFERENCE_RECORD_SIZE 104u
-#define REFERENCE_RECORDS_MAX 13u
+#define REFERENCE_RUN_SIZE 40u
+#define REFERENCE_RECORD_SIZE 128u
+#define REFERENCE_RECORDS_MAX 11u
 static_assert(REFERENCE_RUNS == TALLY_DEDUP_RUNS, "runs per record");
 static_assert(REFERENCE_RECORD_SIZE == 8u + REFERENCE_RUNS * REFERENCE_RUN_SIZE, "record layout");
 static_assert(REFERENCE_RECORD_SIZE == TALLY_REPLICATION_PRODUCER_SIZE, "record layout");
@@ -96,14 +99,50 @@ static bool reference_producers_valid(const uint8_t *body, size_t body_size, uin
   return true;
 }
 
+/*
+ * Flags CLAIMS: count claims of 24 bytes (producer u64 | seq u64 | attempt
+ * u64), nothing else, at most 48, on ROUND only and never with PRODUCERS.
+ */
+#define REFERENCE_FLAG_CLAIMS 0x0004u
+#define REFERENCE_CLAIM_SIZE 24u
+#define REFERENCE_CLAIMS_MAX 48u
+static_assert(REFERENCE_FLAG_CLAIMS == TALLY_REPLICATION_FLAG_CLAIMS, "claims flag");
+static_assert(REFERENCE_CLAIM_SIZE == TALLY_REPLICATION_CLAIM_SIZE, "claim layout");
+static_assert(REFERENCE_CLAIMS_MAX == TALLY_REPLICATION_CLAIMS_MAX, "claim limit");
+
+static bool attempt_valid(uint64_t attempt)
+{
+  return attempt >= 1 && attempt <= 0xffffu;
+}
+
+static bool reference_claims_valid(const uint8_t *body, size_t body_size, uint32_t count,
+  uint32_t flags)
+{
+  if (body[3] != TALLY_REPLICATION_ROUND) return false;
+  if ((flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) return false;
+  if (count > REFERENCE_CLAIMS_MAX) return false;
+  if (body_size != TALLY_REPLICATION_HEADER_SIZE + (size_t)count * REFERENCE_CLAIM_SIZE) {
+    return false;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    const uint8_t *claim = body + TALLY_REPLICATION_HEADER_SIZE + (size_t)i * REFERENCE_CLAIM_SIZE;
+    if (!producer_id_valid(load64(claim)) || !attempt_valid(load64(claim + 16))) return false;
+  }
+  return true;
+}
+
 /* Written from the header comment, not from the decoder: the body (MAC excluded). */
 static bool reference_valid(const uint8_t *body, size_t body_size)
 {
   uint32_t count = (uint32_t)(body[8] | (body[9] << 8));
   uint32_t flags = (uint32_t)(body[10] | (body[11] << 8));
   if ((body[14] | body[15]) != 0) return false;
-  if ((flags & ~(uint32_t)(TALLY_REPLICATION_FLAG_LAST | TALLY_REPLICATION_FLAG_PRODUCERS)) != 0) {
+  if ((flags & ~(uint32_t)(TALLY_REPLICATION_FLAG_LAST | TALLY_REPLICATION_FLAG_PRODUCERS |
+         REFERENCE_FLAG_CLAIMS)) != 0) {
     return false;
+  }
+  if ((flags & REFERENCE_FLAG_CLAIMS) != 0) {
+    return reference_claims_valid(body, body_size, count, flags);
   }
   if ((flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
     return reference_producers_valid(body, body_size, count);
@@ -131,12 +170,18 @@ static bool record_zero(const struct tally_replication_producer *record)
 {
   if (record->producer != 0) return false;
   for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
-    if (record->runs[r].head_last != 0 || record->runs[r].head_window != 0 ||
-        record->runs[r].last_seq != 0 || record->runs[r].window != 0) {
+    if (record->runs[r].head_last != 0 || record->runs[r].head_window[0] != 0 ||
+        record->runs[r].head_window[1] != 0 || record->runs[r].last_seq != 0 ||
+        record->runs[r].window != 0) {
       return false;
     }
   }
   return true;
+}
+
+static bool claim_zero(const struct tally_replication_claim *claim)
+{
+  return claim->producer == 0 && claim->seq == 0 && claim->attempt == 0;
 }
 
 static void check_decoded(const uint8_t *data, size_t size,
@@ -159,9 +204,10 @@ static void check_decoded(const uint8_t *data, size_t size,
       for (uint32_t r = 0; r < REFERENCE_RUNS; r++) {
         const uint8_t *run = at + 8 + (size_t)r * REFERENCE_RUN_SIZE;
         FUZZ_CHECK(record->runs[r].head_last == load64(run));
-        FUZZ_CHECK(record->runs[r].head_window == load64(run + 8));
-        FUZZ_CHECK(record->runs[r].last_seq == load64(run + 16));
-        FUZZ_CHECK(record->runs[r].window == load64(run + 24));
+        FUZZ_CHECK(record->runs[r].head_window[0] == load64(run + 8));
+        FUZZ_CHECK(record->runs[r].head_window[1] == load64(run + 16));
+        FUZZ_CHECK(record->runs[r].last_seq == load64(run + 24));
+        FUZZ_CHECK(record->runs[r].window == load64(run + 32));
       }
     }
     for (uint32_t i = message->count; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
@@ -170,16 +216,45 @@ static void check_decoded(const uint8_t *data, size_t size,
     for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
       FUZZ_CHECK(message->entries[i].name == NULL && message->entries[i].name_len == 0);
     }
+    for (uint32_t i = 0; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
+      FUZZ_CHECK(claim_zero(&message->claims[i]));
+    }
+  } else if ((message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0) {
+    FUZZ_CHECK(message->type == TALLY_REPLICATION_ROUND);
+    FUZZ_CHECK(message->count <= TALLY_REPLICATION_CLAIMS_MAX);
+    FUZZ_CHECK(size == FUZZ_SIZE_MIN + (size_t)message->count * REFERENCE_CLAIM_SIZE);
+    for (uint32_t i = 0; i < message->count; i++) {
+      const struct tally_replication_claim *claim = &message->claims[i];
+      const uint8_t *at = data + TALLY_REPLICATION_HEADER_SIZE + (size_t)i * REFERENCE_CLAIM_SIZE;
+      FUZZ_CHECK(producer_id_valid(claim->producer));
+      FUZZ_CHECK(attempt_valid(claim->attempt));
+      FUZZ_CHECK(claim->producer == load64(at));
+      FUZZ_CHECK(claim->seq == load64(at + 8));
+      FUZZ_CHECK(claim->attempt == load64(at + 16));
+    }
+    for (uint32_t i = message->count; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
+      FUZZ_CHECK(claim_zero(&message->claims[i]));
+    }
+    for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
+      FUZZ_CHECK(message->entries[i].name == NULL && message->entries[i].name_len == 0);
+    }
+    for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
+      FUZZ_CHECK(record_zero(&message->producers[i]));
+    }
   } else {
     FUZZ_CHECK(message->count <= TALLY_REPLICATION_ENTRIES_MAX);
     for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
       FUZZ_CHECK(record_zero(&message->producers[i]));
     }
+    for (uint32_t i = 0; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
+      FUZZ_CHECK(claim_zero(&message->claims[i]));
+    }
   }
-  bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
+  bool entries = (message->flags &
+    (TALLY_REPLICATION_FLAG_PRODUCERS | TALLY_REPLICATION_FLAG_CLAIMS)) == 0;
   const char *begin = (const char *)data + TALLY_REPLICATION_HEADER_SIZE;
   const char *end = (const char *)data + size - TALLY_MAC_SIZE;
-  for (uint32_t i = 0; !producers && i < message->count; i++) {
+  for (uint32_t i = 0; entries && i < message->count; i++) {
     const struct tally_replication_entry *entry = &message->entries[i];
     FUZZ_CHECK(entry->name >= begin);
     FUZZ_CHECK(entry->name <= end);
@@ -266,15 +341,18 @@ static bool message_from_input(const uint8_t *data, size_t size,
   message->type = (enum tally_replication_type)type;
   message->origin = (uint16_t)take(data, size, &at, 2);
   message->sender = (uint16_t)take(data, size, &at, 2);
-  /* LAST, PRODUCERS and one unknown bit. */
-  message->flags = (uint16_t)(take(data, size, &at, 2) & 0x8003u);
+  /* LAST, PRODUCERS, CLAIMS and one unknown bit. */
+  message->flags = (uint16_t)(take(data, size, &at, 2) & 0x8007u);
   message->part = (uint16_t)take(data, size, &at, 2);
   message->seq = take(data, size, &at, 8);
   bool valid = type_valid(type) && (message->flags & ~TALLY_REPLICATION_FLAGS_KNOWN) == 0;
   size_t needed = FUZZ_SIZE_MIN;
+  bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
   if ((message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
     message->count = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_PRODUCERS_MAX + 2u);
-    valid = valid && (type == TALLY_REPLICATION_ROUND || type == TALLY_REPLICATION_RESTORE) &&
+    /* Never beside CLAIMS: refused whatever the records. */
+    valid = valid && !claims &&
+      (type == TALLY_REPLICATION_ROUND || type == TALLY_REPLICATION_RESTORE) &&
       message->count <= TALLY_REPLICATION_PRODUCERS_MAX;
     uint32_t records = message->count < TALLY_REPLICATION_PRODUCERS_MAX ?
       message->count : TALLY_REPLICATION_PRODUCERS_MAX;
@@ -284,12 +362,32 @@ static bool message_from_input(const uint8_t *data, size_t size,
       record->producer = take(data, size, &at, 8);
       for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
         record->runs[r].head_last = take(data, size, &at, 8);
-        record->runs[r].head_window = take(data, size, &at, 8);
+        record->runs[r].head_window[0] = take(data, size, &at, 8);
+        record->runs[r].head_window[1] = take(data, size, &at, 8);
         record->runs[r].last_seq = take(data, size, &at, 8);
         record->runs[r].window = take(data, size, &at, 8);
       }
       valid = valid && producer_id_valid(record->producer);
       needed += TALLY_REPLICATION_PRODUCER_SIZE;
+    }
+    size_t slack = (size_t)take(data, size, &at, 1);
+    *encoded_size = slack < 128 ? needed - (slack & 1u) : TALLY_REPLICATION_SIZE_MAX;
+    return valid && needed <= *encoded_size;
+  }
+  if (claims) {
+    message->count = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_CLAIMS_MAX + 2u);
+    valid = valid && type == TALLY_REPLICATION_ROUND &&
+      message->count <= TALLY_REPLICATION_CLAIMS_MAX;
+    uint32_t filled = message->count < TALLY_REPLICATION_CLAIMS_MAX ?
+      message->count : TALLY_REPLICATION_CLAIMS_MAX;
+    for (uint32_t i = 0; i < filled; i++) {
+      struct tally_replication_claim *claim = &message->claims[i];
+      /* Zero past the input's end: an id and attempt of 0 the encoder must refuse. */
+      claim->producer = take(data, size, &at, 8);
+      claim->seq = take(data, size, &at, 8);
+      claim->attempt = take(data, size, &at, 8);
+      valid = valid && producer_id_valid(claim->producer) && attempt_valid(claim->attempt);
+      needed += REFERENCE_CLAIM_SIZE;
     }
     size_t slack = (size_t)take(data, size, &at, 1);
     *encoded_size = slack < 128 ? needed - (slack & 1u) : TALLY_REPLICATION_SIZE_MAX;
@@ -342,10 +440,19 @@ static void fuzz_encode(const uint8_t *data, size_t size)
       FUZZ_CHECK(got->producer == want->producer);
       for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
         FUZZ_CHECK(got->runs[r].head_last == want->runs[r].head_last);
-        FUZZ_CHECK(got->runs[r].head_window == want->runs[r].head_window);
+        FUZZ_CHECK(got->runs[r].head_window[0] == want->runs[r].head_window[0]);
+        FUZZ_CHECK(got->runs[r].head_window[1] == want->runs[r].head_window[1]);
         FUZZ_CHECK(got->runs[r].last_seq == want->runs[r].last_seq);
         FUZZ_CHECK(got->runs[r].window == want->runs[r].window);
       }
+    }
+    return;
+  }
+  if ((message.flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0) {
+    for (uint32_t i = 0; i < message.count; i++) {
+      FUZZ_CHECK(decoded.claims[i].producer == message.claims[i].producer);
+      FUZZ_CHECK(decoded.claims[i].seq == message.claims[i].seq);
+      FUZZ_CHECK(decoded.claims[i].attempt == message.claims[i].attempt);
     }
     return;
   }

@@ -45,17 +45,6 @@ verdict() {
 ctl() { local i=$1; shift; "$tallyctl" -s "$work/sock$i" "$@"; }
 sockets() { local i; for i in $(seq "$nodes"); do echo "$work/sock$i"; done; }
 
-# wait_for SECONDS COMMAND...: retries the command quietly every 0.2 s until
-# SECONDS have passed; the last try runs with its output shown (a FAIL says why).
-wait_for() {
-  local end_ms=$(($(date +%s%3N) + $1 * 1000))
-  shift
-  while [ "$(date +%s%3N)" -lt "$end_ms" ]; do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  "$@"
-}
 
 # self_field I KEY: a field of node I's `tallyctl cluster` first line.
 self_field() {
@@ -282,9 +271,9 @@ cluster_heal 1 3
 verdict "unmuted: every peer up and node 1 writable within 5 s" wait_for 5 healthy_all
 
 # 10. Cross-node dedup. (a) Every batch sprayed to nodes 1 and 3 at once (the
-# worst case of a producer failing over): both may apply it; replication
-# carries the producer records, the double apply is found, and node 3 (the
-# higher id) undoes its copy. Every node ends with each batch counted once.
+# worst case of a producer failing over): node 1 gets attempt 0, node 3
+# attempt 1; both may apply it. Node 3's claims reach node 1, which undoes its
+# lower-attempt apply. Every node ends with each batch counted once.
 cluster_producer timeout 90 python3 "$tools/reliable_producer.py" \
   --target 10.77.0.1:8126,10.77.0.3:8126 --spray --key "$key" --producers 4 \
   --first-producer 200 --batches 40 --counters 6 --prefix dd. --seed "$seed" \
@@ -301,9 +290,10 @@ verdict "sprayed to nodes 1 and 3: every batch acked" all_acked "$work/dd.json"
 verdict "sprayed to nodes 1 and 3: each batch counted once on all 3 nodes within 20 s" \
   wait_for 20 exact_on_all dd. "$work/dd.json"
 positive() { local v; v=$(self_field "$1" "$2"); echo "node $1: $2=$v"; [ "${v:-0}" -gt 0 ]; }
-verdict "node 3 (higher id) undid the batches node 1 also applied (compensations > 0)" \
-  positive 3 compensations
-verdict "node 1 (lowest id) keeps its count: no compensation there" self_is 1 compensations 0
+verdict "node 1 (attempt 0) undid the batches node 3 applied from attempt 1 (compensations > 0)" \
+  positive 1 compensations
+verdict "node 3 (the higher attempt) keeps its count: no compensation there" \
+  self_is 3 compensations 0
 for i in $(seq "$nodes"); do
   verdict "node $i: no double apply missed (compensations_missed=0)" self_is "$i" compensations_missed 0
 done

@@ -48,3 +48,15 @@ if bad:
 print("%d counters: acked <= value <= attempted%s" % (len(counters), " and exact" if exact else ""))
 PY
 }
+
+# wait_for SECONDS COMMAND...: retries the command quietly every 0.2 s until
+# SECONDS have passed; the last try runs with its output shown (a FAIL says why).
+wait_for() {
+  local end_ms=$(($(date +%s%3N) + $1 * 1000))
+  shift
+  while [ "$(date +%s%3N)" -lt "$end_ms" ]; do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  "$@"
+}

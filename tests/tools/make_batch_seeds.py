@@ -3,6 +3,8 @@
 Run from the repository root: python3 tests/tools/make_batch_seeds.py
 Seeds starting with 0x01 are "structured": the fuzz target signs data[1..]
 itself, so they reach the parser behind the MAC. The key is fuzz_batch.c's.
+Batches carry an attempt in the header's status field (any value is valid):
+most seeds are first sends (attempt 0), the *_attempt ones are resends.
 """
 
 import os
@@ -25,14 +27,18 @@ def main():
     limits = wire.encode_batch(2**64 - 1, 2**64 - 1, [("req.ok", -1), ("x" * 96, -2**63),
                                                       ("y", 2**63 - 1)], KEY)
     full = wire.encode_batch(9, 3, [("n%02d" % i + "z" * 93, i - 32) for i in range(64)], KEY)
+    resent = wire.encode_batch(1, 0, [("a", 1)], KEY, attempt=1)
+    resent_max = wire.set_attempt(limits, KEY, wire.ATTEMPT_MAX)
     ack = wire.encode_ack(5, 6, wire.ACK_STALE, KEY)
     seeds = {
         "raw_batch_one": one,
+        "raw_batch_attempt": resent,
         "raw_ack": ack,
         "raw_short": b"TB\x01\x01",
         "signed_batch_one": unsigned(one),
         "signed_batch_limits": unsigned(limits),
         "signed_batch_full": unsigned(full),
+        "signed_batch_attempt": unsigned(resent_max),
         "signed_ack": unsigned(ack),
         "signed_trailing_byte": unsigned(one) + b"q",
         "signed_bad_name": unsigned(one).replace(b"\x01a", b"\x01:"),

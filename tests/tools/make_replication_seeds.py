@@ -3,9 +3,11 @@
 Run from the repository root: python3 tests/tools/make_replication_seeds.py
 Written from include/tally/replication_wire.h (32-byte header with scan;
 counter entries, or producer records with flags PRODUCERS: producer u64, then
-per run, DEDUP_RUNS times, head_last u64 | head_window u64 | last_seq u64 |
-window u64), not from the C encoder. The key is fuzz_replication.c's. The first byte of a seed picks the
-fuzz target's mode:
+per run, DEDUP_RUNS times, head_last u64 | head_window[0] u64 |
+head_window[1] u64 | last_seq u64 | window u64: 128 bytes, or claims with
+flags CLAIMS, ROUND only: producer u64 | seq u64 | attempt u64: 24 bytes,
+attempt 1 .. 65535), not from the C encoder. The key is fuzz_replication.c's.
+The first byte of a seed picks the fuzz target's mode:
   raw_*         a whole datagram (first byte 'T'), decoded as it is;
   signed_*      0x01, then a body without its MAC: the target signs it;
   structured_*  0x03 | (type - ROUND) << 2, then a body without its MAC: the
@@ -29,18 +31,30 @@ SIZE_MIN = 32 + MAC_SIZE
 ROUND, ACK, RESTORE_REQUEST, RESTORE = 1, 2, 3, 4
 FLAG_LAST = 0x0001
 FLAG_PRODUCERS = 0x0002
-FLAG_UNKNOWN = 0x0004  # the lowest bit that means nothing
+FLAG_CLAIMS = 0x0004
+# structured_unknown_flag was written when 0x0004 meant nothing; its bytes are
+# kept (now CLAIMS on an ACK, still refused). 0x0008 is the lowest unknown bit.
+FLAG_UNKNOWN_OLD = 0x0004
 ENTRIES_MAX = 12
 DEDUP_RUNS = 3
-PRODUCERS_MAX = 13
+PRODUCERS_MAX = 11
+CLAIMS_MAX = 48
+ATTEMPT_MAX = 2**16 - 1
 U64_MAX = 2**64 - 1
 I64_MIN, I64_MAX = -2**63, 2**63 - 1
 SCAN = 1_700_000_000_000_000  # unix microseconds
 
 _HEADER = struct.Struct("<2sBBHHHHHHQQ")
 _ENTRY = struct.Struct("<qB")
-_RUN = "QQQQ"  # head_last | head_window | last_seq | window
-_RECORD = struct.Struct("<Q" + _RUN * DEDUP_RUNS)  # 104 bytes
+_RUN = "QQQQQ"  # head_last | head_window[0] | head_window[1] | last_seq | window
+_RUN_FIELDS = len(_RUN)
+_RECORD = struct.Struct("<Q" + _RUN * DEDUP_RUNS)
+assert _RECORD.size == 8 + 40 * DEDUP_RUNS == 128
+assert 32 + PRODUCERS_MAX * _RECORD.size + MAC_SIZE <= SIZE_MAX
+assert 32 + (PRODUCERS_MAX + 1) * _RECORD.size + MAC_SIZE > SIZE_MAX
+_CLAIM = struct.Struct("<QQQ")  # producer | seq | attempt
+assert _CLAIM.size == 24
+assert 32 + CLAIMS_MAX * _CLAIM.size + MAC_SIZE <= SIZE_MAX
 
 
 def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR"):
@@ -52,16 +66,22 @@ def entries(pairs):
 
 
 def record(producer, *runs):
-    """A record as a flat tuple: producer, then each run (head_last, head_window,
-    last_seq, window), newest first; runs not given are all zero."""
-    assert len(runs) <= DEDUP_RUNS and all(len(run) == 4 for run in runs)
-    runs = list(runs) + [(0, 0, 0, 0)] * (DEDUP_RUNS - len(runs))
+    """A record as a flat tuple: producer, then each run (head_last,
+    head_window[0], head_window[1], last_seq, window), newest first; runs not
+    given are all zero."""
+    assert len(runs) <= DEDUP_RUNS and all(len(run) == _RUN_FIELDS for run in runs)
+    runs = list(runs) + [(0,) * _RUN_FIELDS] * (DEDUP_RUNS - len(runs))
     return (producer,) + tuple(field for run in runs for field in run)
 
 
 def records(items):
     """Producer records (flat tuples, see record())."""
     return b"".join(_RECORD.pack(*item) for item in items)
+
+
+def claims(items):
+    """Claims (producer, seq, attempt)."""
+    return b"".join(_CLAIM.pack(*item) for item in items)
 
 
 def signed(data):
@@ -84,12 +104,27 @@ def encode_input(kind, origin, sender, flags, part, seq, items, slack=0xFF):
     return fields + records(items) + bytes([slack])
 
 
+def encode_claims_input(kind, origin, sender, flags, part, seq, items, slack=0xFF):
+    """The target's encode mode with claims (flags CLAIMS without PRODUCERS)."""
+    fields = struct.pack("<BBHHHHQB", 0x02, kind, origin, sender, flags, part, seq, len(items))
+    return fields + claims(items) + bytes([slack])
+
+
+def full_claims():
+    """CLAIMS_MAX claims, ids, seqs and attempts at their limits."""
+    ids = (1, U64_MAX - 1, 2**63, 0x0123456789ABCDEF)
+    seqs = (0, U64_MAX, 1, 2**63, 0xFEDCBA9876543210)
+    attempts = (1, ATTEMPT_MAX, 2, 0x8000, ATTEMPT_MAX - 1)
+    return [(ids[i % 4] ^ ((i // 4) << 8), seqs[i % 5], attempts[i % 5])
+            for i in range(CLAIMS_MAX)]
+
+
 def full_records():
     """PRODUCERS_MAX records, ids and values at their limits (never id 0 or U64_MAX)."""
     ids = (1, U64_MAX - 1, 2**63, 0x0123456789ABCDEF)
     others = (0, U64_MAX, 1, 2**63)
     return [(ids[i % 4] ^ ((i // 4) << 8),) +
-            tuple(others[(i + k) % 4] for k in range(4 * DEDUP_RUNS))
+            tuple(others[(i + k) % 4] for k in range(_RUN_FIELDS * DEDUP_RUNS))
             for i in range(PRODUCERS_MAX)]
 
 
@@ -105,20 +140,31 @@ def main():
     round_full = (header(ROUND, 0xFFFF, 1, ENTRIES_MAX, FLAG_LAST, 0, U64_MAX, U64_MAX) +
                   entries([(value, long_name) for value in full_values]))
     one_k = entries([(1, b"k")])
-    # Runs (head_last, head_window, last_seq, window), newest first: heads at or
-    # below their tails, older runs below newer ones.
-    three = [record(0x1000000000000001, (63, 0x8000000000000001, 141, U64_MAX),
-                    (30, 0xFFFF, 40, 0x3FF), (5, 0x3F, 5, 0x3F)),
-             record(2, (1, 1, 1, 1)),
+    # Runs (head_last, head_window[0], head_window[1], last_seq, window), newest
+    # first: heads at or below their tails, older runs below newer ones; the
+    # second head word holds the sequences below a run's first one.
+    three = [record(0x1000000000000001, (263, 0x8000000000000001, 0xF000000000000000, 341,
+                                         U64_MAX),
+                    (100, 0xFFFF, 0x1, 110, 0x3FF), (5, 0x3F, 0, 5, 0x3F)),
+             record(2, (1, 1, 0, 1, 1)),
              record(U64_MAX - 1)]
-    two = [record(7, (70, 0xFFFFFFFF00000001, 100, 0x8000000000000001), (50, 1, 60, 3),
-                  (10, U64_MAX, 20, 0x00FF00FF00FF00FF)),
-           record(9, (U64_MAX, U64_MAX, 1, 0), (0, 0, 0, 0), (U64_MAX, 0, U64_MAX, 0))]
+    # Field values at their limits, the two head words always different.
+    two = [record(7, (70, 0xFFFFFFFF00000001, 0x00000000FFFFFFFF, 100, 0x8000000000000001),
+                  (50, 1, 2, 60, 3),
+                  (10, U64_MAX, 2**63, 20, 0x00FF00FF00FF00FF)),
+           record(9, (U64_MAX, U64_MAX, 0, 1, 0), (0, 0, 0, 0, 0),
+                  (U64_MAX, 0, U64_MAX, U64_MAX, 0))]
     round_producers = header(ROUND, 2, 2, 3, FLAG_PRODUCERS, 0, 7, SCAN) + records(three)
     restore_producers = (header(RESTORE, 1, 3, 2, FLAG_PRODUCERS, 2, 12, SCAN + 500_000) +
                          records(two))
     restore_producers_full = (header(RESTORE, 1, 3, PRODUCERS_MAX, FLAG_PRODUCERS | FLAG_LAST,
                                      3, 12, SCAN + 500_000) + records(full_records()))
+    # Claims (producer, seq, attempt): attempts at both limits, ids next to the
+    # forbidden ones.
+    some_claims = [(0x1000000000000001, 341, 1), (U64_MAX - 1, U64_MAX, ATTEMPT_MAX),
+                   (1, 0, 2)]
+    round_claims = (header(ROUND, 2, 2, len(some_claims), FLAG_CLAIMS | FLAG_LAST, 0, 8, SCAN) +
+                    claims(some_claims))
     seeds = {
         # Checks in front of the MAC, and whole valid datagrams.
         "raw_ack_empty": signed(header(ACK, 3, 1, 0, 0, 0, 42, 0)),
@@ -142,7 +188,8 @@ def main():
         "structured_trailing": structured(ROUND, header(ROUND, 1, 2, 1, 0, 0, 1, 1) + one_k +
                                           b"!"),
         "structured_unknown_flag": structured(ACK, header(ROUND, 1, 2, 1,
-                                                          FLAG_UNKNOWN | FLAG_LAST, 0, 1, 1) +
+                                                          FLAG_UNKNOWN_OLD | FLAG_LAST, 0, 1,
+                                                          1) +
                                               one_k),
         "structured_count_over": structured(ROUND,
                                             header(ROUND, 1, 2, ENTRIES_MAX + 1, 0, 0, 1, 0) +
@@ -153,11 +200,20 @@ def main():
         "structured_ack_producers": structured(ACK, round_producers),
         "structured_producers_zero_id": structured(ROUND, header(ROUND, 2, 2, 1, FLAG_PRODUCERS,
                                                                  0, 8, 1) +
-                                                   records([record(0, (1, 1, 1, 1),
-                                                                   (1, 1, 1, 1))])),
+                                                   records([record(0, (1, 1, 1, 1, 1),
+                                                                   (1, 1, 1, 1, 1))])),
         "encode_round_producers": encode_input(ROUND, 2, 2, FLAG_PRODUCERS, 0, 7, three),
         "encode_restore_producers_full": encode_input(RESTORE, 1, 3, FLAG_PRODUCERS | FLAG_LAST,
                                                       3, 12, full_records()),
+        # Claims (flags CLAIMS): valid, an attempt one over its limit, a full list.
+        "raw_round_claims": signed(round_claims),
+        "structured_claims_attempt_over": structured(ROUND,
+                                                     header(ROUND, 2, 2, 2, FLAG_CLAIMS, 0, 9,
+                                                            SCAN) +
+                                                     claims([(5, 10, ATTEMPT_MAX),
+                                                             (5, 11, ATTEMPT_MAX + 1)])),
+        "encode_round_claims_full": encode_claims_input(ROUND, 3, 1, FLAG_CLAIMS | FLAG_LAST, 0,
+                                                        U64_MAX, full_claims()),
     }
     os.makedirs(OUT, exist_ok=True)
     for name, data in seeds.items():

@@ -11,7 +11,11 @@ acked ("acked"), plus how batches ended. Deterministic from --seed.
 With --spray and several --target addresses, every send of a batch goes to
 all of them at once: the same (producer, seq) reaches several cluster nodes,
 the worst case of a producer failing over (cross-node dedup must count it
-once). Acks from any target settle the batch.
+once). The copy sent to the i-th target (0-based) carries attempt i in its
+header, so of two nodes that both apply it the later target's apply is the
+one kept (docs/cluster.md); resends to a target repeat its copy. Without
+--spray there is one target and every send, resends included, carries
+attempt 0. Acks from any target settle the batch.
 """
 import argparse
 import json
@@ -53,12 +57,12 @@ class Producer:
         self.sock.setblocking(False)
         self.seq = 0
         self.done = 0
-        self.batch = None
+        self.batch = None  # one datagram per target: attempt i for target i
         self.pairs = None
         self.sent_at = 0.0
         self.attempts = 0
 
-    def next_batch(self):
+    def next_batch(self, target_count):
         if self.done >= self.args.batches:
             self.batch = None
             return
@@ -67,7 +71,9 @@ class Producer:
         low = -5 if self.args.negative else 1
         self.pairs = [("%s%d" % (self.args.prefix, self.rng.randrange(self.args.counters)),
                        self.rng.randint(low, 20)) for _ in range(count)]
-        self.batch = tally_wire.encode_batch(self.id, self.seq, self.pairs, self.key)
+        first = tally_wire.encode_batch(self.id, self.seq, self.pairs, self.key)
+        self.batch = [first] + [tally_wire.set_attempt(first, self.key, attempt)
+                                for attempt in range(1, target_count)]
         self.attempts = 0
 
 
@@ -85,7 +91,7 @@ def main():
     attempted, acked = {}, {}
     outcome = {"acked": 0, "duplicate_acks": 0, "error_acks": 0, "unacked": 0, "resends": 0}
     for p in producers:
-        p.next_batch()
+        p.next_batch(len(targets))
         for name, delta in p.pairs or []:
             attempted[name] = attempted.get(name, 0) + delta
     deadline = time.monotonic() + args.deadline_s
@@ -96,9 +102,9 @@ def main():
             if p.batch and now - p.sent_at >= args.retry_ms / 1000.0:
                 if p.attempts:
                     outcome["resends"] += 1
-                for target in targets:
+                for target, datagram in zip(targets, p.batch):
                     try:
-                        p.sock.sendto(p.batch, target)
+                        p.sock.sendto(datagram, target)
                     except OSError:
                         pass
                 p.sent_at = now
@@ -124,7 +130,7 @@ def main():
             else:
                 outcome["error_acks"] += 1
             p.done += 1
-            p.next_batch()
+            p.next_batch(len(targets))
             for name, delta in p.pairs or []:
                 attempted[name] = attempted.get(name, 0) + delta
     outcome["unacked"] = sum(1 for p in producers if p.batch)

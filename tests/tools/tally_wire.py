@@ -1,12 +1,15 @@
 """tally_wire.py — the binary batched protocol of reliable producers, in Python.
 
 Stdlib only (Python 3). Used by the integration tests to act as a reliable
-producer: encode_batch() builds a batch datagram, decode_ack() verifies and
-reads the ack that tallyd sends back. The byte layout and MAC are those of
-include/tally/batch_wire.h and docs/protocol.md:
+producer: encode_batch() builds a batch datagram, set_attempt() renumbers it
+for a resend, decode_ack() verifies and reads the ack that tallyd sends back.
+The byte layout and MAC are those of include/tally/batch_wire.h and
+docs/protocol.md:
 
     header (24 bytes): "TB" | version u8 | type u8 | count u16 | status u16 |
                        producer u64 | seq u64            (little-endian)
+                       (in a batch, status is the attempt: how many times the
+                       producer sent this batch before, to any node)
     pair:              delta i64 | name_len u8 | name bytes
     mac (16 bytes):    BLAKE2b-128 keyed with the 32-byte key over all bytes
                        before it (= libsodium crypto_generichash, keyed)
@@ -29,6 +32,7 @@ HEADER_SIZE = 24
 MAC_SIZE = 16
 KEY_SIZE = 32
 ACK_SIZE = HEADER_SIZE + MAC_SIZE
+ATTEMPT_MAX = 0xFFFF
 NAME_LEN_MAX = 96
 BATCH_PAIRS_MAX = 64
 DEDUP_WINDOW = 64
@@ -73,19 +77,42 @@ def _name_valid(name):
     return all(0x21 <= b <= 0x7E and b not in b":|@#" for b in name)
 
 
-def encode_batch(producer, seq, pairs, key):
-    """A batch datagram: pairs is a sequence of (name, delta), name str or bytes."""
+def _check_attempt(attempt):
+    if not 0 <= attempt <= ATTEMPT_MAX:
+        raise ValueError("attempt must be 0..%d" % ATTEMPT_MAX)
+
+
+def encode_batch(producer, seq, pairs, key, attempt=0):
+    """A batch datagram: pairs is a sequence of (name, delta), name str or bytes.
+
+    attempt: how many times this batch was sent before, to any node (0 for
+    the first send); of two nodes that applied it, the higher attempt's apply
+    is kept.
+    """
     if not 1 <= len(pairs) <= BATCH_PAIRS_MAX:
         raise ValueError("a batch has 1..%d pairs" % BATCH_PAIRS_MAX)
     if not 0 < producer < 1 << 64 or not 0 <= seq < 1 << 64:
         raise ValueError("producer must be 1..2^64-1 and seq 0..2^64-1")
-    out = bytearray(_HEADER.pack(MAGIC, VERSION, TYPE_BATCH, len(pairs), 0, producer, seq))
+    _check_attempt(attempt)
+    out = bytearray(_HEADER.pack(MAGIC, VERSION, TYPE_BATCH, len(pairs), attempt, producer,
+                                 seq))
     for name, delta in pairs:
         name = name.encode("ascii") if isinstance(name, str) else bytes(name)
         if not _name_valid(name):
             raise ValueError("invalid counter name %r" % name)
         out += _PAIR.pack(delta, len(name)) + name
     return bytes(out) + mac(bytes(out), key)
+
+
+def set_attempt(datagram, key, attempt):
+    """The batch datagram (from encode_batch with this key) with another attempt and its MAC."""
+    _check_attempt(attempt)
+    datagram = bytes(datagram)
+    if len(datagram) < HEADER_SIZE + MAC_SIZE or datagram[0:2] != MAGIC or \
+            datagram[3] != TYPE_BATCH:
+        raise ValueError("not a batch datagram")
+    body = datagram[:6] + struct.pack("<H", attempt) + datagram[8:-MAC_SIZE]
+    return body + mac(body, key)
 
 
 def encode_ack(producer, seq, status, key):
@@ -123,11 +150,12 @@ def decode_ack(data, key):
 
 
 def decode_batch(data, key):
-    """Verifies a batch; returns (producer, seq, [(name bytes, delta)]) or raises WireError."""
+    """Verifies a batch; returns (producer, seq, [(name bytes, delta)], attempt)
+    or raises WireError. Any attempt 0..65535 is valid."""
     data = bytes(data)
     _check_envelope(data, TYPE_BATCH, key)
-    _, _, _, count, status, producer, seq = _HEADER.unpack_from(data)
-    if status != 0 or count == 0:
+    _, _, _, count, attempt, producer, seq = _HEADER.unpack_from(data)
+    if count == 0:
         raise WireError("batch_malformed")
     if count > BATCH_PAIRS_MAX:
         raise WireError("batch_too_many_pairs")
@@ -150,7 +178,7 @@ def decode_batch(data, key):
         offset += name_len
     if offset != end:
         raise WireError("batch_malformed")
-    return producer, seq, pairs
+    return producer, seq, pairs, attempt
 
 
 # Vectors shared with tests/unit/test_batch_wire.c, which checks that the C
@@ -169,16 +197,39 @@ VECTOR_BATCH = bytes.fromhex(
     "ffffffffffffff7f" "06" "7265712e6f6b"  # INT64_MAX, "req.ok"
     "0000000000000080" "60" + "78" * 96 +  # INT64_MIN, "x" * 96
     "48962eb899271d507168db2732279f2a")  # MAC
+# The same batch resent: attempt 0x102 (two earlier sends: 258), so a new MAC.
+VECTOR_BATCH_ATTEMPT = bytes.fromhex(
+    "5442010103000201"  # "TB", version 1, type BATCH, count 3, status = attempt 0x102
+    "0700000000000000"  # producer 7
+    "0900000000000000"  # seq 9
+    "ffffffffffffffff" "01" "61"  # -1, "a"
+    "ffffffffffffff7f" "06" "7265712e6f6b"  # INT64_MAX, "req.ok"
+    "0000000000000080" "60" + "78" * 96 +  # INT64_MIN, "x" * 96
+    "72625c9005fcbe853e1c1b4920d9b5d4")  # MAC
 
 
 def _self_test():
     ack = encode_ack(0x102, 0x304, ACK_DUPLICATE, TEST_KEY)
     assert ack == VECTOR_ACK, ack.hex()
     assert decode_ack(ack, TEST_KEY) == (0x102, 0x304, ACK_DUPLICATE)
-    batch = encode_batch(7, 9, [("a", -1), ("req.ok", 2**63 - 1), ("x" * 96, -2**63)], TEST_KEY)
+    pairs = [("a", -1), ("req.ok", 2**63 - 1), ("x" * 96, -2**63)]
+    decoded_pairs = [(name.encode("ascii"), delta) for name, delta in pairs]
+    batch = encode_batch(7, 9, pairs, TEST_KEY)
     assert batch == VECTOR_BATCH, batch.hex()
-    assert decode_batch(batch, TEST_KEY) == (7, 9, [(b"a", -1), (b"req.ok", 2**63 - 1),
-                                                    (b"x" * 96, -2**63)])
+    assert decode_batch(batch, TEST_KEY) == (7, 9, decoded_pairs, 0)
+    resent = encode_batch(7, 9, pairs, TEST_KEY, attempt=0x102)
+    assert resent == VECTOR_BATCH_ATTEMPT, resent.hex()
+    assert decode_batch(resent, TEST_KEY) == (7, 9, decoded_pairs, 0x102)
+    assert set_attempt(VECTOR_BATCH, TEST_KEY, 0x102) == VECTOR_BATCH_ATTEMPT
+    assert set_attempt(VECTOR_BATCH_ATTEMPT, TEST_KEY, 0) == VECTOR_BATCH
+    assert decode_batch(set_attempt(batch, TEST_KEY, ATTEMPT_MAX), TEST_KEY)[3] == ATTEMPT_MAX
+    for bad_attempt in (-1, ATTEMPT_MAX + 1):
+        try:
+            encode_batch(7, 9, pairs, TEST_KEY, attempt=bad_attempt)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("accepted attempt %d" % bad_attempt)
     for reason, bad in (("batch_bad_mac", ack[:-1] + bytes([ack[-1] ^ 1])),
                         ("batch_truncated", ack[:-1]),
                         ("batch_malformed", ack + b"\0"),

@@ -2,8 +2,9 @@
  * test_batch_wire.c — unit tests of the binary batch codec
  * (dataplane/batch_wire.c): round trips at the limits, every rejection
  * reason and the order in which they are checked, bit flips caught by the
- * MAC, acks, refusals of the encoder, and byte vectors shared with the
- * Python producer in tests/tools/tally_wire.py.
+ * MAC, the attempt carried in a batch's status field, acks, refusals of the
+ * encoder, and byte vectors shared with the Python producer in
+ * tests/tools/tally_wire.py.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,7 +29,10 @@ static const char long_name[] =
   "abcdefghijklmnopqrstuvwxyz0123";
 static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "96 name bytes + NUL");
 
-/* Same vectors as tests/tools/tally_wire.py (VECTOR_BATCH, VECTOR_ACK), made there. */
+/*
+ * Same vectors as tests/tools/tally_wire.py (VECTOR_BATCH, VECTOR_BATCH_ATTEMPT,
+ * VECTOR_ACK), made there.
+ */
 static const uint8_t vector_ack[TALLY_WIRE_ACK_SIZE] = {
   0x54, 0x42, 0x01, 0x02, 0x00, 0x00, 0x01, 0x00, 0x02, 0x01, 0x00, 0x00, 0x00, 0x00,
   0x00, 0x00, 0x04, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd3, 0xf1, 0xfc, 0x9e,
@@ -47,6 +51,17 @@ static const uint8_t vector_batch[] =
   "\x48\x96\x2e\xb8\x99\x27\x1d\x50\x71\x68\xdb\x27\x32\x27\x9f\x2a";
 #define VECTOR_BATCH_SIZE (sizeof(vector_batch) - 1u) /* without the literal's NUL */
 static_assert(VECTOR_BATCH_SIZE == 170u, "vector size as made by tally_wire.py");
+/* The same batch with attempt 0x102 (status bytes 02 01), hence another MAC. */
+static const uint8_t vector_batch_attempt[] =
+  "TB\x01\x01\x03\x00\x02\x01"
+  "\x07\x00\x00\x00\x00\x00\x00\x00"
+  "\x09\x00\x00\x00\x00\x00\x00\x00"
+  "\xff\xff\xff\xff\xff\xff\xff\xff\x01" "a"
+  "\xff\xff\xff\xff\xff\xff\xff\x7f\x06" "req.ok"
+  "\x00\x00\x00\x00\x00\x00\x00\x80\x60" VECTOR_X96
+  "\x72\x62\x5c\x90\x05\xfc\xbe\x85\x3e\x1c\x1b\x49\x20\xd9\xb5\xd4";
+static_assert(sizeof(vector_batch_attempt) - 1u == VECTOR_BATCH_SIZE, "same size");
+#define VECTOR_ATTEMPT 0x102u
 
 /* A batch of count pairs: name lengths cycle through 1..96, deltas vary in sign. */
 static void batch_fill(struct tally_wire_batch *batch, uint32_t count, uint64_t producer,
@@ -69,6 +84,7 @@ static void batch_assert_equal(const struct tally_wire_batch *got,
 {
   assert_int_equal(got->producer, want->producer);
   assert_int_equal(got->seq, want->seq);
+  assert_int_equal(got->attempt, want->attempt);
   assert_int_equal(got->count, want->count);
   for (uint32_t i = 0; i < want->count; i++) {
     assert_int_equal(got->pairs[i].name_len, want->pairs[i].name_len);
@@ -254,11 +270,6 @@ static void test_reject_after_mac(void **state)
   uint8_t copy[256];
 
   memcpy(copy, buffer, size);
-  copy[6] = 1; /* status must be 0 in a batch */
-  remac(copy, size);
-  expect_reject(copy, size, TALLY_REASON_BATCH_MALFORMED, 42);
-
-  memcpy(copy, buffer, size);
   copy[4] = 0; /* count 0 */
   remac(copy, size);
   expect_reject(copy, size, TALLY_REASON_BATCH_MALFORMED, 42);
@@ -297,6 +308,93 @@ static void test_reject_after_mac(void **state)
   memcpy(copy, buffer, size - TALLY_MAC_SIZE - 1);
   remac(copy, size - 1);
   expect_reject(copy, size - 1, TALLY_REASON_BATCH_MALFORMED, 42);
+}
+
+/* ---- The attempt (a batch's status field) ------------------------------- */
+
+static void test_attempt_round_trip(void **state)
+{
+  (void)state;
+  static const uint16_t attempts[] = {0, 1, 2, 0xff, 0x100, 0x7fff, 0x8000, UINT16_MAX};
+  for (uint32_t i = 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
+    struct tally_wire_batch batch;
+    batch_fill(&batch, 3, 42, 7);
+    batch.attempt = attempts[i];
+    uint8_t buffer[512];
+    size_t size = encode_ok(&batch, buffer, sizeof(buffer));
+    /* Little-endian in the status field. */
+    assert_int_equal(buffer[6], attempts[i] & 0xffu);
+    assert_int_equal(buffer[7], attempts[i] >> 8);
+    struct tally_wire_batch decoded;
+    assert_int_equal(decode(buffer, size, &decoded), TALLY_OK);
+    batch_assert_equal(&decoded, &batch);
+  }
+}
+
+static void test_attempt_any_value_valid(void **state)
+{
+  (void)state;
+  uint8_t buffer[256];
+  size_t size = valid_small(buffer, sizeof(buffer));
+  uint8_t copy[256];
+  /* Every value a sender could put there decodes (raw bytes, re-signed). */
+  for (uint32_t attempt = 0; attempt <= UINT16_MAX; attempt += 257u) {
+    memcpy(copy, buffer, size);
+    copy[6] = (uint8_t)(attempt & 0xffu);
+    copy[7] = (uint8_t)(attempt >> 8);
+    remac(copy, size);
+    struct tally_wire_batch decoded;
+    assert_int_equal(decode(copy, size, &decoded), TALLY_OK);
+    assert_int_equal(decoded.attempt, attempt);
+    assert_int_equal(decoded.producer, 42);
+    assert_int_equal(decoded.count, 2);
+  }
+  /* A rejection after the MAC still reports the attempt with the identity. */
+  memcpy(copy, buffer, size);
+  copy[4] = 0; /* count 0 */
+  copy[6] = 5;
+  remac(copy, size);
+  struct tally_wire_batch decoded;
+  assert_int_equal(decode(copy, size, &decoded), TALLY_REASON_BATCH_MALFORMED);
+  assert_int_equal(decoded.producer, 42);
+  assert_int_equal(decoded.attempt, 5);
+  /* Before the MAC nothing is trusted: attempt 0. */
+  copy[size - 1] ^= 1;
+  assert_int_equal(decode(copy, size, &decoded), TALLY_REASON_BATCH_BAD_MAC);
+  assert_int_equal(decoded.attempt, 0);
+}
+
+static void test_set_attempt(void **state)
+{
+  (void)state;
+  struct tally_wire_batch batch;
+  batch_fill(&batch, 5, 42, 7);
+  uint8_t first[512];
+  size_t size = encode_ok(&batch, first, sizeof(first));
+  for (uint32_t attempt = 1; attempt <= 4; attempt++) {
+    uint8_t resent[512];
+    memcpy(resent, first, size);
+    tally_wire_set_attempt(resent, size, test_key, (uint16_t)attempt);
+    /* The same bytes as encoding the batch with that attempt. */
+    batch.attempt = (uint16_t)attempt;
+    uint8_t encoded[512];
+    assert_int_equal(encode_ok(&batch, encoded, sizeof(encoded)), size);
+    assert_memory_equal(resent, encoded, size);
+    struct tally_wire_batch decoded;
+    assert_int_equal(decode(resent, size, &decoded), TALLY_OK);
+    batch_assert_equal(&decoded, &batch);
+    /* Only the status field and the MAC changed. */
+    assert_memory_equal(resent, first, 6);
+    assert_memory_equal(resent + 8, first + 8, size - 8 - TALLY_MAC_SIZE);
+    assert_memory_not_equal(resent + size - TALLY_MAC_SIZE, first + size - TALLY_MAC_SIZE,
+      TALLY_MAC_SIZE);
+  }
+  /* Back to 0: the original datagram again. */
+  uint8_t again[512];
+  memcpy(again, first, size);
+  tally_wire_set_attempt(again, size, test_key, UINT16_MAX);
+  tally_wire_set_attempt(again, size, test_key, 0);
+  assert_memory_equal(again, first, size);
 }
 
 /* First pair has name length 1 (see batch_fill); rewrite its length byte or name byte. */
@@ -503,6 +601,17 @@ static void test_python_vectors(void **state)
     VECTOR_BATCH_SIZE);
   assert_memory_equal(buffer, vector_batch, VECTOR_BATCH_SIZE);
 
+  /* A resend of it: attempt 0x102. */
+  assert_int_equal(decode(vector_batch_attempt, VECTOR_BATCH_SIZE, &decoded), TALLY_OK);
+  want.attempt = VECTOR_ATTEMPT;
+  batch_assert_equal(&decoded, &want);
+  assert_int_equal(tally_wire_encode_batch(&want, test_key, buffer, sizeof(buffer)),
+    VECTOR_BATCH_SIZE);
+  assert_memory_equal(buffer, vector_batch_attempt, VECTOR_BATCH_SIZE);
+  memcpy(buffer, vector_batch, VECTOR_BATCH_SIZE);
+  tally_wire_set_attempt(buffer, VECTOR_BATCH_SIZE, test_key, VECTOR_ATTEMPT);
+  assert_memory_equal(buffer, vector_batch_attempt, VECTOR_BATCH_SIZE);
+
   uint8_t ack[TALLY_WIRE_ACK_SIZE];
   tally_wire_encode_ack(0x102, 0x304, TALLY_ACK_DUPLICATE, test_key, ack);
   assert_memory_equal(ack, vector_ack, sizeof(ack));
@@ -518,6 +627,9 @@ int main(void)
     cmocka_unit_test(test_reject_order),
     cmocka_unit_test(test_reject_after_mac),
     cmocka_unit_test(test_reject_bad_names),
+    cmocka_unit_test(test_attempt_round_trip),
+    cmocka_unit_test(test_attempt_any_value_valid),
+    cmocka_unit_test(test_set_attempt),
     cmocka_unit_test(test_bit_flips_rejected),
     cmocka_unit_test(test_encode_refuses_invalid),
     cmocka_unit_test(test_ack_round_trip),

@@ -63,6 +63,7 @@ struct fake_server {
   uint32_t script_pos;
   uint32_t received;
   uint64_t seqs[LOG_MAX];
+  uint16_t attempts[LOG_MAX]; /* the attempt each datagram carried */
   uint32_t pair_counts[LOG_MAX];
   size_t sizes[LOG_MAX];
   uint64_t applied[LOG_MAX]; /* seqs applied (dedup) */
@@ -180,6 +181,7 @@ static uint32_t server_pump(struct fake_server *server, uint32_t wait_ms)
     assert_int_equal(batch.producer, PRODUCER);
     assert_true(server->received < LOG_MAX);
     server->seqs[server->received] = batch.seq;
+    server->attempts[server->received] = batch.attempt;
     server->pair_counts[server->received] = batch.count;
     server->sizes[server->received] = (size_t)size;
     server->received++;
@@ -371,6 +373,8 @@ static void test_retry_same_seq_after_dropped_ack(void **state)
   advance(world, 1); /* timeout; random 0: resent at once */
   assert_int_equal(server_pump(server, ARRIVAL_WAIT_MS), 1);
   assert_int_equal(server->seqs[1], FIRST_SEQ); /* the same seq */
+  assert_int_equal(server->attempts[0], 0);
+  assert_int_equal(server->attempts[1], 1); /* numbered, even to the same node */
   receive(world);
   assert_int_equal(world->done_count, 1);
   assert_int_equal(world->done[0].status, TALLY_CLIENT_DUPLICATE);
@@ -391,6 +395,7 @@ static void test_retry_after_silence(void **state)
   for (uint32_t i = 0; i < 3; i++) {
     assert_int_equal(server_pump(server, ARRIVAL_WAIT_MS), 1);
     assert_int_equal(server->seqs[i], FIRST_SEQ);
+    assert_int_equal(server->attempts[i], i);
     if (i < 2) advance(world, 100);
   }
   receive(world);
@@ -398,6 +403,50 @@ static void test_retry_after_silence(void **state)
   assert_int_equal(world->done[0].status, TALLY_CLIENT_OK);
   assert_int_equal(world->done[0].attempts, 3);
   assert_int_equal(server_value(server, "y"), 1);
+}
+
+/* Every send of a batch carries the number of earlier sends, to whichever node. */
+static void test_attempts_numbered_across_nodes(void **state)
+{
+  struct world *world = *state;
+  struct fake_server *first = &world->servers[0];
+  struct fake_server *second = &world->servers[1];
+  world->config.nodes[1] = second->node;
+  world->config.node_count = 2;
+  world->config.breaker_failures = 1000; /* alternate between the nodes */
+  first->fallback = (struct action){ .kind = SILENT };
+  second->fallback = (struct action){ .kind = SILENT };
+  server_script(second, (struct action){ .kind = SILENT });
+  server_script(second, (struct action){ .kind = SILENT });
+  server_script(second, (struct action){ .kind = ANSWER }); /* the sixth send */
+  start(world);
+  send_one(world, "m", 1);
+  for (uint16_t attempt = 0; attempt < 6; attempt++) {
+    struct fake_server *server = attempt % 2u == 0 ? first : second;
+    struct fake_server *other = attempt % 2u == 0 ? second : first;
+    assert_int_equal(server_pump(server, ARRIVAL_WAIT_MS), 1);
+    assert_int_equal(server_pump(other, 0), 0);
+    assert_int_equal(server->seqs[server->received - 1], FIRST_SEQ);
+    assert_int_equal(server->attempts[server->received - 1], attempt);
+    if (attempt < 5) advance(world, 100); /* ack timeout; random 0: resent at once */
+  }
+  receive(world);
+  assert_int_equal(world->done_count, 1);
+  assert_int_equal(world->done[0].status, TALLY_CLIENT_OK);
+  assert_int_equal(world->done[0].attempts, 6);
+  assert_int_equal(world->done[0].node, 1);
+  assert_int_equal(server_value(second, "m"), 1);
+
+  /* The next batch starts again at 0. */
+  second->fallback = (struct action){ .kind = ANSWER };
+  first->fallback = (struct action){ .kind = ANSWER };
+  send_one(world, "m", 1);
+  assert_int_equal(server_pump(first, ARRIVAL_WAIT_MS), 1);
+  assert_int_equal(first->seqs[first->received - 1], FIRST_SEQ + 1);
+  assert_int_equal(first->attempts[first->received - 1], 0);
+  receive(world);
+  assert_int_equal(world->done_count, 2);
+  assert_int_equal(world->done[1].attempts, 1);
 }
 
 /* Time from an ack timeout to the resend, found by stepping the clock 1 ms at a time. */
@@ -893,6 +942,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_ack_path, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retry_same_seq_after_dropped_ack, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retry_after_silence, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_attempts_numbered_across_nodes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_backoff_caps_grow_to_the_cap, setup, teardown),
     cmocka_unit_test_setup_teardown(test_backoff_full_jitter_low_and_middle, setup, teardown),
     cmocka_unit_test_setup_teardown(test_breaker_opens_probes_and_closes, setup, teardown),

@@ -2,9 +2,9 @@
  * test_config.c — unit tests for control/config.c: defaults, a full valid
  * file, every class of error with its exact message, continuation lines,
  * EAL argv splitting, loading from a path, the [cluster] section (absent,
- * full, every error, nodes over several lines), and that config/local.ini
- * and config/tally.ini.template themselves parse, the template also with its
- * commented-out [cluster] example turned on.
+ * full, every error, nodes over several lines, the test-only fault_* keys),
+ * and that config/local.ini and config/tally.ini.template themselves parse,
+ * the template also with its commented-out [cluster] example turned on.
  *
  * The two shipped files are found from TALLY_SOURCE_DIR if set, else from
  * the source root derived from __FILE__, else from ".." and ".".
@@ -718,6 +718,57 @@ static void test_cluster_phi(void **unused) {
     "config: cluster.suspect_phi: 9 is not below cluster.down_phi 8");
 }
 
+/* cluster.fault_*: test-only fault injection, off by default, reloadable. */
+static void test_cluster_fault(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  const struct tally_cluster_config *cluster = &config.cluster;
+  tally_config_defaults(&config);
+  assert_int_equal(cluster->fault_delay_ms, 0);
+  assert_int_equal(cluster->fault_jitter_ms, 0);
+  assert_int_equal(cluster->fault_loss_permille, 0);
+  expect_ok(with_cluster_required(""), &config);
+  assert_int_equal(cluster->fault_delay_ms, 0);
+  assert_int_equal(cluster->fault_jitter_ms, 0);
+  assert_int_equal(cluster->fault_loss_permille, 0);
+  expect_ok(with_cluster_required("fault_delay_ms = 50\nfault_jitter_ms = 20\n"
+                                  "fault_loss_permille = 100\n"),
+    &config);
+  assert_int_equal(cluster->fault_delay_ms, 50);
+  assert_int_equal(cluster->fault_jitter_ms, 20);
+  assert_int_equal(cluster->fault_loss_permille, 100);
+  expect_ok(with_cluster_required("fault_loss_permille = 1000\nfault_delay_ms = 10000\n"
+                                  "fault_jitter_ms = 10000\n"),
+    &config);
+  assert_int_equal(cluster->fault_delay_ms, 10000);
+  assert_int_equal(cluster->fault_jitter_ms, 10000);
+  assert_int_equal(cluster->fault_loss_permille, 1000);
+  expect_ok(with_cluster_required("fault_delay_ms = 0\nfault_jitter_ms = 0\n"
+                                  "fault_loss_permille = 0\n"),
+    &config);
+  assert_int_equal(cluster->fault_delay_ms + cluster->fault_jitter_ms +
+    cluster->fault_loss_permille, 0);
+
+  expect_error(with_cluster_required("fault_delay_ms = 10001\n"),
+    "config: cluster.fault_delay_ms: 10001 is above the maximum 10000");
+  expect_error(with_cluster_required("fault_jitter_ms = 10001\n"),
+    "config: cluster.fault_jitter_ms: 10001 is above the maximum 10000");
+  expect_error(with_cluster_required("fault_loss_permille = 1001\n"),
+    "config: cluster.fault_loss_permille: 1001 is above the maximum 1000");
+  expect_error(with_cluster_required("fault_loss_permille = 10%\n"),
+    "config: cluster.fault_loss_permille: '10%' is not a decimal number");
+  expect_error(with_cluster_required("fault_delay_ms = -1\n"),
+    "config: cluster.fault_delay_ms: '-1' is not a decimal number");
+  expect_error(with_cluster_required("fault_jitter_ms =\n"),
+    "config: cluster.fault_jitter_ms: empty value");
+  expect_error(with_cluster_required("fault_delay_ms = 1\nfault_delay_ms = 2\n"),
+    "config: cluster.fault_delay_ms: duplicate (first set on line 13)");
+  /* Under [cluster] only: elsewhere unknown; alone, [cluster] still wants its keys. */
+  expect_error(with_base("[store]\nfault_delay_ms = 1\n"),
+    "config: store.fault_delay_ms: unknown key");
+  expect_error(with_cluster("fault_loss_permille = 10\n"), "config: cluster.node_id: required");
+}
+
 static void test_cluster_continuation(void **unused) {
   (void)unused;
   struct tally_config config;
@@ -952,6 +1003,7 @@ int main(void) {
     cmocka_unit_test(test_cluster_nodes_errors),
     cmocka_unit_test(test_cluster_key_and_numbers),
     cmocka_unit_test(test_cluster_phi),
+    cmocka_unit_test(test_cluster_fault),
     cmocka_unit_test(test_cluster_continuation),
     cmocka_unit_test(test_shipped_files),
     cmocka_unit_test(test_template_cluster),

@@ -7,11 +7,18 @@
  * every wrong key rejected, the encoder's refusals (and that it never writes
  * past out_size), and a decoded message left zeroed on any failure. The same
  * for the producer-record variant (flags PRODUCERS on ROUND and RESTORE):
- * an independent vector, round trips of 0, 1, 2, 12 and
- * TALLY_REPLICATION_PRODUCERS_MAX (13) records of 104 bytes (the id, then
- * TALLY_DEDUP_RUNS runs of head_last | head_window | last_seq | window),
+ * an independent vector, round trips of 0, 1, 2, 10 and
+ * TALLY_REPLICATION_PRODUCERS_MAX (11) records of 128 bytes (the id, then
+ * TALLY_DEDUP_RUNS runs of head_last | head_window[0] | head_window[1] |
+ * last_seq | window), 12 refused,
  * every exact body length, the placement of every run field, and every check
- * behind the MAC tested on correctly signed datagrams.
+ * behind the MAC tested on correctly signed datagrams. And for claims (flags
+ * CLAIMS, ROUND only, never with PRODUCERS): an independent vector, round
+ * trips of 0, 1, 47 and TALLY_REPLICATION_CLAIMS_MAX (48) claims of 24 bytes
+ * (producer | seq | attempt) with and without LAST, 49 refused, every exact
+ * body length, CLAIMS on every other type and beside PRODUCERS refused, bad
+ * producer ids and attempts (0, 65536) refused at both ends, the limits (1,
+ * 65535) accepted, and every bit flip rejected.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,18 +52,36 @@ enum {
 #define PRODUCERS_FULL_SIZE                                                         \
   (TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCERS_MAX *              \
     TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE)
-/* A record: producer u64, then per run head_last | head_window | last_seq | window. */
+/*
+ * A record: producer u64, then per run head_last | head_window[0] |
+ * head_window[1] | last_seq | window.
+ */
 #define RECORD_ID_SIZE 8u
-#define RECORD_RUN_SIZE 32u
-#define RECORD_FIELDS (TALLY_DEDUP_RUNS * 4u) /* u64 fields behind the id */
+#define RECORD_RUN_FIELDS 5u /* u64 fields of a run */
+#define RECORD_RUN_SIZE (RECORD_RUN_FIELDS * 8u)
+#define RECORD_FIELDS (TALLY_DEDUP_RUNS * RECORD_RUN_FIELDS) /* u64 fields behind the id */
 static_assert(TALLY_DEDUP_RUNS == 3u, "the runs tested below");
-static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 104u, "8 + 3 runs x 32 bytes");
+static_assert(RECORD_RUN_SIZE == 40u, "a run on the wire: five u64");
+static_assert(TALLY_REPLICATION_PRODUCER_SIZE == 128u, "8 + 3 runs x 40 bytes");
 static_assert(TALLY_REPLICATION_PRODUCER_SIZE == RECORD_ID_SIZE + RECORD_FIELDS * 8u,
-  "the id and four u64 per run, nothing else");
-static_assert(TALLY_REPLICATION_PRODUCERS_MAX == 13u, "the counts tested below");
-static_assert(PRODUCERS_FULL_SIZE == 1400u, "32 + 13 x 104 + 16");
+  "the id and five u64 per run, nothing else");
+static_assert(sizeof(((struct tally_replication_producer *)0)->runs[0]) == RECORD_RUN_SIZE,
+  "the struct's run: the same five u64");
+static_assert(TALLY_REPLICATION_PRODUCERS_MAX == 11u, "the counts tested below");
+static_assert(PRODUCERS_FULL_SIZE == 1456u, "32 + 11 x 128 + 16");
 static_assert(PRODUCERS_FULL_SIZE + TALLY_REPLICATION_PRODUCER_SIZE > TALLY_REPLICATION_SIZE_MAX,
   "one record over the limit does not fit a datagram: oversize as well as over the count");
+
+/* A claim: producer u64 | seq u64 | attempt u64. */
+#define CLAIMS_FULL_SIZE                                                            \
+  (TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_CLAIMS_MAX *                 \
+    TALLY_REPLICATION_CLAIM_SIZE + TALLY_MAC_SIZE)
+static_assert(TALLY_REPLICATION_CLAIM_SIZE == 24u, "three u64 per claim");
+static_assert(TALLY_REPLICATION_CLAIMS_MAX == 48u, "the counts tested below");
+static_assert(CLAIMS_FULL_SIZE == 1200u, "32 + 48 x 24 + 16");
+static_assert(CLAIMS_FULL_SIZE + TALLY_REPLICATION_CLAIM_SIZE <= TALLY_REPLICATION_SIZE_MAX,
+  "one claim over the limit still fits a datagram: refused for the count alone");
+static_assert(TALLY_REPLICATION_FLAG_CLAIMS == 0x0004u, "the flag in the vector below");
 
 #define SIZE_MIN (TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE)
 #define FULL_SIZE                                                                  \
@@ -100,42 +125,80 @@ static_assert(sizeof(vector) == 73u, "vector size as made by Python");
 /*
  * RESTORE, origin 0x0102, sender 0x0304, flags PRODUCERS | LAST, part 0x0506,
  * seq 0x1122334455667788, scan 0x99aabbccddeeff00, producer records, each
- * (producer, then runs 0..2 of head_last, head_window, last_seq, window):
- *   1: (0x0102030405060708, 0x8000000000000001, 0xa1a2a3a4a5a6a7a8, 0xb1b2b3b4b5b6b7b8),
- *      (0xc1c2c3c4c5c6c7c8, 0xd1d2d3d4d5d6d7d8, 0xe1e2e3e4e5e6e7e8, 0xf1f2f3f4f5f6f7f8),
- *      (0x1112131415161718, 0x2122232425262728, 0x3132333435363738, 0x4142434445464748);
- *   UINT64_MAX - 1: (0, UINT64_MAX, 0x3f, 0x8000000000000000),
- *      (0x5152535455565758, 0x6162636465666768, 0x7172737475767778, 0x8182838485868788),
- *      (UINT64_MAX, 0, 0x9192939495969798, 1);
- * made by struct.pack('<Q', producer) + struct.pack('<QQQQ', ...) per run and
+ * (producer, then runs 0..2 of head_last, head_window[0], head_window[1],
+ * last_seq, window):
+ *   1: (0x0102030405060708, 0x8000000000000001, 0x09fedcba87654321,
+ *       0xa1a2a3a4a5a6a7a8, 0xb1b2b3b4b5b6b7b8),
+ *      (0xc1c2c3c4c5c6c7c8, 0xd1d2d3d4d5d6d7d8, 0x5a5b5c5d5e5f5051,
+ *       0xe1e2e3e4e5e6e7e8, 0xf1f2f3f4f5f6f7f8),
+ *      (0x1112131415161718, 0x2122232425262728, 0x0f1e2d3c4b5a6978,
+ *       0x3132333435363738, 0x4142434445464748);
+ *   UINT64_MAX - 1: (0, UINT64_MAX, 0x4000000000000002, 0x3f, 0x8000000000000000),
+ *      (0x5152535455565758, 0x6162636465666768, 0xa5a6a7a8a9aaabac,
+ *       0x7172737475767778, 0x8182838485868788),
+ *      (UINT64_MAX, 0, 0xfffffffffffffffe, 0x9192939495969798, 1);
+ * made by struct.pack('<Q', producer) + struct.pack('<QQQQQ', ...) per run and
  * the same hashlib.blake2b.
  */
 static const uint8_t producer_vector[] = {
   0x54, 0x52, 0x01, 0x04, 0x02, 0x01, 0x04, 0x03, 0x02, 0x00, 0x03, 0x00, 0x06, 0x05, 0x00,
   0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb,
   0xaa, 0x99, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x07, 0x06, 0x05, 0x04,
-  0x03, 0x02, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0xa8, 0xa7, 0xa6, 0xa5,
-  0xa4, 0xa3, 0xa2, 0xa1, 0xb8, 0xb7, 0xb6, 0xb5, 0xb4, 0xb3, 0xb2, 0xb1, 0xc8, 0xc7, 0xc6,
-  0xc5, 0xc4, 0xc3, 0xc2, 0xc1, 0xd8, 0xd7, 0xd6, 0xd5, 0xd4, 0xd3, 0xd2, 0xd1, 0xe8, 0xe7,
-  0xe6, 0xe5, 0xe4, 0xe3, 0xe2, 0xe1, 0xf8, 0xf7, 0xf6, 0xf5, 0xf4, 0xf3, 0xf2, 0xf1, 0x18,
-  0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, 0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21,
-  0x38, 0x37, 0x36, 0x35, 0x34, 0x33, 0x32, 0x31, 0x48, 0x47, 0x46, 0x45, 0x44, 0x43, 0x42,
-  0x41, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-  0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, 0x00, 0x00, 0x00, 0x00,
-  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x58, 0x57, 0x56, 0x55,
-  0x54, 0x53, 0x52, 0x51, 0x68, 0x67, 0x66, 0x65, 0x64, 0x63, 0x62, 0x61, 0x78, 0x77, 0x76,
-  0x75, 0x74, 0x73, 0x72, 0x71, 0x88, 0x87, 0x86, 0x85, 0x84, 0x83, 0x82, 0x81, 0xff, 0xff,
-  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x98,
-  0x97, 0x96, 0x95, 0x94, 0x93, 0x92, 0x91, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-  0x83, 0x04, 0x72, 0x3d, 0x26, 0xe6, 0x16, 0xc3, 0x74, 0x71, 0xa7, 0xfc, 0x8c, 0x4c, 0x7f,
-  0xdf,
+  0x03, 0x02, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x21, 0x43, 0x65, 0x87,
+  0xba, 0xdc, 0xfe, 0x09, 0xa8, 0xa7, 0xa6, 0xa5, 0xa4, 0xa3, 0xa2, 0xa1, 0xb8, 0xb7, 0xb6,
+  0xb5, 0xb4, 0xb3, 0xb2, 0xb1, 0xc8, 0xc7, 0xc6, 0xc5, 0xc4, 0xc3, 0xc2, 0xc1, 0xd8, 0xd7,
+  0xd6, 0xd5, 0xd4, 0xd3, 0xd2, 0xd1, 0x51, 0x50, 0x5f, 0x5e, 0x5d, 0x5c, 0x5b, 0x5a, 0xe8,
+  0xe7, 0xe6, 0xe5, 0xe4, 0xe3, 0xe2, 0xe1, 0xf8, 0xf7, 0xf6, 0xf5, 0xf4, 0xf3, 0xf2, 0xf1,
+  0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, 0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22,
+  0x21, 0x78, 0x69, 0x5a, 0x4b, 0x3c, 0x2d, 0x1e, 0x0f, 0x38, 0x37, 0x36, 0x35, 0x34, 0x33,
+  0x32, 0x31, 0x48, 0x47, 0x46, 0x45, 0x44, 0x43, 0x42, 0x41, 0xfe, 0xff, 0xff, 0xff, 0xff,
+  0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff,
+  0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x3f, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x58, 0x57,
+  0x56, 0x55, 0x54, 0x53, 0x52, 0x51, 0x68, 0x67, 0x66, 0x65, 0x64, 0x63, 0x62, 0x61, 0xac,
+  0xab, 0xaa, 0xa9, 0xa8, 0xa7, 0xa6, 0xa5, 0x78, 0x77, 0x76, 0x75, 0x74, 0x73, 0x72, 0x71,
+  0x88, 0x87, 0x86, 0x85, 0x84, 0x83, 0x82, 0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+  0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff,
+  0xff, 0xff, 0x98, 0x97, 0x96, 0x95, 0x94, 0x93, 0x92, 0x91, 0x01, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0xc8, 0xf8, 0x4b, 0xfe, 0xec, 0x6a, 0x42, 0x2b, 0xf7, 0x32, 0xad, 0x96,
+  0x10, 0x36, 0xa7, 0x68,
 };
 #define PRODUCER_VECTOR_SIZE sizeof(producer_vector)
-static_assert(sizeof(producer_vector) == 256u, "producer vector size as made by Python");
+static_assert(sizeof(producer_vector) == 304u, "producer vector size as made by Python");
 #define PRODUCER_VECTOR_BODY_END (PRODUCER_VECTOR_SIZE - TALLY_MAC_SIZE)
 /* Offsets of the two records' producer ids. */
 #define PRODUCER_VECTOR_ID_0 TALLY_REPLICATION_HEADER_SIZE
 #define PRODUCER_VECTOR_ID_1 (TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCER_SIZE)
+
+/*
+ * ROUND, origin 0x0102, sender 0x0304, flags CLAIMS | LAST (0x0005), part
+ * 0x0506, seq 0x1122334455667788, scan 0x99aabbccddeeff00, claims (producer,
+ * seq, attempt):
+ *   (0x0102030405060708, 0x1112131415161718, 1),
+ *   (UINT64_MAX - 1, UINT64_MAX, 0xffff),
+ *   (1, 0, 0x0203);
+ * made by struct.pack('<QQQ', producer, seq, attempt) per claim behind the
+ * header and the same hashlib.blake2b.
+ */
+static const uint8_t claim_vector[] = {
+  0x54, 0x52, 0x01, 0x01, 0x02, 0x01, 0x04, 0x03, 0x03, 0x00, 0x05, 0x00, 0x06, 0x05, 0x00,
+  0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb,
+  0xaa, 0x99, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x18, 0x17, 0x16, 0x15, 0x14,
+  0x13, 0x12, 0x11, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xfe, 0xff, 0xff, 0xff,
+  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06,
+  0x78, 0xe3, 0x26, 0x2a, 0x9e, 0xaa, 0xa5, 0xf3, 0xf5, 0x8c, 0xec, 0x58, 0xf7, 0xd8, 0x9f,
+};
+#define CLAIM_VECTOR_SIZE sizeof(claim_vector)
+static_assert(sizeof(claim_vector) == 120u, "claim vector size as made by Python");
+#define CLAIM_VECTOR_BODY_END (CLAIM_VECTOR_SIZE - TALLY_MAC_SIZE)
+#define CLAIM_VECTOR_COUNT 3u
+/* Offset of claim i of the vector, and of its fields. */
+#define CLAIM_AT(i) (TALLY_REPLICATION_HEADER_SIZE + (size_t)(i) * TALLY_REPLICATION_CLAIM_SIZE)
+#define CLAIM_PRODUCER 0u
+#define CLAIM_SEQ 8u
+#define CLAIM_ATTEMPT 16u
 
 static void vector_message(struct tally_replication_message *message)
 {
@@ -166,33 +229,90 @@ static void producer_vector_message(struct tally_replication_message *message)
   message->count = 2;
   message->producers[0] = (struct tally_replication_producer){.producer = 1,
     .runs = {
-      {.head_last = 0x0102030405060708ull, .head_window = 0x8000000000000001ull,
+      {.head_last = 0x0102030405060708ull,
+        .head_window = {0x8000000000000001ull, 0x09fedcba87654321ull},
         .last_seq = 0xa1a2a3a4a5a6a7a8ull, .window = 0xb1b2b3b4b5b6b7b8ull},
-      {.head_last = 0xc1c2c3c4c5c6c7c8ull, .head_window = 0xd1d2d3d4d5d6d7d8ull,
+      {.head_last = 0xc1c2c3c4c5c6c7c8ull,
+        .head_window = {0xd1d2d3d4d5d6d7d8ull, 0x5a5b5c5d5e5f5051ull},
         .last_seq = 0xe1e2e3e4e5e6e7e8ull, .window = 0xf1f2f3f4f5f6f7f8ull},
-      {.head_last = 0x1112131415161718ull, .head_window = 0x2122232425262728ull,
+      {.head_last = 0x1112131415161718ull,
+        .head_window = {0x2122232425262728ull, 0x0f1e2d3c4b5a6978ull},
         .last_seq = 0x3132333435363738ull, .window = 0x4142434445464748ull},
     }};
   message->producers[1] = (struct tally_replication_producer){.producer = UINT64_MAX - 1,
     .runs = {
-      {.head_last = 0, .head_window = UINT64_MAX, .last_seq = 0x3f,
+      {.head_last = 0, .head_window = {UINT64_MAX, 0x4000000000000002ull}, .last_seq = 0x3f,
         .window = 0x8000000000000000ull},
-      {.head_last = 0x5152535455565758ull, .head_window = 0x6162636465666768ull,
+      {.head_last = 0x5152535455565758ull,
+        .head_window = {0x6162636465666768ull, 0xa5a6a7a8a9aaabacull},
         .last_seq = 0x7172737475767778ull, .window = 0x8182838485868788ull},
-      {.head_last = UINT64_MAX, .head_window = 0, .last_seq = 0x9192939495969798ull,
-        .window = 1},
+      {.head_last = UINT64_MAX, .head_window = {0, UINT64_MAX - 1},
+        .last_seq = 0x9192939495969798ull, .window = 1},
     }};
+}
+
+static void claim_vector_message(struct tally_replication_message *message)
+{
+  memset(message, 0, sizeof(*message));
+  message->type = TALLY_REPLICATION_ROUND;
+  message->origin = 0x0102;
+  message->sender = 0x0304;
+  message->flags = TALLY_REPLICATION_FLAG_CLAIMS | TALLY_REPLICATION_FLAG_LAST;
+  message->part = 0x0506;
+  message->seq = 0x1122334455667788ull;
+  message->scan = 0x99aabbccddeeff00ull;
+  message->count = CLAIM_VECTOR_COUNT;
+  message->claims[0] = (struct tally_replication_claim){
+    .producer = 0x0102030405060708ull, .seq = 0x1112131415161718ull, .attempt = 1};
+  message->claims[1] = (struct tally_replication_claim){
+    .producer = UINT64_MAX - 1, .seq = UINT64_MAX, .attempt = 0xffff};
+  message->claims[2] = (struct tally_replication_claim){.producer = 1, .seq = 0, .attempt = 0x0203};
+}
+
+/* count claims on a ROUND (flags CLAIMS), fields at their limits. */
+static void claims_fill(struct tally_replication_message *message, uint32_t count)
+{
+  static const uint64_t ids[] = {1, UINT64_MAX - 1, 0x8000000000000000ull, 0x0123456789abcdefull};
+  static const uint64_t seqs[] = {0, UINT64_MAX, 1, 0xfedcba9876543210ull, 1ull << 63};
+  static const uint64_t attempts[] = {1, UINT16_MAX, 2, 0x8000, UINT16_MAX - 1};
+  memset(message, 0, sizeof(*message));
+  message->type = TALLY_REPLICATION_ROUND;
+  message->origin = UINT16_MAX;
+  message->sender = 0x8001;
+  message->flags = TALLY_REPLICATION_FLAG_CLAIMS;
+  message->part = UINT16_MAX;
+  message->seq = UINT64_MAX;
+  message->scan = 0x0102030405060708ull;
+  message->count = count;
+  for (uint32_t i = 0; i < count; i++) {
+    /* Never 0 or UINT64_MAX: the high or low bits of each id stay as they are. */
+    message->claims[i].producer =
+      ids[i % (sizeof(ids) / sizeof(ids[0]))] ^ ((uint64_t)(i / 4u) << 8);
+    message->claims[i].seq = seqs[i % (sizeof(seqs) / sizeof(seqs[0]))];
+    message->claims[i].attempt = attempts[i % (sizeof(attempts) / sizeof(attempts[0]))];
+  }
+}
+
+static void assert_claims_zero_from(const struct tally_replication_message *got, uint32_t from)
+{
+  for (uint32_t i = from; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
+    assert_true(got->claims[i].producer == 0);
+    assert_true(got->claims[i].seq == 0);
+    assert_true(got->claims[i].attempt == 0);
+  }
 }
 
 /* Field k (0 .. RECORD_FIELDS - 1) of a record's runs, in wire order. */
 static uint64_t *record_field(struct tally_replication_producer *record, uint32_t k)
 {
   assert_true(k < RECORD_FIELDS);
-  switch (k % 4u) {
-  case 0: return &record->runs[k / 4u].head_last;
-  case 1: return &record->runs[k / 4u].head_window;
-  case 2: return &record->runs[k / 4u].last_seq;
-  default: return &record->runs[k / 4u].window;
+  const uint32_t r = k / RECORD_RUN_FIELDS;
+  switch (k % RECORD_RUN_FIELDS) {
+  case 0: return &record->runs[r].head_last;
+  case 1: return &record->runs[r].head_window[0];
+  case 2: return &record->runs[r].head_window[1];
+  case 3: return &record->runs[r].last_seq;
+  default: return &record->runs[r].window;
   }
 }
 
@@ -205,7 +325,8 @@ static uint64_t record_field_get(const struct tally_replication_producer *record
 /* Offset of field k of a record from the record's start. */
 static size_t record_field_offset(uint32_t k)
 {
-  return RECORD_ID_SIZE + (size_t)(k / 4u) * RECORD_RUN_SIZE + (size_t)(k % 4u) * 8u;
+  return RECORD_ID_SIZE + (size_t)(k / RECORD_RUN_FIELDS) * RECORD_RUN_SIZE +
+    (size_t)(k % RECORD_RUN_FIELDS) * 8u;
 }
 
 /* count producer records of type (ROUND or RESTORE), fields at their limits. */
@@ -285,14 +406,31 @@ static void assert_message_equal(const struct tally_replication_message *got,
         assert_true(record_field_get(&got->producers[i], k) == 0);
       }
     }
+    assert_claims_zero_from(got, 0);
     return;
   }
+  /* Records are never decoded beside claims or counter entries. */
   for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
     assert_true(got->producers[i].producer == 0);
     for (uint32_t k = 0; k < RECORD_FIELDS; k++) {
       assert_true(record_field_get(&got->producers[i], k) == 0);
     }
   }
+  if ((want->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0) {
+    for (uint32_t i = 0; i < want->count; i++) {
+      assert_true(got->claims[i].producer == want->claims[i].producer);
+      assert_true(got->claims[i].seq == want->claims[i].seq);
+      assert_true(got->claims[i].attempt == want->claims[i].attempt);
+    }
+    /* No counter entries, and nothing beyond count. */
+    for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
+      assert_null(got->entries[i].name);
+      assert_int_equal(got->entries[i].name_len, 0);
+    }
+    assert_claims_zero_from(got, want->count);
+    return;
+  }
+  assert_claims_zero_from(got, 0);
   for (uint32_t i = 0; i < want->count; i++) {
     assert_int_equal(got->entries[i].name_len, want->entries[i].name_len);
     assert_memory_equal(got->entries[i].name, want->entries[i].name, want->entries[i].name_len);
@@ -393,8 +531,9 @@ static void round_trip(const struct tally_replication_message *message, size_t s
   struct tally_replication_message decoded;
   assert_int_equal(decode(out, size, &decoded), TALLY_REPLICATION_OK);
   assert_message_equal(&decoded, message);
-  bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
-  for (uint32_t i = 0; !producers && i < decoded.count; i++) {
+  bool entries = (message->flags &
+    (TALLY_REPLICATION_FLAG_PRODUCERS | TALLY_REPLICATION_FLAG_CLAIMS)) == 0;
+  for (uint32_t i = 0; entries && i < decoded.count; i++) {
     assert_true(decoded.entries[i].name >= (const char *)out + TALLY_REPLICATION_HEADER_SIZE);
     assert_true(decoded.entries[i].name + decoded.entries[i].name_len <=
       (const char *)out + size - TALLY_MAC_SIZE);
@@ -721,6 +860,11 @@ static void test_every_bit_flip_rejected(void **state)
   producers_fill(&message, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_PRODUCERS_MAX);
   uint8_t out[TALLY_REPLICATION_SIZE_MAX];
   every_bit_flip_rejected(out, encode_ok(&message, out, sizeof(out)));
+  /* Claims: the vector, and a full message of CLAIMS_MAX claims. */
+  every_bit_flip_rejected(claim_vector, CLAIM_VECTOR_SIZE);
+  claims_fill(&message, TALLY_REPLICATION_CLAIMS_MAX);
+  message.flags |= TALLY_REPLICATION_FLAG_LAST;
+  every_bit_flip_rejected(out, encode_ok(&message, out, sizeof(out)));
 }
 
 static void test_wrong_key(void **state)
@@ -871,7 +1015,7 @@ static void test_producer_round_trip(void **state)
     TALLY_REPLICATION_RESTORE};
   const uint32_t counts[] = {0, 1, 2, TALLY_REPLICATION_PRODUCERS_MAX - 1,
     TALLY_REPLICATION_PRODUCERS_MAX};
-  static_assert(TALLY_REPLICATION_PRODUCERS_MAX - 1 == 12u, "counts 0, 1, 2, 12, 13");
+  static_assert(TALLY_REPLICATION_PRODUCERS_MAX - 1 == 10u, "counts 0, 1, 2, 10, 11");
   for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
     for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
       struct tally_replication_message message;
@@ -917,18 +1061,29 @@ static void test_producer_round_trip(void **state)
   const size_t record = TALLY_REPLICATION_HEADER_SIZE;
   assert_int_equal(out[record], 0x08);
   assert_int_equal(out[record + 7], 0x01);
-  /* Run 0 of record 0 by hand: head_last, head_window, last_seq, window. */
+  /*
+   * Run 0 of record 0 by hand: head_last, head_window[0], head_window[1],
+   * last_seq, window; then run 1 starts 40 bytes after run 0.
+   */
   assert_true(record_field_offset(0) == 8u && record_field_offset(1) == 16u);
   assert_true(record_field_offset(2) == 24u && record_field_offset(3) == 32u);
-  assert_true(record_field_offset(4) == 40u && record_field_offset(11) == 96u);
-  assert_int_equal(out[record + 8], 0x10);
+  assert_true(record_field_offset(4) == 40u && record_field_offset(5) == 48u);
+  assert_true(record_field_offset(7) == 64u && record_field_offset(14) == 120u);
+  assert_int_equal(out[record + 8], 0x10);  /* run 0 head_last */
   assert_int_equal(out[record + 15], 0x17);
-  assert_int_equal(out[record + 16], 0x20);
-  assert_int_equal(out[record + 24], 0x30);
-  assert_int_equal(out[record + 32], 0x40);
+  assert_int_equal(out[record + 16], 0x20); /* run 0 head_window[0] */
+  assert_int_equal(out[record + 23], 0x27);
+  assert_int_equal(out[record + 24], 0x30); /* run 0 head_window[1] */
+  assert_int_equal(out[record + 31], 0x37);
+  assert_int_equal(out[record + 32], 0x40); /* run 0 last_seq */
+  assert_int_equal(out[record + 40], 0x50); /* run 0 window */
+  assert_int_equal(out[record + 48], 0x60); /* run 1 head_last */
+  assert_int_equal(out[record + 56], 0x70); /* run 1 head_window[0] */
+  assert_int_equal(out[record + 64], 0x80); /* run 1 head_window[1] */
+  assert_int_equal(out[record + 104], 0xd0); /* run 2 head_window[1] */
   /* Run 2's window: the last 8 bytes of the record. */
-  assert_int_equal(out[record + 96], 0xc0);
-  assert_int_equal(out[record + 103], 0xc7);
+  assert_int_equal(out[record + 120], 0xf0);
+  assert_int_equal(out[record + 127], 0xf7);
   for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
     const size_t at = TALLY_REPLICATION_HEADER_SIZE + (size_t)i * TALLY_REPLICATION_PRODUCER_SIZE;
     for (unsigned b = 0; b < 8; b++) {
@@ -941,9 +1096,9 @@ static void test_producer_round_trip(void **state)
       }
     }
   }
-  /* The next record right behind it: its id, not a thirteenth field of this one. */
+  /* The next record right behind it: its id, not a sixteenth field of this one. */
   const size_t next = record + TALLY_REPLICATION_PRODUCER_SIZE;
-  assert_true(next == TALLY_REPLICATION_HEADER_SIZE + 104u);
+  assert_true(next == TALLY_REPLICATION_HEADER_SIZE + 128u);
   for (unsigned i = 0; i < 8; i++) {
     assert_int_equal(out[next + i], (uint8_t)(full.producers[1].producer >> (8 * i)));
   }
@@ -953,7 +1108,7 @@ static void test_producer_round_trip(void **state)
   assert_message_equal(&decoded, &full);
 }
 
-/* Every count 0 .. PRODUCERS_MAX: the body is exactly count x 104 bytes, no more, no less. */
+/* Every count 0 .. PRODUCERS_MAX: the body is exactly count x 128 bytes, no more, no less. */
 static void test_producer_exact_lengths(void **state)
 {
   (void)state;
@@ -1006,6 +1161,7 @@ static void test_producer_encode_refuses(void **state)
   producers_fill(&good, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_PRODUCERS_MAX);
   struct tally_replication_message bad = good;
   /* More records than fit the limit (even though the struct has no room for them). */
+  static_assert(TALLY_REPLICATION_PRODUCERS_MAX + 1 == 12u, "12 records refused");
   const uint32_t counts[] = {TALLY_REPLICATION_PRODUCERS_MAX + 1, 0x10000 + 1, UINT32_MAX};
   for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
     bad.count = counts[i];
@@ -1071,7 +1227,7 @@ static void test_producer_decode_rejects(void **state)
 {
   (void)state;
   static uint8_t message[TALLY_REPLICATION_SIZE_MAX];
-  /* Wrong length: every cut of the body, and one to 40 bytes too many. */
+  /* Wrong length: every cut of the body, and one to 128 bytes (a record) too many. */
   for (size_t body_end = TALLY_REPLICATION_HEADER_SIZE; body_end < PRODUCER_VECTOR_BODY_END;
        body_end++) {
     memcpy(message, producer_vector, body_end);
@@ -1109,7 +1265,7 @@ static void test_producer_decode_rejects(void **state)
     expect_reason(message, PRODUCER_VECTOR_SIZE, TALLY_REPLICATION_OK);
   }
   /*
-   * Every run field (head_last, head_window, last_seq, window of each run)
+   * Every run field (head_last, both head_window words, last_seq, window of each run)
    * takes any value, 0 and UINT64_MAX included, and lands in that field alone.
    */
   struct tally_replication_message want_message;
@@ -1201,6 +1357,426 @@ static void test_producer_decode_rejects(void **state)
   expect_malformed_signed(message, size);
 }
 
+/* ---- Claims (flags CLAIMS) ---------------------------------------------------- */
+
+static void put64_at(uint8_t *out, uint64_t value)
+{
+  for (unsigned b = 0; b < 8; b++) out[b] = (uint8_t)(value >> (8 * b));
+}
+
+static void test_claim_vector(void **state)
+{
+  (void)state;
+  struct tally_replication_message message;
+  claim_vector_message(&message);
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  assert_int_equal(encode_ok(&message, out, sizeof(out)), CLAIM_VECTOR_SIZE);
+  assert_memory_equal(out, claim_vector, CLAIM_VECTOR_SIZE);
+  struct tally_replication_message decoded;
+  assert_int_equal(decode(claim_vector, CLAIM_VECTOR_SIZE, &decoded), TALLY_REPLICATION_OK);
+  assert_message_equal(&decoded, &message);
+  /* Neither entries[] nor producers[] are looked at: garbage there changes nothing. */
+  message.entries[0] = (struct tally_replication_entry){.name = "a:b", .name_len = 3};
+  message.entries[1] = (struct tally_replication_entry){.name = NULL, .name_len = 200};
+  message.producers[0].producer = 0;
+  message.producers[1].producer = UINT64_MAX;
+  /* Nor claims beyond count. */
+  message.claims[CLAIM_VECTOR_COUNT] = (struct tally_replication_claim){.producer = 0};
+  message.claims[TALLY_REPLICATION_CLAIMS_MAX - 1] =
+    (struct tally_replication_claim){.producer = UINT64_MAX, .attempt = 0};
+  assert_int_equal(encode_ok(&message, out, sizeof(out)), CLAIM_VECTOR_SIZE);
+  assert_memory_equal(out, claim_vector, CLAIM_VECTOR_SIZE);
+}
+
+static void test_claim_round_trip(void **state)
+{
+  (void)state;
+  const uint32_t counts[] = {0, 1, 2, TALLY_REPLICATION_CLAIMS_MAX - 1,
+    TALLY_REPLICATION_CLAIMS_MAX};
+  static_assert(TALLY_REPLICATION_CLAIMS_MAX - 1 == 47u, "counts 0, 1, 2, 47, 48");
+  for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+    struct tally_replication_message message;
+    claims_fill(&message, counts[c]);
+    size_t size_want = TALLY_REPLICATION_HEADER_SIZE +
+      counts[c] * TALLY_REPLICATION_CLAIM_SIZE + TALLY_MAC_SIZE;
+    round_trip(&message, size_want);
+    message.flags |= TALLY_REPLICATION_FLAG_LAST;
+    round_trip(&message, size_want);
+    /* All header fields zero but the flag. */
+    message.origin = 0;
+    message.sender = 0;
+    message.flags = TALLY_REPLICATION_FLAG_CLAIMS;
+    message.part = 0;
+    message.seq = 0;
+    message.scan = 0;
+    round_trip(&message, size_want);
+  }
+  struct tally_replication_message full;
+  claims_fill(&full, TALLY_REPLICATION_CLAIMS_MAX);
+  full.flags |= TALLY_REPLICATION_FLAG_LAST;
+  round_trip(&full, CLAIMS_FULL_SIZE);
+  /*
+   * Little-endian layout right behind the header: byte b of field k (producer,
+   * seq, attempt) of claim i is (k + 1) << 6 ^ i ^ b << 3 for producer and seq;
+   * the attempt (at most 16 bits) has bytes 0 and 1 only.
+   */
+  for (uint32_t i = 0; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
+    uint64_t fields[2] = {0, 0};
+    for (uint32_t k = 0; k < 2; k++) {
+      for (unsigned b = 0; b < 8; b++) {
+        fields[k] |= (uint64_t)(uint8_t)(((k + 1u) << 6) ^ i ^ (b << 3)) << (8 * b);
+      }
+    }
+    full.claims[i].producer = fields[0];
+    full.claims[i].seq = fields[1];
+    full.claims[i].attempt = 0xc000u ^ (i << 8) ^ (i + 1u);
+  }
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  assert_int_equal(encode_ok(&full, out, sizeof(out)), CLAIMS_FULL_SIZE);
+  assert_int_equal(out[OFFSET_TYPE], TALLY_REPLICATION_ROUND);
+  assert_int_equal(out[OFFSET_COUNT], TALLY_REPLICATION_CLAIMS_MAX);
+  assert_int_equal(out[OFFSET_COUNT + 1], 0);
+  assert_int_equal(out[OFFSET_FLAGS], TALLY_REPLICATION_FLAG_CLAIMS | TALLY_REPLICATION_FLAG_LAST);
+  assert_int_equal(out[OFFSET_FLAGS + 1], 0);
+  for (uint32_t i = 0; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
+    const size_t at = CLAIM_AT(i);
+    for (unsigned b = 0; b < 8; b++) {
+      assert_int_equal(out[at + CLAIM_PRODUCER + b], (uint8_t)((1u << 6) ^ i ^ (b << 3)));
+      assert_int_equal(out[at + CLAIM_SEQ + b], (uint8_t)((2u << 6) ^ i ^ (b << 3)));
+    }
+    assert_int_equal(out[at + CLAIM_ATTEMPT], (uint8_t)(i + 1u));
+    assert_int_equal(out[at + CLAIM_ATTEMPT + 1], (uint8_t)(0xc0u ^ i));
+    for (unsigned b = 2; b < 8; b++) assert_int_equal(out[at + CLAIM_ATTEMPT + b], 0);
+  }
+  /* The last claim ends where the MAC starts. */
+  assert_true(CLAIM_AT(TALLY_REPLICATION_CLAIMS_MAX) == CLAIMS_FULL_SIZE - TALLY_MAC_SIZE);
+  struct tally_replication_message decoded;
+  assert_int_equal(decode(out, CLAIMS_FULL_SIZE, &decoded), TALLY_REPLICATION_OK);
+  assert_message_equal(&decoded, &full);
+}
+
+/* Every count 0 .. CLAIMS_MAX: the body is exactly count x 24 bytes, no more, no less. */
+static void test_claim_exact_lengths(void **state)
+{
+  (void)state;
+  static uint8_t message[TALLY_REPLICATION_SIZE_MAX];
+  for (uint32_t count = 0; count <= TALLY_REPLICATION_CLAIMS_MAX; count++) {
+    struct tally_replication_message fill;
+    claims_fill(&fill, count);
+    if (count % 2 == 1) fill.flags |= TALLY_REPLICATION_FLAG_LAST;
+    size_t size = encode_ok(&fill, message, TALLY_REPLICATION_SIZE_MAX);
+    const size_t body_end = CLAIM_AT(count);
+    assert_int_equal(size, body_end + TALLY_MAC_SIZE);
+    struct tally_replication_message decoded;
+    assert_int_equal(decode(message, size, &decoded), TALLY_REPLICATION_OK);
+    assert_message_equal(&decoded, &fill);
+    uint8_t body[TALLY_REPLICATION_SIZE_MAX];
+    memcpy(body, message, body_end);
+    /* One byte short, one byte over, one claim short, one claim over. */
+    const size_t lengths[] = {body_end - 1, body_end + 1,
+      body_end - (count > 0 ? TALLY_REPLICATION_CLAIM_SIZE : 1),
+      body_end + TALLY_REPLICATION_CLAIM_SIZE};
+    for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++) {
+      if (lengths[l] < TALLY_REPLICATION_HEADER_SIZE) continue;
+      memcpy(message, body, body_end);
+      /* Valid claim bytes (id 1, seq 1, attempt 1) if it were a whole claim. */
+      for (size_t at = body_end; at < lengths[l]; at++) {
+        message[at] = (uint8_t)((at - body_end) % 8 == 0 ? 1 : 0);
+      }
+      expect_malformed_signed(message, lengths[l] + TALLY_MAC_SIZE);
+    }
+    /* The count off by one either way over the right body. */
+    memcpy(message, body, body_end);
+    resign(message, size);
+    if (count > 0) {
+      put16(message + OFFSET_COUNT, (uint16_t)(count - 1));
+      expect_malformed_signed(message, size);
+    }
+    put16(message + OFFSET_COUNT, (uint16_t)(count + 1));
+    expect_malformed_signed(message, size);
+  }
+}
+
+static void test_claim_encode_refuses(void **state)
+{
+  (void)state;
+  uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  struct tally_replication_message good;
+  claims_fill(&good, TALLY_REPLICATION_CLAIMS_MAX);
+  struct tally_replication_message bad = good;
+  /* More claims than the limit (even though the struct has no room for them). */
+  static_assert(TALLY_REPLICATION_CLAIMS_MAX + 1 == 49u, "49 claims refused");
+  const uint32_t counts[] = {TALLY_REPLICATION_CLAIMS_MAX + 1, 0x10000 + 1, UINT32_MAX};
+  for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+    bad.count = counts[i];
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  /* CLAIMS on every other type, valid or not, with claims and with none, with and without LAST. */
+  const int types[] = {TALLY_REPLICATION_ACK, TALLY_REPLICATION_RESTORE_REQUEST,
+    TALLY_REPLICATION_RESTORE, TALLY_REPLICATION_READ_REQUEST, TALLY_REPLICATION_READ_REPLY, 0,
+    TALLY_REPLICATION_TYPE_LAST + 1};
+  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+    bad = good;
+    bad.type = (enum tally_replication_type)types[i];
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    bad.count = 0;
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    bad.flags |= TALLY_REPLICATION_FLAG_LAST;
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  /* CLAIMS beside PRODUCERS: on ROUND and RESTORE, with claims, records or nothing. */
+  const enum tally_replication_type both_types[] = {TALLY_REPLICATION_ROUND,
+    TALLY_REPLICATION_RESTORE};
+  for (size_t i = 0; i < sizeof(both_types) / sizeof(both_types[0]); i++) {
+    producers_fill(&bad, both_types[i], 2);
+    bad.claims[0] = good.claims[0];
+    bad.claims[1] = good.claims[1];
+    /* Sanity: the records alone encode. */
+    assert_int_equal(encode_ok(&bad, out, sizeof(out)),
+      TALLY_REPLICATION_HEADER_SIZE + 2 * TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE);
+    bad.flags |= TALLY_REPLICATION_FLAG_CLAIMS;
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    bad.flags |= TALLY_REPLICATION_FLAG_LAST;
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    bad.count = 0;
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  /* A producer id of 0 or UINT64_MAX, in the first, a middle or the last claim. */
+  const uint32_t at[] = {0, TALLY_REPLICATION_CLAIMS_MAX / 2, TALLY_REPLICATION_CLAIMS_MAX - 1};
+  const uint64_t ids[] = {0, UINT64_MAX};
+  for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+    for (size_t j = 0; j < sizeof(at) / sizeof(at[0]); j++) {
+      bad = good;
+      bad.claims[at[j]].producer = ids[i];
+      expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    }
+  }
+  /* An attempt of 0 or above UINT16_MAX, likewise; 1 and UINT16_MAX are fine. */
+  const uint64_t bad_attempts[] = {0, (uint64_t)UINT16_MAX + 1, 0x10001, 1ull << 32,
+    (1ull << 63) | 1, UINT64_MAX};
+  for (size_t i = 0; i < sizeof(bad_attempts) / sizeof(bad_attempts[0]); i++) {
+    for (size_t j = 0; j < sizeof(at) / sizeof(at[0]); j++) {
+      bad = good;
+      bad.claims[at[j]].attempt = bad_attempts[i];
+      expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    }
+  }
+  const uint64_t good_attempts[] = {1, UINT16_MAX};
+  for (size_t i = 0; i < sizeof(good_attempts) / sizeof(good_attempts[0]); i++) {
+    bad = good;
+    for (uint32_t j = 0; j < bad.count; j++) bad.claims[j].attempt = good_attempts[i];
+    assert_int_equal(encode_ok(&bad, out, sizeof(out)), CLAIMS_FULL_SIZE);
+    struct tally_replication_message decoded;
+    assert_int_equal(decode(out, CLAIMS_FULL_SIZE, &decoded), TALLY_REPLICATION_OK);
+    assert_message_equal(&decoded, &bad);
+  }
+  /* ... but not in a claim beyond count. */
+  bad = good;
+  bad.count = 1;
+  bad.claims[1] = (struct tally_replication_claim){.producer = 0, .attempt = 0};
+  bad.claims[2] = (struct tally_replication_claim){.producer = UINT64_MAX, .attempt = 1u << 16};
+  assert_int_equal(encode_ok(&bad, out, sizeof(out)), CLAIM_AT(1) + TALLY_MAC_SIZE);
+  /* An unknown flag beside CLAIMS (and beside CLAIMS | LAST). */
+  for (uint32_t bit = 0; bit < 16; bit++) {
+    if (((1u << bit) & FLAGS_UNKNOWN) == 0) continue;
+    bad = good;
+    bad.flags = (uint16_t)(TALLY_REPLICATION_FLAG_CLAIMS | (1u << bit));
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+    bad.flags |= TALLY_REPLICATION_FLAG_LAST;
+    expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
+  }
+  /* Buffer too small by one byte, for every count. */
+  for (uint32_t count = 0; count <= TALLY_REPLICATION_CLAIMS_MAX; count++) {
+    struct tally_replication_message fill;
+    claims_fill(&fill, count);
+    size_t size = encode_ok(&fill, out, sizeof(out));
+    assert_int_equal(size, CLAIM_AT(count) + TALLY_MAC_SIZE);
+    expect_refused(&fill, size - 1);
+    expect_refused(&fill, TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE - 1);
+    expect_refused(&fill, 0);
+  }
+  /* The good message still encodes: nothing above was refused for another reason. */
+  assert_int_equal(encode_ok(&good, out, sizeof(out)), CLAIMS_FULL_SIZE);
+}
+
+/* Every check behind the MAC, on datagrams signed again after the edit. */
+static void test_claim_decode_rejects(void **state)
+{
+  (void)state;
+  static uint8_t message[TALLY_REPLICATION_SIZE_MAX];
+  /* Wrong length: every cut of the body, and one to 24 bytes (a claim) too many. */
+  for (size_t body_end = TALLY_REPLICATION_HEADER_SIZE; body_end < CLAIM_VECTOR_BODY_END;
+       body_end++) {
+    memcpy(message, claim_vector, body_end);
+    expect_malformed_signed(message, body_end + TALLY_MAC_SIZE);
+  }
+  for (size_t extra = 1; extra <= TALLY_REPLICATION_CLAIM_SIZE; extra++) {
+    memcpy(message, claim_vector, CLAIM_VECTOR_BODY_END);
+    memset(message + CLAIM_VECTOR_BODY_END, 0x01, extra);
+    expect_malformed_signed(message, CLAIM_VECTOR_SIZE + extra);
+    /*
+     * With the count raised to match, the extra claim is read (if it is
+     * whole): its attempt 0x0101010101010101 is over the limit, and once cut
+     * to 0x0101 it decodes.
+     */
+    if (extra == TALLY_REPLICATION_CLAIM_SIZE) {
+      put16(message + OFFSET_COUNT, CLAIM_VECTOR_COUNT + 1);
+      expect_malformed_signed(message, CLAIM_VECTOR_SIZE + extra);
+      memset(message + CLAIM_AT(CLAIM_VECTOR_COUNT) + CLAIM_ATTEMPT + 2, 0, 6);
+      resign(message, CLAIM_VECTOR_SIZE + extra);
+      struct tally_replication_message decoded;
+      assert_int_equal(decode(message, CLAIM_VECTOR_SIZE + extra, &decoded),
+        TALLY_REPLICATION_OK);
+      struct tally_replication_message want;
+      claim_vector_message(&want);
+      want.count = CLAIM_VECTOR_COUNT + 1;
+      want.claims[CLAIM_VECTOR_COUNT] = (struct tally_replication_claim){
+        .producer = 0x0101010101010101ull, .seq = 0x0101010101010101ull, .attempt = 0x0101};
+      assert_message_equal(&decoded, &want);
+    }
+  }
+  /* Count off by one either way, zero with claims behind it, or the limit. */
+  const uint16_t wrong_counts[] = {0, CLAIM_VECTOR_COUNT - 1, CLAIM_VECTOR_COUNT + 1,
+    TALLY_REPLICATION_CLAIMS_MAX};
+  for (size_t i = 0; i < sizeof(wrong_counts) / sizeof(wrong_counts[0]); i++) {
+    memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+    put16(message + OFFSET_COUNT, wrong_counts[i]);
+    expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+  }
+  /* A bad producer id in any claim; one bit away from UINT64_MAX is valid. */
+  for (uint32_t i = 0; i < CLAIM_VECTOR_COUNT; i++) {
+    memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+    put64_at(message + CLAIM_AT(i) + CLAIM_PRODUCER, 0);
+    expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+    put64_at(message + CLAIM_AT(i) + CLAIM_PRODUCER, UINT64_MAX);
+    expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+    put64_at(message + CLAIM_AT(i) + CLAIM_PRODUCER, UINT64_MAX - 1);
+    resign(message, CLAIM_VECTOR_SIZE);
+    expect_reason(message, CLAIM_VECTOR_SIZE, TALLY_REPLICATION_OK);
+  }
+  /* Attempts: 0 and anything above UINT16_MAX refused, 1 and UINT16_MAX accepted. */
+  struct tally_replication_message want_message;
+  claim_vector_message(&want_message);
+  const uint64_t bad_attempts[] = {0, (uint64_t)UINT16_MAX + 1, 0x10001, 1ull << 32,
+    (1ull << 63) | 1, UINT64_MAX};
+  const uint64_t good_attempts[] = {1, 2, 0x0100, UINT16_MAX - 1, UINT16_MAX};
+  for (uint32_t i = 0; i < CLAIM_VECTOR_COUNT; i++) {
+    for (size_t a = 0; a < sizeof(bad_attempts) / sizeof(bad_attempts[0]); a++) {
+      memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+      put64_at(message + CLAIM_AT(i) + CLAIM_ATTEMPT, bad_attempts[a]);
+      expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+    }
+    for (size_t a = 0; a < sizeof(good_attempts) / sizeof(good_attempts[0]); a++) {
+      memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+      put64_at(message + CLAIM_AT(i) + CLAIM_ATTEMPT, good_attempts[a]);
+      resign(message, CLAIM_VECTOR_SIZE);
+      struct tally_replication_message decoded;
+      assert_int_equal(decode(message, CLAIM_VECTOR_SIZE, &decoded), TALLY_REPLICATION_OK);
+      struct tally_replication_message want = want_message;
+      want.claims[i].attempt = good_attempts[a];
+      assert_message_equal(&decoded, &want);
+    }
+    /* The seq takes any value, and lands in that claim's seq alone. */
+    const uint64_t seqs[] = {0, UINT64_MAX, 0x0011223344556677ull ^ i};
+    for (size_t f = 0; f < sizeof(seqs) / sizeof(seqs[0]); f++) {
+      memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+      put64_at(message + CLAIM_AT(i) + CLAIM_SEQ, seqs[f]);
+      resign(message, CLAIM_VECTOR_SIZE);
+      struct tally_replication_message decoded;
+      assert_int_equal(decode(message, CLAIM_VECTOR_SIZE, &decoded), TALLY_REPLICATION_OK);
+      struct tally_replication_message want = want_message;
+      want.claims[i].seq = seqs[f];
+      assert_message_equal(&decoded, &want);
+    }
+  }
+  /* CLAIMS on every type but ROUND, with the claims and with none. */
+  for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_TYPE_LAST; type++) {
+    memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+    message[OFFSET_TYPE] = type;
+    resign(message, CLAIM_VECTOR_SIZE);
+    bool allowed = type == TALLY_REPLICATION_ROUND;
+    expect_reason(message, CLAIM_VECTOR_SIZE,
+      allowed ? TALLY_REPLICATION_OK : TALLY_REPLICATION_MALFORMED);
+    put16(message + OFFSET_COUNT, 0);
+    resign(message, SIZE_MIN);
+    expect_reason(message, SIZE_MIN, allowed ? TALLY_REPLICATION_OK : TALLY_REPLICATION_MALFORMED);
+    /* Without the flag the same empty message is fine. */
+    put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_LAST);
+    resign(message, SIZE_MIN);
+    expect_reason(message, SIZE_MIN, TALLY_REPLICATION_OK);
+  }
+  /* CLAIMS beside PRODUCERS: over claims, over records, over nothing; ROUND and RESTORE. */
+  const uint8_t both_types[] = {TALLY_REPLICATION_ROUND, TALLY_REPLICATION_RESTORE};
+  for (size_t t = 0; t < sizeof(both_types); t++) {
+    memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+    message[OFFSET_TYPE] = both_types[t];
+    put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_CLAIMS | TALLY_REPLICATION_FLAG_PRODUCERS);
+    expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+    memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
+    message[OFFSET_TYPE] = both_types[t];
+    resign(message, PRODUCER_VECTOR_SIZE);
+    expect_reason(message, PRODUCER_VECTOR_SIZE, TALLY_REPLICATION_OK);
+    put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_CLAIMS |
+      TALLY_REPLICATION_FLAG_PRODUCERS | TALLY_REPLICATION_FLAG_LAST);
+    expect_malformed_signed(message, PRODUCER_VECTOR_SIZE);
+    put16(message + OFFSET_COUNT, 0);
+    expect_malformed_signed(message, SIZE_MIN);
+  }
+  /* Every unknown flag beside CLAIMS. */
+  for (uint32_t bit = 0; bit < 16; bit++) {
+    if (((1u << bit) & FLAGS_UNKNOWN) == 0) continue;
+    memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+    put16(message + OFFSET_FLAGS, (uint16_t)(TALLY_REPLICATION_FLAG_CLAIMS | (1u << bit)));
+    expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+  }
+  /* Reserved field not zero. */
+  memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+  message[OFFSET_RESERVED] = 0x01;
+  expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+  /* Claims read as counter entries or records (flag swapped), entries read as claims. */
+  memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
+  put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_LAST);
+  expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+  put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_PRODUCERS);
+  expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+  memcpy(message, vector, VECTOR_SIZE);
+  put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_CLAIMS);
+  expect_malformed_signed(message, VECTOR_SIZE);
+  memcpy(message, producer_vector, PRODUCER_VECTOR_SIZE);
+  message[OFFSET_TYPE] = TALLY_REPLICATION_ROUND;
+  put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_CLAIMS);
+  expect_malformed_signed(message, PRODUCER_VECTOR_SIZE);
+  /*
+   * CLAIMS_MAX + 1 valid claims, all present: the datagram is within the size
+   * limit, so only the count is wrong. And a count far over it.
+   */
+  struct tally_replication_message fill;
+  claims_fill(&fill, TALLY_REPLICATION_CLAIMS_MAX);
+  size_t size = encode_ok(&fill, message, sizeof(message));
+  assert_int_equal(size, CLAIMS_FULL_SIZE);
+  expect_reason(message, size, TALLY_REPLICATION_OK);
+  size_t body_end = size - TALLY_MAC_SIZE;
+  static uint8_t over[CLAIMS_FULL_SIZE + TALLY_REPLICATION_CLAIM_SIZE];
+  memcpy(over, message, body_end);
+  memcpy(over + body_end, message + TALLY_REPLICATION_HEADER_SIZE, TALLY_REPLICATION_CLAIM_SIZE);
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_CLAIMS_MAX + 1);
+  assert_true(sizeof(over) <= TALLY_REPLICATION_SIZE_MAX);
+  expect_malformed_signed(over, sizeof(over));
+  const uint16_t over_counts[] = {TALLY_REPLICATION_CLAIMS_MAX + 1, UINT16_MAX};
+  for (size_t i = 0; i < sizeof(over_counts) / sizeof(over_counts[0]); i++) {
+    size = encode_ok(&fill, message, sizeof(message));
+    put16(message + OFFSET_COUNT, over_counts[i]);
+    expect_malformed_signed(message, size);
+  }
+  /* A failure on the last claim leaves nothing of the claims decoded before it. */
+  size = encode_ok(&fill, message, sizeof(message));
+  put64_at(message + CLAIM_AT(TALLY_REPLICATION_CLAIMS_MAX - 1) + CLAIM_ATTEMPT, 0);
+  expect_malformed_signed(message, size);
+  size = encode_ok(&fill, message, sizeof(message));
+  put64_at(message + CLAIM_AT(TALLY_REPLICATION_CLAIMS_MAX - 1) + CLAIM_PRODUCER, UINT64_MAX);
+  expect_malformed_signed(message, size);
+}
+
 static void test_reason_names(void **state)
 {
   (void)state;
@@ -1237,6 +1813,11 @@ int main(void)
     cmocka_unit_test(test_producer_exact_lengths),
     cmocka_unit_test(test_producer_encode_refuses),
     cmocka_unit_test(test_producer_decode_rejects),
+    cmocka_unit_test(test_claim_vector),
+    cmocka_unit_test(test_claim_round_trip),
+    cmocka_unit_test(test_claim_exact_lengths),
+    cmocka_unit_test(test_claim_encode_refuses),
+    cmocka_unit_test(test_claim_decode_rejects),
     cmocka_unit_test(test_reason_names),
   };
   size_t total = sizeof(tests) / sizeof(tests[0]);

@@ -92,26 +92,52 @@ static enum tally_ack_status apply(struct tally_shard *shard, uint64_t producer,
   return tally_shard_apply_batch(shard, &batch, reason);
 }
 
+/* The same, sent for the (attempt + 1)-th time. */
+static enum tally_ack_status apply_attempt(struct tally_shard *shard, uint64_t producer,
+  uint64_t seq, uint16_t attempt, const char *name, int64_t delta, enum tally_reason *reason)
+{
+  struct tally_wire_batch batch;
+  batch_init(&batch, producer, seq);
+  batch.attempt = attempt;
+  batch_pair(&batch, name, delta);
+  return tally_shard_apply_batch(shard, &batch, reason);
+}
+
 /*
  * Helpers take a run's fields in the order (last_seq, window, head_last,
- * head_window): the tail, then the head.
+ * head_window[0]): the tail, then the head. head_window[0] holds the head's
+ * upper 64 (bit i: head_last - i, the run's first sequence and the 63 after
+ * it); the *_below variants also take head_window[1], the 64 below those
+ * (bit i: head_last - 64 - i), which the others leave 0.
  */
-static struct tally_dedup_run run_make(uint64_t last_seq, uint64_t window, uint64_t head_last,
-  uint64_t head_window)
+static struct tally_dedup_run run_make_below(uint64_t last_seq, uint64_t window,
+  uint64_t head_last, uint64_t head_window, uint64_t head_below)
 {
-  struct tally_dedup_run run = {.head_last = head_last, .head_window = head_window,
+  struct tally_dedup_run run = {.head_last = head_last, .head_window = {head_window, head_below},
     .last_seq = last_seq, .window = window};
   return run;
 }
 
-/* A record of one run (the others empty). */
-static struct tally_dedup dedup_make(uint64_t last_seq, uint64_t window, uint64_t head_last,
+static struct tally_dedup_run run_make(uint64_t last_seq, uint64_t window, uint64_t head_last,
   uint64_t head_window)
+{
+  return run_make_below(last_seq, window, head_last, head_window, 0);
+}
+
+/* A record of one run (the others empty). */
+static struct tally_dedup dedup_make_below(uint64_t last_seq, uint64_t window,
+  uint64_t head_last, uint64_t head_window, uint64_t head_below)
 {
   struct tally_dedup dedup;
   memset(&dedup, 0, sizeof(dedup));
-  dedup.runs[0] = run_make(last_seq, window, head_last, head_window);
+  dedup.runs[0] = run_make_below(last_seq, window, head_last, head_window, head_below);
   return dedup;
+}
+
+static struct tally_dedup dedup_make(uint64_t last_seq, uint64_t window, uint64_t head_last,
+  uint64_t head_window)
+{
+  return dedup_make_below(last_seq, window, head_last, head_window, 0);
 }
 
 /* A record of up to TALLY_DEDUP_RUNS runs, newest first (fewer: the rest empty). */
@@ -142,13 +168,21 @@ static struct tally_dedup dedup_read(const struct tally_shard *shard, uint64_t p
   return dedup;
 }
 
-static void assert_run(const struct tally_dedup_run *run, uint64_t last_seq, uint64_t window,
-  uint64_t head_last, uint64_t head_window)
+static void assert_run_below(const struct tally_dedup_run *run, uint64_t last_seq,
+  uint64_t window, uint64_t head_last, uint64_t head_window, uint64_t head_below)
 {
   assert_int_equal(run->last_seq, last_seq);
   assert_int_equal(run->window, window);
   assert_int_equal(run->head_last, head_last);
-  assert_int_equal(run->head_window, head_window);
+  assert_int_equal(run->head_window[0], head_window);
+  assert_int_equal(run->head_window[1], head_below);
+}
+
+/* head_window[1] must be 0 (nothing below the run's first seq applied). */
+static void assert_run(const struct tally_dedup_run *run, uint64_t last_seq, uint64_t window,
+  uint64_t head_last, uint64_t head_window)
+{
+  assert_run_below(run, last_seq, window, head_last, head_window, 0);
 }
 
 static void assert_no_run(const struct tally_dedup_run *run)
@@ -164,11 +198,17 @@ static void assert_dedup(const struct tally_dedup *dedup, uint64_t last_seq, uin
 }
 
 /* A record of exactly one run. */
+static void assert_dedup_one_below(const struct tally_dedup *dedup, uint64_t last_seq,
+  uint64_t window, uint64_t head_last, uint64_t head_window, uint64_t head_below)
+{
+  assert_run_below(&dedup->runs[0], last_seq, window, head_last, head_window, head_below);
+  for (uint32_t r = 1; r < TALLY_DEDUP_RUNS; r++) assert_no_run(&dedup->runs[r]);
+}
+
 static void assert_dedup_one(const struct tally_dedup *dedup, uint64_t last_seq,
   uint64_t window, uint64_t head_last, uint64_t head_window)
 {
-  assert_dedup(dedup, last_seq, window, head_last, head_window);
-  for (uint32_t r = 1; r < TALLY_DEDUP_RUNS; r++) assert_no_run(&dedup->runs[r]);
+  assert_dedup_one_below(dedup, last_seq, window, head_last, head_window, 0);
 }
 
 /*
@@ -186,8 +226,7 @@ static bool in_head(const struct tally_dedup *dedup, uint64_t seq)
   bool known = false;
   for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
     const struct tally_dedup_run *run = &dedup->runs[r];
-    if (run->head_last == head_last &&
-      tally_dedup_has(run->head_last, run->head_window, seq)) {
+    if (run->head_last == head_last && tally_dedup_head_has(run, seq)) {
       known = true;
     }
   }
@@ -195,11 +234,19 @@ static bool in_head(const struct tally_dedup *dedup, uint64_t seq)
   return true;
 }
 
+static enum tally_reason merge_below(struct tally_shard *shard, uint64_t producer,
+  uint64_t last_seq, uint64_t window, uint64_t head_last, uint64_t head_window,
+  uint64_t head_below)
+{
+  struct tally_dedup dedup = dedup_make_below(last_seq, window, head_last, head_window,
+    head_below);
+  return tally_shard_producer_merge(shard, producer, &dedup);
+}
+
 static enum tally_reason merge(struct tally_shard *shard, uint64_t producer, uint64_t last_seq,
   uint64_t window, uint64_t head_last, uint64_t head_window)
 {
-  struct tally_dedup dedup = dedup_make(last_seq, window, head_last, head_window);
-  return tally_shard_producer_merge(shard, producer, &dedup);
+  return merge_below(shard, producer, last_seq, window, head_last, head_window, 0);
 }
 
 /*
@@ -228,44 +275,96 @@ static void test_geometry(void **state)
   assert_int_equal(tally_shard_producer_slots_for(16), 32);
   size_t size = tally_shard_region_size(1000, 100);
   assert_int_equal(size % 4096, 0);
-  assert_true(size >= 4096 + 4096 + 2048 * 128 + 256 * 128);
-  /* The journal ring comes last, whole blocks, after the producer table. */
+  assert_true(size >= 4096 + 4096 + 2048 * 128 + 256 * 192);
+  /*
+   * The journal ring, whole blocks, after the producer table; then the claims
+   * ring, whole blocks, last.
+   */
   size_t journal = TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry);
+  size_t claims = TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim);
   assert_int_equal(sizeof(struct tally_journal_entry), 1088);
   assert_int_equal(journal % 4096, 0);
-  assert_int_equal(size, 4096 + 4096 + 2048 * 128 + 256 * 128 + journal);
-  assert_int_equal(tally_shard_region_size(16, 16), 4096 + 4096 + 32 * 128 + 32 * 128 + journal);
+  assert_int_equal(sizeof(struct tally_claim), 32);
+  assert_int_equal(claims % 4096, 0);
+  /* 8192 + 262144 + 49152 = 319488: already a multiple of 4096. */
+  assert_int_equal(size, 4096 + 4096 + 2048 * 128 + 256 * 192 + journal + claims);
+  assert_int_equal(size, 1695744);
+  /* 8192 + 4096 + 6144 = 18432: the journal starts at the next block, 20480. */
+  assert_int_equal(tally_shard_region_size(16, 16), 20480 + journal + claims);
+  assert_int_equal(tally_shard_region_size(16, 16), 1396736);
   assert_int_equal(TALLY_JOURNAL_ENTRIES, 1024);
   assert_int_equal(journal, 1024 * 1088);
+  assert_int_equal(TALLY_CLAIMS_ENTRIES, 8192);
+  assert_int_equal(claims, 8192 * 32);
+  assert_int_equal(claims, 262144);
+  /* Journal entry, claim and shard header offsets (docs/store-layout.md). */
+  assert_int_equal(offsetof(struct tally_journal_entry, producer), 0);
+  assert_int_equal(offsetof(struct tally_journal_entry, seq), 8);
+  assert_int_equal(offsetof(struct tally_journal_entry, count), 16);
+  assert_int_equal(offsetof(struct tally_journal_entry, crc), 20);
+  assert_int_equal(offsetof(struct tally_journal_entry, attempt), 24);
+  assert_int_equal(offsetof(struct tally_journal_entry, applied), 28);
+  assert_int_equal(offsetof(struct tally_journal_entry, reserved), 32);
+  assert_int_equal(offsetof(struct tally_journal_entry, pairs), 64);
+  assert_int_equal(offsetof(struct tally_claim, producer), 0);
+  assert_int_equal(offsetof(struct tally_claim, seq), 8);
+  assert_int_equal(offsetof(struct tally_claim, attempt), 16);
+  assert_int_equal(offsetof(struct tally_claim, crc), 20);
+  assert_int_equal(offsetof(struct tally_claim, position), 24);
+  assert_int_equal(offsetof(struct tally_shard_header, counters_used), 64);
+  assert_int_equal(offsetof(struct tally_shard_header, held_seq), 72);
+  assert_int_equal(offsetof(struct tally_shard_header, held_scan), 80);
+  assert_int_equal(offsetof(struct tally_shard_header, journal_next), 88);
+  assert_int_equal(offsetof(struct tally_shard_header, claims_next), 96);
+  assert_int_equal(sizeof(struct tally_shard_header), 128);
   /* The on-media offsets docs/store-layout.md gives. */
   assert_int_equal(TALLY_DEDUP_RUNS, 3);
-  assert_int_equal(sizeof(struct tally_dedup_run), 32);
+  assert_int_equal(TALLY_DEDUP_WINDOW, 64);
+  assert_int_equal(sizeof(struct tally_dedup_run), 40);
   assert_int_equal(offsetof(struct tally_dedup_run, head_last), 0);
   assert_int_equal(offsetof(struct tally_dedup_run, head_window), 8);
-  assert_int_equal(offsetof(struct tally_dedup_run, last_seq), 16);
-  assert_int_equal(offsetof(struct tally_dedup_run, window), 24);
-  assert_int_equal(sizeof(struct tally_dedup), 96);
-  assert_int_equal(sizeof(struct tally_producer), 128);
-  assert_int_equal(TALLY_PRODUCER_SIZE, 128);
+  assert_int_equal(offsetof(struct tally_dedup_run, head_window[0]), 8);
+  assert_int_equal(offsetof(struct tally_dedup_run, head_window[1]), 16);
+  assert_int_equal(offsetof(struct tally_dedup_run, last_seq), 24);
+  assert_int_equal(offsetof(struct tally_dedup_run, window), 32);
+  assert_int_equal(sizeof(struct tally_dedup), 120);
+  assert_int_equal(sizeof(struct tally_producer), 192);
+  assert_int_equal(TALLY_PRODUCER_SIZE, 192);
   assert_int_equal(offsetof(struct tally_producer, producer), 0);
   assert_int_equal(offsetof(struct tally_producer, crc), 8);
   assert_int_equal(offsetof(struct tally_producer, reserved), 12);
   assert_int_equal(offsetof(struct tally_producer, dedup), 16);
-  assert_int_equal(offsetof(struct tally_producer, dedup.runs[1]), 48);
-  assert_int_equal(offsetof(struct tally_producer, dedup.runs[2]), 80);
-  assert_int_equal(offsetof(struct tally_producer, padding), 112);
+  assert_int_equal(offsetof(struct tally_producer, dedup.runs[0].head_window[1]), 32);
+  assert_int_equal(offsetof(struct tally_producer, dedup.runs[0].last_seq), 40);
+  assert_int_equal(offsetof(struct tally_producer, dedup.runs[0].window), 48);
+  assert_int_equal(offsetof(struct tally_producer, dedup.runs[1]), 56);
+  assert_int_equal(offsetof(struct tally_producer, dedup.runs[2]), 96);
+  assert_int_equal(offsetof(struct tally_producer, dedup.runs[2].window), 128);
+  assert_int_equal(offsetof(struct tally_producer, padding), 136);
+  assert_int_equal(sizeof(((struct tally_producer *)NULL)->padding), 56);
   assert_int_equal(offsetof(struct tally_batch_log, producer_slot), 32);
   assert_int_equal(offsetof(struct tally_batch_log, producer_dedup), 40);
-  assert_int_equal(offsetof(struct tally_batch_log, producer_dedup.runs[1]), 72);
-  assert_int_equal(offsetof(struct tally_batch_log, producer_dedup.runs[2]), 104);
-  assert_int_equal(offsetof(struct tally_batch_log, entries), 136);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_dedup.runs[0].head_window[1]), 56);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_dedup.runs[1]), 80);
+  assert_int_equal(offsetof(struct tally_batch_log, producer_dedup.runs[2]), 120);
+  assert_int_equal(offsetof(struct tally_batch_log, entries), 160);
   assert_int_equal(sizeof(struct tally_batch_log), 1216);
+  assert_int_equal(offsetof(struct tally_batch_log, entries) +
+    TALLY_BATCH_PAIRS_MAX * sizeof(struct tally_log_entry), 1184);
   assert_true(offsetof(struct tally_batch_log, entries) +
     TALLY_BATCH_PAIRS_MAX * sizeof(struct tally_log_entry) <= 4096);
-  /* The example in docs/store-layout.md. */
+  /*
+   * The example in docs/store-layout.md: J = 8192 + 131072 * 128 + 8192 * 192 =
+   * 18,358,272 (a multiple of 4096), C = J + 1,114,112 = 19,472,384,
+   * R = C + 262,144 = 19,734,528.
+   */
   assert_int_equal(tally_shard_slots_for(65536), 131072);
   assert_int_equal(tally_shard_producer_slots_for(4096), 8192);
-  assert_int_equal(tally_shard_region_size(65536, 4096), 18948096);
+  assert_int_equal(8192 + 131072 * 128 + 8192 * 192, 18358272);
+  assert_int_equal(18358272 % 4096, 0);
+  assert_int_equal(18358272 + 1114112, 19472384);
+  assert_int_equal(tally_shard_region_size(65536, 4096), 19472384 + 262144);
+  assert_int_equal(tally_shard_region_size(65536, 4096), 19734528);
 }
 
 static void test_attach_places_journal(void **state)
@@ -276,14 +375,24 @@ static void test_attach_places_journal(void **state)
   const uint8_t *journal = (const uint8_t *)f->shard.journal;
   const uint8_t *producers_end =
     (const uint8_t *)(f->shard.producers + f->shard.producer_slots_count);
+  const uint8_t *claims = (const uint8_t *)f->shard.claims;
   assert_true(journal >= producers_end);
   assert_int_equal((size_t)(journal - base) % 4096, 0);
-  assert_int_equal((size_t)(journal - base) +
-    TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry), f->size);
+  assert_int_equal((size_t)(journal - base), 319488);
+  /* The claims ring right after the journal (whole blocks), and last. */
+  assert_int_equal((size_t)(claims - base),
+    (size_t)(journal - base) + TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry));
+  assert_int_equal((size_t)(claims - base) % 4096, 0);
+  assert_int_equal((size_t)(claims - base), 1433600);
+  assert_int_equal((size_t)(claims - base) +
+    TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim), f->size);
   assert_int_equal(f->shard.header->journal_next, 0);
+  assert_int_equal(f->shard.header->claims_next, 0);
+  assert_int_equal(tally_shard_claims_next(&f->shard), 0);
   struct tally_shard other;
   assert_int_equal(tally_shard_attach(&other, f->region, 3, 1000, 100, false), 0);
   assert_ptr_equal(other.journal, f->shard.journal);
+  assert_ptr_equal(other.claims, f->shard.claims);
   fixture_free(f);
 }
 
@@ -631,15 +740,32 @@ static struct fixture *crash_fixture(struct tally_wire_batch *batch, uint64_t se
   return crash_fixture_after(batch, prior, 1, seq);
 }
 
+/* The claims ring and claims_next rolled back to their bytes in `pre`. */
+static void claims_roll_back(struct fixture *f, const uint8_t *pre)
+{
+  size_t offset = (size_t)((uint8_t *)f->shard.claims - (uint8_t *)f->region);
+  memcpy(f->shard.claims, pre + offset, TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim));
+  f->shard.header->claims_next =
+    ((const struct tally_shard_header *)(const void *)pre)->claims_next;
+}
+
 /*
  * Builds the state a crash leaves after the redo record became valid: the
  * post-batch region with the first `applied` entries' slots (and, unless all
- * are applied, the producer record) rolled back to their pre-batch bytes.
+ * are applied, the producer record) rolled back to their pre-batch bytes,
+ * the batch's journal entry not yet marked applied, no claim written.
  */
 static void crash_after_log(struct fixture *f, const uint8_t *pre, const uint8_t *post,
   uint32_t applied)
 {
   memcpy(f->region, post, f->size);
+  uint64_t newest = f->shard.header->journal_next - 1u;
+  struct tally_journal_entry *entry = &f->shard.journal[newest % TALLY_JOURNAL_ENTRIES];
+  assert_int_equal(entry->producer, f->shard.log->producer);
+  assert_int_equal(entry->seq, f->shard.log->seq);
+  assert_int_equal(entry->applied, 1);
+  entry->applied = 0;
+  claims_roll_back(f, pre);
   const struct tally_batch_log *log = f->shard.log;
   for (uint32_t i = log->count; i > applied; i--) {
     uint32_t slot = log->entries[i - 1].slot;
@@ -689,6 +815,21 @@ static void replay_and_check(struct fixture *f, const uint8_t *post,
 }
 
 /*
+ * Recovers a crashed region whose redo record is VALID (any batch): the
+ * record is replayed and the region ends up byte for byte as the batch left
+ * it (post): values, producer record, the journal entry marked applied, the
+ * claim.
+ */
+static void replay_entry_check(struct fixture *f, const uint8_t *post)
+{
+  struct tally_shard_recovery report;
+  recover(f, &report);
+  assert_int_equal(report.log_replayed, 1);
+  assert_int_equal(report.log_discarded, 0);
+  assert_memory_equal(f->region, post, f->size);
+}
+
+/*
  * Replays the redo record of the batch of seq (producer 77 having had the
  * batches of prior[], leaving its record `before`) after a crash at every
  * point of its apply: the region ends up byte for byte as the batch left
@@ -733,7 +874,7 @@ static void redo_replay(const uint64_t *prior, uint32_t prior_count, uint64_t se
    * be the old record whole) until the replay rewrites it.
    */
   const uint32_t words = (uint32_t)(sizeof(struct tally_dedup) / sizeof(uint64_t));
-  assert_int_equal(words, 4 * TALLY_DEDUP_RUNS);
+  assert_int_equal(words, 5 * TALLY_DEDUP_RUNS);
   for (uint32_t stored = 0; stored <= words; stored++) {
     crash_after_log(f, pre, post, batch.count);
     uint32_t slot = f->shard.log->producer_slot;
@@ -802,6 +943,22 @@ static void test_redo_replay_restores_all_runs(void **state)
   const struct tally_dedup_run fourth[] = {run_make(300, 1, 363, 1ull << 63), run_c, run_b};
   after = dedup_runs(fourth, 3);
   redo_replay(prior, 5, 300, &before, &after);
+}
+
+/*
+ * A late seq below the run's first (in the tail, in the head's lower word):
+ * the replay restores head_window[1] too.
+ */
+static void test_redo_replay_head_below(void **state)
+{
+  (void)state;
+  /* The run from 100 (head_last 163), 150 after it; 90 is 73 below head_last. */
+  const uint64_t prior[] = {100, 150};
+  struct tally_dedup before = dedup_make(150, (1ull << 50) | 1u, 163,
+    (1ull << 63) | (1ull << 13));
+  struct tally_dedup after = dedup_make_below(150, (1ull << 60) | (1ull << 50) | 1u, 163,
+    (1ull << 63) | (1ull << 13), 1ull << 9);
+  redo_replay(prior, 2, 90, &before, &after);
 }
 
 static void test_redo_bad_crc_discarded(void **state)
@@ -981,6 +1138,10 @@ static void test_journal_entry_per_batch(void **state)
   assert_int_equal(entry.seq, 9);
   assert_int_equal(entry.count, 4);
   assert_int_equal(entry.crc, tally_journal_crc(&entry));
+  assert_int_equal(entry.attempt, 0); /* a first send */
+  assert_int_equal(entry.applied, 1);
+  assert_int_equal(f->shard.journal[0].applied, 1);
+  assert_int_equal(f->shard.header->claims_next, 0); /* and no claim */
   uint32_t slot_a = (uint32_t)find(&f->shard, "a");
   uint32_t slot_b = (uint32_t)find(&f->shard, "b");
   const uint32_t slots[4] = {slot_a, slot_b, slot_a, slot_b};
@@ -1167,6 +1328,343 @@ static void test_journal_survives_recovery(void **state)
   fixture_free(f);
 }
 
+/* The entry of the batch at ring position `position`. */
+static struct tally_journal_entry *journal_at(struct fixture *f, uint64_t position)
+{
+  assert_true(position < f->shard.header->journal_next);
+  return &f->shard.journal[position % TALLY_JOURNAL_ENTRIES];
+}
+
+static void test_journal_attempt_round_trip(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  const uint16_t attempts[] = {0, 1, 7, UINT16_MAX};
+  for (uint32_t i = 0; i < 4; i++) {
+    assert_int_equal(apply_attempt(&f->shard, 6, 1 + i, attempts[i], "t", 1, &reason),
+      TALLY_ACK_APPLIED);
+    assert_int_equal(journal_at(f, i)->attempt, attempts[i]);
+  }
+  struct tally_journal_entry entry;
+  for (uint32_t i = 0; i < 4; i++) {
+    memset(&entry, 0xee, sizeof(entry));
+    assert_true(tally_shard_journal_find(&f->shard, 6, 1 + i, &entry));
+    assert_int_equal(entry.attempt, attempts[i]);
+    assert_int_equal(entry.applied, 1);
+    assert_int_equal(entry.crc, tally_journal_crc(&entry));
+  }
+  /* The crc covers the attempt: a flipped attempt is refused... */
+  struct tally_journal_entry *stored = journal_at(f, 2);
+  uint32_t crc = stored->crc;
+  stored->attempt ^= 2;
+  assert_int_not_equal(tally_journal_crc(stored), crc);
+  assert_false(tally_shard_journal_find(&f->shard, 6, 3, &entry));
+  stored->attempt ^= 2;
+  assert_true(tally_shard_journal_find(&f->shard, 6, 3, &entry));
+  /* ... but not applied, which changes after the crc is written. */
+  struct tally_journal_entry copy = *stored;
+  copy.applied = 0;
+  assert_int_equal(tally_journal_crc(&copy), crc);
+  copy.applied = 0xabcd;
+  assert_int_equal(tally_journal_crc(&copy), crc);
+  fixture_free(f);
+}
+
+/*
+ * An entry written but not applied (a kill between the entry and the end of
+ * the batch's apply): never found. Recovery marks the newest entry applied
+ * when it replays that batch's redo record.
+ */
+static void test_journal_unapplied_not_found(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 8, 1, "u", 5, &reason), TALLY_ACK_APPLIED);
+  uint8_t *pre = malloc(f->size);
+  uint8_t *post = malloc(f->size);
+  assert_non_null(pre);
+  assert_non_null(post);
+  memcpy(pre, f->region, f->size);
+  assert_int_equal(apply_attempt(&f->shard, 8, 2, 3, "u", 6, &reason), TALLY_ACK_APPLIED);
+  memcpy(post, f->region, f->size);
+  struct tally_journal_entry entry;
+  assert_true(tally_shard_journal_find(&f->shard, 8, 2, &entry));
+  /* Only the flag differs: the entry is whole but not applied. */
+  struct tally_journal_entry *stored = journal_at(f, 1);
+  stored->applied = 0;
+  assert_int_equal(stored->crc, tally_journal_crc(stored));
+  assert_false(tally_shard_journal_find(&f->shard, 8, 2, &entry));
+  assert_true(tally_shard_journal_find(&f->shard, 8, 1, &entry)); /* the older one still is */
+  stored->applied = 2; /* anything but 1 */
+  assert_false(tally_shard_journal_find(&f->shard, 8, 2, &entry));
+  /* Recovery without a redo record leaves the journal alone. */
+  struct tally_shard_recovery report;
+  recover(f, &report);
+  assert_int_equal(report.log_replayed, 0);
+  assert_int_equal(stored->applied, 2);
+  assert_false(tally_shard_journal_find(&f->shard, 8, 2, &entry));
+
+  /* Killed after the values, before the flag: the replay marks the entry. */
+  crash_after_log(f, pre, post, 1);
+  assert_int_equal(stored->applied, 0);
+  assert_false(tally_shard_journal_find(&f->shard, 8, 2, &entry));
+  replay_entry_check(f, post);
+  assert_true(tally_shard_journal_find(&f->shard, 8, 2, &entry));
+  assert_int_equal(entry.attempt, 3);
+  assert_int_equal(entry.pairs[0].delta, 6);
+
+  /* Killed before any value: the same. */
+  crash_after_log(f, pre, post, 0);
+  assert_false(tally_shard_journal_find(&f->shard, 8, 2, &entry));
+  replay_entry_check(f, post);
+  assert_true(tally_shard_journal_find(&f->shard, 8, 2, &entry));
+
+  /* The newest entry names another batch: the replay leaves it as it is. */
+  crash_after_log(f, pre, post, 0);
+  stored->seq = 99;
+  stored->crc = tally_journal_crc(stored);
+  recover(f, &report);
+  assert_int_equal(report.log_replayed, 1);
+  assert_int_equal(stored->applied, 0);
+  assert_false(tally_shard_journal_find(&f->shard, 8, 99, &entry));
+  assert_false(tally_shard_journal_find(&f->shard, 8, 2, &entry));
+  assert_int_equal(value_of(&f->shard, "u"), 11);
+  free(pre);
+  free(post);
+  fixture_free(f);
+}
+
+/* ---- Claims --------------------------------------------------------------- */
+
+static uint64_t claims_next(const struct fixture *f)
+{
+  return tally_shard_claims_next(&f->shard);
+}
+
+static void assert_claim(const struct fixture *f, uint64_t position, uint64_t producer,
+  uint64_t seq, uint32_t attempt)
+{
+  struct tally_claim claim;
+  memset(&claim, 0xee, sizeof(claim));
+  assert_true(tally_shard_claim_at(&f->shard, position, &claim));
+  assert_int_equal(claim.producer, producer);
+  assert_int_equal(claim.seq, seq);
+  assert_int_equal(claim.attempt, attempt);
+  assert_int_equal(claim.position, position);
+  assert_int_equal(claim.crc, tally_claim_crc(&claim));
+  const struct tally_claim *stored = &f->shard.claims[position % TALLY_CLAIMS_ENTRIES];
+  assert_memory_equal(&claim, stored, sizeof(claim));
+}
+
+static void test_claims_only_for_applied_resends(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(16, 16);
+  enum tally_reason reason;
+  /* A first send (attempt 0) is no claim. */
+  assert_int_equal(apply(&f->shard, 1, 100, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(claims_next(f), 0);
+  /* A resend applied here is one. */
+  assert_int_equal(apply_attempt(&f->shard, 1, 101, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(claims_next(f), 1);
+  assert_claim(f, 0, 1, 101, 1);
+  assert_int_equal(apply_attempt(&f->shard, 2, 7, 4, "y", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(claims_next(f), 2);
+  assert_claim(f, 1, 2, 7, 4);
+  assert_claim(f, 0, 1, 101, 1);
+  /* The claim's batch is the journal's newest entry, applied, with its attempt. */
+  struct tally_journal_entry entry;
+  assert_true(tally_shard_journal_find(&f->shard, 2, 7, &entry));
+  assert_int_equal(entry.attempt, 4);
+
+  /* Not applied: no claim, nothing written at all. */
+  void *before = malloc(f->size);
+  assert_non_null(before);
+  memcpy(before, f->region, f->size);
+  assert_int_equal(apply_attempt(&f->shard, 1, 101, 2, "x", 1, &reason), TALLY_ACK_DUPLICATE);
+  assert_int_equal(apply_attempt(&f->shard, 1, 100, 1, "x", 1, &reason), TALLY_ACK_DUPLICATE);
+  assert_int_equal(apply_attempt(&f->shard, 1, 37, 1, "x", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply_attempt(&f->shard, 0, 1, 1, "x", 1, &reason), TALLY_ACK_MALFORMED);
+  assert_int_equal(apply_attempt(&f->shard, UINT64_MAX, 1, 1, "x", 1, &reason),
+    TALLY_ACK_MALFORMED);
+  assert_int_equal(apply_attempt(&f->shard, 1, 102, 1, "x", INT64_MAX, &reason),
+    TALLY_ACK_OVERFLOW);
+  assert_memory_equal(before, f->region, f->size);
+  for (uint64_t producer = 3; producer <= 16; producer++) {
+    assert_int_equal(apply(&f->shard, producer, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  memcpy(before, f->region, f->size);
+  assert_int_equal(apply_attempt(&f->shard, 17, 1, 1, "x", 1, &reason),
+    TALLY_ACK_PRODUCERS_FULL);
+  assert_memory_equal(before, f->region, f->size);
+  char name[16];
+  for (int i = 0; i < 14; i++) {
+    snprintf(name, sizeof(name), "c.%d", i);
+    assert_int_equal(add(&f->shard, name, 1), TALLY_OK);
+  }
+  memcpy(before, f->region, f->size);
+  assert_int_equal(apply_attempt(&f->shard, 1, 102, 1, "one.too.many", 1, &reason),
+    TALLY_ACK_COUNTERS_FULL);
+  assert_memory_equal(before, f->region, f->size);
+  assert_int_equal(claims_next(f), 2);
+  assert_claim(f, 0, 1, 101, 1);
+  assert_claim(f, 1, 2, 7, 4);
+  /* Applied later, from a resend: claimed then. */
+  assert_int_equal(apply_attempt(&f->shard, 1, 102, 9, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(claims_next(f), 3);
+  assert_claim(f, 2, 1, 102, 9);
+  free(before);
+  fixture_free(f);
+}
+
+static void test_claims_ring_wraps(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  const uint64_t total = TALLY_CLAIMS_ENTRIES + 10;
+  for (uint64_t seq = 1; seq <= total; seq++) {
+    uint16_t attempt = (uint16_t)(1u + seq % 5u);
+    assert_int_equal(apply_attempt(&f->shard, 7, seq, attempt, "w", 1, &reason),
+      TALLY_ACK_APPLIED);
+  }
+  assert_int_equal(claims_next(f), total);
+  /* Claim p is the batch of seq p + 1: the newest TALLY_CLAIMS_ENTRIES are kept. */
+  for (uint64_t position = total - TALLY_CLAIMS_ENTRIES; position < total; position++) {
+    assert_claim(f, position, 7, position + 1, 1u + (uint32_t)((position + 1) % 5u));
+  }
+  /* The oldest were overwritten by the next lap: their slots name later positions. */
+  struct tally_claim claim;
+  for (uint64_t position = 0; position < total - TALLY_CLAIMS_ENTRIES; position++) {
+    assert_false(tally_shard_claim_at(&f->shard, position, &claim));
+  }
+  fixture_free(f);
+}
+
+static void test_claim_corrupt_refused(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  assert_int_equal(apply_attempt(&f->shard, 5, 1, 2, "k", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply_attempt(&f->shard, 5, 2, 3, "k", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(claims_next(f), 2);
+  struct tally_claim *stored = &f->shard.claims[1];
+  struct tally_claim claim;
+  uint8_t *bytes = (uint8_t *)stored;
+  /* A flipped bit anywhere in the claim is refused; the other claim is unharmed. */
+  for (size_t i = 0; i < sizeof(*stored) * 8u; i++) {
+    bytes[i / 8u] ^= (uint8_t)(1u << (i % 8u));
+    assert_false(tally_shard_claim_at(&f->shard, 1, &claim));
+    assert_claim(f, 0, 5, 1, 2);
+    bytes[i / 8u] ^= (uint8_t)(1u << (i % 8u));
+    assert_claim(f, 1, 5, 2, 3);
+  }
+  /* A whole claim in the wrong slot (its crc good) names another position. */
+  f->shard.claims[0] = f->shard.claims[1];
+  assert_false(tally_shard_claim_at(&f->shard, 0, &claim));
+  assert_claim(f, 1, 5, 2, 3);
+  /* A zeroed slot is no claim. */
+  memset(&f->shard.claims[0], 0, sizeof(struct tally_claim));
+  assert_false(tally_shard_claim_at(&f->shard, 0, &claim));
+  /* An invalid producer or attempt 0 is refused even with a matching crc. */
+  struct tally_claim forged = {.producer = 0, .seq = 1, .attempt = 1, .position = 0};
+  forged.crc = tally_claim_crc(&forged);
+  f->shard.claims[0] = forged;
+  assert_false(tally_shard_claim_at(&f->shard, 0, &claim));
+  forged = (struct tally_claim){.producer = 5, .seq = 1, .attempt = 0, .position = 0};
+  forged.crc = tally_claim_crc(&forged);
+  f->shard.claims[0] = forged;
+  assert_false(tally_shard_claim_at(&f->shard, 0, &claim));
+  fixture_free(f);
+}
+
+/*
+ * Recovery after a crash in a resend's apply (redo record VALID): with the
+ * claim missing, written but not counted, or written and counted, the
+ * replay leaves exactly the bytes the batch left: one claim.
+ */
+static void test_claim_recovered_after_crash(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  assert_int_equal(apply_attempt(&f->shard, 9, 1, 1, "c", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(claims_next(f), 1);
+  uint8_t *pre = malloc(f->size);
+  uint8_t *post = malloc(f->size);
+  assert_non_null(pre);
+  assert_non_null(post);
+  memcpy(pre, f->region, f->size);
+  assert_int_equal(apply_attempt(&f->shard, 9, 2, 5, "c", 2, &reason), TALLY_ACK_APPLIED);
+  memcpy(post, f->region, f->size);
+  assert_int_equal(claims_next(f), 2);
+  assert_claim(f, 1, 9, 2, 5);
+  struct tally_shard_recovery report;
+  for (uint32_t applied = 0; applied <= 1; applied++) {
+    /* No claim yet (nor the applied flag). */
+    crash_after_log(f, pre, post, applied);
+    assert_int_equal(claims_next(f), 1);
+    replay_entry_check(f, post);
+    assert_claim(f, 1, 9, 2, 5);
+    assert_claim(f, 0, 9, 1, 1);
+  }
+  /* The claim written, claims_next not yet advanced. */
+  memcpy(f->region, post, f->size);
+  f->shard.header->claims_next = 1;
+  f->shard.log->state = TALLY_LOG_STATE_VALID;
+  replay_entry_check(f, post);
+  /* Everything written, the redo record not yet cleared: no second claim. */
+  memcpy(f->region, post, f->size);
+  f->shard.log->state = TALLY_LOG_STATE_VALID;
+  replay_entry_check(f, post);
+  assert_int_equal(claims_next(f), 2);
+  /* A first send cut short: its replay claims nothing. */
+  memcpy(pre, f->region, f->size);
+  assert_int_equal(apply(&f->shard, 9, 3, "c", 4, &reason), TALLY_ACK_APPLIED);
+  memcpy(post, f->region, f->size);
+  crash_after_log(f, pre, post, 0);
+  replay_entry_check(f, post);
+  assert_int_equal(claims_next(f), 2);
+  recover(f, &report);
+  assert_int_equal(report.log_replayed, 0);
+  assert_memory_equal(f->region, post, f->size);
+  free(pre);
+  free(post);
+  fixture_free(f);
+}
+
+static void test_claims_survive_recovery(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  for (uint64_t seq = 1; seq <= 5; seq++) {
+    assert_int_equal(apply_attempt(&f->shard, 2, seq, (uint16_t)seq, "k", 3, &reason),
+      TALLY_ACK_APPLIED);
+  }
+  size_t claims_size = TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim);
+  void *before = malloc(claims_size);
+  assert_non_null(before);
+  memcpy(before, f->shard.claims, claims_size);
+  struct tally_shard_recovery report;
+  recover(f, &report);
+  assert_memory_equal(before, f->shard.claims, claims_size);
+  assert_int_equal(claims_next(f), 5);
+  struct tally_shard other;
+  assert_int_equal(tally_shard_attach(&other, f->region, 3, 100, 20, false), 0);
+  assert_int_equal(tally_shard_claims_next(&other), 5);
+  for (uint64_t position = 0; position < 5; position++) assert_claim(f, position, 2,
+    position + 1, (uint32_t)position + 1u);
+  assert_int_equal(apply_attempt(&f->shard, 2, 6, 1, "k", 3, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(claims_next(f), 6);
+  assert_claim(f, 5, 2, 6, 1);
+  free(before);
+  fixture_free(f);
+}
+
 /* ---- Producer records: reads from any thread, merges -------------------- */
 
 static uint32_t producer_slot(const struct fixture *f, uint64_t producer)
@@ -1233,7 +1731,7 @@ static void test_dedup_start_and_head(void **state)
   for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
     struct tally_dedup dedup = dedup_start(starts[i]);
     assert_dedup_one(&dedup, starts[i], 1, tally_dedup_run_start(starts[i]).head_last,
-      tally_dedup_run_start(starts[i]).head_window);
+      tally_dedup_run_start(starts[i]).head_window[0]);
     uint64_t head_last = 0;
     assert_true(tally_dedup_in_head(&dedup, starts[i], &head_last));
     assert_int_equal(head_last, dedup.runs[0].head_last);
@@ -1242,27 +1740,58 @@ static void test_dedup_start_and_head(void **state)
     if (starts[i] < UINT64_MAX) assert_false(tally_dedup_applied(&dedup, starts[i] + 1));
   }
 
-  /* mark_head: only seqs among the head's 64. */
+  /*
+   * mark_head: only seqs among the head's 128, head_last - 127 .. head_last
+   * (word 0: head_last - 63 .. head_last; word 1: the 64 below).
+   */
   run = tally_dedup_run_start(UINT64_MAX - 62);
   tally_dedup_mark_head(&run, UINT64_MAX);
   tally_dedup_mark_head(&run, UINT64_MAX - 10);
-  tally_dedup_mark_head(&run, UINT64_MAX - 64); /* 64 below head_last: outside */
-  assert_int_equal(run.head_window, (1ull << 62) | (1ull << 10) | 1u);
+  tally_dedup_mark_head(&run, UINT64_MAX - 64); /* 64 below head_last: word 1, bit 0 */
+  assert_run_below(&run, UINT64_MAX - 62, 1, UINT64_MAX, (1ull << 62) | (1ull << 10) | 1u, 1);
   /*
-   * Saturated, the head's 64 reach below the run's first seq (UINT64_MAX - 63
-   * here): the window is always head_last - 63 .. head_last.
+   * Saturated, the head's upper 64 reach below the run's first seq
+   * (UINT64_MAX - 63 here): word 0 is always head_last - 63 .. head_last.
    */
   tally_dedup_mark_head(&run, UINT64_MAX - 63);
-  assert_int_equal(run.head_window, (3ull << 62) | (1ull << 10) | 1u);
+  tally_dedup_mark_head(&run, UINT64_MAX - 127); /* the lowest seq of the head */
+  tally_dedup_mark_head(&run, UINT64_MAX - 128); /* below it: never marked */
+  tally_dedup_mark_head(&run, 0);
+  assert_run_below(&run, UINT64_MAX - 62, 1, UINT64_MAX, (3ull << 62) | (1ull << 10) | 1u,
+    (1ull << 63) | 1u);
   run = tally_dedup_run_start(100);
   tally_dedup_mark_head(&run, 163);
   tally_dedup_mark_head(&run, 164); /* past the head */
-  tally_dedup_mark_head(&run, 99);  /* before it */
+  tally_dedup_mark_head(&run, 99);  /* just before the run's first: word 1, bit 0 */
+  tally_dedup_mark_head(&run, 36);  /* head_last - 127: word 1, bit 63 */
+  tally_dedup_mark_head(&run, 35);  /* head_last - 128: outside, never marked */
   tally_dedup_mark_head(&run, 0);
-  assert_int_equal(run.head_window, (1ull << 63) | 1u);
+  assert_run_below(&run, 100, 1, 163, (1ull << 63) | 1u, (1ull << 63) | 1u);
   assert_int_equal(run.last_seq, 100); /* the tail is not touched */
   assert_int_equal(run.window, 1);
-  assert_int_equal(run.head_last, 163);
+  for (uint64_t seq = 0; seq <= 200; seq++) {
+    bool head = seq == 36 || seq == 99 || seq == 100 || seq == 163;
+    assert_int_equal(tally_dedup_head_has(&run, seq), head);
+  }
+  /* Near 0 the head's lower word covers what there is: run from 10, head 0..73. */
+  run = tally_dedup_run_start(10);
+  tally_dedup_mark_head(&run, 0);
+  tally_dedup_mark_head(&run, 9);
+  assert_run_below(&run, 10, 1, 73, 1ull << 63, (1ull << 9) | 1u);
+  assert_true(tally_dedup_head_has(&run, 0));
+  /* head_has: the same range; nothing above head_last or below head_last - 127. */
+  run = run_make_below(0, 0, 500, UINT64_MAX, UINT64_MAX);
+  assert_false(tally_dedup_head_has(&run, 501));
+  assert_true(tally_dedup_head_has(&run, 500));
+  assert_true(tally_dedup_head_has(&run, 437));
+  assert_true(tally_dedup_head_has(&run, 436));
+  assert_true(tally_dedup_head_has(&run, 373));
+  assert_false(tally_dedup_head_has(&run, 372));
+  assert_false(tally_dedup_head_has(&run, 0));
+  run = run_make_below(0, 0, UINT64_MAX, UINT64_MAX, UINT64_MAX);
+  assert_true(tally_dedup_head_has(&run, UINT64_MAX));
+  assert_true(tally_dedup_head_has(&run, UINT64_MAX - 127));
+  assert_false(tally_dedup_head_has(&run, UINT64_MAX - 128));
 
   /* applied: the tail or the head; a seq that left the tail is still in the head. */
   struct tally_dedup dedup = dedup_make(200, UINT64_MAX, 64, (1ull << 63) | (1ull << 54));
@@ -1370,8 +1899,11 @@ static void test_producer_read_and_at(void **state)
   assert_int_equal(apply(&f->shard, 12, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
   assert_int_equal(apply(&f->shard, 13, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
   struct tally_dedup dedup = dedup_read(&f->shard, 11);
-  /* 3 came before the run's first seq (5): in the tail, not in the head. */
-  assert_dedup_one(&dedup, 5, 0x5, 5 + 63, 1ull << 63);
+  /*
+   * 3 came before the run's first seq (5): in the tail, and in the head's
+   * lower word (head_last 68 - 64 - 1: bit 1).
+   */
+  assert_dedup_one_below(&dedup, 5, 0x5, 5 + 63, 1ull << 63, 1ull << 1);
   dedup = dedup_read(&f->shard, 12);
   assert_dedup_one(&dedup, 1, 1, 64, 1ull << 63);
   assert_false(tally_shard_producer_read(&f->shard, 99, &dedup));
@@ -1394,7 +1926,8 @@ static void test_producer_read_and_at(void **state)
     assert_true(producer == 11 || producer == 13);
     assert_int_equal(dedup.runs[0].last_seq, producer == 11 ? 5 : 1);
     assert_int_equal(dedup.runs[0].head_last, producer == 11 ? 68 : 64);
-    assert_int_equal(dedup.runs[0].head_window, 1ull << 63);
+    assert_int_equal(dedup.runs[0].head_window[0], 1ull << 63);
+    assert_int_equal(dedup.runs[0].head_window[1], producer == 11 ? 1ull << 1 : 0);
     assert_no_run(&dedup.runs[1]);
   }
   assert_int_equal(seen, 2);
@@ -1591,6 +2124,85 @@ static void test_producer_merge_heads(void **state)
   tally_shard_recover(&f->shard, &report);
   assert_int_equal(report.producers_quarantined, 0);
   assert_int_equal(report.producers_used, 15);
+  fixture_free(f);
+}
+
+/*
+ * The same run's heads are OR'd word by word: head_window[1] (seqs below the
+ * run's first) as well as head_window[0]; another run's lower word is kept
+ * with that run, never OR'd into this one.
+ */
+static void test_producer_merge_head_below(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  /* The run from 100 (head_last 163): 90 applied on one node, 95 on another. */
+  const struct tally_dedup a = dedup_make_below(100, (1ull << 10) | 1u, 163, 1ull << 63,
+    1ull << 9);
+  const struct tally_dedup b = dedup_make_below(100, (1ull << 5) | 1u, 163, 1ull << 63,
+    1ull << 4);
+  const struct tally_dedup united = dedup_make_below(100, (1ull << 10) | (1ull << 5) | 1u,
+    163, 1ull << 63, (1ull << 9) | (1ull << 4));
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, &a), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, &b), TALLY_OK);
+  struct tally_dedup dedup = dedup_read(&f->shard, 9);
+  assert_memory_equal(&dedup, &united, sizeof(dedup));
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 10, &b), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 10, &a), TALLY_OK);
+  dedup = dedup_read(&f->shard, 10);
+  assert_memory_equal(&dedup, &united, sizeof(dedup));
+  uint64_t head_last = 0;
+  assert_true(tally_dedup_in_head(&dedup, 90, &head_last));
+  assert_int_equal(head_last, 163);
+  assert_true(in_head(&dedup, 95));
+  assert_false(in_head(&dedup, 91));
+
+  /* Idempotent: either part, or the union, again changes no byte. */
+  void *before = malloc(f->size);
+  assert_non_null(before);
+  memcpy(before, f->region, f->size);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, &a), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, &b), TALLY_OK);
+  assert_int_equal(tally_shard_producer_merge(&f->shard, 9, &united), TALLY_OK);
+  assert_memory_equal(before, f->region, f->size);
+  free(before);
+
+  /*
+   * Only the lower word new (36, the head's lowest, from a record whose tail
+   * is long gone): it alone changes; the tail stays the later one.
+   */
+  assert_int_equal(merge_below(&f->shard, 9, 40, 0, 163, 0, 1ull << 63), TALLY_OK);
+  dedup = dedup_read(&f->shard, 9);
+  assert_dedup_one_below(&dedup, 100, (1ull << 10) | (1ull << 5) | 1u, 163, 1ull << 63,
+    (1ull << 63) | (1ull << 9) | (1ull << 4));
+  assert_true(in_head(&dedup, 36));
+
+  /* A later run with a lower word of its own: kept beside, its bits its own. */
+  assert_int_equal(merge_below(&f->shard, 9, 500, (1ull << 20) | 1u, 563, 1ull << 63,
+    1ull << 19), TALLY_OK);
+  dedup = dedup_read(&f->shard, 9);
+  assert_run_below(&dedup.runs[0], 500, (1ull << 20) | 1u, 563, 1ull << 63, 1ull << 19);
+  assert_run_below(&dedup.runs[1], 100, (1ull << 10) | (1ull << 5) | 1u, 163, 1ull << 63,
+    (1ull << 63) | (1ull << 9) | (1ull << 4));
+  assert_no_run(&dedup.runs[2]);
+  assert_true(tally_dedup_in_head(&dedup, 480, &head_last));
+  assert_int_equal(head_last, 563);
+  assert_true(tally_dedup_in_head(&dedup, 90, &head_last));
+  assert_int_equal(head_last, 163);
+
+  /* The table record, lower words included, is under its crc: a scan reads it intact. */
+  uint64_t producer = 0;
+  struct tally_dedup scanned;
+  assert_true(tally_shard_producer_at(&f->shard, producer_slot(f, 9), &producer, &scanned));
+  assert_int_equal(producer, 9);
+  assert_memory_equal(&scanned, &dedup, sizeof(dedup));
+  struct tally_shard_recovery report;
+  tally_shard_recover(&f->shard, &report);
+  assert_int_equal(report.producers_quarantined, 0);
+  f->shard.producers[producer_slot(f, 9)].dedup.runs[1].head_window[1] ^= 1ull << 9;
+  assert_false(tally_shard_producer_read(&f->shard, 9, &scanned));
+  tally_shard_recover(&f->shard, &report);
+  assert_int_equal(report.producers_quarantined, 1);
   fixture_free(f);
 }
 
@@ -1842,14 +2454,16 @@ static void test_head_of_new_producer(void **state)
   uint32_t slot = producer_slot(f, 7);
   const struct tally_producer *record = &f->shard.producers[slot];
   assert_int_equal(record->dedup.runs[0].head_last, 73);
-  assert_int_equal(record->dedup.runs[0].head_window, 1ull << 63);
+  assert_int_equal(record->dedup.runs[0].head_window[0], 1ull << 63);
+  assert_int_equal(record->dedup.runs[0].head_window[1], 0);
   assert_int_equal(record->dedup.runs[0].last_seq, 10);
   assert_int_equal(record->dedup.runs[0].window, 1);
   assert_memory_equal(&record->dedup, &dedup, sizeof(dedup));
   assert_int_equal(record->crc, tally_producer_crc(slot, 7, &dedup));
   assert_int_equal(record->reserved, 0);
-  assert_int_equal(record->padding[0], 0);
-  assert_int_equal(record->padding[1], 0);
+  for (size_t i = 0; i < sizeof(record->padding) / sizeof(record->padding[0]); i++) {
+    assert_int_equal(record->padding[i], 0);
+  }
 
   /* Later seqs among the run's first 64 (10..73), in any order, go into the head. */
   const uint64_t later[] = {12, 11, 40, 73};
@@ -2129,50 +2743,202 @@ static void test_head_out_of_order(void **state)
   assert_int_equal(apply(&f->shard, 5, 6, "o", 1, &reason), TALLY_ACK_DUPLICATE);
   struct tally_dedup unchanged = dedup_read(&f->shard, 5);
   assert_memory_equal(&unchanged, &dedup, sizeof(dedup));
-  /* A late seq from before the run's first: the tail only (it is not in the run). */
+  /*
+   * A late seq from before the run's first (a failed-over producer resending
+   * its in-flight window): the tail, and the head's lower word (163 - 90 =
+   * 73: word 1, bit 9).
+   */
   assert_int_equal(apply(&f->shard, 6, 100, "o", 1, &reason), TALLY_ACK_APPLIED);
   assert_int_equal(apply(&f->shard, 6, 90, "o", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 6);
-  assert_dedup_one(&dedup, 100, (1ull << 10) | 1u, 163, 1ull << 63);
-  assert_false(in_head(&dedup, 90));
+  assert_dedup_one_below(&dedup, 100, (1ull << 10) | 1u, 163, 1ull << 63, 1ull << 9);
+  assert_true(in_head(&dedup, 90));
+  assert_false(in_head(&dedup, 91));
   assert_true(tally_dedup_applied(&dedup, 90));
   assert_int_equal(value_of(&f->shard, "o"), 11);
   fixture_free(f);
 }
 
-/* Recovery tombstones a record whose head no longer matches its crc. */
+/*
+ * A producer failing over resends its in-flight window in any order, so the
+ * first seq to arrive here (100) need not be the lowest: 60..99 arriving
+ * after it, out of order (all inside the tail), belong to the run's head
+ * (its lower word), and stay there after the tail has slid far away.
+ */
+static void test_head_below_first_out_of_order(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  uint64_t head_last = 0;
+  assert_int_equal(apply(&f->shard, 3, 100, "u", 1, &reason), TALLY_ACK_APPLIED);
+  /* 60..99 in a scrambled order (17 is prime to 40: every one once). */
+  for (uint64_t i = 0; i < 40; i++) {
+    uint64_t seq = 60 + (i * 17) % 40;
+    struct tally_dedup dedup = dedup_read(&f->shard, 3);
+    assert_false(in_head(&dedup, seq));
+    assert_int_equal(apply(&f->shard, 3, seq, "u", 1, &reason), TALLY_ACK_APPLIED);
+    dedup = dedup_read(&f->shard, 3);
+    assert_true(in_head(&dedup, seq));
+    assert_int_equal(dedup.runs[0].head_last, 163); /* the head never moves */
+    assert_int_equal(dedup.runs[0].last_seq, 100);  /* nor does the tail's end */
+  }
+  /* seq s is bit 163 - 64 - s = 99 - s of the lower word: 60..99 are bits 0..39. */
+  const uint64_t below = (1ull << 40) - 1u;
+  struct tally_dedup dedup = dedup_read(&f->shard, 3);
+  assert_dedup_one_below(&dedup, 100, (1ull << 41) - 1u, 163, 1ull << 63, below);
+  /*
+   * The lowest seq a batch can bring is 63 behind last_seq: 37 (163 - 126,
+   * bit 62). 36 (head_last - 127, the head's lowest) is 64 behind: STALE,
+   * nothing marked. Lower seqs are outside the head altogether.
+   */
+  assert_int_equal(apply(&f->shard, 3, 37, "u", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 3, 36, "u", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 3, 35, "u", 1, &reason), TALLY_ACK_STALE);
+  dedup = dedup_read(&f->shard, 3);
+  assert_dedup_one_below(&dedup, 100, ((1ull << 41) - 1u) | (1ull << 63), 163, 1ull << 63,
+    below | (1ull << 62));
+  /* The tail slides on, 101..400 in order: 337..400 at the end. */
+  for (uint64_t seq = 101; seq <= 400; seq++) {
+    assert_int_equal(apply(&f->shard, 3, seq, "u", 1, &reason), TALLY_ACK_APPLIED);
+  }
+  dedup = dedup_read(&f->shard, 3);
+  assert_dedup_one_below(&dedup, 400, UINT64_MAX, 163, UINT64_MAX, below | (1ull << 62));
+  for (uint64_t seq = 0; seq <= 401; seq++) {
+    bool head = seq == 37 || (seq >= 60 && seq <= 163);
+    bool tail = seq >= 337 && seq <= 400;
+    assert_int_equal(tally_dedup_has(dedup.runs[0].last_seq, dedup.runs[0].window, seq), tail);
+    assert_int_equal(in_head(&dedup, seq), head);
+    assert_int_equal(tally_dedup_applied(&dedup, seq), head || tail);
+  }
+  for (uint64_t seq = 60; seq <= 99; seq++) {
+    head_last = 0;
+    assert_true(tally_dedup_in_head(&dedup, seq, &head_last));
+    assert_int_equal(head_last, 163);
+  }
+  /* Only the tail decides a batch: 60 again is STALE, nothing changes. */
+  assert_int_equal(apply(&f->shard, 3, 60, "u", 1, &reason), TALLY_ACK_STALE);
+  struct tally_dedup unchanged = dedup_read(&f->shard, 3);
+  assert_memory_equal(&unchanged, &dedup, sizeof(dedup));
+
+  /* A new run (1000): the old one, lower word and all, moves to runs[1] whole. */
+  assert_int_equal(apply(&f->shard, 3, 1000, "u", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 3, 950, "u", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 3);
+  const struct tally_dedup_run runs[] = {
+    run_make_below(1000, (1ull << 50) | 1u, 1063, 1ull << 63, 1ull << (1063 - 64 - 950)),
+    run_make_below(400, UINT64_MAX, 163, UINT64_MAX, below | (1ull << 62))};
+  struct tally_dedup expected = dedup_runs(runs, 2);
+  assert_memory_equal(&dedup, &expected, sizeof(dedup));
+  assert_true(tally_dedup_in_head(&dedup, 75, &head_last));
+  assert_int_equal(head_last, 163);
+  assert_true(tally_dedup_in_head(&dedup, 950, &head_last));
+  assert_int_equal(head_last, 1063);
+  assert_false(in_head(&dedup, 951));
+  assert_int_equal(value_of(&f->shard, "u"), 1 + 40 + 1 + 300 + 2);
+  fixture_free(f);
+}
+
+/*
+ * At the end of the sequence space head_last saturates at UINT64_MAX; the
+ * head is still head_last - 127 .. head_last, and seqs below the run's first
+ * go to its lower word.
+ */
+static void test_head_below_first_saturated(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  const uint64_t first = UINT64_MAX - 10;
+  assert_int_equal(apply(&f->shard, 8, first, "m", 1, &reason), TALLY_ACK_APPLIED);
+  struct tally_dedup dedup = dedup_read(&f->shard, 8);
+  assert_dedup_one(&dedup, first, 1, UINT64_MAX, 1ull << 10);
+  /* 60 and 63 behind the tail's end: 70 and 73 below head_last (word 1, bits 6 and 9). */
+  assert_int_equal(apply(&f->shard, 8, first - 60, "m", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 8, first - 63, "m", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 8, first - 64, "m", 1, &reason), TALLY_ACK_STALE);
+  assert_int_equal(apply(&f->shard, 8, first - 40, "m", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 8);
+  assert_dedup_one_below(&dedup, first, (1ull << 63) | (1ull << 60) | (1ull << 40) | 1u,
+    UINT64_MAX, (1ull << 50) | (1ull << 10), (1ull << 9) | (1ull << 6));
+  /* The last seq there is: the tail slides by 10, the head stays. */
+  assert_int_equal(apply(&f->shard, 8, UINT64_MAX, "m", 1, &reason), TALLY_ACK_APPLIED);
+  dedup = dedup_read(&f->shard, 8);
+  assert_dedup_one_below(&dedup, UINT64_MAX, (1ull << 50) | (1ull << 10) | 1u, UINT64_MAX,
+    (1ull << 50) | (1ull << 10) | 1u, (1ull << 9) | (1ull << 6));
+  uint64_t head_last = 0;
+  assert_true(tally_dedup_in_head(&dedup, UINT64_MAX - 73, &head_last));
+  assert_int_equal(head_last, UINT64_MAX);
+  assert_true(tally_dedup_applied(&dedup, UINT64_MAX - 70)); /* left the tail, in the head */
+  assert_false(tally_dedup_has(dedup.runs[0].last_seq, dedup.runs[0].window,
+    UINT64_MAX - 70));
+  assert_false(tally_dedup_applied(&dedup, UINT64_MAX - 74));
+  assert_false(tally_dedup_applied(&dedup, UINT64_MAX - 127));
+  assert_false(tally_dedup_applied(&dedup, 0));
+  /* A record's head, saturated or not, never holds anything below head_last - 127. */
+  struct tally_dedup_run run = dedup.runs[0];
+  for (uint64_t distance = 0; distance < 300; distance++) {
+    tally_dedup_mark_head(&run, UINT64_MAX - distance);
+  }
+  assert_run_below(&run, UINT64_MAX, dedup.runs[0].window, UINT64_MAX, UINT64_MAX,
+    UINT64_MAX);
+  for (uint64_t distance = 0; distance < 300; distance++) {
+    assert_int_equal(tally_dedup_head_has(&run, UINT64_MAX - distance), distance < 128);
+  }
+  assert_int_equal(value_of(&f->shard, "m"), 5);
+  fixture_free(f);
+}
+
+/*
+ * Recovery tombstones a record whose head no longer matches its crc: either
+ * word of head_window, or head_last.
+ */
 static void test_corrupt_producer_head_quarantined(void **state)
 {
   (void)state;
   struct fixture *f = fixture_new(100, 20);
   enum tally_reason reason;
-  for (uint64_t producer = 1; producer <= 3; producer++) {
+  /* Producers 1..5: 10, 11, then 5 (below the run's first: head_window[1] bit 4). */
+  for (uint64_t producer = 1; producer <= 5; producer++) {
     assert_int_equal(apply(&f->shard, producer, 10, "x", 1, &reason), TALLY_ACK_APPLIED);
     assert_int_equal(apply(&f->shard, producer, 11, "x", 1, &reason), TALLY_ACK_APPLIED);
+    assert_int_equal(apply(&f->shard, producer, 5, "x", 1, &reason), TALLY_ACK_APPLIED);
   }
+  struct tally_dedup dedup = dedup_read(&f->shard, 1);
+  assert_dedup_one_below(&dedup, 11, (1ull << 6) | 3u, 73, 3ull << 62, 1ull << 4);
   uint32_t window_slot = producer_slot(f, 2);
   uint32_t last_slot = producer_slot(f, 3);
-  f->shard.producers[window_slot].dedup.runs[0].head_window ^= 1ull << 20;
+  uint32_t below_slot = producer_slot(f, 4);
+  uint32_t below_set_slot = producer_slot(f, 5);
+  f->shard.producers[window_slot].dedup.runs[0].head_window[0] ^= 1ull << 20;
   f->shard.producers[last_slot].dedup.runs[0].head_last ^= 1ull << 40;
-  /* Bytes outside the crc (padding) are not checked. */
+  /* head_window[1]: a bit set where none was, and the one bit it had cleared. */
+  f->shard.producers[below_slot].dedup.runs[0].head_window[1] ^= 1ull << 37;
+  f->shard.producers[below_set_slot].dedup.runs[0].head_window[1] ^= 1ull << 4;
+  /* Bytes outside the crc (padding) are not checked, the last word included. */
   f->shard.producers[producer_slot(f, 1)].padding[1] = 0x1234;
-  struct tally_dedup dedup;
-  assert_false(tally_shard_producer_read(&f->shard, 2, &dedup)); /* readers check it too */
-  assert_false(tally_shard_producer_read(&f->shard, 3, &dedup));
+  f->shard.producers[producer_slot(f, 1)].padding[6] = 0x5678;
+  for (uint64_t producer = 2; producer <= 5; producer++) {
+    assert_false(tally_shard_producer_read(&f->shard, producer, &dedup)); /* readers check */
+  }
   struct tally_shard_recovery report;
   recover(f, &report);
-  assert_int_equal(report.producers_quarantined, 2);
-  assert_int_equal(report.producers_used, 3);
+  assert_int_equal(report.producers_quarantined, 4);
+  assert_int_equal(report.producers_used, 5);
   assert_int_equal(f->shard.producers[window_slot].producer, UINT64_MAX);
   assert_int_equal(f->shard.producers[last_slot].producer, UINT64_MAX);
+  assert_int_equal(f->shard.producers[below_slot].producer, UINT64_MAX);
+  assert_int_equal(f->shard.producers[below_set_slot].producer, UINT64_MAX);
   dedup = dedup_read(&f->shard, 1);
-  assert_dedup_one(&dedup, 11, 3, 73, 3ull << 62);
-  /* Producer 1 keeps its record; 2 starts a new run in a new record. */
+  assert_dedup_one_below(&dedup, 11, (1ull << 6) | 3u, 73, 3ull << 62, 1ull << 4);
+  /* Producer 1 keeps its record; 2 and 4 start a new run in a new record. */
   assert_int_equal(apply(&f->shard, 1, 11, "x", 1, &reason), TALLY_ACK_DUPLICATE);
+  assert_int_equal(apply(&f->shard, 1, 5, "x", 1, &reason), TALLY_ACK_DUPLICATE);
   assert_int_equal(apply(&f->shard, 2, 12, "x", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 2);
   assert_dedup_one(&dedup, 12, 1, 75, 1ull << 63);
-  assert_int_equal(f->shard.header->producers_used, 4);
+  assert_int_equal(apply(&f->shard, 4, 12, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(f->shard.header->producers_used, 7);
   fixture_free(f);
 }
 
@@ -2185,9 +2951,17 @@ static void test_corrupt_producer_older_run_quarantined(void **state)
   (void)state;
   struct fixture *f = fixture_new(100, 64);
   enum tally_reason reason;
-  /* Producers 1..9: three runs each (10, 11; 200; 400). */
+  /* One corrupt producer per word of runs[1] and runs[2] (5 words each), one intact. */
+  enum {
+    RUN_WORDS = sizeof(struct tally_dedup_run) / sizeof(uint64_t),
+    CORRUPT = (TALLY_DEDUP_RUNS - 1) * RUN_WORDS,
+  };
+  assert_int_equal(RUN_WORDS, 5);
+  assert_int_equal(CORRUPT, 10);
+  const uint64_t intact = CORRUPT + 1;
+  /* Producers 1..11: three runs each (10, 11; 200; 400). */
   const uint64_t seqs[] = {10, 11, 200, 400};
-  for (uint64_t producer = 1; producer <= 9; producer++) {
+  for (uint64_t producer = 1; producer <= intact; producer++) {
     for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
       assert_int_equal(apply(&f->shard, producer, seqs[i], "x", 1, &reason),
         TALLY_ACK_APPLIED);
@@ -2196,37 +2970,40 @@ static void test_corrupt_producer_older_run_quarantined(void **state)
   const struct tally_dedup_run runs[] = {run_make(400, 1, 463, 1ull << 63),
     run_make(200, 1, 263, 1ull << 63), run_make(11, 3, 73, 3ull << 62)};
   const struct tally_dedup expected = dedup_runs(runs, 3);
-  struct tally_dedup dedup = dedup_read(&f->shard, 9);
+  struct tally_dedup dedup = dedup_read(&f->shard, intact);
   assert_memory_equal(&dedup, &expected, sizeof(dedup));
-  /* One flipped bit per producer 1..8, in the words of runs[1] and runs[2]. */
-  uint32_t slots[9];
-  for (uint64_t producer = 1; producer <= 9; producer++) {
+  /*
+   * One flipped bit per producer 1..10, in the words of runs[1] and runs[2]
+   * (head_last, head_window[0], head_window[1], last_seq, window each).
+   */
+  uint32_t slots[CORRUPT + 1];
+  for (uint64_t producer = 1; producer <= intact; producer++) {
     slots[producer - 1] = producer_slot(f, producer);
   }
-  for (uint32_t k = 0; k < 8; k++) {
+  for (uint32_t k = 0; k < CORRUPT; k++) {
     struct tally_producer *record = &f->shard.producers[slots[k]];
     uint64_t *words = (uint64_t *)(void *)&record->dedup;
-    words[4 + k] ^= 1ull << (3 * k + 1); /* runs[1] words 0..3, then runs[2] words 0..3 */
+    words[RUN_WORDS + k] ^= 1ull << (3 * k + 1); /* runs[1] words 0..4, then runs[2] */
     assert_false(tally_shard_producer_read(&f->shard, k + 1, &dedup));
     uint64_t producer = 0;
     assert_false(tally_shard_producer_at(&f->shard, slots[k], &producer, &dedup));
   }
   struct tally_shard_recovery report;
   recover(f, &report);
-  assert_int_equal(report.producers_quarantined, 8);
-  assert_int_equal(report.producers_used, 9);
-  for (uint32_t k = 0; k < 8; k++) {
+  assert_int_equal(report.producers_quarantined, CORRUPT);
+  assert_int_equal(report.producers_used, intact);
+  for (uint32_t k = 0; k < CORRUPT; k++) {
     assert_int_equal(f->shard.producers[slots[k]].producer, UINT64_MAX);
   }
-  /* Producer 9 is intact: kept whole, every run. */
-  dedup = dedup_read(&f->shard, 9);
+  /* Producer 11 is intact: kept whole, every run. */
+  dedup = dedup_read(&f->shard, intact);
   assert_memory_equal(&dedup, &expected, sizeof(dedup));
-  assert_int_equal(f->shard.producers[slots[8]].producer, 9);
+  assert_int_equal(f->shard.producers[slots[CORRUPT]].producer, intact);
   /* A tombstoned producer starts over: one run, in a new record. */
   assert_int_equal(apply(&f->shard, 1, 401, "x", 1, &reason), TALLY_ACK_APPLIED);
   dedup = dedup_read(&f->shard, 1);
   assert_dedup_one(&dedup, 401, 1, 464, 1ull << 63);
-  assert_int_equal(f->shard.header->producers_used, 10);
+  assert_int_equal(f->shard.header->producers_used, intact + 1);
   fixture_free(f);
 }
 
@@ -2288,6 +3065,7 @@ int main(void)
     cmocka_unit_test(test_redo_replay_is_exact_and_idempotent),
     cmocka_unit_test(test_redo_replay_moves_head),
     cmocka_unit_test(test_redo_replay_restores_all_runs),
+    cmocka_unit_test(test_redo_replay_head_below),
     cmocka_unit_test(test_redo_bad_crc_discarded),
     cmocka_unit_test(test_redo_unpublished_target_discarded),
     cmocka_unit_test(test_corrupt_slots_quarantined),
@@ -2299,6 +3077,13 @@ int main(void)
     cmocka_unit_test(test_journal_find_returns_newest),
     cmocka_unit_test(test_journal_corrupt_entry_skipped),
     cmocka_unit_test(test_journal_survives_recovery),
+    cmocka_unit_test(test_journal_attempt_round_trip),
+    cmocka_unit_test(test_journal_unapplied_not_found),
+    cmocka_unit_test(test_claims_only_for_applied_resends),
+    cmocka_unit_test(test_claims_ring_wraps),
+    cmocka_unit_test(test_claim_corrupt_refused),
+    cmocka_unit_test(test_claim_recovered_after_crash),
+    cmocka_unit_test(test_claims_survive_recovery),
     cmocka_unit_test(test_dedup_helpers),
     cmocka_unit_test(test_dedup_start_and_head),
     cmocka_unit_test(test_dedup_new_run_shifts),
@@ -2307,6 +3092,7 @@ int main(void)
     cmocka_unit_test(test_producer_merge),
     cmocka_unit_test(test_producer_merge_far_apart),
     cmocka_unit_test(test_producer_merge_heads),
+    cmocka_unit_test(test_producer_merge_head_below),
     cmocka_unit_test(test_producer_merge_runs),
     cmocka_unit_test(test_producer_merge_full),
     cmocka_unit_test(test_producer_merge_concurrent_reader),
@@ -2316,6 +3102,8 @@ int main(void)
     cmocka_unit_test(test_runs_shift_on_bounces),
     cmocka_unit_test(test_runs_out_of_order_in_current),
     cmocka_unit_test(test_head_out_of_order),
+    cmocka_unit_test(test_head_below_first_out_of_order),
+    cmocka_unit_test(test_head_below_first_saturated),
     cmocka_unit_test(test_corrupt_producer_head_quarantined),
     cmocka_unit_test(test_corrupt_producer_older_run_quarantined),
     cmocka_unit_test(test_per_burst_hooks_called),

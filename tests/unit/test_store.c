@@ -162,6 +162,15 @@ static void test_replica_tables(void **state)
     struct tally_dedup dedup = dedup_start(100 + producer);
     assert_int_equal(tally_shard_producer_merge(replica, producer, &dedup), TALLY_OK);
   }
+  /*
+   * Another origin shard's copy of producer 30's run (from 130): 120 applied
+   * too, below the run's first (the head's lower word, bit 193 - 64 - 120 = 9).
+   */
+  struct tally_dedup below = dedup_start(130);
+  below.runs[0].window |= 1ull << 10;
+  tally_dedup_mark_head(&below.runs[0], 120);
+  assert_int_equal(below.runs[0].head_window[1], 1ull << 9);
+  assert_int_equal(tally_shard_producer_merge(replica, 30, &below), TALLY_OK);
   /* Producer 32 came back twice more: three runs. */
   struct tally_dedup later = dedup_start(1000);
   assert_int_equal(tally_shard_producer_merge(replica, 32, &later), TALLY_OK);
@@ -186,8 +195,19 @@ static void test_replica_tables(void **state)
   assert_int_equal(dedup.runs[0].last_seq, 131);
   assert_int_equal(dedup.runs[0].window, 1);
   assert_int_equal(dedup.runs[0].head_last, 131 + 63); /* the head survives the reopen too */
-  assert_int_equal(dedup.runs[0].head_window, 1ull << 63);
+  assert_int_equal(dedup.runs[0].head_window[0], 1ull << 63);
+  assert_int_equal(dedup.runs[0].head_window[1], 0);
   assert_int_equal(dedup.runs[1].head_last, 0);
+  /* The head's lower word too. */
+  assert_true(tally_shard_producer_read(&store.replicas[1], 30, &dedup));
+  assert_int_equal(dedup.runs[0].last_seq, 130);
+  assert_int_equal(dedup.runs[0].window, (1ull << 10) | 1u);
+  assert_int_equal(dedup.runs[0].head_last, 130 + 63);
+  assert_int_equal(dedup.runs[0].head_window[0], 1ull << 63);
+  assert_int_equal(dedup.runs[0].head_window[1], 1ull << 9);
+  uint64_t head_last = 0;
+  assert_true(tally_dedup_in_head(&dedup, 120, &head_last));
+  assert_int_equal(head_last, 130 + 63);
   /* Every run survives it. */
   assert_true(tally_shard_producer_read(&store.replicas[1], 32, &dedup));
   const uint64_t firsts[TALLY_DEDUP_RUNS] = {2000, 1000, 132};
@@ -195,7 +215,8 @@ static void test_replica_tables(void **state)
     assert_int_equal(dedup.runs[r].last_seq, firsts[r]);
     assert_int_equal(dedup.runs[r].window, 1);
     assert_int_equal(dedup.runs[r].head_last, firsts[r] + 63);
-    assert_int_equal(dedup.runs[r].head_window, 1ull << 63);
+    assert_int_equal(dedup.runs[r].head_window[0], 1ull << 63);
+    assert_int_equal(dedup.runs[r].head_window[1], 0);
   }
   assert_false(tally_shard_producer_read(&store.replicas[0], 32, &dedup));
   tally_store_close(&store);
@@ -329,6 +350,9 @@ static void test_unclean_exit_keeps_everything(void **state)
     batch.pairs[0] = (struct tally_wire_pair){.name = "crash.b", .name_len = 7, .delta = 3};
     enum tally_reason reason;
     if (tally_shard_apply_batch(&store.shards[1], &batch, &reason) != TALLY_ACK_APPLIED) _exit(3);
+    batch.seq = 2;
+    batch.attempt = 2; /* a resend: claimed */
+    if (tally_shard_apply_batch(&store.shards[1], &batch, &reason) != TALLY_ACK_APPLIED) _exit(4);
     _exit(0); /* no persist, no close */
   }
   int status;
@@ -341,26 +365,48 @@ static void test_unclean_exit_keeps_everything(void **state)
   assert_false(store.recovery.created);
   assert_false(store.recovery.was_clean);
   assert_int_equal(value_of(&store.shards[0], "crash.a"), 11);
-  assert_int_equal(value_of(&store.shards[1], "crash.b"), 3);
+  assert_int_equal(value_of(&store.shards[1], "crash.b"), 6);
   struct tally_journal_entry entry;
   assert_true(tally_shard_journal_find(&store.shards[1], 4, 1, &entry));
   assert_int_equal(entry.count, 1);
   assert_int_equal(entry.pairs[0].delta, 3);
-  assert_int_equal(store.shards[1].header->journal_next, 1);
-  struct tally_wire_batch batch = {.producer = 4, .seq = 1, .count = 1};
+  assert_int_equal(entry.attempt, 0);
+  assert_true(tally_shard_journal_find(&store.shards[1], 4, 2, &entry));
+  assert_int_equal(entry.attempt, 2);
+  assert_int_equal(store.shards[1].header->journal_next, 2);
+  /* The resend's claim survives the reopen; the first send made none. */
+  assert_int_equal(tally_shard_claims_next(&store.shards[1]), 1);
+  assert_int_equal(tally_shard_claims_next(&store.shards[0]), 0);
+  struct tally_claim claim;
+  assert_true(tally_shard_claim_at(&store.shards[1], 0, &claim));
+  assert_int_equal(claim.producer, 4);
+  assert_int_equal(claim.seq, 2);
+  assert_int_equal(claim.attempt, 2);
+  assert_int_equal(claim.position, 0);
+  struct tally_wire_batch batch = {.producer = 4, .seq = 1, .count = 1, .attempt = 3};
   batch.pairs[0] = (struct tally_wire_pair){.name = "crash.b", .name_len = 7, .delta = 3};
   enum tally_reason reason;
   assert_int_equal(tally_shard_apply_batch(&store.shards[1], &batch, &reason),
     TALLY_ACK_DUPLICATE);
-  assert_int_equal(store.shards[1].header->journal_next, 1);
+  assert_int_equal(store.shards[1].header->journal_next, 2);
+  assert_int_equal(tally_shard_claims_next(&store.shards[1]), 1);
+  /* And a clean close and reopen keeps it too. */
+  tally_store_close(&store);
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_true(store.recovery.was_clean);
+  assert_int_equal(tally_shard_claims_next(&store.shards[1]), 1);
+  assert_true(tally_shard_claim_at(&store.shards[1], 0, &claim));
+  assert_int_equal(claim.seq, 2);
+  assert_int_equal(claim.attempt, 2);
   tally_store_close(&store);
 }
 
 /*
  * A child applies batch after batch (seq k adds 1 to "n" and k to "sum",
- * with statsd adds in between) until it is killed with SIGKILL at an
+ * with statsd adds in between; seq k is sent as attempt k % 3, so two in
+ * three are resends and claimed) until it is killed with SIGKILL at an
  * arbitrary point. Whatever the point, the reopened store must hold exactly
- * the batches its dedup record says were applied.
+ * the batches its dedup record says were applied, and their claims.
  */
 static void child_apply_forever(uint64_t seq_first)
 {
@@ -371,7 +417,8 @@ static void child_apply_forever(uint64_t seq_first)
     _exit(2);
   }
   for (uint64_t seq = seq_first; seq < seq_first + 20000000ull; seq++) {
-    struct tally_wire_batch batch = {.producer = 99, .seq = seq, .count = 2};
+    struct tally_wire_batch batch = {.producer = 99, .seq = seq, .count = 2,
+      .attempt = (uint16_t)(seq % 3u)};
     batch.pairs[0] = (struct tally_wire_pair){.name = "n", .name_len = 1, .delta = 1};
     batch.pairs[1] = (struct tally_wire_pair){.name = "sum", .name_len = 3,
       .delta = (int64_t)seq};
@@ -451,7 +498,8 @@ static void test_kill_during_batches(void **state)
       uint64_t head_end = last < TALLY_DEDUP_WINDOW ? last : TALLY_DEDUP_WINDOW;
       uint64_t head_bits = head_end == 64 ? UINT64_MAX :
         ((1ull << head_end) - 1u) << (64 - head_end); /* seq s is bit 64 - s */
-      assert_int_equal(dedup.runs[0].head_window, head_bits);
+      assert_int_equal(dedup.runs[0].head_window[0], head_bits);
+      assert_int_equal(dedup.runs[0].head_window[1], 0); /* nothing below seq 1 */
       for (uint64_t seq = 1; seq <= head_end; seq++) {
         uint64_t head_last = 0;
         assert_true(tally_dedup_in_head(&dedup, seq, &head_last));
@@ -462,7 +510,26 @@ static void test_kill_during_batches(void **state)
         assert_int_equal(dedup.runs[r].head_last, 0);
         assert_int_equal(dedup.runs[r].last_seq, 0);
       }
+      /*
+       * Exactly one claim per applied resend (seq % 3 != 0), in order, however
+       * the kills fell: a claim cut short is written by the replay, never
+       * twice. Claim k is seq 3 (k / 2) + k % 2 + 1.
+       */
+      uint64_t claimed = last - last / 3u;
+      assert_int_equal(tally_shard_claims_next(&store.shards[0]), claimed);
+      uint64_t first = claimed > TALLY_CLAIMS_ENTRIES ? claimed - TALLY_CLAIMS_ENTRIES : 0;
+      for (uint64_t k = first; k < claimed; k++) {
+        struct tally_claim claim;
+        uint64_t seq = 3u * (k / 2u) + k % 2u + 1u;
+        if (!tally_shard_claim_at(&store.shards[0], k, &claim)) {
+          fail_msg("claim %llu unreadable", (unsigned long long)k);
+        }
+        assert_int_equal(claim.producer, 99);
+        assert_int_equal(claim.seq, seq);
+        assert_int_equal(claim.attempt, seq % 3u);
+      }
     }
+    if (last == 0) assert_int_equal(tally_shard_claims_next(&store.shards[0]), 0);
     next = last + 1;
     tally_store_close(&store);
   }
