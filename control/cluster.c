@@ -576,6 +576,17 @@ static void receive_heartbeat(struct tally_cluster *cluster, const uint8_t *data
     cluster->rejected[HEARTBEAT_REJECTED]++;
     return;
   }
+  /*
+   * Replay protection: within one incarnation the sender's clock only goes
+   * forward, so a heartbeat not newer than the last one accepted is an old
+   * datagram (duplicated by the network, or replayed) and must not keep a
+   * dead peer looking alive.
+   */
+  if (peer->incarnation == heartbeat.generation && heartbeat.send_time_ns <= peer->heartbeat_sent_ns) {
+    cluster->heartbeats_replayed++;
+    return;
+  }
+  peer->heartbeat_sent_ns = heartbeat.send_time_ns;
   tally_phi_detector_heartbeat(&peer->detector, tally_clock_mono_ns());
   peer->flags = heartbeat.flags;
   if (peer->incarnation != heartbeat.generation) {
@@ -1028,6 +1039,8 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
   }
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"heartbeat\",reason=\"any\"} %" PRIu64
     "\n", cluster->rejected[HEARTBEAT_REJECTED]);
+  tally_out_printf(out, "tally_cluster_rejected_total{kind=\"heartbeat\",reason=\"replayed\"} %"
+    PRIu64 "\n", cluster->heartbeats_replayed);
   tally_out_printf(out, "# HELP tally_cluster_fault_active 1 while test-only fault injection "
     "(cluster.fault_*) is on; alert on any in production\n"
     "# TYPE tally_cluster_fault_active gauge\ntally_cluster_fault_active %d\n",

@@ -41,6 +41,7 @@ struct tally_cluster_peer {
   struct tally_phi_detector detector;
   uint16_t flags;                     /* of its last heartbeat */
   uint32_t incarnation;               /* of its last heartbeat; 0: none seen yet */
+  uint64_t heartbeat_sent_ns;         /* sender's clock in its last heartbeat accepted */
   bool was_synced;                    /* synced before (a restart keeps what it knew) */
   /* Outgoing stream: this node's contribution to the peer. */
   bool synced;                        /* we know which sequence the peer holds */
@@ -119,6 +120,7 @@ struct tally_cluster {
   bool running;
   pthread_t thread;
   uint64_t rejected[TALLY_REPLICATION_REASON_COUNT + 1]; /* + heartbeats refused */
+  uint64_t heartbeats_replayed;       /* same incarnation, not newer than the last: refused */
   uint64_t rounds_applied;
   uint64_t replica_full;              /* entries a full replica table refused */
   uint64_t random_state;

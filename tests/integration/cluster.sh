@@ -11,8 +11,8 @@
 # after the heal every node converges to the exact totals; node 1 muted (a
 # one-way cut: it hears its peers, they do not hear it) never acks a batch it
 # cannot replicate; batches sprayed to two nodes at once are counted once
-# (cross-node dedup), and a batch one node acked is answered DUPLICATE by
-# another. Every wait is bounded. Prints PASS/FAIL lines and "N passed, N failed".
+# (cross-node dedup), a batch one node acked is answered DUPLICATE by
+# another, and a replayed heartbeat is refused. Every wait is bounded. Prints PASS/FAIL lines and "N passed, N failed".
 # Usage: cluster.sh BUILD_DIR   (root; hugepages reserved: 3 nodes)
 set -uo pipefail
 build=${1:?build dir}
@@ -328,6 +328,29 @@ verdict "batch 301:1 replicated to node 1 within 10 s" wait_for 10 match_on 1 dd
 status=$(resend_once 1 301 1)
 verdict "the same batch to node 1 later: answered duplicate (got $status)" test "$status" = duplicate
 verdict "batch 301:1 counted once on all 3 nodes" wait_for 10 match_all dd2. "$work/dd2.json"
+# 11. Heartbeat replay: one heartbeat in node 3's name (a valid MAC) sent
+# twice to node 1 from node 3's namespace. The copy is not newer than the
+# heartbeat before it, so node 1 refuses and counts it; node 3's own
+# heartbeats then bring node 1's view of it back.
+replayed_count() {
+  ip netns exec "${CLUSTER_NS[1]}" curl -s --max-time 2 http://127.0.0.1:9125/metrics |
+    awk '/^tally_cluster_rejected_total\{kind="heartbeat",reason="replayed"\}/ { print $2 }'
+}
+before=$(replayed_count)
+ip netns exec "${CLUSTER_NS[3]}" python3 - "$CLUSTER_KEY" "10.78.0.1" "$CLUSTER_REPLICATION_PORT" <<'PY'
+import hashlib, socket, struct, sys
+key, host, port = bytes.fromhex(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+body = struct.pack("<2sBBHHIIQQ", b"TH", 1, 1, 3, 1, 0x5eed5eed, 0, 123456789, 0)
+datagram = body + hashlib.blake2b(body, key=key, digest_size=16).digest()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.78.0.3", 0))
+for _ in range(2):
+    s.sendto(datagram, (host, port))
+PY
+replay_counted() { local now; now=$(replayed_count); echo "replayed: ${before:-?} -> ${now:-?}"; [ -n "$now" ] && [ "$now" -gt "${before:-0}" ]; }
+verdict "a heartbeat sent again is refused as replayed (tally_cluster_rejected_total)" \
+  wait_for 5 replay_counted
+verdict "after the replay: every peer up and writable within 5 s" wait_for 5 healthy_all
 verdict "every node lists the same counters and values" wait_for 5 lists_identical
 verdict "no tallyd exited on its own" all_running
 if [ "$failed" -gt 0 ]; then
