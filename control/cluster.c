@@ -898,6 +898,7 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
   if (tally_cluster_snapshot_open(cluster, error, error_size) != 0) return -1;
   if (tally_cluster_dedup_open(cluster, error, error_size) != 0) return -1;
   if (restore_first && restore(cluster, error, error_size) != 0) return -1;
+  cluster->restored = restore_first;
   return 0;
 }
 
@@ -1028,6 +1029,11 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
     "resend) overwritten in their ring before a peer got them (alert on any)\n"
     "# TYPE tally_cluster_claims_lost_total counter\ntally_cluster_claims_lost_total %" PRIu64
     "\n", __atomic_load_n(&cluster->claims_lost, __ATOMIC_RELAXED));
+  tally_out_printf(out, "# HELP tally_cluster_claims_unverifiable_total claims for batches "
+    "applied here before this node's store was lost and restored (no journal to check)\n"
+    "# TYPE tally_cluster_claims_unverifiable_total counter\n"
+    "tally_cluster_claims_unverifiable_total %" PRIu64 "\n",
+    __atomic_load_n(&cluster->claims_unverifiable, __ATOMIC_RELAXED));
   tally_out_printf(out, "# HELP tally_cluster_claims_received_total claims received from peers\n"
     "# TYPE tally_cluster_claims_received_total counter\ntally_cluster_claims_received_total %"
     PRIu64 "\n", __atomic_load_n(&cluster->claims_received, __ATOMIC_RELAXED));

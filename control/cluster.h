@@ -112,6 +112,8 @@ struct tally_cluster {
   uint64_t claims_capture[TALLY_LCORES_MAX]; /* lcores' claims_next when the scan began */
   uint64_t claims_lost;               /* claims overwritten before a peer got them */
   uint64_t claims_received;
+  uint64_t claims_unverifiable;       /* claims a restored store has no journal for */
+  bool restored;                      /* this start restored the contribution from peers */
   uint64_t scans;
   uint64_t next_scan_ms;
   uint64_t next_heartbeat_ms;

@@ -167,10 +167,21 @@ void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_clus
       continue;
     }
     struct tally_dedup own_dedup;
-    if (tally_shard_producer_read(own, claim->producer, &own_dedup) &&
-        tally_dedup_applied(&own_dedup, claim->seq)) {
-      compensate(cluster, claim->producer, claim->seq, peer->id, NULL); /* applied, no entry */
+    if (!tally_shard_producer_read(own, claim->producer, &own_dedup) ||
+        !tally_dedup_applied(&own_dedup, claim->seq)) {
+      continue; /* not applied here */
     }
+    if (cluster->restored) {
+      /*
+       * Applied here before this node lost its store (its records were
+       * restored from a peer, its journal was not): whether the undo already
+       * happened and was replicated before the loss cannot be told. Counted
+       * apart; a claim re-sent after the restore is the usual case.
+       */
+      cluster->claims_unverifiable++;
+      continue;
+    }
+    compensate(cluster, claim->producer, claim->seq, peer->id, NULL); /* applied, no entry */
   }
 }
 
@@ -197,7 +208,10 @@ uint32_t tally_cluster_dedup_plan_claims(struct tally_cluster *cluster,
     const struct tally_shard *shard = &cluster->appliance->store.shards[l];
     uint64_t until = cluster->claims_capture[l];
     uint64_t from = peer->claims_sent[l];
-    assert(from <= until || until == 0);
+    if (from >= until) { /* nothing new (or the cursor was reset past this scan's note) */
+      peer->claims_planned[l] = from;
+      continue;
+    }
     if (until - from > TALLY_CLAIMS_ENTRIES) { /* the peer was away too long: some are gone */
       cluster->claims_lost += until - from - TALLY_CLAIMS_ENTRIES;
       from = until - TALLY_CLAIMS_ENTRIES;
