@@ -948,12 +948,14 @@ void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out
     uint32_t pending = pending_entries(peer);
     tally_out_printf(out, "peer %u state=%s phi=%.2f heartbeat_age_ms=%" PRIu64
       " sent_seq=%" PRIu64 " acked_seq=%" PRIu64 " pending=%u breaker=%s"
-      " held_seq=%" PRIu64 " rounds_sent=%" PRIu64 " resends=%" PRIu64 " resyncs=%" PRIu64 "\n",
+      " held_seq=%" PRIu64 " held_scan=%" PRIu64 " rounds_sent=%" PRIu64 " resends=%" PRIu64
+      " resyncs=%" PRIu64 "\n",
       peer->id, tally_phi_state_name(tally_phi_detector_state(&peer->detector, now_ns)),
       tally_phi_detector_phi(&peer->detector, now_ns),
       last == 0 ? (uint64_t)0 : (uint64_t)((now_ns - last) / 1000000u), peer->sent_seq, peer->acked_seq, pending,
       breaker_name(peer->breaker.state),
-      tally_shard_held_seq(&appliance->store.replicas[peer->replica]), peer->rounds_sent,
+      tally_shard_held_seq(&appliance->store.replicas[peer->replica]),
+      tally_shard_held_scan(&appliance->store.replicas[peer->replica]), peer->rounds_sent,
       peer->resends, peer->resyncs);
   }
 }

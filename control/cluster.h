@@ -107,6 +107,7 @@ struct tally_cluster {
   uint64_t *producer_id;              /* 0: no record */
   struct tally_dedup *producer_dedup;
   uint64_t *producer_changed;
+  uint64_t dedup_applied_seen[TALLY_LCORES_MAX]; /* lcores' applied_seq at the last record scan */
   uint64_t compensations;             /* batches undone here (a lower node id applied them) */
   uint64_t compensations_missed;      /* double applies found too late to undo */
   uint64_t claims_capture[TALLY_LCORES_MAX]; /* lcores' claims_next when the scan began */

@@ -190,8 +190,15 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
   }
   writes += cluster->compensations + cluster->compensations_missed;
   bool changed = force || writes != cluster->writes_seen || cluster->scans == 0;
+  bool batches = cluster->scans == 0; /* producer records change only with reliable batches */
+  for (uint32_t l = 0; l < appliance->lcore_count; l++) {
+    batches = batches || capture[l] != cluster->dedup_applied_seen[l];
+  }
   if (changed) {
-    tally_cluster_dedup_scan(cluster, cluster->scans + 1u); /* records before values */
+    if (batches) { /* records before values */
+      tally_cluster_dedup_scan(cluster, cluster->scans + 1u);
+      memcpy(cluster->dedup_applied_seen, capture, sizeof cluster->dedup_applied_seen);
+    }
     scan_values(cluster);
     cluster->writes_seen = writes;
     cluster->scans++;
