@@ -31,8 +31,10 @@
 # Not part of CI (the full grid of 36 settings takes about 50 minutes). Every wait is bounded,
 # and no setting starts after twice the expected duration.
 #
-# Usage: detection.sh BUILD_DIR [--quick] [--sample-s S] [--kills K] [--keep]
+# Usage: detection.sh BUILD_DIR [--quick] [--settings LIST] [--sample-s S] [--kills K] [--keep]
 #   --quick     2 settings, 5 s of sampling, 1 kill each (a smoke test, ~40 s)
+#   --settings  the grid as "DELAY JITTER LOSS,DELAY JITTER LOSS,..." (ms, ms,
+#               per mille) instead of the full 36
 #   --sample-s  seconds of suspicion sampling per setting (default 30)
 #   --kills     kill -9s per setting (default 3)
 #   --keep      keep the work directory (configs, logs, results.jsonl)
@@ -45,12 +47,14 @@ build=${1:?usage: detection.sh BUILD_DIR [--quick] [--sample-s S] [--kills K] [-
 build=$(cd "$build" && pwd)
 shift
 quick=0
+chosen=
 sample_s=
 kills=
 keep=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1; shift ;;
+    --settings) chosen=${2:?}; shift 2 ;;
     --sample-s) sample_s=${2:?}; shift 2 ;;
     --kills) kills=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -66,6 +70,16 @@ if [ "$quick" = 1 ]; then
   kills=${kills:-1}
   warmup_s=3
   settle_s=2
+elif [ -n "$chosen" ]; then
+  IFS=, read -r -a settings <<<"$chosen"
+  for setting in "${settings[@]}"; do
+    [[ $setting =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]] ||
+      { echo "detection.sh: --settings: \"$setting\" is not DELAY JITTER LOSS" >&2; exit 64; }
+  done
+  sample_s=${sample_s:-30}
+  kills=${kills:-3}
+  warmup_s=10
+  settle_s=5
 else
   for delay in 0 50 200; do
     for jitter in 0 50 100; do
