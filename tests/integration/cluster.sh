@@ -172,7 +172,8 @@ echo "seed $seed"
 # 1. Heartbeats.
 verdict "heartbeats: every peer state=up within 5 s" wait_for 5 all_peers_up
 for i in $(seq "$nodes"); do
-  verdict "node $i: tallyctl cluster format, ready=1 read_only=0 peers_up=2" healthy "$i"
+  verdict "node $i: tallyctl cluster format, ready=1 read_only=0 peers_up=2 within 5 s" \
+    wait_for 5 healthy "$i"
 done
 
 # 2. statsd to node 1 converges everywhere, exactly.
