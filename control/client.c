@@ -83,7 +83,9 @@ static const char *config_problem(const struct tally_client_config *config)
   assert(config != NULL);
   if (config->node_count < 1 || config->node_count > TALLY_CLIENT_NODES_MAX)
     return "node_count must be 1..16";
-  if (config->producer == 0) return "producer must not be 0 (reserved)";
+  if (config->producer == 0 || config->producer > TALLY_PRODUCER_ID_MAX) {
+    return "producer must be 1..2^63-2 (0 and the top half are reserved)";
+  }
   if (config->first_seq == TALLY_CLIENT_SEQ_NONE) return "first_seq must be below 2^64-1";
   if (config->inflight_max < 1 || config->inflight_max > TALLY_DEDUP_WINDOW)
     return "inflight_max must be 1..64 (the dedup window)";

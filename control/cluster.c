@@ -338,6 +338,9 @@ static void confirm_peer(struct tally_cluster_peer *peer)
 static uint32_t part_left(const struct tally_cluster_peer *peer, enum tally_list_part part)
 {
   switch (part) {
+  case TALLY_LIST_UNDONE:
+    assert(peer->undone_pending_next <= peer->undone_pending_count);
+    return peer->undone_pending_count - peer->undone_pending_next;
   case TALLY_LIST_COUNTERS:
     assert(peer->pending_next <= peer->pending_count);
     return peer->pending_count - peer->pending_next;
@@ -351,10 +354,18 @@ static uint32_t part_left(const struct tally_cluster_peer *peer, enum tally_list
   return 0;
 }
 
+/* The first part (from `from` on) with entries left; TALLY_LIST_PARTS if none. */
+static uint32_t part_next(const struct tally_cluster_peer *peer, uint32_t from)
+{
+  uint32_t part = from;
+  while (part < TALLY_LIST_PARTS && part_left(peer, (enum tally_list_part)part) == 0) part++;
+  assert(part <= TALLY_LIST_PARTS);
+  return part;
+}
+
 static bool list_done(const struct tally_cluster_peer *peer)
 {
-  return part_left(peer, TALLY_LIST_COUNTERS) == 0 && part_left(peer, TALLY_LIST_PRODUCERS) == 0 &&
-    part_left(peer, TALLY_LIST_CLAIMS) == 0;
+  return part_next(peer, 0) == TALLY_LIST_PARTS;
 }
 
 static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
@@ -374,6 +385,9 @@ static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer
   if (peer->sent_seq != 0 && held == peer->sent_seq) {
     assert(peer->message_count <= part_left(peer, peer->message_part));
     switch ((enum tally_list_part)peer->message_part) {
+    case TALLY_LIST_UNDONE:
+      peer->undone_pending_next += peer->message_count;
+      break;
     case TALLY_LIST_COUNTERS:
       for (uint32_t i = 0; i < peer->message_count; i++) {
         peer->acked_value[peer->message_index[i]] = peer->message_value[i];
@@ -401,15 +415,34 @@ static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer
 }
 
 /* Fills a round from the first list part with entries left: counters, records, claims. */
+/* Fills a round with producer records (undone or applied) from a pending list. */
+static void fill_records(struct tally_cluster *cluster, const uint32_t *pending, uint32_t left,
+  struct tally_replication_message *round)
+{
+  assert(left >= 1);
+  round->flags = TALLY_REPLICATION_FLAG_PRODUCERS;
+  while (round->count < TALLY_REPLICATION_PRODUCERS_MAX && round->count < left) {
+    uint32_t position = pending[round->count];
+    assert(position < cluster->producer_positions && cluster->producer_id[position] != 0);
+    tally_cluster_dedup_to_wire(cluster->producer_id[position],
+      &cluster->producer_dedup[position], &round->producers[round->count++]);
+  }
+  assert(round->count >= 1);
+}
+
+/* Fills a round from the first list part with entries left (enum tally_list_part order). */
 static void fill_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   struct tally_replication_message *round)
 {
-  enum tally_list_part part = part_left(peer, TALLY_LIST_COUNTERS) > 0 ? TALLY_LIST_COUNTERS :
-    part_left(peer, TALLY_LIST_PRODUCERS) > 0 ? TALLY_LIST_PRODUCERS : TALLY_LIST_CLAIMS;
+  uint32_t next = part_next(peer, 0);
+  assert(next < TALLY_LIST_PARTS);
+  enum tally_list_part part = (enum tally_list_part)next;
   peer->message_part = (uint8_t)part;
   uint32_t left = part_left(peer, part);
   assert(left >= 1);
-  if (part == TALLY_LIST_COUNTERS) {
+  if (part == TALLY_LIST_UNDONE) {
+    fill_records(cluster, peer->undone_pending + peer->undone_pending_next, left, round);
+  } else if (part == TALLY_LIST_COUNTERS) {
     while (round->count < TALLY_REPLICATION_ENTRIES_MAX && round->count < left) {
       uint32_t position = peer->pending[peer->pending_next + round->count];
       peer->message_index[round->count] = position;
@@ -420,13 +453,7 @@ static void fill_round(struct tally_cluster *cluster, struct tally_cluster_peer 
       round->count++;
     }
   } else if (part == TALLY_LIST_PRODUCERS) {
-    round->flags = TALLY_REPLICATION_FLAG_PRODUCERS;
-    while (round->count < TALLY_REPLICATION_PRODUCERS_MAX && round->count < left) {
-      uint32_t position = peer->producers_pending[peer->producers_pending_next + round->count];
-      assert(position < cluster->producer_positions && cluster->producer_id[position] != 0);
-      tally_cluster_dedup_to_wire(cluster->producer_id[position],
-        &cluster->producer_dedup[position], &round->producers[round->count++]);
-    }
+    fill_records(cluster, peer->producers_pending + peer->producers_pending_next, left, round);
   } else {
     round->flags = TALLY_REPLICATION_FLAG_CLAIMS;
     while (round->count < TALLY_REPLICATION_CLAIMS_MAX && round->count < left) {
@@ -435,10 +462,7 @@ static void fill_round(struct tally_cluster *cluster, struct tally_cluster_peer 
     }
   }
   assert(round->count >= 1 && round->count <= left);
-  bool last = round->count == left;
-  for (uint32_t later = (uint32_t)part + 1u; last && later <= TALLY_LIST_CLAIMS; later++) {
-    last = part_left(peer, (enum tally_list_part)later) == 0;
-  }
+  bool last = round->count == left && part_next(peer, next + 1u) == TALLY_LIST_PARTS;
   if (last) round->flags |= TALLY_REPLICATION_FLAG_LAST; /* completes the scan's list */
 }
 
@@ -898,7 +922,6 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
   if (tally_cluster_snapshot_open(cluster, error, error_size) != 0) return -1;
   if (tally_cluster_dedup_open(cluster, error, error_size) != 0) return -1;
   if (restore_first && restore(cluster, error, error_size) != 0) return -1;
-  cluster->restored = restore_first;
   return 0;
 }
 
@@ -928,12 +951,13 @@ void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out
   struct tally_appliance *appliance = cluster->appliance;
   bool ready = tally_lcores_running(appliance);
   tally_out_printf(out, "self %u ready=%d read_only=%d peers_up=%u write_quorum=%u"
-    " compensations=%" PRIu64 " compensations_missed=%" PRIu64 "\n",
+    " compensations=%" PRIu64 " compensations_missed=%" PRIu64 " yielded=%" PRIu64 "\n",
     cluster->config->node_id, ready ? 1 : 0,
     cluster->read_only || appliance->read_only_forced ? 1 : 0,
     peers_up(cluster, now_ns), cluster->config->write_quorum,
     __atomic_load_n(&cluster->compensations, __ATOMIC_RELAXED),
-    __atomic_load_n(&cluster->compensations_missed, __ATOMIC_RELAXED));
+    __atomic_load_n(&cluster->compensations_missed, __ATOMIC_RELAXED),
+    __atomic_load_n(&cluster->claims_yielded, __ATOMIC_RELAXED));
   if (tally_cluster_fault_active(&cluster->fault)) { /* test-only: shown only when on */
     struct tally_cluster_fault_settings fault;
     tally_cluster_fault_get(&cluster->fault, &fault);
@@ -1019,7 +1043,8 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
     "tables\n# TYPE tally_cluster_rounds_applied_total counter\n"
     "tally_cluster_rounds_applied_total %" PRIu64 "\n", cluster->rounds_applied);
   tally_out_printf(out, "# HELP tally_cluster_compensations_total reliable batches undone here "
-    "because a lower node id also applied them\n# TYPE tally_cluster_compensations_total counter\n"
+    "because a peer also applied them (from a later attempt, or keeping them)\n"
+    "# TYPE tally_cluster_compensations_total counter\n"
     "tally_cluster_compensations_total %" PRIu64 "\n",
     __atomic_load_n(&cluster->compensations, __ATOMIC_RELAXED));
   tally_out_printf(out, "# HELP tally_cluster_compensations_missed_total double applies found "
@@ -1031,11 +1056,16 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
     "resend) overwritten in their ring before a peer got them (alert on any)\n"
     "# TYPE tally_cluster_claims_lost_total counter\ntally_cluster_claims_lost_total %" PRIu64
     "\n", __atomic_load_n(&cluster->claims_lost, __ATOMIC_RELAXED));
-  tally_out_printf(out, "# HELP tally_cluster_claims_unverifiable_total claims for batches "
-    "applied here before this node's store was lost and restored (no journal to check)\n"
-    "# TYPE tally_cluster_claims_unverifiable_total counter\n"
-    "tally_cluster_claims_unverifiable_total %" PRIu64 "\n",
-    __atomic_load_n(&cluster->claims_unverifiable, __ATOMIC_RELAXED));
+  tally_out_printf(out, "# HELP tally_cluster_claims_yielded_total claimed batches applied here "
+    "with no journal entry left to undo them (store restored, journal moved on): kept here, "
+    "the claimant asked to undo its apply\n# TYPE tally_cluster_claims_yielded_total counter\n"
+    "tally_cluster_claims_yielded_total %" PRIu64 "\n",
+    __atomic_load_n(&cluster->claims_yielded, __ATOMIC_RELAXED));
+  tally_out_printf(out, "# HELP tally_cluster_keeper_claims_received_total peers keeping a batch "
+    "this node may also have applied, asking it to undo its apply\n"
+    "# TYPE tally_cluster_keeper_claims_received_total counter\n"
+    "tally_cluster_keeper_claims_received_total %" PRIu64 "\n",
+    __atomic_load_n(&cluster->keeper_claims_received, __ATOMIC_RELAXED));
   tally_out_printf(out, "# HELP tally_cluster_claims_received_total claims received from peers\n"
     "# TYPE tally_cluster_claims_received_total counter\ntally_cluster_claims_received_total %"
     PRIu64 "\n", __atomic_load_n(&cluster->claims_received, __ATOMIC_RELAXED));

@@ -28,8 +28,20 @@
 
 struct rte_hash;
 
-/* The parts of a scan's list, in the order they are sent. */
-enum tally_list_part { TALLY_LIST_COUNTERS, TALLY_LIST_PRODUCERS, TALLY_LIST_CLAIMS };
+/*
+ * The parts of a scan's list, in the order they are sent: the records of
+ * batches this node undid first (a replica never holds an undo's values
+ * without knowing it was an undo), the counters, the records of batches this
+ * node applied (never named before their values), then the claims.
+ */
+enum tally_list_part {
+  TALLY_LIST_UNDONE, TALLY_LIST_COUNTERS, TALLY_LIST_PRODUCERS, TALLY_LIST_CLAIMS
+};
+#define TALLY_LIST_PARTS 4u
+
+/* Claims rings a node sends from: one per lcore shard, and the compensation
+ * shard's (keeper claims, cluster_dedup.c). */
+#define TALLY_CLUSTER_CLAIM_RINGS_MAX (TALLY_LCORES_MAX + 1u)
 
 /* Claims planned into one list at most (the rest go with the next). */
 #define TALLY_CLUSTER_CLAIMS_PER_LIST 4096u
@@ -61,6 +73,9 @@ struct tally_cluster_peer {
   uint32_t *pending;                  /* snapshot indexes still to send */
   uint32_t pending_count;
   uint32_t pending_next;
+  uint32_t *undone_pending;           /* undone-record positions still to send, first */
+  uint32_t undone_pending_count;
+  uint32_t undone_pending_next;
   uint32_t *producers_pending;        /* producer positions still to send, after the counters */
   uint32_t producers_pending_count;
   uint32_t producers_pending_next;
@@ -69,8 +84,8 @@ struct tally_cluster_peer {
   struct tally_replication_claim *claims_pending; /* claims still to send, after the records */
   uint32_t claims_pending_count;
   uint32_t claims_pending_next;
-  uint64_t claims_sent[TALLY_LCORES_MAX];    /* per lcore shard: claims below this position held */
-  uint64_t claims_planned[TALLY_LCORES_MAX]; /* and below this once the list is acked */
+  uint64_t claims_sent[TALLY_CLUSTER_CLAIM_RINGS_MAX];    /* per ring: below this position held */
+  uint64_t claims_planned[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* and below this once the list is acked */
   bool pending_valid;                 /* a scan's list is being sent */
   uint64_t list_scan;                 /* that scan's stamp (unix microseconds) */
   uint64_t capture[TALLY_LCORES_MAX]; /* lcores' applied_seq when that scan began */
@@ -100,8 +115,9 @@ struct tally_cluster {
   uint64_t writes_seen;               /* lcores' increments at the last scan */
   /*
    * Cross-node dedup (cluster_dedup.c): this node's producer records as of
-   * the last scan, by position (lcore shard x producer slot), and the scan
-   * number at which each last changed.
+   * the last scan, by position (shard x producer slot; the lcore shards',
+   * then the compensation shard's, whose ids carry TALLY_PRODUCER_UNDONE_BIT),
+   * and the scan number at which each last changed.
    */
   uint32_t producer_positions;
   uint64_t *producer_id;              /* 0: no record */
@@ -110,11 +126,12 @@ struct tally_cluster {
   uint64_t dedup_applied_seen[TALLY_LCORES_MAX]; /* lcores' applied_seq at the last record scan */
   uint64_t compensations;             /* batches undone here (a lower node id applied them) */
   uint64_t compensations_missed;      /* double applies found too late to undo */
-  uint64_t claims_capture[TALLY_LCORES_MAX]; /* lcores' claims_next when the scan began */
+  uint64_t compensations_seen;        /* compensations + missed at the last record scan */
+  uint64_t claims_capture[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* rings' claims_next at the scan */
   uint64_t claims_lost;               /* claims overwritten before a peer got them */
   uint64_t claims_received;
-  uint64_t claims_unverifiable;       /* claims a restored store has no journal for */
-  bool restored;                      /* this start restored the contribution from peers */
+  uint64_t claims_yielded;            /* applied here, no journal entry: the claimant undoes */
+  uint64_t keeper_claims_received;    /* a peer keeps a batch and asked this node to undo it */
   uint64_t scans;
   uint64_t next_scan_ms;
   uint64_t next_heartbeat_ms;
@@ -181,6 +198,8 @@ void tally_cluster_dedup_claims_reset(struct tally_cluster *cluster,
 /* Restore: the records a peer holds of this node, into this node's shards. */
 void tally_cluster_dedup_restore(struct tally_cluster *cluster,
   const struct tally_replication_message *part);
+/* Claims rings this node sends from: the lcore shards', then the compensation shard's. */
+uint32_t tally_cluster_claim_rings(const struct tally_cluster *cluster);
 /* A dedup record as replication carries it. */
 void tally_cluster_dedup_to_wire(uint64_t producer, const struct tally_dedup *dedup,
   struct tally_replication_producer *record);

@@ -15,6 +15,15 @@
  *     the same batch if that came from a lower attempt, by applying the
  *     negated batch (from its shard's journal) to its compensation shard,
  *     deduplicated on the same (producer, seq);
+ *   - yielding: a node that applied a claimed batch but has no journal entry
+ *     for it any more (its store was lost and restored from a peer, or the
+ *     journal moved on) cannot undo it, so it keeps it and sends the claimant
+ *     a keeper claim (attempt TALLY_CLAIM_KEEPER, from the compensation
+ *     shard's claims ring); the claimant undoes its own apply instead;
+ *   - the undone set: the compensation shard's records (which batches this
+ *     node undid) replicate like the others, marked with
+ *     TALLY_PRODUCER_UNDONE_BIT and sent before the values, and come back on
+ *     a restore, so a restored node never undoes (or yields) twice;
  *   - restoring a node's own records from a peer along with its values.
  * See docs/cluster.md, "Cross-node dedup".
  */
@@ -64,7 +73,9 @@ int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t 
   assert(appliance->lcore_count >= 1);
   uint32_t per_shard = appliance->store.shards[0].producer_slots_count;
   assert(per_shard >= TALLY_PRODUCERS_MIN);
-  cluster->producer_positions = per_shard * appliance->lcore_count;
+  /* Every lcore shard's records, then the compensation shard's (undone). */
+  assert(tally_cluster_compensation_shard(cluster)->producer_slots_count == per_shard);
+  cluster->producer_positions = per_shard * (appliance->lcore_count + 1u);
   size_t count = cluster->producer_positions;
   cluster->producer_id = calloc(count, sizeof(uint64_t));
   cluster->producer_dedup = calloc(count, sizeof(struct tally_dedup));
@@ -73,9 +84,11 @@ int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t 
     cluster->producer_changed != NULL;
   for (uint32_t i = 0; ok && i < cluster->peer_count; i++) {
     struct tally_cluster_peer *peer = &cluster->peers[i];
+    peer->undone_pending = calloc(per_shard, sizeof(uint32_t));
     peer->producers_pending = calloc(count, sizeof(uint32_t));
     peer->claims_pending = calloc(TALLY_CLUSTER_CLAIMS_PER_LIST, sizeof peer->claims_pending[0]);
-    ok = peer->producers_pending != NULL && peer->claims_pending != NULL;
+    ok = peer->undone_pending != NULL && peer->producers_pending != NULL &&
+      peer->claims_pending != NULL;
     if (ok) tally_cluster_dedup_claims_reset(cluster, peer); /* resend what the rings hold */
   }
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the producer snapshot");
@@ -125,20 +138,78 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
   if (status == TALLY_ACK_APPLIED && undo.count > 0) {
     cluster->compensations++;
     fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " (attempt %u) was also "
-      "applied by node %u from a later attempt; undone here (%u counters)\n", producer, seq,
+      "applied by node %u, which keeps it; undone here (%u counters)\n", producer, seq,
       entry->attempt, keeper, undo.count);
     return;
   }
   cluster->compensations_missed++;
   if (status == TALLY_ACK_APPLIED) { /* marked handled, but nothing could be undone */
-    fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " was also applied by node %u "
-      "from a later attempt; its journal entry is gone, it stays counted twice\n", producer, seq,
+    fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " is also kept by node %u "
+      "and its journal entry here is gone: it stays counted twice\n", producer, seq,
       keeper);
     return;
   }
-  fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " was also applied by node %u "
-    "from a later attempt; cannot undo it (%s)\n", producer, seq, keeper,
+  fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " is also kept by node %u; "
+    "cannot undo it here (%s): it stays counted twice\n", producer, seq, keeper,
     tally_ack_status_name(status));
+}
+
+/*
+ * This node applied (producer, seq) and has no journal entry for it, so it
+ * cannot undo it: it keeps the batch and asks the claimant (every peer: the
+ * keeper claim goes out with the other claims) to undo its own apply. Written
+ * to the compensation shard's claims ring, which only this thread writes.
+ */
+static void yield(struct tally_cluster *cluster, const struct tally_replication_claim *claim)
+{
+  struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
+  assert(claim->attempt >= 1 && claim->attempt < TALLY_CLAIM_KEEPER);
+  uint64_t next = tally_shard_claims_next(compensation);
+  tally_shard_claim_append(compensation, claim->producer, claim->seq, TALLY_CLAIM_KEEPER);
+  assert(tally_shard_claims_next(compensation) == next + 1u);
+  cluster->claims_yielded++;
+  fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " was also applied by a peer "
+    "(attempt %" PRIu64 "); no journal entry here to undo it (store restored, or the journal moved on): "
+    "kept here, the peer is asked to undo its apply\n", claim->producer, claim->seq,
+    claim->attempt);
+}
+
+/* One claim from peer: undo, yield, or nothing (see the file comment). */
+static void dedup_claim(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
+  const struct tally_replication_claim *claim)
+{
+  assert(claim->attempt >= 1 && claim->attempt <= TALLY_CLAIM_KEEPER);
+  assert(claim->producer != 0);
+  struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
+  bool keeper = claim->attempt == TALLY_CLAIM_KEEPER;
+  if (keeper) cluster->keeper_claims_received++;
+  struct tally_dedup undone;
+  if (tally_shard_producer_read(compensation, claim->producer, &undone) &&
+      tally_dedup_applied(&undone, claim->seq)) {
+    return; /* undone here already */
+  }
+  const struct tally_shard *own = owner_shard(cluster, claim->producer);
+  struct tally_journal_entry entry;
+  if (tally_shard_journal_find(own, claim->producer, claim->seq, &entry)) {
+    /* The higher attempt keeps it (a keeper claim outranks every attempt);
+     * equal attempts (a producer that does not number its resends): the
+     * lower node id keeps it. */
+    assert(entry.attempt <= TALLY_ATTEMPT_MAX);
+    bool undo = entry.attempt < claim->attempt ||
+      (entry.attempt == claim->attempt && cluster->config->node_id > peer->id);
+    if (undo) compensate(cluster, claim->producer, claim->seq, peer->id, &entry);
+    return;
+  }
+  struct tally_dedup own_dedup;
+  if (!tally_shard_producer_read(own, claim->producer, &own_dedup) ||
+      !tally_dedup_applied(&own_dedup, claim->seq)) {
+    return; /* not applied here */
+  }
+  if (keeper) { /* both keep it and neither can undo: it stays counted twice */
+    compensate(cluster, claim->producer, claim->seq, peer->id, NULL);
+    return;
+  }
+  yield(cluster, claim);
 }
 
 void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
@@ -146,43 +217,19 @@ void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_clus
 {
   assert(message->flags & TALLY_REPLICATION_FLAG_CLAIMS);
   assert(message->count <= TALLY_REPLICATION_CLAIMS_MAX);
-  struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
   for (uint32_t i = 0; i < message->count; i++) {
-    const struct tally_replication_claim *claim = &message->claims[i];
-    assert(claim->attempt >= 1 && claim->attempt <= UINT16_MAX);
     cluster->claims_received++;
-    struct tally_dedup undone;
-    if (tally_shard_producer_read(compensation, claim->producer, &undone) &&
-        tally_dedup_applied(&undone, claim->seq)) {
-      continue; /* undone here already */
-    }
-    const struct tally_shard *own = owner_shard(cluster, claim->producer);
-    struct tally_journal_entry entry;
-    if (tally_shard_journal_find(own, claim->producer, claim->seq, &entry)) {
-      /* The higher attempt keeps it; equal attempts (a producer that does not
-       * number its resends): the lower node id keeps it. */
-      bool undo = entry.attempt < claim->attempt ||
-        (entry.attempt == claim->attempt && cluster->config->node_id > peer->id);
-      if (undo) compensate(cluster, claim->producer, claim->seq, peer->id, &entry);
-      continue;
-    }
-    struct tally_dedup own_dedup;
-    if (!tally_shard_producer_read(own, claim->producer, &own_dedup) ||
-        !tally_dedup_applied(&own_dedup, claim->seq)) {
-      continue; /* not applied here */
-    }
-    if (cluster->restored) {
-      /*
-       * Applied here before this node lost its store (its records were
-       * restored from a peer, its journal was not): whether the undo already
-       * happened and was replicated before the loss cannot be told. Counted
-       * apart; a claim re-sent after the restore is the usual case.
-       */
-      cluster->claims_unverifiable++;
-      continue;
-    }
-    compensate(cluster, claim->producer, claim->seq, peer->id, NULL); /* applied, no entry */
+    dedup_claim(cluster, peer, &message->claims[i]);
   }
+}
+
+/* Claims rings: the lcore shards', then the compensation shard's (keeper claims). */
+uint32_t tally_cluster_claim_rings(const struct tally_cluster *cluster)
+{
+  uint32_t rings = cluster->appliance->lcore_count + 1u;
+  assert(rings <= TALLY_CLUSTER_CLAIM_RINGS_MAX);
+  assert(rings == cluster->appliance->store.geometry.shard_count);
+  return rings;
 }
 
 /* The first claim position a peer that holds none of the ring still can get. */
@@ -194,17 +241,19 @@ static uint64_t ring_start(uint64_t next)
 void tally_cluster_dedup_claims_reset(struct tally_cluster *cluster,
   struct tally_cluster_peer *peer)
 {
-  for (uint32_t l = 0; l < cluster->appliance->lcore_count; l++) {
+  uint32_t rings = tally_cluster_claim_rings(cluster);
+  for (uint32_t l = 0; l < rings; l++) {
     peer->claims_sent[l] = ring_start(tally_shard_claims_next(&cluster->appliance->store.shards[l]));
     peer->claims_planned[l] = peer->claims_sent[l];
   }
+  assert(rings <= TALLY_CLUSTER_CLAIM_RINGS_MAX);
 }
 
 uint32_t tally_cluster_dedup_plan_claims(struct tally_cluster *cluster,
   struct tally_cluster_peer *peer)
 {
   uint32_t count = 0;
-  for (uint32_t l = 0; l < cluster->appliance->lcore_count; l++) {
+  for (uint32_t l = 0; l < tally_cluster_claim_rings(cluster); l++) {
     const struct tally_shard *shard = &cluster->appliance->store.shards[l];
     uint64_t until = cluster->claims_capture[l];
     uint64_t from = peer->claims_sent[l];
@@ -239,13 +288,16 @@ void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_numbe
   struct tally_appliance *appliance = cluster->appliance;
   assert(scan_number >= 1);
   uint32_t position = 0;
-  for (uint32_t s = 0; s < appliance->lcore_count; s++) {
+  for (uint32_t s = 0; s <= appliance->lcore_count; s++) { /* the compensation shard last */
     const struct tally_shard *shard = &appliance->store.shards[s];
+    bool undone = s == appliance->lcore_count;
     for (uint32_t slot = 0; slot < shard->producer_slots_count; slot++, position++) {
       assert(position < cluster->producer_positions);
       uint64_t producer;
       struct tally_dedup dedup;
       if (!tally_shard_producer_at(shard, slot, &producer, &dedup)) continue;
+      assert(producer <= TALLY_PRODUCER_ID_MAX);
+      if (undone) producer |= TALLY_PRODUCER_UNDONE_BIT; /* which batches this node undid */
       if (cluster->producer_id[position] == producer &&
           memcmp(&cluster->producer_dedup[position], &dedup, sizeof dedup) == 0) {
         continue;
@@ -282,11 +334,15 @@ void tally_cluster_dedup_restore(struct tally_cluster *cluster,
   struct tally_store *store = &cluster->appliance->store;
   for (uint32_t i = 0; i < part->count; i++) {
     const struct tally_replication_producer *record = &part->producers[i];
-    uint32_t owner = (uint32_t)(record->producer % cluster->appliance->lcore_count);
-    /* Before the lcores run: the restore is the shard's only writer. */
+    uint64_t producer = record->producer & ~TALLY_PRODUCER_UNDONE_BIT;
+    if (producer == 0 || producer > TALLY_PRODUCER_ID_MAX) continue; /* not a record of ours */
+    /* Batches it undid go back to the compensation shard, the others to the
+     * lcore shard of the producer. Before the lcores run: the restore is the
+     * shards' only writer. */
+    struct tally_shard *shard = (record->producer & TALLY_PRODUCER_UNDONE_BIT) != 0 ?
+      tally_cluster_compensation_shard(cluster) :
+      &store->shards[producer % cluster->appliance->lcore_count];
     struct tally_dedup dedup = from_wire(record);
-    if (tally_shard_producer_merge(&store->shards[owner], record->producer, &dedup) != TALLY_OK) {
-      cluster->replica_full++;
-    }
+    if (tally_shard_producer_merge(shard, producer, &dedup) != TALLY_OK) cluster->replica_full++;
   }
 }

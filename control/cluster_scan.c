@@ -4,9 +4,10 @@
  * by name in an rte_hash, and for every idle peer the list of counters whose
  * value the peer does not hold yet. A scan notes each lcore's applied_seq
  * *before* it reads any value, so once a peer has acked the whole list it
- * holds every batch counted up to that point. The list ends with the
- * producer records that changed since the peer last held them all
- * (cluster_dedup.c).
+ * holds every batch counted up to that point. Around the counters go the
+ * producer records that changed since the peer last held them all: the
+ * records of batches this node undid before them, the records of batches it
+ * applied after them, then the claims (cluster_dedup.c).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -63,6 +64,8 @@ void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluste
   peer->pending_valid = false;
   peer->pending_count = 0;
   peer->pending_next = 0;
+  peer->undone_pending_count = 0;
+  peer->undone_pending_next = 0;
   peer->producers_pending_count = 0;
   peer->producers_pending_next = 0;
   peer->producers_synced = 0; /* it holds none of this node's records: send them all */
@@ -151,23 +154,34 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
     peer->pending[count++] = position;
   }
   assert(count <= cluster->capacity);
-  uint32_t producers = 0; /* then the producer records it does not hold */
+  uint32_t producers = 0; /* and the producer records it does not hold */
+  uint32_t undone = 0;    /* (those of the compensation shard, last, go first) */
+  uint32_t first_undone = cluster->producer_positions -
+    tally_cluster_compensation_shard(cluster)->producer_slots_count;
   for (uint32_t i = 0; i < cluster->producer_positions; i++) {
-    if (cluster->producer_id[i] != 0 && cluster->producer_changed[i] > peer->producers_synced) {
+    if (cluster->producer_id[i] == 0 || cluster->producer_changed[i] <= peer->producers_synced) {
+      continue;
+    }
+    if (i >= first_undone) {
+      peer->undone_pending[undone++] = i;
+    } else {
       peer->producers_pending[producers++] = i;
     }
   }
-  assert(producers <= cluster->producer_positions);
+  assert(producers <= first_undone);
+  assert(undone <= cluster->producer_positions - first_undone);
   memcpy(peer->capture, capture, sizeof peer->capture);
   peer->list_scan = tally_clock_unix_ns() / 1000u;
   assert(peer->list_scan > 0);
   peer->pending_count = count;
   peer->pending_next = 0;
+  peer->undone_pending_count = undone;
+  peer->undone_pending_next = 0;
   peer->producers_pending_count = producers;
   peer->producers_pending_next = 0;
   peer->producers_list_scan = cluster->scans;
   uint32_t claims = tally_cluster_dedup_plan_claims(cluster, peer); /* then the claims */
-  peer->pending_valid = count + producers + claims > 0;
+  peer->pending_valid = undone + count + producers + claims > 0;
   if (!peer->pending_valid) {
     memcpy(peer->confirmed, capture, sizeof peer->confirmed);
     memcpy(peer->claims_sent, peer->claims_planned, sizeof peer->claims_sent);
@@ -180,17 +194,22 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
   struct tally_appliance *appliance = cluster->appliance;
   uint64_t capture[TALLY_LCORES_MAX] = { 0 };
   uint64_t writes = 0;
+  /* Claims noted before the values: every claimed batch is in the values sent
+   * (the compensation shard's keeper claims too: this thread writes them). */
+  for (uint32_t r = 0; r < tally_cluster_claim_rings(cluster); r++) {
+    cluster->claims_capture[r] = tally_shard_claims_next(&appliance->store.shards[r]);
+  }
   for (uint32_t l = 0; l < appliance->lcore_count; l++) {
     capture[l] = __atomic_load_n(&appliance->lcores[l].stats.applied_seq, __ATOMIC_ACQUIRE);
-    /* Claims noted before the values: every claimed batch is in the values sent. */
-    cluster->claims_capture[l] = tally_shard_claims_next(&appliance->store.shards[l]);
     writes += __atomic_load_n(&appliance->lcores[l].stats.statsd_increments, __ATOMIC_RELAXED);
     writes += __atomic_load_n(&appliance->lcores[l].stats.batch_increments, __ATOMIC_RELAXED);
     writes += capture[l];
   }
-  writes += cluster->compensations + cluster->compensations_missed;
+  uint64_t compensations = cluster->compensations + cluster->compensations_missed;
+  writes += compensations;
   bool changed = force || writes != cluster->writes_seen || cluster->scans == 0;
-  bool batches = cluster->scans == 0; /* producer records change only with reliable batches */
+  /* Producer records change only with reliable batches and undos. */
+  bool batches = cluster->scans == 0 || compensations != cluster->compensations_seen;
   for (uint32_t l = 0; l < appliance->lcore_count; l++) {
     batches = batches || capture[l] != cluster->dedup_applied_seen[l];
   }
@@ -198,6 +217,7 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
     if (batches) { /* records before values */
       tally_cluster_dedup_scan(cluster, cluster->scans + 1u);
       memcpy(cluster->dedup_applied_seen, capture, sizeof cluster->dedup_applied_seen);
+      cluster->compensations_seen = compensations;
     }
     scan_values(cluster);
     cluster->writes_seen = writes;

@@ -79,8 +79,9 @@ static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_CLAIMS_MAX *
 
 static bool claim_valid(const struct tally_replication_claim *claim)
 {
-  return producer_id_valid(claim->producer) && claim->attempt >= 1 &&
-    claim->attempt <= UINT16_MAX;
+  /* A claim names a batch: a producer's own id (never an undone record's). */
+  return claim->producer != 0 && claim->producer <= TALLY_PRODUCER_ID_MAX &&
+    claim->attempt >= 1 && claim->attempt <= TALLY_CLAIM_KEEPER;
 }
 
 /*

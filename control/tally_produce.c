@@ -169,7 +169,7 @@ static bool apply_option(int option, const char *value, struct options *options,
   switch (option) {
   case OPTION_NODES: ok = parse_nodes(value, options); break;
   case OPTION_KEY: ok = *key_set = parse_key(value, config->key); break;
-  case OPTION_PRODUCER: ok = parse_u64(value, 1, UINT64_MAX, &config->producer); break;
+  case OPTION_PRODUCER: ok = parse_u64(value, 1, TALLY_PRODUCER_ID_MAX, &config->producer); break;
   case OPTION_SEQ: ok = parse_u64(value, 0, UINT64_MAX - 1u, &config->first_seq); break;
   case OPTION_TIMEOUT_MS: ok = parse_u32(value, 1, ms_max, &config->batch_timeout_ms); break;
   case OPTION_ACK_TIMEOUT_MS: ok = parse_u32(value, 1, ms_max, &config->ack_timeout_ms); break;

@@ -199,8 +199,10 @@ enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
   /* The MAC verified: from here on the sender is known and may be answered. */
   batch->producer = wire_load_u64(data + WIRE_OFFSET_PRODUCER);
   batch->seq = wire_load_u64(data + WIRE_OFFSET_SEQ);
-  /* In a batch the status field is the attempt; every value is valid. */
+  /* In a batch the status field is the attempt; every value is valid, and
+   * one above TALLY_ATTEMPT_MAX counts as it (TALLY_CLAIM_KEEPER is taken). */
   batch->attempt = wire_load_u16(data + WIRE_OFFSET_STATUS);
+  if (batch->attempt > TALLY_ATTEMPT_MAX) batch->attempt = TALLY_ATTEMPT_MAX;
   uint32_t count = wire_load_u16(data + WIRE_OFFSET_COUNT);
   if (count == 0) return TALLY_REASON_BATCH_MALFORMED;
   if (count > TALLY_BATCH_PAIRS_MAX) return TALLY_REASON_BATCH_TOO_MANY_PAIRS;

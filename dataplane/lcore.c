@@ -126,7 +126,7 @@ static bool reason_gets_malformed_ack(enum tally_reason reason)
 static bool applied_by_peer(const struct tally_lcore *lcore, const struct tally_wire_batch *batch)
 {
   assert(lcore->remote_dedup_count == 0 || lcore->remote_dedup != NULL);
-  if (batch->producer == 0 || batch->producer == UINT64_MAX) return false; /* MALFORMED */
+  if (batch->producer == 0 || batch->producer > TALLY_PRODUCER_ID_MAX) return false; /* MALFORMED */
   for (uint32_t r = 0; r < lcore->remote_dedup_count; r++) {
     struct tally_dedup dedup;
     if (tally_shard_producer_read(&lcore->remote_dedup[r], batch->producer, &dedup) &&

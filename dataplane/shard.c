@@ -629,10 +629,11 @@ enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
   assert(reason != NULL);
   assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
   *reason = TALLY_OK;
-  if (batch->producer == 0 || batch->producer == PRODUCER_TOMBSTONE) {
+  if (batch->producer == 0 || batch->producer > TALLY_PRODUCER_ID_MAX) { /* reserved ids */
     *reason = TALLY_REASON_BATCH_BAD_PRODUCER;
     return TALLY_ACK_MALFORMED;
   }
+  assert(batch->attempt <= TALLY_ATTEMPT_MAX); /* the decoder caps it */
   struct producer_plan producer;
   enum tally_ack_status status = plan_producer(shard, batch, &producer, reason);
   if (status != TALLY_ACK_APPLIED) return status;

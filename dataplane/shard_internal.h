@@ -110,15 +110,6 @@ bool tally_shard_journal_mark_applied(struct tally_shard *shard, uint64_t produc
   uint64_t seq);
 
 /*
- * Claims (shard_journal.c): appends the claim of (producer, seq, attempt),
- * attempt >= 1, at claims_next and advances claims_next. The owning lcore
- * only, after the batch's journal entry is marked applied. Flushed, not
- * drained.
- */
-void tally_shard_claim_append(struct tally_shard *shard, uint64_t producer, uint64_t seq,
-  uint32_t attempt);
-
-/*
  * Recovery, after replaying the redo record of (producer, seq): if the
  * newest journal entry names it (intact) with attempt >= 1 and the newest
  * claim does not, appends the claim the kill cut short (idempotent).

@@ -194,7 +194,8 @@ void tally_shard_claim_append(struct tally_shard *shard, uint64_t producer, uint
   assert(shard->claims != NULL);
   assert(producer != 0);
   assert(producer != PRODUCER_TOMBSTONE);
-  assert(attempt >= 1u);
+  assert(attempt >= 1u && attempt <= TALLY_CLAIM_KEEPER);
+  assert(producer <= TALLY_PRODUCER_ID_MAX);
   struct tally_shard_header *header = shard->header;
   uint64_t next = header->claims_next; /* this lcore is its only writer */
   struct tally_claim claim = { .producer = producer, .seq = seq, .attempt = attempt,

@@ -10,6 +10,7 @@
 #define TALLY_LIMITS_H
 
 #include <assert.h>
+#include <stdint.h>
 
 /* ---- Counters and names ------------------------------------------------ */
 
@@ -29,6 +30,21 @@
 /* Configurable producers tracked per shard (store.producers_max). */
 #define TALLY_PRODUCERS_MIN 16u
 #define TALLY_PRODUCERS_MAX (1u << 20)
+/*
+ * Producer ids a batch may carry: 1..TALLY_PRODUCER_ID_MAX (0 and the top
+ * half are reserved: replication marks a node's record of batches it undid
+ * with TALLY_PRODUCER_UNDONE_BIT, docs/cluster.md). Others are BAD_PRODUCER.
+ */
+#define TALLY_PRODUCER_ID_MAX ((1ull << 63) - 2u)
+#define TALLY_PRODUCER_UNDONE_BIT (1ull << 63)
+/*
+ * The attempt a batch header carries (how many times it was sent before) is
+ * read up to TALLY_ATTEMPT_MAX; a higher one counts as TALLY_ATTEMPT_MAX. A
+ * claim of attempt TALLY_CLAIM_KEEPER says "the sender keeps this batch and
+ * cannot undo it: undo yours" (docs/cluster.md, "Cross-node dedup").
+ */
+#define TALLY_ATTEMPT_MAX 65534u
+#define TALLY_CLAIM_KEEPER 65535u
 /* Size of one producer (dedup) record in the persistent store. */
 #define TALLY_PRODUCER_SIZE 192u
 /* Runs of a producer (arrivals at a node) each dedup record remembers. */
@@ -48,7 +64,7 @@
  * found after this many later batches on the same shard cannot be undone and
  * is counted (tally_cluster_compensations_missed_total).
  */
-#define TALLY_JOURNAL_ENTRIES 1024u
+#define TALLY_JOURNAL_ENTRIES 8192u
 /*
  * Claims (batches applied from a resend) each shard keeps until every peer
  * has them. A peer unreachable for longer than this many resends applied on
@@ -155,6 +171,11 @@ static_assert(TALLY_DATAGRAM_SIZE_MAX + 14u + 20u + 8u <= TALLY_MBUF_DATA_SIZE,
 static_assert(TALLY_DEDUP_WINDOW == 64u, "the dedup window is one 64-bit bitmap");
 static_assert((TALLY_JOURNAL_ENTRIES & (TALLY_JOURNAL_ENTRIES - 1u)) == 0, "journal ring 2^n");
 static_assert((TALLY_CLAIMS_ENTRIES & (TALLY_CLAIMS_ENTRIES - 1u)) == 0, "claims ring 2^n");
+static_assert((TALLY_PRODUCER_ID_MAX | TALLY_PRODUCER_UNDONE_BIT) < UINT64_MAX,
+  "an undone record's id never collides with the producer tombstone (2^64 - 1)");
+static_assert((TALLY_PRODUCER_ID_MAX & TALLY_PRODUCER_UNDONE_BIT) == 0, "the bit is free");
+static_assert(TALLY_ATTEMPT_MAX < TALLY_CLAIM_KEEPER && TALLY_CLAIM_KEEPER <= UINT16_MAX,
+  "a keeper claim outranks every attempt and fits the claim's 16-bit field");
 static_assert(TALLY_COUNTERS_MAX <= (1u << 30), "slot indexes fit 31 bits after load factor");
 static_assert((TALLY_STEER_RING_SIZE & (TALLY_STEER_RING_SIZE - 1u)) == 0, "ring size is 2^n");
 static_assert((TALLY_ACKS_PENDING_MAX & (TALLY_ACKS_PENDING_MAX - 1u)) == 0, "fifo size is 2^n");

@@ -40,7 +40,7 @@
   _(BATCH_MALFORMED, "batch_malformed", "pairs do not parse or trailing bytes")         \
   _(BATCH_TOO_MANY_PAIRS, "batch_too_many_pairs", "more pairs than the batch limit")    \
   _(BATCH_BAD_NAME, "batch_bad_name", "pair name empty, too long or bad bytes")         \
-  _(BATCH_BAD_PRODUCER, "batch_bad_producer", "producer id 0 or 2^64-1 is reserved")              \
+  _(BATCH_BAD_PRODUCER, "batch_bad_producer", "producer id 0 or above 2^63-2 (reserved)")        \
   _(BATCH_STALE, "batch_stale", "sequence older than the dedup window")                 \
   _(PRODUCERS_FULL, "producers_full", "producer table full; new producer refused")      \
   _(ACKS_PENDING_FULL, "acks_pending_full", "too many acks waiting for persistence")    \

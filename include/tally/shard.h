@@ -390,6 +390,15 @@ enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t
 bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer, uint64_t seq,
   struct tally_journal_entry *entry);
 
+/*
+ * Appends the claim of (producer, seq, attempt), 1 <= attempt <=
+ * TALLY_CLAIM_KEEPER, at claims_next and advances claims_next. The shard's
+ * only writer: its lcore, after the batch's journal entry is marked applied;
+ * for the compensation shard, the cluster thread (keeper claims). Flushed,
+ * not drained.
+ */
+void tally_shard_claim_append(struct tally_shard *shard, uint64_t producer, uint64_t seq,
+  uint32_t attempt);
 /* Claims written so far (any thread; acquire). */
 uint64_t tally_shard_claims_next(const struct tally_shard *shard);
 /*

@@ -25,7 +25,7 @@
 #include "tally/shard.h"
 
 #define TALLY_STORE_MAGIC 0x3154535943414c54ull /* "TLACYST1" */
-#define TALLY_STORE_LAYOUT_VERSION 3u
+#define TALLY_STORE_LAYOUT_VERSION 4u
 #define TALLY_STORE_BLOCK_SIZE 4096u
 
 /* First 4 KiB of the file. */

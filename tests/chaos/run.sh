@@ -312,7 +312,11 @@ for i in $(seq "$nodes"); do
   verdict $? "node $i log free of assertion failures and crashes"
 done
 if [ "$failed" -gt 0 ]; then
-  for i in $(seq "$nodes"); do echo "--- node $i log (tail)"; tail -15 "$work/n$i.log"; done
+  for i in $(seq "$nodes"); do
+    echo "--- node $i log (tail)"; tail -15 "$work/n$i.log"
+    echo "--- node $i cross-node dedup events (every start)"
+    grep -E 'tallyd: (cluster|restore|store)' "$work/n$i.log" | grep -vE 'peer [0-9]+ (up|down|suspect)' | tail -40
+  done
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -175,7 +175,7 @@ static_assert(sizeof(producer_vector) == 304u, "producer vector size as made by 
  * 0x0506, seq 0x1122334455667788, scan 0x99aabbccddeeff00, claims (producer,
  * seq, attempt):
  *   (0x0102030405060708, 0x1112131415161718, 1),
- *   (UINT64_MAX - 1, UINT64_MAX, 0xffff),
+ *   (TALLY_PRODUCER_ID_MAX = 2^63 - 2, UINT64_MAX, 0xffff = TALLY_CLAIM_KEEPER),
  *   (1, 0, 0x0203);
  * made by struct.pack('<QQQ', producer, seq, attempt) per claim behind the
  * header and the same hashlib.blake2b.
@@ -185,10 +185,10 @@ static const uint8_t claim_vector[] = {
   0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb,
   0xaa, 0x99, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x18, 0x17, 0x16, 0x15, 0x14,
   0x13, 0x12, 0x11, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xfe, 0xff, 0xff, 0xff,
-  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00,
+  0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00,
   0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06,
-  0x78, 0xe3, 0x26, 0x2a, 0x9e, 0xaa, 0xa5, 0xf3, 0xf5, 0x8c, 0xec, 0x58, 0xf7, 0xd8, 0x9f,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x90,
+  0xb9, 0xfe, 0xf2, 0x94, 0x7d, 0x75, 0x11, 0xc0, 0x63, 0xb1, 0x5f, 0x5e, 0x33, 0xae, 0xf0,
 };
 #define CLAIM_VECTOR_SIZE sizeof(claim_vector)
 static_assert(sizeof(claim_vector) == 120u, "claim vector size as made by Python");
@@ -265,14 +265,15 @@ static void claim_vector_message(struct tally_replication_message *message)
   message->claims[0] = (struct tally_replication_claim){
     .producer = 0x0102030405060708ull, .seq = 0x1112131415161718ull, .attempt = 1};
   message->claims[1] = (struct tally_replication_claim){
-    .producer = UINT64_MAX - 1, .seq = UINT64_MAX, .attempt = 0xffff};
+    .producer = TALLY_PRODUCER_ID_MAX, .seq = UINT64_MAX, .attempt = 0xffff};
   message->claims[2] = (struct tally_replication_claim){.producer = 1, .seq = 0, .attempt = 0x0203};
 }
 
 /* count claims on a ROUND (flags CLAIMS), fields at their limits. */
 static void claims_fill(struct tally_replication_message *message, uint32_t count)
 {
-  static const uint64_t ids[] = {1, UINT64_MAX - 1, 0x8000000000000000ull, 0x0123456789abcdefull};
+  static const uint64_t ids[] = {1, TALLY_PRODUCER_ID_MAX, 0x4000000000000000ull,
+    0x0123456789abcdefull};
   static const uint64_t seqs[] = {0, UINT64_MAX, 1, 0xfedcba9876543210ull, 1ull << 63};
   static const uint64_t attempts[] = {1, UINT16_MAX, 2, 0x8000, UINT16_MAX - 1};
   memset(message, 0, sizeof(*message));
@@ -285,7 +286,7 @@ static void claims_fill(struct tally_replication_message *message, uint32_t coun
   message->scan = 0x0102030405060708ull;
   message->count = count;
   for (uint32_t i = 0; i < count; i++) {
-    /* Never 0 or UINT64_MAX: the high or low bits of each id stay as they are. */
+    /* Never 0 or above TALLY_PRODUCER_ID_MAX: the high and low bits stay as they are. */
     message->claims[i].producer =
       ids[i % (sizeof(ids) / sizeof(ids[0]))] ^ ((uint64_t)(i / 4u) << 8);
     message->claims[i].seq = seqs[i % (sizeof(seqs) / sizeof(seqs[0]))];
@@ -345,7 +346,7 @@ static void producers_fill(struct tally_replication_message *message,
   message->scan = 0x0102030405060708ull;
   message->count = count;
   for (uint32_t i = 0; i < count; i++) {
-    /* Never 0 or UINT64_MAX: the high or low bits of each id stay as they are. */
+    /* Never 0 or above TALLY_PRODUCER_ID_MAX: the high and low bits stay as they are. */
     message->producers[i].producer =
       ids[i % (sizeof(ids) / sizeof(ids[0]))] ^ ((uint64_t)(i / 4u) << 8);
     for (uint32_t k = 0; k < RECORD_FIELDS; k++) {
@@ -1541,9 +1542,11 @@ static void test_claim_encode_refuses(void **state)
     bad.count = 0;
     expect_refused(&bad, TALLY_REPLICATION_SIZE_MAX);
   }
-  /* A producer id of 0 or UINT64_MAX, in the first, a middle or the last claim. */
+  /* A producer id of 0 or above TALLY_PRODUCER_ID_MAX (an undone record's id,
+   * the tombstone), in the first, a middle or the last claim. */
   const uint32_t at[] = {0, TALLY_REPLICATION_CLAIMS_MAX / 2, TALLY_REPLICATION_CLAIMS_MAX - 1};
-  const uint64_t ids[] = {0, UINT64_MAX};
+  const uint64_t ids[] = {0, TALLY_PRODUCER_ID_MAX + 1u, TALLY_PRODUCER_UNDONE_BIT | 1u,
+    UINT64_MAX};
   for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
     for (size_t j = 0; j < sizeof(at) / sizeof(at[0]); j++) {
       bad = good;
@@ -1643,14 +1646,17 @@ static void test_claim_decode_rejects(void **state)
     put16(message + OFFSET_COUNT, wrong_counts[i]);
     expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
   }
-  /* A bad producer id in any claim; one bit away from UINT64_MAX is valid. */
+  /* A bad producer id in any claim (0, the top half: undone records and the
+   * tombstone); TALLY_PRODUCER_ID_MAX itself is valid. */
   for (uint32_t i = 0; i < CLAIM_VECTOR_COUNT; i++) {
     memcpy(message, claim_vector, CLAIM_VECTOR_SIZE);
     put64_at(message + CLAIM_AT(i) + CLAIM_PRODUCER, 0);
     expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
     put64_at(message + CLAIM_AT(i) + CLAIM_PRODUCER, UINT64_MAX);
     expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
-    put64_at(message + CLAIM_AT(i) + CLAIM_PRODUCER, UINT64_MAX - 1);
+    put64_at(message + CLAIM_AT(i) + CLAIM_PRODUCER, TALLY_PRODUCER_ID_MAX + 1u);
+    expect_malformed_signed(message, CLAIM_VECTOR_SIZE);
+    put64_at(message + CLAIM_AT(i) + CLAIM_PRODUCER, TALLY_PRODUCER_ID_MAX);
     resign(message, CLAIM_VECTOR_SIZE);
     expect_reason(message, CLAIM_VECTOR_SIZE, TALLY_REPLICATION_OK);
   }

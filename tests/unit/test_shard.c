@@ -288,12 +288,12 @@ static void test_geometry(void **state)
   assert_int_equal(claims % 4096, 0);
   /* 8192 + 262144 + 49152 = 319488: already a multiple of 4096. */
   assert_int_equal(size, 4096 + 4096 + 2048 * 128 + 256 * 192 + journal + claims);
-  assert_int_equal(size, 1695744);
+  assert_int_equal(size, 9494528);
   /* 8192 + 4096 + 6144 = 18432: the journal starts at the next block, 20480. */
   assert_int_equal(tally_shard_region_size(16, 16), 20480 + journal + claims);
-  assert_int_equal(tally_shard_region_size(16, 16), 1396736);
-  assert_int_equal(TALLY_JOURNAL_ENTRIES, 1024);
-  assert_int_equal(journal, 1024 * 1088);
+  assert_int_equal(tally_shard_region_size(16, 16), 9195520);
+  assert_int_equal(TALLY_JOURNAL_ENTRIES, 8192);
+  assert_int_equal(journal, 8192 * 1088);
   assert_int_equal(TALLY_CLAIMS_ENTRIES, 8192);
   assert_int_equal(claims, 8192 * 32);
   assert_int_equal(claims, 262144);
@@ -355,16 +355,16 @@ static void test_geometry(void **state)
     TALLY_BATCH_PAIRS_MAX * sizeof(struct tally_log_entry) <= 4096);
   /*
    * The example in docs/store-layout.md: J = 8192 + 131072 * 128 + 8192 * 192 =
-   * 18,358,272 (a multiple of 4096), C = J + 1,114,112 = 19,472,384,
-   * R = C + 262,144 = 19,734,528.
+   * 18,358,272 (a multiple of 4096), C = J + 8,912,896 = 27,271,168,
+   * R = C + 262,144 = 27,533,312.
    */
   assert_int_equal(tally_shard_slots_for(65536), 131072);
   assert_int_equal(tally_shard_producer_slots_for(4096), 8192);
   assert_int_equal(8192 + 131072 * 128 + 8192 * 192, 18358272);
   assert_int_equal(18358272 % 4096, 0);
-  assert_int_equal(18358272 + 1114112, 19472384);
-  assert_int_equal(tally_shard_region_size(65536, 4096), 19472384 + 262144);
-  assert_int_equal(tally_shard_region_size(65536, 4096), 19734528);
+  assert_int_equal(18358272 + 8912896, 27271168);
+  assert_int_equal(tally_shard_region_size(65536, 4096), 27271168 + 262144);
+  assert_int_equal(tally_shard_region_size(65536, 4096), 27533312);
 }
 
 static void test_attach_places_journal(void **state)
@@ -383,7 +383,7 @@ static void test_attach_places_journal(void **state)
   assert_int_equal((size_t)(claims - base),
     (size_t)(journal - base) + TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry));
   assert_int_equal((size_t)(claims - base) % 4096, 0);
-  assert_int_equal((size_t)(claims - base), 1433600);
+  assert_int_equal((size_t)(claims - base), 9232384);
   assert_int_equal((size_t)(claims - base) +
     TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim), f->size);
   assert_int_equal(f->shard.header->journal_next, 0);
@@ -1352,7 +1352,7 @@ static void test_journal_attempt_round_trip(void **state)
   (void)state;
   struct fixture *f = fixture_new(100, 20);
   enum tally_reason reason;
-  const uint16_t attempts[] = {0, 1, 7, UINT16_MAX};
+  const uint16_t attempts[] = {0, 1, 7, TALLY_ATTEMPT_MAX};
   for (uint32_t i = 0; i < 4; i++) {
     assert_int_equal(apply_attempt(&f->shard, 6, 1 + i, attempts[i], "t", 1, &reason),
       TALLY_ACK_APPLIED);

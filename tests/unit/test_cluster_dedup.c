@@ -1,0 +1,311 @@
+/*
+ * test_cluster_dedup.c — cross-node dedup on the cluster thread
+ * (control/cluster_dedup.c), driven directly on a real store: one lcore
+ * shard, the compensation shard and one replica table (a peer, node 2; this
+ * node is 1). What a claim does here:
+ *   - a batch applied here from a lower attempt is undone, once, however
+ *     often the claim comes;
+ *   - a batch applied here from a higher attempt, or not applied here, is
+ *     left alone;
+ *   - a batch applied here with no journal entry (a restored store) is kept
+ *     and the claimant is asked to undo (a keeper claim, sent with the
+ *     others), unless this node's undone set says it undid it already;
+ *   - a keeper claim undoes from the journal, and never yields back;
+ * and how the undone set travels: scanned with TALLY_PRODUCER_UNDONE_BIT,
+ * restored into the compensation shard.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "tally/name.h"
+#include "tally/shard.h"
+#include "tally/store.h"
+
+#define PRODUCER 7u
+
+static char directory[64];
+static char path[128];
+
+struct fixture {
+  struct tally_appliance appliance;
+  struct tally_cluster cluster;
+  struct tally_cluster_config config;
+};
+
+static int setup(void **state)
+{
+  snprintf(directory, sizeof(directory), "/tmp/tally_dedup_test.XXXXXX");
+  if (mkdtemp(directory) == NULL) return -1;
+  snprintf(path, sizeof(path), "%s/store.tally", directory);
+  struct fixture *f = calloc(1, sizeof(*f));
+  if (f == NULL) return -1;
+  /* One lcore shard + the compensation shard; one replica (the peer). */
+  const struct tally_store_geometry geometry = {
+    .shard_count = 2, .counters_max = 1000, .producers_max = 16, .replica_count = 1};
+  char error[256] = "";
+  if (tally_store_open(&f->appliance.store, path, &geometry, TALLY_PERSIST_GROUP_COMMIT, error,
+        sizeof(error)) != 0) {
+    fprintf(stderr, "open: %s\n", error);
+    return -1;
+  }
+  f->appliance.lcore_count = 1;
+  f->config = (struct tally_cluster_config){ .enabled = true, .node_id = 1, .node_count = 2,
+    .write_quorum = 2 };
+  f->cluster.appliance = &f->appliance;
+  f->cluster.config = &f->config;
+  f->cluster.peer_count = 1;
+  f->cluster.peers[0].id = 2;
+  f->cluster.peers[0].replica = 0;
+  if (tally_cluster_dedup_open(&f->cluster, error, sizeof(error)) != 0) return -1;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state)
+{
+  struct fixture *f = *state;
+  free(f->cluster.producer_id);
+  free(f->cluster.producer_dedup);
+  free(f->cluster.producer_changed);
+  free(f->cluster.peers[0].undone_pending);
+  free(f->cluster.peers[0].producers_pending);
+  free(f->cluster.peers[0].claims_pending);
+  tally_store_close(&f->appliance.store);
+  free(f);
+  unlink(path);
+  return rmdir(directory);
+}
+
+static struct tally_shard *lcore_shard(struct fixture *f)
+{
+  return &f->appliance.store.shards[0];
+}
+
+static struct tally_shard *compensation(struct fixture *f)
+{
+  return tally_cluster_compensation_shard(&f->cluster);
+}
+
+/* This node's contribution to a counter: the lcore shard plus the compensation shard. */
+static int64_t node_total(struct fixture *f, const char *name)
+{
+  uint32_t len = (uint32_t)strlen(name);
+  int64_t total = 0;
+  for (uint32_t s = 0; s < f->appliance.store.geometry.shard_count; s++) {
+    const struct tally_shard *shard = &f->appliance.store.shards[s];
+    int64_t slot = tally_shard_find(shard, name, len, tally_name_hash(name, len));
+    if (slot >= 0) total += tally_shard_slot_value(shard, (uint32_t)slot);
+  }
+  return total;
+}
+
+/* Applies (PRODUCER, seq) from the given attempt: two counters. */
+static void apply(struct fixture *f, uint64_t seq, uint16_t attempt, int64_t delta)
+{
+  struct tally_wire_batch batch = { .producer = PRODUCER, .seq = seq, .attempt = attempt,
+    .count = 2 };
+  batch.pairs[0] = (struct tally_wire_pair){ .name = "a", .name_len = 1, .delta = delta };
+  batch.pairs[1] = (struct tally_wire_pair){ .name = "b", .name_len = 1, .delta = 2 * delta };
+  enum tally_reason reason = TALLY_OK;
+  assert_int_equal(tally_shard_apply_batch(lcore_shard(f), &batch, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(reason, TALLY_OK);
+}
+
+/* The peer (node 2) claims (PRODUCER, seq) from attempt. */
+static void claim(struct fixture *f, uint64_t seq, uint32_t attempt)
+{
+  struct tally_replication_message message = { .type = TALLY_REPLICATION_ROUND,
+    .origin = 2, .sender = 2, .flags = TALLY_REPLICATION_FLAG_CLAIMS, .seq = 1, .count = 1 };
+  message.claims[0] = (struct tally_replication_claim){ .producer = PRODUCER, .seq = seq,
+    .attempt = attempt };
+  tally_cluster_dedup_claims(&f->cluster, &f->cluster.peers[0], &message);
+}
+
+static bool undone_here(struct fixture *f, uint64_t seq)
+{
+  struct tally_dedup undone;
+  return tally_shard_producer_read(compensation(f), PRODUCER, &undone) &&
+    tally_dedup_applied(&undone, seq);
+}
+
+/* ---- Claims against the journal ------------------------------------------- */
+
+static void test_lower_attempt_is_undone_once(void **state)
+{
+  struct fixture *f = *state;
+  apply(f, 10, 0, 5);
+  assert_int_equal(node_total(f, "a"), 5);
+  claim(f, 10, 1);
+  assert_int_equal(node_total(f, "a"), 0);
+  assert_int_equal(node_total(f, "b"), 0);
+  assert_true(undone_here(f, 10));
+  assert_int_equal(f->cluster.compensations, 1);
+  /* The claim again (a resend, another claimant, a keeper claim): nothing more. */
+  claim(f, 10, 1);
+  claim(f, 10, 3);
+  claim(f, 10, TALLY_CLAIM_KEEPER);
+  assert_int_equal(node_total(f, "a"), 0);
+  assert_int_equal(f->cluster.compensations, 1);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(f->cluster.claims_yielded, 0);
+  assert_int_equal(f->cluster.claims_received, 4);
+}
+
+static void test_higher_attempt_or_not_applied_is_kept(void **state)
+{
+  struct fixture *f = *state;
+  apply(f, 20, 2, 5);
+  claim(f, 20, 1);           /* the peer applied a lower attempt: it undoes, not us */
+  claim(f, 21, 1);           /* never applied here */
+  assert_int_equal(node_total(f, "a"), 5);
+  assert_false(undone_here(f, 20));
+  assert_false(undone_here(f, 21));
+  /* Equal attempts: the lower node id keeps it (we are 1, the peer 2). */
+  claim(f, 20, 2);
+  assert_int_equal(node_total(f, "a"), 5);
+  assert_int_equal(f->cluster.compensations, 0);
+  assert_int_equal(f->cluster.claims_yielded, 0);
+  assert_int_equal(tally_shard_claims_next(compensation(f)), 0);
+}
+
+static void test_keeper_claim_undoes_from_the_journal(void **state)
+{
+  struct fixture *f = *state;
+  apply(f, 30, 4, 6); /* even a high attempt: the keeper outranks every attempt */
+  claim(f, 30, TALLY_CLAIM_KEEPER);
+  assert_int_equal(node_total(f, "a"), 0);
+  assert_int_equal(node_total(f, "b"), 0);
+  assert_true(undone_here(f, 30));
+  assert_int_equal(f->cluster.keeper_claims_received, 1);
+  assert_int_equal(f->cluster.compensations, 1);
+}
+
+/* ---- No journal entry: a restored store ------------------------------------ */
+
+/* What a restore leaves: the values and the record of (PRODUCER, seq), no journal. */
+static void restore_applied(struct fixture *f, uint64_t seq, int64_t delta)
+{
+  struct tally_shard *shard = lcore_shard(f);
+  assert_int_equal(tally_shard_set(shard, "a", 1, tally_name_hash("a", 1), delta), TALLY_OK);
+  struct tally_dedup dedup;
+  memset(&dedup, 0, sizeof(dedup));
+  tally_dedup_new_run(&dedup, seq);
+  struct tally_replication_message part = { .type = TALLY_REPLICATION_RESTORE, .origin = 1,
+    .sender = 2, .flags = TALLY_REPLICATION_FLAG_PRODUCERS, .count = 1 };
+  tally_cluster_dedup_to_wire(PRODUCER, &dedup, &part.producers[0]);
+  tally_cluster_dedup_restore(&f->cluster, &part);
+  struct tally_journal_entry entry;
+  assert_false(tally_shard_journal_find(shard, PRODUCER, seq, &entry));
+  struct tally_dedup read;
+  assert_true(tally_shard_producer_read(shard, PRODUCER, &read));
+  assert_true(tally_dedup_applied(&read, seq));
+}
+
+static void test_no_journal_yields_to_the_claimant(void **state)
+{
+  struct fixture *f = *state;
+  restore_applied(f, 40, 9);
+  claim(f, 40, 1);
+  /* Kept here (nothing to undo it with), and a keeper claim for the peer. */
+  assert_int_equal(node_total(f, "a"), 9);
+  assert_false(undone_here(f, 40));
+  assert_int_equal(f->cluster.claims_yielded, 1);
+  assert_int_equal(f->cluster.compensations, 0);
+  assert_int_equal(tally_shard_claims_next(compensation(f)), 1);
+  struct tally_claim keeper;
+  assert_true(tally_shard_claim_at(compensation(f), 0, &keeper));
+  assert_int_equal(keeper.producer, PRODUCER);
+  assert_int_equal(keeper.seq, 40);
+  assert_int_equal(keeper.attempt, TALLY_CLAIM_KEEPER);
+  /* It goes out with the claims of the next list, from the compensation ring. */
+  struct tally_cluster_peer *peer = &f->cluster.peers[0];
+  for (uint32_t r = 0; r < tally_cluster_claim_rings(&f->cluster); r++) {
+    f->cluster.claims_capture[r] = tally_shard_claims_next(&f->appliance.store.shards[r]);
+  }
+  assert_int_equal(tally_cluster_dedup_plan_claims(&f->cluster, peer), 1);
+  assert_int_equal(peer->claims_pending[0].producer, PRODUCER);
+  assert_int_equal(peer->claims_pending[0].seq, 40);
+  assert_int_equal(peer->claims_pending[0].attempt, TALLY_CLAIM_KEEPER);
+}
+
+static void test_keeper_claim_without_journal_never_yields_back(void **state)
+{
+  struct fixture *f = *state;
+  restore_applied(f, 50, 3);
+  claim(f, 50, TALLY_CLAIM_KEEPER);
+  /* Both keep it and neither can undo: counted as missed, no keeper claim back. */
+  assert_int_equal(f->cluster.compensations_missed, 1);
+  assert_int_equal(f->cluster.claims_yielded, 0);
+  assert_int_equal(tally_shard_claims_next(compensation(f)), 0);
+  assert_int_equal(node_total(f, "a"), 3);
+}
+
+/* ---- The undone set ---------------------------------------------------------- */
+
+static void test_undone_set_is_scanned_marked(void **state)
+{
+  struct fixture *f = *state;
+  apply(f, 60, 0, 4);
+  claim(f, 60, 1);
+  tally_cluster_dedup_scan(&f->cluster, 1);
+  bool applied = false;
+  bool undone = false;
+  for (uint32_t i = 0; i < f->cluster.producer_positions; i++) {
+    if (f->cluster.producer_id[i] == PRODUCER) applied = true;
+    if (f->cluster.producer_id[i] == (PRODUCER | TALLY_PRODUCER_UNDONE_BIT)) {
+      undone = true;
+      assert_true(tally_dedup_applied(&f->cluster.producer_dedup[i], 60));
+      assert_int_equal(f->cluster.producer_changed[i], 1);
+    }
+  }
+  assert_true(applied);
+  assert_true(undone);
+}
+
+static void test_restored_undone_set_is_not_undone_again(void **state)
+{
+  struct fixture *f = *state;
+  /* A restore: the values already carry the undo (0), both records come back. */
+  restore_applied(f, 70, 0);
+  struct tally_dedup dedup;
+  memset(&dedup, 0, sizeof(dedup));
+  tally_dedup_new_run(&dedup, 70);
+  struct tally_replication_message part = { .type = TALLY_REPLICATION_RESTORE, .origin = 1,
+    .sender = 2, .flags = TALLY_REPLICATION_FLAG_PRODUCERS, .count = 1 };
+  tally_cluster_dedup_to_wire(PRODUCER | TALLY_PRODUCER_UNDONE_BIT, &dedup, &part.producers[0]);
+  tally_cluster_dedup_restore(&f->cluster, &part);
+  assert_true(undone_here(f, 70));
+  /* Nor does the lcore shard get a record under the marked id. */
+  struct tally_dedup read;
+  assert_false(tally_shard_producer_read(lcore_shard(f), PRODUCER | TALLY_PRODUCER_UNDONE_BIT,
+    &read));
+  claim(f, 70, 1);
+  assert_int_equal(f->cluster.claims_yielded, 0); /* it undid it before: no keeper claim */
+  assert_int_equal(f->cluster.compensations, 0);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(node_total(f, "a"), 0);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_lower_attempt_is_undone_once, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_higher_attempt_or_not_applied_is_kept, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_keeper_claim_undoes_from_the_journal, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_no_journal_yields_to_the_claimant, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_keeper_claim_without_journal_never_yields_back, setup,
+      teardown),
+    cmocka_unit_test_setup_teardown(test_undone_set_is_scanned_marked, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_restored_undone_set_is_not_undone_again, setup,
+      teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
