@@ -272,8 +272,8 @@ enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
   char error[384];
   if (!reload_load(appliance, &fresh, out)) return TALLY_ACTION_FAILED;
   /* A membership change that cannot be applied refuses the whole reload, before any key. */
-  if (appliance->cluster != NULL && tally_config_cluster_reload_check(
-        appliance->cluster->config, &fresh.cluster, error, sizeof error) != 0) {
+  if (appliance->cluster != NULL &&
+      tally_cluster_members_check(appliance->cluster, &fresh.cluster, error, sizeof error) != 0) {
     appliance->reload_failures++;
     __atomic_fetch_add(&appliance->cluster->membership_refused, 1, __ATOMIC_RELAXED);
     tally_out_printf(out, "reload refused: %s\n", error);

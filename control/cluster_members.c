@@ -383,6 +383,29 @@ static bool hand_over(struct tally_cluster *cluster, struct tally_cluster_member
   return false;
 }
 
+/*
+ * The running membership, copied under the lock: a handover that timed out
+ * earlier may be applied (and the old membership freed) at any moment.
+ */
+static uint64_t running_copy(struct tally_cluster *cluster, struct tally_cluster_config *config)
+{
+  pthread_mutex_lock(&cluster->lock);
+  *config = cluster->members->config;
+  uint64_t generation = cluster->members->generation;
+  pthread_mutex_unlock(&cluster->lock);
+  assert(generation >= 1);
+  assert(config->enabled);
+  return generation;
+}
+
+int tally_cluster_members_check(struct tally_cluster *cluster,
+  const struct tally_cluster_config *fresh, char *error, size_t error_size)
+{
+  static struct tally_cluster_config running; /* the control thread's */
+  running_copy(cluster, &running);
+  return tally_config_cluster_reload_check(&running, fresh, error, error_size);
+}
+
 static int refuse(struct tally_cluster *cluster, struct tally_out *out, const char *error)
 {
   __atomic_fetch_add(&cluster->membership_refused, 1, __ATOMIC_RELAXED);
@@ -400,12 +423,12 @@ int tally_cluster_members_reload(struct tally_cluster *cluster,
   if (__atomic_load_n(&cluster->members_next, __ATOMIC_ACQUIRE) != NULL) {
     return refuse(cluster, out, "the previous membership is not applied yet (cluster thread busy)");
   }
-  uint64_t generation = __atomic_load_n(&cluster->members_applied, __ATOMIC_ACQUIRE);
-  const struct tally_cluster_config *running = &cluster->members->config; /* stable here */
-  if (tally_config_cluster_reload_check(running, fresh, error, sizeof error) != 0) {
+  static struct tally_cluster_config running; /* the control thread's copy */
+  uint64_t generation = running_copy(cluster, &running);
+  if (tally_config_cluster_reload_check(&running, fresh, error, sizeof error) != 0) {
     return refuse(cluster, out, error);
   }
-  if (!changed(running, fresh)) {
+  if (!changed(&running, fresh)) {
     tally_out_printf(out, "cluster: membership unchanged (generation %" PRIu64 ")\n", generation);
     return 0;
   }
