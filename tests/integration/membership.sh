@@ -37,12 +37,6 @@ tallyctl=$build/control/tallyctl
 produce=$build/control/tally-produce
 key=$CLUSTER_INGEST_KEY
 
-verdict() {
-  local out
-  out=$(check "$@")
-  echo "$out"
-  case "$out" in *"PASS $1") passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
-}
 ctl() { local i=$1; shift; "$tallyctl" -s "$work/sock$i" "$@"; }
 field() { # field I KIND ID KEY: a field of node I's `tallyctl cluster` line "KIND ID ..."
   ctl "$1" cluster 2>/dev/null | awk -v kind="$2" -v id="$3" -v key="$4" '$1 == kind && $2 == id {
