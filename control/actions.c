@@ -3,8 +3,9 @@
  * shards, listings, the appliance's figures, readiness and reload. Reads
  * run on control-plane threads concurrently with the lcores; they only load
  * published slots and relaxed statistics, never take a lock the dataplane
- * takes. Reload swaps ingest.key (RCU) and the cluster's test-only fault
- * settings (one atomic word); every other key waits for a restart.
+ * takes. Reload swaps ingest.key (RCU), the cluster's test-only fault
+ * settings (one atomic word) and the cluster membership (cluster_members.c);
+ * every other key waits for a restart.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -47,11 +48,20 @@ static uint32_t table_count(const struct tally_appliance *appliance)
   return appliance->store.geometry.shard_count + appliance->store.geometry.replica_count;
 }
 
+/*
+ * Table i, or NULL for a replica region not bound (to any node) yet. Bound
+ * regions hold members and retired nodes alike: a retired node's counts are
+ * real increments and stay in the sum. A region bound by a reload while a
+ * read runs is seen from its binding on (acquire), fully formatted.
+ */
 static const struct tally_shard *table_at(const struct tally_appliance *appliance, uint32_t i)
 {
   uint32_t shards = appliance->store.geometry.shard_count;
   assert(i < table_count(appliance));
-  return i < shards ? &appliance->store.shards[i] : &appliance->store.replicas[i - shards];
+  if (i < shards) return &appliance->store.shards[i];
+  assert(i - shards < TALLY_REPLICA_REGIONS_MAX);
+  if (!tally_store_replica_bound(&appliance->store, i - shards)) return NULL;
+  return &appliance->store.replicas[i - shards];
 }
 
 /* Sums name over every table; returns false if none holds it. */
@@ -63,6 +73,7 @@ static bool counter_total(struct tally_appliance *appliance, const char *name, u
   *total = 0;
   for (uint32_t i = 0; i < table_count(appliance); i++) {
     const struct tally_shard *shard = table_at(appliance, i);
+    if (shard == NULL) continue;
     int64_t slot = tally_shard_find(shard, name, name_len, hash);
     if (slot < 0) continue;
     assert(slot < (int64_t)shard->slots_count);
@@ -100,13 +111,13 @@ enum tally_action_result tally_action_get_quorum(struct tally_appliance *applian
   }
   __int128 total = 0;
   uint32_t answered = 0;
+  uint32_t nodes = 0; /* the running membership's */
   bool found = false;
   if (tally_cluster_quorum_read(appliance->cluster, name, (uint32_t)name_len, &total, &answered,
-        &found) != 0) {
+        &nodes, &found) != 0) {
     tally_out_printf(out, "quorum read failed: no socket on the replication address\n");
     return TALLY_ACTION_FAILED;
   }
-  uint32_t nodes = appliance->config.cluster.node_count;
   assert(answered >= 1 && answered <= nodes);
   if (!found && answered == nodes) {
     tally_out_printf(out, "no counter %.*s\n", (int)name_len, name);
@@ -126,7 +137,8 @@ static bool listed_earlier(struct tally_appliance *appliance, uint32_t before, c
 {
   assert(before < TALLY_LCORES_MAX + TALLY_NODES_MAX);
   for (uint32_t i = 0; i < before; i++) {
-    if (tally_shard_find(table_at(appliance, i), name, name_len, hash) >= 0) return true;
+    const struct tally_shard *shard = table_at(appliance, i);
+    if (shard != NULL && tally_shard_find(shard, name, name_len, hash) >= 0) return true;
   }
   return false;
 }
@@ -137,7 +149,7 @@ enum tally_action_result tally_action_list(struct tally_appliance *appliance,
   assert(prefix_len <= TALLY_NAME_LEN_MAX);
   for (uint32_t s = 0; s < table_count(appliance) && !out->failed; s++) {
     const struct tally_shard *shard = table_at(appliance, s);
-    for (uint32_t slot = 0; slot < shard->slots_count && !out->failed; slot++) {
+    for (uint32_t slot = 0; shard != NULL && slot < shard->slots_count && !out->failed; slot++) {
       if (!tally_shard_slot_readable(shard, slot)) continue;
       const struct tally_slot *entry = &shard->slots[slot];
       uint32_t name_len = entry->name_len;
@@ -222,13 +234,48 @@ enum tally_action_result tally_action_rejoin(struct tally_appliance *appliance,
   return tally_action_readonly(appliance, false, out);
 }
 
+/* Loads the file for a reload; refuses (counted) a file that does not parse. */
+static bool reload_load(struct tally_appliance *appliance, struct tally_config *fresh,
+  struct tally_out *out)
+{
+  char error[256];
+  if (tally_config_load(appliance->config_path, fresh, error, sizeof error) == 0) return true;
+  appliance->reload_failures++;
+  if (appliance->cluster != NULL) {
+    __atomic_fetch_add(&appliance->cluster->membership_refused, 1, __ATOMIC_RELAXED);
+  }
+  tally_out_printf(out, "reload refused: %s\n", error);
+  return false;
+}
+
+enum tally_action_result tally_action_cluster_reload(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  if (appliance->cluster == NULL) {
+    tally_out_printf(out, "single node: no [cluster] section was there at start\n");
+    return TALLY_ACTION_BAD_REQUEST;
+  }
+  static struct tally_config fresh; /* control thread only; large */
+  if (!reload_load(appliance, &fresh, out)) return TALLY_ACTION_FAILED;
+  if (tally_cluster_members_reload(appliance->cluster, &fresh.cluster, out) < 0) {
+    appliance->reload_failures++;
+    return TALLY_ACTION_FAILED;
+  }
+  appliance->reloads++;
+  return TALLY_ACTION_OK;
+}
+
 enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
   struct tally_out *out)
 {
-  struct tally_config fresh;
-  char error[256];
-  if (tally_config_load(appliance->config_path, &fresh, error, sizeof error) != 0) {
+  static struct tally_config fresh; /* control thread only; large */
+  char error[384];
+  if (!reload_load(appliance, &fresh, out)) return TALLY_ACTION_FAILED;
+  /* A membership change that cannot be applied refuses the whole reload, before any key. */
+  if (appliance->cluster != NULL &&
+      tally_cluster_members_check(appliance->cluster, &fresh.cluster, error, sizeof error) != 0) {
     appliance->reload_failures++;
+    __atomic_fetch_add(&appliance->cluster->membership_refused, 1, __ATOMIC_RELAXED);
     tally_out_printf(out, "reload refused: %s\n", error);
     return TALLY_ACTION_FAILED;
   }
@@ -256,6 +303,11 @@ enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
     tally_out_printf(out, "reloaded: cluster.fault_delay_ms=%u fault_jitter_ms=%u "
       "fault_loss_permille=%u (%s)\n", cluster->fault_delay_ms, cluster->fault_jitter_ms,
       cluster->fault_loss_permille, on ? "FAULT INJECTION ON: test only" : "off");
+  }
+  if (appliance->cluster != NULL &&
+      tally_cluster_members_reload(appliance->cluster, cluster, out) < 0) {
+    appliance->reload_failures++;
+    return TALLY_ACTION_FAILED; /* ingest.key applied; the membership unchanged (said above) */
   }
   return TALLY_ACTION_OK;
 }

@@ -58,8 +58,19 @@ enum tally_action_result tally_action_drain(struct tally_appliance *appliance,
   struct tally_out *out);
 enum tally_action_result tally_action_rejoin(struct tally_appliance *appliance,
   struct tally_out *out);
-/* Re-reads the config file and swaps the reloadable keys (ingest.key) via RCU. */
+/*
+ * Re-reads the config file and applies every reloadable key: ingest.key
+ * (RCU), cluster.fault_*, and the cluster membership (as cluster reload). A
+ * [cluster] change that may not happen at runtime refuses it all.
+ */
 enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
+  struct tally_out *out);
+/*
+ * `tallyctl cluster reload`: re-reads the config file and applies its
+ * [cluster] membership and settings only (cluster_members.c); a refusal
+ * names the key and changes nothing.
+ */
+enum tally_action_result tally_action_cluster_reload(struct tally_appliance *appliance,
   struct tally_out *out);
 /* Readiness: every lcore polling and the persister keeping up; why not, if not. */
 bool tally_action_ready(struct tally_appliance *appliance, struct tally_out *out);

@@ -56,10 +56,25 @@ static uint64_t next_random(struct tally_cluster *cluster)
   return x * 2685821657736338717ull;
 }
 
+/* A member by node id (a retired node is not one: NULL). */
 static struct tally_cluster_peer *peer_by_id(struct tally_cluster *cluster, uint16_t id)
 {
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    if (cluster->peers[i].id == id) return &cluster->peers[i];
+  assert(cluster->peer_count <= TALLY_REPLICA_REGIONS_MAX);
+  for (uint32_t i = 0; i < TALLY_REPLICA_REGIONS_MAX; i++) {
+    struct tally_cluster_peer *peer = &cluster->peers[i];
+    if (tally_cluster_peer_active(peer) && peer->id == id) return peer;
+  }
+  return NULL;
+}
+
+/* Every member, in slot order: for (peer = NULL; (peer = next_active(cluster, peer));) */
+static struct tally_cluster_peer *next_active(struct tally_cluster *cluster,
+  struct tally_cluster_peer *after)
+{
+  uint32_t start = after == NULL ? 0 : (uint32_t)(after - cluster->peers) + 1u;
+  assert(start <= TALLY_REPLICA_REGIONS_MAX);
+  for (uint32_t i = start; i < TALLY_REPLICA_REGIONS_MAX; i++) {
+    if (tally_cluster_peer_active(&cluster->peers[i])) return &cluster->peers[i];
   }
   return NULL;
 }
@@ -156,29 +171,6 @@ static int open_socket(struct tally_cluster *cluster, char *error, size_t error_
     return -1;
   }
   return 0;
-}
-
-static void open_peers(struct tally_cluster *cluster)
-{
-  const struct tally_cluster_config *config = cluster->config;
-  struct tally_phi_params params;
-  tally_phi_params_default(&params, (uint64_t)config->heartbeat_interval_ms * 1000000ull);
-  params.suspect_phi = config->suspect_phi;
-  params.down_phi = config->down_phi;
-  for (uint32_t i = 0; i < config->node_count; i++) {
-    if (config->nodes[i].id == config->node_id) continue;
-    struct tally_cluster_peer *peer = &cluster->peers[cluster->peer_count];
-    peer->id = config->nodes[i].id;
-    peer->replica = cluster->peer_count;
-    peer->address = (struct sockaddr_in){ .sin_family = AF_INET,
-      .sin_port = htons(config->nodes[i].port), .sin_addr.s_addr = htonl(config->nodes[i].ipv4) };
-    bool ok = tally_phi_detector_init(&peer->detector, &params);
-    assert(ok);
-    (void)ok;
-    client_breaker_init(&peer->breaker, BREAKER_FAILURES, BREAKER_COOLDOWN_MS);
-    cluster->peer_count++;
-  }
-  assert(cluster->peer_count == config->node_count - 1);
 }
 
 static void fault_settings_from(const struct tally_cluster_config *config,
@@ -519,9 +511,10 @@ static void pump_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
 static uint32_t peers_up(struct tally_cluster *cluster, uint64_t now_ns)
 {
   uint32_t up = 0;
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    if (tally_phi_detector_state(&cluster->peers[i].detector, now_ns) == TALLY_PHI_UP) up++;
+  for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
+    if (tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP) up++;
   }
+  assert(up <= cluster->peer_count);
   return up;
 }
 
@@ -530,8 +523,7 @@ static uint32_t peers_writable(struct tally_cluster *cluster, uint64_t now_ns)
 {
   uint64_t now = now_ns / 1000000u;
   uint32_t writable = 0;
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    const struct tally_cluster_peer *peer = &cluster->peers[i];
+  for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
     bool stalled = peer->waiting_since_ms != 0 && now > peer->waiting_since_ms &&
       now - peer->waiting_since_ms > REPLICATION_STALL_MS;
     if (!stalled && tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP) writable++;
@@ -551,11 +543,23 @@ static void update_quorum(struct tally_cluster *cluster)
     fprintf(stderr, "tallyd: cluster: %s\n", read_only ?
       "write quorum lost: read-only for reliable writes" : "write quorum reached: writable");
   }
-  if (needed == 0) return;
+  if (needed == 0) { /* W = 1 (it may change at runtime): this node alone holds enough */
+    for (uint32_t l = 0; l < appliance->lcore_count; l++) {
+      uint64_t applied = __atomic_load_n(&appliance->lcores[l].stats.applied_seq, __ATOMIC_ACQUIRE);
+      if (applied > appliance->lcores[l].quorum_seq) {
+        __atomic_store_n(&appliance->lcores[l].quorum_seq, applied, __ATOMIC_RELEASE);
+      }
+    }
+    return;
+  }
   for (uint32_t l = 0; l < appliance->lcore_count; l++) {
-    uint64_t values[TALLY_NODES_MAX];
-    for (uint32_t i = 0; i < cluster->peer_count; i++) values[i] = cluster->peers[i].confirmed[l];
-    for (uint32_t i = 1; i < cluster->peer_count; i++) { /* insertion sort, descending */
+    uint64_t values[TALLY_REPLICA_REGIONS_MAX];
+    uint32_t count = 0;
+    for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
+      values[count++] = peer->confirmed[l];
+    }
+    assert(count == cluster->peer_count);
+    for (uint32_t i = 1; i < count; i++) { /* insertion sort, descending */
       for (uint32_t j = i; j > 0 && values[j] > values[j - 1]; j--) {
         uint64_t swap = values[j];
         values[j] = values[j - 1];
@@ -581,8 +585,8 @@ static void send_heartbeats(struct tally_cluster *cluster)
     .lsn = cluster->scans };
   uint8_t buffer[TALLY_HEARTBEAT_SIZE];
   tally_heartbeat_encode(&heartbeat, cluster->config->key, buffer);
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    send_to(cluster, &cluster->peers[i], buffer, sizeof buffer);
+  for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
+    send_to(cluster, peer, buffer, sizeof buffer);
   }
 }
 
@@ -596,8 +600,8 @@ static void receive_heartbeat(struct tally_cluster *cluster, const uint8_t *data
     return;
   }
   struct tally_cluster_peer *peer = peer_by_id(cluster, heartbeat.node_id);
-  if (peer == NULL) {
-    cluster->rejected[HEARTBEAT_REJECTED]++;
+  if (peer == NULL) { /* authentic, but not a member (retired, or not added here yet) */
+    cluster->not_member++;
     return;
   }
   /*
@@ -651,11 +655,17 @@ static void receive_read_request(struct tally_cluster *cluster,
     own += tally_shard_slot_value(&store->shards[i], (uint32_t)slot);
     found = true;
   }
-  for (uint32_t r = 0; r <= cluster->peer_count; r++) {
+  /* This node's own copy, then every replica table (members and retired nodes alike). */
+  uint32_t last = 0;
+  for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
+    if (tally_store_replica_bound(store, r)) last = r + 1u;
+  }
+  for (uint32_t r = 0; r <= last; r++) {
     reply.count = 0;
-    if (r > 0) { /* a replica copy: the peer's contribution as held here */
-      const struct tally_shard *replica = &store->replicas[cluster->peers[r - 1].replica];
-      reply.origin = cluster->peers[r - 1].id;
+    if (r > 0) { /* a replica copy: the origin's contribution as held here */
+      if (!tally_store_replica_bound(store, r - 1u)) continue;
+      const struct tally_shard *replica = &store->replicas[r - 1u];
+      reply.origin = store->replica_origin[r - 1u];
       reply.scan = tally_shard_held_scan(replica);
       int64_t slot = tally_shard_find(replica, entry->name, entry->name_len, hash);
       found = slot >= 0;
@@ -666,7 +676,7 @@ static void receive_read_request(struct tally_cluster *cluster,
         .name_len = entry->name_len, .value = (int64_t)own };
       reply.count = 1;
     }
-    reply.flags = r == cluster->peer_count ? TALLY_REPLICATION_FLAG_LAST : 0;
+    reply.flags = r == last ? TALLY_REPLICATION_FLAG_LAST : 0;
     uint8_t buffer[TALLY_REPLICATION_SIZE_MAX];
     size_t size = tally_replication_encode(&reply, cluster->config->key, buffer, sizeof buffer);
     assert(size > 0);
@@ -680,10 +690,13 @@ static void receive_replication(struct tally_cluster *cluster, const uint8_t *da
   struct tally_replication_message message;
   enum tally_replication_reason reason =
     tally_replication_decode(data, size, cluster->config->key, &message);
-  struct tally_cluster_peer *peer = peer_by_id(cluster, message.sender);
-  if (reason == TALLY_REPLICATION_OK && peer == NULL) reason = TALLY_REPLICATION_MALFORMED;
   if (reason != TALLY_REPLICATION_OK) {
     cluster->rejected[reason]++;
+    return;
+  }
+  struct tally_cluster_peer *peer = peer_by_id(cluster, message.sender);
+  if (peer == NULL) { /* authentic, but not a member (retired, or not added here yet) */
+    cluster->not_member++;
     return;
   }
   uint16_t self = cluster->config->node_id;
@@ -729,9 +742,11 @@ static void receive_all(struct tally_cluster *cluster)
 static void *cluster_main(void *arg)
 {
   struct tally_cluster *cluster = arg;
-  const struct tally_cluster_config *config = cluster->config;
-  assert(config->heartbeat_interval_ms >= 1 && config->replication_interval_ms >= 1);
+  assert(cluster->members != NULL);
   while (!__atomic_load_n(&cluster->quit, __ATOMIC_RELAXED)) {
+    tally_cluster_members_apply(cluster); /* a new membership, if one was handed over */
+    const struct tally_cluster_config *config = cluster->config;
+    assert(config->heartbeat_interval_ms >= 1 && config->replication_interval_ms >= 1);
     uint64_t now_ns = tally_clock_mono_ns();
     uint64_t now = now_ns / 1000000u;
     fault_flush(cluster, now_ns);
@@ -743,7 +758,9 @@ static void *cluster_main(void *arg)
       tally_cluster_scan(cluster, false);
       cluster->next_scan_ms = now + config->replication_interval_ms;
     }
-    for (uint32_t i = 0; i < cluster->peer_count; i++) pump_peer(cluster, &cluster->peers[i], now);
+    for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
+      pump_peer(cluster, peer, now);
+    }
     update_quorum(cluster);
     if (wait_readable(cluster, LOOP_WAIT_NS)) receive_all(cluster);
   }
@@ -768,15 +785,16 @@ void tally_cluster_stop(struct tally_cluster *cluster)
   pthread_join(cluster->thread, NULL);
   cluster->running = false;
   tally_cluster_fault_free(&cluster->fault); /* what it still held is lost */
+  tally_cluster_members_close(cluster);
   if (cluster->fd >= 0) close(cluster->fd);
   cluster->fd = -1;
 }
 
 /* ---- Restore: this node's own contribution, from its peers ---------------- */
 
-struct restore_state {
-  bool answered[TALLY_NODES_MAX - 1];
-  uint64_t held[TALLY_NODES_MAX - 1]; /* each copy's held_scan */
+struct restore_state { /* by peer slot */
+  bool answered[TALLY_REPLICA_REGIONS_MAX];
+  uint64_t held[TALLY_REPLICA_REGIONS_MAX]; /* each copy's held_scan */
   uint32_t answers;
   int32_t chosen;            /* peer whose copy is applied, -1 before choosing */
   uint8_t *parts_seen;       /* of the chosen copy */
@@ -788,9 +806,10 @@ static void restore_request(struct tally_cluster *cluster, const struct restore_
 {
   struct tally_replication_message request = { .type = TALLY_REPLICATION_RESTORE_REQUEST,
     .origin = cluster->config->node_id, .sender = cluster->config->node_id };
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    if (state->chosen < 0 ? !state->answered[i] : (int32_t)i == state->chosen) {
-      send_message(cluster, &cluster->peers[i], &request);
+  for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
+    int32_t i = (int32_t)(peer - cluster->peers);
+    if (state->chosen < 0 ? !state->answered[i] : i == state->chosen) {
+      send_message(cluster, peer, &request);
     }
   }
 }
@@ -838,8 +857,8 @@ static bool restore_complete(const struct restore_state *state)
 
 static void restore_choose(struct tally_cluster *cluster, struct restore_state *state)
 {
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    if (!state->answered[i]) continue;
+  for (uint32_t i = 0; i < TALLY_REPLICA_REGIONS_MAX; i++) {
+    if (!state->answered[i]) continue; /* (only members answer) */
     if (state->chosen < 0 || state->held[i] > state->held[state->chosen]) state->chosen = (int32_t)i;
   }
   assert(state->chosen >= 0);
@@ -910,17 +929,17 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
 {
   memset(cluster, 0, sizeof *cluster);
   cluster->appliance = appliance;
-  cluster->config = &appliance->config.cluster;
   cluster->fd = -1;
-  assert(cluster->config->enabled);
+  assert(appliance->config.cluster.enabled);
   cluster->random_state = tally_clock_mono_ns() | 1u;
   randombytes_buf(&cluster->incarnation, sizeof cluster->incarnation);
   if (cluster->incarnation == 0) cluster->incarnation = 1;
-  open_peers(cluster);
+  if (tally_cluster_members_init(cluster, error, error_size) != 0) return -1;
   if (open_fault(cluster, error, error_size) != 0) return -1;
   if (open_socket(cluster, error, error_size) != 0) return -1;
   if (tally_cluster_snapshot_open(cluster, error, error_size) != 0) return -1;
   if (tally_cluster_dedup_open(cluster, error, error_size) != 0) return -1;
+  if (tally_cluster_members_open(cluster, error, error_size) != 0) return -1;
   if (restore_first && restore(cluster, error, error_size) != 0) return -1;
   return 0;
 }
@@ -945,19 +964,35 @@ static const char *breaker_name(enum tally_client_breaker_state state)
   return "unknown";
 }
 
+/* Readers on other threads: the slots and config do not change while they look. */
+static void describe_retired(struct tally_cluster *cluster, struct tally_out *out)
+{
+  const struct tally_store *store = &cluster->appliance->store;
+  for (uint32_t r = 0; r < TALLY_REPLICA_REGIONS_MAX; r++) {
+    const struct tally_cluster_peer *peer = &cluster->peers[r];
+    if (peer->membership != TALLY_PEER_RETIRED) continue;
+    assert(tally_store_replica_bound(store, r) && store->replica_origin[r] == peer->id);
+    tally_out_printf(out, "peer %u state=retired held_seq=%" PRIu64 " held_scan=%" PRIu64
+      " counters=%u\n", peer->id, tally_shard_held_seq(&store->replicas[r]),
+      tally_shard_held_scan(&store->replicas[r]), tally_shard_counters_used(&store->replicas[r]));
+  }
+}
+
 void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out)
 {
+  pthread_mutex_lock(&cluster->lock);
   uint64_t now_ns = tally_clock_mono_ns();
   struct tally_appliance *appliance = cluster->appliance;
   bool ready = tally_lcores_running(appliance);
   tally_out_printf(out, "self %u ready=%d read_only=%d peers_up=%u write_quorum=%u"
-    " compensations=%" PRIu64 " compensations_missed=%" PRIu64 " yielded=%" PRIu64 "\n",
-    cluster->config->node_id, ready ? 1 : 0,
+    " compensations=%" PRIu64 " compensations_missed=%" PRIu64 " yielded=%" PRIu64
+    " members=%u generation=%" PRIu64 "\n", cluster->config->node_id, ready ? 1 : 0,
     cluster->read_only || appliance->read_only_forced ? 1 : 0,
     peers_up(cluster, now_ns), cluster->config->write_quorum,
     __atomic_load_n(&cluster->compensations, __ATOMIC_RELAXED),
     __atomic_load_n(&cluster->compensations_missed, __ATOMIC_RELAXED),
-    __atomic_load_n(&cluster->claims_yielded, __ATOMIC_RELAXED));
+    __atomic_load_n(&cluster->claims_yielded, __ATOMIC_RELAXED),
+    cluster->config->node_count, cluster->members->generation);
   if (tally_cluster_fault_active(&cluster->fault)) { /* test-only: shown only when on */
     struct tally_cluster_fault_settings fault;
     tally_cluster_fault_get(&cluster->fault, &fault);
@@ -966,8 +1001,7 @@ void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out
       __atomic_load_n(&cluster->fault.dropped, __ATOMIC_RELAXED),
       __atomic_load_n(&cluster->fault.delayed, __ATOMIC_RELAXED));
   }
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    const struct tally_cluster_peer *peer = &cluster->peers[i];
+  for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
     uint64_t last = tally_phi_detector_last_heartbeat_ns(&peer->detector);
     uint32_t pending = pending_entries(peer);
     tally_out_printf(out, "peer %u state=%s phi=%.2f heartbeat_age_ms=%" PRIu64
@@ -982,40 +1016,75 @@ void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out
       tally_shard_held_scan(&appliance->store.replicas[peer->replica]), peer->rounds_sent,
       peer->resends, peer->resyncs);
   }
+  describe_retired(cluster, out);
+  pthread_mutex_unlock(&cluster->lock);
 }
 
 uint32_t tally_cluster_peers_behind(struct tally_cluster *cluster)
 {
+  pthread_mutex_lock(&cluster->lock);
   uint32_t behind = 0;
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    const struct tally_cluster_peer *peer = &cluster->peers[i];
+  for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
     bool caught_up = peer->synced && !peer->pending_valid && peer->sent_seq == 0;
     if (!caught_up) behind++;
   }
   assert(behind <= cluster->peer_count);
+  pthread_mutex_unlock(&cluster->lock);
   return behind;
 }
 
 /* ---- Metrics (/metrics) ------------------------------------------------------ */
 
+/* values[] by peer slot; members only (under lock). */
 static void peer_metric(struct tally_out *out, const char *name, const char *type,
-  const char *help, const struct tally_cluster *cluster, const uint64_t *values)
+  const char *help, struct tally_cluster *cluster, const uint64_t *values)
 {
   tally_out_printf(out, "# HELP tally_cluster_%s %s\n# TYPE tally_cluster_%s %s\n", name, help,
     name, type);
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    tally_out_printf(out, "tally_cluster_%s{peer=\"%u\"} %" PRIu64 "\n", name,
-      cluster->peers[i].id, values[i]);
+  for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
+    tally_out_printf(out, "tally_cluster_%s{peer=\"%u\"} %" PRIu64 "\n", name, peer->id,
+      values[peer - cluster->peers]);
   }
+}
+
+static void membership_metrics(struct tally_cluster *cluster, struct tally_out *out)
+{
+  uint32_t retired = 0;
+  for (uint32_t r = 0; r < TALLY_REPLICA_REGIONS_MAX; r++) {
+    if (cluster->peers[r].membership == TALLY_PEER_RETIRED) retired++;
+  }
+  assert(retired + cluster->peer_count <= TALLY_REPLICA_REGIONS_MAX);
+  tally_out_printf(out, "# HELP tally_cluster_members nodes in the running membership, this one "
+    "included\n# TYPE tally_cluster_members gauge\ntally_cluster_members %u\n"
+    "# HELP tally_cluster_retired_peers nodes removed from the membership whose counts this node "
+    "keeps (replica tables still summed)\n# TYPE tally_cluster_retired_peers gauge\n"
+    "tally_cluster_retired_peers %u\n"
+    "# HELP tally_cluster_replica_tables_free replica tables of the store not bound to a node "
+    "yet (0: no new node id can join)\n# TYPE tally_cluster_replica_tables_free gauge\n"
+    "tally_cluster_replica_tables_free %u\n"
+    "# HELP tally_cluster_membership_generation the running membership (1 at start, +1 per change)"
+    "\n# TYPE tally_cluster_membership_generation gauge\n"
+    "tally_cluster_membership_generation %" PRIu64 "\n"
+    "# HELP tally_cluster_membership_reloads_total membership changes applied at runtime\n"
+    "# TYPE tally_cluster_membership_reloads_total counter\n"
+    "tally_cluster_membership_reloads_total %" PRIu64 "\n"
+    "# HELP tally_cluster_membership_refused_total cluster reloads refused (the running "
+    "membership unchanged)\n# TYPE tally_cluster_membership_refused_total counter\n"
+    "tally_cluster_membership_refused_total %" PRIu64 "\n",
+    cluster->config->node_count, retired, tally_store_replica_free(&cluster->appliance->store),
+    cluster->members->generation, __atomic_load_n(&cluster->membership_reloads, __ATOMIC_RELAXED),
+    __atomic_load_n(&cluster->membership_refused, __ATOMIC_RELAXED));
 }
 
 void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
 {
+  pthread_mutex_lock(&cluster->lock);
   uint64_t now_ns = tally_clock_mono_ns();
-  uint64_t up[TALLY_NODES_MAX], pending[TALLY_NODES_MAX], resends[TALLY_NODES_MAX];
-  uint64_t acked[TALLY_NODES_MAX], resyncs[TALLY_NODES_MAX], age_ms[TALLY_NODES_MAX];
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
-    const struct tally_cluster_peer *peer = &cluster->peers[i];
+  uint64_t up[TALLY_REPLICA_REGIONS_MAX], pending[TALLY_REPLICA_REGIONS_MAX];
+  uint64_t resends[TALLY_REPLICA_REGIONS_MAX], acked[TALLY_REPLICA_REGIONS_MAX];
+  uint64_t resyncs[TALLY_REPLICA_REGIONS_MAX], age_ms[TALLY_REPLICA_REGIONS_MAX];
+  for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
+    uint32_t i = (uint32_t)(peer - cluster->peers);
     up[i] = tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP;
     pending[i] = pending_entries(peer);
     resends[i] = peer->resends;
@@ -1079,6 +1148,9 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
     "\n", cluster->rejected[HEARTBEAT_REJECTED]);
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"heartbeat\",reason=\"replayed\"} %"
     PRIu64 "\n", cluster->heartbeats_replayed);
+  tally_out_printf(out, "tally_cluster_rejected_total{kind=\"any\",reason=\"not_member\"} %"
+    PRIu64 "\n", cluster->not_member);
+  membership_metrics(cluster, out);
   tally_out_printf(out, "# HELP tally_cluster_fault_active 1 while test-only fault injection "
     "(cluster.fault_*) is on; alert on any in production\n"
     "# TYPE tally_cluster_fault_active gauge\ntally_cluster_fault_active %d\n",
@@ -1091,6 +1163,7 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
     "fault injection (delay and jitter)\n"
     "# TYPE tally_cluster_fault_delayed_total counter\ntally_cluster_fault_delayed_total %" PRIu64
     "\n", __atomic_load_n(&cluster->fault.delayed, __ATOMIC_RELAXED));
+  pthread_mutex_unlock(&cluster->lock);
 }
 
 /* ---- Quorum reads (tallyctl get --quorum) ---------------------------------- */
@@ -1111,7 +1184,43 @@ static void quorum_consider(struct quorum_copy *copy, uint64_t scan, bool has, i
   copy->value = has ? value : 0;
 }
 
-/* This node's own copies (its contribution and its replica tables). */
+/*
+ * What a quorum read needs of the membership, copied under the lock so that
+ * the read's network wait (up to 500 ms) never holds it. Copies are indexed
+ * by replica region (the origin's slot), this node's own last.
+ */
+struct quorum_view {
+  uint16_t self;
+  uint32_t self_ipv4;
+  uint8_t key[TALLY_KEY_SIZE];
+  uint32_t nodes;                     /* members, this node included */
+  uint32_t asked;
+  uint16_t ids[TALLY_REPLICA_REGIONS_MAX];
+  struct sockaddr_in addresses[TALLY_REPLICA_REGIONS_MAX];
+};
+
+#define QUORUM_SELF TALLY_REPLICA_REGIONS_MAX
+
+static void quorum_view_take(struct tally_cluster *cluster, struct quorum_view *view)
+{
+  pthread_mutex_lock(&cluster->lock);
+  const struct tally_cluster_config *config = cluster->config;
+  view->self = config->node_id;
+  memcpy(view->key, config->key, sizeof view->key);
+  view->nodes = config->node_count;
+  for (uint32_t i = 0; i < config->node_count; i++) {
+    if (config->nodes[i].id == config->node_id) view->self_ipv4 = config->nodes[i].ipv4;
+  }
+  view->asked = 0;
+  for (struct tally_cluster_peer *peer = NULL; (peer = next_active(cluster, peer)) != NULL;) {
+    view->ids[view->asked] = peer->id;
+    view->addresses[view->asked++] = peer->address;
+  }
+  assert(view->asked + 1u == view->nodes);
+  pthread_mutex_unlock(&cluster->lock);
+}
+
+/* This node's own copies (its contribution and every replica table it holds). */
 static void quorum_local(struct tally_cluster *cluster, const char *name, uint32_t name_len,
   struct quorum_copy *copies, bool *found)
 {
@@ -1126,94 +1235,100 @@ static void quorum_local(struct tally_cluster *cluster, const char *name, uint32
     has = true;
   }
   *found = *found || has;
-  quorum_consider(&copies[cluster->peer_count], UINT64_MAX, has,
+  quorum_consider(&copies[QUORUM_SELF], UINT64_MAX, has,
     own > INT64_MAX || own < INT64_MIN ? 0 : (int64_t)own);
-  for (uint32_t p = 0; p < cluster->peer_count; p++) {
-    const struct tally_shard *replica = &store->replicas[cluster->peers[p].replica];
+  for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
+    if (!tally_store_replica_bound(store, r)) continue;
+    const struct tally_shard *replica = &store->replicas[r];
     int64_t slot = tally_shard_find(replica, name, name_len, hash);
     *found = *found || slot >= 0;
-    quorum_consider(&copies[p], tally_shard_held_scan(replica), slot >= 0,
+    quorum_consider(&copies[r], tally_shard_held_scan(replica), slot >= 0,
       slot >= 0 ? tally_shard_slot_value(replica, (uint32_t)slot) : 0);
   }
 }
 
-static int quorum_socket(struct tally_cluster *cluster)
+static int quorum_socket(const struct quorum_view *view)
 {
-  const struct tally_cluster_config *config = cluster->config;
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
-  for (uint32_t i = 0; i < config->node_count; i++) {
-    if (config->nodes[i].id != config->node_id) continue;
-    struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = 0,
-      .sin_addr.s_addr = htonl(config->nodes[i].ipv4) };
-    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) {
-      close(fd);
-      return -1;
-    }
+  struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = 0,
+    .sin_addr.s_addr = htonl(view->self_ipv4) };
+  if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+    close(fd);
+    return -1;
   }
   return fd;
 }
 
-/* Folds one reply into the copies; returns true if it was the peer's last. */
-static bool quorum_reply(struct tally_cluster *cluster, const struct tally_replication_message *reply,
-  uint64_t request, struct quorum_copy *copies, bool *found)
+/*
+ * Folds one reply into the copies; returns true if it was the peer's last.
+ * An origin this node holds no table of (a node it never had as a member)
+ * is not summed.
+ */
+static bool quorum_reply(struct tally_cluster *cluster, const struct quorum_view *view,
+  const struct tally_replication_message *reply, uint64_t request, struct quorum_copy *copies,
+  bool *found)
 {
   if (reply->type != TALLY_REPLICATION_READ_REPLY || reply->seq != request) return false;
-  uint32_t index = cluster->peer_count; /* the origin's slot: a peer, or this node */
-  for (uint32_t p = 0; p < cluster->peer_count; p++) {
-    if (cluster->peers[p].id == reply->origin) index = p;
+  int32_t index = reply->origin == view->self ? (int32_t)QUORUM_SELF :
+    tally_store_replica_find(&cluster->appliance->store, reply->origin);
+  if (index >= 0) {
+    *found = *found || reply->count == 1;
+    quorum_consider(&copies[index], reply->scan, reply->count == 1,
+      reply->count == 1 ? reply->entries[0].value : 0);
   }
-  if (index == cluster->peer_count && reply->origin != cluster->config->node_id) return false;
-  *found = *found || reply->count == 1;
-  quorum_consider(&copies[index], reply->scan, reply->count == 1,
-    reply->count == 1 ? reply->entries[0].value : 0);
   return (reply->flags & TALLY_REPLICATION_FLAG_LAST) != 0;
 }
 
 int tally_cluster_quorum_read(struct tally_cluster *cluster, const char *name, uint32_t name_len,
-  __int128 *total, uint32_t *answered, bool *found)
+  __int128 *total, uint32_t *answered, uint32_t *nodes, bool *found)
 {
   assert(tally_name_valid(name, name_len));
-  struct quorum_copy copies[TALLY_NODES_MAX];
+  struct quorum_view view;
+  quorum_view_take(cluster, &view);
+  struct quorum_copy copies[TALLY_REPLICA_REGIONS_MAX + 1u];
   memset(copies, 0, sizeof copies);
   *found = false;
   *answered = 1;
+  *nodes = view.nodes;
   quorum_local(cluster, name, name_len, copies, found);
-  int fd = quorum_socket(cluster);
+  int fd = quorum_socket(&view);
   if (fd < 0) return -1;
   uint64_t request = 0;
   randombytes_buf(&request, sizeof request);
   struct tally_replication_message ask = { .type = TALLY_REPLICATION_READ_REQUEST,
-    .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = request,
+    .origin = view.self, .sender = view.self, .seq = request,
     .count = 1, .entries = { { .name = name, .name_len = name_len, .value = 0 } } };
   uint8_t buffer[TALLY_REPLICATION_SIZE_MAX + 1];
-  size_t size = tally_replication_encode(&ask, cluster->config->key, buffer, sizeof buffer);
+  size_t size = tally_replication_encode(&ask, view.key, buffer, sizeof buffer);
   assert(size > 0);
-  for (uint32_t p = 0; p < cluster->peer_count; p++) {
-    ssize_t sent = sendto(fd, buffer, size, 0, (const struct sockaddr *)&cluster->peers[p].address,
-      sizeof cluster->peers[p].address);
+  for (uint32_t p = 0; p < view.asked; p++) {
+    ssize_t sent = sendto(fd, buffer, size, 0, (const struct sockaddr *)&view.addresses[p],
+      sizeof view.addresses[p]);
     (void)sent;
   }
-  bool done[TALLY_NODES_MAX] = { false };
+  bool done[TALLY_REPLICA_REGIONS_MAX] = { false };
   uint64_t deadline = now_ms() + QUORUM_READ_TIMEOUT_MS;
-  while (*answered < cluster->peer_count + 1 && now_ms() < deadline) {
+  while (*answered < view.asked + 1u && now_ms() < deadline) {
     struct pollfd descriptor = { .fd = fd, .events = POLLIN };
     if (poll(&descriptor, 1, (int)(deadline - now_ms())) <= 0) continue;
     ssize_t got = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
     struct tally_replication_message reply;
-    if (got < 0 || tally_replication_decode(buffer, (size_t)got, cluster->config->key, &reply) !=
+    if (got < 0 || tally_replication_decode(buffer, (size_t)got, view.key, &reply) !=
         TALLY_REPLICATION_OK) {
       continue;
     }
-    struct tally_cluster_peer *peer = peer_by_id(cluster, reply.sender);
-    if (peer == NULL || done[peer - cluster->peers]) continue;
-    if (quorum_reply(cluster, &reply, request, copies, found)) {
-      done[peer - cluster->peers] = true;
+    uint32_t p = 0;
+    while (p < view.asked && view.ids[p] != reply.sender) p++;
+    if (p == view.asked || done[p]) continue; /* not asked (not a member), or finished */
+    if (quorum_reply(cluster, &view, &reply, request, copies, found)) {
+      done[p] = true;
       (*answered)++;
     }
   }
   close(fd);
   *total = 0;
-  for (uint32_t i = 0; i <= cluster->peer_count; i++) *total += copies[i].value;
+  for (uint32_t i = 0; i <= TALLY_REPLICA_REGIONS_MAX; i++) *total += copies[i].value;
+  assert(*answered >= 1 && *answered <= *nodes);
   return 0;
 }

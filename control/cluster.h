@@ -10,6 +10,15 @@
  * From the peers' acks it computes, per lcore, how far reliable batches are
  * held by W - 1 peers (quorum_seq), and whether a write quorum is reachable
  * at all (read_only). See docs/cluster.md.
+ *
+ * Peers live in fixed slots: peers[r] is the peer whose contribution replica
+ * region r of the store holds (the region is bound to its node id for the
+ * store's life), so a slot is FREE (region unbound), ACTIVE (a member) or
+ * RETIRED (bound, no longer a member: its counts stay, nothing is sent).
+ * Membership changes at runtime (cluster_members.c): the control thread
+ * hands a new membership over by pointer and the cluster thread applies it
+ * at the top of its loop, under `lock`, which readers on other threads
+ * (describe, metrics, quorum reads) take too. The lcores never take it.
  */
 #ifndef TALLY_CLUSTER_H
 #define TALLY_CLUSTER_H
@@ -46,9 +55,19 @@ enum tally_list_part {
 /* Claims planned into one list at most (the rest go with the next). */
 #define TALLY_CLUSTER_CLAIMS_PER_LIST 4096u
 
+/* What a peer slot is (see above). */
+enum tally_peer_membership { TALLY_PEER_FREE = 0, TALLY_PEER_ACTIVE, TALLY_PEER_RETIRED };
+
+/* One membership: the [cluster] settings the thread runs with, numbered. */
+struct tally_cluster_members {
+  uint64_t generation;                /* 1 at start, +1 per applied change */
+  struct tally_cluster_config config;
+};
+
 struct tally_cluster_peer {
+  uint8_t membership;                 /* enum tally_peer_membership; changed under lock */
   uint16_t id;
-  uint32_t replica;                   /* store->replicas[replica] holds its contribution */
+  uint32_t replica;                   /* store->replicas[replica]: always its slot index */
   struct sockaddr_in address;
   struct tally_phi_detector detector;
   uint16_t flags;                     /* of its last heartbeat */
@@ -102,10 +121,17 @@ struct tally_cluster_peer {
 
 struct tally_cluster {
   struct tally_appliance *appliance;
-  const struct tally_cluster_config *config;
+  const struct tally_cluster_config *config; /* &members->config; swapped under lock */
+  struct tally_cluster_members *members;      /* the running membership */
+  struct tally_cluster_members *members_next; /* handed over, not applied yet (atomic) */
+  uint64_t members_applied;                   /* generation running (release store) */
+  pthread_mutex_t lock;                       /* peer slots vs. other threads' readers */
+  uint64_t membership_reloads;                /* applied changes */
+  uint64_t membership_refused;                /* refused reloads (bad or impossible config) */
+  uint64_t not_member;                        /* datagrams from a node not a member */
   int fd;
-  uint32_t peer_count;
-  struct tally_cluster_peer peers[TALLY_NODES_MAX - 1];
+  uint32_t peer_count;                        /* ACTIVE slots */
+  struct tally_cluster_peer peers[TALLY_REPLICA_REGIONS_MAX]; /* by replica region */
   /* Snapshot of this node's contribution: name -> index (rte_hash). */
   struct rte_hash *index;
   uint32_t capacity;
@@ -167,7 +193,7 @@ uint32_t tally_cluster_peers_behind(struct tally_cluster *cluster);
  * any replica of it). *answered counts this node too. -1 if no socket.
  */
 int tally_cluster_quorum_read(struct tally_cluster *cluster, const char *name, uint32_t name_len,
-  __int128 *total, uint32_t *answered, bool *found);
+  __int128 *total, uint32_t *answered, uint32_t *nodes, bool *found);
 /* Prometheus figures of the cluster (appended to /metrics). */
 void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out);
 /* `tallyctl cluster`: the self line and one line per peer. */
@@ -205,6 +231,36 @@ void tally_cluster_dedup_to_wire(uint64_t producer, const struct tally_dedup *de
   struct tally_replication_producer *record);
 /* The compensation shard: this node's undo of batches another node kept. */
 struct tally_shard *tally_cluster_compensation_shard(struct tally_cluster *cluster);
+
+/* Whether a slot is a member now (the cluster thread, or a reader under lock). */
+static inline bool tally_cluster_peer_active(const struct tally_cluster_peer *peer)
+{
+  return peer->membership == TALLY_PEER_ACTIVE;
+}
+
+/* cluster_members.c: membership at start and at runtime. */
+/* Before anything reads cluster->config: generation 1 from the node's config. */
+int tally_cluster_members_init(struct tally_cluster *cluster, char *error, size_t error_size);
+/* After the snapshot: binds every member's region, fills the slots. */
+int tally_cluster_members_open(struct tally_cluster *cluster, char *error, size_t error_size);
+/* The cluster thread, top of its loop: applies a membership handed over. */
+void tally_cluster_members_apply(struct tally_cluster *cluster);
+/*
+ * The control thread (`tallyctl cluster reload`, `tallyctl reload`, SIGHUP):
+ * checks fresh against the running membership, binds the new members'
+ * regions, publishes the lcores' table list (RCU), hands the membership to
+ * the cluster thread and waits for it to run it. Writes one line to out.
+ * Returns 1 applied, 0 unchanged, -1 refused (nothing changed).
+ */
+int tally_cluster_members_reload(struct tally_cluster *cluster,
+  const struct tally_cluster_config *fresh, struct tally_out *out);
+/* The pure check of fresh against the running membership (any control-plane thread). */
+int tally_cluster_members_check(struct tally_cluster *cluster,
+  const struct tally_cluster_config *fresh, char *error, size_t error_size);
+/* The replica tables the lcores consult (every bound one) into config. */
+void tally_cluster_members_dp(const struct tally_store *store, struct tally_dp_config *config);
+/* Frees what the membership owns (after the thread stopped). */
+void tally_cluster_members_close(struct tally_cluster *cluster);
 
 /* Internal, cluster_scan.c: the contribution snapshot and per-peer lists. */
 int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size_t error_size);

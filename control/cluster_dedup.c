@@ -81,16 +81,7 @@ int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t 
   cluster->producer_dedup = calloc(count, sizeof(struct tally_dedup));
   cluster->producer_changed = calloc(count, sizeof(uint64_t));
   bool ok = cluster->producer_id != NULL && cluster->producer_dedup != NULL &&
-    cluster->producer_changed != NULL;
-  for (uint32_t i = 0; ok && i < cluster->peer_count; i++) {
-    struct tally_cluster_peer *peer = &cluster->peers[i];
-    peer->undone_pending = calloc(per_shard, sizeof(uint32_t));
-    peer->producers_pending = calloc(count, sizeof(uint32_t));
-    peer->claims_pending = calloc(TALLY_CLUSTER_CLAIMS_PER_LIST, sizeof peer->claims_pending[0]);
-    ok = peer->undone_pending != NULL && peer->producers_pending != NULL &&
-      peer->claims_pending != NULL;
-    if (ok) tally_cluster_dedup_claims_reset(cluster, peer); /* resend what the rings hold */
-  }
+    cluster->producer_changed != NULL; /* (each peer's lists: cluster_members.c) */
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the producer snapshot");
   return ok ? 0 : -1;
 }

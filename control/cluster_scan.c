@@ -45,14 +45,7 @@ int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size
   cluster->current = calloc(cluster->capacity, sizeof(int64_t));
   positions = calloc(cluster->capacity, sizeof(uint32_t));
   bool ok = cluster->index != NULL && cluster->names != NULL && cluster->name_lens != NULL &&
-    cluster->current != NULL && positions != NULL;
-  for (uint32_t i = 0; ok && i < cluster->peer_count; i++) {
-    struct tally_cluster_peer *peer = &cluster->peers[i];
-    peer->pending = calloc(cluster->capacity, sizeof(uint32_t));
-    peer->acked_value = calloc(cluster->capacity, sizeof(int64_t));
-    peer->acked_known = calloc(cluster->capacity, 1);
-    ok = peer->pending != NULL && peer->acked_value != NULL && peer->acked_known != NULL;
-  }
+    cluster->current != NULL && positions != NULL; /* (each peer's lists: cluster_members.c) */
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the replication snapshot");
   return ok ? 0 : -1;
 }
@@ -223,8 +216,9 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
     cluster->writes_seen = writes;
     cluster->scans++;
   }
-  for (uint32_t i = 0; i < cluster->peer_count; i++) {
+  for (uint32_t i = 0; i < TALLY_REPLICA_REGIONS_MAX; i++) {
     struct tally_cluster_peer *peer = &cluster->peers[i];
+    if (!tally_cluster_peer_active(peer)) continue;
     bool idle = peer->synced && !peer->pending_valid && peer->sent_seq == 0;
     if (idle) plan_peer(cluster, peer, capture);
   }

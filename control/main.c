@@ -103,7 +103,7 @@ static void open_store(void)
     .shard_count = appliance.lcore_count + (appliance.config.cluster.enabled ? 1u : 0u),
     .counters_max = appliance.config.counters_max,
     .producers_max = appliance.config.producers_max,
-    .replica_count = appliance.config.cluster.enabled ? appliance.config.cluster.node_count - 1 : 0,
+    .replica_count = appliance.config.cluster.enabled ? TALLY_REPLICA_REGIONS_MAX : 0,
   };
   if (tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
         appliance.config.persist_mode, error, sizeof error) != 0) {
@@ -214,11 +214,14 @@ static void open_cluster(void)
   appliance.cluster = &cluster;
   for (uint32_t i = 0; i < appliance.lcore_count; i++) {
     appliance.lcores[i].read_only = &cluster.read_only;
-    appliance.lcores[i].wait_quorum = appliance.config.cluster.write_quorum > 1;
-    /* Cross-node dedup: a batch a peer already applied is answered DUPLICATE. */
-    appliance.lcores[i].remote_dedup = appliance.store.replicas;
-    appliance.lcores[i].remote_dedup_count = appliance.store.geometry.replica_count;
+    /* Always (W may change at runtime): with W = 1 the cluster thread passes applied_seq on. */
+    appliance.lcores[i].wait_quorum = true;
   }
+  /*
+   * Cross-node dedup: a batch a peer (or a retired node) already applied is
+   * answered DUPLICATE. The lcores are not running yet: written in place.
+   */
+  tally_cluster_members_dp(&appliance.store, appliance.dp_config);
   if (tally_cluster_start(&cluster) != 0) die("cannot start the cluster thread");
   fprintf(stderr, "tallyd: cluster: node %u of %u, write quorum %u\n",
     appliance.config.cluster.node_id, appliance.config.cluster.node_count,

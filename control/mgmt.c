@@ -89,6 +89,9 @@ static enum tally_action_result dispatch(struct tally_appliance *appliance, cons
   }
   if (line_len == 6 && memcmp(line, "reload", 6) == 0) return tally_action_reload(appliance, body);
   if (line_len == 7 && memcmp(line, "cluster", 7) == 0) return tally_action_cluster(appliance, body);
+  if (line_len == 14 && memcmp(line, "cluster reload", 14) == 0) {
+    return tally_action_cluster_reload(appliance, body);
+  }
   if (line_len == 11 && memcmp(line, "readonly on", 11) == 0) {
     return tally_action_readonly(appliance, true, body);
   }
@@ -97,7 +100,7 @@ static enum tally_action_result dispatch(struct tally_appliance *appliance, cons
   }
   if (line_len == 5 && memcmp(line, "drain", 5) == 0) return tally_action_drain(appliance, body);
   if (line_len == 6 && memcmp(line, "rejoin", 6) == 0) return tally_action_rejoin(appliance, body);
-  tally_out_printf(body, "unknown request (get [--quorum] NAME | list [PREFIX] | stats | ready | reload | cluster | "
+  tally_out_printf(body, "unknown request (get [--quorum] NAME | list [PREFIX] | stats | ready | reload | cluster [reload] | "
     "readonly on|off | drain | rejoin)\n");
   return TALLY_ACTION_BAD_REQUEST;
 }

@@ -101,6 +101,24 @@ void tally_phi_detector_reset(struct tally_phi_detector *detector)
   detector->params = params;
 }
 
+bool tally_phi_detector_retune(struct tally_phi_detector *detector,
+  const struct tally_phi_params *params)
+{
+  assert(detector != NULL);
+  assert(params != NULL);
+  if (tally_phi_params_check(params) != NULL) return false;
+  bool forget = params->heartbeat_interval_ns != detector->params.heartbeat_interval_ns;
+  detector->params = *params;
+  if (forget) {
+    detector->interval_count = 0;
+    detector->interval_next = 0;
+    detector->interval_sum_us = 0;
+    detector->interval_square_sum_us2 = 0;
+  }
+  assert(detector->heartbeats >= detector->interval_count);
+  return true;
+}
+
 /* ---- Intervals ------------------------------------------------------------- */
 
 /* Recomputes the sums from the ring and checks the running ones (once a lap). */

@@ -35,6 +35,8 @@
 
 static_assert(sizeof(struct tally_superblock) <= TALLY_STORE_BLOCK_SIZE, "superblock fits");
 static_assert(offsetof(struct tally_superblock, clean_shutdown) % 64u == 0, "mutable line");
+static_assert(offsetof(struct tally_superblock, replica_directory) == 192u, "directory line");
+static_assert(sizeof(struct tally_replica_binding) == 8u, "one 8-byte store per binding");
 
 static void store_error(char *error, size_t error_size, const char *format, ...)
   __attribute__((format(printf, 3, 4)));
@@ -66,11 +68,10 @@ size_t tally_store_file_size(const struct tally_store_geometry *geometry)
 {
   assert(geometry != NULL);
   assert(geometry->shard_count <= TALLY_SHARDS_MAX);
-  assert(geometry->replica_count < TALLY_NODES_MAX);
+  assert(geometry->replica_count <= TALLY_REPLICA_REGIONS_MAX);
   size_t region = tally_shard_region_size(geometry->counters_max, geometry->producers_max);
   assert(region % TALLY_STORE_BLOCK_SIZE == 0);
-  size_t replica = tally_shard_region_size(tally_store_replica_counters(geometry),
-    tally_store_replica_producers(geometry));
+  size_t replica = tally_store_replica_size(geometry);
   assert(replica % TALLY_STORE_BLOCK_SIZE == 0);
   return TALLY_STORE_BLOCK_SIZE + (size_t)geometry->shard_count * region +
     (size_t)geometry->replica_count * replica;
@@ -115,9 +116,9 @@ static int geometry_check(const struct tally_store_geometry *geometry, const cha
       geometry->counters_max, TALLY_COUNTERS_MIN, TALLY_COUNTERS_MAX);
     return -1;
   }
-  if (geometry->replica_count >= TALLY_NODES_MAX) {
+  if (geometry->replica_count > TALLY_REPLICA_REGIONS_MAX) {
     store_error(error, error_size, "store %s: replica_count %u outside 0..%u", path,
-      geometry->replica_count, TALLY_NODES_MAX - 1);
+      geometry->replica_count, TALLY_REPLICA_REGIONS_MAX);
     return -1;
   }
   if (geometry->producers_max < TALLY_PRODUCERS_MIN ||
@@ -207,38 +208,14 @@ static uint8_t *shard_region(const struct tally_store *store, uint32_t index)
   return store->base + offset;
 }
 
-static uint8_t *replica_region(const struct tally_store *store, uint32_t replica)
-{
-  assert(replica < store->geometry.replica_count);
-  size_t region = tally_shard_region_size(store->geometry.counters_max,
-    store->geometry.producers_max);
-  size_t size = tally_shard_region_size(tally_store_replica_counters(&store->geometry),
-    tally_store_replica_producers(&store->geometry));
-  size_t offset = TALLY_STORE_BLOCK_SIZE + (size_t)store->geometry.shard_count * region +
-    (size_t)replica * size;
-  assert(offset + size <= store->size);
-  return store->base + offset;
-}
-
-/* Points (and with format, formats) every replica table. -1 if one is corrupt. */
-static int replicas_attach(struct tally_store *store, bool format)
-{
-  uint32_t counters = tally_store_replica_counters(&store->geometry);
-  uint32_t producers = tally_store_replica_producers(&store->geometry);
-  for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
-    int rc = tally_shard_attach(&store->replicas[r], replica_region(store, r),
-      store->geometry.shard_count + r, counters, producers, format);
-    if (rc != 0) return -1;
-  }
-  return 0;
-}
-
 void tally_store_persist_replica(struct tally_store *store, uint32_t replica)
 {
   assert(replica < store->geometry.replica_count);
-  size_t size = tally_shard_region_size(tally_store_replica_counters(&store->geometry),
-    tally_store_replica_producers(&store->geometry));
-  store->persist(replica_region(store, replica), size);
+  assert(tally_store_replica_bound(store, replica));
+  size_t offset = tally_store_replica_offset(&store->geometry, replica);
+  size_t size = tally_store_replica_size(&store->geometry);
+  assert(offset + size <= store->size);
+  store->persist(store->base + offset, size);
 }
 
 /* ---- Creating ------------------------------------------------------------ */
@@ -259,18 +236,24 @@ static int fsync_parent(const char *path, char *error, size_t error_size)
   return 0;
 }
 
-/* Sizes the new file; blocks are reserved up front where the filesystem can. */
-static int store_size_file(int fd, size_t size, const char *path, char *error,
+/*
+ * Sizes the new file; blocks are reserved up front where the filesystem can,
+ * for the superblock and the shards (the first `reserve` bytes). The replica
+ * regions stay holes until one is bound (tally_store_replica_bind allocates
+ * its blocks then), so reserving every region costs nothing until used.
+ */
+static int store_size_file(int fd, size_t size, size_t reserve, const char *path, char *error,
   size_t error_size)
 {
   assert(fd >= 0);
   assert(size % TALLY_STORE_BLOCK_SIZE == 0);
+  assert(reserve <= size);
   if (ftruncate(fd, (off_t)size) != 0) {
     store_error(error, error_size, "store %s: cannot size to %zu bytes: %s", path, size,
       strerror(errno));
     return -1;
   }
-  int rc = posix_fallocate(fd, 0, (off_t)size);
+  int rc = posix_fallocate(fd, 0, (off_t)reserve);
   if (rc != 0 && rc != EOPNOTSUPP) { /* unsupported: ftruncate already sized it */
     store_error(error, error_size, "store %s: cannot allocate %zu bytes: %s", path, size,
       strerror(rc));
@@ -288,9 +271,10 @@ static int store_format(struct tally_store *store, char *error, size_t error_siz
       store->geometry.counters_max, store->geometry.producers_max, true);
     assert(rc == 0);
   }
-  int replicas_rc = replicas_attach(store, true);
-  assert(replicas_rc == 0);
-  (void)replicas_rc;
+  /* Replica regions: none bound yet (the directory is zero: all free). */
+  for (uint32_t r = 0; r < TALLY_REPLICA_REGIONS_MAX; r++) {
+    assert(super->replica_directory[r].origin == 0 && super->replica_directory[r].crc == 0);
+  }
   if (getrandom(super->store_uuid, sizeof(super->store_uuid), 0) !=
     (ssize_t)sizeof(super->store_uuid)) {
     store_error(error, error_size, "store: cannot get random bytes: %s", strerror(errno));
@@ -354,8 +338,9 @@ static int store_create(struct tally_store *store, const char *path,
     return -1;
   }
   size_t size = tally_store_file_size(&store->geometry);
+  size_t reserve = tally_store_replica_offset(&store->geometry, 0);
   int rc = store_lock(store->fd, path, error, error_size);
-  if (rc == 0) rc = store_size_file(store->fd, size, path, error, error_size);
+  if (rc == 0) rc = store_size_file(store->fd, size, reserve, path, error, error_size);
   if (rc == 0) rc = store_map(store, path, error, error_size);
   if (rc == 0) rc = store_resolve_mode(store, mode, path, error, error_size);
   if (rc == 0) rc = store_format(store, error, error_size);
@@ -430,8 +415,10 @@ static int superblock_check(struct tally_store *store, const char *path, char *e
     return -1;
   }
   if (super->layout_version != TALLY_STORE_LAYOUT_VERSION) {
-    store_error(error, error_size, "store %s: layout version %u, this build reads %u", path,
-      super->layout_version, TALLY_STORE_LAYOUT_VERSION);
+    store_error(error, error_size, "store %s: layout version %u, this build reads %u%s", path,
+      super->layout_version, TALLY_STORE_LAYOUT_VERSION, super->layout_version < 4u ?
+      " (version 4 binds replica tables to node ids for runtime membership; there is no "
+      "converter: move the file aside, and a cluster node restores from its peers)" : "");
     return -1;
   }
   if (superblock_check_geometry(store, path, error, error_size) != 0) return -1;
@@ -489,9 +476,8 @@ static int store_open_existing(struct tally_store *store, const char *path,
       return -1;
     }
   }
-  if (replicas_attach(store, false) != 0) {
-    store_error(error, error_size, "store %s: a replica table header is corrupt", path);
-    store->corrupt = true;
+  if (tally_store_replicas_open(store, path, error, error_size) != 0) {
+    store->corrupt = true; /* a bad directory entry or a bound region's header */
     store_release(store);
     return -1;
   }
@@ -514,12 +500,8 @@ static void store_recover(struct tally_store *store)
     tally_shard_recover(shard, &store->recovery.shards[i]);
   }
   for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
-    struct tally_shard *replica = &store->replicas[r];
-    if (store->mode == TALLY_PERSIST_PER_BURST) {
-      replica->flush = pmem2_get_flush_fn(store->map);
-      replica->drain = pmem2_get_drain_fn(store->map);
-    }
-    tally_shard_recover(replica, &store->recovery.replicas[r]);
+    if (!tally_store_replica_bound(store, r)) continue; /* never touched */
+    tally_shard_recover(&store->replicas[r], &store->recovery.replicas[r]);
   }
   struct tally_superblock *super = store->super;
   store->recovery.was_clean = super->clean_shutdown == 1;

@@ -123,13 +123,15 @@ static bool reason_gets_malformed_ack(enum tally_reason reason)
  * answered DUPLICATE and not counted again. A record being rewritten reads
  * as absent: the batch is applied and the cluster thread compensates.
  */
-static bool applied_by_peer(const struct tally_lcore *lcore, const struct tally_wire_batch *batch)
+static bool applied_by_peer(const struct tally_dp_config *config,
+  const struct tally_wire_batch *batch)
 {
-  assert(lcore->remote_dedup_count == 0 || lcore->remote_dedup != NULL);
+  assert(config->remote_dedup_count <= TALLY_REPLICA_REGIONS_MAX);
   if (batch->producer == 0 || batch->producer > TALLY_PRODUCER_ID_MAX) return false; /* MALFORMED */
-  for (uint32_t r = 0; r < lcore->remote_dedup_count; r++) {
+  for (uint32_t r = 0; r < config->remote_dedup_count; r++) {
+    assert(config->remote_dedup[r] != NULL);
     struct tally_dedup dedup;
-    if (tally_shard_producer_read(&lcore->remote_dedup[r], batch->producer, &dedup) &&
+    if (tally_shard_producer_read(config->remote_dedup[r], batch->producer, &dedup) &&
         tally_dedup_applied(&dedup, batch->seq)) {
       return true;
     }
@@ -170,7 +172,7 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
     return;
   }
   enum tally_ack_status status = TALLY_ACK_DUPLICATE;
-  if (applied_by_peer(lcore, &batch)) {
+  if (applied_by_peer(config, &batch)) {
     stat_add(&lcore->stats.batches_duplicate_remote, 1);
   } else {
     status = tally_shard_apply_batch(lcore->shard, &batch, &reason);

@@ -19,7 +19,7 @@
 # lets a test see its READ_ONLY answers. cluster_dp_cut/heal take a node off
 # the switch when a test wants that.
 #
-# State (globals): CLUSTER_SUFFIX, CLUSTER_N, CLUSTER_NS[i], CLUSTER_PRODUCER_NS,
+# State (globals): CLUSTER_SUFFIX, CLUSTER_N, CLUSTER_MEMBERS (optional), CLUSTER_NS[i], CLUSTER_PRODUCER_NS,
 # CLUSTER_SWITCH_NS, CLUSTER_PID[i] (tallyd by node), CLUSTER_INGEST_KEY,
 # CLUSTER_KEY. Optional: CLUSTER_LCORES (EAL lcore map for every node; the
 # default lets each node's two lcores float over CPUs 0-1, since N busy
@@ -310,10 +310,12 @@ cluster_down() {
   return 0
 }
 
-# cluster_nodes_line: the [cluster] nodes value, "1@10.78.0.1:7100 2@...".
+# cluster_nodes_line: the [cluster] nodes value, "1@10.78.0.1:7100 2@...":
+# every node, or only those in CLUSTER_MEMBERS ("1 2": a membership test
+# writes configs of a smaller cluster, then reloads with more or fewer).
 cluster_nodes_line() {
   local i out=""
-  for i in $(seq "$CLUSTER_N"); do
+  for i in ${CLUSTER_MEMBERS:-$(seq "$CLUSTER_N")}; do
     out="$out${out:+ }$i@10.78.0.$i:$CLUSTER_REPLICATION_PORT"
   done
   echo "$out"

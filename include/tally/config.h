@@ -80,6 +80,17 @@ int tally_config_load(const char *path, struct tally_config *config, char *error
   size_t error_size);
 
 /*
+ * config_reload.c: whether fresh (a re-read config file) may replace the
+ * running [cluster] membership at runtime. The members (add, remove, change a
+ * peer's address), write_quorum, the intervals and the phi thresholds may
+ * change; the section may not go away, and cluster.node_id, this node's own
+ * address and cluster.key may not change (a restart is needed). Returns 0, or
+ * -1 with one line naming the key in error.
+ */
+int tally_config_cluster_reload_check(const struct tally_cluster_config *running,
+  const struct tally_cluster_config *fresh, char *error, size_t error_size);
+
+/*
  * Splits eal_args on whitespace into argv (argv[0] = program). Returns argc,
  * or -1 if there are more than TALLY_EAL_ARGC_MAX. The strings point into
  * storage (TALLY_EAL_ARGS_LEN_MAX bytes).

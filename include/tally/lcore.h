@@ -91,14 +91,6 @@ struct tally_lcore {
    */
   volatile bool *read_only;
   volatile bool *read_only_forced;
-  /*
-   * Cross-node dedup: the replica tables, whose producer records say which
-   * batches each peer applied (written by the cluster thread, read here
-   * checksum-verified). A batch one of them applied is answered DUPLICATE
-   * and not counted again. NULL/0: single node.
-   */
-  const struct tally_shard *remote_dedup;
-  uint32_t remote_dedup_count;
   /* Written by the persister thread, read here. */
   uint64_t durable_seq __rte_cache_aligned;
   /* Written by the cluster thread, read here (when wait_quorum). */

@@ -107,6 +107,15 @@
 
 /* Nodes in a cluster (this one included). */
 #define TALLY_NODES_MAX 8u
+/*
+ * Replica regions a cluster node's store reserves (whatever its node count),
+ * each bound for good to one origin node id the first time that node is a
+ * member: the distinct peers one store can ever hold. A node retired from
+ * the membership keeps its region (its counts stay summed), so at most this
+ * many different peer ids over the store's life; a reload that needs one
+ * more is refused (docs/cluster.md, "Membership").
+ */
+#define TALLY_REPLICA_REGIONS_MAX (TALLY_NODES_MAX - 1u)
 /* Counter values in one replication message (each at most 106 bytes). */
 #define TALLY_REPLICATION_ENTRIES_MAX 12u
 /* Producer dedup records in one replication message (8 + 40 bytes per run each). */
@@ -182,5 +191,8 @@ static_assert((TALLY_ACKS_PENDING_MAX & (TALLY_ACKS_PENDING_MAX - 1u)) == 0, "fi
 static_assert(TALLY_COMMIT_INTERVAL_MS_MIN <= TALLY_COMMIT_INTERVAL_MS_MAX, "range");
 static_assert(TALLY_ACKS_RELEASE_PER_POLL <= TALLY_TX_DESC / 2, "released acks fit the TX ring");
 static_assert(TALLY_ACKS_RELEASE_PER_POLL <= TALLY_ACKS_PENDING_MAX, "release within the fifo");
+static_assert(TALLY_REPLICA_REGIONS_MAX + 1u >= TALLY_NODES_MAX,
+  "every peer of a full cluster has a replica region");
+static_assert(TALLY_REPLICA_REGIONS_MAX * 8u <= 64u, "the replica directory fits one cache line");
 
 #endif

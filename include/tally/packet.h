@@ -15,6 +15,8 @@
 #include "tally/limits.h"
 #include "tally/reasons.h"
 
+struct tally_shard;
+
 /* The tables the dataplane reads, published by the control thread via RCU. */
 struct tally_dp_config {
   uint64_t generation;        /* bumped on every swap */
@@ -23,6 +25,16 @@ struct tally_dp_config {
   uint16_t binary_port_be;    /* 0: binary protocol disabled */
   uint8_t key[TALLY_KEY_SIZE];/* ingest MAC key */
   struct rte_ether_addr port_mac[TALLY_PORTS_MAX];
+  /*
+   * Cross-node dedup (cluster): the bound replica tables, members and
+   * retired nodes alike, whose producer records say which batches each peer
+   * applied (written by the cluster thread, read checksum-verified). A batch
+   * one of them applied is answered DUPLICATE. A membership reload that binds
+   * a region publishes a new copy; a table is never unbound, so a pointer
+   * stays valid for the store's life. 0: single node.
+   */
+  const struct tally_shard *remote_dedup[TALLY_REPLICA_REGIONS_MAX];
+  uint32_t remote_dedup_count;
 };
 
 enum tally_packet_kind {

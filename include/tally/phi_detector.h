@@ -99,6 +99,17 @@ bool tally_phi_detector_init(struct tally_phi_detector *detector,
 void tally_phi_detector_reset(struct tally_phi_detector *detector);
 
 /*
+ * New parameters for a running detector (a membership reload). New
+ * thresholds apply at once; a new heartbeat interval also forgets the
+ * intervals recorded under the old one (the assumed mean is the new interval
+ * until 2 are known again), keeping the last heartbeat, so the peer's state
+ * does not drop to unknown. Returns false (nothing changes) if params are
+ * invalid.
+ */
+bool tally_phi_detector_retune(struct tally_phi_detector *detector,
+  const struct tally_phi_params *params);
+
+/*
  * Records a heartbeat received at now_ns. A now_ns before the last heartbeat
  * (the caller sampled its clock early) is counted and ignored; an interval
  * longer than max_interval_ns updates the last heartbeat but is not recorded.

@@ -35,13 +35,6 @@ tallyctl=$build/control/tallyctl
 produce=$build/control/tally-produce
 key=$CLUSTER_INGEST_KEY
 
-# Counts the verdicts too, for the summary line (check prints PASS/FAIL).
-verdict() {
-  local out
-  out=$(check "$@")
-  echo "$out"
-  case "$out" in *"PASS $1") passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
-}
 ctl() { local i=$1; shift; "$tallyctl" -s "$work/sock$i" "$@"; }
 sockets() { local i; for i in $(seq "$nodes"); do echo "$work/sock$i"; done; }
 

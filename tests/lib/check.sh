@@ -7,6 +7,15 @@ check() { # check NAME COMMAND...: PASS if the command succeeds
   if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fi
 }
 
+# verdict NAME COMMAND...: check, and count the result in the caller's
+# globals passed and failed (for the "N passed, N failed" summary line).
+verdict() {
+  local out
+  out=$(check "$@")
+  echo "$out"
+  case "$out" in *"PASS $1") passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
+}
+
 # counts_match TALLYCTL SOCKET PREFIX EXPECT_JSON: every total in a
 # statsd_send.py expectation equals tallyd's value, and no other counter
 # with that prefix exists.

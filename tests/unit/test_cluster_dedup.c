@@ -40,6 +40,11 @@ struct fixture {
   struct tally_cluster_config config;
 };
 
+static uint32_t compensation_slots(struct fixture *f)
+{
+  return tally_cluster_compensation_shard(&f->cluster)->producer_slots_count;
+}
+
 static int setup(void **state)
 {
   snprintf(directory, sizeof(directory), "/tmp/tally_dedup_test.XXXXXX");
@@ -65,6 +70,16 @@ static int setup(void **state)
   f->cluster.peers[0].id = 2;
   f->cluster.peers[0].replica = 0;
   if (tally_cluster_dedup_open(&f->cluster, error, sizeof(error)) != 0) return -1;
+  /* The peer's lists (tallyd allocates them in cluster_members.c). */
+  struct tally_cluster_peer *peer = &f->cluster.peers[0];
+  peer->undone_pending = calloc(compensation_slots(f), sizeof(uint32_t));
+  peer->producers_pending = calloc(f->cluster.producer_positions, sizeof(uint32_t));
+  peer->claims_pending = calloc(TALLY_CLUSTER_CLAIMS_PER_LIST, sizeof(peer->claims_pending[0]));
+  if (peer->undone_pending == NULL || peer->producers_pending == NULL ||
+      peer->claims_pending == NULL) {
+    return -1;
+  }
+  tally_cluster_dedup_claims_reset(&f->cluster, peer);
   *state = f;
   return 0;
 }

@@ -769,6 +769,75 @@ static void test_cluster_fault(void **unused) {
   expect_error(with_cluster("fault_loss_permille = 10\n"), "config: cluster.node_id: required");
 }
 
+
+/* ---- Runtime reload of [cluster] (config_reload.c) --------------------------- */
+
+/* Parses a [cluster] body over BASE; fails the test if it does not parse. */
+static struct tally_cluster_config cluster_of(const char *body) {
+  struct tally_config config;
+  expect_ok(with_cluster(body), &config);
+  assert_true(config.cluster.enabled);
+  return config.cluster;
+}
+
+static void expect_reload_refused(const struct tally_cluster_config *running,
+  const struct tally_cluster_config *fresh, const char *message) {
+  char error[ERROR_SIZE] = "";
+  assert_int_equal(tally_config_cluster_reload_check(running, fresh, error, sizeof error), -1);
+  if (strstr(error, message) == NULL) fail_msg("error '%s' lacks '%s'", error, message);
+  assert_null(strchr(error, '\n')); /* one line */
+}
+
+static void test_cluster_reload_allowed(void **unused) {
+  (void)unused;
+  char error[ERROR_SIZE] = "";
+  struct tally_cluster_config running =
+    cluster_of("node_id = 2\nnodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n");
+  /* The same file, a node added, one removed, a peer moved, every other setting. */
+  const char *allowed[] = {
+    "node_id = 2\nnodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n",
+    "node_id = 2\nnodes = " NODES3 " 4@10.78.0.4:7100\nkey = " CLUSTER_KEY_HEX "\n",
+    "node_id = 2\nnodes = 2@10.78.0.2:7100 3@10.78.0.3:7100\nkey = " CLUSTER_KEY_HEX "\n",
+    "node_id = 2\nnodes = 2@10.78.0.2:7100\nkey = " CLUSTER_KEY_HEX "\n",
+    "node_id = 2\nnodes = 1@10.78.0.9:7200 2@10.78.0.2:7100\nkey = " CLUSTER_KEY_HEX "\n",
+    "node_id = 2\nnodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\nwrite_quorum = 3\n"
+      "heartbeat_interval_ms = 50\nreplication_interval_ms = 20\nsuspect_phi = 3\n"
+      "down_phi = 12\n",
+  };
+  for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++) {
+    struct tally_cluster_config fresh = cluster_of(allowed[i]);
+    if (tally_config_cluster_reload_check(&running, &fresh, error, sizeof error) != 0) {
+      fail_msg("case %zu refused: %s", i, error);
+    }
+  }
+}
+
+static void test_cluster_reload_refused(void **unused) {
+  (void)unused;
+  struct tally_cluster_config running =
+    cluster_of("node_id = 2\nnodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n");
+  struct tally_cluster_config fresh =
+    cluster_of("node_id = 3\nnodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n");
+  expect_reload_refused(&running, &fresh, "cluster.node_id: 3 in the file, 2 running");
+  fresh = cluster_of("node_id = 2\nnodes = 1@10.78.0.1:7100 2@10.78.0.7:7100\nkey = "
+    CLUSTER_KEY_HEX "\n");
+  expect_reload_refused(&running, &fresh,
+    "cluster.nodes: this node (2) is at 10.78.0.7:7100 in the file, 10.78.0.2:7100 running");
+  fresh = cluster_of("node_id = 2\nnodes = 1@10.78.0.1:7100 2@10.78.0.2:7101\nkey = "
+    CLUSTER_KEY_HEX "\n");
+  expect_reload_refused(&running, &fresh, "its own replication address cannot change");
+  fresh = cluster_of("node_id = 2\nnodes = " NODES3 "\nkey = "
+    "0000000000000000000000000000000000000000000000000000000000000001\n");
+  expect_reload_refused(&running, &fresh, "cluster.key: differs from the running key");
+  struct tally_config single;
+  expect_ok(BASE, &single);
+  expect_reload_refused(&running, &single.cluster, "the [cluster] section is gone");
+  /* A file that does not parse never gets this far: the loader names the key. */
+  expect_error(with_cluster("node_id = 2\nnodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX
+    "\nwrite_quorum = 4\n"),
+    "config: cluster.write_quorum: 4 is above the maximum 3 (the number of cluster.nodes)");
+}
+
 static void test_cluster_continuation(void **unused) {
   (void)unused;
   struct tally_config config;
@@ -1008,6 +1077,8 @@ int main(void) {
     cmocka_unit_test(test_shipped_files),
     cmocka_unit_test(test_template_cluster),
     cmocka_unit_test(test_load),
+    cmocka_unit_test(test_cluster_reload_allowed),
+    cmocka_unit_test(test_cluster_reload_refused),
   };
   int count = (int)(sizeof(tests) / sizeof(tests[0]));
   int failed = cmocka_run_group_tests(tests, NULL, NULL);

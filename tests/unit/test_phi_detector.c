@@ -439,6 +439,39 @@ static void test_state_names(void **state)
   assert_string_equal(tally_phi_state_name(TALLY_PHI_STATE_COUNT), "invalid");
 }
 
+
+/* A reload's new thresholds apply at once; a new interval forgets the old intervals, not the peer. */
+static void test_retune(void **state)
+{
+  (void)state;
+  struct tally_phi_params params;
+  tally_phi_params_default(&params, 100000000ull);
+  struct tally_phi_detector retuned;
+  assert_true(tally_phi_detector_init(&retuned, &params));
+  uint64_t now = 1000000000ull;
+  for (int i = 0; i < 20; i++, now += 100000000ull) tally_phi_detector_heartbeat(&retuned, now);
+  now -= 100000000ull;
+  assert_int_equal(tally_phi_detector_state(&retuned, now + 50000000ull), TALLY_PHI_UP);
+  struct tally_phi_params strict = params;
+  strict.suspect_phi = 0.01;
+  strict.down_phi = 0.02;
+  assert_true(tally_phi_detector_retune(&retuned, &strict));
+  assert_int_equal(retuned.interval_count, 19); /* same interval: history kept */
+  assert_int_equal(tally_phi_detector_state(&retuned, now + 5000000000ull), TALLY_PHI_DOWN);
+  struct tally_phi_params slower;
+  tally_phi_params_default(&slower, 1000000000ull);
+  assert_true(tally_phi_detector_retune(&retuned, &slower));
+  assert_int_equal(retuned.interval_count, 0);
+  assert_int_equal(tally_phi_detector_heartbeats(&retuned), 20); /* the peer is still known */
+  assert_int_equal(tally_phi_detector_last_heartbeat_ns(&retuned), now);
+  /* 500 ms without a heartbeat is late under 100 ms, on time under 1 s. */
+  assert_int_equal(tally_phi_detector_state(&retuned, now + 500000000ull), TALLY_PHI_UP);
+  struct tally_phi_params bad = slower;
+  bad.down_phi = bad.suspect_phi / 2;
+  assert_false(tally_phi_detector_retune(&retuned, &bad));
+  assert_true(retuned.params.down_phi == slower.down_phi);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -454,6 +487,7 @@ int main(void)
     cmocka_unit_test(test_phi_never_nan_or_inf),
     cmocka_unit_test(test_time_going_backwards),
     cmocka_unit_test(test_state_names),
+    cmocka_unit_test(test_retune),
   };
   size_t total = sizeof(tests) / sizeof(tests[0]);
   int failed = cmocka_run_group_tests(tests, NULL, NULL);

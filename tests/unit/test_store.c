@@ -151,6 +151,9 @@ static void test_replica_tables(void **state)
   assert_true(store.size > tally_store_file_size(&geometry_small));
   assert_int_equal(tally_store_replica_counters(&geometry), 2000);
   assert_int_equal(tally_store_replica_producers(&geometry), 32);
+  char error[256] = "";
+  assert_int_equal(tally_store_replica_bind(&store, 7, error, sizeof error), 0);
+  assert_int_equal(tally_store_replica_bind(&store, 9, error, sizeof error), 1);
   assert_int_equal(store.replicas[1].producers_max, 32);
   struct tally_shard *replica = &store.replicas[1];
   assert_int_equal(tally_shard_held_seq(replica), 0);
@@ -238,6 +241,8 @@ static void test_replica_producers_capacity(void **state)
   /* The file grows with the replica tables' producer tables and every journal. */
   geometry = (struct tally_store_geometry){
     .shard_count = 2, .counters_max = 16, .producers_max = 1024, .replica_count = 1};
+  assert_int_equal(tally_store_replica_offset(&geometry, 0),
+    4096 + 2 * tally_shard_region_size(16, 1024));
   size_t replica = tally_shard_region_size(32, 2048);
   assert_int_equal(tally_store_file_size(&geometry),
     4096 + 2 * tally_shard_region_size(16, 1024) + replica);
@@ -254,6 +259,8 @@ static void test_compensation_shard_count(void **state)
     .replica_count = 2};
   open_ok(&store, &geometry, TALLY_PERSIST_AUTO);
   assert_int_equal(store.size, tally_store_file_size(&geometry));
+  char error[256] = "";
+  assert_int_equal(tally_store_replica_bind(&store, 2, error, sizeof error), 0);
   struct tally_shard *last = &store.shards[TALLY_SHARDS_MAX - 1];
   assert_int_equal(last->index, TALLY_SHARDS_MAX - 1);
   assert_int_equal(store.replicas[0].index, TALLY_SHARDS_MAX);
@@ -276,22 +283,176 @@ static void test_old_layout_refused(void **state)
   (void)state;
   static struct tally_store store;
   open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
-  assert_int_equal(TALLY_STORE_LAYOUT_VERSION, 3);
-  assert_int_equal(store.super->layout_version, 3);
+  assert_int_equal(TALLY_STORE_LAYOUT_VERSION, 4);
+  assert_int_equal(store.super->layout_version, 4);
   struct tally_superblock super = *store.super;
   tally_store_close(&store);
-  for (uint32_t version = 2; version >= 1; version--) {
+  for (uint32_t version = 3; version >= 1; version--) {
     super.layout_version = version;
     super.crc = tally_crc32c(&super, offsetof(struct tally_superblock, crc), 0x53555052u);
     patch_file(0, &super, offsetof(struct tally_superblock, clean_shutdown));
     char expected[64];
-    snprintf(expected, sizeof(expected), "layout version %u, this build reads 3", version);
+    snprintf(expected, sizeof(expected), "layout version %u, this build reads 4", version);
     char error[256] = "";
     assert_int_equal(tally_store_open(&store, path, &geometry_small, TALLY_PERSIST_AUTO, error,
       sizeof(error)), -1);
     if (strstr(error, expected) == NULL) fail_msg("error '%s' lacks '%s'", error, expected);
+    if (strstr(error, "move the file aside") == NULL) fail_msg("error '%s' says no way out", error);
     assert_false(store.corrupt); /* a version mismatch, not a damaged file */
   }
+}
+
+
+/* ---- The replica directory (runtime membership) ------------------------------ */
+
+static const struct tally_store_geometry geometry_cluster = {
+  .shard_count = 2, .counters_max = 16, .producers_max = 16, .replica_count = 3};
+
+static off_t directory_offset(uint32_t replica)
+{
+  return (off_t)(offsetof(struct tally_superblock, replica_directory) +
+    replica * sizeof(struct tally_replica_binding));
+}
+
+/* Binding: a peer gets the lowest free region, the same one again, and only blocks when bound. */
+static void test_replica_bind(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  char error[256] = "";
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  struct stat status;
+  assert_int_equal(stat(path, &status), 0);
+  off_t unbound_blocks = status.st_blocks;
+  assert_true((size_t)status.st_blocks * 512u <
+    tally_store_replica_offset(&geometry_cluster, 1)); /* the regions are holes */
+  assert_int_equal(tally_store_replica_free(&store), 3);
+  assert_int_equal(tally_store_replica_find(&store, 5), -1);
+  for (uint32_t r = 0; r < 3; r++) assert_false(tally_store_replica_bound(&store, r));
+  assert_int_equal(tally_store_replica_bind(&store, 5, error, sizeof error), 0);
+  assert_int_equal(tally_store_replica_bind(&store, 300, error, sizeof error), 1);
+  assert_int_equal(tally_store_replica_bind(&store, 5, error, sizeof error), 0); /* same */
+  assert_int_equal(tally_store_replica_find(&store, 300), 1);
+  assert_int_equal(tally_store_replica_free(&store), 1);
+  assert_true(tally_store_replica_bound(&store, 1));
+  assert_false(tally_store_replica_bound(&store, 2));
+  assert_int_equal(store.replicas[1].index, geometry_cluster.shard_count + 1);
+  assert_int_equal(stat(path, &status), 0);
+  assert_true(status.st_blocks > unbound_blocks); /* allocated at bind */
+  assert_int_equal(tally_shard_set(&store.replicas[1], "m", 1, tally_name_hash("m", 1), 11),
+    TALLY_OK);
+  tally_store_persist_replica(&store, 1);
+  tally_store_close(&store);
+}
+
+/* After a reopen every binding is where it was; a new peer takes the next free region. */
+static void test_replica_rebind_after_reopen(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  char error[256] = "";
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  assert_int_equal(tally_store_replica_bind(&store, 2, error, sizeof error), 0);
+  assert_int_equal(tally_store_replica_bind(&store, 3, error, sizeof error), 1);
+  assert_int_equal(tally_shard_set(&store.replicas[1], "n", 1, tally_name_hash("n", 1), 42),
+    TALLY_OK);
+  tally_store_close(&store);
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  assert_int_equal(tally_store_replica_find(&store, 2), 0);
+  assert_int_equal(tally_store_replica_find(&store, 3), 1);
+  assert_int_equal(store.replica_origin[1], 3);
+  assert_int_equal(value_of(&store.replicas[1], "n"), 42); /* its table, recovered */
+  assert_int_equal(store.recovery.replicas[1].counters_used, 1);
+  assert_int_equal(tally_store_replica_bind(&store, 3, error, sizeof error), 1); /* rebind */
+  assert_int_equal(tally_store_replica_bind(&store, 4, error, sizeof error), 2);
+  tally_store_close(&store);
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  assert_int_equal(tally_store_replica_find(&store, 4), 2);
+  assert_int_equal(tally_store_replica_free(&store), 0);
+  tally_store_close(&store);
+}
+
+/* Every region bound: one more origin is refused, naming why, and nothing changes. */
+static void test_replica_directory_full(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  char error[256] = "";
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  for (uint16_t origin = 1; origin <= 3; origin++) {
+    assert_int_equal(tally_store_replica_bind(&store, origin, error, sizeof error), origin - 1);
+  }
+  assert_int_equal(tally_store_replica_bind(&store, 4, error, sizeof error), -1);
+  if (strstr(error, "replica tables is bound") == NULL) fail_msg("error '%s'", error);
+  assert_int_equal(tally_store_replica_find(&store, 4), -1);
+  assert_int_equal(tally_store_replica_bind(&store, 2, error, sizeof error), 1); /* still fine */
+  tally_store_close(&store);
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  assert_int_equal(tally_store_replica_find(&store, 4), -1);
+  assert_int_equal(tally_store_replica_free(&store), 0);
+  tally_store_close(&store);
+}
+
+/* A damaged directory entry (a flipped bit, or an origin named twice) makes the store corrupt. */
+static void test_replica_directory_corrupt(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  char error[256] = "";
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  assert_int_equal(tally_store_replica_bind(&store, 5, error, sizeof error), 0);
+  assert_int_equal(tally_store_replica_bind(&store, 6, error, sizeof error), 1);
+  struct tally_replica_binding first = store.super->replica_directory[0];
+  struct tally_replica_binding second = store.super->replica_directory[1];
+  tally_store_close(&store);
+  struct tally_replica_binding flipped = first;
+  flipped.origin ^= 4u; /* 5 -> 1: a bit flip the crc must catch */
+  patch_file(directory_offset(0), &flipped, sizeof flipped);
+  assert_int_equal(tally_store_open(&store, path, &geometry_cluster, TALLY_PERSIST_AUTO, error,
+    sizeof error), -1);
+  if (strstr(error, "replica directory entry 0 is corrupt") == NULL) fail_msg("'%s'", error);
+  assert_true(store.corrupt);
+  /* A copy of a good entry in the wrong place (a misdirected write): its crc names its index. */
+  patch_file(directory_offset(0), &first, sizeof first);
+  patch_file(directory_offset(2), &second, sizeof second);
+  assert_int_equal(tally_store_open(&store, path, &geometry_cluster, TALLY_PERSIST_AUTO, error,
+    sizeof error), -1);
+  if (strstr(error, "replica directory entry 2 is corrupt") == NULL) fail_msg("'%s'", error);
+  assert_true(store.corrupt);
+  /* Repaired, it opens again with both bindings. */
+  struct tally_replica_binding zero = {0, 0};
+  patch_file(directory_offset(2), &zero, sizeof zero);
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  assert_int_equal(tally_store_replica_find(&store, 5), 0);
+  assert_int_equal(tally_store_replica_find(&store, 6), 1);
+  tally_store_close(&store);
+  /* A bound region whose header is damaged: corrupt, named. */
+  uint64_t garbage = 0x0123456789abcdefull;
+  patch_file((off_t)tally_store_replica_offset(&geometry_cluster, 1), &garbage, sizeof garbage);
+  assert_int_equal(tally_store_open(&store, path, &geometry_cluster, TALLY_PERSIST_AUTO, error,
+    sizeof error), -1);
+  if (strstr(error, "replica table 1 (node 6) header is corrupt") == NULL) fail_msg("'%s'", error);
+  assert_true(store.corrupt);
+}
+
+/* A crash between formatting a region and writing its entry leaves it free: bound again. */
+static void test_replica_bind_interrupted(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  char error[256] = "";
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  assert_int_equal(tally_store_replica_bind(&store, 8, error, sizeof error), 0);
+  assert_int_equal(tally_shard_set(&store.replicas[0], "x", 1, tally_name_hash("x", 1), 3),
+    TALLY_OK);
+  tally_store_close(&store);
+  struct tally_replica_binding zero = {0, 0}; /* the entry never reached the media */
+  patch_file(directory_offset(0), &zero, sizeof zero);
+  open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
+  assert_int_equal(tally_store_replica_find(&store, 8), -1);
+  assert_int_equal(tally_store_replica_bind(&store, 9, error, sizeof error), 0);
+  assert_int_equal(value_of(&store.replicas[0], "x"), INT64_MIN); /* formatted afresh */
+  tally_store_close(&store);
 }
 
 /* A damaged file is told apart from a config mismatch (a cluster node restores the former). */
@@ -685,6 +846,11 @@ int main(void)
     cmocka_unit_test(test_replica_producers_capacity),
     cmocka_unit_test_setup_teardown(test_compensation_shard_count, setup, teardown),
     cmocka_unit_test_setup_teardown(test_old_layout_refused, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_replica_bind, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_replica_rebind_after_reopen, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_replica_directory_full, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_replica_directory_corrupt, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_replica_bind_interrupted, setup, teardown),
     cmocka_unit_test_setup_teardown(test_corrupt_told_apart, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unclean_exit_keeps_everything, setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill_during_batches, setup, teardown),
