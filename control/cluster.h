@@ -31,6 +31,7 @@
 #include "appliance.h"
 #include "client_internal.h"
 #include "cluster_fault.h"
+#include "journal_index.h"
 #include "out.h"
 #include "tally/phi_detector.h"
 #include "tally/replication_wire.h"
@@ -150,7 +151,8 @@ struct tally_cluster {
   struct tally_dedup *producer_dedup;
   uint64_t *producer_changed;
   uint64_t dedup_applied_seen[TALLY_LCORES_MAX]; /* lcores' applied_seq at the last record scan */
-  uint64_t compensations;             /* batches undone here (a lower node id applied them) */
+  struct tally_journal_index journal_index[TALLY_LCORES_MAX]; /* per lcore shard */
+  uint64_t compensations;             /* batches undone here (a peer keeps them) */
   uint64_t compensations_missed;      /* double applies found too late to undo */
   uint64_t compensations_seen;        /* compensations + missed at the last record scan */
   uint64_t claims_capture[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* rings' claims_next at the scan */

@@ -82,18 +82,29 @@ int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t 
   cluster->producer_changed = calloc(count, sizeof(uint64_t));
   bool ok = cluster->producer_id != NULL && cluster->producer_dedup != NULL &&
     cluster->producer_changed != NULL; /* (each peer's lists: cluster_members.c) */
+  for (uint32_t l = 0; ok && l < appliance->lcore_count; l++) {
+    if (tally_journal_index_open(&cluster->journal_index[l], l, error, error_size) != 0) {
+      return -1;
+    }
+  }
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the producer snapshot");
   return ok ? 0 : -1;
 }
 
-/* This node's shard for a producer: the lcore batches of it are steered to. */
+/* The lcore (and shard) a producer's batches are steered to on this node. */
+static uint32_t owner_lcore(const struct tally_cluster *cluster, uint64_t producer)
+{
+  const struct tally_appliance *appliance = cluster->appliance;
+  assert(appliance->lcore_count >= 1);
+  uint32_t owner = (uint32_t)(producer % appliance->lcore_count);
+  assert(owner < appliance->lcore_count);
+  return owner;
+}
+
 static const struct tally_shard *owner_shard(const struct tally_cluster *cluster,
   uint64_t producer)
 {
-  const struct tally_appliance *appliance = cluster->appliance;
-  uint32_t owner = (uint32_t)(producer % appliance->lcore_count);
-  assert(owner < appliance->lcore_count);
-  return &appliance->store.shards[owner];
+  return &cluster->appliance->store.shards[owner_lcore(cluster, producer)];
 }
 
 /*
@@ -179,9 +190,11 @@ static void dedup_claim(struct tally_cluster *cluster, const struct tally_cluste
       tally_dedup_applied(&undone, claim->seq)) {
     return; /* undone here already */
   }
-  const struct tally_shard *own = owner_shard(cluster, claim->producer);
+  uint32_t owner = owner_lcore(cluster, claim->producer);
+  const struct tally_shard *own = &cluster->appliance->store.shards[owner];
   struct tally_journal_entry entry;
-  if (tally_shard_journal_find(own, claim->producer, claim->seq, &entry)) {
+  if (tally_journal_index_find(&cluster->journal_index[owner], own, claim->producer, claim->seq,
+        &entry)) {
     /* The higher attempt keeps it (a keeper claim outranks every attempt);
      * equal attempts (a producer that does not number its resends): the
      * lower node id keeps it. */

@@ -155,6 +155,41 @@ static bool journal_entry_read(const struct tally_shard *shard, uint32_t index,
   return true;
 }
 
+uint64_t tally_shard_journal_next(const struct tally_shard *shard)
+{
+  assert(shard != NULL);
+  assert(shard->header != NULL);
+  return __atomic_load_n(&shard->header->journal_next, __ATOMIC_ACQUIRE);
+}
+
+void tally_shard_journal_key_at(const struct tally_shard *shard, uint64_t position,
+  uint64_t *producer, uint64_t *seq)
+{
+  assert(shard != NULL && shard->journal != NULL);
+  assert(producer != NULL && seq != NULL);
+  const struct tally_journal_entry *stored = &shard->journal[position % TALLY_JOURNAL_ENTRIES];
+  *producer = __atomic_load_n(&stored->producer, __ATOMIC_RELAXED);
+  *seq = __atomic_load_n(&stored->seq, __ATOMIC_RELAXED);
+  if (*producer == PRODUCER_TOMBSTONE) *producer = 0;
+}
+
+bool tally_shard_journal_read_at(const struct tally_shard *shard, uint64_t position,
+  uint64_t producer, uint64_t seq, struct tally_journal_entry *entry)
+{
+  assert(shard != NULL && shard->journal != NULL);
+  assert(entry != NULL);
+  if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
+  uint64_t next = tally_shard_journal_next(shard);
+  if (position >= next || next - position > TALLY_JOURNAL_ENTRIES) return false; /* rolled */
+  if (!journal_entry_read(shard, (uint32_t)(position % TALLY_JOURNAL_ENTRIES), producer, seq,
+        entry)) {
+    return false;
+  }
+  assert(entry->count <= TALLY_BATCH_PAIRS_MAX);
+  assert(entry->applied == 1u);
+  return true;
+}
+
 bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer, uint64_t seq,
   struct tally_journal_entry *entry)
 {

@@ -389,6 +389,17 @@ enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t
  */
 bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer, uint64_t seq,
   struct tally_journal_entry *entry);
+/* Journal entries ever written (any thread; acquire). */
+uint64_t tally_shard_journal_next(const struct tally_shard *shard);
+/* The producer and seq the entry at journal position `position` names (unverified: an index hint). */
+void tally_shard_journal_key_at(const struct tally_shard *shard, uint64_t position,
+  uint64_t *producer, uint64_t *seq);
+/*
+ * The entry at journal position `position` if it is still in the ring, names
+ * (producer, seq), and passes every check tally_shard_journal_find makes.
+ */
+bool tally_shard_journal_read_at(const struct tally_shard *shard, uint64_t position,
+  uint64_t producer, uint64_t seq, struct tally_journal_entry *entry);
 
 /*
  * Appends the claim of (producer, seq, attempt), 1 <= attempt <=

@@ -24,6 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <rte_eal.h>
+
 #include "cluster.h"
 #include "tally/name.h"
 #include "tally/shard.h"
@@ -87,6 +89,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
   struct fixture *f = *state;
+  tally_journal_index_close(&f->cluster.journal_index[0]);
   free(f->cluster.producer_id);
   free(f->cluster.producer_dedup);
   free(f->cluster.producer_changed);
@@ -263,6 +266,48 @@ static void test_keeper_claim_without_journal_never_yields_back(void **state)
   assert_int_equal(node_total(f, "a"), 3);
 }
 
+/* A batch of another producer (same shard), to move the journal on. */
+static void apply_other(struct fixture *f, uint64_t seq)
+{
+  struct tally_wire_batch batch = { .producer = PRODUCER + 1u, .seq = seq, .count = 1 };
+  batch.pairs[0] = (struct tally_wire_pair){ .name = "c", .name_len = 1, .delta = 1 };
+  enum tally_reason reason = TALLY_OK;
+  assert_int_equal(tally_shard_apply_batch(lcore_shard(f), &batch, &reason), TALLY_ACK_APPLIED);
+}
+
+static void test_journal_index_follows_the_ring(void **state)
+{
+  struct fixture *f = *state;
+  apply(f, 80, 0, 5); /* soon out of the journal */
+  for (uint64_t seq = 1; seq <= TALLY_JOURNAL_ENTRIES; seq++) {
+    apply_other(f, seq);
+    if (seq == TALLY_JOURNAL_ENTRIES / 2) {
+      claim(f, 1, 1); /* a claim half way: the index catches up in two steps */
+      assert_int_equal(f->cluster.compensations, 0);
+    }
+  }
+  apply(f, 81, 0, 7); /* recent */
+  struct tally_journal_entry entry;
+  assert_false(tally_shard_journal_find(lcore_shard(f), PRODUCER, 80, &entry));
+  claim(f, 81, 1); /* found through the index: undone */
+  assert_int_equal(f->cluster.compensations, 1);
+  assert_true(undone_here(f, 81));
+  assert_int_equal(node_total(f, "a"), 5);
+  claim(f, 80, 1); /* applied here, out of the journal: kept, the claimant asked */
+  assert_int_equal(f->cluster.claims_yielded, 1);
+  assert_int_equal(node_total(f, "a"), 5);
+  /* Another producer's recent batch from an older attempt is found too. */
+  claim(f, 1, 1);
+  assert_int_equal(f->cluster.compensations, 1); /* seq 1 of producer 8 is out of the ring */
+  struct tally_replication_message message = { .type = TALLY_REPLICATION_ROUND, .origin = 2,
+    .sender = 2, .flags = TALLY_REPLICATION_FLAG_CLAIMS, .seq = 1, .count = 1 };
+  message.claims[0] = (struct tally_replication_claim){ .producer = PRODUCER + 1u,
+    .seq = TALLY_JOURNAL_ENTRIES, .attempt = 2 };
+  tally_cluster_dedup_claims(&f->cluster, &f->cluster.peers[0], &message);
+  assert_int_equal(f->cluster.compensations, 2);
+  assert_int_equal(node_total(f, "c"), TALLY_JOURNAL_ENTRIES - 1);
+}
+
 /* ---- The undone set ---------------------------------------------------------- */
 
 static void test_undone_set_is_scanned_marked(void **state)
@@ -311,6 +356,10 @@ static void test_restored_undone_set_is_not_undone_again(void **state)
 
 int main(void)
 {
+  /* rte_hash (the journal index) needs the EAL: no hugepages, no devices. */
+  char *argv[] = { "test_cluster_dedup", "--no-huge", "-m", "64", "--no-shconf", "--no-pci",
+    "-l", "0", "--log-level=*:error", NULL };
+  if (rte_eal_init(9, argv) < 0) return 1;
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_lower_attempt_is_undone_once, setup, teardown),
     cmocka_unit_test_setup_teardown(test_higher_attempt_or_not_applied_is_kept, setup, teardown),
@@ -318,9 +367,12 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_no_journal_yields_to_the_claimant, setup, teardown),
     cmocka_unit_test_setup_teardown(test_keeper_claim_without_journal_never_yields_back, setup,
       teardown),
+    cmocka_unit_test_setup_teardown(test_journal_index_follows_the_ring, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undone_set_is_scanned_marked, setup, teardown),
     cmocka_unit_test_setup_teardown(test_restored_undone_set_is_not_undone_again, setup,
       teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  rte_eal_cleanup();
+  return failed;
 }
