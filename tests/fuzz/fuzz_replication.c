@@ -18,7 +18,7 @@
  * runs of head_last | head_window[0] | head_window[1] | last_seq | window;
  * producer id never 0 or UINT64_MAX; at most 11) and the claim variant (flags
  * CLAIMS, ROUND only, never with PRODUCERS, count x 24-byte claims: producer |
- * seq | attempt; producer never 0 or UINT64_MAX, attempt 1 .. UINT16_MAX; at
+ * seq | attempt; producer 1 .. 2^63 - 2, attempt 1 .. UINT16_MAX; at
  * most 48).
  * Whatever decodes must be in range, point inside the input, and re-encode
  * to exactly the same bytes; whatever fails must leave the message zeroed.
@@ -115,6 +115,12 @@ static bool attempt_valid(uint64_t attempt)
   return attempt >= 1 && attempt <= 0xffffu;
 }
 
+/* A claim names a producer's own id: 1 .. 2^63 - 2 (the top half is reserved). */
+static bool claim_producer_valid(uint64_t producer)
+{
+  return producer != 0 && producer <= 0x7ffffffffffffffeull;
+}
+
 static bool reference_claims_valid(const uint8_t *body, size_t body_size, uint32_t count,
   uint32_t flags)
 {
@@ -126,7 +132,7 @@ static bool reference_claims_valid(const uint8_t *body, size_t body_size, uint32
   }
   for (uint32_t i = 0; i < count; i++) {
     const uint8_t *claim = body + TALLY_REPLICATION_HEADER_SIZE + (size_t)i * REFERENCE_CLAIM_SIZE;
-    if (!producer_id_valid(load64(claim)) || !attempt_valid(load64(claim + 16))) return false;
+    if (!claim_producer_valid(load64(claim)) || !attempt_valid(load64(claim + 16))) return false;
   }
   return true;
 }
@@ -226,7 +232,7 @@ static void check_decoded(const uint8_t *data, size_t size,
     for (uint32_t i = 0; i < message->count; i++) {
       const struct tally_replication_claim *claim = &message->claims[i];
       const uint8_t *at = data + TALLY_REPLICATION_HEADER_SIZE + (size_t)i * REFERENCE_CLAIM_SIZE;
-      FUZZ_CHECK(producer_id_valid(claim->producer));
+      FUZZ_CHECK(claim_producer_valid(claim->producer));
       FUZZ_CHECK(attempt_valid(claim->attempt));
       FUZZ_CHECK(claim->producer == load64(at));
       FUZZ_CHECK(claim->seq == load64(at + 8));
@@ -386,7 +392,7 @@ static bool message_from_input(const uint8_t *data, size_t size,
       claim->producer = take(data, size, &at, 8);
       claim->seq = take(data, size, &at, 8);
       claim->attempt = take(data, size, &at, 8);
-      valid = valid && producer_id_valid(claim->producer) && attempt_valid(claim->attempt);
+      valid = valid && claim_producer_valid(claim->producer) && attempt_valid(claim->attempt);
       needed += REFERENCE_CLAIM_SIZE;
     }
     size_t slack = (size_t)take(data, size, &at, 1);

@@ -6,7 +6,7 @@ counter entries, or producer records with flags PRODUCERS: producer u64, then
 per run, DEDUP_RUNS times, head_last u64 | head_window[0] u64 |
 head_window[1] u64 | last_seq u64 | window u64: 128 bytes, or claims with
 flags CLAIMS, ROUND only: producer u64 | seq u64 | attempt u64: 24 bytes,
-attempt 1 .. 65535), not from the C encoder. The key is fuzz_replication.c's.
+producer 1 .. 2^63 - 2, attempt 1 .. 65535), not from the C encoder. The key is fuzz_replication.c's.
 The first byte of a seed picks the fuzz target's mode:
   raw_*         a whole datagram (first byte 'T'), decoded as it is;
   signed_*      0x01, then a body without its MAC: the target signs it;
@@ -41,6 +41,7 @@ PRODUCERS_MAX = 11
 CLAIMS_MAX = 48
 ATTEMPT_MAX = 2**16 - 1
 U64_MAX = 2**64 - 1
+PRODUCER_ID_MAX = 2**63 - 2  # TALLY_PRODUCER_ID_MAX: a claim names a producer below the undone bit
 I64_MIN, I64_MAX = -2**63, 2**63 - 1
 SCAN = 1_700_000_000_000_000  # unix microseconds
 
@@ -112,7 +113,7 @@ def encode_claims_input(kind, origin, sender, flags, part, seq, items, slack=0xF
 
 def full_claims():
     """CLAIMS_MAX claims, ids, seqs and attempts at their limits."""
-    ids = (1, U64_MAX - 1, 2**63, 0x0123456789ABCDEF)
+    ids = (1, PRODUCER_ID_MAX, 2**62, 0x0123456789ABCDEF)
     seqs = (0, U64_MAX, 1, 2**63, 0xFEDCBA9876543210)
     attempts = (1, ATTEMPT_MAX, 2, 0x8000, ATTEMPT_MAX - 1)
     return [(ids[i % 4] ^ ((i // 4) << 8), seqs[i % 5], attempts[i % 5])
@@ -161,7 +162,7 @@ def main():
                                      3, 12, SCAN + 500_000) + records(full_records()))
     # Claims (producer, seq, attempt): attempts at both limits, ids next to the
     # forbidden ones.
-    some_claims = [(0x1000000000000001, 341, 1), (U64_MAX - 1, U64_MAX, ATTEMPT_MAX),
+    some_claims = [(0x1000000000000001, 341, 1), (PRODUCER_ID_MAX, U64_MAX, ATTEMPT_MAX),
                    (1, 0, 2)]
     round_claims = (header(ROUND, 2, 2, len(some_claims), FLAG_CLAIMS | FLAG_LAST, 0, 8, SCAN) +
                     claims(some_claims))
