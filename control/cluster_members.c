@@ -138,6 +138,7 @@ static void peer_activate(struct tally_cluster *cluster, uint32_t r,
   peer->pending = kept.pending;
   peer->acked_value = kept.acked_value;
   peer->acked_known = kept.acked_known;
+  peer->undone_pending = kept.undone_pending;
   peer->producers_pending = kept.producers_pending;
   peer->claims_pending = kept.claims_pending;
   peer->id = node->id;
@@ -148,6 +149,8 @@ static void peer_activate(struct tally_cluster *cluster, uint32_t r,
   (void)ok;
   client_breaker_init(&peer->breaker, BREAKER_FAILURES, BREAKER_COOLDOWN_MS);
   tally_cluster_dedup_claims_reset(cluster, peer); /* every claim the rings still hold */
+  assert(peer->undone_pending != NULL && peer->producers_pending != NULL);
+  assert(peer->claims_pending != NULL && peer->acked_known != NULL);
   peer->membership = TALLY_PEER_ACTIVE;
   cluster->peer_count++;
 }
