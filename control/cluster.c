@@ -920,6 +920,9 @@ static int restore(struct tally_cluster *cluster, char *error, size_t error_size
       state.answers, required, RESTORE_WAIT_MS_MAX / 1000u);
     return -1;
   }
+  uint32_t claims = tally_cluster_dedup_restore_claims(cluster);
+  fprintf(stderr, "tallyd: cluster: restored; %u keeper claim(s) for the batches the restored "
+    "records name (a peer that also applied one undoes it)\n", claims);
   tally_store_persist(&cluster->appliance->store);
   return 0;
 }
@@ -1135,6 +1138,11 @@ void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)
     "# TYPE tally_cluster_keeper_claims_received_total counter\n"
     "tally_cluster_keeper_claims_received_total %" PRIu64 "\n",
     __atomic_load_n(&cluster->keeper_claims_received, __ATOMIC_RELAXED));
+  tally_out_printf(out, "# HELP tally_cluster_restore_claims_total keeper claims this node sent "
+    "after a restore, for the batches its restored records name (it has no journal to undo "
+    "them with)\n# TYPE tally_cluster_restore_claims_total counter\n"
+    "tally_cluster_restore_claims_total %" PRIu64 "\n",
+    __atomic_load_n(&cluster->restore_claims, __ATOMIC_RELAXED));
   tally_out_printf(out, "# HELP tally_cluster_claims_received_total claims received from peers\n"
     "# TYPE tally_cluster_claims_received_total counter\ntally_cluster_claims_received_total %"
     PRIu64 "\n", __atomic_load_n(&cluster->claims_received, __ATOMIC_RELAXED));

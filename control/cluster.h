@@ -160,6 +160,7 @@ struct tally_cluster {
   uint64_t claims_received;
   uint64_t claims_yielded;            /* applied here, no journal entry: the claimant undoes */
   uint64_t keeper_claims_received;    /* a peer keeps a batch and asked this node to undo it */
+  uint64_t restore_claims;            /* keeper claims for the batches a restore brought back */
   uint64_t scans;
   uint64_t next_scan_ms;
   uint64_t next_heartbeat_ms;
@@ -226,6 +227,12 @@ void tally_cluster_dedup_claims_reset(struct tally_cluster *cluster,
 /* Restore: the records a peer holds of this node, into this node's shards. */
 void tally_cluster_dedup_restore(struct tally_cluster *cluster,
   const struct tally_replication_message *part);
+/*
+ * After a restore: keeper claims for every batch the restored records name
+ * (heads and tails of each producer's runs) and the undone set does not;
+ * returns how many were written.
+ */
+uint32_t tally_cluster_dedup_restore_claims(struct tally_cluster *cluster);
 /* Claims rings this node sends from: the lcore shards', then the compensation shard's. */
 uint32_t tally_cluster_claim_rings(const struct tally_cluster *cluster);
 /* A dedup record as replication carries it. */

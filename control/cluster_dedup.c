@@ -24,7 +24,9 @@
  *     node undid) replicate like the others, marked with
  *     TALLY_PRODUCER_UNDONE_BIT and sent before the values, and come back on
  *     a restore, so a restored node never undoes (or yields) twice;
- *   - restoring a node's own records from a peer along with its values.
+ *   - restoring a node's own records from a peer along with its values, and
+ *     then claiming, as keeper, every batch they name: the claims this node
+ *     had noted went with its store, and without a journal it can only keep.
  * See docs/cluster.md, "Cross-node dedup".
  */
 #include <assert.h>
@@ -349,4 +351,68 @@ void tally_cluster_dedup_restore(struct tally_cluster *cluster,
     struct tally_dedup dedup = from_wire(record);
     if (tally_shard_producer_merge(shard, producer, &dedup) != TALLY_OK) cluster->replica_full++;
   }
+}
+
+/* Appends a keeper claim for (producer, seq) unless the ring's room is used up. */
+static void restore_claim(struct tally_cluster *cluster, uint64_t producer, uint64_t seq,
+  const struct tally_dedup *undone, uint32_t *written)
+{
+  if (seq == 0) return;
+  if (tally_dedup_applied(undone, seq)) return; /* undone here: the peer keeps it */
+  if (*written >= TALLY_CLAIMS_ENTRIES) { /* more than a peer could be sent */
+    cluster->claims_lost++;
+    return;
+  }
+  struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
+  tally_shard_claim_append(compensation, producer, seq, TALLY_CLAIM_KEEPER);
+  (*written)++;
+}
+
+/*
+ * A restored node has no journal and none of the claims it had noted (they
+ * were in the store it lost): a batch it applied from a resend, whose claim
+ * never reached the node that applied the earlier send, would stay counted
+ * twice. So it claims, as keeper, every batch its restored records name —
+ * each run's head and tail, where a failover overlaps another node — except
+ * those its undone set names. A peer that also applied one undoes its apply
+ * (from its journal); a peer that cannot (restored too) counts it missed.
+ * Before the lcores and the thread run: this is the ring's only writer.
+ */
+uint32_t tally_cluster_dedup_restore_claims(struct tally_cluster *cluster)
+{
+  struct tally_appliance *appliance = cluster->appliance;
+  const struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
+  uint64_t ring_before = tally_shard_claims_next(compensation);
+  uint32_t written = 0;
+  for (uint32_t l = 0; l < appliance->lcore_count; l++) {
+    const struct tally_shard *shard = &appliance->store.shards[l];
+    for (uint32_t slot = 0; slot < shard->producer_slots_count; slot++) {
+      uint64_t producer;
+      struct tally_dedup dedup;
+      if (!tally_shard_producer_at(shard, slot, &producer, &dedup)) continue;
+      assert(producer >= 1 && producer <= TALLY_PRODUCER_ID_MAX);
+      struct tally_dedup undone;
+      if (!tally_shard_producer_read(compensation, producer, &undone)) {
+        memset(&undone, 0, sizeof undone);
+      }
+      for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+        const struct tally_dedup_run *run = &dedup.runs[r];
+        if (run->head_last == 0) break;
+        for (uint64_t i = 0; i < TALLY_DEDUP_WINDOW && i <= run->last_seq; i++) { /* tail */
+          if (tally_dedup_has(run->last_seq, run->window, run->last_seq - i)) {
+            restore_claim(cluster, producer, run->last_seq - i, &undone, &written);
+          }
+        }
+        for (uint64_t d = 0; d < 2u * TALLY_DEDUP_WINDOW && d <= run->head_last; d++) { /* head */
+          uint64_t seq = run->head_last - d;
+          if (!tally_dedup_head_has(run, seq)) continue;
+          if (tally_dedup_has(run->last_seq, run->window, seq)) continue; /* claimed as tail */
+          restore_claim(cluster, producer, seq, &undone, &written);
+        }
+      }
+    }
+  }
+  assert(tally_shard_claims_next(compensation) == ring_before + written);
+  cluster->restore_claims += written;
+  return written;
 }

@@ -12,7 +12,8 @@
  *     others), unless this node's undone set says it undid it already;
  *   - a keeper claim undoes from the journal, and never yields back;
  * and how the undone set travels: scanned with TALLY_PRODUCER_UNDONE_BIT,
- * restored into the compensation shard.
+ * restored into the compensation shard; and that after a restore every batch
+ * the records name, but not the undone ones, is claimed as keeper.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -354,6 +355,34 @@ static void test_restored_undone_set_is_not_undone_again(void **state)
   assert_int_equal(node_total(f, "a"), 0);
 }
 
+static void test_restore_claims_every_named_batch_not_undone(void **state)
+{
+  struct fixture *f = *state;
+  /* Applied 100..102 and 300 (a second run: the producer came back), undid 101. */
+  apply(f, 100, 0, 1);
+  apply(f, 101, 0, 1);
+  apply(f, 102, 0, 1);
+  apply(f, 300, 0, 1);
+  claim(f, 101, 1);
+  assert_true(undone_here(f, 101));
+  uint64_t before = tally_shard_claims_next(compensation(f));
+  uint32_t written = tally_cluster_dedup_restore_claims(&f->cluster);
+  assert_int_equal(written, 3);
+  assert_int_equal(f->cluster.restore_claims, 3);
+  assert_int_equal(tally_shard_claims_next(compensation(f)), before + 3);
+  bool seen[4] = { false, false, false, false }; /* 100, 102, 300, other */
+  for (uint64_t position = before; position < before + 3; position++) {
+    struct tally_claim keeper;
+    assert_true(tally_shard_claim_at(compensation(f), position, &keeper));
+    assert_int_equal(keeper.producer, PRODUCER);
+    assert_int_equal(keeper.attempt, TALLY_CLAIM_KEEPER);
+    seen[keeper.seq == 100 ? 0 : keeper.seq == 102 ? 1 : keeper.seq == 300 ? 2 : 3] = true;
+  }
+  assert_true(seen[0] && seen[1] && seen[2]);
+  assert_false(seen[3]); /* never 101 (undone here: the peer keeps it), never twice */
+  assert_int_equal(f->cluster.claims_lost, 0);
+}
+
 int main(void)
 {
   /* rte_hash (the journal index) needs the EAL: no hugepages, no devices. */
@@ -370,6 +399,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_journal_index_follows_the_ring, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undone_set_is_scanned_marked, setup, teardown),
     cmocka_unit_test_setup_teardown(test_restored_undone_set_is_not_undone_again, setup,
+      teardown),
+    cmocka_unit_test_setup_teardown(test_restore_claims_every_named_batch_not_undone, setup,
       teardown),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
