@@ -407,17 +407,16 @@ static void receive_ack(struct tally_cluster *cluster, struct tally_cluster_peer
 }
 
 /* Fills a round from the first list part with entries left: counters, records, claims. */
-/* Fills a round with producer records (undone or applied) from a pending list. */
-static void fill_records(struct tally_cluster *cluster, const uint32_t *pending, uint32_t left,
+/* Fills a round with producer records (undone or applied) as the list was planned. */
+static void fill_records(const struct tally_replication_producer *pending, uint32_t left,
   struct tally_replication_message *round)
 {
   assert(left >= 1);
   round->flags = TALLY_REPLICATION_FLAG_PRODUCERS;
   while (round->count < TALLY_REPLICATION_PRODUCERS_MAX && round->count < left) {
-    uint32_t position = pending[round->count];
-    assert(position < cluster->producer_positions && cluster->producer_id[position] != 0);
-    tally_cluster_dedup_to_wire(cluster->producer_id[position],
-      &cluster->producer_dedup[position], &round->producers[round->count++]);
+    assert(pending[round->count].producer != 0);
+    round->producers[round->count] = pending[round->count];
+    round->count++;
   }
   assert(round->count >= 1);
 }
@@ -433,19 +432,20 @@ static void fill_round(struct tally_cluster *cluster, struct tally_cluster_peer 
   uint32_t left = part_left(peer, part);
   assert(left >= 1);
   if (part == TALLY_LIST_UNDONE) {
-    fill_records(cluster, peer->undone_pending + peer->undone_pending_next, left, round);
+    fill_records(peer->undone_pending + peer->undone_pending_next, left, round);
   } else if (part == TALLY_LIST_COUNTERS) {
     while (round->count < TALLY_REPLICATION_ENTRIES_MAX && round->count < left) {
       uint32_t position = peer->pending[peer->pending_next + round->count];
+      int64_t value = peer->pending_value[peer->pending_next + round->count]; /* as planned */
       peer->message_index[round->count] = position;
-      peer->message_value[round->count] = cluster->current[position];
+      peer->message_value[round->count] = value;
       round->entries[round->count] = (struct tally_replication_entry){
         .name = cluster->names[position], .name_len = cluster->name_lens[position],
-        .value = cluster->current[position] };
+        .value = value };
       round->count++;
     }
   } else if (part == TALLY_LIST_PRODUCERS) {
-    fill_records(cluster, peer->producers_pending + peer->producers_pending_next, left, round);
+    fill_records(peer->producers_pending + peer->producers_pending_next, left, round);
   } else {
     round->flags = TALLY_REPLICATION_FLAG_CLAIMS;
     while (round->count < TALLY_REPLICATION_CLAIMS_MAX && round->count < left) {

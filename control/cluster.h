@@ -90,13 +90,20 @@ struct tally_cluster_peer {
   uint64_t waiting_since_ms;          /* first unanswered round or probe; 0: none */
   uint32_t retries;
   struct client_breaker breaker;
+  /*
+   * A list is one scan's state, frozen when it is planned: the values and the
+   * records go out as they were at that scan, however long the list takes
+   * (its records were read before its values, so a replica that completed it
+   * names no batch its values lack; docs/cluster.md, "Cross-node dedup").
+   */
   uint32_t *pending;                  /* snapshot indexes still to send */
+  int64_t *pending_value;             /* their values at the planning scan */
   uint32_t pending_count;
   uint32_t pending_next;
-  uint32_t *undone_pending;           /* undone-record positions still to send, first */
+  struct tally_replication_producer *undone_pending; /* undone records to send, first */
   uint32_t undone_pending_count;
   uint32_t undone_pending_next;
-  uint32_t *producers_pending;        /* producer positions still to send, after the counters */
+  struct tally_replication_producer *producers_pending; /* records, after the counters */
   uint32_t producers_pending_count;
   uint32_t producers_pending_next;
   uint64_t producers_list_scan;       /* scan number the list was planned at */

@@ -85,12 +85,14 @@ static const struct tally_cluster_node *member(const struct tally_cluster_config
 static void peer_free(struct tally_cluster_peer *peer)
 {
   free(peer->pending);
+  free(peer->pending_value);
   free(peer->acked_value);
   free(peer->acked_known);
   free(peer->undone_pending);
   free(peer->producers_pending);
   free(peer->claims_pending);
   peer->pending = NULL;
+  peer->pending_value = NULL;
   peer->acked_value = NULL;
   peer->acked_known = NULL;
   peer->undone_pending = NULL;
@@ -106,13 +108,15 @@ static int peer_allocate(struct tally_cluster *cluster, struct tally_cluster_pee
   assert(cluster->producer_positions >= TALLY_PRODUCERS_MIN);
   if (peer->pending != NULL) return 0;
   peer->pending = calloc(cluster->capacity, sizeof(uint32_t));
+  peer->pending_value = calloc(cluster->capacity, sizeof(int64_t));
   peer->acked_value = calloc(cluster->capacity, sizeof(int64_t));
   peer->acked_known = calloc(cluster->capacity, 1);
   peer->undone_pending = calloc(tally_cluster_compensation_shard(cluster)->producer_slots_count,
-    sizeof(uint32_t));
-  peer->producers_pending = calloc(cluster->producer_positions, sizeof(uint32_t));
+    sizeof peer->undone_pending[0]);
+  peer->producers_pending = calloc(cluster->producer_positions, sizeof peer->producers_pending[0]);
   peer->claims_pending = calloc(TALLY_CLUSTER_CLAIMS_PER_LIST, sizeof peer->claims_pending[0]);
-  if (peer->pending != NULL && peer->acked_value != NULL && peer->acked_known != NULL &&
+  if (peer->pending != NULL && peer->pending_value != NULL && peer->acked_value != NULL &&
+      peer->acked_known != NULL &&
       peer->undone_pending != NULL && peer->producers_pending != NULL &&
       peer->claims_pending != NULL) {
     return 0;
@@ -136,6 +140,7 @@ static void peer_activate(struct tally_cluster *cluster, uint32_t r,
   struct tally_cluster_peer kept = *peer; /* the allocated lists stay */
   memset(peer, 0, sizeof *peer);
   peer->pending = kept.pending;
+  peer->pending_value = kept.pending_value;
   peer->acked_value = kept.acked_value;
   peer->acked_known = kept.acked_known;
   peer->undone_pending = kept.undone_pending;
@@ -151,6 +156,7 @@ static void peer_activate(struct tally_cluster *cluster, uint32_t r,
   tally_cluster_dedup_claims_reset(cluster, peer); /* every claim the rings still hold */
   assert(peer->undone_pending != NULL && peer->producers_pending != NULL);
   assert(peer->claims_pending != NULL && peer->acked_known != NULL);
+  assert(peer->pending_value != NULL);
   peer->membership = TALLY_PEER_ACTIVE;
   cluster->peer_count++;
 }

@@ -144,6 +144,7 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
     if (peer->acked_known[position] && peer->acked_value[position] == cluster->current[position]) {
       continue;
     }
+    peer->pending_value[count] = cluster->current[position];
     peer->pending[count++] = position;
   }
   assert(count <= cluster->capacity);
@@ -155,11 +156,9 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
     if (cluster->producer_id[i] == 0 || cluster->producer_changed[i] <= peer->producers_synced) {
       continue;
     }
-    if (i >= first_undone) {
-      peer->undone_pending[undone++] = i;
-    } else {
-      peer->producers_pending[producers++] = i;
-    }
+    struct tally_replication_producer *record = i >= first_undone ?
+      &peer->undone_pending[undone++] : &peer->producers_pending[producers++];
+    tally_cluster_dedup_to_wire(cluster->producer_id[i], &cluster->producer_dedup[i], record);
   }
   assert(producers <= first_undone);
   assert(undone <= cluster->producer_positions - first_undone);

@@ -38,6 +38,7 @@ NEXT_SEQ_RE = re.compile(r"^next_seq (\d+)$")
 LISTED_MAX = 32  # tally-produce lists at most 32 failed batches
 
 stopping = False
+START = time.monotonic()
 
 
 def on_sigterm(signum, frame):
@@ -53,6 +54,8 @@ def parse_args():
     p.add_argument("--producer", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--prefix", default="rel.")
+    p.add_argument("--ledger", help="append one JSON line per run (first seq, time, lines) "
+                   "for tests/chaos/double.py")
     p.add_argument("--counters", type=int, default=8)
     p.add_argument("--pairs", type=int, default=4, help="lines per batch")
     p.add_argument("--batches", type=int, default=20, help="batches per run (<= 32)")
@@ -120,6 +123,10 @@ def one_run(args, rng, seq, totals):
                "--ack-timeout-ms", str(args.ack_timeout_ms), "--retries", "40",
                "--breaker-failures", "3", "--breaker-cooldown-ms", "500"]
     text = "".join("%s %d\n" % line for line in lines)
+    if args.ledger:
+        with open(args.ledger, "a") as f:
+            f.write(json.dumps({"seq": seq, "t": round(time.monotonic() - START, 3),
+                                "pairs": args.pairs, "lines": lines}) + "\n")
     try:
         done = subprocess.run(command, input=text, capture_output=True, text=True,
                               timeout=args.timeout_ms / 1000.0 + 10)

@@ -254,7 +254,7 @@ for p in 1 2; do
   cluster_producer python3 "$chaos/producer.py" --produce "$build/control/tally-produce" \
     --nodes "$list" --key "$CLUSTER_INGEST_KEY" --producer "$p" --seed "$((seed + p))" \
     --stop-file "$work/stop" --deadline-s "$hard_stop" --report "$work/reliable$p.json" \
-    >"$work/producer$p.out" 2>&1 &
+    --ledger "$work/ledger$p" >"$work/producer$p.out" 2>&1 &
   producer_pids+=($!)
 done
 cluster_producer python3 "$chaos/statsd_load.py" \
@@ -312,6 +312,9 @@ for i in $(seq "$nodes"); do
   verdict $? "node $i log free of assertion failures and crashes"
 done
 if [ "$failed" -gt 0 ]; then
+  if grep -q '^FAIL .*value <= attempted' "$work/bounds"; then # which batches counted twice
+    python3 "$chaos/double.py" --bounds "$work/bounds" --ledger "$work/ledger1" "$work/ledger2"
+  fi
   for i in $(seq "$nodes"); do
     echo "--- node $i log (tail)"; tail -15 "$work/n$i.log"
     echo "--- node $i cross-node dedup events (every start)"

@@ -75,8 +75,9 @@ static int setup(void **state)
   if (tally_cluster_dedup_open(&f->cluster, error, sizeof(error)) != 0) return -1;
   /* The peer's lists (tallyd allocates them in cluster_members.c). */
   struct tally_cluster_peer *peer = &f->cluster.peers[0];
-  peer->undone_pending = calloc(compensation_slots(f), sizeof(uint32_t));
-  peer->producers_pending = calloc(f->cluster.producer_positions, sizeof(uint32_t));
+  peer->undone_pending = calloc(compensation_slots(f), sizeof(peer->undone_pending[0]));
+  peer->producers_pending = calloc(f->cluster.producer_positions,
+    sizeof(peer->producers_pending[0]));
   peer->claims_pending = calloc(TALLY_CLUSTER_CLAIMS_PER_LIST, sizeof(peer->claims_pending[0]));
   if (peer->undone_pending == NULL || peer->producers_pending == NULL ||
       peer->claims_pending == NULL) {
