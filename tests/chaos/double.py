@@ -81,10 +81,11 @@ def main():
     if not excess:
         print("double.py: no 'value <= attempted' failure in %s" % args.bounds)
         return 1
-    names = sorted(excess)
+    ledgers = [read_ledger(path) for path in args.ledger]
+    # Every counter the producers sent; one the FAIL line does not list was not above.
+    names = sorted(set(excess) | {n for b in ledgers for _, _, d in b for n in d})
     target = vector(excess, names)
     print("double.py: excess per counter %s" % dict(zip(names, target)))
-    ledgers = [read_ledger(path) for path in args.ledger]
     sums = [range_sums(b, names, args.max_len) for b in ledgers]
     found = 0
     for k, s in enumerate(sums):
