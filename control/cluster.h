@@ -119,6 +119,22 @@ struct tally_cluster_peer {
   uint64_t confirmed[TALLY_LCORES_MAX]; /* applied_seq the peer is known to hold */
   int64_t *acked_value;               /* per snapshot index: what the peer holds */
   uint8_t *acked_known;
+  /*
+   * Incoming stream: the peer's list being received. Its rounds are acked as
+   * they come but only staged; the list's last round writes them all to the
+   * replica table (undone records, values, records, then held_seq), so the
+   * table — what quorum reads and restores see — is always a whole list of
+   * the peer's, never half of one.
+   */
+  uint64_t staged_seq;                /* last round staged; 0: nothing staged */
+  uint32_t staged_count;              /* counters staged (replica slot, value) */
+  uint32_t *staged_slot;              /* 2 x the table's slots (compact_staged) */
+  int64_t *staged_value;
+  uint8_t *staged_seen;               /* per slot, scratch of compact_staged */
+  uint32_t staged_records_count;      /* records staged, in arrival order (2 x the table's) */
+  struct tally_replication_producer *staged_records;
+  uint32_t staged_claims_count;       /* claims staged: handled after the records merge */
+  struct tally_replication_claim *staged_claims; /* 2 x TALLY_CLUSTER_CLAIMS_PER_LIST */
   /* Figures (written by the cluster thread, read relaxed). */
   uint64_t heartbeats_in;
   uint64_t rounds_sent;
@@ -219,12 +235,12 @@ bool tally_cluster_fault_reload(struct tally_cluster *cluster,
 int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t error_size);
 /* Notes this node's changed producer records (before the values are read). */
 void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_number);
-/* A peer's records, as received in a round: merged. false: full. */
+/* A peer's records (undone or applied): merged into its replica table. false: full. */
 bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
-  const struct tally_replication_message *message);
+  const struct tally_replication_producer *records, uint32_t count);
 /* A peer's claims: every batch this node applied from a lower attempt is undone. */
 void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
-  const struct tally_replication_message *message);
+  const struct tally_replication_claim *claims, uint32_t count);
 /* Plans the claims a peer does not hold yet into its list (cluster_scan.c calls it). */
 uint32_t tally_cluster_dedup_plan_claims(struct tally_cluster *cluster,
   struct tally_cluster_peer *peer);

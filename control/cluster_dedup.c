@@ -219,13 +219,11 @@ static void dedup_claim(struct tally_cluster *cluster, const struct tally_cluste
 }
 
 void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
-  const struct tally_replication_message *message)
+  const struct tally_replication_claim *claims, uint32_t count)
 {
-  assert(message->flags & TALLY_REPLICATION_FLAG_CLAIMS);
-  assert(message->count <= TALLY_REPLICATION_CLAIMS_MAX);
-  for (uint32_t i = 0; i < message->count; i++) {
+  for (uint32_t i = 0; i < count; i++) {
     cluster->claims_received++;
-    dedup_claim(cluster, peer, &message->claims[i]);
+    dedup_claim(cluster, peer, &claims[i]);
   }
 }
 
@@ -319,18 +317,16 @@ void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_numbe
 }
 
 bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
-  const struct tally_replication_message *message)
+  const struct tally_replication_producer *records, uint32_t count)
 {
-  assert(message->flags & TALLY_REPLICATION_FLAG_PRODUCERS);
-  assert(message->count <= TALLY_REPLICATION_PRODUCERS_MAX);
   struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
-  for (uint32_t i = 0; i < message->count; i++) {
-    struct tally_dedup dedup = from_wire(&message->producers[i]);
-    if (tally_shard_producer_merge(replica, message->producers[i].producer, &dedup) != TALLY_OK) {
-      return false;
-    }
+  bool ok = true;
+  for (uint32_t i = 0; i < count; i++) {
+    assert(records[i].producer != 0);
+    struct tally_dedup dedup = from_wire(&records[i]);
+    if (tally_shard_producer_merge(replica, records[i].producer, &dedup) != TALLY_OK) ok = false;
   }
-  return true;
+  return ok;
 }
 
 void tally_cluster_dedup_restore(struct tally_cluster *cluster,

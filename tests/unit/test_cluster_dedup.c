@@ -146,7 +146,7 @@ static void claim(struct fixture *f, uint64_t seq, uint32_t attempt)
     .origin = 2, .sender = 2, .flags = TALLY_REPLICATION_FLAG_CLAIMS, .seq = 1, .count = 1 };
   message.claims[0] = (struct tally_replication_claim){ .producer = PRODUCER, .seq = seq,
     .attempt = attempt };
-  tally_cluster_dedup_claims(&f->cluster, &f->cluster.peers[0], &message);
+  tally_cluster_dedup_claims(&f->cluster, &f->cluster.peers[0], message.claims, message.count);
 }
 
 static bool undone_here(struct fixture *f, uint64_t seq)
@@ -305,7 +305,7 @@ static void test_journal_index_follows_the_ring(void **state)
     .sender = 2, .flags = TALLY_REPLICATION_FLAG_CLAIMS, .seq = 1, .count = 1 };
   message.claims[0] = (struct tally_replication_claim){ .producer = PRODUCER + 1u,
     .seq = TALLY_JOURNAL_ENTRIES, .attempt = 2 };
-  tally_cluster_dedup_claims(&f->cluster, &f->cluster.peers[0], &message);
+  tally_cluster_dedup_claims(&f->cluster, &f->cluster.peers[0], message.claims, message.count);
   assert_int_equal(f->cluster.compensations, 2);
   assert_int_equal(node_total(f, "c"), TALLY_JOURNAL_ENTRIES - 1);
 }
