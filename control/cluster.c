@@ -238,154 +238,46 @@ static uint64_t held_of(const struct tally_cluster *cluster, const struct tally_
 {
   const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
   uint64_t held = tally_shard_held_seq(replica);
-  assert(peer->staged_seq == 0 || peer->staged_seq > held);
-  return peer->staged_seq != 0 ? peer->staged_seq : held;
+  assert(peer->stage.seq == 0 || peer->stage.seq > held);
+  return peer->stage.seq != 0 ? peer->stage.seq : held;
 }
 
-/*
- * Keeps the latest staged value of each slot only. Lists the peer abandoned
- * (it started over) leave their rounds staged under the new list's, so a slot
- * can be staged more than once; the stage holds 2 x slots_count entries and
- * at most 3/4 of the slots are ever used, so after this a round always fits.
- */
-static void compact_staged(struct tally_cluster_peer *peer, uint32_t slots_count)
+/* Merges the staged records, the undone ones or the others, into the peer's table. */
+static bool merge_staged(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  bool undone)
 {
-  uint32_t kept = 0;
-  for (uint32_t i = peer->staged_count; i-- > 0;) { /* newest first: the first seen is kept */
-    uint32_t slot = peer->staged_slot[i];
-    assert(slot < slots_count);
-    if (peer->staged_seen[slot]) continue;
-    peer->staged_seen[slot] = 1;
-    peer->staged_slot[kept] = slot;
-    peer->staged_value[kept] = peer->staged_value[i];
-    kept++;
+  const struct tally_replica_stage *stage = &peer->stage;
+  bool ok = true;
+  for (uint32_t i = 0; i < stage->records_count; i++) {
+    if (((stage->records[i].producer & TALLY_PRODUCER_UNDONE_BIT) != 0) != undone) continue;
+    ok = tally_cluster_dedup_receive(cluster, peer, &stage->records[i], 1) && ok;
   }
-  for (uint32_t i = 0; i < kept; i++) peer->staged_seen[peer->staged_slot[i]] = 0;
-  for (uint32_t i = 0, j = kept; i < j; i++) { /* back to arrival order */
-    j--;
-    uint32_t slot = peer->staged_slot[i];
-    int64_t value = peer->staged_value[i];
-    peer->staged_slot[i] = peer->staged_slot[j];
-    peer->staged_value[i] = peer->staged_value[j];
-    peer->staged_slot[j] = slot;
-    peer->staged_value[j] = value;
-  }
-  assert(kept <= slots_count);
-  peer->staged_count = kept;
-}
-
-/* Record order for compact_records: by producer id, newest (highest index) first. */
-struct staged_order {
-  uint64_t producer;
-  uint32_t index;
-};
-
-static int by_producer_newest(const void *a, const void *b)
-{
-  const struct staged_order *x = a;
-  const struct staged_order *y = b;
-  if (x->producer != y->producer) return x->producer < y->producer ? -1 : 1;
-  return x->index > y->index ? -1 : (x->index < y->index ? 1 : 0);
-}
-
-static int by_index(const void *a, const void *b)
-{
-  const struct staged_order *x = a;
-  const struct staged_order *y = b;
-  return x->index < y->index ? -1 : (x->index > y->index ? 1 : 0);
-}
-
-/*
- * Keeps the newest staged record of each producer id (undone ids are their
- * own ids), in arrival order: a record is the producer's whole state on the
- * peer, so the newest says all an older one did. For abandoned lists, as
- * compact_staged. false: out of memory (the round is then refused).
- */
-static bool compact_records(struct tally_cluster_peer *peer)
-{
-  uint32_t n = peer->staged_records_count;
-  struct staged_order *order = malloc((size_t)n * sizeof *order + 1u);
-  struct tally_replication_producer *copy = malloc((size_t)n * sizeof *copy + 1u);
-  if (order == NULL || copy == NULL) {
-    free(order);
-    free(copy);
-    return false;
-  }
-  for (uint32_t i = 0; i < n; i++) {
-    order[i] = (struct staged_order){ .producer = peer->staged_records[i].producer, .index = i };
-  }
-  qsort(order, n, sizeof *order, by_producer_newest);
-  uint32_t kept = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    if (i > 0 && order[i].producer == order[i - 1].producer) continue;
-    order[kept++] = order[i];
-  }
-  qsort(order, kept, sizeof *order, by_index);
-  memcpy(copy, peer->staged_records, (size_t)n * sizeof *copy);
-  for (uint32_t i = 0; i < kept; i++) peer->staged_records[i] = copy[order[i].index];
-  peer->staged_records_count = kept;
-  free(order);
-  free(copy);
-  return true;
-}
-
-/* Stages a round's counters: each name gets its slot now (a new one at 0, its value here
- * so far), the value waits for the list's end. false: the table is full. */
-static bool stage_counters(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
-  const struct tally_replication_message *message)
-{
-  struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
-  if (peer->staged_count + message->count > 2u * replica->slots_count) {
-    compact_staged(peer, replica->slots_count);
-  }
-  for (uint32_t i = 0; i < message->count; i++) {
-    const struct tally_replication_entry *entry = &message->entries[i];
-    uint32_t hash = tally_name_hash(entry->name, entry->name_len);
-    int64_t slot = tally_shard_find(replica, entry->name, entry->name_len, hash);
-    if (slot < 0 && tally_shard_add(replica, entry->name, entry->name_len, hash, 0) == TALLY_OK) {
-      slot = tally_shard_find(replica, entry->name, entry->name_len, hash);
-    }
-    if (slot < 0 || peer->staged_count >= 2u * replica->slots_count) return false;
-    peer->staged_slot[peer->staged_count] = (uint32_t)slot;
-    peer->staged_value[peer->staged_count] = entry->value;
-    peer->staged_count++;
-  }
-  return true;
+  return ok;
 }
 
 /*
  * The list's last round arrived: its undone records, values and records go to
  * the replica table in that order (a crash in between leaves values that an
  * undone record explains, and records whose batches the values hold), then the
- * sequence and scan that name them.
+ * sequence and scan that name them, then its claims (the claimant's records
+ * are merged by then).
  */
 static void commit_staged(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   const struct tally_replication_message *last)
 {
   struct tally_store *store = &cluster->appliance->store;
   struct tally_shard *replica = &store->replicas[peer->replica];
-  assert(peer->staged_seq == last->seq);
-  /* The undone records first (a list sends them first; abandoned lists mix them in). */
-  uint32_t undone = 0;
-  for (uint32_t i = 0; i < peer->staged_records_count; i++) {
-    if ((peer->staged_records[i].producer & TALLY_PRODUCER_UNDONE_BIT) == 0) continue;
-    struct tally_replication_producer record = peer->staged_records[i];
-    memmove(peer->staged_records + undone + 1, peer->staged_records + undone,
-      (i - undone) * sizeof record);
-    peer->staged_records[undone++] = record;
-  }
-  bool ok = tally_cluster_dedup_receive(cluster, peer, peer->staged_records, undone);
-  for (uint32_t i = 0; i < peer->staged_count; i++) {
-    const struct tally_slot *slot = &replica->slots[peer->staged_slot[i]];
-    assert(peer->staged_slot[i] < replica->slots_count && slot->name_len >= 1);
-    if (tally_shard_set(replica, slot->name, slot->name_len, slot->hash,
-          peer->staged_value[i]) != TALLY_OK) {
-      ok = false;
-    }
+  struct tally_replica_stage *stage = &peer->stage;
+  assert(stage->seq == last->seq);
+  bool ok = merge_staged(cluster, peer, true);
+  for (uint32_t i = 0; i < stage->count; i++) {
+    const struct tally_slot *slot = &replica->slots[stage->slot[i]];
+    assert(stage->slot[i] < replica->slots_count && slot->name_len >= 1);
+    ok = tally_shard_set(replica, slot->name, slot->name_len, slot->hash, stage->value[i]) ==
+      TALLY_OK && ok;
   }
   tally_store_persist_replica(store, peer->replica); /* undone records and values first */
-  ok = tally_cluster_dedup_receive(cluster, peer, peer->staged_records + undone,
-    peer->staged_records_count - undone) && ok;
+  ok = merge_staged(cluster, peer, false) && ok;
   if (!ok) cluster->replica_full++;
   tally_store_persist_replica(store, peer->replica);
   tally_shard_set_held_seq(replica, last->seq);
@@ -393,57 +285,37 @@ static void commit_staged(struct tally_cluster *cluster, struct tally_cluster_pe
     tally_shard_set_held_scan(replica, last->scan); /* complete up to that scan */
   }
   tally_store_persist_replica(store, peer->replica); /* then what names them */
-  /* Claims last (undone before the ack): the claimant's records are merged now. */
-  tally_cluster_dedup_claims(cluster, peer, peer->staged_claims, peer->staged_claims_count);
-  peer->staged_seq = 0;
-  peer->staged_count = 0;
-  peer->staged_records_count = 0;
-  peer->staged_claims_count = 0;
+  tally_cluster_dedup_claims(cluster, peer, stage->claims, stage->claims_count);
+  tally_replica_stage_clear(stage);
 }
 
 static void receive_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   const struct tally_replication_message *message)
 {
-  const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
+  struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
   uint64_t held = held_of(cluster, peer);
   if (message->seq != held + 1) {
     send_ack(cluster, peer, held); /* a resend, a probe, or a gap: say what we hold */
     return;
   }
-  bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
-  bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
-  uint32_t counters_before = peer->staged_count;
-  if (producers) {
-    uint32_t room = 2u * replica->producer_slots_count;
-    if (peer->staged_records_count + message->count > room && !compact_records(peer)) {
-      send_ack(cluster, peer, held); /* no memory now: refused, resent later */
-      return;
-    }
-    if (peer->staged_records_count + message->count > room) {
-      cluster->replica_full++;
-      send_ack(cluster, peer, held); /* cannot hold it: do not advance */
-      return;
-    }
-    memcpy(peer->staged_records + peer->staged_records_count, message->producers,
-      message->count * sizeof message->producers[0]);
-    peer->staged_records_count += message->count;
-  } else if (claims) {
-    /* After the list's records are merged (a claim for a batch not applied here
-     * must find the claimant's record, or a late first send would be applied). */
-    if (peer->staged_claims_count + message->count <= 2u * TALLY_CLUSTER_CLAIMS_PER_LIST) {
-      memcpy(peer->staged_claims + peer->staged_claims_count, message->claims,
-        message->count * sizeof message->claims[0]);
-      peer->staged_claims_count += message->count;
-    } else { /* (only after abandoned lists) */
+  bool staged = true;
+  if (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) {
+    staged = tally_replica_stage_records(&peer->stage, message->producers, message->count);
+  } else if (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) {
+    if (!tally_replica_stage_claims(&peer->stage, message->claims, message->count)) {
+      /* (only after abandoned lists) handled now, undone before the ack */
       tally_cluster_dedup_claims(cluster, peer, message->claims, message->count);
     }
-  } else if (!stage_counters(cluster, peer, message)) {
-    peer->staged_count = counters_before; /* none of this round */
+  } else {
+    staged = tally_replica_stage_counters(&peer->stage, replica, message->entries,
+      message->count);
+  }
+  if (!staged) {
     cluster->replica_full++;
     send_ack(cluster, peer, held); /* cannot hold it: do not advance */
     return;
   }
-  peer->staged_seq = message->seq;
+  peer->stage.seq = message->seq;
   if (message->flags & TALLY_REPLICATION_FLAG_LAST) commit_staged(cluster, peer, message);
   cluster->rounds_applied++;
   send_ack(cluster, peer, message->seq);

@@ -31,6 +31,7 @@
 #include "appliance.h"
 #include "client_internal.h"
 #include "cluster_fault.h"
+#include "replica_stage.h"
 #include "journal_index.h"
 #include "out.h"
 #include "tally/phi_detector.h"
@@ -119,22 +120,8 @@ struct tally_cluster_peer {
   uint64_t confirmed[TALLY_LCORES_MAX]; /* applied_seq the peer is known to hold */
   int64_t *acked_value;               /* per snapshot index: what the peer holds */
   uint8_t *acked_known;
-  /*
-   * Incoming stream: the peer's list being received. Its rounds are acked as
-   * they come but only staged; the list's last round writes them all to the
-   * replica table (undone records, values, records, then held_seq), so the
-   * table — what quorum reads and restores see — is always a whole list of
-   * the peer's, never half of one.
-   */
-  uint64_t staged_seq;                /* last round staged; 0: nothing staged */
-  uint32_t staged_count;              /* counters staged (replica slot, value) */
-  uint32_t *staged_slot;              /* 2 x the table's slots (compact_staged) */
-  int64_t *staged_value;
-  uint8_t *staged_seen;               /* per slot, scratch of compact_staged */
-  uint32_t staged_records_count;      /* records staged, in arrival order (2 x the table's) */
-  struct tally_replication_producer *staged_records;
-  uint32_t staged_claims_count;       /* claims staged: handled after the records merge */
-  struct tally_replication_claim *staged_claims; /* 2 x TALLY_CLUSTER_CLAIMS_PER_LIST */
+  /* Incoming stream: the peer's list being received, staged until its last round. */
+  struct tally_replica_stage stage;
   /* Figures (written by the cluster thread, read relaxed). */
   uint64_t heartbeats_in;
   uint64_t rounds_sent;

@@ -91,16 +91,7 @@ static void peer_free(struct tally_cluster_peer *peer)
   free(peer->undone_pending);
   free(peer->producers_pending);
   free(peer->claims_pending);
-  free(peer->staged_slot);
-  free(peer->staged_value);
-  free(peer->staged_seen);
-  free(peer->staged_records);
-  free(peer->staged_claims);
-  peer->staged_slot = NULL;
-  peer->staged_value = NULL;
-  peer->staged_seen = NULL;
-  peer->staged_records = NULL;
-  peer->staged_claims = NULL;
+  tally_replica_stage_close(&peer->stage);
   peer->pending = NULL;
   peer->pending_value = NULL;
   peer->acked_value = NULL;
@@ -127,15 +118,9 @@ static int peer_allocate(struct tally_cluster *cluster, struct tally_cluster_pee
   peer->claims_pending = calloc(TALLY_CLUSTER_CLAIMS_PER_LIST, sizeof peer->claims_pending[0]);
   /* (bound before this: its table is mapped; every replica table has one geometry) */
   const struct tally_shard *replica = &cluster->appliance->store.replicas[peer - cluster->peers];
-  assert(replica->slots_count >= 1 && replica->producer_slots_count >= 1);
-  peer->staged_slot = calloc(2u * replica->slots_count, sizeof peer->staged_slot[0]);
-  peer->staged_value = calloc(2u * replica->slots_count, sizeof peer->staged_value[0]);
-  peer->staged_seen = calloc(replica->slots_count, 1);
-  peer->staged_records = calloc(2u * replica->producer_slots_count,
-    sizeof peer->staged_records[0]);
-  peer->staged_claims = calloc(2u * TALLY_CLUSTER_CLAIMS_PER_LIST, sizeof peer->staged_claims[0]);
-  if (peer->staged_slot != NULL && peer->staged_value != NULL && peer->staged_seen != NULL &&
-      peer->staged_records != NULL && peer->staged_claims != NULL &&
+  int staged = tally_replica_stage_open(&peer->stage, replica->slots_count,
+    replica->producer_slots_count, 2u * TALLY_CLUSTER_CLAIMS_PER_LIST);
+  if (staged == 0 &&
       peer->pending != NULL && peer->pending_value != NULL && peer->acked_value != NULL &&
       peer->acked_known != NULL &&
       peer->undone_pending != NULL && peer->producers_pending != NULL &&
@@ -167,11 +152,8 @@ static void peer_activate(struct tally_cluster *cluster, uint32_t r,
   peer->undone_pending = kept.undone_pending;
   peer->producers_pending = kept.producers_pending;
   peer->claims_pending = kept.claims_pending;
-  peer->staged_slot = kept.staged_slot;
-  peer->staged_value = kept.staged_value;
-  peer->staged_seen = kept.staged_seen;
-  peer->staged_records = kept.staged_records;
-  peer->staged_claims = kept.staged_claims;
+  peer->stage = kept.stage;
+  tally_replica_stage_clear(&peer->stage);
   peer->id = node->id;
   peer->replica = r;
   peer->address = node_address(node);
