@@ -128,7 +128,7 @@
 #define TALLY_REPLICATION_BACKOFF_MAX_MS 1000u
 /*
  * Test-only fault injection on the cluster socket (cluster.fault_*, see
- * control/cluster_fault.h): the allowed ranges, and how many delayed
+ * control/cluster/cluster_fault.h): the allowed ranges, and how many delayed
  * datagrams are held at once (one more is dropped and counted as dropped).
  * At the longest delay (20 s) a 3-node cluster holds about 400 heartbeats
  * and a few rounds, acks and resends; a restore burst of a large replica can

@@ -19,9 +19,10 @@
 
 #include "tally/limits.h"
 #include "tally/name.h"
-#include "tally/shard.h"
+#include "shard.h"
 
 #include "bench.h"
+#include "store_format.h"
 
 #define KEY_NAME_SIZE 28u
 #define LOOKUP_BATCH 256u

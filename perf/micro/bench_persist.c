@@ -25,10 +25,11 @@
 
 #include "tally/limits.h"
 #include "tally/name.h"
-#include "tally/shard.h"
-#include "tally/store.h"
+#include "shard.h"
+#include "store.h"
 
 #include "bench.h"
+#include "store_format.h"
 
 #define PERSIST_COUNTERS_MAX 4096u
 #define PERSIST_PRODUCERS_MAX 16u

@@ -26,10 +26,11 @@
 
 #include "tally/limits.h"
 #include "tally/name.h"
-#include "tally/shard.h"
-#include "tally/store.h"
+#include "shard.h"
+#include "store.h"
 
 #include "bench.h"
+#include "store_format.h"
 
 #define RECOVERY_PRODUCERS_MAX 16u
 #define RECOVERY_NAME_SIZE 32u

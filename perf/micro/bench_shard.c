@@ -19,9 +19,10 @@
 #include <stdlib.h>
 
 #include "tally/name.h"
-#include "tally/shard.h"
+#include "shard.h"
 
 #include "bench.h"
+#include "store_format.h"
 
 #define HOT_NAMES 1024u
 #define HOT_NAME_SIZE 32u

@@ -16,10 +16,11 @@
 
 #include "tally/limits.h"
 #include "tally/name.h"
-#include "tally/shard.h"
-#include "tally/statsd.h"
+#include "shard.h"
+#include "statsd.h"
 
 #include "bench.h"
+#include "store_format.h"
 
 #define DATAGRAM_LINES 60u
 /* Counter table of the apply benchmark: room for every name of the datagram. */

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "tally/limits.h"
-#include "tally/shard.h"
+#include "shard.h"
 
 #include "bench.h"
 

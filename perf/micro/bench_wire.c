@@ -15,9 +15,10 @@
 #include "tally/batch_wire.h"
 #include "tally/limits.h"
 #include "tally/name.h"
-#include "tally/shard.h"
+#include "shard.h"
 
 #include "bench.h"
+#include "store_format.h"
 
 #define WIRE_NAME_SIZE 16u
 #define WIRE_PRODUCER 7u

@@ -3,7 +3,7 @@
 # under delay, jitter and loss on the replication/heartbeat links. This
 # kernel has no sch_netem (docs/cluster-testing.md), so the faults come from
 # tallyd's own test-only fault stage on its cluster socket (cluster.fault_*,
-# control/cluster_fault.c), applied to every datagram every node sends.
+# control/cluster/cluster_fault.c), applied to every datagram every node sends.
 #
 # 3 nodes in network namespaces this script creates (scripts/cluster-netns.sh).
 # For each setting (delay, jitter, loss) of a grid, on ALL nodes: restart the

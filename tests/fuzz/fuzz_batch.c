@@ -1,6 +1,6 @@
 /*
  * fuzz_batch.c — libFuzzer target of the binary batch codec
- * (dataplane/batch_wire.c).
+ * (dataplane/wire/batch_wire.c).
  *
  * Every input is decoded as it came, with a fixed key: that fuzzes the checks
  * in front of the MAC. Random bytes almost never carry a valid MAC, so when

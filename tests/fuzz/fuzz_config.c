@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tally/config.h"
+#include "config.h"
 
 #define FUZZ_CHECK(condition) \
   do {                        \

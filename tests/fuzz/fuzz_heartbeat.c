@@ -1,6 +1,6 @@
 /*
  * fuzz_heartbeat.c — libFuzzer target of the heartbeat datagram codec
- * (control/heartbeat_wire.c).
+ * (control/cluster/proto/heartbeat_wire.c).
  *
  * Every input is decoded as it came, with a fixed key: that fuzzes the checks
  * in front of the MAC. Random bytes almost never carry a valid MAC, so when
@@ -18,7 +18,7 @@
 
 #include <sodium.h>
 
-#include "tally/heartbeat_wire.h"
+#include "heartbeat_wire.h"
 
 /* Stays on whatever NDEBUG says: a failed check is a finding. */
 #define FUZZ_CHECK(condition) \

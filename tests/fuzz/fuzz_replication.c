@@ -1,6 +1,6 @@
 /*
  * fuzz_replication.c — libFuzzer target of the replication message codec
- * (control/replication_wire.c).
+ * (control/cluster/proto/replication_wire.c).
  *
  * The first byte of the input picks a mode; in every mode the input itself is
  * first decoded as it came, with a fixed key, which fuzzes the checks in
@@ -31,7 +31,7 @@
 #include <sodium.h>
 
 #include "tally/name.h"
-#include "tally/replication_wire.h"
+#include "replication_wire.h"
 
 /* Stays on whatever NDEBUG says: a failed check is a finding. */
 #define FUZZ_CHECK(condition) \

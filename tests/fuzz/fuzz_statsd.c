@@ -16,7 +16,7 @@
 
 #include "tally/limits.h"
 #include "tally/name.h"
-#include "tally/statsd.h"
+#include "statsd.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,7 +1,7 @@
 """make_replication_seeds.py — writes the seed corpus of tests/fuzz/fuzz_replication.c.
 
 Run from the repository root: python3 tests/tools/make_replication_seeds.py
-Written from include/tally/replication_wire.h (32-byte header with scan;
+Written from control/cluster/proto/replication_wire.h (32-byte header with scan;
 counter entries, or producer records with flags PRODUCERS: producer u64, then
 per run, DEDUP_RUNS times, head_last u64 | head_window[0] u64 |
 head_window[1] u64 | last_seq u64 | window u64: 128 bytes, or claims with

@@ -16,7 +16,7 @@ docs/protocol.md:
 
 Run it (python3 tests/tools/tally_wire.py) to check it against the byte
 vectors at the end of this file; tests/unit/test_batch_wire.c holds the same
-vectors and checks that the C codec (dataplane/batch_wire.c) encodes exactly
+vectors and checks that the C codec (dataplane/wire/batch_wire.c) encodes exactly
 these bytes and decodes them, so the two implementations agree.
 """
 

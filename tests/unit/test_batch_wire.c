@@ -1,6 +1,6 @@
 /*
  * test_batch_wire.c — unit tests of the binary batch codec
- * (dataplane/batch_wire.c): round trips at the limits, every rejection
+ * (dataplane/wire/batch_wire.c): round trips at the limits, every rejection
  * reason and the order in which they are checked, bit flips caught by the
  * MAC, the attempt carried in a batch's status field, acks, refusals of the
  * encoder, and byte vectors shared with the Python producer in

@@ -1,6 +1,6 @@
 /*
  * test_cluster_dedup.c — cross-node dedup on the cluster thread
- * (control/cluster_dedup.c), driven directly on a real store: one lcore
+ * (control/cluster/cluster_dedup.c), driven directly on a real store: one lcore
  * shard, the compensation shard and one replica table (a peer, node 2; this
  * node is 1). What a claim does here:
  *   - a batch applied here from a lower attempt is undone, once, however
@@ -29,8 +29,9 @@
 
 #include "cluster.h"
 #include "tally/name.h"
-#include "tally/shard.h"
-#include "tally/store.h"
+#include "shard.h"
+#include "store.h"
+#include "store_format.h"
 
 #define PRODUCER 7u
 

@@ -1,6 +1,6 @@
 /*
  * test_cluster_fault.c — unit tests of the cluster socket's test-only fault
- * stage (control/cluster_fault.c): off by default, settings packed and
+ * stage (control/cluster/cluster_fault.c): off by default, settings packed and
  * unpacked, loss accounting (all, none, a seeded fraction), a fixed delay
  * keeping the send order, jitter within its bounds and reordering, the
  * queue's bound (overflow counted as dropped) and slot reuse, settings

@@ -1,5 +1,5 @@
 /*
- * test_config.c — unit tests for control/config.c: defaults, a full valid
+ * test_config.c — unit tests for control/config/config.c: defaults, a full valid
  * file, every class of error with its exact message, continuation lines,
  * EAL argv splitting, loading from a path, the [cluster] section (absent,
  * full, every error, nodes over several lines, the test-only fault_* keys),
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tally/config.h"
+#include "config.h"
 
 #define ERROR_SIZE 256
 #define KEY_HEX "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"

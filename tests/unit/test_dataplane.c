@@ -24,10 +24,11 @@
 #include <rte_icmp.h>
 
 #include "tally/batch_wire.h"
-#include "tally/lcore.h"
+#include "lcore.h"
 #include "tally/name.h"
-#include "tally/port.h"
-#include "tally/shard.h"
+#include "port.h"
+#include "shard.h"
+#include "store_format.h"
 
 #define LCORES 2u
 #define OUR_IP RTE_IPV4(10, 77, 0, 1)

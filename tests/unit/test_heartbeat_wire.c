@@ -1,6 +1,6 @@
 /*
  * test_heartbeat_wire.c — unit tests of the heartbeat datagram
- * (control/heartbeat_wire.c): round trips at the field limits, the byte
+ * (control/cluster/proto/heartbeat_wire.c): round trips at the field limits, the byte
  * layout against a vector made independently (Python hashlib.blake2b), every
  * rejection reason and the order of the checks, every single-bit flip
  * rejected, and every wrong key rejected.
@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "tally/heartbeat_wire.h"
+#include "heartbeat_wire.h"
 
 static const uint8_t test_key[TALLY_KEY_SIZE] = {
   0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,

@@ -1,6 +1,6 @@
 /*
  * test_phi_detector.c — unit tests of the phi-accrual failure detector
- * (control/phi_detector.c): parameter checks, regular heartbeats staying UP,
+ * (control/cluster/proto/phi_detector.c): parameter checks, regular heartbeats staying UP,
  * phi growing monotonically over a gap, SUSPECT and DOWN reached at the times
  * the formula predicts (computed here independently, to one 1 ms step), no
  * false DOWN under seeded jitter, recovery, the interval ring across
@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "tally/phi_detector.h"
+#include "phi_detector.h"
 
 #define MS 1000000ull
 #define US 1000ull

@@ -1,6 +1,6 @@
 /*
  * test_replica_stage.c — a peer's list staged until its last round
- * (control/replica_stage.c), on a real replica table: staging gives each name
+ * (control/cluster/replica_stage.c), on a real replica table: staging gives each name
  * its slot but never its value; the bounds (2 x the table's slots and
  * records, the claims given) refuse a round whole; abandoned lists are
  * compacted to the newest value of each counter and record of each producer.
@@ -17,7 +17,8 @@
 
 #include "replica_stage.h"
 #include "tally/name.h"
-#include "tally/store.h"
+#include "store.h"
+#include "store_format.h"
 
 static char directory[64];
 static char path[128];

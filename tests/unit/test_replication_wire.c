@@ -1,6 +1,6 @@
 /*
  * test_replication_wire.c — unit tests of the replication messages
- * (control/replication_wire.c): the byte layout against a vector made
+ * (control/cluster/proto/replication_wire.c): the byte layout against a vector made
  * independently (Python hashlib.blake2b), round trips of every type with 0, 1
  * and TALLY_REPLICATION_ENTRIES_MAX entries at the field limits, every
  * rejection reason and the order of the checks, every single-bit flip and
@@ -31,7 +31,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "tally/replication_wire.h"
+#include "replication_wire.h"
 
 enum {
   OFFSET_MAGIC_0 = 0,

@@ -19,7 +19,8 @@
 #include <pthread.h>
 
 #include "tally/name.h"
-#include "tally/shard.h"
+#include "shard.h"
+#include "store_format.h"
 
 struct fixture {
   void *region;

@@ -1,5 +1,5 @@
 /*
- * test_statsd.c — unit tests of the statsd text parser (dataplane/statsd_parse.c):
+ * test_statsd.c — unit tests of the statsd text parser (dataplane/wire/statsd_parse.c):
  * every STATSD_* rejection reason, int64 edges, exact sampled-rate rounding,
  * tags and extensions in any order, and splitting datagrams into lines.
  */
@@ -15,7 +15,7 @@
 #include "tally/limits.h"
 #include "tally/name.h"
 #include "tally/reasons.h"
-#include "tally/statsd.h"
+#include "statsd.h"
 
 /* ---- Helpers ------------------------------------------------------------- */
 

@@ -21,7 +21,8 @@
 #include <unistd.h>
 
 #include "tally/name.h"
-#include "tally/store.h"
+#include "store.h"
+#include "store_format.h"
 
 static char directory[64];
 static char path[128];

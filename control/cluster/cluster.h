@@ -1,0 +1,289 @@
+/*
+ * cluster.h — the node's side of the cluster: one control-plane thread (a
+ * bulkhead: slow peers and management requests never stall each other) that
+ * owns the replication UDP socket and, for every peer,
+ *   - heartbeats out and in, and a phi-accrual failure detector;
+ *   - the replication stream of this node's contribution to the peer
+ *     (absolute values, stop-and-wait per peer, link sequence numbers,
+ *     timeouts, backoff with full jitter, a circuit breaker);
+ *   - the peer's stream into this node's replica table for it.
+ * From the peers' acks it computes, per lcore, how far reliable batches are
+ * held by W - 1 peers (quorum_seq), and whether a write quorum is reachable
+ * at all (read_only). See docs/cluster.md.
+ *
+ * Peers live in fixed slots: peers[r] is the peer whose contribution replica
+ * region r of the store holds (the region is bound to its node id for the
+ * store's life), so a slot is FREE (region unbound), ACTIVE (a member) or
+ * RETIRED (bound, no longer a member: its counts stay, nothing is sent).
+ * Membership changes at runtime (cluster_members.c): the control thread
+ * hands a new membership over by pointer and the cluster thread applies it
+ * at the top of its loop, under `lock`, which readers on other threads
+ * (describe, metrics, quorum reads) take too. The lcores never take it.
+ */
+#ifndef TALLY_CLUSTER_H
+#define TALLY_CLUSTER_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "appliance.h"
+#include "breaker.h"
+#include "cluster_fault.h"
+#include "replica_stage.h"
+#include "journal_index.h"
+#include "out.h"
+#include "phi_detector.h"
+#include "replication_wire.h"
+
+struct rte_hash;
+
+/*
+ * The parts of a scan's list, in the order they are sent: the records of
+ * batches this node undid first (a replica never holds an undo's values
+ * without knowing it was an undo), the counters, the records of batches this
+ * node applied (never named before their values), then the claims.
+ */
+enum tally_list_part {
+  TALLY_LIST_UNDONE, TALLY_LIST_COUNTERS, TALLY_LIST_PRODUCERS, TALLY_LIST_CLAIMS
+};
+#define TALLY_LIST_PARTS 4u
+
+/* Claims rings a node sends from: one per lcore shard, and the compensation
+ * shard's (keeper claims, cluster_dedup.c). */
+#define TALLY_CLUSTER_CLAIM_RINGS_MAX (TALLY_LCORES_MAX + 1u)
+
+/* Claims planned into one list at most (the rest go with the next). */
+#define TALLY_CLUSTER_CLAIMS_PER_LIST 4096u
+
+/* What a peer slot is (see above). */
+enum tally_peer_membership { TALLY_PEER_FREE = 0, TALLY_PEER_ACTIVE, TALLY_PEER_RETIRED };
+
+/* One membership: the [cluster] settings the thread runs with, numbered. */
+struct tally_cluster_members {
+  uint64_t generation;                /* 1 at start, +1 per applied change */
+  struct tally_cluster_config config;
+};
+
+struct tally_cluster_peer {
+  uint8_t membership;                 /* enum tally_peer_membership; changed under lock */
+  uint16_t id;
+  uint32_t replica;                   /* store->replicas[replica]: always its slot index */
+  struct sockaddr_in address;
+  struct tally_phi_detector detector;
+  uint16_t flags;                     /* of its last heartbeat */
+  uint32_t incarnation;               /* of its last heartbeat; 0: none seen yet */
+  uint64_t heartbeat_sent_ns;         /* sender's clock in its last heartbeat accepted */
+  bool was_synced;                    /* synced before (a restart keeps what it knew) */
+  /* Outgoing stream: this node's contribution to the peer. */
+  bool synced;                        /* we know which sequence the peer holds */
+  uint64_t acked_seq;                 /* the peer holds this (durably) */
+  uint64_t sent_seq;                  /* in flight; 0: nothing in flight */
+  uint8_t message[TALLY_REPLICATION_SIZE_MAX];
+  size_t message_size;
+  uint32_t message_count;
+  uint8_t message_part;               /* what the round in flight carries: TALLY_LIST_* */
+  uint32_t message_index[TALLY_REPLICATION_ENTRIES_MAX]; /* snapshot indexes */
+  int64_t message_value[TALLY_REPLICATION_ENTRIES_MAX];
+  uint64_t sent_ms;
+  uint64_t resend_ms;                 /* next resend if unanswered */
+  uint64_t waiting_since_ms;          /* first unanswered round or probe; 0: none */
+  uint32_t retries;
+  struct tally_breaker breaker;
+  /*
+   * A list is one scan's state, frozen when it is planned: the values and the
+   * records go out as they were at that scan, however long the list takes
+   * (its records were read before its values, so a replica that completed it
+   * names no batch its values lack; docs/cluster.md, "Cross-node dedup").
+   */
+  uint32_t *pending;                  /* snapshot indexes still to send */
+  int64_t *pending_value;             /* their values at the planning scan */
+  uint32_t pending_count;
+  uint32_t pending_next;
+  struct tally_replication_producer *undone_pending; /* undone records to send, first */
+  uint32_t undone_pending_count;
+  uint32_t undone_pending_next;
+  struct tally_replication_producer *producers_pending; /* records, after the counters */
+  uint32_t producers_pending_count;
+  uint32_t producers_pending_next;
+  uint64_t producers_list_scan;       /* scan number the list was planned at */
+  uint64_t producers_synced;          /* the peer holds every record as of this scan number */
+  struct tally_replication_claim *claims_pending; /* claims still to send, after the records */
+  uint32_t claims_pending_count;
+  uint32_t claims_pending_next;
+  uint64_t claims_sent[TALLY_CLUSTER_CLAIM_RINGS_MAX];    /* per ring: below this position held */
+  uint64_t claims_planned[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* and below this once the list is acked */
+  bool pending_valid;                 /* a scan's list is being sent */
+  uint64_t list_scan;                 /* that scan's stamp (unix microseconds) */
+  uint64_t capture[TALLY_LCORES_MAX]; /* lcores' applied_seq when that scan began */
+  uint64_t confirmed[TALLY_LCORES_MAX]; /* applied_seq the peer is known to hold */
+  int64_t *acked_value;               /* per snapshot index: what the peer holds */
+  uint8_t *acked_known;
+  /* Incoming stream: the peer's list being received, staged until its last round. */
+  struct tally_replica_stage stage;
+  /* Figures (written by the cluster thread, read relaxed). */
+  uint64_t heartbeats_in;
+  uint64_t rounds_sent;
+  uint64_t rounds_acked;
+  uint64_t resends;
+  uint64_t resyncs;
+};
+
+struct tally_cluster {
+  struct tally_appliance *appliance;
+  const struct tally_cluster_config *config; /* &members->config; swapped under lock */
+  struct tally_cluster_members *members;      /* the running membership */
+  struct tally_cluster_members *members_next; /* handed over, not applied yet (atomic) */
+  uint64_t members_applied;                   /* generation running (release store) */
+  pthread_mutex_t lock;                       /* peer slots vs. other threads' readers */
+  uint64_t membership_reloads;                /* applied changes */
+  uint64_t membership_refused;                /* refused reloads (bad or impossible config) */
+  uint64_t not_member;                        /* datagrams from a node not a member */
+  int fd;
+  uint32_t peer_count;                        /* ACTIVE slots */
+  struct tally_cluster_peer peers[TALLY_REPLICA_REGIONS_MAX]; /* by replica region */
+  /* Snapshot of this node's contribution: name -> index (rte_hash). */
+  struct rte_hash *index;
+  uint32_t capacity;
+  char (*names)[TALLY_NAME_LEN_MAX];
+  uint8_t *name_lens;
+  int64_t *current;
+  uint64_t writes_seen;               /* lcores' increments at the last scan */
+  /*
+   * Cross-node dedup (cluster_dedup.c): this node's producer records as of
+   * the last scan, by position (shard x producer slot; the lcore shards',
+   * then the compensation shard's, whose ids carry TALLY_PRODUCER_UNDONE_BIT),
+   * and the scan number at which each last changed.
+   */
+  uint32_t producer_positions;
+  uint64_t *producer_id;              /* 0: no record */
+  struct tally_dedup *producer_dedup;
+  uint64_t *producer_changed;
+  uint64_t dedup_applied_seen[TALLY_LCORES_MAX]; /* lcores' applied_seq at the last record scan */
+  struct tally_journal_index journal_index[TALLY_LCORES_MAX]; /* per lcore shard */
+  uint64_t compensations;             /* batches undone here (a peer keeps them) */
+  uint64_t compensations_missed;      /* double applies found too late to undo */
+  uint64_t compensations_seen;        /* compensations + missed at the last record scan */
+  uint64_t claims_capture[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* rings' claims_next at the scan */
+  uint64_t claims_lost;               /* claims overwritten before a peer got them */
+  uint64_t claims_received;
+  uint64_t claims_yielded;            /* applied here, no journal entry: the claimant undoes */
+  uint64_t keeper_claims_received;    /* a peer keeps a batch and asked this node to undo it */
+  uint64_t restore_claims;            /* keeper claims for the batches a restore brought back */
+  uint64_t scans;
+  uint64_t next_scan_ms;
+  uint64_t next_heartbeat_ms;
+  volatile bool read_only;            /* read by the lcores */
+  volatile bool quit;
+  bool running;
+  pthread_t thread;
+  uint64_t rejected[TALLY_REPLICATION_REASON_COUNT + 1]; /* + heartbeats refused */
+  uint64_t heartbeats_replayed;       /* same incarnation, not newer than the last: refused */
+  uint64_t rounds_applied;
+  uint64_t replica_full;              /* entries a full replica table refused */
+  uint64_t random_state;
+  uint32_t incarnation;               /* random per start, sent in heartbeats */
+  struct tally_cluster_fault fault;   /* test-only: cluster.fault_* (off by default) */
+};
+
+/*
+ * Opens the socket and the snapshot; with restore (a new or damaged store),
+ * fetches this node's own contribution from the peers first (blocking, until
+ * N - W + 1 peers answered) and adds it to shard 0. Before the lcores start.
+ * Returns 0 or -1 with error.
+ */
+int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *appliance,
+  bool restore, char *error, size_t error_size);
+/* Starts and stops the cluster thread. */
+int tally_cluster_start(struct tally_cluster *cluster);
+void tally_cluster_stop(struct tally_cluster *cluster);
+/* Peers that do not hold every counter of this node's latest scan yet. */
+uint32_t tally_cluster_peers_behind(struct tally_cluster *cluster);
+/*
+ * `tallyctl get --quorum`: asks every peer for its copies of the counter and
+ * sums, per origin, the freshest copy heard (a node's own contribution beats
+ * any replica of it). *answered counts this node too. -1 if no socket.
+ */
+int tally_cluster_quorum_read(struct tally_cluster *cluster, const char *name, uint32_t name_len,
+  __int128 *total, uint32_t *answered, uint32_t *nodes, bool *found);
+/* Prometheus figures of the cluster (appended to /metrics). */
+void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out);
+/* `tallyctl cluster`: the self line and one line per peer. */
+void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out);
+/*
+ * `tallyctl reload`, any thread: applies config's fault_* settings (test-only
+ * fault injection) to the running cluster thread. Returns true if they changed.
+ */
+bool tally_cluster_fault_reload(struct tally_cluster *cluster,
+  const struct tally_cluster_config *config);
+
+/* Internal, cluster_dedup.c: cross-node dedup of reliable batches. */
+int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t error_size);
+/* Notes this node's changed producer records (before the values are read). */
+void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_number);
+/* A peer's records (undone or applied): merged into its replica table. false: full. */
+bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  const struct tally_replication_producer *records, uint32_t count);
+/* A peer's claims: every batch this node applied from a lower attempt is undone. */
+void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  const struct tally_replication_claim *claims, uint32_t count);
+/* Plans the claims a peer does not hold yet into its list (cluster_scan.c calls it). */
+uint32_t tally_cluster_dedup_plan_claims(struct tally_cluster *cluster,
+  struct tally_cluster_peer *peer);
+/* A peer that lost its state gets every claim still in the rings again. */
+void tally_cluster_dedup_claims_reset(struct tally_cluster *cluster,
+  struct tally_cluster_peer *peer);
+/* Restore: the records a peer holds of this node, into this node's shards. */
+void tally_cluster_dedup_restore(struct tally_cluster *cluster,
+  const struct tally_replication_message *part);
+/*
+ * After a restore: keeper claims for every batch the restored records name
+ * (heads and tails of each producer's runs) and the undone set does not;
+ * returns how many were written.
+ */
+uint32_t tally_cluster_dedup_restore_claims(struct tally_cluster *cluster);
+/* Claims rings this node sends from: the lcore shards', then the compensation shard's. */
+uint32_t tally_cluster_claim_rings(const struct tally_cluster *cluster);
+/* A dedup record as replication carries it. */
+void tally_cluster_dedup_to_wire(uint64_t producer, const struct tally_dedup *dedup,
+  struct tally_replication_producer *record);
+/* The compensation shard: this node's undo of batches another node kept. */
+struct tally_shard *tally_cluster_compensation_shard(struct tally_cluster *cluster);
+
+/* Whether a slot is a member now (the cluster thread, or a reader under lock). */
+static inline bool tally_cluster_peer_active(const struct tally_cluster_peer *peer)
+{
+  return peer->membership == TALLY_PEER_ACTIVE;
+}
+
+/* cluster_members.c: membership at start and at runtime. */
+/* Before anything reads cluster->config: generation 1 from the node's config. */
+int tally_cluster_members_init(struct tally_cluster *cluster, char *error, size_t error_size);
+/* After the snapshot: binds every member's region, fills the slots. */
+int tally_cluster_members_open(struct tally_cluster *cluster, char *error, size_t error_size);
+/* The cluster thread, top of its loop: applies a membership handed over. */
+void tally_cluster_members_apply(struct tally_cluster *cluster);
+/*
+ * The control thread (`tallyctl cluster reload`, `tallyctl reload`, SIGHUP):
+ * checks fresh against the running membership, binds the new members'
+ * regions, publishes the lcores' table list (RCU), hands the membership to
+ * the cluster thread and waits for it to run it. Writes one line to out.
+ * Returns 1 applied, 0 unchanged, -1 refused (nothing changed).
+ */
+int tally_cluster_members_reload(struct tally_cluster *cluster,
+  const struct tally_cluster_config *fresh, struct tally_out *out);
+/* The pure check of fresh against the running membership (any control-plane thread). */
+int tally_cluster_members_check(struct tally_cluster *cluster,
+  const struct tally_cluster_config *fresh, char *error, size_t error_size);
+/* The replica tables the lcores consult (every bound one) into config. */
+void tally_cluster_members_dp(const struct tally_store *store, struct tally_dp_config *config);
+/* Frees what the membership owns (after the thread stopped). */
+void tally_cluster_members_close(struct tally_cluster *cluster);
+
+/* Internal, cluster_scan.c: the contribution snapshot and per-peer lists. */
+int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size_t error_size);
+void tally_cluster_scan(struct tally_cluster *cluster, bool force);
+void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluster_peer *peer);
+
+#endif

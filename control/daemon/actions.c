@@ -1,0 +1,314 @@
+/*
+ * actions.c — the operator actions: reads that sum a counter over the
+ * shards, listings, the appliance's figures, readiness and reload. Reads
+ * run on control-plane threads concurrently with the lcores; they only load
+ * published slots and relaxed statistics, never take a lock the dataplane
+ * takes. Reload swaps ingest.key (RCU), the cluster's test-only fault
+ * settings (one atomic word) and the cluster membership (cluster_members.c);
+ * every other key waits for a restart.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_lcore.h>
+#include <urcu/urcu-qsbr.h>
+
+#include "actions.h"
+#include "cluster.h"
+#include "tally/name.h"
+#include "store_format.h"
+
+/* Node totals are exact in 128 bits: shards are int64 each, at most 16. */
+static void print_int128(struct tally_out *out, __int128 value)
+{
+  char digits[48];
+  size_t count = 0;
+  unsigned __int128 magnitude = value < 0 ? -(unsigned __int128)value : (unsigned __int128)value;
+  do {
+    assert(count < sizeof digits);
+    digits[count++] = (char)('0' + (int)(magnitude % 10));
+    magnitude /= 10;
+  } while (magnitude != 0);
+  char text[50];
+  size_t length = 0;
+  if (value < 0) text[length++] = '-';
+  while (count > 0) text[length++] = digits[--count];
+  text[length] = '\0';
+  tally_out_printf(out, "%s", text);
+}
+
+/*
+ * The tables a read sums: this node's shards, then (in a cluster) the replica
+ * table of every peer's contribution.
+ */
+static uint32_t table_count(const struct tally_appliance *appliance)
+{
+  return appliance->store.geometry.shard_count + appliance->store.geometry.replica_count;
+}
+
+/*
+ * Table i, or NULL for a replica region not bound (to any node) yet. Bound
+ * regions hold members and retired nodes alike: a retired node's counts are
+ * real increments and stay in the sum. A region bound by a reload while a
+ * read runs is seen from its binding on (acquire), fully formatted.
+ */
+static const struct tally_shard *table_at(const struct tally_appliance *appliance, uint32_t i)
+{
+  uint32_t shards = appliance->store.geometry.shard_count;
+  assert(i < table_count(appliance));
+  if (i < shards) return &appliance->store.shards[i];
+  assert(i - shards < TALLY_REPLICA_REGIONS_MAX);
+  if (!tally_store_replica_bound(&appliance->store, i - shards)) return NULL;
+  return &appliance->store.replicas[i - shards];
+}
+
+/* Sums name over every table; returns false if none holds it. */
+static bool counter_total(struct tally_appliance *appliance, const char *name, uint32_t name_len,
+  __int128 *total)
+{
+  uint32_t hash = tally_name_hash(name, name_len);
+  bool found = false;
+  *total = 0;
+  for (uint32_t i = 0; i < table_count(appliance); i++) {
+    const struct tally_shard *shard = table_at(appliance, i);
+    if (shard == NULL) continue;
+    int64_t slot = tally_shard_find(shard, name, name_len, hash);
+    if (slot < 0) continue;
+    assert(slot < (int64_t)shard->slots_count);
+    *total += tally_shard_slot_value(shard, (uint32_t)slot);
+    found = true;
+  }
+  return found;
+}
+
+enum tally_action_result tally_action_get(struct tally_appliance *appliance, const char *name,
+  size_t name_len, struct tally_out *out)
+{
+  assert(appliance != NULL && out != NULL);
+  if (!tally_name_valid(name, name_len)) {
+    tally_out_printf(out, "invalid counter name\n");
+    return TALLY_ACTION_BAD_REQUEST;
+  }
+  __int128 total = 0;
+  if (!counter_total(appliance, name, (uint32_t)name_len, &total)) {
+    tally_out_printf(out, "no counter %.*s\n", (int)name_len, name);
+    return TALLY_ACTION_NOT_FOUND;
+  }
+  print_int128(out, total);
+  tally_out_printf(out, "\n");
+  return TALLY_ACTION_OK;
+}
+
+enum tally_action_result tally_action_get_quorum(struct tally_appliance *appliance,
+  const char *name, size_t name_len, struct tally_out *out)
+{
+  if (appliance->cluster == NULL) return tally_action_get(appliance, name, name_len, out);
+  if (!tally_name_valid(name, name_len)) {
+    tally_out_printf(out, "invalid counter name\n");
+    return TALLY_ACTION_BAD_REQUEST;
+  }
+  __int128 total = 0;
+  uint32_t answered = 0;
+  uint32_t nodes = 0; /* the running membership's */
+  bool found = false;
+  if (tally_cluster_quorum_read(appliance->cluster, name, (uint32_t)name_len, &total, &answered,
+        &nodes, &found) != 0) {
+    tally_out_printf(out, "quorum read failed: no socket on the replication address\n");
+    return TALLY_ACTION_FAILED;
+  }
+  assert(answered >= 1 && answered <= nodes);
+  if (!found && answered == nodes) {
+    tally_out_printf(out, "no counter %.*s\n", (int)name_len, name);
+    return TALLY_ACTION_NOT_FOUND;
+  }
+  print_int128(out, total);
+  tally_out_printf(out, "\n");
+  if (answered == nodes) return TALLY_ACTION_OK;
+  tally_out_printf(out, "partial: %u of %u nodes answered%s\n", answered, nodes,
+    answered * 2 > nodes ? "" : " (no majority)");
+  return TALLY_ACTION_PARTIAL;
+}
+
+/* Whether a shard before `before` already holds the name (listed there). */
+static bool listed_earlier(struct tally_appliance *appliance, uint32_t before, const char *name,
+  uint32_t name_len, uint32_t hash)
+{
+  assert(before < TALLY_LCORES_MAX + TALLY_NODES_MAX);
+  for (uint32_t i = 0; i < before; i++) {
+    const struct tally_shard *shard = table_at(appliance, i);
+    if (shard != NULL && tally_shard_find(shard, name, name_len, hash) >= 0) return true;
+  }
+  return false;
+}
+
+enum tally_action_result tally_action_list(struct tally_appliance *appliance,
+  const char *prefix, size_t prefix_len, struct tally_out *out)
+{
+  assert(prefix_len <= TALLY_NAME_LEN_MAX);
+  for (uint32_t s = 0; s < table_count(appliance) && !out->failed; s++) {
+    const struct tally_shard *shard = table_at(appliance, s);
+    for (uint32_t slot = 0; shard != NULL && slot < shard->slots_count && !out->failed; slot++) {
+      if (!tally_shard_slot_readable(shard, slot)) continue;
+      const struct tally_slot *entry = &shard->slots[slot];
+      uint32_t name_len = entry->name_len;
+      assert(name_len >= 1 && name_len <= TALLY_NAME_LEN_MAX);
+      if (name_len < prefix_len || memcmp(entry->name, prefix, prefix_len) != 0) continue;
+      if (listed_earlier(appliance, s, entry->name, name_len, entry->hash)) continue;
+      __int128 total = 0;
+      bool found = counter_total(appliance, entry->name, name_len, &total);
+      assert(found);
+      (void)found;
+      tally_out_printf(out, "%.*s ", (int)name_len, entry->name);
+      print_int128(out, total);
+      tally_out_printf(out, "\n");
+    }
+  }
+  return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
+}
+
+static uint64_t load(const uint64_t *value)
+{
+  return __atomic_load_n(value, __ATOMIC_RELAXED);
+}
+
+bool tally_action_ready(struct tally_appliance *appliance, struct tally_out *out)
+{
+  for (uint32_t i = 0; i < appliance->lcore_count; i++) {
+    if (!__atomic_load_n(&appliance->lcores[i].running, __ATOMIC_ACQUIRE)) {
+      tally_out_printf(out, "not ready: dataplane lcore %u not polling\n", i);
+      return false;
+    }
+  }
+  if (appliance->store.mode == TALLY_PERSIST_GROUP_COMMIT) {
+    uint64_t last_ns = load(&appliance->persister_stats.last_commit_mono_ns);
+    uint64_t stall_ns = (uint64_t)appliance->config.commit_interval_ms * 1000000ull *
+      TALLY_COMMIT_STALL_INTERVALS;
+    if (last_ns == 0 || tally_clock_mono_ns() - last_ns > stall_ns) {
+      tally_out_printf(out, "not ready: no store commit for %u intervals\n",
+        TALLY_COMMIT_STALL_INTERVALS);
+      return false;
+    }
+  }
+  tally_out_printf(out, "ready\n");
+  return true;
+}
+
+enum tally_action_result tally_action_cluster(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  if (appliance->cluster == NULL) {
+    tally_out_printf(out, "single node: no [cluster] section in the config\n");
+    return TALLY_ACTION_OK;
+  }
+  tally_cluster_describe(appliance->cluster, out);
+  return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
+}
+
+enum tally_action_result tally_action_readonly(struct tally_appliance *appliance, bool on,
+  struct tally_out *out)
+{
+  __atomic_store_n(&appliance->read_only_forced, on, __ATOMIC_RELAXED);
+  if (!on) appliance->draining = false;
+  fprintf(stderr, "tallyd: operator: read-only %s\n", on ? "on" : "off");
+  tally_out_printf(out, "read-only %s (reliable writes %s)\n", on ? "on" : "off",
+    on ? "refused with READ_ONLY" : "accepted");
+  return TALLY_ACTION_OK;
+}
+
+enum tally_action_result tally_action_drain(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  __atomic_store_n(&appliance->read_only_forced, true, __ATOMIC_RELAXED);
+  appliance->draining = true;
+  uint32_t behind = appliance->cluster == NULL ? 0 : tally_cluster_peers_behind(appliance->cluster);
+  tally_out_printf(out, "%s: read-only; %u peer(s) still catching up\n",
+    behind == 0 ? "drained" : "draining", behind);
+  return behind == 0 ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
+}
+
+enum tally_action_result tally_action_rejoin(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  return tally_action_readonly(appliance, false, out);
+}
+
+/* Loads the file for a reload; refuses (counted) a file that does not parse. */
+static bool reload_load(struct tally_appliance *appliance, struct tally_config *fresh,
+  struct tally_out *out)
+{
+  char error[256];
+  if (tally_config_load(appliance->config_path, fresh, error, sizeof error) == 0) return true;
+  appliance->reload_failures++;
+  if (appliance->cluster != NULL) {
+    __atomic_fetch_add(&appliance->cluster->membership_refused, 1, __ATOMIC_RELAXED);
+  }
+  tally_out_printf(out, "reload refused: %s\n", error);
+  return false;
+}
+
+enum tally_action_result tally_action_cluster_reload(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  if (appliance->cluster == NULL) {
+    tally_out_printf(out, "single node: no [cluster] section was there at start\n");
+    return TALLY_ACTION_BAD_REQUEST;
+  }
+  static struct tally_config fresh; /* control thread only; large */
+  if (!reload_load(appliance, &fresh, out)) return TALLY_ACTION_FAILED;
+  if (tally_cluster_members_reload(appliance->cluster, &fresh.cluster, out) < 0) {
+    appliance->reload_failures++;
+    return TALLY_ACTION_FAILED;
+  }
+  appliance->reloads++;
+  return TALLY_ACTION_OK;
+}
+
+enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  static struct tally_config fresh; /* control thread only; large */
+  char error[384];
+  if (!reload_load(appliance, &fresh, out)) return TALLY_ACTION_FAILED;
+  /* A membership change that cannot be applied refuses the whole reload, before any key. */
+  if (appliance->cluster != NULL &&
+      tally_cluster_members_check(appliance->cluster, &fresh.cluster, error, sizeof error) != 0) {
+    appliance->reload_failures++;
+    __atomic_fetch_add(&appliance->cluster->membership_refused, 1, __ATOMIC_RELAXED);
+    tally_out_printf(out, "reload refused: %s\n", error);
+    return TALLY_ACTION_FAILED;
+  }
+  struct tally_dp_config *next = malloc(sizeof *next);
+  if (next == NULL) {
+    appliance->reload_failures++;
+    tally_out_printf(out, "reload failed: out of memory\n");
+    return TALLY_ACTION_FAILED;
+  }
+  *next = *appliance->dp_config;
+  assert(next->generation == appliance->dp_config->generation);
+  memcpy(next->key, fresh.key, sizeof next->key);
+  memcpy(appliance->config.key, fresh.key, sizeof appliance->config.key);
+  next->generation++;
+  struct tally_dp_config *old = rcu_xchg_pointer(&appliance->dp_config, next);
+  urcu_qsbr_synchronize_rcu(); /* every lcore has passed a quiescent state */
+  free(old);
+  appliance->reloads++;
+  tally_out_printf(out, "reloaded: ingest.key (generation %" PRIu64 ")\n", next->generation);
+  /* Test-only fault injection (cluster.fault_*): reported only when it changes. */
+  const struct tally_cluster_config *cluster = &fresh.cluster;
+  if (appliance->cluster != NULL && tally_cluster_fault_reload(appliance->cluster, cluster)) {
+    bool on = cluster->fault_delay_ms != 0 || cluster->fault_jitter_ms != 0 ||
+      cluster->fault_loss_permille != 0;
+    tally_out_printf(out, "reloaded: cluster.fault_delay_ms=%u fault_jitter_ms=%u "
+      "fault_loss_permille=%u (%s)\n", cluster->fault_delay_ms, cluster->fault_jitter_ms,
+      cluster->fault_loss_permille, on ? "FAULT INJECTION ON: test only" : "off");
+  }
+  if (appliance->cluster != NULL &&
+      tally_cluster_members_reload(appliance->cluster, cluster, out) < 0) {
+    appliance->reload_failures++;
+    return TALLY_ACTION_FAILED; /* ingest.key applied; the membership unchanged (said above) */
+  }
+  return TALLY_ACTION_OK;
+}

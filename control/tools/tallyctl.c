@@ -1,0 +1,197 @@
+/*
+ * tallyctl.c — the operator's command line for a running tallyd. Speaks the
+ * management socket protocol (control/common/mgmt_proto.h): one request, a status line,
+ * the body, and a trailer that proves the answer is complete.
+ *
+ * Exit status: 0 ok, 1 counter not found / not ready, 2 partial (get
+ * --quorum: the value is printed, but not every node answered), 3 error (bad
+ * request, failure, no answer, cut-off answer), 64 usage.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "mgmt_proto.h"
+#include "config.h"
+
+#define DEFAULT_SOCKET "/run/tally/tally.sock"
+#define ANSWER_TIMEOUT_S 30
+#define EXIT_NOT_FOUND 1
+#define EXIT_PARTIAL 2
+#define EXIT_ERROR 3
+#define EXIT_USAGE 64
+
+static void usage(FILE *stream)
+{
+  fprintf(stream,
+    "usage: tallyctl [-s SOCKET | -c CONFIG] COMMAND\n"
+    "commands:\n"
+    "  get NAME         the counter's value on this node, alone on a line\n"
+    "  get --quorum NAME  merged from the freshest copy every node holds; exit 2\n"
+    "                   and 'partial: K of N' on stderr if some node did not answer\n"
+    "  list [PREFIX]    'name value' lines for every counter (with that prefix)\n"
+    "  stats            the appliance's own figures, 'key value' lines\n"
+    "  ready            whether the node is ready (exit 1 if not)\n"
+    "  reload           re-read the config and apply every reloadable key\n"
+    "                   (ingest.key, cluster.fault_*, the cluster membership)\n"
+    "  cluster          this node's view of the cluster: peers, states, replication\n"
+    "                   (members, then retired nodes whose counts it keeps)\n"
+    "  cluster reload   re-read the config's [cluster]: add, remove or move nodes,\n"
+    "                   write_quorum, intervals, phi (node_id, this node's address\n"
+    "                   and cluster.key need a restart; refused with one line)\n"
+    "  readonly on|off  refuse (READ_ONLY) or accept reliable writes again\n"
+    "  drain            read-only until every peer holds this node's counts\n"
+    "                   (exit 1 while still draining: repeat until 0)\n"
+    "  rejoin           end a drain or a forced read-only\n"
+    "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, else "
+    DEFAULT_SOCKET "\n");
+}
+
+static int connect_socket(const char *path)
+{
+  struct sockaddr_un address;
+  memset(&address, 0, sizeof address);
+  address.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof address.sun_path) {
+    fprintf(stderr, "tallyctl: socket path too long: %s\n", path);
+    return -1;
+  }
+  memcpy(address.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+    fprintf(stderr, "tallyctl: cannot connect to %s: %s (is tallyd running?)\n", path,
+      strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  struct timeval timeout = { .tv_sec = ANSWER_TIMEOUT_S, .tv_usec = 0 };
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  return fd;
+}
+
+/* Builds "word arg...\n" into request; returns its length or 0 if too long. */
+static size_t build_request(int argc, char **argv, char *request, size_t capacity)
+{
+  assert(argc >= 1);
+  size_t used = 0;
+  for (int i = 0; i < argc; i++) {
+    int n = snprintf(request + used, capacity - used, "%s%s", i == 0 ? "" : " ", argv[i]);
+    if (n < 0 || (size_t)n >= capacity - used) return 0;
+    used += (size_t)n;
+  }
+  if (used + 1 >= capacity || used > TALLY_MGMT_LINE_MAX) return 0;
+  request[used++] = '\n';
+  return used;
+}
+
+/* Reads the whole answer into a growing buffer. Returns it (caller frees). */
+static char *read_answer(int fd, size_t *length)
+{
+  size_t capacity = 65536;
+  size_t used = 0;
+  char *data = malloc(capacity);
+  /* Bounded by the answer size: every round reads bytes or ends. */
+  while (data != NULL) {
+    if (used + 4096 > capacity) {
+      char *grown = realloc(data, capacity * 2);
+      if (grown == NULL) break;
+      data = grown;
+      capacity *= 2;
+    }
+    ssize_t n = read(fd, data + used, capacity - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      fprintf(stderr, "tallyctl: no answer: %s\n", strerror(errno));
+      free(data);
+      return NULL;
+    }
+    if (n == 0) {
+      *length = used;
+      return data;
+    }
+    used += (size_t)n;
+  }
+  free(data);
+  fprintf(stderr, "tallyctl: out of memory\n");
+  return NULL;
+}
+
+static int print_answer(const char *answer, size_t length)
+{
+  size_t trailer = strlen(TALLY_MGMT_TRAILER);
+  const char *newline = memchr(answer, '\n', length);
+  if (newline == NULL || length < trailer + 2 ||
+      memcmp(answer + length - trailer, TALLY_MGMT_TRAILER, trailer) != 0 ||
+      (newline != answer + length - trailer - 1 && answer[length - trailer - 1] != '\n')) {
+    fprintf(stderr, "tallyctl: answer cut off or malformed\n");
+    return EXIT_ERROR;
+  }
+  int status = atoi(answer);
+  const char *body = newline + 1;
+  size_t body_len = (size_t)(answer + length - trailer - body);
+  if (newline + 1 > answer + length - trailer) body_len = 0;
+  if (status == 5) { /* partial: the value on stdout, the why on stderr */
+    const char *second = memchr(body, '\n', body_len);
+    size_t first_len = second == NULL ? body_len : (size_t)(second - body) + 1;
+    fwrite(body, 1, first_len, stdout);
+    fputs("tallyctl: ", stderr);
+    fwrite(body + first_len, 1, body_len - first_len, stderr);
+    return EXIT_PARTIAL;
+  }
+  FILE *stream = status == 0 ? stdout : stderr;
+  if (status != 0 && body_len > 0) fputs("tallyctl: ", stream);
+  fwrite(body, 1, body_len, stream);
+  if (status == 0) return 0;
+  return status == 1 || status == 4 ? EXIT_NOT_FOUND : EXIT_ERROR;
+}
+
+static const char *socket_from_config(const char *path)
+{
+  static struct tally_config config;
+  char error[512];
+  if (tally_config_load(path, &config, error, sizeof error) != 0) {
+    fprintf(stderr, "tallyctl: %s\n", error);
+    exit(EXIT_ERROR);
+  }
+  return config.socket_path;
+}
+
+int main(int argc, char **argv)
+{
+  const char *socket_path = getenv("TALLY_SOCKET");
+  if (socket_path == NULL) socket_path = DEFAULT_SOCKET;
+  int option;
+  while ((option = getopt(argc, argv, "+s:c:h")) != -1) {
+    if (option == 's') socket_path = optarg;
+    else if (option == 'c') socket_path = socket_from_config(optarg);
+    else if (option == 'h') { usage(stdout); return 0; }
+    else { usage(stderr); return EXIT_USAGE; }
+  }
+  if (optind >= argc) { usage(stderr); return EXIT_USAGE; }
+  char request[TALLY_MGMT_LINE_MAX + 2];
+  size_t request_len = build_request(argc - optind, argv + optind, request, sizeof request);
+  if (request_len == 0) {
+    fprintf(stderr, "tallyctl: request longer than %u bytes\n", TALLY_MGMT_LINE_MAX);
+    return EXIT_USAGE;
+  }
+  int fd = connect_socket(socket_path);
+  if (fd < 0) return EXIT_ERROR;
+  if (write(fd, request, request_len) != (ssize_t)request_len) {
+    fprintf(stderr, "tallyctl: cannot send the request: %s\n", strerror(errno));
+    close(fd);
+    return EXIT_ERROR;
+  }
+  size_t length = 0;
+  char *answer = read_answer(fd, &length);
+  close(fd);
+  if (answer == NULL) return EXIT_ERROR;
+  int status = print_answer(answer, length);
+  free(answer);
+  return status;
+}

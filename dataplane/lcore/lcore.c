@@ -1,0 +1,368 @@
+/*
+ * lcore.c — the dataplane polling loop: burst frames from this lcore's RX
+ * queue on every port, classify them, count statsd lines and reliable
+ * batches into this lcore's shard, answer ARP / ICMP / acks in place, and
+ * send acks only once the persist that covers their batch has completed.
+ *
+ * Nothing here takes a lock, allocates, or makes a system call. Statistics
+ * accumulate in the lcore's own cache lines and are read relaxed by the
+ * control thread.
+ */
+#include <assert.h>
+#include <string.h>
+
+#include <rte_ethdev.h>
+#include <rte_prefetch.h>
+#include <urcu/urcu-qsbr.h>
+
+#include "tally/batch_wire.h"
+#include "lcore.h"
+#include "tally/name.h"
+#include "statsd.h"
+#include "store_format.h"
+
+#define PREFETCH_OFFSET 3u
+
+/* Single-writer statistic update: a plain load and a relaxed store, no lock. */
+static inline void stat_add(uint64_t *stat, uint64_t amount)
+{
+  __atomic_store_n(stat, *stat + amount, __ATOMIC_RELAXED);
+}
+
+static inline void count_reason(struct tally_lcore *lcore, enum tally_reason reason)
+{
+  assert(reason != TALLY_OK);
+  assert((unsigned)reason < TALLY_REASON_COUNT);
+  stat_add(&lcore->stats.reasons[reason], 1);
+}
+
+static void tx_flush(struct tally_lcore *lcore, uint16_t port)
+{
+  struct tally_tx_buffer *buffer = &lcore->tx[port];
+  assert(buffer->count <= TALLY_BURST_SIZE);
+  if (buffer->count == 0) return;
+  uint16_t sent = rte_eth_tx_burst(port, (uint16_t)lcore->index, buffer->frames, buffer->count);
+  assert(sent <= buffer->count);
+  for (uint16_t i = sent; i < buffer->count; i++) {
+    rte_pktmbuf_free(buffer->frames[i]);
+    count_reason(lcore, TALLY_REASON_TX_FULL);
+  }
+  stat_add(&lcore->stats.tx_packets, sent);
+  buffer->count = 0;
+}
+
+static void tx_frame(struct tally_lcore *lcore, struct rte_mbuf *frame)
+{
+  uint16_t port = frame->port;
+  assert(port < TALLY_PORTS_MAX);
+  struct tally_tx_buffer *buffer = &lcore->tx[port];
+  if (buffer->count == TALLY_BURST_SIZE) tx_flush(lcore, port);
+  buffer->frames[buffer->count++] = frame;
+}
+
+static void handle_statsd(struct tally_lcore *lcore, const struct tally_packet *packet)
+{
+  const char *cursor = (const char *)packet->payload;
+  const char *end = cursor + packet->payload_len;
+  const char *line = NULL;
+  size_t line_len = 0;
+  uint64_t lines = 0;
+  uint64_t increments = 0;
+  /* Bounded: each line consumes at least one byte of the datagram. */
+  while (tally_statsd_next_line(&cursor, end, &line, &line_len)) {
+    assert(lines < TALLY_DATAGRAM_SIZE_MAX);
+    lines++;
+    struct tally_statsd_counter counter;
+    enum tally_reason reason = tally_statsd_parse_line(line, line_len, &counter);
+    if (reason == TALLY_OK) {
+      uint32_t hash = tally_name_hash(counter.name, counter.name_len);
+      reason = tally_shard_add(lcore->shard, counter.name, counter.name_len, hash, counter.delta);
+    }
+    if (reason == TALLY_OK) {
+      increments++;
+    } else {
+      count_reason(lcore, reason);
+    }
+  }
+  stat_add(&lcore->stats.statsd_datagrams, 1);
+  stat_add(&lcore->stats.statsd_lines, lines);
+  stat_add(&lcore->stats.statsd_increments, increments);
+}
+
+/* Turns the batch frame into its ack and sends it now or when durable. */
+static void answer_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
+  const struct tally_dp_config *config, const struct tally_wire_batch *batch,
+  enum tally_ack_status status, bool wait_for_persist)
+{
+  uint8_t *payload = tally_packet_udp_payload(frame);
+  tally_wire_encode_ack(batch->producer, batch->seq, status, config->key, payload);
+  tally_packet_udp_reply(frame, TALLY_WIRE_ACK_SIZE);
+  if (!wait_for_persist) {
+    stat_add(&lcore->stats.acks_error, 1);
+    tx_frame(lcore, frame);
+    return;
+  }
+  assert(lcore->acks_tail - lcore->acks_head < TALLY_ACKS_PENDING_MAX);
+  struct tally_pending_ack *ack = &lcore->acks[lcore->acks_tail % TALLY_ACKS_PENDING_MAX];
+  ack->frame = frame;
+  ack->applied_seq = lcore->stats.applied_seq;
+  lcore->acks_tail++;
+}
+
+static bool reason_gets_malformed_ack(enum tally_reason reason)
+{
+  return reason == TALLY_REASON_BATCH_MALFORMED || reason == TALLY_REASON_BATCH_TOO_MANY_PAIRS ||
+    reason == TALLY_REASON_BATCH_BAD_NAME || reason == TALLY_REASON_BATCH_BAD_PRODUCER;
+}
+
+/* Decodes and applies a batch this lcore owns. Consumes the frame. */
+
+/*
+ * Cross-node dedup: whether a peer's producer record (replicated into its
+ * replica table here, with the values it covers) says it applied this batch.
+ * Such a batch is held by that peer and by this node's replica of it; it is
+ * answered DUPLICATE and not counted again. A record being rewritten reads
+ * as absent: the batch is applied and the cluster thread compensates.
+ */
+static bool applied_by_peer(const struct tally_dp_config *config,
+  const struct tally_wire_batch *batch)
+{
+  assert(config->remote_dedup_count <= TALLY_REPLICA_REGIONS_MAX);
+  if (batch->producer == 0 || batch->producer > TALLY_PRODUCER_ID_MAX) return false; /* MALFORMED */
+  for (uint32_t r = 0; r < config->remote_dedup_count; r++) {
+    assert(config->remote_dedup[r] != NULL);
+    struct tally_dedup dedup;
+    if (tally_shard_producer_read(config->remote_dedup[r], batch->producer, &dedup) &&
+        tally_dedup_applied(&dedup, batch->seq)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
+  const struct tally_packet *packet, const struct tally_dp_config *config)
+{
+  assert(packet->kind == TALLY_PACKET_BINARY);
+  if (lcore->acks_tail - lcore->acks_head >= TALLY_ACKS_PENDING_MAX) {
+    count_reason(lcore, TALLY_REASON_ACKS_PENDING_FULL);
+    rte_pktmbuf_free(frame);
+    return;
+  }
+  struct tally_wire_batch batch;
+  enum tally_reason reason =
+    tally_wire_decode_batch(packet->payload, packet->payload_len, config->key, &batch);
+  if (reason != TALLY_OK) {
+    count_reason(lcore, reason);
+    if (reason_gets_malformed_ack(reason)) {
+      answer_batch(lcore, frame, config, &batch, TALLY_ACK_MALFORMED, false);
+    } else {
+      rte_pktmbuf_free(frame);
+    }
+    return;
+  }
+  assert(batch.count >= 1 && batch.count <= TALLY_BATCH_PAIRS_MAX);
+  stat_add(&lcore->stats.batches_received, 1);
+  bool read_only = (lcore->read_only != NULL &&
+    __atomic_load_n(lcore->read_only, __ATOMIC_RELAXED)) ||
+    (lcore->read_only_forced != NULL &&
+    __atomic_load_n(lcore->read_only_forced, __ATOMIC_RELAXED));
+  if (read_only) {
+    stat_add(&lcore->stats.batches_read_only, 1);
+    answer_batch(lcore, frame, config, &batch, TALLY_ACK_READ_ONLY, false);
+    return;
+  }
+  enum tally_ack_status status = TALLY_ACK_DUPLICATE;
+  if (applied_by_peer(config, &batch)) {
+    stat_add(&lcore->stats.batches_duplicate_remote, 1);
+  } else {
+    status = tally_shard_apply_batch(lcore->shard, &batch, &reason);
+  }
+  if (status == TALLY_ACK_APPLIED) {
+    stat_add(&lcore->stats.batches_applied, 1);
+    stat_add(&lcore->stats.batch_increments, batch.count);
+    stat_add(&lcore->stats.applied_seq, 1);
+  } else if (status == TALLY_ACK_DUPLICATE) {
+    stat_add(&lcore->stats.batches_duplicate, 1);
+  } else {
+    count_reason(lcore, reason);
+  }
+  bool durable_answer = status == TALLY_ACK_APPLIED || status == TALLY_ACK_DUPLICATE;
+  answer_batch(lcore, frame, config, &batch, status, durable_answer);
+}
+
+/* Sends the batch to the lcore that owns its producer, or processes it here. */
+static void route_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
+  const struct tally_packet *packet, const struct tally_dp_config *config)
+{
+  if (packet->payload_len < TALLY_WIRE_HEADER_SIZE) {
+    count_reason(lcore, TALLY_REASON_BATCH_TRUNCATED);
+    rte_pktmbuf_free(frame);
+    return;
+  }
+  uint64_t producer = 0;
+  memcpy(&producer, packet->payload + 8, sizeof producer);
+  producer = rte_le_to_cpu_64(producer);
+  uint32_t owner = (uint32_t)(producer % lcore->lcore_count);
+  assert(owner < lcore->lcore_count);
+  if (owner == lcore->index) {
+    process_batch(lcore, frame, packet, config);
+    return;
+  }
+  if (rte_ring_sp_enqueue(lcore->rings_out[owner], frame) != 0) {
+    count_reason(lcore, TALLY_REASON_STEER_RING_FULL);
+    rte_pktmbuf_free(frame);
+    return;
+  }
+  stat_add(&lcore->stats.batches_steered, 1);
+}
+
+static void handle_frame(struct tally_lcore *lcore, struct rte_mbuf *frame,
+  const struct tally_dp_config *config)
+{
+  struct tally_packet packet;
+  tally_packet_classify(frame, config, &packet);
+  switch (packet.kind) {
+  case TALLY_PACKET_STATSD:
+    handle_statsd(lcore, &packet);
+    rte_pktmbuf_free(frame);
+    return;
+  case TALLY_PACKET_BINARY:
+    route_batch(lcore, frame, &packet, config);
+    return;
+  case TALLY_PACKET_ARP_REQUEST:
+    assert(frame->port < TALLY_PORTS_MAX);
+    tally_packet_arp_reply(frame, &config->port_mac[frame->port]);
+    stat_add(&lcore->stats.arp_replies, 1);
+    tx_frame(lcore, frame);
+    return;
+  case TALLY_PACKET_ICMP_ECHO:
+    tally_packet_icmp_reply(frame);
+    stat_add(&lcore->stats.icmp_replies, 1);
+    tx_frame(lcore, frame);
+    return;
+  case TALLY_PACKET_DROP:
+    count_reason(lcore, packet.reason);
+    rte_pktmbuf_free(frame);
+    return;
+  }
+  assert(0 && "unknown packet kind");
+}
+
+static uint32_t poll_port(struct tally_lcore *lcore, uint16_t port,
+  const struct tally_dp_config *config)
+{
+  struct rte_mbuf *frames[TALLY_BURST_SIZE];
+  uint16_t count = rte_eth_rx_burst(port, (uint16_t)lcore->index, frames, TALLY_BURST_SIZE);
+  assert(count <= TALLY_BURST_SIZE);
+  stat_add(&lcore->stats.polls, 1);
+  if (count == 0) {
+    stat_add(&lcore->stats.idle_polls, 1);
+    return 0;
+  }
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < count && i < PREFETCH_OFFSET; i++) {
+    rte_prefetch0(rte_pktmbuf_mtod(frames[i], void *));
+  }
+  for (uint16_t i = 0; i < count; i++) {
+    if (i + PREFETCH_OFFSET < count) {
+      rte_prefetch0(rte_pktmbuf_mtod(frames[i + PREFETCH_OFFSET], void *));
+    }
+    bytes += rte_pktmbuf_pkt_len(frames[i]);
+    handle_frame(lcore, frames[i], config);
+  }
+  stat_add(&lcore->stats.rx_packets, count);
+  stat_add(&lcore->stats.rx_bytes, bytes);
+  return count;
+}
+
+static void drain_steering(struct tally_lcore *lcore, const struct tally_dp_config *config)
+{
+  for (uint32_t source = 0; source < lcore->lcore_count; source++) {
+    if (source == lcore->index) continue;
+    assert(lcore->rings_in[source] != NULL);
+    void *frames[TALLY_BURST_SIZE];
+    unsigned count =
+      rte_ring_sc_dequeue_burst(lcore->rings_in[source], frames, TALLY_BURST_SIZE, NULL);
+    for (unsigned i = 0; i < count; i++) {
+      struct rte_mbuf *frame = frames[i];
+      struct tally_packet packet;
+      tally_packet_classify(frame, config, &packet);
+      assert(packet.kind == TALLY_PACKET_BINARY || packet.kind == TALLY_PACKET_DROP);
+      if (packet.kind == TALLY_PACKET_BINARY) {
+        process_batch(lcore, frame, &packet, config);
+      } else {
+        count_reason(lcore, packet.reason); /* the config changed under it */
+        rte_pktmbuf_free(frame);
+      }
+    }
+  }
+}
+
+static void release_durable_acks(struct tally_lcore *lcore)
+{
+  uint64_t durable = lcore->per_burst_persist ?
+    lcore->stats.applied_seq : __atomic_load_n(&lcore->durable_seq, __ATOMIC_ACQUIRE);
+  if (lcore->wait_quorum) {
+    uint64_t quorum = __atomic_load_n(&lcore->quorum_seq, __ATOMIC_ACQUIRE);
+    if (quorum < durable) durable = quorum;
+  }
+  assert(durable <= lcore->stats.applied_seq);
+  stat_add(&lcore->stats.durable_seq_seen, durable - lcore->stats.durable_seq_seen);
+  uint64_t sent = 0;
+  while (lcore->acks_head < lcore->acks_tail && sent < TALLY_ACKS_RELEASE_PER_POLL) {
+    struct tally_pending_ack *ack = &lcore->acks[lcore->acks_head % TALLY_ACKS_PENDING_MAX];
+    if (ack->applied_seq > durable) break;
+    tx_frame(lcore, ack->frame);
+    ack->frame = NULL;
+    lcore->acks_head++;
+    sent++;
+  }
+  stat_add(&lcore->stats.acks_sent, sent);
+}
+
+uint32_t tally_lcore_poll_once(struct tally_lcore *lcore, const struct tally_dp_config *config)
+{
+  assert(lcore != NULL && config != NULL);
+  assert(lcore->index < lcore->lcore_count);
+  uint32_t received = 0;
+  for (uint16_t i = 0; i < lcore->port_count; i++) {
+    received += poll_port(lcore, lcore->ports[i], config);
+  }
+  if (lcore->lcore_count > 1) drain_steering(lcore, config);
+  if (lcore->per_burst_persist && lcore->shard->drain != NULL) lcore->shard->drain();
+  release_durable_acks(lcore);
+  for (uint16_t i = 0; i < lcore->port_count; i++) tx_flush(lcore, lcore->ports[i]);
+  return received;
+}
+
+static void drop_pending_acks(struct tally_lcore *lcore)
+{
+  uint64_t count = 0;
+  while (lcore->acks_head < lcore->acks_tail && count <= TALLY_ACKS_PENDING_MAX) {
+    struct tally_pending_ack *ack = &lcore->acks[lcore->acks_head % TALLY_ACKS_PENDING_MAX];
+    rte_pktmbuf_free(ack->frame);
+    lcore->acks_head++;
+    count++;
+  }
+  assert(lcore->acks_head == lcore->acks_tail);
+}
+
+int tally_lcore_main(void *arg)
+{
+  struct tally_lcore *lcore = arg;
+  assert(lcore != NULL);
+  assert(lcore->shard != NULL && lcore->config != NULL);
+  urcu_qsbr_register_thread();
+  __atomic_store_n(&lcore->running, true, __ATOMIC_RELEASE);
+  while (!__atomic_load_n(lcore->quit, __ATOMIC_RELAXED)) {
+    const struct tally_dp_config *config = rcu_dereference(*lcore->config);
+    tally_lcore_poll_once(lcore, config);
+    urcu_qsbr_quiescent_state();
+  }
+  urcu_qsbr_unregister_thread();
+  /* Acks not yet durable are not sent: their producers retry. */
+  drop_pending_acks(lcore);
+  __atomic_store_n(&lcore->running, false, __ATOMIC_RELEASE);
+  return 0;
+}

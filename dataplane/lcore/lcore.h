@@ -1,0 +1,123 @@
+/*
+ * lcore.h — one dataplane lcore: its shard, its RX/TX queues (queue number =
+ * lcore index on every port), its pending acks and its statistics, and the
+ * polling loop that ties them together.
+ *
+ * Sharing rules: the lcore is the only writer of its shard and its stats
+ * (readers load them relaxed). The persister thread writes durable_seq;
+ * the lcore reads it. Binary batches whose producer another lcore owns
+ * travel over a single-producer/single-consumer ring (src, dst) to it. The
+ * dataplane config is read through liburcu QSBR: dereferenced once per
+ * burst, with a quiescent state per loop.
+ */
+#ifndef TALLY_LCORE_H
+#define TALLY_LCORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_common.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "tally/limits.h"
+#include "packet.h"
+#include "tally/reasons.h"
+#include "shard.h"
+
+/* Statistics one lcore publishes (single writer; readers load relaxed). */
+#define TALLY_FOREACH_LCORE_STAT(_)                                              \
+  _(rx_packets, "frames received")                                               \
+  _(rx_bytes, "bytes received")                                                  \
+  _(tx_packets, "frames sent (ARP, ICMP replies and acks)")                      \
+  _(polls, "RX polls")                                                           \
+  _(idle_polls, "RX polls that returned no frame")                               \
+  _(arp_replies, "ARP replies sent")                                             \
+  _(icmp_replies, "ICMP echo replies sent")                                      \
+  _(statsd_datagrams, "statsd datagrams")                                        \
+  _(statsd_lines, "statsd lines parsed")                                         \
+  _(statsd_increments, "statsd counter lines applied")                           \
+  _(batches_received, "binary batches that passed the MAC")                      \
+  _(batches_applied, "binary batches applied")                                   \
+  _(batches_duplicate, "binary batches answered DUPLICATE")                      \
+  _(batches_duplicate_remote, "of those, batches another cluster node applied")   \
+  _(batch_increments, "pairs applied from binary batches")                       \
+  _(batches_steered, "binary batches handed to their producer's lcore")          \
+  _(acks_sent, "acks sent")                                                      \
+  _(acks_error, "error acks sent (batch not counted)")                           \
+  _(batches_read_only, "batches refused READ_ONLY (no write quorum)")            \
+  _(applied_seq, "reliable writes applied (group-commit sequence)")              \
+  _(durable_seq_seen, "reliable writes known durable")
+
+struct tally_lcore_stats {
+#define TALLY_LCORE_STAT_FIELD(name, text) uint64_t name;
+  TALLY_FOREACH_LCORE_STAT(TALLY_LCORE_STAT_FIELD)
+#undef TALLY_LCORE_STAT_FIELD
+  uint64_t reasons[TALLY_REASON_COUNT];
+} __rte_cache_aligned;
+
+/* Frames this lcore will send on one port, flushed per poll. */
+struct tally_tx_buffer {
+  uint16_t count;
+  struct rte_mbuf *frames[TALLY_BURST_SIZE];
+};
+
+/* An ack waiting for the persist that covers its batch. */
+struct tally_pending_ack {
+  struct rte_mbuf *frame;
+  uint64_t applied_seq;
+};
+
+struct tally_lcore {
+  /* Set before launch, then read-only. */
+  uint32_t index;            /* shard, RX and TX queue number */
+  uint32_t lcore_count;      /* dataplane lcores in all */
+  unsigned lcore_id;
+  uint16_t port_count;
+  uint16_t ports[TALLY_PORTS_MAX];
+  bool per_burst_persist;    /* shard flushes itself; acks need no persister */
+  struct tally_shard *shard;
+  struct tally_dp_config **config; /* RCU-protected pointer owned by control */
+  volatile bool *quit;
+  /* Steering: rings_in[src] carries batches from lcore src to this one. */
+  struct rte_ring *rings_in[TALLY_LCORES_MAX];
+  struct rte_ring *rings_out[TALLY_LCORES_MAX]; /* rings_out[dst] */
+  /* Cluster: acks also wait until W - 1 peers hold the batch (quorum_seq). */
+  bool wait_quorum;
+  /*
+   * Reliable batches are answered READ_ONLY while either is set: the cluster
+   * thread's "no write quorum reachable", or the operator's override
+   * (tallyctl readonly on / drain). NULL: not in use.
+   */
+  volatile bool *read_only;
+  volatile bool *read_only_forced;
+  /* Written by the persister thread, read here. */
+  uint64_t durable_seq __rte_cache_aligned;
+  /* Written by the cluster thread, read here (when wait_quorum). */
+  uint64_t quorum_seq;
+  /* Owned by the lcore. */
+  uint64_t acks_head __rte_cache_aligned; /* next to send */
+  uint64_t acks_tail;                     /* next free */
+  struct tally_pending_ack acks[TALLY_ACKS_PENDING_MAX];
+  struct tally_tx_buffer tx[TALLY_PORTS_MAX]; /* indexed by port id */
+  struct tally_lcore_stats stats;
+  volatile bool running;     /* set by the lcore once its loop runs */
+} __rte_cache_aligned;
+
+/* The polling loop (rte_eal_remote_launch entry); arg is a struct tally_lcore. */
+int tally_lcore_main(void *arg);
+
+/*
+ * One iteration of the loop without RCU bookkeeping: poll every port once,
+ * handle the frames, drain steering rings, release durable acks. Exposed for
+ * tests that drive an lcore by hand. Returns frames received.
+ */
+uint32_t tally_lcore_poll_once(struct tally_lcore *lcore, const struct tally_dp_config *config);
+
+/* Relaxed read of a stat by another thread. */
+static inline uint64_t tally_lcore_stat_load(const uint64_t *stat)
+{
+  return __atomic_load_n(stat, __ATOMIC_RELAXED);
+}
+
+#endif

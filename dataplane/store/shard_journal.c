@@ -1,0 +1,452 @@
+/*
+ * shard_journal.c — a shard's side of cross-node dedup (docs/cluster.md):
+ * the journal ring of recently applied reliable batches with their deltas
+ * and attempts (appended by the owning lcore, searched by the cluster thread
+ * to undo a batch another node also applied), the claims ring (batches
+ * applied from a resend, read by the cluster thread until every peer has
+ * them), and the producer dedup records read from any thread
+ * (checksum-verified) and merged into replica tables by the replication
+ * thread. The slot table, the redo log and recovery are in shard.c. Byte
+ * map: docs/store-layout.md.
+ *
+ * Readers never lock: a record, entry or claim being rewritten fails its
+ * checksum and is read again (producer records) or skipped (journal entries,
+ * claims).
+ */
+#include <assert.h>
+#include <string.h>
+
+#include <rte_hash_crc.h>
+
+#include "shard_internal.h"
+#include "tally/name.h"
+#include "shard.h"
+#include "store_format.h"
+
+/* CRC32C seed; part of the on-media format (changing it is a new layout). */
+#define JOURNAL_CRC_SEED 0x4a524e4cu /* "JRNL" */
+#define CLAIM_CRC_SEED 0x434c414du   /* "CLAM" */
+
+/* Reads of a record being rewritten before a reader gives up on it. */
+#define PRODUCER_READ_ATTEMPTS 4u
+
+static_assert(offsetof(struct tally_journal_entry, producer) == 0, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, seq) == 8, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, count) == 16, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, crc) == 20, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, attempt) == 24, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, applied) == 28, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, reserved) == 32, "journal entry layout");
+static_assert(offsetof(struct tally_journal_entry, pairs) == 64, "pairs on the second line");
+static_assert(sizeof(struct tally_journal_pair) == 16, "journal pair layout");
+static_assert(sizeof(struct tally_journal_entry) % CACHE_LINE_SIZE == 0, "entries line aligned");
+static_assert(TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry) % BLOCK_SIZE == 0,
+  "the journal is whole blocks");
+static_assert(offsetof(struct tally_claim, producer) == 0, "claim layout");
+static_assert(offsetof(struct tally_claim, seq) == 8, "claim layout");
+static_assert(offsetof(struct tally_claim, attempt) == 16, "claim layout");
+static_assert(offsetof(struct tally_claim, crc) == 20, "claim layout");
+static_assert(offsetof(struct tally_claim, position) == 24, "claim layout");
+static_assert(CACHE_LINE_SIZE % sizeof(struct tally_claim) == 0, "a claim never spans lines");
+static_assert(TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim) % BLOCK_SIZE == 0,
+  "the claims ring is whole blocks");
+static_assert(TALLY_JOURNAL_ENTRIES <= UINT32_MAX && TALLY_CLAIMS_ENTRIES <= UINT32_MAX,
+  "ring indexes fit 32 bits");
+
+/* ---- Journal ------------------------------------------------------------- */
+
+/*
+ * Over producer, seq, count and attempt (4-byte words), then
+ * pairs[0..count). Not applied: it changes after the crc is written.
+ */
+uint32_t tally_journal_crc(const struct tally_journal_entry *entry)
+{
+  assert(entry != NULL);
+  assert(entry->count <= TALLY_BATCH_PAIRS_MAX);
+  uint32_t crc = rte_hash_crc_8byte(entry->producer, JOURNAL_CRC_SEED);
+  crc = rte_hash_crc_8byte(entry->seq, crc);
+  crc = rte_hash_crc_4byte(entry->count, crc);
+  crc = rte_hash_crc_4byte(entry->attempt, crc);
+  return tally_crc32c(entry->pairs, (size_t)entry->count * sizeof(struct tally_journal_pair),
+    crc);
+}
+
+void tally_shard_journal_append(struct tally_shard *shard, const struct tally_wire_batch *batch,
+  const uint32_t *slot)
+{
+  assert(shard != NULL);
+  assert(shard->journal != NULL);
+  assert(batch != NULL);
+  assert(slot != NULL);
+  assert(batch->producer != 0);
+  assert(batch->producer != PRODUCER_TOMBSTONE);
+  assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
+  struct tally_shard_header *header = shard->header;
+  uint64_t next = header->journal_next; /* this lcore is its only writer */
+  struct tally_journal_entry *entry = &shard->journal[next % TALLY_JOURNAL_ENTRIES];
+  /*
+   * Not applied, before anything else changes: a reader that copies any of
+   * the new fields then sees applied = 0 (or the later 1), never the 1 of the
+   * entry being overwritten (journal_entry_read).
+   */
+  __atomic_store_n(&entry->applied, 0u, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  entry->producer = batch->producer;
+  entry->seq = batch->seq;
+  entry->count = batch->count;
+  entry->attempt = batch->attempt;
+  for (uint32_t i = 0; i < batch->count; i++) {
+    assert(slot[i] < shard->slots_count);
+    assert(shard->slots[slot[i]].name_len != 0);
+    entry->pairs[i] = (struct tally_journal_pair){
+      .slot = slot[i], .reserved = 0, .delta = batch->pairs[i].delta};
+  }
+  entry->crc = tally_journal_crc(entry);
+  shard_flush(shard, entry, offsetof(struct tally_journal_entry, pairs) +
+    (size_t)batch->count * sizeof(struct tally_journal_pair));
+  __atomic_store_n(&header->journal_next, next + 1u, __ATOMIC_RELEASE);
+  shard_flush(shard, &header->journal_next, sizeof(header->journal_next));
+  assert(header->journal_next == next + 1u);
+  assert(entry->applied == 0);
+}
+
+bool tally_shard_journal_mark_applied(struct tally_shard *shard, uint64_t producer,
+  uint64_t seq)
+{
+  assert(shard != NULL);
+  assert(shard->journal != NULL);
+  uint64_t next = shard->header->journal_next; /* the writer (or recovery) reads its own */
+  if (next == 0) return false;
+  struct tally_journal_entry *entry = &shard->journal[(next - 1u) % TALLY_JOURNAL_ENTRIES];
+  if (entry->producer != producer || entry->seq != seq) return false;
+  /* Release: whoever sees applied = 1 sees the batch's values and record too. */
+  __atomic_store_n(&entry->applied, 1u, __ATOMIC_RELEASE);
+  shard_flush(shard, &entry->applied, sizeof(entry->applied));
+  assert(entry->applied == 1u);
+  return true;
+}
+
+/*
+ * Copies the entry at ring position `index` and checks it names (producer,
+ * seq), is whole (count, crc), points only at slots of this shard and is
+ * applied. The lcore may be rewriting it meanwhile: only the copy is checked
+ * and used. applied is loaded after the copy (acquire): the writer clears it
+ * before any other field (release), so a copy holding a new field never goes
+ * with the overwritten entry's applied = 1.
+ */
+static bool journal_entry_read(const struct tally_shard *shard, uint32_t index,
+  uint64_t producer, uint64_t seq, struct tally_journal_entry *entry)
+{
+  assert(index < TALLY_JOURNAL_ENTRIES);
+  const struct tally_journal_entry *stored = &shard->journal[index];
+  if (__atomic_load_n(&stored->producer, __ATOMIC_RELAXED) != producer) return false;
+  if (__atomic_load_n(&stored->seq, __ATOMIC_RELAXED) != seq) return false;
+  size_t head = offsetof(struct tally_journal_entry, pairs);
+  memcpy(entry, stored, head);
+  if (entry->count > TALLY_BATCH_PAIRS_MAX) return false;
+  memcpy(entry->pairs, stored->pairs, (size_t)entry->count * sizeof(struct tally_journal_pair));
+  if (entry->producer != producer || entry->seq != seq) return false;
+  if (entry->crc != tally_journal_crc(entry)) return false;
+  for (uint32_t i = 0; i < entry->count; i++) {
+    if (entry->pairs[i].slot >= shard->slots_count) return false;
+  }
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&stored->applied, __ATOMIC_RELAXED) != 1u) return false;
+  entry->applied = 1u;
+  return true;
+}
+
+uint64_t tally_shard_journal_next(const struct tally_shard *shard)
+{
+  assert(shard != NULL);
+  assert(shard->header != NULL);
+  return __atomic_load_n(&shard->header->journal_next, __ATOMIC_ACQUIRE);
+}
+
+void tally_shard_journal_key_at(const struct tally_shard *shard, uint64_t position,
+  uint64_t *producer, uint64_t *seq)
+{
+  assert(shard != NULL && shard->journal != NULL);
+  assert(producer != NULL && seq != NULL);
+  const struct tally_journal_entry *stored = &shard->journal[position % TALLY_JOURNAL_ENTRIES];
+  *producer = __atomic_load_n(&stored->producer, __ATOMIC_RELAXED);
+  *seq = __atomic_load_n(&stored->seq, __ATOMIC_RELAXED);
+  if (*producer == PRODUCER_TOMBSTONE) *producer = 0;
+}
+
+bool tally_shard_journal_read_at(const struct tally_shard *shard, uint64_t position,
+  uint64_t producer, uint64_t seq, struct tally_journal_entry *entry)
+{
+  assert(shard != NULL && shard->journal != NULL);
+  assert(entry != NULL);
+  if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
+  uint64_t next = tally_shard_journal_next(shard);
+  if (position >= next || next - position > TALLY_JOURNAL_ENTRIES) return false; /* rolled */
+  if (!journal_entry_read(shard, (uint32_t)(position % TALLY_JOURNAL_ENTRIES), producer, seq,
+        entry)) {
+    return false;
+  }
+  assert(entry->count <= TALLY_BATCH_PAIRS_MAX);
+  assert(entry->applied == 1u);
+  return true;
+}
+
+bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer, uint64_t seq,
+  struct tally_journal_entry *entry)
+{
+  assert(shard != NULL);
+  assert(shard->journal != NULL);
+  assert(entry != NULL);
+  if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
+  uint64_t next = __atomic_load_n(&shard->header->journal_next, __ATOMIC_ACQUIRE);
+  uint64_t entries = next < TALLY_JOURNAL_ENTRIES ? next : TALLY_JOURNAL_ENTRIES;
+  for (uint64_t back = 1; back <= entries; back++) {
+    uint32_t index = (uint32_t)((next - back) % TALLY_JOURNAL_ENTRIES);
+    if (journal_entry_read(shard, index, producer, seq, entry)) {
+      assert(entry->count <= TALLY_BATCH_PAIRS_MAX);
+      assert(entry->applied == 1u);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* ---- Claims -------------------------------------------------------------- */
+
+/* Over producer, seq, attempt (a 4-byte word) and position. */
+uint32_t tally_claim_crc(const struct tally_claim *claim)
+{
+  assert(claim != NULL);
+  uint32_t crc = rte_hash_crc_8byte(claim->producer, CLAIM_CRC_SEED);
+  crc = rte_hash_crc_8byte(claim->seq, crc);
+  crc = rte_hash_crc_4byte(claim->attempt, crc);
+  return rte_hash_crc_8byte(claim->position, crc);
+}
+
+void tally_shard_claim_append(struct tally_shard *shard, uint64_t producer, uint64_t seq,
+  uint32_t attempt)
+{
+  assert(shard != NULL);
+  assert(shard->claims != NULL);
+  assert(producer != 0);
+  assert(producer != PRODUCER_TOMBSTONE);
+  assert(attempt >= 1u && attempt <= TALLY_CLAIM_KEEPER);
+  assert(producer <= TALLY_PRODUCER_ID_MAX);
+  struct tally_shard_header *header = shard->header;
+  uint64_t next = header->claims_next; /* this lcore is its only writer */
+  struct tally_claim claim = { .producer = producer, .seq = seq, .attempt = attempt,
+    .crc = 0, .position = next };
+  claim.crc = tally_claim_crc(&claim);
+  struct tally_claim *slot = &shard->claims[next % TALLY_CLAIMS_ENTRIES];
+  __atomic_store_n(&slot->producer, claim.producer, __ATOMIC_RELAXED);
+  __atomic_store_n(&slot->seq, claim.seq, __ATOMIC_RELAXED);
+  __atomic_store_n(&slot->attempt, claim.attempt, __ATOMIC_RELAXED);
+  __atomic_store_n(&slot->position, claim.position, __ATOMIC_RELAXED);
+  __atomic_store_n(&slot->crc, claim.crc, __ATOMIC_RELAXED);
+  shard_flush(shard, slot, sizeof *slot);
+  __atomic_store_n(&header->claims_next, next + 1u, __ATOMIC_RELEASE);
+  shard_flush(shard, &header->claims_next, sizeof(header->claims_next));
+  assert(header->claims_next == next + 1u);
+}
+
+uint64_t tally_shard_claims_next(const struct tally_shard *shard)
+{
+  assert(shard != NULL);
+  assert(shard->header != NULL);
+  return __atomic_load_n(&shard->header->claims_next, __ATOMIC_ACQUIRE);
+}
+
+bool tally_shard_claim_at(const struct tally_shard *shard, uint64_t position,
+  struct tally_claim *claim)
+{
+  assert(shard != NULL);
+  assert(shard->claims != NULL);
+  assert(claim != NULL);
+  assert(position < tally_shard_claims_next(shard));
+  const struct tally_claim *slot = &shard->claims[position % TALLY_CLAIMS_ENTRIES];
+  claim->producer = __atomic_load_n(&slot->producer, __ATOMIC_RELAXED);
+  claim->seq = __atomic_load_n(&slot->seq, __ATOMIC_RELAXED);
+  claim->attempt = __atomic_load_n(&slot->attempt, __ATOMIC_RELAXED);
+  claim->crc = __atomic_load_n(&slot->crc, __ATOMIC_RELAXED);
+  claim->position = __atomic_load_n(&slot->position, __ATOMIC_RELAXED);
+  if (claim->crc != tally_claim_crc(claim)) return false;
+  if (claim->position != position) return false; /* overwritten by a later lap */
+  if (claim->producer == 0 || claim->producer == PRODUCER_TOMBSTONE) return false;
+  if (claim->attempt == 0) return false;
+  return true;
+}
+
+void tally_shard_claim_recover(struct tally_shard *shard, uint64_t producer, uint64_t seq)
+{
+  assert(shard != NULL);
+  assert(shard->claims != NULL);
+  struct tally_shard_header *header = shard->header;
+  uint64_t journal_next = header->journal_next;
+  if (journal_next == 0) return;
+  const struct tally_journal_entry *entry =
+    &shard->journal[(journal_next - 1u) % TALLY_JOURNAL_ENTRIES];
+  if (entry->producer != producer || entry->seq != seq) return;
+  if (entry->count > TALLY_BATCH_PAIRS_MAX || entry->crc != tally_journal_crc(entry)) return;
+  if (entry->attempt == 0 || producer == 0 || producer == PRODUCER_TOMBSTONE) return;
+  uint64_t next = header->claims_next;
+  if (next > 0) {
+    struct tally_claim last;
+    if (tally_shard_claim_at(shard, next - 1u, &last) && last.producer == producer &&
+      last.seq == seq && last.attempt == entry->attempt) {
+      return; /* written before the kill */
+    }
+  }
+  tally_shard_claim_append(shard, producer, seq, entry->attempt);
+}
+
+/* ---- Producer records from any thread ------------------------------------ */
+
+/*
+ * Copies the record in `slot` word by word and checks it against its crc.
+ * false if the copy is not one the writer made whole (a rewrite in progress,
+ * or a corrupt record).
+ */
+static bool producer_copy(const struct tally_shard *shard, uint32_t slot, uint64_t *producer,
+  struct tally_dedup *dedup)
+{
+  assert(slot < shard->producer_slots_count);
+  const struct tally_producer *record = &shard->producers[slot];
+  uint32_t crc = __atomic_load_n(&record->crc, __ATOMIC_ACQUIRE);
+  *producer = __atomic_load_n(&record->producer, __ATOMIC_RELAXED);
+  const uint64_t *from = (const uint64_t *)(const void *)&record->dedup;
+  uint64_t *to = (uint64_t *)(void *)dedup;
+  for (size_t i = 0; i < sizeof *dedup / sizeof(uint64_t); i++) {
+    to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
+  }
+  return crc == tally_producer_crc(slot, *producer, dedup);
+}
+
+bool tally_shard_producer_read(const struct tally_shard *shard, uint64_t producer,
+  struct tally_dedup *dedup)
+{
+  assert(shard != NULL);
+  assert(dedup != NULL);
+  if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
+  for (uint32_t attempt = 0; attempt < PRODUCER_READ_ATTEMPTS; attempt++) {
+    bool found;
+    uint32_t slot = producer_probe(shard, producer, &found);
+    if (!found) return false;
+    assert(slot < shard->producer_slots_count);
+    uint64_t id;
+    struct tally_dedup copy;
+    if (producer_copy(shard, slot, &id, &copy) && id == producer) {
+      *dedup = copy;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uint64_t *producer,
+  struct tally_dedup *dedup)
+{
+  assert(shard != NULL);
+  assert(producer != NULL);
+  assert(dedup != NULL);
+  assert(slot < shard->producer_slots_count);
+  for (uint32_t attempt = 0; attempt < PRODUCER_READ_ATTEMPTS; attempt++) {
+    uint64_t id = __atomic_load_n(&shard->producers[slot].producer, __ATOMIC_RELAXED);
+    if (id == 0 || id == PRODUCER_TOMBSTONE) return false;
+    struct tally_dedup copy;
+    if (producer_copy(shard, slot, &id, &copy) && id != 0 && id != PRODUCER_TOMBSTONE) {
+      *producer = id;
+      *dedup = copy;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* ---- Merging into replica tables ----------------------------------------- */
+
+/* One run of the same start, as both records know it. */
+static struct tally_dedup_run run_union(const struct tally_dedup_run *a,
+  const struct tally_dedup_run *b)
+{
+  assert(a->head_last == b->head_last);
+  struct tally_dedup_run merged = { .head_last = a->head_last,
+    .head_window = { a->head_window[0] | b->head_window[0],
+      a->head_window[1] | b->head_window[1] } };
+  merged.last_seq = a->last_seq > b->last_seq ? a->last_seq : b->last_seq;
+  merged.window = tally_dedup_shift(a->last_seq, a->window, merged.last_seq) |
+    tally_dedup_shift(b->last_seq, b->window, merged.last_seq);
+  return merged;
+}
+
+/* Adds a run to a newest-first list of at most TALLY_DEDUP_RUNS runs. */
+static void runs_add(struct tally_dedup *into, const struct tally_dedup_run *run)
+{
+  if (run->head_last == 0) return;
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    struct tally_dedup_run *at = &into->runs[r];
+    if (at->head_last == run->head_last) {
+      *at = run_union(at, run);
+      return;
+    }
+    if (at->head_last < run->head_last) { /* goes here: the rest move down, the last drops */
+      for (uint32_t k = TALLY_DEDUP_RUNS - 1u; k > r; k--) into->runs[k] = into->runs[k - 1];
+      *at = *run;
+      return;
+    }
+  }
+}
+
+/* The union of two records: every run of either, the TALLY_DEDUP_RUNS newest kept. */
+static struct tally_dedup dedup_union(const struct tally_dedup *a, const struct tally_dedup *b)
+{
+  struct tally_dedup merged;
+  memset(&merged, 0, sizeof merged);
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) runs_add(&merged, &a->runs[r]);
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) runs_add(&merged, &b->runs[r]);
+  for (uint32_t r = 1; r < TALLY_DEDUP_RUNS; r++) {
+    assert(merged.runs[r].head_last == 0 || merged.runs[r].head_last < merged.runs[r - 1].head_last);
+  }
+  return merged;
+}
+
+enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t producer,
+  const struct tally_dedup *dedup)
+{
+  assert(shard != NULL);
+  assert(dedup != NULL);
+  assert(producer != 0);
+  assert(producer != PRODUCER_TOMBSTONE);
+  assert(shard->header->producers_used <= shard->producer_slots_count);
+  struct tally_dedup incoming;
+  memset(&incoming, 0, sizeof incoming);
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) runs_add(&incoming, &dedup->runs[r]);
+  if (incoming.runs[0].head_last == 0) return TALLY_OK; /* says nothing */
+  bool found;
+  uint32_t slot = producer_probe(shard, producer, &found);
+  if (!found) {
+    if (shard->header->producers_used >= shard->producers_max || slot == SLOT_NONE) {
+      return TALLY_REASON_PRODUCERS_FULL;
+    }
+    assert(shard->producers[slot].producer == 0);
+    producer_store(shard, slot, producer, &incoming);
+    shard->header->producers_used++;
+    shard_flush(shard, &shard->header->producers_used, sizeof(uint32_t));
+    assert(shard->header->producers_used <= shard->producers_max);
+    return TALLY_OK;
+  }
+  const struct tally_producer *record = &shard->producers[slot];
+  assert(record->producer == producer);
+  struct tally_dedup merged = incoming;
+  /*
+   * A record failing its crc (media corruption since recovery) says nothing
+   * trustworthy: it is replaced by the incoming one. Otherwise the union.
+   */
+  if (record->crc == tally_producer_crc(slot, record->producer, &record->dedup)) {
+    merged = dedup_union(&record->dedup, &incoming);
+    if (memcmp(&merged, &record->dedup, sizeof merged) == 0) {
+      return TALLY_OK; /* nothing new (a merge repeated): no write, no flush */
+    }
+  }
+  producer_store(shard, slot, producer, &merged);
+  return TALLY_OK;
+}
