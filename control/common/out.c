@@ -48,13 +48,13 @@ bool tally_out_flush(struct tally_out *out)
 
 static bool make_room(struct tally_out *out, size_t needed)
 {
-  if (out->used + needed < out->capacity) return true;
+  if (out->used + needed <= out->capacity) return true; /* needed counts vsnprintf's NUL */
   if (out->fd >= 0) {
     if (!tally_out_flush(out)) return false;
     return needed < out->capacity;
   }
   size_t capacity = out->capacity;
-  while (capacity <= out->used + needed && capacity <= TALLY_OUT_MEMORY_MAX) capacity *= 2;
+  while (capacity < out->used + needed && capacity <= TALLY_OUT_MEMORY_MAX) capacity *= 2;
   if (capacity > TALLY_OUT_MEMORY_MAX) return false;
   char *data = realloc(out->data, capacity);
   if (data == NULL) return false;

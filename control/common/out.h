@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #define TALLY_OUT_CHUNK_SIZE 16384u
-/* Largest in-memory body (an HTTP /metrics page). */
+/* Largest in-memory buffer (an HTTP /metrics page): a body of this less one byte (the NUL). */
 #define TALLY_OUT_MEMORY_MAX (64u * 1024u * 1024u)
 
 struct tally_out {

@@ -322,15 +322,24 @@ verdict "batch 301:1 replicated to node 1 within 10 s" wait_for 10 match_on 1 dd
 status=$(resend_once 1 301 1)
 verdict "the same batch to node 1 later: answered duplicate (got $status)" test "$status" = duplicate
 verdict "batch 301:1 counted once on all 3 nodes" wait_for 10 match_all dd2. "$work/dd2.json"
-# 11. Heartbeat replay: one heartbeat in node 3's name (a valid MAC) sent
-# twice to node 1 from node 3's namespace. The copy is not newer than the
-# heartbeat before it, so node 1 refuses and counts it; node 3's own
-# heartbeats then bring node 1's view of it back.
+# 11. Heartbeat replay: one heartbeat in node 3's name (a valid MAC) of
+# another incarnation sent twice to node 1 from node 3's namespace. The first
+# copy looks like a restart of node 3: node 1 must probe node 3 again (a
+# ROUND with seq 0, seen on node 3's link from node 1 by probe_sniff.py; none
+# on the settled link in the second before). The second copy is not newer
+# than the first, so node 1 refuses and counts it; node 3's own heartbeats
+# then bring node 1's view of it back.
 replayed_count() {
   ip netns exec "${CLUSTER_NS[1]}" curl -s --max-time 2 http://127.0.0.1:9125/metrics |
     awk '/^tally_cluster_rejected_total\{kind="heartbeat",reason="replayed"\}/ { print $2 }'
 }
 before=$(replayed_count)
+ip netns exec "${CLUSTER_NS[3]}" timeout 120 python3 "$tools/probe_sniff.py" r1 1 \
+  "$CLUSTER_REPLICATION_PORT" "$work/sniff.go" "$work/sniff.ready" >"$work/sniff.out" 2>&1 &
+sniff_pid=$!
+wait_for 10 test -e "$work/sniff.ready" || echo "probe_sniff.py did not start: $(cat "$work/sniff.out")"
+sleep 1 # the baseline: a settled link sends no probe (a slower run only sees fewer)
+touch "$work/sniff.go"
 ip netns exec "${CLUSTER_NS[3]}" python3 - "$CLUSTER_KEY" "10.78.0.1" "$CLUSTER_REPLICATION_PORT" <<'PY'
 import hashlib, socket, struct, sys
 key, host, port = bytes.fromhex(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -341,6 +350,14 @@ s.bind(("10.78.0.3", 0))
 for _ in range(2):
     s.sendto(datagram, (host, port))
 PY
+wait "$sniff_pid"
+sniff_status=$?
+sniffed=$(cat "$work/sniff.out")
+echo "probes from node 1 on node 3's link: $sniffed"
+verdict "a heartbeat of another incarnation: node 1 probes node 3 again (a ROUND with seq 0)" \
+  test "$sniff_status" -eq 0
+verdict "no probe on the settled link in the second before it" \
+  eval "[[ '$sniffed' == 'baseline 0 after '* ]]"
 replay_counted() { local now; now=$(replayed_count); echo "replayed: ${before:-?} -> ${now:-?}"; [ -n "$now" ] && [ "$now" -gt "${before:-0}" ]; }
 verdict "a heartbeat sent again is refused as replayed (tally_cluster_rejected_total)" \
   wait_for 5 replay_counted

@@ -10,16 +10,20 @@
 # node 3, after counting statsd of its own, is removed by a reload (SIGHUP on
 # node 2) and stopped: `tallyctl cluster` shows it retired, its counts stay
 # in every read, reliable writes go on with the two members; re-adding it
-# resumes on its replica table. Every wait is bounded (wait_for), no fixed
-# sleeps. Prints PASS/FAIL lines and "N passed, N failed".
-# Usage: membership.sh BUILD_DIR   (root; hugepages reserved: 3 nodes)
+# resumes on its replica table; node 3 removed again and a new node 4 added
+# holds exactly nodes 1 and 2's counts and none of node 3's (docs/cluster.md,
+# "Membership": replication carries each node's own contribution only),
+# while nodes 1 and 2 still hold node 3's. Every wait is bounded (wait_for),
+# no fixed sleeps. Prints PASS/FAIL lines and "N passed, N failed".
+# Usage: membership.sh BUILD_DIR   (root; hugepages reserved: 3 nodes; 4
+# namespaces, at most 3 tallyd at a time)
 set -uo pipefail
 build=${1:?build dir}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/cluster-netns.sh"
 source "$root/tests/lib/check.sh"
 work=$(mktemp -d /tmp/tally-membership.XXXXXX)
-nodes=3
+nodes=4
 passed=0
 failed=0
 load_pids=()
@@ -193,9 +197,52 @@ done
 verdict "node 3 ready again" cluster_wait_ready "$build" 3 "$work/sock3" 60
 verdict "all three up and exact again within 15 s" \
   wait_for 15 eval 'members_up 1 2 3 && members_up 3 1 2 && sums 1 2 3'
-for i in 1 2 3; do
+
+# 6. A node added after a removal: node 3 removed again and stopped, then node 4
+# (a new store) added. Nodes 1 and 2 send node 4 their own contributions; node 3
+# sends nothing any more, so node 4 never gets node 3's: it holds sd, rel and
+# after exactly and nothing of own3 (counted by node 3 alone, section 4), with no
+# table for node 3; nodes 1 and 2 still hold all four exactly.
+merge_expect() { # merge_expect OUT PREFIX...: one expectation of several prefixes' totals
+  python3 - "$work" "$@" <<'PY'
+import json, sys
+work, out, prefixes = sys.argv[1], sys.argv[2], sys.argv[3:]
+totals = {}
+for prefix in prefixes:
+    totals.update(json.load(open("%s/%s.json" % (work, prefix)))["totals"])
+json.dump({"totals": totals}, open(out, "w"))
+PY
+}
+merge_expect "$work/all_but_own3.expect" sd rel after
+merge_expect "$work/all.expect" sd rel after own3
+holds() { counts_match "$tallyctl" "$work/sock$1" "" "$2"; } # holds I EXPECT: exactly these counters
+for i in 1 2; do write_config "$i" "1 2"; done
+for i in 1 2; do
+  verdict "node $i: node 3 removed again (generation 5)" eval "ctl $i cluster reload | grep -q 'generation 5'"
+done
+cluster_stop 3
+for i in 1 2 4; do write_config "$i" "1 2 4"; done
+start_node 4
+for i in 1 2; do
+  verdict "node $i: node 4 added after node 3's removal (generation 6)" \
+    eval "ctl $i cluster reload | grep -q 'generation 6'"
+done
+verdict "node 4 ready (restored from nodes 1 and 2)" cluster_wait_ready "$build" 4 "$work/sock4" 60
+verdict "nodes 1, 2 and 4 see each other up, writable, within 10 s" \
+  wait_for 10 eval 'members_up 1 2 4 && members_up 2 1 4 && members_up 4 1 2'
+verdict "node 4 holds nodes 1 and 2's counts exactly, and no counter of node 3's, within 15 s" \
+  wait_for 15 holds 4 "$work/all_but_own3.expect"
+verdict "node 4: list own3. is empty (exit 0, no line)" \
+  eval "out=\$(ctl 4 list own3.) && [ -z \"\$out\" ]"
+verdict "node 4: no peer 3 line in tallyctl cluster (no table bound for node 3)" \
+  eval "ctl 4 cluster >'$work/c4.out' && ! grep -q '^peer 3 ' '$work/c4.out' && grep -q '^peer 1 ' '$work/c4.out'"
+for i in 1 2; do
+  verdict "node $i still holds node 3's counts, and every other, exactly" holds "$i" "$work/all.expect"
+done
+for i in 1 2 3 4; do
+  [ -f "$work/n$i.log" ] || continue
   grep -q 'AddressSanitizer\|Assertion\|assert' "$work/n$i.log" && { echo "node $i log:"; tail -20 "$work/n$i.log"; }
 done
-verdict "no node crashed" eval 'cluster_running 1 && cluster_running 2 && cluster_running 3'
+verdict "no node crashed" eval 'cluster_running 1 && cluster_running 2 && cluster_running 4'
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

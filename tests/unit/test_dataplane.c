@@ -2,9 +2,9 @@
  * test_dataplane.c — drives real dataplane lcores by hand over a DPDK ring
  * port (net_ring via rte_eth_from_rings): frames go into the RX rings, one
  * poll runs, replies come out of the TX rings. Covers classification, ARP
- * and ICMP replies, statsd counting, binary batches with acks held until
- * durable, duplicates, bad MACs, steering between two lcores, and the
- * no-amplification rule on every reply.
+ * and ICMP replies, statsd counting, datagrams over the size limit, binary
+ * batches with acks held until durable, duplicates, bad MACs, steering
+ * between two lcores, and the no-amplification rule on every reply.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -438,6 +438,51 @@ static void test_acks_pending_full_counted(void **state)
   assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_TX_FULL], 0); /* released in steps */
 }
 
+/* A statsd payload of `lines` copies of `line`, then `tail` (fills `out`). */
+static uint32_t repeated_payload(char *out, size_t capacity, const char *line, uint32_t lines,
+  const char *tail)
+{
+  size_t used = 0;
+  for (uint32_t i = 0; i < lines; i++) {
+    assert_true(used + strlen(line) < capacity);
+    memcpy(out + used, line, strlen(line));
+    used += strlen(line);
+  }
+  assert_true(used + strlen(tail) <= capacity);
+  memcpy(out + used, tail, strlen(tail));
+  return (uint32_t)(used + strlen(tail));
+}
+
+/*
+ * A UDP payload one byte over TALLY_DATAGRAM_SIZE_MAX is dropped whole under
+ * datagram_too_large; one of exactly the limit, and the datagram after the
+ * large one in the same burst, are counted in full.
+ */
+static void test_datagram_too_large_dropped_alone(void **state)
+{
+  (void)state;
+  static char payload[TALLY_DATAGRAM_SIZE_MAX + 8];
+  uint32_t size = repeated_payload(payload, sizeof payload, "big:1|c\n",
+    TALLY_DATAGRAM_SIZE_MAX / 8, "\n");
+  assert_int_equal(size, TALLY_DATAGRAM_SIZE_MAX + 1);
+  inject(0, udp_frame(8125, payload, size, OUR_IP));
+  size = repeated_payload(payload, sizeof payload, "lim:1|c\n", TALLY_DATAGRAM_SIZE_MAX / 8, "");
+  assert_int_equal(size, TALLY_DATAGRAM_SIZE_MAX);
+  inject(0, udp_frame(8125, payload, size, OUR_IP));
+  inject(0, udp_frame(8125, "after:1|c", 9, OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  const uint64_t *reasons = lcores[0].stats.reasons;
+  assert_int_equal(reasons[TALLY_REASON_DATAGRAM_TOO_LARGE], 1);
+  for (uint32_t reason = 0; reason < TALLY_REASON_COUNT; reason++) {
+    if (reason != TALLY_REASON_DATAGRAM_TOO_LARGE) assert_int_equal(reasons[reason], 0);
+  }
+  assert_int_equal(shard_value(0, "big"), INT64_MIN);
+  assert_int_equal(shard_value(0, "lim"), TALLY_DATAGRAM_SIZE_MAX / 8);
+  assert_int_equal(shard_value(0, "after"), 1);
+  assert_int_equal(lcores[0].stats.statsd_increments, TALLY_DATAGRAM_SIZE_MAX / 8 + 1);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -445,6 +490,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_icmp_echo_answered, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_statsd_counts_and_rejects, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_frames_not_for_us_dropped, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_datagram_too_large_dropped_alone, setup_one,
+      teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_acked_only_when_durable, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_bad_mac_unanswered, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_steered_to_owner, setup_one, teardown_one),

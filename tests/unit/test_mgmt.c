@@ -1,0 +1,292 @@
+/*
+ * test_mgmt.c — the management socket (control/mgmt.c) on a real Unix
+ * socket, with the real actions (control/actions.c) and output buffer
+ * (control/out.c) around a fake appliance (control_fakes.c), and the real
+ * tallyctl as the client where its exit status is the point:
+ *   - out.c's in-memory bound (TALLY_OUT_MEMORY_MAX): the byte that crosses
+ *     it fails the buffer, for good, and nothing is handed over;
+ *   - a request line of TALLY_MGMT_LINE_MAX bytes is read, one byte more is
+ *     answered with status 2 unread;
+ *   - a client that connects and sends nothing is dropped after
+ *     TALLY_MGMT_TIMEOUT_S (status 2), and the next client is served;
+ *   - an answer over the bound is status 3, and tallyctl exits 3 with
+ *     "answer too large";
+ *   - readiness: ready until TALLY_COMMIT_STALL_INTERVALS commit intervals
+ *     pass without a persist, then "not ready" (status 4, tallyctl exit 1).
+ * Usage (meson): test_mgmt PATH_OF_TALLYCTL
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "actions.h"
+#include "control_fakes.h"
+#include "mgmt.h"
+
+static const char *tallyctl_path;
+static struct tally_appliance appliance;
+static char socket_path[108];
+static int listen_fd = -1;
+
+static int setup(void **state)
+{
+  (void)state;
+  fake_appliance_init(&appliance);
+  fake_body_bytes = 6;
+  snprintf(socket_path, sizeof socket_path, "/tmp/tally-test-mgmt.%d/sock", (int)getpid());
+  char error[256];
+  listen_fd = tally_mgmt_listen(socket_path, error, sizeof error);
+  if (listen_fd < 0) fprintf(stderr, "%s\n", error);
+  return listen_fd < 0 ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+  (void)state;
+  tally_mgmt_close(listen_fd, socket_path);
+  char directory[sizeof socket_path];
+  snprintf(directory, sizeof directory, "%s", socket_path);
+  *strrchr(directory, '/') = '\0';
+  rmdir(directory);
+  return 0;
+}
+
+/* Waits (bounded) for a client to be queued, then serves it as the control loop does. */
+static void serve_next(void)
+{
+  struct pollfd waiting = { .fd = listen_fd, .events = POLLIN };
+  assert_int_equal(poll(&waiting, 1, 60 * 1000), 1);
+  tally_mgmt_serve_one(&appliance, listen_fd);
+}
+
+/* A connected client; the listener queues it until tally_mgmt_serve_one accepts. */
+static int client_connect(void)
+{
+  struct sockaddr_un address = { .sun_family = AF_UNIX };
+  snprintf(address.sun_path, sizeof address.sun_path, "%s", socket_path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  assert_int_equal(connect(fd, (struct sockaddr *)&address, sizeof address), 0);
+  return fd;
+}
+
+static void client_send(int fd, const char *data, size_t size)
+{
+  assert_int_equal(write(fd, data, size), (ssize_t)size);
+}
+
+/* Reads until the server closes; returns the answer (static, NUL-terminated). */
+static const char *client_answer(int fd)
+{
+  static char answer[4096];
+  size_t used = 0;
+  ssize_t n;
+  /* Bounded by the buffer: every round reads bytes or ends. */
+  while (used < sizeof answer - 1 && (n = read(fd, answer + used, sizeof answer - 1 - used)) > 0) {
+    used += (size_t)n;
+  }
+  answer[used] = '\0';
+  close(fd);
+  return answer;
+}
+
+/* Serves one request over the socket: LINE (no newline added) in, the answer out. */
+static const char *request(const char *line, size_t size)
+{
+  int fd = client_connect();
+  client_send(fd, line, size);
+  serve_next();
+  return client_answer(fd);
+}
+
+/* Runs tallyctl -s SOCKET ARGUMENT while this thread serves it; its exit status. */
+static int run_tallyctl(const char *argument, char *stderr_text, size_t stderr_size)
+{
+  int err[2];
+  assert_int_equal(pipe(err), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(err[1], 2);
+    close(err[0]);
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, 1);
+    execl(tallyctl_path, "tallyctl", "-s", socket_path, argument, (char *)NULL);
+    _exit(127);
+  }
+  close(err[1]);
+  serve_next();
+  size_t used = 0;
+  ssize_t n;
+  /* Until tallyctl exits (EOF), so it never writes to a closed pipe; bounded by the buffer. */
+  while (used < stderr_size - 1 && (n = read(err[0], stderr_text + used, stderr_size - 1 - used)) > 0) {
+    used += (size_t)n;
+  }
+  stderr_text[used] = '\0';
+  close(err[0]);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  if (!WIFEXITED(status)) fprintf(stderr, "tallyctl: status %#x, stderr: %s\n", status, stderr_text);
+  assert_true(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+/* ---- out.c: the in-memory bound ------------------------------------------- */
+
+static void test_out_memory_bound(void **state)
+{
+  (void)state;
+  struct tally_out out;
+  tally_out_init_memory(&out);
+  static char block[1024 * 1024 + 1];
+  memset(block, 'b', sizeof block - 1);
+  /* Up to one byte under the bound: every byte kept (the buffer keeps a NUL's room). */
+  for (uint32_t i = 0; i < TALLY_OUT_MEMORY_MAX / (sizeof block - 1) - 1; i++) {
+    tally_out_printf(&out, "%s", block);
+  }
+  size_t rest = TALLY_OUT_MEMORY_MAX - out.used - 1;
+  assert_true(rest <= sizeof block - 1);
+  tally_out_printf(&out, "%.*s", (int)rest, block);
+  assert_false(out.failed);
+  assert_int_equal(out.used, TALLY_OUT_MEMORY_MAX - 1);
+  tally_out_printf(&out, "c"); /* the byte that needs a buffer over the bound */
+  assert_true(out.failed);
+  tally_out_printf(&out, "d"); /* sticky */
+  assert_true(out.failed);
+  size_t length = 12345;
+  assert_null(tally_out_take(&out, &length));
+  assert_int_equal(length, 12345);
+}
+
+static void test_out_memory_small_answer_whole(void **state)
+{
+  (void)state;
+  struct tally_out out;
+  tally_out_init_memory(&out);
+  tally_out_printf(&out, "%s %d\n", "name", 42);
+  size_t length = 0;
+  char *text = tally_out_take(&out, &length);
+  assert_non_null(text);
+  assert_int_equal(length, 8);
+  assert_memory_equal(text, "name 42\n", 8);
+  free(text);
+}
+
+/* ---- the request line ------------------------------------------------------ */
+
+static void test_line_of_the_limit_read(void **state)
+{
+  (void)state;
+  char line[TALLY_MGMT_LINE_MAX + 2];
+  memset(line, 'a', sizeof line);
+  memcpy(line, "list ", 5);
+  line[TALLY_MGMT_LINE_MAX] = '\n';
+  /* Read and dispatched: "list" answers its own refusal of the long prefix. */
+  const char *answer = request(line, TALLY_MGMT_LINE_MAX + 1);
+  assert_string_equal(answer, "2\nprefix longer than 96 bytes\n.\n");
+  assert_int_equal(appliance.mgmt_requests, 1);
+}
+
+static void test_line_over_the_limit_refused(void **state)
+{
+  (void)state;
+  char line[TALLY_MGMT_LINE_MAX + 2];
+  memset(line, 'a', sizeof line);
+  memcpy(line, "list ", 5);
+  line[TALLY_MGMT_LINE_MAX + 1] = '\n';
+  const char *answer = request(line, TALLY_MGMT_LINE_MAX + 2);
+  assert_string_equal(answer, "2\nrequest line missing, too long or timed out\n.\n");
+  assert_int_equal(appliance.mgmt_requests, 0); /* never dispatched */
+  assert_int_equal(appliance.mgmt_errors, 1);
+}
+
+/* A client that connects and says nothing is dropped after the timeout; the next is served. */
+static void test_silent_client_dropped_next_served(void **state)
+{
+  (void)state;
+  int silent = client_connect();
+  int next = client_connect();
+  client_send(next, "ready\n", 6);
+  serve_next(); /* the silent one: returns after TALLY_MGMT_TIMEOUT_S */
+  assert_string_equal(client_answer(silent), "2\nrequest line missing, too long or timed out\n.\n");
+  serve_next();
+  assert_string_equal(client_answer(next), "0\nready\n.\n");
+  assert_int_equal(appliance.mgmt_errors, 1);
+  assert_int_equal(appliance.mgmt_requests, 1);
+}
+
+/* ---- answers over the bound -------------------------------------------------- */
+
+static void test_answer_too_large_status_3(void **state)
+{
+  (void)state;
+  fake_body_bytes = TALLY_OUT_MEMORY_MAX;
+  assert_string_equal(request("stats\n", 6), "3\nanswer too large or out of memory\n.\n");
+}
+
+static void test_tallyctl_answer_too_large_exits_3(void **state)
+{
+  (void)state;
+  char text[512];
+  fake_body_bytes = TALLY_OUT_MEMORY_MAX;
+  assert_int_equal(run_tallyctl("stats", text, sizeof text), 3);
+  assert_string_equal(text, "tallyctl: answer too large or out of memory\n");
+  fake_body_bytes = TALLY_OUT_MEMORY_MAX - 1; /* the largest body that fits */
+  assert_int_equal(run_tallyctl("stats", text, sizeof text), 0);
+  assert_string_equal(text, "");
+}
+
+/* ---- readiness: the persister's stall ----------------------------------------- */
+
+static void test_ready_until_stall_intervals(void **state)
+{
+  (void)state;
+  uint64_t stall_ns = 10ull * 1000000ull * TALLY_COMMIT_STALL_INTERVALS;
+  uint64_t last = appliance.persister_stats.last_commit_mono_ns;
+  fake_clock_mono_ns = last + stall_ns; /* exactly 50 intervals: still ready */
+  assert_string_equal(request("ready\n", 6), "0\nready\n.\n");
+  fake_clock_mono_ns = last + stall_ns + 1;
+  assert_string_equal(request("ready\n", 6), "4\nnot ready: no store commit for 50 intervals\n.\n");
+  char text[512];
+  assert_int_equal(run_tallyctl("ready", text, sizeof text), 1);
+  assert_string_equal(text, "tallyctl: not ready: no store commit for 50 intervals\n");
+  appliance.persister_stats.last_commit_mono_ns = fake_clock_mono_ns; /* a persist */
+  assert_string_equal(request("ready\n", 6), "0\nready\n.\n");
+  appliance.persister_stats.last_commit_mono_ns = 0; /* no commit yet, */
+  fake_clock_mono_ns = stall_ns / 2; /* though the clock is within 50 intervals of 0 */
+  assert_string_equal(request("ready\n", 6), "4\nnot ready: no store commit for 50 intervals\n.\n");
+  appliance.store.mode = TALLY_PERSIST_PER_BURST; /* no persister: its stall does not apply */
+  assert_string_equal(request("ready\n", 6), "0\nready\n.\n");
+}
+
+int main(int argc, char **argv)
+{
+  if (argc != 2) {
+    fprintf(stderr, "usage: test_mgmt PATH_OF_TALLYCTL\n");
+    return 64;
+  }
+  tallyctl_path = argv[1];
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_out_memory_bound),
+    cmocka_unit_test(test_out_memory_small_answer_whole),
+    cmocka_unit_test_setup_teardown(test_line_of_the_limit_read, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_line_over_the_limit_refused, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_silent_client_dropped_next_served, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_answer_too_large_status_3, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_tallyctl_answer_too_large_exits_3, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_ready_until_stall_intervals, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
