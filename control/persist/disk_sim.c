@@ -94,6 +94,7 @@ static void content_write(struct sim_content *content, uint64_t offset, const ui
   uint64_t size)
 {
   assert(data != NULL || size == 0);
+  if (size == 0) return; /* a write of nothing changes nothing, not even the size */
   content_reserve(content, offset + size);
   if (offset > content->size) memset(content->bytes + content->size, 0, offset - content->size);
   memcpy(content->bytes + offset, data, size);
