@@ -216,8 +216,11 @@ static uint64_t rot_expectation(const struct tally_disk_sim_report *report,
     if (scan->segment_lsns[i] <= model.checkpoint + 1u) first = scan->segment_lsns[i];
   }
   if (segment_lsn < first) return 0;
+  /* In the newest segment's last group, a rotted record reads as a torn tail, unless a
+   * checkpoint already covers it: then the log ends before the checkpoint, CORRUPT. */
   *torn = segment_lsn == newest &&
-    model.records[lsn].durable_lsn == model.records[model.acked_last].durable_lsn;
+    model.records[lsn].durable_lsn == model.records[model.acked_last].durable_lsn &&
+    lsn > model.checkpoint;
   return lsn;
 }
 
