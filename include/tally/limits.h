@@ -195,4 +195,43 @@ static_assert(TALLY_REPLICA_REGIONS_MAX + 1u >= TALLY_NODES_MAX,
   "every peer of a full cluster has a replica region");
 static_assert(TALLY_REPLICA_REGIONS_MAX * 8u <= 64u, "the replica directory fits one cache line");
 
+/* ---- Write-ahead log, the disk tier (control/persist/, the persister) ----- */
+
+/*
+ * One log record: a 40-byte header, then the payload zero-padded to 8 bytes
+ * (docs/store-layout.md, "Write-ahead log"). A record never spans segments.
+ */
+#define TALLY_WAL_RECORD_HEADER_SIZE 40u
+#define TALLY_WAL_RECORD_ALIGN 8u
+#define TALLY_WAL_RECORD_SIZE_MAX 8192u
+#define TALLY_WAL_PAYLOAD_SIZE_MAX (TALLY_WAL_RECORD_SIZE_MAX - TALLY_WAL_RECORD_HEADER_SIZE)
+/* A segment file's size: the writer starts a new one before passing it. */
+#define TALLY_WAL_SEGMENT_SIZE_MIN (64u * 1024u)
+#define TALLY_WAL_SEGMENT_SIZE_DEFAULT (64u * 1024u * 1024u)
+#define TALLY_WAL_SEGMENT_SIZE_MAX (1024u * 1024u * 1024u)
+/* Segment files a log may hold (recovery lists at most this many). */
+#define TALLY_WAL_SEGMENTS_MAX 4096u
+/* The group-commit buffer: records appended since the last commit. */
+#define TALLY_WAL_GROUP_SIZE_MIN TALLY_WAL_RECORD_SIZE_MAX
+#define TALLY_WAL_GROUP_SIZE_DEFAULT (1024u * 1024u)
+#define TALLY_WAL_GROUP_SIZE_MAX (16u * 1024u * 1024u)
+/* Recovery reads segments through a window of this size. */
+#define TALLY_WAL_SCAN_WINDOW_SIZE (1024u * 1024u)
+/* A file name in the log's directory (segments, later checkpoints). */
+#define TALLY_DISK_NAME_SIZE_MAX 64u
+
+static_assert(TALLY_WAL_RECORD_HEADER_SIZE % TALLY_WAL_RECORD_ALIGN == 0, "headers stay aligned");
+static_assert(TALLY_WAL_RECORD_SIZE_MAX % TALLY_WAL_RECORD_ALIGN == 0, "records stay aligned");
+static_assert(TALLY_WAL_GROUP_SIZE_MIN >= TALLY_WAL_RECORD_SIZE_MAX, "a group holds a record");
+static_assert(TALLY_WAL_GROUP_SIZE_MIN <= TALLY_WAL_GROUP_SIZE_DEFAULT &&
+  TALLY_WAL_GROUP_SIZE_DEFAULT <= TALLY_WAL_GROUP_SIZE_MAX, "group size range");
+static_assert(TALLY_WAL_SEGMENT_SIZE_MIN <= TALLY_WAL_SEGMENT_SIZE_DEFAULT &&
+  TALLY_WAL_SEGMENT_SIZE_DEFAULT <= TALLY_WAL_SEGMENT_SIZE_MAX, "segment size range");
+static_assert(TALLY_WAL_SEGMENT_SIZE_MIN >= TALLY_WAL_GROUP_SIZE_MIN,
+  "the smallest segment holds the smallest group");
+static_assert(TALLY_WAL_SEGMENT_SIZE_DEFAULT >= TALLY_WAL_GROUP_SIZE_DEFAULT,
+  "a default segment holds a default group");
+static_assert(TALLY_WAL_SCAN_WINDOW_SIZE >= 2u * TALLY_WAL_RECORD_SIZE_MAX,
+  "the recovery window holds any record at any offset");
+
 #endif

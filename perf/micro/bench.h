@@ -105,6 +105,8 @@ void bench_persist_msync_per_add(struct bench_state *state);
 void bench_persist_group_commit(struct bench_state *state); /* arg 0 = adds per persist */
 /* bench_recovery.c: arg 0 = counters_max of the store; bytes = store bytes opened. */
 void bench_recovery(struct bench_state *state);
+/* bench_wal.c: a real log directory; arg 0 = records per commit; items = records. */
+void bench_wal_commit(struct bench_state *state);
 
 #ifdef __cplusplus
 }

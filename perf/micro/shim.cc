@@ -76,6 +76,10 @@ void register_all()
   // 4096 counters: a 1 MiB store (smoke size); 393216: 64 MiB; 786432: 128 MiB.
   add("recovery", bench_recovery)->ArgName("counters")
     ->Arg(4096)->Arg(393216)->Arg(786432)->Unit(benchmark::kMillisecond);
+
+  // Group commit with a real fdatasync (in /var/tmp): records per commit.
+  add("wal_commit", bench_wal_commit)->ArgName("records")
+    ->Arg(1)->Arg(16)->Arg(256)->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace

@@ -1,0 +1,313 @@
+/*
+ * test_wal_format.c — unit tests of the write-ahead log's bytes
+ * (control/persist/crc32c.c, wal_record.c, wal_batch.c): CRC32C against the
+ * published check value and the store's raw-update convention, hardware and
+ * table paths agreeing; a record round trip and every rejection of the
+ * record check; the batch payload round trip at its limits and every
+ * rejection of its decoder; the segment names.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "crc32c.h"
+#include "wal_batch.h"
+#include "wal_record.h"
+
+/* ---- CRC32C --------------------------------------------------------------- */
+
+static void test_crc32c_check_value(void **state)
+{
+  (void)state;
+  /* The standard check value: CRC-32C("123456789") = 0xe3069283 (init and xor ~0). */
+  const char *text = "123456789";
+  assert_int_equal(~tally_persist_crc32c(text, 9, 0xffffffffu), 0xe3069283u);
+  assert_int_equal(~tally_persist_crc32c_software(text, 9, 0xffffffffu), 0xe3069283u);
+  assert_int_equal(tally_persist_crc32c(text, 0, 0x1234u), 0x1234u);
+}
+
+static void test_crc32c_paths_agree(void **state)
+{
+  (void)state;
+  uint8_t bytes[1024];
+  for (size_t i = 0; i < sizeof bytes; i++) bytes[i] = (uint8_t)(i * 131u + 7u);
+  for (size_t offset = 0; offset < 9; offset++) {
+    for (size_t size = 0; size + offset <= sizeof bytes; size += 37) {
+      uint32_t hardware = tally_persist_crc32c(bytes + offset, size, 0x57414c48u);
+      uint32_t software = tally_persist_crc32c_software(bytes + offset, size, 0x57414c48u);
+      assert_int_equal(hardware, software);
+    }
+  }
+  /* Chaining: the CRC of a whole equals the CRC of its parts continued. */
+  uint32_t whole = tally_persist_crc32c(bytes, 1000, 7u);
+  assert_int_equal(tally_persist_crc32c(bytes + 333, 667, tally_persist_crc32c(bytes, 333, 7u)),
+    whole);
+}
+
+/* ---- Records --------------------------------------------------------------- */
+
+static uint8_t record_bytes[TALLY_WAL_RECORD_SIZE_MAX + 64];
+
+static uint32_t encode_sample(uint32_t payload_size)
+{
+  uint8_t payload[TALLY_WAL_PAYLOAD_SIZE_MAX];
+  for (uint32_t i = 0; i < payload_size; i++) payload[i] = (uint8_t)(i ^ 0x5a);
+  tally_wal_record_encode(record_bytes, TALLY_WAL_TYPE_BATCH, 42, 40, payload, payload_size);
+  return tally_wal_record_size(payload_size);
+}
+
+static void test_record_round_trip(void **state)
+{
+  (void)state;
+  uint32_t sizes[] = {0, 1, 7, 8, 9, 100, TALLY_WAL_PAYLOAD_SIZE_MAX};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    uint32_t size = encode_sample(sizes[i]);
+    assert_int_equal(size % TALLY_WAL_RECORD_ALIGN, 0);
+    assert_true(size <= TALLY_WAL_RECORD_SIZE_MAX);
+    struct tally_wal_record record;
+    assert_int_equal(tally_wal_record_check(record_bytes, size, &record), TALLY_WAL_RECORD_VALID);
+    assert_int_equal(record.type, TALLY_WAL_TYPE_BATCH);
+    assert_int_equal(record.lsn, 42);
+    assert_int_equal(record.durable_lsn, 40);
+    assert_int_equal(record.payload_size, sizes[i]);
+    assert_int_equal(record.size, size);
+    for (uint32_t j = 0; j < sizes[i]; j++) assert_int_equal(record.payload[j], (uint8_t)(j ^ 0x5a));
+    /* More bytes after it change nothing. */
+    assert_int_equal(tally_wal_record_check(record_bytes, size + 8, &record), TALLY_WAL_RECORD_VALID);
+  }
+}
+
+/* Rewrites a header field and re-seals the header CRC, to reach the field checks. */
+static void reseal(void)
+{
+  uint32_t crc = tally_persist_crc32c(record_bytes, 36, TALLY_WAL_HEADER_CRC_SEED);
+  for (int i = 0; i < 4; i++) record_bytes[36 + i] = (uint8_t)(crc >> (8 * i));
+}
+
+static void expect_record(uint32_t size, enum tally_wal_record_check expected)
+{
+  struct tally_wal_record record;
+  memset(&record, 0xff, sizeof record);
+  assert_int_equal(tally_wal_record_check(record_bytes, size, &record), expected);
+  assert_int_equal(record.lsn, 0);
+  assert_null(record.payload);
+}
+
+static void test_record_rejections(void **state)
+{
+  (void)state;
+  uint32_t size = encode_sample(20);
+  expect_record(0, TALLY_WAL_RECORD_TRUNCATED);
+  expect_record(TALLY_WAL_RECORD_HEADER_SIZE - 1, TALLY_WAL_RECORD_TRUNCATED);
+  expect_record(size - 1, TALLY_WAL_RECORD_TRUNCATED);
+  /* Every single bit flipped anywhere in the record is caught. */
+  for (uint32_t bit = 0; bit < size * 8; bit++) {
+    encode_sample(20);
+    record_bytes[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    struct tally_wal_record record;
+    assert_int_not_equal(tally_wal_record_check(record_bytes, size, &record), TALLY_WAL_RECORD_VALID);
+  }
+  encode_sample(20);
+  record_bytes[0] ^= 1;
+  expect_record(size, TALLY_WAL_RECORD_BAD_MAGIC);
+  encode_sample(20);
+  record_bytes[12] ^= 1; /* lsn, header CRC not resealed */
+  expect_record(size, TALLY_WAL_RECORD_BAD_HEADER);
+  encode_sample(20);
+  record_bytes[TALLY_WAL_RECORD_HEADER_SIZE + 3] ^= 1;
+  expect_record(size, TALLY_WAL_RECORD_BAD_PAYLOAD);
+  encode_sample(20);
+  record_bytes[TALLY_WAL_RECORD_HEADER_SIZE + 20] = 1; /* the zero padding */
+  expect_record(size, TALLY_WAL_RECORD_BAD_PAYLOAD);
+  /* Fields out of range behind a good header CRC: type 0, unknown type, flags, reserved,
+   * lsn 0, durable_lsn = lsn, a payload over the maximum. */
+  const struct { uint32_t offset; uint8_t value; } fields[] = {
+    {4, 0}, {4, TALLY_WAL_TYPE_END}, {6, 1}, {32, 1}, {8, 0}, {16, 42}, {26, 1},
+  };
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    encode_sample(20);
+    if (fields[i].offset == 8) memset(record_bytes + 8, 0, 8);
+    else record_bytes[fields[i].offset] = fields[i].value;
+    reseal();
+    expect_record(size, TALLY_WAL_RECORD_BAD_FIELD);
+  }
+  assert_string_equal(tally_wal_record_check_name(TALLY_WAL_RECORD_BAD_PAYLOAD),
+    "bad payload checksum");
+}
+
+static void test_segment_names(void **state)
+{
+  (void)state;
+  char name[TALLY_DISK_NAME_SIZE_MAX];
+  tally_wal_segment_name(name, 0x1234abcdull);
+  assert_string_equal(name, "wal-000000001234abcd.log");
+  uint64_t lsn = 0;
+  assert_true(tally_wal_segment_parse(name, &lsn));
+  assert_int_equal(lsn, 0x1234abcdull);
+  tally_wal_segment_name(name, UINT64_MAX);
+  assert_true(tally_wal_segment_parse(name, &lsn));
+  assert_true(lsn == UINT64_MAX);
+  const char *bad[] = {
+    "wal-0000000000000000.log", "wal-000000001234ABCD.log", "wal-000000001234abc.log",
+    "wal-000000001234abcde.log", "wal-000000001234abcd.lo", "wal-000000001234abcd.logx",
+    "xal-000000001234abcd.log", "wal-00000000-234abcd.log", "", "checkpoint-1",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    lsn = 77;
+    assert_false(tally_wal_segment_parse(bad[i], &lsn));
+    assert_int_equal(lsn, 77);
+  }
+}
+
+/* ---- Batch payloads ---------------------------------------------------------- */
+
+static char long_names[TALLY_BATCH_PAIRS_MAX][TALLY_NAME_LEN_MAX];
+
+static void full_batch(struct tally_wal_batch *batch)
+{
+  memset(batch, 0, sizeof(*batch));
+  batch->producer = TALLY_PRODUCER_ID_MAX;
+  batch->seq = UINT64_MAX;
+  batch->attempt = TALLY_ATTEMPT_MAX;
+  batch->count = TALLY_BATCH_PAIRS_MAX;
+  for (uint32_t i = 0; i < batch->count; i++) {
+    memset(long_names[i], 'a' + (int)(i % 26), TALLY_NAME_LEN_MAX);
+    long_names[i][0] = (char)('0' + i % 10);
+    batch->pairs[i].name = long_names[i];
+    batch->pairs[i].name_len = TALLY_NAME_LEN_MAX;
+    batch->pairs[i].delta = i % 2 ? INT64_MIN + (int64_t)i : INT64_MAX - (int64_t)i;
+  }
+}
+
+static void test_batch_round_trip(void **state)
+{
+  (void)state;
+  static struct tally_wal_batch batch, decoded;
+  uint8_t out[TALLY_WAL_BATCH_SIZE_MAX];
+  full_batch(&batch);
+  size_t size = tally_wal_batch_encode(&batch, out, sizeof out);
+  assert_int_equal(size, TALLY_WAL_BATCH_SIZE_MAX);
+  assert_int_equal(tally_wal_batch_decode(out, size, &decoded), TALLY_WAL_BATCH_OK);
+  assert_true(decoded.producer == batch.producer && decoded.seq == batch.seq);
+  assert_int_equal(decoded.attempt, batch.attempt);
+  assert_int_equal(decoded.count, batch.count);
+  for (uint32_t i = 0; i < batch.count; i++) {
+    assert_true(decoded.pairs[i].delta == batch.pairs[i].delta);
+    assert_int_equal(decoded.pairs[i].name_len, TALLY_NAME_LEN_MAX);
+    assert_memory_equal(decoded.pairs[i].name, long_names[i], TALLY_NAME_LEN_MAX);
+  }
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out - 1), 0); /* no room */
+  /* The smallest: one pair, one-byte name. */
+  memset(&batch, 0, sizeof batch);
+  batch.producer = 1;
+  batch.count = 1;
+  batch.pairs[0] = (struct tally_wal_pair){.name = "x", .name_len = 1, .delta = -1};
+  size = tally_wal_batch_encode(&batch, out, sizeof out);
+  assert_int_equal(size, TALLY_WAL_BATCH_HEADER_SIZE + TALLY_WAL_BATCH_PAIR_FIXED_SIZE + 1);
+  assert_int_equal(tally_wal_batch_decode(out, size, &decoded), TALLY_WAL_BATCH_OK);
+  assert_true(decoded.pairs[0].delta == -1);
+}
+
+static void test_batch_encode_refuses(void **state)
+{
+  (void)state;
+  static struct tally_wal_batch batch;
+  uint8_t out[TALLY_WAL_BATCH_SIZE_MAX];
+  full_batch(&batch); batch.producer = 0;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.producer = TALLY_PRODUCER_ID_MAX + 1;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.attempt = TALLY_ATTEMPT_MAX + 1;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.count = 0;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.count = TALLY_BATCH_PAIRS_MAX + 1;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.pairs[5].name = "a:b"; batch.pairs[5].name_len = 3;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.pairs[5].name_len = 0;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+}
+
+/* Encodes a 2-pair batch into out; returns its size. */
+static size_t small_batch(uint8_t *out)
+{
+  struct tally_wal_batch batch;
+  memset(&batch, 0, sizeof batch);
+  batch.producer = 7;
+  batch.seq = 9;
+  batch.attempt = 1;
+  batch.count = 2;
+  batch.pairs[0] = (struct tally_wal_pair){.name = "hits", .name_len = 4, .delta = 5};
+  batch.pairs[1] = (struct tally_wal_pair){.name = "misses", .name_len = 6, .delta = -2};
+  size_t size = tally_wal_batch_encode(&batch, out, 256);
+  assert_int_equal(size, 24 + 9 + 4 + 9 + 6);
+  return size;
+}
+
+static void expect_batch(const uint8_t *bytes, size_t size, enum tally_wal_batch_check expected)
+{
+  static struct tally_wal_batch decoded;
+  memset(&decoded, 0xff, sizeof decoded);
+  assert_int_equal(tally_wal_batch_decode(bytes, size, &decoded), expected);
+  assert_true(decoded.producer == 0 && decoded.count == 0 && decoded.pairs[0].name == NULL);
+}
+
+static void test_batch_decode_rejections(void **state)
+{
+  (void)state;
+  uint8_t bytes[256];
+  size_t size = small_batch(bytes);
+  for (size_t cut = 0; cut < size; cut++) {
+    static struct tally_wal_batch decoded;
+    assert_int_not_equal(tally_wal_batch_decode(bytes, cut, &decoded), TALLY_WAL_BATCH_OK);
+  }
+  expect_batch(bytes, 23, TALLY_WAL_BATCH_TRUNCATED);
+  expect_batch(bytes, 24 + 8, TALLY_WAL_BATCH_TRUNCATED);
+  expect_batch(bytes, size - 1, TALLY_WAL_BATCH_TRUNCATED);
+  bytes[size] = 0;
+  expect_batch(bytes, size + 1, TALLY_WAL_BATCH_TRAILING);
+  small_batch(bytes); memset(bytes, 0, 8);
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_PRODUCER);
+  small_batch(bytes); bytes[7] = 0x80;
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_PRODUCER);
+  small_batch(bytes); bytes[16] = 0xff; bytes[17] = 0xff;
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_ATTEMPT);
+  small_batch(bytes); bytes[18] = 0; bytes[19] = 0;
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_COUNT);
+  small_batch(bytes); bytes[18] = TALLY_BATCH_PAIRS_MAX + 1;
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_COUNT);
+  small_batch(bytes); bytes[18] = 3; /* a third pair that is not there */
+  expect_batch(bytes, size, TALLY_WAL_BATCH_TRUNCATED);
+  small_batch(bytes); bytes[18] = 1; /* the second pair is left over */
+  expect_batch(bytes, size, TALLY_WAL_BATCH_TRAILING);
+  small_batch(bytes); bytes[22] = 1;
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_RESERVED);
+  small_batch(bytes); bytes[24 + 9 + 1] = '|';
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_NAME);
+  small_batch(bytes); bytes[24 + 8] = 0; /* a zero-length name */
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_NAME);
+  small_batch(bytes); bytes[24 + 8] = 200; /* longer than what is left */
+  expect_batch(bytes, size, TALLY_WAL_BATCH_TRUNCATED);
+  assert_string_equal(tally_wal_batch_check_name(TALLY_WAL_BATCH_TRAILING), "trailing bytes");
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_crc32c_check_value),
+    cmocka_unit_test(test_crc32c_paths_agree),
+    cmocka_unit_test(test_record_round_trip),
+    cmocka_unit_test(test_record_rejections),
+    cmocka_unit_test(test_segment_names),
+    cmocka_unit_test(test_batch_round_trip),
+    cmocka_unit_test(test_batch_encode_refuses),
+    cmocka_unit_test(test_batch_decode_rejections),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
