@@ -2,6 +2,7 @@
  * mgmt.c — the management socket server: one short request per connection,
  * served on the control thread with send and receive timeouts, so a stuck
  * client costs at most TALLY_MGMT_TIMEOUT_S and never touches the dataplane.
+ * The request line is parsed by control/common/mgmt_line.c.
  */
 #include <assert.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 
 #include "actions.h"
 #include "mgmt.h"
+#include "mgmt_line.h"
 
 int tally_mgmt_listen(const char *path, char *error, size_t error_size)
 {
@@ -48,58 +50,33 @@ int tally_mgmt_listen(const char *path, char *error, size_t error_size)
   return fd;
 }
 
-static bool split_command(const char *line, size_t line_len, const char *word,
-  const char **argument, size_t *argument_len)
-{
-  size_t word_len = strlen(word);
-  if (line_len < word_len || memcmp(line, word, word_len) != 0) return false;
-  if (line_len == word_len) {
-    *argument = line + line_len;
-    *argument_len = 0;
-    return true;
-  }
-  if (line[word_len] != ' ') return false;
-  *argument = line + word_len + 1;
-  *argument_len = line_len - word_len - 1;
-  return true;
-}
-
 static enum tally_action_result dispatch(struct tally_appliance *appliance, const char *line,
   size_t line_len, struct tally_out *body)
 {
   const char *argument = NULL;
   size_t argument_len = 0;
-  if (split_command(line, line_len, "get --quorum", &argument, &argument_len) &&
-      argument_len > 0) {
+  switch (tally_mgmt_line_parse(line, line_len, &argument, &argument_len)) {
+  case TALLY_MGMT_GET_QUORUM:
     return tally_action_get_quorum(appliance, argument, argument_len, body);
-  }
-  if (split_command(line, line_len, "get", &argument, &argument_len) && argument_len > 0) {
-    return tally_action_get(appliance, argument, argument_len, body);
-  }
-  if (split_command(line, line_len, "list", &argument, &argument_len)) {
+  case TALLY_MGMT_GET: return tally_action_get(appliance, argument, argument_len, body);
+  case TALLY_MGMT_LIST:
     if (argument_len > TALLY_NAME_LEN_MAX) {
       tally_out_printf(body, "prefix longer than %u bytes\n", TALLY_NAME_LEN_MAX);
       return TALLY_ACTION_BAD_REQUEST;
     }
     return tally_action_list(appliance, argument, argument_len, body);
-  }
-  if (line_len == 5 && memcmp(line, "stats", 5) == 0) return tally_action_stats(appliance, body);
-  if (line_len == 5 && memcmp(line, "ready", 5) == 0) {
+  case TALLY_MGMT_STATS: return tally_action_stats(appliance, body);
+  case TALLY_MGMT_READY:
     return tally_action_ready(appliance, body) ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
+  case TALLY_MGMT_RELOAD: return tally_action_reload(appliance, body);
+  case TALLY_MGMT_CLUSTER: return tally_action_cluster(appliance, body);
+  case TALLY_MGMT_CLUSTER_RELOAD: return tally_action_cluster_reload(appliance, body);
+  case TALLY_MGMT_READONLY_ON: return tally_action_readonly(appliance, true, body);
+  case TALLY_MGMT_READONLY_OFF: return tally_action_readonly(appliance, false, body);
+  case TALLY_MGMT_DRAIN: return tally_action_drain(appliance, body);
+  case TALLY_MGMT_REJOIN: return tally_action_rejoin(appliance, body);
+  case TALLY_MGMT_UNKNOWN: break;
   }
-  if (line_len == 6 && memcmp(line, "reload", 6) == 0) return tally_action_reload(appliance, body);
-  if (line_len == 7 && memcmp(line, "cluster", 7) == 0) return tally_action_cluster(appliance, body);
-  if (line_len == 14 && memcmp(line, "cluster reload", 14) == 0) {
-    return tally_action_cluster_reload(appliance, body);
-  }
-  if (line_len == 11 && memcmp(line, "readonly on", 11) == 0) {
-    return tally_action_readonly(appliance, true, body);
-  }
-  if (line_len == 12 && memcmp(line, "readonly off", 12) == 0) {
-    return tally_action_readonly(appliance, false, body);
-  }
-  if (line_len == 5 && memcmp(line, "drain", 5) == 0) return tally_action_drain(appliance, body);
-  if (line_len == 6 && memcmp(line, "rejoin", 6) == 0) return tally_action_rejoin(appliance, body);
   tally_out_printf(body, "unknown request (get [--quorum] NAME | list [PREFIX] | stats | ready | reload | cluster [reload] | "
     "readonly on|off | drain | rejoin)\n");
   return TALLY_ACTION_BAD_REQUEST;

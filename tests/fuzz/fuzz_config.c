@@ -3,18 +3,72 @@
  * parse or be refused with one line of error, never crash or read past the
  * text, and a config that parses holds every documented invariant (ranges,
  * NUL-terminated strings, distinct ports, a key when the binary port is on,
- * EAL arguments that split within the limit).
+ * EAL arguments that split within the limit) and, in [cluster], what spans
+ * its keys: 1..8 members with distinct ids and distinct unicast addresses,
+ * this node among them, a write quorum they can form, the intervals, phi
+ * thresholds and fault knobs in range; without [cluster], one node at
+ * node.ipv4. An accepted cluster config is a valid reload of itself.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 
+/* The documented [cluster] ranges (docs/config-keys.md), written out here. */
+#define HEARTBEAT_INTERVAL_MS_MIN 10u
+#define HEARTBEAT_INTERVAL_MS_MAX 10000u
+#define REPLICATION_INTERVAL_MS_MIN 1u
+#define REPLICATION_INTERVAL_MS_MAX 1000u
+#define PHI_MAX 100.0
+
 #define FUZZ_CHECK(condition) \
   do {                        \
     if (!(condition)) abort(); \
   } while (0)
+
+static bool unicast(uint32_t address) {
+  return address != 0 && address != UINT32_MAX && (address >> 28) != 0xeu;
+}
+
+static void check_cluster(const struct tally_config *config) {
+  const struct tally_cluster_config *cluster = &config->cluster;
+  FUZZ_CHECK(cluster->node_count >= 1);
+  FUZZ_CHECK(cluster->node_count <= TALLY_NODES_MAX);
+  bool self = false;
+  for (uint32_t i = 0; i < cluster->node_count; i++) {
+    const struct tally_cluster_node *node = &cluster->nodes[i];
+    FUZZ_CHECK(node->id != 0);
+    FUZZ_CHECK(unicast(node->ipv4));
+    if (cluster->enabled) FUZZ_CHECK(node->port != 0);
+    if (node->id == cluster->node_id) self = true;
+    for (uint32_t j = 0; j < i; j++) {
+      FUZZ_CHECK(cluster->nodes[j].id != node->id);
+      FUZZ_CHECK(cluster->nodes[j].ipv4 != node->ipv4 || cluster->nodes[j].port != node->port);
+    }
+  }
+  FUZZ_CHECK(self);
+  FUZZ_CHECK(cluster->write_quorum >= 1);
+  FUZZ_CHECK(cluster->write_quorum <= cluster->node_count);
+  FUZZ_CHECK(cluster->heartbeat_interval_ms >= HEARTBEAT_INTERVAL_MS_MIN);
+  FUZZ_CHECK(cluster->heartbeat_interval_ms <= HEARTBEAT_INTERVAL_MS_MAX);
+  FUZZ_CHECK(cluster->replication_interval_ms >= REPLICATION_INTERVAL_MS_MIN);
+  FUZZ_CHECK(cluster->replication_interval_ms <= REPLICATION_INTERVAL_MS_MAX);
+  FUZZ_CHECK(cluster->suspect_phi > 0.0);
+  FUZZ_CHECK(cluster->down_phi > cluster->suspect_phi);
+  FUZZ_CHECK(cluster->down_phi <= PHI_MAX);
+  FUZZ_CHECK(cluster->fault_delay_ms <= TALLY_CLUSTER_FAULT_DELAY_MS_MAX);
+  FUZZ_CHECK(cluster->fault_jitter_ms <= TALLY_CLUSTER_FAULT_JITTER_MS_MAX);
+  FUZZ_CHECK(cluster->fault_loss_permille <= TALLY_CLUSTER_FAULT_LOSS_PERMILLE_MAX);
+  if (!cluster->enabled) { /* a single node: itself, at its own address */
+    FUZZ_CHECK(cluster->node_count == 1);
+    FUZZ_CHECK(cluster->nodes[0].ipv4 == config->ipv4);
+    return;
+  }
+  char error[256];
+  FUZZ_CHECK(tally_config_cluster_reload_check(cluster, cluster, error, sizeof(error)) == 0);
+}
 
 static void check_valid(const struct tally_config *config) {
   FUZZ_CHECK(memchr(config->eal_args, '\0', sizeof(config->eal_args)) != NULL);
@@ -34,6 +88,7 @@ static void check_valid(const struct tally_config *config) {
   FUZZ_CHECK(config->ipv4 != 0);
   FUZZ_CHECK(config->binary_port == 0 || config->key_set);
   FUZZ_CHECK(config->statsd_port == 0 || config->statsd_port != config->binary_port);
+  check_cluster(config);
 
   char storage[TALLY_EAL_ARGS_LEN_MAX];
   char *argv[TALLY_EAL_ARGC_MAX + 1];

@@ -3,8 +3,12 @@
  * into lines with tally_statsd_next_line, parses each, and checks the
  * invariants (lines and names inside the input, valid names, the loop ends).
  * It also runs a differential check against a slow reference built on
- * strtoll: for a line without '@' (no sample rate), the parser accepts the
- * line exactly when the reference does, with the same name and delta.
+ * strtoll: the parser accepts a line exactly when the reference does, with
+ * the same name and delta. The reference reads a sample rate ("|@r") on its
+ * own terms, as the decimal text docs/protocol.md describes (digits, at most
+ * one point, 1..18 fraction digits, a value in (0, 1]), and scales as
+ * quotient and remainder: delta = q + (2 r >= m), where value * 10^k = q m + r
+ * — not the parser's (2 n + m) / 2m.
  */
 #include <assert.h>
 #include <errno.h>
@@ -23,10 +27,80 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* A value copy for strtoll; longer values are checked without a copy. */
 #define REFERENCE_VALUE_MAX 64u
 
+/* The rate as m / 10^k, read from its decimal text; false if it is not one. */
+static bool reference_rate(const char *text, size_t text_len, uint64_t *mantissa,
+  uint32_t *digits_after)
+{
+  const char *point = memchr(text, '.', text_len);
+  size_t whole_len = point != NULL ? (size_t)(point - text) : text_len;
+  size_t fraction_len = point != NULL ? text_len - whole_len - 1u : 0u;
+  const char *fraction = point != NULL ? point + 1 : text + text_len;
+  if (whole_len + fraction_len == 0 || fraction_len > 18u) return false;
+  for (size_t i = 0; i < text_len; i++) {
+    if (text + i != point && (text[i] < '0' || text[i] > '9')) return false;
+  }
+  size_t skip = 0; /* leading zeros of the whole part */
+  while (skip < whole_len && text[skip] == '0') skip++;
+  bool one = whole_len - skip == 1u && text[skip] == '1';
+  if (whole_len - skip > 1u || (whole_len - skip == 1u && !one)) return false; /* above 1 */
+  uint64_t value = one ? 1u : 0u;
+  for (size_t i = 0; i < fraction_len; i++) value = value * 10u + (uint64_t)(fraction[i] - '0');
+  uint64_t scale = 1;
+  for (size_t i = 0; i < fraction_len; i++) scale *= 10u;
+  if (one && value != scale) return false; /* 1.000..01 is above 1 */
+  if (value == 0) return false;
+  *mantissa = value;
+  *digits_after = (uint32_t)fraction_len;
+  return true;
+}
+
+/* Reads the sections after the type: at most one rate, anything else skipped. */
+static bool reference_sections(const char *cursor, const char *end, uint64_t *mantissa,
+  uint32_t *digits_after)
+{
+  bool seen = false;
+  while (cursor < end) { /* *cursor == '|' */
+    const char *section = cursor + 1;
+    const char *next = memchr(section, '|', (size_t)(end - section));
+    if (next == NULL) next = end;
+    if (next > section && section[0] == '@') {
+      if (seen) return false;
+      seen = true;
+      if (!reference_rate(section + 1, (size_t)(next - section - 1), mantissa, digits_after)) {
+        return false;
+      }
+    }
+    cursor = next;
+  }
+  return true;
+}
+
+/* value * 10^k / m rounded half away from zero, by quotient and remainder. */
+static bool reference_scale(int64_t value, uint64_t mantissa, uint32_t digits_after,
+  int64_t *delta)
+{
+  unsigned __int128 scale = 1;
+  for (uint32_t i = 0; i < digits_after; i++) scale *= 10u;
+  unsigned __int128 magnitude = value < 0 ? (unsigned __int128)(-(value + 1)) + 1u
+                                          : (unsigned __int128)value;
+  unsigned __int128 product = magnitude * scale;
+  unsigned __int128 quotient = product / mantissa;
+  unsigned __int128 remainder = product % mantissa;
+  if (2u * remainder >= mantissa) quotient++;
+  if (value < 0) {
+    if (quotient > (unsigned __int128)INT64_MAX + 1u) return false;
+    *delta = quotient == (unsigned __int128)INT64_MAX + 1u ? INT64_MIN : -(int64_t)quotient;
+  } else {
+    if (quotient > (unsigned __int128)INT64_MAX) return false;
+    *delta = (int64_t)quotient;
+  }
+  return true;
+}
+
 /*
- * Slow reference for a line with no '@': name up to the first ':' valid, the
- * value up to the next '|' a whole base-10 int64 for strtoll (no leading
- * space), and the type field exactly "c". Fills *delta when it accepts.
+ * Slow reference: name up to the first ':' valid, the value up to the next
+ * '|' a whole base-10 int64 for strtoll (no leading space), the type field
+ * exactly "c", the sections as above. Fills *delta when it accepts.
  */
 static bool reference_parse(const char *line, size_t line_len, size_t *name_len, int64_t *delta)
 {
@@ -51,8 +125,10 @@ static bool reference_parse(const char *line, size_t line_len, size_t *name_len,
   errno = 0;
   long long parsed = strtoll(copy, &parsed_end, 10);
   if (errno != 0 || parsed_end != copy + value_len) return false;
-  *delta = (int64_t)parsed;
-  return true;
+  uint64_t mantissa = 1;
+  uint32_t digits_after = 0;
+  if (!reference_sections(type_end, end, &mantissa, &digits_after)) return false;
+  return reference_scale((int64_t)parsed, mantissa, digits_after, delta);
 }
 
 static void check_counter(const char *line, size_t line_len,
@@ -74,7 +150,6 @@ static void check_line(const char *line, size_t line_len)
   assert(reason == TALLY_OK || reason >= TALLY_REASON_STATSD_MALFORMED);
   assert(reason <= TALLY_REASON_STATSD_NOT_COUNTER);
   if (reason == TALLY_OK) check_counter(line, line_len, &counter);
-  if (memchr(line, '@', line_len) != NULL) return;
   size_t reference_name_len = 0;
   int64_t reference_delta = 0;
   bool reference_ok = reference_parse(line, line_len, &reference_name_len, &reference_delta);

@@ -12,8 +12,10 @@
  *     others), unless this node's undone set says it undid it already;
  *   - a keeper claim undoes from the journal, and never yields back;
  * and how the undone set travels: scanned with TALLY_PRODUCER_UNDONE_BIT,
- * restored into the compensation shard; and that after a restore every batch
- * the records name, but not the undone ones, is claimed as keeper.
+ * restored into the compensation shard; that after a restore every batch
+ * the records name, but not the undone ones, is claimed as keeper; and the
+ * overflows: a journal moved on (compensations_missed), a claims ring that
+ * lapped a peer (claims_lost).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -311,6 +313,88 @@ static void test_journal_index_follows_the_ring(void **state)
   assert_int_equal(node_total(f, "c"), TALLY_JOURNAL_ENTRIES - 1);
 }
 
+/* ---- Overflow: the journal and the claims ring (8192 each) ------------------ */
+
+/*
+ * A batch stays undoable while it is among the last TALLY_JOURNAL_ENTRIES
+ * this shard applied; one batch more and a keeper claim for it can only be
+ * counted: compensations_missed, once, and the batch stays counted twice.
+ */
+static void test_journal_overflow_counts_missed(void **state)
+{
+  struct fixture *f = *state;
+  apply(f, 1, 0, 5); /* the oldest of a full journal */
+  for (uint64_t seq = 1; seq < TALLY_JOURNAL_ENTRIES; seq++) apply_other(f, seq);
+  struct tally_journal_entry entry;
+  assert_true(tally_shard_journal_find(lcore_shard(f), PRODUCER, 1, &entry));
+  claim(f, 1, TALLY_CLAIM_KEEPER);
+  assert_int_equal(f->cluster.compensations, 1);
+  assert_int_equal(node_total(f, "a"), 0);
+  apply(f, 2, 0, 3); /* then one batch more than the journal holds after it */
+  for (uint64_t seq = TALLY_JOURNAL_ENTRIES; seq < 2u * TALLY_JOURNAL_ENTRIES + 1u; seq++) {
+    apply_other(f, seq);
+  }
+  assert_false(tally_shard_journal_find(lcore_shard(f), PRODUCER, 2, &entry));
+  claim(f, 2, TALLY_CLAIM_KEEPER);
+  assert_int_equal(f->cluster.compensations_missed, 1);
+  assert_int_equal(f->cluster.compensations, 1);
+  assert_int_equal(f->cluster.claims_yielded, 0); /* a keeper claim never yields back */
+  assert_int_equal(node_total(f, "a"), 3);        /* still counted here */
+  assert_true(undone_here(f, 2));                 /* handled: never counted again */
+  claim(f, 2, TALLY_CLAIM_KEEPER);
+  claim(f, 2, 1);
+  assert_int_equal(f->cluster.compensations_missed, 1);
+  assert_int_equal(f->cluster.claims_yielded, 0);
+  assert_int_equal(node_total(f, "c"), 2 * TALLY_JOURNAL_ENTRIES);
+}
+
+/* Notes the rings' ends for the next list, as the scan does. */
+static void capture_claims(struct fixture *f)
+{
+  for (uint32_t r = 0; r < tally_cluster_claim_rings(&f->cluster); r++) {
+    f->cluster.claims_capture[r] = tally_shard_claims_next(&f->appliance.store.shards[r]);
+  }
+}
+
+/*
+ * A peer away while more than TALLY_CLAIMS_ENTRIES claims are written misses
+ * the oldest (counted in bulk), and a claim overwritten between the scan that
+ * noted it and the list that sends it is counted one by one: claims_lost.
+ */
+static void test_claims_ring_overflow_counts_lost(void **state)
+{
+  struct fixture *f = *state;
+  struct tally_cluster_peer *peer = &f->cluster.peers[0];
+  const uint64_t extra = 100;
+  for (uint64_t seq = 1; seq <= TALLY_CLAIMS_ENTRIES + extra; seq++) apply(f, seq, 1, 1);
+  assert_int_equal(tally_shard_claims_next(lcore_shard(f)), TALLY_CLAIMS_ENTRIES + extra);
+  capture_claims(f);
+  assert_int_equal(tally_cluster_dedup_plan_claims(&f->cluster, peer),
+    TALLY_CLUSTER_CLAIMS_PER_LIST);
+  assert_int_equal(f->cluster.claims_lost, extra);
+  /* The oldest the ring still holds comes first: position extra, seq extra + 1. */
+  assert_int_equal(peer->claims_pending[0].seq, extra + 1u);
+  assert_int_equal(peer->claims_pending[TALLY_CLUSTER_CLAIMS_PER_LIST - 1].seq,
+    extra + TALLY_CLUSTER_CLAIMS_PER_LIST);
+  assert_int_equal(peer->claims_planned[0], extra + TALLY_CLUSTER_CLAIMS_PER_LIST);
+  /* That list is delivered; before the next one, the ring laps 4 of the noted claims. */
+  peer->claims_sent[0] = peer->claims_planned[0];
+  const uint64_t lapped = 4;
+  uint64_t first_new = TALLY_CLAIMS_ENTRIES + extra + 1u;
+  uint64_t more = peer->claims_sent[0] + lapped + TALLY_CLAIMS_ENTRIES -
+    tally_shard_claims_next(lcore_shard(f));
+  for (uint64_t seq = first_new; seq < first_new + more; seq++) apply(f, seq, 1, 1);
+  uint32_t planned = tally_cluster_dedup_plan_claims(&f->cluster, peer); /* same note */
+  assert_int_equal(f->cluster.claims_lost, extra + lapped);
+  assert_int_equal(planned, TALLY_CLAIMS_ENTRIES + extra - peer->claims_sent[0] - lapped);
+  assert_int_equal(peer->claims_pending[0].seq, peer->claims_sent[0] + lapped + 1u);
+  assert_int_equal(peer->claims_planned[0], TALLY_CLAIMS_ENTRIES + extra);
+  for (uint32_t i = 0; i < planned; i++) {
+    assert_int_equal(peer->claims_pending[i].producer, PRODUCER);
+    assert_int_equal(peer->claims_pending[i].attempt, 1);
+  }
+}
+
 /* ---- The undone set ---------------------------------------------------------- */
 
 static void test_undone_set_is_scanned_marked(void **state)
@@ -399,6 +483,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_keeper_claim_without_journal_never_yields_back, setup,
       teardown),
     cmocka_unit_test_setup_teardown(test_journal_index_follows_the_ring, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_journal_overflow_counts_missed, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_claims_ring_overflow_counts_lost, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undone_set_is_scanned_marked, setup, teardown),
     cmocka_unit_test_setup_teardown(test_restored_undone_set_is_not_undone_again, setup,
       teardown),

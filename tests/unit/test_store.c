@@ -570,7 +570,10 @@ static void test_unclean_exit_keeps_everything(void **state)
  * arbitrary point. Whatever the point, the reopened store must hold exactly
  * the batches its dedup record says were applied, and their claims.
  */
-static void child_apply_forever(uint64_t seq_first)
+/* Batches a child applies before it tells the parent it is under way. */
+#define KILL_AFTER_BATCHES 200u
+
+static void child_apply_forever(uint64_t seq_first, int ready_fd)
 {
   static struct tally_store store;
   char error[256];
@@ -579,6 +582,9 @@ static void child_apply_forever(uint64_t seq_first)
     _exit(2);
   }
   for (uint64_t seq = seq_first; seq < seq_first + 20000000ull; seq++) {
+    if (seq == seq_first + KILL_AFTER_BATCHES) { /* applied: the kill may come now */
+      if (write(ready_fd, "r", 1) != 1) _exit(4);
+    }
     struct tally_wire_batch batch = {.producer = 99, .seq = seq, .count = 2,
       .attempt = (uint16_t)(seq % 3u)};
     batch.pairs[0] = (struct tally_wire_pair){.name = "n", .name_len = 1, .delta = 1};
@@ -611,87 +617,96 @@ static void test_kill_during_batches(void **state)
   tally_store_close(&store);
   uint64_t next = 1;
   for (int round = 0; round < 4; round++) {
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
     pid_t child = fork();
     assert_true(child >= 0);
-    if (child == 0) child_apply_forever(next);
-    usleep(30000u + 20000u * (useconds_t)round); /* where the kill lands; never asserted */
+    if (child == 0) {
+      close(ready[0]);
+      child_apply_forever(next, ready[1]);
+    }
+    close(ready[1]);
+    /* The child is applying: it has done KILL_AFTER_BATCHES batches (EOF: it died). */
+    char byte = 0;
+    ssize_t got = read(ready[0], &byte, 1);
+    close(ready[0]);
+    if (got == 1) usleep(20000u * (useconds_t)round); /* where the kill lands beyond that */
     assert_int_equal(kill(child, SIGKILL), 0);
     int status;
     assert_int_equal(waitpid(child, &status, 0), child);
+    assert_int_equal(got, 1);
     assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
 
     open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
     assert_false(store.recovery.was_clean);
     assert_int_equal(store.recovery.shards[0].slots_quarantined, 0);
     assert_int_equal(store.recovery.shards[0].log_discarded, 0);
     uint64_t last = producer_last_seq(&store.shards[0], 99);
-    if (last == 0) {
-      assert_int_equal(value_of(&store.shards[0], "n"), INT64_MIN);
-    } else {
-      assert_int_equal(value_of(&store.shards[0], "n"), (int64_t)last);
-      assert_int_equal(value_of(&store.shards[0], "sum"), (int64_t)(last * (last + 1) / 2));
-      /* each kill may land between a batch and its statsd add */
-      assert_true(value_of(&store.shards[0], "statsd") >= (int64_t)last - (round + 1));
-      assert_true(value_of(&store.shards[0], "statsd") <= (int64_t)last);
-      /*
-       * Every applied batch has its journal entry (written before its redo
-       * record). Each kill may also leave the entry of a batch that never
-       * happened (its seq is journaled again by the next child), taking a
-       * ring position: the newest TALLY_JOURNAL_ENTRIES - (round + 1) are kept.
-       */
-      struct tally_journal_entry entry;
-      uint64_t kept = TALLY_JOURNAL_ENTRIES - (uint64_t)(round + 1);
-      uint64_t oldest = last > kept ? last - kept + 1 : 1;
-      for (uint64_t seq = oldest; seq <= last; seq++) {
-        if (tally_shard_journal_find(&store.shards[0], 99, seq, &entry)) continue;
-        fail_msg("no journal entry for applied seq %llu", (unsigned long long)seq);
-      }
-      assert_true(tally_shard_journal_find(&store.shards[0], 99, last, &entry));
-      assert_int_equal(entry.pairs[1].delta, (int64_t)last);
-      /*
-       * One run from seq 1 (every child goes on from the last applied seq):
-       * the head is 1..64 and holds every applied seq of it, the tail ends
-       * at last, however the kills fell.
-       */
-      struct tally_dedup dedup;
-      assert_true(tally_shard_producer_read(&store.shards[0], 99, &dedup));
-      assert_int_equal(dedup.runs[0].last_seq, last);
-      assert_int_equal(dedup.runs[0].head_last, TALLY_DEDUP_WINDOW);
-      uint64_t head_end = last < TALLY_DEDUP_WINDOW ? last : TALLY_DEDUP_WINDOW;
-      uint64_t head_bits = head_end == 64 ? UINT64_MAX :
-        ((1ull << head_end) - 1u) << (64 - head_end); /* seq s is bit 64 - s */
-      assert_int_equal(dedup.runs[0].head_window[0], head_bits);
-      assert_int_equal(dedup.runs[0].head_window[1], 0); /* nothing below seq 1 */
-      for (uint64_t seq = 1; seq <= head_end; seq++) {
-        uint64_t head_last = 0;
-        assert_true(tally_dedup_in_head(&dedup, seq, &head_last));
-        assert_int_equal(head_last, TALLY_DEDUP_WINDOW);
-      }
-      /* No kill starts a run: the older runs stay empty. */
-      for (uint32_t r = 1; r < TALLY_DEDUP_RUNS; r++) {
-        assert_int_equal(dedup.runs[r].head_last, 0);
-        assert_int_equal(dedup.runs[r].last_seq, 0);
-      }
-      /*
-       * Exactly one claim per applied resend (seq % 3 != 0), in order, however
-       * the kills fell: a claim cut short is written by the replay, never
-       * twice. Claim k is seq 3 (k / 2) + k % 2 + 1.
-       */
-      uint64_t claimed = last - last / 3u;
-      assert_int_equal(tally_shard_claims_next(&store.shards[0]), claimed);
-      uint64_t first = claimed > TALLY_CLAIMS_ENTRIES ? claimed - TALLY_CLAIMS_ENTRIES : 0;
-      for (uint64_t k = first; k < claimed; k++) {
-        struct tally_claim claim;
-        uint64_t seq = 3u * (k / 2u) + k % 2u + 1u;
-        if (!tally_shard_claim_at(&store.shards[0], k, &claim)) {
-          fail_msg("claim %llu unreadable", (unsigned long long)k);
-        }
-        assert_int_equal(claim.producer, 99);
-        assert_int_equal(claim.seq, seq);
-        assert_int_equal(claim.attempt, seq % 3u);
-      }
+    /* The kill point: it came after the child applied what it said it had. */
+    assert_true(last >= next + KILL_AFTER_BATCHES - 1u);
+    assert_int_equal(value_of(&store.shards[0], "n"), (int64_t)last);
+    assert_int_equal(value_of(&store.shards[0], "sum"), (int64_t)(last * (last + 1) / 2));
+    /* each kill may land between a batch and its statsd add */
+    assert_true(value_of(&store.shards[0], "statsd") >= (int64_t)last - (round + 1));
+    assert_true(value_of(&store.shards[0], "statsd") <= (int64_t)last);
+    /*
+     * Every applied batch has its journal entry (written before its redo
+     * record). Each kill may also leave the entry of a batch that never
+     * happened (its seq is journaled again by the next child), taking a
+     * ring position: the newest TALLY_JOURNAL_ENTRIES - (round + 1) are kept.
+     */
+    struct tally_journal_entry entry;
+    uint64_t kept = TALLY_JOURNAL_ENTRIES - (uint64_t)(round + 1);
+    uint64_t oldest = last > kept ? last - kept + 1 : 1;
+    for (uint64_t seq = oldest; seq <= last; seq++) {
+      if (tally_shard_journal_find(&store.shards[0], 99, seq, &entry)) continue;
+      fail_msg("no journal entry for applied seq %llu", (unsigned long long)seq);
     }
-    if (last == 0) assert_int_equal(tally_shard_claims_next(&store.shards[0]), 0);
+    assert_true(tally_shard_journal_find(&store.shards[0], 99, last, &entry));
+    assert_int_equal(entry.pairs[1].delta, (int64_t)last);
+    /*
+     * One run from seq 1 (every child goes on from the last applied seq):
+     * the head is 1..64 and holds every applied seq of it, the tail ends
+     * at last, however the kills fell.
+     */
+    struct tally_dedup dedup;
+    assert_true(tally_shard_producer_read(&store.shards[0], 99, &dedup));
+    assert_int_equal(dedup.runs[0].last_seq, last);
+    assert_int_equal(dedup.runs[0].head_last, TALLY_DEDUP_WINDOW);
+    uint64_t head_end = last < TALLY_DEDUP_WINDOW ? last : TALLY_DEDUP_WINDOW;
+    uint64_t head_bits = head_end == 64 ? UINT64_MAX :
+      ((1ull << head_end) - 1u) << (64 - head_end); /* seq s is bit 64 - s */
+    assert_int_equal(dedup.runs[0].head_window[0], head_bits);
+    assert_int_equal(dedup.runs[0].head_window[1], 0); /* nothing below seq 1 */
+    for (uint64_t seq = 1; seq <= head_end; seq++) {
+      uint64_t head_last = 0;
+      assert_true(tally_dedup_in_head(&dedup, seq, &head_last));
+      assert_int_equal(head_last, TALLY_DEDUP_WINDOW);
+    }
+    /* No kill starts a run: the older runs stay empty. */
+    for (uint32_t r = 1; r < TALLY_DEDUP_RUNS; r++) {
+      assert_int_equal(dedup.runs[r].head_last, 0);
+      assert_int_equal(dedup.runs[r].last_seq, 0);
+    }
+    /*
+     * Exactly one claim per applied resend (seq % 3 != 0), in order, however
+     * the kills fell: a claim cut short is written by the replay, never
+     * twice. Claim k is seq 3 (k / 2) + k % 2 + 1.
+     */
+    uint64_t claimed = last - last / 3u;
+    assert_int_equal(tally_shard_claims_next(&store.shards[0]), claimed);
+    uint64_t first = claimed > TALLY_CLAIMS_ENTRIES ? claimed - TALLY_CLAIMS_ENTRIES : 0;
+    for (uint64_t k = first; k < claimed; k++) {
+      struct tally_claim claim;
+      uint64_t seq = 3u * (k / 2u) + k % 2u + 1u;
+      if (!tally_shard_claim_at(&store.shards[0], k, &claim)) {
+        fail_msg("claim %llu unreadable", (unsigned long long)k);
+      }
+      assert_int_equal(claim.producer, 99);
+      assert_int_equal(claim.seq, seq);
+      assert_int_equal(claim.attempt, seq % 3u);
+    }
     next = last + 1;
     tally_store_close(&store);
   }

@@ -1,0 +1,111 @@
+/*
+ * fuzz_mgmt.c — libFuzzer target for the management request line parser
+ * (control/mgmt_line.c): any bytes up to TALLY_MGMT_LINE_MAX. The argument
+ * lies inside the line; GET and GET_QUORUM never have an empty one; and the
+ * result agrees with a reference written the other way round (prefixes
+ * peeled off, then the words spelt out), and the line can be rebuilt from
+ * it: the request's words, a space and the argument.
+ */
+#include <assert.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "mgmt_line.h"
+#include "tally/limits.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const words[] = {
+  [TALLY_MGMT_UNKNOWN] = NULL, [TALLY_MGMT_GET] = "get", [TALLY_MGMT_GET_QUORUM] = "get --quorum",
+  [TALLY_MGMT_LIST] = "list", [TALLY_MGMT_STATS] = "stats", [TALLY_MGMT_READY] = "ready",
+  [TALLY_MGMT_RELOAD] = "reload", [TALLY_MGMT_CLUSTER] = "cluster",
+  [TALLY_MGMT_CLUSTER_RELOAD] = "cluster reload", [TALLY_MGMT_READONLY_ON] = "readonly on",
+  [TALLY_MGMT_READONLY_OFF] = "readonly off", [TALLY_MGMT_DRAIN] = "drain",
+  [TALLY_MGMT_REJOIN] = "rejoin",
+};
+#define WORDS (sizeof(words) / sizeof(words[0]))
+
+/* line starts with prefix: the rest. */
+static bool peel(const char *line, size_t line_len, const char *prefix, const char **rest,
+  size_t *rest_len)
+{
+  size_t prefix_len = strlen(prefix);
+  if (line_len < prefix_len) return false;
+  for (size_t i = 0; i < prefix_len; i++) {
+    if (line[i] != prefix[i]) return false;
+  }
+  *rest = line + prefix_len;
+  *rest_len = line_len - prefix_len;
+  return true;
+}
+
+static enum tally_mgmt_request reference(const char *line, size_t line_len, const char **argument,
+  size_t *argument_len)
+{
+  const char *rest;
+  size_t rest_len;
+  if (peel(line, line_len, "get ", &rest, &rest_len) && rest_len > 0) {
+    const char *name;
+    size_t name_len;
+    if (peel(rest, rest_len, "--quorum ", &name, &name_len) && name_len > 0) {
+      *argument = name;
+      *argument_len = name_len;
+      return TALLY_MGMT_GET_QUORUM;
+    }
+    *argument = rest;
+    *argument_len = rest_len;
+    return TALLY_MGMT_GET;
+  }
+  if (peel(line, line_len, "list ", &rest, &rest_len) || (line_len == 4 &&
+        peel(line, line_len, "list", &rest, &rest_len))) {
+    *argument = rest;
+    *argument_len = rest_len;
+    return TALLY_MGMT_LIST;
+  }
+  for (size_t w = TALLY_MGMT_STATS; w < WORDS; w++) {
+    if (peel(line, line_len, words[w], &rest, &rest_len) && rest_len == 0) {
+      return (enum tally_mgmt_request)w;
+    }
+  }
+  return TALLY_MGMT_UNKNOWN;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  if (size > TALLY_MGMT_LINE_MAX) return 0;
+  const char *line = (const char *)data;
+  const char *argument = NULL;
+  size_t argument_len = 0;
+  enum tally_mgmt_request request = tally_mgmt_line_parse(line, size, &argument, &argument_len);
+  assert(request < WORDS);
+  assert(argument != NULL || size == 0);
+  assert(argument >= line && argument + argument_len == line + size); /* inside, to the end */
+  const char *expected_argument = NULL;
+  size_t expected_len = 0;
+  assert(reference(line, size, &expected_argument, &expected_len) == request);
+  if (request == TALLY_MGMT_UNKNOWN) return 0;
+  bool has_argument = request == TALLY_MGMT_GET || request == TALLY_MGMT_GET_QUORUM ||
+    request == TALLY_MGMT_LIST;
+  if (request == TALLY_MGMT_GET || request == TALLY_MGMT_GET_QUORUM) assert(argument_len > 0);
+  if (!has_argument) assert(argument_len == 0);
+  if (has_argument) {
+    assert(argument == expected_argument);
+    assert(argument_len == expected_len);
+  }
+  /* The line is the request's words, then " ARGUMENT" when there is one
+   * ("list " is "list" with an empty prefix). */
+  size_t word_len = strlen(words[request]);
+  assert(memcmp(line, words[request], word_len) == 0);
+  if (size == word_len) {
+    assert(argument_len == 0);
+  } else if (argument_len == 0) {
+    assert(request == TALLY_MGMT_LIST);
+    assert(size == word_len + 1u && line[word_len] == ' ');
+  } else {
+    assert(size == word_len + 1u + argument_len);
+    assert(line[word_len] == ' ');
+    assert(argument == line + word_len + 1u);
+  }
+  return 0;
+}
