@@ -195,4 +195,42 @@ static_assert(TALLY_REPLICA_REGIONS_MAX + 1u >= TALLY_NODES_MAX,
   "every peer of a full cluster has a replica region");
 static_assert(TALLY_REPLICA_REGIONS_MAX * 8u <= 64u, "the replica directory fits one cache line");
 
+/* ---- Daemon, tools and libtally (control/daemon/, control/tools/, control/libtally/) ---- */
+
+/* libtally: nodes in a client's list, and the longest "host:port" node string. */
+#define TALLY_CLIENT_NODES_MAX 16u
+#define TALLY_CLIENT_NODE_LEN_MAX 255u
+/* libtally: attempts (first send + retries) per batch. */
+#define TALLY_CLIENT_ATTEMPTS_MAX 64u
+/* libtally: any configured duration (timeouts, backoff, cool-down, blocking). */
+#define TALLY_CLIENT_DURATION_MS_MAX (3600u * 1000u)
+/* libtally: datagrams read per poll before timers run again. */
+#define TALLY_CLIENT_RECV_BURST_MAX 256u
+/* libtally: tally_client_config_default's values (include/tally/client.h). */
+#define TALLY_CLIENT_DEFAULT_ACK_TIMEOUT_MS 200u
+#define TALLY_CLIENT_DEFAULT_ATTEMPTS 8u
+#define TALLY_CLIENT_DEFAULT_BATCH_TIMEOUT_MS 10000u
+#define TALLY_CLIENT_DEFAULT_BACKOFF_BASE_MS 10u
+#define TALLY_CLIENT_DEFAULT_BACKOFF_CAP_MS 1000u
+#define TALLY_CLIENT_DEFAULT_BREAKER_FAILURES 5u
+#define TALLY_CLIENT_DEFAULT_BREAKER_COOLDOWN_MS 1000u
+#define TALLY_CLIENT_DEFAULT_BLOCK_MS 1000u
+
+static_assert(TALLY_DEDUP_WINDOW <= 64u, "in-flight bound fits the server's dedup window");
+static_assert(TALLY_CLIENT_DURATION_MS_MAX < UINT32_MAX / 2, "deadlines add two durations");
+static_assert(TALLY_CLIENT_DEFAULT_ATTEMPTS >= 1 &&
+  TALLY_CLIENT_DEFAULT_ATTEMPTS <= TALLY_CLIENT_ATTEMPTS_MAX, "default attempts in range");
+static_assert(TALLY_CLIENT_DEFAULT_ACK_TIMEOUT_MS >= 1 &&
+  TALLY_CLIENT_DEFAULT_ACK_TIMEOUT_MS <= TALLY_CLIENT_DEFAULT_BATCH_TIMEOUT_MS,
+  "a batch outlives one attempt");
+static_assert(TALLY_CLIENT_DEFAULT_BATCH_TIMEOUT_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
+static_assert(TALLY_CLIENT_DEFAULT_BACKOFF_BASE_MS >= 1 &&
+  TALLY_CLIENT_DEFAULT_BACKOFF_BASE_MS <= TALLY_CLIENT_DEFAULT_BACKOFF_CAP_MS,
+  "backoff grows from base to cap");
+static_assert(TALLY_CLIENT_DEFAULT_BACKOFF_CAP_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
+static_assert(TALLY_CLIENT_DEFAULT_BREAKER_FAILURES >= 1, "a breaker opens after a failure");
+static_assert(TALLY_CLIENT_DEFAULT_BREAKER_COOLDOWN_MS >= 1 &&
+  TALLY_CLIENT_DEFAULT_BREAKER_COOLDOWN_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
+static_assert(TALLY_CLIENT_DEFAULT_BLOCK_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
+
 #endif
