@@ -48,20 +48,141 @@ int tally_mgmt_listen(const char *path, char *error, size_t error_size)
   return fd;
 }
 
-static bool split_command(const char *line, size_t line_len, const char *word,
+/* ---- The command table (control/common/mgmt_proto.h) ---------------------------- */
+
+typedef enum tally_action_result (*mgmt_handler)(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body);
+
+struct mgmt_command {
+  const char *words;
+  enum tally_mgmt_argument argument;
+  bool writes;             /* changes the node's state */
+  const char *synopsis;
+  mgmt_handler handler;
+};
+
+static void unknown_request(struct tally_out *body);
+
+static enum tally_action_result mgmt_command_get(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  return tally_action_get(appliance, argument, argument_len, body);
+}
+
+static enum tally_action_result mgmt_command_get_quorum(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  return tally_action_get_quorum(appliance, argument, argument_len, body);
+}
+
+static enum tally_action_result mgmt_command_list(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  if (argument_len > TALLY_NAME_LEN_MAX) {
+    tally_out_printf(body, "prefix longer than %u bytes\n", TALLY_NAME_LEN_MAX);
+    return TALLY_ACTION_BAD_REQUEST;
+  }
+  return tally_action_list(appliance, argument, argument_len, body);
+}
+
+/* A command without an argument, served by the action of the same name. */
+#define MGMT_COMMAND_PLAIN(name)                                                              \
+  static enum tally_action_result mgmt_command_##name(struct tally_appliance *appliance,      \
+    const char *argument, size_t argument_len, struct tally_out *body)                        \
+  {                                                                                           \
+    assert(argument_len == 0);                                                                \
+    (void)argument;                                                                           \
+    return tally_action_##name(appliance, body);                                              \
+  }
+MGMT_COMMAND_PLAIN(stats)
+MGMT_COMMAND_PLAIN(reload)
+MGMT_COMMAND_PLAIN(cluster)
+MGMT_COMMAND_PLAIN(cluster_reload)
+MGMT_COMMAND_PLAIN(drain)
+MGMT_COMMAND_PLAIN(rejoin)
+#undef MGMT_COMMAND_PLAIN
+
+static enum tally_action_result mgmt_command_ready(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  assert(argument_len == 0);
+  (void)argument;
+  return tally_action_ready(appliance, body) ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
+}
+
+/* "on" or "off"; anything else is an unknown request, as an unknown command is. */
+static enum tally_action_result mgmt_command_readonly(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  assert(argument_len > 0);
+  if (argument_len == strlen("on") && memcmp(argument, "on", argument_len) == 0) {
+    return tally_action_readonly(appliance, true, body);
+  }
+  if (argument_len == strlen("off") && memcmp(argument, "off", argument_len) == 0) {
+    return tally_action_readonly(appliance, false, body);
+  }
+  unknown_request(body);
+  return TALLY_ACTION_BAD_REQUEST;
+}
+
+static const struct mgmt_command commands[TALLY_MGMT_COMMAND_COUNT] = {
+#define TALLY_MGMT_COMMAND_ENTRY(id, handler_name, words_text, argument_kind, changes, usage, help) \
+  [TALLY_MGMT_##id] = {                                                                            \
+    .words = words_text,                                                                           \
+    .argument = TALLY_MGMT_ARGUMENT_##argument_kind,                                               \
+    .writes = changes,                                                                             \
+    .synopsis = usage,                                                                             \
+    .handler = mgmt_command_##handler_name,                                                        \
+  },
+  TALLY_MGMT_FOREACH_COMMAND(TALLY_MGMT_COMMAND_ENTRY)
+#undef TALLY_MGMT_COMMAND_ENTRY
+};
+
+static void unknown_request(struct tally_out *body)
+{
+  tally_out_printf(body, "unknown request (");
+  for (uint32_t i = 0; i < TALLY_MGMT_COMMAND_COUNT; i++) {
+    tally_out_printf(body, "%s%s", i == 0 ? "" : " | ", commands[i].synopsis);
+  }
+  tally_out_printf(body, ")\n");
+}
+
+/* Whether line is command's words with an argument it takes; sets the argument. */
+static bool command_fits(const struct mgmt_command *command, const char *line, size_t line_len,
   const char **argument, size_t *argument_len)
 {
-  size_t word_len = strlen(word);
-  if (line_len < word_len || memcmp(line, word, word_len) != 0) return false;
-  if (line_len == word_len) {
+  size_t words_len = strlen(command->words);
+  assert(words_len > 0);
+  if (line_len < words_len || memcmp(line, command->words, words_len) != 0) return false;
+  if (line_len == words_len) {
     *argument = line + line_len;
     *argument_len = 0;
-    return true;
+    return command->argument != TALLY_MGMT_ARGUMENT_REQUIRED;
   }
-  if (line[word_len] != ' ') return false;
-  *argument = line + word_len + 1;
-  *argument_len = line_len - word_len - 1;
-  return true;
+  if (line[words_len] != ' ') return false;
+  *argument = line + words_len + 1;
+  *argument_len = line_len - words_len - 1;
+  if (command->argument == TALLY_MGMT_ARGUMENT_NONE) return false;
+  return command->argument == TALLY_MGMT_ARGUMENT_OPTIONAL || *argument_len > 0;
+}
+
+/* The command whose words are the longest that fit the line (mgmt_proto.h), or NULL. */
+static const struct mgmt_command *find_command(const char *line, size_t line_len,
+  const char **argument, size_t *argument_len)
+{
+  const struct mgmt_command *found = NULL;
+  for (uint32_t i = 0; i < TALLY_MGMT_COMMAND_COUNT; i++) {
+    const struct mgmt_command *command = &commands[i];
+    assert(command->handler != NULL && command->words != NULL);
+    const char *fit_argument = NULL;
+    size_t fit_argument_len = 0;
+    if (!command_fits(command, line, line_len, &fit_argument, &fit_argument_len)) continue;
+    if (found != NULL && strlen(found->words) >= strlen(command->words)) continue;
+    found = command;
+    *argument = fit_argument;
+    *argument_len = fit_argument_len;
+  }
+  return found;
 }
 
 static enum tally_action_result dispatch(struct tally_appliance *appliance, const char *line,
@@ -69,40 +190,13 @@ static enum tally_action_result dispatch(struct tally_appliance *appliance, cons
 {
   const char *argument = NULL;
   size_t argument_len = 0;
-  if (split_command(line, line_len, "get --quorum", &argument, &argument_len) &&
-      argument_len > 0) {
-    return tally_action_get_quorum(appliance, argument, argument_len, body);
+  const struct mgmt_command *command = find_command(line, line_len, &argument, &argument_len);
+  if (command == NULL) {
+    unknown_request(body);
+    return TALLY_ACTION_BAD_REQUEST;
   }
-  if (split_command(line, line_len, "get", &argument, &argument_len) && argument_len > 0) {
-    return tally_action_get(appliance, argument, argument_len, body);
-  }
-  if (split_command(line, line_len, "list", &argument, &argument_len)) {
-    if (argument_len > TALLY_NAME_LEN_MAX) {
-      tally_out_printf(body, "prefix longer than %u bytes\n", TALLY_NAME_LEN_MAX);
-      return TALLY_ACTION_BAD_REQUEST;
-    }
-    return tally_action_list(appliance, argument, argument_len, body);
-  }
-  if (line_len == 5 && memcmp(line, "stats", 5) == 0) return tally_action_stats(appliance, body);
-  if (line_len == 5 && memcmp(line, "ready", 5) == 0) {
-    return tally_action_ready(appliance, body) ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
-  }
-  if (line_len == 6 && memcmp(line, "reload", 6) == 0) return tally_action_reload(appliance, body);
-  if (line_len == 7 && memcmp(line, "cluster", 7) == 0) return tally_action_cluster(appliance, body);
-  if (line_len == 14 && memcmp(line, "cluster reload", 14) == 0) {
-    return tally_action_cluster_reload(appliance, body);
-  }
-  if (line_len == 11 && memcmp(line, "readonly on", 11) == 0) {
-    return tally_action_readonly(appliance, true, body);
-  }
-  if (line_len == 12 && memcmp(line, "readonly off", 12) == 0) {
-    return tally_action_readonly(appliance, false, body);
-  }
-  if (line_len == 5 && memcmp(line, "drain", 5) == 0) return tally_action_drain(appliance, body);
-  if (line_len == 6 && memcmp(line, "rejoin", 6) == 0) return tally_action_rejoin(appliance, body);
-  tally_out_printf(body, "unknown request (get [--quorum] NAME | list [PREFIX] | stats | ready | reload | cluster [reload] | "
-    "readonly on|off | drain | rejoin)\n");
-  return TALLY_ACTION_BAD_REQUEST;
+  assert(argument != NULL && argument + argument_len == line + line_len);
+  return command->handler(appliance, argument, argument_len, body);
 }
 
 void tally_mgmt_handle(struct tally_appliance *appliance, const char *line, size_t line_len,

@@ -26,30 +26,42 @@
 #define EXIT_ERROR 3
 #define EXIT_USAGE 64
 
+/* The commands' usage, from their one declaration (control/common/mgmt_proto.h). */
+static const struct {
+  const char *synopsis;
+  const char *help;
+} commands[TALLY_MGMT_COMMAND_COUNT] = {
+#define TALLY_MGMT_COMMAND_USAGE(id, handler, words, argument, writes, usage, text) \
+  [TALLY_MGMT_##id] = { .synopsis = usage, .help = text },
+  TALLY_MGMT_FOREACH_COMMAND(TALLY_MGMT_COMMAND_USAGE)
+#undef TALLY_MGMT_COMMAND_USAGE
+};
+
+/* "  synopsis  help", the help's further lines indented to the same column. */
+static void usage_command(FILE *stream, const char *synopsis, const char *help)
+{
+  int column = fprintf(stream, "  %s", synopsis);
+  int pad = TALLY_MGMT_USAGE_HELP_COLUMN - column;
+  fprintf(stream, "%*s", pad < 2 ? 2 : pad, "");
+  /* Bounded by the help text: every round prints one line of it. */
+  for (const char *line = help; *line != '\0';) {
+    const char *newline = strchr(line, '\n');
+    size_t length = newline == NULL ? strlen(line) : (size_t)(newline - line);
+    if (line != help) fprintf(stream, "%*s", TALLY_MGMT_USAGE_HELP_COLUMN, "");
+    fprintf(stream, "%.*s\n", (int)length, line);
+    line += newline == NULL ? length : length + 1;
+  }
+}
+
 static void usage(FILE *stream)
 {
-  fprintf(stream,
-    "usage: tallyctl [-s SOCKET | -c CONFIG] COMMAND\n"
-    "commands:\n"
-    "  get NAME         the counter's value on this node, alone on a line\n"
-    "  get --quorum NAME  merged from the freshest copy every node holds; exit 2\n"
-    "                   and 'partial: K of N' on stderr if some node did not answer\n"
-    "  list [PREFIX]    'name value' lines for every counter (with that prefix)\n"
-    "  stats            the appliance's own figures, 'key value' lines\n"
-    "  ready            whether the node is ready (exit 1 if not)\n"
-    "  reload           re-read the config and apply every reloadable key\n"
-    "                   (ingest.key, cluster.fault_*, the cluster membership)\n"
-    "  cluster          this node's view of the cluster: peers, states, replication\n"
-    "                   (members, then retired nodes whose counts it keeps)\n"
-    "  cluster reload   re-read the config's [cluster]: add, remove or move nodes,\n"
-    "                   write_quorum, intervals, phi (node_id, this node's address\n"
-    "                   and cluster.key need a restart; refused with one line)\n"
-    "  readonly on|off  refuse (READ_ONLY) or accept reliable writes again\n"
-    "  drain            read-only until every peer holds this node's counts\n"
-    "                   (exit 1 while still draining: repeat until 0)\n"
-    "  rejoin           end a drain or a forced read-only\n"
-    "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, else "
-    DEFAULT_SOCKET "\n");
+  fprintf(stream, "usage: tallyctl [-s SOCKET | -c CONFIG] COMMAND\ncommands:\n");
+  for (uint32_t i = 0; i < TALLY_MGMT_COMMAND_COUNT; i++) {
+    assert(commands[i].synopsis != NULL && commands[i].help != NULL);
+    usage_command(stream, commands[i].synopsis, commands[i].help);
+  }
+  fprintf(stream, "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, "
+    "else " DEFAULT_SOCKET "\n");
 }
 
 static int connect_socket(const char *path)
