@@ -5,7 +5,11 @@
  * published slots and relaxed statistics, never take a lock the dataplane
  * takes. Reload swaps ingest.key (RCU), the cluster's test-only fault
  * settings (one atomic word) and the cluster membership (cluster_members.c);
- * every other key waits for a restart.
+ * every other key waits for a restart. What differs between one node and a
+ * cluster, or between persistence modes, is the modes' (modes.h).
+ *
+ * Thread: the control thread (tallyctl, SIGHUP); readiness also on the HTTP
+ * thread (/health/ready, /metrics).
  */
 #include <assert.h>
 #include <inttypes.h>

@@ -2,7 +2,11 @@
  * main.c — tallyd: loads and checks the config (nothing is created before
  * it is valid), starts DPDK's EAL, opens and recovers the persistent store,
  * starts the ports, launches one polling lcore per shard, then runs the
- * control thread on the main lcore: management socket, HTTP, signals.
+ * control thread on the main lcore: management socket, HTTP, signals. The
+ * two modes (node, persistence) are picked here once (modes.h).
+ *
+ * Thread: start-up before the lcores, then the control thread (the main
+ * lcore) until shutdown, which it also runs.
  */
 #include <assert.h>
 #include <errno.h>
@@ -28,8 +32,6 @@
 #include "mgmt.h"
 #include "modes.h"
 #include "persister.h"
-
-#define CONTROL_POLL_MS 100
 
 static struct tally_appliance appliance;
 
@@ -247,7 +249,7 @@ static void control_loop(int mgmt_fd, int signal_fd)
       { .fd = mgmt_fd, .events = POLLIN },
       { .fd = signal_fd, .events = POLLIN },
     };
-    int ready = poll(fds, 2, CONTROL_POLL_MS);
+    int ready = poll(fds, 2, (int)TALLY_CONTROL_POLL_MS);
     if (ready < 0 && errno != EINTR) die("poll failed");
     if (ready <= 0) continue;
     if (fds[1].revents & POLLIN) handle_signal(signal_fd);

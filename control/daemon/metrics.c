@@ -3,6 +3,9 @@
  * Prometheus text on /metrics. Both come from the same X-macros (lcore
  * statistics in lcore.h, rejection reasons in reasons.h), so the names in
  * the two views and in docs/operations.md are the same names.
+ *
+ * Thread: `tallyctl stats` on the control thread, /metrics on the HTTP thread;
+ * both only load relaxed figures.
  */
 #include <assert.h>
 #include <inttypes.h>

@@ -2,6 +2,9 @@
  * mgmt.c — the management socket server: one short request per connection,
  * served on the control thread with send and receive timeouts, so a stuck
  * client costs at most TALLY_MGMT_TIMEOUT_S and never touches the dataplane.
+ * Commands are served from one table (control/common/mgmt_proto.h).
+ *
+ * Thread: the control thread.
  */
 #include <assert.h>
 #include <errno.h>
@@ -39,7 +42,7 @@ int tally_mgmt_listen(const char *path, char *error, size_t error_size)
   if (lstat(path, &status) == 0 && S_ISSOCK(status.st_mode)) unlink(path); /* stale */
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
-      chmod(path, 0660) != 0 || listen(fd, 16) != 0) {
+      chmod(path, 0660) != 0 || listen(fd, (int)TALLY_MGMT_BACKLOG) != 0) {
     snprintf(error, error_size, "control.socket: cannot listen on %s: %s", path,
       strerror(errno));
     if (fd >= 0) close(fd);
@@ -126,13 +129,13 @@ static enum tally_action_result mgmt_command_readonly(struct tally_appliance *ap
 }
 
 static const struct mgmt_command commands[TALLY_MGMT_COMMAND_COUNT] = {
-#define TALLY_MGMT_COMMAND_ENTRY(id, handler_name, words_text, argument_kind, changes, usage, help) \
-  [TALLY_MGMT_##id] = {                                                                            \
-    .words = words_text,                                                                           \
-    .argument = TALLY_MGMT_ARGUMENT_##argument_kind,                                               \
-    .writes = changes,                                                                             \
-    .synopsis = usage,                                                                             \
-    .handler = mgmt_command_##handler_name,                                                        \
+#define TALLY_MGMT_COMMAND_ENTRY(id, command, words_text, argument_kind, changes, usage, help) \
+  [TALLY_MGMT_##id] = {                                                                      \
+    .words = words_text,                                                                     \
+    .argument = TALLY_MGMT_ARGUMENT_##argument_kind,                                         \
+    .writes = changes,                                                                       \
+    .synopsis = usage,                                                                       \
+    .handler = mgmt_command_##command,                                                       \
   },
   TALLY_MGMT_FOREACH_COMMAND(TALLY_MGMT_COMMAND_ENTRY)
 #undef TALLY_MGMT_COMMAND_ENTRY
@@ -218,8 +221,10 @@ void tally_mgmt_handle(struct tally_appliance *appliance, const char *line, size
     tally_out_printf(&out, "%d\nanswer too large or out of memory\n", TALLY_ACTION_FAILED);
   } else {
     tally_out_printf(&out, "%d\n", (int)result);
-    for (size_t done = 0; done < length && !out.failed; done += 4096) {
-      size_t chunk = length - done < 4096 ? length - done : 4096;
+    static_assert(TALLY_MGMT_WRITE_CHUNK_SIZE <= TALLY_OUT_CHUNK_SIZE, "a chunk fits the buffer");
+    for (size_t done = 0; done < length && !out.failed; done += TALLY_MGMT_WRITE_CHUNK_SIZE) {
+      size_t chunk = length - done < TALLY_MGMT_WRITE_CHUNK_SIZE ? length - done :
+        TALLY_MGMT_WRITE_CHUNK_SIZE;
       tally_out_printf(&out, "%.*s", (int)chunk, text + done);
     }
   }

@@ -2,7 +2,10 @@
  * persister.c — group commit. Order matters and is asserted: the applied
  * sequence of every lcore is read (acquire) *before* the persist, so the
  * persist covers every batch counted in it; only then is durable_seq
- * published (release) for the lcore to release the matching acks.
+ * published (release) for the lcore to release the matching acks. What
+ * the persist is depends on the persistence mode (mode_persist.c).
+ *
+ * Thread: the persister (start and stop: start-up and shutdown, main thread).
  */
 #include <assert.h>
 #include <errno.h>
@@ -48,7 +51,7 @@ static void sleep_until(uint64_t deadline_mono_ns)
     .tv_nsec = (long)(deadline_mono_ns % 1000000000ull),
   };
   /* Bounded: EINTR retries at most a few times per interval in practice. */
-  for (int attempt = 0; attempt < 1000; attempt++) {
+  for (uint32_t attempt = 0; attempt < TALLY_PERSISTER_SLEEP_RETRIES_MAX; attempt++) {
     if (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) != EINTR) return;
   }
 }

@@ -5,7 +5,10 @@
  *
  * Exit status: 0 ok, 1 counter not found / not ready, 2 partial (get
  * --quorum: the value is printed, but not every node answered), 3 error (bad
- * request, failure, no answer, cut-off answer), 64 usage.
+ * request, failure, no answer, cut-off answer), 64 usage. Its usage comes
+ * from the command table (mgmt_proto.h).
+ *
+ * Thread: its own process, one thread.
  */
 #include <assert.h>
 #include <errno.h>
@@ -20,7 +23,6 @@
 #include "config.h"
 
 #define DEFAULT_SOCKET "/run/tally/tally.sock"
-#define ANSWER_TIMEOUT_S 30
 #define EXIT_NOT_FOUND 1
 #define EXIT_PARTIAL 2
 #define EXIT_ERROR 3
@@ -81,7 +83,7 @@ static int connect_socket(const char *path)
     if (fd >= 0) close(fd);
     return -1;
   }
-  struct timeval timeout = { .tv_sec = ANSWER_TIMEOUT_S, .tv_usec = 0 };
+  struct timeval timeout = { .tv_sec = TALLY_CTL_ANSWER_TIMEOUT_S, .tv_usec = 0 };
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   return fd;
@@ -105,12 +107,12 @@ static size_t build_request(int argc, char **argv, char *request, size_t capacit
 /* Reads the whole answer into a growing buffer. Returns it (caller frees). */
 static char *read_answer(int fd, size_t *length)
 {
-  size_t capacity = 65536;
+  size_t capacity = TALLY_CTL_ANSWER_SIZE_INITIAL;
   size_t used = 0;
   char *data = malloc(capacity);
   /* Bounded by the answer size: every round reads bytes or ends. */
   while (data != NULL) {
-    if (used + 4096 > capacity) {
+    if (used + TALLY_CTL_READ_SIZE > capacity) {
       char *grown = realloc(data, capacity * 2);
       if (grown == NULL) break;
       data = grown;

@@ -233,4 +233,40 @@ static_assert(TALLY_CLIENT_DEFAULT_BREAKER_COOLDOWN_MS >= 1 &&
   TALLY_CLIENT_DEFAULT_BREAKER_COOLDOWN_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
 static_assert(TALLY_CLIENT_DEFAULT_BLOCK_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
 
+/* Control thread: longest wait in poll() for the management socket and signals. */
+#define TALLY_CONTROL_POLL_MS 100u
+/* Management socket: connections waiting to be accepted (the listen backlog). */
+#define TALLY_MGMT_BACKLOG 16u
+/* Management socket: answer bytes written per call. */
+#define TALLY_MGMT_WRITE_CHUNK_SIZE 4096u
+/* tallyctl: seconds to send the request and to read the answer (get --quorum asks every node). */
+#define TALLY_CTL_ANSWER_TIMEOUT_S 30u
+/* tallyctl: first size of the answer buffer (doubled as needed), and bytes read per call. */
+#define TALLY_CTL_ANSWER_SIZE_INITIAL 65536u
+#define TALLY_CTL_READ_SIZE 4096u
+/* HTTP: seconds an idle connection may stay open (with TALLY_HTTP_CONNECTIONS_MAX). */
+#define TALLY_HTTP_TIMEOUT_S 5u
+/* Persister: sleeps interrupted (EINTR) and resumed per interval, at most. */
+#define TALLY_PERSISTER_SLEEP_RETRIES_MAX 1000u
+/* tally-produce: an input line "NAME DELTA\n" (a 96-byte name, a 20-character delta, blanks). */
+#define TALLY_PRODUCE_LINE_SIZE_MAX 256u
+/* tally-produce: failed batches listed one per line in the summary; the rest are counted. */
+#define TALLY_PRODUCE_FAILURES_LISTED_MAX 32u
+/* tally-produce: increments between two non-blocking polls (acks read while input flows). */
+#define TALLY_PRODUCE_POLL_EVERY_INCREMENTS 16u
+/* tally-produce: input lines, a bound on the loop far beyond any real use. */
+#define TALLY_PRODUCE_INPUT_LINES_MAX (UINT64_C(1) << 40)
+
+static_assert(TALLY_CONTROL_POLL_MS >= 1 && TALLY_CONTROL_POLL_MS < 1000u * TALLY_MGMT_TIMEOUT_S,
+  "the control thread sees quit and signals well within a client's timeout");
+static_assert(TALLY_CTL_ANSWER_TIMEOUT_S >= TALLY_MGMT_TIMEOUT_S,
+  "tallyctl waits at least as long as the server gives a client");
+static_assert(TALLY_CTL_READ_SIZE <= TALLY_CTL_ANSWER_SIZE_INITIAL, "a read fits the buffer");
+static_assert(TALLY_MGMT_LINE_MAX < TALLY_CTL_ANSWER_SIZE_INITIAL, "buffer sizes are sane");
+static_assert(TALLY_HTTP_TIMEOUT_S >= 1 && TALLY_HTTP_CONNECTIONS_MAX >= 1, "HTTP serves");
+static_assert(TALLY_PERSISTER_SLEEP_RETRIES_MAX >= 1, "the persister sleeps");
+static_assert(TALLY_PRODUCE_LINE_SIZE_MAX >= TALLY_NAME_LEN_MAX + 1u + 20u + 2u,
+  "a line holds the longest name, a blank, a 20-character delta and its end");
+static_assert(TALLY_PRODUCE_POLL_EVERY_INCREMENTS >= 1, "polls happen");
+
 #endif
