@@ -1,8 +1,10 @@
 /*
- * mgmt_line.c — the management request line parser (control thread): the
- * words of a request and its argument, byte by byte with no libc parsing,
- * for a line of any bytes up to TALLY_MGMT_LINE_MAX. mgmt.c dispatches on
- * the result; tests/fuzz/fuzz_mgmt.c checks it against a reference.
+ * mgmt_line.c — the management request line parser (control thread; pure):
+ * a line of any bytes up to TALLY_MGMT_LINE_MAX matched against the command
+ * table's words and argument kinds (mgmt_proto.h), byte by byte with no libc
+ * parsing. control/daemon/mgmt.c dispatches on the result;
+ * tests/fuzz/fuzz_mgmt.c checks it against a reference written the other way
+ * round.
  */
 #include <assert.h>
 #include <stdbool.h>
@@ -10,56 +12,65 @@
 
 #include "mgmt_line.h"
 
-/* "word" alone (empty argument) or "word ARGUMENT". */
-static bool split_command(const char *line, size_t line_len, const char *word,
+struct command_shape {
+  const char *words;
+  enum tally_mgmt_argument argument;
+};
+
+static const struct command_shape shapes[TALLY_MGMT_COMMAND_COUNT] = {
+#define TALLY_MGMT_COMMAND_SHAPE(id, command, words_text, argument_kind, changes, usage, help) \
+  [TALLY_MGMT_##id] = { .words = words_text, .argument = TALLY_MGMT_ARGUMENT_##argument_kind },
+  TALLY_MGMT_FOREACH_COMMAND(TALLY_MGMT_COMMAND_SHAPE)
+#undef TALLY_MGMT_COMMAND_SHAPE
+};
+
+const char *tally_mgmt_command_words(enum tally_mgmt_command_id id)
+{
+  assert((unsigned)id < TALLY_MGMT_COMMAND_COUNT);
+  assert(shapes[id].words != NULL);
+  return shapes[id].words;
+}
+
+/* Whether line is the command's words with an argument it takes; sets the argument. */
+static bool command_fits(const struct command_shape *shape, const char *line, size_t line_len,
   const char **argument, size_t *argument_len)
 {
-  size_t word_len = strlen(word);
-  if (line_len < word_len || memcmp(line, word, word_len) != 0) return false;
-  if (line_len == word_len) {
+  size_t words_len = strlen(shape->words);
+  assert(words_len > 0);
+  if (line_len < words_len || memcmp(line, shape->words, words_len) != 0) return false;
+  if (line_len == words_len) {
     *argument = line + line_len;
     *argument_len = 0;
-    return true;
+    return shape->argument != TALLY_MGMT_ARGUMENT_REQUIRED;
   }
-  if (line[word_len] != ' ') return false;
-  *argument = line + word_len + 1;
-  *argument_len = line_len - word_len - 1;
-  return true;
+  if (line[words_len] != ' ') return false;
+  *argument = line + words_len + 1;
+  *argument_len = line_len - words_len - 1;
+  if (shape->argument == TALLY_MGMT_ARGUMENT_NONE) return false;
+  return shape->argument == TALLY_MGMT_ARGUMENT_OPTIONAL || *argument_len > 0;
 }
 
-static bool is_word(const char *line, size_t line_len, const char *word)
-{
-  size_t word_len = strlen(word);
-  return line_len == word_len && memcmp(line, word, word_len) == 0;
-}
-
-enum tally_mgmt_request tally_mgmt_line_parse(const char *line, size_t line_len,
+enum tally_mgmt_command_id tally_mgmt_line_parse(const char *line, size_t line_len,
   const char **argument, size_t *argument_len)
 {
   assert(line != NULL || line_len == 0);
   assert(argument != NULL && argument_len != NULL);
-  static const struct {
-    const char *word;
-    enum tally_mgmt_request request;
-  } words[] = {
-    { "stats", TALLY_MGMT_STATS }, { "ready", TALLY_MGMT_READY },
-    { "reload", TALLY_MGMT_RELOAD }, { "cluster", TALLY_MGMT_CLUSTER },
-    { "cluster reload", TALLY_MGMT_CLUSTER_RELOAD },
-    { "readonly on", TALLY_MGMT_READONLY_ON }, { "readonly off", TALLY_MGMT_READONLY_OFF },
-    { "drain", TALLY_MGMT_DRAIN }, { "rejoin", TALLY_MGMT_REJOIN },
-  };
-  if (split_command(line, line_len, "get --quorum", argument, argument_len) &&
-      *argument_len > 0) {
-    return TALLY_MGMT_GET_QUORUM;
-  }
-  if (split_command(line, line_len, "get", argument, argument_len) && *argument_len > 0) {
-    return TALLY_MGMT_GET;
-  }
-  if (split_command(line, line_len, "list", argument, argument_len)) return TALLY_MGMT_LIST;
+  enum tally_mgmt_command_id found = TALLY_MGMT_COMMAND_COUNT;
+  size_t found_words_len = 0;
   *argument = line + line_len;
   *argument_len = 0;
-  for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-    if (is_word(line, line_len, words[i].word)) return words[i].request;
+  for (unsigned i = 0; i < TALLY_MGMT_COMMAND_COUNT; i++) {
+    const struct command_shape *shape = &shapes[i];
+    const char *fit_argument = NULL;
+    size_t fit_argument_len = 0;
+    if (!command_fits(shape, line, line_len, &fit_argument, &fit_argument_len)) continue;
+    size_t words_len = strlen(shape->words);
+    if (found != TALLY_MGMT_COMMAND_COUNT && found_words_len >= words_len) continue;
+    found = (enum tally_mgmt_command_id)i;
+    found_words_len = words_len;
+    *argument = fit_argument;
+    *argument_len = fit_argument_len;
   }
-  return TALLY_MGMT_UNKNOWN;
+  assert(*argument + *argument_len == line + line_len);
+  return found;
 }

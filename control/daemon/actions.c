@@ -5,7 +5,11 @@
  * published slots and relaxed statistics, never take a lock the dataplane
  * takes. Reload swaps ingest.key (RCU), the cluster's test-only fault
  * settings (one atomic word) and the cluster membership (cluster_members.c);
- * every other key waits for a restart.
+ * every other key waits for a restart. What differs between one node and a
+ * cluster, or between persistence modes, is the modes' (modes.h).
+ *
+ * Thread: the control thread (tallyctl, SIGHUP); readiness also on the HTTP
+ * thread (/health/ready, /metrics).
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -17,12 +21,12 @@
 #include <urcu/urcu-qsbr.h>
 
 #include "actions.h"
-#include "cluster.h"
+#include "modes.h"
 #include "tally/name.h"
 #include "store_format.h"
 
 /* Node totals are exact in 128 bits: shards are int64 each, at most 16. */
-static void print_int128(struct tally_out *out, __int128 value)
+void tally_action_print_total(struct tally_out *out, __int128 value)
 {
   char digits[48];
   size_t count = 0;
@@ -97,7 +101,7 @@ enum tally_action_result tally_action_get(struct tally_appliance *appliance, con
     tally_out_printf(out, "no counter %.*s\n", (int)name_len, name);
     return TALLY_ACTION_NOT_FOUND;
   }
-  print_int128(out, total);
+  tally_action_print_total(out, total);
   tally_out_printf(out, "\n");
   return TALLY_ACTION_OK;
 }
@@ -105,31 +109,8 @@ enum tally_action_result tally_action_get(struct tally_appliance *appliance, con
 enum tally_action_result tally_action_get_quorum(struct tally_appliance *appliance,
   const char *name, size_t name_len, struct tally_out *out)
 {
-  if (appliance->cluster == NULL) return tally_action_get(appliance, name, name_len, out);
-  if (!tally_name_valid(name, name_len)) {
-    tally_out_printf(out, "invalid counter name\n");
-    return TALLY_ACTION_BAD_REQUEST;
-  }
-  __int128 total = 0;
-  uint32_t answered = 0;
-  uint32_t nodes = 0; /* the running membership's */
-  bool found = false;
-  if (tally_cluster_quorum_read(appliance->cluster, name, (uint32_t)name_len, &total, &answered,
-        &nodes, &found) != 0) {
-    tally_out_printf(out, "quorum read failed: no socket on the replication address\n");
-    return TALLY_ACTION_FAILED;
-  }
-  assert(answered >= 1 && answered <= nodes);
-  if (!found && answered == nodes) {
-    tally_out_printf(out, "no counter %.*s\n", (int)name_len, name);
-    return TALLY_ACTION_NOT_FOUND;
-  }
-  print_int128(out, total);
-  tally_out_printf(out, "\n");
-  if (answered == nodes) return TALLY_ACTION_OK;
-  tally_out_printf(out, "partial: %u of %u nodes answered%s\n", answered, nodes,
-    answered * 2 > nodes ? "" : " (no majority)");
-  return TALLY_ACTION_PARTIAL;
+  assert(appliance->node != NULL);
+  return appliance->node->get_quorum(appliance, name, name_len, out);
 }
 
 /* Whether a shard before `before` already holds the name (listed there). */
@@ -162,16 +143,11 @@ enum tally_action_result tally_action_list(struct tally_appliance *appliance,
       assert(found);
       (void)found;
       tally_out_printf(out, "%.*s ", (int)name_len, entry->name);
-      print_int128(out, total);
+      tally_action_print_total(out, total);
       tally_out_printf(out, "\n");
     }
   }
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
-}
-
-static uint64_t load(const uint64_t *value)
-{
-  return __atomic_load_n(value, __ATOMIC_RELAXED);
 }
 
 bool tally_action_ready(struct tally_appliance *appliance, struct tally_out *out)
@@ -182,16 +158,8 @@ bool tally_action_ready(struct tally_appliance *appliance, struct tally_out *out
       return false;
     }
   }
-  if (appliance->store.mode == TALLY_PERSIST_GROUP_COMMIT) {
-    uint64_t last_ns = load(&appliance->persister_stats.last_commit_mono_ns);
-    uint64_t stall_ns = (uint64_t)appliance->config.commit_interval_ms * 1000000ull *
-      TALLY_COMMIT_STALL_INTERVALS;
-    if (last_ns == 0 || tally_clock_mono_ns() - last_ns > stall_ns) {
-      tally_out_printf(out, "not ready: no store commit for %u intervals\n",
-        TALLY_COMMIT_STALL_INTERVALS);
-      return false;
-    }
-  }
+  assert(appliance->persist != NULL);
+  if (!appliance->persist->ready(appliance, out)) return false;
   tally_out_printf(out, "ready\n");
   return true;
 }
@@ -199,12 +167,8 @@ bool tally_action_ready(struct tally_appliance *appliance, struct tally_out *out
 enum tally_action_result tally_action_cluster(struct tally_appliance *appliance,
   struct tally_out *out)
 {
-  if (appliance->cluster == NULL) {
-    tally_out_printf(out, "single node: no [cluster] section in the config\n");
-    return TALLY_ACTION_OK;
-  }
-  tally_cluster_describe(appliance->cluster, out);
-  return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
+  assert(appliance->node != NULL);
+  return appliance->node->describe(appliance, out);
 }
 
 enum tally_action_result tally_action_readonly(struct tally_appliance *appliance, bool on,
@@ -223,7 +187,7 @@ enum tally_action_result tally_action_drain(struct tally_appliance *appliance,
 {
   __atomic_store_n(&appliance->read_only_forced, true, __ATOMIC_RELAXED);
   appliance->draining = true;
-  uint32_t behind = appliance->cluster == NULL ? 0 : tally_cluster_peers_behind(appliance->cluster);
+  uint32_t behind = appliance->node->peers_behind(appliance);
   tally_out_printf(out, "%s: read-only; %u peer(s) still catching up\n",
     behind == 0 ? "drained" : "draining", behind);
   return behind == 0 ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
@@ -235,16 +199,13 @@ enum tally_action_result tally_action_rejoin(struct tally_appliance *appliance,
   return tally_action_readonly(appliance, false, out);
 }
 
-/* Loads the file for a reload; refuses (counted) a file that does not parse. */
-static bool reload_load(struct tally_appliance *appliance, struct tally_config *fresh,
+bool tally_action_reload_load(struct tally_appliance *appliance, struct tally_config *fresh,
   struct tally_out *out)
 {
   char error[256];
   if (tally_config_load(appliance->config_path, fresh, error, sizeof error) == 0) return true;
   appliance->reload_failures++;
-  if (appliance->cluster != NULL) {
-    __atomic_fetch_add(&appliance->cluster->membership_refused, 1, __ATOMIC_RELAXED);
-  }
+  appliance->node->reload_refused(appliance);
   tally_out_printf(out, "reload refused: %s\n", error);
   return false;
 }
@@ -252,18 +213,8 @@ static bool reload_load(struct tally_appliance *appliance, struct tally_config *
 enum tally_action_result tally_action_cluster_reload(struct tally_appliance *appliance,
   struct tally_out *out)
 {
-  if (appliance->cluster == NULL) {
-    tally_out_printf(out, "single node: no [cluster] section was there at start\n");
-    return TALLY_ACTION_BAD_REQUEST;
-  }
-  static struct tally_config fresh; /* control thread only; large */
-  if (!reload_load(appliance, &fresh, out)) return TALLY_ACTION_FAILED;
-  if (tally_cluster_members_reload(appliance->cluster, &fresh.cluster, out) < 0) {
-    appliance->reload_failures++;
-    return TALLY_ACTION_FAILED;
-  }
-  appliance->reloads++;
-  return TALLY_ACTION_OK;
+  assert(appliance->node != NULL);
+  return appliance->node->cluster_reload(appliance, out);
 }
 
 enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
@@ -271,12 +222,11 @@ enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
 {
   static struct tally_config fresh; /* control thread only; large */
   char error[384];
-  if (!reload_load(appliance, &fresh, out)) return TALLY_ACTION_FAILED;
+  if (!tally_action_reload_load(appliance, &fresh, out)) return TALLY_ACTION_FAILED;
   /* A membership change that cannot be applied refuses the whole reload, before any key. */
-  if (appliance->cluster != NULL &&
-      tally_cluster_members_check(appliance->cluster, &fresh.cluster, error, sizeof error) != 0) {
+  if (appliance->node->reload_check(appliance, &fresh, error, sizeof error) != 0) {
     appliance->reload_failures++;
-    __atomic_fetch_add(&appliance->cluster->membership_refused, 1, __ATOMIC_RELAXED);
+    appliance->node->reload_refused(appliance);
     tally_out_printf(out, "reload refused: %s\n", error);
     return TALLY_ACTION_FAILED;
   }
@@ -296,17 +246,8 @@ enum tally_action_result tally_action_reload(struct tally_appliance *appliance,
   free(old);
   appliance->reloads++;
   tally_out_printf(out, "reloaded: ingest.key (generation %" PRIu64 ")\n", next->generation);
-  /* Test-only fault injection (cluster.fault_*): reported only when it changes. */
-  const struct tally_cluster_config *cluster = &fresh.cluster;
-  if (appliance->cluster != NULL && tally_cluster_fault_reload(appliance->cluster, cluster)) {
-    bool on = cluster->fault_delay_ms != 0 || cluster->fault_jitter_ms != 0 ||
-      cluster->fault_loss_permille != 0;
-    tally_out_printf(out, "reloaded: cluster.fault_delay_ms=%u fault_jitter_ms=%u "
-      "fault_loss_permille=%u (%s)\n", cluster->fault_delay_ms, cluster->fault_jitter_ms,
-      cluster->fault_loss_permille, on ? "FAULT INJECTION ON: test only" : "off");
-  }
-  if (appliance->cluster != NULL &&
-      tally_cluster_members_reload(appliance->cluster, cluster, out) < 0) {
+  /* The mode's reloadable keys: cluster.fault_* and the membership (mode_cluster.c). */
+  if (appliance->node->reload_apply(appliance, &fresh, out) < 0) {
     appliance->reload_failures++;
     return TALLY_ACTION_FAILED; /* ingest.key applied; the membership unchanged (said above) */
   }

@@ -75,4 +75,14 @@ enum tally_action_result tally_action_cluster_reload(struct tally_appliance *app
 /* Readiness: every lcore polling and the persister keeping up; why not, if not. */
 bool tally_action_ready(struct tally_appliance *appliance, struct tally_out *out);
 
+/*
+ * For the modes' implementations (control/daemon/mode_*.c). Loads the config
+ * file for a reload into fresh; on failure counts it (node->reload_refused
+ * too), says why in out and returns false.
+ */
+bool tally_action_reload_load(struct tally_appliance *appliance, struct tally_config *fresh,
+  struct tally_out *out);
+/* A node total (exact in 128 bits), without a newline. */
+void tally_action_print_total(struct tally_out *out, __int128 value);
+
 #endif

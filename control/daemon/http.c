@@ -3,6 +3,9 @@
  * The daemon runs its own polling thread with a connection limit and a
  * timeout, so a slow scraper cannot stall the control thread (bulkhead).
  * Bodies come from the same actions tallyctl uses.
+ *
+ * Thread: start and stop on the main thread (start-up, shutdown); requests on
+ * libmicrohttpd's own polling thread (the HTTP thread).
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -15,8 +18,6 @@
 
 #include "actions.h"
 #include "http.h"
-
-#define HTTP_TIMEOUT_S 5u
 
 static enum MHD_Result respond(struct MHD_Connection *connection, unsigned status,
   struct tally_out *out, const char *content_type)
@@ -88,7 +89,7 @@ struct MHD_Daemon *tally_http_start(struct tally_appliance *appliance, char *err
     MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, appliance->config.http_port, NULL,
     NULL, handle_request, appliance, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
     MHD_OPTION_CONNECTION_LIMIT, (unsigned)TALLY_HTTP_CONNECTIONS_MAX,
-    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_END);
+    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TALLY_HTTP_TIMEOUT_S, MHD_OPTION_END);
   if (daemon == NULL) {
     char text[INET_ADDRSTRLEN] = "?";
     inet_ntop(AF_INET, &address.sin_addr, text, sizeof text);

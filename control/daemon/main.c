@@ -2,7 +2,11 @@
  * main.c — tallyd: loads and checks the config (nothing is created before
  * it is valid), starts DPDK's EAL, opens and recovers the persistent store,
  * starts the ports, launches one polling lcore per shard, then runs the
- * control thread on the main lcore: management socket, HTTP, signals.
+ * control thread on the main lcore: management socket, HTTP, signals. The
+ * two modes (node, persistence) are picked here once (modes.h).
+ *
+ * Thread: start-up before the lcores, then the control thread (the main
+ * lcore) until shutdown, which it also runs.
  */
 #include <assert.h>
 #include <errno.h>
@@ -24,15 +28,12 @@
 #include <urcu/urcu-qsbr.h>
 
 #include "actions.h"
-#include "cluster.h"
 #include "http.h"
 #include "mgmt.h"
+#include "modes.h"
 #include "persister.h"
 
-#define CONTROL_POLL_MS 100
-
 static struct tally_appliance appliance;
-static struct tally_cluster cluster;
 
 static void die(const char *message)
 {
@@ -100,16 +101,16 @@ static void open_store(void)
   char error[512];
   /* A cluster node has one more shard: the compensation shard (cluster thread). */
   struct tally_store_geometry geometry = {
-    .shard_count = appliance.lcore_count + (appliance.config.cluster.enabled ? 1u : 0u),
+    .shard_count = appliance.lcore_count + appliance.node->shards_extra,
     .counters_max = appliance.config.counters_max,
     .producers_max = appliance.config.producers_max,
-    .replica_count = appliance.config.cluster.enabled ? TALLY_REPLICA_REGIONS_MAX : 0,
+    .replica_count = appliance.node->replica_regions,
   };
   if (tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
         appliance.config.persist_mode, error, sizeof error) != 0) {
-    if (!appliance.store.corrupt || !appliance.config.cluster.enabled) die(error);
+    if (!appliance.store.corrupt || !appliance.node->restores_damaged_store) die(error);
     /* A cluster node's data lives on its peers too: keep the damaged file for
-     * inspection, start on a new store and restore from them (open_cluster). */
+     * inspection, start on a new store and restore from them (node->open). */
     char aside[TALLY_PATH_MAX + 64];
     snprintf(aside, sizeof aside, "%s.corrupt-%llu", appliance.config.store_path,
       (unsigned long long)(tally_clock_unix_ns() / 1000000000ull));
@@ -121,13 +122,14 @@ static void open_store(void)
       die(error);
     }
   }
+  appliance.persist = tally_persist_ops_of(appliance.store.mode);
   const struct tally_store_recovery *recovery = &appliance.store.recovery;
   const char *state = recovery->created ? "created new" :
     recovery->was_clean ? "opened after a clean shutdown" : "opened after an unclean shutdown";
   fprintf(stderr, "tallyd: store %s: %s, %u shards, %s granularity, %s mode, "
     "recovered in %.3f ms\n", appliance.config.store_path, state,
     geometry.shard_count, appliance.store.granularity_name,
-    appliance.store.mode == TALLY_PERSIST_PER_BURST ? "per-burst" : "group-commit",
+    appliance.persist->title,
     (double)recovery->recovery_ns / 1e6);
   for (uint32_t i = 0; i < geometry.shard_count; i++) {
     const struct tally_shard_recovery *shard = &recovery->shards[i];
@@ -180,7 +182,7 @@ static void make_lcores(void)
     lcore->port_count = appliance.ports.count;
     memcpy(lcore->ports, appliance.ports.ids, sizeof lcore->ports);
     lcore->shard = &appliance.store.shards[index];
-    lcore->per_burst_persist = appliance.store.mode == TALLY_PERSIST_PER_BURST;
+    lcore->persist = appliance.persist->lcore;
     lcore->config = &appliance.dp_config;
     lcore->quit = &appliance.quit;
     lcore->read_only_forced = &appliance.read_only_forced;
@@ -195,37 +197,6 @@ static void make_lcores(void)
       appliance.lcores[destination].rings_in[source] = ring;
     }
   }
-}
-
-/*
- * Cluster: replication socket, snapshot, and — when this node's store is new
- * or damaged — its own contribution restored from the peers before any lcore
- * counts (so /health/ready stays false until then).
- */
-static void open_cluster(void)
-{
-  if (!appliance.config.cluster.enabled) return;
-  bool damaged = appliance.store.recovery.created;
-  for (uint32_t i = 0; i < appliance.store.geometry.shard_count; i++) {
-    damaged = damaged || appliance.store.recovery.shards[i].slots_quarantined > 0;
-  }
-  char error[512];
-  if (tally_cluster_open(&cluster, &appliance, damaged, error, sizeof error) != 0) die(error);
-  appliance.cluster = &cluster;
-  for (uint32_t i = 0; i < appliance.lcore_count; i++) {
-    appliance.lcores[i].read_only = &cluster.read_only;
-    /* Always (W may change at runtime): with W = 1 the cluster thread passes applied_seq on. */
-    appliance.lcores[i].wait_quorum = true;
-  }
-  /*
-   * Cross-node dedup: a batch a peer (or a retired node) already applied is
-   * answered DUPLICATE. The lcores are not running yet: written in place.
-   */
-  tally_cluster_members_dp(&appliance.store, appliance.dp_config);
-  if (tally_cluster_start(&cluster) != 0) die("cannot start the cluster thread");
-  fprintf(stderr, "tallyd: cluster: node %u of %u, write quorum %u\n",
-    appliance.config.cluster.node_id, appliance.config.cluster.node_count,
-    appliance.config.cluster.write_quorum);
 }
 
 static void launch_lcores(void)
@@ -278,7 +249,7 @@ static void control_loop(int mgmt_fd, int signal_fd)
       { .fd = mgmt_fd, .events = POLLIN },
       { .fd = signal_fd, .events = POLLIN },
     };
-    int ready = poll(fds, 2, CONTROL_POLL_MS);
+    int ready = poll(fds, 2, (int)TALLY_CONTROL_POLL_MS);
     if (ready < 0 && errno != EINTR) die("poll failed");
     if (ready <= 0) continue;
     if (fds[1].revents & POLLIN) handle_signal(signal_fd);
@@ -290,7 +261,7 @@ static void shut_down(struct MHD_Daemon *http, int mgmt_fd)
 {
   appliance.quit = true;
   rte_eal_mp_wait_lcore();
-  if (appliance.cluster != NULL) tally_cluster_stop(appliance.cluster);
+  appliance.node->stop(&appliance);
   tally_persister_stop(&appliance);
   tally_http_stop(http);
   tally_mgmt_close(mgmt_fd, appliance.config.socket_path);
@@ -314,6 +285,8 @@ int main(int argc, char **argv)
     printf("%s: configuration valid\n", appliance.config_path);
     return 0;
   }
+  /* The node mode, once: everything that differs between one node and a cluster. */
+  appliance.node = appliance.config.cluster.enabled ? &tally_node_cluster : &tally_node_single;
   if (sodium_init() < 0) die("libsodium initialisation failed");
   int signal_fd = make_signal_fd();
   appliance.started_mono_ns = tally_clock_mono_ns();
@@ -326,7 +299,7 @@ int main(int argc, char **argv)
   appliance.dp_config = make_dp_config();
   make_lcores();
   if (tally_persister_start(&appliance) != 0) die("cannot start the persister thread");
-  open_cluster();
+  appliance.node->open(&appliance);
   int mgmt_fd = tally_mgmt_listen(appliance.config.socket_path, error, sizeof error);
   if (mgmt_fd < 0) die(error);
   struct MHD_Daemon *http = NULL;

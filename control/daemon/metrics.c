@@ -3,6 +3,9 @@
  * Prometheus text on /metrics. Both come from the same X-macros (lcore
  * statistics in lcore.h, rejection reasons in reasons.h), so the names in
  * the two views and in docs/operations.md are the same names.
+ *
+ * Thread: `tallyctl stats` on the control thread, /metrics on the HTTP thread;
+ * both only load relaxed figures.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -13,7 +16,7 @@
 #include <rte_ethdev.h>
 
 #include "actions.h"
-#include "cluster.h"
+#include "modes.h"
 
 static uint64_t load(const uint64_t *value)
 {
@@ -124,8 +127,7 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   tally_out_printf(out, "counters_in_use %" PRIu64 "\n", counters_in_use(appliance));
   tally_out_printf(out, "counters_capacity %" PRIu64 "\n",
     (uint64_t)appliance->config.counters_max * appliance->lcore_count);
-  tally_out_printf(out, "store_persist_mode %s\n",
-    appliance->store.mode == TALLY_PERSIST_PER_BURST ? "per_burst" : "group_commit");
+  tally_out_printf(out, "store_persist_mode %s\n", appliance->persist->name);
   tally_out_printf(out, "store_granularity %s\n", appliance->store.granularity_name);
   tally_out_printf(out, "store_commits %" PRIu64 "\n", load(&appliance->persister_stats.commits));
   tally_out_printf(out, "store_persist_lag_ns %" PRIu64 "\n", persist_lag_ns(appliance));
@@ -194,7 +196,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   port_stats(appliance, out, true);
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
-  if (appliance->cluster != NULL) tally_cluster_metrics(appliance->cluster, out);
+  appliance->node->metrics(appliance, out);
   struct tally_out scratch;
   tally_out_init_memory(&scratch);
   bool ready = tally_action_ready(appliance, &scratch);

@@ -2,7 +2,10 @@
  * mgmt.c — the management socket server: one short request per connection,
  * served on the control thread with send and receive timeouts, so a stuck
  * client costs at most TALLY_MGMT_TIMEOUT_S and never touches the dataplane.
- * The request line is parsed by control/common/mgmt_line.c.
+ * Commands are served from one table (control/common/mgmt_proto.h); the
+ * request line is matched against it by control/common/mgmt_line.c.
+ *
+ * Thread: the control thread.
  */
 #include <assert.h>
 #include <errno.h>
@@ -41,7 +44,7 @@ int tally_mgmt_listen(const char *path, char *error, size_t error_size)
   if (lstat(path, &status) == 0 && S_ISSOCK(status.st_mode)) unlink(path); /* stale */
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
-      chmod(path, 0660) != 0 || listen(fd, 16) != 0) {
+      chmod(path, 0660) != 0 || listen(fd, (int)TALLY_MGMT_BACKLOG) != 0) {
     snprintf(error, error_size, "control.socket: cannot listen on %s: %s", path,
       strerror(errno));
     if (fd >= 0) close(fd);
@@ -50,36 +53,119 @@ int tally_mgmt_listen(const char *path, char *error, size_t error_size)
   return fd;
 }
 
+/* ---- The command table (control/common/mgmt_proto.h) ---------------------------- */
+
+typedef enum tally_action_result (*mgmt_handler)(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body);
+
+struct mgmt_command {
+  const char *words;
+  enum tally_mgmt_argument argument;
+  bool writes;             /* changes the node's state */
+  const char *synopsis;
+  mgmt_handler handler;
+};
+
+static void unknown_request(struct tally_out *body);
+
+static enum tally_action_result mgmt_command_get(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  return tally_action_get(appliance, argument, argument_len, body);
+}
+
+static enum tally_action_result mgmt_command_get_quorum(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  return tally_action_get_quorum(appliance, argument, argument_len, body);
+}
+
+static enum tally_action_result mgmt_command_list(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  if (argument_len > TALLY_NAME_LEN_MAX) {
+    tally_out_printf(body, "prefix longer than %u bytes\n", TALLY_NAME_LEN_MAX);
+    return TALLY_ACTION_BAD_REQUEST;
+  }
+  return tally_action_list(appliance, argument, argument_len, body);
+}
+
+/* A command without an argument, served by the action of the same name. */
+#define MGMT_COMMAND_PLAIN(name)                                                              \
+  static enum tally_action_result mgmt_command_##name(struct tally_appliance *appliance,      \
+    const char *argument, size_t argument_len, struct tally_out *body)                        \
+  {                                                                                           \
+    assert(argument_len == 0);                                                                \
+    (void)argument;                                                                           \
+    return tally_action_##name(appliance, body);                                              \
+  }
+MGMT_COMMAND_PLAIN(stats)
+MGMT_COMMAND_PLAIN(reload)
+MGMT_COMMAND_PLAIN(cluster)
+MGMT_COMMAND_PLAIN(cluster_reload)
+MGMT_COMMAND_PLAIN(drain)
+MGMT_COMMAND_PLAIN(rejoin)
+#undef MGMT_COMMAND_PLAIN
+
+static enum tally_action_result mgmt_command_ready(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  assert(argument_len == 0);
+  (void)argument;
+  return tally_action_ready(appliance, body) ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
+}
+
+/* "on" or "off"; anything else is an unknown request, as an unknown command is. */
+static enum tally_action_result mgmt_command_readonly(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  assert(argument_len > 0);
+  if (argument_len == strlen("on") && memcmp(argument, "on", argument_len) == 0) {
+    return tally_action_readonly(appliance, true, body);
+  }
+  if (argument_len == strlen("off") && memcmp(argument, "off", argument_len) == 0) {
+    return tally_action_readonly(appliance, false, body);
+  }
+  unknown_request(body);
+  return TALLY_ACTION_BAD_REQUEST;
+}
+
+static const struct mgmt_command commands[TALLY_MGMT_COMMAND_COUNT] = {
+#define TALLY_MGMT_COMMAND_ENTRY(id, command, words_text, argument_kind, changes, usage, help) \
+  [TALLY_MGMT_##id] = {                                                                      \
+    .words = words_text,                                                                     \
+    .argument = TALLY_MGMT_ARGUMENT_##argument_kind,                                         \
+    .writes = changes,                                                                       \
+    .synopsis = usage,                                                                       \
+    .handler = mgmt_command_##command,                                                       \
+  },
+  TALLY_MGMT_FOREACH_COMMAND(TALLY_MGMT_COMMAND_ENTRY)
+#undef TALLY_MGMT_COMMAND_ENTRY
+};
+
+static void unknown_request(struct tally_out *body)
+{
+  tally_out_printf(body, "unknown request (");
+  for (uint32_t i = 0; i < TALLY_MGMT_COMMAND_COUNT; i++) {
+    tally_out_printf(body, "%s%s", i == 0 ? "" : " | ", commands[i].synopsis);
+  }
+  tally_out_printf(body, ")\n");
+}
+
 static enum tally_action_result dispatch(struct tally_appliance *appliance, const char *line,
   size_t line_len, struct tally_out *body)
 {
   const char *argument = NULL;
   size_t argument_len = 0;
-  switch (tally_mgmt_line_parse(line, line_len, &argument, &argument_len)) {
-  case TALLY_MGMT_GET_QUORUM:
-    return tally_action_get_quorum(appliance, argument, argument_len, body);
-  case TALLY_MGMT_GET: return tally_action_get(appliance, argument, argument_len, body);
-  case TALLY_MGMT_LIST:
-    if (argument_len > TALLY_NAME_LEN_MAX) {
-      tally_out_printf(body, "prefix longer than %u bytes\n", TALLY_NAME_LEN_MAX);
-      return TALLY_ACTION_BAD_REQUEST;
-    }
-    return tally_action_list(appliance, argument, argument_len, body);
-  case TALLY_MGMT_STATS: return tally_action_stats(appliance, body);
-  case TALLY_MGMT_READY:
-    return tally_action_ready(appliance, body) ? TALLY_ACTION_OK : TALLY_ACTION_NOT_READY;
-  case TALLY_MGMT_RELOAD: return tally_action_reload(appliance, body);
-  case TALLY_MGMT_CLUSTER: return tally_action_cluster(appliance, body);
-  case TALLY_MGMT_CLUSTER_RELOAD: return tally_action_cluster_reload(appliance, body);
-  case TALLY_MGMT_READONLY_ON: return tally_action_readonly(appliance, true, body);
-  case TALLY_MGMT_READONLY_OFF: return tally_action_readonly(appliance, false, body);
-  case TALLY_MGMT_DRAIN: return tally_action_drain(appliance, body);
-  case TALLY_MGMT_REJOIN: return tally_action_rejoin(appliance, body);
-  case TALLY_MGMT_UNKNOWN: break;
+  enum tally_mgmt_command_id id = tally_mgmt_line_parse(line, line_len, &argument, &argument_len);
+  if (id == TALLY_MGMT_COMMAND_COUNT) {
+    unknown_request(body);
+    return TALLY_ACTION_BAD_REQUEST;
   }
-  tally_out_printf(body, "unknown request (get [--quorum] NAME | list [PREFIX] | stats | ready | reload | cluster [reload] | "
-    "readonly on|off | drain | rejoin)\n");
-  return TALLY_ACTION_BAD_REQUEST;
+  const struct mgmt_command *command = &commands[id];
+  assert(command->handler != NULL);
+  assert(argument != NULL && argument + argument_len == line + line_len);
+  return command->handler(appliance, argument, argument_len, body);
 }
 
 void tally_mgmt_handle(struct tally_appliance *appliance, const char *line, size_t line_len,
@@ -101,8 +187,10 @@ void tally_mgmt_handle(struct tally_appliance *appliance, const char *line, size
     tally_out_printf(&out, "%d\nanswer too large or out of memory\n", TALLY_ACTION_FAILED);
   } else {
     tally_out_printf(&out, "%d\n", (int)result);
-    for (size_t done = 0; done < length && !out.failed; done += 4096) {
-      size_t chunk = length - done < 4096 ? length - done : 4096;
+    static_assert(TALLY_MGMT_WRITE_CHUNK_SIZE <= TALLY_OUT_CHUNK_SIZE, "a chunk fits the buffer");
+    for (size_t done = 0; done < length && !out.failed; done += TALLY_MGMT_WRITE_CHUNK_SIZE) {
+      size_t chunk = length - done < TALLY_MGMT_WRITE_CHUNK_SIZE ? length - done :
+        TALLY_MGMT_WRITE_CHUNK_SIZE;
       tally_out_printf(&out, "%.*s", (int)chunk, text + done);
     }
   }

@@ -2,12 +2,16 @@
  * persister.c — group commit. Order matters and is asserted: the applied
  * sequence of every lcore is read (acquire) *before* the persist, so the
  * persist covers every batch counted in it; only then is durable_seq
- * published (release) for the lcore to release the matching acks.
+ * published (release) for the lcore to release the matching acks. What
+ * the persist is depends on the persistence mode (mode_persist.c).
+ *
+ * Thread: the persister (start and stop: start-up and shutdown, main thread).
  */
 #include <assert.h>
 #include <errno.h>
 #include <time.h>
 
+#include "modes.h"
 #include "persister.h"
 
 static void stat_store(uint64_t *stat, uint64_t value)
@@ -19,12 +23,13 @@ void tally_persister_commit(struct tally_appliance *appliance)
 {
   assert(appliance->lcore_count >= 1);
   assert(appliance->lcore_count <= TALLY_LCORES_MAX);
+  assert(appliance->persist != NULL);
   uint64_t applied[TALLY_LCORES_MAX];
   for (uint32_t i = 0; i < appliance->lcore_count; i++) {
     applied[i] = __atomic_load_n(&appliance->lcores[i].stats.applied_seq, __ATOMIC_ACQUIRE);
   }
   uint64_t start_ns = tally_clock_mono_ns();
-  if (appliance->store.mode == TALLY_PERSIST_GROUP_COMMIT) tally_store_persist(&appliance->store);
+  appliance->persist->persist(&appliance->store); /* group commit: msync; per burst: nothing */
   uint64_t end_ns = tally_clock_mono_ns();
   for (uint32_t i = 0; i < appliance->lcore_count; i++) {
     assert(applied[i] >= appliance->lcores[i].durable_seq);
@@ -46,7 +51,7 @@ static void sleep_until(uint64_t deadline_mono_ns)
     .tv_nsec = (long)(deadline_mono_ns % 1000000000ull),
   };
   /* Bounded: EINTR retries at most a few times per interval in practice. */
-  for (int attempt = 0; attempt < 1000; attempt++) {
+  for (uint32_t attempt = 0; attempt < TALLY_PERSISTER_SLEEP_RETRIES_MAX; attempt++) {
     if (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) != EINTR) return;
   }
 }

@@ -8,6 +8,8 @@
  * (inflight_max slots of one datagram each). When the window is full, add
  * and flush wait up to block_ms for a batch to end, polling meanwhile, and
  * then refuse with EBUSY without accepting anything.
+ *
+ * Thread: the producer's (the one thread that drives a client, client.h).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -42,14 +44,6 @@ static uint64_t default_random_u64(void *context)
   return value;
 }
 
-uint64_t client_now_ms(struct tally_client *client)
-{
-  assert(client->config.now_ms != NULL);
-  uint64_t now_ms = client->config.now_ms(client->config.ops_context);
-  assert(now_ms < UINT64_MAX / 2); /* room for now + any duration */
-  return now_ms;
-}
-
 /* ---- Config --------------------------------------------------------------------------- */
 
 void tally_client_config_default(struct tally_client_config *config)
@@ -58,21 +52,20 @@ void tally_client_config_default(struct tally_client_config *config)
   *config = (struct tally_client_config){
     .first_seq = 1,
     .inflight_max = TALLY_DEDUP_WINDOW,
-    .ack_timeout_ms = 200,
-    .attempts_max = 8,
-    .batch_timeout_ms = 10000,
-    .backoff_base_ms = 10,
-    .backoff_cap_ms = 1000,
-    .breaker_failures = 5,
-    .breaker_cooldown_ms = 1000,
-    .block_ms = 1000,
+    .ack_timeout_ms = TALLY_CLIENT_DEFAULT_ACK_TIMEOUT_MS,
+    .attempts_max = TALLY_CLIENT_DEFAULT_ATTEMPTS,
+    .batch_timeout_ms = TALLY_CLIENT_DEFAULT_BATCH_TIMEOUT_MS,
+    .backoff_base_ms = TALLY_CLIENT_DEFAULT_BACKOFF_BASE_MS,
+    .backoff_cap_ms = TALLY_CLIENT_DEFAULT_BACKOFF_CAP_MS,
+    .breaker_failures = TALLY_CLIENT_DEFAULT_BREAKER_FAILURES,
+    .breaker_cooldown_ms = TALLY_CLIENT_DEFAULT_BREAKER_COOLDOWN_MS,
+    .block_ms = TALLY_CLIENT_DEFAULT_BLOCK_MS,
   };
   assert(config->inflight_max <= TALLY_DEDUP_WINDOW);
 }
 
 static bool duration_valid(uint32_t value_ms, uint32_t min_ms)
 {
-  static_assert(TALLY_CLIENT_DURATION_MS_MAX < UINT32_MAX / 2, "deadlines add two durations");
   assert(min_ms <= TALLY_CLIENT_DURATION_MS_MAX);
   return value_ms >= min_ms && value_ms <= TALLY_CLIENT_DURATION_MS_MAX;
 }

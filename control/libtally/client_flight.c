@@ -11,6 +11,8 @@
  * STALE to a batch this client still waits for. Everything is bounded by the
  * ring: each poll reads at most TALLY_CLIENT_RECV_BURST_MAX datagrams and
  * visits every slot once.
+ *
+ * Thread: the producer's (the one thread that drives a client, client.h).
  */
 #include <assert.h>
 #include <errno.h>

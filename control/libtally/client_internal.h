@@ -8,6 +8,7 @@
 #ifndef TALLY_CLIENT_INTERNAL_H
 #define TALLY_CLIENT_INTERNAL_H
 
+#include <assert.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -86,7 +87,17 @@ struct tally_client {
 /* Encoded size of a batch with no pairs (header + MAC). */
 #define CLIENT_BATCH_EMPTY_SIZE (TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE)
 
-uint64_t client_now_ms(struct tally_client *client);
+/*
+ * The client's clock (config.now_ms). Inline here, beside the state, so that
+ * client.c and client_flight.c both read it without calling each other.
+ */
+static inline uint64_t client_now_ms(struct tally_client *client)
+{
+  assert(client->config.now_ms != NULL);
+  uint64_t now_ms = client->config.now_ms(client->config.ops_context);
+  assert(now_ms < UINT64_MAX / 2); /* room for now + any duration */
+  return now_ms;
+}
 /* Is there a slot (and room in the seq window) for one more sealed batch? */
 bool client_has_room(const struct tally_client *client);
 /* Seals open (producer and seq = next_seq set) into a slot and sends its first attempt. */

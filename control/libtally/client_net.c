@@ -2,7 +2,9 @@
  * client_net.c — libtally's UDP plumbing: resolving "host:port" node
  * strings to IPv4 addresses (once, in tally_client_new), one non-blocking
  * socket, and send / receive / wait wrappers that turn every operating
- * error into a value the engine (control/libtally/client.c) decides about.
+ * error into a value the engine (client.c, client_flight.c) decides about.
+ *
+ * Thread: the producer's (the one thread that drives a client, client.h).
  */
 #include <arpa/inet.h>
 #include <assert.h>

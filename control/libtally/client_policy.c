@@ -2,7 +2,7 @@
  * client_policy.c — libtally's classification of results (which are
  * success, which are retryable) and their names, pure. The circuit breaker
  * and backoff libtally applies per node are control/common/breaker.c.
- * Runs on the caller's thread.
+ * Thread: the producer's (the one thread that drives a client, client.h).
  */
 #include <assert.h>
 #include <stdbool.h>

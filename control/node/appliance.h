@@ -28,6 +28,8 @@ struct tally_persister_stats {
 };
 
 struct tally_cluster;
+struct tally_node_ops;
+struct tally_persist_ops;
 
 struct tally_appliance {
   char config_path[TALLY_PATH_MAX];
@@ -47,7 +49,10 @@ struct tally_appliance {
   uint64_t reload_failures;
   uint64_t mgmt_requests;
   uint64_t mgmt_errors;
-  struct tally_cluster *cluster;        /* NULL for a single node */
+  /* The modes (control/daemon/modes.h): set once at start-up, then read-only. */
+  const struct tally_node_ops *node;        /* single node or cluster */
+  const struct tally_persist_ops *persist;  /* group commit or per burst */
+  struct tally_cluster *cluster;        /* the cluster mode's state; NULL for a single node */
   volatile bool read_only_forced;       /* operator: tallyctl readonly on / drain */
   bool draining;                        /* operator: tallyctl drain (until rejoin) */
 };

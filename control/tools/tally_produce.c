@@ -7,6 +7,8 @@
  *
  * Exit status: 0 every batch acked; 1 some batch failed (or an increment could
  * not be sent); 2 all sent batches acked but some input was rejected; 64 usage.
+ *
+ * Thread: its own process, one thread (the one that drives the client).
  */
 #include <assert.h>
 #include <errno.h>
@@ -23,14 +25,8 @@
 #define EXIT_FAILED 1
 #define EXIT_REJECTED 2
 #define EXIT_USAGE 64
-/* "NAME DELTA\n": a 96-byte name, a 20-character delta and some blanks. */
-#define LINE_SIZE_MAX 256u
-/* Failed batches listed one per line in the summary; the rest are counted. */
-#define FAILURES_LISTED_MAX 32u
-/* Increments between two non-blocking polls (acks are read while input flows). */
-#define POLL_EVERY 16u
-/* Input lines: a bound on the loop, far beyond any real use. */
-#define INPUT_LINES_MAX (UINT64_C(1) << 40)
+/* Its bounds (line size, failures listed, poll cadence, input lines): TALLY_PRODUCE_* in
+ * include/tally/limits.h. */
 
 struct failure {
   uint64_t seq;
@@ -46,7 +42,7 @@ struct outcome {
   uint64_t duplicate_first; /* DUPLICATE on the first attempt: seq reused? */
   uint64_t failed;
   uint32_t listed;
-  struct failure failures[FAILURES_LISTED_MAX];
+  struct failure failures[TALLY_PRODUCE_FAILURES_LISTED_MAX];
 };
 
 struct options {
@@ -242,7 +238,7 @@ static void on_done(void *context, const struct tally_client_completion *complet
     return;
   }
   outcome->failed++;
-  if (outcome->listed == FAILURES_LISTED_MAX) return;
+  if (outcome->listed == TALLY_PRODUCE_FAILURES_LISTED_MAX) return;
   outcome->failures[outcome->listed++] = (struct failure){ .seq = completion->seq,
     .status = completion->status, .attempts = completion->attempts,
     .pairs = completion->pair_count, .uncertain = completion->uncertain };
@@ -281,7 +277,9 @@ static void produce(struct tally_client *client, const struct options *options,
       fprintf(stderr, "tally-produce: flush: %s\n", tally_client_status_name(status));
     }
   }
-  if (input->increments % POLL_EVERY == 0) (void)tally_client_poll(client, 0);
+  if (input->increments % TALLY_PRODUCE_POLL_EVERY_INCREMENTS == 0) {
+    (void)tally_client_poll(client, 0);
+  }
 }
 
 /* NAME:DELTA arguments (the name cannot hold ':', so split at the last one). */
@@ -322,14 +320,15 @@ static void produce_stdin(struct tally_client *client, const struct options *opt
 {
   assert(client != NULL);
   assert(input != NULL);
-  char line[LINE_SIZE_MAX];
+  char line[TALLY_PRODUCE_LINE_SIZE_MAX];
   char where[48];
-  for (uint64_t number = 1; number <= INPUT_LINES_MAX; number++) {
+  for (uint64_t number = 1; number <= TALLY_PRODUCE_INPUT_LINES_MAX; number++) {
     if (fgets(line, sizeof line, stdin) == NULL) break;
     snprintf(where, sizeof where, "line %" PRIu64, number);
     size_t length = strlen(line);
     if (length == sizeof line - 1u && line[length - 1u] != '\n' && !feof(stdin)) {
-      fprintf(stderr, "tally-produce: %s: longer than %u bytes\n", where, LINE_SIZE_MAX - 1u);
+      fprintf(stderr, "tally-produce: %s: longer than %u bytes\n", where,
+        TALLY_PRODUCE_LINE_SIZE_MAX - 1u);
       input->rejected++;
       int c = 0;
       /* Bounded by the input: skip to the end of the long line. */

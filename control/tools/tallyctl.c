@@ -5,7 +5,10 @@
  *
  * Exit status: 0 ok, 1 counter not found / not ready, 2 partial (get
  * --quorum: the value is printed, but not every node answered), 3 error (bad
- * request, failure, no answer, cut-off answer), 64 usage.
+ * request, failure, no answer, cut-off answer), 64 usage. Its usage comes
+ * from the command table (mgmt_proto.h).
+ *
+ * Thread: its own process, one thread.
  */
 #include <assert.h>
 #include <errno.h>
@@ -20,36 +23,47 @@
 #include "config.h"
 
 #define DEFAULT_SOCKET "/run/tally/tally.sock"
-#define ANSWER_TIMEOUT_S 30
 #define EXIT_NOT_FOUND 1
 #define EXIT_PARTIAL 2
 #define EXIT_ERROR 3
 #define EXIT_USAGE 64
 
+/* The commands' usage, from their one declaration (control/common/mgmt_proto.h). */
+static const struct {
+  const char *synopsis;
+  const char *help;
+} commands[TALLY_MGMT_COMMAND_COUNT] = {
+#define TALLY_MGMT_COMMAND_USAGE(id, handler, words, argument, writes, usage, text) \
+  [TALLY_MGMT_##id] = { .synopsis = usage, .help = text },
+  TALLY_MGMT_FOREACH_COMMAND(TALLY_MGMT_COMMAND_USAGE)
+#undef TALLY_MGMT_COMMAND_USAGE
+};
+
+/* "  synopsis  help", the help's further lines indented to the same column. */
+static void usage_command(FILE *stream, const char *synopsis, const char *help)
+{
+  int column = fprintf(stream, "  %s", synopsis);
+  int pad = TALLY_MGMT_USAGE_HELP_COLUMN - column;
+  fprintf(stream, "%*s", pad < 2 ? 2 : pad, "");
+  /* Bounded by the help text: every round prints one line of it. */
+  for (const char *line = help; *line != '\0';) {
+    const char *newline = strchr(line, '\n');
+    size_t length = newline == NULL ? strlen(line) : (size_t)(newline - line);
+    if (line != help) fprintf(stream, "%*s", TALLY_MGMT_USAGE_HELP_COLUMN, "");
+    fprintf(stream, "%.*s\n", (int)length, line);
+    line += newline == NULL ? length : length + 1;
+  }
+}
+
 static void usage(FILE *stream)
 {
-  fprintf(stream,
-    "usage: tallyctl [-s SOCKET | -c CONFIG] COMMAND\n"
-    "commands:\n"
-    "  get NAME         the counter's value on this node, alone on a line\n"
-    "  get --quorum NAME  merged from the freshest copy every node holds; exit 2\n"
-    "                   and 'partial: K of N' on stderr if some node did not answer\n"
-    "  list [PREFIX]    'name value' lines for every counter (with that prefix)\n"
-    "  stats            the appliance's own figures, 'key value' lines\n"
-    "  ready            whether the node is ready (exit 1 if not)\n"
-    "  reload           re-read the config and apply every reloadable key\n"
-    "                   (ingest.key, cluster.fault_*, the cluster membership)\n"
-    "  cluster          this node's view of the cluster: peers, states, replication\n"
-    "                   (members, then retired nodes whose counts it keeps)\n"
-    "  cluster reload   re-read the config's [cluster]: add, remove or move nodes,\n"
-    "                   write_quorum, intervals, phi (node_id, this node's address\n"
-    "                   and cluster.key need a restart; refused with one line)\n"
-    "  readonly on|off  refuse (READ_ONLY) or accept reliable writes again\n"
-    "  drain            read-only until every peer holds this node's counts\n"
-    "                   (exit 1 while still draining: repeat until 0)\n"
-    "  rejoin           end a drain or a forced read-only\n"
-    "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, else "
-    DEFAULT_SOCKET "\n");
+  fprintf(stream, "usage: tallyctl [-s SOCKET | -c CONFIG] COMMAND\ncommands:\n");
+  for (uint32_t i = 0; i < TALLY_MGMT_COMMAND_COUNT; i++) {
+    assert(commands[i].synopsis != NULL && commands[i].help != NULL);
+    usage_command(stream, commands[i].synopsis, commands[i].help);
+  }
+  fprintf(stream, "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, "
+    "else " DEFAULT_SOCKET "\n");
 }
 
 static int connect_socket(const char *path)
@@ -69,7 +83,7 @@ static int connect_socket(const char *path)
     if (fd >= 0) close(fd);
     return -1;
   }
-  struct timeval timeout = { .tv_sec = ANSWER_TIMEOUT_S, .tv_usec = 0 };
+  struct timeval timeout = { .tv_sec = TALLY_CTL_ANSWER_TIMEOUT_S, .tv_usec = 0 };
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   return fd;
@@ -93,12 +107,12 @@ static size_t build_request(int argc, char **argv, char *request, size_t capacit
 /* Reads the whole answer into a growing buffer. Returns it (caller frees). */
 static char *read_answer(int fd, size_t *length)
 {
-  size_t capacity = 65536;
+  size_t capacity = TALLY_CTL_ANSWER_SIZE_INITIAL;
   size_t used = 0;
   char *data = malloc(capacity);
   /* Bounded by the answer size: every round reads bytes or ends. */
   while (data != NULL) {
-    if (used + 4096 > capacity) {
+    if (used + TALLY_CTL_READ_SIZE > capacity) {
       char *grown = realloc(data, capacity * 2);
       if (grown == NULL) break;
       data = grown;

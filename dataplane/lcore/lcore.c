@@ -299,10 +299,39 @@ static void drain_steering(struct tally_lcore *lcore, const struct tally_dp_conf
   }
 }
 
+static uint64_t group_commit_durable_seq(const struct tally_lcore *lcore)
+{
+  return __atomic_load_n(&lcore->durable_seq, __ATOMIC_ACQUIRE);
+}
+
+static void group_commit_after_poll(struct tally_lcore *lcore)
+{
+  (void)lcore; /* the persister thread persists */
+}
+
+const struct tally_lcore_persist tally_lcore_group_commit = {
+  .durable_seq = group_commit_durable_seq,
+  .after_poll = group_commit_after_poll,
+};
+
+static uint64_t per_burst_durable_seq(const struct tally_lcore *lcore)
+{
+  return lcore->stats.applied_seq; /* drained at the end of the poll that applied it */
+}
+
+static void per_burst_after_poll(struct tally_lcore *lcore)
+{
+  if (lcore->shard->drain != NULL) lcore->shard->drain();
+}
+
+const struct tally_lcore_persist tally_lcore_per_burst = {
+  .durable_seq = per_burst_durable_seq,
+  .after_poll = per_burst_after_poll,
+};
+
 static void release_durable_acks(struct tally_lcore *lcore)
 {
-  uint64_t durable = lcore->per_burst_persist ?
-    lcore->stats.applied_seq : __atomic_load_n(&lcore->durable_seq, __ATOMIC_ACQUIRE);
+  uint64_t durable = lcore->persist->durable_seq(lcore);
   if (lcore->wait_quorum) {
     uint64_t quorum = __atomic_load_n(&lcore->quorum_seq, __ATOMIC_ACQUIRE);
     if (quorum < durable) durable = quorum;
@@ -325,12 +354,13 @@ uint32_t tally_lcore_poll_once(struct tally_lcore *lcore, const struct tally_dp_
 {
   assert(lcore != NULL && config != NULL);
   assert(lcore->index < lcore->lcore_count);
+  assert(lcore->persist != NULL);
   uint32_t received = 0;
   for (uint16_t i = 0; i < lcore->port_count; i++) {
     received += poll_port(lcore, lcore->ports[i], config);
   }
   if (lcore->lcore_count > 1) drain_steering(lcore, config);
-  if (lcore->per_burst_persist && lcore->shard->drain != NULL) lcore->shard->drain();
+  lcore->persist->after_poll(lcore);
   release_durable_acks(lcore);
   for (uint16_t i = 0; i < lcore->port_count; i++) tx_flush(lcore, lcore->ports[i]);
   return received;

@@ -68,6 +68,22 @@ struct tally_pending_ack {
   uint64_t applied_seq;
 };
 
+struct tally_lcore;
+
+/*
+ * The persistence mode's half of the loop, chosen once at start-up
+ * (control/daemon/modes.h): which reliable writes are durable, and what the
+ * lcore does after each poll. One call of each per poll, none per packet.
+ */
+struct tally_lcore_persist {
+  uint64_t (*durable_seq)(const struct tally_lcore *lcore);
+  void (*after_poll)(struct tally_lcore *lcore);
+};
+/* Group commit: durable up to the persister's durable_seq; nothing after a poll. */
+extern const struct tally_lcore_persist tally_lcore_group_commit;
+/* Per burst: the shard flushed each write; the poll ends with its drain. */
+extern const struct tally_lcore_persist tally_lcore_per_burst;
+
 struct tally_lcore {
   /* Set before launch, then read-only. */
   uint32_t index;            /* shard, RX and TX queue number */
@@ -75,7 +91,7 @@ struct tally_lcore {
   unsigned lcore_id;
   uint16_t port_count;
   uint16_t ports[TALLY_PORTS_MAX];
-  bool per_burst_persist;    /* shard flushes itself; acks need no persister */
+  const struct tally_lcore_persist *persist; /* the persistence mode's half */
   struct tally_shard *shard;
   struct tally_dp_config **config; /* RCU-protected pointer owned by control */
   volatile bool *quit;

@@ -28,22 +28,18 @@
 
 /* ---- Limits ---------------------------------------------------------------- */
 
-/* Nodes in a client's list. */
-#define TALLY_CLIENT_NODES_MAX 16u
-/* Longest "host:port" node string. */
-#define TALLY_CLIENT_NODE_LEN_MAX 255u
-/* Attempts (first send + retries) per batch. */
-#define TALLY_CLIENT_ATTEMPTS_MAX 64u
-/* Any configured duration (timeouts, backoff, cool-down, blocking). */
-#define TALLY_CLIENT_DURATION_MS_MAX (3600u * 1000u)
-/* Datagrams read per poll before timers run again. */
-#define TALLY_CLIENT_RECV_BURST_MAX 256u
+/*
+ * The client's limits (TALLY_CLIENT_NODES_MAX, TALLY_CLIENT_NODE_LEN_MAX,
+ * TALLY_CLIENT_ATTEMPTS_MAX, TALLY_CLIENT_DURATION_MS_MAX,
+ * TALLY_CLIENT_RECV_BURST_MAX) and its config defaults
+ * (TALLY_CLIENT_DEFAULT_*) are in tally/limits.h, with every other limit.
+ */
+
 /* seq of a completion that never took one (increments not yet sealed). */
 #define TALLY_CLIENT_SEQ_NONE UINT64_MAX
 /* node of a completion whose batch was never sent. */
 #define TALLY_CLIENT_NODE_NONE UINT32_MAX
 
-static_assert(TALLY_DEDUP_WINDOW <= 64u, "in-flight bound fits the server's dedup window");
 static_assert(TALLY_WIRE_BATCH_SIZE_MIN <= TALLY_DATAGRAM_SIZE_MAX, "a batch fits a datagram");
 
 /* ---- Results ----------------------------------------------------------------- */

@@ -234,4 +234,78 @@ static_assert(TALLY_WAL_SEGMENT_SIZE_DEFAULT >= TALLY_WAL_GROUP_SIZE_DEFAULT,
 static_assert(TALLY_WAL_SCAN_WINDOW_SIZE >= 2u * TALLY_WAL_RECORD_SIZE_MAX,
   "the recovery window holds any record at any offset");
 
+/* ---- Daemon, tools and libtally (control/daemon/, control/tools/, control/libtally/) ---- */
+
+/* libtally: nodes in a client's list, and the longest "host:port" node string. */
+#define TALLY_CLIENT_NODES_MAX 16u
+#define TALLY_CLIENT_NODE_LEN_MAX 255u
+/* libtally: attempts (first send + retries) per batch. */
+#define TALLY_CLIENT_ATTEMPTS_MAX 64u
+/* libtally: any configured duration (timeouts, backoff, cool-down, blocking). */
+#define TALLY_CLIENT_DURATION_MS_MAX (3600u * 1000u)
+/* libtally: datagrams read per poll before timers run again. */
+#define TALLY_CLIENT_RECV_BURST_MAX 256u
+/* libtally: tally_client_config_default's values (include/tally/client.h). */
+#define TALLY_CLIENT_DEFAULT_ACK_TIMEOUT_MS 200u
+#define TALLY_CLIENT_DEFAULT_ATTEMPTS 8u
+#define TALLY_CLIENT_DEFAULT_BATCH_TIMEOUT_MS 10000u
+#define TALLY_CLIENT_DEFAULT_BACKOFF_BASE_MS 10u
+#define TALLY_CLIENT_DEFAULT_BACKOFF_CAP_MS 1000u
+#define TALLY_CLIENT_DEFAULT_BREAKER_FAILURES 5u
+#define TALLY_CLIENT_DEFAULT_BREAKER_COOLDOWN_MS 1000u
+#define TALLY_CLIENT_DEFAULT_BLOCK_MS 1000u
+
+static_assert(TALLY_DEDUP_WINDOW <= 64u, "in-flight bound fits the server's dedup window");
+static_assert(TALLY_CLIENT_DURATION_MS_MAX < UINT32_MAX / 2, "deadlines add two durations");
+static_assert(TALLY_CLIENT_DEFAULT_ATTEMPTS >= 1 &&
+  TALLY_CLIENT_DEFAULT_ATTEMPTS <= TALLY_CLIENT_ATTEMPTS_MAX, "default attempts in range");
+static_assert(TALLY_CLIENT_DEFAULT_ACK_TIMEOUT_MS >= 1 &&
+  TALLY_CLIENT_DEFAULT_ACK_TIMEOUT_MS <= TALLY_CLIENT_DEFAULT_BATCH_TIMEOUT_MS,
+  "a batch outlives one attempt");
+static_assert(TALLY_CLIENT_DEFAULT_BATCH_TIMEOUT_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
+static_assert(TALLY_CLIENT_DEFAULT_BACKOFF_BASE_MS >= 1 &&
+  TALLY_CLIENT_DEFAULT_BACKOFF_BASE_MS <= TALLY_CLIENT_DEFAULT_BACKOFF_CAP_MS,
+  "backoff grows from base to cap");
+static_assert(TALLY_CLIENT_DEFAULT_BACKOFF_CAP_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
+static_assert(TALLY_CLIENT_DEFAULT_BREAKER_FAILURES >= 1, "a breaker opens after a failure");
+static_assert(TALLY_CLIENT_DEFAULT_BREAKER_COOLDOWN_MS >= 1 &&
+  TALLY_CLIENT_DEFAULT_BREAKER_COOLDOWN_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
+static_assert(TALLY_CLIENT_DEFAULT_BLOCK_MS <= TALLY_CLIENT_DURATION_MS_MAX, "range");
+
+/* Control thread: longest wait in poll() for the management socket and signals. */
+#define TALLY_CONTROL_POLL_MS 100u
+/* Management socket: connections waiting to be accepted (the listen backlog). */
+#define TALLY_MGMT_BACKLOG 16u
+/* Management socket: answer bytes written per call. */
+#define TALLY_MGMT_WRITE_CHUNK_SIZE 4096u
+/* tallyctl: seconds to send the request and to read the answer (get --quorum asks every node). */
+#define TALLY_CTL_ANSWER_TIMEOUT_S 30u
+/* tallyctl: first size of the answer buffer (doubled as needed), and bytes read per call. */
+#define TALLY_CTL_ANSWER_SIZE_INITIAL 65536u
+#define TALLY_CTL_READ_SIZE 4096u
+/* HTTP: seconds an idle connection may stay open (with TALLY_HTTP_CONNECTIONS_MAX). */
+#define TALLY_HTTP_TIMEOUT_S 5u
+/* Persister: sleeps interrupted (EINTR) and resumed per interval, at most. */
+#define TALLY_PERSISTER_SLEEP_RETRIES_MAX 1000u
+/* tally-produce: an input line "NAME DELTA\n" (a 96-byte name, a 20-character delta, blanks). */
+#define TALLY_PRODUCE_LINE_SIZE_MAX 256u
+/* tally-produce: failed batches listed one per line in the summary; the rest are counted. */
+#define TALLY_PRODUCE_FAILURES_LISTED_MAX 32u
+/* tally-produce: increments between two non-blocking polls (acks read while input flows). */
+#define TALLY_PRODUCE_POLL_EVERY_INCREMENTS 16u
+/* tally-produce: input lines, a bound on the loop far beyond any real use. */
+#define TALLY_PRODUCE_INPUT_LINES_MAX (UINT64_C(1) << 40)
+
+static_assert(TALLY_CONTROL_POLL_MS >= 1 && TALLY_CONTROL_POLL_MS < 1000u * TALLY_MGMT_TIMEOUT_S,
+  "the control thread sees quit and signals well within a client's timeout");
+static_assert(TALLY_CTL_ANSWER_TIMEOUT_S >= TALLY_MGMT_TIMEOUT_S,
+  "tallyctl waits at least as long as the server gives a client");
+static_assert(TALLY_CTL_READ_SIZE <= TALLY_CTL_ANSWER_SIZE_INITIAL, "a read fits the buffer");
+static_assert(TALLY_MGMT_LINE_MAX < TALLY_CTL_ANSWER_SIZE_INITIAL, "buffer sizes are sane");
+static_assert(TALLY_HTTP_TIMEOUT_S >= 1 && TALLY_HTTP_CONNECTIONS_MAX >= 1, "HTTP serves");
+static_assert(TALLY_PERSISTER_SLEEP_RETRIES_MAX >= 1, "the persister sleeps");
+static_assert(TALLY_PRODUCE_LINE_SIZE_MAX >= TALLY_NAME_LEN_MAX + 1u + 20u + 2u,
+  "a line holds the longest name, a blank, a 20-character delta and its end");
+static_assert(TALLY_PRODUCE_POLL_EVERY_INCREMENTS >= 1, "polls happen");
+
 #endif

@@ -1,7 +1,8 @@
 /*
  * fuzz_mgmt.c — libFuzzer target for the management request line parser
- * (control/mgmt_line.c): any bytes up to TALLY_MGMT_LINE_MAX. The argument
- * lies inside the line; GET and GET_QUORUM never have an empty one; and the
+ * (control/common/mgmt_line.c, matching the command table of
+ * control/common/mgmt_proto.h): any bytes up to TALLY_MGMT_LINE_MAX. The argument
+ * lies inside the line; GET, GET_QUORUM and READONLY never have an empty one; and the
  * result agrees with a reference written the other way round (prefixes
  * peeled off, then the words spelt out), and the line can be rebuilt from
  * it: the request's words, a space and the argument.
@@ -16,15 +17,18 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const words[] = {
-  [TALLY_MGMT_UNKNOWN] = NULL, [TALLY_MGMT_GET] = "get", [TALLY_MGMT_GET_QUORUM] = "get --quorum",
-  [TALLY_MGMT_LIST] = "list", [TALLY_MGMT_STATS] = "stats", [TALLY_MGMT_READY] = "ready",
-  [TALLY_MGMT_RELOAD] = "reload", [TALLY_MGMT_CLUSTER] = "cluster",
-  [TALLY_MGMT_CLUSTER_RELOAD] = "cluster reload", [TALLY_MGMT_READONLY_ON] = "readonly on",
-  [TALLY_MGMT_READONLY_OFF] = "readonly off", [TALLY_MGMT_DRAIN] = "drain",
-  [TALLY_MGMT_REJOIN] = "rejoin",
+#define UNKNOWN TALLY_MGMT_COMMAND_COUNT
+
+/* The commands whose whole line is their words (no argument), spelt out here. */
+static const enum tally_mgmt_command_id plain[] = {
+  TALLY_MGMT_STATS, TALLY_MGMT_READY, TALLY_MGMT_RELOAD, TALLY_MGMT_CLUSTER,
+  TALLY_MGMT_CLUSTER_RELOAD, TALLY_MGMT_DRAIN, TALLY_MGMT_REJOIN,
 };
-#define WORDS (sizeof(words) / sizeof(words[0]))
+static const char *const plain_words[] = {
+  "stats", "ready", "reload", "cluster", "cluster reload", "drain", "rejoin",
+};
+static_assert(sizeof(plain) / sizeof(plain[0]) == sizeof(plain_words) / sizeof(plain_words[0]),
+  "one spelling per plain command");
 
 /* line starts with prefix: the rest. */
 static bool peel(const char *line, size_t line_len, const char *prefix, const char **rest,
@@ -40,8 +44,8 @@ static bool peel(const char *line, size_t line_len, const char *prefix, const ch
   return true;
 }
 
-static enum tally_mgmt_request reference(const char *line, size_t line_len, const char **argument,
-  size_t *argument_len)
+static enum tally_mgmt_command_id reference(const char *line, size_t line_len,
+  const char **argument, size_t *argument_len)
 {
   const char *rest;
   size_t rest_len;
@@ -63,12 +67,15 @@ static enum tally_mgmt_request reference(const char *line, size_t line_len, cons
     *argument_len = rest_len;
     return TALLY_MGMT_LIST;
   }
-  for (size_t w = TALLY_MGMT_STATS; w < WORDS; w++) {
-    if (peel(line, line_len, words[w], &rest, &rest_len) && rest_len == 0) {
-      return (enum tally_mgmt_request)w;
-    }
+  if (peel(line, line_len, "readonly ", &rest, &rest_len) && rest_len > 0) {
+    *argument = rest;
+    *argument_len = rest_len;
+    return TALLY_MGMT_READONLY;
   }
-  return TALLY_MGMT_UNKNOWN;
+  for (size_t w = 0; w < sizeof(plain) / sizeof(plain[0]); w++) {
+    if (peel(line, line_len, plain_words[w], &rest, &rest_len) && rest_len == 0) return plain[w];
+  }
+  return UNKNOWN;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -77,17 +84,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   const char *line = (const char *)data;
   const char *argument = NULL;
   size_t argument_len = 0;
-  enum tally_mgmt_request request = tally_mgmt_line_parse(line, size, &argument, &argument_len);
-  assert(request < WORDS);
+  enum tally_mgmt_command_id request = tally_mgmt_line_parse(line, size, &argument, &argument_len);
+  assert(request <= UNKNOWN);
   assert(argument != NULL || size == 0);
   assert(argument >= line && argument + argument_len == line + size); /* inside, to the end */
   const char *expected_argument = NULL;
   size_t expected_len = 0;
   assert(reference(line, size, &expected_argument, &expected_len) == request);
-  if (request == TALLY_MGMT_UNKNOWN) return 0;
+  if (request == UNKNOWN) return 0;
   bool has_argument = request == TALLY_MGMT_GET || request == TALLY_MGMT_GET_QUORUM ||
-    request == TALLY_MGMT_LIST;
-  if (request == TALLY_MGMT_GET || request == TALLY_MGMT_GET_QUORUM) assert(argument_len > 0);
+    request == TALLY_MGMT_LIST || request == TALLY_MGMT_READONLY;
+  if (request == TALLY_MGMT_GET || request == TALLY_MGMT_GET_QUORUM ||
+      request == TALLY_MGMT_READONLY) {
+    assert(argument_len > 0);
+  }
   if (!has_argument) assert(argument_len == 0);
   if (has_argument) {
     assert(argument == expected_argument);
@@ -95,8 +105,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
   /* The line is the request's words, then " ARGUMENT" when there is one
    * ("list " is "list" with an empty prefix). */
-  size_t word_len = strlen(words[request]);
-  assert(memcmp(line, words[request], word_len) == 0);
+  const char *words = tally_mgmt_command_words(request);
+  size_t word_len = strlen(words);
+  assert(memcmp(line, words, word_len) == 0);
   if (size == word_len) {
     assert(argument_len == 0);
   } else if (argument_len == 0) {

@@ -1,14 +1,15 @@
 /*
  * control_fakes.c — the fakes of control_fakes.h: the clock, the stats and
- * metrics bodies, and the cluster functions a single node never calls.
+ * metrics bodies; the appliance runs the real single-node and persistence
+ * modes.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "actions.h"
-#include "cluster.h"
 #include "control_fakes.h"
+#include "modes.h"
 
 uint64_t fake_clock_mono_ns = 1000000000ull;
 size_t fake_body_bytes = 6;
@@ -20,6 +21,8 @@ void fake_appliance_init(struct tally_appliance *appliance)
 {
   memset(appliance, 0, sizeof *appliance);
   appliance->store.mode = TALLY_PERSIST_GROUP_COMMIT;
+  appliance->node = &tally_node_single;     /* the real single-node mode (mode_single.c) */
+  appliance->persist = tally_persist_ops_of(TALLY_PERSIST_GROUP_COMMIT);
   appliance->config.commit_interval_ms = 10;
   appliance->persister_stats.last_commit_mono_ns = fake_clock_mono_ns;
   appliance->lcore_count = 0;
@@ -55,17 +58,3 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   (void)appliance;
   return fake_body(out);
 }
-
-/* A single node (appliance->cluster == NULL) never reaches these. */
-#define NEVER_CALLED(...) { fprintf(stderr, "control_fakes: %s called\n", __func__); abort(); }
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-uint32_t tally_cluster_peers_behind(struct tally_cluster *cluster) NEVER_CALLED()
-int tally_cluster_quorum_read(struct tally_cluster *cluster, const char *name, uint32_t name_len,
-  __int128 *total, uint32_t *answered, uint32_t *nodes, bool *found) NEVER_CALLED()
-void tally_cluster_describe(struct tally_cluster *cluster, struct tally_out *out) NEVER_CALLED()
-bool tally_cluster_fault_reload(struct tally_cluster *cluster,
-  const struct tally_cluster_config *config) NEVER_CALLED()
-int tally_cluster_members_reload(struct tally_cluster *cluster,
-  const struct tally_cluster_config *fresh, struct tally_out *out) NEVER_CALLED()
-int tally_cluster_members_check(struct tally_cluster *cluster,
-  const struct tally_cluster_config *fresh, char *error, size_t error_size) NEVER_CALLED()

@@ -94,6 +94,7 @@ static int setup_one(void **state)
     lcores[i].shard = &shards[i];
     lcores[i].config = &dp_config_pointer;
     lcores[i].quit = &quit_flag;
+    lcores[i].persist = &tally_lcore_group_commit;
   }
   for (uint32_t s = 0; s < LCORES; s++) {
     for (uint32_t d = 0; d < LCORES; d++) {

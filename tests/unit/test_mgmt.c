@@ -34,6 +34,7 @@
 #include "actions.h"
 #include "control_fakes.h"
 #include "mgmt.h"
+#include "modes.h"
 
 static const char *tallyctl_path;
 static struct tally_appliance appliance;
@@ -268,6 +269,7 @@ static void test_ready_until_stall_intervals(void **state)
   fake_clock_mono_ns = stall_ns / 2; /* though the clock is within 50 intervals of 0 */
   assert_string_equal(request("ready\n", 6), "4\nnot ready: no store commit for 50 intervals\n.\n");
   appliance.store.mode = TALLY_PERSIST_PER_BURST; /* no persister: its stall does not apply */
+  appliance.persist = tally_persist_ops_of(TALLY_PERSIST_PER_BURST);
   assert_string_equal(request("ready\n", 6), "0\nready\n.\n");
 }
 
