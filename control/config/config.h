@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "tally/limits.h"
-#include "store.h"
+#include "persist_mode.h"
 
 /* One member of the cluster (its replication / control-plane address). */
 struct tally_cluster_node {

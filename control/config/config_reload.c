@@ -4,6 +4,8 @@
  * full already (config.c); this only compares it with the running
  * membership. Pure (no I/O), so the unit tests and the fuzz-free reload path
  * share it. See docs/config-keys.md, "Reloading".
+ *
+ * Thread: the control thread, on a reload.
  */
 #include <assert.h>
 #include <stdio.h>

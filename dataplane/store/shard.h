@@ -25,11 +25,7 @@
 #include "tally/batch_wire.h"
 #include "tally/limits.h"
 #include "tally/reasons.h"
-
-#define TALLY_SHARD_MAGIC 0x44485359414c4154ull /* "TALLYSHD" */
-#define TALLY_LOG_STATE_EMPTY 0ull
-#define TALLY_LOG_STATE_VALID 0x44494c4147474f4cull /* "LOGGALID" */
-#define TALLY_SLOT_FLAG_QUARANTINED 1u
+#include "store_format.h"
 
 /* One counter: 128 bytes, two cache lines, the first holding all hot fields. */
 struct tally_slot {
@@ -208,14 +204,7 @@ struct tally_shard {
   void (*drain)(void);
 };
 
-/* ---- Geometry --------------------------------------------------------- */
-
-/* Slot table size for a capacity: the power of two keeping load <= 3/4. */
-uint32_t tally_shard_slots_for(uint32_t counters_max);
-/* Producer table size for a capacity, same rule. */
-uint32_t tally_shard_producer_slots_for(uint32_t producers_max);
-/* Bytes of one shard region (header, log, slots, producers, journal), 4 KiB aligned. */
-size_t tally_shard_region_size(uint32_t counters_max, uint32_t producers_max);
+/* ---- Attaching (geometry and checksums: store_format.h) ---------------- */
 
 /*
  * Points the handle into a region of tally_shard_region_size() bytes. With
@@ -419,15 +408,5 @@ uint64_t tally_shard_claims_next(const struct tally_shard *shard);
  */
 bool tally_shard_claim_at(const struct tally_shard *shard, uint64_t position,
   struct tally_claim *claim);
-
-/* ---- Checksums (exposed for tests and fault injection) ------------------ */
-
-uint32_t tally_slot_ident_crc(uint32_t slot_index, uint32_t hash, const char *name,
-  uint32_t name_len);
-uint64_t tally_slot_value_check(uint32_t ident_crc, int64_t value);
-uint32_t tally_producer_crc(uint32_t producer_slot, uint64_t producer,
-  const struct tally_dedup *dedup);
-uint32_t tally_journal_crc(const struct tally_journal_entry *entry);
-uint32_t tally_claim_crc(const struct tally_claim *claim);
 
 #endif

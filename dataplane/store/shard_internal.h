@@ -1,7 +1,11 @@
 /*
- * shard_internal.h — what shard.c and shard_journal.c share and nobody else
- * may use: on-media constants, the persistence helpers, and the producer
- * table's probe and store. Not part of the public interface (tally/shard.h).
+ * shard_internal.h — what the shard's files (shard.c, shard_batch.c,
+ * shard_recover.c, shard_journal.c) share and nobody else may use: the
+ * persistence helpers, the slot and producer tables' probe and store, and the
+ * calls between those files, each declared with the file that defines it
+ * (calls only go down: shard_recover -> shard_batch -> shard_journal, shard;
+ * all -> store_format). Not part of the public interface (shard.h).
+ * On-media constants are in store_format.h.
  */
 #ifndef TALLY_SHARD_INTERNAL_H
 #define TALLY_SHARD_INTERNAL_H
@@ -11,22 +15,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <rte_hash_crc.h>
+#include <emmintrin.h>
 
 #include "tally/batch_wire.h"
 #include "shard.h"
+#include "store_format.h"
 
-/* Producer table probe seed; part of the on-media format. */
-#define PRODUCER_HASH_SEED 0x70726f64u /* "prod" */
-
-/* A producer record whose checksum failed; never a valid producer id. */
-#define PRODUCER_TOMBSTONE UINT64_MAX
-
-/* No slot (slot and producer tables): not found, or the table is full. */
+/* No slot (slot and producer tables, in DRAM only): not found, or the table is full. */
 #define SLOT_NONE UINT32_MAX
-
-#define BLOCK_SIZE 4096u
-#define CACHE_LINE_SIZE 64u
 
 static inline void shard_flush(const struct tally_shard *shard, const void *address,
   size_t size)
@@ -40,6 +36,32 @@ static inline void shard_drain(const struct tally_shard *shard)
 }
 
 /*
+ * Keeps the compiler from moving stores across this point. On x86 (TSO) the
+ * CPU already makes stores visible in program order, so after kill -9 the
+ * mapping holds a prefix of the program's stores; this is what the redo
+ * protocol needs without fine-grained flushes.
+ */
+static inline void order_stores(void)
+{
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+/* value and value_check in one aligned 16-byte store: never torn by a kill. */
+static inline void slot_store_value(struct tally_slot *slot, int64_t value)
+{
+  assert(((uintptr_t)&slot->value % 16u) == 0);
+  uint64_t check = tally_slot_value_check(slot->ident_crc, value);
+  __m128i pair = _mm_set_epi64x((long long)check, (long long)value);
+  _mm_store_si128((__m128i *)(void *)&slot->value, pair);
+}
+
+static inline void header_set_counters_used(struct tally_shard *shard, uint32_t used)
+{
+  __atomic_store_n(&shard->header->counters_used, used, __ATOMIC_RELAXED);
+  shard_flush(shard, &shard->header->counters_used, sizeof(uint32_t));
+}
+
+/*
  * Finds producer's record, or the empty record it would take (SLOT_NONE if
  * the probe met neither). Tombstones count as occupied. Safe against the
  * table's single writer running concurrently: each id is read once, with an
@@ -49,11 +71,11 @@ static inline uint32_t producer_probe(const struct tally_shard *shard, uint64_t 
   bool *found)
 {
   assert(producer != 0);
-  assert(producer != PRODUCER_TOMBSTONE);
+  assert(producer != TALLY_PRODUCER_TOMBSTONE);
   assert(shard->producer_slots_count > 0);
   assert((shard->producer_slots_count & (shard->producer_slots_count - 1u)) == 0);
   uint32_t mask = shard->producer_slots_count - 1u;
-  uint32_t index = rte_hash_crc_8byte(producer, PRODUCER_HASH_SEED) & mask;
+  uint32_t index = tally_producer_hash(producer) & mask;
   *found = false;
   for (uint32_t step = 0; step < shard->producer_slots_count; step++) {
     uint64_t id = __atomic_load_n(&shard->producers[index].producer, __ATOMIC_RELAXED);
@@ -78,7 +100,7 @@ static inline void producer_store(struct tally_shard *shard, uint32_t slot, uint
 {
   assert(slot < shard->producer_slots_count);
   assert(producer != 0);
-  assert(producer != PRODUCER_TOMBSTONE);
+  assert(producer != TALLY_PRODUCER_TOMBSTONE);
   assert(state->runs[0].head_last != 0 && (state->runs[0].window & 1u) != 0);
   struct tally_producer *record = &shard->producers[slot];
   __atomic_store_n(&record->producer, producer, __ATOMIC_RELAXED);
@@ -91,6 +113,34 @@ static inline void producer_store(struct tally_shard *shard, uint32_t slot, uint
   record->reserved = 0;
   shard_flush(shard, record, sizeof *record);
 }
+
+/* ---- shard.c: the slot table ------------------------------------------- */
+
+/*
+ * Probes for name. Returns its healthy published slot or SLOT_NONE; *empty
+ * gets the first empty slot of the probe (SLOT_NONE if the table is full).
+ */
+uint32_t tally_shard_slot_probe(const struct tally_shard *shard, const char *name,
+  uint32_t name_len, uint32_t hash, uint32_t *empty);
+
+/*
+ * Creates name at the empty slot index with value, publishes it and counts
+ * it. The shard's writer only.
+ */
+void tally_shard_slot_create(struct tally_shard *shard, uint32_t index, const char *name,
+  uint32_t name_len, uint32_t hash, int64_t value);
+
+/* ---- shard_batch.c: the redo record ------------------------------------- */
+
+/*
+ * Applies a valid redo record (idempotent: absolute values, absolute state):
+ * the owning lcore after writing it, recovery when replaying it.
+ */
+void tally_shard_log_apply(struct tally_shard *shard);
+/* Empties the redo record (after everything it covers is written). */
+void tally_shard_log_clear(struct tally_shard *shard);
+
+/* ---- shard_journal.c ------------------------------------------------------ */
 
 /*
  * Journal (shard_journal.c): appends the entry of a batch about to be

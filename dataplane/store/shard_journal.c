@@ -6,70 +6,27 @@
  * applied from a resend, read by the cluster thread until every peer has
  * them), and the producer dedup records read from any thread
  * (checksum-verified) and merged into replica tables by the replication
- * thread. The slot table, the redo log and recovery are in shard.c. Byte
+ * thread. The slot table is in shard.c, batches and the redo log in
+ * shard_batch.c, recovery in shard_recover.c. Calls nothing of theirs. Byte
  * map: docs/store-layout.md.
  *
+ * Thread: appends and marks from the shard's one writer (its lcore; the
+ * cluster thread for the compensation shard's keeper claims; recovery at
+ * start-up), reads from any thread (the cluster thread in practice), merges
+ * from the cluster thread (replica tables, a restoring node's own shards).
  * Readers never lock: a record, entry or claim being rewritten fails its
  * checksum and is read again (producer records) or skipped (journal entries,
- * claims).
+ * claims). Checksums and layout asserts: store_format.c.
  */
 #include <assert.h>
 #include <string.h>
-
-#include <rte_hash_crc.h>
 
 #include "shard_internal.h"
 #include "tally/name.h"
 #include "shard.h"
 #include "store_format.h"
 
-/* CRC32C seed; part of the on-media format (changing it is a new layout). */
-#define JOURNAL_CRC_SEED 0x4a524e4cu /* "JRNL" */
-#define CLAIM_CRC_SEED 0x434c414du   /* "CLAM" */
-
-/* Reads of a record being rewritten before a reader gives up on it. */
-#define PRODUCER_READ_ATTEMPTS 4u
-
-static_assert(offsetof(struct tally_journal_entry, producer) == 0, "journal entry layout");
-static_assert(offsetof(struct tally_journal_entry, seq) == 8, "journal entry layout");
-static_assert(offsetof(struct tally_journal_entry, count) == 16, "journal entry layout");
-static_assert(offsetof(struct tally_journal_entry, crc) == 20, "journal entry layout");
-static_assert(offsetof(struct tally_journal_entry, attempt) == 24, "journal entry layout");
-static_assert(offsetof(struct tally_journal_entry, applied) == 28, "journal entry layout");
-static_assert(offsetof(struct tally_journal_entry, reserved) == 32, "journal entry layout");
-static_assert(offsetof(struct tally_journal_entry, pairs) == 64, "pairs on the second line");
-static_assert(sizeof(struct tally_journal_pair) == 16, "journal pair layout");
-static_assert(sizeof(struct tally_journal_entry) % CACHE_LINE_SIZE == 0, "entries line aligned");
-static_assert(TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry) % BLOCK_SIZE == 0,
-  "the journal is whole blocks");
-static_assert(offsetof(struct tally_claim, producer) == 0, "claim layout");
-static_assert(offsetof(struct tally_claim, seq) == 8, "claim layout");
-static_assert(offsetof(struct tally_claim, attempt) == 16, "claim layout");
-static_assert(offsetof(struct tally_claim, crc) == 20, "claim layout");
-static_assert(offsetof(struct tally_claim, position) == 24, "claim layout");
-static_assert(CACHE_LINE_SIZE % sizeof(struct tally_claim) == 0, "a claim never spans lines");
-static_assert(TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim) % BLOCK_SIZE == 0,
-  "the claims ring is whole blocks");
-static_assert(TALLY_JOURNAL_ENTRIES <= UINT32_MAX && TALLY_CLAIMS_ENTRIES <= UINT32_MAX,
-  "ring indexes fit 32 bits");
-
 /* ---- Journal ------------------------------------------------------------- */
-
-/*
- * Over producer, seq, count and attempt (4-byte words), then
- * pairs[0..count). Not applied: it changes after the crc is written.
- */
-uint32_t tally_journal_crc(const struct tally_journal_entry *entry)
-{
-  assert(entry != NULL);
-  assert(entry->count <= TALLY_BATCH_PAIRS_MAX);
-  uint32_t crc = rte_hash_crc_8byte(entry->producer, JOURNAL_CRC_SEED);
-  crc = rte_hash_crc_8byte(entry->seq, crc);
-  crc = rte_hash_crc_4byte(entry->count, crc);
-  crc = rte_hash_crc_4byte(entry->attempt, crc);
-  return tally_crc32c(entry->pairs, (size_t)entry->count * sizeof(struct tally_journal_pair),
-    crc);
-}
 
 void tally_shard_journal_append(struct tally_shard *shard, const struct tally_wire_batch *batch,
   const uint32_t *slot)
@@ -79,7 +36,7 @@ void tally_shard_journal_append(struct tally_shard *shard, const struct tally_wi
   assert(batch != NULL);
   assert(slot != NULL);
   assert(batch->producer != 0);
-  assert(batch->producer != PRODUCER_TOMBSTONE);
+  assert(batch->producer != TALLY_PRODUCER_TOMBSTONE);
   assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
   struct tally_shard_header *header = shard->header;
   uint64_t next = header->journal_next; /* this lcore is its only writer */
@@ -171,7 +128,7 @@ void tally_shard_journal_key_at(const struct tally_shard *shard, uint64_t positi
   const struct tally_journal_entry *stored = &shard->journal[position % TALLY_JOURNAL_ENTRIES];
   *producer = __atomic_load_n(&stored->producer, __ATOMIC_RELAXED);
   *seq = __atomic_load_n(&stored->seq, __ATOMIC_RELAXED);
-  if (*producer == PRODUCER_TOMBSTONE) *producer = 0;
+  if (*producer == TALLY_PRODUCER_TOMBSTONE) *producer = 0;
 }
 
 bool tally_shard_journal_read_at(const struct tally_shard *shard, uint64_t position,
@@ -179,7 +136,7 @@ bool tally_shard_journal_read_at(const struct tally_shard *shard, uint64_t posit
 {
   assert(shard != NULL && shard->journal != NULL);
   assert(entry != NULL);
-  if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
+  if (producer == 0 || producer == TALLY_PRODUCER_TOMBSTONE) return false;
   uint64_t next = tally_shard_journal_next(shard);
   if (position >= next || next - position > TALLY_JOURNAL_ENTRIES) return false; /* rolled */
   if (!journal_entry_read(shard, (uint32_t)(position % TALLY_JOURNAL_ENTRIES), producer, seq,
@@ -197,7 +154,7 @@ bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer
   assert(shard != NULL);
   assert(shard->journal != NULL);
   assert(entry != NULL);
-  if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
+  if (producer == 0 || producer == TALLY_PRODUCER_TOMBSTONE) return false;
   uint64_t next = __atomic_load_n(&shard->header->journal_next, __ATOMIC_ACQUIRE);
   uint64_t entries = next < TALLY_JOURNAL_ENTRIES ? next : TALLY_JOURNAL_ENTRIES;
   for (uint64_t back = 1; back <= entries; back++) {
@@ -213,23 +170,13 @@ bool tally_shard_journal_find(const struct tally_shard *shard, uint64_t producer
 
 /* ---- Claims -------------------------------------------------------------- */
 
-/* Over producer, seq, attempt (a 4-byte word) and position. */
-uint32_t tally_claim_crc(const struct tally_claim *claim)
-{
-  assert(claim != NULL);
-  uint32_t crc = rte_hash_crc_8byte(claim->producer, CLAIM_CRC_SEED);
-  crc = rte_hash_crc_8byte(claim->seq, crc);
-  crc = rte_hash_crc_4byte(claim->attempt, crc);
-  return rte_hash_crc_8byte(claim->position, crc);
-}
-
 void tally_shard_claim_append(struct tally_shard *shard, uint64_t producer, uint64_t seq,
   uint32_t attempt)
 {
   assert(shard != NULL);
   assert(shard->claims != NULL);
   assert(producer != 0);
-  assert(producer != PRODUCER_TOMBSTONE);
+  assert(producer != TALLY_PRODUCER_TOMBSTONE);
   assert(attempt >= 1u && attempt <= TALLY_CLAIM_KEEPER);
   assert(producer <= TALLY_PRODUCER_ID_MAX);
   struct tally_shard_header *header = shard->header;
@@ -271,7 +218,7 @@ bool tally_shard_claim_at(const struct tally_shard *shard, uint64_t position,
   claim->position = __atomic_load_n(&slot->position, __ATOMIC_RELAXED);
   if (claim->crc != tally_claim_crc(claim)) return false;
   if (claim->position != position) return false; /* overwritten by a later lap */
-  if (claim->producer == 0 || claim->producer == PRODUCER_TOMBSTONE) return false;
+  if (claim->producer == 0 || claim->producer == TALLY_PRODUCER_TOMBSTONE) return false;
   if (claim->attempt == 0) return false;
   return true;
 }
@@ -287,7 +234,7 @@ void tally_shard_claim_recover(struct tally_shard *shard, uint64_t producer, uin
     &shard->journal[(journal_next - 1u) % TALLY_JOURNAL_ENTRIES];
   if (entry->producer != producer || entry->seq != seq) return;
   if (entry->count > TALLY_BATCH_PAIRS_MAX || entry->crc != tally_journal_crc(entry)) return;
-  if (entry->attempt == 0 || producer == 0 || producer == PRODUCER_TOMBSTONE) return;
+  if (entry->attempt == 0 || producer == 0 || producer == TALLY_PRODUCER_TOMBSTONE) return;
   uint64_t next = header->claims_next;
   if (next > 0) {
     struct tally_claim last;
@@ -326,8 +273,8 @@ bool tally_shard_producer_read(const struct tally_shard *shard, uint64_t produce
 {
   assert(shard != NULL);
   assert(dedup != NULL);
-  if (producer == 0 || producer == PRODUCER_TOMBSTONE) return false;
-  for (uint32_t attempt = 0; attempt < PRODUCER_READ_ATTEMPTS; attempt++) {
+  if (producer == 0 || producer == TALLY_PRODUCER_TOMBSTONE) return false;
+  for (uint32_t attempt = 0; attempt < TALLY_PRODUCER_READ_ATTEMPTS_MAX; attempt++) {
     bool found;
     uint32_t slot = producer_probe(shard, producer, &found);
     if (!found) return false;
@@ -349,11 +296,11 @@ bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uin
   assert(producer != NULL);
   assert(dedup != NULL);
   assert(slot < shard->producer_slots_count);
-  for (uint32_t attempt = 0; attempt < PRODUCER_READ_ATTEMPTS; attempt++) {
+  for (uint32_t attempt = 0; attempt < TALLY_PRODUCER_READ_ATTEMPTS_MAX; attempt++) {
     uint64_t id = __atomic_load_n(&shard->producers[slot].producer, __ATOMIC_RELAXED);
-    if (id == 0 || id == PRODUCER_TOMBSTONE) return false;
+    if (id == 0 || id == TALLY_PRODUCER_TOMBSTONE) return false;
     struct tally_dedup copy;
-    if (producer_copy(shard, slot, &id, &copy) && id != 0 && id != PRODUCER_TOMBSTONE) {
+    if (producer_copy(shard, slot, &id, &copy) && id != 0 && id != TALLY_PRODUCER_TOMBSTONE) {
       *producer = id;
       *dedup = copy;
       return true;
@@ -415,7 +362,7 @@ enum tally_reason tally_shard_producer_merge(struct tally_shard *shard, uint64_t
   assert(shard != NULL);
   assert(dedup != NULL);
   assert(producer != 0);
-  assert(producer != PRODUCER_TOMBSTONE);
+  assert(producer != TALLY_PRODUCER_TOMBSTONE);
   assert(shard->header->producers_used <= shard->producer_slots_count);
   struct tally_dedup incoming;
   memset(&incoming, 0, sizeof incoming);

@@ -8,8 +8,12 @@
  * magic, version, checksum and geometry against the config, file size, every
  * shard header) before any shard is recovered. The mapping is asked for page
  * granularity, which every file allows; on real pmem libpmem2 reports a finer
- * one and the store can persist per burst. Control plane only: this file
- * may block, allocate and make syscalls. Byte map: docs/store-layout.md.
+ * one and the store can persist per burst. Byte map and geometry:
+ * store_format.h; the replica directory: store_replicas.c.
+ *
+ * Thread: start-up before the lcores (open, create, recover), the persister
+ * or the control thread (persist), shutdown after the lcores stop (close).
+ * Never an lcore: this file may block, allocate and make syscalls.
  */
 #include <assert.h>
 #include <errno.h>
@@ -26,18 +30,10 @@
 #include <unistd.h>
 
 #include <libpmem2.h>
-#include <rte_hash_crc.h>
 
 #include "tally/name.h"
 #include "store.h"
 #include "store_format.h"
-
-#define SUPERBLOCK_CRC_SEED 0x53555052u /* "SUPR"; part of the on-media format */
-
-static_assert(sizeof(struct tally_superblock) <= TALLY_STORE_BLOCK_SIZE, "superblock fits");
-static_assert(offsetof(struct tally_superblock, clean_shutdown) % 64u == 0, "mutable line");
-static_assert(offsetof(struct tally_superblock, replica_directory) == 192u, "directory line");
-static_assert(sizeof(struct tally_replica_binding) == 8u, "one 8-byte store per binding");
 
 static void store_error(char *error, size_t error_size, const char *format, ...)
   __attribute__((format(printf, 3, 4)));
@@ -51,53 +47,12 @@ static void store_error(char *error, size_t error_size, const char *format, ...)
   va_end(args);
 }
 
-static uint32_t superblock_crc(const struct tally_superblock *super)
-{
-  return tally_crc32c(super, (uint32_t)offsetof(struct tally_superblock, crc),
-    SUPERBLOCK_CRC_SEED);
-}
-
 static uint64_t clock_ns(clockid_t clock)
 {
   struct timespec now;
   int rc = clock_gettime(clock, &now);
   assert(rc == 0);
   return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
-}
-
-size_t tally_store_file_size(const struct tally_store_geometry *geometry)
-{
-  assert(geometry != NULL);
-  assert(geometry->shard_count <= TALLY_SHARDS_MAX);
-  assert(geometry->replica_count <= TALLY_REPLICA_REGIONS_MAX);
-  size_t region = tally_shard_region_size(geometry->counters_max, geometry->producers_max);
-  assert(region % TALLY_STORE_BLOCK_SIZE == 0);
-  size_t replica = tally_store_replica_size(geometry);
-  assert(replica % TALLY_STORE_BLOCK_SIZE == 0);
-  return TALLY_STORE_BLOCK_SIZE + (size_t)geometry->shard_count * region +
-    (size_t)geometry->replica_count * replica;
-}
-
-uint32_t tally_store_replica_counters(const struct tally_store_geometry *geometry)
-{
-  assert(geometry != NULL);
-  assert(geometry->shard_count <= TALLY_SHARDS_MAX);
-  uint64_t counters = (uint64_t)geometry->counters_max * geometry->shard_count;
-  if (counters > TALLY_COUNTERS_MAX) counters = TALLY_COUNTERS_MAX;
-  if (counters < TALLY_COUNTERS_MIN) counters = TALLY_COUNTERS_MIN;
-  assert(counters >= TALLY_COUNTERS_MIN && counters <= TALLY_COUNTERS_MAX);
-  return (uint32_t)counters;
-}
-
-uint32_t tally_store_replica_producers(const struct tally_store_geometry *geometry)
-{
-  assert(geometry != NULL);
-  assert(geometry->shard_count <= TALLY_SHARDS_MAX);
-  uint64_t producers = (uint64_t)geometry->producers_max * geometry->shard_count;
-  if (producers > TALLY_PRODUCERS_MAX) producers = TALLY_PRODUCERS_MAX;
-  if (producers < TALLY_PRODUCERS_MIN) producers = TALLY_PRODUCERS_MIN;
-  assert(producers >= TALLY_PRODUCERS_MIN && producers <= TALLY_PRODUCERS_MAX);
-  return (uint32_t)producers;
 }
 
 static int geometry_check(const struct tally_store_geometry *geometry, const char *path,
@@ -204,7 +159,7 @@ static uint8_t *shard_region(const struct tally_store *store, uint32_t index)
   assert(index < store->geometry.shard_count);
   size_t region = tally_shard_region_size(store->geometry.counters_max,
     store->geometry.producers_max);
-  size_t offset = TALLY_STORE_BLOCK_SIZE + (size_t)index * region;
+  size_t offset = tally_store_shard_offset(&store->geometry, index);
   assert(offset + region <= store->size);
   return store->base + offset;
 }
@@ -294,9 +249,9 @@ static int store_format(struct tally_store *store, char *error, size_t error_siz
   super->open_count = 0;
   store->persist(store->base + TALLY_STORE_BLOCK_SIZE, store->size - TALLY_STORE_BLOCK_SIZE);
   super->magic = TALLY_STORE_MAGIC; /* the superblock last: shards before what names them */
-  super->crc = superblock_crc(super);
+  super->crc = tally_superblock_crc(super);
   store->persist(super, sizeof(*super));
-  assert(super->crc == superblock_crc(super));
+  assert(super->crc == tally_superblock_crc(super));
   return 0;
 }
 
@@ -371,7 +326,7 @@ static int superblock_check_geometry(const struct tally_store *store, const char
   const struct tally_superblock *super = store->super;
   const struct tally_store_geometry *geometry = &store->geometry;
   assert(super->magic == TALLY_STORE_MAGIC);
-  assert(super->crc == superblock_crc(super));
+  assert(super->crc == tally_superblock_crc(super));
   const char *field = NULL;
   uint64_t in_file = 0;
   uint64_t in_config = 0;
@@ -410,7 +365,7 @@ static int superblock_check(struct tally_store *store, const char *path, char *e
     store->corrupt = true;
     return -1;
   }
-  if (super->crc != superblock_crc(super)) {
+  if (super->crc != tally_superblock_crc(super)) {
     store_error(error, error_size, "store %s: superblock checksum mismatch (corrupt)", path);
     store->corrupt = true;
     return -1;

@@ -28,11 +28,9 @@
 #include <stdint.h>
 
 #include "tally/limits.h"
+#include "persist_mode.h"
 #include "shard.h"
-
-#define TALLY_STORE_MAGIC 0x3154535943414c54ull /* "TLACYST1" */
-#define TALLY_STORE_LAYOUT_VERSION 4u
-#define TALLY_STORE_BLOCK_SIZE 4096u
+#include "store_format.h"
 
 /* First 4 KiB of the file. */
 struct tally_superblock {
@@ -54,7 +52,7 @@ struct tally_superblock {
    * The replica directory (its own cache line): entry r names the origin
    * node whose contribution replica region r holds. An entry is one aligned
    * 8-byte store (power-fail atomic): all zero = free; otherwise origin
-   * 1..65535 and crc = CRC32C(u32 r, u32 origin, seed 0x5245504c).
+   * 1..65535 and crc = tally_replica_binding_crc(r, origin) (store_format.h).
    */
   struct tally_replica_binding {
     uint32_t origin;
@@ -67,12 +65,6 @@ struct tally_store_geometry {
   uint32_t counters_max;
   uint32_t producers_max;
   uint32_t replica_count; /* regions reserved: 0 single node; cluster TALLY_REPLICA_REGIONS_MAX */
-};
-
-enum tally_persist_mode {
-  TALLY_PERSIST_AUTO = 0,     /* per burst if the mapping allows it, else group commit */
-  TALLY_PERSIST_GROUP_COMMIT, /* persister thread, msync every interval */
-  TALLY_PERSIST_PER_BURST,    /* lcores flush + drain per burst (needs byte/cache-line pmem) */
 };
 
 struct tally_store_recovery {
@@ -118,13 +110,7 @@ struct tally_store {
   bool corrupt;
 };
 
-/* Counters one replica table holds: counters_max * shard_count, capped. */
-uint32_t tally_store_replica_counters(const struct tally_store_geometry *geometry);
-/*
- * Producer records one replica table holds (the origin's, merged from all its
- * shards): producers_max * shard_count, within TALLY_PRODUCERS_MIN..MAX.
- */
-uint32_t tally_store_replica_producers(const struct tally_store_geometry *geometry);
+/* The file's geometry (sizes and offsets) and checksums: store_format.h. */
 
 /* Persists one replica table (its whole region; it must be bound). Any thread. */
 void tally_store_persist_replica(struct tally_store *store, uint32_t replica);
@@ -148,13 +134,6 @@ int32_t tally_store_replica_bind(struct tally_store *store, uint16_t origin, cha
 /* Internal to the store: reads and checks the directory, attaches bound regions. */
 int tally_store_replicas_open(struct tally_store *store, const char *path, char *error,
   size_t error_size);
-/* Internal to the store: the byte offset and size of replica region r. */
-size_t tally_store_replica_offset(const struct tally_store_geometry *geometry, uint32_t replica);
-size_t tally_store_replica_size(const struct tally_store_geometry *geometry);
-
-/* Bytes of a store file of this geometry. */
-size_t tally_store_file_size(const struct tally_store_geometry *geometry);
-
 /*
  * Opens the store at path, creating it (sized, zeroed, formatted, persisted)
  * when it does not exist, then checks and recovers every shard. A geometry

@@ -20,7 +20,12 @@
  * again by the next bind. At open every entry is checked (crc, no origin
  * twice) and every bound region's header; a bad one makes the store corrupt
  * (a cluster node moves it aside and restores from its peers). Byte map:
- * docs/store-layout.md, "Replica directory".
+ * docs/store-layout.md, "Replica directory"; the regions' offsets and the
+ * entries' checksum: store_format.c.
+ *
+ * Thread: start-up before the lcores (tally_store_replicas_open, from
+ * store.c), the control thread (tally_store_replica_bind), any thread (bound,
+ * find, free). Calls nothing in store.c.
  */
 #include <assert.h>
 #include <errno.h>
@@ -34,32 +39,6 @@
 #include "tally/name.h"
 #include "store.h"
 #include "store_format.h"
-
-#define DIRECTORY_CRC_SEED 0x5245504cu /* "REPL"; part of the on-media format */
-
-static uint32_t binding_crc(uint32_t replica, uint32_t origin)
-{
-  uint32_t words[2] = { replica, origin };
-  return tally_crc32c(words, sizeof words, DIRECTORY_CRC_SEED);
-}
-
-size_t tally_store_replica_size(const struct tally_store_geometry *geometry)
-{
-  assert(geometry != NULL);
-  size_t size = tally_shard_region_size(tally_store_replica_counters(geometry),
-    tally_store_replica_producers(geometry));
-  assert(size % TALLY_STORE_BLOCK_SIZE == 0);
-  return size;
-}
-
-size_t tally_store_replica_offset(const struct tally_store_geometry *geometry, uint32_t replica)
-{
-  assert(geometry != NULL);
-  assert(replica <= geometry->replica_count); /* == count: the end of the file */
-  size_t region = tally_shard_region_size(geometry->counters_max, geometry->producers_max);
-  return TALLY_STORE_BLOCK_SIZE + (size_t)geometry->shard_count * region +
-    (size_t)replica * tally_store_replica_size(geometry);
-}
 
 bool tally_store_replica_bound(const struct tally_store *store, uint32_t replica)
 {
@@ -118,7 +97,8 @@ int tally_store_replicas_open(struct tally_store *store, const char *path, char 
     struct tally_replica_binding binding = super->replica_directory[r];
     if (binding.origin == 0 && binding.crc == 0) continue; /* free */
     if (r >= store->geometry.replica_count || binding.origin == 0 ||
-        binding.origin > UINT16_MAX || binding.crc != binding_crc(r, binding.origin)) {
+        binding.origin > UINT16_MAX ||
+        binding.crc != tally_replica_binding_crc(r, binding.origin)) {
       snprintf(error, error_size, "store %s: replica directory entry %u is corrupt", path, r);
       return -1;
     }
@@ -182,7 +162,7 @@ int32_t tally_store_replica_bind(struct tally_store *store, uint16_t origin, cha
   store->persist(store->base + tally_store_replica_offset(&store->geometry, replica),
     tally_store_replica_size(&store->geometry));
   struct tally_replica_binding binding = { .origin = origin,
-    .crc = binding_crc(replica, origin) };
+    .crc = tally_replica_binding_crc(replica, origin) };
   uint64_t word;
   memcpy(&word, &binding, sizeof word);
   __atomic_store_n((uint64_t *)(void *)&store->super->replica_directory[replica], word,

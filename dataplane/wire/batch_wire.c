@@ -12,6 +12,9 @@
  * ingest key, 16 bytes long, over every byte before it; it is compared in
  * constant time. crypto_generichash needs no sodium_init(), so the caller
  * initializes libsodium once at start-up and never per packet.
+ *
+ * Thread: any — the lcores (decode batches, encode acks, per packet), the
+ * producers' threads in libtally and tally-produce (encode, decode acks).
  */
 #include "tally/batch_wire.h"
 

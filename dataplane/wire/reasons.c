@@ -1,6 +1,8 @@
 /*
  * reasons.c — labels and meanings of the rejection reasons, generated from
  * the one X-macro in reasons.h.
+ *
+ * Thread: any (constant tables: /metrics on HTTP, tallyctl, the logs).
  */
 #include <assert.h>
 

@@ -14,6 +14,8 @@
  * mantissa), ties away from zero, in 128-bit integers. A delta that leaves
  * int64 is rejected, never saturated. The grammar and every rejection are
  * documented in docs/protocol.md (section "statsd").
+ *
+ * Thread: an lcore (per datagram); pure, so the fuzzer and tests call it too.
  */
 #include <assert.h>
 #include <stdbool.h>
@@ -24,10 +26,8 @@
 #include "tally/name.h"
 #include "statsd.h"
 
-/* Most fraction digits of a sample rate: 10^18 still fits a uint64. */
-#define STATSD_RATE_FRACTION_DIGITS_MAX 18u
-
-static const uint64_t power_of_ten[STATSD_RATE_FRACTION_DIGITS_MAX + 1u] = {
+/* 10^k for every fraction digit count a sample rate may have (limits.h). */
+static const uint64_t power_of_ten[TALLY_STATSD_RATE_FRACTION_DIGITS_MAX + 1u] = {
   1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull,
   1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
   100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
@@ -181,11 +181,13 @@ static enum tally_reason statsd_parse_rate(const char *text, size_t text_len,
     if (digit > 9u) return TALLY_REASON_STATSD_BAD_RATE;
     digits++;
     fraction_digits += seen_point ? 1u : 0u;
-    if (fraction_digits > STATSD_RATE_FRACTION_DIGITS_MAX) return TALLY_REASON_STATSD_BAD_RATE;
+    if (fraction_digits > TALLY_STATSD_RATE_FRACTION_DIGITS_MAX) {
+      return TALLY_REASON_STATSD_BAD_RATE;
+    }
     overflow |= __builtin_mul_overflow(mantissa, 10u, &mantissa);
     overflow |= __builtin_add_overflow(mantissa, digit, &mantissa);
   }
-  assert(fraction_digits <= STATSD_RATE_FRACTION_DIGITS_MAX);
+  assert(fraction_digits <= TALLY_STATSD_RATE_FRACTION_DIGITS_MAX);
   if (digits == 0 || overflow || mantissa == 0) return TALLY_REASON_STATSD_BAD_RATE;
   if (mantissa > power_of_ten[fraction_digits]) return TALLY_REASON_STATSD_BAD_RATE;
   rate->mantissa = mantissa;
@@ -229,7 +231,7 @@ static enum tally_reason statsd_parse_sections(const char *cursor, const char *e
 static enum tally_reason statsd_scale(int64_t value, const struct statsd_rate *rate,
   int64_t *delta)
 {
-  assert(rate->fraction_digits <= STATSD_RATE_FRACTION_DIGITS_MAX);
+  assert(rate->fraction_digits <= TALLY_STATSD_RATE_FRACTION_DIGITS_MAX);
   uint64_t scale = power_of_ten[rate->fraction_digits];
   assert(rate->mantissa > 0);
   assert(rate->mantissa <= scale);

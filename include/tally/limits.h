@@ -308,4 +308,51 @@ static_assert(TALLY_PRODUCE_LINE_SIZE_MAX >= TALLY_NAME_LEN_MAX + 1u + 20u + 2u,
   "a line holds the longest name, a blank, a 20-character delta and its end");
 static_assert(TALLY_PRODUCE_POLL_EVERY_INCREMENTS >= 1, "polls happen");
 
+/* ---- store, wire, config (dataplane/store/, dataplane/wire/, control/config/) ---- */
+
+/*
+ * Reads of a producer record being rewritten (its checksum fails) before a
+ * reader on another thread gives up on it (tally_shard_producer_read).
+ */
+#define TALLY_PRODUCER_READ_ATTEMPTS_MAX 4u
+/* Most fraction digits of a statsd sample rate ("|@0.000001"): 10^18 still fits a uint64. */
+#define TALLY_STATSD_RATE_FRACTION_DIGITS_MAX 18u
+/* Largest config text accepted, from a file or by tally_config_parse. */
+#define TALLY_CONFIG_TEXT_SIZE_MAX (64u * 1024u)
+/* Interrupted reads (EINTR) of the config file retried before giving up. */
+#define TALLY_CONFIG_READ_INTERRUPTS_MAX 64u
+/* Longest piece of config input echoed in an error message. */
+#define TALLY_CONFIG_ECHO_LEN_MAX 48u
+/*
+ * Longest cluster.nodes entry that is looked into; a longer one is refused
+ * whole. A valid one is at most 27 bytes ("65535@255.255.255.255:65535"); the
+ * slack lets "0007100" or an id of 20 digits get its precise message.
+ */
+#define TALLY_CONFIG_NODE_ENTRY_LEN_MAX 40u
+/* Longest control.socket path: sockaddr_un.sun_path (108 on Linux) less its NUL. */
+#define TALLY_SOCKET_PATH_LEN_MAX 107u
+/* cluster.heartbeat_interval_ms and cluster.replication_interval_ms: allowed ranges. */
+#define TALLY_CLUSTER_HEARTBEAT_INTERVAL_MS_MIN 10u
+#define TALLY_CLUSTER_HEARTBEAT_INTERVAL_MS_MAX 10000u
+#define TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN 1u
+#define TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MAX 1000u
+/*
+ * cluster.suspect_phi and cluster.down_phi: at most this (and above 0); below
+ * the detector's clamp (TALLY_PHI_MAX, control/cluster/proto/phi_detector.h).
+ */
+#define TALLY_CLUSTER_PHI_THRESHOLD_MAX 100.0
+
+static_assert(TALLY_PRODUCER_READ_ATTEMPTS_MAX >= 1u, "a reader reads at least once");
+static_assert(TALLY_STATSD_RATE_FRACTION_DIGITS_MAX <= 19u, "10^digits fits a uint64");
+static_assert(TALLY_CONFIG_TEXT_SIZE_MAX >= TALLY_EAL_ARGS_LEN_MAX, "a config holds eal.args");
+static_assert(TALLY_CONFIG_NODE_ENTRY_LEN_MAX <= TALLY_CONFIG_ECHO_LEN_MAX,
+  "a bad cluster.nodes entry is echoed whole");
+static_assert(TALLY_CONFIG_NODE_ENTRY_LEN_MAX >= 27u, "the longest valid entry fits");
+static_assert(TALLY_SOCKET_PATH_LEN_MAX < TALLY_PATH_MAX, "socket path fits the config buffer");
+static_assert(TALLY_CLUSTER_HEARTBEAT_INTERVAL_MS_MIN <= TALLY_CLUSTER_HEARTBEAT_INTERVAL_MS_MAX,
+  "range");
+static_assert(TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN <=
+  TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MAX, "range");
+static_assert(TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN >= 1u, "replication never spins");
+
 #endif

@@ -1,0 +1,199 @@
+/*
+ * config_values.c — parsing the values of the single-node sections: [eal]
+ * args, [node] ipv4, [ingest] ports and key, [store] path, sizes, commit
+ * interval and persistence mode, [dataplane] mbufs, [control] socket and
+ * HTTP address, and every numeric key (ranges from limits.h).
+ * Keys are secrets: their errors never echo them.
+ *
+ * Thread: start-up before the lcores (tallyd's first load, and tallyctl's),
+ * and the control thread on a reload. Pure: no state outside the parse.
+ */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config_internal.h"
+
+static const char *const persist_names[] = {
+  [TALLY_PERSIST_AUTO] = "auto",
+  [TALLY_PERSIST_GROUP_COMMIT] = "group_commit",
+  [TALLY_PERSIST_PER_BURST] = "per_burst",
+};
+
+int config_parse_eal_args(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_EAL_ARGS);
+  assert(value[0] != '\0');
+  return config_parse_string(state, key, value, state->config.eal_args,
+    TALLY_EAL_ARGS_LEN_MAX - 1u);
+}
+
+int config_parse_node_ipv4(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_NODE_IPV4);
+  assert(value != NULL);
+  char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];
+  config_echo(shown, value);
+  const struct config_key_name *spec = config_key_name(key);
+  uint32_t address = 0;
+  if (!config_ipv4_parse(value, &address)) {
+    return config_fail_key(state, spec->section, spec->name,
+      "'%s' is not an IPv4 address (a.b.c.d)",
+      shown);
+  }
+  if (!config_ipv4_unicast(address)) {
+    return config_fail_key(state, spec->section, spec->name, "'%s' is not a unicast address",
+      shown);
+  }
+  state->config.ipv4 = address;
+  return 1;
+}
+
+int config_parse_port(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_INGEST_STATSD_PORT || key == KEY_INGEST_BINARY_PORT);
+  assert(value != NULL);
+  uint32_t port = 0;
+  if (!config_parse_uint(state, key, value, 0, UINT16_MAX, &port)) return 0;
+  if (key == KEY_INGEST_STATSD_PORT) state->config.statsd_port = (uint16_t)port;
+  if (key == KEY_INGEST_BINARY_PORT) state->config.binary_port = (uint16_t)port;
+  return 1;
+}
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* ingest.key or cluster.key. A key is a secret: errors never echo it. */
+int config_parse_key(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_INGEST_KEY || key == KEY_CLUSTER_KEY);
+  assert(value != NULL);
+  const struct config_key_name *spec = config_key_name(key);
+  uint8_t *out = key == KEY_INGEST_KEY ? state->config.key : state->config.cluster.key;
+  size_t length = strnlen(value, 2u * TALLY_KEY_SIZE + 1u);
+  if (length != 2u * TALLY_KEY_SIZE) {
+    return config_fail_key(state, spec->section, spec->name, "must be %u hex digits, got %s%zu",
+      2u * TALLY_KEY_SIZE, length > 2u * TALLY_KEY_SIZE ? "more than " : "",
+      length > 2u * TALLY_KEY_SIZE ? (size_t)(2u * TALLY_KEY_SIZE) : length);
+  }
+  uint8_t bits_any = 0;
+  for (size_t i = 0; i < length; i++) {
+    int digit = hex_digit(value[i]);
+    if (digit < 0) {
+      return config_fail_key(state, spec->section, spec->name, "character %zu is not a hex digit",
+        i + 1u);
+    }
+    uint8_t *byte = &out[i / 2u];
+    *byte = (i % 2u == 0) ? (uint8_t)(digit << 4) : (uint8_t)(*byte | digit);
+    bits_any |= (uint8_t)digit;
+  }
+  if (bits_any == 0) return config_fail(state, key, "must not be all zeros");
+  if (key == KEY_INGEST_KEY) state->config.key_set = true;
+  return 1;
+}
+
+int config_parse_store_path(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_STORE_PATH);
+  assert(value[0] != '\0');
+  return config_parse_string(state, key, value, state->config.store_path, TALLY_PATH_MAX - 1u);
+}
+
+int config_parse_number(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(value != NULL);
+  struct tally_config *config = &state->config;
+  switch (key) {
+  case KEY_STORE_COUNTERS_MAX:
+    return config_parse_uint(state, key, value, TALLY_COUNTERS_MIN, TALLY_COUNTERS_MAX,
+      &config->counters_max);
+  case KEY_STORE_PRODUCERS_MAX:
+    return config_parse_uint(state, key, value, TALLY_PRODUCERS_MIN, TALLY_PRODUCERS_MAX,
+      &config->producers_max);
+  case KEY_STORE_COMMIT_INTERVAL_MS:
+    return config_parse_uint(state, key, value, TALLY_COMMIT_INTERVAL_MS_MIN,
+      TALLY_COMMIT_INTERVAL_MS_MAX, &config->commit_interval_ms);
+  case KEY_DATAPLANE_MBUFS:
+    return config_parse_uint(state, key, value, TALLY_MBUFS_MIN, TALLY_MBUFS_MAX, &config->mbufs);
+  case KEY_CLUSTER_WRITE_QUORUM: /* and at most the node count, checked after the file */
+    return config_parse_uint(state, key, value, 1, TALLY_NODES_MAX, &config->cluster.write_quorum);
+  case KEY_CLUSTER_HEARTBEAT_INTERVAL_MS:
+    return config_parse_uint(state, key, value, TALLY_CLUSTER_HEARTBEAT_INTERVAL_MS_MIN,
+      TALLY_CLUSTER_HEARTBEAT_INTERVAL_MS_MAX, &config->cluster.heartbeat_interval_ms);
+  case KEY_CLUSTER_REPLICATION_INTERVAL_MS:
+    return config_parse_uint(state, key, value, TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN,
+      TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MAX, &config->cluster.replication_interval_ms);
+  case KEY_CLUSTER_FAULT_DELAY_MS:
+    return config_parse_uint(state, key, value, 0, TALLY_CLUSTER_FAULT_DELAY_MS_MAX,
+      &config->cluster.fault_delay_ms);
+  case KEY_CLUSTER_FAULT_JITTER_MS:
+    return config_parse_uint(state, key, value, 0, TALLY_CLUSTER_FAULT_JITTER_MS_MAX,
+      &config->cluster.fault_jitter_ms);
+  case KEY_CLUSTER_FAULT_LOSS_PERMILLE:
+    return config_parse_uint(state, key, value, 0, TALLY_CLUSTER_FAULT_LOSS_PERMILLE_MAX,
+      &config->cluster.fault_loss_permille);
+  default:
+    assert(false && "not a numeric key");
+    return 0;
+  }
+}
+
+int config_parse_store_persist(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_STORE_PERSIST);
+  assert(value != NULL);
+  size_t count = sizeof(persist_names) / sizeof(persist_names[0]);
+  for (size_t i = 0; i < count; i++) {
+    if (strcmp(value, persist_names[i]) == 0) {
+      state->config.persist_mode = (enum tally_persist_mode)i;
+      return 1;
+    }
+  }
+  char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];
+  config_echo(shown, value);
+  const struct config_key_name *spec = config_key_name(key);
+  return config_fail_key(state, spec->section, spec->name,
+    "'%s' is not one of auto, group_commit, per_burst", shown);
+}
+
+int config_parse_control_socket(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_CONTROL_SOCKET);
+  assert(value[0] != '\0');
+  return config_parse_string(state, key, value, state->config.socket_path,
+    TALLY_SOCKET_PATH_LEN_MAX);
+}
+
+/* "a.b.c.d:port" or "off". */
+int config_parse_control_http(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_CONTROL_HTTP);
+  assert(value != NULL);
+  if (strcmp(value, "off") == 0) {
+    state->config.http_port = 0;
+    return 1;
+  }
+  const struct config_key_name *spec = config_key_name(key);
+  char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];
+  config_echo(shown, value);
+  const char *colon = strrchr(value, ':');
+  char address_text[INET_ADDRSTRLEN];
+  size_t address_length = colon == NULL ? 0 : (size_t)(colon - value);
+  uint32_t address = 0;
+  if (colon == NULL || address_length >= sizeof(address_text)) {
+    return config_fail_key(state, spec->section, spec->name, "'%s' is not a.b.c.d:port or off",
+      shown);
+  }
+  memcpy(address_text, value, address_length);
+  address_text[address_length] = '\0';
+  if (!config_ipv4_parse(address_text, &address)) {
+    return config_fail_key(state, spec->section, spec->name, "'%s' is not a.b.c.d:port or off",
+      shown);
+  }
+  uint32_t port = 0;
+  if (!config_parse_uint(state, key, colon + 1, 0, UINT16_MAX, &port)) return 0;
+  if (port == 0) return config_fail(state, key, "port 0: write 'off' to disable HTTP");
+  state->config.http_ipv4 = address;
+  state->config.http_port = (uint16_t)port;
+  return 1;
+}

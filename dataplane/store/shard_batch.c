@@ -1,0 +1,262 @@
+/*
+ * shard_batch.c — a shard's reliable batches, applied exactly once: dedup on
+ * (producer, seq) through the producer's record, a plan of every pair's slot
+ * and new absolute value (a full table or an overflow rejects the whole batch
+ * before anything is written), the journal entry, then the redo record
+ * (absolute values + the producer's new dedup state), so that replaying it
+ * after a crash is idempotent, then the values, the record, the applied mark
+ * and the claim. Byte map: docs/store-layout.md.
+ *
+ * Thread: the shard's owning lcore. Recovery (shard_recover.c, start-up
+ * before the lcores) replays a redo record through tally_shard_log_apply.
+ * Hot path rules: no syscalls, no allocation, no locks, no atomic RMW.
+ */
+#include <assert.h>
+#include <string.h>
+
+#include "shard_internal.h"
+#include "tally/name.h"
+#include "shard.h"
+#include "store_format.h"
+
+static_assert(TALLY_BATCH_PAIRS_MAX <= 255u, "batch plan indexes fit a byte");
+
+/* ---- Reliable batches ---------------------------------------------------- */
+
+/* The producer record a batch will write, and its new dedup state. */
+struct producer_plan {
+  uint32_t slot;
+  bool is_new;
+  struct tally_dedup state;
+};
+
+/* Where each pair lands and the slot's absolute value after it. */
+struct pairs_plan {
+  uint32_t slot[TALLY_BATCH_PAIRS_MAX];   /* SLOT_NONE until a new name is created */
+  int64_t value[TALLY_BATCH_PAIRS_MAX];   /* running absolute value after the pair */
+  uint8_t first[TALLY_BATCH_PAIRS_MAX];   /* first pair of the batch with this name */
+  uint32_t new_names;
+};
+
+/* Dedup: decides whether (producer, seq) is applied, and the state after it. */
+static enum tally_ack_status plan_producer(const struct tally_shard *shard,
+  const struct tally_wire_batch *batch, struct producer_plan *plan, enum tally_reason *reason)
+{
+  assert(batch->producer != 0);
+  assert(shard->header->producers_used <= shard->producer_slots_count);
+  bool found;
+  plan->slot = producer_probe(shard, batch->producer, &found);
+  plan->is_new = !found;
+  if (!found) {
+    if (shard->header->producers_used >= shard->producers_max || plan->slot == SLOT_NONE) {
+      *reason = TALLY_REASON_PRODUCERS_FULL;
+      return TALLY_ACK_PRODUCERS_FULL;
+    }
+    memset(&plan->state, 0, sizeof plan->state);
+    tally_dedup_new_run(&plan->state, batch->seq); /* its first run here */
+    return TALLY_ACK_APPLIED;
+  }
+  const struct tally_producer *record = &shard->producers[plan->slot];
+  assert(record->producer == batch->producer);
+  plan->state = record->dedup;
+  struct tally_dedup_run *run = &plan->state.runs[0];
+  assert(run->head_last != 0 && (run->window & 1u) != 0);
+  if (batch->seq > run->last_seq) {
+    uint64_t shift = batch->seq - run->last_seq;
+    if (shift >= TALLY_DEDUP_WINDOW) { /* back after a window went elsewhere: a new run */
+      tally_dedup_new_run(&plan->state, batch->seq);
+      return TALLY_ACK_APPLIED;
+    }
+    run->window = (run->window << shift) | 1u;
+    run->last_seq = batch->seq;
+    tally_dedup_mark_head(run, batch->seq);
+    return TALLY_ACK_APPLIED;
+  }
+  uint64_t distance = run->last_seq - batch->seq;
+  if (distance >= TALLY_DEDUP_WINDOW) {
+    *reason = TALLY_REASON_BATCH_STALE;
+    return TALLY_ACK_STALE;
+  }
+  if ((run->window >> distance) & 1u) return TALLY_ACK_DUPLICATE;
+  run->window |= 1ull << distance;
+  tally_dedup_mark_head(run, batch->seq);
+  return TALLY_ACK_APPLIED;
+}
+
+static bool pair_same_name(const struct tally_wire_pair *a, const struct tally_wire_pair *b,
+  uint32_t a_hash, uint32_t b_hash)
+{
+  return a_hash == b_hash && a->name_len == b->name_len &&
+    memcmp(a->name, b->name, a->name_len) == 0;
+}
+
+/*
+ * Finds every pair's slot and running absolute value without writing
+ * anything: a full table or an overflow rejects the whole batch here.
+ */
+static enum tally_ack_status plan_pairs(const struct tally_shard *shard,
+  const struct tally_wire_batch *batch, struct pairs_plan *plan, enum tally_reason *reason)
+{
+  assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
+  assert(shard->counters_max < shard->slots_count);
+  uint32_t hash[TALLY_BATCH_PAIRS_MAX];
+  int64_t running[TALLY_BATCH_PAIRS_MAX]; /* indexed by a name's first pair */
+  plan->new_names = 0;
+  for (uint32_t i = 0; i < batch->count; i++) {
+    const struct tally_wire_pair *pair = &batch->pairs[i];
+    assert(tally_name_valid(pair->name, pair->name_len));
+    hash[i] = tally_name_hash(pair->name, pair->name_len);
+    plan->first[i] = (uint8_t)i;
+    for (uint32_t j = 0; j < i; j++) {
+      if (plan->first[j] == j && pair_same_name(&batch->pairs[j], pair, hash[j], hash[i])) {
+        plan->first[i] = (uint8_t)j;
+        break;
+      }
+    }
+    uint32_t first = plan->first[i];
+    int64_t before;
+    if (first == i) {
+      uint32_t empty;
+      plan->slot[i] = tally_shard_slot_probe(shard, pair->name, pair->name_len, hash[i], &empty);
+      if (plan->slot[i] == SLOT_NONE) plan->new_names++;
+      before = plan->slot[i] == SLOT_NONE ? 0 : shard->slots[plan->slot[i]].value;
+    } else {
+      plan->slot[i] = plan->slot[first];
+      before = running[first];
+    }
+    if (__builtin_add_overflow(before, pair->delta, &plan->value[i])) {
+      *reason = TALLY_REASON_COUNTER_OVERFLOW;
+      return TALLY_ACK_OVERFLOW;
+    }
+    running[first] = plan->value[i];
+  }
+  if ((uint64_t)shard->header->counters_used + plan->new_names > shard->counters_max) {
+    *reason = TALLY_REASON_COUNTERS_FULL;
+    return TALLY_ACK_COUNTERS_FULL;
+  }
+  return TALLY_ACK_APPLIED;
+}
+
+/* Creates the batch's new names with value 0 (harmless if the batch dies). */
+static void create_new_names(struct tally_shard *shard, const struct tally_wire_batch *batch,
+  struct pairs_plan *plan)
+{
+  uint32_t created = 0;
+  for (uint32_t i = 0; i < batch->count; i++) {
+    if (plan->first[i] != i) {
+      plan->slot[i] = plan->slot[plan->first[i]];
+      continue;
+    }
+    if (plan->slot[i] != SLOT_NONE) continue;
+    const struct tally_wire_pair *pair = &batch->pairs[i];
+    uint32_t hash = tally_name_hash(pair->name, pair->name_len);
+    uint32_t empty;
+    uint32_t found = tally_shard_slot_probe(shard, pair->name, pair->name_len, hash, &empty);
+    assert(found == SLOT_NONE);
+    assert(empty != SLOT_NONE); /* counters_used + new_names <= counters_max < slots */
+    tally_shard_slot_create(shard, empty, pair->name, pair->name_len, hash, 0);
+    plan->slot[i] = empty;
+    created++;
+  }
+  assert(created == plan->new_names);
+}
+
+/* Writes the redo record, then makes it valid: after this the batch will happen. */
+static void log_write(struct tally_shard *shard, const struct tally_wire_batch *batch,
+  const struct producer_plan *producer, const struct pairs_plan *plan)
+{
+  struct tally_batch_log *log = shard->log;
+  assert(log->state == TALLY_LOG_STATE_EMPTY);
+  assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
+  log->count = batch->count;
+  log->producer = batch->producer;
+  log->seq = batch->seq;
+  log->producer_slot = producer->slot;
+  log->reserved = 0;
+  log->producer_dedup = producer->state;
+  for (uint32_t i = 0; i < batch->count; i++) {
+    assert(plan->slot[i] < shard->slots_count);
+    log->entries[i].slot = plan->slot[i];
+    log->entries[i].reserved = 0;
+    log->entries[i].value = plan->value[i];
+  }
+  log->crc = tally_batch_log_crc(log);
+  if (shard->flush != NULL) {
+    shard->flush(log, offsetof(struct tally_batch_log, entries) +
+      (size_t)batch->count * sizeof(struct tally_log_entry));
+    shard->drain();
+  }
+  order_stores();
+  __atomic_store_n(&log->state, TALLY_LOG_STATE_VALID, __ATOMIC_RELAXED);
+  if (shard->flush != NULL) {
+    shard->flush(&log->state, sizeof(log->state));
+    shard->drain();
+  }
+  order_stores();
+}
+
+void tally_shard_log_apply(struct tally_shard *shard)
+{
+  const struct tally_batch_log *log = shard->log;
+  assert(log->state == TALLY_LOG_STATE_VALID);
+  assert(log->count <= TALLY_BATCH_PAIRS_MAX);
+  for (uint32_t i = 0; i < log->count; i++) {
+    struct tally_slot *slot = &shard->slots[log->entries[i].slot];
+    slot_store_value(slot, log->entries[i].value);
+    shard_flush(shard, slot, 16u);
+  }
+  producer_store(shard, log->producer_slot, log->producer, &log->producer_dedup);
+}
+
+void tally_shard_log_clear(struct tally_shard *shard)
+{
+  order_stores();
+  __atomic_store_n(&shard->log->state, TALLY_LOG_STATE_EMPTY, __ATOMIC_RELAXED);
+  shard_flush(shard, &shard->log->state, sizeof(shard->log->state));
+  assert(shard->log->state == TALLY_LOG_STATE_EMPTY);
+}
+
+enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
+  const struct tally_wire_batch *batch, enum tally_reason *reason)
+{
+  assert(shard != NULL);
+  assert(batch != NULL);
+  assert(reason != NULL);
+  assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
+  *reason = TALLY_OK;
+  if (batch->producer == 0 || batch->producer > TALLY_PRODUCER_ID_MAX) { /* reserved ids */
+    *reason = TALLY_REASON_BATCH_BAD_PRODUCER;
+    return TALLY_ACK_MALFORMED;
+  }
+  assert(batch->attempt <= TALLY_ATTEMPT_MAX); /* the decoder caps it */
+  struct producer_plan producer;
+  enum tally_ack_status status = plan_producer(shard, batch, &producer, reason);
+  if (status != TALLY_ACK_APPLIED) return status;
+  struct pairs_plan plan;
+  status = plan_pairs(shard, batch, &plan, reason);
+  if (status != TALLY_ACK_APPLIED) return status;
+
+  create_new_names(shard, batch, &plan);
+  uint64_t journal_next = shard->header->journal_next;
+  tally_shard_journal_append(shard, batch, plan.slot); /* before the redo record */
+  assert(shard->header->journal_next == journal_next + 1u);
+  log_write(shard, batch, &producer, &plan);
+  tally_shard_log_apply(shard);
+  if (producer.is_new) {
+    shard->header->producers_used++;
+    shard_flush(shard, &shard->header->producers_used, sizeof(uint32_t));
+  }
+  /* Applied: the entry may now be used (a kill before this: recovery marks it). */
+  bool marked = tally_shard_journal_mark_applied(shard, batch->producer, batch->seq);
+  assert(marked);
+  (void)marked;
+  if (batch->attempt >= 1u) {
+    uint64_t claims_next = shard->header->claims_next;
+    tally_shard_claim_append(shard, batch->producer, batch->seq, batch->attempt);
+    assert(shard->header->claims_next == claims_next + 1u);
+  }
+  shard_drain(shard);
+  tally_shard_log_clear(shard);
+  assert(shard->producers[producer.slot].producer == batch->producer);
+  return TALLY_ACK_APPLIED;
+}
