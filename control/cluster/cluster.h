@@ -81,10 +81,10 @@ struct tally_cluster_peer {
   uint32_t incarnation;               /* of its last heartbeat; 0: none seen yet */
   uint64_t heartbeat_sent_ns;         /* sender's clock in its last heartbeat accepted */
   /* Outgoing stream: this node's contribution to the peer (stream_out.c). */
-  bool was_synced;                    /* synced before (a restart keeps what it knew); synced -> was_synced */
-  bool synced;                        /* we know which sequence the peer holds */
+  bool was_synced;                    /* synced before (a restart keeps what it knew) */
+  bool synced;                        /* we know which sequence it holds (then was_synced) */
   uint64_t acked_seq;                 /* the peer holds this (durably) */
-  uint64_t sent_seq;                  /* in flight: 0, or acked_seq + 1 (then synced, pending_valid) */
+  uint64_t sent_seq;                  /* 0, or in flight: acked_seq + 1 (synced, pending_valid) */
   uint8_t message[TALLY_REPLICATION_SIZE_MAX]; /* the round in flight, encoded (for resends) */
   size_t message_size;                /* <= TALLY_REPLICATION_SIZE_MAX */
   uint32_t message_count;             /* <= part_left(message_part) while in flight */
@@ -116,7 +116,7 @@ struct tally_cluster_peer {
   uint32_t producers_pending_count;
   uint32_t producers_pending_next;
   uint64_t producers_list_scan;       /* scan number the list was planned at */
-  uint64_t producers_synced;          /* the peer holds every record as of this scan number (<= list's) */
+  uint64_t producers_synced;          /* it holds every record as of this scan (<= list's) */
   struct tally_replication_claim *claims_pending; /* claims still to send, after the records */
   uint32_t claims_pending_count;      /* <= TALLY_CLUSTER_CLAIMS_PER_LIST */
   uint32_t claims_pending_next;
@@ -130,7 +130,7 @@ struct tally_cluster_peer {
   uint8_t *acked_known;               /* (peer.c clears it at a resync) */
   /* Incoming stream (stream_in.c): the peer's list, staged until its last round. */
   struct tally_replica_stage stage;   /* seq 0, or above the table's held_seq */
-  /* Figures (read relaxed): heartbeats_in by heartbeat.c, resyncs by peer.c, the rest stream_out.c. */
+  /* Figures, read relaxed: heartbeats_in (heartbeat.c), resyncs (peer.c), others stream_out.c */
   uint64_t heartbeats_in;
   uint64_t rounds_sent;
   uint64_t rounds_acked;

@@ -161,8 +161,8 @@ void tally_cluster_stream_in_restore_request(struct tally_cluster *cluster,
 /* ---- Quorum-read requests ------------------------------------------------------- */
 
 /* This node's own total of the counter (sum over its shards); found if any shard has it. */
-static __int128 own_total(const struct tally_store *store, const struct tally_replication_entry *entry,
-  uint32_t hash, bool *found)
+static __int128 own_total(const struct tally_store *store,
+  const struct tally_replication_entry *entry, uint32_t hash, bool *found)
 {
   __int128 own = 0;
   *found = false;
