@@ -31,6 +31,7 @@
 #include "appliance.h"
 #include "breaker.h"
 #include "cluster_fault.h"
+#include "cluster_io.h"
 #include "replica_stage.h"
 #include "journal_index.h"
 #include "out.h"
@@ -50,13 +51,6 @@ enum tally_list_part {
 };
 #define TALLY_LIST_PARTS 4u
 
-/* Claims rings a node sends from: one per lcore shard, and the compensation
- * shard's (keeper claims, cluster_dedup.c). */
-#define TALLY_CLUSTER_CLAIM_RINGS_MAX (TALLY_LCORES_MAX + 1u)
-
-/* Claims planned into one list at most (the rest go with the next). */
-#define TALLY_CLUSTER_CLAIMS_PER_LIST 4096u
-
 /* What a peer slot is (see above). */
 enum tally_peer_membership { TALLY_PEER_FREE = 0, TALLY_PEER_ACTIVE, TALLY_PEER_RETIRED };
 
@@ -66,38 +60,52 @@ struct tally_cluster_members {
   struct tally_cluster_config config;
 };
 
+/*
+ * One peer slot. Its state has one owner, peer.c: every change of a slot's
+ * life (activate, retire, resync, a peer's restart, a list confirmed) is a
+ * function there, and tally_cluster_peer_assert_invariants checks every
+ * relation below at once. In normal progress each field has one writer file,
+ * named on the field; all of them run on the cluster thread (the start-up
+ * thread before it starts), under `lock` where marked. Readers on other
+ * threads (report.c, quorum_read.c) take `lock`.
+ */
 struct tally_cluster_peer {
-  uint8_t membership;                 /* enum tally_peer_membership; changed under lock */
-  uint16_t id;
+  /* Identity (peer.c, under lock). FREE: all zero. Else replica == the slot's index. */
+  uint8_t membership;                 /* enum tally_peer_membership */
+  uint16_t id;                        /* != 0 unless FREE */
   uint32_t replica;                   /* store->replicas[replica]: always its slot index */
-  struct sockaddr_in address;
+  struct sockaddr_in address;         /* peer.c (activate, retune) */
+  /* Liveness (heartbeat.c; peer.c inits and retunes the detector). */
   struct tally_phi_detector detector;
   uint16_t flags;                     /* of its last heartbeat */
   uint32_t incarnation;               /* of its last heartbeat; 0: none seen yet */
   uint64_t heartbeat_sent_ns;         /* sender's clock in its last heartbeat accepted */
+  /* Outgoing stream: this node's contribution to the peer (stream_out.c). */
   bool was_synced;                    /* synced before (a restart keeps what it knew) */
-  /* Outgoing stream: this node's contribution to the peer. */
-  bool synced;                        /* we know which sequence the peer holds */
+  bool synced;                        /* we know which sequence it holds (then was_synced) */
   uint64_t acked_seq;                 /* the peer holds this (durably) */
-  uint64_t sent_seq;                  /* in flight; 0: nothing in flight */
-  uint8_t message[TALLY_REPLICATION_SIZE_MAX];
-  size_t message_size;
-  uint32_t message_count;
-  uint8_t message_part;               /* what the round in flight carries: TALLY_LIST_* */
+  uint64_t sent_seq;                  /* 0, or in flight: acked_seq + 1 (synced, pending_valid) */
+  uint8_t message[TALLY_REPLICATION_SIZE_MAX]; /* the round in flight, encoded (for resends) */
+  size_t message_size;                /* <= TALLY_REPLICATION_SIZE_MAX */
+  uint32_t message_count;             /* <= part_left(message_part) while in flight */
+  uint8_t message_part;               /* what the round in flight carries: TALLY_LIST_* (< PARTS) */
   uint32_t message_index[TALLY_REPLICATION_ENTRIES_MAX]; /* snapshot indexes */
   int64_t message_value[TALLY_REPLICATION_ENTRIES_MAX];
   uint64_t sent_ms;
   uint64_t resend_ms;                 /* next resend if unanswered */
   uint64_t waiting_since_ms;          /* first unanswered round or probe; 0: none */
-  uint32_t retries;
-  struct tally_breaker breaker;
+  uint32_t retries;                   /* unanswered resends or probes since the last answer */
+  struct tally_breaker breaker;       /* peer.c inits it */
   /*
    * A list is one scan's state, frozen when it is planned: the values and the
    * records go out as they were at that scan, however long the list takes
    * (its records were read before its values, so a replica that completed it
    * names no batch its values lack; docs/cluster.md, "Cross-node dedup").
+   * Planned by cluster_scan.c (claims by cluster_dedup.c), advanced by
+   * stream_out.c as rounds are acked, emptied by peer.c. Every *_next <= its
+   * *_count <= its array's length (allocated once, peer.c).
    */
-  uint32_t *pending;                  /* snapshot indexes still to send */
+  uint32_t *pending;                  /* snapshot indexes still to send (capacity) */
   int64_t *pending_value;             /* their values at the planning scan */
   uint32_t pending_count;
   uint32_t pending_next;
@@ -108,27 +116,49 @@ struct tally_cluster_peer {
   uint32_t producers_pending_count;
   uint32_t producers_pending_next;
   uint64_t producers_list_scan;       /* scan number the list was planned at */
-  uint64_t producers_synced;          /* the peer holds every record as of this scan number */
+  uint64_t producers_synced;          /* it holds every record as of this scan (<= list's) */
   struct tally_replication_claim *claims_pending; /* claims still to send, after the records */
-  uint32_t claims_pending_count;
+  uint32_t claims_pending_count;      /* <= TALLY_CLUSTER_CLAIMS_PER_LIST */
   uint32_t claims_pending_next;
   uint64_t claims_sent[TALLY_CLUSTER_CLAIM_RINGS_MAX];    /* per ring: below this position held */
-  uint64_t claims_planned[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* and below this once the list is acked */
+  uint64_t claims_planned[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* (>= sent) and below this once acked */
   bool pending_valid;                 /* a scan's list is being sent */
   uint64_t list_scan;                 /* that scan's stamp (unix microseconds) */
   uint64_t capture[TALLY_LCORES_MAX]; /* lcores' applied_seq when that scan began */
-  uint64_t confirmed[TALLY_LCORES_MAX]; /* applied_seq the peer is known to hold */
-  int64_t *acked_value;               /* per snapshot index: what the peer holds */
-  uint8_t *acked_known;
-  /* Incoming stream: the peer's list being received, staged until its last round. */
-  struct tally_replica_stage stage;
-  /* Figures (written by the cluster thread, read relaxed). */
+  uint64_t confirmed[TALLY_LCORES_MAX]; /* applied_seq the peer is known to hold (<= capture) */
+  int64_t *acked_value;               /* per snapshot index: what the peer holds (stream_out.c) */
+  uint8_t *acked_known;               /* (peer.c clears it at a resync) */
+  /* Incoming stream (stream_in.c): the peer's list, staged until its last round. */
+  struct tally_replica_stage stage;   /* seq 0, or above the table's held_seq */
+  /* Figures, read relaxed: heartbeats_in (heartbeat.c), resyncs (peer.c), others stream_out.c */
   uint64_t heartbeats_in;
   uint64_t rounds_sent;
   uint64_t rounds_acked;
   uint64_t resends;
   uint64_t resyncs;
 };
+
+/*
+ * The cluster's own counters: one table for the fields and their /metrics
+ * names and help (report.c prints tally_cluster_<name>_total). Written by the
+ * cluster thread (compensations and the claims figures by cluster_dedup.c),
+ * read relaxed on other threads.
+ */
+#define TALLY_FOREACH_CLUSTER_COUNTER(_)                                                    \
+  _(rounds_applied, "rounds applied to replica tables")                                    \
+  _(compensations, "reliable batches undone here because a peer also applied them (from a " \
+    "later attempt, or keeping them)")                                                     \
+  _(compensations_missed, "double applies found too late to undo (counted twice; alert on " \
+    "any)")                                                                                \
+  _(claims_lost, "claims (batches applied from a resend) overwritten in their ring before a " \
+    "peer got them (alert on any)")                                                        \
+  _(claims_yielded, "claimed batches applied here with no journal entry left to undo them " \
+    "(store restored, journal moved on): kept here, the claimant asked to undo its apply")  \
+  _(keeper_claims_received, "peers keeping a batch this node may also have applied, asking " \
+    "it to undo its apply")                                                                \
+  _(restore_claims, "keeper claims this node sent after a restore, for the batches its "    \
+    "restored records name (it has no journal to undo them with)")                         \
+  _(claims_received, "claims received from peers")
 
 struct tally_cluster {
   struct tally_appliance *appliance;
@@ -140,15 +170,20 @@ struct tally_cluster {
   uint64_t membership_reloads;                /* applied changes */
   uint64_t membership_refused;                /* refused reloads (bad or impossible config) */
   uint64_t not_member;                        /* datagrams from a node not a member */
-  int fd;
+  /* I/O (cluster_io.h): io is what the cluster uses; tallyd's is the fault layer over udp. */
+  struct tally_cluster_io io;
+  struct tally_cluster_udp udp;
+  struct tally_cluster_fault_layer fault_layer;
   uint32_t peer_count;                        /* ACTIVE slots */
   struct tally_cluster_peer peers[TALLY_REPLICA_REGIONS_MAX]; /* by replica region */
-  /* Snapshot of this node's contribution: name -> index (rte_hash). */
+  /* Snapshot of this node's contribution: name -> index (rte_hash; cluster_scan.c). */
   struct rte_hash *index;
   uint32_t capacity;
   char (*names)[TALLY_NAME_LEN_MAX];
   uint8_t *name_lens;
   int64_t *current;
+  uint32_t *positions;                /* snapshot indexes in use, in order of first sight */
+  uint32_t positions_count;
   uint64_t writes_seen;               /* lcores' increments at the last scan */
   /*
    * Cross-node dedup (cluster_dedup.c): this node's producer records as of
@@ -162,15 +197,11 @@ struct tally_cluster {
   uint64_t *producer_changed;
   uint64_t dedup_applied_seen[TALLY_LCORES_MAX]; /* lcores' applied_seq at the last record scan */
   struct tally_journal_index journal_index[TALLY_LCORES_MAX]; /* per lcore shard */
-  uint64_t compensations;             /* batches undone here (a peer keeps them) */
-  uint64_t compensations_missed;      /* double applies found too late to undo */
   uint64_t compensations_seen;        /* compensations + missed at the last record scan */
   uint64_t claims_capture[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* rings' claims_next at the scan */
-  uint64_t claims_lost;               /* claims overwritten before a peer got them */
-  uint64_t claims_received;
-  uint64_t claims_yielded;            /* applied here, no journal entry: the claimant undoes */
-  uint64_t keeper_claims_received;    /* a peer keeps a batch and asked this node to undo it */
-  uint64_t restore_claims;            /* keeper claims for the batches a restore brought back */
+#define TALLY_CLUSTER_COUNTER_FIELD(name, help) uint64_t name;
+  TALLY_FOREACH_CLUSTER_COUNTER(TALLY_CLUSTER_COUNTER_FIELD)
+#undef TALLY_CLUSTER_COUNTER_FIELD
   uint64_t scans;
   uint64_t next_scan_ms;
   uint64_t next_heartbeat_ms;
@@ -180,12 +211,14 @@ struct tally_cluster {
   pthread_t thread;
   uint64_t rejected[TALLY_REPLICATION_REASON_COUNT + 1]; /* + heartbeats refused */
   uint64_t heartbeats_replayed;       /* same incarnation, not newer than the last: refused */
-  uint64_t rounds_applied;
   uint64_t replica_full;              /* entries a full replica table refused */
   uint64_t random_state;
   uint32_t incarnation;               /* random per start, sent in heartbeats */
   struct tally_cluster_fault fault;   /* test-only: cluster.fault_* (off by default) */
 };
+
+/* rejected[]: heartbeats refused, after the replication reasons. */
+#define TALLY_CLUSTER_HEARTBEAT_REJECTED TALLY_REPLICATION_REASON_COUNT
 
 /*
  * Opens the socket and the snapshot; with restore (a new or damaged store),
@@ -195,9 +228,19 @@ struct tally_cluster {
  */
 int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *appliance,
   bool restore, char *error, size_t error_size);
-/* Starts and stops the cluster thread. */
+/* The same over another I/O backend (tests: a fake network and clock), no socket. */
+int tally_cluster_open_io(struct tally_cluster *cluster, struct tally_appliance *appliance,
+  struct tally_cluster_io io, bool restore, char *error, size_t error_size);
+/* Starts and stops the cluster thread (stop frees the slots, the fault queue, the socket). */
 int tally_cluster_start(struct tally_cluster *cluster);
 void tally_cluster_stop(struct tally_cluster *cluster);
+/*
+ * One round of the thread's loop, waiting at most wait_ns for datagrams (the
+ * thread calls it until stopped; tests call it to step an instance).
+ */
+void tally_cluster_tick(struct tally_cluster *cluster, uint64_t wait_ns);
+/* Stops the thread if it runs and frees everything the cluster holds. */
+void tally_cluster_close(struct tally_cluster *cluster);
 /* Peers that do not hold every counter of this node's latest scan yet. */
 uint32_t tally_cluster_peers_behind(struct tally_cluster *cluster);
 /*
@@ -284,6 +327,5 @@ void tally_cluster_members_close(struct tally_cluster *cluster);
 /* Internal, cluster_scan.c: the contribution snapshot and per-peer lists. */
 int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size_t error_size);
 void tally_cluster_scan(struct tally_cluster *cluster, bool force);
-void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluster_peer *peer);
 
 #endif

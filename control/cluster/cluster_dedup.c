@@ -35,7 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
+#include "cluster_internal.h"
 
 void tally_cluster_dedup_to_wire(uint64_t producer, const struct tally_dedup *dedup,
   struct tally_replication_producer *record)
@@ -91,6 +91,19 @@ int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t 
   }
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the producer snapshot");
   return ok ? 0 : -1;
+}
+
+void tally_cluster_dedup_close(struct tally_cluster *cluster)
+{
+  for (uint32_t l = 0; l < TALLY_LCORES_MAX; l++) {
+    tally_journal_index_close(&cluster->journal_index[l]);
+  }
+  free(cluster->producer_id);
+  free(cluster->producer_dedup);
+  free(cluster->producer_changed);
+  cluster->producer_id = NULL;
+  cluster->producer_dedup = NULL;
+  cluster->producer_changed = NULL;
 }
 
 /* The lcore (and shard) a producer's batches are steered to on this node. */

@@ -3,6 +3,9 @@
  * cluster_fault.h): the loss draw, the delay draw, and the bounded queue of
  * held datagrams, a binary min-heap of slot indexes ordered by due time and,
  * among equal due times, by offer (so a fixed delay keeps the send order).
+ * Pure: the I/O layer around it is io_fault.c. Runs on the thread that runs
+ * the cluster (start-up while restoring, then the cluster thread); the
+ * settings are set from any thread.
  */
 #include "cluster_fault.h"
 

@@ -47,12 +47,7 @@
 #include <rte_byteorder.h>
 #include <urcu/urcu-qsbr.h>
 
-#include "cluster.h"
-
-#define BREAKER_FAILURES 5u
-#define BREAKER_COOLDOWN_MS 1000u
-/* How long a reload waits for the cluster thread to run the new membership. */
-#define APPLY_WAIT_MS 2000u
+#include "cluster_internal.h"
 
 static void phi_params(const struct tally_cluster_config *config, struct tally_phi_params *params)
 {
@@ -80,105 +75,6 @@ static const struct tally_cluster_node *member(const struct tally_cluster_config
     if (config->nodes[i].id == origin) return &config->nodes[i];
   }
   return NULL;
-}
-
-static void peer_free(struct tally_cluster_peer *peer)
-{
-  free(peer->pending);
-  free(peer->pending_value);
-  free(peer->acked_value);
-  free(peer->acked_known);
-  free(peer->undone_pending);
-  free(peer->producers_pending);
-  free(peer->claims_pending);
-  tally_replica_stage_close(&peer->stage);
-  peer->pending = NULL;
-  peer->pending_value = NULL;
-  peer->acked_value = NULL;
-  peer->acked_known = NULL;
-  peer->undone_pending = NULL;
-  peer->producers_pending = NULL;
-  peer->claims_pending = NULL;
-  assert(peer->pending == NULL && peer->claims_pending == NULL);
-}
-
-/* A slot's lists (sized by the snapshot): allocated once, kept when it retires. */
-static int peer_allocate(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
-{
-  assert(cluster->capacity >= TALLY_COUNTERS_MIN);
-  assert(cluster->producer_positions >= TALLY_PRODUCERS_MIN);
-  if (peer->pending != NULL) return 0;
-  peer->pending = calloc(cluster->capacity, sizeof(uint32_t));
-  peer->pending_value = calloc(cluster->capacity, sizeof(int64_t));
-  peer->acked_value = calloc(cluster->capacity, sizeof(int64_t));
-  peer->acked_known = calloc(cluster->capacity, 1);
-  peer->undone_pending = calloc(tally_cluster_compensation_shard(cluster)->producer_slots_count,
-    sizeof peer->undone_pending[0]);
-  peer->producers_pending = calloc(cluster->producer_positions, sizeof peer->producers_pending[0]);
-  peer->claims_pending = calloc(TALLY_CLUSTER_CLAIMS_PER_LIST, sizeof peer->claims_pending[0]);
-  /* (bound before this: its table is mapped; every replica table has one geometry) */
-  const struct tally_shard *replica = &cluster->appliance->store.replicas[peer - cluster->peers];
-  int staged = tally_replica_stage_open(&peer->stage, replica->slots_count,
-    replica->producer_slots_count, 2u * TALLY_CLUSTER_CLAIMS_PER_LIST);
-  if (staged == 0 &&
-      peer->pending != NULL && peer->pending_value != NULL && peer->acked_value != NULL &&
-      peer->acked_known != NULL &&
-      peer->undone_pending != NULL && peer->producers_pending != NULL &&
-      peer->claims_pending != NULL) {
-    return 0;
-  }
-  peer_free(peer);
-  return -1;
-}
-
-/*
- * A fresh state on slot r for node: nothing known of it, so it is probed
- * and, at its first answer, sent this node's whole contribution (a fresh
- * slot has never been synced, so that answer always starts the stream over),
- * its producer records and every claim the rings still hold.
- */
-static void peer_activate(struct tally_cluster *cluster, uint32_t r,
-  const struct tally_cluster_node *node, const struct tally_phi_params *params)
-{
-  struct tally_cluster_peer *peer = &cluster->peers[r];
-  assert(peer->membership != TALLY_PEER_ACTIVE && peer->pending != NULL);
-  assert(cluster->appliance->store.replica_origin[r] == node->id);
-  struct tally_cluster_peer kept = *peer; /* the allocated lists stay */
-  memset(peer, 0, sizeof *peer);
-  peer->pending = kept.pending;
-  peer->pending_value = kept.pending_value;
-  peer->acked_value = kept.acked_value;
-  peer->acked_known = kept.acked_known;
-  peer->undone_pending = kept.undone_pending;
-  peer->producers_pending = kept.producers_pending;
-  peer->claims_pending = kept.claims_pending;
-  peer->stage = kept.stage;
-  tally_replica_stage_clear(&peer->stage);
-  peer->id = node->id;
-  peer->replica = r;
-  peer->address = node_address(node);
-  bool ok = tally_phi_detector_init(&peer->detector, params);
-  assert(ok);
-  (void)ok;
-  tally_breaker_init(&peer->breaker, BREAKER_FAILURES, BREAKER_COOLDOWN_MS);
-  tally_cluster_dedup_claims_reset(cluster, peer); /* every claim the rings still hold */
-  assert(peer->undone_pending != NULL && peer->producers_pending != NULL);
-  assert(peer->claims_pending != NULL && peer->acked_known != NULL);
-  assert(peer->pending_value != NULL);
-  peer->membership = TALLY_PEER_ACTIVE;
-  cluster->peer_count++;
-}
-
-/* Stops everything to and from the node; its table and lists stay. */
-static void peer_retire(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
-{
-  assert(tally_cluster_peer_active(peer));
-  assert(cluster->peer_count >= 1);
-  peer->membership = TALLY_PEER_RETIRED;
-  peer->pending_valid = false;
-  peer->sent_seq = 0;
-  peer->synced = false;
-  cluster->peer_count--;
 }
 
 /* ---- Start ----------------------------------------------------------------- */
@@ -216,19 +112,18 @@ int tally_cluster_members_open(struct tally_cluster *cluster, char *error, size_
       snprintf(error, error_size, "cluster.nodes: node %u: %s", node->id, reason);
       return -1;
     }
-    if (peer_allocate(cluster, &cluster->peers[r]) != 0) {
+    if (tally_cluster_peer_allocate(cluster, &cluster->peers[r]) != 0) {
       snprintf(error, error_size, "cluster: out of memory for peer %u", node->id);
       return -1;
     }
-    peer_activate(cluster, (uint32_t)r, node, &params);
+    struct sockaddr_in address = node_address(node);
+    tally_cluster_peer_activate(cluster, (uint32_t)r, node->id, &address, &params);
   }
   for (uint32_t r = 0; r < TALLY_REPLICA_REGIONS_MAX; r++) { /* bound, not members */
     if (!tally_store_replica_bound(store, r) || tally_cluster_peer_active(&cluster->peers[r])) {
       continue;
     }
-    cluster->peers[r].membership = TALLY_PEER_RETIRED;
-    cluster->peers[r].id = store->replica_origin[r];
-    cluster->peers[r].replica = r;
+    tally_cluster_peer_retired_slot(cluster, r, store->replica_origin[r]);
     fprintf(stderr, "tallyd: cluster: node %u is not a member: retired (its counts stay)\n",
       store->replica_origin[r]);
   }
@@ -251,7 +146,9 @@ void tally_cluster_members_close(struct tally_cluster *cluster)
 {
   assert(!cluster->running);
   free(__atomic_exchange_n(&cluster->members_next, NULL, __ATOMIC_ACQ_REL));
-  for (uint32_t r = 0; r < TALLY_REPLICA_REGIONS_MAX; r++) peer_free(&cluster->peers[r]);
+  for (uint32_t r = 0; r < TALLY_REPLICA_REGIONS_MAX; r++) {
+    tally_cluster_peer_free(&cluster->peers[r]);
+  }
   assert(cluster->members_next == NULL);
 }
 
@@ -272,15 +169,14 @@ static void apply(struct tally_cluster *cluster, struct tally_cluster_members *n
     const struct tally_cluster_node *node = member(config, store->replica_origin[r]);
     size_t used_added = strlen(added), used_retired = strlen(retired);
     if (node != NULL && !tally_cluster_peer_active(peer)) {
-      peer_activate(cluster, r, node, &params);
+      struct sockaddr_in address = node_address(node);
+      tally_cluster_peer_activate(cluster, r, node->id, &address, &params);
       snprintf(added + used_added, sizeof added - used_added, " %u", node->id);
     } else if (node != NULL) {
-      peer->address = node_address(node); /* may have moved */
-      bool ok = tally_phi_detector_retune(&peer->detector, &params);
-      assert(ok);
-      (void)ok;
+      struct sockaddr_in address = node_address(node); /* may have moved */
+      tally_cluster_peer_retune(peer, &address, &params);
     } else if (tally_cluster_peer_active(peer)) {
-      peer_retire(cluster, peer);
+      tally_cluster_peer_retire(cluster, peer);
       snprintf(retired + used_retired, sizeof retired - used_retired, " %u", peer->id);
     }
   }
@@ -357,7 +253,7 @@ static int bind_new(struct tally_cluster *cluster, const struct tally_cluster_co
       return -1;
     }
     /* Not active (or it has its lists already): the cluster thread does not touch it. */
-    if (peer_allocate(cluster, &cluster->peers[r]) != 0) {
+    if (tally_cluster_peer_allocate(cluster, &cluster->peers[r]) != 0) {
       snprintf(error, error_size, "cluster.nodes: node %u: out of memory for its lists", id);
       return -1;
     }
@@ -396,7 +292,7 @@ static bool hand_over(struct tally_cluster *cluster, struct tally_cluster_member
     __atomic_exchange_n(&cluster->members_next, next, __ATOMIC_ACQ_REL);
   assert(previous == NULL); /* reloads are one at a time, each waits or is taken later */
   (void)previous;
-  for (uint32_t waited = 0; waited < APPLY_WAIT_MS; waited++) {
+  for (uint32_t waited = 0; waited < TALLY_CLUSTER_MEMBERS_APPLY_WAIT_MS; waited++) {
     if (__atomic_load_n(&cluster->members_applied, __ATOMIC_ACQUIRE) >= next->generation) {
       return true;
     }

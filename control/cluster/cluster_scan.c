@@ -7,7 +7,8 @@
  * holds every batch counted up to that point. Around the counters go the
  * producer records that changed since the peer last held them all: the
  * records of batches this node undid before them, the records of batches it
- * applied after them, then the claims (cluster_dedup.c).
+ * applied after them, then the claims (cluster_dedup.c). Runs on the
+ * cluster thread (the snapshot is opened and closed on the start-up thread).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -18,21 +19,23 @@
 #include <rte_hash_crc.h>
 #include <rte_lcore.h>
 
-#include "cluster.h"
+#include "cluster_internal.h"
 #include "tally/name.h"
 
 #define KEY_SIZE (TALLY_NAME_LEN_MAX + 1u)
-
-static uint32_t *positions;     /* snapshot indexes in use, in order of first sight */
-static uint32_t positions_count;
 
 int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size_t error_size)
 {
   struct tally_appliance *appliance = cluster->appliance;
   cluster->capacity = tally_store_replica_counters(&appliance->store.geometry);
   assert(cluster->capacity >= TALLY_COUNTERS_MIN);
+  /* rte_hash names are process-wide: one per instance (tests run several). */
+  static uint32_t instances;
+  char name[RTE_HASH_NAMESIZE];
+  snprintf(name, sizeof name, "tally_snapshot_%u",
+    __atomic_fetch_add(&instances, 1, __ATOMIC_RELAXED));
   struct rte_hash_parameters parameters = {
-    .name = "tally_snapshot",
+    .name = name,
     .entries = cluster->capacity,
     .key_len = KEY_SIZE,
     .hash_func = rte_hash_crc,
@@ -43,32 +46,26 @@ int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size
   cluster->names = calloc(cluster->capacity, sizeof cluster->names[0]);
   cluster->name_lens = calloc(cluster->capacity, 1);
   cluster->current = calloc(cluster->capacity, sizeof(int64_t));
-  positions = calloc(cluster->capacity, sizeof(uint32_t));
+  cluster->positions = calloc(cluster->capacity, sizeof(uint32_t));
   bool ok = cluster->index != NULL && cluster->names != NULL && cluster->name_lens != NULL &&
-    cluster->current != NULL && positions != NULL; /* (each peer's lists: cluster_members.c) */
+    cluster->current != NULL && cluster->positions != NULL; /* (each peer's lists: cluster_members.c) */
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the replication snapshot");
   return ok ? 0 : -1;
 }
 
-void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
+void tally_cluster_snapshot_close(struct tally_cluster *cluster)
 {
-  assert(peer->acked_known != NULL);
-  memset(peer->acked_known, 0, cluster->capacity);
-  peer->pending_valid = false;
-  peer->pending_count = 0;
-  peer->pending_next = 0;
-  peer->undone_pending_count = 0;
-  peer->undone_pending_next = 0;
-  peer->producers_pending_count = 0;
-  peer->producers_pending_next = 0;
-  peer->producers_synced = 0; /* it holds none of this node's records: send them all */
-  peer->claims_pending_count = 0;
-  peer->claims_pending_next = 0;
-  tally_cluster_dedup_claims_reset(cluster, peer);
-  peer->sent_seq = 0;
-  peer->retries = 0;
-  peer->resyncs++;
-  assert(!peer->pending_valid);
+  rte_hash_free(cluster->index); /* NULL is fine */
+  free(cluster->names);
+  free(cluster->name_lens);
+  free(cluster->current);
+  free(cluster->positions);
+  cluster->index = NULL;
+  cluster->names = NULL;
+  cluster->name_lens = NULL;
+  cluster->current = NULL;
+  cluster->positions = NULL;
+  cluster->positions_count = 0;
 }
 
 /* Whether a shard before `before` holds the name (its total was taken there). */
@@ -109,8 +106,8 @@ static void record(struct tally_cluster *cluster, const char *name, uint32_t nam
   if (cluster->name_lens[position] == 0) {
     memcpy(cluster->names[position], name, name_len);
     cluster->name_lens[position] = (uint8_t)name_len;
-    assert(positions_count < cluster->capacity);
-    positions[positions_count++] = (uint32_t)position;
+    assert(cluster->positions_count < cluster->capacity);
+    cluster->positions[cluster->positions_count++] = (uint32_t)position;
   }
   cluster->current[position] = total;
 }
@@ -139,8 +136,8 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
   const uint64_t *capture)
 {
   uint32_t count = 0;
-  for (uint32_t i = 0; i < positions_count; i++) {
-    uint32_t position = positions[i];
+  for (uint32_t i = 0; i < cluster->positions_count; i++) {
+    uint32_t position = cluster->positions[i];
     if (peer->acked_known[position] && peer->acked_value[position] == cluster->current[position]) {
       continue;
     }
@@ -174,11 +171,8 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
   peer->producers_list_scan = cluster->scans;
   uint32_t claims = tally_cluster_dedup_plan_claims(cluster, peer); /* then the claims */
   peer->pending_valid = undone + count + producers + claims > 0;
-  if (!peer->pending_valid) {
-    memcpy(peer->confirmed, capture, sizeof peer->confirmed);
-    memcpy(peer->claims_sent, peer->claims_planned, sizeof peer->claims_sent);
-    peer->producers_synced = cluster->scans;
-  }
+  if (!peer->pending_valid) tally_cluster_peer_confirm(cluster, peer); /* holds it all */
+  tally_cluster_peer_assert_invariants(cluster, peer);
 }
 
 void tally_cluster_scan(struct tally_cluster *cluster, bool force)
@@ -218,7 +212,6 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
   for (uint32_t i = 0; i < TALLY_REPLICA_REGIONS_MAX; i++) {
     struct tally_cluster_peer *peer = &cluster->peers[i];
     if (!tally_cluster_peer_active(peer)) continue;
-    bool idle = peer->synced && !peer->pending_valid && peer->sent_seq == 0;
-    if (idle) plan_peer(cluster, peer, capture);
+    if (tally_cluster_peer_idle(peer)) plan_peer(cluster, peer, capture);
   }
 }

@@ -9,7 +9,8 @@
  * the ring's current positions (the key a position held is removed when the
  * ring moves past it), and every hit is verified against the entry itself
  * (tally_shard_journal_read_at: producer, seq, crc, applied), so a torn or
- * overwritten entry is a miss, never a wrong answer.
+ * overwritten entry is a miss, never a wrong answer. Opened on the
+ * start-up thread; used on the cluster thread only.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -40,8 +41,11 @@ int tally_journal_index_open(struct tally_journal_index *index, uint32_t shard_n
   assert(index != NULL);
   assert(shard_number < TALLY_LCORES_MAX);
   memset(index, 0, sizeof *index);
+  /* rte_hash names are process-wide: one per index (tests run several clusters). */
+  static uint32_t instances;
   char name[RTE_HASH_NAMESIZE];
-  snprintf(name, sizeof name, "tally_journal_%u", shard_number);
+  snprintf(name, sizeof name, "tally_journal_%u",
+    __atomic_fetch_add(&instances, 1, __ATOMIC_RELAXED));
   struct rte_hash_parameters parameters = {
     .name = name,
     .entries = TALLY_JOURNAL_ENTRIES,

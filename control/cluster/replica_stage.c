@@ -6,6 +6,8 @@
  * newest entry of each, which says all an older one did (values are
  * absolute, a record is the producer's whole state on the peer). At most 3/4
  * of a table's slots are ever used, so after compaction a round always fits.
+ * Runs on the cluster thread (stream_in.c); opened on the start-up or control
+ * thread with a peer's lists (peer.c).
  */
 #include <assert.h>
 #include <stdlib.h>

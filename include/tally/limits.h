@@ -355,4 +355,58 @@ static_assert(TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN <=
   TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MAX, "range");
 static_assert(TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN >= 1u, "replication never spins");
 
+/* ---- cluster thread (control/cluster/) ------------------------------------ */
+
+/* Claims rings a node sends from: one per lcore shard, and the compensation
+ * shard's (keeper claims, cluster_dedup.c). */
+#define TALLY_CLUSTER_CLAIM_RINGS_MAX (TALLY_LCORES_MAX + 1u)
+/* Claims planned into one list at most (the rest go with the next). */
+#define TALLY_CLUSTER_CLAIMS_PER_LIST 4096u
+/* The replication socket's send and receive buffers (SO_SNDBUF, SO_RCVBUF). */
+#define TALLY_CLUSTER_SOCKET_BUFFER_BYTES (4u << 20)
+/* The thread's loop waits on the socket at most this long between rounds. */
+#define TALLY_CLUSTER_LOOP_WAIT_NS 1000000ull
+/* Datagrams taken per wake-up of the loop. */
+#define TALLY_CLUSTER_RECEIVE_BURST 256u
+/* A replication link's circuit breaker: open after this many unanswered rounds in a row, */
+#define TALLY_REPLICATION_BREAKER_FAILURES 5u
+/* and probe again after this long. */
+#define TALLY_REPLICATION_BREAKER_COOLDOWN_MS 1000u
+/*
+ * A peer that has not answered a round (or a probe) for this long does not
+ * count toward the write quorum, even if its heartbeats arrive: this node
+ * cannot get its writes held there (a one-way or muted link, a peer stuck).
+ */
+#define TALLY_REPLICATION_STALL_MS 400u
+/* Restore of a new store: the longest wait for the peers, */
+#define TALLY_CLUSTER_RESTORE_WAIT_MS_MAX 300000u
+/* how often the request is sent again, */
+#define TALLY_CLUSTER_RESTORE_RETRY_MS 500u
+/* the longest wait on the socket between checks, */
+#define TALLY_CLUSTER_RESTORE_POLL_NS 10000000ull
+/* and the datagrams taken per wake-up. */
+#define TALLY_CLUSTER_RESTORE_RECEIVE_BURST 4096u
+/* `tallyctl get --quorum`: the longest wait for the members' answers. */
+#define TALLY_CLUSTER_QUORUM_READ_TIMEOUT_MS 500u
+/* How long a membership reload waits for the cluster thread to run it. */
+#define TALLY_CLUSTER_MEMBERS_APPLY_WAIT_MS 2000u
+
+static_assert(TALLY_CLUSTER_CLAIMS_PER_LIST >= TALLY_REPLICATION_CLAIMS_MAX,
+  "a list holds at least one round of claims");
+static_assert(TALLY_CLUSTER_LOOP_WAIT_NS < TALLY_REPLICATION_TIMEOUT_MS * 1000000ull,
+  "the loop wakes before a round times out");
+static_assert(TALLY_REPLICATION_STALL_MS > 2u * TALLY_REPLICATION_TIMEOUT_MS,
+  "a stall is several unanswered timeouts, not one lost datagram");
+static_assert(TALLY_REPLICATION_BREAKER_FAILURES >= 1u, "the breaker opens after a failure");
+static_assert(TALLY_REPLICATION_BREAKER_COOLDOWN_MS <= TALLY_REPLICATION_BACKOFF_MAX_MS,
+  "a breaker's cool-down is no longer than the resend backoff's cap");
+static_assert(TALLY_CLUSTER_RESTORE_RETRY_MS < TALLY_CLUSTER_RESTORE_WAIT_MS_MAX,
+  "a restore asks more than once");
+static_assert(TALLY_CLUSTER_RESTORE_POLL_NS < TALLY_CLUSTER_RESTORE_RETRY_MS * 1000000ull,
+  "a restore checks for answers between its requests");
+static_assert(TALLY_CLUSTER_QUORUM_READ_TIMEOUT_MS < TALLY_MGMT_TIMEOUT_S * 1000u,
+  "a quorum read answers before the management client gives up");
+static_assert(TALLY_CLUSTER_MEMBERS_APPLY_WAIT_MS < TALLY_MGMT_TIMEOUT_S * 1000u,
+  "a reload answers before the management client gives up");
+
 #endif

@@ -1,0 +1,68 @@
+/*
+ * heartbeat.c — heartbeats out to every member (ready, read-only and
+ * draining flags, this start's incarnation, the sender's clock) and in from
+ * them: authenticated, refused when replayed, fed to the peer's phi-accrual
+ * failure detector; a new incarnation means the peer restarted, and the
+ * outgoing stream probes it before sending more (peer.c). Runs on the
+ * cluster thread.
+ */
+#include <assert.h>
+
+#include "cluster_internal.h"
+#include "heartbeat_wire.h"
+
+void tally_cluster_heartbeat_send(struct tally_cluster *cluster)
+{
+  bool ready = tally_lcores_running(cluster->appliance);
+  struct tally_heartbeat heartbeat = { .node_id = cluster->config->node_id,
+    .flags = (uint16_t)((ready ? TALLY_HEARTBEAT_FLAG_READY : 0) |
+      (cluster->read_only || cluster->appliance->read_only_forced ?
+        TALLY_HEARTBEAT_FLAG_READ_ONLY : 0) |
+      (cluster->appliance->draining ? TALLY_HEARTBEAT_FLAG_DRAINING : 0)),
+    .generation = cluster->incarnation, .send_time_ns = tally_cluster_now_ns(cluster),
+    .lsn = cluster->scans };
+  uint8_t buffer[TALLY_HEARTBEAT_SIZE];
+  tally_heartbeat_encode(&heartbeat, cluster->config->key, buffer);
+  for (struct tally_cluster_peer *peer = NULL;
+       (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
+    tally_cluster_send(cluster, &peer->address, buffer, sizeof buffer);
+  }
+}
+
+void tally_cluster_heartbeat_receive(struct tally_cluster *cluster, const uint8_t *data,
+  size_t size)
+{
+  struct tally_heartbeat heartbeat;
+  if (tally_heartbeat_decode(data, size, cluster->config->key, &heartbeat) != TALLY_HEARTBEAT_OK) {
+    cluster->rejected[TALLY_CLUSTER_HEARTBEAT_REJECTED]++;
+    return;
+  }
+  struct tally_cluster_peer *peer = tally_cluster_peer_by_id(cluster, heartbeat.node_id);
+  if (peer == NULL) { /* authentic, but not a member (retired, or not added here yet) */
+    cluster->not_member++;
+    return;
+  }
+  /*
+   * Replay protection: within one incarnation the sender's clock only goes
+   * forward, so a heartbeat not newer than the last one accepted is an old
+   * datagram (duplicated by the network, or replayed) and must not keep a
+   * dead peer looking alive.
+   */
+  if (peer->incarnation == heartbeat.generation && heartbeat.send_time_ns <= peer->heartbeat_sent_ns) {
+    cluster->heartbeats_replayed++;
+    return;
+  }
+  peer->heartbeat_sent_ns = heartbeat.send_time_ns;
+  tally_phi_detector_heartbeat(&peer->detector, tally_cluster_now_ns(cluster));
+  peer->flags = heartbeat.flags;
+  if (peer->incarnation != heartbeat.generation) {
+    /*
+     * The peer started again (a new incarnation): what it holds of this node
+     * may be gone. Ask (a probe) before sending more; an intact store answers
+     * with the sequence already acked and nothing is resent.
+     */
+    if (peer->incarnation != 0 && peer->synced) tally_cluster_peer_restarted(cluster, peer);
+    peer->incarnation = heartbeat.generation;
+  }
+  peer->heartbeats_in++;
+}

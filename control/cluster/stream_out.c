@@ -1,0 +1,181 @@
+/*
+ * stream_out.c — the outgoing replication stream: this node's contribution
+ * to each peer, one round in flight per peer (stop-and-wait, link sequence
+ * numbers), filled from the list the last scan planned (cluster_scan.c) in
+ * list-part order (undone records, counters, records, claims), resent after
+ * TALLY_REPLICATION_TIMEOUT_MS with backoff and full jitter behind a circuit
+ * breaker, and advanced by the peer's acks; a probe (a round with seq 0)
+ * asks an unsynced peer what it holds. Runs on the cluster thread.
+ */
+#include <assert.h>
+
+#include "cluster_internal.h"
+
+/* The acked round's entries leave the list; the counters' values are now the peer's. */
+static void advance(struct tally_cluster_peer *peer)
+{
+  assert(peer->message_count <= tally_cluster_peer_part_left(peer,
+    (enum tally_list_part)peer->message_part));
+  switch ((enum tally_list_part)peer->message_part) {
+  case TALLY_LIST_UNDONE:
+    peer->undone_pending_next += peer->message_count;
+    break;
+  case TALLY_LIST_COUNTERS:
+    for (uint32_t i = 0; i < peer->message_count; i++) {
+      peer->acked_value[peer->message_index[i]] = peer->message_value[i];
+      peer->acked_known[peer->message_index[i]] = 1;
+    }
+    peer->pending_next += peer->message_count;
+    break;
+  case TALLY_LIST_PRODUCERS:
+    peer->producers_pending_next += peer->message_count;
+    break;
+  case TALLY_LIST_CLAIMS:
+    peer->claims_pending_next += peer->message_count;
+    break;
+  }
+}
+
+void tally_cluster_stream_out_ack(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  uint64_t held)
+{
+  tally_breaker_success(&peer->breaker);
+  peer->waiting_since_ms = 0; /* it answers */
+  if (!peer->synced) {
+    bool same_state = peer->was_synced && held == peer->acked_seq;
+    peer->synced = true;
+    peer->was_synced = true;
+    if (same_state) return; /* it restarted with its store intact: go on */
+    peer->acked_seq = held;
+    tally_cluster_peer_reset(cluster, peer);
+    return;
+  }
+  if (peer->sent_seq != 0 && held == peer->sent_seq) {
+    advance(peer);
+    peer->acked_seq = held;
+    peer->sent_seq = 0;
+    peer->retries = 0;
+    peer->rounds_acked++;
+    if (tally_cluster_peer_list_done(peer)) tally_cluster_peer_confirm(cluster, peer);
+    tally_cluster_peer_assert_invariants(cluster, peer);
+    return;
+  }
+  if (held == peer->acked_seq) return; /* an old ack, or the round was refused: resend */
+  peer->acked_seq = held;              /* the peer lost or moved its state: start over */
+  tally_cluster_peer_reset(cluster, peer);
+}
+
+/* Fills a round with producer records (undone or applied) as the list was planned. */
+static void fill_records(const struct tally_replication_producer *pending, uint32_t left,
+  struct tally_replication_message *round)
+{
+  assert(left >= 1);
+  round->flags = TALLY_REPLICATION_FLAG_PRODUCERS;
+  while (round->count < TALLY_REPLICATION_PRODUCERS_MAX && round->count < left) {
+    assert(pending[round->count].producer != 0);
+    round->producers[round->count] = pending[round->count];
+    round->count++;
+  }
+  assert(round->count >= 1);
+}
+
+static void fill_counters(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  uint32_t left, struct tally_replication_message *round)
+{
+  while (round->count < TALLY_REPLICATION_ENTRIES_MAX && round->count < left) {
+    uint32_t position = peer->pending[peer->pending_next + round->count];
+    int64_t value = peer->pending_value[peer->pending_next + round->count]; /* as planned */
+    peer->message_index[round->count] = position;
+    peer->message_value[round->count] = value;
+    round->entries[round->count] = (struct tally_replication_entry){
+      .name = cluster->names[position], .name_len = cluster->name_lens[position],
+      .value = value };
+    round->count++;
+  }
+}
+
+/* Fills a round from the first list part with entries left (enum tally_list_part order). */
+static void fill_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  struct tally_replication_message *round)
+{
+  uint32_t next = tally_cluster_peer_part_next(peer, 0);
+  assert(next < TALLY_LIST_PARTS);
+  enum tally_list_part part = (enum tally_list_part)next;
+  peer->message_part = (uint8_t)part;
+  uint32_t left = tally_cluster_peer_part_left(peer, part);
+  assert(left >= 1);
+  if (part == TALLY_LIST_UNDONE) {
+    fill_records(peer->undone_pending + peer->undone_pending_next, left, round);
+  } else if (part == TALLY_LIST_COUNTERS) {
+    fill_counters(cluster, peer, left, round);
+  } else if (part == TALLY_LIST_PRODUCERS) {
+    fill_records(peer->producers_pending + peer->producers_pending_next, left, round);
+  } else {
+    round->flags = TALLY_REPLICATION_FLAG_CLAIMS;
+    while (round->count < TALLY_REPLICATION_CLAIMS_MAX && round->count < left) {
+      round->claims[round->count] = peer->claims_pending[peer->claims_pending_next + round->count];
+      round->count++;
+    }
+  }
+  assert(round->count >= 1 && round->count <= left);
+  bool last = round->count == left &&
+    tally_cluster_peer_part_next(peer, next + 1u) == TALLY_LIST_PARTS;
+  if (last) round->flags |= TALLY_REPLICATION_FLAG_LAST; /* completes the scan's list */
+}
+
+static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  uint64_t now)
+{
+  struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND,
+    .origin = cluster->config->node_id, .sender = cluster->config->node_id,
+    .seq = peer->acked_seq + 1, .scan = peer->list_scan };
+  fill_round(cluster, peer, &round);
+  peer->message_count = round.count;
+  peer->message_size = tally_replication_encode(&round, cluster->config->key, peer->message,
+    sizeof peer->message);
+  assert(peer->message_size > 0);
+  peer->sent_seq = round.seq;
+  peer->sent_ms = now;
+  if (peer->waiting_since_ms == 0) peer->waiting_since_ms = now;
+  peer->resend_ms = now + TALLY_REPLICATION_TIMEOUT_MS;
+  peer->rounds_sent++;
+  tally_cluster_peer_assert_invariants(cluster, peer);
+  tally_cluster_send(cluster, &peer->address, peer->message, peer->message_size);
+}
+
+/* Unanswered (a round in flight, or a probe): resend or probe again once due. */
+static void resend(struct tally_cluster *cluster, struct tally_cluster_peer *peer, uint64_t now)
+{
+  bool probe = false;
+  if (now < peer->resend_ms) return;
+  if (peer->sent_seq != 0 || peer->retries > 0) tally_breaker_failure(&peer->breaker, now);
+  if (!tally_breaker_acquire(&peer->breaker, now, &probe)) return;
+  peer->retries++;
+  peer->resend_ms = now + TALLY_REPLICATION_TIMEOUT_MS + tally_backoff_delay_ms(
+    TALLY_REPLICATION_TIMEOUT_MS, TALLY_REPLICATION_BACKOFF_MAX_MS, peer->retries,
+    tally_cluster_next_random(cluster));
+  if (!peer->synced) {
+    struct tally_replication_message hello = { .type = TALLY_REPLICATION_ROUND,
+      .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = 0 };
+    if (peer->waiting_since_ms == 0) peer->waiting_since_ms = now;
+    tally_cluster_send_message(cluster, &peer->address, &hello); /* answered with what it holds */
+  } else {
+    peer->resends++;
+    tally_cluster_send(cluster, &peer->address, peer->message, peer->message_size);
+  }
+}
+
+void tally_cluster_stream_out_pump(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  uint64_t now_ms)
+{
+  assert(tally_cluster_peer_active(peer));
+  if (!peer->synced || peer->sent_seq != 0) {
+    resend(cluster, peer, now_ms);
+    return;
+  }
+  bool probe = false;
+  if (peer->pending_valid && !tally_cluster_peer_list_done(peer) &&
+      tally_breaker_acquire(&peer->breaker, now_ms, &probe)) {
+    send_round(cluster, peer, now_ms);
+  }
+}

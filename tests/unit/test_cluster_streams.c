@@ -1,0 +1,524 @@
+/*
+ * test_cluster_streams.c — the cluster's real stream logic (stream_out.c,
+ * stream_in.c, quorum.c, heartbeat.c, restore.c, peer.c, cluster_scan.c)
+ * between two or three in-process cluster instances, each on its own real
+ * store, connected by a fake network and clock: a backend of the cluster's
+ * I/O interface (control/cluster/cluster_io.h) in this file. Time moves
+ * only when the test says; every instance is stepped with tally_cluster_tick
+ * (no threads), so every run is the same run. What it checks:
+ *   - rounds and acks: a node's contribution (more counters than one round
+ *     holds) reaches the peer's replica table, and quorum_seq follows;
+ *   - resends: rounds lost on the way are resent until acked;
+ *   - a gap (a round ahead of what the peer holds) is answered with what it
+ *     holds and changes nothing; a peer that lost its state is resynced;
+ *   - restore: a node with a new store gets its contribution back from a peer;
+ *   - quorum_seq advances only with W - 1 peers' acks;
+ *   - read-only without a write quorum, writable again once it returns.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+
+#include "cluster.h"
+#include "store.h"
+#include "store_format.h"
+#include "tally/name.h"
+
+#define NODES_MAX 3u
+#define INBOX_MAX 8192u
+#define PORT_BASE 19000u
+#define STEP_NS 1000000ull /* one tick of every node per simulated millisecond */
+
+/* ---- The fake network and clock ---------------------------------------------- */
+
+struct datagram {
+  struct sockaddr_in from;
+  uint32_t size;
+  uint8_t data[TALLY_DATAGRAM_SIZE_MAX];
+};
+
+struct net;
+
+struct port {
+  struct net *net;
+  uint32_t index;
+  struct datagram *inbox;   /* a ring of INBOX_MAX */
+  uint32_t head;
+  uint32_t count;
+};
+
+struct net {
+  uint64_t now_ns;
+  struct port ports[NODES_MAX];
+  bool cut[NODES_MAX][NODES_MAX];         /* [from][to]: every datagram lost */
+  uint32_t drop_next[NODES_MAX][NODES_MAX]; /* [from][to]: the next n replication datagrams lost */
+  uint64_t dropped;
+  /* While a node blocks (restore), the rest of the world runs: */
+  void (*idle)(struct net *net, uint64_t limit_ns);
+  uint32_t blocked;          /* the blocking node */
+};
+
+static struct sockaddr_in address_of(uint32_t index)
+{
+  return (struct sockaddr_in){ .sin_family = AF_INET,
+    .sin_port = htons((uint16_t)(PORT_BASE + index + 1u)), .sin_addr.s_addr = htonl(0x7f000001) };
+}
+
+static void fake_send(void *context, const struct sockaddr_in *to, const uint8_t *data,
+  size_t size)
+{
+  struct port *from = context;
+  struct net *net = from->net;
+  uint32_t index = ntohs(to->sin_port) - PORT_BASE - 1u;
+  assert_true(index < NODES_MAX);
+  assert_true(size >= 2 && size <= TALLY_DATAGRAM_SIZE_MAX);
+  bool heartbeat = data[0] == 'T' && data[1] == 'H';
+  if (net->cut[from->index][index]) {
+    net->dropped++;
+    return;
+  }
+  if (!heartbeat && net->drop_next[from->index][index] > 0) {
+    net->drop_next[from->index][index]--;
+    net->dropped++;
+    return;
+  }
+  struct port *port = &net->ports[index];
+  if (port->inbox == NULL || port->count == INBOX_MAX) return; /* no one there, or full */
+  struct datagram *slot = &port->inbox[(port->head + port->count) % INBOX_MAX];
+  slot->from = address_of(from->index);
+  slot->size = (uint32_t)size;
+  memcpy(slot->data, data, size);
+  port->count++;
+}
+
+static ssize_t fake_receive(void *context, uint8_t *buffer, size_t size, struct sockaddr_in *from)
+{
+  struct port *port = context;
+  if (port->count == 0) return -1;
+  const struct datagram *slot = &port->inbox[port->head];
+  assert_true(slot->size <= size);
+  memcpy(buffer, slot->data, slot->size);
+  *from = slot->from;
+  port->head = (port->head + 1u) % INBOX_MAX;
+  port->count--;
+  return (ssize_t)slot->size;
+}
+
+static bool fake_wait_readable(void *context, uint64_t limit_ns)
+{
+  struct port *port = context;
+  if (port->count == 0 && port->net->idle != NULL && port->net->blocked == port->index) {
+    port->net->idle(port->net, limit_ns);
+  }
+  return port->count > 0;
+}
+
+static uint64_t fake_now_ns(void *context)
+{
+  const struct port *port = context;
+  return port->net->now_ns;
+}
+
+static const struct tally_cluster_io_ops fake_ops = {
+  .send = fake_send, .receive = fake_receive, .wait_readable = fake_wait_readable,
+  .now_ns = fake_now_ns,
+};
+
+/* ---- Nodes: a store, one lcore's figures, a cluster instance ------------------- */
+
+struct node {
+  bool open;
+  char directory[64];
+  char path[128];
+  struct tally_appliance appliance;
+  struct tally_cluster cluster;
+};
+
+struct world {
+  struct net net;
+  uint32_t count;
+  uint32_t write_quorum;
+  struct node *nodes[NODES_MAX];
+};
+
+static struct world *world_of_idle; /* the world the restore's idle hook steps */
+
+static void config_for(const struct world *world, uint32_t index, struct tally_cluster_config *config)
+{
+  *config = (struct tally_cluster_config){ .enabled = true, .node_id = (uint16_t)(index + 1u),
+    .node_count = world->count, .write_quorum = world->write_quorum,
+    .heartbeat_interval_ms = 10, .replication_interval_ms = 1, .suspect_phi = 5, .down_phi = 8 };
+  for (uint32_t i = 0; i < world->count; i++) {
+    struct sockaddr_in address = address_of(i);
+    config->nodes[i] = (struct tally_cluster_node){ .id = (uint16_t)(i + 1u),
+      .ipv4 = ntohl(address.sin_addr.s_addr), .port = ntohs(address.sin_port) };
+  }
+  memset(config->key, 0x5a, sizeof config->key);
+}
+
+static void node_open(struct world *world, uint32_t index, bool restore)
+{
+  struct node *node = calloc(1, sizeof *node);
+  assert_non_null(node);
+  snprintf(node->directory, sizeof node->directory, "/tmp/tally_streams_test.XXXXXX");
+  assert_non_null(mkdtemp(node->directory));
+  snprintf(node->path, sizeof node->path, "%s/store.tally", node->directory);
+  const struct tally_store_geometry geometry = { .shard_count = 2, .counters_max = 256,
+    .producers_max = 16, .replica_count = TALLY_REPLICA_REGIONS_MAX };
+  char error[256] = "";
+  struct tally_appliance *appliance = &node->appliance;
+  assert_int_equal(tally_store_open(&appliance->store, node->path, &geometry,
+    TALLY_PERSIST_GROUP_COMMIT, error, sizeof error), 0);
+  appliance->lcore_count = 1;
+  appliance->lcores = aligned_alloc(64, sizeof(struct tally_lcore));
+  assert_non_null(appliance->lcores);
+  memset(appliance->lcores, 0, sizeof(struct tally_lcore));
+  appliance->lcores[0].running = true;
+  config_for(world, index, &appliance->config.cluster);
+  struct port *port = &world->net.ports[index];
+  *port = (struct port){ .net = &world->net, .index = index,
+    .inbox = calloc(INBOX_MAX, sizeof(struct datagram)) };
+  assert_non_null(port->inbox);
+  world->nodes[index] = node;
+  struct tally_cluster_io io = { .ops = &fake_ops, .context = port };
+  world->net.blocked = index;
+  int rc = tally_cluster_open_io(&node->cluster, appliance, io, restore, error, sizeof error);
+  world->net.blocked = UINT32_MAX;
+  if (rc != 0) fprintf(stderr, "open node %u: %s\n", index + 1u, error);
+  assert_int_equal(rc, 0);
+  node->open = true;
+}
+
+static void node_close(struct world *world, uint32_t index)
+{
+  struct node *node = world->nodes[index];
+  if (node == NULL) return;
+  if (node->open) tally_cluster_close(&node->cluster);
+  tally_store_close(&node->appliance.store);
+  free(node->appliance.lcores);
+  unlink(node->path);
+  rmdir(node->directory);
+  free(node);
+  world->nodes[index] = NULL;
+  free(world->net.ports[index].inbox);
+  world->net.ports[index] = (struct port){ 0 };
+}
+
+/* Every open node but the blocked one, one tick each per simulated millisecond. */
+static void run_ms(struct world *world, uint32_t ms)
+{
+  for (uint32_t t = 0; t < ms; t++) {
+    world->net.now_ns += STEP_NS;
+    for (uint32_t i = 0; i < world->count; i++) {
+      struct node *node = world->nodes[i];
+      if (node != NULL && node->open && world->net.blocked != i) {
+        tally_cluster_tick(&node->cluster, 0);
+      }
+    }
+  }
+}
+
+static void idle_run(struct net *net, uint64_t limit_ns)
+{
+  (void)net;
+  uint32_t ms = (uint32_t)(limit_ns / STEP_NS);
+  run_ms(world_of_idle, ms == 0 ? 1u : ms);
+}
+
+static struct world *world_new(uint32_t count, uint32_t write_quorum)
+{
+  struct world *world = calloc(1, sizeof *world);
+  assert_non_null(world);
+  world->count = count;
+  world->write_quorum = write_quorum;
+  world->net.now_ns = 1000000000ull;
+  world->net.blocked = UINT32_MAX;
+  for (uint32_t i = 0; i < count; i++) node_open(world, i, false);
+  run_ms(world, 300); /* heartbeats, probes, first scans: every link synced */
+  return world;
+}
+
+static void world_free(struct world *world)
+{
+  for (uint32_t i = 0; i < world->count; i++) node_close(world, i);
+  free(world);
+}
+
+static struct tally_cluster *cluster_of(struct world *world, uint32_t index)
+{
+  return &world->nodes[index]->cluster;
+}
+
+/* Counters "c<k>" = value + k on node index's lcore shard; one reliable batch more applied. */
+static void write_counters(struct world *world, uint32_t index, uint32_t count, int64_t value)
+{
+  struct tally_appliance *appliance = &world->nodes[index]->appliance;
+  for (uint32_t k = 0; k < count; k++) {
+    char name[16];
+    int length = snprintf(name, sizeof name, "c%u", k);
+    assert_int_equal(tally_shard_set(&appliance->store.shards[0], name, (uint32_t)length,
+      tally_name_hash(name, (size_t)length), value + k), TALLY_OK);
+  }
+  __atomic_fetch_add(&appliance->lcores[0].stats.applied_seq, 1, __ATOMIC_RELEASE);
+}
+
+/* What node `holder` holds of origin's counter "c<k>"; -1 if it holds no such counter. */
+static int64_t replica_value(struct world *world, uint32_t holder, uint32_t origin, uint32_t k)
+{
+  const struct tally_store *store = &world->nodes[holder]->appliance.store;
+  int32_t r = tally_store_replica_find(store, (uint16_t)(origin + 1u));
+  assert_true(r >= 0);
+  char name[16];
+  int length = snprintf(name, sizeof name, "c%u", k);
+  int64_t slot = tally_shard_find(&store->replicas[r], name, (uint32_t)length,
+    tally_name_hash(name, (size_t)length));
+  return slot < 0 ? -1 : tally_shard_slot_value(&store->replicas[r], (uint32_t)slot);
+}
+
+static const struct tally_cluster_peer *peer_of(struct world *world, uint32_t index,
+  uint32_t peer_index)
+{
+  const struct tally_cluster *cluster = cluster_of(world, index);
+  for (uint32_t i = 0; i < TALLY_REPLICA_REGIONS_MAX; i++) {
+    if (tally_cluster_peer_active(&cluster->peers[i]) && cluster->peers[i].id == peer_index + 1u) {
+      return &cluster->peers[i];
+    }
+  }
+  fail_msg("node %u has no peer %u", index + 1u, peer_index + 1u);
+  return NULL;
+}
+
+static uint64_t quorum_seq(struct world *world, uint32_t index)
+{
+  return __atomic_load_n(&world->nodes[index]->appliance.lcores[0].quorum_seq, __ATOMIC_ACQUIRE);
+}
+
+static void cut_node(struct world *world, uint32_t index, bool cut)
+{
+  for (uint32_t i = 0; i < NODES_MAX; i++) {
+    world->net.cut[index][i] = cut;
+    world->net.cut[i][index] = cut;
+  }
+}
+
+/* ---- Tests ------------------------------------------------------------------------ */
+
+/* More counters than a round holds: several rounds, each acked, the list confirmed. */
+static void test_rounds_and_acks(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  assert_int_equal(quorum_seq(world, 0), 0);
+  const uint32_t count = 3u * TALLY_REPLICATION_ENTRIES_MAX + 5u;
+  write_counters(world, 0, count, 100);
+  run_ms(world, 200);
+  for (uint32_t k = 0; k < count; k++) assert_int_equal(replica_value(world, 1, 0, k), 100 + k);
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 1);
+  assert_true(peer->rounds_acked >= 4u);            /* at least ceil(count / per round) */
+  assert_int_equal(peer->rounds_acked, peer->rounds_sent);
+  assert_int_equal(peer->resends, 0);
+  assert_int_equal(peer->acked_seq, tally_shard_held_seq(
+    &world->nodes[1]->appliance.store.replicas[tally_store_replica_find(
+      &world->nodes[1]->appliance.store, 1)]));
+  assert_int_equal(quorum_seq(world, 0), 1);        /* the one batch is held by W - 1 = 1 peer */
+  assert_false(cluster_of(world, 0)->read_only);
+  /* A change later: only what changed goes (one round). */
+  uint64_t sent = peer->rounds_sent;
+  write_counters(world, 0, 1, 7);
+  run_ms(world, 100);
+  assert_int_equal(replica_value(world, 1, 0, 0), 7);
+  assert_int_equal(peer->rounds_sent, sent + 1u);
+  assert_int_equal(quorum_seq(world, 0), 2);
+  world_free(world);
+}
+
+/* Lost rounds are resent after the timeout, and the list completes. */
+static void test_resend_after_loss(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  world->net.drop_next[0][1] = 3;
+  write_counters(world, 0, 2u * TALLY_REPLICATION_ENTRIES_MAX, 40);
+  run_ms(world, 20);
+  assert_int_equal(replica_value(world, 1, 0, 0), -1); /* not there yet: lost */
+  assert_int_equal(quorum_seq(world, 0), 0);
+  run_ms(world, 2000);
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 1);
+  assert_int_equal(world->net.dropped, 3);
+  assert_true(peer->resends >= 3u);
+  for (uint32_t k = 0; k < 2u * TALLY_REPLICATION_ENTRIES_MAX; k++) {
+    assert_int_equal(replica_value(world, 1, 0, k), 40 + k);
+  }
+  assert_int_equal(quorum_seq(world, 0), 1);
+  world_free(world);
+}
+
+/* A round ahead of what the peer holds: answered with what it holds, nothing applied. */
+static void test_gap_is_answered_with_held(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  write_counters(world, 0, 1, 5);
+  run_ms(world, 100);
+  const struct tally_store *store = &world->nodes[1]->appliance.store;
+  const struct tally_shard *replica = &store->replicas[tally_store_replica_find(store, 1)];
+  uint64_t held = tally_shard_held_seq(replica);
+  assert_true(held >= 1);
+  /* Node 1 "sends" a round three ahead, out of order. */
+  struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND, .origin = 1,
+    .sender = 1, .seq = held + 3u, .scan = 1, .count = 1, .flags = TALLY_REPLICATION_FLAG_LAST,
+    .entries = { { .name = "c0", .name_len = 2, .value = 999 } } };
+  uint8_t buffer[TALLY_REPLICATION_SIZE_MAX];
+  size_t size = tally_replication_encode(&round, world->nodes[0]->appliance.config.cluster.key,
+    buffer, sizeof buffer);
+  assert_true(size > 0);
+  struct port *from = &world->net.ports[0];
+  struct sockaddr_in to = address_of(1);
+  fake_send(from, &to, buffer, size);
+  world->net.ports[0].count = 0; /* node 1's inbox: only the answer from here on */
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(cluster_of(world, 1), 0);
+  assert_int_equal(tally_shard_held_seq(replica), held);
+  assert_int_equal(replica_value(world, 1, 0, 0), 5);
+  bool acked_held = false;
+  uint8_t data[TALLY_REPLICATION_SIZE_MAX + 1];
+  struct sockaddr_in source;
+  ssize_t got;
+  while ((got = fake_receive(&world->net.ports[0], data, sizeof data, &source)) >= 0) {
+    struct tally_replication_message answer;
+    if (tally_replication_decode(data, (size_t)got, world->nodes[0]->appliance.config.cluster.key,
+          &answer) != TALLY_REPLICATION_OK) {
+      continue; /* a heartbeat */
+    }
+    if (answer.type == TALLY_REPLICATION_ACK) acked_held = acked_held || answer.seq == held;
+  }
+  assert_true(acked_held);
+  /* The stream goes on unharmed. */
+  write_counters(world, 0, 1, 6);
+  run_ms(world, 100);
+  assert_int_equal(replica_value(world, 1, 0, 0), 6);
+  world_free(world);
+}
+
+/* A peer that comes back with nothing (a new store): the stream starts over, everything again. */
+static void test_peer_lost_state_is_resynced(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  const uint32_t count = 2u * TALLY_REPLICATION_ENTRIES_MAX;
+  write_counters(world, 0, count, 11);
+  run_ms(world, 200);
+  assert_int_equal(replica_value(world, 1, 0, count - 1u), 11 + count - 1u);
+  uint64_t resyncs = peer_of(world, 0, 1)->resyncs;
+  node_close(world, 1);
+  run_ms(world, 50);
+  node_open(world, 1, false); /* a new incarnation with an empty store */
+  run_ms(world, 500);
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 1);
+  assert_true(peer->resyncs > resyncs);
+  for (uint32_t k = 0; k < count; k++) assert_int_equal(replica_value(world, 1, 0, k), 11 + k);
+  world_free(world);
+}
+
+/* A node whose store is new gets its own contribution back from a peer. */
+static void test_restore_from_peers(void **state)
+{
+  (void)state;
+  struct world *world = world_new(3, 2);
+  const uint32_t count = 2u * TALLY_REPLICATION_ENTRIES_MAX + 3u;
+  write_counters(world, 0, count, 1000);
+  run_ms(world, 300);
+  assert_int_equal(replica_value(world, 1, 0, count - 1u), 1000 + count - 1u);
+  assert_int_equal(replica_value(world, 2, 0, count - 1u), 1000 + count - 1u);
+  node_close(world, 0);
+  world_of_idle = world;
+  world->net.idle = idle_run;
+  node_open(world, 0, true); /* blocks in restore while nodes 2 and 3 run */
+  world->net.idle = NULL;
+  const struct tally_store *store = &world->nodes[0]->appliance.store;
+  for (uint32_t k = 0; k < count; k++) {
+    char name[16];
+    int length = snprintf(name, sizeof name, "c%u", k);
+    int64_t slot = tally_shard_find(&store->shards[0], name, (uint32_t)length,
+      tally_name_hash(name, (size_t)length));
+    assert_true(slot >= 0);
+    assert_int_equal(tally_shard_slot_value(&store->shards[0], (uint32_t)slot), 1000 + k);
+  }
+  world_free(world);
+}
+
+/* quorum_seq: held by W - 1 peers. W = 3 with one peer cut: it waits; healed: it follows. */
+static void test_quorum_seq_needs_w_minus_1_peers(void **state)
+{
+  (void)state;
+  struct world *world = world_new(3, 3);
+  world->net.cut[0][2] = true; /* node 1's datagrams to node 3 are lost */
+  write_counters(world, 0, 3, 1);
+  run_ms(world, 300);
+  assert_int_equal(replica_value(world, 1, 0, 2), 3);  /* node 2 holds it */
+  assert_int_equal(replica_value(world, 2, 0, 2), -1); /* node 3 does not */
+  assert_int_equal(quorum_seq(world, 0), 0);           /* so W - 1 = 2 peers do not */
+  world->net.cut[0][2] = false;
+  run_ms(world, 3000);
+  assert_int_equal(replica_value(world, 2, 0, 2), 3);
+  assert_int_equal(quorum_seq(world, 0), 1);
+  world_free(world);
+}
+
+/* W = 2 of 3: one peer's acks are enough, the other may be gone. */
+static void test_quorum_seq_with_one_peer_of_two(void **state)
+{
+  (void)state;
+  struct world *world = world_new(3, 2);
+  cut_node(world, 2, true);
+  write_counters(world, 0, 3, 1);
+  run_ms(world, 300);
+  assert_int_equal(quorum_seq(world, 0), 1);
+  assert_false(cluster_of(world, 0)->read_only);
+  world_free(world);
+}
+
+/* No write quorum reachable: read-only; reachable again: writable. */
+static void test_read_only_without_write_quorum(void **state)
+{
+  (void)state;
+  struct world *world = world_new(3, 3);
+  assert_false(cluster_of(world, 0)->read_only);
+  cut_node(world, 2, true);
+  run_ms(world, 3000);
+  assert_true(cluster_of(world, 0)->read_only);
+  assert_true(cluster_of(world, 1)->read_only);
+  cut_node(world, 2, false);
+  run_ms(world, 3000);
+  assert_false(cluster_of(world, 0)->read_only);
+  assert_false(cluster_of(world, 1)->read_only);
+  world_free(world);
+}
+
+int main(void)
+{
+  /* rte_hash (the snapshot, the journal index) needs the EAL: no hugepages, no devices. */
+  char *argv[] = { "test_cluster_streams", "--no-huge", "-m", "256", "--no-shconf", "--no-pci",
+    "-l", "0", "--log-level=*:error", NULL };
+  if (rte_eal_init(9, argv) < 0) return 1;
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_rounds_and_acks),
+    cmocka_unit_test(test_resend_after_loss),
+    cmocka_unit_test(test_gap_is_answered_with_held),
+    cmocka_unit_test(test_peer_lost_state_is_resynced),
+    cmocka_unit_test(test_restore_from_peers),
+    cmocka_unit_test(test_quorum_seq_needs_w_minus_1_peers),
+    cmocka_unit_test(test_quorum_seq_with_one_peer_of_two),
+    cmocka_unit_test(test_read_only_without_write_quorum),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
