@@ -219,7 +219,7 @@ cluster_producer timeout 30 "$produce" --nodes 10.77.0.1:8126 --key "$key" --pro
   --retries 2 --ack-timeout-ms 200 --timeout-ms 3000 iso.refused:7 >"$work/iso.out" 2>&1
 status=$?
 cat "$work/iso.out"
-verdict "batch sent only to isolated node 1: tally-produce exits non-zero" test "$status" -ne 0
+verdict "batch sent only to isolated node 1: tally-produce exits 1 (a batch failed; got $status)" test "$status" -eq 1
 verdict "batch sent only to isolated node 1: refused read_only" grep -q "status read_only" "$work/iso.out"
 quorum_partial() { # quorum_partial NODE NAME K: exit 2, a value, "partial: K of 3"
   local out status
@@ -257,7 +257,7 @@ cluster_producer timeout 30 "$produce" --nodes 10.77.0.1:8126 --key "$key" --pro
   --retries 2 --ack-timeout-ms 300 --timeout-ms 3000 mute.x:3 >"$work/mute.out" 2>&1
 status=$?
 cat "$work/mute.out"
-verdict "muted node 1: a batch sent only to it is not acked (no quorum)" test "$status" -ne 0
+verdict "muted node 1: a batch sent only to it is not acked: exit 1 (no quorum; got $status)" test "$status" -eq 1
 verdict "muted node 1: the batch failed with timeout or read_only" \
   grep -Eq "^failed seq 1 status (timeout|read_only) " "$work/mute.out"
 cluster_heal 1 2
