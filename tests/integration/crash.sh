@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # crash.sh — kill -9 tallyd at random moments under reliable-producer and
 # statsd load, restart it, let producers retry, and check for every counter:
-# reliable: acked <= value <= attempted, and since every batch ends acked,
-# value == acked (no batch lost, none counted twice); statsd: value <= sent.
-# Prints its seed and kill schedule; TALLY_SEED=N replays a run.
+# reliable: acked <= value <= attempted, and since every batch ends acked
+# (no error ack), value == acked (no batch lost, none counted twice);
+# statsd: what was read just before each kill <= value <= sent. Each round
+# must show a kill under load: at least MIN_ACKED batches acked before the
+# kill and after it, both producers running at the kill, and resends or
+# duplicate acks after it. Recovery must report every shard of every start
+# with nothing quarantined or discarded. Prints its seed and kill schedule;
+# TALLY_SEED=N replays a run.
 # Usage: crash.sh BUILD_DIR [KILLS]   (root; hugepages reserved)
 set -uo pipefail
 build=${1:?build dir}
@@ -36,49 +41,119 @@ tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
 tally_wait_ready "$build" "$work/sock" 30 || { echo "FAIL tallyd did not start"; exit 1; }
 
 ip netns exec "$TALLY_PEER_NS" python3 "$tools/reliable_producer.py" --key "$key" \
-  --seed "$seed" --producers 4 --batches 600 --retry-ms 30 --deadline-s 240 \
-  --report "$work/reliable.json" >"$work/producer.log" 2>&1 &
+  --seed "$seed" --producers 4 --batches $((100 * kills + 100)) --retry-ms 30 --deadline-s 240 \
+  --progress "$work/progress.json" --report "$work/reliable.json" >"$work/producer.log" 2>&1 &
 producer_pid=$!
+# statsd runs until stopped (SIGTERM) after the last round: it is under load at every kill.
 ip netns exec "$TALLY_PEER_NS" python3 "$tools/statsd_send.py" --seed "$seed" --positive \
-  --datagrams 6000 --lines 10 --rate 1500 --prefix fire. --expect "$work/statsd.json" \
+  --datagrams 10000000 --lines 10 --rate 1500 --prefix fire. --expect "$work/statsd.json" \
   >"$work/statsd.log" 2>&1 &
 statsd_pid=$!
 
+min_acked=20 # batches acked in each round before the kill, and again after it
+ctl="$build/control/tallyctl -s $work/sock"
+field() { # field FILE KEY: a field of a reliable_producer.py progress file
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+}
+acked_at_least() { # acked_at_least N: the producers have N batches acked
+  local now
+  now=$(field "$work/progress.json" acked 2>/dev/null)
+  echo "acked ${now:-?}, want >= $1"
+  [ -n "$now" ] && [ "$now" -ge "$1" ]
+}
+under_load() { # under_load ROUND: both producers alive, batches in flight
+  kill -0 "$producer_pid" 2>/dev/null || { echo "reliable producer exited"; return 1; }
+  kill -0 "$statsd_pid" 2>/dev/null || { echo "statsd sender exited"; return 1; }
+  cp "$work/progress.json" "$work/at_kill.$1.json"
+  [ "$(field "$work/at_kill.$1.json" finished)" = False ] &&
+    [ "$(field "$work/at_kill.$1.json" in_flight)" -gt 0 ]
+}
+retried() { # retried ROUND: resends or duplicate acks since the kill
+  local before after
+  before=$(( $(field "$work/killed.$1.json" resends) + $(field "$work/killed.$1.json" duplicate_acks) ))
+  after=$(( $(field "$work/progress.json" resends) + $(field "$work/progress.json" duplicate_acks) ))
+  echo "resends + duplicate acks: $before at the kill, $after now"
+  [ "$after" -gt "$before" ]
+}
+snapshot() { # snapshot FILE: tallyd's statsd counts, read with exit 0, not empty
+  $ctl list fire. >"$1" && [ -s "$1" ]
+}
+
+base=0
 for i in $(seq "$kills"); do
+  check "round $i: $min_acked batches acked before the kill" \
+    wait_for 60 acked_at_least $((base + min_acked))
   pause_ms=$((200 + RANDOM % 1300))
-  echo "kill $i: after ${pause_ms} ms of load"
+  echo "kill $i: after ${pause_ms} ms more of load"
   sleep "$(printf '0.%03d' "$pause_ms")"; [ "$pause_ms" -ge 1000 ] && sleep 1
+  check "round $i: statsd counts read just before the kill" snapshot "$work/fire.$i"
+  check "round $i: producers running at the kill, batches in flight" under_load "$i"
   kill -KILL "$TALLYD_PID"; wait "$TALLYD_PID" 2>/dev/null || true
+  sleep 0.2 # (the progress file then holds every ack sent before the kill)
+  cp "$work/progress.json" "$work/killed.$i.json"
+  killed_acked=$(field "$work/killed.$i.json" acked)
+  echo "kill $i: $((killed_acked - base)) batches acked in this round before it"
   tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
   if ! tally_wait_ready "$build" "$work/sock" 30; then
     echo "FAIL restart $i: tallyd not ready"; tail -20 "$work/tallyd.log"; exit 1
   fi
+  check "round $i: $min_acked batches acked after the restart" \
+    wait_for 60 acked_at_least $((killed_acked + min_acked))
+  check "round $i: producers resent (or got duplicate acks) after the kill" retried "$i"
+  base=$(field "$work/progress.json" acked)
 done
-wait "$producer_pid"; producer_pid=
-wait "$statsd_pid"; statsd_pid=
+wait "$producer_pid"; producer_status=$?; producer_pid=
+kill -TERM "$statsd_pid"; wait "$statsd_pid"; statsd_status=$?; statsd_pid=
 sleep 0.5
-cat "$work/producer.log"
+cat "$work/producer.log" "$work/statsd.log"
 
 check "tallyd restarted $kills times after kill -9" \
   test "$(grep -c 'unclean shutdown' "$work/tallyd.log")" -eq "$kills"
+check "reliable producer exited 0 (every batch settled, no error ack)" test "$producer_status" -eq 0
+check "reliable: all $((4 * (100 * kills + 100))) batches acked, no error ack" \
+  producer_ok "$work/reliable.json" $((4 * (100 * kills + 100)))
 check "reliable: acked <= value <= attempted for every counter" \
   acked_within "$build/control/tallyctl" "$work/sock" rel. "$work/reliable.json"
-unacked=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"]["unacked"])' "$work/reliable.json")
-check "reliable: every batch ended acked" test "$unacked" -eq 0
 check "reliable: value == acked for every counter (none lost, none twice)" \
   acked_within "$build/control/tallyctl" "$work/sock" rel. "$work/reliable.json" exact
+check "statsd sender stopped cleanly (exit 0)" test "$statsd_status" -eq 0
+# fire_bounded: for every statsd counter, the most read before any kill <=
+# value <= sent (counts are positive, so they only grow).
 fire_bounded() {
-  python3 - "$build/control/tallyctl" "$work/sock" "$work/statsd.json" <<'PY'
+  python3 - "$build/control/tallyctl" "$work/sock" "$work/statsd.json" "$work"/fire.* <<'PY'
 import json, subprocess, sys
 tallyctl, sock, expect = sys.argv[1:4]
 totals = json.load(open(expect))["totals"]
 out = subprocess.run([tallyctl, "-s", sock, "list", "fire."], capture_output=True, text=True, check=True).stdout
 got = {l.split()[0]: int(l.split()[1]) for l in out.splitlines()}
+floor = {}
+for path in sys.argv[4:]:
+    for line in open(path):
+        name, value = line.split()
+        floor[name] = max(floor.get(name, 0), int(value))
 over = {k: (got[k], totals.get(k)) for k in got if got[k] > totals.get(k, 0)}
-lost = sum(totals.values()) - sum(got.values())
-print("statsd: sent %d, counted %d, lost while down %d" % (sum(totals.values()), sum(got.values()), lost))
-sys.exit(1 if over else 0)
+under = {k: (got.get(k), v) for k, v in floor.items() if got.get(k, 0) < v}
+print("statsd: sent %d, read before the last kill %d, counted %d; %d snapshots" %
+      (sum(totals.values()), sum(floor.values()), sum(got.values()), len(sys.argv) - 4))
+if over or under:
+    print("above sent (value, sent):", over, "below a read before a kill (value, read):", under)
+sys.exit(1 if over or under or len(sys.argv) == 4 or not got else 0)
 PY
 }
-check "statsd: no counter above what was sent" fire_bounded
-check "recovery found no corrupt record" bash -c "! grep -E 'quarantined [1-9]|discarded [1-9]' '$work/tallyd.log'"
+check "statsd: every counter between what was read before the kills and what was sent" fire_bounded
+# recovered_clean: the log holds every start's shard lines, with nothing
+# quarantined (slots or producers) and no redo record discarded.
+recovered_clean() {
+  python3 - "$work/tallyd.log" "$((kills + 1))" <<'PY'
+import re, sys
+log, starts = sys.argv[1], int(sys.argv[2])
+text = open(log).read()
+stores = re.findall(r"^tallyd: store .*, (\d+) shards,", text, re.M)
+shards = re.findall(r"^tallyd: shard \d+: .* discarded (\d+), quarantined (\d+) slots (\d+) producers,", text, re.M)
+bad = [s for s in shards if s != ("0", "0", "0")]
+print("%d starts, %d shard reports, %d with something discarded or quarantined" %
+      (len(stores), len(shards), len(bad)))
+sys.exit(0 if len(stores) == starts and len(shards) == sum(map(int, stores)) and not bad else 1)
+PY
+}
+check "recovery found no corrupt record (every shard of every start reported)" recovered_clean

@@ -239,10 +239,11 @@ verdict "node 4: no peer 3 line in tallyctl cluster (no table bound for node 3)"
 for i in 1 2; do
   verdict "node $i still holds node 3's counts, and every other, exactly" holds "$i" "$work/all.expect"
 done
-for i in 1 2 3 4; do
-  [ -f "$work/n$i.log" ] || continue
-  grep -q 'AddressSanitizer\|Assertion\|assert' "$work/n$i.log" && { echo "node $i log:"; tail -20 "$work/n$i.log"; }
-done
 verdict "no node crashed" eval 'cluster_running 1 && cluster_running 2 && cluster_running 4'
+if [ "$failed" -gt 0 ]; then
+  for i in 1 2 3 4; do
+    [ -f "$work/n$i.log" ] && { echo "--- node $i log (tail)"; tail -20 "$work/n$i.log"; }
+  done
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

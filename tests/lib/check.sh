@@ -37,6 +37,8 @@ PY
 
 # acked_within TALLYCTL SOCKET PREFIX REPORT_JSON [exact]: for every counter of a
 # reliable_producer.py report, acked <= value <= attempted (or value == acked).
+# A counter named by an acked batch must be listed (a missing one is not read
+# as 0), and a report with no counter fails.
 acked_within() {
   python3 - "$@" <<'PY'
 import json, subprocess, sys
@@ -45,16 +47,32 @@ exact = len(sys.argv) > 5 and sys.argv[5] == "exact"
 counters = json.load(open(report))["counters"]
 out = subprocess.run([tallyctl, "-s", socket, "list", prefix], capture_output=True, text=True, check=True).stdout
 got = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()}
-bad = {}
+bad, missing = {}, []
 for name, c in counters.items():
+    if name not in got and c["acked_batches"] > 0:
+        missing.append(name)
+        continue
     value = got.get(name, 0)
     ok = value == c["acked"] if exact else c["acked"] <= value <= c["attempted"]
     if not ok:
         bad[name] = (c["acked"], value, c["attempted"])
-if bad:
-    print("violations (acked, value, attempted):", bad)
+if bad or missing or not counters:
+    print("violations (acked, value, attempted):", bad, "missing though acked:", missing[:10],
+          "counters in the report:", len(counters))
     sys.exit(1)
 print("%d counters: acked <= value <= attempted%s" % (len(counters), " and exact" if exact else ""))
+PY
+}
+
+# producer_ok REPORT_JSON [MIN_ACKED]: a reliable_producer.py run ended with
+# every batch settled, no error ack the test did not allow, and at least
+# MIN_ACKED (default 1) batches acked.
+producer_ok() {
+  python3 - "$1" "${2:-1}" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))["outcome"]
+print("outcome:", json.dumps(o, sort_keys=True))
+sys.exit(1 if o["unacked"] or o["unexpected_errors"] or o["acked"] < int(sys.argv[2]) else 0)
 PY
 }
 

@@ -16,9 +16,20 @@ header, so of two nodes that both apply it the later target's apply is the
 one kept (docs/cluster.md); resends to a target repeat its copy. Without
 --spray there is one target and every send, resends included, carries
 attempt 0. Acks from any target settle the batch.
+
+An error ack (stale, malformed, counters_full, overflow) settles a batch
+too, but it is a failure unless its status is named in --allow-errors: the
+report's outcome counts each status ("errors") and those not allowed
+("unexpected_errors"). For every counter the report also gives the number of
+acked batches that named it ("acked_batches"): tallyd must then list it.
+--progress FILE is rewritten (atomically) while it runs: the outcome so far,
+with "in_flight" (batches sent and not yet settled) and "finished".
+Exit status: 0 when every batch ended acked or with an allowed error, 1
+otherwise (unacked at the deadline, or an unexpected error ack).
 """
 import argparse
 import json
+import os
 import random
 import select
 import socket
@@ -43,6 +54,9 @@ def parse_args():
     p.add_argument("--retry-ms", type=int, default=40)
     p.add_argument("--deadline-s", type=float, default=60.0)
     p.add_argument("--negative", action="store_true", help="allow negative deltas")
+    p.add_argument("--allow-errors", default="",
+                   help="error ack statuses the test expects (e.g. stale,malformed)")
+    p.add_argument("--progress", help="JSON file rewritten with the outcome so far")
     p.add_argument("--report", required=True)
     return p.parse_args()
 
@@ -77,8 +91,20 @@ class Producer:
         self.attempts = 0
 
 
+def write_json(path, data):
+    """Writes data to path through a rename, so a reader sees a whole file."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
 def main():
     args = parse_args()
+    allowed = set(filter(None, args.allow_errors.split(",")))
+    unknown = allowed - set(tally_wire.ACK_STATUS_NAMES)
+    if unknown:
+        print("reliable_producer: unknown status in --allow-errors: %s" % sorted(unknown))
+        return 2
     targets = []
     for address in args.target.split(","):
         host, port = address.rsplit(":", 1)
@@ -88,8 +114,10 @@ def main():
     key = bytes.fromhex(args.key)
     rng = random.Random(args.seed)
     producers = [Producer(args.first_producer + i, args, rng, key) for i in range(args.producers)]
-    attempted, acked = {}, {}
-    outcome = {"acked": 0, "duplicate_acks": 0, "error_acks": 0, "unacked": 0, "resends": 0}
+    attempted, acked, acked_batches = {}, {}, {}
+    outcome = {"acked": 0, "duplicate_acks": 0, "error_acks": 0, "unexpected_errors": 0,
+               "errors": {}, "unacked": 0, "resends": 0}
+    progress_at = 0.0
     for p in producers:
         p.next_batch(len(targets))
         for name, delta in p.pairs or []:
@@ -98,6 +126,10 @@ def main():
     by_fd = {p.sock.fileno(): p for p in producers}
     while any(p.batch for p in producers) and time.monotonic() < deadline:
         now = time.monotonic()
+        if args.progress and now - progress_at >= 0.05:
+            in_flight = sum(1 for p in producers if p.batch)
+            write_json(args.progress, dict(outcome, in_flight=in_flight, finished=False))
+            progress_at = now
         for p in producers:
             if p.batch and now - p.sent_at >= args.retry_ms / 1000.0:
                 if p.attempts:
@@ -125,21 +157,33 @@ def main():
                     outcome["duplicate_acks"] += 1
                 for name, delta in p.pairs:
                     acked[name] = acked.get(name, 0) + delta
+                for name in set(name for name, _ in p.pairs):
+                    acked_batches[name] = acked_batches.get(name, 0) + 1
             elif status in tally_wire.ACK_RETRYABLE:
                 continue
             else:
+                name = tally_wire.ACK_STATUS_NAMES[status]
                 outcome["error_acks"] += 1
+                outcome["errors"][name] = outcome["errors"].get(name, 0) + 1
+                if name not in allowed:
+                    outcome["unexpected_errors"] += 1
             p.done += 1
             p.next_batch(len(targets))
             for name, delta in p.pairs or []:
                 attempted[name] = attempted.get(name, 0) + delta
     outcome["unacked"] = sum(1 for p in producers if p.batch)
+    if args.progress:
+        write_json(args.progress, dict(outcome, in_flight=outcome["unacked"], finished=True))
     report = {"seed": args.seed, "outcome": outcome,
-              "counters": {n: {"attempted": attempted[n], "acked": acked.get(n, 0)}
+              "counters": {n: {"attempted": attempted[n], "acked": acked.get(n, 0),
+                               "acked_batches": acked_batches.get(n, 0)}
                            for n in sorted(attempted)}}
-    with open(args.report, "w") as f:
-        json.dump(report, f, indent=1, sort_keys=True)
+    write_json(args.report, report)
     print("reliable_producer: seed %d: %s" % (args.seed, json.dumps(outcome, sort_keys=True)))
+    if outcome["unacked"] or outcome["unexpected_errors"]:
+        print("reliable_producer: FAILED: %d batches unacked, %d unexpected error acks %s" %
+              (outcome["unacked"], outcome["unexpected_errors"], outcome["errors"]))
+        return 1
     return 0
 
 

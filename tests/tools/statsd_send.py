@@ -5,11 +5,13 @@ Sends a deterministic workload (from --seed) of statsd datagrams over an
 ordinary UDP socket: many counter lines per datagram (plain, sampled,
 negative, DogStatsD-tagged), plus a fraction of gauges and malformed lines.
 Writes a JSON file with the exact total each counter must reach and how
-many lines of each rejected kind were sent.
+many lines of each rejected kind were sent. SIGTERM stops it early: the
+file then holds what was sent up to that moment ("datagrams" says how many).
 """
 import argparse
 import json
 import random
+import signal
 import socket
 import sys
 import time
@@ -63,19 +65,25 @@ def main():
     rejected = {"statsd_not_counter": 0, "statsd_malformed": 0, "statsd_bad_value": 0}
     start = time.monotonic()
     lines_sent = 0
+    stopped = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+    sent = 0
     for i in range(args.datagrams):
+        if stopped:
+            break
         lines = [make_line(rng, args, totals, rejected) for _ in range(args.lines)]
         lines_sent += len(lines)
         sock.sendto(("\n".join(lines) + "\n").encode("ascii"), (host, int(port)))
+        sent += 1
         due = start + (i + 1) / args.rate
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
     with open(args.expect, "w") as f:
-        json.dump({"seed": args.seed, "datagrams": args.datagrams, "lines": lines_sent,
+        json.dump({"seed": args.seed, "datagrams": sent, "lines": lines_sent,
                    "totals": totals, "rejected": rejected}, f, indent=1, sort_keys=True)
     print("statsd_send: seed %d: %d datagrams, %d lines, %d counters" %
-          (args.seed, args.datagrams, lines_sent, len(totals)))
+          (args.seed, sent, lines_sent, len(totals)))
     return 0
 
 
