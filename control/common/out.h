@@ -10,9 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define TALLY_OUT_CHUNK_SIZE 16384u
-/* Largest in-memory buffer (an HTTP /metrics page): a body of this less one byte (the NUL). */
-#define TALLY_OUT_MEMORY_MAX (64u * 1024u * 1024u)
+#include "tally/limits.h"
+
+/* TALLY_OUT_CHUNK_SIZE and TALLY_OUT_MEMORY_MAX: include/tally/limits.h. */
 
 struct tally_out {
   int fd;          /* >= 0: flush to it; -1: grow in memory */

@@ -409,4 +409,13 @@ static_assert(TALLY_CLUSTER_QUORUM_READ_TIMEOUT_MS < TALLY_MGMT_TIMEOUT_S * 1000
 static_assert(TALLY_CLUSTER_MEMBERS_APPLY_WAIT_MS < TALLY_MGMT_TIMEOUT_S * 1000u,
   "a reload answers before the management client gives up");
 
+/* ---- Output buffers (control/common/out.c: tallyctl answers, HTTP bodies) ---- */
+
+/* Bytes written per chunk when an answer streams to a socket. */
+#define TALLY_OUT_CHUNK_SIZE 16384u
+/* Largest in-memory buffer (an HTTP /metrics page): a body of this less one byte (the NUL). */
+#define TALLY_OUT_MEMORY_MAX (64u * 1024u * 1024u)
+
+static_assert(TALLY_OUT_CHUNK_SIZE <= TALLY_OUT_MEMORY_MAX, "a chunk fits the in-memory bound");
+
 #endif
