@@ -2,23 +2,33 @@
 """producer.py — the chaos suite's reliable producer: libtally, through tally-produce.
 
 Runs `tally-produce` again and again until a stop file appears (or a hard
-deadline passes), each run with --batches batches of --pairs "NAME DELTA"
-lines (positive deltas, --flush-every PAIRS, so batch k of a run is seq
-first_seq + k and holds lines k*PAIRS .. k*PAIRS + PAIRS - 1), the node list
-of every node, and the seq continued from the previous run's `next_seq`.
+deadline passes), each run with --batches batches, the node list of every
+node, and the seq continued from the previous run's `next_seq`. A batch is
+one fingerprint line then --pairs "NAME DELTA" lines (--flush-every
+PAIRS + 1, so batch k of a run is seq first_seq + k and holds lines
+k*(PAIRS+1) .. k*(PAIRS+1) + PAIRS):
 
-tally-produce's summary says how every batch ended; failed batches are listed
-by seq with their status and whether any attempt went unanswered
-(`uncertain`). From it, per counter:
+    PREFIXf<seq % 64>  a seeded delta in [2^40, 2^41): the batch's fingerprint
+    PREFIX<0..7>       --pairs positive deltas 1..100 over --counters counters
 
-    attempted  every delta handed to tally-produce (an upper bound)
-    acked      deltas of batches acked OK or DUPLICATE (must be counted)
-    uncertain  deltas of failed batches with an unanswered attempt (may be counted)
+The counters are this producer's own (PREFIX defaults to rel.p<producer>.),
+so nothing pools with another producer. The fingerprints make every batch's
+count decidable from the final values (tests/chaos/check.py, and
+docs/cluster-testing.md "The per-batch verdict").
+
+The ledger (--ledger, required) gets two JSON lines per run: before it runs
+{"seq", "t", "pairs", "lines"} (every line of every batch) and after it
+{"seq", "outcome"}: one letter per batch, from tally-produce's summary:
+
+    A  acked OK or DUPLICATE: must be counted exactly once
+    U  failed with an unanswered attempt: counted 0 or 1 times
+    F  failed, every attempt answered (refused): never counted
 
 A run whose summary cannot be mapped to its batches (killed at its deadline,
-unsent increments, more failures than listed) counts all its deltas as
-uncertain: acked stays a lower bound. Writes a JSON report at the end (also
-on SIGTERM). The workload is deterministic from --seed.
+unsent increments, more failures than listed) is all U, and so is a run
+with no outcome line (the producer was killed during it). Writes a JSON
+report of the outcome at the end (also on SIGTERM). The workload is
+deterministic from --seed.
 """
 import argparse
 import json
@@ -53,9 +63,9 @@ def parse_args():
     p.add_argument("--key", required=True)
     p.add_argument("--producer", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--prefix", default="rel.")
-    p.add_argument("--ledger", help="append one JSON line per run (first seq, time, lines) "
-                   "for tests/chaos/double.py")
+    p.add_argument("--prefix", help="counter name prefix (default rel.p<producer>.)")
+    p.add_argument("--ledger", required=True, help="append each run's batches and outcome "
+                   "(JSON lines) for tests/chaos/check.py")
     p.add_argument("--counters", type=int, default=8)
     p.add_argument("--pairs", type=int, default=4, help="lines per batch")
     p.add_argument("--batches", type=int, default=20, help="batches per run (<= 32)")
@@ -68,23 +78,22 @@ def parse_args():
     args = p.parse_args()
     if not 1 <= args.batches <= LISTED_MAX or not 1 <= args.pairs <= 16:
         p.error("--batches 1..32 and --pairs 1..16")
+    if args.prefix is None:
+        args.prefix = "rel.p%d." % args.producer
     return args
+
+
+FINGERPRINT_CLASSES = 64  # fingerprint counters per producer (seq % 64)
+FINGERPRINT_MIN = 1 << 40  # deltas in [2^40, 2^41): 2^22 batches per class fit an int64
 
 
 class Totals:
     def __init__(self):
-        self.counters = {}
         self.outcome = {"runs": 0, "ambiguous_runs": 0, "batches": 0, "acked": 0,
                         "duplicate": 0, "failed": {}, "uncertain_batches": 0, "exits": {}}
 
-    def add(self, kind, lines):
-        for name, delta in lines:
-            c = self.counters.setdefault(name, {"attempted": 0, "acked": 0, "uncertain": 0})
-            c[kind] += delta
-
     def report(self, seed):
-        return {"seed": seed, "outcome": self.outcome,
-                "counters": {n: self.counters[n] for n in sorted(self.counters)}}
+        return {"seed": seed, "outcome": self.outcome}
 
 
 def parse_summary(text, first_seq, batches):
@@ -113,20 +122,30 @@ def parse_summary(text, first_seq, batches):
     return failures, duplicates, next_seq
 
 
+def batch_lines(args, rng, seq):
+    """One batch: its fingerprint line, then --pairs lines over the plain counters."""
+    lines = [("%sf%d" % (args.prefix, seq % FINGERPRINT_CLASSES),
+              rng.randrange(FINGERPRINT_MIN, 2 * FINGERPRINT_MIN))]
+    return lines + [("%s%d" % (args.prefix, rng.randrange(args.counters)), rng.randint(1, 100))
+                    for _ in range(args.pairs)]
+
+
+def ledger_write(args, record):
+    with open(args.ledger, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def one_run(args, rng, seq, totals):
-    lines = [("%s%d" % (args.prefix, rng.randrange(args.counters)), rng.randint(1, 100))
-             for _ in range(args.pairs * args.batches)]
-    totals.add("attempted", lines)
+    per_batch = args.pairs + 1
+    lines = [line for k in range(args.batches) for line in batch_lines(args, rng, seq + k)]
     command = [args.produce, "--nodes", args.nodes, "--key", args.key,
                "--producer", str(args.producer), "--seq", str(seq),
-               "--flush-every", str(args.pairs), "--timeout-ms", str(args.timeout_ms),
+               "--flush-every", str(per_batch), "--timeout-ms", str(args.timeout_ms),
                "--ack-timeout-ms", str(args.ack_timeout_ms), "--retries", "40",
                "--breaker-failures", "3", "--breaker-cooldown-ms", "500"]
     text = "".join("%s %d\n" % line for line in lines)
-    if args.ledger:
-        with open(args.ledger, "a") as f:
-            f.write(json.dumps({"seq": seq, "t": round(time.monotonic() - START, 3),
-                                "pairs": args.pairs, "lines": lines}) + "\n")
+    ledger_write(args, {"seq": seq, "t": round(time.monotonic() - START, 3),
+                        "pairs": per_batch, "lines": lines})
     try:
         done = subprocess.run(command, input=text, capture_output=True, text=True,
                               timeout=args.timeout_ms / 1000.0 + 10)
@@ -139,22 +158,24 @@ def one_run(args, rng, seq, totals):
     parsed = parse_summary(out, seq, args.batches)
     if parsed is None:
         totals.outcome["ambiguous_runs"] += 1
-        totals.add("uncertain", lines)
+        totals.outcome["uncertain_batches"] += args.batches
+        ledger_write(args, {"seq": seq, "outcome": "U" * args.batches})
         return seq + args.batches + 64  # past anything this run may have used
     failures, duplicates, next_seq = parsed
     totals.outcome["duplicate"] += duplicates
+    outcome = ""
     for k in range(args.batches):
-        batch = lines[k * args.pairs:(k + 1) * args.pairs]
         failure = failures.get(seq + k)
         if failure is None:
             totals.outcome["acked"] += 1
-            totals.add("acked", batch)
+            outcome += "A"
             continue
         name, uncertain = failure
         totals.outcome["failed"][name] = totals.outcome["failed"].get(name, 0) + 1
         if uncertain:
             totals.outcome["uncertain_batches"] += 1
-            totals.add("uncertain", batch)
+        outcome += "U" if uncertain else "F"
+    ledger_write(args, {"seq": seq, "outcome": outcome})
     return next_seq
 
 

@@ -8,7 +8,7 @@ replica table (named by its origin node): the rel.* counter values, the
 producer's record (its runs, and which of the seqs a run's head or tail
 holds; UNDONE marks the compensation shard's undone set), the journal entries
 and claims of those seqs. Reads the layout of docs/store-layout.md (layout 4)
-directly; for chaos runs kept with --keep, next to double.py's answer.
+directly; for chaos runs kept with --keep, next to the batch check.py names.
 """
 import struct, sys
 
