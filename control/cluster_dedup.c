@@ -137,7 +137,7 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
   }
   if (!usable) undo.count = 0;
   enum tally_reason reason = TALLY_OK;
-  enum tally_ack_status status = tally_shard_apply_batch(compensation, &undo, &reason);
+  enum tally_ack_status status = tally_shard_apply_undo(compensation, &undo, &reason);
   if (status == TALLY_ACK_DUPLICATE) return; /* undone before (a claim repeated) */
   if (status == TALLY_ACK_APPLIED && undo.count > 0) {
     cluster->compensations++;

@@ -442,9 +442,13 @@ struct pairs_plan {
   uint32_t new_names;
 };
 
-/* Dedup: decides whether (producer, seq) is applied, and the state after it. */
+/*
+ * Dedup: decides whether (producer, seq) is applied, and the state after it.
+ * any_order: undos (tally_shard_apply_undo), checked against every run.
+ */
 static enum tally_ack_status plan_producer(const struct tally_shard *shard,
-  const struct tally_wire_batch *batch, struct producer_plan *plan, enum tally_reason *reason)
+  const struct tally_wire_batch *batch, struct producer_plan *plan, enum tally_reason *reason,
+  bool any_order)
 {
   assert(batch->producer != 0);
   assert(shard->header->producers_used <= shard->producer_slots_count);
@@ -463,6 +467,7 @@ static enum tally_ack_status plan_producer(const struct tally_shard *shard,
   const struct tally_producer *record = &shard->producers[plan->slot];
   assert(record->producer == batch->producer);
   plan->state = record->dedup;
+  if (any_order) return tally_dedup_plan_any_order(&plan->state, batch->seq, reason);
   struct tally_dedup_run *run = &plan->state.runs[0];
   assert(run->head_last != 0 && (run->window & 1u) != 0);
   if (batch->seq > run->last_seq) {
@@ -621,8 +626,8 @@ static void log_clear(struct tally_shard *shard)
   assert(shard->log->state == TALLY_LOG_STATE_EMPTY);
 }
 
-enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
-  const struct tally_wire_batch *batch, enum tally_reason *reason)
+static enum tally_ack_status apply_batch(struct tally_shard *shard,
+  const struct tally_wire_batch *batch, enum tally_reason *reason, bool any_order)
 {
   assert(shard != NULL);
   assert(batch != NULL);
@@ -635,7 +640,7 @@ enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
   }
   assert(batch->attempt <= TALLY_ATTEMPT_MAX); /* the decoder caps it */
   struct producer_plan producer;
-  enum tally_ack_status status = plan_producer(shard, batch, &producer, reason);
+  enum tally_ack_status status = plan_producer(shard, batch, &producer, reason, any_order);
   if (status != TALLY_ACK_APPLIED) return status;
   struct pairs_plan plan;
   status = plan_pairs(shard, batch, &plan, reason);
@@ -664,6 +669,18 @@ enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
   log_clear(shard);
   assert(shard->producers[producer.slot].producer == batch->producer);
   return TALLY_ACK_APPLIED;
+}
+
+enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
+  const struct tally_wire_batch *batch, enum tally_reason *reason)
+{
+  return apply_batch(shard, batch, reason, false);
+}
+
+enum tally_ack_status tally_shard_apply_undo(struct tally_shard *shard,
+  const struct tally_wire_batch *batch, enum tally_reason *reason)
+{
+  return apply_batch(shard, batch, reason, true);
 }
 
 /* ---- Recovery ------------------------------------------------------------ */

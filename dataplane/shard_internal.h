@@ -116,4 +116,11 @@ bool tally_shard_journal_mark_applied(struct tally_shard *shard, uint64_t produc
  */
 void tally_shard_claim_recover(struct tally_shard *shard, uint64_t producer, uint64_t seq);
 
+/*
+ * Dedup of undos (tally_shard_apply_undo): whether seq may be applied to a
+ * record whose runs are `state` (newest first), and the runs after it.
+ */
+enum tally_ack_status tally_dedup_plan_any_order(struct tally_dedup *state, uint64_t seq,
+  enum tally_reason *reason);
+
 #endif

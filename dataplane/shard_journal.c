@@ -361,6 +361,73 @@ bool tally_shard_producer_at(const struct tally_shard *shard, uint32_t slot, uin
   return false;
 }
 
+/* ---- Undos in any order (the compensation shard) --------------------------- */
+
+/*
+ * The lowest sequence a run can hold. A run starts at its first sequence
+ * (head_last - 63) and takes a lower one only within the window below its
+ * last, so never more than a window below its first (its head has those).
+ */
+static uint64_t run_low(const struct tally_dedup_run *run)
+{
+  assert(run->head_last != 0);
+  uint64_t below = 2u * TALLY_DEDUP_WINDOW - 2u;
+  return run->head_last > below ? run->head_last - below : 0;
+}
+
+/*
+ * Runs are made only here and by plan_producer (and kept by merges), newest
+ * first, so their spans [run_low, last_seq] are apart and in order, and every
+ * sequence ever applied is in some run's span or below the oldest one's (in
+ * a dropped run). So a sequence between two runs (or below the only ones,
+ * while none was dropped) was never applied: it is taken, into the run below
+ * it (its tail moves up) or a new run there (the oldest run drops). One in a
+ * run's span is decided by its tail and head; one its tail lost and its head
+ * lacks, or below the oldest kept run once one was dropped, is STALE (it may
+ * have been applied). For the lcore shards the newest run's tail decides
+ * alone (plan_producer): a producer's own batches come in order.
+ */
+enum tally_ack_status tally_dedup_plan_any_order(struct tally_dedup *state, uint64_t seq,
+  enum tally_reason *reason)
+{
+  uint32_t runs = 0;
+  while (runs < TALLY_DEDUP_RUNS && state->runs[runs].head_last != 0) runs++;
+  assert(runs >= 1);
+  for (uint32_t r = 0; r < runs; r++) {
+    struct tally_dedup_run *run = &state->runs[r];
+    assert((run->window & 1u) != 0);
+    if (seq > run->last_seq) { /* above this run, below the newer one's span */
+      uint64_t shift = seq - run->last_seq;
+      if (shift < TALLY_DEDUP_WINDOW) {
+        run->window = (run->window << shift) | 1u;
+        run->last_seq = seq;
+        tally_dedup_mark_head(run, seq);
+        return TALLY_ACK_APPLIED;
+      }
+      for (uint32_t k = TALLY_DEDUP_RUNS - 1u; k > r; k--) state->runs[k] = state->runs[k - 1];
+      state->runs[r] = tally_dedup_run_start(seq);
+      return TALLY_ACK_APPLIED;
+    }
+    if (seq < run_low(run)) continue; /* below this run's span */
+    uint64_t distance = run->last_seq - seq;
+    if (distance < TALLY_DEDUP_WINDOW) {
+      if ((run->window >> distance) & 1u) return TALLY_ACK_DUPLICATE;
+      run->window |= 1ull << distance;
+      tally_dedup_mark_head(run, seq);
+      return TALLY_ACK_APPLIED;
+    }
+    if (tally_dedup_head_has(run, seq)) return TALLY_ACK_DUPLICATE;
+    *reason = TALLY_REASON_BATCH_STALE; /* fell off the tail: it may have been applied */
+    return TALLY_ACK_STALE;
+  }
+  if (runs == TALLY_DEDUP_RUNS) { /* a run may have been dropped below: cannot tell */
+    *reason = TALLY_REASON_BATCH_STALE;
+    return TALLY_ACK_STALE;
+  }
+  state->runs[runs] = tally_dedup_run_start(seq);
+  return TALLY_ACK_APPLIED;
+}
+
 /* ---- Merging into replica tables ----------------------------------------- */
 
 /* One run of the same start, as both records know it. */

@@ -261,6 +261,16 @@ enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
   const struct tally_wire_batch *batch, enum tally_reason *reason);
 
 /*
+ * The same for the compensation shard (the cluster thread): undos of one
+ * producer come in any order (claims from several claimants, each delayed its
+ * own way), so (producer, seq) is checked against every run of the record,
+ * not only the newest one's tail (tally_dedup_plan_any_order). STALE only
+ * where the record cannot tell whether seq was undone.
+ */
+enum tally_ack_status tally_shard_apply_undo(struct tally_shard *shard,
+  const struct tally_wire_batch *batch, enum tally_reason *reason);
+
+/*
  * Replica tables (single writer: the replication thread): sets the counter
  * to an absolute value, creating it when new. TALLY_OK or
  * TALLY_REASON_COUNTERS_FULL.

@@ -208,6 +208,92 @@ static void test_keeper_claim_undoes_from_the_journal(void **state)
   assert_int_equal(f->cluster.compensations, 1);
 }
 
+/* Applies seq from .. to (attempt 0, 1 each) here, and the peer claims them (attempt 1). */
+static void apply_range(struct fixture *f, uint64_t from, uint64_t to)
+{
+  for (uint64_t seq = from; seq <= to; seq++) apply(f, seq, 0, 1);
+}
+
+static void claim_range(struct fixture *f, uint64_t from, uint64_t to)
+{
+  for (uint64_t seq = from; seq <= to; seq++) claim(f, seq, 1);
+}
+
+/*
+ * Claims of one producer come from several claimants, each stream delayed
+ * its own way (a claimant cut off for seconds): here 421..440 arrive after
+ * 541..580 were undone, more than a window behind. Each is undone, once
+ * (chaos seed 4242: 421..440 stayed counted twice, refused as STALE).
+ */
+static void test_undos_in_any_order_each_once(void **state)
+{
+  struct fixture *f = *state;
+  apply_range(f, 401, 440);
+  apply(f, 470, 0, 5);
+  apply_range(f, 541, 580);
+  claim_range(f, 401, 420);
+  claim_range(f, 541, 580);
+  claim_range(f, 421, 440); /* late, from the other claimant */
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(f->cluster.compensations, 80);
+  assert_int_equal(node_total(f, "a"), 5);
+  assert_int_equal(node_total(f, "b"), 10);
+  for (uint64_t seq = 401; seq <= 580; seq++) {
+    assert_int_equal(undone_here(f, seq), seq <= 440 || seq >= 541);
+  }
+  /* Every claim again (a resync resends the rings), in any order: nothing more. */
+  claim_range(f, 541, 580);
+  claim_range(f, 401, 440);
+  assert_int_equal(f->cluster.compensations, 80);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(node_total(f, "a"), 5);
+  /* Between the two: applied here, never undone, claimed now: undone. */
+  claim(f, 470, 1);
+  assert_int_equal(f->cluster.compensations, 81);
+  assert_int_equal(node_total(f, "a"), 0);
+}
+
+/*
+ * Undos between runs, or below them while none was dropped, were never made:
+ * taken (a new run there; the oldest drops when three are kept). Below the
+ * oldest kept run once one was dropped it cannot tell: refused.
+ */
+static void test_undos_between_and_below_runs(void **state)
+{
+  struct fixture *f = *state;
+  for (uint64_t seq = 100; seq <= 700; seq += 200) apply(f, seq, 0, 1); /* four runs */
+  claim(f, 300, 1);
+  claim(f, 100, 1); /* below the only run */
+  claim(f, 700, 1);
+  claim(f, 500, 1); /* between 300 and 700: a run there, the one of 100 drops */
+  assert_int_equal(f->cluster.compensations, 4);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(node_total(f, "a"), 0);
+  assert_false(undone_here(f, 100));
+  claim(f, 100, 1); /* below the oldest kept run: refused, never undone twice */
+  assert_int_equal(f->cluster.compensations, 4);
+  assert_int_equal(f->cluster.compensations_missed, 1);
+  assert_int_equal(node_total(f, "a"), 0);
+}
+
+/*
+ * What the undone set can no longer tell is refused, never undone twice: an
+ * undo that fell off its run's tail and is not in its head.
+ */
+static void test_forgotten_undo_is_never_undone_twice(void **state)
+{
+  struct fixture *f = *state;
+  apply_range(f, 1000, 1200);
+  claim_range(f, 1000, 1200);
+  assert_int_equal(f->cluster.compensations, 201);
+  assert_int_equal(node_total(f, "a"), 0);
+  assert_false(undone_here(f, 1100)); /* undone, but no longer in the record */
+  claim(f, 1100, 1);
+  assert_int_equal(node_total(f, "a"), 0);
+  assert_int_equal(f->cluster.compensations, 201);
+  assert_int_equal(f->cluster.compensations_missed, 1);
+}
+
 /* ---- No journal entry: a restored store ------------------------------------ */
 
 /* What a restore leaves: the values and the record of (PRODUCER, seq), no journal. */
@@ -394,6 +480,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_lower_attempt_is_undone_once, setup, teardown),
     cmocka_unit_test_setup_teardown(test_higher_attempt_or_not_applied_is_kept, setup, teardown),
     cmocka_unit_test_setup_teardown(test_keeper_claim_undoes_from_the_journal, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_undos_in_any_order_each_once, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_undos_between_and_below_runs, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_forgotten_undo_is_never_undone_twice, setup, teardown),
     cmocka_unit_test_setup_teardown(test_no_journal_yields_to_the_claimant, setup, teardown),
     cmocka_unit_test_setup_teardown(test_keeper_claim_without_journal_never_yields_back, setup,
       teardown),
