@@ -114,10 +114,15 @@ static const struct tally_shard *owner_shard(const struct tally_cluster *cluster
  * the journal no longer has it) — by applying the negated batch to the
  * compensation shard under the same (producer, seq), so it happens once
  * whatever crashes or repeats. Without a usable entry an empty batch marks
- * it handled and it is counted as missed.
+ * it handled and it is counted as missed. any_order: the claim came from the
+ * batch's higher attempt, which decides alone, so its undo is taken however
+ * far behind this node's newest undo of the producer
+ * (tally_shard_apply_undo). A keeper claim is not: the keeper's undone set
+ * may have forgotten that it undid the batch itself, and only the window
+ * refuses it then (docs/cluster.md, limits).
  */
 static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_t seq,
-  uint16_t keeper, const struct tally_journal_entry *entry)
+  uint16_t keeper, const struct tally_journal_entry *entry, bool any_order)
 {
   struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
   const struct tally_shard *own = owner_shard(cluster, producer);
@@ -137,7 +142,9 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
   }
   if (!usable) undo.count = 0;
   enum tally_reason reason = TALLY_OK;
-  enum tally_ack_status status = tally_shard_apply_undo(compensation, &undo, &reason);
+  enum tally_ack_status status = any_order ?
+    tally_shard_apply_undo(compensation, &undo, &reason) :
+    tally_shard_apply_batch(compensation, &undo, &reason);
   if (status == TALLY_ACK_DUPLICATE) return; /* undone before (a claim repeated) */
   if (status == TALLY_ACK_APPLIED && undo.count > 0) {
     cluster->compensations++;
@@ -203,7 +210,7 @@ static void dedup_claim(struct tally_cluster *cluster, const struct tally_cluste
     assert(entry.attempt <= TALLY_ATTEMPT_MAX);
     bool undo = entry.attempt < claim->attempt ||
       (entry.attempt == claim->attempt && cluster->config->node_id > peer->id);
-    if (undo) compensate(cluster, claim->producer, claim->seq, peer->id, &entry);
+    if (undo) compensate(cluster, claim->producer, claim->seq, peer->id, &entry, !keeper);
     return;
   }
   struct tally_dedup own_dedup;
@@ -212,7 +219,7 @@ static void dedup_claim(struct tally_cluster *cluster, const struct tally_cluste
     return; /* not applied here */
   }
   if (keeper) { /* both keep it and neither can undo: it stays counted twice */
-    compensate(cluster, claim->producer, claim->seq, peer->id, NULL);
+    compensate(cluster, claim->producer, claim->seq, peer->id, NULL, false);
     return;
   }
   yield(cluster, claim);

@@ -277,6 +277,25 @@ static void test_undos_between_and_below_runs(void **state)
 }
 
 /*
+ * A keeper claim is not taken out of order: the keeper's undone set may have
+ * forgotten that it undid the batch itself (chaos seed 4243: a restored node
+ * yielded batches it had undone, and both undid them). Only the window
+ * takes it, as before.
+ */
+static void test_keeper_claims_only_in_the_window(void **state)
+{
+  struct fixture *f = *state;
+  apply(f, 100, 1, 1);
+  apply(f, 300, 1, 1);
+  claim(f, 300, TALLY_CLAIM_KEEPER);
+  claim(f, 100, TALLY_CLAIM_KEEPER); /* far behind the newest undo: refused */
+  assert_int_equal(f->cluster.compensations, 1);
+  assert_int_equal(f->cluster.compensations_missed, 1);
+  assert_int_equal(node_total(f, "a"), 1);
+  assert_false(undone_here(f, 100));
+}
+
+/*
  * What the undone set can no longer tell is refused, never undone twice: an
  * undo that fell off its run's tail and is not in its head.
  */
@@ -482,6 +501,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_keeper_claim_undoes_from_the_journal, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undos_in_any_order_each_once, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undos_between_and_below_runs, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_keeper_claims_only_in_the_window, setup, teardown),
     cmocka_unit_test_setup_teardown(test_forgotten_undo_is_never_undone_twice, setup, teardown),
     cmocka_unit_test_setup_teardown(test_no_journal_yields_to_the_claimant, setup, teardown),
     cmocka_unit_test_setup_teardown(test_keeper_claim_without_journal_never_yields_back, setup,
