@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <rte_eal.h>
@@ -31,9 +32,11 @@
 #include "http.h"
 #include "mgmt.h"
 #include "modes.h"
+#include "notify.h"
 #include "persister.h"
 
 static struct tally_appliance appliance;
+static struct tally_notify notify; /* systemd: READY=1, STATUS=, WATCHDOG=1 (notify.c) */
 
 static void die(const char *message)
 {
@@ -45,7 +48,11 @@ static void usage(FILE *stream)
 {
   fprintf(stream, "usage: tallyd -c CONFIG [--check-config]\n"
     "  -c, --config FILE   INI configuration (see config/tally.ini.template)\n"
-    "  --check-config      validate the configuration and exit\n");
+    "  --check-config      validate the configuration and exit\n"
+    "  -h, --help          print this help and exit\n"
+    "  --version           print the version and exit\n"
+    "exit: 0 stopped cleanly (or config valid), 1 start-up or runtime failure,\n"
+    "      2 invalid configuration, 64 usage\n");
 }
 
 static void parse_arguments(int argc, char **argv, bool *check_only)
@@ -54,6 +61,7 @@ static void parse_arguments(int argc, char **argv, bool *check_only)
     { "config", required_argument, NULL, 'c' },
     { "check-config", no_argument, NULL, 'k' },
     { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
   };
   int option;
@@ -66,14 +74,17 @@ static void parse_arguments(int argc, char **argv, bool *check_only)
     } else if (option == 'h') {
       usage(stdout);
       exit(0);
+    } else if (option == 'V') {
+      printf("tallyd %s\n", TALLY_VERSION);
+      exit(0);
     } else {
       usage(stderr);
-      exit(2);
+      exit(EX_USAGE);
     }
   }
   if (appliance.config_path[0] == '\0' || optind != argc) {
     usage(stderr);
-    exit(2);
+    exit(EX_USAGE);
   }
 }
 
@@ -244,7 +255,9 @@ static void handle_signal(int signal_fd)
 
 static void control_loop(int mgmt_fd, int signal_fd)
 {
+  tally_notify_start(&notify, tally_clock_mono_ns());
   while (!appliance.quit) {
+    tally_notify_tick(&notify, &appliance, tally_clock_mono_ns());
     struct pollfd fds[2] = {
       { .fd = mgmt_fd, .events = POLLIN },
       { .fd = signal_fd, .events = POLLIN },
@@ -259,6 +272,7 @@ static void control_loop(int mgmt_fd, int signal_fd)
 
 static void shut_down(struct MHD_Daemon *http, int mgmt_fd)
 {
+  tally_notify_stopping(&notify);
   appliance.quit = true;
   rte_eal_mp_wait_lcore();
   appliance.node->stop(&appliance);

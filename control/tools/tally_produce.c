@@ -68,6 +68,8 @@ static void usage(FILE *stream)
     "  --flush-every N          seal a batch every N increments (default: when full)\n"
     "  --breaker-failures N     consecutive failures that open a node's breaker (5)\n"
     "  --breaker-cooldown-ms MS open -> half-open (default 1000)\n"
+    "  -h, --help               print this help and exit\n"
+    "  --version                print the version and exit\n"
     "exit: 0 all acked, 1 some batch failed, 2 input rejected, 64 usage\n");
 }
 
@@ -151,6 +153,7 @@ enum {
   OPTION_BREAKER_FAILURES,
   OPTION_BREAKER_COOLDOWN_MS,
   OPTION_HELP,
+  OPTION_VERSION,
 };
 
 /* Applies one option; false (with a message) if its value is invalid. */
@@ -203,16 +206,21 @@ static int parse_options(int argc, char **argv, struct options *options)
     { "breaker-failures", required_argument, NULL, OPTION_BREAKER_FAILURES },
     { "breaker-cooldown-ms", required_argument, NULL, OPTION_BREAKER_COOLDOWN_MS },
     { "help", no_argument, NULL, OPTION_HELP },
+    { "version", no_argument, NULL, OPTION_VERSION },
     { NULL, 0, NULL, 0 },
   };
   assert(argc >= 1);
   bool key_set = false;
   /* Bounded by argc. */
   for (int round = 0; round <= argc; round++) {
-    int option = getopt_long(argc, argv, "", long_options, NULL);
+    int option = getopt_long(argc, argv, "h", long_options, NULL);
     if (option == -1) break;
-    if (option == OPTION_HELP) {
+    if (option == OPTION_HELP || option == 'h') {
       usage(stdout);
+      exit(0);
+    }
+    if (option == OPTION_VERSION) {
+      printf("tally-produce %s\n", TALLY_VERSION);
       exit(0);
     }
     if (option == '?' || !apply_option(option, optarg, options, &key_set)) return -1;

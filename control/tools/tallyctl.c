@@ -12,6 +12,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,13 +58,15 @@ static void usage_command(FILE *stream, const char *synopsis, const char *help)
 
 static void usage(FILE *stream)
 {
-  fprintf(stream, "usage: tallyctl [-s SOCKET | -c CONFIG] COMMAND\ncommands:\n");
+  fprintf(stream, "usage: tallyctl [-s SOCKET | -c CONFIG] COMMAND\n"
+    "       tallyctl -h | --help | --version\ncommands:\n");
   for (uint32_t i = 0; i < TALLY_MGMT_COMMAND_COUNT; i++) {
     assert(commands[i].synopsis != NULL && commands[i].help != NULL);
     usage_command(stream, commands[i].synopsis, commands[i].help);
   }
   fprintf(stream, "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, "
-    "else " DEFAULT_SOCKET "\n");
+    "else " DEFAULT_SOCKET "\n"
+    "exit: 0 ok, 1 not found or not ready, 2 partial (get --quorum), 3 error, 64 usage\n");
 }
 
 static int connect_socket(const char *path)
@@ -180,11 +183,20 @@ int main(int argc, char **argv)
 {
   const char *socket_path = getenv("TALLY_SOCKET");
   if (socket_path == NULL) socket_path = DEFAULT_SOCKET;
+  static const struct option options[] = {
+    { "socket", required_argument, NULL, 's' },
+    { "config", required_argument, NULL, 'c' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+  };
   int option;
-  while ((option = getopt(argc, argv, "+s:c:h")) != -1) {
+  /* "+": options end at the command, so its own arguments (get --quorum) pass through. */
+  while ((option = getopt_long(argc, argv, "+s:c:h", options, NULL)) != -1) {
     if (option == 's') socket_path = optarg;
     else if (option == 'c') socket_path = socket_from_config(optarg);
     else if (option == 'h') { usage(stdout); return 0; }
+    else if (option == 'V') { printf("tallyctl %s\n", TALLY_VERSION); return 0; }
     else { usage(stderr); return EXIT_USAGE; }
   }
   if (optind >= argc) { usage(stderr); return EXIT_USAGE; }

@@ -418,4 +418,11 @@ static_assert(TALLY_CLUSTER_MEMBERS_APPLY_WAIT_MS < TALLY_MGMT_TIMEOUT_S * 1000u
 
 static_assert(TALLY_OUT_CHUNK_SIZE <= TALLY_OUT_MEMORY_MAX, "a chunk fits the in-memory bound");
 
+/* ---- systemd notification (control/daemon/notify.c, the control thread) ---- */
+
+/* A STATUS= line: the readiness verdict's first line, cut to this many bytes. */
+#define TALLY_NOTIFY_STATUS_LEN_MAX 160u
+
+static_assert(TALLY_NOTIFY_STATUS_LEN_MAX >= 64u, "a readiness verdict fits a STATUS= line");
+
 #endif

@@ -7,7 +7,8 @@
  * part of every benchmark result.
  *
  * Exit status: 0 the run completed (losses, errors and unacked batches are
- * in the summary, for the caller to judge), 1 set-up failure, 2 usage.
+ * in the summary, for the caller to judge), 1 set-up failure, 64 usage
+ * (EX_USAGE, as every Tally command).
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sysexits.h>
 #include <time.h>
 
 #include "blast.h"
@@ -49,13 +51,15 @@ static void usage(FILE *stream)
     "  --drain-s S         binary: wait this long for the last acks (default 2)\n"
     "  --pipeline N        redis: INCRBY commands per round trip (default 1)\n"
     "  --expect FILE       write the exact totals per counter that the target must hold\n"
-    "Prints one JSON line. Exit 0 when the run completed, 1 on set-up failure, 2 on usage.\n");
+    "  -h, --help          print this help and exit\n"
+    "  --version           print the version and exit\n"
+    "Prints one JSON line. Exit 0 when the run completed, 1 on set-up failure, 64 on usage.\n");
 }
 
 static void die_usage(const char *what, const char *value)
 {
   fprintf(stderr, "tally-blast: %s: %s\n", what, value);
-  exit(2);
+  exit(EX_USAGE);
 }
 
 static uint64_t parse_u64(const char *what, const char *text, uint64_t low, uint64_t high)
@@ -66,7 +70,7 @@ static uint64_t parse_u64(const char *what, const char *text, uint64_t low, uint
   if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || value < low || value > high) {
     fprintf(stderr, "tally-blast: %s: '%s' is not a number in %llu..%llu\n", what, text,
       (unsigned long long)low, (unsigned long long)high);
-    exit(2);
+    exit(EX_USAGE);
   }
   assert(value >= low);
   assert(value <= high);
@@ -80,7 +84,7 @@ static double parse_double(const char *what, const char *text, double low, doubl
   double value = strtod(text, &end);
   if (errno != 0 || end == text || *end != '\0' || !(value >= low && value <= high)) {
     fprintf(stderr, "tally-blast: %s: '%s' is not a number in %g..%g\n", what, text, low, high);
-    exit(2);
+    exit(EX_USAGE);
   }
   assert(value >= low);
   assert(value <= high);
@@ -154,7 +158,7 @@ enum {
   OPT_TARGET = 256, OPT_MODE, OPT_RATE, OPT_DURATION, OPT_COUNT, OPT_COUNTERS, OPT_LINES,
   OPT_DIST, OPT_ZIPF_S, OPT_SEED, OPT_PREFIX, OPT_DELTA_MAX, OPT_THREADS, OPT_KEY,
   OPT_PRODUCERS, OPT_PRODUCER_BASE, OPT_SEQ_BASE, OPT_INFLIGHT, OPT_TIMEOUT_MS, OPT_DRAIN_S,
-  OPT_PIPELINE, OPT_EXPECT, OPT_HELP,
+  OPT_PIPELINE, OPT_EXPECT, OPT_HELP, OPT_VERSION,
 };
 
 static const struct option long_options[] = {
@@ -181,6 +185,7 @@ static const struct option long_options[] = {
   { "pipeline", required_argument, NULL, OPT_PIPELINE },
   { "expect", required_argument, NULL, OPT_EXPECT },
   { "help", no_argument, NULL, OPT_HELP },
+  { "version", no_argument, NULL, OPT_VERSION },
   { NULL, 0, NULL, 0 },
 };
 
@@ -284,9 +289,13 @@ static void parse_options(int argc, char **argv, struct blast_options *options)
       usage(stdout);
       exit(0);
     }
+    if (option == OPT_VERSION) {
+      printf("tally-blast %s\n", TALLY_VERSION);
+      exit(0);
+    }
     if (!parse_one(options, option, optarg)) {
       usage(stderr);
-      exit(2);
+      exit(EX_USAGE);
     }
   }
   if (optind != argc) die_usage("unexpected argument", argv[optind]);

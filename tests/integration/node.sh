@@ -3,7 +3,8 @@
 # this test creates: ARP and ICMP answered, a statsd workload counted exactly
 # (with malformed lines rejected and counted), reliable batches acked and
 # counted once, tallyctl, /metrics and health, key reload through RCU,
-# counter capacity, a clean restart keeping every count, and a bad config
+# counter capacity, a clean restart keeping every count (started as systemd
+# would: READY=1, STATUS=, WATCHDOG=1, STOPPING=1 read back), and a bad config
 # refused before anything is created. Against a sanitizer build (tests/run
 # runs it on build-asan too) it also checks that tallyd's log holds no
 # sanitizer report. Prints PASS/FAIL lines.
@@ -15,7 +16,11 @@ source "$root/scripts/netns.sh"
 source "$root/tests/lib/check.sh"
 work=$(mktemp -d /tmp/tally-node.XXXXXX)
 suffix=n$$
-cleanup() { tally_stop KILL; tally_netns_down; rm -rf "$work"; }
+cleanup() {
+  tally_stop KILL
+  [ -z "${listener_pid:-}" ] || kill "$listener_pid" 2>/dev/null
+  tally_netns_down; rm -rf "$work"
+}
 trap cleanup EXIT
 tools=$root/tests/tools
 ctl="$build/control/tallyctl -s $work/sock"
@@ -158,12 +163,34 @@ list_to() { # list_to FILE: tallyctl list into FILE; it holds dup.x 5 and ro.y 2
 check "tallyctl list before the restart" list_to "$work/before.txt"
 tally_stop TERM
 check "tallyd stops cleanly on SIGTERM" grep -q "stopped cleanly" "$work/tallyd.log"
-tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+# The restart runs as systemd would start it (config/systemd/tallyd.service):
+# NOTIFY_SOCKET names a datagram socket notify_listen.py reads, WATCHDOG_USEC
+# asks for the watchdog (2 s: a WATCHDOG=1 every second while healthy).
+coproc listener { python3 "$tools/notify_listen.py" "$work/notify.sock" "$work/notify.log" \
+  "$build/control/tallyctl" "$work/sock"; }
+listener_pid=$listener_PID
+read -r -t 30 bound <&"${listener[0]}"
+check "systemd: notification socket bound" test "${bound:-}" = bound
+NOTIFY_SOCKET=$work/notify.sock WATCHDOG_USEC=2000000 \
+  tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
 check "tallyd ready after restart" tally_wait_ready "$build" "$work/sock" 30
 check "tallyctl list after the restart" list_to "$work/after.txt"
 check "every count survives a restart" cmp -s "$work/before.txt" "$work/after.txt"
 check "restart reports a clean shutdown" test "$(stat store_recovered_clean)" = 1
 tally_stop TERM
+wait "$listener_pid"
+check "systemd: the listener saw STOPPING=1 (exit 0)" test $? -eq 0
+cat "$work/notify.log"
+check "systemd: READY=1 sent exactly once" test "$(grep -c 'READY=1' "$work/notify.log")" = 1
+check "systemd: at READY=1, tallyctl ready said ready (exit 0)" \
+  grep -qx 'tallyctl-ready 0' "$work/notify.log"
+# tallyd's own verdict when it sent READY=1: the STATUS= line before it is "ready".
+check "systemd: the STATUS= before READY=1 is 'STATUS=ready'" test \
+  "$(sed -n '/READY=1/q;/^STATUS=/p' "$work/notify.log" | tail -1)" = "STATUS=ready"
+check "systemd: WATCHDOG=1 sent, none before READY=1" bash -c \
+  "sed -n '/READY=1/,\$p' '$work/notify.log' | grep -q '^WATCHDOG=1' &&
+   ! sed -n '/READY=1/q;p' '$work/notify.log' | grep -q WATCHDOG=1"
+check "systemd: STOPPING=1 last" test "$(tail -1 "$work/notify.log")" = "STOPPING=1 STATUS=stopping"
 
 # Capacity: a full table refuses new names, old names keep counting.
 rm -f "$work/store.pmem"

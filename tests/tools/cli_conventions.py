@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""cli_conventions.py NAME BINARY VERSION — one command's command-line conventions
+(docs/operations.md, "Commands and exit codes"), run by the unit suite for each of
+tallyd, tallyctl, tally-produce and tally-blast:
+
+  --help and -h   usage on stdout (starting "usage: NAME", naming --help, --version
+                  and the exit codes), nothing on stderr, exit 0;
+  --version       exactly "NAME VERSION" on stdout (the meson project version), exit 0;
+  a bad option    usage on stderr, nothing on stdout, exit 64 (EX_USAGE).
+
+None of these may start anything: tallyd answers before reading a config, so the
+checks need no root, no hugepages and no network. Prints one line per failed check
+and exits 1 if any failed."""
+import subprocess
+import sys
+
+EX_USAGE = 64
+
+
+def run(binary, *arguments):
+    return subprocess.run([binary, *arguments], capture_output=True, text=True, timeout=30)
+
+
+def main():
+    name, binary, version = sys.argv[1:4]
+    failures = []
+
+    def check(ok, what, result):
+        if not ok:
+            failures.append("%s: %s (exit %d, stdout %r, stderr %r)" % (
+                name, what, result.returncode, result.stdout[:200], result.stderr[:200]))
+
+    for flag in ("--help", "-h"):
+        result = run(binary, flag)
+        check(result.returncode == 0, flag + " exits 0", result)
+        check(result.stdout.startswith("usage: " + name + " "), flag + " prints usage on stdout",
+              result)
+        check(result.stderr == "", flag + " prints nothing on stderr", result)
+        for needle in ("--help", "--version", "64"):
+            check(needle in result.stdout, flag + " usage names " + needle, result)
+        check("exit" in result.stdout, flag + " usage lists the exit codes", result)
+
+    result = run(binary, "--version")
+    check(result.returncode == 0, "--version exits 0", result)
+    check(result.stdout == "%s %s\n" % (name, version), "--version prints 'NAME VERSION'", result)
+    check(result.stderr == "", "--version prints nothing on stderr", result)
+
+    result = run(binary, "--no-such-option")
+    check(result.returncode == EX_USAGE, "a bad option exits 64", result)
+    check(result.stdout == "", "a bad option prints nothing on stdout", result)
+    check("usage: " + name + " " in result.stderr, "a bad option prints usage on stderr", result)
+
+    for failure in failures:
+        print("FAIL " + failure)
+    if not failures:
+        print("PASS %s: --help, -h, --version, bad option" % name)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
