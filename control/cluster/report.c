@@ -13,15 +13,20 @@
 
 #include "cluster_internal.h"
 
-/* Per member: (name, type, help); values from peer_figures_of. */
+/*
+ * Per member: (name, type, milli, help); values from peer_figures_of. A milli
+ * figure is held in thousandths of the metric's unit (milliseconds of a
+ * _seconds metric) and printed with three decimals, exactly.
+ */
 #define TALLY_FOREACH_CLUSTER_PEER_METRIC(_)                                                \
-  _(peer_up, gauge, "1 when the failure detector says up")                                 \
-  _(heartbeat_age_ms, gauge, "time since the peer's last heartbeat")                       \
-  _(replication_lag_counters, gauge,                                                       \
+  _(peer_up, gauge, false, "1 when the failure detector says up")                          \
+  _(heartbeat_age_seconds, gauge, true, "time since the peer's last heartbeat (0: none yet)") \
+  _(replication_lag_counters, gauge, false,                                                \
     "counters and producer records of this node's scan the peer has not acked yet")        \
-  _(replication_acked_seq, counter, "sequence the peer holds of this node")                \
-  _(replication_resends_total, counter, "rounds resent after a timeout")                   \
-  _(replication_resyncs_total, counter,                                                    \
+  _(replication_acked_seq, gauge, false, "sequence the peer holds of this node (goes back " \
+    "when the peer lost or changed its state)")                                            \
+  _(replication_resends_total, counter, false, "rounds resent after a timeout")            \
+  _(replication_resyncs_total, counter, false,                                             \
     "full resends after the peer lost or changed its state")
 
 /* The node's own: (name, type, help); values from node_figures_of. */
@@ -44,11 +49,13 @@
     "and jitter)")
 
 struct peer_figures {
-#define TALLY_CLUSTER_FIGURE(name, type, help) uint64_t name;
-  TALLY_FOREACH_CLUSTER_PEER_METRIC(TALLY_CLUSTER_FIGURE)
+#define TALLY_CLUSTER_PEER_FIGURE(name, type, milli, help) uint64_t name;
+  TALLY_FOREACH_CLUSTER_PEER_METRIC(TALLY_CLUSTER_PEER_FIGURE)
+#undef TALLY_CLUSTER_PEER_FIGURE
 };
 
 struct node_figures {
+#define TALLY_CLUSTER_FIGURE(name, type, help) uint64_t name;
   TALLY_FOREACH_CLUSTER_NODE_METRIC(TALLY_CLUSTER_FIGURE)
 #undef TALLY_CLUSTER_FIGURE
 };
@@ -64,7 +71,7 @@ static struct peer_figures peer_figures_of(const struct tally_cluster_peer *peer
 {
   return (struct peer_figures){
     .peer_up = tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP,
-    .heartbeat_age_ms = age_ms(peer, now_ns),
+    .heartbeat_age_seconds = age_ms(peer, now_ns),
     .replication_lag_counters = tally_cluster_peer_lag(peer),
     .replication_acked_seq = peer->acked_seq,
     .replication_resends_total = peer->resends,
@@ -105,6 +112,15 @@ static void metric_head(struct tally_out *out, const char *name, const char *typ
     name, type);
 }
 
+static void peer_sample(struct tally_out *out, const char *name, uint32_t peer, uint64_t value,
+  bool milli)
+{
+  tally_out_printf(out, "tally_cluster_%s{peer=\"%u\"} %" PRIu64, name, peer,
+    milli ? value / 1000u : value);
+  if (milli) tally_out_printf(out, ".%03" PRIu64, value % 1000u);
+  tally_out_printf(out, "\n");
+}
+
 static void peer_metrics(struct tally_cluster *cluster, struct tally_out *out, uint64_t now_ns)
 {
   struct peer_figures figures[TALLY_REPLICA_REGIONS_MAX];
@@ -112,12 +128,11 @@ static void peer_metrics(struct tally_cluster *cluster, struct tally_out *out, u
        (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
     figures[peer - cluster->peers] = peer_figures_of(peer, now_ns);
   }
-#define TALLY_CLUSTER_PEER_METRIC_PRINT(name, type, help)                                  \
+#define TALLY_CLUSTER_PEER_METRIC_PRINT(name, type, milli, help)                           \
   metric_head(out, #name, #type, help);                                                    \
   for (struct tally_cluster_peer *peer = NULL;                                             \
        (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {                       \
-    tally_out_printf(out, "tally_cluster_" #name "{peer=\"%u\"} %" PRIu64 "\n", peer->id,  \
-      figures[peer - cluster->peers].name);                                                \
+    peer_sample(out, #name, peer->id, figures[peer - cluster->peers].name, milli);         \
   }
   TALLY_FOREACH_CLUSTER_PEER_METRIC(TALLY_CLUSTER_PEER_METRIC_PRINT)
 #undef TALLY_CLUSTER_PEER_METRIC_PRINT

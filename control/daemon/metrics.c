@@ -70,25 +70,52 @@ static uint64_t quarantined_producers(struct tally_appliance *appliance)
   _(ierrors, "rx_errors", "frames received with errors")                   \
   _(oerrors, "tx_errors", "frames the port failed to send")
 
-static void port_stats(struct tally_appliance *appliance, struct tally_out *out,
-  bool prometheus)
+/* Reads every port's figures once; returns how many ports answered. */
+static uint16_t read_port_stats(struct tally_appliance *appliance,
+  uint16_t ports[TALLY_PORTS_MAX], struct rte_eth_stats stats[TALLY_PORTS_MAX])
 {
   assert(appliance->ports.count <= TALLY_PORTS_MAX);
+  uint16_t count = 0;
   for (uint16_t i = 0; i < appliance->ports.count; i++) {
-    uint16_t port = appliance->ports.ids[i];
-    struct rte_eth_stats stats;
-    if (rte_eth_stats_get(port, &stats) != 0) continue;
+    ports[count] = appliance->ports.ids[i];
+    if (rte_eth_stats_get(ports[count], &stats[count]) == 0) count++;
+  }
+  return count;
+}
+
+/* `tallyctl stats`: one line per port and figure. */
+static void port_stats(struct tally_appliance *appliance, struct tally_out *out)
+{
+  uint16_t ports[TALLY_PORTS_MAX];
+  struct rte_eth_stats stats[TALLY_PORTS_MAX];
+  uint16_t count = read_port_stats(appliance, ports, stats);
+  for (uint16_t i = 0; i < count; i++) {
 #define TALLY_PORT_STAT_LINE(field, label, text)                                           \
-    if (prometheus) {                                                                      \
-      tally_out_printf(out, "# HELP tally_port_" label "_total " text "\n"                  \
-        "# TYPE tally_port_" label "_total counter\n"                                      \
-        "tally_port_" label "_total{port=\"%u\"} %" PRIu64 "\n", port, stats.field);       \
-    } else {                                                                               \
-      tally_out_printf(out, "port%u_" label " %" PRIu64 "\n", port, stats.field);           \
-    }
+    tally_out_printf(out, "port%u_" label " %" PRIu64 "\n", ports[i], stats[i].field);
     TALLY_FOREACH_PORT_STAT(TALLY_PORT_STAT_LINE)
 #undef TALLY_PORT_STAT_LINE
   }
+}
+
+/*
+ * /metrics: one HELP/TYPE per figure, then its sample for every port. A metric
+ * family's header appears once whatever the number of ports (the exposition
+ * format refuses a second one: promtool, tests/integration/node.sh).
+ */
+static void port_metrics(struct tally_appliance *appliance, struct tally_out *out)
+{
+  uint16_t ports[TALLY_PORTS_MAX];
+  struct rte_eth_stats stats[TALLY_PORTS_MAX];
+  uint16_t count = read_port_stats(appliance, ports, stats);
+#define TALLY_PORT_METRIC(field, label, text)                                              \
+  tally_out_printf(out, "# HELP tally_port_" label "_total " text "\n"                     \
+    "# TYPE tally_port_" label "_total counter\n");                                        \
+  for (uint16_t i = 0; i < count; i++) {                                                   \
+    tally_out_printf(out, "tally_port_" label "_total{port=\"%u\"} %" PRIu64 "\n",          \
+      ports[i], stats[i].field);                                                           \
+  }
+  TALLY_FOREACH_PORT_STAT(TALLY_PORT_METRIC)
+#undef TALLY_PORT_METRIC
 }
 
 static size_t jemalloc_allocated_bytes(void)
@@ -137,7 +164,7 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   tally_out_printf(out, "store_quarantined_producers %" PRIu64 "\n",
     quarantined_producers(appliance));
   tally_out_printf(out, "store_recovered_clean %d\n", appliance->store.recovery.was_clean ? 1 : 0);
-  port_stats(appliance, out, false);
+  port_stats(appliance, out);
   tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
   tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
@@ -193,7 +220,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
     "producer records that failed a checksum at start");
   tally_out_printf(out, "tally_store_quarantined_producers %" PRIu64 "\n",
     quarantined_producers(appliance));
-  port_stats(appliance, out, true);
+  port_metrics(appliance, out);
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   appliance->node->metrics(appliance, out);
@@ -202,6 +229,8 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   bool ready = tally_action_ready(appliance, &scratch);
   size_t length = 0;
   free(tally_out_take(&scratch, &length));
+  metric_header(out, "build_info", "gauge", "always 1; the version label is tallyd's");
+  tally_out_printf(out, "tally_build_info{version=\"%s\"} 1\n", TALLY_VERSION);
   metric_header(out, "ready", "gauge", "1 when /health/ready answers 200");
   tally_out_printf(out, "tally_ready %d\n", ready ? 1 : 0);
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;

@@ -12,7 +12,8 @@
 # one-way cut: it hears its peers, they do not hear it) never acks a batch it
 # cannot replicate; batches sprayed to two nodes at once are counted once
 # (cross-node dedup), a batch one node acked is answered DUPLICATE by
-# another, and a replayed heartbeat is refused. Every wait is bounded. Prints PASS/FAIL lines and "N passed, N failed".
+# another, and a replayed heartbeat is refused. /metrics passes `promtool
+# check metrics` on every node, and with a peer down. Every wait is bounded. Prints PASS/FAIL lines and "N passed, N failed".
 # Usage: cluster.sh BUILD_DIR   (root; hugepages reserved: 3 nodes)
 set -uo pipefail
 build=${1:?build dir}
@@ -169,6 +170,20 @@ for i in $(seq "$nodes"); do
     wait_for 5 healthy "$i"
 done
 
+# /metrics of node I passes promtool with its cluster figures: every peer
+# (N - 1) has a heartbeat age in seconds (three decimals).
+cluster_metrics_ok() {
+  local ages
+  metrics_lint "${CLUSTER_NS[$1]}" || return 1
+  ages=$(ip netns exec "${CLUSTER_NS[$1]}" curl -sf --max-time 5 http://127.0.0.1:9125/metrics |
+    grep -Ec '^tally_cluster_heartbeat_age_seconds\{peer="[0-9]+"\} [0-9]+\.[0-9]{3}$')
+  [ "$ages" -eq $((nodes - 1)) ] || { echo "node $1: $ages heartbeat ages, want $((nodes - 1))"; return 1; }
+}
+for i in $(seq "$nodes"); do
+  verdict "node $i: /metrics passes promtool check metrics, a heartbeat age per peer" \
+    cluster_metrics_ok "$i"
+done
+
 # 2. statsd to node 1 converges everywhere, exactly.
 statsd 1 "$seed" sd. "$work/sd.json"
 verdict "statsd to node 1: exact totals on all 3 nodes within 10 s" wait_for 10 match_all sd. "$work/sd.json"
@@ -192,6 +207,7 @@ verdict "get --quorum on node 3: exact, exit 0 (all nodes answered)" quorum_exac
 cluster_stop 3 KILL
 verdict "node 3 killed: nodes 1 and 2 see it down within 5 s" wait_for 5 seen_down 3 1 2
 verdict "node 3 down: nodes 1 and 2 stay writable (read_only=0)" writable 1 2
+verdict "node 3 down: node 1's /metrics passes promtool check metrics" cluster_metrics_ok 1
 workload "$((seed + 1))" down. 500 "$work/down.in" "$work/down.json"
 verdict "node 3 down: batches via node 1 still acked" \
   produce_ok 10.77.0.1:8126,10.77.0.2:8126 102 "$work/down.in" "$work/down.out"

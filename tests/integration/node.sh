@@ -2,9 +2,10 @@
 # node.sh — tallyd end to end on a veth pair between two network namespaces
 # this test creates: ARP and ICMP answered, a statsd workload counted exactly
 # (with malformed lines rejected and counted), reliable batches acked and
-# counted once, tallyctl, /metrics and health, key reload through RCU,
-# counter capacity, a clean restart keeping every count (started as systemd
-# would: READY=1, STATUS=, WATCHDOG=1, STOPPING=1 read back), and a bad config
+# counted once, tallyctl, /metrics and health (promtool check metrics with
+# one port and with two), key reload through RCU, counter capacity, a clean
+# restart keeping every count (started as systemd would: READY=1, STATUS=,
+# WATCHDOG=1, STOPPING=1 read back), and a bad config
 # refused before anything is created. Against a sanitizer build (tests/run
 # runs it on build-asan too) it also checks that tallyd's log holds no
 # sanitizer report. Prints PASS/FAIL lines.
@@ -124,6 +125,7 @@ check "/metrics persistence lag present" bash -c \
 check "NIC drop figures exported (stats and /metrics)" bash -c \
   "$ctl stats | grep -q '^port0_rx_missed ' && ip netns exec $TALLY_NODE_NS curl -sf 127.0.0.1:9125/metrics | grep -q '^tally_port_rx_missed_total{port=\"0\"} '"
 check "tallyctl ready exits 0 when ready" $ctl ready
+check "/metrics (one port, after traffic) passes promtool check metrics" metrics_lint "$TALLY_NODE_NS"
 
 # Key rotation: reload swaps the ingest key through RCU without a restart.
 newkey=ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
@@ -191,6 +193,19 @@ check "systemd: WATCHDOG=1 sent, none before READY=1" bash -c \
   "sed -n '/READY=1/,\$p' '$work/notify.log' | grep -q '^WATCHDOG=1' &&
    ! sed -n '/READY=1/q;p' '$work/notify.log' | grep -q WATCHDOG=1"
 check "systemd: STOPPING=1 last" test "$(tail -1 "$work/notify.log")" = "STOPPING=1 STATUS=stopping"
+
+# Two ports: an idle second port (DPDK's net_ring) beside tally0. /metrics
+# gives each port family one HELP/TYPE and a sample per port.
+sed 's|--vdev=net_af_packet0,iface=tally0|& --vdev=net_ring0|' "$work/tally.ini" >"$work/two.ini"
+tally_start "$build" "$work/two.ini" "$work/tallyd.log"
+check "two ports: tallyd ready" tally_wait_ready "$build" "$work/sock" 30
+port_samples() { # port_samples: the ports with a tally_port_rx_missed_total sample, one line
+  node curl -sf 127.0.0.1:9125/metrics | sed -n 's/^tally_port_rx_missed_total{port="\([0-9]*\)"} .*/\1/p' |
+    tr '\n' ' '
+}
+check "two ports: /metrics has a sample for port 0 and port 1" test "$(port_samples)" = "0 1 "
+check "two ports: /metrics passes promtool check metrics" metrics_lint "$TALLY_NODE_NS"
+tally_stop TERM
 
 # Capacity: a full table refuses new names, old names keep counting.
 rm -f "$work/store.pmem"

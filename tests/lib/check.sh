@@ -87,3 +87,19 @@ wait_for() {
   done
   "$@"
 }
+
+# metrics_lint NAMESPACE [ADDRESS]: one scrape of /metrics from inside the
+# namespace (default 127.0.0.1:9125), checked by `promtool check metrics`
+# (Debian's prometheus package): it must parse and pass promtool's lint with
+# no output at all (a warning is a failure too), and hold tally_build_info.
+# A failed scrape fails (an empty body would pass promtool).
+metrics_lint() {
+  local ns=$1 address=${2:-127.0.0.1:9125} body out status
+  body=$(ip netns exec "$ns" curl -sf --max-time 5 "http://$address/metrics") ||
+    { echo "scrape of $address/metrics in $ns failed"; return 1; }
+  grep -q '^tally_build_info{version="[^"]*"} 1$' <<<"$body" ||
+    { echo "no tally_build_info sample"; return 1; }
+  out=$(promtool check metrics <<<"$body" 2>&1); status=$?
+  echo "promtool check metrics: exit $status, $(wc -l <<<"$body") lines${out:+: $out}"
+  [ "$status" -eq 0 ] && [ -z "$out" ]
+}
