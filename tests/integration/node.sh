@@ -29,11 +29,13 @@ key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 peer() { ip netns exec "$TALLY_PEER_NS" "$@"; }
 node() { ip netns exec "$TALLY_NODE_NS" "$@"; }
 stat() { $ctl stats | awk -v k="$1" '$1 == k { print $2 }'; }
-# A sanitizer build of tallyd (ASan/UBSan: the runtime's name is in the
-# binary) polls several times slower: statsd is sent slower to it, so the
-# kernel's af_packet ring does not overflow (the counts must still be exact).
+# The statsd rate: this test checks exactness, not capacity (perf/ measures
+# that). At 20000 datagrams/s a loaded 2-core machine drops frames in the
+# kernel's af_packet ring before tallyd can see or count them, so 5000/s. A
+# sanitizer build of tallyd (ASan/UBSan: the runtime's name is in the binary)
+# polls several times slower: 2000/s. The counts must be exact either way.
 sanitized=0
-statsd_rate=20000
+statsd_rate=5000
 if grep -qa AddressSanitizer "$build/control/tallyd"; then sanitized=1; statsd_rate=2000; fi
 
 tally_netns_up "$suffix"
