@@ -219,6 +219,9 @@ const struct tally_checkpoint_writer_stats *tally_checkpoint_writer_stats(
 struct tally_checkpoint_sink {
   int (*begin)(void *context, const struct tally_checkpoint_header *header);
   int (*chunk)(void *context, uint64_t offset, const void *data, size_t size);
+  /* Optional (NULL: the reader's own buffer): where to read the chunk at offset, so a
+   * loader into memory is handed its own bytes in chunk() and copies nothing. */
+  void *(*place)(void *context, uint64_t offset, size_t size);
   void *context;
 };
 
@@ -250,7 +253,9 @@ enum tally_checkpoint_status tally_checkpoint_recover(struct tally_checkpoint_re
 /*
  * The same into buffer[0..buffer_size): a checkpoint whose image is larger,
  * or whose image_format differs from image_format (0: any), is refused.
- * Bytes past the image are left as they were.
+ * Chunks are read straight into the buffer (no copy). After OK, bytes
+ * past the chosen image are unspecified: a larger checkpoint rejected first
+ * may have been partly read there.
  */
 enum tally_checkpoint_status tally_checkpoint_load(struct tally_checkpoint_reader *reader,
   struct tally_disk *disk, void *buffer, uint64_t buffer_size, uint32_t image_format,
