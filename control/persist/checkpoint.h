@@ -12,7 +12,9 @@
  *
  * How the persister uses it (one checkpoint at a time):
  *
- *   writer = tally_checkpoint_writer_create(disk, &options, error, size);  // start-up
+ *   tally_checkpoint_load(reader, disk, image, size, format, &recovery);  // start-up
+ *   writer = tally_checkpoint_writer_create(disk, &options, error, size);
+ *   if (recovery.status == TALLY_CHECKPOINT_OK) tally_checkpoint_writer_trust(writer, &recovery);
  *   ...
  *   begin_lsn = the log's last appended LSN (nothing after it is in the image yet)
  *   tally_checkpoint_writer_begin(writer, image, image_size, begin_lsn, now_ns);
@@ -160,6 +162,7 @@ struct tally_checkpoint_writer_stats {
 };
 
 struct tally_checkpoint_writer;
+struct tally_checkpoint_recovery;
 
 /*
  * Allocates the writer (one chunk buffer, the CRC table, a directory
@@ -197,6 +200,16 @@ enum tally_checkpoint_status tally_checkpoint_writer_step(struct tally_checkpoin
  */
 enum tally_checkpoint_status tally_checkpoint_writer_finish(struct tally_checkpoint_writer *writer,
   uint64_t end_lsn, struct tally_checkpoint_done *done);
+
+/*
+ * Tells the writer which checkpoint recovery verified and loaded (status OK).
+ * Retention keeps as "the previous one" the checkpoint this writer finished
+ * last, or else this one; newer files recovery rejected are then deleted
+ * rather than kept in its place. Without either, retention keeps the newest
+ * older file whose header and table check (a rotted chunk is not seen).
+ */
+void tally_checkpoint_writer_trust(struct tally_checkpoint_writer *writer,
+  const struct tally_checkpoint_recovery *recovery);
 
 /* Abandons the attempt in flight, if any: closes and unlinks the temporary file. */
 void tally_checkpoint_writer_cancel(struct tally_checkpoint_writer *writer);

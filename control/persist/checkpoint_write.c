@@ -38,6 +38,7 @@ struct tally_checkpoint_writer {
   uint32_t chunk_next;
   uint64_t copied;
   uint64_t unsynced; /* bytes written since the last fdatasync */
+  uint64_t trusted_sequence; /* kept as the previous one by retention (0: none known) */
   struct tally_checkpoint_writer_stats stats;
 };
 
@@ -235,11 +236,48 @@ enum tally_checkpoint_status tally_checkpoint_writer_step(struct tally_checkpoin
                                                          : TALLY_CHECKPOINT_MORE;
 }
 
+void tally_checkpoint_writer_trust(struct tally_checkpoint_writer *writer,
+  const struct tally_checkpoint_recovery *recovery)
+{
+  assert(writer != NULL && recovery != NULL);
+  assert(recovery->status == TALLY_CHECKPOINT_OK);
+  assert(recovery->header.sequence >= 1);
+  writer->trusted_sequence = recovery->header.sequence;
+}
+
+/* Whether the trusted checkpoint is listed, older than the new one. */
+static bool writer_trusted_listed(const struct tally_checkpoint_writer *writer)
+{
+  if (writer->trusted_sequence == 0 || writer->trusted_sequence >= writer->header.sequence) {
+    return false;
+  }
+  for (uint32_t i = 0; i < writer->listing.count; i++) {
+    if (writer->listing.entries[i].sequence == writer->trusted_sequence) return true;
+  }
+  return false;
+}
+
+/* Without a trusted one: the newest older file whose header and table check. */
+static bool writer_header_keeps(struct tally_checkpoint_writer *writer,
+  const struct checkpoint_entry *entry, bool *previous_kept)
+{
+  struct tally_checkpoint_header header;
+  int file;
+  enum tally_checkpoint_rejection rejection = checkpoint_check_file(writer->disk, entry,
+    writer->block, writer->table, &header, &file);
+  if (rejection == TALLY_CHECKPOINT_REJECT_NONE) writer->disk->ops->close(writer->disk->context, file);
+  *previous_kept = rejection == TALLY_CHECKPOINT_REJECT_NONE;
+  /* A file that cannot be read is kept (the error may pass), but is not the previous one. */
+  return rejection == TALLY_CHECKPOINT_REJECT_NONE || rejection == TALLY_CHECKPOINT_REJECT_READ_ERROR;
+}
+
 /*
- * After the new checkpoint is durable: keeps it and the newest older one
- * whose header and table check (the previous one), deletes the others. A
- * file that cannot be read is kept (it may be a passing error). Returns the
- * oldest kept begin_lsn.
+ * After the new checkpoint is durable: keeps it and the previous one, deletes
+ * the others. The previous one is the newest older file whose header and
+ * table check, not newer than the trusted one (the last this writer finished,
+ * or the one recovery verified and loaded: tally_checkpoint_writer_trust) when
+ * that is listed, so files recovery rejected go. Returns the oldest kept
+ * begin_lsn.
  */
 static uint64_t writer_retain(struct tally_checkpoint_writer *writer,
   struct tally_checkpoint_done *done)
@@ -247,22 +285,15 @@ static uint64_t writer_retain(struct tally_checkpoint_writer *writer,
   const struct tally_disk_ops *ops = writer->disk->ops;
   uint64_t cut_lsn = writer->header.begin_lsn;
   if (checkpoint_list(writer->disk, &writer->listing, false) != 0) return cut_lsn;
+  bool trusted_listed = writer_trusted_listed(writer);
   bool previous_kept = false;
   uint32_t deleted = 0;
   for (uint32_t i = 0; i < writer->listing.count; i++) {
     const struct checkpoint_entry *entry = &writer->listing.entries[i];
     if (entry->sequence >= writer->header.sequence) continue; /* the new one */
     bool keep = false;
-    if (!previous_kept) {
-      struct tally_checkpoint_header header;
-      int file;
-      enum tally_checkpoint_rejection rejection = checkpoint_check_file(writer->disk, entry,
-        writer->block, writer->table, &header, &file);
-      if (rejection == TALLY_CHECKPOINT_REJECT_NONE) ops->close(writer->disk->context, file);
-      previous_kept = rejection == TALLY_CHECKPOINT_REJECT_NONE;
-      keep = rejection == TALLY_CHECKPOINT_REJECT_NONE ||
-        rejection == TALLY_CHECKPOINT_REJECT_READ_ERROR;
-    }
+    bool rejected = trusted_listed && entry->sequence > writer->trusted_sequence;
+    if (!previous_kept && !rejected) keep = writer_header_keeps(writer, entry, &previous_kept);
     if (keep) {
       if (entry->begin_lsn < cut_lsn) cut_lsn = entry->begin_lsn;
       continue;
@@ -317,6 +348,7 @@ enum tally_checkpoint_status tally_checkpoint_writer_finish(struct tally_checkpo
   done->end_lsn = end_lsn;
   done->file_size = header->data_offset + header->image_size;
   done->cut_lsn = writer_retain(writer, done);
+  writer->trusted_sequence = header->sequence; /* the previous one of the next retention */
   assert(done->cut_lsn <= done->begin_lsn);
   return TALLY_CHECKPOINT_OK;
 }

@@ -5,8 +5,9 @@
  * steps of bounded size, the fuzzy copy, fdatasync every sync_bytes, each
  * rejection (and its one-line report) with the fallback to the previous
  * checkpoint, retention (the new one and the previous valid one kept, the
- * log cut no further than the oldest kept), cancel, a failure mid-write, and
- * temporary files left by a crash.
+ * log cut no further than the oldest kept; after a restart, the checkpoint
+ * recovery loaded trusted and the one it rejected deleted), cancel, a failure
+ * mid-write, and temporary files left by a crash.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -54,6 +55,16 @@ static void fixture_open(struct fixture *fixture, uint64_t sync_bytes)
   assert_non_null(fixture->writer);
   fixture->reader = tally_checkpoint_reader_create();
   assert_non_null(fixture->reader);
+}
+
+/* A restart: a new writer (sync_bytes 0) on the same disk. */
+static void fixture_restart(struct fixture *fixture, uint32_t image_format)
+{
+  tally_checkpoint_writer_destroy(fixture->writer);
+  struct tally_checkpoint_options options = {.chunk_size = CHUNK, .image_format = image_format};
+  char error[192] = "";
+  fixture->writer = tally_checkpoint_writer_create(&fixture->disk, &options, error, sizeof error);
+  assert_non_null(fixture->writer);
 }
 
 static void fixture_close(struct fixture *fixture)
@@ -336,10 +347,7 @@ static void test_rejections_and_fallback(void **state)
       if (with_previous) write_checkpoint(fixture.writer, older, sizeof older, 10, 10, 1u << 20);
       fill(image, 3u * CHUNK, 12);
       if (damage == DAMAGE_FORMAT) {
-        tally_checkpoint_writer_destroy(fixture.writer);
-        struct tally_checkpoint_options options = {.chunk_size = CHUNK, .image_format = 4};
-        char error[192];
-        fixture.writer = tally_checkpoint_writer_create(&fixture.disk, &options, error, sizeof error);
+        fixture_restart(&fixture, 4);
       }
       struct tally_checkpoint_done done = write_checkpoint(fixture.writer, image, 3u * CHUNK, 20, 21,
         1u << 20);
@@ -434,6 +442,41 @@ static void test_retention_and_stream(void **state)
   fixture_close(&fixture);
 }
 
+/* After a restart, the writer trusts what recovery loaded: the file it rejected goes. */
+static void test_trust_after_recovery(void **state)
+{
+  (void)state;
+  struct fixture fixture;
+  fixture_open(&fixture, 0);
+  static uint8_t good[2u * CHUNK];
+  for (uint32_t round = 1; round <= 3; round++) {
+    fill(image, 2u * CHUNK, round);
+    if (round == 2) memcpy(good, image, sizeof good);
+    write_checkpoint(fixture.writer, image, 2u * CHUNK, 10u * round, 10u * round, 1u << 20);
+  }
+  char rotted[TALLY_DISK_NAME_SIZE_MAX];
+  tally_checkpoint_name(rotted, 30, 3, false);
+  assert_int_equal(tally_disk_sim_corrupt(fixture.sim, rotted, 3u * TALLY_CHECKPOINT_BLOCK_SIZE, 1), 0);
+  struct tally_checkpoint_recovery recovery;
+  assert_int_equal(load(&fixture, &recovery), TALLY_CHECKPOINT_OK);
+  assert_int_equal(recovery.header.begin_lsn, 20);
+  assert_int_equal(recovery.rejected, 1);
+  /* The restart: a new writer, told what recovery loaded. */
+  fixture_restart(&fixture, 3);
+  tally_checkpoint_writer_trust(fixture.writer, &recovery);
+  fill(image, 2u * CHUNK, 4);
+  struct tally_checkpoint_done done = write_checkpoint(fixture.writer, image, 2u * CHUNK, 40, 40,
+    1u << 20);
+  assert_int_equal(done.cut_lsn, 20);
+  assert_true(tally_disk_sim_file_size(fixture.sim, rotted) < 0);
+  /* The new one rots too: the last good one is still there. */
+  assert_int_equal(tally_disk_sim_corrupt(fixture.sim, done.name, 9000, 2), 0);
+  assert_int_equal(load(&fixture, &recovery), TALLY_CHECKPOINT_OK);
+  assert_int_equal(recovery.header.begin_lsn, 20);
+  assert_memory_equal(loaded, good, sizeof good);
+  fixture_close(&fixture);
+}
+
 /* ---- Cancel, failures, leftovers --------------------------------------------------------- */
 
 static void test_cancel_and_failures(void **state)
@@ -473,10 +516,7 @@ static void test_cancel_and_failures(void **state)
   assert_int_equal(load(&fixture, &recovery), TALLY_CHECKPOINT_OK);
   assert_int_equal(recovery.found, 1);
   assert_memory_equal(loaded, image, IMAGE_MAX);
-  tally_checkpoint_writer_destroy(fixture.writer);
-  char error[192];
-  struct tally_checkpoint_options options = {.chunk_size = CHUNK, .image_format = 3};
-  fixture.writer = tally_checkpoint_writer_create(&fixture.disk, &options, error, sizeof error);
+  fixture_restart(&fixture, 3);
   write_checkpoint(fixture.writer, other, IMAGE_MAX, 2, 3, 1u << 20);
   assert_true(tally_disk_sim_file_size(fixture.sim, temporary) < 0);
   assert_int_equal(load(&fixture, &recovery), TALLY_CHECKPOINT_OK);
@@ -521,6 +561,7 @@ int main(void)
     cmocka_unit_test(test_steps_and_fuzzy_copy),
     cmocka_unit_test(test_rejections_and_fallback),
     cmocka_unit_test(test_retention_and_stream),
+    cmocka_unit_test(test_trust_after_recovery),
     cmocka_unit_test(test_cancel_and_failures),
     cmocka_unit_test(test_options_and_limits),
   };
