@@ -178,7 +178,8 @@ void tally_checkpoint_writer_destroy(struct tally_checkpoint_writer *writer);
  * chunk_size x TALLY_CHECKPOINT_CHUNKS_MAX, or -EFBIG): removes temporary
  * files left by a crash, picks the next sequence, creates the temporary
  * file. The image must stay mapped until finish or cancel. 0 or -errno
- * (the writer stays idle). The writer must be idle.
+ * (the writer stays idle; -EOVERFLOW if a name holds the largest sequence).
+ * The writer must be idle.
  */
 int tally_checkpoint_writer_begin(struct tally_checkpoint_writer *writer, const void *image,
   uint64_t image_size, uint64_t begin_lsn, uint64_t created_ns);

@@ -169,6 +169,7 @@ int tally_checkpoint_writer_begin(struct tally_checkpoint_writer *writer, const 
   int result = writer_clean_temporaries(writer);
   if (result == 0) result = checkpoint_list(writer->disk, &writer->listing, false);
   if (result != 0) return result;
+  if (writer->listing.sequence_max == UINT64_MAX) return -EOVERFLOW; /* a name no writer made */
   uint64_t sequence = writer->listing.sequence_max + 1u;
   tally_checkpoint_name(writer->temporary_name, begin_lsn, sequence, true);
   tally_checkpoint_name(writer->final_name, begin_lsn, sequence, false);

@@ -548,6 +548,11 @@ static void test_options_and_limits(void **state)
   assert_int_equal(tally_checkpoint_writer_begin(writer, image,
     (uint64_t)CHUNK * TALLY_CHECKPOINT_CHUNKS_MAX + 1u, 1, 0), -EFBIG);
   assert_false(tally_checkpoint_writer_active(writer));
+  /* A file named with the largest sequence: refused, not wrapped to 0. */
+  char name[TALLY_DISK_NAME_SIZE_MAX];
+  tally_checkpoint_name(name, 1, UINT64_MAX, false);
+  assert_true(disk.ops->open(disk.context, name, true) >= 0);
+  assert_int_equal(tally_checkpoint_writer_begin(writer, image, 1, 1, 0), -EOVERFLOW);
   tally_checkpoint_writer_destroy(writer);
   tally_disk_sim_destroy(sim);
 }
