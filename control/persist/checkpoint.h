@@ -16,12 +16,14 @@
  *   writer = tally_checkpoint_writer_create(disk, &options, error, size);
  *   if (recovery.status == TALLY_CHECKPOINT_OK) tally_checkpoint_writer_trust(writer, &recovery);
  *   ...
- *   begin_lsn = the log's last appended LSN (nothing after it is in the image yet)
+ *   begin_lsn: every record <= begin_lsn has its effect in the image already
  *   tally_checkpoint_writer_begin(writer, image, image_size, begin_lsn, now_ns);
  *   while (tally_checkpoint_writer_step(writer, budget_bytes) == TALLY_CHECKPOINT_MORE)
  *     ...commit the log, serve everything else, sleep to rate-limit...
- *   end_lsn = the log's last appended LSN once the copy ended; commit the log
- *             through end_lsn (tally_wal_commit), then
+ *   end_lsn: no effect in the copy comes from a record > end_lsn (if effects
+ *            reach the image before their record is appended, append what was
+ *            applied during the copy first); commit the log through end_lsn
+ *            (tally_wal_commit), then
  *   tally_checkpoint_writer_finish(writer, end_lsn, &done);
  *   tally_wal_cut(wal, done.cut_lsn);  // never further: recovery may fall back
  *
@@ -30,7 +32,9 @@
  * from there, so the file is always self-consistent. Replaying the log from
  * begin_lsn + 1 through at least end_lsn onto the copy gives a consistent
  * state (replay must be idempotent: records between the two LSNs may already
- * be in the copy).
+ * be in the copy). Keep each step's budget <= sync_bytes and commit the log
+ * between steps: a step holds the persister for its writes and at most one
+ * fdatasync of sync_bytes.
  *
  * Failures: an I/O error in step or finish abandons the attempt (the
  * temporary file is unlinked, best effort) and the writer is idle again: the
