@@ -43,6 +43,7 @@
 
 #include "checkpoint.h"
 #include "disk_sim.h"
+#include "seeded.h"
 
 #define CRASH_POINTS_DEFAULT 2000u
 #define CHUNK 4096u
@@ -87,16 +88,7 @@ static uint8_t loaded[IMAGE_MAX];
 
 static uint64_t next_random(void)
 {
-  uint64_t z = (model.rng += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-static uint64_t env_number(const char *name, uint64_t fallback)
-{
-  const char *text = getenv(name);
-  return text != NULL && *text != '\0' ? strtoull(text, NULL, 10) : fallback;
+  return seeded_next(&model.rng);
 }
 
 /* The other threads write on: a few random runs of the image change. */
@@ -346,8 +338,8 @@ static void run_point(uint64_t seed)
 static void test_crash_points(void **state)
 {
   (void)state;
-  uint64_t points = env_number("TALLY_CHECKPOINT_CRASH_POINTS", CRASH_POINTS_DEFAULT);
-  uint64_t base = env_number("TALLY_TEST_SEED", 1);
+  uint64_t points = seeded_env_number("TALLY_CHECKPOINT_CRASH_POINTS", CRASH_POINTS_DEFAULT);
+  uint64_t base = seeded_env_number("TALLY_TEST_SEED", 1);
   printf("checkpoint crash harness: %llu points from seed %llu "
     "(TALLY_CHECKPOINT_CRASH_POINTS, TALLY_TEST_SEED)\n",
     (unsigned long long)points, (unsigned long long)base);
