@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "crc32c.h"
+#include "persist_bytes.h"
 
 enum {
   OFFSET_MAGIC = 0,
@@ -25,41 +26,6 @@ enum {
 };
 static_assert(OFFSET_HEADER_CRC + 4 == TALLY_WAL_RECORD_HEADER_SIZE, "header layout");
 
-static void store_u16(uint8_t *out, uint16_t value)
-{
-  out[0] = (uint8_t)value;
-  out[1] = (uint8_t)(value >> 8);
-}
-
-static void store_u32(uint8_t *out, uint32_t value)
-{
-  for (int i = 0; i < 4; i++) out[i] = (uint8_t)(value >> (8 * i));
-}
-
-static void store_u64(uint8_t *out, uint64_t value)
-{
-  for (int i = 0; i < 8; i++) out[i] = (uint8_t)(value >> (8 * i));
-}
-
-static uint16_t load_u16(const uint8_t *in)
-{
-  return (uint16_t)(in[0] | (in[1] << 8));
-}
-
-static uint32_t load_u32(const uint8_t *in)
-{
-  uint32_t value = 0;
-  for (int i = 3; i >= 0; i--) value = (value << 8) | in[i];
-  return value;
-}
-
-static uint64_t load_u64(const uint8_t *in)
-{
-  uint64_t value = 0;
-  for (int i = 7; i >= 0; i--) value = (value << 8) | in[i];
-  return value;
-}
-
 void tally_wal_record_encode(uint8_t *out, uint16_t type, uint64_t lsn, uint64_t durable_lsn,
   const void *payload, uint32_t payload_size)
 {
@@ -73,32 +39,32 @@ void tally_wal_record_encode(uint8_t *out, uint16_t type, uint64_t lsn, uint64_t
   uint8_t *body = out + TALLY_WAL_RECORD_HEADER_SIZE;
   if (payload_size > 0) memcpy(body, payload, payload_size);
   memset(body + payload_size, 0, size - TALLY_WAL_RECORD_HEADER_SIZE - payload_size);
-  store_u32(out + OFFSET_MAGIC, TALLY_WAL_MAGIC);
-  store_u16(out + OFFSET_TYPE, type);
-  store_u16(out + OFFSET_FLAGS, 0);
-  store_u64(out + OFFSET_LSN, lsn);
-  store_u64(out + OFFSET_DURABLE_LSN, durable_lsn);
-  store_u32(out + OFFSET_PAYLOAD_SIZE, payload_size);
-  store_u32(out + OFFSET_PAYLOAD_CRC, tally_persist_crc32c(body,
+  persist_store_u32(out + OFFSET_MAGIC, TALLY_WAL_MAGIC);
+  persist_store_u16(out + OFFSET_TYPE, type);
+  persist_store_u16(out + OFFSET_FLAGS, 0);
+  persist_store_u64(out + OFFSET_LSN, lsn);
+  persist_store_u64(out + OFFSET_DURABLE_LSN, durable_lsn);
+  persist_store_u32(out + OFFSET_PAYLOAD_SIZE, payload_size);
+  persist_store_u32(out + OFFSET_PAYLOAD_CRC, tally_persist_crc32c(body,
     size - TALLY_WAL_RECORD_HEADER_SIZE, TALLY_WAL_PAYLOAD_CRC_SEED));
-  store_u32(out + OFFSET_RESERVED, 0);
-  store_u32(out + OFFSET_HEADER_CRC, tally_persist_crc32c(out, OFFSET_HEADER_CRC,
+  persist_store_u32(out + OFFSET_RESERVED, 0);
+  persist_store_u32(out + OFFSET_HEADER_CRC, tally_persist_crc32c(out, OFFSET_HEADER_CRC,
     TALLY_WAL_HEADER_CRC_SEED));
 }
 
 /* The header's own checks: magic, CRC, then every field in range. */
 static enum tally_wal_record_check record_check_header(const uint8_t *bytes)
 {
-  if (load_u32(bytes + OFFSET_MAGIC) != TALLY_WAL_MAGIC) return TALLY_WAL_RECORD_BAD_MAGIC;
+  if (persist_load_u32(bytes + OFFSET_MAGIC) != TALLY_WAL_MAGIC) return TALLY_WAL_RECORD_BAD_MAGIC;
   uint32_t crc = tally_persist_crc32c(bytes, OFFSET_HEADER_CRC, TALLY_WAL_HEADER_CRC_SEED);
-  if (load_u32(bytes + OFFSET_HEADER_CRC) != crc) return TALLY_WAL_RECORD_BAD_HEADER;
-  uint16_t type = load_u16(bytes + OFFSET_TYPE);
+  if (persist_load_u32(bytes + OFFSET_HEADER_CRC) != crc) return TALLY_WAL_RECORD_BAD_HEADER;
+  uint16_t type = persist_load_u16(bytes + OFFSET_TYPE);
   if (type < TALLY_WAL_TYPE_BATCH || type >= TALLY_WAL_TYPE_END) return TALLY_WAL_RECORD_BAD_FIELD;
-  if (load_u16(bytes + OFFSET_FLAGS) != 0) return TALLY_WAL_RECORD_BAD_FIELD;
-  if (load_u32(bytes + OFFSET_RESERVED) != 0) return TALLY_WAL_RECORD_BAD_FIELD;
-  uint64_t lsn = load_u64(bytes + OFFSET_LSN);
-  if (lsn == 0 || load_u64(bytes + OFFSET_DURABLE_LSN) >= lsn) return TALLY_WAL_RECORD_BAD_FIELD;
-  if (load_u32(bytes + OFFSET_PAYLOAD_SIZE) > TALLY_WAL_PAYLOAD_SIZE_MAX) {
+  if (persist_load_u16(bytes + OFFSET_FLAGS) != 0) return TALLY_WAL_RECORD_BAD_FIELD;
+  if (persist_load_u32(bytes + OFFSET_RESERVED) != 0) return TALLY_WAL_RECORD_BAD_FIELD;
+  uint64_t lsn = persist_load_u64(bytes + OFFSET_LSN);
+  if (lsn == 0 || persist_load_u64(bytes + OFFSET_DURABLE_LSN) >= lsn) return TALLY_WAL_RECORD_BAD_FIELD;
+  if (persist_load_u32(bytes + OFFSET_PAYLOAD_SIZE) > TALLY_WAL_PAYLOAD_SIZE_MAX) {
     return TALLY_WAL_RECORD_BAD_FIELD;
   }
   return TALLY_WAL_RECORD_VALID;
@@ -113,16 +79,16 @@ enum tally_wal_record_check tally_wal_record_check(const uint8_t *bytes, size_t 
   if (available < TALLY_WAL_RECORD_HEADER_SIZE) return TALLY_WAL_RECORD_TRUNCATED;
   enum tally_wal_record_check check = record_check_header(bytes);
   if (check != TALLY_WAL_RECORD_VALID) return check;
-  uint32_t payload_size = load_u32(bytes + OFFSET_PAYLOAD_SIZE);
+  uint32_t payload_size = persist_load_u32(bytes + OFFSET_PAYLOAD_SIZE);
   uint32_t size = tally_wal_record_size(payload_size);
   if (available < size) return TALLY_WAL_RECORD_TRUNCATED;
   const uint8_t *body = bytes + TALLY_WAL_RECORD_HEADER_SIZE;
   uint32_t crc = tally_persist_crc32c(body, size - TALLY_WAL_RECORD_HEADER_SIZE,
     TALLY_WAL_PAYLOAD_CRC_SEED);
-  if (load_u32(bytes + OFFSET_PAYLOAD_CRC) != crc) return TALLY_WAL_RECORD_BAD_PAYLOAD;
-  record->type = load_u16(bytes + OFFSET_TYPE);
-  record->lsn = load_u64(bytes + OFFSET_LSN);
-  record->durable_lsn = load_u64(bytes + OFFSET_DURABLE_LSN);
+  if (persist_load_u32(bytes + OFFSET_PAYLOAD_CRC) != crc) return TALLY_WAL_RECORD_BAD_PAYLOAD;
+  record->type = persist_load_u16(bytes + OFFSET_TYPE);
+  record->lsn = persist_load_u64(bytes + OFFSET_LSN);
+  record->durable_lsn = persist_load_u64(bytes + OFFSET_DURABLE_LSN);
   record->payload = body;
   record->payload_size = payload_size;
   record->size = size;
@@ -163,15 +129,8 @@ bool tally_wal_segment_parse(const char *name, uint64_t *first_lsn)
   if (strlen(name) != prefix + SEGMENT_DIGITS + suffix) return false;
   if (memcmp(name, SEGMENT_PREFIX, prefix) != 0) return false;
   if (strcmp(name + prefix + SEGMENT_DIGITS, SEGMENT_SUFFIX) != 0) return false;
-  uint64_t value = 0;
-  for (size_t i = prefix; i < prefix + SEGMENT_DIGITS; i++) {
-    char c = name[i];
-    uint64_t digit;
-    if (c >= '0' && c <= '9') digit = (uint64_t)(c - '0');
-    else if (c >= 'a' && c <= 'f') digit = (uint64_t)(c - 'a' + 10);
-    else return false;
-    value = (value << 4) | digit;
-  }
+  uint64_t value;
+  if (!persist_parse_hex16(name + prefix, &value)) return false;
   if (value == 0) return false;
   *first_lsn = value;
   return true;

@@ -234,6 +234,40 @@ static_assert(TALLY_WAL_SEGMENT_SIZE_DEFAULT >= TALLY_WAL_GROUP_SIZE_DEFAULT,
 static_assert(TALLY_WAL_SCAN_WINDOW_SIZE >= 2u * TALLY_WAL_RECORD_SIZE_MAX,
   "the recovery window holds any record at any offset");
 
+/*
+ * Checkpoints of the image (control/persist/checkpoint*.c; docs/store-layout.md,
+ * "Checkpoints"). A file is a 4 KiB header block, the chunk CRC table padded to
+ * 4 KiB, then the image in chunks of chunk_size bytes.
+ */
+#define TALLY_CHECKPOINT_BLOCK_SIZE 4096u
+#define TALLY_CHECKPOINT_HEADER_SIZE 128u
+#define TALLY_CHECKPOINT_CHUNK_SIZE_MIN 4096u
+#define TALLY_CHECKPOINT_CHUNK_SIZE_DEFAULT (1024u * 1024u)
+#define TALLY_CHECKPOINT_CHUNK_SIZE_MAX (4u * 1024u * 1024u)
+/* Chunks per checkpoint: the CRC table is at most 256 KiB. */
+#define TALLY_CHECKPOINT_CHUNKS_MAX 65536u
+/* The largest image a checkpoint holds (with chunks of the largest size). */
+#define TALLY_CHECKPOINT_IMAGE_SIZE_MAX \
+  ((uint64_t)TALLY_CHECKPOINT_CHUNKS_MAX * TALLY_CHECKPOINT_CHUNK_SIZE_MAX)
+/* The writer fdatasyncs the file being written after this many bytes (bounds each sync). */
+#define TALLY_CHECKPOINT_SYNC_BYTES_DEFAULT (8u * 1024u * 1024u)
+/* Checkpoint files kept once a new one is durable: the new one and the previous one. */
+#define TALLY_CHECKPOINT_KEEP 2u
+/* Checkpoint files recovery considers, newest first (the rest are ignored and counted). */
+#define TALLY_CHECKPOINT_FILES_MAX 64u
+/* Names listed in the checkpoint directory (it may share the log's directory). */
+#define TALLY_CHECKPOINT_DIR_NAMES_MAX (TALLY_WAL_SEGMENTS_MAX + 256u)
+/* Recovery's one-line report of the checkpoints it rejected. */
+#define TALLY_CHECKPOINT_REPORT_SIZE 384u
+
+static_assert(TALLY_CHECKPOINT_HEADER_SIZE <= TALLY_CHECKPOINT_BLOCK_SIZE, "header fits its block");
+static_assert(TALLY_CHECKPOINT_CHUNK_SIZE_MIN % TALLY_CHECKPOINT_BLOCK_SIZE == 0 &&
+  TALLY_CHECKPOINT_CHUNK_SIZE_MIN <= TALLY_CHECKPOINT_CHUNK_SIZE_DEFAULT &&
+  TALLY_CHECKPOINT_CHUNK_SIZE_DEFAULT <= TALLY_CHECKPOINT_CHUNK_SIZE_MAX, "chunk size range");
+static_assert(TALLY_CHECKPOINT_KEEP >= 2u, "the last good checkpoint is kept beside a new one");
+static_assert(TALLY_CHECKPOINT_FILES_MAX >= TALLY_CHECKPOINT_KEEP + 1u,
+  "recovery sees a new checkpoint, the kept ones and one left by an interrupted cleanup");
+
 /* ---- Daemon, tools and libtally (control/daemon/, control/tools/, control/libtally/) ---- */
 
 /* libtally: nodes in a client's list, and the longest "host:port" node string. */

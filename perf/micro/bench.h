@@ -107,6 +107,9 @@ void bench_persist_group_commit(struct bench_state *state); /* arg 0 = adds per 
 void bench_recovery(struct bench_state *state);
 /* bench_wal.c: a real log directory; arg 0 = records per commit; items = records. */
 void bench_wal_commit(struct bench_state *state);
+/* bench_checkpoint.c: a real directory; arg 0 = image MiB (load: arg 1 = cold cache); bytes. */
+void bench_checkpoint_write(struct bench_state *state);
+void bench_checkpoint_load(struct bench_state *state);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,8 @@
 #   REPETITIONS=n        repetitions of each benchmark (default: 3; report the median)
 #   TALLY_BENCH_LARGE=1  also run lookup over 10M counters (needs ~2.5 GB of RAM)
 #   TALLY_BENCH_DIR=dir  where store files are made (default: /tmp)
+#   TALLY_WAL_BENCH_DIR=dir, TALLY_CHECKPOINT_BENCH_DIR=dir  where the log and the
+#                        checkpoints are written with a real fdatasync (default: /var/tmp)
 # Example: OUT=/tmp/micro.json perf/micro/run.sh --benchmark_filter='^shard'
 #
 # Numbers only: nothing here passes or fails on a time. Run on an idle host;

@@ -80,6 +80,14 @@ void register_all()
   // Group commit with a real fdatasync (in /var/tmp): records per commit.
   add("wal_commit", bench_wal_commit)->ArgName("records")
     ->Arg(1)->Arg(16)->Arg(256)->Unit(benchmark::kMicrosecond);
+
+  // Checkpoints of an image of N MiB with a real fdatasync (in /var/tmp); load from the
+  // page cache (cold:0) or from the disk (cold:1, pages evicted before each load).
+  add("checkpoint_write", bench_checkpoint_write)->ArgName("mib")
+    ->Arg(1)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond);
+  add("checkpoint_load", bench_checkpoint_load)->ArgNames({"mib", "cold"})
+    ->Args({1, 0})->Args({64, 0})->Args({64, 1})->Args({256, 0})->Args({256, 1})
+    ->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace

@@ -34,6 +34,7 @@
 #include <cmocka.h>
 
 #include "disk_sim.h"
+#include "seeded.h"
 #include "wal.h"
 #include "wal_batch.h"
 
@@ -72,16 +73,7 @@ static struct tally_wal_scanner *scanner;
 
 static uint64_t next_random(void)
 {
-  uint64_t z = (model.rng += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-static uint64_t env_number(const char *name, uint64_t fallback)
-{
-  const char *text = getenv(name);
-  return text != NULL && *text != '\0' ? strtoull(text, NULL, 10) : fallback;
+  return seeded_next(&model.rng);
 }
 
 /* ---- The workload ----------------------------------------------------------- */
@@ -329,8 +321,8 @@ static void run_point(uint64_t seed)
 static void test_crash_points(void **state)
 {
   (void)state;
-  uint64_t points = env_number("TALLY_WAL_CRASH_POINTS", CRASH_POINTS_DEFAULT);
-  uint64_t base = env_number("TALLY_TEST_SEED", 1);
+  uint64_t points = seeded_env_number("TALLY_WAL_CRASH_POINTS", CRASH_POINTS_DEFAULT);
+  uint64_t base = seeded_env_number("TALLY_TEST_SEED", 1);
   printf("wal crash harness: %llu points from seed %llu (TALLY_WAL_CRASH_POINTS, TALLY_TEST_SEED)\n",
     (unsigned long long)points, (unsigned long long)base);
   scanner = tally_wal_scanner_create();
