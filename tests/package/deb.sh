@@ -25,7 +25,7 @@ started=$(date +%s)
 work=$(mktemp -d /tmp/tally-deb.XXXXXX)
 packages=(tallyd libtally0 libtally-dev)
 failed=0
-apt=(apt-get -y -q -o DPkg::Lock::Timeout=300)
+apt=(apt-get -y -q --no-install-recommends -o DPkg::Lock::Timeout=300)
 export DEBIAN_FRONTEND=noninteractive
 
 check() { # check STATUS TEXT
