@@ -161,6 +161,8 @@ static void take_snapshot(struct tally_graphite *graphite)
   uint64_t before = graphite->tail;
   struct snapshot snapshot = { graphite, tally_clock_unix_ns() / 1000000000ull };
   tally_action_foreach_counter(graphite->appliance, "", 0, snapshot_line, &snapshot);
+  /* Nothing was waiting: a stall is measured from now, not from the last send. */
+  if (before == graphite->head) graphite->progress_ns = tally_clock_mono_ns();
   if (graphite->tail != before) {
     uint32_t slot = (graphite->snapshot_first + graphite->snapshot_count) %
       TALLY_GRAPHITE_SNAPSHOTS_QUEUED_MAX;
