@@ -165,3 +165,9 @@ check "/metrics with carbon up passes promtool check metrics" metrics_lint "$TAL
 $ctl stats | grep '^graphite_'
 tally_stop TERM
 check "tallyd stops cleanly with the push running" grep -q "stopped cleanly" "$work/tallyd.log"
+# Against a sanitizer build (ASan/UBSan: the runtime's name is in the binary),
+# tallyd's log must hold no report.
+if grep -qa AddressSanitizer "$build/control/tallyd"; then
+  check "sanitizer build: tallyd's log holds no sanitizer report" bash -c \
+    "test -s '$work/tallyd.log' && ! grep -E 'Sanitizer|runtime error' '$work/tallyd.log'"
+fi
