@@ -82,7 +82,8 @@ static int config_validate(struct parse_state *state) {
     return config_fail_key(state, "ingest", "binary_port", "%u is the same as ingest.statsd_port",
       (unsigned)config->binary_port);
   }
-  return config_cluster_validate(state);
+  if (config_cluster_validate(state) == 0) return 0;
+  return config_graphite_validate(state);
 }
 
 /* What every successfully parsed config holds. */
@@ -102,6 +103,13 @@ static void config_assert_valid(const struct tally_config *config) {
   assert(config->persist_mode <= TALLY_PERSIST_PER_BURST);
   assert(config->binary_port == 0 || config->key_set);
   config_cluster_assert_valid(&config->cluster);
+  assert(!config->graphite.enabled || config->graphite.port != 0);
+  assert(config->graphite.interval_ms >= TALLY_GRAPHITE_INTERVAL_MS_MIN);
+  assert(config->graphite.interval_ms <= TALLY_GRAPHITE_INTERVAL_MS_MAX);
+  assert(config->graphite.buffer_bytes >= TALLY_GRAPHITE_BUFFER_BYTES_MIN);
+  assert(config->graphite.buffer_bytes <= TALLY_GRAPHITE_BUFFER_BYTES_MAX);
+  assert(strnlen(config->graphite.prefix, sizeof config->graphite.prefix) <=
+    TALLY_GRAPHITE_PREFIX_LEN_MAX);
 }
 
 /* ---- Defaults and parse ----------------------------------------------------- */
@@ -133,6 +141,10 @@ void tally_config_defaults(struct tally_config *config) {
   cluster->fault_delay_ms = 0; /* fault injection off */
   cluster->fault_jitter_ms = 0;
   cluster->fault_loss_permille = 0;
+  /* No [graphite]: no push. */
+  config->graphite.enabled = false;
+  config->graphite.interval_ms = TALLY_GRAPHITE_INTERVAL_MS_DEFAULT;
+  config->graphite.buffer_bytes = TALLY_GRAPHITE_BUFFER_BYTES_DEFAULT;
   assert(config->mbufs >= TALLY_MBUFS_MIN);
   assert(config->counters_max >= TALLY_COUNTERS_MIN);
 }

@@ -39,6 +39,16 @@ struct tally_cluster_config {
   uint32_t fault_loss_permille;     /* 0..TALLY_CLUSTER_FAULT_LOSS_PERMILLE_MAX */
 };
 
+/* [graphite]: absent means no push (enabled = false). */
+struct tally_graphite_config {
+  bool enabled;
+  uint32_t ipv4;                    /* carbon's address, host byte order */
+  uint16_t port;                    /* carbon's plaintext TCP port */
+  uint32_t interval_ms;             /* TALLY_GRAPHITE_INTERVAL_MS_MIN..MAX; default 10000 */
+  uint32_t buffer_bytes;            /* TALLY_GRAPHITE_BUFFER_BYTES_MIN..MAX; default 8 MiB */
+  char prefix[TALLY_GRAPHITE_PREFIX_LEN_MAX + 1]; /* "" or dot-separated [A-Za-z0-9_-] */
+};
+
 struct tally_config {
   /* [eal] */
   char eal_args[TALLY_EAL_ARGS_LEN_MAX]; /* whitespace-separated EAL arguments */
@@ -63,6 +73,8 @@ struct tally_config {
   uint16_t http_port;         /* default 9125; 0 disables HTTP */
   /* [cluster] */
   struct tally_cluster_config cluster;
+  /* [graphite] */
+  struct tally_graphite_config graphite;
 };
 
 /* Fills every default. */

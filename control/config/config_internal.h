@@ -41,6 +41,10 @@ enum config_key {
   KEY_CLUSTER_FAULT_DELAY_MS,
   KEY_CLUSTER_FAULT_JITTER_MS,
   KEY_CLUSTER_FAULT_LOSS_PERMILLE,
+  KEY_GRAPHITE_ADDRESS,
+  KEY_GRAPHITE_INTERVAL_MS,
+  KEY_GRAPHITE_PREFIX,
+  KEY_GRAPHITE_BUFFER_BYTES,
   KEY_COUNT,
 };
 
@@ -57,6 +61,7 @@ struct parse_state {
   enum config_key key_previous;
   uint32_t keys_seen;       /* bit per enum config_key */
   bool cluster_seen;        /* a [cluster] header, even with no key under it */
+  bool graphite_seen;       /* a [graphite] header, even with no key under it */
   int key_line[KEY_COUNT];  /* where each key was first set */
   bool failed;
   int error_line;           /* line of the first error (0: after parsing) */
@@ -117,6 +122,13 @@ int config_parse_control_socket(struct parse_state *state, enum config_key key,
   const char *value);
 int config_parse_control_http(struct parse_state *state, enum config_key key,
   const char *value);
+/* graphite.address ("a.b.c.d:port") and graphite.prefix. */
+int config_parse_graphite_address(struct parse_state *state, enum config_key key,
+  const char *value);
+int config_parse_graphite_prefix(struct parse_state *state, enum config_key key,
+  const char *value);
+/* With [graphite], graphite.address is required. */
+int config_graphite_validate(struct parse_state *state);
 
 /* ---- config_cluster.c: [cluster] ----------------------------------------- */
 

@@ -17,7 +17,7 @@
 #include "config_internal.h"
 
 static const char *const section_names[] = {"eal", "node", "ingest", "store", "dataplane",
-  "control", "cluster"};
+  "control", "cluster", "graphite"};
 
 /* ---- Keys ------------------------------------------------------------------ */
 
@@ -46,6 +46,10 @@ static const struct config_key_name key_names[KEY_COUNT] = {
   [KEY_CLUSTER_FAULT_DELAY_MS] = {"cluster", "fault_delay_ms"},
   [KEY_CLUSTER_FAULT_JITTER_MS] = {"cluster", "fault_jitter_ms"},
   [KEY_CLUSTER_FAULT_LOSS_PERMILLE] = {"cluster", "fault_loss_permille"},
+  [KEY_GRAPHITE_ADDRESS] = {"graphite", "address"},
+  [KEY_GRAPHITE_INTERVAL_MS] = {"graphite", "interval_ms"},
+  [KEY_GRAPHITE_PREFIX] = {"graphite", "prefix"},
+  [KEY_GRAPHITE_BUFFER_BYTES] = {"graphite", "buffer_bytes"},
 };
 
 const struct config_key_name *config_key_name(enum config_key key) {

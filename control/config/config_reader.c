@@ -44,6 +44,10 @@ static const config_parse_fn key_parsers[KEY_COUNT] = {
   [KEY_CLUSTER_FAULT_DELAY_MS] = config_parse_number,
   [KEY_CLUSTER_FAULT_JITTER_MS] = config_parse_number,
   [KEY_CLUSTER_FAULT_LOSS_PERMILLE] = config_parse_number,
+  [KEY_GRAPHITE_ADDRESS] = config_parse_graphite_address,
+  [KEY_GRAPHITE_INTERVAL_MS] = config_parse_number,
+  [KEY_GRAPHITE_PREFIX] = config_parse_graphite_prefix,
+  [KEY_GRAPHITE_BUFFER_BYTES] = config_parse_number,
 };
 
 /*
@@ -67,6 +71,7 @@ static bool reader_check_section(struct parse_state *state, const char *line, si
   size_t name_length = (size_t)(end - name);
   if (config_section_known(name, name_length)) {
     if (name_length == 7u && memcmp(name, "cluster", 7u) == 0) state->cluster_seen = true;
+    if (name_length == 8u && memcmp(name, "graphite", 8u) == 0) state->graphite_seen = true;
     return true;
   }
   char copy[TALLY_CONFIG_ECHO_LEN_MAX + 1];
@@ -190,6 +195,7 @@ int config_handler(void *user, const char *section, const char *name,
   state->keys_seen |= bit;
   state->key_line[key] = state->line_number;
   if (strcmp(section, "cluster") == 0) state->cluster_seen = true; /* the reader saw it too */
+  if (strcmp(section, "graphite") == 0) state->graphite_seen = true;
   state->key_previous = key;
   state->key_previous_valid = true;
   if (value[0] == '\0') return config_fail(state, key, "empty value");

@@ -2,7 +2,8 @@
  * config_values.c — parsing the values of the single-node sections: [eal]
  * args, [node] ipv4, [ingest] ports and key, [store] path, sizes, commit
  * interval and persistence mode, [dataplane] mbufs, [control] socket and
- * HTTP address, and every numeric key (ranges from limits.h).
+ * HTTP address, [graphite] address and prefix, and every numeric key
+ * (ranges from limits.h).
  * Keys are secrets: their errors never echo them.
  *
  * Thread: start-up before the lcores (tallyd's first load, and tallyctl's),
@@ -132,6 +133,12 @@ int config_parse_number(struct parse_state *state, enum config_key key,
   case KEY_CLUSTER_FAULT_LOSS_PERMILLE:
     return config_parse_uint(state, key, value, 0, TALLY_CLUSTER_FAULT_LOSS_PERMILLE_MAX,
       &config->cluster.fault_loss_permille);
+  case KEY_GRAPHITE_INTERVAL_MS:
+    return config_parse_uint(state, key, value, TALLY_GRAPHITE_INTERVAL_MS_MIN,
+      TALLY_GRAPHITE_INTERVAL_MS_MAX, &config->graphite.interval_ms);
+  case KEY_GRAPHITE_BUFFER_BYTES:
+    return config_parse_uint(state, key, value, TALLY_GRAPHITE_BUFFER_BYTES_MIN,
+      TALLY_GRAPHITE_BUFFER_BYTES_MAX, &config->graphite.buffer_bytes);
   default:
     assert(false && "not a numeric key");
     return 0;
@@ -164,6 +171,36 @@ int config_parse_control_socket(struct parse_state *state, enum config_key key,
     TALLY_SOCKET_PATH_LEN_MAX);
 }
 
+/* "a.b.c.d:port" with a port 1..65535 (control.http, graphite.address). */
+static int parse_address_port(struct parse_state *state, enum config_key key, const char *value,
+  const char *expected, uint32_t *ipv4, uint16_t *port_out) {
+  assert(value != NULL && expected != NULL);
+  const struct config_key_name *spec = config_key_name(key);
+  char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];
+  config_echo(shown, value);
+  const char *colon = strrchr(value, ':');
+  char address_text[INET_ADDRSTRLEN];
+  size_t address_length = colon == NULL ? 0 : (size_t)(colon - value);
+  uint32_t address = 0;
+  if (colon == NULL || address_length >= sizeof(address_text)) {
+    return config_fail_key(state, spec->section, spec->name, "'%s' is not %s", shown, expected);
+  }
+  memcpy(address_text, value, address_length);
+  address_text[address_length] = '\0';
+  if (!config_ipv4_parse(address_text, &address)) {
+    return config_fail_key(state, spec->section, spec->name, "'%s' is not %s", shown, expected);
+  }
+  uint32_t port = 0;
+  if (!config_parse_uint(state, key, colon + 1, 0, UINT16_MAX, &port)) return 0;
+  if (port == 0 && key == KEY_CONTROL_HTTP) {
+    return config_fail(state, key, "port 0: write 'off' to disable HTTP");
+  }
+  if (port == 0) return config_fail(state, key, "port 0: the port must be 1..65535");
+  *ipv4 = address;
+  *port_out = (uint16_t)port;
+  return 1;
+}
+
 /* "a.b.c.d:port" or "off". */
 int config_parse_control_http(struct parse_state *state, enum config_key key,
   const char *value) {
@@ -173,27 +210,64 @@ int config_parse_control_http(struct parse_state *state, enum config_key key,
     state->config.http_port = 0;
     return 1;
   }
-  const struct config_key_name *spec = config_key_name(key);
-  char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];
-  config_echo(shown, value);
-  const char *colon = strrchr(value, ':');
-  char address_text[INET_ADDRSTRLEN];
-  size_t address_length = colon == NULL ? 0 : (size_t)(colon - value);
-  uint32_t address = 0;
-  if (colon == NULL || address_length >= sizeof(address_text)) {
-    return config_fail_key(state, spec->section, spec->name, "'%s' is not a.b.c.d:port or off",
-      shown);
+  return parse_address_port(state, key, value, "a.b.c.d:port or off", &state->config.http_ipv4,
+    &state->config.http_port);
+}
+
+/* carbon's plaintext listener: "a.b.c.d:port" (no DNS: tallyd resolves nothing). */
+int config_parse_graphite_address(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_GRAPHITE_ADDRESS);
+  assert(value != NULL);
+  struct tally_graphite_config *graphite = &state->config.graphite;
+  if (!parse_address_port(state, key, value, "a.b.c.d:port (an IPv4 address, no host name)",
+        &graphite->ipv4, &graphite->port)) {
+    return 0;
   }
-  memcpy(address_text, value, address_length);
-  address_text[address_length] = '\0';
-  if (!config_ipv4_parse(address_text, &address)) {
-    return config_fail_key(state, spec->section, spec->name, "'%s' is not a.b.c.d:port or off",
-      shown);
+  if (!config_ipv4_unicast(graphite->ipv4)) {
+    char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];
+    config_echo(shown, value);
+    return config_fail_key(state, "graphite", "address", "'%s' is not a unicast address", shown);
   }
-  uint32_t port = 0;
-  if (!config_parse_uint(state, key, colon + 1, 0, UINT16_MAX, &port)) return 0;
-  if (port == 0) return config_fail(state, key, "port 0: write 'off' to disable HTTP");
-  state->config.http_ipv4 = address;
-  state->config.http_port = (uint16_t)port;
+  return 1;
+}
+
+/*
+ * "" is not allowed (leave the key out for no prefix); else dot-separated
+ * components of [A-Za-z0-9_-], none empty, at most TALLY_GRAPHITE_PREFIX_LEN_MAX bytes.
+ */
+int config_parse_graphite_prefix(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_GRAPHITE_PREFIX);
+  assert(value[0] != '\0');
+  char *prefix = state->config.graphite.prefix;
+  if (!config_parse_string(state, key, value, prefix, TALLY_GRAPHITE_PREFIX_LEN_MAX)) return 0;
+  size_t length = strlen(prefix);
+  for (size_t i = 0; i < length; i++) {
+    char c = prefix[i];
+    bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+      c == '_' || c == '-';
+    bool empty_component = c == '.' && (i == 0 || i + 1 == length || prefix[i + 1] == '.');
+    if ((!word && c != '.') || empty_component) {
+      prefix[0] = '\0';
+      return config_fail_key(state, "graphite", "prefix", "byte %zu: dot-separated components of "
+        "A-Z a-z 0-9 _ - only, none empty", i + 1u);
+    }
+  }
+  return 1;
+}
+
+/* With [graphite] (even empty), the push is on and graphite.address is required. */
+int config_graphite_validate(struct parse_state *state) {
+  assert(!state->failed);
+  if (!state->graphite_seen) {
+    assert(!state->config.graphite.enabled);
+    return 1;
+  }
+  if (!(state->keys_seen & (1u << KEY_GRAPHITE_ADDRESS))) {
+    return config_fail(state, KEY_GRAPHITE_ADDRESS, "required");
+  }
+  assert(state->config.graphite.port != 0);
+  state->config.graphite.enabled = true;
   return 1;
 }

@@ -26,7 +26,7 @@
 #include "store_format.h"
 
 /* Node totals are exact in 128 bits: shards are int64 each, at most 16. */
-void tally_action_print_total(struct tally_out *out, __int128 value)
+size_t tally_action_format_total(char text[TALLY_ACTION_TOTAL_SIZE], __int128 value)
 {
   char digits[48];
   size_t count = 0;
@@ -36,11 +36,18 @@ void tally_action_print_total(struct tally_out *out, __int128 value)
     digits[count++] = (char)('0' + (int)(magnitude % 10));
     magnitude /= 10;
   } while (magnitude != 0);
-  char text[50];
   size_t length = 0;
   if (value < 0) text[length++] = '-';
   while (count > 0) text[length++] = digits[--count];
+  assert(length < TALLY_ACTION_TOTAL_SIZE);
   text[length] = '\0';
+  return length;
+}
+
+void tally_action_print_total(struct tally_out *out, __int128 value)
+{
+  char text[TALLY_ACTION_TOTAL_SIZE];
+  tally_action_format_total(text, value);
   tally_out_printf(out, "%s", text);
 }
 
@@ -125,13 +132,14 @@ static bool listed_earlier(struct tally_appliance *appliance, uint32_t before, c
   return false;
 }
 
-enum tally_action_result tally_action_list(struct tally_appliance *appliance,
-  const char *prefix, size_t prefix_len, struct tally_out *out)
+bool tally_action_foreach_counter(struct tally_appliance *appliance, const char *prefix,
+  size_t prefix_len, tally_action_counter_fn visit, void *context)
 {
   assert(prefix_len <= TALLY_NAME_LEN_MAX);
-  for (uint32_t s = 0; s < table_count(appliance) && !out->failed; s++) {
+  assert(visit != NULL);
+  for (uint32_t s = 0; s < table_count(appliance); s++) {
     const struct tally_shard *shard = table_at(appliance, s);
-    for (uint32_t slot = 0; shard != NULL && slot < shard->slots_count && !out->failed; slot++) {
+    for (uint32_t slot = 0; shard != NULL && slot < shard->slots_count; slot++) {
       if (!tally_shard_slot_readable(shard, slot)) continue;
       const struct tally_slot *entry = &shard->slots[slot];
       uint32_t name_len = entry->name_len;
@@ -142,11 +150,26 @@ enum tally_action_result tally_action_list(struct tally_appliance *appliance,
       bool found = counter_total(appliance, entry->name, name_len, &total);
       assert(found);
       (void)found;
-      tally_out_printf(out, "%.*s ", (int)name_len, entry->name);
-      tally_action_print_total(out, total);
-      tally_out_printf(out, "\n");
+      if (!visit(context, entry->name, name_len, total)) return false;
     }
   }
+  return true;
+}
+
+/* One "name value" line of `list`; stops the walk once the output failed. */
+static bool list_line(void *context, const char *name, size_t name_len, __int128 total)
+{
+  struct tally_out *out = context;
+  tally_out_printf(out, "%.*s ", (int)name_len, name);
+  tally_action_print_total(out, total);
+  tally_out_printf(out, "\n");
+  return !out->failed;
+}
+
+enum tally_action_result tally_action_list(struct tally_appliance *appliance,
+  const char *prefix, size_t prefix_len, struct tally_out *out)
+{
+  tally_action_foreach_counter(appliance, prefix, prefix_len, list_line, out);
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
 }
 

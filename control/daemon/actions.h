@@ -34,6 +34,16 @@ enum tally_action_result tally_action_get(struct tally_appliance *appliance, con
  */
 enum tally_action_result tally_action_get_quorum(struct tally_appliance *appliance,
   const char *name, size_t name_len, struct tally_out *out);
+/*
+ * Calls visit for every counter whose name starts with prefix, once each, with
+ * its node total (as get gives it), until visit returns false. Returns
+ * whether it visited them all. Any control-side thread (list on the control
+ * thread, the Graphite push on its own).
+ */
+typedef bool (*tally_action_counter_fn)(void *context, const char *name, size_t name_len,
+  __int128 total);
+bool tally_action_foreach_counter(struct tally_appliance *appliance, const char *prefix,
+  size_t prefix_len, tally_action_counter_fn visit, void *context);
 /* "name value" lines for every counter whose name starts with prefix. */
 enum tally_action_result tally_action_list(struct tally_appliance *appliance,
   const char *prefix, size_t prefix_len, struct tally_out *out);
@@ -84,5 +94,8 @@ bool tally_action_reload_load(struct tally_appliance *appliance, struct tally_co
   struct tally_out *out);
 /* A node total (exact in 128 bits), without a newline. */
 void tally_action_print_total(struct tally_out *out, __int128 value);
+/* The same into text (NUL-terminated); returns its length. */
+#define TALLY_ACTION_TOTAL_SIZE 48u
+size_t tally_action_format_total(char text[TALLY_ACTION_TOTAL_SIZE], __int128 value);
 
 #endif

@@ -2,7 +2,8 @@
  * main.c — tallyd: loads and checks the config (nothing is created before
  * it is valid), starts DPDK's EAL, opens and recovers the persistent store,
  * starts the ports, launches one polling lcore per shard, then runs the
- * control thread on the main lcore: management socket, HTTP, signals. The
+ * control thread on the main lcore: management socket, HTTP, signals, and
+ * the Graphite push's thread when [graphite] is configured. The
  * two modes (node, persistence) are picked here once (modes.h).
  *
  * Thread: start-up before the lcores, then the control thread (the main
@@ -29,6 +30,7 @@
 #include <urcu/urcu-qsbr.h>
 
 #include "actions.h"
+#include "graphite.h"
 #include "http.h"
 #include "mgmt.h"
 #include "modes.h"
@@ -277,6 +279,8 @@ static void shut_down(struct MHD_Daemon *http, int mgmt_fd)
   rte_eal_mp_wait_lcore();
   appliance.node->stop(&appliance);
   tally_persister_stop(&appliance);
+  tally_graphite_stop(appliance.graphite);
+  appliance.graphite = NULL;
   tally_http_stop(http);
   tally_mgmt_close(mgmt_fd, appliance.config.socket_path);
   tally_ports_stop(&appliance.ports);
@@ -321,6 +325,7 @@ int main(int argc, char **argv)
     http = tally_http_start(&appliance, error, sizeof error);
     if (http == NULL) die(error);
   }
+  if (tally_graphite_start(&appliance, error, sizeof error) != 0) die(error);
   launch_lcores();
   fprintf(stderr, "tallyd: serving (statsd udp/%u, binary udp/%u, socket %s)\n",
     appliance.config.statsd_port, appliance.config.binary_port, appliance.config.socket_path);

@@ -16,6 +16,7 @@
 #include <rte_ethdev.h>
 
 #include "actions.h"
+#include "graphite.h"
 #include "modes.h"
 
 static uint64_t load(const uint64_t *value)
@@ -167,6 +168,7 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   port_stats(appliance, out);
   tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
   tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
+  tally_graphite_stats(appliance->graphite, out);
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
 }
 
@@ -224,6 +226,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   appliance->node->metrics(appliance, out);
+  tally_graphite_metrics(appliance->graphite, out);
   struct tally_out scratch;
   tally_out_init_memory(&scratch);
   bool ready = tally_action_ready(appliance, &scratch);

@@ -28,6 +28,7 @@ struct tally_persister_stats {
 };
 
 struct tally_cluster;
+struct tally_graphite;
 struct tally_node_ops;
 struct tally_persist_ops;
 
@@ -53,6 +54,7 @@ struct tally_appliance {
   const struct tally_node_ops *node;        /* single node or cluster */
   const struct tally_persist_ops *persist;  /* group commit or per burst */
   struct tally_cluster *cluster;        /* the cluster mode's state; NULL for a single node */
+  struct tally_graphite *graphite;      /* the Graphite push (graphite.c); NULL without [graphite] */
   volatile bool read_only_forced;       /* operator: tallyctl readonly on / drain */
   bool draining;                        /* operator: tallyctl drain (until rejoin) */
 };

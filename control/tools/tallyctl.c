@@ -8,6 +8,10 @@
  * request, failure, no answer, cut-off answer), 64 usage. Its usage comes
  * from the command table (mgmt_proto.h).
  *
+ * --json (before the command, or right after list, stats or cluster) prints
+ * the answer of those tabular commands as one JSON document
+ * (control/common/mgmt_json.c); any other command with --json is a usage error.
+ *
  * Thread: its own process, one thread.
  */
 #include <assert.h>
@@ -20,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "mgmt_json.h"
 #include "mgmt_proto.h"
 #include "config.h"
 
@@ -58,13 +63,15 @@ static void usage_command(FILE *stream, const char *synopsis, const char *help)
 
 static void usage(FILE *stream)
 {
-  fprintf(stream, "usage: tallyctl [-s SOCKET | -c CONFIG] COMMAND\n"
+  fprintf(stream, "usage: tallyctl [-s SOCKET | -c CONFIG] [--json] COMMAND\n"
     "       tallyctl -h | --help | --version\ncommands:\n");
   for (uint32_t i = 0; i < TALLY_MGMT_COMMAND_COUNT; i++) {
     assert(commands[i].synopsis != NULL && commands[i].help != NULL);
     usage_command(stream, commands[i].synopsis, commands[i].help);
   }
-  fprintf(stream, "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, "
+  fprintf(stream, "--json: list, stats and cluster print one JSON document (also as\n"
+    "  'list --json [PREFIX]', 'stats --json', 'cluster --json')\n"
+    "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, "
     "else " DEFAULT_SOCKET "\n"
     "exit: 0 ok, 1 not found or not ready, 2 partial (get --quorum), 3 error, 64 usage\n");
 }
@@ -139,7 +146,26 @@ static char *read_answer(int fd, size_t *length)
   return NULL;
 }
 
-static int print_answer(const char *answer, size_t length)
+/* A successful answer's body as JSON on stdout; exit 3 if it is not of the command's form. */
+static int print_json(enum tally_mgmt_json_kind kind, const char *body, size_t body_len)
+{
+  char buffer[TALLY_OUT_CHUNK_SIZE];
+  struct tally_out out;
+  tally_out_init_fd(&out, STDOUT_FILENO, buffer, sizeof buffer);
+  char error[160];
+  if (!tally_mgmt_json(kind, body, body_len, &out, error, sizeof error)) {
+    fprintf(stderr, "tallyctl: --json: answer not in the expected form: %s\n", error);
+    return EXIT_ERROR;
+  }
+  if (!tally_out_flush(&out)) {
+    fprintf(stderr, "tallyctl: cannot write to stdout\n");
+    return EXIT_ERROR;
+  }
+  return 0;
+}
+
+/* json: -1 for text, else the enum tally_mgmt_json_kind of the command. */
+static int print_answer(const char *answer, size_t length, int json)
 {
   size_t trailer = strlen(TALLY_MGMT_TRAILER);
   const char *newline = memchr(answer, '\n', length);
@@ -161,6 +187,7 @@ static int print_answer(const char *answer, size_t length)
     fwrite(body + first_len, 1, body_len - first_len, stderr);
     return EXIT_PARTIAL;
   }
+  if (status == 0 && json >= 0) return print_json((enum tally_mgmt_json_kind)json, body, body_len);
   FILE *stream = status == 0 ? stdout : stderr;
   if (status != 0 && body_len > 0) fputs("tallyctl: ", stream);
   fwrite(body, 1, body_len, stream);
@@ -179,6 +206,28 @@ static const char *socket_from_config(const char *path)
   return config.socket_path;
 }
 
+/*
+ * Takes --json off the command's words (right after list, stats or cluster)
+ * and says which document the command gives: -1 without --json; -2 for
+ * --json on a command without tabular output (a usage error).
+ */
+static int json_kind(int *argc, char **argv, bool json)
+{
+  assert(*argc >= 1);
+  if (*argc >= 2 && strcmp(argv[1], "--json") == 0 &&
+      (strcmp(argv[0], "list") == 0 || strcmp(argv[0], "stats") == 0 ||
+       strcmp(argv[0], "cluster") == 0)) {
+    memmove(&argv[1], &argv[2], (size_t)(*argc - 2) * sizeof argv[0]);
+    (*argc)--;
+    json = true;
+  }
+  if (!json) return -1;
+  if (strcmp(argv[0], "list") == 0 && *argc <= 2) return TALLY_MGMT_JSON_LIST;
+  if (strcmp(argv[0], "stats") == 0 && *argc == 1) return TALLY_MGMT_JSON_STATS;
+  if (strcmp(argv[0], "cluster") == 0 && *argc == 1) return TALLY_MGMT_JSON_CLUSTER;
+  return -2;
+}
+
 int main(int argc, char **argv)
 {
   const char *socket_path = getenv("TALLY_SOCKET");
@@ -188,20 +237,30 @@ int main(int argc, char **argv)
     { "config", required_argument, NULL, 'c' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
+    { "json", no_argument, NULL, 'j' },
     { NULL, 0, NULL, 0 },
   };
   int option;
+  bool json = false;
   /* "+": options end at the command, so its own arguments (get --quorum) pass through. */
   while ((option = getopt_long(argc, argv, "+s:c:h", options, NULL)) != -1) {
     if (option == 's') socket_path = optarg;
     else if (option == 'c') socket_path = socket_from_config(optarg);
     else if (option == 'h') { usage(stdout); return 0; }
     else if (option == 'V') { printf("tallyctl %s\n", TALLY_VERSION); return 0; }
+    else if (option == 'j') json = true;
     else { usage(stderr); return EXIT_USAGE; }
   }
   if (optind >= argc) { usage(stderr); return EXIT_USAGE; }
+  int words = argc - optind;
+  int kind = json_kind(&words, argv + optind, json);
+  if (kind == -2) {
+    fprintf(stderr, "tallyctl: --json: only list [PREFIX], stats and cluster print tables\n");
+    usage(stderr);
+    return EXIT_USAGE;
+  }
   char request[TALLY_MGMT_LINE_MAX + 2];
-  size_t request_len = build_request(argc - optind, argv + optind, request, sizeof request);
+  size_t request_len = build_request(words, argv + optind, request, sizeof request);
   if (request_len == 0) {
     fprintf(stderr, "tallyctl: request longer than %u bytes\n", TALLY_MGMT_LINE_MAX);
     return EXIT_USAGE;
@@ -217,7 +276,7 @@ int main(int argc, char **argv)
   char *answer = read_answer(fd, &length);
   close(fd);
   if (answer == NULL) return EXIT_ERROR;
-  int status = print_answer(answer, length);
+  int status = print_answer(answer, length, kind);
   free(answer);
   return status;
 }

@@ -459,4 +459,58 @@ static_assert(TALLY_OUT_CHUNK_SIZE <= TALLY_OUT_MEMORY_MAX, "a chunk fits the in
 
 static_assert(TALLY_NOTIFY_STATUS_LEN_MAX >= 64u, "a readiness verdict fits a STATUS= line");
 
+/* ---- Graphite push (control/daemon/graphite.c, its own thread) ------------ */
+
+/* graphite.interval_ms: how often every counter is pushed; allowed range, default. */
+#define TALLY_GRAPHITE_INTERVAL_MS_MIN 1000u
+#define TALLY_GRAPHITE_INTERVAL_MS_MAX 3600000u
+#define TALLY_GRAPHITE_INTERVAL_MS_DEFAULT 10000u
+/*
+ * graphite.buffer_bytes: the bounded buffer of lines waiting for carbon,
+ * allocated once at start; a line that does not fit is dropped and counted
+ * (tally_graphite_lines_dropped_total). Allowed range, default.
+ */
+#define TALLY_GRAPHITE_BUFFER_BYTES_MIN (64u * 1024u)
+#define TALLY_GRAPHITE_BUFFER_BYTES_MAX (256u * 1024u * 1024u)
+#define TALLY_GRAPHITE_BUFFER_BYTES_DEFAULT (8u * 1024u * 1024u)
+/* graphite.prefix: at most this many bytes (dot-separated [A-Za-z0-9_-] components). */
+#define TALLY_GRAPHITE_PREFIX_LEN_MAX 64u
+/*
+ * A counter's carbon path: the prefix, a dot, the mapped key (as long as the
+ * key, but for a '_' per empty tag key or value: control/common/graphite_name.h;
+ * a longer one is dropped and counted). A line adds a blank, the value (an
+ * int128: at most 40 characters), a blank, the timestamp (at most 20) and the
+ * newline.
+ */
+#define TALLY_GRAPHITE_PATH_LEN_MAX (TALLY_GRAPHITE_PREFIX_LEN_MAX + 1u + 2u * TALLY_NAME_LEN_MAX)
+#define TALLY_GRAPHITE_LINE_SIZE_MAX (TALLY_GRAPHITE_PATH_LEN_MAX + 1u + 40u + 1u + 20u + 1u)
+/* Snapshots queued in the buffer at once; one more is dropped whole (its lines counted). */
+#define TALLY_GRAPHITE_SNAPSHOTS_QUEUED_MAX 64u
+/* Reconnects after a failure: exponential backoff with full jitter, from base to cap, */
+#define TALLY_GRAPHITE_BACKOFF_BASE_MS 200u
+#define TALLY_GRAPHITE_BACKOFF_MAX_MS 10000u
+/* and never sooner than this after the failure. */
+#define TALLY_GRAPHITE_RECONNECT_MIN_MS 50u
+/* A connect that has not completed after this long fails (counted, backoff). */
+#define TALLY_GRAPHITE_CONNECT_TIMEOUT_MS 2000u
+/* A connection on which carbon took no byte for this long is closed (counted, backoff). */
+#define TALLY_GRAPHITE_SEND_STALL_MS 10000u
+/* The thread's longest wait in poll(): how soon it sees shutdown. */
+#define TALLY_GRAPHITE_POLL_MS 100u
+/* Bytes handed to one send() call. */
+#define TALLY_GRAPHITE_SEND_CHUNK_SIZE 65536u
+
+static_assert(TALLY_GRAPHITE_INTERVAL_MS_MIN <= TALLY_GRAPHITE_INTERVAL_MS_DEFAULT &&
+  TALLY_GRAPHITE_INTERVAL_MS_DEFAULT <= TALLY_GRAPHITE_INTERVAL_MS_MAX, "interval range");
+static_assert(TALLY_GRAPHITE_BUFFER_BYTES_MIN <= TALLY_GRAPHITE_BUFFER_BYTES_DEFAULT &&
+  TALLY_GRAPHITE_BUFFER_BYTES_DEFAULT <= TALLY_GRAPHITE_BUFFER_BYTES_MAX, "buffer range");
+static_assert(TALLY_GRAPHITE_BUFFER_BYTES_MIN >= 4u * TALLY_GRAPHITE_LINE_SIZE_MAX,
+  "the smallest buffer holds several of the longest lines");
+static_assert(TALLY_GRAPHITE_BACKOFF_BASE_MS >= 1u &&
+  TALLY_GRAPHITE_BACKOFF_BASE_MS <= TALLY_GRAPHITE_BACKOFF_MAX_MS, "backoff grows from base to cap");
+static_assert(TALLY_GRAPHITE_RECONNECT_MIN_MS <= TALLY_GRAPHITE_BACKOFF_BASE_MS, "a floor below base");
+static_assert(TALLY_GRAPHITE_POLL_MS <= TALLY_GRAPHITE_INTERVAL_MS_MIN, "polls within an interval");
+static_assert(TALLY_GRAPHITE_SEND_STALL_MS > TALLY_GRAPHITE_POLL_MS, "a stall is many polls");
+static_assert(TALLY_GRAPHITE_SNAPSHOTS_QUEUED_MAX >= 2u, "a snapshot queues behind one in flight");
+
 #endif

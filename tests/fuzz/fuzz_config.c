@@ -89,6 +89,20 @@ static void check_valid(const struct tally_config *config) {
   FUZZ_CHECK(config->binary_port == 0 || config->key_set);
   FUZZ_CHECK(config->statsd_port == 0 || config->statsd_port != config->binary_port);
   check_cluster(config);
+  /* [graphite]: on only with an address; every value in range; the prefix's alphabet. */
+  const struct tally_graphite_config *graphite = &config->graphite;
+  FUZZ_CHECK(!graphite->enabled || (graphite->port != 0 && graphite->ipv4 != 0));
+  FUZZ_CHECK(graphite->interval_ms >= TALLY_GRAPHITE_INTERVAL_MS_MIN);
+  FUZZ_CHECK(graphite->interval_ms <= TALLY_GRAPHITE_INTERVAL_MS_MAX);
+  FUZZ_CHECK(graphite->buffer_bytes >= TALLY_GRAPHITE_BUFFER_BYTES_MIN);
+  FUZZ_CHECK(graphite->buffer_bytes <= TALLY_GRAPHITE_BUFFER_BYTES_MAX);
+  size_t prefix_len = strnlen(graphite->prefix, sizeof(graphite->prefix));
+  FUZZ_CHECK(prefix_len <= TALLY_GRAPHITE_PREFIX_LEN_MAX);
+  FUZZ_CHECK(prefix_len == 0 ||
+    (graphite->prefix[0] != '.' && graphite->prefix[prefix_len - 1] != '.'));
+  FUZZ_CHECK(strstr(graphite->prefix, "..") == NULL);
+  FUZZ_CHECK(strspn(graphite->prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "0123456789_-.") == prefix_len);
 
   char storage[TALLY_EAL_ARGS_LEN_MAX];
   char *argv[TALLY_EAL_ARGC_MAX + 1];

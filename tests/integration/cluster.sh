@@ -78,6 +78,24 @@ cluster_output_ok() {
   [ "$(grep -Ec '^peer [0-9]+ state=(unknown|up|suspect|down) phi=[0-9.einf+-]+ heartbeat_age_ms=[0-9]+ sent_seq=[0-9]+ acked_seq=[0-9]+ pending=[0-9]+ breaker=(closed|open|half_open)( |$)' <<<"$out")" \
     -eq $((nodes - 1)) ]
 }
+# cluster_json_ok I: `tallyctl --json cluster` on node I is one JSON document
+# (parsed by Python) with the documented fields: mode, self.id, the peers.
+cluster_json_ok() {
+  python3 - "$tallyctl" "$work/sock$1" "$1" "$((nodes - 1))" <<'PY'
+import json, subprocess, sys
+ctl, sock, me, peers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+out = subprocess.run([ctl, "-s", sock, "--json", "cluster"], capture_output=True, text=True,
+                     check=True).stdout
+doc = json.loads(out)
+print(out[:400].strip())
+active = [p for p in doc["peers"] if p["state"] != "retired"]
+ok = (doc["mode"] == "cluster" and doc["self"]["id"] == me and doc["self"]["write_quorum"] == 2
+      and doc["self"]["ready"] in (0, 1) and len(active) == peers
+      and all(isinstance(p["id"], int) and isinstance(p["acked_seq"], int)
+              and p["breaker"] in ("closed", "open", "half_open") for p in active))
+sys.exit(0 if ok else 1)
+PY
+}
 # match_on I PREFIX EXPECT_JSON: node I holds exactly the expected totals.
 match_on() { counts_match "$tallyctl" "$work/sock$1" "$2" "$3"; }
 match_all() { # match_all PREFIX EXPECT_JSON: on every node
@@ -168,6 +186,8 @@ verdict "heartbeats: every peer state=up within 5 s" wait_for 5 all_peers_up
 for i in $(seq "$nodes"); do
   verdict "node $i: tallyctl cluster format, ready=1 read_only=0 peers_up=2 within 5 s" \
     wait_for 5 healthy "$i"
+  verdict "node $i: tallyctl --json cluster is one JSON document with mode, self, peers" \
+    cluster_json_ok "$i"
 done
 
 # /metrics of node I passes promtool with its cluster figures: every peer

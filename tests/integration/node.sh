@@ -115,6 +115,30 @@ not_found() {
 }
 check "tallyctl get of a missing counter exits 1 with a message" not_found no.such.counter
 check "tallyctl list prints name value lines" bash -c "$ctl list dup. | grep -qx 'dup.x 5'"
+# --json on list, stats and cluster: one JSON document each (parsed by Python),
+# the same counters and keys as the text; --json on another command exits 64.
+json_ok() {
+  python3 - "$build/control/tallyctl" "$work/sock" <<'PY'
+import json, subprocess, sys
+ctl = [sys.argv[1], "-s", sys.argv[2]]
+def run(*words):
+    return subprocess.run(ctl + list(words), capture_output=True, text=True, check=True).stdout
+text = [line.rsplit(" ", 1) for line in run("list").splitlines()]
+listed = json.loads(run("list", "--json"))
+assert listed == {"counters": [{"name": n, "value": int(v)} for n, v in text]}, "list differs"
+assert json.loads(run("--json", "list", "dup.")) == {"counters": [{"name": "dup.x", "value": 5}]}
+stats = json.loads(run("stats", "--json"))
+keys = [line.split(" ", 1)[0] for line in run("stats").splitlines()]
+assert sorted(stats) == sorted(keys), "stats keys differ"
+assert isinstance(stats["statsd_datagrams"], int) and stats["statsd_datagrams"] > 0
+assert stats["store_persist_mode"] in ("group_commit", "per_burst")
+assert json.loads(run("cluster", "--json")) == {"mode": "single", "peers": []}
+status = subprocess.run(ctl + ["--json", "get", "dup.x"], capture_output=True).returncode
+assert status == 64, "get --json exited %d" % status
+print("list: %d counters, stats: %d keys, cluster: single" % (len(text), len(stats)))
+PY
+}
+check "tallyctl --json list, stats, cluster: one JSON document each, same data as the text" json_ok
 
 # HTTP.
 check "/metrics has per-lcore and drop figures" bash -c \

@@ -9,6 +9,8 @@ header calls that write /metrics:
   control/cluster/report.c   TALLY_FOREACH_CLUSTER_{PEER,NODE}_METRIC, metric_head
                                                             tally_cluster_<name>
   control/cluster/cluster.h  TALLY_FOREACH_CLUSTER_COUNTER  tally_cluster_<name>_total
+  control/daemon/graphite.h  TALLY_FOREACH_GRAPHITE_STAT    tally_graphite_<metric>
+  control/daemon/graphite.c  gauge(out, "<name>"            tally_graphite_<name>
   include/tally/reasons.h    TALLY_FOREACH_REASON           reason="<label>" of tally_drops_total
 Then every PromQL expression of config/grafana/*.json (panel targets and
 template queries) and config/prometheus/*.rules.yml is checked: each tally_*
@@ -53,6 +55,10 @@ def exported():
               re.findall(r'metric_head\(out, "(\w+)",', (ROOT / report_c).read_text())}
     names |= {f"tally_cluster_{n}_total" for n, _ in xmacro("control/cluster/cluster.h",
                                                             "TALLY_FOREACH_CLUSTER_COUNTER")}
+    names |= {f"tally_graphite_{metric}" for _, metric in
+              xmacro("control/daemon/graphite.h", "TALLY_FOREACH_GRAPHITE_STAT")}
+    names |= {f"tally_graphite_{n}" for n in
+              re.findall(r'gauge\(out, "(\w+)",', (ROOT / "control/daemon/graphite.c").read_text())}
     reasons = {label for _, label in xmacro("include/tally/reasons.h",
                                                        "TALLY_FOREACH_REASON")}
     return names, reasons

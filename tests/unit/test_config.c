@@ -242,6 +242,45 @@ static void test_addresses(void **unused) {
     "config: control.http: port 0: write 'off' to disable HTTP");
 }
 
+/* [graphite]: off without it, on with it; every bad value one line naming the key. */
+static void test_graphite(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  expect_ok(with_base(""), &config);
+  assert_false(config.graphite.enabled);
+  expect_ok(with_base("[graphite]\naddress = 127.0.0.1:2003\n"), &config);
+  assert_true(config.graphite.enabled);
+  assert_int_equal(config.graphite.ipv4, 0x7f000001u);
+  assert_int_equal(config.graphite.port, 2003);
+  assert_int_equal(config.graphite.interval_ms, TALLY_GRAPHITE_INTERVAL_MS_DEFAULT);
+  assert_int_equal(config.graphite.buffer_bytes, TALLY_GRAPHITE_BUFFER_BYTES_DEFAULT);
+  assert_string_equal(config.graphite.prefix, "");
+  expect_ok(with_base("[graphite]\nprefix = a-1.B_2\naddress = 10.0.0.9:1\ninterval_ms = 1000\n"
+    "buffer_bytes = 65536\n"), &config);
+  assert_string_equal(config.graphite.prefix, "a-1.B_2");
+  expect_error(with_base("[graphite]\n"), "config: graphite.address: required");
+  expect_error(with_base("[graphite]\nprefix = x\n"), "config: graphite.address: required");
+  expect_error(with_base("[graphite]\naddress = carbon:2003\n"), "config: graphite.address: "
+    "'carbon:2003' is not a.b.c.d:port (an IPv4 address, no host name)");
+  expect_error(with_base("[graphite]\naddress = 127.0.0.1:0\n"),
+    "config: graphite.address: port 0: the port must be 1..65535");
+  expect_error(with_base("[graphite]\naddress = 0.0.0.0:2003\n"),
+    "config: graphite.address: '0.0.0.0:2003' is not a unicast address");
+  expect_error(with_base("[graphite]\naddress = 127.0.0.1:2003\ninterval_ms = 999\n"),
+    "config: graphite.interval_ms: 999 is below the minimum 1000");
+  expect_error(with_base("[graphite]\naddress = 127.0.0.1:2003\nbuffer_bytes = 268435457\n"),
+    "config: graphite.buffer_bytes: 268435457 is above the maximum 268435456");
+  expect_error(with_base("[graphite]\naddress = 127.0.0.1:2003\nprefix = a..b\n"),
+    "config: graphite.prefix: byte 2: dot-separated components of A-Z a-z 0-9 _ - only, none empty");
+  expect_error(with_base("[graphite]\naddress = 127.0.0.1:2003\nprefix = a b\n"),
+    "config: graphite.prefix: byte 2: dot-separated components of A-Z a-z 0-9 _ - only, none empty");
+  expect_error(with_base("[graphite]\naddress = 127.0.0.1:2003\nprefix = .a\n"),
+    "config: graphite.prefix: byte 1: dot-separated components of A-Z a-z 0-9 _ - only, none empty");
+  expect_error(with_base("[graphite]\naddress = 127.0.0.1:2003\nprefix = "
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"),
+    "config: graphite.prefix: longer than 64 bytes");
+}
+
 static void test_key(void **unused) {
   (void)unused;
   const char *base_no_key =
@@ -977,13 +1016,19 @@ static void test_template_cluster(void **unused) {
     size += length;
   }
   assert_int_equal(fclose(file), 0);
-  assert_int_equal(uncommented, 9);
+  assert_int_equal(uncommented, 14);
   struct tally_config config;
   char error[ERROR_SIZE];
   int result = tally_config_parse(text, size, &config, error, sizeof(error));
   if (result != 0) print_error("%s\n", error);
   assert_int_equal(result, 0);
   const struct tally_cluster_config *cluster = &config.cluster;
+  assert_true(config.graphite.enabled);
+  assert_int_equal(config.graphite.ipv4, 0xc0000232u); /* 192.0.2.50 */
+  assert_int_equal(config.graphite.port, 2003);
+  assert_int_equal(config.graphite.interval_ms, 10000);
+  assert_int_equal(config.graphite.buffer_bytes, 8388608);
+  assert_string_equal(config.graphite.prefix, "tally.node1");
   assert_true(cluster->enabled);
   assert_int_equal(cluster->node_id, 1);
   assert_int_equal(cluster->node_count, 3);
@@ -1058,6 +1103,7 @@ int main(void) {
     cmocka_unit_test(test_unknown_and_duplicate),
     cmocka_unit_test(test_numbers),
     cmocka_unit_test(test_addresses),
+    cmocka_unit_test(test_graphite),
     cmocka_unit_test(test_key),
     cmocka_unit_test(test_required),
     cmocka_unit_test(test_ports_and_persist),
