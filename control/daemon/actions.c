@@ -26,7 +26,7 @@
 #include "store_format.h"
 
 /* Node totals are exact in 128 bits: shards are int64 each, at most 16. */
-void tally_action_print_total(struct tally_out *out, __int128 value)
+size_t tally_action_format_total(char text[TALLY_ACTION_TOTAL_TEXT_SIZE], __int128 value)
 {
   char digits[48];
   size_t count = 0;
@@ -36,11 +36,18 @@ void tally_action_print_total(struct tally_out *out, __int128 value)
     digits[count++] = (char)('0' + (int)(magnitude % 10));
     magnitude /= 10;
   } while (magnitude != 0);
-  char text[50];
   size_t length = 0;
   if (value < 0) text[length++] = '-';
   while (count > 0) text[length++] = digits[--count];
+  assert(length < TALLY_ACTION_TOTAL_TEXT_SIZE);
   text[length] = '\0';
+  return length;
+}
+
+void tally_action_print_total(struct tally_out *out, __int128 value)
+{
+  char text[TALLY_ACTION_TOTAL_TEXT_SIZE];
+  tally_action_format_total(text, value);
   tally_out_printf(out, "%s", text);
 }
 

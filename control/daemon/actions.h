@@ -84,5 +84,8 @@ bool tally_action_reload_load(struct tally_appliance *appliance, struct tally_co
   struct tally_out *out);
 /* A node total (exact in 128 bits), without a newline. */
 void tally_action_print_total(struct tally_out *out, __int128 value);
+/* The same as text (NUL-terminated); returns its length. 40 digits and a sign at most. */
+#define TALLY_ACTION_TOTAL_TEXT_SIZE 48u
+size_t tally_action_format_total(char text[TALLY_ACTION_TOTAL_TEXT_SIZE], __int128 value);
 
 #endif

@@ -16,6 +16,7 @@
 #include <rte_ethdev.h>
 
 #include "actions.h"
+#include "counters.h"
 #include "modes.h"
 
 static uint64_t load(const uint64_t *value)
@@ -224,6 +225,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   appliance->node->metrics(appliance, out);
+  tally_counters_metrics(out);
   struct tally_out scratch;
   tally_out_init_memory(&scratch);
   bool ready = tally_action_ready(appliance, &scratch);
