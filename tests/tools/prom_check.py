@@ -59,6 +59,7 @@ def main():
     p.add_argument("--cluster", action="store_true", help="the cluster-wide query")
     p.add_argument("--partial", type=int, help="the partial marker must equal this")
     p.add_argument("--expect", action="append", required=True, help="JSON totals (repeatable)")
+    p.add_argument("--show", action="store_true", help="print each key: sent, Prometheus's value")
     args = p.parse_args()
     totals = expected_totals(args.expect)
     prefixes = sorted({name.split(".")[0] + "." for name in totals})
@@ -76,6 +77,12 @@ def main():
                 print("key %s twice (query %s)" % (key, query))
                 return 1
             got[key] = float(series["value"][1])
+    if args.show:
+        print("%-22s %12s %14s" % ("counter", "sent", "prometheus"))
+        for key in sorted(totals):
+            value = got.get(key)
+            print("%-22s %12d %14s %s" % (key, totals[key], "-" if value is None else "%.0f" % value,
+                                          "" if value == float(totals[key]) else "MISMATCH"))
     bad = {k: (v, got.get(k)) for k, v in totals.items() if got.get(k) != float(v)}
     extra = sorted(set(got) - set(totals))
     status = 0
