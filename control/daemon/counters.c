@@ -153,12 +153,13 @@ static bool family_new(struct tally_counters_stream *stream, const char *name, s
   return true;
 }
 
+/* HELP and TYPE lines for a family not announced yet; help_name: the statsd name, or NULL. */
 static void announce(struct tally_counters_stream *stream, const char *family, size_t length,
-  const char *help)
+  const char *help, const char *help_name, size_t help_name_len)
 {
   if (!family_new(stream, family, length)) return;
-  append_format(stream, "# HELP %.*s %s\n# TYPE %.*s gauge\n", (int)length, family, help,
-    (int)length, family);
+  append_format(stream, "# HELP %.*s %s%.*s\n# TYPE %.*s gauge\n", (int)length, family, help,
+    (int)help_name_len, help_name == NULL ? "" : help_name, (int)length, family);
 }
 
 /* ---- counters ---------------------------------------------------------------------- */
@@ -194,13 +195,10 @@ static void emit_sample(struct tally_counters_stream *stream,
   size_t name_len = key_len;
   const char *brace = memchr(key, '{', key_len);
   if (brace != NULL) name_len = (size_t)(brace - key);
-  char help[32 + TALLY_NAME_LEN_MAX];
-  if (series.plain) {
-    snprintf(help, sizeof help, "Tally counter %.*s", (int)name_len, key);
-  } else {
-    snprintf(help, sizeof help, "Tally counter (its key in the statsd_name label)");
-  }
-  announce(stream, series.text, series.family_len, help);
+  /* A plain name is letters, digits and dots: safe in a HELP text as it is. */
+  announce(stream, series.text, series.family_len,
+    series.plain ? "Tally counter " : "Tally counter (its key in the statsd_name label)",
+    series.plain ? key : NULL, series.plain ? name_len : 0);
   append(stream, series.text, series.family_len);
   bool labels = series.length > series.family_len;
   if (labels || copy->has_origin) append(stream, "{", 1);
@@ -253,7 +251,8 @@ static void companions(struct tally_counters_stream *stream)
   if (stream->view.members == 0) return; /* a single node: no origins */
   static const char copy_family[] = "tally_counters_copy_timestamp_seconds";
   announce(stream, copy_family, sizeof copy_family - 1,
-    "scan time the copy of an origin's counters is complete up to (+Inf: the origin's own, live)");
+    "scan time the copy of an origin's counters is complete up to (+Inf: the origin's own, live)",
+    NULL, 0);
   for (uint32_t i = 0; i < stream->view.count; i++) {
     const struct tally_counters_copy *copy = &stream->view.copies[i];
     assert(copy->has_origin);
@@ -266,7 +265,8 @@ static void companions(struct tally_counters_stream *stream)
   }
   static const char members_family[] = "tally_counters_members";
   announce(stream, members_family, sizeof members_family - 1,
-    "nodes in the running membership (a cluster-wide read is whole with this many origins live)");
+    "nodes in the running membership (a cluster-wide read is whole with this many origins live)",
+    NULL, 0);
   append_format(stream, "%s %u\n", members_family, stream->view.members);
 }
 

@@ -8,7 +8,11 @@
 # tallyd's peak RSS (/proc/PID/clear_refs 5), time the scrape with curl from
 # the node namespace (body to /dev/null), sample tallyd's RssAnon every 5 ms
 # while it runs, read VmHWM after. Prints one line per scrape and a Markdown
-# table. Timings are this machine's (perf/, never tests/). Root; hugepages.
+# table. Then whether a scrape delays the lcore: for SCRAPE_LOAD_SECONDS (default
+# 10; 0 skips it) statsd at SCRAPE_LOAD_RATE datagrams/s (default 4000, 40 lines
+# each, over the N counters) with no scrape, then again with a scrape started
+# every second; statsd_increments counted against lines sent, for both.
+# Timings are this machine's (perf/, never tests/). Root; hugepages.
 # Usage: perf/scrape/run.sh BUILD_DIR [N...]   (default: 10000 100000 1000000)
 set -uo pipefail
 build=${1:?build dir}
@@ -73,6 +77,44 @@ scrape() {
   done
 }
 
+# load N LABEL SCRAPE(0|1): statsd at the load rate for the load seconds; a line.
+load() {
+  local n=$1 label=$2 scraping=$3 before after sent scraper= scrapes=0
+  before=$(ctl stats | awk '$1 == "statsd_increments" { print $2 }')
+  if [ "$scraping" = 1 ]; then
+    (while :; do
+       ip netns exec "$TALLY_NODE_NS" curl -sf -o /dev/null http://127.0.0.1:9125/counters &
+       sleep 1
+     done) &
+    scraper=$!
+  fi
+  sent=$(ip netns exec "$TALLY_PEER_NS" python3 - "$n" "$load_rate" "$load_seconds" <<'PY'
+import socket, sys, time
+n, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+grams = ["\n".join("bench.c%d:1|c" % ((g * 40 + i) % n) for i in range(40)).encode() for g in range(256)]
+start, sent = time.monotonic(), 0
+while time.monotonic() - start < seconds:
+    s.sendto(grams[sent % len(grams)], ("10.77.0.1", 8125))
+    sent += 1
+    ahead = sent / rate - (time.monotonic() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+print(sent * 40)
+PY
+)
+  if [ -n "$scraper" ]; then kill "$scraper"; wait "$scraper" 2>/dev/null; fi
+  sleep 1
+  after=$(ctl stats | awk '$1 == "statsd_increments" { print $2 }')
+  echo "$n load $label: $sent lines sent in ${load_seconds}s, $((after - before)) counted" \
+    "(missing $((sent - (after - before))))"
+  echo "| $n | $label | $sent | $((after - before)) | $((sent - (after - before))) |" >>"$work/load"
+}
+load_seconds=${SCRAPE_LOAD_SECONDS:-10}
+load_rate=${SCRAPE_LOAD_RATE:-4000}
+echo "| counters | scrapes | lines sent | counted | missing |" >"$work/load"
+echo "|---|---|---|---|---|" >>"$work/load"
+
 echo "| counters | format | seconds | MiB | VmRSS before (KiB) | VmHWM during (KiB) | RssAnon peak (KiB) |" >"$work/table"
 echo "|---|---|---|---|---|---|---|" >>"$work/table"
 for n in "${counts[@]}"; do
@@ -86,7 +128,12 @@ for n in "${counts[@]}"; do
   echo "$n counters in use: $(ctl stats | awk '$1 == "counters_in_use" { print $2 }')"
   scrape text "text/plain"
   scrape openmetrics "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+  if [ "$load_seconds" != 0 ]; then
+    load "$n" none 0
+    load "$n" "every 1 s" 1
+  fi
   tally_stop TERM
   tally_netns_down
 done
 cat "$work/table"
+[ "$load_seconds" = 0 ] || cat "$work/load"
