@@ -175,14 +175,17 @@ static bool found_earlier(const struct tally_counters_copy *copy, uint32_t befor
   return false;
 }
 
-/* The key's value in the copy: the sum over its tables, from `from` on (exact in 128 bits). */
-static __int128 copy_total(const struct tally_counters_copy *copy, uint32_t from,
+/*
+ * The key's value in the copy (exact in 128 bits): the slot at the cursor
+ * (table `from`), plus the key's slot in each later table.
+ */
+static __int128 copy_total(const struct tally_counters_copy *copy, uint32_t from, uint32_t slot,
   const char *key, uint32_t key_len, uint32_t hash)
 {
-  __int128 total = 0;
-  for (uint32_t t = from; t < copy->table_count; t++) {
-    int64_t slot = tally_shard_find(&copy->tables[t], key, key_len, hash);
-    if (slot >= 0) total += tally_shard_slot_value(&copy->tables[t], (uint32_t)slot);
+  __int128 total = tally_shard_slot_value(&copy->tables[from], slot);
+  for (uint32_t t = from + 1; t < copy->table_count; t++) {
+    int64_t found = tally_shard_find(&copy->tables[t], key, key_len, hash);
+    if (found >= 0) total += tally_shard_slot_value(&copy->tables[t], (uint32_t)found);
   }
   return total;
 }
@@ -229,7 +232,7 @@ static void counters_slot(struct tally_counters_stream *stream)
   if (stream->table > 0 && found_earlier(copy, stream->table, entry->name, key_len, entry->hash)) {
     return;
   }
-  __int128 total = copy_total(copy, stream->table, entry->name, key_len, entry->hash);
+  __int128 total = copy_total(copy, stream->table, slot, entry->name, key_len, entry->hash);
   emit_sample(stream, copy, entry->name, key_len, total);
 }
 
