@@ -7,7 +7,8 @@
 # format, then OpenMetrics as Prometheus asks for it), three runs of: reset
 # tallyd's peak RSS (/proc/PID/clear_refs 5), time the scrape with curl from
 # the node namespace (body to /dev/null), sample tallyd's RssAnon every 5 ms
-# while it runs, read VmHWM after. Prints one line per scrape and a Markdown
+# while it runs, read VmHWM after, and the CPU time of each tallyd thread
+# over the scrape (/proc/PID/task/*/stat). Prints one line per scrape and a Markdown
 # table. Then whether a scrape delays the lcore: for SCRAPE_LOAD_SECONDS (default
 # 10; 0 skips it) statsd at SCRAPE_LOAD_RATE datagrams/s (default 4000, 40 lines
 # each, over the N counters) with no scrape, then again with a scrape started
@@ -32,6 +33,18 @@ cleanup() {
 trap cleanup EXIT
 ctl() { "$build/control/tallyctl" -s "$work/sock" "$@"; }
 kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$TALLYD_PID/status"; }
+# thread_cpu: "name ticks" per tallyd thread (utime + stime, clock ticks), sorted by name.
+thread_cpu() {
+  local task
+  for task in /proc/"$TALLYD_PID"/task/*; do
+    awk -v name="$(cat "$task/comm")" '{ sub(/^.*\) /, ""); print name, $12 + $13 }' "$task/stat"
+  done | awk '{ t[$1] += $2 } END { for (n in t) print n, t[n] }' | sort
+}
+# cpu_delta BEFORE AFTER: "name=seconds" for each thread that used CPU between them.
+cpu_delta() {
+  join <(echo "$1") <(echo "$2") | awk -v hz="$(getconf CLK_TCK)" \
+    '$3 > $2 { printf "%s%s=%.2fs", sep, $1, ($3 - $2) / hz; sep = " " }'
+}
 
 # fill N: N distinct counters bench.c0.. (40 lines per datagram, 4000 datagrams/s:
 # the af_packet ring of a 2-core machine drops frames beyond that), resent
@@ -60,20 +73,22 @@ PY
 
 # scrape LABEL ACCEPT: three timed scrapes; one line each.
 scrape() {
-  local label=$1 accept=$2 run rss_before out max_anon
+  local label=$1 accept=$2 run rss_before out max_anon cpu_before cpu
   for run in 1 2 3; do
     rss_before=$(kib VmRSS)
     echo 5 >"/proc/$TALLYD_PID/clear_refs"
+    cpu_before=$(thread_cpu)
     (max=0; while :; do a=$(kib RssAnon); [ "${a:-0}" -gt "$max" ] && max=$a && echo "$max" >"$work/anon"; sleep 0.005; done) &
     sampler=$!
     out=$(ip netns exec "$TALLY_NODE_NS" curl -sf -o /dev/null -H "Accept: $accept" \
       -w '%{time_total} %{size_download}' http://127.0.0.1:9125/counters)
+    cpu=$(cpu_delta "$cpu_before" "$(thread_cpu)")
     kill "$sampler"; wait "$sampler" 2>/dev/null; sampler=
     max_anon=$(cat "$work/anon")
     read -r seconds bytes <<<"$out"
     echo "$n $label run $run: ${seconds}s, $bytes bytes; tallyd VmRSS before $rss_before KiB," \
-      "peak (VmHWM) $(kib VmHWM) KiB, RssAnon peak $max_anon KiB"
-    echo "| $n | $label | $seconds | $((bytes / 1048576)) | $rss_before | $(kib VmHWM) | $max_anon |" >>"$work/table"
+      "peak (VmHWM) $(kib VmHWM) KiB, RssAnon peak $max_anon KiB; tallyd CPU by thread: $cpu"
+    echo "| $n | $label | $seconds | $((bytes / 1048576)) | $rss_before | $(kib VmHWM) | $max_anon | $cpu |" >>"$work/table"
   done
 }
 
@@ -115,8 +130,8 @@ load_rate=${SCRAPE_LOAD_RATE:-4000}
 echo "| counters | scrapes | lines sent | counted | missing |" >"$work/load"
 echo "|---|---|---|---|---|" >>"$work/load"
 
-echo "| counters | format | seconds | MiB | VmRSS before (KiB) | VmHWM during (KiB) | RssAnon peak (KiB) |" >"$work/table"
-echo "|---|---|---|---|---|---|---|" >>"$work/table"
+echo "| counters | format | seconds | MiB | VmRSS before (KiB) | VmHWM during (KiB) | RssAnon peak (KiB) | tallyd CPU by thread |" >"$work/table"
+echo "|---|---|---|---|---|---|---|---|" >>"$work/table"
 for n in "${counts[@]}"; do
   tally_netns_up "sc$$"
   rm -f "$work/store.pmem"
