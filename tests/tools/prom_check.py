@@ -49,8 +49,17 @@ def expected_totals(paths):
     return totals
 
 
+TARGET_LABELS = {"job", "instance", "origin"}
+
+
 def key_of(metric, labels):
-    return labels.get("statsd_name") or metric.replace("_", ".")
+    """The statsd key of a series: its statsd_name, else the plain mapping read back
+    (metric and tag label names with '_' read as '.', tags in key order)."""
+    if "statsd_name" in labels:
+        return labels["statsd_name"]
+    tags = sorted((k.replace("_", "."), v) for k, v in labels.items() if k not in TARGET_LABELS)
+    name = metric.replace("_", ".")
+    return name + ("{%s}" % ",".join("%s=%s" % tag for tag in tags) if tags else "")
 
 
 def main():
