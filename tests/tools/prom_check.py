@@ -49,7 +49,7 @@ def expected_totals(paths):
     return totals
 
 
-TARGET_LABELS = {"job", "instance", "origin"}
+TARGET_LABELS = {"__name__", "job", "instance", "origin"}
 
 
 def key_of(metric, labels):
