@@ -328,4 +328,19 @@ void tally_cluster_members_close(struct tally_cluster *cluster);
 int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size_t error_size);
 void tally_cluster_scan(struct tally_cluster *cluster, bool force);
 
+/*
+ * GET /counters (control/daemon/counters.c): the replica tables a scrape
+ * exports beside this node's own contribution — every retired node's, and
+ * every member's that the failure detector does not say up — with the scan
+ * each is complete up to (held_scan, unix microseconds). Also this node's id
+ * and the running membership's size. Any thread; takes `lock` (report.c).
+ */
+struct tally_cluster_copy {
+  uint16_t origin;
+  uint32_t replica;                   /* store->replicas[replica] */
+  uint64_t scan_us;
+};
+uint32_t tally_cluster_export_copies(struct tally_cluster *cluster,
+  struct tally_cluster_copy copies[TALLY_REPLICA_REGIONS_MAX], uint16_t *self, uint32_t *members);
+
 #endif

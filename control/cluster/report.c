@@ -1,7 +1,8 @@
 /*
  * report.c — the cluster as other threads see it: `tallyctl cluster` (the
  * self line, one line per member, one per retired node), the peers still
- * behind (drain), and the Prometheus figures appended to /metrics. Every
+ * behind (drain), the Prometheus figures appended to /metrics, and which
+ * replica tables GET /counters exports (tally_cluster_export_copies). Every
  * figure's name, type and help text comes from one X-macro table below
  * (the cluster-wide counters' from TALLY_FOREACH_CLUSTER_COUNTER, cluster.h),
  * as the lcore statistics do. Runs on the control thread and the HTTP
@@ -260,4 +261,29 @@ uint32_t tally_cluster_peers_behind(struct tally_cluster *cluster)
   assert(behind <= cluster->peer_count);
   pthread_mutex_unlock(&cluster->lock);
   return behind;
+}
+
+uint32_t tally_cluster_export_copies(struct tally_cluster *cluster,
+  struct tally_cluster_copy copies[TALLY_REPLICA_REGIONS_MAX], uint16_t *self, uint32_t *members)
+{
+  pthread_mutex_lock(&cluster->lock);
+  const struct tally_store *store = &cluster->appliance->store;
+  uint64_t now_ns = tally_cluster_now_ns(cluster);
+  uint32_t count = 0;
+  for (uint32_t r = 0; r < TALLY_REPLICA_REGIONS_MAX; r++) {
+    const struct tally_cluster_peer *peer = &cluster->peers[r];
+    if (peer->membership == TALLY_PEER_FREE) continue;
+    if (peer->membership == TALLY_PEER_ACTIVE &&
+        tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP) {
+      continue; /* it exports its own contribution, live */
+    }
+    assert(tally_store_replica_bound(store, r) && store->replica_origin[r] == peer->id);
+    copies[count++] = (struct tally_cluster_copy){ .origin = peer->id, .replica = r,
+      .scan_us = tally_shard_held_scan(&store->replicas[r]) };
+  }
+  *self = cluster->config->node_id;
+  *members = cluster->config->node_count;
+  assert(count <= TALLY_REPLICA_REGIONS_MAX && *members >= 1);
+  pthread_mutex_unlock(&cluster->lock);
+  return count;
 }

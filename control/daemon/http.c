@@ -1,8 +1,10 @@
 /*
- * http.c — /metrics, /health/live and /health/ready over libmicrohttpd.
+ * http.c — /metrics, /counters, /health/live and /health/ready over
+ * libmicrohttpd.
  * The daemon runs its own polling thread with a connection limit and a
  * timeout, so a slow scraper cannot stall the control thread (bulkhead).
- * Bodies come from the same actions tallyctl uses.
+ * Bodies come from the same actions tallyctl uses; /counters is streamed
+ * (counters.c), never built in memory.
  *
  * Thread: start and stop on the main thread (start-up, shutdown); requests on
  * libmicrohttpd's own polling thread (the HTTP thread).
@@ -17,7 +19,19 @@
 #include <microhttpd.h>
 
 #include "actions.h"
+#include "counters.h"
 #include "http.h"
+
+/* Queues a response with its content type, and lets go of it. */
+static enum MHD_Result queue(struct MHD_Connection *connection, unsigned status,
+  struct MHD_Response *response, const char *content_type)
+{
+  assert(response != NULL);
+  MHD_add_response_header(response, "Content-Type", content_type);
+  enum MHD_Result result = MHD_queue_response(connection, status, response);
+  MHD_destroy_response(response);
+  return result;
+}
 
 static enum MHD_Result respond(struct MHD_Connection *connection, unsigned status,
   struct tally_out *out, const char *content_type)
@@ -31,10 +45,36 @@ static enum MHD_Result respond(struct MHD_Connection *connection, unsigned statu
     free(body);
     return MHD_NO;
   }
-  MHD_add_response_header(response, "Content-Type", content_type);
-  enum MHD_Result result = MHD_queue_response(connection, status, response);
-  MHD_destroy_response(response);
-  return result;
+  return queue(connection, status, response, content_type);
+}
+
+/*
+ * GET /counters[?prefix=P]: OpenMetrics when the Accept header names
+ * application/openmetrics-text (as Prometheus's does), else the text format.
+ * HEAD answers the headers without opening a stream.
+ */
+static enum MHD_Result counters(struct tally_appliance *appliance,
+  struct MHD_Connection *connection, bool head, struct tally_out *out)
+{
+  const char *accept = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+    MHD_HTTP_HEADER_ACCEPT);
+  bool openmetrics = accept != NULL && strstr(accept, "application/openmetrics-text") != NULL;
+  const char *content_type = tally_counters_content_type(openmetrics);
+  if (head) return respond(connection, MHD_HTTP_OK, out, content_type);
+  const char *prefix = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "prefix");
+  unsigned status = 0;
+  struct tally_counters_stream *stream = tally_counters_open(appliance, prefix,
+    prefix == NULL ? 0 : strlen(prefix), openmetrics, &status, out);
+  if (stream == NULL) return respond(connection, status, out, "text/plain; charset=utf-8");
+  size_t length = 0;
+  free(tally_out_take(out, &length));
+  struct MHD_Response *response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN,
+    TALLY_HTTP_COUNTERS_CHUNK_SIZE, tally_counters_read, stream, tally_counters_close);
+  if (response == NULL) {
+    tally_counters_close(stream);
+    return MHD_NO;
+  }
+  return queue(connection, MHD_HTTP_OK, response, content_type);
 }
 
 static enum MHD_Result handle_request(void *context, struct MHD_Connection *connection,
@@ -63,6 +103,9 @@ static enum MHD_Result handle_request(void *context, struct MHD_Connection *conn
     enum tally_action_result result = tally_action_metrics(appliance, &out);
     unsigned status = result == TALLY_ACTION_OK ? MHD_HTTP_OK : MHD_HTTP_INTERNAL_SERVER_ERROR;
     return respond(connection, status, &out, "text/plain; version=0.0.4; charset=utf-8");
+  }
+  if (strcmp(url, "/counters") == 0) {
+    return counters(appliance, connection, strcmp(method, "HEAD") == 0, &out);
   }
   if (strcmp(url, "/health/live") == 0) {
     tally_out_printf(&out, "live\n");

@@ -17,6 +17,7 @@
 
 #include "actions.h"
 #include "graphite.h"
+#include "counters.h"
 #include "modes.h"
 
 static uint64_t load(const uint64_t *value)
@@ -227,6 +228,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   appliance->node->metrics(appliance, out);
   tally_graphite_metrics(appliance->graphite, out);
+  tally_counters_metrics(out);
   struct tally_out scratch;
   tally_out_init_memory(&scratch);
   bool ready = tally_action_ready(appliance, &scratch);

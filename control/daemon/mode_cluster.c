@@ -154,6 +154,26 @@ static void cluster_metrics(struct tally_appliance *appliance, struct tally_out 
   tally_cluster_metrics(appliance->cluster, out);
 }
 
+/* GET /counters: the own contribution, then the replicas Prometheus may need (modes.h). */
+static void cluster_counters_view(struct tally_appliance *appliance,
+  struct tally_counters_view *view)
+{
+  assert(appliance->cluster != NULL);
+  struct tally_cluster_copy copies[TALLY_REPLICA_REGIONS_MAX];
+  uint16_t self = 0;
+  uint32_t count = tally_cluster_export_copies(appliance->cluster, copies, &self, &view->members);
+  assert(count <= TALLY_REPLICA_REGIONS_MAX);
+  view->copies[0] = (struct tally_counters_copy){ .tables = appliance->store.shards,
+    .table_count = appliance->store.geometry.shard_count, .has_origin = true, .own = true,
+    .origin = self };
+  for (uint32_t i = 0; i < count; i++) {
+    view->copies[1 + i] = (struct tally_counters_copy){
+      .tables = &appliance->store.replicas[copies[i].replica], .table_count = 1,
+      .has_origin = true, .own = false, .origin = copies[i].origin, .scan_us = copies[i].scan_us };
+  }
+  view->count = 1 + count;
+}
+
 const struct tally_node_ops tally_node_cluster = {
   .name = "cluster",
   .shards_extra = 1, /* the compensation shard (cluster thread) */
@@ -169,4 +189,5 @@ const struct tally_node_ops tally_node_cluster = {
   .reload_apply = cluster_reload_apply,
   .cluster_reload = cluster_cluster_reload,
   .metrics = cluster_metrics,
+  .counters_view = cluster_counters_view,
 };

@@ -75,6 +75,18 @@ static void single_metrics(struct tally_appliance *appliance, struct tally_out *
   assert(appliance->cluster == NULL && out != NULL);
 }
 
+/* GET /counters: the node's shards, without an origin. */
+static void single_counters_view(struct tally_appliance *appliance,
+  struct tally_counters_view *view)
+{
+  assert(appliance->cluster == NULL);
+  assert(appliance->store.geometry.shard_count >= 1 || appliance->lcore_count == 0);
+  view->count = 1;
+  view->members = 0;
+  view->copies[0] = (struct tally_counters_copy){ .tables = appliance->store.shards,
+    .table_count = appliance->store.geometry.shard_count, .has_origin = false, .own = true };
+}
+
 const struct tally_node_ops tally_node_single = {
   .name = "single node",
   .shards_extra = 0,
@@ -90,4 +102,5 @@ const struct tally_node_ops tally_node_single = {
   .reload_apply = single_reload_apply,
   .cluster_reload = single_cluster_reload,
   .metrics = single_metrics,
+  .counters_view = single_counters_view,
 };

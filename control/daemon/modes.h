@@ -23,6 +23,30 @@
 #include "appliance.h"
 #include "out.h"
 
+/*
+ * GET /counters (counters.c): the copies of the counters a node exports,
+ * taken once per scrape. A single node: its own shards, no origin. A
+ * cluster member: its own contribution (origin = its id, live), and the
+ * replica table of every node that is retired or that the failure detector
+ * does not say up (origin = that node, complete up to its scan scan_us), so
+ * that Prometheus can pick, per origin, the freshest copy it scraped
+ * (docs/operations.md, "Prometheus").
+ */
+struct tally_counters_copy {
+  const struct tally_shard *tables;   /* table_count consecutive tables, summed */
+  uint32_t table_count;               /* >= 1 */
+  bool has_origin;                    /* a cluster member: an origin label */
+  bool own;                           /* this node's own contribution (live) */
+  uint16_t origin;
+  uint64_t scan_us;                   /* a replica: its held_scan (unix microseconds) */
+};
+
+struct tally_counters_view {
+  uint32_t count;                     /* 1..1 + TALLY_REPLICA_REGIONS_MAX */
+  uint32_t members;                   /* a cluster: the running membership; 0: a single node */
+  struct tally_counters_copy copies[1u + TALLY_REPLICA_REGIONS_MAX];
+};
+
 struct tally_node_ops {
   const char *name;             /* "single node" | "cluster" */
   /* Start-up: shards beyond one per lcore, and replica regions, in the store. */
@@ -54,6 +78,8 @@ struct tally_node_ops {
     struct tally_out *out);
   /* HTTP thread: the mode's own Prometheus figures, appended to /metrics. */
   void (*metrics)(struct tally_appliance *appliance, struct tally_out *out);
+  /* HTTP thread: the copies GET /counters exports, now. */
+  void (*counters_view)(struct tally_appliance *appliance, struct tally_counters_view *view);
 };
 
 extern const struct tally_node_ops tally_node_single;  /* mode_single.c */

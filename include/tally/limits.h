@@ -319,6 +319,21 @@ static_assert(TALLY_CLIENT_DEFAULT_BLOCK_MS <= TALLY_CLIENT_DURATION_MS_MAX, "ra
 #define TALLY_CTL_READ_SIZE 4096u
 /* HTTP: seconds an idle connection may stay open (with TALLY_HTTP_CONNECTIONS_MAX). */
 #define TALLY_HTTP_TIMEOUT_S 5u
+/*
+ * GET /counters (control/daemon/counters.c): scrapes streamed at once (a
+ * further one is answered 503 and counted), the staging buffer each streams
+ * through, and the slots one refill scans at most. Each stream also holds a
+ * table of the metric families it has announced (8 bytes per entry, at most
+ * half full, doubled as needed: at most 32 bytes per family).
+ */
+#define TALLY_HTTP_COUNTERS_STREAMS_MAX 2u
+#define TALLY_HTTP_COUNTERS_CHUNK_SIZE 65536u
+#define TALLY_HTTP_COUNTERS_SLOTS_PER_REFILL 4096u
+/* Longest sample line of /counters: name, labels (every byte escaped), origin, a 128-bit value. */
+#define TALLY_EXPORT_SERIES_SIZE_MAX (8u * TALLY_NAME_LEN_MAX + 64u)
+#define TALLY_EXPORT_LINE_SIZE_MAX (TALLY_EXPORT_SERIES_SIZE_MAX + 128u)
+/* Tags of one counter key NAME{k=v,...} read as labels; a key with more is exported unsplit. */
+#define TALLY_EXPORT_LABELS_MAX 32u
 /* Persister: sleeps interrupted (EINTR) and resumed per interval, at most. */
 #define TALLY_PERSISTER_SLEEP_RETRIES_MAX 1000u
 /* tally-produce: an input line "NAME DELTA\n" (a 96-byte name, a 20-character delta, blanks). */
@@ -338,6 +353,11 @@ static_assert(TALLY_CTL_READ_SIZE <= TALLY_CTL_ANSWER_SIZE_INITIAL, "a read fits
 static_assert(TALLY_MGMT_LINE_MAX < TALLY_CTL_ANSWER_SIZE_INITIAL, "buffer sizes are sane");
 static_assert(TALLY_HTTP_TIMEOUT_S >= 1 && TALLY_HTTP_CONNECTIONS_MAX >= 1, "HTTP serves");
 static_assert(TALLY_PERSISTER_SLEEP_RETRIES_MAX >= 1, "the persister sleeps");
+static_assert(TALLY_HTTP_COUNTERS_STREAMS_MAX >= 1 &&
+  TALLY_HTTP_COUNTERS_STREAMS_MAX <= TALLY_HTTP_CONNECTIONS_MAX, "some scrapes stream, not all");
+static_assert(TALLY_HTTP_COUNTERS_CHUNK_SIZE >= 4u * TALLY_EXPORT_LINE_SIZE_MAX,
+  "a chunk holds several of the longest lines");
+static_assert(TALLY_EXPORT_LABELS_MAX * 4u >= TALLY_NAME_LEN_MAX / 4u, "room for short tags");
 static_assert(TALLY_PRODUCE_LINE_SIZE_MAX >= TALLY_NAME_LEN_MAX + 1u + 20u + 2u,
   "a line holds the longest name, a blank, a 20-character delta and its end");
 static_assert(TALLY_PRODUCE_POLL_EVERY_INCREMENTS >= 1, "polls happen");

@@ -202,6 +202,7 @@ cluster_metrics_ok() {
 for i in $(seq "$nodes"); do
   verdict "node $i: /metrics passes promtool check metrics, a heartbeat age per peer" \
     cluster_metrics_ok "$i"
+  verdict "node $i: /counters passes promtool check metrics" counters_lint "${CLUSTER_NS[$i]}"
 done
 
 # 2. statsd to node 1 converges everywhere, exactly.
@@ -228,6 +229,14 @@ cluster_stop 3 KILL
 verdict "node 3 killed: nodes 1 and 2 see it down within 5 s" wait_for 5 seen_down 3 1 2
 verdict "node 3 down: nodes 1 and 2 stay writable (read_only=0)" writable 1 2
 verdict "node 3 down: node 1's /metrics passes promtool check metrics" cluster_metrics_ok 1
+# /counters of node 1 with node 3 down: promtool passes, and node 3's contribution
+# comes as node 1's replica of it (docs/operations.md, "Prometheus").
+replica_exported() {
+  counters_lint "${CLUSTER_NS[1]}" || return 1
+  grep -q '^tally_counters_copy_timestamp_seconds{origin="3",copy="replica"} [0-9]' <<<"$PROMTOOL_LINT_BODY" &&
+    grep -q '^tally_counters_copy_timestamp_seconds{origin="1",copy="own"} +Inf$' <<<"$PROMTOOL_LINT_BODY"
+}
+verdict "node 3 down: node 1's /counters passes promtool, exports its replica of node 3" replica_exported
 workload "$((seed + 1))" down. 500 "$work/down.in" "$work/down.json"
 verdict "node 3 down: batches via node 1 still acked" \
   produce_ok 10.77.0.1:8126,10.77.0.2:8126 102 "$work/down.in" "$work/down.out"

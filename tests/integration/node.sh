@@ -152,6 +152,7 @@ check "NIC drop figures exported (stats and /metrics)" bash -c \
   "$ctl stats | grep -q '^port0_rx_missed ' && ip netns exec $TALLY_NODE_NS curl -sf 127.0.0.1:9125/metrics | grep -q '^tally_port_rx_missed_total{port=\"0\"} '"
 check "tallyctl ready exits 0 when ready" $ctl ready
 check "/metrics (one port, after traffic) passes promtool check metrics" metrics_lint "$TALLY_NODE_NS"
+check "/counters (every counter, after traffic) passes promtool check metrics" counters_lint "$TALLY_NODE_NS"
 
 # Key rotation: reload swaps the ingest key through RCU without a restart.
 newkey=ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f

@@ -88,18 +88,28 @@ wait_for() {
   "$@"
 }
 
-# metrics_lint NAMESPACE [ADDRESS]: one scrape of /metrics from inside the
-# namespace (default 127.0.0.1:9125), checked by `promtool check metrics`
-# (Debian's prometheus package): it must parse and pass promtool's lint with
-# no output at all (a warning is a failure too), and hold tally_build_info.
-# A failed scrape fails (an empty body would pass promtool).
-metrics_lint() {
-  local ns=$1 address=${2:-127.0.0.1:9125} body out status
-  body=$(ip netns exec "$ns" curl -sf --max-time 5 "http://$address/metrics") ||
-    { echo "scrape of $address/metrics in $ns failed"; return 1; }
-  grep -q '^tally_build_info{version="[^"]*"} 1$' <<<"$body" ||
-    { echo "no tally_build_info sample"; return 1; }
-  out=$(promtool check metrics <<<"$body" 2>&1); status=$?
-  echo "promtool check metrics: exit $status, $(wc -l <<<"$body") lines${out:+: $out}"
+# promtool_lint NAMESPACE URL: one scrape from inside the namespace, checked
+# by `promtool check metrics` (Debian's prometheus package): it must parse and
+# pass promtool's lint with no output at all (a warning is a failure too). A
+# failed or empty scrape fails (an empty body would pass promtool). The body
+# is left in PROMTOOL_LINT_BODY.
+promtool_lint() {
+  local ns=$1 url=$2 out status
+  PROMTOOL_LINT_BODY=$(ip netns exec "$ns" curl -sf --max-time 10 "$url") ||
+    { echo "scrape of $url in $ns failed"; return 1; }
+  [ -n "$PROMTOOL_LINT_BODY" ] || { echo "empty answer from $url"; return 1; }
+  out=$(promtool check metrics <<<"$PROMTOOL_LINT_BODY" 2>&1); status=$?
+  echo "promtool check metrics: exit $status, $(wc -l <<<"$PROMTOOL_LINT_BODY") lines${out:+: $out}"
   [ "$status" -eq 0 ] && [ -z "$out" ]
 }
+
+# metrics_lint NAMESPACE [ADDRESS]: /metrics (default 127.0.0.1:9125) passes
+# promtool_lint and holds tally_build_info.
+metrics_lint() {
+  promtool_lint "$1" "http://${2:-127.0.0.1:9125}/metrics" || return 1
+  grep -q '^tally_build_info{version="[^"]*"} 1$' <<<"$PROMTOOL_LINT_BODY" ||
+    { echo "no tally_build_info sample"; return 1; }
+}
+
+# counters_lint NAMESPACE [ADDRESS]: /counters (every counter) passes promtool_lint.
+counters_lint() { promtool_lint "$1" "http://${2:-127.0.0.1:9125}/counters"; }

@@ -8,7 +8,12 @@
  *   - a /metrics body over TALLY_OUT_MEMORY_MAX closes the connection
  *     unanswered;
  *   - TALLY_HTTP_CONNECTIONS_MAX connections held open: the next connection
- *     is not served while they are open, and is served once one closes.
+ *     is not served while they are open, and is served once one closes;
+ *   - /counters on two DRAM shards (control/daemon/counters.c): a body of
+ *     many chunks with every counter once (summed over the shards), one
+ *     HELP/TYPE per family, names, tags and statsd_name labels, ?prefix=,
+ *     OpenMetrics ending "# EOF"; TALLY_HTTP_COUNTERS_STREAMS_MAX scrapes
+ *     held unread, the next answered 503, served again once they close.
  * The test thread is the client; it changes the fake clock and body size
  * only between requests.
  */
@@ -30,6 +35,8 @@
 
 #include "actions.h"
 #include "control_fakes.h"
+#include "shard.h"
+#include "store_format.h"
 #include "http.h"
 
 #define ANSWER_WAIT_S 60
@@ -226,12 +233,150 @@ static void test_connection_limit(void **state)
   assert_int_equal(get_until_served("/health/ready", 1000), 200);
 }
 
+
+/* ---- /counters, streamed ---------------------------------------------------------- */
+
+#define COUNTERS_MANY 60000u
+#define COUNTERS_SHARD_MAX 65536u
+
+static void *counters_regions[2];
+
+/* Two DRAM shards in the fake store; "t.c<i>" = i for i < COUNTERS_MANY, and a few more. */
+static void counters_fill(void)
+{
+  size_t size = tally_shard_region_size(COUNTERS_SHARD_MAX, 16);
+  for (uint32_t i = 0; i < 2; i++) {
+    counters_regions[i] = aligned_alloc(4096, size);
+    assert_non_null(counters_regions[i]);
+    memset(counters_regions[i], 0, size);
+    assert_int_equal(tally_shard_attach(&appliance.store.shards[i], counters_regions[i], i,
+      COUNTERS_SHARD_MAX, 16, true), 0);
+  }
+  appliance.store.geometry.shard_count = 2;
+  char name[32];
+  for (uint32_t i = 0; i < COUNTERS_MANY; i++) {
+    uint32_t length = (uint32_t)snprintf(name, sizeof name, "t.c%u", i);
+    assert_int_equal(tally_shard_add(&appliance.store.shards[i % 2], name, length,
+      tally_name_hash(name, length), (int64_t)i), TALLY_OK);
+  }
+  const struct { const char *name; uint32_t shard; int64_t delta; } more[] = {
+    { "t.both", 0, 3 }, { "t.both", 1, 4 }, { "t_x", 1, -7 }, { "t{k=v}", 0, 5 },
+    { "t{k=w}", 1, 6 }, { "other.x", 0, 1 },
+  };
+  for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+    uint32_t length = (uint32_t)strlen(more[i].name);
+    assert_int_equal(tally_shard_add(&appliance.store.shards[more[i].shard], more[i].name, length,
+      tally_name_hash(more[i].name, length), more[i].delta), TALLY_OK);
+  }
+}
+
+static void counters_empty(void)
+{
+  appliance.store.geometry.shard_count = 0;
+  for (uint32_t i = 0; i < 2; i++) free(counters_regions[i]);
+}
+
+/* GET with headers; the whole HTTP/1.0 answer (the server closes) in a malloc'd buffer. */
+static char *get_all(const char *path, const char *headers, int *status)
+{
+  int fd = http_connect();
+  char request[512];
+  int size = snprintf(request, sizeof request, "GET %s HTTP/1.0\r\n%s\r\n", path, headers);
+  assert_int_equal(write(fd, request, (size_t)size), size);
+  size_t capacity = 16u << 20, used = 0; /* bounded: 16 MiB */
+  char *answer = malloc(capacity);
+  assert_non_null(answer);
+  ssize_t n;
+  while (used < capacity - 1 && (n = read(fd, answer + used, capacity - 1 - used)) > 0) {
+    used += (size_t)n;
+  }
+  answer[used] = '\0';
+  close(fd);
+  *status = 0;
+  if (used > 0) assert_int_equal(sscanf(answer, "HTTP/1.%*d %d", status), 1);
+  return answer;
+}
+
+static size_t count_lines(const char *text, const char *start)
+{
+  size_t count = 0, length = strlen(start);
+  for (const char *line = text; line != NULL && *line != '\0'; line = strchr(line, '\n')) {
+    if (*line == '\n') line++;
+    if (strncmp(line, start, length) == 0) count++;
+  }
+  return count;
+}
+
+static void test_counters_streamed(void **state)
+{
+  (void)state;
+  counters_fill();
+  int status = 0;
+  char *answer = get_all("/counters?prefix=t", "", &status);
+  assert_int_equal(status, 200);
+  assert_non_null(strstr(answer, "Content-Type: text/plain; version=0.0.4"));
+  assert_true(strlen(answer) > 8u * TALLY_HTTP_COUNTERS_CHUNK_SIZE); /* many refills */
+  assert_int_equal(count_lines(answer, "t_c"), COUNTERS_MANY);
+  assert_int_equal(count_lines(answer, "# TYPE t_c"), COUNTERS_MANY);
+  assert_non_null(strstr(answer, "\nt_c59999 59999\n"));
+  assert_non_null(strstr(answer, "\nt_both 7\n")); /* summed over both shards, once */
+  assert_int_equal(count_lines(answer, "t_both"), 1);
+  assert_non_null(strstr(answer, "\nt_x{statsd_name=\"t_x\"} -7\n"));
+  assert_non_null(strstr(answer, "\nt{k=\"v\"} 5\n"));
+  assert_non_null(strstr(answer, "\nt{k=\"w\"} 6\n"));
+  assert_int_equal(count_lines(answer, "# TYPE t gauge"), 1); /* one family, two series */
+  assert_int_equal(count_lines(answer, "other_x"), 0);
+  assert_null(strstr(answer, "# EOF"));
+  free(answer);
+  answer = get_all("/counters?prefix=other", "Accept: application/openmetrics-text; "
+    "version=1.0.0,text/plain;q=0.5\r\n", &status);
+  assert_int_equal(status, 200);
+  assert_non_null(strstr(answer, "Content-Type: application/openmetrics-text; version=1.0.0"));
+  const char *body = strstr(answer, "\r\n\r\n");
+  assert_non_null(body);
+  assert_string_equal(body + 4, "# HELP other_x Tally counter other.x\n# TYPE other_x gauge\n"
+    "other_x 1\n# EOF\n");
+  free(answer);
+  answer = get_all("/counters?prefix=a%7Cb", "", &status);
+  assert_int_equal(status, 400);
+  free(answer);
+  counters_empty();
+}
+
+/* Scrapes held unread: the next is 503 while they stream, served once they are gone. */
+static void test_counters_streams_limit(void **state)
+{
+  (void)state;
+  counters_fill();
+  int held[TALLY_HTTP_COUNTERS_STREAMS_MAX];
+  for (uint32_t i = 0; i < TALLY_HTTP_COUNTERS_STREAMS_MAX; i++) {
+    held[i] = http_connect();
+    send_request(held[i], "/counters");
+    assert_true(readable(held[i], ANSWER_WAIT_S * 1000)); /* its stream is open */
+  }
+  int status = 0;
+  char *answer = get_all("/counters", "", &status);
+  assert_int_equal(status, 503);
+  assert_non_null(strstr(answer, "too many /counters scrapes at once"));
+  free(answer);
+  for (uint32_t i = 0; i < TALLY_HTTP_COUNTERS_STREAMS_MAX; i++) close(held[i]);
+  /* Bounded: the daemon notices each close at its next write. */
+  for (uint32_t attempt = 0; attempt < 1000 && status != 200; attempt++) {
+    answer = get_all("/counters?prefix=other", "", &status);
+    free(answer);
+  }
+  assert_int_equal(status, 200);
+  counters_empty();
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_ready_503_after_stall_intervals, setup, teardown),
     cmocka_unit_test_setup_teardown(test_metrics_over_bound_closed_unanswered, setup, teardown),
     cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_counters_streamed, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_counters_streams_limit, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
