@@ -23,7 +23,9 @@ enum tally_action_result {
 
 /*
  * The node's value of one counter (its shards, plus in a cluster every peer's
- * contribution as this node holds it), alone on a line.
+ * contribution as this node holds it), alone on a line. The name is a counter
+ * key, its tags in any order (name{k=v,...}, include/tally/key.h); get and
+ * get --quorum canonicalize it.
  */
 enum tally_action_result tally_action_get(struct tally_appliance *appliance, const char *name,
   size_t name_len, struct tally_out *out);
@@ -34,7 +36,11 @@ enum tally_action_result tally_action_get(struct tally_appliance *appliance, con
  */
 enum tally_action_result tally_action_get_quorum(struct tally_appliance *appliance,
   const char *name, size_t name_len, struct tally_out *out);
-/* "name value" lines for every counter whose name starts with prefix. */
+/*
+ * "name value" lines for every counter whose key starts with prefix; or, when
+ * the argument has tags (name{k=v,...} in any order, or name{}), for every
+ * counter of that name whose tag set holds all of them.
+ */
 enum tally_action_result tally_action_list(struct tally_appliance *appliance,
   const char *prefix, size_t prefix_len, struct tally_out *out);
 /* "key value" lines: the appliance's own figures. */

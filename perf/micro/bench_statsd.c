@@ -85,7 +85,7 @@ static uint32_t datagram_parse(const struct statsd_datagram *datagram)
     assert(lines < DATAGRAM_LINES);
     lines++;
     struct tally_statsd_counter counter;
-    if (tally_statsd_parse_line(line, line_len, &counter) == TALLY_OK) counted++;
+    if (tally_statsd_parse_line(line, line_len, NULL, &counter) == TALLY_OK) counted++;
     bench_keep(&counter);
   }
   assert(lines == DATAGRAM_LINES);
@@ -106,7 +106,7 @@ static uint32_t datagram_apply(const struct statsd_datagram *datagram,
     assert(lines < DATAGRAM_LINES);
     lines++;
     struct tally_statsd_counter counter;
-    enum tally_reason reason = tally_statsd_parse_line(line, line_len, &counter);
+    enum tally_reason reason = tally_statsd_parse_line(line, line_len, NULL, &counter);
     if (reason != TALLY_OK) continue;
     uint32_t hash = tally_name_hash(counter.name, counter.name_len);
     reason = tally_shard_add(shard, counter.name, counter.name_len, hash, counter.delta);

@@ -94,11 +94,13 @@ static const uint8_t test_key[TALLY_KEY_SIZE] = {
   16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
 };
 
-/* Names of every length 1..96 carved out of one buffer. */
+/* Names of every length 1..224 carved out of one buffer. */
 static const char long_name[] =
   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/"
-  "abcdefghijklmnopqrstuvwxyz0123";
-static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "96 name bytes + NUL");
+  "abcdefghijklmnopqrstuvwxyz0123"
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/"
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "224 name bytes + NUL");
 
 /*
  * ROUND, origin 0x0102, sender 0x0304, flags LAST, part 0x0506, seq
@@ -816,17 +818,17 @@ static void test_reject_bad_names(void **state)
     message[VECTOR_NAME_1 + 5] = bad_bytes[i]; /* last byte of the last name */
     expect_malformed_signed(message, VECTOR_SIZE);
   }
-  /* A name of 97 bytes with all its bytes present. */
+  /* A name of 225 bytes with all its bytes present. */
   struct tally_replication_message fill;
   message_fill(&fill, TALLY_REPLICATION_ROUND, 1, true);
-  uint8_t big[256];
+  uint8_t big[TALLY_REPLICATION_HEADER_SIZE + 9u + TALLY_NAME_LEN_MAX + 1u + TALLY_MAC_SIZE];
   size_t size = encode_ok(&fill, big, sizeof(big));
   memmove(big + size - TALLY_MAC_SIZE + 1, big + size - TALLY_MAC_SIZE, TALLY_MAC_SIZE);
   big[size - TALLY_MAC_SIZE] = 'q';
   big[TALLY_REPLICATION_HEADER_SIZE + 8] = TALLY_NAME_LEN_MAX + 1;
   resign(big, size + 1);
   expect_reason(big, size + 1, TALLY_REPLICATION_MALFORMED);
-  /* Sanity: the same message with its length of 96 and without the 'q' decodes. */
+  /* Sanity: the same message with its length of 224 and without the 'q' decodes. */
   big[TALLY_REPLICATION_HEADER_SIZE + 8] = TALLY_NAME_LEN_MAX;
   resign(big, size);
   expect_reason(big, size, TALLY_REPLICATION_OK);
