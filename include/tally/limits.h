@@ -128,12 +128,13 @@
  */
 #define TALLY_REPLICA_REGIONS_MAX (TALLY_NODES_MAX - 1u)
 /*
- * Counter values in one replication message (each at most 9 + 224 = 233
- * bytes: 6 of the longest keys fit a 1472-byte datagram; it was 12 while
- * keys were at most 96 bytes, so this build refuses the fuller rounds of
- * builds before store layout 5: upgrade a cluster whole, docs/store-layout.md).
+ * Counter values this build puts in one replication message (each at most
+ * 9 + 224 = 233 bytes: 6 of the longest keys fit a 1472-byte datagram), and
+ * the most it accepts in one: 12, what builds before store layout 5 sent
+ * (keys of at most 96 bytes), so a cluster upgrades one node at a time.
  */
 #define TALLY_REPLICATION_ENTRIES_MAX 6u
+#define TALLY_REPLICATION_ENTRIES_ACCEPT_MAX 12u
 /* Producer dedup records in one replication message (8 + 40 bytes per run each). */
 #define TALLY_REPLICATION_PRODUCERS_MAX 11u
 /* Claims (producer, seq, attempt: 24 bytes each) in one replication message. */

@@ -723,7 +723,7 @@ static void test_reject_header_fields(void **state)
     expect_malformed_signed(message, sizeof(message));
   }
   /* Count over the limit (the entries would also be short: count is checked first). */
-  const uint16_t counts[] = {TALLY_REPLICATION_ENTRIES_MAX + 1, 0x0100, UINT16_MAX};
+  const uint16_t counts[] = {TALLY_REPLICATION_ENTRIES_ACCEPT_MAX + 1, 0x0100, UINT16_MAX};
   for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
     memcpy(message, vector, sizeof(message));
     put16(message + OFFSET_COUNT, counts[i]);
@@ -746,20 +746,34 @@ static void test_reject_header_fields(void **state)
   expect_reason(full, size, TALLY_REPLICATION_OK);
   put16(full + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX + 1);
   expect_malformed_signed(full, size);
-  /* ENTRIES_MAX + 1 well-formed entries, all present: only the count is wrong. */
+  /*
+   * ENTRIES_ACCEPT_MAX entries of 96-byte names, as a build before store
+   * layout 5 sent them, decode; ACCEPT_MAX + 1 well-formed entries, all
+   * present: only the count is wrong.
+   */
   static uint8_t over[TALLY_REPLICATION_SIZE_MAX];
   size_t used = TALLY_REPLICATION_HEADER_SIZE;
   memcpy(over, vector, used);
-  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX + 1);
-  for (uint32_t i = 0; i <= TALLY_REPLICATION_ENTRIES_MAX; i++) {
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_ACCEPT_MAX);
+  for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_ACCEPT_MAX; i++) {
+    memset(over + used, 0, 8);
+    over[used + 8] = 96;
+    memset(over + used + 9, 'o', 96);
+    used += ENTRY_FIXED_SIZE + 96u;
+  }
+  resign(over, used + TALLY_MAC_SIZE);
+  expect_reason(over, used + TALLY_MAC_SIZE, TALLY_REPLICATION_OK);
+  used = TALLY_REPLICATION_HEADER_SIZE;
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_ACCEPT_MAX + 1);
+  for (uint32_t i = 0; i <= TALLY_REPLICATION_ENTRIES_ACCEPT_MAX; i++) {
     memset(over + used, 0, 8);
     over[used + 8] = 1;
     over[used + 9] = 'k';
     used += ENTRY_FIXED_SIZE + 1u;
   }
   expect_malformed_signed(over, used + TALLY_MAC_SIZE);
-  /* The same with count = ENTRIES_MAX and the last entry dropped decodes. */
-  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX);
+  /* The same with count = ACCEPT_MAX and the last entry dropped decodes. */
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_ACCEPT_MAX);
   used -= ENTRY_FIXED_SIZE + 1u;
   resign(over, used + TALLY_MAC_SIZE);
   expect_reason(over, used + TALLY_MAC_SIZE, TALLY_REPLICATION_OK);

@@ -294,10 +294,11 @@ static void test_old_layout_refused(void **state)
     patch_file(0, &super, offsetof(struct tally_superblock, clean_shutdown));
     char expected[64];
     snprintf(expected, sizeof(expected), "layout version %u, this build reads 5", version);
-    char error[256] = "";
+    char error[512] = ""; /* tallyd's (control/daemon/main.c) */
     assert_int_equal(tally_store_open(&store, path, &geometry_small, TALLY_PERSIST_AUTO, error,
       sizeof(error)), -1);
     if (strstr(error, expected) == NULL) fail_msg("error '%s' lacks '%s'", error, expected);
+    if (strstr(error, "restores from its peers") == NULL) fail_msg("error '%s': cluster?", error);
     if (strstr(error, "move the file aside") == NULL) fail_msg("error '%s' says no way out", error);
     if (strstr(error, "tallyctl list > counts") == NULL) fail_msg("error '%s' loses counts", error);
     assert_false(store.corrupt); /* a version mismatch, not a damaged file */
