@@ -38,12 +38,15 @@ enum tally_mgmt_argument {
  */
 #define TALLY_MGMT_FOREACH_COMMAND(_)                                                            \
   _(GET, get, "get", REQUIRED, false, "get NAME",                                                \
-    "the counter's value on this node, alone on a line")                                         \
+    "the counter's value on this node, alone on a line; NAME\n"                                  \
+    "may carry tags in any order: 'req{status=500,method=GET}'")                                 \
   _(GET_QUORUM, get_quorum, "get --quorum", REQUIRED, false, "get --quorum NAME",                \
     "merged from the freshest copy every node holds; exit 2\n"                                   \
     "and 'partial: K of N' on stderr if some node did not answer")                               \
   _(LIST, list, "list", OPTIONAL, false, "list [PREFIX]",                                        \
-    "'name value' lines for every counter (with that prefix)")                                   \
+    "'name value' lines for every counter (with that prefix);\n"                                 \
+    "'req{status=500}': every tag set of req holding those tags,\n"                              \
+    "'req{}': req and all its tag sets")                                                         \
   _(STATS, stats, "stats", NONE, false, "stats", "the appliance's own figures, 'key value' lines") \
   _(READY, ready, "ready", NONE, false, "ready", "whether the node is ready (exit 1 if not)")    \
   _(RELOAD, reload, "reload", NONE, true, "reload",                                              \

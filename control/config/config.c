@@ -78,6 +78,14 @@ static int config_validate(struct parse_state *state) {
   if (config->binary_port != 0 && !config->key_set) {
     return config_fail(state, KEY_INGEST_KEY, "required");
   }
+  bool allow_set = (state->keys_seen & (1u << KEY_INGEST_STATSD_TAGS_ALLOW)) != 0;
+  if (config->statsd_tags.mode == TALLY_TAGS_ALLOW && !allow_set) {
+    return config_fail(state, KEY_INGEST_STATSD_TAGS_ALLOW, "required with statsd_tags = allow");
+  }
+  if (config->statsd_tags.mode != TALLY_TAGS_ALLOW && allow_set) {
+    return config_fail(state, KEY_INGEST_STATSD_TAGS_ALLOW,
+      "set, but ingest.statsd_tags is not allow");
+  }
   if (config->statsd_port != 0 && config->statsd_port == config->binary_port) {
     return config_fail_key(state, "ingest", "binary_port", "%u is the same as ingest.statsd_port",
       (unsigned)config->binary_port);
@@ -102,6 +110,9 @@ static void config_assert_valid(const struct tally_config *config) {
   assert(config->mbufs <= TALLY_MBUFS_MAX);
   assert(config->persist_mode <= TALLY_PERSIST_PER_BURST);
   assert(config->binary_port == 0 || config->key_set);
+  assert(config->statsd_tags.mode <= TALLY_TAGS_ALLOW);
+  assert((config->statsd_tags.mode == TALLY_TAGS_ALLOW) == (config->statsd_tags.allow_count > 0));
+  assert(config->statsd_tags.allow_count <= TALLY_STATSD_TAGS_ALLOW_MAX);
   config_cluster_assert_valid(&config->cluster);
   assert(!config->graphite.enabled || config->graphite.port != 0);
   assert(config->graphite.interval_ms >= TALLY_GRAPHITE_INTERVAL_MS_MIN);

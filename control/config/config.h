@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tally/key.h"
 #include "tally/limits.h"
 #include "persist_mode.h"
 
@@ -59,6 +60,8 @@ struct tally_config {
   uint16_t binary_port;       /* default 8126; 0 disables the binary protocol */
   uint8_t key[TALLY_KEY_SIZE];/* 64 hex digits (required when binary_port != 0) */
   bool key_set;
+  /* DogStatsD tags: keep (default) | drop | allow, with the allow-list's keys */
+  struct tally_tags_policy statsd_tags;
   /* [store] */
   char store_path[TALLY_PATH_MAX]; /* required */
   uint32_t counters_max;      /* per shard; default 65536 */

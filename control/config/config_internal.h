@@ -22,6 +22,8 @@ enum config_key {
   KEY_INGEST_STATSD_PORT,
   KEY_INGEST_BINARY_PORT,
   KEY_INGEST_KEY,
+  KEY_INGEST_STATSD_TAGS,
+  KEY_INGEST_STATSD_TAGS_ALLOW,
   KEY_STORE_PATH,
   KEY_STORE_COUNTERS_MAX,
   KEY_STORE_PRODUCERS_MAX,
@@ -103,6 +105,9 @@ int config_parse_uint(struct parse_state *state, enum config_key key, const char
   uint32_t minimum, uint32_t maximum, uint32_t *out);
 int config_parse_string(struct parse_state *state, enum config_key key, const char *value,
   char *out, size_t length_max);
+/* One of names[0..count) into *chosen; else "'x' is not one of a, b, c". */
+int config_parse_choice(struct parse_state *state, enum config_key key, const char *value,
+  const char *const *names, size_t count, size_t *chosen);
 /* Strict dotted quad (inet_pton); *address in host byte order. */
 bool config_ipv4_parse(const char *text, uint32_t *address);
 /* Not 0.0.0.0, not 255.255.255.255, not multicast (224.0.0.0/4). */
@@ -114,6 +119,9 @@ int config_parse_eal_args(struct parse_state *state, enum config_key key, const 
 int config_parse_node_ipv4(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_port(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_key(struct parse_state *state, enum config_key key, const char *value);
+int config_parse_statsd_tags(struct parse_state *state, enum config_key key, const char *value);
+int config_parse_statsd_tags_allow(struct parse_state *state, enum config_key key,
+  const char *value);
 int config_parse_store_path(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_number(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_store_persist(struct parse_state *state, enum config_key key,

@@ -27,6 +27,8 @@ static const struct config_key_name key_names[KEY_COUNT] = {
   [KEY_INGEST_STATSD_PORT] = {"ingest", "statsd_port"},
   [KEY_INGEST_BINARY_PORT] = {"ingest", "binary_port"},
   [KEY_INGEST_KEY] = {"ingest", "key"},
+  [KEY_INGEST_STATSD_TAGS] = {"ingest", "statsd_tags"},
+  [KEY_INGEST_STATSD_TAGS_ALLOW] = {"ingest", "statsd_tags_allow"},
   [KEY_STORE_PATH] = {"store", "path"},
   [KEY_STORE_COUNTERS_MAX] = {"store", "counters_max"},
   [KEY_STORE_PRODUCERS_MAX] = {"store", "producers_max"},
@@ -218,6 +220,28 @@ int config_parse_string(struct parse_state *state, enum config_key key, const ch
   memcpy(out, value, length);
   out[length] = '\0';
   return 1;
+}
+
+/* One of names[0..count); the error lists them all: "'x' is not one of a, b, c". */
+int config_parse_choice(struct parse_state *state, enum config_key key, const char *value,
+  const char *const *names, size_t count, size_t *chosen) {
+  assert(names != NULL && count >= 2 && chosen != NULL);
+  for (size_t i = 0; i < count; i++) {
+    if (strcmp(value, names[i]) == 0) {
+      *chosen = i;
+      return 1;
+    }
+  }
+  char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];
+  config_echo(shown, value);
+  char listed[128] = "";
+  for (size_t i = 0; i < count; i++) {
+    size_t used = strlen(listed);
+    snprintf(listed + used, sizeof listed - used, "%s%s", i == 0 ? "" : ", ", names[i]);
+  }
+  const struct config_key_name *spec = config_key_name(key);
+  return config_fail_key(state, spec->section, spec->name, "'%s' is not one of %s", shown,
+    listed);
 }
 
 /* Strict dotted quad (inet_pton); *address in host byte order. */

@@ -1,6 +1,6 @@
 /*
  * config_values.c — parsing the values of the single-node sections: [eal]
- * args, [node] ipv4, [ingest] ports and key, [store] path, sizes, commit
+ * args, [node] ipv4, [ingest] ports, key and statsd tag policy, [store] path, sizes, commit
  * interval and persistence mode, [dataplane] mbufs, [control] socket and
  * HTTP address, [graphite] address and prefix, and every numeric key
  * (ranges from limits.h).
@@ -94,6 +94,75 @@ int config_parse_key(struct parse_state *state, enum config_key key, const char 
   return 1;
 }
 
+/* ingest.statsd_tags: keep | drop | allow. */
+int config_parse_statsd_tags(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_INGEST_STATSD_TAGS);
+  assert(value != NULL);
+  static const char *const modes[] = {
+    [TALLY_TAGS_KEEP] = "keep", [TALLY_TAGS_DROP] = "drop", [TALLY_TAGS_ALLOW] = "allow" };
+  size_t chosen = 0;
+  if (!config_parse_choice(state, key, value, modes, sizeof(modes) / sizeof(modes[0]), &chosen)) {
+    return 0;
+  }
+  state->config.statsd_tags.mode = (enum tally_tags_mode)chosen;
+  return 1;
+}
+
+/* One allow-list entry [start, end): a tag key, not listed before. */
+static int allow_entry(struct parse_state *state, const char *start, const char *end) {
+  const struct config_key_name *spec = config_key_name(KEY_INGEST_STATSD_TAGS_ALLOW);
+  struct tally_tags_policy *policy = &state->config.statsd_tags;
+  size_t length = (size_t)(end - start);
+  uint32_t position = policy->allow_count + 1u;
+  if (length == 0) {
+    return config_fail_key(state, spec->section, spec->name, "entry %u is empty", position);
+  }
+  if (length > TALLY_TAG_KEY_LEN_MAX) {
+    return config_fail_key(state, spec->section, spec->name,
+      "entry %u is longer than %u bytes", position, TALLY_TAG_KEY_LEN_MAX);
+  }
+  for (size_t i = 0; i < length; i++) {
+    if (!tally_tag_byte_valid((uint8_t)start[i])) {
+      return config_fail_key(state, spec->section, spec->name, "entry %u: byte %zu is not "
+        "allowed in a tag key (0x21..0x7e but : | @ # , = { })", position, i + 1u);
+    }
+  }
+  for (uint32_t i = 0; i < policy->allow_count; i++) {
+    if (policy->allow_len[i] == length && memcmp(policy->allow[i], start, length) == 0) {
+      return config_fail_key(state, spec->section, spec->name, "entry %u repeats entry %u",
+        position, i + 1u);
+    }
+  }
+  if (policy->allow_count == TALLY_STATSD_TAGS_ALLOW_MAX) {
+    return config_fail_key(state, spec->section, spec->name, "more than %u tag keys",
+      TALLY_STATSD_TAGS_ALLOW_MAX);
+  }
+  memcpy(policy->allow[policy->allow_count], start, length);
+  policy->allow_len[policy->allow_count] = (uint8_t)length;
+  policy->allow_count++;
+  return 1;
+}
+
+/* ingest.statsd_tags_allow: tag keys separated by ',' (blanks around them ignored). */
+int config_parse_statsd_tags_allow(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_INGEST_STATSD_TAGS_ALLOW);
+  assert(value != NULL);
+  state->config.statsd_tags.allow_count = 0;
+  const char *cursor = value;
+  /* Bounded by the value: every pass consumes an entry and its ','. */
+  for (;;) {
+    const char *comma = strchr(cursor, ',');
+    const char *end = comma != NULL ? comma : cursor + strlen(cursor);
+    while (cursor < end && config_is_space(*cursor)) cursor++;
+    const char *last = end;
+    while (last > cursor && config_is_space(last[-1])) last--;
+    if (!allow_entry(state, cursor, last)) return 0;
+    if (comma == NULL) return 1;
+    cursor = comma + 1;
+  }
+}
+
 int config_parse_store_path(struct parse_state *state, enum config_key key, const char *value) {
   assert(key == KEY_STORE_PATH);
   assert(value[0] != '\0');
@@ -150,17 +219,10 @@ int config_parse_store_persist(struct parse_state *state, enum config_key key,
   assert(key == KEY_STORE_PERSIST);
   assert(value != NULL);
   size_t count = sizeof(persist_names) / sizeof(persist_names[0]);
-  for (size_t i = 0; i < count; i++) {
-    if (strcmp(value, persist_names[i]) == 0) {
-      state->config.persist_mode = (enum tally_persist_mode)i;
-      return 1;
-    }
-  }
-  char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];
-  config_echo(shown, value);
-  const struct config_key_name *spec = config_key_name(key);
-  return config_fail_key(state, spec->section, spec->name,
-    "'%s' is not one of auto, group_commit, per_burst", shown);
+  size_t chosen = 0;
+  if (!config_parse_choice(state, key, value, persist_names, count, &chosen)) return 0;
+  state->config.persist_mode = (enum tally_persist_mode)chosen;
+  return 1;
 }
 
 int config_parse_control_socket(struct parse_state *state, enum config_key key,

@@ -22,6 +22,7 @@
 
 #include "actions.h"
 #include "modes.h"
+#include "tally/key.h"
 #include "tally/name.h"
 #include "store_format.h"
 
@@ -95,14 +96,28 @@ static bool counter_total(struct tally_appliance *appliance, const char *name, u
   return found;
 }
 
-enum tally_action_result tally_action_get(struct tally_appliance *appliance, const char *name,
-  size_t name_len, struct tally_out *out)
+/*
+ * The canonical key of what the operator typed: a name, or name{k=v,...}
+ * with the tags in any order (include/tally/key.h). False after the refusal.
+ */
+static bool canonical_key(const char *text, size_t text_len, char key[TALLY_NAME_LEN_MAX],
+  uint32_t *key_len, struct tally_out *out)
+{
+  enum tally_key_status status = text_len > TALLY_NAME_LEN_MAX ? TALLY_KEY_TOO_LONG :
+    tally_key_canonicalize(text, text_len, key, key_len);
+  if (status == TALLY_KEY_OK) return true;
+  tally_out_printf(out, "invalid counter name: %s\n", tally_key_status_text(status));
+  return false;
+}
+
+enum tally_action_result tally_action_get(struct tally_appliance *appliance, const char *text,
+  size_t text_len, struct tally_out *out)
 {
   assert(appliance != NULL && out != NULL);
-  if (!tally_name_valid(name, name_len)) {
-    tally_out_printf(out, "invalid counter name\n");
-    return TALLY_ACTION_BAD_REQUEST;
-  }
+  char name[TALLY_NAME_LEN_MAX];
+  uint32_t name_len = 0;
+  if (!canonical_key(text, text_len, name, &name_len, out)) return TALLY_ACTION_BAD_REQUEST;
+  assert(tally_name_valid(name, name_len));
   __int128 total = 0;
   if (!counter_total(appliance, name, (uint32_t)name_len, &total)) {
     tally_out_printf(out, "no counter %.*s\n", (int)name_len, name);
@@ -114,10 +129,50 @@ enum tally_action_result tally_action_get(struct tally_appliance *appliance, con
 }
 
 enum tally_action_result tally_action_get_quorum(struct tally_appliance *appliance,
-  const char *name, size_t name_len, struct tally_out *out)
+  const char *text, size_t text_len, struct tally_out *out)
 {
   assert(appliance->node != NULL);
+  char name[TALLY_NAME_LEN_MAX];
+  uint32_t name_len = 0;
+  if (!canonical_key(text, text_len, name, &name_len, out)) return TALLY_ACTION_BAD_REQUEST;
   return appliance->node->get_quorum(appliance, name, name_len, out);
+}
+
+/*
+ * Whether a stored key has the filter's name and every one of its tags
+ * (both canonical: "name" or "name{t1,t2}"; a tag is the text between ','
+ * or braces). A filter without tags matches the name with any tags.
+ */
+static bool key_has_tags(const char *key, uint32_t key_len, const char *filter,
+  uint32_t filter_len)
+{
+  const char *brace = memchr(filter, '{', filter_len);
+  uint32_t name_len = brace != NULL ? (uint32_t)(brace - filter) : filter_len;
+  if (key_len < name_len || memcmp(key, filter, name_len) != 0) return false;
+  if (key_len == name_len) return brace == NULL;
+  if (key[name_len] != '{') return false;
+  if (brace == NULL) return true;
+  assert(filter[filter_len - 1] == '}');
+  /* Not a key with tags (a name an older build took, replicated here): no match. */
+  if (key[key_len - 1] != '}') return false;
+  const char *tags = key + name_len + 1;
+  size_t tags_len = key_len - name_len - 2u;
+  /* At most TALLY_TAGS_MAX tags each side: bounded by 16 x 16 comparisons. */
+  for (const char *wanted = brace + 1; wanted < filter + filter_len - 1;) {
+    const char *wanted_end = wanted;
+    while (*wanted_end != ',' && *wanted_end != '}') wanted_end++;
+    size_t wanted_len = (size_t)(wanted_end - wanted);
+    bool found = false;
+    for (size_t at = 0; at < tags_len && !found;) {
+      const char *comma = memchr(tags + at, ',', tags_len - at);
+      size_t element_len = comma != NULL ? (size_t)(comma - tags) - at : tags_len - at;
+      found = element_len == wanted_len && memcmp(tags + at, wanted, wanted_len) == 0;
+      at += element_len + 1u;
+    }
+    if (!found) return false;
+    wanted = wanted_end + 1;
+  }
+  return true;
 }
 
 /* Whether a shard before `before` already holds the name (listed there). */
@@ -156,20 +211,46 @@ bool tally_action_foreach_counter(struct tally_appliance *appliance, const char 
   return true;
 }
 
+/* What `list` prints: every key under a prefix, or a name's keys holding tags. */
+struct list_filter {
+  struct tally_out *out;
+  bool tagged;          /* filter is a canonical key with tags (or "name{}") */
+  const char *filter;
+  uint32_t filter_len;
+};
+
 /* One "name value" line of `list`; stops the walk once the output failed. */
 static bool list_line(void *context, const char *name, size_t name_len, __int128 total)
 {
-  struct tally_out *out = context;
-  tally_out_printf(out, "%.*s ", (int)name_len, name);
-  tally_action_print_total(out, total);
-  tally_out_printf(out, "\n");
-  return !out->failed;
+  struct list_filter *list = context;
+  if (list->tagged && !key_has_tags(name, (uint32_t)name_len, list->filter, list->filter_len)) {
+    return true;
+  }
+  tally_out_printf(list->out, "%.*s ", (int)name_len, name);
+  tally_action_print_total(list->out, total);
+  tally_out_printf(list->out, "\n");
+  return !list->out->failed;
 }
 
 enum tally_action_result tally_action_list(struct tally_appliance *appliance,
-  const char *prefix, size_t prefix_len, struct tally_out *out)
+  const char *text, size_t text_len, struct tally_out *out)
 {
-  tally_action_foreach_counter(appliance, prefix, prefix_len, list_line, out);
+  assert(text_len <= TALLY_NAME_LEN_MAX);
+  char filter[TALLY_NAME_LEN_MAX];
+  struct list_filter list = { .out = out, .tagged = memchr(text, '{', text_len) != NULL,
+    .filter = filter };
+  const char *prefix = text; /* without tags: a prefix, as before tags */
+  size_t prefix_len = text_len;
+  if (list.tagged) {
+    if (!canonical_key(text, text_len, filter, &list.filter_len, out)) {
+      return TALLY_ACTION_BAD_REQUEST;
+    }
+    /* The walk's prefix is the name; key_has_tags then wants it whole, with the tags. */
+    const char *brace = memchr(filter, '{', list.filter_len);
+    prefix = filter;
+    prefix_len = brace != NULL ? (size_t)(brace - filter) : list.filter_len;
+  }
+  tally_action_foreach_counter(appliance, prefix, prefix_len, list_line, &list);
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
 }
 

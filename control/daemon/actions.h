@@ -23,7 +23,9 @@ enum tally_action_result {
 
 /*
  * The node's value of one counter (its shards, plus in a cluster every peer's
- * contribution as this node holds it), alone on a line.
+ * contribution as this node holds it), alone on a line. The name is a counter
+ * key, its tags in any order (name{k=v,...}, include/tally/key.h); get and
+ * get --quorum canonicalize it.
  */
 enum tally_action_result tally_action_get(struct tally_appliance *appliance, const char *name,
   size_t name_len, struct tally_out *out);
@@ -35,7 +37,7 @@ enum tally_action_result tally_action_get(struct tally_appliance *appliance, con
 enum tally_action_result tally_action_get_quorum(struct tally_appliance *appliance,
   const char *name, size_t name_len, struct tally_out *out);
 /*
- * Calls visit for every counter whose name starts with prefix, once each, with
+ * Calls visit for every counter whose key starts with prefix, once each, with
  * its node total (as get gives it), until visit returns false. Returns
  * whether it visited them all. Any control-side thread (list on the control
  * thread, the Graphite push on its own).
@@ -44,7 +46,11 @@ typedef bool (*tally_action_counter_fn)(void *context, const char *name, size_t 
   __int128 total);
 bool tally_action_foreach_counter(struct tally_appliance *appliance, const char *prefix,
   size_t prefix_len, tally_action_counter_fn visit, void *context);
-/* "name value" lines for every counter whose name starts with prefix. */
+/*
+ * "name value" lines for every counter whose key starts with prefix; or, when
+ * the argument has tags (name{k=v,...} in any order, or name{}), for every
+ * counter of that name whose tag set holds all of them.
+ */
 enum tally_action_result tally_action_list(struct tally_appliance *appliance,
   const char *prefix, size_t prefix_len, struct tally_out *out);
 /* "key value" lines: the appliance's own figures. */

@@ -162,6 +162,7 @@ static struct tally_dp_config *make_dp_config(void)
   config->statsd_port_be = rte_cpu_to_be_16(appliance.config.statsd_port);
   config->binary_port_be = rte_cpu_to_be_16(appliance.config.binary_port);
   memcpy(config->key, appliance.config.key, sizeof config->key);
+  config->statsd_tags = appliance.config.statsd_tags;
   for (uint32_t i = 0; i < TALLY_PORTS_MAX; i++) config->port_mac[i] = appliance.ports.macs[i];
   return config;
 }

@@ -248,14 +248,11 @@ static int32_t find_open(const struct tally_client *client, const char *name, ui
   return -1;
 }
 
-enum tally_client_status tally_client_add(struct tally_client *client, const char *name,
-  int64_t delta)
+/* Adds delta to a canonical key in the open batch. */
+static enum tally_client_status add_key(struct tally_client *client, const char *name,
+  size_t name_len, int64_t delta)
 {
-  assert(client != NULL);
-  assert(!client->in_callback);
-  if (name == NULL) return TALLY_CLIENT_EINVAL;
-  size_t name_len = strnlen(name, TALLY_NAME_LEN_MAX + 1u);
-  if (!tally_name_valid(name, name_len)) return TALLY_CLIENT_EINVAL;
+  assert(tally_name_valid(name, name_len));
   int32_t found = find_open(client, name, (uint32_t)name_len);
   if (found >= 0) {
     int64_t sum = 0;
@@ -280,6 +277,45 @@ enum tally_client_status tally_client_add(struct tally_client *client, const cha
   assert(client->open_size <= TALLY_DATAGRAM_SIZE_MAX);
   seal_if_full(client);
   return TALLY_CLIENT_OK;
+}
+
+enum tally_client_status tally_client_add(struct tally_client *client, const char *name,
+  int64_t delta)
+{
+  assert(client != NULL);
+  assert(!client->in_callback);
+  if (name == NULL) return TALLY_CLIENT_EINVAL;
+  size_t name_len = strnlen(name, TALLY_NAME_LEN_MAX + 1u);
+  char key[TALLY_NAME_LEN_MAX];
+  uint32_t key_len = 0;
+  if (name_len > TALLY_NAME_LEN_MAX ||
+    tally_key_canonicalize(name, name_len, key, &key_len) != TALLY_KEY_OK) {
+    return TALLY_CLIENT_EINVAL;
+  }
+  return add_key(client, key, key_len, delta);
+}
+
+enum tally_client_status tally_client_add_tagged(struct tally_client *client, const char *name,
+  const struct tally_tag *tags, uint32_t tag_count, int64_t delta)
+{
+  assert(client != NULL);
+  assert(!client->in_callback);
+  if (name == NULL || (tags == NULL && tag_count > 0)) return TALLY_CLIENT_EINVAL;
+  if (tag_count > TALLY_TAGS_MAX) return TALLY_CLIENT_EINVAL;
+  struct tally_tag sorted[TALLY_TAGS_MAX];
+  for (uint32_t i = 0; i < tag_count; i++) {
+    if (tags[i].key == NULL || (tags[i].value == NULL && tags[i].value_len > 0)) {
+      return TALLY_CLIENT_EINVAL;
+    }
+    sorted[i] = tags[i];
+  }
+  size_t name_len = strnlen(name, TALLY_NAME_LEN_MAX + 1u);
+  char key[TALLY_NAME_LEN_MAX];
+  uint32_t key_len = 0;
+  if (tally_key_build(name, name_len, sorted, tag_count, key, &key_len) != TALLY_KEY_OK) {
+    return TALLY_CLIENT_EINVAL;
+  }
+  return add_key(client, key, key_len, delta);
 }
 
 enum tally_client_status tally_client_flush(struct tally_client *client)

@@ -60,7 +60,8 @@ static void tx_frame(struct tally_lcore *lcore, struct rte_mbuf *frame)
   buffer->frames[buffer->count++] = frame;
 }
 
-static void handle_statsd(struct tally_lcore *lcore, const struct tally_packet *packet)
+static void handle_statsd(struct tally_lcore *lcore, const struct tally_packet *packet,
+  const struct tally_dp_config *config)
 {
   const char *cursor = (const char *)packet->payload;
   const char *end = cursor + packet->payload_len;
@@ -73,7 +74,8 @@ static void handle_statsd(struct tally_lcore *lcore, const struct tally_packet *
     assert(lines < TALLY_DATAGRAM_SIZE_MAX);
     lines++;
     struct tally_statsd_counter counter;
-    enum tally_reason reason = tally_statsd_parse_line(line, line_len, &counter);
+    enum tally_reason reason =
+      tally_statsd_parse_line(line, line_len, &config->statsd_tags, &counter);
     if (reason == TALLY_OK) {
       uint32_t hash = tally_name_hash(counter.name, counter.name_len);
       reason = tally_shard_add(lcore->shard, counter.name, counter.name_len, hash, counter.delta);
@@ -112,7 +114,8 @@ static void answer_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
 static bool reason_gets_malformed_ack(enum tally_reason reason)
 {
   return reason == TALLY_REASON_BATCH_MALFORMED || reason == TALLY_REASON_BATCH_TOO_MANY_PAIRS ||
-    reason == TALLY_REASON_BATCH_BAD_NAME || reason == TALLY_REASON_BATCH_BAD_PRODUCER;
+    reason == TALLY_REASON_BATCH_BAD_NAME || reason == TALLY_REASON_BATCH_BAD_PRODUCER ||
+    reason == TALLY_REASON_BATCH_BAD_KEY;
 }
 
 /* Decodes and applies a batch this lcore owns. Consumes the frame. */
@@ -150,8 +153,10 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
     return;
   }
   struct tally_wire_batch batch;
+  char keys[TALLY_BATCH_PAIRS_MAX][TALLY_NAME_LEN_MAX]; /* tagged pairs' canonical keys */
   enum tally_reason reason =
     tally_wire_decode_batch(packet->payload, packet->payload_len, config->key, &batch);
+  if (reason == TALLY_OK) reason = tally_wire_batch_canonicalize(&batch, keys);
   if (reason != TALLY_OK) {
     count_reason(lcore, reason);
     if (reason_gets_malformed_ack(reason)) {
@@ -224,7 +229,7 @@ static void handle_frame(struct tally_lcore *lcore, struct rte_mbuf *frame,
   tally_packet_classify(frame, config, &packet);
   switch (packet.kind) {
   case TALLY_PACKET_STATSD:
-    handle_statsd(lcore, &packet);
+    handle_statsd(lcore, &packet, config);
     rte_pktmbuf_free(frame);
     return;
   case TALLY_PACKET_BINARY:

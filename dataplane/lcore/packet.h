@@ -12,6 +12,7 @@
 #include <rte_ether.h>
 #include <rte_mbuf.h>
 
+#include "tally/key.h"
 #include "tally/limits.h"
 #include "tally/reasons.h"
 
@@ -35,6 +36,8 @@ struct tally_dp_config {
    */
   const struct tally_shard *remote_dedup[TALLY_REPLICA_REGIONS_MAX];
   uint32_t remote_dedup_count;
+  /* DogStatsD tags: keep, drop, or an allow-list (ingest.statsd_tags; restart to change). */
+  struct tally_tags_policy statsd_tags;
 };
 
 enum tally_packet_kind {

@@ -372,9 +372,10 @@ static int superblock_check(struct tally_store *store, const char *path, char *e
   }
   if (super->layout_version != TALLY_STORE_LAYOUT_VERSION) {
     store_error(error, error_size, "store %s: layout version %u, this build reads %u%s", path,
-      super->layout_version, TALLY_STORE_LAYOUT_VERSION, super->layout_version < 4u ?
-      " (version 4 binds replica tables to node ids for runtime membership; there is no "
-      "converter: move the file aside, and a cluster node restores from its peers)" : "");
+      super->layout_version, TALLY_STORE_LAYOUT_VERSION, super->layout_version < 5u ?
+      " (5: 256-byte slots for tagged keys; no converter: move the file aside; a cluster node "
+      "restores from its peers; a single node: save the counts with the old build, tallyctl "
+      "list > counts, re-add them with tally-produce < counts; docs/store-layout.md)" : "");
     return -1;
   }
   if (superblock_check_geometry(store, path, error, error_size) != 0) return -1;

@@ -27,7 +27,7 @@
 /* ---- The file ------------------------------------------------------------ */
 
 #define TALLY_STORE_MAGIC 0x3154535943414c54ull /* "TLACYST1" */
-#define TALLY_STORE_LAYOUT_VERSION 4u
+#define TALLY_STORE_LAYOUT_VERSION 5u
 /* Unit of the file's regions: the superblock, a shard's header and redo log. */
 #define TALLY_STORE_BLOCK_SIZE 4096u
 /* Alignment of every record that is written as a whole (slots, producers, entries). */

@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "tally/key.h"
 #include "tally/name.h"
 
 /* Header field offsets (see the layout in batch_wire.h). */
@@ -217,6 +218,29 @@ enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
   if (reason != TALLY_OK) return reason;
   batch->count = count;
   assert(size >= TALLY_WIRE_BATCH_SIZE_MIN);
+  return TALLY_OK;
+}
+
+enum tally_reason tally_wire_batch_canonicalize(struct tally_wire_batch *batch,
+  char keys[TALLY_BATCH_PAIRS_MAX][TALLY_NAME_LEN_MAX])
+{
+  assert(batch != NULL && keys != NULL);
+  assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
+  for (uint32_t i = 0; i < batch->count; i++) {
+    struct tally_wire_pair *pair = &batch->pairs[i];
+    assert(tally_name_valid(pair->name, pair->name_len));
+    if (memchr(pair->name, '{', pair->name_len) == NULL &&
+      memchr(pair->name, '}', pair->name_len) == NULL) {
+      continue; /* a bare name: its own key */
+    }
+    uint32_t key_len = 0;
+    if (tally_key_canonicalize(pair->name, pair->name_len, keys[i], &key_len) != TALLY_KEY_OK) {
+      return TALLY_REASON_BATCH_BAD_KEY;
+    }
+    assert(key_len >= 1 && key_len <= pair->name_len);
+    pair->name = keys[i];
+    pair->name_len = key_len;
+  }
   return TALLY_OK;
 }
 

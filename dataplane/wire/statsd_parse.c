@@ -15,6 +15,11 @@
  * int64 is rejected, never saturated. The grammar and every rejection are
  * documented in docs/protocol.md (section "statsd").
  *
+ * DogStatsD tags ("|#k:v,k2") are read under the tag policy (drop: skipped
+ * unchecked; keep, or allow-list: each kept tag checked) and the kept ones
+ * make the counter's key name{k=v,k2} through tally_key_build (key.c), into
+ * the counter's own buffer; an untagged line's key stays in the line.
+ *
  * Thread: an lcore (per datagram); pure, so the fuzzer and tests call it too.
  */
 #include <assert.h>
@@ -69,7 +74,7 @@ static enum tally_reason statsd_parse_name(const char *line, size_t line_len, si
   for (; index < scan_len; index++) {
     uint8_t byte = (uint8_t)line[index];
     if (byte == ':') break;
-    bad_byte |= !tally_name_byte_valid(byte);
+    bad_byte |= !tally_key_name_byte_valid(byte);
   }
   assert(index <= TALLY_NAME_LEN_MAX + 1u);
   if (index == scan_len) {
@@ -195,16 +200,76 @@ static enum tally_reason statsd_parse_rate(const char *text, size_t text_len,
   return TALLY_OK;
 }
 
+/* The tags a line keeps (pointing into the line), before sorting. */
+struct statsd_tags {
+  uint32_t count;
+  struct tally_tag tags[TALLY_TAGS_MAX];
+};
+
+static const enum tally_reason key_reasons[TALLY_KEY_STATUS_COUNT] = {
+  [TALLY_KEY_OK] = TALLY_OK,
+  [TALLY_KEY_NAME_EMPTY] = TALLY_REASON_STATSD_NAME_EMPTY,
+  [TALLY_KEY_NAME_BAD_CHAR] = TALLY_REASON_STATSD_NAME_BAD_CHAR,
+  [TALLY_KEY_SYNTAX] = TALLY_REASON_STATSD_MALFORMED,
+  [TALLY_KEY_TAG_EMPTY] = TALLY_REASON_STATSD_TAG_EMPTY,
+  [TALLY_KEY_TAG_BAD_CHAR] = TALLY_REASON_STATSD_TAG_BAD_CHAR,
+  [TALLY_KEY_TAG_TOO_LONG] = TALLY_REASON_STATSD_TAG_TOO_LONG,
+  [TALLY_KEY_TAGS_TOO_MANY] = TALLY_REASON_STATSD_TAGS_TOO_MANY,
+  [TALLY_KEY_TAG_DUPLICATE] = TALLY_REASON_STATSD_TAG_DUPLICATE,
+  [TALLY_KEY_TOO_LONG] = TALLY_REASON_STATSD_KEY_TOO_LONG,
+};
+
+enum tally_reason tally_statsd_key_reason(enum tally_key_status status)
+{
+  assert((unsigned)status < TALLY_KEY_STATUS_COUNT);
+  assert(status == TALLY_KEY_OK || key_reasons[status] != TALLY_OK);
+  return key_reasons[status];
+}
+
 /*
- * Walks the sections after the type: "|@rate" (at most once), "|#tags" and
- * any other "|..." extension, in any order. Tags and extensions are skipped.
+ * Splits a "|#" section's text on ',' into tags (key up to the first ':',
+ * the rest its value) and keeps those the policy keeps. An empty text is no
+ * tag; an empty element is TAG_EMPTY. The bytes are judged later, by
+ * tally_key_build, and only for the tags kept.
+ */
+static enum tally_reason statsd_parse_tags(const char *text, const char *end,
+  const struct tally_tags_policy *policy, struct statsd_tags *tags)
+{
+  assert(text <= end);
+  assert(policy->mode != TALLY_TAGS_DROP);
+  if (text == end) return TALLY_OK;
+  /* Each pass consumes at least its ',' or the end, so the loop is bounded by the line. */
+  for (const char *cursor = text;;) {
+    const char *comma = memchr(cursor, ',', (size_t)(end - cursor));
+    const char *element_end = comma != NULL ? comma : end;
+    if (element_end == cursor) return TALLY_REASON_STATSD_TAG_EMPTY;
+    const char *colon = memchr(cursor, ':', (size_t)(element_end - cursor));
+    const char *key_end = colon != NULL ? colon : element_end;
+    const char *value = colon != NULL ? colon + 1 : element_end;
+    if (tally_tags_policy_keeps(policy, cursor, (size_t)(key_end - cursor))) {
+      if (tags->count == TALLY_TAGS_MAX) return TALLY_REASON_STATSD_TAGS_TOO_MANY;
+      tags->tags[tags->count++] = (struct tally_tag){ .key = cursor,
+        .key_len = (uint32_t)(key_end - cursor), .value = value,
+        .value_len = (uint32_t)(element_end - value) };
+    }
+    if (comma == NULL) return TALLY_OK;
+    cursor = comma + 1;
+    if (cursor == end) return TALLY_REASON_STATSD_TAG_EMPTY; /* a trailing ',' */
+  }
+}
+
+/*
+ * Walks the sections after the type: "|@rate" (at most once), "|#tags" (at
+ * most once) and any other "|..." extension, in any order. Extensions are
+ * skipped; tags are skipped too when the policy drops them.
  */
 static enum tally_reason statsd_parse_sections(const char *cursor, const char *end,
-  struct statsd_rate *rate)
+  const struct tally_tags_policy *policy, struct statsd_rate *rate, struct statsd_tags *tags)
 {
   assert(cursor <= end);
   assert(cursor == end || *cursor == '|');
   bool seen_rate = false;
+  bool seen_tags = false;
   /* Each pass consumes at least the '|', so the loop is bounded by the line. */
   while (cursor < end) {
     assert(*cursor == '|');
@@ -216,6 +281,11 @@ static enum tally_reason statsd_parse_sections(const char *cursor, const char *e
       seen_rate = true;
       enum tally_reason reason =
         statsd_parse_rate(section + 1, (size_t)(section_end - section - 1), rate);
+      if (reason != TALLY_OK) return reason;
+    } else if (section < section_end && *section == '#' && policy->mode != TALLY_TAGS_DROP) {
+      if (seen_tags) return TALLY_REASON_STATSD_MALFORMED;
+      seen_tags = true;
+      enum tally_reason reason = statsd_parse_tags(section + 1, section_end, policy, tags);
       if (reason != TALLY_OK) return reason;
     }
     cursor = section_end;
@@ -254,9 +324,13 @@ static enum tally_reason statsd_scale(int64_t value, const struct statsd_rate *r
 
 /* ---- Lines --------------------------------------------------------------- */
 
+/* Every tag kept, checked by nobody before: the default policy. */
+static const struct tally_tags_policy keep_every_tag = { .mode = TALLY_TAGS_KEEP };
+
 enum tally_reason tally_statsd_parse_line(const char *line, size_t line_len,
-  struct tally_statsd_counter *counter)
+  const struct tally_tags_policy *policy, struct tally_statsd_counter *counter)
 {
+  if (policy == NULL) policy = &keep_every_tag;
   assert(line != NULL);
   assert(counter != NULL);
   const char *end = line + line_len;
@@ -279,7 +353,9 @@ enum tally_reason tally_statsd_parse_line(const char *line, size_t line_len,
   if (value.reason != TALLY_OK) return value.reason;
 
   struct statsd_rate rate = { .mantissa = 1, .fraction_digits = 0 };
-  reason = statsd_parse_sections(type_end, end, &rate);
+  struct statsd_tags tags;
+  tags.count = 0;
+  reason = statsd_parse_sections(type_end, end, policy, &rate, &tags);
   if (reason != TALLY_OK) return reason;
   int64_t delta = 0;
   reason = statsd_scale(value.value, &rate, &delta);
@@ -287,6 +363,15 @@ enum tally_reason tally_statsd_parse_line(const char *line, size_t line_len,
 
   counter->name = line;
   counter->name_len = (uint32_t)name_len;
+  if (tags.count > 0) {
+    uint32_t key_len = 0;
+    enum tally_key_status status =
+      tally_key_build(line, name_len, tags.tags, tags.count, counter->key, &key_len);
+    if (status != TALLY_KEY_OK) return tally_statsd_key_reason(status);
+    assert(key_len > name_len && key_len <= TALLY_NAME_LEN_MAX);
+    counter->name = counter->key;
+    counter->name_len = key_len;
+  }
   counter->delta = delta;
   return TALLY_OK;
 }

@@ -81,6 +81,17 @@ enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
   const uint8_t key[TALLY_KEY_SIZE], struct tally_wire_batch *batch);
 
 /*
+ * A pair's name is a counter key (include/tally/key.h): a name, or
+ * name{k=v,...} with the tags in any order. Rewrites every tagged pair of a
+ * decoded batch to its canonical key, written into keys[i] (pairs without
+ * '{' or '}' are left pointing into the datagram). Returns TALLY_OK, or
+ * TALLY_REASON_BATCH_BAD_KEY (answered TALLY_ACK_MALFORMED) for a key that
+ * is not of that form or breaks a tag limit.
+ */
+enum tally_reason tally_wire_batch_canonicalize(struct tally_wire_batch *batch,
+  char keys[TALLY_BATCH_PAIRS_MAX][TALLY_NAME_LEN_MAX]);
+
+/*
  * Encodes a batch into out (capacity out_size). Returns the bytes written, or
  * 0 if it does not fit or a pair is invalid (empty/too long name, count over
  * the limit).

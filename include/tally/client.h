@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "tally/batch_wire.h"
+#include "tally/key.h"
 #include "tally/limits.h"
 
 /* ---- Limits ---------------------------------------------------------------- */
@@ -154,14 +155,27 @@ struct tally_client *tally_client_new(const struct tally_client_config *config, 
 void tally_client_free(struct tally_client *client);
 
 /*
- * Adds delta to name (NUL-terminated) in the current batch. A batch is sealed
- * and sent when it has TALLY_BATCH_PAIRS_MAX pairs or the next name would not
- * fit TALLY_DATAGRAM_SIZE_MAX bytes. Returns OK, EINVAL (bad name), EBUSY
+ * Adds delta to name (NUL-terminated) in the current batch. name is a counter
+ * key (tally/key.h): a bare name, or "name{k=v,k2,...}" with the tags in any
+ * order, which is sent in its canonical form (so "req{b=2,a=1}" and
+ * "req{a=1,b=2}" are one counter and coalesce). A batch is sealed and sent
+ * when it has TALLY_BATCH_PAIRS_MAX pairs or the next key would not fit
+ * TALLY_DATAGRAM_SIZE_MAX bytes. Returns OK, EINVAL (bad name or tags), EBUSY
  * (the batch had to be sealed and no room came within block_ms: the increment
  * was not accepted) or EIO.
  */
 enum tally_client_status tally_client_add(struct tally_client *client, const char *name,
   int64_t delta);
+
+/*
+ * tally_client_add of name (NUL-terminated, no tags) with tag_count tags
+ * (struct tally_tag: key and value with their lengths; value_len 0 for a tag
+ * without a value), in any order: the counter name{tags} in canonical form.
+ * EINVAL for a name or tag outside the rules or limits of tally/key.h. The
+ * tags array is not kept (nor reordered).
+ */
+enum tally_client_status tally_client_add_tagged(struct tally_client *client, const char *name,
+  const struct tally_tag *tags, uint32_t tag_count, int64_t delta);
 
 /* Seals and sends the current batch if it has pairs. OK, EBUSY or EIO. */
 enum tally_client_status tally_client_flush(struct tally_client *client);

@@ -14,10 +14,21 @@
 
 /* ---- Counters and names ------------------------------------------------ */
 
-/* Longest counter name in bytes. A slot is 128 bytes; the name takes 96. */
-#define TALLY_NAME_LEN_MAX 96u
+/*
+ * Longest counter key in bytes: the name alone, or the name with its tags in
+ * canonical form (include/tally/key.h). A slot is 256 bytes; the key takes
+ * 224 (96 in 128-byte slots until store layout 5).
+ */
+#define TALLY_NAME_LEN_MAX 224u
 /* Size of one counter slot in the persistent store. */
-#define TALLY_SLOT_SIZE 128u
+#define TALLY_SLOT_SIZE 256u
+/* Tags in one counter key (DogStatsD "|#k:v,...", binary "name{k=v,...}", libtally). */
+#define TALLY_TAGS_MAX 16u
+/* Longest tag key and tag value, in bytes. */
+#define TALLY_TAG_KEY_LEN_MAX 64u
+#define TALLY_TAG_VALUE_LEN_MAX 128u
+/* Tag keys in ingest.statsd_tags_allow. */
+#define TALLY_STATSD_TAGS_ALLOW_MAX 32u
 /* Configurable counters per shard (store.counters_max): allowed range. */
 #define TALLY_COUNTERS_MIN 16u
 #define TALLY_COUNTERS_MAX (1u << 26)
@@ -116,8 +127,14 @@
  * more is refused (docs/cluster.md, "Membership").
  */
 #define TALLY_REPLICA_REGIONS_MAX (TALLY_NODES_MAX - 1u)
-/* Counter values in one replication message (each at most 106 bytes). */
-#define TALLY_REPLICATION_ENTRIES_MAX 12u
+/*
+ * Counter values this build puts in one replication message (each at most
+ * 9 + 224 = 233 bytes: 6 of the longest keys fit a 1472-byte datagram), and
+ * the most it accepts in one: 12, what builds before store layout 5 sent
+ * (keys of at most 96 bytes), so a cluster upgrades one node at a time.
+ */
+#define TALLY_REPLICATION_ENTRIES_MAX 6u
+#define TALLY_REPLICATION_ENTRIES_ACCEPT_MAX 12u
 /* Producer dedup records in one replication message (8 + 40 bytes per run each). */
 #define TALLY_REPLICATION_PRODUCERS_MAX 11u
 /* Claims (producer, seq, attempt: 24 bytes each) in one replication message. */
@@ -172,6 +189,9 @@
 
 static_assert(TALLY_NAME_LEN_MAX + 32u == TALLY_SLOT_SIZE,
   "slot = 32 bytes of header + name");
+static_assert(TALLY_NAME_LEN_MAX <= UINT8_MAX, "a key's length fits the wire's u8 name_len");
+static_assert(TALLY_TAG_KEY_LEN_MAX < TALLY_NAME_LEN_MAX &&
+  TALLY_TAG_VALUE_LEN_MAX < TALLY_NAME_LEN_MAX, "a tag fits a key");
 static_assert((TALLY_SLOT_SIZE & (TALLY_SLOT_SIZE - 1u)) == 0, "slot size is a power of two");
 static_assert(TALLY_MBUF_CACHE_SIZE >= TALLY_BURST_SIZE, "mempool cache holds a burst");
 static_assert(TALLY_MBUFS_MIN >= 4u * TALLY_MBUF_CACHE_SIZE, "pool larger than caches");
@@ -203,7 +223,7 @@ static_assert(TALLY_REPLICA_REGIONS_MAX * 8u <= 64u, "the replica directory fits
  */
 #define TALLY_WAL_RECORD_HEADER_SIZE 40u
 #define TALLY_WAL_RECORD_ALIGN 8u
-#define TALLY_WAL_RECORD_SIZE_MAX 8192u
+#define TALLY_WAL_RECORD_SIZE_MAX 16384u /* a batch of 64 pairs with 224-byte keys */
 #define TALLY_WAL_PAYLOAD_SIZE_MAX (TALLY_WAL_RECORD_SIZE_MAX - TALLY_WAL_RECORD_HEADER_SIZE)
 /* A segment file's size: the writer starts a new one before passing it. */
 #define TALLY_WAL_SEGMENT_SIZE_MIN (64u * 1024u)
@@ -336,7 +356,7 @@ static_assert(TALLY_CLIENT_DEFAULT_BLOCK_MS <= TALLY_CLIENT_DURATION_MS_MAX, "ra
 #define TALLY_EXPORT_LABELS_MAX 32u
 /* Persister: sleeps interrupted (EINTR) and resumed per interval, at most. */
 #define TALLY_PERSISTER_SLEEP_RETRIES_MAX 1000u
-/* tally-produce: an input line "NAME DELTA\n" (a 96-byte name, a 20-character delta, blanks). */
+/* tally-produce: an input line "NAME DELTA\n" (a 224-byte key, a 20-character delta, blanks). */
 #define TALLY_PRODUCE_LINE_SIZE_MAX 256u
 /* tally-produce: failed batches listed one per line in the summary; the rest are counted. */
 #define TALLY_PRODUCE_FAILURES_LISTED_MAX 32u

@@ -32,6 +32,12 @@
   _(STATSD_BAD_RATE, "statsd_bad_rate", "sample rate not a number in (0, 1]")           \
   _(STATSD_BAD_TYPE, "statsd_bad_type", "metric type unknown")                          \
   _(STATSD_NOT_COUNTER, "statsd_not_counter", "gauge/timer/histogram/set/distribution") \
+  _(STATSD_TAG_EMPTY, "statsd_tag_empty", "empty DogStatsD tag or tag key")            \
+  _(STATSD_TAG_BAD_CHAR, "statsd_tag_bad_char", "tag byte outside the tag set")         \
+  _(STATSD_TAG_TOO_LONG, "statsd_tag_too_long", "tag key or value longer than the limit") \
+  _(STATSD_TAGS_TOO_MANY, "statsd_tags_too_many", "more tags than the limit")            \
+  _(STATSD_TAG_DUPLICATE, "statsd_tag_duplicate", "one tag key with two values")         \
+  _(STATSD_KEY_TOO_LONG, "statsd_key_too_long", "name and tags longer than the key limit") \
   /* binary batches */                                                                  \
   _(BATCH_TRUNCATED, "batch_truncated", "batch shorter than header + pairs + MAC")      \
   _(BATCH_BAD_MAGIC, "batch_bad_magic", "batch magic or type wrong")                    \
@@ -40,6 +46,7 @@
   _(BATCH_MALFORMED, "batch_malformed", "pairs do not parse or trailing bytes")         \
   _(BATCH_TOO_MANY_PAIRS, "batch_too_many_pairs", "more pairs than the batch limit")    \
   _(BATCH_BAD_NAME, "batch_bad_name", "pair name empty, too long or bad bytes")         \
+  _(BATCH_BAD_KEY, "batch_bad_key", "pair key not name or name{k=v,...} within limits") \
   _(BATCH_BAD_PRODUCER, "batch_bad_producer", "producer id 0 or above 2^63-2 (reserved)")        \
   _(BATCH_STALE, "batch_stale", "sequence older than the dedup window")                 \
   _(PRODUCERS_FULL, "producers_full", "producer table full; new producer refused")      \

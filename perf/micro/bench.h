@@ -91,6 +91,8 @@ int bench_store_path(char *out, size_t out_size, const char *what);
 /* bench_statsd.c: a 60-line datagram; items = lines (parse), counters (apply). */
 void bench_statsd_parse(struct bench_state *state);
 void bench_statsd_parse_apply(struct bench_state *state);
+/* bench_statsd.c: 24 lines of three DogStatsD tags each; items = lines. */
+void bench_statsd_parse_tagged(struct bench_state *state);
 /* bench_wire.c: arg 0 = pairs per batch; items = pairs. */
 void bench_wire_decode_batch(struct bench_state *state);
 void bench_wire_apply_batch(struct bench_state *state);

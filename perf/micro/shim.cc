@@ -56,6 +56,7 @@ void register_all()
 {
   add("statsd_parse", bench_statsd_parse);
   add("statsd_parse_apply", bench_statsd_parse_apply);
+  add("statsd_parse_tagged", bench_statsd_parse_tagged);
   add("wire_decode_batch", bench_wire_decode_batch)->ArgName("pairs")->Arg(16)->Arg(64);
   add("wire_apply_batch", bench_wire_apply_batch)->ArgName("pairs")->Arg(16)->Arg(64);
 

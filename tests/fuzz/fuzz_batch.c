@@ -10,6 +10,11 @@
  * and re-encode to exactly the same bytes; a batch's attempt (any value is
  * valid, read up to 65534) rewritten by tally_wire_set_attempt must decode to the new attempt
  * and the same pairs, and rewriting it back must restore the input.
+ *
+ * Tagged pairs: tally_wire_batch_canonicalize either refuses the batch
+ * (BATCH_BAD_KEY) or turns every pair into a canonical key (a fixed point:
+ * canonicalizing it again changes nothing), never longer than the pair's text,
+ * with the same name before '{', the same delta, and untagged pairs untouched.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,6 +23,7 @@
 #include <sodium.h>
 
 #include "tally/batch_wire.h"
+#include "tally/key.h"
 #include "tally/name.h"
 
 /* Stays on whatever NDEBUG says: a failed check is a finding. */
@@ -36,6 +42,34 @@ static const uint8_t fuzz_key[TALLY_KEY_SIZE] = {
   0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a,
   0x1b, 0x1c,
 };
+
+static void check_keys(const struct tally_wire_batch *decoded)
+{
+  static struct tally_wire_batch batch;
+  static char keys[TALLY_BATCH_PAIRS_MAX][TALLY_NAME_LEN_MAX];
+  batch = *decoded;
+  enum tally_reason reason = tally_wire_batch_canonicalize(&batch, keys);
+  FUZZ_CHECK(reason == TALLY_OK || reason == TALLY_REASON_BATCH_BAD_KEY);
+  if (reason != TALLY_OK) return;
+  for (uint32_t i = 0; i < batch.count; i++) {
+    const struct tally_wire_pair *before = &decoded->pairs[i];
+    const struct tally_wire_pair *after = &batch.pairs[i];
+    FUZZ_CHECK(after->delta == before->delta);
+    FUZZ_CHECK(tally_key_is_canonical(after->name, after->name_len));
+    FUZZ_CHECK(after->name_len <= before->name_len);
+    bool tagged = memchr(before->name, '{', before->name_len) != NULL;
+    FUZZ_CHECK(tagged || (after->name == before->name && after->name_len == before->name_len));
+    const char *brace = memchr(before->name, '{', before->name_len);
+    size_t name_len = brace != NULL ? (size_t)(brace - before->name) : before->name_len;
+    FUZZ_CHECK(memcmp(after->name, before->name, name_len) == 0);
+    /* Canonical text canonicalizes to itself. */
+    char again[TALLY_NAME_LEN_MAX];
+    uint32_t again_len = 0;
+    FUZZ_CHECK(tally_key_canonicalize(after->name, after->name_len, again, &again_len) ==
+      TALLY_KEY_OK);
+    FUZZ_CHECK(again_len == after->name_len && memcmp(again, after->name, again_len) == 0);
+  }
+}
 
 static void check_batch(const uint8_t *data, size_t size)
 {
@@ -59,6 +93,7 @@ static void check_batch(const uint8_t *data, size_t size)
     FUZZ_CHECK(pair->name_len <= (size_t)(end - TALLY_MAC_SIZE - pair->name));
     FUZZ_CHECK(tally_name_valid(pair->name, pair->name_len));
   }
+  check_keys(&batch);
   /* The attempt (status field, little-endian) is read up to 65534, above as 65534. */
   uint16_t wire_attempt = (uint16_t)(data[6] | (data[7] << 8));
   FUZZ_CHECK(batch.attempt == (wire_attempt > 0xfffeu ? 0xfffeu : wire_attempt));

@@ -9,6 +9,13 @@
  * one point, 1..18 fraction digits, a value in (0, 1]), and scales as
  * quotient and remainder: delta = q + (2 r >= m), where value * 10^k = q m + r
  * — not the parser's (2 n + m) / 2m.
+ *
+ * Tags: the differential above runs with the policy "drop" (tags skipped, as
+ * before tags). With "keep", a line is accepted exactly when the "drop" parse
+ * accepts it and its "|#" text, rewritten as key text (each element's first
+ * ':' as '=', in braces after the name) and canonicalized by
+ * tally_key_canonicalize, is a key — and the keys are equal. With an
+ * allow-list, an accepted line is one "drop" accepts, with the same delta.
  */
 #include <assert.h>
 #include <errno.h>
@@ -18,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tally/key.h"
 #include "tally/limits.h"
 #include "tally/name.h"
 #include "statsd.h"
@@ -108,6 +116,7 @@ static bool reference_parse(const char *line, size_t line_len, size_t *name_len,
   if (colon == NULL) return false;
   *name_len = (size_t)(colon - line);
   if (!tally_name_valid(line, *name_len)) return false;
+  if (memchr(line, '{', *name_len) != NULL || memchr(line, '}', *name_len) != NULL) return false;
   const char *value = colon + 1;
   const char *end = line + line_len;
   const char *bar = memchr(value, '|', (size_t)(end - value));
@@ -131,6 +140,53 @@ static bool reference_parse(const char *line, size_t line_len, size_t *name_len,
   return reference_scale((int64_t)parsed, mantissa, digits_after, delta);
 }
 
+/*
+ * The key a line's tags make with the policy "keep", by another road: the
+ * one "|#" section (none, or an empty one: the name) as key text through
+ * tally_key_canonicalize. False when the parser must refuse the tags.
+ */
+static bool reference_key(const char *line, size_t line_len, size_t name_len,
+  char key[TALLY_NAME_LEN_MAX], uint32_t *key_len)
+{
+  const char *end = line + line_len;
+  const char *bar = memchr(line + name_len, '|', line_len - name_len);
+  assert(bar != NULL); /* the "drop" parse accepted the line */
+  const char *cursor = memchr(bar + 1, '|', (size_t)(end - bar - 1));
+  const char *tags = NULL;
+  const char *tags_end = NULL;
+  while (cursor != NULL) {
+    const char *section = cursor + 1;
+    const char *next = memchr(section, '|', (size_t)(end - section));
+    const char *section_end = next != NULL ? next : end;
+    if (section < section_end && *section == '#') {
+      if (tags != NULL) return false; /* one tag section */
+      tags = section + 1;
+      tags_end = section_end;
+    }
+    cursor = next;
+  }
+  static char text[TALLY_DATAGRAM_SIZE_MAX + 3u];
+  memcpy(text, line, name_len);
+  size_t used = name_len;
+  if (tags != NULL && tags < tags_end) {
+    text[used++] = '{';
+    bool key_part = true;
+    for (const char *byte = tags; byte < tags_end; byte++) {
+      if (*byte == '=' || *byte == '{' || *byte == '}') return false;
+      char out = *byte;
+      if (*byte == ',') key_part = true;
+      if (*byte == ':' && key_part) {
+        out = '=';
+        key_part = false;
+      }
+      text[used++] = out;
+    }
+    text[used++] = '}';
+  }
+  /* Text longer than a key may still canonicalize into one (repeated tags collapse). */
+  return tally_key_canonicalize(text, used, key, key_len) == TALLY_KEY_OK;
+}
+
 static void check_counter(const char *line, size_t line_len,
   const struct tally_statsd_counter *counter)
 {
@@ -142,13 +198,47 @@ static void check_counter(const char *line, size_t line_len,
   assert(line[counter->name_len] == ':');
 }
 
+static const struct tally_tags_policy policy_drop = { .mode = TALLY_TAGS_DROP };
+static const struct tally_tags_policy policy_allow = { .mode = TALLY_TAGS_ALLOW,
+  .allow_count = 2, .allow_len = {1, 1}, .allow = {"a", "b"} };
+
+/* "keep" and an allow-list against the "drop" parse of the same line. */
+static void check_tags(const char *line, size_t line_len, enum tally_reason dropped,
+  const struct tally_statsd_counter *drop)
+{
+  static struct tally_statsd_counter keep;
+  enum tally_reason reason = tally_statsd_parse_line(line, line_len, NULL, &keep);
+  assert(reason == TALLY_OK || reason >= TALLY_REASON_STATSD_MALFORMED);
+  assert(reason <= TALLY_REASON_STATSD_KEY_TOO_LONG);
+  if (dropped != TALLY_OK) {
+    assert(reason != TALLY_OK);
+  } else {
+    char key[TALLY_NAME_LEN_MAX];
+    uint32_t key_len = 0;
+    bool reference_ok = reference_key(line, line_len, drop->name_len, key, &key_len);
+    assert((reason == TALLY_OK) == reference_ok);
+    if (reason == TALLY_OK) {
+      assert(keep.delta == drop->delta);
+      assert(keep.name_len == key_len && memcmp(keep.name, key, key_len) == 0);
+      assert(tally_key_is_canonical(keep.name, keep.name_len));
+      assert(memcmp(keep.name, line, drop->name_len) == 0);
+    }
+  }
+  reason = tally_statsd_parse_line(line, line_len, &policy_allow, &keep);
+  if (reason == TALLY_OK) {
+    assert(dropped == TALLY_OK && keep.delta == drop->delta);
+    assert(tally_key_is_canonical(keep.name, keep.name_len));
+  }
+}
+
 static void check_line(const char *line, size_t line_len)
 {
   struct tally_statsd_counter counter = { .name = NULL, .name_len = 0, .delta = 0 };
-  enum tally_reason reason = tally_statsd_parse_line(line, line_len, &counter);
-  /* Only the statsd reasons can come out of the parser. */
+  enum tally_reason reason = tally_statsd_parse_line(line, line_len, &policy_drop, &counter);
+  /* Only the statsd reasons can come out of the parser; "drop" judges no tag. */
   assert(reason == TALLY_OK || reason >= TALLY_REASON_STATSD_MALFORMED);
   assert(reason <= TALLY_REASON_STATSD_NOT_COUNTER);
+  check_tags(line, line_len, reason, &counter);
   if (reason == TALLY_OK) check_counter(line, line_len, &counter);
   size_t reference_name_len = 0;
   int64_t reference_delta = 0;

@@ -30,6 +30,9 @@ def main():
     resent = wire.encode_batch(1, 0, [("a", 1)], KEY, attempt=1)
     resent_max = wire.set_attempt(limits, KEY, wire.ATTEMPT_MAX)
     ack = wire.encode_ack(5, 6, wire.ACK_STALE, KEY)
+    tagged = wire.encode_batch(3, 1, [("req{status=500,method=GET}", 1),
+                                      ("req{method=GET,status=500}", 2), ("req{a,a=,b=1}", 3),
+                                      ("req{a=1,a=2}", 4), ("req", 5)], KEY)
     seeds = {
         "raw_batch_one": one,
         "raw_batch_attempt": resent,
@@ -42,6 +45,7 @@ def main():
         "signed_ack": unsigned(ack),
         "signed_trailing_byte": unsigned(one) + b"q",
         "signed_bad_name": unsigned(one).replace(b"\x01a", b"\x01:"),
+        "signed_batch_tagged": unsigned(tagged),
     }
     os.makedirs(OUT, exist_ok=True)
     for name, data in seeds.items():

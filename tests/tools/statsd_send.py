@@ -4,7 +4,8 @@
 Sends a deterministic workload (from --seed) of statsd datagrams over an
 ordinary UDP socket: many counter lines per datagram (plain, sampled,
 negative, DogStatsD-tagged), plus a fraction of gauges and malformed lines.
-Writes a JSON file with the exact total each counter must reach and how
+Writes a JSON file with the exact total each counter must reach (a tagged
+line's counter is its canonical key, name{env=test,host=hN}) and how
 many lines of each rejected kind were sent. SIGTERM stops it early: the
 file then holds what was sent up to that moment ("datagrams" says how many).
 """
@@ -50,8 +51,12 @@ def make_line(rng, args, totals, rejected):
         totals[name] = totals.get(name, 0) + value * 10
         return "%s:%d|c|@0.1" % (name, value)
     if kind < 0.3:
-        totals[name] = totals.get(name, 0) + value
-        return "%s:%d|c|#env:test,host:h%d" % (name, value, rng.randrange(4))
+        # Tags are dimensions (ingest.statsd_tags = keep, the default): the
+        # counter is the canonical key, tags sorted by key (docs/protocol.md).
+        host = rng.randrange(4)
+        key = "%s{env=test,host=h%d}" % (name, host)
+        totals[key] = totals.get(key, 0) + value
+        return "%s:%d|c|#host:h%d,env:test" % (name, value, host)
     totals[name] = totals.get(name, 0) + value
     return "%s:%d|c" % (name, value)
 

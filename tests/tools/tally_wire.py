@@ -33,7 +33,7 @@ MAC_SIZE = 16
 KEY_SIZE = 32
 ACK_SIZE = HEADER_SIZE + MAC_SIZE
 ATTEMPT_MAX = 0xFFFF
-NAME_LEN_MAX = 96
+NAME_LEN_MAX = 224  # a counter key: name or name{k=v,...} (include/tally/key.h)
 BATCH_PAIRS_MAX = 64
 DEDUP_WINDOW = 64
 

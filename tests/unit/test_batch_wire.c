@@ -23,11 +23,13 @@ static const uint8_t test_key[TALLY_KEY_SIZE] = {
   16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
 };
 
-/* Names of every length 1..96 carved out of one buffer. */
+/* Names of every length 1..224 carved out of one buffer. */
 static const char long_name[] =
   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/"
-  "abcdefghijklmnopqrstuvwxyz0123";
-static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "96 name bytes + NUL");
+  "abcdefghijklmnopqrstuvwxyz0123"
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/"
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "224 name bytes + NUL");
 
 /*
  * Same vectors as tests/tools/tally_wire.py (VECTOR_BATCH, VECTOR_BATCH_ATTEMPT,
@@ -438,12 +440,12 @@ static void test_reject_bad_names(void **state)
   for (uint32_t i = 0; i < sizeof(bad_bytes); i++) {
     expect_bad_name(buffer, size, name_offset, bad_bytes[i], TALLY_REASON_BATCH_BAD_NAME);
   }
-  /* A name of 97 bytes with the bytes present is a bad name, not a short datagram. */
+  /* A name of 225 bytes with the bytes present is a bad name, not a short datagram. */
   struct tally_wire_batch batch;
   batch_fill(&batch, 1, 42, 7);
   batch.pairs[0].name = long_name;
   batch.pairs[0].name_len = TALLY_NAME_LEN_MAX;
-  uint8_t big[256];
+  uint8_t big[512];
   size_t big_size = encode_ok(&batch, big, sizeof(big));
   memmove(big + big_size - TALLY_MAC_SIZE + 1, big + big_size - TALLY_MAC_SIZE, TALLY_MAC_SIZE);
   big[big_size - TALLY_MAC_SIZE] = 'q';
@@ -452,6 +454,40 @@ static void test_reject_bad_names(void **state)
   expect_reject(big, big_size + 1, TALLY_REASON_BATCH_BAD_NAME, 42);
   /* Without the bytes, a long length runs off the end: malformed. */
   expect_bad_name(buffer, size, len_offset, 0xff, TALLY_REASON_BATCH_MALFORMED);
+}
+
+/* Tagged pairs: key text in any order round-trips to one canonical key. */
+static void test_tagged_pairs_round_trip(void **state)
+{
+  (void)state;
+  static const char *const texts[] = {"req{status=500,method=GET}", "req{method=GET,status=500}",
+    "req{status=500,method=GET,status=500}", "req{method=GET,status=500,}", "req", "req{}",
+    "req{a=1,a=2}", "req}", "{a=1}", "req{a=1", "req{x=y=z}", "req{canary=,env=prod}"};
+  static const char *const want[] = {"req{method=GET,status=500}", "req{method=GET,status=500}",
+    "req{method=GET,status=500}", NULL, "req", "req", NULL, NULL, NULL, NULL, NULL,
+    "req{canary,env=prod}"};
+  for (uint32_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+    struct tally_wire_batch batch;
+    batch_fill(&batch, 2, 42, 7);
+    batch.pairs[1].name = texts[i];
+    batch.pairs[1].name_len = (uint32_t)strlen(texts[i]);
+    uint8_t datagram[512];
+    size_t size = encode_ok(&batch, datagram, sizeof(datagram));
+    struct tally_wire_batch decoded;
+    assert_int_equal(decode(datagram, size, &decoded), TALLY_OK);
+    const char *before = decoded.pairs[0].name;
+    char keys[TALLY_BATCH_PAIRS_MAX][TALLY_NAME_LEN_MAX];
+    enum tally_reason reason = tally_wire_batch_canonicalize(&decoded, keys);
+    if (want[i] == NULL) {
+      assert_int_equal(reason, TALLY_REASON_BATCH_BAD_KEY);
+      continue;
+    }
+    assert_int_equal(reason, TALLY_OK);
+    assert_ptr_equal(decoded.pairs[0].name, before); /* an untagged pair stays in place */
+    assert_int_equal(decoded.pairs[1].name_len, strlen(want[i]));
+    assert_memory_equal(decoded.pairs[1].name, want[i], strlen(want[i]));
+    assert_int_equal(decoded.pairs[1].delta, batch.pairs[1].delta);
+  }
 }
 
 static void test_bit_flips_rejected(void **state)
@@ -647,6 +683,7 @@ int main(void)
     cmocka_unit_test(test_set_attempt),
     cmocka_unit_test(test_bit_flips_rejected),
     cmocka_unit_test(test_encode_refuses_invalid),
+    cmocka_unit_test(test_tagged_pairs_round_trip),
     cmocka_unit_test(test_ack_round_trip),
     cmocka_unit_test(test_ack_rejections),
     cmocka_unit_test(test_ack_status_names),

@@ -829,19 +829,20 @@ static void test_seal_at_pair_and_byte_limits(void **state)
   assert_int_equal(server_pump(server, ARRIVAL_WAIT_MS), 1);
   assert_int_equal(server->pair_counts[0], TALLY_BATCH_PAIRS_MAX);
 
-  /* 96-byte names: 105 bytes a pair, so 13 fit 1472 bytes with header and MAC. */
+  /* 224-byte names: 233 bytes a pair, so 6 fit 1472 bytes with header and MAC. */
+  static_assert(TALLY_NAME_LEN_MAX == 224u, "the sizes below");
   memset(name, 'L', TALLY_NAME_LEN_MAX);
   name[TALLY_NAME_LEN_MAX] = '\0';
-  for (uint32_t i = 0; i < 14; i++) {
+  for (uint32_t i = 0; i < 7; i++) {
     snprintf(name, 4, "%03u", i);
     name[3] = 'L';
     assert_int_equal(tally_client_add(client, name, 1), TALLY_CLIENT_OK);
   }
-  assert_int_equal(tally_client_next_seq(client), FIRST_SEQ + 2); /* the 14th did not fit */
+  assert_int_equal(tally_client_next_seq(client), FIRST_SEQ + 2); /* the 7th did not fit */
   assert_int_equal(server_pump(server, ARRIVAL_WAIT_MS), 1);
-  assert_int_equal(server->pair_counts[1], 13);
+  assert_int_equal(server->pair_counts[1], 6);
   assert_true(server->sizes[1] <= TALLY_DATAGRAM_SIZE_MAX);
-  assert_int_equal(server->sizes[1], TALLY_WIRE_HEADER_SIZE + 13u * 105u + TALLY_MAC_SIZE);
+  assert_int_equal(server->sizes[1], TALLY_WIRE_HEADER_SIZE + 6u * 233u + TALLY_MAC_SIZE);
 
   /* A sum that would overflow int64 goes into the next batch instead. */
   assert_int_equal(tally_client_flush(client), TALLY_CLIENT_OK);
@@ -883,6 +884,41 @@ static void test_forged_and_stray_acks_ignored(void **state)
   receive(world);
   assert_int_equal(world->done_count, 1);
   assert_int_equal(world->done[0].status, TALLY_CLIENT_OK);
+}
+
+/* Tagged increments, as key text or tag arrays, in any order: one canonical pair. */
+static void test_tagged_adds_canonical(void **state)
+{
+  struct world *world = *state;
+  struct fake_server *server = &world->servers[0];
+  struct tally_client *client = start(world);
+  const struct tally_tag tags[] = {
+    { .key = "status", .key_len = 6, .value = "500", .value_len = 3 },
+    { .key = "method", .key_len = 6, .value = "GET", .value_len = 3 },
+    { .key = "canary", .key_len = 6, .value = NULL, .value_len = 0 },
+  };
+  assert_int_equal(tally_client_add_tagged(client, "req", tags, 2, 1), TALLY_CLIENT_OK);
+  assert_int_equal(tally_client_add(client, "req{status=500,method=GET}", 2), TALLY_CLIENT_OK);
+  assert_int_equal(tally_client_add(client, "req{method=GET,status=500}", 4), TALLY_CLIENT_OK);
+  assert_int_equal(tally_client_add_tagged(client, "req", tags, 3, 8), TALLY_CLIENT_OK);
+  assert_int_equal(tally_client_add_tagged(client, "req", NULL, 0, 16), TALLY_CLIENT_OK);
+  assert_memory_equal(tags[0].key, "status", 6); /* the caller's array is not reordered */
+  const struct tally_tag twice[] = {
+    { .key = "a", .key_len = 1, .value = "1", .value_len = 1 },
+    { .key = "a", .key_len = 1, .value = "2", .value_len = 1 },
+  };
+  assert_int_equal(tally_client_add_tagged(client, "req", twice, 2, 1), TALLY_CLIENT_EINVAL);
+  assert_int_equal(tally_client_add_tagged(client, "re{q", tags, 1, 1), TALLY_CLIENT_EINVAL);
+  assert_int_equal(tally_client_add_tagged(client, "req", tags, TALLY_TAGS_MAX + 1, 1),
+    TALLY_CLIENT_EINVAL);
+  assert_int_equal(tally_client_add(client, "req{a=1,a=2}", 1), TALLY_CLIENT_EINVAL);
+  assert_int_equal(tally_client_add(client, "req{a=1", 1), TALLY_CLIENT_EINVAL);
+  assert_int_equal(tally_client_flush(client), TALLY_CLIENT_OK);
+  assert_int_equal(server_pump(server, ARRIVAL_WAIT_MS), 1);
+  assert_int_equal(server->pair_counts[0], 3); /* the first three coalesced */
+  assert_int_equal(server_value(server, "req{method=GET,status=500}"), 7);
+  assert_int_equal(server_value(server, "req{canary,method=GET,status=500}"), 8);
+  assert_int_equal(server_value(server, "req"), 16);
 }
 
 static void test_invalid_config_and_names(void **state)
@@ -940,6 +976,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_ack_path, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_tagged_adds_canonical, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retry_same_seq_after_dropped_ack, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retry_after_silence, setup, teardown),
     cmocka_unit_test_setup_teardown(test_attempts_numbered_across_nodes, setup, teardown),

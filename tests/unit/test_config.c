@@ -221,6 +221,50 @@ static void test_numbers(void **unused) {
   expect_error(with_base("[store]\ncounters_max =\n"), "config: store.counters_max: empty value");
 }
 
+/* ingest.statsd_tags and ingest.statsd_tags_allow: modes, the list, every refusal. */
+static void test_statsd_tags(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  expect_ok(BASE, &config);
+  assert_int_equal(config.statsd_tags.mode, TALLY_TAGS_KEEP); /* the default */
+  assert_int_equal(config.statsd_tags.allow_count, 0);
+  expect_ok(with_base("statsd_tags = drop\n"), &config);
+  assert_int_equal(config.statsd_tags.mode, TALLY_TAGS_DROP);
+  expect_ok(with_base("statsd_tags = keep\n"), &config);
+  assert_int_equal(config.statsd_tags.mode, TALLY_TAGS_KEEP);
+  expect_ok(with_base("statsd_tags = allow\nstatsd_tags_allow = status, env ,region\n"), &config);
+  assert_int_equal(config.statsd_tags.mode, TALLY_TAGS_ALLOW);
+  assert_int_equal(config.statsd_tags.allow_count, 3);
+  assert_true(tally_tags_policy_keeps(&config.statsd_tags, "env", 3));
+  assert_true(tally_tags_policy_keeps(&config.statsd_tags, "region", 6));
+  assert_false(tally_tags_policy_keeps(&config.statsd_tags, "host", 4));
+  assert_false(tally_tags_policy_keeps(&config.statsd_tags, "en", 2));
+  expect_error(with_base("statsd_tags = all\n"),
+    "config: ingest.statsd_tags: 'all' is not one of keep, drop, allow");
+  expect_error(with_base("statsd_tags = allow\n"),
+    "config: ingest.statsd_tags_allow: required with statsd_tags = allow");
+  expect_error(with_base("statsd_tags_allow = env\n"),
+    "config: ingest.statsd_tags_allow: set, but ingest.statsd_tags is not allow");
+  expect_error(with_base("statsd_tags = allow\nstatsd_tags_allow = env,,host\n"),
+    "config: ingest.statsd_tags_allow: entry 2 is empty");
+  expect_error(with_base("statsd_tags = allow\nstatsd_tags_allow = env,\n"),
+    "config: ingest.statsd_tags_allow: entry 2 is empty");
+  expect_error(with_base("statsd_tags = allow\nstatsd_tags_allow = env,host,env\n"),
+    "config: ingest.statsd_tags_allow: entry 3 repeats entry 1");
+  expect_error(with_base("statsd_tags = allow\nstatsd_tags_allow = a=b\n"),
+    "config: ingest.statsd_tags_allow: entry 1: byte 2 is not allowed in a tag key "
+    "(0x21..0x7e but : | @ # , = { })");
+  expect_error(with_base("statsd_tags = allow\nstatsd_tags_allow = "
+    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\n"),
+    "config: ingest.statsd_tags_allow: entry 1 is longer than 64 bytes");
+  char text[2048] = "statsd_tags = allow\nstatsd_tags_allow = ";
+  for (unsigned i = 0; i <= TALLY_STATSD_TAGS_ALLOW_MAX; i++) {
+    sprintf(text + strlen(text), "%sk%u", i == 0 ? "" : ",", i);
+  }
+  strcat(text, "\n");
+  expect_error(with_base(text), "config: ingest.statsd_tags_allow: more than 32 tag keys");
+}
+
 static void test_addresses(void **unused) {
   (void)unused;
   expect_error("[eal]\nargs = x\n[node]\nipv4 = 10.0.0\n",
@@ -1102,6 +1146,7 @@ int main(void) {
     cmocka_unit_test(test_full_file),
     cmocka_unit_test(test_unknown_and_duplicate),
     cmocka_unit_test(test_numbers),
+    cmocka_unit_test(test_statsd_tags),
     cmocka_unit_test(test_addresses),
     cmocka_unit_test(test_graphite),
     cmocka_unit_test(test_key),

@@ -252,17 +252,45 @@ static void test_icmp_echo_answered(void **state)
 static void test_statsd_counts_and_rejects(void **state)
 {
   (void)state;
-  const char *payload = "a.b:5|c\nbroken line\na.b:-2|c\nc:3|c|@0.5|#t:v\ng:1.5|g\n";
+  const char *payload = "a.b:5|c\nbroken line\na.b:-2|c\nc:3|c|@0.5|#t:v\ng:1.5|g\n"
+    "c:2|c|#u,t:v\nc:1|c|#t:v,u\nc:7|c|#t:v,t:w\n";
   inject(0, udp_frame(8125, payload, (uint32_t)strlen(payload), OUR_IP));
   struct rte_mbuf *out[4];
   assert_int_equal(poll_and_collect(0, out, 4), 0); /* statsd is never answered */
   assert_int_equal(shard_value(0, "a.b"), 3);
-  assert_int_equal(shard_value(0, "c"), 6);
+  assert_int_equal(shard_value(0, "c{t=v}"), 6); /* tags are part of the key */
+  assert_int_equal(shard_value(0, "c{t=v,u}"), 3); /* in any order */
+  assert_int_equal(shard_value(0, "c"), INT64_MIN);
   assert_int_equal(shard_value(0, "g"), INT64_MIN);
-  assert_int_equal(lcores[0].stats.statsd_lines, 5);
-  assert_int_equal(lcores[0].stats.statsd_increments, 3);
+  assert_int_equal(lcores[0].stats.statsd_lines, 8);
+  assert_int_equal(lcores[0].stats.statsd_increments, 5);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_STATSD_TAG_DUPLICATE], 1);
   assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_STATSD_MALFORMED], 1);
   assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_STATSD_NOT_COUNTER], 1);
+}
+
+/* ingest.statsd_tags = drop, then allow: the policy comes with the published config. */
+static void test_statsd_tag_policies(void **state)
+{
+  (void)state;
+  const char *payload = "r:1|c|#status:500,host:a\nr:2|c|#host:b,status:500\nr:4|c|#bad:x:y\n";
+  struct rte_mbuf *out[4];
+  dp_config.statsd_tags.mode = TALLY_TAGS_DROP;
+  inject(0, udp_frame(8125, payload, (uint32_t)strlen(payload), OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(shard_value(0, "r"), 7); /* as before tags: one counter, unchecked */
+  dp_config.statsd_tags = (struct tally_tags_policy){ .mode = TALLY_TAGS_ALLOW,
+    .allow_count = 1, .allow_len = {6}, .allow = {"status"} };
+  inject(0, udp_frame(8125, payload, (uint32_t)strlen(payload), OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(shard_value(0, "r{status=500}"), 3);
+  assert_int_equal(shard_value(0, "r"), 11); /* "bad" is not allowed: skipped unchecked */
+  dp_config.statsd_tags = (struct tally_tags_policy){ .mode = TALLY_TAGS_KEEP };
+  inject(0, udp_frame(8125, payload, (uint32_t)strlen(payload), OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(shard_value(0, "r{host=a,status=500}"), 1);
+  assert_int_equal(shard_value(0, "r{host=b,status=500}"), 2);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_STATSD_TAG_BAD_CHAR], 1);
 }
 
 static void test_frames_not_for_us_dropped(void **state)
@@ -344,6 +372,34 @@ static void test_batch_acked_only_when_durable(void **state)
   rte_pktmbuf_free(out[0]);
   assert_int_equal(shard_value(0, "pay.ok"), 10);
   assert_int_equal(shard_value(0, "pay.fail"), -1);
+}
+
+/* Tagged pairs: canonical keys in any order; a bad key is answered MALFORMED. */
+static void test_batch_tagged_pairs(void **state)
+{
+  (void)state;
+  struct tally_wire_batch batch = { .producer = 2, .seq = 1, .count = 2 };
+  batch.pairs[0] = (struct tally_wire_pair){ .name = "pay{z=1,a=2}", .name_len = 12, .delta = 4 };
+  batch.pairs[1] = (struct tally_wire_pair){ .name = "pay{a=2,z=1}", .name_len = 12, .delta = 5 };
+  uint8_t datagram[256];
+  size_t size = tally_wire_encode_batch(&batch, dp_config.key, datagram, sizeof datagram);
+  assert_true(size > 0);
+  inject(0, udp_frame(8126, datagram, (uint32_t)size, OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0); /* applied, acked once durable */
+  assert_int_equal(shard_value(0, "pay{a=2,z=1}"), 9);
+  assert_int_equal(shard_value(0, "pay{z=1,a=2}"), INT64_MIN);
+  batch.seq = 2;
+  batch.pairs[1] = (struct tally_wire_pair){ .name = "pay{a=2,a=3}", .name_len = 12, .delta = 5 };
+  size = tally_wire_encode_batch(&batch, dp_config.key, datagram, sizeof datagram);
+  struct rte_mbuf *frame = udp_frame(8126, datagram, (uint32_t)size, OUR_IP);
+  uint32_t request_len = rte_pktmbuf_pkt_len(frame);
+  inject(0, frame);
+  assert_int_equal(poll_and_collect(0, out, 4), 1);
+  check_ack(out[0], 2, 2, TALLY_ACK_MALFORMED, request_len);
+  rte_pktmbuf_free(out[0]);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_BAD_KEY], 1);
+  assert_int_equal(shard_value(0, "pay{a=2,z=1}"), 9); /* nothing of it counted */
 }
 
 static void test_batch_bad_mac_unanswered(void **state)
@@ -490,10 +546,12 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_arp_request_answered, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_icmp_echo_answered, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_statsd_counts_and_rejects, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_statsd_tag_policies, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_frames_not_for_us_dropped, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_datagram_too_large_dropped_alone, setup_one,
       teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_acked_only_when_durable, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_batch_tagged_pairs, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_bad_mac_unanswered, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_steered_to_owner, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_steering_ring_full_counted, setup_one, teardown_one),

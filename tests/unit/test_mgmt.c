@@ -196,7 +196,7 @@ static void test_line_of_the_limit_read(void **state)
   line[TALLY_MGMT_LINE_MAX] = '\n';
   /* Read and dispatched: "list" answers its own refusal of the long prefix. */
   const char *answer = request(line, TALLY_MGMT_LINE_MAX + 1);
-  assert_string_equal(answer, "2\nprefix longer than 96 bytes\n.\n");
+  assert_string_equal(answer, "2\nprefix longer than 224 bytes\n.\n");
   assert_int_equal(appliance.mgmt_requests, 1);
 }
 

@@ -94,11 +94,13 @@ static const uint8_t test_key[TALLY_KEY_SIZE] = {
   16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
 };
 
-/* Names of every length 1..96 carved out of one buffer. */
+/* Names of every length 1..224 carved out of one buffer. */
 static const char long_name[] =
   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/"
-  "abcdefghijklmnopqrstuvwxyz0123";
-static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "96 name bytes + NUL");
+  "abcdefghijklmnopqrstuvwxyz0123"
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/"
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "224 name bytes + NUL");
 
 /*
  * ROUND, origin 0x0102, sender 0x0304, flags LAST, part 0x0506, seq
@@ -721,7 +723,7 @@ static void test_reject_header_fields(void **state)
     expect_malformed_signed(message, sizeof(message));
   }
   /* Count over the limit (the entries would also be short: count is checked first). */
-  const uint16_t counts[] = {TALLY_REPLICATION_ENTRIES_MAX + 1, 0x0100, UINT16_MAX};
+  const uint16_t counts[] = {TALLY_REPLICATION_ENTRIES_ACCEPT_MAX + 1, 0x0100, UINT16_MAX};
   for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
     memcpy(message, vector, sizeof(message));
     put16(message + OFFSET_COUNT, counts[i]);
@@ -744,20 +746,34 @@ static void test_reject_header_fields(void **state)
   expect_reason(full, size, TALLY_REPLICATION_OK);
   put16(full + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX + 1);
   expect_malformed_signed(full, size);
-  /* ENTRIES_MAX + 1 well-formed entries, all present: only the count is wrong. */
+  /*
+   * ENTRIES_ACCEPT_MAX entries of 96-byte names, as a build before store
+   * layout 5 sent them, decode; ACCEPT_MAX + 1 well-formed entries, all
+   * present: only the count is wrong.
+   */
   static uint8_t over[TALLY_REPLICATION_SIZE_MAX];
   size_t used = TALLY_REPLICATION_HEADER_SIZE;
   memcpy(over, vector, used);
-  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX + 1);
-  for (uint32_t i = 0; i <= TALLY_REPLICATION_ENTRIES_MAX; i++) {
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_ACCEPT_MAX);
+  for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_ACCEPT_MAX; i++) {
+    memset(over + used, 0, 8);
+    over[used + 8] = 96;
+    memset(over + used + 9, 'o', 96);
+    used += ENTRY_FIXED_SIZE + 96u;
+  }
+  resign(over, used + TALLY_MAC_SIZE);
+  expect_reason(over, used + TALLY_MAC_SIZE, TALLY_REPLICATION_OK);
+  used = TALLY_REPLICATION_HEADER_SIZE;
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_ACCEPT_MAX + 1);
+  for (uint32_t i = 0; i <= TALLY_REPLICATION_ENTRIES_ACCEPT_MAX; i++) {
     memset(over + used, 0, 8);
     over[used + 8] = 1;
     over[used + 9] = 'k';
     used += ENTRY_FIXED_SIZE + 1u;
   }
   expect_malformed_signed(over, used + TALLY_MAC_SIZE);
-  /* The same with count = ENTRIES_MAX and the last entry dropped decodes. */
-  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX);
+  /* The same with count = ACCEPT_MAX and the last entry dropped decodes. */
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_ACCEPT_MAX);
   used -= ENTRY_FIXED_SIZE + 1u;
   resign(over, used + TALLY_MAC_SIZE);
   expect_reason(over, used + TALLY_MAC_SIZE, TALLY_REPLICATION_OK);
@@ -816,17 +832,17 @@ static void test_reject_bad_names(void **state)
     message[VECTOR_NAME_1 + 5] = bad_bytes[i]; /* last byte of the last name */
     expect_malformed_signed(message, VECTOR_SIZE);
   }
-  /* A name of 97 bytes with all its bytes present. */
+  /* A name of 225 bytes with all its bytes present. */
   struct tally_replication_message fill;
   message_fill(&fill, TALLY_REPLICATION_ROUND, 1, true);
-  uint8_t big[256];
+  uint8_t big[TALLY_REPLICATION_HEADER_SIZE + 9u + TALLY_NAME_LEN_MAX + 1u + TALLY_MAC_SIZE];
   size_t size = encode_ok(&fill, big, sizeof(big));
   memmove(big + size - TALLY_MAC_SIZE + 1, big + size - TALLY_MAC_SIZE, TALLY_MAC_SIZE);
   big[size - TALLY_MAC_SIZE] = 'q';
   big[TALLY_REPLICATION_HEADER_SIZE + 8] = TALLY_NAME_LEN_MAX + 1;
   resign(big, size + 1);
   expect_reason(big, size + 1, TALLY_REPLICATION_MALFORMED);
-  /* Sanity: the same message with its length of 96 and without the 'q' decodes. */
+  /* Sanity: the same message with its length of 224 and without the 'q' decodes. */
   big[TALLY_REPLICATION_HEADER_SIZE + 8] = TALLY_NAME_LEN_MAX;
   resign(big, size);
   expect_reason(big, size, TALLY_REPLICATION_OK);

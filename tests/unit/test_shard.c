@@ -278,7 +278,7 @@ static void test_geometry(void **state)
   assert_int_equal(tally_shard_producer_slots_for(16), 32);
   size_t size = tally_shard_region_size(1000, 100);
   assert_int_equal(size % 4096, 0);
-  assert_true(size >= 4096 + 4096 + 2048 * 128 + 256 * 192);
+  assert_true(size >= 4096 + 4096 + 2048 * 256 + 256 * 192);
   /*
    * The journal ring, whole blocks, after the producer table; then the claims
    * ring, whole blocks, last.
@@ -289,12 +289,12 @@ static void test_geometry(void **state)
   assert_int_equal(journal % 4096, 0);
   assert_int_equal(sizeof(struct tally_claim), 32);
   assert_int_equal(claims % 4096, 0);
-  /* 8192 + 262144 + 49152 = 319488: already a multiple of 4096. */
-  assert_int_equal(size, 4096 + 4096 + 2048 * 128 + 256 * 192 + journal + claims);
-  assert_int_equal(size, 9494528);
-  /* 8192 + 4096 + 6144 = 18432: the journal starts at the next block, 20480. */
-  assert_int_equal(tally_shard_region_size(16, 16), 20480 + journal + claims);
-  assert_int_equal(tally_shard_region_size(16, 16), 9195520);
+  /* 8192 + 524288 + 49152 = 581632 (256-byte slots): already a multiple of 4096. */
+  assert_int_equal(size, 4096 + 4096 + 2048 * 256 + 256 * 192 + journal + claims);
+  assert_int_equal(size, 9756672);
+  /* 8192 + 8192 + 6144 = 22528: the journal starts at the next block, 24576. */
+  assert_int_equal(tally_shard_region_size(16, 16), 24576 + journal + claims);
+  assert_int_equal(tally_shard_region_size(16, 16), 9199616);
   assert_int_equal(TALLY_JOURNAL_ENTRIES, 8192);
   assert_int_equal(journal, 8192 * 1088);
   assert_int_equal(TALLY_CLAIMS_ENTRIES, 8192);
@@ -357,17 +357,17 @@ static void test_geometry(void **state)
   assert_true(offsetof(struct tally_batch_log, entries) +
     TALLY_BATCH_PAIRS_MAX * sizeof(struct tally_log_entry) <= 4096);
   /*
-   * The example in docs/store-layout.md: J = 8192 + 131072 * 128 + 8192 * 192 =
-   * 18,358,272 (a multiple of 4096), C = J + 8,912,896 = 27,271,168,
-   * R = C + 262,144 = 27,533,312.
+   * The example in docs/store-layout.md: J = 8192 + 131072 * 256 + 8192 * 192 =
+   * 35,135,488 (a multiple of 4096), C = J + 8,912,896 = 44,048,384,
+   * R = C + 262,144 = 44,310,528.
    */
   assert_int_equal(tally_shard_slots_for(65536), 131072);
   assert_int_equal(tally_shard_producer_slots_for(4096), 8192);
-  assert_int_equal(8192 + 131072 * 128 + 8192 * 192, 18358272);
-  assert_int_equal(18358272 % 4096, 0);
-  assert_int_equal(18358272 + 8912896, 27271168);
-  assert_int_equal(tally_shard_region_size(65536, 4096), 27271168 + 262144);
-  assert_int_equal(tally_shard_region_size(65536, 4096), 27533312);
+  assert_int_equal(8192 + 131072 * 256 + 8192 * 192, 35135488);
+  assert_int_equal(35135488 % 4096, 0);
+  assert_int_equal(35135488 + 8912896, 44048384);
+  assert_int_equal(tally_shard_region_size(65536, 4096), 44048384 + 262144);
+  assert_int_equal(tally_shard_region_size(65536, 4096), 44310528);
 }
 
 static void test_attach_places_journal(void **state)
@@ -381,12 +381,12 @@ static void test_attach_places_journal(void **state)
   const uint8_t *claims = (const uint8_t *)f->shard.claims;
   assert_true(journal >= producers_end);
   assert_int_equal((size_t)(journal - base) % 4096, 0);
-  assert_int_equal((size_t)(journal - base), 319488);
+  assert_int_equal((size_t)(journal - base), 581632);
   /* The claims ring right after the journal (whole blocks), and last. */
   assert_int_equal((size_t)(claims - base),
     (size_t)(journal - base) + TALLY_JOURNAL_ENTRIES * sizeof(struct tally_journal_entry));
   assert_int_equal((size_t)(claims - base) % 4096, 0);
-  assert_int_equal((size_t)(claims - base), 9232384);
+  assert_int_equal((size_t)(claims - base), 9494528);
   assert_int_equal((size_t)(claims - base) +
     TALLY_CLAIMS_ENTRIES * sizeof(struct tally_claim), f->size);
   assert_int_equal(f->shard.header->journal_next, 0);

@@ -21,7 +21,7 @@
 
 static enum tally_reason parse_text(const char *text, struct tally_statsd_counter *counter)
 {
-  return tally_statsd_parse_line(text, strlen(text), counter);
+  return tally_statsd_parse_line(text, strlen(text), NULL, counter);
 }
 
 static void expect_reason(const char *text, enum tally_reason expected)
@@ -187,11 +187,11 @@ static void test_name_bad_char(void **state)
   expect_reason("a b:x|q", TALLY_REASON_STATSD_NAME_BAD_CHAR);
   static const char line_with_nul[] = "a\0b:1|c";
   struct tally_statsd_counter counter;
-  assert_int_equal(tally_statsd_parse_line(line_with_nul, sizeof(line_with_nul) - 1, &counter),
+  assert_int_equal(tally_statsd_parse_line(line_with_nul, sizeof(line_with_nul) - 1, NULL, &counter),
     TALLY_REASON_STATSD_NAME_BAD_CHAR);
 }
 
-/* Every byte value in a name is accepted exactly when name.h says it is valid. */
+/* Every byte value in a name is accepted exactly when key.h says it is valid. */
 static void test_name_every_byte(void **state)
 {
   (void)state;
@@ -199,8 +199,8 @@ static void test_name_every_byte(void **state)
     char line[] = "a?b:1|c";
     line[1] = (char)byte;
     struct tally_statsd_counter counter = { .name = NULL, .name_len = 0, .delta = 0 };
-    enum tally_reason got = tally_statsd_parse_line(line, sizeof(line) - 1, &counter);
-    enum tally_reason want = tally_name_byte_valid((uint8_t)byte)
+    enum tally_reason got = tally_statsd_parse_line(line, sizeof(line) - 1, NULL, &counter);
+    enum tally_reason want = tally_key_name_byte_valid((uint8_t)byte)
       ? TALLY_OK
       : TALLY_REASON_STATSD_NAME_BAD_CHAR;
     if (byte == ':') want = TALLY_REASON_STATSD_BAD_VALUE; /* name "a", value "b:1" */
@@ -279,19 +279,129 @@ static void test_rate_bad(void **state)
 
 /* ---- Tags and extensions ------------------------------------------------- */
 
+/* A line's key under a policy (NULL: keep every tag), as a string. */
+static void expect_key(const char *text, const struct tally_tags_policy *policy,
+  const char *key, int64_t delta)
+{
+  struct tally_statsd_counter counter = { .name = NULL, .name_len = 0, .delta = 0 };
+  enum tally_reason got = tally_statsd_parse_line(text, strlen(text), policy, &counter);
+  if (got != TALLY_OK) fail_msg("\"%s\": got %s, want ok", text, tally_reason_label(got));
+  if (counter.name_len != strlen(key) || memcmp(counter.name, key, strlen(key)) != 0) {
+    fail_msg("\"%s\": key \"%.*s\", want \"%s\"", text, (int)counter.name_len, counter.name,
+      key);
+  }
+  assert_int_equal(counter.delta, delta);
+}
+
+static void expect_reason_policy(const char *text, const struct tally_tags_policy *policy,
+  enum tally_reason expected)
+{
+  struct tally_statsd_counter counter;
+  enum tally_reason got = tally_statsd_parse_line(text, strlen(text), policy, &counter);
+  if (got != expected) {
+    fail_msg("\"%s\": got %s, want %s", text, tally_reason_label(got),
+      tally_reason_label(expected));
+  }
+}
+
 static void test_tags_and_extensions(void **state)
 {
   (void)state;
-  expect_counter("a:1|c|#env:prod,az:1", "a", 1);
-  expect_counter("a:1|c|@0.5|#env:prod,az:1", "a", 2);
-  expect_counter("a:1|c|#env:prod,az:1|@0.5", "a", 2);
-  expect_counter("a:1|c|#", "a", 1);
-  expect_counter("a:1|c|#weird @ # : bytes\x01\xff", "a", 1);
-  expect_counter("a:1|c|#a|#b", "a", 1);
+  expect_key("a:1|c|#env:prod,az:1", NULL, "a{az=1,env=prod}", 1);
+  expect_key("a:1|c|@0.5|#env:prod,az:1", NULL, "a{az=1,env=prod}", 2);
+  expect_key("a:1|c|#env:prod,az:1|@0.5", NULL, "a{az=1,env=prod}", 2);
+  expect_counter("a:1|c|#", "a", 1); /* no tag: the name is the key, in the line */
   expect_counter("a:1|c|c:container123|T1700000000", "a", 1);
-  expect_counter("a:1|c|#t:1|c:abc|@0.25|T1", "a", 4);
+  expect_key("a:1|c|#t:1|c:abc|@0.25|T1", NULL, "a{t=1}", 4);
   expect_counter("a:1|c|", "a", 1);
   expect_counter("a:1|c||", "a", 1);
+}
+
+/* Tags in any order, repeated, valueless: one key; every rejection. */
+static void test_tags_canonical(void **state)
+{
+  (void)state;
+  expect_key("req:1|c|#status:500,method:GET", NULL, "req{method=GET,status=500}", 1);
+  expect_key("req:1|c|#method:GET,status:500", NULL, "req{method=GET,status=500}", 1);
+  expect_key("req:1|c|#status:500,method:GET,status:500", NULL, "req{method=GET,status=500}", 1);
+  expect_key("req:1|c|#canary,env:", NULL, "req{canary,env}", 1); /* empty value: no value */
+  expect_key("req:1|c|#b,a,ab,B", NULL, "req{B,a,ab,b}", 1);       /* bytewise */
+  expect_reason("req:1|c|#a:1,a:2", TALLY_REASON_STATSD_TAG_DUPLICATE);
+  expect_reason("req:1|c|#a:1,,b:2", TALLY_REASON_STATSD_TAG_EMPTY);
+  expect_reason("req:1|c|#a:1,", TALLY_REASON_STATSD_TAG_EMPTY);
+  expect_reason("req:1|c|#:v", TALLY_REASON_STATSD_TAG_EMPTY);
+  expect_reason("req:1|c|#url:http://x", TALLY_REASON_STATSD_TAG_BAD_CHAR);
+  expect_reason("req:1|c|#a=b", TALLY_REASON_STATSD_TAG_BAD_CHAR);
+  expect_reason("req:1|c|#a:{b}", TALLY_REASON_STATSD_TAG_BAD_CHAR);
+  expect_reason("req:1|c|#a:b c", TALLY_REASON_STATSD_TAG_BAD_CHAR);
+  expect_reason("req:1|c|#weird @ bytes\x01\xff", TALLY_REASON_STATSD_TAG_BAD_CHAR);
+  expect_reason("req:1|c|#a|#b", TALLY_REASON_STATSD_MALFORMED); /* one tag section */
+  expect_reason("re{q:1|c", TALLY_REASON_STATSD_NAME_BAD_CHAR);
+  expect_reason("req}:1|c", TALLY_REASON_STATSD_NAME_BAD_CHAR);
+  /* The type and value are judged before the tags. */
+  expect_reason("req:x|c|#a:1,a:2", TALLY_REASON_STATSD_BAD_VALUE);
+  expect_reason("req:1|g|#a:1,a:2", TALLY_REASON_STATSD_NOT_COUNTER);
+}
+
+static void test_tags_limits(void **state)
+{
+  (void)state;
+  char line[1024];
+  char key[TALLY_NAME_LEN_MAX + 1];
+  /* 16 tags fit, 17 do not (counted as sent, before repeats collapse). */
+  strcpy(line, "n:1|c|#");
+  for (unsigned i = 0; i < TALLY_TAGS_MAX; i++) {
+    sprintf(line + strlen(line), "%s%c", i == 0 ? "" : ",", 'a' + i);
+  }
+  expect_key(line, NULL, "n{a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p}", 1);
+  strcat(line, ",a");
+  expect_reason(line, TALLY_REASON_STATSD_TAGS_TOO_MANY);
+  /* A tag key of 64 bytes and a value of 128 fit; one more of either does not. */
+  strcpy(line, "n:1|c|#");
+  memset(line + 7, 'k', TALLY_TAG_KEY_LEN_MAX);
+  line[7 + TALLY_TAG_KEY_LEN_MAX] = ':';
+  memset(line + 8 + TALLY_TAG_KEY_LEN_MAX, 'v', TALLY_TAG_VALUE_LEN_MAX);
+  line[8 + TALLY_TAG_KEY_LEN_MAX + TALLY_TAG_VALUE_LEN_MAX] = '\0';
+  strcpy(key, "n{");
+  memset(key + 2, 'k', TALLY_TAG_KEY_LEN_MAX);
+  key[2 + TALLY_TAG_KEY_LEN_MAX] = '=';
+  memset(key + 3 + TALLY_TAG_KEY_LEN_MAX, 'v', TALLY_TAG_VALUE_LEN_MAX);
+  strcpy(key + 3 + TALLY_TAG_KEY_LEN_MAX + TALLY_TAG_VALUE_LEN_MAX, "}");
+  expect_key(line, NULL, key, 1);
+  strcat(line, "v");
+  expect_reason(line, TALLY_REASON_STATSD_TAG_TOO_LONG);
+  strcpy(line, "n:1|c|#");
+  memset(line + 7, 'k', TALLY_TAG_KEY_LEN_MAX + 1u);
+  line[8 + TALLY_TAG_KEY_LEN_MAX] = '\0';
+  expect_reason(line, TALLY_REASON_STATSD_TAG_TOO_LONG);
+  /* The whole key: 224 bytes fit, 225 do not. A name of 200 and a tag "t=" + 20 = 224. */
+  memset(line, 'n', 200);
+  strcpy(line + 200, ":1|c|#t:");
+  memset(line + 208, 'v', 21);
+  line[229] = '\0';
+  expect_reason(line, TALLY_REASON_STATSD_KEY_TOO_LONG);
+  line[228] = '\0';
+  memset(key, 'n', 200);
+  strcpy(key + 200, "{t=vvvvvvvvvvvvvvvvvvvv}");
+  assert_int_equal(strlen(key), TALLY_NAME_LEN_MAX);
+  expect_key(line, NULL, key, 1);
+}
+
+static void test_tags_policies(void **state)
+{
+  (void)state;
+  const struct tally_tags_policy drop = { .mode = TALLY_TAGS_DROP };
+  const struct tally_tags_policy allow = { .mode = TALLY_TAGS_ALLOW, .allow_count = 2,
+    .allow_len = {6, 3}, .allow = {"status", "env"} };
+  const char *line = "req:1|c|#status:500,host:web1,env:prod";
+  expect_key(line, &drop, "req", 1);
+  expect_key(line, &allow, "req{env=prod,status=500}", 1);
+  expect_key("req:1|c|#host:web1", &allow, "req", 1);
+  /* Tags the policy skips are not judged; tags it keeps are. */
+  expect_key("req:1|c|#host:a:b,status:1", &allow, "req{status=1}", 1);
+  expect_key("req:1|c|#a:1,a:2,,x y", &drop, "req", 1);
+  expect_reason_policy("req:1|c|#status:1,status:2", &allow, TALLY_REASON_STATSD_TAG_DUPLICATE);
+  expect_reason_policy("req:1|c|#a|#b", &allow, TALLY_REASON_STATSD_MALFORMED);
 }
 
 /* ---- Lines of a datagram ------------------------------------------------- */
@@ -374,7 +484,7 @@ static void test_datagram_malformed_middle(void **state)
   while (tally_statsd_next_line(&cursor, end, &line, &line_len) == 1) {
     assert_true(count < sizeof(want) / sizeof(want[0]));
     struct tally_statsd_counter counter;
-    assert_int_equal(tally_statsd_parse_line(line, line_len, &counter), want[count]);
+    assert_int_equal(tally_statsd_parse_line(line, line_len, NULL, &counter), want[count]);
     if (want[count] == TALLY_OK) sum += counter.delta;
     count++;
   }
@@ -411,6 +521,9 @@ int main(void)
     cmocka_unit_test(test_rate_range),
     cmocka_unit_test(test_rate_bad),
     cmocka_unit_test(test_tags_and_extensions),
+    cmocka_unit_test(test_tags_canonical),
+    cmocka_unit_test(test_tags_limits),
+    cmocka_unit_test(test_tags_policies),
     cmocka_unit_test(test_lines_empty),
     cmocka_unit_test(test_lines_endings),
     cmocka_unit_test(test_datagram_malformed_middle),

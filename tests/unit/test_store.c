@@ -278,27 +278,29 @@ static void test_compensation_shard_count(void **state)
   tally_store_close(&store);
 }
 
-/* A store of an older layout (2: one-run producer records, 1) is refused, naming both versions. */
+/* A store of an older layout (4: 128-byte slots, ..., 1) is refused, naming both versions and the steps. */
 static void test_old_layout_refused(void **state)
 {
   (void)state;
   static struct tally_store store;
   open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
-  assert_int_equal(TALLY_STORE_LAYOUT_VERSION, 4);
-  assert_int_equal(store.super->layout_version, 4);
+  assert_int_equal(TALLY_STORE_LAYOUT_VERSION, 5);
+  assert_int_equal(store.super->layout_version, 5);
   struct tally_superblock super = *store.super;
   tally_store_close(&store);
-  for (uint32_t version = 3; version >= 1; version--) {
+  for (uint32_t version = 4; version >= 1; version--) {
     super.layout_version = version;
     super.crc = tally_crc32c(&super, offsetof(struct tally_superblock, crc), 0x53555052u);
     patch_file(0, &super, offsetof(struct tally_superblock, clean_shutdown));
     char expected[64];
-    snprintf(expected, sizeof(expected), "layout version %u, this build reads 4", version);
-    char error[256] = "";
+    snprintf(expected, sizeof(expected), "layout version %u, this build reads 5", version);
+    char error[512] = ""; /* tallyd's (control/daemon/main.c) */
     assert_int_equal(tally_store_open(&store, path, &geometry_small, TALLY_PERSIST_AUTO, error,
       sizeof(error)), -1);
     if (strstr(error, expected) == NULL) fail_msg("error '%s' lacks '%s'", error, expected);
+    if (strstr(error, "restores from its peers") == NULL) fail_msg("error '%s': cluster?", error);
     if (strstr(error, "move the file aside") == NULL) fail_msg("error '%s' says no way out", error);
+    if (strstr(error, "tallyctl list > counts") == NULL) fail_msg("error '%s' loses counts", error);
     assert_false(store.corrupt); /* a version mismatch, not a damaged file */
   }
 }

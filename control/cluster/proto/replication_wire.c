@@ -98,12 +98,15 @@ static bool flags_valid(unsigned type, uint16_t flags)
   return true;
 }
 
-/* The count limit of valid flags: records, claims or counter entries. */
-static uint32_t count_max(uint16_t flags)
+/*
+ * The count limit of valid flags: records, claims or counter entries (sent:
+ * ENTRIES_MAX; accepted: up to ENTRIES_ACCEPT_MAX, as older builds sent).
+ */
+static uint32_t count_max(uint16_t flags, bool accepting)
 {
   if ((flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) return TALLY_REPLICATION_PRODUCERS_MAX;
   if ((flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0) return TALLY_REPLICATION_CLAIMS_MAX;
-  return TALLY_REPLICATION_ENTRIES_MAX;
+  return accepting ? TALLY_REPLICATION_ENTRIES_ACCEPT_MAX : TALLY_REPLICATION_ENTRIES_MAX;
 }
 
 /* Writes the body behind the header; returns its end, 0 if invalid or out of room. */
@@ -171,7 +174,7 @@ size_t tally_replication_encode(const struct tally_replication_message *message,
    * every receiver refuse the message as malformed.
    */
   if (!flags_valid(message->type, message->flags)) return 0;
-  if (message->count > count_max(message->flags)) return 0;
+  if (message->count > count_max(message->flags, false)) return 0;
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
   bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
   if (out_size < TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE) return 0;
@@ -283,7 +286,7 @@ enum tally_replication_reason tally_replication_decode(const uint8_t *data, size
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
   bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
   if (get16(data + 14) != 0 || !flags_valid(message->type, message->flags) ||
-      message->count > count_max(message->flags)) {
+      message->count > count_max(message->flags, true)) {
     memset(message, 0, sizeof *message);
     return TALLY_REPLICATION_MALFORMED;
   }

@@ -76,6 +76,11 @@
 static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_ENTRIES_MAX *
   TALLY_REPLICATION_ENTRY_SIZE_MAX + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
   "a full message fits one datagram");
+static_assert(TALLY_REPLICATION_ENTRIES_ACCEPT_MAX >= TALLY_REPLICATION_ENTRIES_MAX,
+  "a build accepts what it sends");
+static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_ENTRIES_ACCEPT_MAX *
+  (9u + 96u) + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
+  "a layout-4 build's full message (96-byte names) fits one datagram");
 static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCERS_MAX *
   TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
   "a full producer message fits one datagram");
@@ -133,7 +138,8 @@ struct tally_replication_message {
   uint64_t seq;
   uint64_t scan;
   uint32_t count; /* of entries[], or of producers[] with flags PRODUCERS */
-  struct tally_replication_entry entries[TALLY_REPLICATION_ENTRIES_MAX];
+  /* Encoded: at most TALLY_REPLICATION_ENTRIES_MAX; decoded: up to _ACCEPT_MAX. */
+  struct tally_replication_entry entries[TALLY_REPLICATION_ENTRIES_ACCEPT_MAX];
   struct tally_replication_producer producers[TALLY_REPLICATION_PRODUCERS_MAX];
   struct tally_replication_claim claims[TALLY_REPLICATION_CLAIMS_MAX];
 };
