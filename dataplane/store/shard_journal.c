@@ -376,6 +376,21 @@ enum tally_ack_status tally_dedup_plan_any_order(struct tally_dedup *state, uint
   return TALLY_ACK_APPLIED;
 }
 
+enum tally_dedup_knows tally_dedup_decide(const struct tally_dedup *undone, uint64_t seq)
+{
+  assert(undone != NULL);
+  if (undone->runs[0].head_last == 0) return TALLY_DEDUP_UNSEEN; /* no undo of the producer */
+  struct tally_dedup scratch = *undone; /* planned on a copy: nothing is written */
+  enum tally_reason reason = TALLY_OK;
+  switch (tally_dedup_plan_any_order(&scratch, seq, &reason)) {
+  case TALLY_ACK_APPLIED: return TALLY_DEDUP_UNSEEN;
+  case TALLY_ACK_DUPLICATE: return TALLY_DEDUP_SEEN;
+  default:
+    assert(reason == TALLY_REASON_BATCH_STALE);
+    return TALLY_DEDUP_UNKNOWN;
+  }
+}
+
 /* ---- Merging into replica tables ----------------------------------------- */
 
 /* One run of the same start, as both records know it. */
