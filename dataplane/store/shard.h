@@ -359,9 +359,9 @@ static inline void tally_dedup_new_run(struct tally_dedup *dedup, uint64_t seq)
 /*
  * What a record of undos (the compensation shard's, whose runs are made in
  * any order) can tell of seq: undone (in a run's tail or head), never undone
- * (above every run, between two, inside a run's tail window with its bit
- * clear, or below the runs while none was ever dropped), or unknown (fell
- * off a run's tail and not in its head, or below the oldest run once one may
+ * (above every run, between two, inside a run's tail window or head with
+ * its bit clear, or below the runs while none was ever dropped), or unknown
+ * (between a run's head and its tail, or below the oldest run once one may
  * have been dropped). The same decision tally_shard_apply_undo takes, without
  * writing: exact wherever it answers SEEN or UNSEEN (docs/cluster.md, "The
  * undone set is exact where it answers"). An empty record: UNSEEN.
