@@ -230,6 +230,7 @@ static void make_lcores(void)
     lcore->config = &appliance.dp_config;
     lcore->quit = &appliance.quit;
     lcore->read_only_forced = &appliance.read_only_forced;
+    lcore->idle_sleep_us = appliance.config.idle_sleep_us;
     index++;
   }
   assert(index == count);
