@@ -23,7 +23,11 @@
  *   - the undone set: the compensation shard's records (which batches this
  *     node undid) replicate like the others, marked with
  *     TALLY_PRODUCER_UNDONE_BIT and sent before the values, and come back on
- *     a restore, so a restored node never undoes (or yields) twice;
+ *     a restore, so a restored node never undoes (or yields) twice; with the
+ *     compensation shard's journal (indexed: undone_index) it decides
+ *     whether this node still counts a batch, and a node keeps (yields,
+ *     restore-claims) only a batch it provably counts (counts_here; what it
+ *     cannot rule out is withheld), so keeper claims are undone in any order;
  *   - restoring a node's own records from a peer along with its values, and
  *     then claiming, as keeper, every batch they name: the claims this node
  *     had noted went with its store, and without a journal it can only keep.
