@@ -158,6 +158,9 @@ struct tally_cluster_peer {
     "it to undo its apply")                                                                \
   _(restore_claims, "keeper claims this node sent after a restore, for the batches its "    \
     "restored records name (it has no journal to undo them with)")                         \
+  _(keeps_withheld, "batches applied here that this node would keep (a yield, a restore "  \
+    "claim) but whose undo here its undone set can no longer rule out: not kept, so never " \
+    "lost, counted twice if it was not undone")                                            \
   _(claims_received, "claims received from peers")
 
 struct tally_cluster {
@@ -197,6 +200,7 @@ struct tally_cluster {
   uint64_t *producer_changed;
   uint64_t dedup_applied_seen[TALLY_LCORES_MAX]; /* lcores' applied_seq at the last record scan */
   struct tally_journal_index journal_index[TALLY_LCORES_MAX]; /* per lcore shard */
+  struct tally_journal_index undone_index; /* the compensation shard's journal: undos */
   uint64_t compensations_seen;        /* compensations + missed at the last record scan */
   uint64_t claims_capture[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* rings' claims_next at the scan */
 #define TALLY_CLUSTER_COUNTER_FIELD(name, help) uint64_t name;
@@ -263,6 +267,8 @@ bool tally_cluster_fault_reload(struct tally_cluster *cluster,
 
 /* Internal, cluster_dedup.c: cross-node dedup of reliable batches. */
 int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t error_size);
+/* Frees what tally_cluster_dedup_open made (tally_cluster_close calls it). */
+void tally_cluster_dedup_close(struct tally_cluster *cluster);
 /* Notes this node's changed producer records (before the values are read). */
 void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_number);
 /* A peer's records (undone or applied): merged into its replica table. false: full. */

@@ -23,7 +23,11 @@
  *   - the undone set: the compensation shard's records (which batches this
  *     node undid) replicate like the others, marked with
  *     TALLY_PRODUCER_UNDONE_BIT and sent before the values, and come back on
- *     a restore, so a restored node never undoes (or yields) twice;
+ *     a restore, so a restored node never undoes (or yields) twice; with the
+ *     compensation shard's journal (indexed: undone_index) it decides
+ *     whether this node still counts a batch, and a node keeps (yields,
+ *     restore-claims) only a batch it provably counts (counts_here; what it
+ *     cannot rule out is withheld), so keeper claims are undone in any order;
  *   - restoring a node's own records from a peer along with its values, and
  *     then claiming, as keeper, every batch they name: the claims this node
  *     had noted went with its store, and without a journal it can only keep.
@@ -89,6 +93,10 @@ int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t 
       return -1;
     }
   }
+  if (ok && tally_journal_index_open(&cluster->undone_index, appliance->lcore_count, error,
+        error_size) != 0) {
+    return -1;
+  }
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the producer snapshot");
   return ok ? 0 : -1;
 }
@@ -98,6 +106,7 @@ void tally_cluster_dedup_close(struct tally_cluster *cluster)
   for (uint32_t l = 0; l < TALLY_LCORES_MAX; l++) {
     tally_journal_index_close(&cluster->journal_index[l]);
   }
+  tally_journal_index_close(&cluster->undone_index);
   free(cluster->producer_id);
   free(cluster->producer_dedup);
   free(cluster->producer_changed);
@@ -122,20 +131,69 @@ static const struct tally_shard *owner_shard(const struct tally_cluster *cluster
   return &cluster->appliance->store.shards[owner_lcore(cluster, producer)];
 }
 
+/* This node's undone set of producer (the compensation shard's record); empty if none. */
+static void undone_read(struct tally_cluster *cluster, uint64_t producer,
+  struct tally_dedup *undone)
+{
+  if (!tally_shard_producer_read(tally_cluster_compensation_shard(cluster), producer, undone)) {
+    memset(undone, 0, sizeof *undone); /* (recovery quarantines a damaged one: restored) */
+  }
+}
+
+/*
+ * Whether this node undid (producer, seq): the compensation shard's journal
+ * (its last TALLY_JOURNAL_ENTRIES undos, exact), else its record (3 runs,
+ * exact where it answers, tally_dedup_decide). UNKNOWN: it may have.
+ */
+static enum tally_dedup_knows undone_here(struct tally_cluster *cluster, uint64_t producer,
+  uint64_t seq, const struct tally_dedup *undone)
+{
+  struct tally_journal_entry entry;
+  if (tally_journal_index_find(&cluster->undone_index, tally_cluster_compensation_shard(cluster),
+        producer, seq, &entry)) {
+    return TALLY_DEDUP_SEEN;
+  }
+  return tally_dedup_decide(undone, seq);
+}
+
+/*
+ * The rule that keeps keeping exact: this node counts (producer, seq) — its
+ * record names the batch (it applied it, and its values hold it) and it
+ * provably never undid it. Only then may it keep the batch and ask a peer to
+ * undo its own apply (a yield, a restore claim): a node that keeps a batch it
+ * no longer counts makes the peer undo the only apply left (docs/cluster.md,
+ * "Keeping is exact").
+ */
+static bool counts_here(struct tally_cluster *cluster, uint64_t producer, uint64_t seq,
+  const struct tally_dedup *applied, const struct tally_dedup *undone)
+{
+  return tally_dedup_applied(applied, seq) &&
+    undone_here(cluster, producer, seq, undone) == TALLY_DEDUP_UNSEEN;
+}
+
+/* A batch this node applied and would keep, but may have undone: not kept (never lost). */
+static void withhold(struct tally_cluster *cluster, uint64_t producer, uint64_t seq,
+  const char *why)
+{
+  cluster->keeps_withheld++;
+  fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " applied here may also have "
+    "been undone here (the undone set no longer tells): not kept (%s); counted twice if it "
+    "was not undone\n", producer, seq, why);
+}
+
 /*
  * Undoes this node's apply of (producer, seq) — entry, from its journal (NULL:
  * the journal no longer has it) — by applying the negated batch to the
  * compensation shard under the same (producer, seq), so it happens once
  * whatever crashes or repeats. Without a usable entry an empty batch marks
- * it handled and it is counted as missed. any_order: the claim came from the
- * batch's higher attempt, which decides alone, so its undo is taken however
- * far behind this node's newest undo of the producer
- * (tally_shard_apply_undo). A keeper claim is not: the keeper's undone set
- * may have forgotten that it undid the batch itself, and only the window
- * refuses it then (docs/cluster.md, limits).
+ * it handled and it is counted as missed. Taken however far behind this
+ * node's newest undo of the producer (tally_shard_apply_undo): a claim from
+ * the batch's higher attempt decides alone, and a keeper claim comes only
+ * from a node that provably counts the batch (counts_here), so the two
+ * applies it settles are both still counted and one stays.
  */
 static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_t seq,
-  uint16_t keeper, const struct tally_journal_entry *entry, bool any_order)
+  uint16_t keeper, const struct tally_journal_entry *entry)
 {
   struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
   const struct tally_shard *own = owner_shard(cluster, producer);
@@ -155,9 +213,7 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
   }
   if (!usable) undo.count = 0;
   enum tally_reason reason = TALLY_OK;
-  enum tally_ack_status status = any_order ?
-    tally_shard_apply_undo(compensation, &undo, &reason) :
-    tally_shard_apply_batch(compensation, &undo, &reason);
+  enum tally_ack_status status = tally_shard_apply_undo(compensation, &undo, &reason);
   if (status == TALLY_ACK_DUPLICATE) return; /* undone before (a claim repeated) */
   if (status == TALLY_ACK_APPLIED && undo.count > 0) {
     cluster->compensations++;
@@ -184,10 +240,12 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
  * keeper claim goes out with the other claims) to undo its own apply. Written
  * to the compensation shard's claims ring, which only this thread writes.
  */
-static void yield(struct tally_cluster *cluster, const struct tally_replication_claim *claim)
+static void yield(struct tally_cluster *cluster, const struct tally_replication_claim *claim,
+  const struct tally_dedup *applied, const struct tally_dedup *undone)
 {
   struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
   assert(claim->attempt >= 1 && claim->attempt < TALLY_CLAIM_KEEPER);
+  assert(counts_here(cluster, claim->producer, claim->seq, applied, undone));
   uint64_t next = tally_shard_claims_next(compensation);
   tally_shard_claim_append(compensation, claim->producer, claim->seq, TALLY_CLAIM_KEEPER);
   assert(tally_shard_claims_next(compensation) == next + 1u);
@@ -204,14 +262,12 @@ static void dedup_claim(struct tally_cluster *cluster, const struct tally_cluste
 {
   assert(claim->attempt >= 1 && claim->attempt <= TALLY_CLAIM_KEEPER);
   assert(claim->producer != 0);
-  struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
   bool keeper = claim->attempt == TALLY_CLAIM_KEEPER;
   if (keeper) cluster->keeper_claims_received++;
   struct tally_dedup undone;
-  if (tally_shard_producer_read(compensation, claim->producer, &undone) &&
-      tally_dedup_applied(&undone, claim->seq)) {
-    return; /* undone here already */
-  }
+  undone_read(cluster, claim->producer, &undone);
+  enum tally_dedup_knows was_undone = undone_here(cluster, claim->producer, claim->seq, &undone);
+  if (was_undone == TALLY_DEDUP_SEEN) return; /* undone here already */
   uint32_t owner = owner_lcore(cluster, claim->producer);
   const struct tally_shard *own = &cluster->appliance->store.shards[owner];
   struct tally_journal_entry entry;
@@ -223,7 +279,7 @@ static void dedup_claim(struct tally_cluster *cluster, const struct tally_cluste
     assert(entry.attempt <= TALLY_ATTEMPT_MAX);
     bool undo = entry.attempt < claim->attempt ||
       (entry.attempt == claim->attempt && cluster->config->node_id > peer->id);
-    if (undo) compensate(cluster, claim->producer, claim->seq, peer->id, &entry, !keeper);
+    if (undo) compensate(cluster, claim->producer, claim->seq, peer->id, &entry);
     return;
   }
   struct tally_dedup own_dedup;
@@ -232,10 +288,14 @@ static void dedup_claim(struct tally_cluster *cluster, const struct tally_cluste
     return; /* not applied here */
   }
   if (keeper) { /* both keep it and neither can undo: it stays counted twice */
-    compensate(cluster, claim->producer, claim->seq, peer->id, NULL, false);
+    compensate(cluster, claim->producer, claim->seq, peer->id, NULL);
     return;
   }
-  yield(cluster, claim);
+  if (was_undone == TALLY_DEDUP_UNKNOWN) { /* may not count it any more: never keep it */
+    withhold(cluster, claim->producer, claim->seq, "claim from a peer");
+    return;
+  }
+  yield(cluster, claim, &own_dedup, &undone);
 }
 
 void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
@@ -369,12 +429,22 @@ void tally_cluster_dedup_restore(struct tally_cluster *cluster,
   }
 }
 
-/* Appends a keeper claim for (producer, seq) unless the ring's room is used up. */
+/*
+ * Appends a keeper claim for (producer, seq), a batch the restored record
+ * `applied` names, if this node still counts it and the ring has room.
+ */
 static void restore_claim(struct tally_cluster *cluster, uint64_t producer, uint64_t seq,
-  const struct tally_dedup *undone, uint32_t *written)
+  const struct tally_dedup *applied, const struct tally_dedup *undone, uint32_t *written)
 {
   if (seq == 0) return;
-  if (tally_dedup_applied(undone, seq)) return; /* undone here: the peer keeps it */
+  assert(tally_dedup_applied(applied, seq));
+  enum tally_dedup_knows was_undone = undone_here(cluster, producer, seq, undone);
+  if (was_undone == TALLY_DEDUP_SEEN) return; /* undone here: the peer keeps it */
+  if (was_undone == TALLY_DEDUP_UNKNOWN) {
+    withhold(cluster, producer, seq, "restore claim");
+    return;
+  }
+  assert(counts_here(cluster, producer, seq, applied, undone));
   if (*written >= TALLY_CLAIMS_ENTRIES) { /* more than a peer could be sent */
     cluster->claims_lost++;
     return;
@@ -408,22 +478,20 @@ uint32_t tally_cluster_dedup_restore_claims(struct tally_cluster *cluster)
       if (!tally_shard_producer_at(shard, slot, &producer, &dedup)) continue;
       assert(producer >= 1 && producer <= TALLY_PRODUCER_ID_MAX);
       struct tally_dedup undone;
-      if (!tally_shard_producer_read(compensation, producer, &undone)) {
-        memset(&undone, 0, sizeof undone);
-      }
+      undone_read(cluster, producer, &undone);
       for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
         const struct tally_dedup_run *run = &dedup.runs[r];
         if (run->head_last == 0) break;
         for (uint64_t i = 0; i < TALLY_DEDUP_WINDOW && i <= run->last_seq; i++) { /* tail */
           if (tally_dedup_has(run->last_seq, run->window, run->last_seq - i)) {
-            restore_claim(cluster, producer, run->last_seq - i, &undone, &written);
+            restore_claim(cluster, producer, run->last_seq - i, &dedup, &undone, &written);
           }
         }
         for (uint64_t d = 0; d < 2u * TALLY_DEDUP_WINDOW && d <= run->head_last; d++) { /* head */
           uint64_t seq = run->head_last - d;
           if (!tally_dedup_head_has(run, seq)) continue;
           if (tally_dedup_has(run->last_seq, run->window, seq)) continue; /* claimed as tail */
-          restore_claim(cluster, producer, seq, &undone, &written);
+          restore_claim(cluster, producer, seq, &dedup, &undone, &written);
         }
       }
     }

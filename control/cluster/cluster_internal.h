@@ -149,9 +149,8 @@ int tally_cluster_restore(struct tally_cluster *cluster, char *error, size_t err
 /* The fault stage from cluster.fault_* (announced when on). 0 or -1 with error. */
 int tally_cluster_fault_open(struct tally_cluster *cluster, char *error, size_t error_size);
 
-/* ---- cluster_scan.c, cluster_dedup.c: what tally_cluster_close frees ------------------ */
+/* ---- cluster_scan.c: what tally_cluster_close frees (cluster_dedup.c's: cluster.h) ---- */
 
 void tally_cluster_snapshot_close(struct tally_cluster *cluster);
-void tally_cluster_dedup_close(struct tally_cluster *cluster);
 
 #endif

@@ -1,7 +1,10 @@
 /*
- * journal_index.c — the cluster thread's index of one lcore shard's journal:
- * (producer, seq) -> ring position, in an rte_hash. A claim asks "did this
- * node apply that batch, and from which attempt?"; without the index every
+ * journal_index.c — the cluster thread's index of one shard's journal:
+ * (producer, seq) -> ring position, in an rte_hash. For an lcore shard a
+ * claim asks "did this node apply that batch, and from which attempt?"; for
+ * the compensation shard (whose journal holds this node's last undos), "did
+ * this node undo it?", exactly, however far its undone set's 3 runs have
+ * moved on (docs/cluster.md, "Keeping is exact"). Without the index every
  * answer walks the journal backwards (up to TALLY_JOURNAL_ENTRIES entries of
  * 1088 bytes, a cache miss each), and a peer that restarts gets every claim
  * still in the rings again. The index follows the journal as the lcore
@@ -39,7 +42,7 @@ int tally_journal_index_open(struct tally_journal_index *index, uint32_t shard_n
   char *error, size_t error_size)
 {
   assert(index != NULL);
-  assert(shard_number < TALLY_LCORES_MAX);
+  assert(shard_number <= TALLY_LCORES_MAX); /* the compensation shard: lcore_count */
   memset(index, 0, sizeof *index);
   /* rte_hash names are process-wide: one per index (tests run several clusters). */
   static uint32_t instances;

@@ -1,7 +1,9 @@
 /*
  * journal_index.h — the cluster thread's (producer, seq) -> position index of
- * an lcore shard's journal (journal_index.c), so that a claim is answered
- * with one hash lookup and one verified entry read, not a walk of the ring.
+ * a shard's journal (journal_index.c): an lcore shard's (what this node
+ * applied) or the compensation shard's (what it undid), so that a claim is
+ * answered with one hash lookup and one verified entry read, not a walk of
+ * the ring.
  */
 #ifndef TALLY_JOURNAL_INDEX_H
 #define TALLY_JOURNAL_INDEX_H

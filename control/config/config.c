@@ -108,6 +108,7 @@ static void config_assert_valid(const struct tally_config *config) {
   assert(config->commit_interval_ms <= TALLY_COMMIT_INTERVAL_MS_MAX);
   assert(config->mbufs >= TALLY_MBUFS_MIN);
   assert(config->mbufs <= TALLY_MBUFS_MAX);
+  assert(config->idle_sleep_us <= TALLY_IDLE_SLEEP_US_MAX);
   assert(config->persist_mode <= TALLY_PERSIST_PER_BURST);
   assert(config->binary_port == 0 || config->key_set);
   assert(config->statsd_tags.mode <= TALLY_TAGS_ALLOW);
@@ -135,6 +136,7 @@ void tally_config_defaults(struct tally_config *config) {
   config->commit_interval_ms = 2;
   config->persist_mode = TALLY_PERSIST_AUTO;
   config->mbufs = 16383;
+  config->idle_sleep_us = 0; /* a NIC host polls flat out */
   snprintf(config->socket_path, sizeof(config->socket_path), "%s", "/run/tally/tally.sock");
   config->http_ipv4 = 0x7f000001u; /* 127.0.0.1 */
   config->http_port = 9125;

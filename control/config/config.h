@@ -70,6 +70,7 @@ struct tally_config {
   enum tally_persist_mode persist_mode; /* auto | group_commit | per_burst */
   /* [dataplane] */
   uint32_t mbufs;             /* per pool; default 16383 */
+  uint32_t idle_sleep_us;     /* idle back-off of the lcores; 0 (default): poll flat out */
   /* [control] */
   char socket_path[TALLY_PATH_MAX]; /* default /run/tally/tally.sock */
   uint32_t http_ipv4;         /* host byte order; default 127.0.0.1 */

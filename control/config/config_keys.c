@@ -35,6 +35,7 @@ static const struct config_key_name key_names[KEY_COUNT] = {
   [KEY_STORE_COMMIT_INTERVAL_MS] = {"store", "commit_interval_ms"},
   [KEY_STORE_PERSIST] = {"store", "persist"},
   [KEY_DATAPLANE_MBUFS] = {"dataplane", "mbufs"},
+  [KEY_DATAPLANE_IDLE_SLEEP_US] = {"dataplane", "idle_sleep_us"},
   [KEY_CONTROL_SOCKET] = {"control", "socket"},
   [KEY_CONTROL_HTTP] = {"control", "http"},
   [KEY_CLUSTER_NODE_ID] = {"cluster", "node_id"},

@@ -33,6 +33,7 @@ static const config_parse_fn key_parsers[KEY_COUNT] = {
   [KEY_STORE_COMMIT_INTERVAL_MS] = config_parse_number,
   [KEY_STORE_PERSIST] = config_parse_store_persist,
   [KEY_DATAPLANE_MBUFS] = config_parse_number,
+  [KEY_DATAPLANE_IDLE_SLEEP_US] = config_parse_number,
   [KEY_CONTROL_SOCKET] = config_parse_control_socket,
   [KEY_CONTROL_HTTP] = config_parse_control_http,
   [KEY_CLUSTER_NODE_ID] = config_parse_cluster_node_id,

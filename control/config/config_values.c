@@ -185,6 +185,9 @@ int config_parse_number(struct parse_state *state, enum config_key key,
       TALLY_COMMIT_INTERVAL_MS_MAX, &config->commit_interval_ms);
   case KEY_DATAPLANE_MBUFS:
     return config_parse_uint(state, key, value, TALLY_MBUFS_MIN, TALLY_MBUFS_MAX, &config->mbufs);
+  case KEY_DATAPLANE_IDLE_SLEEP_US:
+    return config_parse_uint(state, key, value, 0, TALLY_IDLE_SLEEP_US_MAX,
+      &config->idle_sleep_us);
   case KEY_CLUSTER_WRITE_QUORUM: /* and at most the node count, checked after the file */
     return config_parse_uint(state, key, value, 1, TALLY_NODES_MAX, &config->cluster.write_quorum);
   case KEY_CLUSTER_HEARTBEAT_INTERVAL_MS:

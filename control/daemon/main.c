@@ -11,6 +11,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -109,6 +110,37 @@ static void start_eal(void)
   appliance.lcore_count = workers;
 }
 
+/*
+ * A cluster node's data lives on its peers too: keep the damaged file for
+ * inspection, start on a new store and restore from them (node->open).
+ */
+static void replace_damaged_store(const struct tally_store_geometry *geometry, const char *why)
+{
+  char error[512];
+  char aside[TALLY_PATH_MAX + 64];
+  snprintf(aside, sizeof aside, "%s.corrupt-%llu", appliance.config.store_path,
+    (unsigned long long)(tally_clock_unix_ns() / 1000000000ull));
+  if (rename(appliance.config.store_path, aside) != 0) die(why);
+  fprintf(stderr, "tallyd: %s\ntallyd: cluster: moved the damaged store to %s; starting on a "
+    "new store, to be restored from the peers\n", why, aside);
+  if (tally_store_open(&appliance.store, appliance.config.store_path, geometry,
+        appliance.config.persist_mode, error, sizeof error) != 0) {
+    die(error);
+  }
+  assert(appliance.store.recovery.created);
+}
+
+/* Slots or producer records of the node's own shards that recovery quarantined. */
+static uint64_t store_quarantined(const struct tally_store *store)
+{
+  uint64_t quarantined = 0;
+  for (uint32_t i = 0; i < store->geometry.shard_count; i++) {
+    quarantined += (uint64_t)store->recovery.shards[i].slots_quarantined +
+      store->recovery.shards[i].producers_quarantined;
+  }
+  return quarantined;
+}
+
 static void open_store(void)
 {
   char error[512];
@@ -122,18 +154,19 @@ static void open_store(void)
   if (tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
         appliance.config.persist_mode, error, sizeof error) != 0) {
     if (!appliance.store.corrupt || !appliance.node->restores_damaged_store) die(error);
-    /* A cluster node's data lives on its peers too: keep the damaged file for
-     * inspection, start on a new store and restore from them (node->open). */
-    char aside[TALLY_PATH_MAX + 64];
-    snprintf(aside, sizeof aside, "%s.corrupt-%llu", appliance.config.store_path,
-      (unsigned long long)(tally_clock_unix_ns() / 1000000000ull));
-    if (rename(appliance.config.store_path, aside) != 0) die(error);
-    fprintf(stderr, "tallyd: %s\ntallyd: cluster: moved the damaged store to %s; starting on a "
-      "new store, to be restored from the peers\n", error, aside);
-    if (tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
-          appliance.config.persist_mode, error, sizeof error) != 0) {
-      die(error);
-    }
+    replace_damaged_store(&geometry, error);
+  } else if (appliance.node->restores_damaged_store && store_quarantined(&appliance.store) > 0) {
+    /*
+     * Damaged (values or dedup records lost): replaced whole, not patched.
+     * A restore makes the node's values, records, journals and undone set
+     * all the peer's copy, so that each names exactly what the others hold
+     * (docs/cluster.md, "Keeping is exact"); patching would keep journal
+     * entries and records of batches the restored values lack.
+     */
+    snprintf(error, sizeof error, "store %s: recovery quarantined %" PRIu64 " slot(s) or "
+      "producer record(s)", appliance.config.store_path, store_quarantined(&appliance.store));
+    tally_store_close(&appliance.store);
+    replace_damaged_store(&geometry, error);
   }
   appliance.persist = tally_persist_ops_of(appliance.store.mode);
   const struct tally_store_recovery *recovery = &appliance.store.recovery;
@@ -200,6 +233,7 @@ static void make_lcores(void)
     lcore->config = &appliance.dp_config;
     lcore->quit = &appliance.quit;
     lcore->read_only_forced = &appliance.read_only_forced;
+    lcore->idle_sleep_us = appliance.config.idle_sleep_us;
     index++;
   }
   assert(index == count);

@@ -32,9 +32,11 @@ static void cluster_open(struct tally_appliance *appliance)
 {
   assert(appliance->config.cluster.enabled);
   assert(appliance->cluster == NULL);
+  /* A damaged store (anything quarantined) was replaced by a new one (main.c). */
   bool damaged = appliance->store.recovery.created;
   for (uint32_t i = 0; i < appliance->store.geometry.shard_count; i++) {
-    damaged = damaged || appliance->store.recovery.shards[i].slots_quarantined > 0;
+    assert(appliance->store.recovery.shards[i].slots_quarantined == 0);
+    assert(appliance->store.recovery.shards[i].producers_quarantined == 0);
   }
   char error[512];
   if (tally_cluster_open(&cluster, appliance, damaged, error, sizeof error) != 0) die(error);

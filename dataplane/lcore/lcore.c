@@ -4,13 +4,16 @@
  * batches into this lcore's shard, answer ARP / ICMP / acks in place, and
  * send acks only once the persist that covers their batch has completed.
  *
- * Nothing here takes a lock, allocates, or makes a system call. Statistics
+ * Nothing here takes a lock, allocates, or makes a system call, but the
+ * idle back-off's sleep (dataplane.idle_sleep_us, off by default), taken
+ * only after TALLY_IDLE_POLLS_BEFORE_SLEEP empty polls. Statistics
  * accumulate in the lcore's own cache lines and are read relaxed by the
  * control thread.
  */
 #include <assert.h>
 #include <string.h>
 
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
 #include <urcu/urcu-qsbr.h>
@@ -371,6 +374,22 @@ uint32_t tally_lcore_poll_once(struct tally_lcore *lcore, const struct tally_dp_
   return received;
 }
 
+bool tally_lcore_should_sleep(struct tally_lcore *lcore, uint32_t received)
+{
+  assert(lcore->idle_sleep_us <= TALLY_IDLE_SLEEP_US_MAX);
+  if (received != 0 || lcore->acks_head != lcore->acks_tail) {
+    lcore->idle_streak = 0;
+    return false;
+  }
+  if (lcore->idle_sleep_us == 0) return false;
+  if (lcore->idle_streak < TALLY_IDLE_POLLS_BEFORE_SLEEP) {
+    lcore->idle_streak++;
+    return false;
+  }
+  stat_add(&lcore->stats.idle_sleeps, 1);
+  return true;
+}
+
 static void drop_pending_acks(struct tally_lcore *lcore)
 {
   uint64_t count = 0;
@@ -392,8 +411,13 @@ int tally_lcore_main(void *arg)
   __atomic_store_n(&lcore->running, true, __ATOMIC_RELEASE);
   while (!__atomic_load_n(lcore->quit, __ATOMIC_RELAXED)) {
     const struct tally_dp_config *config = rcu_dereference(*lcore->config);
-    tally_lcore_poll_once(lcore, config);
+    uint32_t received = tally_lcore_poll_once(lcore, config);
     urcu_qsbr_quiescent_state();
+    if (tally_lcore_should_sleep(lcore, received)) {
+      urcu_qsbr_thread_offline(); /* a grace period does not wait for the sleep */
+      rte_delay_us_sleep(lcore->idle_sleep_us); /* nanosleep: the core is free meanwhile */
+      urcu_qsbr_thread_online();
+    }
   }
   urcu_qsbr_unregister_thread();
   /* Acks not yet durable are not sent: their producers retry. */

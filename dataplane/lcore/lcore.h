@@ -32,6 +32,7 @@
   _(tx_packets, "frames sent (ARP, ICMP replies and acks)")                      \
   _(polls, "RX polls")                                                           \
   _(idle_polls, "RX polls that returned no frame")                               \
+  _(idle_sleeps, "idle back-off sleeps (dataplane.idle_sleep_us)")                \
   _(arp_replies, "ARP replies sent")                                             \
   _(icmp_replies, "ICMP echo replies sent")                                      \
   _(statsd_datagrams, "statsd datagrams")                                        \
@@ -100,6 +101,8 @@ struct tally_lcore {
   struct rte_ring *rings_out[TALLY_LCORES_MAX]; /* rings_out[dst] */
   /* Cluster: acks also wait until W - 1 peers hold the batch (quorum_seq). */
   bool wait_quorum;
+  /* Idle back-off (dataplane.idle_sleep_us): 0 polls flat out. */
+  uint32_t idle_sleep_us;
   /*
    * Reliable batches are answered READ_ONLY while either is set: the cluster
    * thread's "no write quorum reachable", or the operator's override
@@ -114,6 +117,7 @@ struct tally_lcore {
   /* Owned by the lcore. */
   uint64_t acks_head __rte_cache_aligned; /* next to send */
   uint64_t acks_tail;                     /* next free */
+  uint32_t idle_streak;                   /* empty polls in a row, ack FIFO empty */
   struct tally_pending_ack acks[TALLY_ACKS_PENDING_MAX];
   struct tally_tx_buffer tx[TALLY_PORTS_MAX]; /* indexed by port id */
   struct tally_lcore_stats stats;
@@ -129,6 +133,16 @@ int tally_lcore_main(void *arg);
  * tests that drive an lcore by hand. Returns frames received.
  */
 uint32_t tally_lcore_poll_once(struct tally_lcore *lcore, const struct tally_dp_config *config);
+
+/*
+ * The idle back-off, after one poll that received `received` frames: true
+ * (counted in idle_sleeps) when the lcore should now sleep idle_sleep_us —
+ * idle_sleep_us is set and TALLY_IDLE_POLLS_BEFORE_SLEEP empty polls came in
+ * a row with no ack pending. A frame or a pending ack ends the streak: acks
+ * waiting for durability or the quorum are released at full polling speed.
+ * tally_lcore_main sleeps (offline for RCU meanwhile).
+ */
+bool tally_lcore_should_sleep(struct tally_lcore *lcore, uint32_t received);
 
 /* Relaxed read of a stat by another thread. */
 static inline uint64_t tally_lcore_stat_load(const uint64_t *stat)

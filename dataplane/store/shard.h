@@ -357,6 +357,19 @@ static inline void tally_dedup_new_run(struct tally_dedup *dedup, uint64_t seq)
 }
 
 /*
+ * What a record of undos (the compensation shard's, whose runs are made in
+ * any order) can tell of seq: undone (in a run's tail or head), never undone
+ * (above every run, between two, inside a run's tail window or head with
+ * its bit clear, or below the runs while none was ever dropped), or unknown
+ * (between a run's head and its tail, or below the oldest run once one may
+ * have been dropped). The same decision tally_shard_apply_undo takes, without
+ * writing: exact wherever it answers SEEN or UNSEEN (docs/cluster.md, "The
+ * undone set is exact where it answers"). An empty record: UNSEEN.
+ */
+enum tally_dedup_knows { TALLY_DEDUP_SEEN, TALLY_DEDUP_UNSEEN, TALLY_DEDUP_UNKNOWN };
+enum tally_dedup_knows tally_dedup_decide(const struct tally_dedup *undone, uint64_t seq);
+
+/*
  * Reads producer's dedup record from any thread: checksum-verified (a record
  * being rewritten is read again, a few times). false if the shard has no
  * intact record of the producer.

@@ -330,9 +330,11 @@ static uint64_t run_low(const struct tally_dedup_run *run)
  * a dropped run). So a sequence between two runs (or below the only ones,
  * while none was dropped) was never applied: it is taken, into the run below
  * it (its tail moves up) or a new run there (the oldest run drops). One in a
- * run's span is decided by its tail and head; one its tail lost and its head
- * lacks, or below the oldest kept run once one was dropped, is STALE (it may
- * have been applied). For the lcore shards the newest run's tail decides
+ * run's span is decided by its tail, or by its head: every apply marks the
+ * head when it falls in it, and the span starts inside the head (run_low =
+ * head_last - 126), so the head is exact over [run_low, head_last]. Only one
+ * between the head and the tail, or below the oldest kept run once one was
+ * dropped, is STALE (it may have been applied). For the lcore shards the newest run's tail decides
  * alone (plan_producer): a producer's own batches come in order.
  */
 enum tally_ack_status tally_dedup_plan_any_order(struct tally_dedup *state, uint64_t seq,
@@ -364,8 +366,13 @@ enum tally_ack_status tally_dedup_plan_any_order(struct tally_dedup *state, uint
       tally_dedup_mark_head(run, seq);
       return TALLY_ACK_APPLIED;
     }
-    if (tally_dedup_head_has(run, seq)) return TALLY_ACK_DUPLICATE;
-    *reason = TALLY_REASON_BATCH_STALE; /* fell off the tail: it may have been applied */
+    if (seq <= run->head_last) { /* the head: every apply of [run_low, head_last] is marked */
+      if (tally_dedup_head_has(run, seq)) return TALLY_ACK_DUPLICATE;
+      tally_dedup_mark_head(run, seq);
+      assert(tally_dedup_head_has(run, seq));
+      return TALLY_ACK_APPLIED;
+    }
+    *reason = TALLY_REASON_BATCH_STALE; /* between head and tail: it may have been applied */
     return TALLY_ACK_STALE;
   }
   if (runs == TALLY_DEDUP_RUNS) { /* a run may have been dropped below: cannot tell */
@@ -374,6 +381,21 @@ enum tally_ack_status tally_dedup_plan_any_order(struct tally_dedup *state, uint
   }
   state->runs[runs] = tally_dedup_run_start(seq);
   return TALLY_ACK_APPLIED;
+}
+
+enum tally_dedup_knows tally_dedup_decide(const struct tally_dedup *undone, uint64_t seq)
+{
+  assert(undone != NULL);
+  if (undone->runs[0].head_last == 0) return TALLY_DEDUP_UNSEEN; /* no undo of the producer */
+  struct tally_dedup scratch = *undone; /* planned on a copy: nothing is written */
+  enum tally_reason reason = TALLY_OK;
+  switch (tally_dedup_plan_any_order(&scratch, seq, &reason)) {
+  case TALLY_ACK_APPLIED: return TALLY_DEDUP_UNSEEN;
+  case TALLY_ACK_DUPLICATE: return TALLY_DEDUP_SEEN;
+  default:
+    assert(reason == TALLY_REASON_BATCH_STALE);
+    return TALLY_DEDUP_UNKNOWN;
+  }
 }
 
 /* ---- Merging into replica tables ----------------------------------------- */

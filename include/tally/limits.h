@@ -95,6 +95,13 @@
 #define TALLY_MBUFS_MIN 1024u
 #define TALLY_MBUFS_MAX (1u << 20)
 #define TALLY_MBUF_CACHE_SIZE 256u
+/*
+ * Idle back-off of a polling lcore (dataplane.idle_sleep_us, 0 = off): after
+ * this many empty polls in a row with no ack pending, each further empty poll
+ * sleeps idle_sleep_us (counted in tally_lcore_idle_sleeps_total).
+ */
+#define TALLY_IDLE_POLLS_BEFORE_SLEEP 1024u
+#define TALLY_IDLE_SLEEP_US_MAX 1000u
 /* RX and TX descriptors per queue. */
 #define TALLY_RX_DESC 1024u
 #define TALLY_TX_DESC 1024u

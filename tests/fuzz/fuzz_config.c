@@ -84,6 +84,7 @@ static void check_valid(const struct tally_config *config) {
   FUZZ_CHECK(config->commit_interval_ms <= TALLY_COMMIT_INTERVAL_MS_MAX);
   FUZZ_CHECK(config->mbufs >= TALLY_MBUFS_MIN);
   FUZZ_CHECK(config->mbufs <= TALLY_MBUFS_MAX);
+  FUZZ_CHECK(config->idle_sleep_us <= TALLY_IDLE_SLEEP_US_MAX);
   FUZZ_CHECK(config->persist_mode <= TALLY_PERSIST_PER_BURST);
   FUZZ_CHECK(config->ipv4 != 0);
   FUZZ_CHECK(config->binary_port == 0 || config->key_set);

@@ -275,6 +275,23 @@ check "per-burst mode: acks did not wait for the 1 s group commit" test "$resend
 unset PMEM2_FORCE_GRANULARITY
 tally_stop TERM
 
+# Idle back-off (dataplane.idle_sleep_us): an idle lcore sleeps between polls,
+# and what arrives is still counted exactly, reliable acks included. Group
+# commit again, on a new store.
+rm -f "$work/store.pmem"
+sed -i '/^persist = per_burst$/d' "$work/tally.ini"
+printf '\n[dataplane]\nidle_sleep_us = 200\n' >>"$work/tally.ini"
+tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+check "idle back-off: tallyd ready" tally_wait_ready "$build" "$work/sock" 30
+idle_slept() { [ "$(stat idle_sleeps)" -gt 0 ]; }
+check "idle back-off: the idle lcore sleeps (idle_sleeps > 0)" wait_for 10 idle_slept
+peer python3 "$tools/reliable_producer.py" --key "$newkey" --seed 12 --producers 2 --batches 50 \
+  --first-producer 800 --prefix ib. --retry-ms 200 --report "$work/idle.json" >/dev/null
+check "idle back-off: all 100 batches acked, no error ack" producer_ok "$work/idle.json" 100
+check "idle back-off: every batch counted once" \
+  acked_within "$build/control/tallyctl" "$work/sock" ib. "$work/idle.json" exact
+tally_stop TERM
+
 # A sanitizer build reports to tallyd's log; with halt_on_error (tests/run)
 # the checks above fail too.
 if [ "$sanitized" -eq 1 ]; then

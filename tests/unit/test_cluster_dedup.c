@@ -94,10 +94,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
   struct fixture *f = *state;
-  tally_journal_index_close(&f->cluster.journal_index[0]);
-  free(f->cluster.producer_id);
-  free(f->cluster.producer_dedup);
-  free(f->cluster.producer_changed);
+  tally_cluster_dedup_close(&f->cluster); /* the indexes and the record snapshot */
   free(f->cluster.peers[0].undone_pending);
   free(f->cluster.peers[0].producers_pending);
   free(f->cluster.peers[0].claims_pending);
@@ -273,34 +270,49 @@ static void test_undos_between_and_below_runs(void **state)
   assert_int_equal(f->cluster.compensations_missed, 0);
   assert_int_equal(node_total(f, "a"), 0);
   assert_false(undone_here(f, 100));
-  claim(f, 100, 1); /* below the oldest kept run: refused, never undone twice */
+  assert_int_equal(tally_dedup_decide(&(struct tally_dedup){ 0 }, 100), TALLY_DEDUP_UNSEEN);
+  struct tally_dedup record;
+  assert_true(tally_shard_producer_read(compensation(f), PRODUCER, &record));
+  assert_int_equal(tally_dedup_decide(&record, 100), TALLY_DEDUP_UNKNOWN); /* below, dropped */
+  assert_int_equal(tally_dedup_decide(&record, 500), TALLY_DEDUP_SEEN);
+  assert_int_equal(tally_dedup_decide(&record, 600), TALLY_DEDUP_UNSEEN); /* between runs */
+  assert_int_equal(tally_dedup_decide(&record, 900), TALLY_DEDUP_UNSEEN); /* above them */
+  /* Below the oldest kept run: the record cannot tell, the compensation
+   * shard's journal can (it undid 100): never undone twice, not missed. */
+  claim(f, 100, 1);
   assert_int_equal(f->cluster.compensations, 4);
-  assert_int_equal(f->cluster.compensations_missed, 1);
+  assert_int_equal(f->cluster.compensations_missed, 0);
   assert_int_equal(node_total(f, "a"), 0);
 }
 
 /*
- * A keeper claim is not taken out of order: the keeper's undone set may have
- * forgotten that it undid the batch itself (chaos seed 4243: a restored node
- * yielded batches it had undone, and both undid them). Only the window
- * takes it, as before.
+ * A keeper claim is taken in any order, like a claim from a higher attempt:
+ * a keeper keeps only a batch it provably counts (its undone set or its
+ * compensation journal rules out an undo: test_forgotten_undo_is_never_yielded,
+ * test_restore_never_keeps_a_forgotten_undo), so undoing here leaves its
+ * apply. Before that rule keeper claims were refused more than a window
+ * behind the newest undo, and such a batch stayed counted twice (chaos seed
+ * 4242, store-loss kinds: 7509-7513 of producer 2).
  */
-static void test_keeper_claims_only_in_the_window(void **state)
+static void test_keeper_claims_in_any_order(void **state)
 {
   struct fixture *f = *state;
   apply(f, 100, 1, 1);
   apply(f, 300, 1, 1);
   claim(f, 300, TALLY_CLAIM_KEEPER);
-  claim(f, 100, TALLY_CLAIM_KEEPER); /* far behind the newest undo: refused */
-  assert_int_equal(f->cluster.compensations, 1);
-  assert_int_equal(f->cluster.compensations_missed, 1);
-  assert_int_equal(node_total(f, "a"), 1);
-  assert_false(undone_here(f, 100));
+  claim(f, 100, TALLY_CLAIM_KEEPER); /* far behind the newest undo: taken */
+  claim(f, 100, TALLY_CLAIM_KEEPER); /* once */
+  assert_int_equal(f->cluster.compensations, 2);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(node_total(f, "a"), 0);
+  assert_true(undone_here(f, 100));
 }
 
 /*
- * What the undone set can no longer tell is refused, never undone twice: an
- * undo that fell off its run's tail and is not in its head.
+ * What the undone set's record can no longer tell (an undo that fell off its
+ * run's tail and is not in its head) is never undone twice: the compensation
+ * shard's journal says it was undone (before it did, this was refused as
+ * STALE and counted as missed).
  */
 static void test_forgotten_undo_is_never_undone_twice(void **state)
 {
@@ -310,10 +322,38 @@ static void test_forgotten_undo_is_never_undone_twice(void **state)
   assert_int_equal(f->cluster.compensations, 201);
   assert_int_equal(node_total(f, "a"), 0);
   assert_false(undone_here(f, 1100)); /* undone, but no longer in the record */
+  struct tally_dedup record;
+  assert_true(tally_shard_producer_read(compensation(f), PRODUCER, &record));
+  assert_int_equal(tally_dedup_decide(&record, 1100), TALLY_DEDUP_UNKNOWN);
   claim(f, 1100, 1);
   assert_int_equal(node_total(f, "a"), 0);
   assert_int_equal(f->cluster.compensations, 201);
-  assert_int_equal(f->cluster.compensations_missed, 1);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+}
+
+/*
+ * An undo a window or more behind its run's newest, but in the run's head
+ * (its first 64 sequences and the 63 below): the head tells exactly, so it
+ * is taken once (chaos seed 4243, store-loss kinds: 1121-1140 were refused
+ * as STALE and stayed counted twice).
+ */
+static void test_undo_in_a_runs_head_is_taken(void **state)
+{
+  struct fixture *f = *state;
+  apply_range(f, 1000, 1100);
+  claim_range(f, 1000, 1029);
+  claim_range(f, 1031, 1100); /* one run, head 937..1063, tail 1037..1100 */
+  assert_int_equal(f->cluster.compensations, 100);
+  struct tally_dedup record;
+  assert_true(tally_shard_producer_read(compensation(f), PRODUCER, &record));
+  assert_int_equal(tally_dedup_decide(&record, 1030), TALLY_DEDUP_UNSEEN);
+  assert_int_equal(tally_dedup_decide(&record, 1020), TALLY_DEDUP_SEEN);
+  claim(f, 1030, 1);
+  claim(f, 1030, 1);
+  assert_int_equal(f->cluster.compensations, 101);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(node_total(f, "a"), 0);
+  assert_true(undone_here(f, 1030));
 }
 
 /* ---- No journal entry: a restored store ------------------------------------ */
@@ -574,6 +614,128 @@ static void test_restore_claims_every_named_batch_not_undone(void **state)
   assert_int_equal(f->cluster.claims_lost, 0);
 }
 
+/* ---- A node never keeps a batch it undid (invariant 1) ---------------------- */
+
+/*
+ * The history of chaos seed 4242 (store-loss kinds), producer 2 on node 3: it
+ * applied 100..400 from attempt 0 in one run (its record names 100, in the
+ * run's head), and undid 100, 200, 300 and 390 on the claimant's claims
+ * (attempt 1): four runs of undos, so its undone set (3 runs) forgot 100.
+ */
+static void undo_four_runs(struct fixture *f)
+{
+  apply_range(f, 100, 400);
+  claim(f, 100, 1);
+  claim(f, 200, 1);
+  claim(f, 300, 1);
+  claim(f, 390, 1);
+  assert_int_equal(f->cluster.compensations, 4);
+  assert_false(undone_here(f, 100)); /* the undone set forgot it ... */
+  struct tally_dedup applied;
+  assert_true(tally_shard_producer_read(lcore_shard(f), PRODUCER, &applied));
+  assert_true(tally_dedup_applied(&applied, 100)); /* ... while the record still names it */
+  assert_int_equal(node_total(f, "a"), 301 - 4);
+}
+
+/* Whether the compensation shard's ring holds a keeper claim of (PRODUCER, seq). */
+static bool keeper_claimed(struct fixture *f, uint64_t seq)
+{
+  const struct tally_shard *ring = compensation(f);
+  for (uint64_t position = 0; position < tally_shard_claims_next(ring); position++) {
+    struct tally_claim keeper;
+    assert_true(tally_shard_claim_at(ring, position, &keeper));
+    assert_int_equal(keeper.attempt, TALLY_CLAIM_KEEPER);
+    if (keeper.producer == PRODUCER && keeper.seq == seq) return true;
+  }
+  return false;
+}
+
+/*
+ * The claim of 100 comes again (the claimant resends its ring to a peer that
+ * restarted) after the journal moved on: this node undid 100, so it must not
+ * keep it and ask the claimant to undo its apply too (that loses the batch:
+ * neither node counts it). On main it yielded.
+ */
+static void test_forgotten_undo_is_never_yielded(void **state)
+{
+  struct fixture *f = *state;
+  undo_four_runs(f);
+  for (uint64_t seq = 1; seq <= TALLY_JOURNAL_ENTRIES; seq++) apply_other(f, seq);
+  struct tally_journal_entry entry;
+  assert_false(tally_shard_journal_find(lcore_shard(f), PRODUCER, 100, &entry));
+  claim(f, 100, 1);
+  claim(f, 100, 2);
+  assert_int_equal(f->cluster.claims_yielded, 0);
+  assert_false(keeper_claimed(f, 100));
+  assert_int_equal(f->cluster.compensations, 4);
+  assert_int_equal(f->cluster.compensations_missed, 0); /* it knows it undid it */
+  assert_int_equal(node_total(f, "a"), 301 - 4);
+  /* A batch of the run it never undid is still kept and yielded (it counts it). */
+  claim(f, 150, 1);
+  assert_int_equal(f->cluster.claims_yielded, 1);
+  assert_true(keeper_claimed(f, 150));
+}
+
+/* The store is lost: a new one, empty, with new journal indexes (tallyd's start). */
+static void lose_store(struct fixture *f)
+{
+  tally_cluster_dedup_close(&f->cluster);
+  tally_store_close(&f->appliance.store);
+  assert_int_equal(unlink(path), 0);
+  const struct tally_store_geometry geometry = {
+    .shard_count = 2, .counters_max = 1000, .producers_max = 16, .replica_count = 1};
+  char error[256] = "";
+  assert_int_equal(tally_store_open(&f->appliance.store, path, &geometry,
+    TALLY_PERSIST_GROUP_COMMIT, error, sizeof(error)), 0);
+  assert_int_equal(tally_cluster_dedup_open(&f->cluster, error, sizeof(error)), 0);
+}
+
+/*
+ * The same history, then the store is lost and restored from a peer's copy
+ * (the values and both records, as the last scan sent them): the restored
+ * node must not claim 100 as keeper (nor yield it when the claim comes
+ * again), since it no longer counts it. On main both happened, and the
+ * claimant undid its apply too: seqs 1536, 1537, 1546-1548 lost.
+ */
+static void test_restore_never_keeps_a_forgotten_undo(void **state)
+{
+  struct fixture *f = *state;
+  undo_four_runs(f);
+  int64_t a = node_total(f, "a");
+  int64_t b = node_total(f, "b");
+  tally_cluster_dedup_scan(&f->cluster, 1);
+  struct tally_replication_message part = { .type = TALLY_REPLICATION_RESTORE, .origin = 1,
+    .sender = 2, .flags = TALLY_REPLICATION_FLAG_PRODUCERS };
+  for (uint32_t i = 0; i < f->cluster.producer_positions; i++) {
+    if (f->cluster.producer_id[i] == 0) continue;
+    assert_true(part.count < TALLY_REPLICATION_PRODUCERS_MAX);
+    tally_cluster_dedup_to_wire(f->cluster.producer_id[i], &f->cluster.producer_dedup[i],
+      &part.producers[part.count++]);
+  }
+  assert_int_equal(part.count, 2); /* applied, and undone */
+  lose_store(f);
+  struct tally_shard *shard = lcore_shard(f);
+  assert_int_equal(tally_shard_set(shard, "a", 1, tally_name_hash("a", 1), a), TALLY_OK);
+  assert_int_equal(tally_shard_set(shard, "b", 1, tally_name_hash("b", 1), b), TALLY_OK);
+  tally_cluster_dedup_restore(&f->cluster, &part);
+  assert_false(undone_here(f, 100));
+  uint32_t written = tally_cluster_dedup_restore_claims(&f->cluster);
+  assert_true(written > 0);
+  assert_false(keeper_claimed(f, 100)); /* undone, forgotten: never kept */
+  assert_false(keeper_claimed(f, 200)); /* undone, remembered */
+  assert_true(keeper_claimed(f, 400));  /* applied, provably never undone: kept */
+  assert_true(keeper_claimed(f, 150));  /* in the span of the undos of 200, not one */
+  /* 100..136 (the run's head below the oldest run of undos kept) may have
+   * been undone: withheld, counted. 137..163 and 337..400 but 390: claimed. */
+  assert_int_equal(f->cluster.keeps_withheld, 37);
+  assert_int_equal(written, 27 + 63);
+  claim(f, 100, 1); /* the claimant resends its ring to the restarted node */
+  assert_false(keeper_claimed(f, 100));
+  assert_int_equal(f->cluster.keeps_withheld, 38);
+  assert_int_equal(f->cluster.claims_yielded, 0);
+  assert_int_equal(node_total(f, "a"), a);
+}
+
 int main(void)
 {
   /* rte_hash (the journal index) needs the EAL: no hugepages, no devices. */
@@ -586,8 +748,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_keeper_claim_undoes_from_the_journal, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undos_in_any_order_each_once, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undos_between_and_below_runs, setup, teardown),
-    cmocka_unit_test_setup_teardown(test_keeper_claims_only_in_the_window, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_keeper_claims_in_any_order, setup, teardown),
     cmocka_unit_test_setup_teardown(test_forgotten_undo_is_never_undone_twice, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_undo_in_a_runs_head_is_taken, setup, teardown),
     cmocka_unit_test_setup_teardown(test_no_journal_yields_to_the_claimant, setup, teardown),
     cmocka_unit_test_setup_teardown(test_keeper_claim_without_journal_never_yields_back, setup,
       teardown),
@@ -599,6 +762,8 @@ int main(void)
       teardown),
     cmocka_unit_test_setup_teardown(test_restore_claims_every_named_batch_not_undone, setup,
       teardown),
+    cmocka_unit_test_setup_teardown(test_forgotten_undo_is_never_yielded, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_restore_never_keeps_a_forgotten_undo, setup, teardown),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   rte_eal_cleanup();

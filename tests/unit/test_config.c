@@ -77,6 +77,7 @@ static void test_defaults(void **unused) {
   assert_int_equal(config.commit_interval_ms, 2);
   assert_int_equal(config.persist_mode, TALLY_PERSIST_AUTO);
   assert_int_equal(config.mbufs, 16383);
+  assert_int_equal(config.idle_sleep_us, 0); /* off: a NIC host polls flat out */
   assert_string_equal(config.socket_path, "/run/tally/tally.sock");
   assert_int_equal(config.http_ipv4, 0x7f000001u);
   assert_int_equal(config.http_port, 9125);
@@ -142,6 +143,7 @@ static void test_full_file(void **unused) {
     "persist = per_burst\n"
     "[dataplane]\n"
     "mbufs = 1024\n"
+    "idle_sleep_us = 1000\n"
     "[control]\n"
     "socket = /run/t.sock\n"
     "http = 0.0.0.0:8080\n";
@@ -158,6 +160,7 @@ static void test_full_file(void **unused) {
   assert_int_equal(config.commit_interval_ms, 1000);
   assert_int_equal(config.persist_mode, TALLY_PERSIST_PER_BURST);
   assert_int_equal(config.mbufs, 1024);
+  assert_int_equal(config.idle_sleep_us, 1000);
   assert_string_equal(config.socket_path, "/run/t.sock");
   assert_int_equal(config.http_ipv4, 0);
   assert_int_equal(config.http_port, 8080);
@@ -206,6 +209,8 @@ static void test_numbers(void **unused) {
     "config: store.commit_interval_ms: 1001 is above the maximum 1000");
   expect_error(with_base("[dataplane]\nmbufs = 1023\n"),
     "config: dataplane.mbufs: 1023 is below the minimum 1024");
+  expect_error(with_base("[dataplane]\nidle_sleep_us = 1001\n"),
+    "config: dataplane.idle_sleep_us: 1001 is above the maximum 1000");
   expect_error(with_base("[ingest]\nstatsd_port = 65536\n"),
     "config: ingest.statsd_port: 65536 is above the maximum 65535");
   expect_error(with_base("[store]\ncounters_max = 12x\n"),

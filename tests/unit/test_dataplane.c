@@ -515,6 +515,51 @@ static uint32_t repeated_payload(char *out, size_t capacity, const char *line, u
  * datagram_too_large; one of exactly the limit, and the datagram after the
  * large one in the same burst, are counted in full.
  */
+/*
+ * Idle back-off: off by default; with idle_sleep_us set, a sleep is due only
+ * after TALLY_IDLE_POLLS_BEFORE_SLEEP empty polls in a row, and a frame or an
+ * ack still waiting for durability ends the streak (counted, no timing).
+ */
+static void test_idle_backoff_after_empty_polls(void **state)
+{
+  (void)state;
+  struct tally_lcore *lcore = &lcores[0];
+  struct rte_mbuf *out[4];
+  for (uint32_t i = 0; i < 2u * TALLY_IDLE_POLLS_BEFORE_SLEEP; i++) {
+    assert_false(tally_lcore_should_sleep(lcore, tally_lcore_poll_once(lcore, &dp_config)));
+  }
+  assert_int_equal(lcore->stats.idle_sleeps, 0); /* off */
+  lcore->idle_sleep_us = 50;
+  lcore->idle_streak = 0;
+  for (uint32_t i = 0; i < TALLY_IDLE_POLLS_BEFORE_SLEEP; i++) {
+    assert_false(tally_lcore_should_sleep(lcore, tally_lcore_poll_once(lcore, &dp_config)));
+  }
+  assert_true(tally_lcore_should_sleep(lcore, tally_lcore_poll_once(lcore, &dp_config)));
+  assert_true(tally_lcore_should_sleep(lcore, tally_lcore_poll_once(lcore, &dp_config)));
+  assert_int_equal(lcore->stats.idle_sleeps, 2);
+  /* A frame: counted, and the streak starts over. */
+  const char line[] = "idle.hit:1|c";
+  inject(0, udp_frame(8125, line, sizeof line - 1, OUR_IP));
+  uint32_t received = tally_lcore_poll_once(lcore, &dp_config);
+  assert_int_equal(received, 1);
+  assert_false(tally_lcore_should_sleep(lcore, received));
+  assert_int_equal(shard_value(0, "idle.hit"), 1);
+  assert_false(tally_lcore_should_sleep(lcore, tally_lcore_poll_once(lcore, &dp_config)));
+  /* An ack waiting for durability: never a sleep, however long it waits. */
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 2, 1, dp_config.key);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 4), 0); /* applied, not yet durable */
+  for (uint32_t i = 0; i < 2u * TALLY_IDLE_POLLS_BEFORE_SLEEP; i++) {
+    assert_false(tally_lcore_should_sleep(lcore, tally_lcore_poll_once(lcore, &dp_config)));
+  }
+  __atomic_store_n(&lcore->durable_seq, 1, __ATOMIC_RELEASE);
+  assert_int_equal(poll_and_collect(0, out, 4), 1); /* the ack goes out */
+  rte_pktmbuf_free(out[0]);
+  assert_int_equal(lcore->stats.idle_sleeps, 2);
+  lcore->idle_sleep_us = 0;
+}
+
 static void test_datagram_too_large_dropped_alone(void **state)
 {
   (void)state;
@@ -556,6 +601,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_batch_steered_to_owner, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_steering_ring_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_acks_pending_full_counted, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_idle_backoff_after_empty_polls, setup_one, teardown_one),
   };
   return cmocka_run_group_tests(tests, setup_all, NULL);
 }
