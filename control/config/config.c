@@ -59,6 +59,30 @@ static void error_write(char *error, size_t error_size, const char *format, ...)
 
 /* ---- Validate ------------------------------------------------------------- */
 
+/* store.persist = log and its keys (the log's own keys are checked even without it). */
+static int config_validate_log(struct parse_state *state) {
+  const struct tally_config *config = &state->config;
+  if (config->log_segment_bytes % TALLY_WAL_RECORD_ALIGN != 0) {
+    return config_fail_key(state, "store", "log_segment_bytes", "%u is not a multiple of %u",
+      config->log_segment_bytes, TALLY_WAL_RECORD_ALIGN);
+  }
+  if (config->log_group_bytes > config->log_segment_bytes) {
+    return config_fail_key(state, "store", "log_group_bytes",
+      "%u is larger than store.log_segment_bytes (%u)", config->log_group_bytes,
+      config->log_segment_bytes);
+  }
+  if (config->persist_mode != TALLY_PERSIST_LOG) return 1;
+  if (!(state->keys_seen & (1u << KEY_STORE_LOG_DIR))) {
+    return config_fail_key(state, "store", "log_dir", "required with store.persist = log");
+  }
+  if (state->cluster_seen) {
+    return config_fail_key(state, "store", "persist",
+      "log is not supported on a cluster node yet (replica tables and the journal are not "
+      "logged): use group_commit or per_burst");
+  }
+  return 1;
+}
+
 /* Checks what spans keys: required keys, ports, the key, EAL argument count, [cluster]. */
 static int config_validate(struct parse_state *state) {
   const struct tally_config *config = &state->config;
@@ -82,7 +106,7 @@ static int config_validate(struct parse_state *state) {
     return config_fail_key(state, "ingest", "binary_port", "%u is the same as ingest.statsd_port",
       (unsigned)config->binary_port);
   }
-  return config_cluster_validate(state);
+  return config_validate_log(state) && config_cluster_validate(state);
 }
 
 /* What every successfully parsed config holds. */
@@ -99,7 +123,10 @@ static void config_assert_valid(const struct tally_config *config) {
   assert(config->commit_interval_ms <= TALLY_COMMIT_INTERVAL_MS_MAX);
   assert(config->mbufs >= TALLY_MBUFS_MIN);
   assert(config->mbufs <= TALLY_MBUFS_MAX);
-  assert(config->persist_mode <= TALLY_PERSIST_PER_BURST);
+  assert(config->persist_mode <= TALLY_PERSIST_LOG);
+  assert(config->persist_mode != TALLY_PERSIST_LOG || config->log_dir[0] != '\0');
+  assert(config->log_group_bytes <= config->log_segment_bytes);
+  assert(config->log_segment_bytes % TALLY_WAL_RECORD_ALIGN == 0);
   assert(config->binary_port == 0 || config->key_set);
   config_cluster_assert_valid(&config->cluster);
 }
@@ -115,6 +142,8 @@ void tally_config_defaults(struct tally_config *config) {
   config->producers_max = 4096;
   config->commit_interval_ms = 2;
   config->persist_mode = TALLY_PERSIST_AUTO;
+  config->log_group_bytes = TALLY_WAL_GROUP_SIZE_DEFAULT;
+  config->log_segment_bytes = TALLY_WAL_SEGMENT_SIZE_DEFAULT;
   config->mbufs = 16383;
   snprintf(config->socket_path, sizeof(config->socket_path), "%s", "/run/tally/tally.sock");
   config->http_ipv4 = 0x7f000001u; /* 127.0.0.1 */

@@ -27,6 +27,9 @@ enum config_key {
   KEY_STORE_PRODUCERS_MAX,
   KEY_STORE_COMMIT_INTERVAL_MS,
   KEY_STORE_PERSIST,
+  KEY_STORE_LOG_DIR,
+  KEY_STORE_LOG_GROUP_BYTES,
+  KEY_STORE_LOG_SEGMENT_BYTES,
   KEY_DATAPLANE_MBUFS,
   KEY_CONTROL_SOCKET,
   KEY_CONTROL_HTTP,
@@ -110,6 +113,7 @@ int config_parse_node_ipv4(struct parse_state *state, enum config_key key, const
 int config_parse_port(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_key(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_store_path(struct parse_state *state, enum config_key key, const char *value);
+int config_parse_store_log_dir(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_number(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_store_persist(struct parse_state *state, enum config_key key,
   const char *value);

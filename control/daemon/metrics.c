@@ -164,6 +164,7 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   tally_out_printf(out, "store_quarantined_producers %" PRIu64 "\n",
     quarantined_producers(appliance));
   tally_out_printf(out, "store_recovered_clean %d\n", appliance->store.recovery.was_clean ? 1 : 0);
+  if (appliance->persist->stats != NULL) appliance->persist->stats(appliance, out);
   port_stats(appliance, out);
   tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
   tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
@@ -220,6 +221,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
     "producer records that failed a checksum at start");
   tally_out_printf(out, "tally_store_quarantined_producers %" PRIu64 "\n",
     quarantined_producers(appliance));
+  if (appliance->persist->metrics != NULL) appliance->persist->metrics(appliance, out);
   port_metrics(appliance, out);
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());

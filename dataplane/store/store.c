@@ -136,8 +136,9 @@ static int store_resolve_mode(struct tally_store *store, enum tally_persist_mode
     return -1;
   }
   if (mode == TALLY_PERSIST_AUTO) mode = page ? TALLY_PERSIST_GROUP_COMMIT : TALLY_PERSIST_PER_BURST;
-  store->mode = mode;
-  assert(store->mode == TALLY_PERSIST_GROUP_COMMIT || store->mode == TALLY_PERSIST_PER_BURST);
+  store->mode = mode; /* LOG: any granularity; the image is never persisted while running */
+  assert(store->mode == TALLY_PERSIST_GROUP_COMMIT || store->mode == TALLY_PERSIST_PER_BURST ||
+    store->mode == TALLY_PERSIST_LOG);
   return 0;
 }
 
