@@ -402,6 +402,7 @@ int tally_lcore_main(void *arg)
   assert(lcore != NULL);
   assert(lcore->shard != NULL && lcore->config != NULL);
   urcu_qsbr_register_thread();
+  __atomic_store_n(&lcore->tid, rte_sys_gettid(), __ATOMIC_RELAXED); /* once, before the loop */
   __atomic_store_n(&lcore->running, true, __ATOMIC_RELEASE);
   while (!__atomic_load_n(lcore->quit, __ATOMIC_RELAXED)) {
     const struct tally_dp_config *config = rcu_dereference(*lcore->config);

@@ -124,6 +124,7 @@ struct tally_lcore {
   struct tally_tx_buffer tx[TALLY_PORTS_MAX]; /* indexed by port id */
   struct tally_lcore_stats stats;
   volatile bool running;     /* set by the lcore once its loop runs */
+  int tid;                   /* its thread id (set once at launch): page faults in /proc */
 } __rte_cache_aligned;
 
 /* The polling loop (rte_eal_remote_launch entry); arg is a struct tally_lcore. */

@@ -967,7 +967,9 @@ static void test_shipped_files(void **unused) {
   assert_string_equal(config.eal_args, "-l 0-1 --in-memory --no-pci --file-prefix tally-local "
                                        "--vdev=net_af_packet0,iface=tally0");
   assert_int_equal(config.ipv4, 0x0a4d0001u);
-  assert_string_equal(config.store_path, "/var/lib/tally/local.pmem");
+  assert_string_equal(config.store_path, "/dev/shm/tally/local.image");
+  assert_int_equal(config.persist_mode, TALLY_PERSIST_LOG);
+  assert_string_equal(config.log_dir, "/var/lib/tally/local.log");
   assert_int_equal(config.producers_max, 1024);
   assert_string_equal(config.socket_path, "/run/tally/local.sock");
   assert_memory_equal(config.key, "tally demo key - not a secret!!!", TALLY_KEY_SIZE);
