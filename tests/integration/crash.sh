@@ -194,3 +194,16 @@ sys.exit(0 if len(stores) == starts and len(shards) == sum(map(int, stores)) and
 PY
 }
 check "recovery found no corrupt record (every shard of every start reported)" recovered_clean
+if [ "$mode" != group ]; then
+  # The log's figures on /metrics (commit histogram, bytes, recovery source) pass promtool.
+  check "log mode: /metrics passes promtool check metrics" metrics_lint "$TALLY_NODE_NS"
+  log_metrics() { # the log's commit histogram, where the last start came from, the faults
+    local body
+    body=$(ip netns exec "$TALLY_NODE_NS" curl -sf --max-time 5 http://127.0.0.1:9125/metrics) ||
+      return 1
+    grep -qE '^tally_log_commit_seconds_count [1-9]' <<<"$body" &&
+      grep -qE '^tally_log_recovery_source\{source="(image|log)"\} 1$' <<<"$body" &&
+      grep -qE '^tally_lcore_page_faults_total\{lcore="0",kind="minor"\} [0-9]+$' <<<"$body"
+  }
+  check "log mode: /metrics has the log's commit histogram, recovery source and faults" log_metrics
+fi
