@@ -407,6 +407,7 @@ int tally_log_open(struct tally_appliance *appliance, char *error, size_t error_
   }
   log->scanner = tally_wal_scanner_create();
   if (log->scanner == NULL) return recovery_error(log, "store.log_dir: out of memory");
+  uint64_t start_ns = tally_clock_mono_ns();
   bool image_survived = !appliance->store.recovery.created;
   uint64_t from_lsn = image_survived ? 1u : checkpoint_load(appliance);
   if (log_recover(appliance, from_lsn) != 0) return -1;
@@ -416,10 +417,12 @@ int tally_log_open(struct tally_appliance *appliance, char *error, size_t error_
     stats->records_replayed > 0 ? TALLY_LOG_SOURCE_LOG : TALLY_LOG_SOURCE_NEW;
   tally_wal_scanner_destroy(log->scanner);
   log->scanner = NULL;
+  stats->recovery_ns = tally_clock_mono_ns() - start_ns;
   fprintf(stderr, "tallyd: log %s: recovered from %s: %" PRIu64 " records replayed, %" PRIu64
-    " already in the image, %" PRIu64 " logged again from the image's journal\n",
+    " already in the image, %" PRIu64 " logged again from the image's journal, in %.3f ms\n",
     appliance->config.log_dir, tally_log_source_name(stats->recovery_source),
-    stats->records_replayed, stats->records_skipped, stats->records_relogged);
+    stats->records_replayed, stats->records_skipped, stats->records_relogged,
+    (double)stats->recovery_ns / 1e6);
   return 0;
 }
 
@@ -442,10 +445,10 @@ void tally_log_stats_lines(struct tally_appliance *appliance, struct tally_out *
   tally_out_printf(out, "log_records %" PRIu64 "\nlog_bytes_written %" PRIu64 "\n"
     "log_commits %" PRIu64 "\nlog_commit_ns_max %" PRIu64 "\nlog_failed %" PRIu64 "\n"
     "log_recovery_source %s\nlog_records_replayed %" PRIu64 "\nlog_records_skipped %" PRIu64
-    "\nlog_records_relogged %" PRIu64 "\n", load(&stats->records), load(&stats->bytes_written),
-    load(&stats->commits), load(&stats->commit_ns_max), load(&stats->failed),
-    tally_log_source_name(stats->recovery_source), stats->records_replayed,
-    stats->records_skipped, stats->records_relogged);
+    "\nlog_records_relogged %" PRIu64 "\nlog_recovery_ns %" PRIu64 "\n", load(&stats->records),
+    load(&stats->bytes_written), load(&stats->commits), load(&stats->commit_ns_max),
+    load(&stats->failed), tally_log_source_name(stats->recovery_source), stats->records_replayed,
+    stats->records_skipped, stats->records_relogged, stats->recovery_ns);
 }
 
 static void metric(struct tally_out *out, const char *name, const char *type, const char *help,
@@ -480,6 +483,9 @@ void tally_log_metrics(struct tally_appliance *appliance, struct tally_out *out)
     stats->records_replayed);
   metric(out, "log_records_relogged", "gauge",
     "batches the image held and the log lacked, logged again at start", stats->records_relogged);
+  tally_out_printf(out, "# HELP tally_log_recovery_seconds the log's part of the last start "
+    "(scan, replay, re-log)\n# TYPE tally_log_recovery_seconds gauge\n"
+    "tally_log_recovery_seconds %.6f\n", (double)stats->recovery_ns / 1e9);
   tally_out_printf(out, "# HELP tally_log_recovery_source where start-up took the image from\n"
     "# TYPE tally_log_recovery_source gauge\n");
   for (uint64_t s = 0; s < TALLY_LOG_SOURCE_COUNT; s++) {

@@ -54,6 +54,7 @@ struct tally_log_stats {
   uint64_t records_replayed; /* log records redone onto the image at start */
   uint64_t records_skipped;  /* log records the image already held */
   uint64_t records_relogged; /* batches the image held and the log lacked, logged at start */
+  uint64_t recovery_ns;      /* the log's part of start-up: scan, replay, re-log, open */
 };
 
 struct tally_cluster;
