@@ -59,6 +59,30 @@ static void error_write(char *error, size_t error_size, const char *format, ...)
 
 /* ---- Validate ------------------------------------------------------------- */
 
+/* store.persist = log and its keys (the log's own keys are checked even without it). */
+static int config_validate_log(struct parse_state *state) {
+  const struct tally_config *config = &state->config;
+  if (config->log_segment_bytes % TALLY_WAL_RECORD_ALIGN != 0) {
+    return config_fail_key(state, "store", "log_segment_bytes", "%u is not a multiple of %u",
+      config->log_segment_bytes, TALLY_WAL_RECORD_ALIGN);
+  }
+  if (config->log_group_bytes > config->log_segment_bytes) {
+    return config_fail_key(state, "store", "log_group_bytes",
+      "%u is larger than store.log_segment_bytes (%u)", config->log_group_bytes,
+      config->log_segment_bytes);
+  }
+  if (config->persist_mode != TALLY_PERSIST_LOG) return 1;
+  if (!(state->keys_seen & (1ull << KEY_STORE_LOG_DIR))) {
+    return config_fail_key(state, "store", "log_dir", "required with store.persist = log");
+  }
+  if (state->cluster_seen) {
+    return config_fail_key(state, "store", "persist",
+      "log is not supported on a cluster node yet (replica tables and the journal are not "
+      "logged): use group_commit or per_burst");
+  }
+  return 1;
+}
+
 /* Checks what spans keys: required keys, ports, the key, EAL argument count, [cluster]. */
 static int config_validate(struct parse_state *state) {
   const struct tally_config *config = &state->config;
@@ -71,14 +95,14 @@ static int config_validate(struct parse_state *state) {
   }
   static const enum config_key required[] = {KEY_EAL_ARGS, KEY_NODE_IPV4, KEY_STORE_PATH};
   for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-    if (!(state->keys_seen & (1u << required[i]))) {
+    if (!(state->keys_seen & (1ull << required[i]))) {
       return config_fail(state, required[i], "required");
     }
   }
   if (config->binary_port != 0 && !config->key_set) {
     return config_fail(state, KEY_INGEST_KEY, "required");
   }
-  bool allow_set = (state->keys_seen & (1u << KEY_INGEST_STATSD_TAGS_ALLOW)) != 0;
+  bool allow_set = (state->keys_seen & (1ull << KEY_INGEST_STATSD_TAGS_ALLOW)) != 0;
   if (config->statsd_tags.mode == TALLY_TAGS_ALLOW && !allow_set) {
     return config_fail(state, KEY_INGEST_STATSD_TAGS_ALLOW, "required with statsd_tags = allow");
   }
@@ -90,8 +114,8 @@ static int config_validate(struct parse_state *state) {
     return config_fail_key(state, "ingest", "binary_port", "%u is the same as ingest.statsd_port",
       (unsigned)config->binary_port);
   }
-  if (config_cluster_validate(state) == 0) return 0;
-  return config_graphite_validate(state);
+  return config_validate_log(state) && config_cluster_validate(state) &&
+    config_graphite_validate(state);
 }
 
 /* What every successfully parsed config holds. */
@@ -109,7 +133,10 @@ static void config_assert_valid(const struct tally_config *config) {
   assert(config->mbufs >= TALLY_MBUFS_MIN);
   assert(config->mbufs <= TALLY_MBUFS_MAX);
   assert(config->idle_sleep_us <= TALLY_IDLE_SLEEP_US_MAX);
-  assert(config->persist_mode <= TALLY_PERSIST_PER_BURST);
+  assert(config->persist_mode <= TALLY_PERSIST_LOG);
+  assert(config->persist_mode != TALLY_PERSIST_LOG || config->log_dir[0] != '\0');
+  assert(config->log_group_bytes <= config->log_segment_bytes);
+  assert(config->log_segment_bytes % TALLY_WAL_RECORD_ALIGN == 0);
   assert(config->binary_port == 0 || config->key_set);
   assert(config->statsd_tags.mode <= TALLY_TAGS_ALLOW);
   assert((config->statsd_tags.mode == TALLY_TAGS_ALLOW) == (config->statsd_tags.allow_count > 0));
@@ -135,6 +162,8 @@ void tally_config_defaults(struct tally_config *config) {
   config->producers_max = 4096;
   config->commit_interval_ms = 2;
   config->persist_mode = TALLY_PERSIST_AUTO;
+  config->log_group_bytes = TALLY_WAL_GROUP_SIZE_DEFAULT;
+  config->log_segment_bytes = TALLY_WAL_SEGMENT_SIZE_DEFAULT;
   config->mbufs = 16383;
   config->idle_sleep_us = 0; /* a NIC host polls flat out */
   snprintf(config->socket_path, sizeof(config->socket_path), "%s", "/run/tally/tally.sock");

@@ -67,7 +67,10 @@ struct tally_config {
   uint32_t counters_max;      /* per shard; default 65536 */
   uint32_t producers_max;     /* per shard; default 4096 */
   uint32_t commit_interval_ms;/* default 2 */
-  enum tally_persist_mode persist_mode; /* auto | group_commit | per_burst */
+  enum tally_persist_mode persist_mode; /* auto | group_commit | per_burst | log */
+  char log_dir[TALLY_PATH_MAX];   /* the write-ahead log's directory (required with log) */
+  uint32_t log_group_bytes;   /* the log's group buffer; default 1 MiB */
+  uint32_t log_segment_bytes; /* the log's segment size; default 64 MiB */
   /* [dataplane] */
   uint32_t mbufs;             /* per pool; default 16383 */
   uint32_t idle_sleep_us;     /* idle back-off of the lcores; 0 (default): poll flat out */

@@ -179,7 +179,7 @@ int config_cluster_validate(struct parse_state *state) {
   static const enum config_key required[] = {KEY_CLUSTER_NODE_ID, KEY_CLUSTER_NODES,
     KEY_CLUSTER_KEY};
   for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-    if (!(state->keys_seen & (1u << required[i]))) {
+    if (!(state->keys_seen & (1ull << required[i]))) {
       return config_fail(state, required[i], "required");
     }
   }
@@ -192,7 +192,7 @@ int config_cluster_validate(struct parse_state *state) {
     return config_fail_key(state, "cluster", "node_id", "%u is not in cluster.nodes",
       (unsigned)cluster->node_id);
   }
-  if (!(state->keys_seen & (1u << KEY_CLUSTER_WRITE_QUORUM))) {
+  if (!(state->keys_seen & (1ull << KEY_CLUSTER_WRITE_QUORUM))) {
     cluster->write_quorum = cluster->node_count < CONFIG_WRITE_QUORUM_DEFAULT
                               ? cluster->node_count
                               : CONFIG_WRITE_QUORUM_DEFAULT;
@@ -203,7 +203,7 @@ int config_cluster_validate(struct parse_state *state) {
       cluster->node_count);
   }
   if (!(cluster->down_phi > cluster->suspect_phi)) {
-    if (state->keys_seen & (1u << KEY_CLUSTER_DOWN_PHI)) {
+    if (state->keys_seen & (1ull << KEY_CLUSTER_DOWN_PHI)) {
       return config_fail_key(state, "cluster", "down_phi", "%g is not above cluster.suspect_phi %g",
         cluster->down_phi, cluster->suspect_phi);
     }

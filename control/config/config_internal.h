@@ -29,6 +29,9 @@ enum config_key {
   KEY_STORE_PRODUCERS_MAX,
   KEY_STORE_COMMIT_INTERVAL_MS,
   KEY_STORE_PERSIST,
+  KEY_STORE_LOG_DIR,
+  KEY_STORE_LOG_GROUP_BYTES,
+  KEY_STORE_LOG_SEGMENT_BYTES,
   KEY_DATAPLANE_MBUFS,
   KEY_DATAPLANE_IDLE_SLEEP_US,
   KEY_CONTROL_SOCKET,
@@ -51,7 +54,7 @@ enum config_key {
   KEY_COUNT,
 };
 
-static_assert(KEY_COUNT <= 32, "keys_seen is a 32-bit mask");
+static_assert(KEY_COUNT <= 64, "keys_seen is a 64-bit mask");
 
 struct parse_state {
   struct tally_config config;
@@ -62,7 +65,7 @@ struct parse_state {
   bool line_indented;       /* that line starts with whitespace */
   bool key_previous_valid;  /* a key was set since the last section header */
   enum config_key key_previous;
-  uint32_t keys_seen;       /* bit per enum config_key */
+  uint64_t keys_seen;       /* bit per enum config_key */
   bool cluster_seen;        /* a [cluster] header, even with no key under it */
   bool graphite_seen;       /* a [graphite] header, even with no key under it */
   int key_line[KEY_COUNT];  /* where each key was first set */
@@ -124,6 +127,7 @@ int config_parse_statsd_tags(struct parse_state *state, enum config_key key, con
 int config_parse_statsd_tags_allow(struct parse_state *state, enum config_key key,
   const char *value);
 int config_parse_store_path(struct parse_state *state, enum config_key key, const char *value);
+int config_parse_store_log_dir(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_number(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_store_persist(struct parse_state *state, enum config_key key,
   const char *value);

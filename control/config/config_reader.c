@@ -32,6 +32,9 @@ static const config_parse_fn key_parsers[KEY_COUNT] = {
   [KEY_STORE_PRODUCERS_MAX] = config_parse_number,
   [KEY_STORE_COMMIT_INTERVAL_MS] = config_parse_number,
   [KEY_STORE_PERSIST] = config_parse_store_persist,
+  [KEY_STORE_LOG_DIR] = config_parse_store_log_dir,
+  [KEY_STORE_LOG_GROUP_BYTES] = config_parse_number,
+  [KEY_STORE_LOG_SEGMENT_BYTES] = config_parse_number,
   [KEY_DATAPLANE_MBUFS] = config_parse_number,
   [KEY_DATAPLANE_IDLE_SLEEP_US] = config_parse_number,
   [KEY_CONTROL_SOCKET] = config_parse_control_socket,
@@ -136,7 +139,7 @@ static size_t continuation_trim(const char *value) {
  */
 static int config_continue(struct parse_state *state, enum config_key key, const char *value) {
   assert(state->key_previous_valid);
-  assert(state->keys_seen & (1u << key));
+  assert(state->keys_seen & (1ull << key));
   if (key != KEY_EAL_ARGS && key != KEY_CLUSTER_NODES) {
     return config_fail(state, key, "an indented line continues the previous value, and only "
                                    "eal.args and cluster.nodes may span lines");
@@ -186,7 +189,7 @@ int config_handler(void *user, const char *section, const char *name,
     return config_fail_key(state, section_shown, name_shown,
       known ? "unknown key" : "unknown section");
   }
-  uint32_t bit = 1u << key;
+  uint64_t bit = 1ull << key;
   if (state->line_indented && state->key_previous_valid && state->key_previous == key) {
     return config_continue(state, key, value);
   }

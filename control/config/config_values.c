@@ -20,6 +20,7 @@ static const char *const persist_names[] = {
   [TALLY_PERSIST_AUTO] = "auto",
   [TALLY_PERSIST_GROUP_COMMIT] = "group_commit",
   [TALLY_PERSIST_PER_BURST] = "per_burst",
+  [TALLY_PERSIST_LOG] = "log",
 };
 
 int config_parse_eal_args(struct parse_state *state, enum config_key key, const char *value) {
@@ -169,6 +170,13 @@ int config_parse_store_path(struct parse_state *state, enum config_key key, cons
   return config_parse_string(state, key, value, state->config.store_path, TALLY_PATH_MAX - 1u);
 }
 
+int config_parse_store_log_dir(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_STORE_LOG_DIR);
+  assert(value[0] != '\0');
+  return config_parse_string(state, key, value, state->config.log_dir, TALLY_PATH_MAX - 1u);
+}
+
 int config_parse_number(struct parse_state *state, enum config_key key,
   const char *value) {
   assert(value != NULL);
@@ -183,6 +191,12 @@ int config_parse_number(struct parse_state *state, enum config_key key,
   case KEY_STORE_COMMIT_INTERVAL_MS:
     return config_parse_uint(state, key, value, TALLY_COMMIT_INTERVAL_MS_MIN,
       TALLY_COMMIT_INTERVAL_MS_MAX, &config->commit_interval_ms);
+  case KEY_STORE_LOG_GROUP_BYTES:
+    return config_parse_uint(state, key, value, TALLY_WAL_GROUP_SIZE_MIN, TALLY_WAL_GROUP_SIZE_MAX,
+      &config->log_group_bytes);
+  case KEY_STORE_LOG_SEGMENT_BYTES:
+    return config_parse_uint(state, key, value, TALLY_WAL_SEGMENT_SIZE_MIN,
+      TALLY_WAL_SEGMENT_SIZE_MAX, &config->log_segment_bytes);
   case KEY_DATAPLANE_MBUFS:
     return config_parse_uint(state, key, value, TALLY_MBUFS_MIN, TALLY_MBUFS_MAX, &config->mbufs);
   case KEY_DATAPLANE_IDLE_SLEEP_US:
@@ -329,7 +343,7 @@ int config_graphite_validate(struct parse_state *state) {
     assert(!state->config.graphite.enabled);
     return 1;
   }
-  if (!(state->keys_seen & (1u << KEY_GRAPHITE_ADDRESS))) {
+  if (!(state->keys_seen & (1ull << KEY_GRAPHITE_ADDRESS))) {
     return config_fail(state, KEY_GRAPHITE_ADDRESS, "required");
   }
   assert(state->config.graphite.port != 0);

@@ -37,6 +37,7 @@
 #include "modes.h"
 #include "notify.h"
 #include "persister.h"
+#include "persister_log.h"
 
 static struct tally_appliance appliance;
 static struct tally_notify notify; /* systemd: READY=1, STATUS=, WATCHDOG=1 (notify.c) */
@@ -169,6 +170,10 @@ static void open_store(void)
     replace_damaged_store(&geometry, error);
   }
   appliance.persist = tally_persist_ops_of(appliance.store.mode);
+  if (appliance.store.mode == TALLY_PERSIST_LOG) {
+    assert(!appliance.config.cluster.enabled); /* the config refuses it */
+    if (tally_log_open(&appliance, error, sizeof error) != 0) die(error);
+  }
   const struct tally_store_recovery *recovery = &appliance.store.recovery;
   const char *state = recovery->created ? "created new" :
     recovery->was_clean ? "opened after a clean shutdown" : "opened after an unclean shutdown";
@@ -230,6 +235,11 @@ static void make_lcores(void)
     memcpy(lcore->ports, appliance.ports.ids, sizeof lcore->ports);
     lcore->shard = &appliance.store.shards[index];
     lcore->persist = appliance.persist->lcore;
+    if (appliance.store.mode == TALLY_PERSIST_LOG) {
+      lcore->log_ring = rte_zmalloc("tally_log_ring", sizeof(struct tally_log_ring),
+        RTE_CACHE_LINE_SIZE);
+      if (lcore->log_ring == NULL) die("cannot allocate the log ring (hugepages)");
+    }
     lcore->config = &appliance.dp_config;
     lcore->quit = &appliance.quit;
     lcore->read_only_forced = &appliance.read_only_forced;
@@ -317,6 +327,7 @@ static void shut_down(struct MHD_Daemon *http, int mgmt_fd)
   tally_graphite_stop(appliance.graphite);
   appliance.graphite = NULL;
   tally_http_stop(http);
+  tally_log_close(&appliance);
   tally_mgmt_close(mgmt_fd, appliance.config.socket_path);
   tally_ports_stop(&appliance.ports);
   tally_store_close(&appliance.store);

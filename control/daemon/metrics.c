@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <jemalloc/jemalloc.h>
 #include <rte_ethdev.h>
@@ -120,6 +121,51 @@ static void port_metrics(struct tally_appliance *appliance, struct tally_out *ou
 #undef TALLY_PORT_METRIC
 }
 
+/*
+ * An lcore's page faults (minor, major) from /proc/self/task/TID/stat, fields
+ * 10 and 12: read here, on the HTTP or control thread, so the lcore makes no
+ * system call. false before the lcore has started.
+ */
+static bool lcore_faults(const struct tally_lcore *lcore, uint64_t *minor, uint64_t *major)
+{
+  int tid = __atomic_load_n(&lcore->tid, __ATOMIC_RELAXED);
+  if (tid <= 0) return false;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+  FILE *file = fopen(path, "r");
+  if (file == NULL) return false;
+  char text[1024];
+  size_t size = fread(text, 1, sizeof text - 1u, file);
+  fclose(file);
+  text[size] = '\0';
+  const char *after_name = strrchr(text, ')'); /* the name (field 2) may hold spaces */
+  unsigned long long fields[10];
+  if (after_name == NULL || sscanf(after_name + 1, " %*c %*d %*d %*d %*d %*d %*u %llu %llu %llu",
+        &fields[0], &fields[1], &fields[2]) != 3) {
+    return false;
+  }
+  *minor = fields[0];
+  *major = fields[2];
+  return true;
+}
+
+static void metric_header(struct tally_out *out, const char *name, const char *type,
+  const char *help);
+
+static void lcore_fault_metrics(struct tally_appliance *appliance, struct tally_out *out)
+{
+  metric_header(out, "lcore_page_faults_total", "counter",
+    "page faults taken by the lcore's thread (minor: e.g. write-protect after an msync)");
+  for (uint32_t i = 0; i < appliance->lcore_count; i++) {
+    uint64_t minor = 0;
+    uint64_t major = 0;
+    if (!lcore_faults(&appliance->lcores[i], &minor, &major)) continue;
+    tally_out_printf(out, "tally_lcore_page_faults_total{lcore=\"%u\",kind=\"minor\"} %" PRIu64
+      "\ntally_lcore_page_faults_total{lcore=\"%u\",kind=\"major\"} %" PRIu64 "\n", i, minor, i,
+      major);
+  }
+}
+
 static size_t jemalloc_allocated_bytes(void)
 {
   uint64_t epoch = 1;
@@ -166,6 +212,18 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   tally_out_printf(out, "store_quarantined_producers %" PRIu64 "\n",
     quarantined_producers(appliance));
   tally_out_printf(out, "store_recovered_clean %d\n", appliance->store.recovery.was_clean ? 1 : 0);
+  if (appliance->persist->stats != NULL) appliance->persist->stats(appliance, out);
+  uint64_t faults_minor = 0;
+  uint64_t faults_major = 0;
+  for (uint32_t i = 0; i < appliance->lcore_count; i++) {
+    uint64_t minor = 0;
+    uint64_t major = 0;
+    if (!lcore_faults(&appliance->lcores[i], &minor, &major)) continue;
+    faults_minor += minor;
+    faults_major += major;
+  }
+  tally_out_printf(out, "lcore_page_faults_minor %" PRIu64 "\nlcore_page_faults_major %" PRIu64
+    "\n", faults_minor, faults_major);
   port_stats(appliance, out);
   tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
   tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
@@ -203,6 +261,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
 {
   assert(appliance->lcore_count >= 1);
   lcore_metrics(appliance, out);
+  lcore_fault_metrics(appliance, out);
   metric_header(out, "counters_in_use", "gauge", "counter slots in use, all shards");
   tally_out_printf(out, "tally_counters_in_use %" PRIu64 "\n", counters_in_use(appliance));
   metric_header(out, "counters_capacity", "gauge", "counter slots available, all shards");
@@ -223,6 +282,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
     "producer records that failed a checksum at start");
   tally_out_printf(out, "tally_store_quarantined_producers %" PRIu64 "\n",
     quarantined_producers(appliance));
+  if (appliance->persist->metrics != NULL) appliance->persist->metrics(appliance, out);
   port_metrics(appliance, out);
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());

@@ -5,7 +5,7 @@
  *
  * - the node mode: a single node (mode_single.c) or a cluster member
  *   (mode_cluster.c, the tally_cluster_* functions of control/cluster/);
- * - the persistence mode: group commit or per burst (mode_persist.c), which
+ * - the persistence mode: group commit, per burst or log (mode_persist.c), which
  *   also hands the lcores their half (struct tally_lcore_persist, lcore.h).
  *
  * main.c sets appliance->node and appliance->persist before any thread
@@ -94,10 +94,16 @@ struct tally_persist_ops {
   bool (*ready)(struct tally_appliance *appliance, struct tally_out *out);
   /* The lcores' half: how an lcore learns durability, what it does after a poll. */
   const struct tally_lcore_persist *lcore;
+  /* Persister thread: its whole loop; NULL: persist every store.commit_interval_ms. */
+  void (*loop)(struct tally_appliance *appliance);
+  /* HTTP thread and control thread: the mode's own figures; NULL: none. */
+  void (*metrics)(struct tally_appliance *appliance, struct tally_out *out);
+  void (*stats)(struct tally_appliance *appliance, struct tally_out *out);
 };
 
 extern const struct tally_persist_ops tally_persist_group_commit; /* mode_persist.c */
 extern const struct tally_persist_ops tally_persist_per_burst;
+extern const struct tally_persist_ops tally_persist_log;
 
 /* Start-up: the persistence table for the store's resolved mode. */
 const struct tally_persist_ops *tally_persist_ops_of(enum tally_persist_mode mode);

@@ -24,6 +24,7 @@ void tally_persister_commit(struct tally_appliance *appliance)
   assert(appliance->lcore_count >= 1);
   assert(appliance->lcore_count <= TALLY_LCORES_MAX);
   assert(appliance->persist != NULL);
+  assert(appliance->persist->loop == NULL); /* log mode publishes in persister_log.c */
   uint64_t applied[TALLY_LCORES_MAX];
   for (uint32_t i = 0; i < appliance->lcore_count; i++) {
     applied[i] = __atomic_load_n(&appliance->lcores[i].stats.applied_seq, __ATOMIC_ACQUIRE);
@@ -59,6 +60,10 @@ static void sleep_until(uint64_t deadline_mono_ns)
 static void *persister_main(void *arg)
 {
   struct tally_appliance *appliance = arg;
+  if (appliance->persist->loop != NULL) { /* log mode: persister_log.c */
+    appliance->persist->loop(appliance);
+    return NULL;
+  }
   uint64_t interval_ns = (uint64_t)appliance->config.commit_interval_ms * 1000000ull;
   assert(interval_ns >= TALLY_COMMIT_INTERVAL_MS_MIN * 1000000ull);
   assert(interval_ns <= TALLY_COMMIT_INTERVAL_MS_MAX * 1000000ull);

@@ -27,8 +27,39 @@ struct tally_persister_stats {
   uint64_t commit_ns_max;
 };
 
+/* Log mode's buckets of the commit-latency histogram, upper bounds in µs (+Inf after). */
+#define TALLY_LOG_COMMIT_BUCKETS_US {100u, 250u, 500u, 1000u, 2500u, 5000u, 10000u, 25000u, \
+  100000u, 1000000u}
+#define TALLY_LOG_COMMIT_BUCKETS 10u
+
+/* Where log-mode recovery took the image from (tally_log_stats.recovery_source). */
+enum tally_log_source {
+  TALLY_LOG_SOURCE_NEW,        /* no image and an empty log: a new store */
+  TALLY_LOG_SOURCE_IMAGE,      /* the image survived (process crash, restart) and passed */
+  TALLY_LOG_SOURCE_LOG,        /* no image: a new one, the whole log replayed */
+  TALLY_LOG_SOURCE_CHECKPOINT, /* no image: the newest checkpoint, then the log (not built) */
+  TALLY_LOG_SOURCE_COUNT
+};
+
+/* Figures of the log-mode persister (written by it or at start-up, read relaxed). */
+struct tally_log_stats {
+  uint64_t records;          /* records appended (and committed or in the open group) */
+  uint64_t bytes_written;    /* bytes the log wrote (pwrite) */
+  uint64_t commits;          /* group commits (one pwrite + one fdatasync each) */
+  uint64_t commit_ns_sum;
+  uint64_t commit_ns_max;
+  uint64_t commit_buckets[TALLY_LOG_COMMIT_BUCKETS + 1u]; /* not cumulative; last: +Inf */
+  uint64_t failed;           /* 1 once a write or fdatasync failed: acks stop */
+  uint64_t recovery_source;  /* enum tally_log_source */
+  uint64_t records_replayed; /* log records redone onto the image at start */
+  uint64_t records_skipped;  /* log records the image already held */
+  uint64_t records_relogged; /* batches the image held and the log lacked, logged at start */
+  uint64_t recovery_ns;      /* the log's part of start-up: scan, replay, re-log, open */
+};
+
 struct tally_cluster;
 struct tally_graphite;
+struct tally_log;
 struct tally_node_ops;
 struct tally_persist_ops;
 
@@ -45,6 +76,8 @@ struct tally_appliance {
   bool persister_running;
   pthread_t persister;
   struct tally_persister_stats persister_stats;
+  struct tally_log *log;                /* log mode's persister state; NULL in other modes */
+  struct tally_log_stats log_stats;
   uint64_t started_mono_ns;
   uint64_t reloads;
   uint64_t reload_failures;

@@ -1,11 +1,12 @@
 /*
  * wal_batch.c — encoding and decoding a reliable batch as a log record's
- * payload (wal_batch.h). Pure; decoding checks every field of bytes read
+ * payload, version 2 (wal_batch.h). Pure; decoding checks every field of bytes read
  * back from disk. Runs on the persister, in recovery and in the fuzzer.
  */
 #include "wal_batch.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "tally/name.h"
@@ -15,8 +16,17 @@ enum {
   OFFSET_SEQ = 8,
   OFFSET_ATTEMPT = 16,
   OFFSET_COUNT = 18,
-  OFFSET_RESERVED = 20,
+  OFFSET_SHARD = 20,
+  OFFSET_RESERVED = 22,
+  OFFSET_BATCH_SEQ = 24,
+  OFFSET_DEDUP = 32,
 };
+
+/* runs[0] (words 0..4: head_last, head_window[0..1], last_seq, window) is a run. */
+static bool dedup_valid(const uint64_t *dedup)
+{
+  return dedup[0] != 0 && (dedup[4] & 1u) != 0;
+}
 
 static void put_le(uint8_t *out, uint64_t value, int bytes)
 {
@@ -36,6 +46,8 @@ size_t tally_wal_batch_size(const struct tally_wal_batch *batch)
   if (batch->producer == 0 || batch->producer > TALLY_PRODUCER_ID_MAX) return 0;
   if (batch->attempt > TALLY_ATTEMPT_MAX) return 0;
   if (batch->count == 0 || batch->count > TALLY_BATCH_PAIRS_MAX) return 0;
+  if (batch->shard >= TALLY_LCORES_MAX || batch->batch_seq == 0) return 0;
+  if (!dedup_valid(batch->dedup)) return 0;
   size_t size = TALLY_WAL_BATCH_HEADER_SIZE;
   for (uint32_t i = 0; i < batch->count; i++) {
     const struct tally_wal_pair *pair = &batch->pairs[i];
@@ -56,12 +68,18 @@ size_t tally_wal_batch_encode(const struct tally_wal_batch *batch, uint8_t *out,
   put_le(out + OFFSET_SEQ, batch->seq, 8);
   put_le(out + OFFSET_ATTEMPT, batch->attempt, 2);
   put_le(out + OFFSET_COUNT, batch->count, 2);
-  put_le(out + OFFSET_RESERVED, 0, 4);
+  put_le(out + OFFSET_SHARD, batch->shard, 2);
+  put_le(out + OFFSET_RESERVED, 0, 2);
+  put_le(out + OFFSET_BATCH_SEQ, batch->batch_seq, 8);
+  for (uint32_t w = 0; w < TALLY_WAL_BATCH_DEDUP_WORDS; w++) {
+    put_le(out + OFFSET_DEDUP + 8u * w, batch->dedup[w], 8);
+  }
   size_t offset = TALLY_WAL_BATCH_HEADER_SIZE;
   for (uint32_t i = 0; i < batch->count; i++) {
     const struct tally_wal_pair *pair = &batch->pairs[i];
     put_le(out + offset, (uint64_t)pair->delta, 8);
-    out[offset + 8] = (uint8_t)pair->name_len;
+    put_le(out + offset + 8, (uint64_t)pair->value, 8);
+    out[offset + 16] = (uint8_t)pair->name_len;
     memcpy(out + offset + TALLY_WAL_BATCH_PAIR_FIXED_SIZE, pair->name, pair->name_len);
     offset += TALLY_WAL_BATCH_PAIR_FIXED_SIZE + pair->name_len;
   }
@@ -83,8 +101,17 @@ static enum tally_wal_batch_check batch_decode_header(const uint8_t *payload, si
   }
   if (attempt > TALLY_ATTEMPT_MAX) return TALLY_WAL_BATCH_BAD_ATTEMPT;
   if (count == 0 || count > TALLY_BATCH_PAIRS_MAX) return TALLY_WAL_BATCH_BAD_COUNT;
-  if (get_le(payload + OFFSET_RESERVED, 4) != 0) return TALLY_WAL_BATCH_BAD_RESERVED;
+  uint64_t shard = get_le(payload + OFFSET_SHARD, 2);
+  if (shard >= TALLY_LCORES_MAX) return TALLY_WAL_BATCH_BAD_SHARD;
+  if (get_le(payload + OFFSET_RESERVED, 2) != 0) return TALLY_WAL_BATCH_BAD_RESERVED;
+  batch->batch_seq = get_le(payload + OFFSET_BATCH_SEQ, 8);
+  if (batch->batch_seq == 0) return TALLY_WAL_BATCH_BAD_SEQUENCE;
+  for (uint32_t w = 0; w < TALLY_WAL_BATCH_DEDUP_WORDS; w++) {
+    batch->dedup[w] = get_le(payload + OFFSET_DEDUP + 8u * w, 8);
+  }
+  if (!dedup_valid(batch->dedup)) return TALLY_WAL_BATCH_BAD_DEDUP;
   batch->attempt = (uint16_t)attempt;
+  batch->shard = (uint16_t)shard;
   batch->count = (uint32_t)count;
   return TALLY_WAL_BATCH_OK;
 }
@@ -98,11 +125,12 @@ static enum tally_wal_batch_check batch_decode_pairs(const uint8_t *payload, siz
   for (uint32_t i = 0; i < batch->count; i++) {
     assert(offset <= size);
     if (size - offset < TALLY_WAL_BATCH_PAIR_FIXED_SIZE) return TALLY_WAL_BATCH_TRUNCATED;
-    uint32_t name_len = payload[offset + 8];
+    uint32_t name_len = payload[offset + 16];
     const char *name = (const char *)payload + offset + TALLY_WAL_BATCH_PAIR_FIXED_SIZE;
     if (size - offset - TALLY_WAL_BATCH_PAIR_FIXED_SIZE < name_len) return TALLY_WAL_BATCH_TRUNCATED;
     if (!tally_name_valid(name, name_len)) return TALLY_WAL_BATCH_BAD_NAME;
     batch->pairs[i].delta = (int64_t)get_le(payload + offset, 8);
+    batch->pairs[i].value = (int64_t)get_le(payload + offset + 8, 8);
     batch->pairs[i].name = name;
     batch->pairs[i].name_len = name_len;
     offset += TALLY_WAL_BATCH_PAIR_FIXED_SIZE + name_len;
@@ -126,7 +154,7 @@ const char *tally_wal_batch_check_name(enum tally_wal_batch_check check)
 {
   static const char *const names[TALLY_WAL_BATCH_CHECK_COUNT] = {
     "ok", "truncated", "bad producer", "bad attempt", "bad count", "bad reserved bytes",
-    "bad name", "trailing bytes",
+    "bad name", "trailing bytes", "bad shard", "bad batch sequence", "bad dedup state",
   };
   assert((uint32_t)check < TALLY_WAL_BATCH_CHECK_COUNT);
   return names[check];

@@ -34,7 +34,8 @@
 #define TALLY_WAL_PAYLOAD_CRC_SEED 0x57414c50u
 
 enum tally_wal_type {
-  TALLY_WAL_TYPE_BATCH = 1, /* a reliable batch: wal_batch.h */
+  /* 1: a reliable batch, payload version 1 — retired, never written by tallyd; refused */
+  TALLY_WAL_TYPE_BATCH = 2, /* a reliable batch, payload version 2: wal_batch.h */
   TALLY_WAL_TYPE_END
 };
 

@@ -180,6 +180,17 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
     answer_batch(lcore, frame, config, &batch, TALLY_ACK_READ_ONLY, false);
     return;
   }
+  /* Log mode: room for the batch's record first; without it the batch is not applied. */
+  struct tally_log_record *record = NULL;
+  if (lcore->log_ring != NULL) {
+    record = tally_log_ring_claim(lcore->log_ring);
+    if (record == NULL) {
+      stat_add(&lcore->log_ring->full, 1);
+      count_reason(lcore, TALLY_REASON_LOG_RING_FULL);
+      rte_pktmbuf_free(frame); /* not applied, not answered: the producer resends */
+      return;
+    }
+  }
   enum tally_ack_status status = TALLY_ACK_DUPLICATE;
   if (applied_by_peer(config, &batch)) {
     stat_add(&lcore->stats.batches_duplicate_remote, 1);
@@ -189,7 +200,14 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   if (status == TALLY_ACK_APPLIED) {
     stat_add(&lcore->stats.batches_applied, 1);
     stat_add(&lcore->stats.batch_increments, batch.count);
-    stat_add(&lcore->stats.applied_seq, 1);
+    uint64_t applied_seq = lcore->stats.applied_seq + 1u;
+    if (record != NULL) {
+      tally_shard_effect_of_last(lcore->shard, &batch, &record->effect);
+      record->applied_seq = applied_seq;
+      tally_log_ring_push(lcore->log_ring); /* release: the record before its applied_seq */
+    }
+    /* Release: the batch (and its record) before the sequence that counts it. */
+    __atomic_store_n(&lcore->stats.applied_seq, applied_seq, __ATOMIC_RELEASE);
   } else if (status == TALLY_ACK_DUPLICATE) {
     stat_add(&lcore->stats.batches_duplicate, 1);
   } else {
@@ -408,6 +426,7 @@ int tally_lcore_main(void *arg)
   assert(lcore != NULL);
   assert(lcore->shard != NULL && lcore->config != NULL);
   urcu_qsbr_register_thread();
+  __atomic_store_n(&lcore->tid, rte_sys_gettid(), __ATOMIC_RELAXED); /* once, before the loop */
   __atomic_store_n(&lcore->running, true, __ATOMIC_RELEASE);
   while (!__atomic_load_n(lcore->quit, __ATOMIC_RELAXED)) {
     const struct tally_dp_config *config = rcu_dereference(*lcore->config);

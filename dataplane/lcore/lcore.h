@@ -21,6 +21,7 @@
 #include <rte_ring.h>
 
 #include "tally/limits.h"
+#include "log_ring.h"
 #include "packet.h"
 #include "tally/reasons.h"
 #include "shard.h"
@@ -47,7 +48,7 @@
   _(acks_sent, "acks sent")                                                      \
   _(acks_error, "error acks sent (batch not counted)")                           \
   _(batches_read_only, "batches refused READ_ONLY (no write quorum)")            \
-  _(applied_seq, "reliable writes applied (group-commit sequence)")              \
+  _(applied_seq, "reliable writes applied (the ack sequence; release-stored)")    \
   _(durable_seq_seen, "reliable writes known durable")
 
 struct tally_lcore_stats {
@@ -93,6 +94,11 @@ struct tally_lcore {
   uint16_t port_count;
   uint16_t ports[TALLY_PORTS_MAX];
   const struct tally_lcore_persist *persist; /* the persistence mode's half */
+  /*
+   * Log mode: each applied reliable batch's record goes here, to the
+   * persister, before applied_seq counts it (log_ring.h). NULL otherwise.
+   */
+  struct tally_log_ring *log_ring;
   struct tally_shard *shard;
   struct tally_dp_config **config; /* RCU-protected pointer owned by control */
   volatile bool *quit;
@@ -122,6 +128,7 @@ struct tally_lcore {
   struct tally_tx_buffer tx[TALLY_PORTS_MAX]; /* indexed by port id */
   struct tally_lcore_stats stats;
   volatile bool running;     /* set by the lcore once its loop runs */
+  int tid;                   /* its thread id (set once at launch): page faults in /proc */
 } __rte_cache_aligned;
 
 /* The polling loop (rte_eal_remote_launch entry); arg is a struct tally_lcore. */

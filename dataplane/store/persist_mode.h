@@ -11,6 +11,8 @@ enum tally_persist_mode {
   TALLY_PERSIST_AUTO = 0,     /* per burst if the mapping allows it, else group commit */
   TALLY_PERSIST_GROUP_COMMIT, /* persister thread, msync every interval */
   TALLY_PERSIST_PER_BURST,    /* lcores flush + drain per burst (needs byte/cache-line pmem) */
+  TALLY_PERSIST_LOG,          /* image on tmpfs/hugetlbfs, never msync'd; acks wait for the
+                                 write-ahead log's fdatasync (the persister; store.log_dir) */
 };
 
 #endif

@@ -93,6 +93,12 @@ struct tally_batch_log {
   uint32_t reserved;
   struct tally_dedup producer_dedup; /* dedup state after the batch */
   struct tally_log_entry entries[TALLY_BATCH_PAIRS_MAX];
+  /*
+   * The shard's batch sequence after this batch (header batch_seq + 1):
+   * under the crc, stored by the apply into the header after the values and
+   * the producer record. Always at +1184, whatever count is.
+   */
+  uint64_t batch_seq;
 } __attribute__((aligned(64)));
 
 /*
@@ -170,6 +176,15 @@ struct tally_shard_header {
   uint64_t journal_next;
   /* Claims ever written; the next goes to claims_next % TALLY_CLAIMS_ENTRIES. */
   uint64_t claims_next;
+  /*
+   * Reliable batches this shard has applied since it was formatted (1, 2,
+   * 3, ...), written (release) by tally_shard_log_apply after the batch's
+   * values and producer record, so it never counts a batch the image lacks;
+   * log replay sets it too. The disk tier's records carry it: a record whose
+   * batch_seq is <= this one is already in the image (docs/store-layout.md,
+   * "Log mode").
+   */
+  uint64_t batch_seq;
 } __attribute__((aligned(64)));
 
 /* What recovery found in one shard. */
@@ -271,6 +286,66 @@ uint64_t tally_shard_held_seq(const struct tally_shard *shard);
 void tally_shard_set_held_seq(struct tally_shard *shard, uint64_t seq);
 uint64_t tally_shard_held_scan(const struct tally_shard *shard);
 void tally_shard_set_held_scan(struct tally_shard *shard, uint64_t scan);
+
+/* ---- Log mode: a batch's effect, logged and replayed (shard_replay.c) ---- */
+
+/* One pair of an applied batch: its name, its delta, the slot's value after it. */
+struct tally_shard_effect_pair {
+  int64_t delta;
+  int64_t value;
+  uint8_t name_len;
+  char name[TALLY_NAME_LEN_MAX];
+};
+
+/*
+ * What one applied reliable batch did to one shard, self-contained (names
+ * copied): what the disk tier's log record carries. Replaying it sets every
+ * pair's slot to its value, the producer's record to dedup and the shard's
+ * batch_seq to batch_seq, so replaying it twice, or onto an image that
+ * already holds it, changes nothing (docs/store-layout.md, "Log mode").
+ */
+struct tally_shard_effect {
+  uint64_t producer;
+  uint64_t seq;
+  uint64_t batch_seq;     /* the shard's batch_seq after this batch (>= 1) */
+  uint16_t attempt;
+  uint16_t shard;
+  uint32_t count;         /* 1..TALLY_BATCH_PAIRS_MAX */
+  struct tally_dedup dedup; /* the producer's state after the batch */
+  struct tally_shard_effect_pair pairs[TALLY_BATCH_PAIRS_MAX];
+};
+
+/* The shard's batch sequence (acquire; any thread). */
+uint64_t tally_shard_batch_seq(const struct tally_shard *shard);
+
+/*
+ * The owning lcore, right after tally_shard_apply_batch answered APPLIED for
+ * batch: its effect (values and dedup state from the cleared redo record,
+ * names and deltas from batch). No syscall, no allocation.
+ */
+void tally_shard_effect_of_last(const struct tally_shard *shard,
+  const struct tally_wire_batch *batch, struct tally_shard_effect *effect);
+
+/*
+ * Recovery, single-threaded: redoes effect onto the shard if its batch_seq
+ * is above the shard's (returns TALLY_OK and *replayed true), skips it
+ * otherwise (TALLY_OK, *replayed false). TALLY_REASON_COUNTERS_FULL or
+ * PRODUCERS_FULL if the image cannot hold it (nothing is half-done: the
+ * shard's batch_seq is stored last, so a replay cut short is redone whole).
+ */
+enum tally_reason tally_shard_replay(struct tally_shard *shard,
+  const struct tally_shard_effect *effect, bool *replayed);
+
+/*
+ * Recovery, single-threaded: the effects of the shard's last `count`
+ * applied batches, rebuilt from its journal, oldest first, each with the
+ * slots' and the producer's *current* values (what the image holds now:
+ * replaying them in order onto an older copy ends in this image's state).
+ * visit returns non-zero to stop. -1 if the journal no longer holds that
+ * many applied batches.
+ */
+int tally_shard_effects_from_journal(const struct tally_shard *shard, uint64_t count,
+  int (*visit)(void *context, const struct tally_shard_effect *effect), void *context);
 
 /* ---- Cross-node dedup (docs/cluster.md) --------------------------------- */
 

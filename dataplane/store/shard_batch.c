@@ -179,6 +179,7 @@ static void log_write(struct tally_shard *shard, const struct tally_wire_batch *
   log->producer_slot = producer->slot;
   log->reserved = 0;
   log->producer_dedup = producer->state;
+  log->batch_seq = shard->header->batch_seq + 1u;
   for (uint32_t i = 0; i < batch->count; i++) {
     assert(plan->slot[i] < shard->slots_count);
     log->entries[i].slot = plan->slot[i];
@@ -211,6 +212,10 @@ void tally_shard_log_apply(struct tally_shard *shard)
     shard_flush(shard, slot, 16u);
   }
   producer_store(shard, log->producer_slot, log->producer, &log->producer_dedup);
+  /* After the values and the record: batch_seq never names a batch the image lacks. */
+  assert(log->batch_seq >= 1u);
+  __atomic_store_n(&shard->header->batch_seq, log->batch_seq, __ATOMIC_RELEASE);
+  shard_flush(shard, &shard->header->batch_seq, sizeof(uint64_t));
 }
 
 void tally_shard_log_clear(struct tally_shard *shard)

@@ -8,7 +8,8 @@
  * magic, version, checksum and geometry against the config, file size, every
  * shard header) before any shard is recovered. The mapping is asked for page
  * granularity, which every file allows; on real pmem libpmem2 reports a finer
- * one and the store can persist per burst. Byte map and geometry:
+ * one and the store can persist per burst. On hugetlbfs the file is padded
+ * to whole huge pages (log mode's image; docs/store-layout.md). Byte map and geometry:
  * store_format.h; the replica directory: store_replicas.c.
  *
  * Thread: start-up before the lcores (open, create, recover), the persister
@@ -25,7 +26,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,8 +139,9 @@ static int store_resolve_mode(struct tally_store *store, enum tally_persist_mode
     return -1;
   }
   if (mode == TALLY_PERSIST_AUTO) mode = page ? TALLY_PERSIST_GROUP_COMMIT : TALLY_PERSIST_PER_BURST;
-  store->mode = mode;
-  assert(store->mode == TALLY_PERSIST_GROUP_COMMIT || store->mode == TALLY_PERSIST_PER_BURST);
+  store->mode = mode; /* LOG: any granularity; the image is never persisted while running */
+  assert(store->mode == TALLY_PERSIST_GROUP_COMMIT || store->mode == TALLY_PERSIST_PER_BURST ||
+    store->mode == TALLY_PERSIST_LOG);
   return 0;
 }
 
@@ -198,12 +202,32 @@ static int fsync_parent(const char *path, char *error, size_t error_size)
  * regions stay holes until one is bound (tally_store_replica_bind allocates
  * its blocks then), so reserving every region costs nothing until used.
  */
+/*
+ * hugetlbfs sizes files in whole huge pages only (ftruncate to anything else
+ * is EINVAL): there the file is padded up to a whole number of them, the
+ * padding never used. 0 elsewhere.
+ */
+static size_t huge_page_size(int fd)
+{
+  struct statfs status;
+  if (fstatfs(fd, &status) != 0 || status.f_type != HUGETLBFS_MAGIC) return 0;
+  assert(status.f_bsize > 0 && (status.f_bsize & (status.f_bsize - 1)) == 0);
+  return (size_t)status.f_bsize;
+}
+
+static size_t padded_size(int fd, size_t size)
+{
+  size_t huge = huge_page_size(fd);
+  return huge == 0 ? size : (size + huge - 1u) / huge * huge;
+}
+
 static int store_size_file(int fd, size_t size, size_t reserve, const char *path, char *error,
   size_t error_size)
 {
   assert(fd >= 0);
   assert(size % TALLY_STORE_BLOCK_SIZE == 0);
   assert(reserve <= size);
+  size = padded_size(fd, size);
   if (ftruncate(fd, (off_t)size) != 0) {
     store_error(error, error_size, "store %s: cannot size to %zu bytes: %s", path, size,
       strerror(errno));
@@ -221,7 +245,7 @@ static int store_size_file(int fd, size_t size, size_t reserve, const char *path
 static int store_format(struct tally_store *store, char *error, size_t error_size)
 {
   struct tally_superblock *super = store->super;
-  assert(store->size == tally_store_file_size(&store->geometry));
+  assert(store->size == padded_size(store->fd, tally_store_file_size(&store->geometry)));
   for (uint32_t i = 0; i < store->geometry.shard_count; i++) {
     int rc = tally_shard_attach(&store->shards[i], shard_region(store, i), i,
       store->geometry.counters_max, store->geometry.producers_max, true);
@@ -243,7 +267,7 @@ static int store_format(struct tally_store *store, char *error, size_t error_siz
   super->replica_count = store->geometry.replica_count;
   super->shard_region_size =
     tally_shard_region_size(store->geometry.counters_max, store->geometry.producers_max);
-  super->file_size = store->size;
+  super->file_size = tally_store_file_size(&store->geometry); /* hugetlbfs: without padding */
   super->created_unix_ns = clock_ns(CLOCK_REALTIME);
   super->clean_shutdown = 1; /* nothing to recover in a new store */
   super->open_count = 0;
@@ -379,7 +403,7 @@ static int superblock_check(struct tally_store *store, const char *path, char *e
     return -1;
   }
   if (superblock_check_geometry(store, path, error, error_size) != 0) return -1;
-  if (super->file_size != expected || store->size != expected ||
+  if (super->file_size != expected || store->size != padded_size(store->fd, expected) ||
     super->shard_region_size !=
       tally_shard_region_size(store->geometry.counters_max, store->geometry.producers_max)) {
     store_error(error, error_size,

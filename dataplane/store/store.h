@@ -19,6 +19,9 @@
  *     store.commit_interval_ms (msync at page granularity); acks wait for it.
  *   - per burst: on byte/cache-line granularity (real pmem, DAX) each lcore
  *     flushes what it wrote and drains once per burst; acks go out at once.
+ *   - log: the file is an image on memory that outlives the process (tmpfs,
+ *     hugetlbfs), persisted only at open and close; acks wait for the
+ *     persister's write-ahead log (control/daemon/persister_log.c).
  */
 #ifndef TALLY_STORE_H
 #define TALLY_STORE_H
@@ -84,7 +87,7 @@ struct tally_store {
   size_t size;
   struct tally_superblock *super;
   struct tally_store_geometry geometry;
-  enum tally_persist_mode mode;  /* resolved: GROUP_COMMIT or PER_BURST */
+  enum tally_persist_mode mode;  /* resolved: GROUP_COMMIT, PER_BURST or LOG */
   const char *granularity_name;  /* "page", "cache line" or "byte" */
   void (*persist)(const void *address, size_t size);
   struct tally_shard shards[TALLY_SHARDS_MAX];

@@ -36,6 +36,9 @@ static_assert(offsetof(struct tally_batch_log, crc) == 8, "log crc after state")
 static_assert(offsetof(struct tally_batch_log, count) == 12, "log crc covers from count");
 static_assert(offsetof(struct tally_batch_log, producer) == 16, "then from producer on");
 static_assert(offsetof(struct tally_batch_log, entries) == 160, "entries after the dedup state");
+static_assert(offsetof(struct tally_batch_log, batch_seq) == 1184, "batch_seq after every entry");
+static_assert(offsetof(struct tally_shard_header, batch_seq) == 104, "batch_seq after claims_next");
+static_assert(sizeof(struct tally_shard_header) == 128, "the header stays two lines");
 static_assert(sizeof(struct tally_log_entry) == 16, "log entry layout");
 
 static_assert(offsetof(struct tally_slot, value) == 0, "value first, 16-byte aligned");
@@ -252,7 +255,8 @@ uint32_t tally_batch_log_crc(const struct tally_batch_log *log)
     (size_t)log->count * sizeof(struct tally_log_entry);
   assert(begin % 8u == 0);
   uint32_t crc = rte_hash_crc_4byte(log->count, TALLY_LOG_CRC_SEED);
-  return tally_crc32c((const uint8_t *)log + begin, (uint32_t)(end - begin), crc);
+  crc = tally_crc32c((const uint8_t *)log + begin, (uint32_t)(end - begin), crc);
+  return rte_hash_crc_8byte(log->batch_seq, crc);
 }
 
 /*

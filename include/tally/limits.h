@@ -120,6 +120,15 @@
 #define TALLY_ACKS_RELEASE_PER_POLL 128u
 /* Binary batches handed to the lcore that owns their producer, per ring. */
 #define TALLY_STEER_RING_SIZE 1024u
+/*
+ * Log mode: applied batches' records waiting for the persister, per lcore
+ * (each about 7.8 KiB, in hugepage memory). As many as acks may wait, so a
+ * full ring means the persister is behind; a batch that finds it full is
+ * not applied and not answered (log_ring_full; its producer retries).
+ */
+#define TALLY_LOG_RING_SIZE 1024u
+/* Log mode: how long the persister sleeps when a round found nothing to log. */
+#define TALLY_LOG_IDLE_SLEEP_US 100u
 
 /* ---- Cluster ------------------------------------------------------------ */
 
@@ -215,6 +224,8 @@ static_assert(TALLY_ATTEMPT_MAX < TALLY_CLAIM_KEEPER && TALLY_CLAIM_KEEPER <= UI
 static_assert(TALLY_COUNTERS_MAX <= (1u << 30), "slot indexes fit 31 bits after load factor");
 static_assert((TALLY_STEER_RING_SIZE & (TALLY_STEER_RING_SIZE - 1u)) == 0, "ring size is 2^n");
 static_assert((TALLY_ACKS_PENDING_MAX & (TALLY_ACKS_PENDING_MAX - 1u)) == 0, "fifo size is 2^n");
+static_assert((TALLY_LOG_RING_SIZE & (TALLY_LOG_RING_SIZE - 1u)) == 0, "log ring size is 2^n");
+static_assert(TALLY_LOG_RING_SIZE >= TALLY_ACKS_PENDING_MAX, "a record per ack that may wait");
 static_assert(TALLY_COMMIT_INTERVAL_MS_MIN <= TALLY_COMMIT_INTERVAL_MS_MAX, "range");
 static_assert(TALLY_ACKS_RELEASE_PER_POLL <= TALLY_TX_DESC / 2, "released acks fit the TX ring");
 static_assert(TALLY_ACKS_RELEASE_PER_POLL <= TALLY_ACKS_PENDING_MAX, "release within the fifo");

@@ -52,6 +52,7 @@
   _(PRODUCERS_FULL, "producers_full", "producer table full; new producer refused")      \
   _(ACKS_PENDING_FULL, "acks_pending_full", "too many acks waiting for persistence")    \
   _(STEER_RING_FULL, "steer_ring_full", "owner lcore's steering ring full")             \
+  _(LOG_RING_FULL, "log_ring_full", "log mode: ring to the persister full; batch not applied") \
   /* increments */                                                                      \
   _(COUNTERS_FULL, "counters_full", "counter table full; new name refused")             \
   _(COUNTER_OVERFLOW, "counter_overflow", "increment would overflow int64 (rejected)")  \

@@ -191,11 +191,23 @@ def compare_counts(before, after, expect):
 
 # ---- tallyd ----------------------------------------------------------------------------
 
+def tally_store_path(work, persist, tag="cmp"):
+    if persist == "log":
+        return os.path.join(tally_image_dir(tag), "store.image")
+    return os.path.join(work, "store.pmem")
+
+
+def tally_image_dir(tag="cmp"):
+    """Log mode: where the image lives (tmpfs), one directory per run."""
+    return "/dev/shm/tally-%s-%d" % (tag, os.getpid())
+
+
 def tally_config(path, work, lcores=1, counters_max=65536, persist="group_commit",
                  commit_interval_ms=2, mbufs=16383, producers_max=1024, tag="cmp", vdev=None):
     """A tallyd config for the node namespace. lcores dataplane lcores get as
     many af_packet queue pairs; on a host with fewer CPUs than lcores + 1 the
-    lcores are mapped onto the CPUs round robin (oversubscribed)."""
+    lcores are mapped onto the CPUs round robin (oversubscribed). persist =
+    log puts the image on /dev/shm and the log in work/log (on disk)."""
     cpus = os.cpu_count() or 1
     if lcores + 1 <= cpus:
         lcore_arg = "-l 0-%d" % lcores
@@ -213,18 +225,20 @@ statsd_port = 8125
 binary_port = 8126
 key = %s
 [store]
-path = %s/store.pmem
+path = %s
 counters_max = %d
 producers_max = %d
 commit_interval_ms = %d
 persist = %s
+%s
 [dataplane]
 mbufs = %d
 [control]
 socket = %s/tally.sock
 http = 127.0.0.1:9125
-""" % (eal, TALLY_NODE_IP, TALLY_KEY, work, counters_max, producers_max, commit_interval_ms,
-       persist, mbufs, work)
+""" % (eal, TALLY_NODE_IP, TALLY_KEY, tally_store_path(work, persist, tag), counters_max,
+       producers_max, commit_interval_ms, persist,
+       "log_dir = %s/log" % work if persist == "log" else "", mbufs, work)
     with open(path, "w") as f:
         f.write(text)
 
@@ -240,6 +254,13 @@ class Tallyd:
         for stale in ("store.pmem", "tally.sock"):
             if os.path.exists(os.path.join(work, stale)):
                 os.unlink(os.path.join(work, stale))
+        # Log mode: a fresh image and log for every start.
+        self.image_dir = tally_image_dir(config.get("tag", "cmp")) if config.get("persist") == "log" else None
+        if self.image_dir:
+            subprocess.run(["rm", "-rf", self.image_dir, os.path.join(work, "log")], check=True)
+            os.makedirs(self.image_dir)
+        self.store_path = tally_store_path(work, config.get("persist", "group_commit"),
+                                           config.get("tag", "cmp"))
         self.config_path = os.path.join(work, "tally.ini")
         tally_config(self.config_path, work, **config)
         self.socket = os.path.join(work, "tally.sock")
@@ -270,6 +291,8 @@ class Tallyd:
 
     def stop(self):
         self.server.stop()
+        if self.image_dir:
+            subprocess.run(["rm", "-rf", self.image_dir], check=False)
 
 
 class LcoreMeter:

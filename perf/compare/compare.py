@@ -62,8 +62,12 @@ def systems_table():
          {"kind": "tally", "persist": "group_commit"}),
         ("tally-statsd-pmem", "tallyd statsd, per-burst", "statsd", "per burst (emulated pmem: not durable on this disk)",
          {"kind": "tally", "persist": "per_burst"}),
+        ("tally-statsd-log", "tallyd statsd, log mode", "statsd", "image on tmpfs, not logged (statsd)",
+         {"kind": "tally", "persist": "log"}),
         ("tally-binary", "tallyd binary (acked)", "binary", "ack after group commit 2 ms (msync)",
          {"kind": "tally", "persist": "group_commit"}),
+        ("tally-binary-log", "tallyd binary (acked), log mode", "binary", "ack after the log's fdatasync",
+         {"kind": "tally", "persist": "log"}),
         ("tally-binary-pmem", "tallyd binary (acked), per-burst", "binary", "ack after per-burst flush (emulated pmem)",
          {"kind": "tally", "persist": "per_burst"}),
         ("redis-none", "Redis INCRBY, appendonly no", "redis", "none", {"kind": "redis", "aof": False}),
@@ -246,7 +250,7 @@ def measure_system(args, entry, ports, workload, steps, step_s):
         result["rss_fresh"] = rss_fresh
         if target.kind == "tally":
             stats = target.server.stats()
-            store = os.path.join(args.work, "store.pmem")
+            store = target.server.store_path
             result["store_bytes_per_counter"] = round(os.path.getsize(store) / int(stats["counters_capacity"]), 1)
         trials, best = search(args, target, workload, steps, step_s, warm)
         result["trials"] = [warm] + trials

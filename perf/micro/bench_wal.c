@@ -60,9 +60,13 @@ static void wal_bench_payload(struct wal_bench *bench)
   batch.producer = 1;
   batch.seq = 1;
   batch.count = WAL_BENCH_PAIRS;
+  batch.batch_seq = 1;
+  batch.dedup[0] = 64; /* runs[0]: head_last, ..., window bit 0 */
+  batch.dedup[4] = 1;
   for (uint32_t i = 0; i < WAL_BENCH_PAIRS; i++) {
     uint32_t length = bench_name(names[i], sizeof names[i], "bench.wal.counter.", i);
-    batch.pairs[i] = (struct tally_wal_pair){.name = names[i], .name_len = length, .delta = 1};
+    batch.pairs[i] = (struct tally_wal_pair){.name = names[i], .name_len = length, .delta = 1,
+      .value = 1};
   }
   bench->payload_size = (uint32_t)tally_wal_batch_encode(&batch, bench->payload,
     sizeof bench->payload);

@@ -3,8 +3,10 @@
  * (control/persist/wal_record.c, wal_batch.c, wal_scan.c): what recovery
  * reads back from a disk is untrusted.
  *
- * Every input is checked as one record and decoded as one batch payload:
- * whatever passes must re-encode to exactly the same bytes. Then it becomes
+ * Every input is checked as one record and decoded as one batch payload
+ * (version 2: shard, batch_seq, dedup state, value after each pair):
+ * whatever passes holds what replay relies on and must re-encode to
+ * exactly the same bytes. Then it becomes
  * the only segment of a simulated disk and is scanned (twice: the same
  * answer), replayed, reopened, appended to, and scanned again.
  *
@@ -53,6 +55,10 @@ static void check_one_batch(const uint8_t *data, size_t size)
 {
   static struct tally_wal_batch batch;
   if (tally_wal_batch_decode(data, size, &batch) != TALLY_WAL_BATCH_OK) return;
+  /* What replay relies on (version 2): a shard, a batch sequence, a current run. */
+  FUZZ_CHECK(batch.shard < TALLY_LCORES_MAX && batch.batch_seq >= 1u);
+  FUZZ_CHECK(batch.dedup[0] != 0 && (batch.dedup[4] & 1u) != 0);
+  FUZZ_CHECK(batch.count >= 1u && batch.count <= TALLY_BATCH_PAIRS_MAX);
   FUZZ_CHECK(tally_wal_batch_encode(&batch, encoded, sizeof encoded) == size);
   FUZZ_CHECK(memcmp(encoded, data, size) == 0);
 }

@@ -380,9 +380,38 @@ static void test_ports_and_persist(void **unused) {
   assert_int_equal(config.statsd_port, 0);
   assert_int_equal(config.binary_port, 0);
   expect_error(with_base("[store]\npersist = fast\n"),
-    "config: store.persist: 'fast' is not one of auto, group_commit, per_burst");
+    "config: store.persist: 'fast' is not one of auto, group_commit, per_burst, log");
   expect_error(with_base("[store]\npersist = AUTO\n"),
-    "config: store.persist: 'AUTO' is not one of auto, group_commit, per_burst");
+    "config: store.persist: 'AUTO' is not one of auto, group_commit, per_burst, log");
+}
+
+/* store.persist = log and the log's keys: each bad value one line naming its key. */
+static void test_log_mode(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  expect_ok(with_base("[store]\npersist = log\nlog_dir = /var/lib/tally/log\n"), &config);
+  assert_int_equal(config.persist_mode, TALLY_PERSIST_LOG);
+  assert_string_equal(config.log_dir, "/var/lib/tally/log");
+  assert_int_equal(config.log_group_bytes, TALLY_WAL_GROUP_SIZE_DEFAULT);
+  assert_int_equal(config.log_segment_bytes, TALLY_WAL_SEGMENT_SIZE_DEFAULT);
+  expect_ok(with_base("[store]\npersist = log\nlog_dir = /l\nlog_group_bytes = 65536\n"
+    "log_segment_bytes = 65536\n"), &config);
+  assert_int_equal(config.log_group_bytes, 65536);
+  assert_int_equal(config.log_segment_bytes, 65536);
+  expect_error(with_base("[store]\npersist = log\n"),
+    "config: store.log_dir: required with store.persist = log");
+  expect_error(with_base("[store]\nlog_group_bytes = 100\n"),
+    "config: store.log_group_bytes: 100 is below the minimum 16384");
+  expect_error(with_base("[store]\nlog_segment_bytes = 2147483648\n"),
+    "config: store.log_segment_bytes: 2147483648 is above the maximum 1073741824");
+  expect_error(with_base("[store]\nlog_segment_bytes = 65540\n"),
+    "config: store.log_segment_bytes: 65540 is not a multiple of 8");
+  expect_error(with_base("[store]\nlog_group_bytes = 131072\nlog_segment_bytes = 65536\n"),
+    "config: store.log_group_bytes: 131072 is larger than store.log_segment_bytes (65536)");
+  expect_error(with_base("[store]\npersist = log\nlog_dir = /l\n[cluster]\nnode_id = 1\n"
+    "nodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n"),
+    "config: store.persist: log is not supported on a cluster node yet (replica tables and "
+    "the journal are not logged): use group_commit or per_burst");
 }
 
 static void test_syntax(void **unused) {
@@ -1026,7 +1055,9 @@ static void test_shipped_files(void **unused) {
   assert_string_equal(config.eal_args, "-l 0-1 --in-memory --no-pci --file-prefix tally-local "
                                        "--vdev=net_af_packet0,iface=tally0");
   assert_int_equal(config.ipv4, 0x0a4d0001u);
-  assert_string_equal(config.store_path, "/var/lib/tally/local.pmem");
+  assert_string_equal(config.store_path, "/dev/shm/tally/local.image");
+  assert_int_equal(config.persist_mode, TALLY_PERSIST_LOG);
+  assert_string_equal(config.log_dir, "/var/lib/tally/local.log");
   assert_int_equal(config.producers_max, 1024);
   assert_string_equal(config.socket_path, "/run/tally/local.sock");
   assert_memory_equal(config.key, "tally demo key - not a secret!!!", TALLY_KEY_SIZE);
@@ -1157,6 +1188,7 @@ int main(void) {
     cmocka_unit_test(test_key),
     cmocka_unit_test(test_required),
     cmocka_unit_test(test_ports_and_persist),
+    cmocka_unit_test(test_log_mode),
     cmocka_unit_test(test_syntax),
     cmocka_unit_test(test_continuation),
     cmocka_unit_test(test_sizes_and_buffers),

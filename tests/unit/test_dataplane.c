@@ -402,6 +402,71 @@ static void test_batch_tagged_pairs(void **state)
   assert_int_equal(shard_value(0, "pay{a=2,z=1}"), 9); /* nothing of it counted */
 }
 
+/* Log mode: the applied batch's record goes to the persister's ring, its ack waits. */
+static void test_log_mode_record_handed_over(void **state)
+{
+  (void)state;
+  struct tally_log_ring *ring = aligned_alloc(64, sizeof *ring);
+  assert_non_null(ring);
+  memset(ring, 0, sizeof *ring);
+  lcores[0].log_ring = ring;
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 2, 7, dp_config.key); /* producer 2: lcore 0 */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0); /* not logged yet: no ack */
+  assert_int_equal(tally_log_ring_ready(ring), 1);
+  const struct tally_log_record *record = tally_log_ring_peek(ring, 0);
+  assert_int_equal(record->applied_seq, 1);
+  assert_int_equal(record->effect.producer, 2);
+  assert_int_equal(record->effect.seq, 7);
+  assert_int_equal(record->effect.shard, 0);
+  assert_int_equal(record->effect.batch_seq, 1);
+  assert_int_equal(record->effect.count, 2);
+  assert_int_equal(record->effect.pairs[0].value, 10);
+  assert_int_equal(record->effect.pairs[1].value, -1);
+  assert_memory_equal(record->effect.pairs[1].name, "pay.fail", 8);
+  assert_int_equal(record->effect.dedup.runs[0].last_seq, 7);
+  /* A duplicate adds no record and waits for the same durable point. */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(tally_log_ring_ready(ring), 1);
+  tally_log_ring_pop(ring, 1);
+  __atomic_store_n(&lcores[0].durable_seq, 1, __ATOMIC_RELEASE); /* the log's fdatasync ran */
+  assert_int_equal(poll_and_collect(0, out, 4), 2);
+  rte_pktmbuf_free_bulk(out, 2);
+  lcores[0].log_ring = NULL;
+  free(ring);
+}
+
+/* Log mode: a full ring refuses the batch before it is applied, counted, unanswered. */
+static void test_log_ring_full_counted(void **state)
+{
+  (void)state;
+  struct tally_log_ring *ring = aligned_alloc(64, sizeof *ring);
+  assert_non_null(ring);
+  memset(ring, 0, sizeof *ring);
+  ring->tail = TALLY_LOG_RING_SIZE; /* the persister is a whole ring behind */
+  lcores[0].log_ring = ring;
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 2, 1, dp_config.key);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_LOG_RING_FULL], 1);
+  assert_int_equal(ring->full, 1);
+  assert_int_equal(lcores[0].stats.applied_seq, 0);
+  assert_true(shard_value(0, "pay.ok") == INT64_MIN); /* not applied: not even created */
+  /* Room again: the producer's resend is applied and logged. */
+  ring->head = TALLY_LOG_RING_SIZE;
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(tally_log_ring_ready(ring), 1);
+  assert_int_equal(shard_value(0, "pay.ok"), 10);
+  lcores[0].log_ring = NULL;
+  free(ring);
+}
+
 static void test_batch_bad_mac_unanswered(void **state)
 {
   (void)state;
@@ -598,6 +663,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_batch_acked_only_when_durable, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_tagged_pairs, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_bad_mac_unanswered, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_log_mode_record_handed_over, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_log_ring_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_steered_to_owner, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_steering_ring_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_acks_pending_full_counted, setup_one, teardown_one),

@@ -87,6 +87,11 @@ static uint32_t random_batch(uint8_t *payload)
   batch.producer = 1u + next_random() % 1000u;
   batch.seq = ++model.seq;
   batch.attempt = (uint16_t)(next_random() % 3u);
+  batch.shard = (uint16_t)(next_random() % TALLY_LCORES_MAX);
+  batch.batch_seq = model.seq;
+  batch.dedup[0] = batch.seq + 63u; /* runs[0]: head_last .. window */
+  batch.dedup[3] = batch.seq;
+  batch.dedup[4] = 1u | next_random();
   bool big = next_random() % 16u == 0;
   batch.count = big ? TALLY_BATCH_PAIRS_MAX : 1u + (uint32_t)(next_random() % 4u);
   for (uint32_t i = 0; i < batch.count; i++) {
@@ -94,6 +99,7 @@ static uint32_t random_batch(uint8_t *payload)
     for (uint32_t j = 0; j < length; j++) names[i][j] = (char)('a' + next_random() % 26u);
     batch.pairs[i] = (struct tally_wal_pair){
       .name = names[i], .name_len = length, .delta = (int64_t)next_random(),
+      .value = (int64_t)next_random(),
     };
   }
   size_t size = tally_wal_batch_encode(&batch, payload, TALLY_WAL_BATCH_SIZE_MAX);

@@ -124,10 +124,11 @@ static void test_record_rejections(void **state)
   encode_sample(20);
   record_bytes[TALLY_WAL_RECORD_HEADER_SIZE + 20] = 1; /* the zero padding */
   expect_record(size, TALLY_WAL_RECORD_BAD_PAYLOAD);
-  /* Fields out of range behind a good header CRC: type 0, unknown type, flags, reserved,
+  /* Fields out of range behind a good header CRC: type 0, the retired type 1 (batch payload
+   * version 1), unknown type, flags, reserved,
    * lsn 0, durable_lsn = lsn, a payload over the maximum. */
   const struct { uint32_t offset; uint8_t value; } fields[] = {
-    {4, 0}, {4, TALLY_WAL_TYPE_END}, {6, 1}, {32, 1}, {8, 0}, {16, 42}, {26, 1},
+    {4, 0}, {4, 1}, {4, TALLY_WAL_TYPE_END}, {6, 1}, {32, 1}, {8, 0}, {16, 42}, {26, 1},
   };
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
     encode_sample(20);
@@ -175,12 +176,16 @@ static void full_batch(struct tally_wal_batch *batch)
   batch->seq = UINT64_MAX;
   batch->attempt = TALLY_ATTEMPT_MAX;
   batch->count = TALLY_BATCH_PAIRS_MAX;
+  batch->shard = TALLY_LCORES_MAX - 1u;
+  batch->batch_seq = UINT64_MAX;
+  for (uint32_t w = 0; w < TALLY_WAL_BATCH_DEDUP_WORDS; w++) batch->dedup[w] = UINT64_MAX - w;
   for (uint32_t i = 0; i < batch->count; i++) {
     memset(long_names[i], 'a' + (int)(i % 26), TALLY_NAME_LEN_MAX);
     long_names[i][0] = (char)('0' + i % 10);
     batch->pairs[i].name = long_names[i];
     batch->pairs[i].name_len = TALLY_NAME_LEN_MAX;
     batch->pairs[i].delta = i % 2 ? INT64_MIN + (int64_t)i : INT64_MAX - (int64_t)i;
+    batch->pairs[i].value = i % 2 ? INT64_MAX - (int64_t)i : INT64_MIN + (int64_t)i;
   }
 }
 
@@ -196,8 +201,12 @@ static void test_batch_round_trip(void **state)
   assert_true(decoded.producer == batch.producer && decoded.seq == batch.seq);
   assert_int_equal(decoded.attempt, batch.attempt);
   assert_int_equal(decoded.count, batch.count);
+  assert_int_equal(decoded.shard, batch.shard);
+  assert_true(decoded.batch_seq == batch.batch_seq);
+  assert_memory_equal(decoded.dedup, batch.dedup, sizeof batch.dedup);
   for (uint32_t i = 0; i < batch.count; i++) {
     assert_true(decoded.pairs[i].delta == batch.pairs[i].delta);
+    assert_true(decoded.pairs[i].value == batch.pairs[i].value);
     assert_int_equal(decoded.pairs[i].name_len, TALLY_NAME_LEN_MAX);
     assert_memory_equal(decoded.pairs[i].name, long_names[i], TALLY_NAME_LEN_MAX);
   }
@@ -206,7 +215,10 @@ static void test_batch_round_trip(void **state)
   memset(&batch, 0, sizeof batch);
   batch.producer = 1;
   batch.count = 1;
-  batch.pairs[0] = (struct tally_wal_pair){.name = "x", .name_len = 1, .delta = -1};
+  batch.batch_seq = 1;
+  batch.dedup[0] = 63;
+  batch.dedup[4] = 1;
+  batch.pairs[0] = (struct tally_wal_pair){.name = "x", .name_len = 1, .delta = -1, .value = 3};
   size = tally_wal_batch_encode(&batch, out, sizeof out);
   assert_int_equal(size, TALLY_WAL_BATCH_HEADER_SIZE + TALLY_WAL_BATCH_PAIR_FIXED_SIZE + 1);
   assert_int_equal(tally_wal_batch_decode(out, size, &decoded), TALLY_WAL_BATCH_OK);
@@ -232,7 +244,18 @@ static void test_batch_encode_refuses(void **state)
   assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
   full_batch(&batch); batch.pairs[5].name_len = 0;
   assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.shard = TALLY_LCORES_MAX;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.batch_seq = 0;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.dedup[0] = 0;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
+  full_batch(&batch); batch.dedup[4] = 2;
+  assert_int_equal(tally_wal_batch_encode(&batch, out, sizeof out), 0);
 }
+
+/* Offsets in small_batch's bytes. */
+enum { H = TALLY_WAL_BATCH_HEADER_SIZE, P = TALLY_WAL_BATCH_PAIR_FIXED_SIZE };
 
 /* Encodes a 2-pair batch into out; returns its size. */
 static size_t small_batch(uint8_t *out)
@@ -243,10 +266,15 @@ static size_t small_batch(uint8_t *out)
   batch.seq = 9;
   batch.attempt = 1;
   batch.count = 2;
-  batch.pairs[0] = (struct tally_wal_pair){.name = "hits", .name_len = 4, .delta = 5};
-  batch.pairs[1] = (struct tally_wal_pair){.name = "misses", .name_len = 6, .delta = -2};
-  size_t size = tally_wal_batch_encode(&batch, out, 256);
-  assert_int_equal(size, 24 + 9 + 4 + 9 + 6);
+  batch.shard = 3;
+  batch.batch_seq = 11;
+  batch.dedup[0] = 9 + 63;
+  batch.dedup[4] = 1;
+  batch.pairs[0] = (struct tally_wal_pair){.name = "hits", .name_len = 4, .delta = 5, .value = 5};
+  batch.pairs[1] =
+    (struct tally_wal_pair){.name = "misses", .name_len = 6, .delta = -2, .value = 8};
+  size_t size = tally_wal_batch_encode(&batch, out, 512);
+  assert_int_equal(size, H + P + 4 + P + 6);
   return size;
 }
 
@@ -261,14 +289,14 @@ static void expect_batch(const uint8_t *bytes, size_t size, enum tally_wal_batch
 static void test_batch_decode_rejections(void **state)
 {
   (void)state;
-  uint8_t bytes[256];
+  uint8_t bytes[512];
   size_t size = small_batch(bytes);
   for (size_t cut = 0; cut < size; cut++) {
     static struct tally_wal_batch decoded;
     assert_int_not_equal(tally_wal_batch_decode(bytes, cut, &decoded), TALLY_WAL_BATCH_OK);
   }
-  expect_batch(bytes, 23, TALLY_WAL_BATCH_TRUNCATED);
-  expect_batch(bytes, 24 + 8, TALLY_WAL_BATCH_TRUNCATED);
+  expect_batch(bytes, H - 1, TALLY_WAL_BATCH_TRUNCATED);
+  expect_batch(bytes, H + 16, TALLY_WAL_BATCH_TRUNCATED);
   expect_batch(bytes, size - 1, TALLY_WAL_BATCH_TRUNCATED);
   bytes[size] = 0;
   expect_batch(bytes, size + 1, TALLY_WAL_BATCH_TRAILING);
@@ -288,11 +316,19 @@ static void test_batch_decode_rejections(void **state)
   expect_batch(bytes, size, TALLY_WAL_BATCH_TRAILING);
   small_batch(bytes); bytes[22] = 1;
   expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_RESERVED);
-  small_batch(bytes); bytes[24 + 9 + 1] = '|';
+  small_batch(bytes); bytes[20] = TALLY_LCORES_MAX;
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_SHARD);
+  small_batch(bytes); memset(bytes + 24, 0, 8);
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_SEQUENCE);
+  small_batch(bytes); memset(bytes + 32, 0, 8); /* runs[0].head_last 0: no run */
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_DEDUP);
+  small_batch(bytes); bytes[32 + 32] = 2; /* runs[0].window without its last_seq bit */
+  expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_DEDUP);
+  small_batch(bytes); bytes[H + P + 1] = '|';
   expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_NAME);
-  small_batch(bytes); bytes[24 + 8] = 0; /* a zero-length name */
+  small_batch(bytes); bytes[H + 16] = 0; /* a zero-length name */
   expect_batch(bytes, size, TALLY_WAL_BATCH_BAD_NAME);
-  small_batch(bytes); bytes[24 + 8] = 200; /* longer than what is left */
+  small_batch(bytes); bytes[H + 16] = 200; /* longer than what is left */
   expect_batch(bytes, size, TALLY_WAL_BATCH_TRUNCATED);
   assert_string_equal(tally_wal_batch_check_name(TALLY_WAL_BATCH_TRAILING), "trailing bytes");
 }
