@@ -19,6 +19,7 @@
 enum config_key {
   KEY_EAL_ARGS,
   KEY_NODE_IPV4,
+  KEY_NODE_DEMO,
   KEY_INGEST_STATSD_PORT,
   KEY_INGEST_BINARY_PORT,
   KEY_INGEST_KEY,
@@ -30,6 +31,7 @@ enum config_key {
   KEY_DATAPLANE_MBUFS,
   KEY_CONTROL_SOCKET,
   KEY_CONTROL_HTTP,
+  KEY_CONTROL_ADMIN_GROUP,
   KEY_CLUSTER_NODE_ID,
   KEY_CLUSTER_NODES,
   KEY_CLUSTER_WRITE_QUORUM,
@@ -116,6 +118,9 @@ int config_parse_store_persist(struct parse_state *state, enum config_key key,
 int config_parse_control_socket(struct parse_state *state, enum config_key key,
   const char *value);
 int config_parse_control_http(struct parse_state *state, enum config_key key,
+  const char *value);
+int config_parse_node_demo(struct parse_state *state, enum config_key key, const char *value);
+int config_parse_control_admin_group(struct parse_state *state, enum config_key key,
   const char *value);
 
 /* ---- config_cluster.c: [cluster] ----------------------------------------- */

@@ -151,10 +151,12 @@
 
 /* One request line on the management socket. */
 #define TALLY_MGMT_LINE_MAX 512u
-/* Seconds a management client may take to send or receive. */
+/* Seconds a management connection may last, from accept to its answer's last byte (absolute). */
 #define TALLY_MGMT_TIMEOUT_S 5u
 /* Concurrent HTTP connections. */
 #define TALLY_HTTP_CONNECTIONS_MAX 16u
+/* Longest group name (control.admin_group). */
+#define TALLY_GROUP_NAME_LEN_MAX 32u
 /* Longest path (store, socket) in the config. */
 #define TALLY_PATH_MAX 256u
 /* Longest EAL argument string and most EAL arguments. */
@@ -276,6 +278,10 @@ static_assert(TALLY_CLIENT_DEFAULT_BLOCK_MS <= TALLY_CLIENT_DURATION_MS_MAX, "ra
 #define TALLY_CONTROL_POLL_MS 100u
 /* Management socket: connections waiting to be accepted (the listen backlog). */
 #define TALLY_MGMT_BACKLOG 16u
+/* Management socket: supplementary groups of a client read (SO_PEERGROUPS); more: primary only. */
+#define TALLY_MGMT_PEER_GROUPS_MAX 64u
+/* Management socket: getgrnam_r's buffer for control.admin_group. */
+#define TALLY_MGMT_GROUP_BUFFER_SIZE 16384u
 /* Management socket: answer bytes written per call. */
 #define TALLY_MGMT_WRITE_CHUNK_SIZE 4096u
 /* tallyctl: seconds to send the request and to read the answer (get --quorum asks every node). */

@@ -199,6 +199,7 @@ check "systemd: STOPPING=1 last" test "$(tail -1 "$work/notify.log")" = "STOPPIN
 # Two ports: an idle second port (DPDK's net_ring) beside tally0. /metrics
 # gives each port family one HELP/TYPE and a sample per port.
 sed 's|--vdev=net_af_packet0,iface=tally0|& --vdev=net_ring0|' "$work/tally.ini" >"$work/two.ini"
+chmod 600 "$work/two.ini"
 tally_start "$build" "$work/two.ini" "$work/tallyd.log"
 check "two ports: tallyd ready" tally_wait_ready "$build" "$work/sock" 30
 port_samples() { # port_samples: the ports with a tally_port_rx_missed_total sample, one line
