@@ -153,8 +153,12 @@
 #define TALLY_MGMT_LINE_MAX 512u
 /* Seconds a management connection may last, from accept to its answer's last byte (absolute). */
 #define TALLY_MGMT_TIMEOUT_S 5u
-/* Concurrent HTTP connections. */
-#define TALLY_HTTP_CONNECTIONS_MAX 16u
+/* Concurrent HTTP connections, in all and from one IPv4 address (a slowloris from one source
+ * cannot hold them all, so /health/live keeps answering others). */
+#define TALLY_HTTP_CONNECTIONS_MAX 64u
+#define TALLY_HTTP_CONNECTIONS_PER_IP_MAX 4u
+/* HTTP: libmicrohttpd's memory pool per connection (request line, headers; bodies are refused). */
+#define TALLY_HTTP_CONNECTION_MEMORY_BYTES 16384u
 /* Longest group name (control.admin_group). */
 #define TALLY_GROUP_NAME_LEN_MAX 32u
 /* Longest path (store, socket) in the config. */
@@ -309,6 +313,9 @@ static_assert(TALLY_CTL_ANSWER_TIMEOUT_S >= TALLY_MGMT_TIMEOUT_S,
 static_assert(TALLY_CTL_READ_SIZE <= TALLY_CTL_ANSWER_SIZE_INITIAL, "a read fits the buffer");
 static_assert(TALLY_MGMT_LINE_MAX < TALLY_CTL_ANSWER_SIZE_INITIAL, "buffer sizes are sane");
 static_assert(TALLY_HTTP_TIMEOUT_S >= 1 && TALLY_HTTP_CONNECTIONS_MAX >= 1, "HTTP serves");
+static_assert(TALLY_HTTP_CONNECTIONS_PER_IP_MAX >= 1 &&
+  TALLY_HTTP_CONNECTIONS_PER_IP_MAX * 4u <= TALLY_HTTP_CONNECTIONS_MAX,
+  "one source holds at most a quarter of the connections");
 static_assert(TALLY_PERSISTER_SLEEP_RETRIES_MAX >= 1, "the persister sleeps");
 static_assert(TALLY_PRODUCE_LINE_SIZE_MAX >= TALLY_NAME_LEN_MAX + 1u + 20u + 2u,
   "a line holds the longest name, a blank, a 20-character delta and its end");
