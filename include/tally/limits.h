@@ -299,6 +299,8 @@ static_assert(TALLY_CLIENT_DEFAULT_BLOCK_MS <= TALLY_CLIENT_DURATION_MS_MAX, "ra
 #define TALLY_PERSISTER_SLEEP_RETRIES_MAX 1000u
 /* tally-produce: an input line "NAME DELTA\n" (a 96-byte name, a 20-character delta, blanks). */
 #define TALLY_PRODUCE_LINE_SIZE_MAX 256u
+/* tally-produce: bytes of a --key-file (64 hex digits and a line end, with room to spare). */
+#define TALLY_PRODUCE_KEY_FILE_SIZE_MAX 256u
 /* tally-produce: failed batches listed one per line in the summary; the rest are counted. */
 #define TALLY_PRODUCE_FAILURES_LISTED_MAX 32u
 /* tally-produce: increments between two non-blocking polls (acks read while input flows). */
