@@ -84,6 +84,12 @@
 #define TALLY_MBUFS_MIN 1024u
 #define TALLY_MBUFS_MAX (1u << 20)
 #define TALLY_MBUF_CACHE_SIZE 256u
+/* ARP and ICMP echo replies per lcore: a token bucket of this rate and depth (issue 14, L1).
+ * Over it a request is dropped, counted as reply_rate_limited. */
+#define TALLY_REPLIES_PER_S 100u
+#define TALLY_REPLIES_BURST 16u
+static_assert(TALLY_REPLIES_BURST >= 1 && TALLY_REPLIES_PER_S >= TALLY_REPLIES_BURST,
+  "a second refills the whole bucket");
 /* RX and TX descriptors per queue. */
 #define TALLY_RX_DESC 1024u
 #define TALLY_TX_DESC 1024u
