@@ -166,6 +166,7 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   tally_out_printf(out, "store_recovered_clean %d\n", appliance->store.recovery.was_clean ? 1 : 0);
   port_stats(appliance, out);
   tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
+  tally_out_printf(out, "mgmt_refused %" PRIu64 "\n", appliance->mgmt_refused);
   tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
 }
