@@ -187,21 +187,29 @@ static int64_t shard_value(uint32_t index, const char *name)
   return tally_shard_slot_value(&shards[index], (uint32_t)slot);
 }
 
-/* ---- tests --------------------------------------------------------------- */
-
-static void test_arp_request_answered(void **state)
+/* An ARP request for OUR_IP from sender_ip at sender_mac (also the Ethernet source). */
+static struct rte_mbuf *arp_frame(uint32_t sender_ip, const struct rte_ether_addr *sender_mac)
 {
-  (void)state;
   struct rte_mbuf *frame = new_frame(RTE_ETHER_TYPE_ARP, sizeof(struct rte_arp_hdr));
+  rte_pktmbuf_mtod(frame, struct rte_ether_hdr *)->src_addr = *sender_mac;
   struct rte_arp_hdr *arp = rte_pktmbuf_mtod_offset(frame, struct rte_arp_hdr *, 14);
   arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
   arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
   arp->arp_hlen = 6;
   arp->arp_plen = 4;
   arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
-  arp->arp_data.arp_sha = peer_mac;
-  arp->arp_data.arp_sip = rte_cpu_to_be_32(PEER_IP);
+  arp->arp_data.arp_sha = *sender_mac;
+  arp->arp_data.arp_sip = rte_cpu_to_be_32(sender_ip);
   arp->arp_data.arp_tip = rte_cpu_to_be_32(OUR_IP);
+  return frame;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_arp_request_answered(void **state)
+{
+  (void)state;
+  struct rte_mbuf *frame = arp_frame(PEER_IP, &peer_mac);
   uint32_t request_len = rte_pktmbuf_pkt_len(frame);
   inject(0, frame);
   struct rte_mbuf *out[4];
@@ -217,7 +225,7 @@ static void test_arp_request_answered(void **state)
   assert_int_equal(lcores[0].stats.arp_replies, 1);
   /* ARP for another address: ignored and counted. */
   frame = new_frame(RTE_ETHER_TYPE_ARP, sizeof(struct rte_arp_hdr));
-  arp = rte_pktmbuf_mtod_offset(frame, struct rte_arp_hdr *, 14);
+  struct rte_arp_hdr *arp = rte_pktmbuf_mtod_offset(frame, struct rte_arp_hdr *, 14);
   arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
   arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
   arp->arp_hlen = 6;
@@ -277,22 +285,6 @@ static struct rte_mbuf *echo_frame(uint32_t src_ip, const struct rte_ether_addr 
   struct rte_icmp_hdr *icmp = rte_pktmbuf_mtod_offset(frame, struct rte_icmp_hdr *, 14 + header_len);
   icmp->icmp_type = RTE_IP_ICMP_ECHO_REQUEST;
   icmp->icmp_cksum = (uint16_t)~rte_raw_cksum(icmp, icmp_size);
-  return frame;
-}
-
-static struct rte_mbuf *arp_frame(uint32_t sender_ip, const struct rte_ether_addr *sender_mac)
-{
-  struct rte_mbuf *frame = new_frame(RTE_ETHER_TYPE_ARP, sizeof(struct rte_arp_hdr));
-  rte_pktmbuf_mtod(frame, struct rte_ether_hdr *)->src_addr = *sender_mac;
-  struct rte_arp_hdr *arp = rte_pktmbuf_mtod_offset(frame, struct rte_arp_hdr *, 14);
-  arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
-  arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
-  arp->arp_hlen = 6;
-  arp->arp_plen = 4;
-  arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
-  arp->arp_data.arp_sha = *sender_mac;
-  arp->arp_data.arp_sip = rte_cpu_to_be_32(sender_ip);
-  arp->arp_data.arp_tip = rte_cpu_to_be_32(OUR_IP);
   return frame;
 }
 
