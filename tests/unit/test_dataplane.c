@@ -294,12 +294,12 @@ static void test_replies_only_to_unicast_without_options(void **state)
   (void)state;
   static const struct rte_ether_addr group_mac = { { 0x01, 0x00, 0x5e, 0, 0, 1 } };
   static const struct rte_ether_addr broadcast_mac = { { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } };
-  inject(0, echo_frame(RTE_IPV4(255, 255, 255, 255), &peer_mac, 0));
-  inject(0, echo_frame(RTE_IPV4(224, 0, 0, 1), &peer_mac, 0));
+  inject(0, echo_frame(UINT32_C(0xffffffff), &peer_mac, 0));
+  inject(0, echo_frame(UINT32_C(0xe0000001) /* 224.0.0.1 */, &peer_mac, 0));
   inject(0, echo_frame(0, &peer_mac, 0));
   inject(0, echo_frame(RTE_IPV4(127, 0, 0, 1), &peer_mac, 0));
   inject(0, echo_frame(PEER_IP, &group_mac, 0));
-  inject(0, arp_frame(RTE_IPV4(255, 255, 255, 255), &peer_mac));
+  inject(0, arp_frame(UINT32_C(0xffffffff), &peer_mac));
   inject(0, arp_frame(PEER_IP, &broadcast_mac));
   inject(0, arp_frame(0, &peer_mac));
   inject(0, echo_frame(PEER_IP, &peer_mac, 9)); /* 36 bytes of record route */
