@@ -332,6 +332,7 @@ cluster_write_config() {
   local i=$1 file=$2 store=$3 socket=$4
   shift 4
   local lcores=${CLUSTER_LCORES:-0@(0-1),1@(0-1)}
+  install -m 600 /dev/null "$file" # it holds keys: tallyd refuses them readable by others
   cat >"$file" <<INI
 [eal]
 args = --lcores=$lcores --in-memory --no-pci --file-prefix tally-$CLUSTER_SUFFIX-$i

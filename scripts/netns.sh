@@ -68,6 +68,7 @@ tally_stop() {
 tally_write_config() {
   local file=$1 store=$2 socket=$3
   shift 3
+  install -m 600 /dev/null "$file" # it holds a key: tallyd refuses it readable by others
   cat >"$file" <<INI
 [eal]
 args = -l 0-1 --in-memory --no-pci --file-prefix tally-$$ --vdev=net_af_packet0,iface=tally0 --log-level=lib.eal:warning

@@ -36,6 +36,10 @@ static void receive_replication(struct tally_cluster *cluster, const uint8_t *da
     cluster->not_member++;
     return;
   }
+  /* Only from the member's own address; a quorum read from any port of its IP. */
+  bool read = message.type == TALLY_REPLICATION_READ_REQUEST;
+  if (!tally_cluster_source_ok(cluster, &peer->address, source, read)) return;
+  if (!tally_cluster_records_ok(cluster, &message)) return;
   uint16_t self = cluster->config->node_id;
   switch (message.type) {
   case TALLY_REPLICATION_ROUND:
@@ -49,9 +53,13 @@ static void receive_replication(struct tally_cluster *cluster, const uint8_t *da
     return;
   case TALLY_REPLICATION_RESTORE:
     return; /* only wanted while restoring, before the thread runs */
-  case TALLY_REPLICATION_READ_REQUEST:
-    tally_cluster_stream_in_read_request(cluster, &message, source);
+  case TALLY_REPLICATION_READ_REQUEST: {
+    /* Answered on the member's IP only, whatever the datagram claims (no reflection). */
+    struct sockaddr_in reply_to = peer->address;
+    reply_to.sin_port = source->sin_port;
+    tally_cluster_stream_in_read_request(cluster, &message, &reply_to);
     return;
+  }
   case TALLY_REPLICATION_READ_REPLY:
     return; /* answers go to the requesting socket, not this one */
   }
@@ -65,7 +73,7 @@ static void receive_all(struct tally_cluster *cluster)
     ssize_t size = tally_cluster_io_receive(&cluster->io, buffer, sizeof buffer, &source);
     if (size < 0) return;
     if (size >= 2 && buffer[0] == TALLY_HEARTBEAT_MAGIC_0 && buffer[1] == TALLY_HEARTBEAT_MAGIC_1) {
-      tally_cluster_heartbeat_receive(cluster, buffer, (size_t)size);
+      tally_cluster_heartbeat_receive(cluster, buffer, (size_t)size, &source);
     } else {
       receive_replication(cluster, buffer, (size_t)size, &source);
     }

@@ -173,6 +173,8 @@ struct tally_cluster {
   uint64_t membership_reloads;                /* applied changes */
   uint64_t membership_refused;                /* refused reloads (bad or impossible config) */
   uint64_t not_member;                        /* datagrams from a node not a member */
+  uint64_t wrong_source;                      /* a member's datagram from another address */
+  uint64_t records_invalid;                   /* producer records no dedup state can be */
   /* I/O (cluster_io.h): io is what the cluster uses; tallyd's is the fault layer over udp. */
   struct tally_cluster_io io;
   struct tally_cluster_udp udp;

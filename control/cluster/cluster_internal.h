@@ -60,6 +60,41 @@ static inline uint64_t tally_cluster_next_random(struct tally_cluster *cluster)
   return x * 2685821657736338717ull;
 }
 
+/*
+ * Whether a member's datagram comes from its configured address (issue 14,
+ * H4): the IP always, the port too unless any_port (quorum reads and
+ * heartbeats replayed by tests come from other sockets on the member's IP).
+ * Counted in wrong_source when not.
+ */
+static inline bool tally_cluster_source_ok(struct tally_cluster *cluster,
+  const struct sockaddr_in *configured, const struct sockaddr_in *source, bool any_port)
+{
+  if (source->sin_addr.s_addr == configured->sin_addr.s_addr &&
+      (any_port || source->sin_port == configured->sin_port)) {
+    return true;
+  }
+  cluster->wrong_source++;
+  return false;
+}
+
+/*
+ * Whether every producer record of a message can be a dedup state
+ * (tally_replication_producer_valid); counted in records_invalid when not,
+ * and the whole message is then ignored (issue 14, L3).
+ */
+static inline bool tally_cluster_records_ok(struct tally_cluster *cluster,
+  const struct tally_replication_message *message)
+{
+  if ((message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) == 0) return true;
+  for (uint32_t i = 0; i < message->count; i++) {
+    if (!tally_replication_producer_valid(&message->producers[i])) {
+      cluster->records_invalid++;
+      return false;
+    }
+  }
+  return true;
+}
+
 /* ---- peer.c: a peer slot's life (see struct tally_cluster_peer) ------------------ */
 
 /* A member by node id (a retired node is not one: NULL). */
@@ -130,7 +165,7 @@ void tally_cluster_stream_in_read_request(struct tally_cluster *cluster,
 
 void tally_cluster_heartbeat_send(struct tally_cluster *cluster);
 void tally_cluster_heartbeat_receive(struct tally_cluster *cluster, const uint8_t *data,
-  size_t size);
+  size_t size, const struct sockaddr_in *source);
 
 /* ---- quorum.c ------------------------------------------------------------------------ */
 

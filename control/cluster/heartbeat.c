@@ -30,7 +30,7 @@ void tally_cluster_heartbeat_send(struct tally_cluster *cluster)
 }
 
 void tally_cluster_heartbeat_receive(struct tally_cluster *cluster, const uint8_t *data,
-  size_t size)
+  size_t size, const struct sockaddr_in *source)
 {
   struct tally_heartbeat heartbeat;
   if (tally_heartbeat_decode(data, size, cluster->config->key, &heartbeat) != TALLY_HEARTBEAT_OK) {
@@ -42,6 +42,7 @@ void tally_cluster_heartbeat_receive(struct tally_cluster *cluster, const uint8_
     cluster->not_member++;
     return;
   }
+  if (!tally_cluster_source_ok(cluster, &peer->address, source, true)) return;
   /*
    * Replay protection: within one incarnation the sender's clock only goes
    * forward, so a heartbeat not newer than the last one accepted is an old

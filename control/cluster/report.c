@@ -152,6 +152,10 @@ static void rejected_metrics(struct tally_cluster *cluster, struct tally_out *ou
     PRIu64 "\n", cluster->heartbeats_replayed);
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"any\",reason=\"not_member\"} %"
     PRIu64 "\n", cluster->not_member);
+  tally_out_printf(out, "tally_cluster_rejected_total{kind=\"any\",reason=\"wrong_source\"} %"
+    PRIu64 "\n", cluster->wrong_source);
+  tally_out_printf(out, "tally_cluster_rejected_total{kind=\"replication\","
+    "reason=\"producer_record_invalid\"} %" PRIu64 "\n", cluster->records_invalid);
 }
 
 void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)

@@ -116,6 +116,8 @@ static void restore_receive(struct tally_cluster *cluster, struct restore_state 
     }
     struct tally_cluster_peer *peer = tally_cluster_peer_by_id(cluster, message.sender);
     if (peer == NULL) continue;
+    if (!tally_cluster_source_ok(cluster, &peer->address, &source, false)) continue;
+    if (!tally_cluster_records_ok(cluster, &message)) continue; /* never reaches the store */
     if (message.type == TALLY_REPLICATION_RESTORE_REQUEST && message.origin == message.sender) {
       tally_cluster_stream_in_restore_request(cluster, peer); /* restoring at the same time */
     } else if (message.type == TALLY_REPLICATION_RESTORE &&

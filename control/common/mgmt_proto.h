@@ -5,7 +5,9 @@
  * The client sends one request line (at most TALLY_MGMT_LINE_MAX bytes,
  * include/tally/limits.h): a command of the table below. The server answers
  * with a status line ("0" ok, "1" not found, "2" bad request, "3" failed,
- * "4" not ready, "5" partial), the body, and a final line "." so a cut-off
+ * "4" not ready, "5" partial, "6" not permitted: a command that changes
+ * state from a client that is not root, tallyd's user or in
+ * control.admin_group), the body, and a final line "." so a cut-off
  * answer is detected; then it closes. Both directions have a timeout.
  */
 #ifndef TALLY_MGMT_PROTO_H

@@ -27,6 +27,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "config_internal.h"
 
 /* Defaults of the [cluster] keys (the ranges are in limits.h). */
@@ -55,6 +57,55 @@ static void error_write(char *error, size_t error_size, const char *format, ...)
   va_start(arguments, format);
   vsnprintf(error, error_size, format, arguments);
   va_end(arguments);
+}
+
+/* ---- Keys ------------------------------------------------------------------ */
+
+/*
+ * The keys printed in the source tree: config/local.ini's demo key and the
+ * template's two placeholders. Anyone can read them, so they protect nothing;
+ * they are accepted only with node.demo = true.
+ */
+static const char public_keys[][TALLY_KEY_SIZE + 1] = {
+  "tally demo key - not a secret!!!",
+  "template key: REPLACE before use",
+  "cluster key: REPLACE before use!",
+};
+
+static bool key_public(const uint8_t key[TALLY_KEY_SIZE]) {
+  for (size_t i = 0; i < sizeof(public_keys) / sizeof(public_keys[0]); i++) {
+    if (memcmp(key, public_keys[i], TALLY_KEY_SIZE) == 0) return true;
+  }
+  return false;
+}
+
+/* Whether the config holds a key that is a secret (not one of the public ones). */
+static bool config_holds_secret(const struct tally_config *config) {
+  return (config->key_set && !key_public(config->key)) ||
+    (config->cluster.enabled && !key_public(config->cluster.key));
+}
+
+/*
+ * ingest.key is held by every producer; were it cluster.key too, any producer
+ * could forge replication. A public key outside the demo protects nothing.
+ */
+static int config_validate_keys(struct parse_state *state) {
+  const struct tally_config *config = &state->config;
+  if (config->key_set && config->cluster.enabled &&
+      sodium_memcmp(config->key, config->cluster.key, TALLY_KEY_SIZE) == 0) {
+    return config_fail(state, KEY_CLUSTER_KEY, "the same as ingest.key (every producer holds "
+      "that one): give the cluster its own key");
+  }
+  if (config->demo) return 1;
+  if (config->key_set && key_public(config->key)) {
+    return config_fail(state, KEY_INGEST_KEY, "the public demo or template key (only with "
+      "node.demo = true): generate one with 'openssl rand -hex 32'");
+  }
+  if (config->cluster.enabled && key_public(config->cluster.key)) {
+    return config_fail(state, KEY_CLUSTER_KEY, "the public template key (only with "
+      "node.demo = true): generate one with 'openssl rand -hex 32'");
+  }
+  return 1;
 }
 
 /* ---- Validate ------------------------------------------------------------- */
@@ -115,7 +166,7 @@ static int config_validate(struct parse_state *state) {
       (unsigned)config->binary_port);
   }
   return config_validate_log(state) && config_cluster_validate(state) &&
-    config_graphite_validate(state);
+    config_graphite_validate(state) && config_validate_keys(state);
 }
 
 /* What every successfully parsed config holds. */
@@ -235,8 +286,9 @@ int tally_config_parse(const char *text, size_t text_size, struct tally_config *
 /* Not an errno: the path names something other than a regular file. */
 #define FILE_NOT_REGULAR (-1)
 
-/* Reads at most size bytes; a larger file reads as size + 1 (too large). */
-static int file_read(const char *path, char *buffer, size_t size, size_t *read_size) {
+/* Reads at most size bytes; a larger file reads as size + 1 (too large). Its mode in *mode. */
+static int file_read(const char *path, char *buffer, size_t size, size_t *read_size,
+  mode_t *mode) {
   assert(buffer != NULL);
   assert(size > 0);
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -251,6 +303,7 @@ static int file_read(const char *path, char *buffer, size_t size, size_t *read_s
     close(fd);
     return FILE_NOT_REGULAR;
   }
+  *mode = status.st_mode;
   size_t done = 0;
   /* Bounded: each pass reads at least one byte, or ends, or is an EINTR (capped). */
   uint32_t interrupts = 0;
@@ -283,7 +336,8 @@ int tally_config_load(const char *path, struct tally_config *config, char *error
     return -1;
   }
   size_t text_size = 0;
-  int read_error = file_read(path, text, TALLY_CONFIG_TEXT_SIZE_MAX, &text_size);
+  mode_t mode = 0;
+  int read_error = file_read(path, text, TALLY_CONFIG_TEXT_SIZE_MAX, &text_size, &mode);
   if (read_error != 0) {
     error_write(error, error_size, "%s: cannot read: %s", path,
       read_error == FILE_NOT_REGULAR ? "not a regular file" : strerror(read_error));
@@ -298,13 +352,22 @@ int tally_config_load(const char *path, struct tally_config *config, char *error
     return -1;
   }
   char message[512];
-  int result = tally_config_parse(text, text_size, config, message, sizeof(message));
+  struct tally_config parsed;
+  int result = tally_config_parse(text, text_size, &parsed, message, sizeof(message));
   explicit_bzero(text, text_size);
   free(text);
   if (result != 0) {
     error_write(error, error_size, "%s: %s", path, message);
     return -1;
   }
+  if ((mode & (S_IRWXG | S_IRWXO)) != 0 && config_holds_secret(&parsed)) {
+    explicit_bzero(&parsed, sizeof(parsed));
+    error_write(error, error_size, "%s: holds keys but group or others have access (mode %04o): "
+      "chmod 600 %s", path, (unsigned)(mode & 07777), path);
+    return -1;
+  }
+  *config = parsed;
+  explicit_bzero(&parsed, sizeof(parsed));
   error[0] = '\0';
   return 0;
 }

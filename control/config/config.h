@@ -55,6 +55,7 @@ struct tally_config {
   char eal_args[TALLY_EAL_ARGS_LEN_MAX]; /* whitespace-separated EAL arguments */
   /* [node] */
   uint32_t ipv4;              /* our address, host byte order (required) */
+  bool demo;                  /* the demo: the public demo and template keys are accepted */
   /* [ingest] */
   uint16_t statsd_port;       /* default 8125; 0 disables statsd */
   uint16_t binary_port;       /* default 8126; 0 disables the binary protocol */
@@ -78,6 +79,7 @@ struct tally_config {
   char socket_path[TALLY_PATH_MAX]; /* default /run/tally/tally.sock */
   uint32_t http_ipv4;         /* host byte order; default 127.0.0.1 */
   uint16_t http_port;         /* default 9125; 0 disables HTTP */
+  char admin_group[TALLY_GROUP_NAME_LEN_MAX + 1]; /* may change state over the socket; "" none */
   /* [cluster] */
   struct tally_cluster_config cluster;
   /* [graphite] */

@@ -19,6 +19,7 @@
 enum config_key {
   KEY_EAL_ARGS,
   KEY_NODE_IPV4,
+  KEY_NODE_DEMO,
   KEY_INGEST_STATSD_PORT,
   KEY_INGEST_BINARY_PORT,
   KEY_INGEST_KEY,
@@ -36,6 +37,7 @@ enum config_key {
   KEY_DATAPLANE_IDLE_SLEEP_US,
   KEY_CONTROL_SOCKET,
   KEY_CONTROL_HTTP,
+  KEY_CONTROL_ADMIN_GROUP,
   KEY_CLUSTER_NODE_ID,
   KEY_CLUSTER_NODES,
   KEY_CLUSTER_WRITE_QUORUM,
@@ -142,6 +144,9 @@ int config_parse_graphite_prefix(struct parse_state *state, enum config_key key,
   const char *value);
 /* With [graphite], graphite.address is required. */
 int config_graphite_validate(struct parse_state *state);
+int config_parse_node_demo(struct parse_state *state, enum config_key key, const char *value);
+int config_parse_control_admin_group(struct parse_state *state, enum config_key key,
+  const char *value);
 
 /* ---- config_cluster.c: [cluster] ----------------------------------------- */
 

@@ -22,6 +22,7 @@
 static const config_parse_fn key_parsers[KEY_COUNT] = {
   [KEY_EAL_ARGS] = config_parse_eal_args,
   [KEY_NODE_IPV4] = config_parse_node_ipv4,
+  [KEY_NODE_DEMO] = config_parse_node_demo,
   [KEY_INGEST_STATSD_PORT] = config_parse_port,
   [KEY_INGEST_BINARY_PORT] = config_parse_port,
   [KEY_INGEST_KEY] = config_parse_key,
@@ -39,6 +40,7 @@ static const config_parse_fn key_parsers[KEY_COUNT] = {
   [KEY_DATAPLANE_IDLE_SLEEP_US] = config_parse_number,
   [KEY_CONTROL_SOCKET] = config_parse_control_socket,
   [KEY_CONTROL_HTTP] = config_parse_control_http,
+  [KEY_CONTROL_ADMIN_GROUP] = config_parse_control_admin_group,
   [KEY_CLUSTER_NODE_ID] = config_parse_cluster_node_id,
   [KEY_CLUSTER_NODES] = config_parse_cluster_nodes,
   [KEY_CLUSTER_WRITE_QUORUM] = config_parse_number,

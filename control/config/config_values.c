@@ -280,6 +280,41 @@ static int parse_address_port(struct parse_state *state, enum config_key key, co
   return 1;
 }
 
+/* "true" or "false". */
+int config_parse_node_demo(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_NODE_DEMO);
+  assert(value != NULL);
+  if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) {
+    state->config.demo = value[0] == 't';
+    return 1;
+  }
+  char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];
+  config_echo(shown, value);
+  const struct config_key_name *spec = config_key_name(key);
+  return config_fail_key(state, spec->section, spec->name, "'%s' is not true or false", shown);
+}
+
+/* A group name as useradd allows it: [A-Za-z0-9_.-], not starting with '-'. */
+int config_parse_control_admin_group(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_CONTROL_ADMIN_GROUP);
+  assert(value != NULL);
+  if (!config_parse_string(state, key, value, state->config.admin_group,
+        TALLY_GROUP_NAME_LEN_MAX)) {
+    return 0;
+  }
+  bool valid = value[0] != '-';
+  for (const char *c = value; *c != '\0'; c++) {
+    valid = valid && ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+      (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-');
+  }
+  if (!valid) {
+    state->config.admin_group[0] = '\0';
+    return config_fail(state, key, "not a group name ([A-Za-z0-9_.-], not starting with '-')");
+  }
+  return 1;
+}
+
 /* "a.b.c.d:port" or "off". */
 int config_parse_control_http(struct parse_state *state, enum config_key key,
   const char *value) {

@@ -19,6 +19,7 @@ enum tally_action_result {
   TALLY_ACTION_FAILED = 3,
   TALLY_ACTION_NOT_READY = 4,
   TALLY_ACTION_PARTIAL = 5,   /* an answer, but not every node answered */
+  TALLY_ACTION_NOT_PERMITTED = 6, /* a state-changing command from a peer not allowed */
 };
 
 /*

@@ -1,8 +1,10 @@
 /*
  * http.c — /metrics, /counters, /health/live and /health/ready over
  * libmicrohttpd.
- * The daemon runs its own polling thread with a connection limit and a
- * timeout, so a slow scraper cannot stall the control thread (bulkhead).
+ * The daemon runs its own polling thread with a connection limit, a
+ * per-source-address limit, a memory pool bound per connection and an idle
+ * timeout, so a slow scraper cannot stall the control thread (bulkhead) and
+ * one slowloris source cannot take every connection from /health/live.
  * Bodies come from the same actions tallyctl uses; /counters is streamed
  * (counters.c), never built in memory.
  *
@@ -132,6 +134,8 @@ struct MHD_Daemon *tally_http_start(struct tally_appliance *appliance, char *err
     MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, appliance->config.http_port, NULL,
     NULL, handle_request, appliance, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
     MHD_OPTION_CONNECTION_LIMIT, (unsigned)TALLY_HTTP_CONNECTIONS_MAX,
+    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)TALLY_HTTP_CONNECTIONS_PER_IP_MAX,
+    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)TALLY_HTTP_CONNECTION_MEMORY_BYTES,
     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TALLY_HTTP_TIMEOUT_S, MHD_OPTION_END);
   if (daemon == NULL) {
     char text[INET_ADDRSTRLEN] = "?";

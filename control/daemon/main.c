@@ -345,6 +345,15 @@ int main(int argc, char **argv)
     fprintf(stderr, "tallyd: %s\n", error);
     return 2;
   }
+  if (tally_mgmt_admin_gid(appliance.config.admin_group, &appliance.mgmt_admin_gid, error,
+        sizeof error) != 0) {
+    fprintf(stderr, "tallyd: %s: %s\n", appliance.config_path, error);
+    return 2;
+  }
+  if (appliance.config.demo) {
+    fprintf(stderr, "tallyd: node.demo = true: the public demo keys are accepted; never in "
+      "production\n");
+  }
   if (check_only) {
     printf("%s: configuration valid\n", appliance.config_path);
     return 0;

@@ -226,6 +226,7 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
     "\n", faults_minor, faults_major);
   port_stats(appliance, out);
   tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
+  tally_out_printf(out, "mgmt_refused %" PRIu64 "\n", appliance->mgmt_refused);
   tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   tally_graphite_stats(appliance->graphite, out);
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;

@@ -83,6 +83,10 @@ struct tally_appliance {
   uint64_t reload_failures;
   uint64_t mgmt_requests;
   uint64_t mgmt_errors;
+  uint64_t mgmt_refused;                /* state-changing commands from a peer not allowed */
+  /* control.admin_group resolved at start-up (control/daemon/mgmt.c); -1: none. Root and
+   * tallyd's own user may always change state; members of this group may too. */
+  int64_t mgmt_admin_gid;
   /* The modes (control/daemon/modes.h): set once at start-up, then read-only. */
   const struct tally_node_ops *node;        /* single node or cluster */
   const struct tally_persist_ops *persist;  /* group commit or per burst */

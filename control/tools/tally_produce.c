@@ -12,11 +12,14 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -54,11 +57,15 @@ struct options {
 static void usage(FILE *stream)
 {
   fprintf(stream,
-    "usage: tally-produce --nodes HOST:PORT[,HOST:PORT...] --key HEX --producer ID\n"
+    "usage: tally-produce --nodes HOST:PORT[,HOST:PORT...] --key-file PATH --producer ID\n"
     "                     [options] [NAME:DELTA...]\n"
     "Sends counter increments as acked, deduplicated batches. Without NAME:DELTA\n"
     "arguments, reads 'NAME DELTA' lines from stdin (blank lines are skipped).\n"
+    "The key (64 hex digits) comes from --key-file (a file only its owner may\n"
+    "access) or, without it, from the environment variable TALLY_KEY; never from\n"
+    "the command line, where every user sees it (/proc/PID/cmdline).\n"
     "options:\n"
+    "  --key-file PATH          the file holding the key\n"
     "  --seq N                  seq of the first batch (default 1); persist the\n"
     "                           printed next_seq and pass it next time\n"
     "  --timeout-ms MS          per-batch deadline (default 10000)\n"
@@ -130,19 +137,55 @@ static bool parse_nodes(const char *text, struct options *options)
   }
 }
 
-static bool parse_key(const char *text, uint8_t key[TALLY_KEY_SIZE])
+static bool parse_key(const char *text, size_t length, uint8_t key[TALLY_KEY_SIZE])
 {
   assert(text != NULL);
   size_t written = 0;
-  if (strlen(text) != 2u * TALLY_KEY_SIZE) return false;
-  if (sodium_hex2bin(key, TALLY_KEY_SIZE, text, strlen(text), NULL, &written, NULL) != 0)
+  if (length != 2u * TALLY_KEY_SIZE) return false;
+  if (sodium_hex2bin(key, TALLY_KEY_SIZE, text, length, NULL, &written, NULL) != 0)
     return false;
   return written == TALLY_KEY_SIZE;
+}
+
+/*
+ * The key from a file: 64 hex digits, then optional whitespace. The file must
+ * be a regular file that group and others cannot access (as tallyd's config).
+ */
+static bool read_key_file(const char *path, uint8_t key[TALLY_KEY_SIZE])
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  struct stat status;
+  if (fd < 0 || fstat(fd, &status) != 0) {
+    fprintf(stderr, "tally-produce: --key-file %s: %s\n", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  if (!S_ISREG(status.st_mode) || (status.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    fprintf(stderr, "tally-produce: --key-file %s: not a regular file that only its owner may "
+      "access (chmod 600)\n", path);
+    close(fd);
+    return false;
+  }
+  char text[TALLY_PRODUCE_KEY_FILE_SIZE_MAX + 1];
+  ssize_t size = read(fd, text, sizeof text);
+  close(fd);
+  size_t length = size < 0 ? 0 : (size_t)size;
+  /* Bounded by the buffer. */
+  while (length > 0 && (text[length - 1] == '\n' || text[length - 1] == ' ' ||
+         text[length - 1] == '\r' || text[length - 1] == '\t')) {
+    length--;
+  }
+  bool ok = size > 0 && (size_t)size <= TALLY_PRODUCE_KEY_FILE_SIZE_MAX &&
+    parse_key(text, length, key);
+  sodium_memzero(text, sizeof text);
+  if (!ok) fprintf(stderr, "tally-produce: --key-file %s: not 64 hex digits\n", path);
+  return ok;
 }
 
 enum {
   OPTION_NODES = 256,
   OPTION_KEY,
+  OPTION_KEY_FILE,
   OPTION_PRODUCER,
   OPTION_SEQ,
   OPTION_TIMEOUT_MS,
@@ -167,7 +210,11 @@ static bool apply_option(int option, const char *value, struct options *options,
   bool ok = false;
   switch (option) {
   case OPTION_NODES: ok = parse_nodes(value, options); break;
-  case OPTION_KEY: ok = *key_set = parse_key(value, config->key); break;
+  case OPTION_KEY:
+    fprintf(stderr, "tally-produce: --key puts the key on the command line, where every user "
+      "sees it; use --key-file PATH or TALLY_KEY\n");
+    return false;
+  case OPTION_KEY_FILE: ok = *key_set = read_key_file(value, config->key); break;
   case OPTION_PRODUCER: ok = parse_u64(value, 1, TALLY_PRODUCER_ID_MAX, &config->producer); break;
   case OPTION_SEQ: ok = parse_u64(value, 0, UINT64_MAX - 1u, &config->first_seq); break;
   case OPTION_TIMEOUT_MS: ok = parse_u32(value, 1, ms_max, &config->batch_timeout_ms); break;
@@ -186,7 +233,7 @@ static bool apply_option(int option, const char *value, struct options *options,
     break;
   default: assert(false);
   }
-  if (!ok) fprintf(stderr, "tally-produce: invalid value '%s'\n", value);
+  if (!ok && option != OPTION_KEY_FILE) fprintf(stderr, "tally-produce: invalid value '%s'\n", value);
   return ok;
 }
 
@@ -196,6 +243,7 @@ static int parse_options(int argc, char **argv, struct options *options)
   static const struct option long_options[] = {
     { "nodes", required_argument, NULL, OPTION_NODES },
     { "key", required_argument, NULL, OPTION_KEY },
+    { "key-file", required_argument, NULL, OPTION_KEY_FILE },
     { "producer", required_argument, NULL, OPTION_PRODUCER },
     { "seq", required_argument, NULL, OPTION_SEQ },
     { "timeout-ms", required_argument, NULL, OPTION_TIMEOUT_MS },
@@ -225,8 +273,17 @@ static int parse_options(int argc, char **argv, struct options *options)
     }
     if (option == '?' || !apply_option(option, optarg, options, &key_set)) return -1;
   }
+  const char *key_env = getenv("TALLY_KEY");
+  if (!key_set && key_env != NULL) {
+    key_set = parse_key(key_env, strlen(key_env), options->config.key);
+    if (!key_set) {
+      fprintf(stderr, "tally-produce: TALLY_KEY: not 64 hex digits\n");
+      return -1;
+    }
+  }
   if (options->config.node_count == 0 || !key_set || options->config.producer == 0) {
-    fprintf(stderr, "tally-produce: --nodes, --key and --producer are required\n");
+    fprintf(stderr, "tally-produce: --nodes, --key-file (or TALLY_KEY) and --producer are "
+      "required\n");
     return -1;
   }
   assert(optind <= argc);

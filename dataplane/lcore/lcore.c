@@ -243,6 +243,13 @@ static void route_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   stat_add(&lcore->stats.batches_steered, 1);
 }
 
+/* The ARP and ICMP replies' token bucket (issue 14, L1): false over the rate. */
+static bool reply_allowed(struct tally_lcore *lcore)
+{
+  uint64_t now = lcore->reply_clock != NULL ? lcore->reply_clock() : rte_get_tsc_cycles();
+  return tally_reply_bucket_take(&lcore->reply_bucket, now, rte_get_tsc_hz());
+}
+
 static void handle_frame(struct tally_lcore *lcore, struct rte_mbuf *frame,
   const struct tally_dp_config *config)
 {
@@ -257,22 +264,28 @@ static void handle_frame(struct tally_lcore *lcore, struct rte_mbuf *frame,
     route_batch(lcore, frame, &packet, config);
     return;
   case TALLY_PACKET_ARP_REQUEST:
-    assert(frame->port < TALLY_PORTS_MAX);
-    tally_packet_arp_reply(frame, &config->port_mac[frame->port]);
-    stat_add(&lcore->stats.arp_replies, 1);
-    tx_frame(lcore, frame);
-    return;
   case TALLY_PACKET_ICMP_ECHO:
-    tally_packet_icmp_reply(frame);
-    stat_add(&lcore->stats.icmp_replies, 1);
-    tx_frame(lcore, frame);
-    return;
+    if (!reply_allowed(lcore)) {
+      count_reason(lcore, TALLY_REASON_REPLY_RATE_LIMITED);
+      rte_pktmbuf_free(frame);
+      return;
+    }
+    break;
   case TALLY_PACKET_DROP:
     count_reason(lcore, packet.reason);
     rte_pktmbuf_free(frame);
     return;
   }
-  assert(0 && "unknown packet kind");
+  if (packet.kind == TALLY_PACKET_ARP_REQUEST) {
+    assert(frame->port < TALLY_PORTS_MAX);
+    tally_packet_arp_reply(frame, &config->port_mac[frame->port]);
+    stat_add(&lcore->stats.arp_replies, 1);
+  } else {
+    assert(packet.kind == TALLY_PACKET_ICMP_ECHO);
+    tally_packet_icmp_reply(frame);
+    stat_add(&lcore->stats.icmp_replies, 1);
+  }
+  tx_frame(lcore, frame);
 }
 
 static uint32_t poll_port(struct tally_lcore *lcore, uint16_t port,

@@ -127,6 +127,8 @@ struct tally_lcore {
   struct tally_pending_ack acks[TALLY_ACKS_PENDING_MAX];
   struct tally_tx_buffer tx[TALLY_PORTS_MAX]; /* indexed by port id */
   struct tally_lcore_stats stats;
+  struct tally_reply_bucket reply_bucket; /* ARP and ICMP replies (zeroed: full) */
+  uint64_t (*reply_clock)(void);          /* the bucket's TSC; NULL: rte_get_tsc_cycles (tests set it) */
   volatile bool running;     /* set by the lcore once its loop runs */
   int tid;                   /* its thread id (set once at launch): page faults in /proc */
 } __rte_cache_aligned;

@@ -2,7 +2,11 @@
  * packet.c — frame classification and in-place replies for the dataplane:
  * ARP for our address, ICMP echo, and UDP to the statsd and binary ports.
  * Every header is bounds-checked against the frame before it is read; a
- * frame that is not for us leaves with exactly one counted reason.
+ * frame that is not for us leaves with exactly one counted reason. Nothing
+ * is answered to a source that is not unicast (broadcast, multicast, zero,
+ * loopback; a group MAC), and an IPv4 header with options is dropped, so a
+ * reply never carries options back (issue 14, L1). Replies to ARP and ICMP
+ * are rate-limited by the lcore (tally_reply_bucket_take).
  */
 #include <assert.h>
 #include <string.h>
@@ -33,6 +37,14 @@ static void drop(struct tally_packet *packet, enum tally_reason reason)
   packet->reason = reason;
 }
 
+/* An address a reply may go to: not 0/8, 127/8, multicast (224/4) or broadcast. */
+static bool ipv4_unicast_source(rte_be32_t address_be)
+{
+  uint32_t address = rte_be_to_cpu_32(address_be);
+  uint32_t first = address >> 24;
+  return first != 0u && first != 127u && first < 224u;
+}
+
 static void classify_arp(const struct rte_mbuf *frame, const struct tally_dp_config *config,
   struct tally_packet *packet)
 {
@@ -49,6 +61,13 @@ static void classify_arp(const struct rte_mbuf *frame, const struct tally_dp_con
     arp->arp_opcode == rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
   if (!request || arp->arp_data.arp_tip != config->ipv4_be) {
     drop(packet, TALLY_REASON_ARP_IGNORED);
+    return;
+  }
+  const struct rte_ether_hdr *ether = rte_pktmbuf_mtod(frame, const struct rte_ether_hdr *);
+  if (!rte_is_valid_assigned_ether_addr(&ether->src_addr) ||
+      !rte_is_valid_assigned_ether_addr(&arp->arp_data.arp_sha) ||
+      !ipv4_unicast_source(arp->arp_data.arp_sip)) {
+    drop(packet, TALLY_REASON_SOURCE_NOT_UNICAST);
     return;
   }
   packet->kind = TALLY_PACKET_ARP_REQUEST;
@@ -131,6 +150,15 @@ static uint32_t check_ipv4(const struct rte_mbuf *frame, const struct rte_ipv4_h
     drop(packet, TALLY_REASON_IP_FRAGMENT);
     return 0;
   }
+  if (header_len != IPV4_HEADER_SIZE_MIN) { /* a reply would echo them (record route...) */
+    drop(packet, TALLY_REASON_IP_OPTIONS);
+    return 0;
+  }
+  const struct rte_ether_hdr *ether = rte_pktmbuf_mtod(frame, const struct rte_ether_hdr *);
+  if (!ipv4_unicast_source(ip->src_addr) || !rte_is_valid_assigned_ether_addr(&ether->src_addr)) {
+    drop(packet, TALLY_REASON_SOURCE_NOT_UNICAST);
+    return 0;
+  }
   return header_len;
 }
 
@@ -177,6 +205,31 @@ void tally_packet_classify(const struct rte_mbuf *frame, const struct tally_dp_c
   } else {
     drop(packet, TALLY_REASON_IP_PROTO_UNKNOWN);
   }
+}
+
+bool tally_reply_bucket_take(struct tally_reply_bucket *bucket, uint64_t now_tsc,
+  uint64_t tsc_hz)
+{
+  assert(tsc_hz > 0);
+  assert(bucket->tokens <= TALLY_REPLIES_BURST);
+  if (now_tsc > bucket->last_tsc) {
+    uint64_t elapsed = now_tsc - bucket->last_tsc;
+    if (elapsed >= tsc_hz) { /* a second or more: full (TALLY_REPLIES_PER_S >= the depth) */
+      bucket->tokens = TALLY_REPLIES_BURST;
+      bucket->last_tsc = now_tsc;
+    } else {
+      /* elapsed < tsc_hz, so the product stays far below 2^64 for any real TSC. */
+      uint64_t added = elapsed * TALLY_REPLIES_PER_S / tsc_hz;
+      if (added > 0) {
+        bucket->tokens = bucket->tokens + added > TALLY_REPLIES_BURST ? TALLY_REPLIES_BURST :
+          bucket->tokens + added;
+        bucket->last_tsc += added * tsc_hz / TALLY_REPLIES_PER_S; /* keeps the remainder */
+      }
+    }
+  }
+  if (bucket->tokens == 0) return false;
+  bucket->tokens--;
+  return true;
 }
 
 void tally_packet_arp_reply(struct rte_mbuf *frame, const struct rte_ether_addr *our_mac)

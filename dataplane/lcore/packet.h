@@ -55,6 +55,19 @@ struct tally_packet {
   uint32_t payload_len;
 };
 
+/*
+ * The token bucket that limits an lcore's ARP and ICMP replies
+ * (TALLY_REPLIES_PER_S, depth TALLY_REPLIES_BURST). Zeroed, it starts full.
+ */
+struct tally_reply_bucket {
+  uint64_t tokens;
+  uint64_t last_tsc;  /* when tokens were last added */
+};
+
+/* Takes a token at now_tsc (a TSC of tsc_hz ticks a second): true to reply. Pure. */
+bool tally_reply_bucket_take(struct tally_reply_bucket *bucket, uint64_t now_tsc,
+  uint64_t tsc_hz);
+
 /* Classifies a frame received on port (its MAC is in config). */
 void tally_packet_classify(const struct rte_mbuf *frame, const struct tally_dp_config *config,
   struct tally_packet *packet);

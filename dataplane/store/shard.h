@@ -414,6 +414,28 @@ static inline void tally_dedup_mark_head(struct tally_dedup_run *run, uint64_t s
   run->head_window[distance / 64u] |= 1ull << (distance % 64u);
 }
 
+/*
+ * Whether a record read from the store can be a dedup state: a current run,
+ * runs only at the front (an empty one ends them), each holding its last
+ * sequence (window bit 0). What the lcores and merges assert; recovery
+ * quarantines a record (or discards a redo record) that is not, however
+ * good its checksum (issue 14, L3).
+ */
+static inline bool tally_dedup_valid(const struct tally_dedup *dedup)
+{
+  if (dedup->runs[0].head_last == 0) return false;
+  bool ended = false;
+  for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    const struct tally_dedup_run *run = &dedup->runs[r];
+    if (run->head_last == 0) {
+      ended = true;
+      continue;
+    }
+    if (ended || (run->window & 1u) == 0) return false;
+  }
+  return true;
+}
+
 /* A run that starts with seq. */
 static inline struct tally_dedup_run tally_dedup_run_start(uint64_t seq)
 {

@@ -37,6 +37,7 @@ static bool log_replayable(const struct tally_shard *shard)
   if (log->crc != tally_batch_log_crc(log)) return false;
   if (log->producer == 0 || log->producer == TALLY_PRODUCER_TOMBSTONE) return false;
   if (log->producer_slot >= shard->producer_slots_count) return false;
+  if (!tally_dedup_valid(&log->producer_dedup)) return false; /* a checksum is not a proof */
   for (uint32_t i = 0; i < log->count; i++) {
     uint32_t slot = log->entries[i].slot;
     if (slot >= shard->slots_count) return false;
@@ -107,7 +108,11 @@ static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery
   header_set_counters_used(shard, used);
 }
 
-/* Producer records failing their checksum become tombstones (slot stays taken). */
+/*
+ * Producer records failing their checksum, or whose dedup state no producer
+ * could have (tally_dedup_valid: crafted, or a bug), become tombstones (the
+ * slot stays taken).
+ */
 static void recover_producers(struct tally_shard *shard, struct tally_shard_recovery *report)
 {
   assert(shard->producer_slots_count >= shard->producers_max);
@@ -126,7 +131,10 @@ static void recover_producers(struct tally_shard *shard, struct tally_shard_reco
       report->producers_quarantined++;
       continue;
     }
-    if (record->crc == tally_producer_crc(i, record->producer, &record->dedup)) continue;
+    if (record->crc == tally_producer_crc(i, record->producer, &record->dedup) &&
+        tally_dedup_valid(&record->dedup)) {
+      continue;
+    }
     record->producer = TALLY_PRODUCER_TOMBSTONE;
     shard_flush(shard, record, TALLY_STORE_CACHE_LINE_SIZE);
     report->producers_quarantined++;

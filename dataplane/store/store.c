@@ -420,9 +420,11 @@ static int store_open_existing(struct tally_store *store, const char *path,
 {
   assert(store->fd == -1);
   assert(store->map == NULL);
-  store->fd = open(path, O_RDWR | O_CLOEXEC);
+  /* Not through a symbolic link: whoever can plant one could aim tallyd at any file. */
+  store->fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (store->fd < 0) {
-    store_error(error, error_size, "store %s: cannot open: %s", path, strerror(errno));
+    store_error(error, error_size, "store %s: cannot open: %s", path,
+      errno == ELOOP ? "a symbolic link (refused)" : strerror(errno));
     return -1;
   }
   if (store_lock(store->fd, path, error, error_size) != 0) {
@@ -432,6 +434,12 @@ static int store_open_existing(struct tally_store *store, const char *path,
   struct stat status;
   if (fstat(store->fd, &status) != 0) {
     store_error(error, error_size, "store %s: fstat: %s", path, strerror(errno));
+    store_release(store);
+    return -1;
+  }
+  if (status.st_uid != geteuid()) {
+    store_error(error, error_size, "store %s: owned by uid %u, not by tallyd's user (uid %u): "
+      "refused", path, (unsigned)status.st_uid, (unsigned)geteuid());
     store_release(store);
     return -1;
   }
@@ -505,7 +513,8 @@ int tally_store_open(struct tally_store *store, const char *path,
   if (geometry_check(geometry, path, error, error_size) != 0) return -1;
   store->geometry = *geometry;
   int rc;
-  if (access(path, F_OK) == 0) {
+  struct stat link_status; /* the path itself: a symbolic link is opened (and refused) */
+  if (lstat(path, &link_status) == 0) {
     rc = store_open_existing(store, path, mode, error, error_size);
   } else if (errno == ENOENT) {
     rc = store_create(store, path, mode, error, error_size);

@@ -102,6 +102,12 @@
  */
 #define TALLY_IDLE_POLLS_BEFORE_SLEEP 1024u
 #define TALLY_IDLE_SLEEP_US_MAX 1000u
+/* ARP and ICMP echo replies per lcore: a token bucket of this rate and depth (issue 14, L1).
+ * Over it a request is dropped, counted as reply_rate_limited. */
+#define TALLY_REPLIES_PER_S 100u
+#define TALLY_REPLIES_BURST 16u
+static_assert(TALLY_REPLIES_BURST >= 1 && TALLY_REPLIES_PER_S >= TALLY_REPLIES_BURST,
+  "a second refills the whole bucket");
 /* RX and TX descriptors per queue. */
 #define TALLY_RX_DESC 1024u
 #define TALLY_TX_DESC 1024u
@@ -184,10 +190,16 @@
 
 /* One request line on the management socket. */
 #define TALLY_MGMT_LINE_MAX 512u
-/* Seconds a management client may take to send or receive. */
+/* Seconds a management connection may last, from accept to its answer's last byte (absolute). */
 #define TALLY_MGMT_TIMEOUT_S 5u
-/* Concurrent HTTP connections. */
-#define TALLY_HTTP_CONNECTIONS_MAX 16u
+/* Concurrent HTTP connections, in all and from one IPv4 address (a slowloris from one source
+ * cannot hold them all, so /health/live keeps answering others). */
+#define TALLY_HTTP_CONNECTIONS_MAX 64u
+#define TALLY_HTTP_CONNECTIONS_PER_IP_MAX 4u
+/* HTTP: libmicrohttpd's memory pool per connection (request line, headers; bodies are refused). */
+#define TALLY_HTTP_CONNECTION_MEMORY_BYTES 16384u
+/* Longest group name (control.admin_group). */
+#define TALLY_GROUP_NAME_LEN_MAX 32u
 /* Longest path (store, socket) in the config. */
 #define TALLY_PATH_MAX 256u
 /* Longest EAL argument string and most EAL arguments. */
@@ -348,6 +360,10 @@ static_assert(TALLY_CLIENT_DEFAULT_BLOCK_MS <= TALLY_CLIENT_DURATION_MS_MAX, "ra
 #define TALLY_CONTROL_POLL_MS 100u
 /* Management socket: connections waiting to be accepted (the listen backlog). */
 #define TALLY_MGMT_BACKLOG 16u
+/* Management socket: supplementary groups of a client read (SO_PEERGROUPS); more: primary only. */
+#define TALLY_MGMT_PEER_GROUPS_MAX 64u
+/* Management socket: getgrnam_r's buffer for control.admin_group. */
+#define TALLY_MGMT_GROUP_BUFFER_SIZE 16384u
 /* Management socket: answer bytes written per call. */
 #define TALLY_MGMT_WRITE_CHUNK_SIZE 4096u
 /* tallyctl: seconds to send the request and to read the answer (get --quorum asks every node). */
@@ -376,6 +392,8 @@ static_assert(TALLY_CLIENT_DEFAULT_BLOCK_MS <= TALLY_CLIENT_DURATION_MS_MAX, "ra
 #define TALLY_PERSISTER_SLEEP_RETRIES_MAX 1000u
 /* tally-produce: an input line "NAME DELTA\n" (a 224-byte key, a 20-character delta, blanks). */
 #define TALLY_PRODUCE_LINE_SIZE_MAX 256u
+/* tally-produce: bytes of a --key-file (64 hex digits and a line end, with room to spare). */
+#define TALLY_PRODUCE_KEY_FILE_SIZE_MAX 256u
 /* tally-produce: failed batches listed one per line in the summary; the rest are counted. */
 #define TALLY_PRODUCE_FAILURES_LISTED_MAX 32u
 /* tally-produce: increments between two non-blocking polls (acks read while input flows). */
@@ -390,6 +408,9 @@ static_assert(TALLY_CTL_ANSWER_TIMEOUT_S >= TALLY_MGMT_TIMEOUT_S,
 static_assert(TALLY_CTL_READ_SIZE <= TALLY_CTL_ANSWER_SIZE_INITIAL, "a read fits the buffer");
 static_assert(TALLY_MGMT_LINE_MAX < TALLY_CTL_ANSWER_SIZE_INITIAL, "buffer sizes are sane");
 static_assert(TALLY_HTTP_TIMEOUT_S >= 1 && TALLY_HTTP_CONNECTIONS_MAX >= 1, "HTTP serves");
+static_assert(TALLY_HTTP_CONNECTIONS_PER_IP_MAX >= 1 &&
+  TALLY_HTTP_CONNECTIONS_PER_IP_MAX * 4u <= TALLY_HTTP_CONNECTIONS_MAX,
+  "one source holds at most a quarter of the connections");
 static_assert(TALLY_PERSISTER_SLEEP_RETRIES_MAX >= 1, "the persister sleeps");
 static_assert(TALLY_HTTP_COUNTERS_STREAMS_MAX >= 1 &&
   TALLY_HTTP_COUNTERS_STREAMS_MAX <= TALLY_HTTP_CONNECTIONS_MAX, "some scrapes stream, not all");

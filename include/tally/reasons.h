@@ -17,6 +17,8 @@
   _(IP_BAD_HEADER, "ip_bad_header", "IPv4 version, length or header checksum wrong")    \
   _(IP_NOT_FOR_US, "ip_not_for_us", "IPv4 destination is not our address")              \
   _(IP_FRAGMENT, "ip_fragment", "IPv4 fragment (not reassembled)")                      \
+  _(IP_OPTIONS, "ip_options", "IPv4 header with options (never echoed in a reply)")      \
+  _(SOURCE_NOT_UNICAST, "source_not_unicast", "source address broadcast, multicast, zero or loopback") \
   _(IP_PROTO_UNKNOWN, "ip_proto_unknown", "IPv4 protocol neither UDP nor ICMP echo")    \
   _(ICMP_IGNORED, "icmp_ignored", "ICMP other than a well-formed echo request")         \
   _(L4_CHECKSUM_BAD, "l4_checksum_bad", "NIC reported a bad UDP checksum")              \
@@ -57,7 +59,8 @@
   _(COUNTERS_FULL, "counters_full", "counter table full; new name refused")             \
   _(COUNTER_OVERFLOW, "counter_overflow", "increment would overflow int64 (rejected)")  \
   /* output */                                                                          \
-  _(TX_FULL, "tx_full", "reply dropped: TX queue full")
+  _(TX_FULL, "tx_full", "reply dropped: TX queue full")                                 \
+  _(REPLY_RATE_LIMITED, "reply_rate_limited", "ARP or ICMP reply over the lcore's rate (token bucket)")
 
 enum tally_reason {
   TALLY_OK = 0,

@@ -42,7 +42,8 @@ static void usage(FILE *stream)
     "  --prefix P          name prefix (default \"blast.\"); names are PREFIX<index>\n"
     "  --delta-max D       each increment is 1..D (default 1)\n"
     "  --threads T         sender threads (default 1)\n"
-    "  --key HEX           binary: the 64-hex-digit ingest key\n"
+    "  --key HEX           binary: the 64-hex-digit ingest key (better: TALLY_KEY in the\n"
+    "                      environment; a command line is visible to every user)\n"
     "  --producers N       binary: producer ids, spread over the threads (default = threads)\n"
     "  --producer-base N   binary: first producer id (default 1)\n"
     "  --seq-base N        binary: first seq (default: CLOCK_REALTIME in ns, above any earlier run)\n"
@@ -264,7 +265,9 @@ static void check_options(struct blast_options *options)
     die_usage("--lines: the datagram would exceed 1472 bytes", "use fewer lines or a shorter prefix");
   }
   if (options->mode == BLAST_MODE_BINARY) {
-    if (!options->key_set) die_usage("--mode binary", "needs --key");
+    /* The key from the environment, off the command line (issue 14, L4). */
+    if (!options->key_set && getenv("TALLY_KEY") != NULL) parse_key(options, getenv("TALLY_KEY"));
+    if (!options->key_set) die_usage("--mode binary", "needs TALLY_KEY or --key");
     if (options->lines > TALLY_BATCH_PAIRS_MAX) die_usage("--lines (pairs per batch)", "at most 64");
     if (TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE + (uint64_t)options->lines *
         (TALLY_WIRE_PAIR_FIXED_SIZE + name_len) > BLAST_DATAGRAM_SIZE_MAX) {

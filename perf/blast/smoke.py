@@ -45,7 +45,8 @@ def run_blast(blast, port, mode_args):
         result = subprocess.run(
             [blast, "--target", "127.0.0.1:%d" % port, "--count", str(COUNT),
              "--expect", expect_path] + mode_args,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
+            env=dict(os.environ, TALLY_KEY=KEY_HEX))  # the key off the command line
         sys.stderr.write(result.stderr)
         check(result.returncode == 0, "tally-blast exited %d" % result.returncode)
         summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -95,7 +96,7 @@ def smoke_statsd(blast, sock, port):
 
 def smoke_binary(blast, sock, port):
     summary, expect = run_blast(blast, port, [
-        "--mode", "binary", "--lines", "4", "--key", KEY_HEX,
+        "--mode", "binary", "--lines", "4",
         "--timeout-ms", "5", "--drain-s", "0.1"])
     datagrams = drain(sock)
     key = bytes.fromhex(KEY_HEX)

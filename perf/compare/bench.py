@@ -239,8 +239,10 @@ http = 127.0.0.1:9125
 """ % (eal, TALLY_NODE_IP, TALLY_KEY, tally_store_path(work, persist, tag), counters_max,
        producers_max, commit_interval_ms, persist,
        "log_dir = %s/log" % work if persist == "log" else "", mbufs, work)
-    with open(path, "w") as f:
+    # It holds a key: tallyd refuses a config file others can read.
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         f.write(text)
+    os.chmod(path, 0o600)
 
 
 class Tallyd:

@@ -60,7 +60,8 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--produce", required=True, help="path of tally-produce")
     p.add_argument("--nodes", required=True, help="HOST:PORT,HOST:PORT,...")
-    p.add_argument("--key", required=True)
+    p.add_argument("--key", default=os.environ.get("TALLY_KEY"), required="TALLY_KEY" not in os.environ,
+                   help="64 hex digits (default: $TALLY_KEY; keep keys off command lines)")
     p.add_argument("--producer", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--prefix", help="counter name prefix (default rel.p<producer>.)")
@@ -138,7 +139,7 @@ def ledger_write(args, record):
 def one_run(args, rng, seq, totals):
     per_batch = args.pairs + 1
     lines = [line for k in range(args.batches) for line in batch_lines(args, rng, seq + k)]
-    command = [args.produce, "--nodes", args.nodes, "--key", args.key,
+    command = [args.produce, "--nodes", args.nodes,
                "--producer", str(args.producer), "--seq", str(seq),
                "--flush-every", str(per_batch), "--timeout-ms", str(args.timeout_ms),
                "--ack-timeout-ms", str(args.ack_timeout_ms), "--retries", "40",
@@ -148,7 +149,8 @@ def one_run(args, rng, seq, totals):
                         "pairs": per_batch, "lines": lines})
     try:
         done = subprocess.run(command, input=text, capture_output=True, text=True,
-                              timeout=args.timeout_ms / 1000.0 + 10)
+                              timeout=args.timeout_ms / 1000.0 + 10,
+                              env=dict(os.environ, TALLY_KEY=args.key))
         status, out = done.returncode, done.stdout
     except subprocess.TimeoutExpired:
         status, out = "killed", ""

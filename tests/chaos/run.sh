@@ -408,8 +408,9 @@ hard_stop=$((duration * 3 + 300))
 for p in 1 2; do
   list=$nodelist
   [ "$p" = 2 ] && list=$reverse
+  TALLY_KEY=$CLUSTER_INGEST_KEY \
   cluster_producer python3 "$chaos/producer.py" --produce "$build/control/tally-produce" \
-    --nodes "$list" --key "$CLUSTER_INGEST_KEY" --producer "$p" --seed "$((seed + p))" \
+    --nodes "$list" --producer "$p" --seed "$((seed + p))" \
     --stop-file "$work/stop" --deadline-s "$hard_stop" --report "$work/reliable$p.json" \
     --prefix "rel.p$p." --ledger "$work/ledger$p" >"$work/producer$p.out" 2>&1 &
   producer_pids+=($!)

@@ -32,6 +32,7 @@
 
 #include "tally/name.h"
 #include "replication_wire.h"
+#include "shard.h"
 
 /* Stays on whatever NDEBUG says: a failed check is a finding. */
 #define FUZZ_CHECK(condition) \
@@ -278,6 +279,48 @@ static void check_decoded(const uint8_t *data, size_t size,
   FUZZ_CHECK(tally_replication_encode(message, fuzz_key, encoded, size - 1) == 0);
 }
 
+/*
+ * Issue 14, L3: what the cluster does with a decoded message's producer
+ * records. Those tally_replication_producer_valid passes are merged into a
+ * replica table (a small shard in memory), as stream_in.c and restore.c hand
+ * them on; the store's asserts on a dedup state must never fire. Those it
+ * refuses must be ones no dedup state can be (window bit 0 clear in a run).
+ */
+#define FUZZ_SHARD_COUNTERS 16u
+#define FUZZ_SHARD_PRODUCERS 16u
+static void check_records_reach_store(const struct tally_replication_message *message)
+{
+  if ((message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) == 0) return;
+  static struct tally_shard shard;
+  static void *region;
+  static size_t region_size;
+  if (region == NULL) {
+    region_size = tally_shard_region_size(FUZZ_SHARD_COUNTERS, FUZZ_SHARD_PRODUCERS);
+    region = aligned_alloc(4096, region_size);
+    FUZZ_CHECK(region != NULL);
+  }
+  memset(region, 0, region_size); /* a fresh table per input: runs stay reproducible */
+  FUZZ_CHECK(tally_shard_attach(&shard, region, 0, FUZZ_SHARD_COUNTERS, FUZZ_SHARD_PRODUCERS,
+    true) == 0);
+  for (uint32_t i = 0; i < message->count; i++) {
+    const struct tally_replication_producer *record = &message->producers[i];
+    bool valid = tally_replication_producer_valid(record);
+    bool bit0_missing = false;
+    struct tally_dedup dedup;
+    memset(&dedup, 0, sizeof(dedup));
+    for (uint32_t r = 0; r < TALLY_DEDUP_RUNS; r++) {
+      dedup.runs[r].head_last = record->runs[r].head_last;
+      dedup.runs[r].head_window[0] = record->runs[r].head_window[0];
+      dedup.runs[r].head_window[1] = record->runs[r].head_window[1];
+      dedup.runs[r].last_seq = record->runs[r].last_seq;
+      dedup.runs[r].window = record->runs[r].window;
+      bit0_missing = bit0_missing || (dedup.runs[r].head_last != 0 && (dedup.runs[r].window & 1u) == 0);
+    }
+    FUZZ_CHECK(valid == !bit0_missing);
+    if (valid) (void)tally_shard_producer_merge(&shard, record->producer, &dedup);
+  }
+}
+
 static enum tally_replication_reason check_decode(const uint8_t *data, size_t size)
 {
   static struct tally_replication_message message;
@@ -293,6 +336,7 @@ static enum tally_replication_reason check_decode(const uint8_t *data, size_t si
     return reason;
   }
   check_decoded(data, size, &message);
+  check_records_reach_store(&message);
   return reason;
 }
 

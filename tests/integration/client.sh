@@ -19,6 +19,7 @@ trap cleanup EXIT
 produce=$build/control/tally-produce
 ctl="$build/control/tallyctl -s $work/sock"
 key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+export TALLY_KEY=$key # tally-produce takes its key from here, never from its command line
 peer() { ip netns exec "$TALLY_PEER_NS" "$@"; }
 
 # workload SEED PREFIX LINES INPUT EXPECT: LINES "name delta" lines over 10
@@ -63,7 +64,7 @@ echo "seed $seed"
 
 # 1. 50 batches of 10 increments from stdin: all acked, exact sums.
 workload "$seed" cl. 500 "$work/in1" "$work/expect1"
-peer "$produce" --nodes 10.77.0.1:8126 --key "$key" --producer 4001 --seq 1 --flush-every 10 \
+peer "$produce" --nodes 10.77.0.1:8126 --producer 4001 --seq 1 --flush-every 10 \
   <"$work/in1" >"$work/out1" 2>"$work/err1"
 status=$?
 cat "$work/out1" "$work/err1"
@@ -74,7 +75,7 @@ check "tally-produce: next_seq to persist is 51" grep -qx "next_seq 51" "$work/o
 check "tallyctl get: the exact sums" sums_exact cl. "$work/expect1"
 
 # 2. NAME:DELTA arguments (coalesced into one batch).
-peer "$produce" --nodes 10.77.0.1:8126 --key "$key" --producer 4002 args.a:5 args.b:-7 args.a:10 \
+peer "$produce" --nodes 10.77.0.1:8126 --producer 4002 args.a:5 args.b:-7 args.a:10 \
   >"$work/out2" 2>&1
 status=$?
 check "arguments: exit 0, one batch acked" bash -c \
@@ -82,7 +83,7 @@ check "arguments: exit 0, one batch acked" bash -c \
 check "arguments: counted" test "$($ctl get args.a) $($ctl get args.b)" = "15 -7"
 
 # 3. The same producer and seqs again: every batch answered duplicate, nothing counted twice.
-peer "$produce" --nodes 10.77.0.1:8126 --key "$key" --producer 4001 --seq 1 --flush-every 10 \
+peer "$produce" --nodes 10.77.0.1:8126 --producer 4001 --seq 1 --flush-every 10 \
   <"$work/in1" >"$work/out3" 2>"$work/err3"
 status=$?
 check "rerun: acked as 50 duplicates" grep -qx "acked 50 batches (applied 0, duplicate 50)" "$work/out3"
@@ -91,7 +92,7 @@ check "rerun: sums unchanged (dedup)" sums_exact cl. "$work/expect1"
 
 # 4. Failover: the first node is silent; every batch is still acked, via the second.
 workload "$((seed + 1))" fo. 500 "$work/in4" "$work/expect4"
-peer "$produce" --nodes 10.77.0.9:8126,10.77.0.1:8126 --key "$key" --producer 4003 \
+peer "$produce" --nodes 10.77.0.9:8126,10.77.0.1:8126 --producer 4003 \
   --flush-every 10 --ack-timeout-ms 100 <"$work/in4" >"$work/out4" 2>"$work/err4"
 status=$?
 cat "$work/out4" "$work/err4"
@@ -104,7 +105,7 @@ check "failover: exact sums (counted once)" sums_exact fo. "$work/expect4"
 
 # 5. No node answers: the batches are reported failed (timeout), exit 1.
 tally_stop TERM
-peer "$produce" --nodes 10.77.0.1:8126 --key "$key" --producer 4004 --timeout-ms 400 \
+peer "$produce" --nodes 10.77.0.1:8126 --producer 4004 --timeout-ms 400 \
   --ack-timeout-ms 50 --retries 3 down.a:1 >"$work/out5" 2>&1
 status=$?
 cat "$work/out5"

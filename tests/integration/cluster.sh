@@ -35,6 +35,7 @@ tools=$root/tests/tools
 tallyctl=$build/control/tallyctl
 produce=$build/control/tally-produce
 key=$CLUSTER_INGEST_KEY
+export TALLY_KEY=$key # tally-produce takes its key from here, never from its command line
 
 ctl() { local i=$1; shift; "$tallyctl" -s "$work/sock$i" "$@"; }
 sockets() { local i; for i in $(seq "$nodes"); do echo "$work/sock$i"; done; }
@@ -134,7 +135,7 @@ PY
 }
 # produce_ok NODES PRODUCER INPUT OUT: every batch acked (exit 0, none failed).
 produce_ok() {
-  timeout 60 ip netns exec "$CLUSTER_PRODUCER_NS" "$produce" --nodes "$1" --key "$key" \
+  timeout 60 ip netns exec "$CLUSTER_PRODUCER_NS" "$produce" --nodes "$1" \
     --producer "$2" --flush-every 10 --ack-timeout-ms 200 --timeout-ms 10000 <"$3" >"$4" 2>&1
   local status=$?
   cat "$4"
@@ -296,7 +297,7 @@ verdict "node 3 back: every peer up within 5 s" wait_for 5 all_peers_up
 cluster_isolate 1
 verdict "isolated node 1 goes read_only=1 within 5 s" wait_for 5 self_is 1 read_only 1
 verdict "majority side (nodes 2, 3) stays read_only=0" writable 2 3
-cluster_producer timeout 30 "$produce" --nodes 10.77.0.1:8126 --key "$key" --producer 103 \
+cluster_producer timeout 30 "$produce" --nodes 10.77.0.1:8126 --producer 103 \
   --retries 2 --ack-timeout-ms 200 --timeout-ms 3000 iso.refused:7 >"$work/iso.out" 2>&1
 status=$?
 cat "$work/iso.out"
@@ -334,7 +335,7 @@ verdict "READ_ONLY batch never counted on any node" nowhere iso. 1 2 3
 # A batch it takes cannot reach the write quorum, so it must never be acked.
 cluster_oneway 1 2
 cluster_oneway 1 3
-cluster_producer timeout 30 "$produce" --nodes 10.77.0.1:8126 --key "$key" --producer 105 \
+cluster_producer timeout 30 "$produce" --nodes 10.77.0.1:8126 --producer 105 \
   --retries 2 --ack-timeout-ms 300 --timeout-ms 3000 mute.x:3 >"$work/mute.out" 2>&1
 status=$?
 cat "$work/mute.out"

@@ -40,6 +40,7 @@ tools=$root/tests/tools
 tallyctl=$build/control/tallyctl
 produce=$build/control/tally-produce
 key=$CLUSTER_INGEST_KEY
+export TALLY_KEY=$key # tally-produce takes its key from here, never from its command line
 
 ctl() { local i=$1; shift; "$tallyctl" -s "$work/sock$i" "$@"; }
 field() { # field I KIND ID KEY: a field of node I's `tallyctl cluster` line "KIND ID ..."
@@ -102,7 +103,7 @@ json.dump({"totals": totals}, open(expect, "w"))
 PY
 }
 produce_ok() { # produce_ok NODES PRODUCER INPUT OUT: every batch acked
-  timeout 60 ip netns exec "$CLUSTER_PRODUCER_NS" "$produce" --nodes "$1" --key "$key" \
+  timeout 60 ip netns exec "$CLUSTER_PRODUCER_NS" "$produce" --nodes "$1" \
     --producer "$2" --flush-every 10 --ack-timeout-ms 200 --timeout-ms 10000 <"$3" >"$4" 2>&1
   local status=$?
   tail -2 "$4"

@@ -156,6 +156,7 @@ check "/counters (every counter, after traffic) passes promtool check metrics" c
 
 # Key rotation: reload swaps the ingest key through RCU without a restart.
 newkey=ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+export TALLY_KEY=$newkey # tally-produce takes its key from here, never from its command line
 sed -i "s/^key = .*/key = $newkey/" "$work/tally.ini"
 check "tallyctl reload accepted" $ctl reload
 peer python3 "$tools/reliable_producer.py" --key "$newkey" --seed 7 --producers 1 --batches 20 \
@@ -169,7 +170,7 @@ check "SIGHUP reloads the config too" bash -c "kill -HUP $TALLYD_PID; sleep 0.5;
 # Operator override: read-only refuses reliable writes with READ_ONLY (and
 # still counts statsd); rejoin accepts them again.
 check "tallyctl readonly on" $ctl readonly on
-out=$(peer "$build/control/tally-produce" --nodes 10.77.0.1:8126 --key "$newkey" --producer 900 \
+out=$(peer "$build/control/tally-produce" --nodes 10.77.0.1:8126 --producer 900 \
   --timeout-ms 1500 --ack-timeout-ms 100 ro.x:1 2>&1); status=$?
 echo "$out"
 # Every attempt was answered (no ack timeouts): READ_ONLY each time, until the deadline.
@@ -180,7 +181,7 @@ check "read-only: refusals counted" test "$(stat batches_read_only)" -ge 1
 check "tallyctl drain on a single node says drained" bash -c "$ctl drain | grep -q '^drained'"
 check "tallyctl rejoin" $ctl rejoin
 check "after rejoin a reliable batch is acked" peer "$build/control/tally-produce" \
-  --nodes 10.77.0.1:8126 --key "$newkey" --producer 901 ro.y:2
+  --nodes 10.77.0.1:8126 --producer 901 ro.y:2
 check "after rejoin it is counted" test "$($ctl get ro.y)" = 2
 
 # Clean restart keeps every count (the lists read with exit 0, holding what
@@ -224,6 +225,7 @@ check "systemd: STOPPING=1 last" test "$(tail -1 "$work/notify.log")" = "STOPPIN
 # Two ports: an idle second port (DPDK's net_ring) beside tally0. /metrics
 # gives each port family one HELP/TYPE and a sample per port.
 sed 's|--vdev=net_af_packet0,iface=tally0|& --vdev=net_ring0|' "$work/tally.ini" >"$work/two.ini"
+chmod 600 "$work/two.ini"
 tally_start "$build" "$work/two.ini" "$work/tallyd.log"
 check "two ports: tallyd ready" tally_wait_ready "$build" "$work/sock" 30
 port_samples() { # port_samples: the ports with a tally_port_rx_missed_total sample, one line

@@ -10,9 +10,15 @@ tallyd, tallyctl, tally-produce and tally-blast:
 
 None of these may start anything: tallyd answers before reading a config, so the
 checks need no root, no hugepages and no network. Prints one line per failed check
-and exits 1 if any failed."""
+and exits 1 if any failed.
+
+tally-produce also (issue 14, L4): a key on the command line (--key HEX) is refused
+with exit 64 pointing at --key-file and TALLY_KEY, and so is a --key-file that group
+or others may read; nothing is sent (--nodes names the discard port of 127.0.0.1)."""
+import os
 import subprocess
 import sys
+import tempfile
 
 EX_USAGE = 64
 
@@ -49,6 +55,20 @@ def main():
     check(result.returncode == EX_USAGE, "a bad option exits 64", result)
     check(result.stdout == "", "a bad option prints nothing on stdout", result)
     check("usage: " + name + " " in result.stderr, "a bad option prints usage on stderr", result)
+
+    if name == "tally-produce":
+        common = ("--nodes", "127.0.0.1:9", "--producer", "1", "--timeout-ms", "1", "x:1")
+        result = run(binary, "--key", "00" * 32, *common)
+        check(result.returncode == EX_USAGE and "--key-file" in result.stderr,
+              "--key HEX is refused (exit 64), pointing at --key-file", result)
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "key")
+            with open(path, "w") as f:
+                f.write("11" * 32 + "\n")
+            os.chmod(path, 0o644)
+            result = run(binary, "--key-file", path, *common)
+            check(result.returncode == EX_USAGE and "chmod 600" in result.stderr,
+                  "a --key-file others may read is refused (exit 64)", result)
 
     for failure in failures:
         print("FAIL " + failure)

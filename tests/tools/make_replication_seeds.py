@@ -197,6 +197,11 @@ def main():
                                             entries([(i, b"k") for i in range(ENTRIES_MAX + 1)])),
         # Producer records (flags PRODUCERS): valid, on a type without them, id 0.
         "structured_round_producers": structured(ROUND, round_producers),
+        # Issue 14, L3: a record whose current run lacks its last sequence (window
+        # bit 0): decoded, refused by the cluster before it reaches a store.
+        "structured_round_producer_window_bit0": structured(
+            ROUND, header(ROUND, 2, 2, 1, FLAG_PRODUCERS | FLAG_LAST, 0, 7, SCAN) +
+            records([record(5, (70, 1 << 63, 0, 10, 2))])),
         "structured_restore_producers_full": structured(RESTORE, restore_producers_full),
         "structured_ack_producers": structured(ACK, round_producers),
         "structured_producers_zero_id": structured(ROUND, header(ROUND, 2, 2, 1, FLAG_PRODUCERS,

@@ -43,7 +43,9 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", default="10.77.0.1:8126", help="HOST:PORT[,HOST:PORT...]")
     p.add_argument("--spray", action="store_true", help="send every batch to every target")
-    p.add_argument("--key", required=True, help="64 hex digits")
+    p.add_argument("--key", default=os.environ.get("TALLY_KEY"),
+                   required="TALLY_KEY" not in os.environ,
+                   help="64 hex digits (default: $TALLY_KEY; keep keys off command lines)")
     p.add_argument("--producers", type=int, default=4)
     p.add_argument("--first-producer", type=int, default=1)
     p.add_argument("--batches", type=int, default=100, help="per producer")

@@ -26,6 +26,7 @@ void fake_appliance_init(struct tally_appliance *appliance)
   appliance->config.commit_interval_ms = 10;
   appliance->persister_stats.last_commit_mono_ns = fake_clock_mono_ns;
   appliance->lcore_count = 0;
+  appliance->mgmt_admin_gid = -1; /* no control.admin_group */
 }
 
 /* fake_body_bytes of text in lines of 63 "x" and a newline (the last one shorter). */

@@ -13,7 +13,12 @@
  *     holds and changes nothing; a peer that lost its state is resynced;
  *   - restore: a node with a new store gets its contribution back from a peer;
  *   - quorum_seq advances only with W - 1 peers' acks;
- *   - read-only without a write quorum, writable again once it returns.
+ *   - read-only without a write quorum, writable again once it returns;
+ *   - issue 14, H4: a member's datagram from an address other than the
+ *     member's is dropped and counted (a READ_REQUEST from a foreign IP is
+ *     not answered: no reflection; a ROUND from another port is ignored);
+ *   - issue 14, L3: a producer record whose run lacks its last sequence
+ *     (window bit 0) is refused and counted before it reaches a store.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -409,6 +414,111 @@ static void test_gap_is_answered_with_held(void **state)
   world_free(world);
 }
 
+/* Puts a datagram signed with the cluster key into node to's inbox, as if from source. */
+static void inject_from(struct world *world, uint32_t to, struct sockaddr_in source,
+  const struct tally_replication_message *message)
+{
+  uint8_t buffer[TALLY_REPLICATION_SIZE_MAX];
+  size_t size = tally_replication_encode(message, world->nodes[0]->appliance.config.cluster.key,
+    buffer, sizeof buffer);
+  assert_true(size > 0);
+  struct port *port = &world->net.ports[to];
+  assert_true(port->count < INBOX_MAX);
+  struct datagram *slot = &port->inbox[(port->head + port->count) % INBOX_MAX];
+  slot->from = source;
+  slot->size = (uint32_t)size;
+  memcpy(slot->data, buffer, size);
+  port->count++;
+}
+
+/* Replication datagrams of a kind in node index's inbox (taken out). */
+static uint32_t take_of_type(struct world *world, uint32_t index, unsigned type)
+{
+  uint32_t found = 0;
+  uint8_t data[TALLY_REPLICATION_SIZE_MAX + 1];
+  struct sockaddr_in source;
+  ssize_t got;
+  while ((got = fake_receive(&world->net.ports[index], data, sizeof data, &source)) >= 0) {
+    struct tally_replication_message message;
+    if (tally_replication_decode(data, (size_t)got, world->nodes[0]->appliance.config.cluster.key,
+          &message) == TALLY_REPLICATION_OK && message.type == type) {
+      found++;
+    }
+  }
+  return found;
+}
+
+/* Before: the UDP source was never compared, and a READ_REPLY went to whoever asked. */
+static void test_wrong_source_dropped(void **state)
+{
+  (void)state;
+  struct world *world = world_new(3, 2);
+  write_counters(world, 0, 1, 5);
+  run_ms(world, 100);
+  struct tally_cluster *node2 = cluster_of(world, 1);
+  uint64_t before = node2->wrong_source;
+  /* A quorum read in node 1's name from a foreign IP, whose port is node 3's. */
+  struct sockaddr_in foreign = address_of(2);
+  foreign.sin_addr.s_addr = htonl(0x7f000002);
+  struct tally_replication_message read = { .type = TALLY_REPLICATION_READ_REQUEST,
+    .origin = 1, .sender = 1, .seq = 77, .count = 1,
+    .entries = { { .name = "c0", .name_len = 2, .value = 0 } } };
+  world->net.ports[2].count = 0; /* node 3's inbox: only what comes now */
+  inject_from(world, 1, foreign, &read);
+  /* A round in node 1's name from node 3's address (its port, not node 1's). */
+  const struct tally_store *store = &world->nodes[1]->appliance.store;
+  const struct tally_shard *replica = &store->replicas[tally_store_replica_find(store, 1)];
+  uint64_t held = tally_shard_held_seq(replica);
+  struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND, .origin = 1,
+    .sender = 1, .seq = held + 1u, .scan = 1, .count = 1, .flags = TALLY_REPLICATION_FLAG_LAST,
+    .entries = { { .name = "c0", .name_len = 2, .value = 999 } } };
+  inject_from(world, 1, address_of(2), &round);
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(node2, 0);
+  assert_int_equal(node2->wrong_source - before, 2);
+  assert_int_equal(take_of_type(world, 2, TALLY_REPLICATION_READ_REPLY), 0);
+  assert_int_equal(replica_value(world, 1, 0, 0), 5); /* the forged round changed nothing */
+  /* From node 1's IP (any port): a quorum read is answered there. */
+  struct sockaddr_in own_ip = address_of(2); /* 127.0.0.1, node 3's port */
+  inject_from(world, 1, own_ip, &read);
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(node2, 0);
+  assert_int_equal(take_of_type(world, 2, TALLY_REPLICATION_READ_REPLY), 3); /* own + 2 replicas */
+  write_counters(world, 0, 1, 6);
+  run_ms(world, 100);
+  assert_int_equal(replica_value(world, 1, 0, 0), 6);
+  world_free(world);
+}
+
+/* Before: a record with window bit 0 clear passed decode and hit an assert in the store. */
+static void test_invalid_producer_record_refused(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  write_counters(world, 0, 1, 5);
+  run_ms(world, 100);
+  struct tally_cluster *node2 = cluster_of(world, 1);
+  const struct tally_store *store = &world->nodes[1]->appliance.store;
+  const struct tally_shard *replica = &store->replicas[tally_store_replica_find(store, 1)];
+  uint64_t held = tally_shard_held_seq(replica);
+  struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND, .origin = 1,
+    .sender = 1, .seq = held + 1u, .scan = 1, .count = 1,
+    .flags = TALLY_REPLICATION_FLAG_PRODUCERS | TALLY_REPLICATION_FLAG_LAST };
+  round.producers[0].producer = 7;
+  round.producers[0].runs[0].head_last = 70;
+  round.producers[0].runs[0].last_seq = 10;
+  round.producers[0].runs[0].window = 2; /* bit 0 clear: no dedup state looks like this */
+  inject_from(world, 1, address_of(0), &round);
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(node2, 0);
+  assert_int_equal(node2->records_invalid, 1);
+  assert_int_equal(tally_shard_held_seq(replica), held);
+  write_counters(world, 0, 1, 6); /* the stream goes on */
+  run_ms(world, 100);
+  assert_int_equal(replica_value(world, 1, 0, 0), 6);
+  world_free(world);
+}
+
 /* A peer that comes back with nothing (a new store): the stream starts over, everything again. */
 static void test_peer_lost_state_is_resynced(void **state)
 {
@@ -519,6 +629,8 @@ int main(void)
     cmocka_unit_test(test_quorum_seq_needs_w_minus_1_peers),
     cmocka_unit_test(test_quorum_seq_with_one_peer_of_two),
     cmocka_unit_test(test_read_only_without_write_quorum),
+    cmocka_unit_test(test_wrong_source_dropped),
+    cmocka_unit_test(test_invalid_producer_record_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,10 @@
  * full, every error, nodes over several lines, the test-only fault_* keys),
  * and that config/local.ini and config/tally.ini.template themselves parse,
  * the template also with its commented-out [cluster] example turned on.
+ * Issue 14 (M2, L4, M4): ingest.key equal to cluster.key is refused, the
+ * public demo and template keys only with node.demo = true, a file holding a
+ * secret key that group or others can access is refused by the loader;
+ * control.admin_group's names.
  *
  * The two shipped files are found from TALLY_SOURCE_DIR if set, else from
  * the source root derived from __FILE__, else from ".." and ".".
@@ -19,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -1043,6 +1048,81 @@ static bool source_path(const char *relative, char *path, size_t path_size) {
   return false;
 }
 
+/* ---- Issue 14: keys ---------------------------------------------------------- */
+
+#define DEMO_KEY_HEX "74616c6c792064656d6f206b6579202d206e6f74206120736563726574212121"
+#define TEMPLATE_CLUSTER_KEY_HEX "636c7573746572206b65793a205245504c414345206265666f72652075736521"
+
+static void test_keys_refused(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  /* ingest.key is every producer's: as cluster.key, any producer could forge replication. */
+  expect_error(with_cluster("node_id = 2\nnodes = " NODES3 "\nkey = " KEY_HEX "\n"),
+    "config: cluster.key: the same as ingest.key (every producer holds that one): give the "
+    "cluster its own key");
+  expect_error(with_cluster("node_id = 2\nnodes = " NODES3 "\nkey = " KEY_HEX "\n"
+                            "[node]\ndemo = true\n"),
+    "config: cluster.key: the same as ingest.key (every producer holds that one): give the "
+    "cluster its own key");
+  /* The public keys: only in the demo. */
+  const char *demo_base = "[eal]\nargs = -l 0\n[node]\nipv4 = 10.0.0.1\n[store]\npath = /x\n"
+    "[ingest]\nkey = " DEMO_KEY_HEX "\n";
+  expect_error(demo_base, "config: ingest.key: the public demo or template key (only with "
+    "node.demo = true): generate one with 'openssl rand -hex 32'");
+  snprintf(text_buffer, sizeof(text_buffer), "%s[node]\ndemo = true\n", demo_base);
+  expect_ok(text_buffer, &config);
+  assert_true(config.demo);
+  expect_error(with_cluster("node_id = 2\nnodes = " NODES3 "\nkey = " TEMPLATE_CLUSTER_KEY_HEX
+    "\n"), "config: cluster.key: the public template key (only with node.demo = true): "
+    "generate one with 'openssl rand -hex 32'");
+  expect_error(with_base("[node]\ndemo = yes\n"), "config: node.demo: 'yes' is not true or false");
+  /* control.admin_group */
+  expect_ok(with_base("[control]\nadmin_group = tally-admin\n"), &config);
+  assert_string_equal(config.admin_group, "tally-admin");
+  expect_error(with_base("[control]\nadmin_group = -x\n"), "config: control.admin_group: not a "
+    "group name ([A-Za-z0-9_.-], not starting with '-')");
+  expect_error(with_base("[control]\nadmin_group = a b\n"), "config: control.admin_group: not a "
+    "group name ([A-Za-z0-9_.-], not starting with '-')");
+}
+
+/* Writes text to a new file of mode; its path (static). */
+static const char *write_config(const char *text, mode_t mode) {
+  static char path[64];
+  snprintf(path, sizeof(path), "/tmp/tally-test-config.%d.ini", (int)getpid());
+  unlink(path);
+  FILE *file = fopen(path, "wb");
+  assert_non_null(file);
+  assert_int_equal(fwrite(text, 1, strlen(text), file), strlen(text));
+  assert_int_equal(fclose(file), 0);
+  assert_int_equal(chmod(path, mode), 0);
+  return path;
+}
+
+/* A file holding a secret key is refused unless only its owner can access it. */
+static void test_key_file_mode(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  char error[ERROR_SIZE];
+  const char *path = write_config(BASE, 0644);
+  assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), -1);
+  char want[ERROR_SIZE];
+  snprintf(want, sizeof(want), "%s: holds keys but group or others have access (mode 0644): "
+    "chmod 600 %s", path, path);
+  assert_string_equal(error, want);
+  path = write_config(BASE, 0640);
+  assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), -1);
+  path = write_config(BASE, 0600);
+  assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), 0);
+  /* No secret in it (statsd only; or the demo's public key): any mode. */
+  path = write_config("[eal]\nargs = -l 0\n[node]\nipv4 = 10.0.0.1\n[store]\npath = /x\n"
+    "[ingest]\nbinary_port = 0\n", 0644);
+  assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), 0);
+  path = write_config("[eal]\nargs = -l 0\n[node]\nipv4 = 10.0.0.1\ndemo = true\n[store]\n"
+    "path = /x\n[ingest]\nkey = " DEMO_KEY_HEX "\n", 0644);
+  assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), 0);
+  unlink(path);
+}
+
 static void test_shipped_files(void **unused) {
   (void)unused;
   char path[1024];
@@ -1061,10 +1141,26 @@ static void test_shipped_files(void **unused) {
   assert_int_equal(config.producers_max, 1024);
   assert_string_equal(config.socket_path, "/run/tally/local.sock");
   assert_memory_equal(config.key, "tally demo key - not a secret!!!", TALLY_KEY_SIZE);
+  assert_true(config.demo);
   assert_false(config.cluster.enabled);
 
+  /* The template as shipped: its placeholder key is refused outside the demo. */
   assert_true(source_path("config/tally.ini.template", path, sizeof(path)));
   result = tally_config_load(path, &config, error, sizeof(error));
+  assert_int_equal(result, -1);
+  assert_non_null(strstr(error, ": config: ingest.key: the public demo or template key (only "
+    "with node.demo = true): generate one with 'openssl rand -hex 32'"));
+  /* With demo = true it parses. */
+  static char text[64 * 1024];
+  FILE *file = fopen(path, "rb");
+  assert_non_null(file);
+  size_t size = fread(text, 1, sizeof(text) - 1, file);
+  assert_int_equal(fclose(file), 0);
+  text[size] = '\0';
+  char *demo = strstr(text, "\ndemo = false\n");
+  assert_non_null(demo);
+  memcpy(demo, "\ndemo = true \n", strlen("\ndemo = true \n"));
+  result = tally_config_parse(text, size, &config, error, sizeof(error));
   if (result != 0) print_error("%s\n", error);
   assert_int_equal(result, 0);
   assert_non_null(strstr(config.eal_args, "-l 0,2-5"));
@@ -1090,6 +1186,7 @@ static void test_template_cluster(void **unused) {
   while (fgets(line, sizeof(line), file) != NULL) {
     const char *from = line[0] == '#' ? line + 1 : line;
     if (line[0] == '#') uncommented++;
+    if (strcmp(line, "demo = false\n") == 0) from = "demo = true\n"; /* placeholder keys */
     size_t length = strlen(from);
     assert_true(size + length < sizeof(text));
     memcpy(text + size, from, length);
@@ -1169,6 +1266,7 @@ static void test_load(void **unused) {
 
   snprintf(path, sizeof(path), "%s/good.ini", directory);
   write_file(path, BASE, strlen(BASE));
+  assert_int_equal(chmod(path, 0600), 0); /* it holds a key (test_key_file_mode) */
   assert_int_equal(tally_config_load(path, &config, error, sizeof(error)), 0);
   assert_string_equal(error, "");
   assert_string_equal(config.store_path, "/tmp/x.pmem");
@@ -1203,6 +1301,8 @@ int main(void) {
     cmocka_unit_test(test_cluster_fault),
     cmocka_unit_test(test_cluster_continuation),
     cmocka_unit_test(test_shipped_files),
+    cmocka_unit_test(test_keys_refused),
+    cmocka_unit_test(test_key_file_mode),
     cmocka_unit_test(test_template_cluster),
     cmocka_unit_test(test_load),
     cmocka_unit_test(test_cluster_reload_allowed),

@@ -5,6 +5,10 @@
  * and ICMP replies, statsd counting, datagrams over the size limit, binary
  * batches with acks held until durable, duplicates, bad MACs, steering
  * between two lcores, and the no-amplification rule on every reply.
+ * Issue 14, L1: ARP and ICMP from a source that is not unicast (broadcast,
+ * multicast, zero; a group MAC) are not answered, a header with IP options
+ * is dropped (never echoed), and replies beyond the lcore's token bucket are
+ * dropped and counted (the bucket's clock is the test's: no real time).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -183,21 +187,29 @@ static int64_t shard_value(uint32_t index, const char *name)
   return tally_shard_slot_value(&shards[index], (uint32_t)slot);
 }
 
-/* ---- tests --------------------------------------------------------------- */
-
-static void test_arp_request_answered(void **state)
+/* An ARP request for OUR_IP from sender_ip at sender_mac (also the Ethernet source). */
+static struct rte_mbuf *arp_frame(uint32_t sender_ip, const struct rte_ether_addr *sender_mac)
 {
-  (void)state;
   struct rte_mbuf *frame = new_frame(RTE_ETHER_TYPE_ARP, sizeof(struct rte_arp_hdr));
+  rte_pktmbuf_mtod(frame, struct rte_ether_hdr *)->src_addr = *sender_mac;
   struct rte_arp_hdr *arp = rte_pktmbuf_mtod_offset(frame, struct rte_arp_hdr *, 14);
   arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
   arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
   arp->arp_hlen = 6;
   arp->arp_plen = 4;
   arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
-  arp->arp_data.arp_sha = peer_mac;
-  arp->arp_data.arp_sip = rte_cpu_to_be_32(PEER_IP);
+  arp->arp_data.arp_sha = *sender_mac;
+  arp->arp_data.arp_sip = rte_cpu_to_be_32(sender_ip);
   arp->arp_data.arp_tip = rte_cpu_to_be_32(OUR_IP);
+  return frame;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_arp_request_answered(void **state)
+{
+  (void)state;
+  struct rte_mbuf *frame = arp_frame(PEER_IP, &peer_mac);
   uint32_t request_len = rte_pktmbuf_pkt_len(frame);
   inject(0, frame);
   struct rte_mbuf *out[4];
@@ -213,7 +225,7 @@ static void test_arp_request_answered(void **state)
   assert_int_equal(lcores[0].stats.arp_replies, 1);
   /* ARP for another address: ignored and counted. */
   frame = new_frame(RTE_ETHER_TYPE_ARP, sizeof(struct rte_arp_hdr));
-  arp = rte_pktmbuf_mtod_offset(frame, struct rte_arp_hdr *, 14);
+  struct rte_arp_hdr *arp = rte_pktmbuf_mtod_offset(frame, struct rte_arp_hdr *, 14);
   arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
   arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
   arp->arp_hlen = 6;
@@ -247,6 +259,97 @@ static void test_icmp_echo_answered(void **state)
   assert_int_equal(icmp->icmp_type, RTE_IP_ICMP_ECHO_REPLY);
   assert_int_equal(rte_raw_cksum(icmp, icmp_size), 0xffff);
   rte_pktmbuf_free(out[0]);
+}
+
+/* An echo request from src_ip and src_mac to us, with options_words of IP options. */
+static struct rte_mbuf *echo_frame(uint32_t src_ip, const struct rte_ether_addr *src_mac,
+  uint32_t options_words)
+{
+  uint32_t icmp_size = 8 + 16;
+  uint32_t header_len = 20 + 4 * options_words;
+  struct rte_mbuf *frame = new_frame(RTE_ETHER_TYPE_IPV4, header_len + icmp_size);
+  struct rte_ether_hdr *ether = rte_pktmbuf_mtod(frame, struct rte_ether_hdr *);
+  ether->src_addr = *src_mac;
+  struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(frame, struct rte_ipv4_hdr *, 14);
+  ip->version_ihl = (uint8_t)(0x40 | (header_len / 4));
+  ip->total_length = rte_cpu_to_be_16((uint16_t)(header_len + icmp_size));
+  ip->time_to_live = 64;
+  ip->next_proto_id = IPPROTO_ICMP;
+  ip->src_addr = rte_cpu_to_be_32(src_ip);
+  ip->dst_addr = rte_cpu_to_be_32(OUR_IP);
+  uint8_t *options = (uint8_t *)(ip + 1);
+  for (uint32_t i = 0; i < 4 * options_words; i++) options[i] = 1; /* NOP */
+  if (options_words > 0) { options[0] = 7; options[1] = (uint8_t)(4 * options_words - 1); options[2] = 4; } /* record route */
+  ip->hdr_checksum = 0;
+  ip->hdr_checksum = (uint16_t)~rte_raw_cksum(ip, header_len);
+  struct rte_icmp_hdr *icmp = rte_pktmbuf_mtod_offset(frame, struct rte_icmp_hdr *, 14 + header_len);
+  icmp->icmp_type = RTE_IP_ICMP_ECHO_REQUEST;
+  icmp->icmp_cksum = (uint16_t)~rte_raw_cksum(icmp, icmp_size);
+  return frame;
+}
+
+/* Before: answered for any source, broadcast and multicast included; options echoed. */
+static void test_replies_only_to_unicast_without_options(void **state)
+{
+  (void)state;
+  static const struct rte_ether_addr group_mac = { { 0x01, 0x00, 0x5e, 0, 0, 1 } };
+  static const struct rte_ether_addr broadcast_mac = { { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } };
+  inject(0, echo_frame(UINT32_C(0xffffffff), &peer_mac, 0));
+  inject(0, echo_frame(UINT32_C(0xe0000001) /* 224.0.0.1 */, &peer_mac, 0));
+  inject(0, echo_frame(0, &peer_mac, 0));
+  inject(0, echo_frame(RTE_IPV4(127, 0, 0, 1), &peer_mac, 0));
+  inject(0, echo_frame(PEER_IP, &group_mac, 0));
+  inject(0, arp_frame(UINT32_C(0xffffffff), &peer_mac));
+  inject(0, arp_frame(PEER_IP, &broadcast_mac));
+  inject(0, arp_frame(0, &peer_mac));
+  inject(0, echo_frame(PEER_IP, &peer_mac, 9)); /* 36 bytes of record route */
+  struct rte_mbuf *out[16];
+  unsigned sent = poll_and_collect(0, out, 16);
+  for (unsigned i = 0; i < sent; i++) rte_pktmbuf_free(out[i]);
+  assert_int_equal(sent, 0);
+  const uint64_t *reasons = lcores[0].stats.reasons;
+  assert_int_equal(reasons[TALLY_REASON_SOURCE_NOT_UNICAST], 8);
+  assert_int_equal(reasons[TALLY_REASON_IP_OPTIONS], 1);
+  /* From a unicast source, without options: answered. */
+  inject(0, echo_frame(PEER_IP, &peer_mac, 0));
+  inject(0, arp_frame(PEER_IP, &peer_mac));
+  assert_int_equal(poll_and_collect(0, out, 16), 2);
+  rte_pktmbuf_free(out[0]);
+  rte_pktmbuf_free(out[1]);
+}
+
+static uint64_t frozen_tsc;
+static uint64_t frozen_clock(void) { return frozen_tsc; }
+
+/* Before: every request answered, at any rate. */
+static void test_replies_rate_limited(void **state)
+{
+  (void)state;
+  frozen_tsc = 1000ull * rte_get_tsc_hz(); /* 1000 s after boot */
+  lcores[0].reply_clock = frozen_clock;
+  const uint32_t extra = 8;
+  for (uint32_t i = 0; i < TALLY_REPLIES_BURST + extra; i++) {
+    inject(0, i % 2 == 0 ? echo_frame(PEER_IP, &peer_mac, 0) : arp_frame(PEER_IP, &peer_mac));
+  }
+  struct rte_mbuf *out[TALLY_REPLIES_BURST + 8];
+  unsigned sent = 0;
+  /* Bounded: each poll takes up to a burst of the frames injected. */
+  for (uint32_t poll = 0; poll < 4; poll++) {
+    sent += poll_and_collect(0, out + sent, TALLY_REPLIES_BURST + extra - sent);
+  }
+  for (unsigned i = 0; i < sent; i++) rte_pktmbuf_free(out[i]);
+  assert_int_equal(sent, TALLY_REPLIES_BURST);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_REPLY_RATE_LIMITED], extra);
+  /* A tenth of a second later: TALLY_REPLIES_PER_S / 10 tokens more. */
+  frozen_tsc += rte_get_tsc_hz() / 10;
+  for (uint32_t i = 0; i < TALLY_REPLIES_PER_S / 10 + 1; i++) {
+    inject(0, echo_frame(PEER_IP, &peer_mac, 0));
+  }
+  sent = poll_and_collect(0, out, TALLY_REPLIES_BURST + extra);
+  for (unsigned i = 0; i < sent; i++) rte_pktmbuf_free(out[i]);
+  assert_int_equal(sent, TALLY_REPLIES_PER_S / 10);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_REPLY_RATE_LIMITED], extra + 1);
+  lcores[0].reply_clock = NULL;
 }
 
 static void test_statsd_counts_and_rejects(void **state)
@@ -657,6 +760,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_icmp_echo_answered, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_statsd_counts_and_rejects, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_statsd_tag_policies, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_replies_only_to_unicast_without_options, setup_one,
+      teardown_one),
+    cmocka_unit_test_setup_teardown(test_replies_rate_limited, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_frames_not_for_us_dropped, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_datagram_too_large_dropped_alone, setup_one,
       teardown_one),

@@ -7,13 +7,18 @@
  *     persister is stalled), and 200 again after a persist;
  *   - a /metrics body over TALLY_OUT_MEMORY_MAX closes the connection
  *     unanswered;
- *   - TALLY_HTTP_CONNECTIONS_MAX connections held open: the next connection
- *     is not served while they are open, and is served once one closes;
+ *   - TALLY_HTTP_CONNECTIONS_MAX connections held open (from as many loopback
+ *     addresses as the per-address limit needs): the next connection is not
+ *     served while they are open, and is served once one closes;
  *   - /counters on two DRAM shards (control/daemon/counters.c): a body of
  *     many chunks with every counter once (summed over the shards), one
  *     HELP/TYPE per family, names, tags and statsd_name labels, ?prefix=,
  *     OpenMetrics ending "# EOF"; TALLY_HTTP_COUNTERS_STREAMS_MAX scrapes
  *     held unread, the next answered 503, served again once they close.
+ *   - issue 14, L2: a slowloris from one address holding every connection it
+ *     can get (twice the total limit tried) keeps at most
+ *     TALLY_HTTP_CONNECTIONS_PER_IP_MAX, and /health/live from another
+ *     address is answered 200 meanwhile.
  * The test thread is the client; it changes the fake clock and body size
  * only between requests.
  */
@@ -77,10 +82,15 @@ static int teardown(void **state)
   return 0;
 }
 
-static int http_connect(void)
+/* A connection from 127.0.0.source (1: the default loopback address). */
+static int http_connect_from(uint32_t source)
 {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   assert_true(fd >= 0);
+  assert_true(source >= 1 && source <= 254);
+  struct sockaddr_in local = { .sin_family = AF_INET,
+    .sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1u + source) };
+  assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof local), 0);
   struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(appliance.config.http_port),
     .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
   assert_int_equal(connect(fd, (struct sockaddr *)&address, sizeof address), 0);
@@ -88,6 +98,8 @@ static int http_connect(void)
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   return fd;
 }
+
+static int http_connect(void) { return http_connect_from(1); }
 
 static void send_request(int fd, const char *path)
 {
@@ -199,7 +211,7 @@ static int get_until_served(const char *path, uint32_t attempts_max)
 static bool limit_round(int *held, int *extra_status)
 {
   for (uint32_t i = 0; i < TALLY_HTTP_CONNECTIONS_MAX; i++) {
-    held[i] = http_connect();
+    held[i] = http_connect_from(2u + i / TALLY_HTTP_CONNECTIONS_PER_IP_MAX);
     assert_int_equal(write(held[i], "GET /health/live HTTP/1.0\r\n", 27), 27);
   }
   const char *body = NULL;
@@ -225,7 +237,7 @@ static void test_connection_limit(void **state)
     }
   }
   assert_true(clean);
-  assert_int_equal(extra_status, 0); /* the 17th: closed, unanswered */
+  assert_int_equal(extra_status, 0); /* one over the limit: closed, unanswered */
   /* One closes: a connection is served again (once the daemon has seen the close). */
   close(held[0]);
   assert_int_equal(get_until_served("/health/live", 1000), 200);
@@ -369,6 +381,35 @@ static void test_counters_streams_limit(void **state)
   counters_empty();
 }
 
+/* ---- issue 14, L2: one source cannot take every connection ---------------------- */
+
+/*
+ * Before: 16 connections in all, none per source: a client holding them
+ * made /health/live fail, and an orchestrator restarted the node.
+ */
+static void test_slowloris_one_source_live_answers(void **state)
+{
+  (void)state;
+  enum { TRIES = 2 * TALLY_HTTP_CONNECTIONS_MAX };
+  int attacker[TRIES];
+  uint32_t held = 0;
+  /* Each connection sends a request line and never ends its headers. */
+  for (uint32_t i = 0; i < TRIES; i++) {
+    attacker[i] = http_connect_from(9);
+    ssize_t sent = send(attacker[i], "GET /health/live HTTP/1.0\r\n", 27, MSG_NOSIGNAL);
+    (void)sent; /* refused ones may already be closed */
+  }
+  const char *body = NULL;
+  int status = http_get("/health/live", &body); /* another source */
+  for (uint32_t i = 0; i < TRIES; i++) {
+    if (!readable(attacker[i], 0)) held++; /* still open: the server keeps it */
+    close(attacker[i]);
+  }
+  assert_int_equal(status, 200);
+  assert_string_equal(body, "live\n");
+  assert_true(held <= TALLY_HTTP_CONNECTIONS_PER_IP_MAX);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -377,6 +418,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
     cmocka_unit_test_setup_teardown(test_counters_streamed, setup, teardown),
     cmocka_unit_test_setup_teardown(test_counters_streams_limit, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_slowloris_one_source_live_answers, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,14 @@
  *   - an answer over the bound is status 3, and tallyctl exits 3 with
  *     "answer too large";
  *   - readiness: ready until TALLY_COMMIT_STALL_INTERVALS commit intervals
- *     pass without a persist, then "not ready" (status 4, tallyctl exit 1).
+ *     pass without a persist, then "not ready" (status 4, tallyctl exit 1);
+ *   - issue 14, M4: a client trickling its line a byte at a time is dropped
+ *     at the connection's absolute deadline (the test's clock moves with
+ *     each byte: no real wait); a command that changes state from a user
+ *     that is not root, tallyd's or in control.admin_group is refused
+ *     (status 6) while reads are served; the socket is 0660 from bind on,
+ *     whatever the umask (bind is wrapped to look at it right then); a
+ *     socket a live listener holds is never replaced, a stale one is.
  * Usage (meson): test_mgmt PATH_OF_TALLYCTL
  */
 #include <setjmp.h>
@@ -24,7 +31,12 @@
 #include <string.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <grp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,10 +53,37 @@ static struct tally_appliance appliance;
 static char socket_path[108];
 static int listen_fd = -1;
 
+/*
+ * bind and accept4, wrapped: the mode the socket file has the moment bind
+ * creates it (before anything could chmod it), and a count of accepts the
+ * trickling client waits on.
+ */
+static mode_t bound_mode;
+static uint32_t accepts;
+
+int bind(int fd, const struct sockaddr *address, socklen_t length)
+{
+  int rc = (int)syscall(SYS_bind, fd, address, length);
+  struct stat status;
+  if (rc == 0 && address->sa_family == AF_UNIX &&
+      lstat(((const struct sockaddr_un *)address)->sun_path, &status) == 0) {
+    bound_mode = status.st_mode & 07777;
+  }
+  return rc;
+}
+
+int accept4(int fd, struct sockaddr *address, socklen_t *length, int flags)
+{
+  int rc = (int)syscall(SYS_accept4, fd, address, length, flags);
+  __atomic_add_fetch(&accepts, 1, __ATOMIC_RELEASE);
+  return rc;
+}
+
 static int setup(void **state)
 {
   (void)state;
   fake_appliance_init(&appliance);
+  appliance.mgmt_admin_gid = -1;
   fake_body_bytes = 6;
   snprintf(socket_path, sizeof socket_path, "/tmp/tally-test-mgmt.%d/sock", (int)getpid());
   char error[256];
@@ -228,6 +267,148 @@ static void test_silent_client_dropped_next_served(void **state)
   assert_int_equal(appliance.mgmt_requests, 1);
 }
 
+/* ---- issue 14, M4: the deadline, who may change state, the socket file ---------- */
+
+struct trickle {
+  int fd;
+  uint32_t accepts_before;
+};
+
+/* Sends "ready\n" a byte at a time once the server accepted; the clock moves 2 s per byte. */
+static void *trickle_main(void *arg)
+{
+  struct trickle *trickle = arg;
+  /* Bounded: the server accepts right after the test starts this thread. */
+  for (uint32_t spin = 0; spin < 100000000u &&
+       __atomic_load_n(&accepts, __ATOMIC_ACQUIRE) == trickle->accepts_before; spin++) {
+    sched_yield();
+  }
+  for (const char *c = "ready\n"; *c != '\0'; c++) {
+    __atomic_add_fetch(&fake_clock_mono_ns, 2000000000ull, __ATOMIC_RELEASE);
+    if (send(trickle->fd, c, 1, MSG_NOSIGNAL) != 1) break; /* dropped: the rest is refused */
+  }
+  return NULL;
+}
+
+/* Before: 5 s per read, so a byte every 4.9 s held the thread for 43 minutes. */
+static void test_trickling_client_dropped_at_deadline(void **state)
+{
+  (void)state;
+  struct trickle trickle = { .fd = client_connect(),
+    .accepts_before = __atomic_load_n(&accepts, __ATOMIC_ACQUIRE) };
+  pthread_t thread;
+  assert_int_equal(pthread_create(&thread, NULL, trickle_main, &trickle), 0);
+  serve_next();
+  assert_int_equal(pthread_join(thread, NULL), 0);
+  assert_string_equal(client_answer(trickle.fd),
+    "2\nrequest line missing, too long or timed out\n.\n");
+  assert_int_equal(appliance.mgmt_requests, 0);
+  assert_int_equal(appliance.mgmt_errors, 1);
+  appliance.persister_stats.last_commit_mono_ns = fake_clock_mono_ns; /* the clock moved 12 s */
+  assert_string_equal(request("ready\n", 6), "0\nready\n.\n"); /* the next is served */
+}
+
+/* Runs LINE as nobody (uid and gid 65534) against the socket; the answer. */
+static const char *request_as_nobody(const char *line)
+{
+  int pipe_fds[2];
+  assert_int_equal(pipe(pipe_fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    snprintf(address.sun_path, sizeof address.sun_path, "%s", socket_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof address) != 0) _exit(3);
+    if (write(fd, line, strlen(line)) != (ssize_t)strlen(line)) _exit(4);
+    char answer[512];
+    ssize_t n;
+    size_t used = 0;
+    while (used < sizeof answer && (n = read(fd, answer + used, sizeof answer - used)) > 0) {
+      used += (size_t)n;
+    }
+    if (write(pipe_fds[1], answer, used) != (ssize_t)used) _exit(5);
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  serve_next();
+  static char answer[512];
+  size_t used = 0;
+  ssize_t n;
+  while (used < sizeof answer - 1 && (n = read(pipe_fds[0], answer + used, sizeof answer - 1 - used)) > 0) {
+    used += (size_t)n;
+  }
+  answer[used] = '\0';
+  close(pipe_fds[0]);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  return answer;
+}
+
+/* Before: anyone who could connect (the socket's group) could run reload, readonly, drain. */
+static void test_state_change_needs_permission(void **state)
+{
+  (void)state;
+  if (geteuid() != 0) skip(); /* needs to become nobody */
+  char directory[sizeof socket_path];
+  snprintf(directory, sizeof directory, "%s", socket_path);
+  *strrchr(directory, '/') = '\0';
+  /* As if nobody were in the socket's group: it may connect. */
+  assert_int_equal(chmod(directory, 0755), 0);
+  assert_int_equal(chmod(socket_path, 0666), 0);
+  assert_string_equal(request_as_nobody("readonly on\n"), "6\nnot permitted: 'readonly' changes "
+    "state (root, tallyd's user or control.admin_group only)\n.\n");
+  assert_false(appliance.read_only_forced);
+  assert_int_equal(appliance.mgmt_refused, 1);
+  assert_string_equal(request_as_nobody("ready\n"), "0\nready\n.\n"); /* reads are served */
+  appliance.mgmt_admin_gid = 65534; /* control.admin_group = nogroup */
+  assert_string_equal(request_as_nobody("readonly on\n"),
+    "0\nread-only on (reliable writes refused with READ_ONLY)\n.\n");
+  assert_true(appliance.read_only_forced);
+  assert_int_equal(appliance.mgmt_refused, 1);
+  /* Root always may. */
+  appliance.mgmt_admin_gid = -1;
+  assert_string_equal(request("rejoin\n", 7),
+    "0\nread-only off (reliable writes accepted)\n.\n");
+}
+
+/* Before: bind made the file under the process umask, chmod narrowed it after. */
+static void test_socket_0660_from_bind(void **state)
+{
+  (void)state;
+  tally_mgmt_close(listen_fd, socket_path);
+  mode_t saved = umask(0);
+  char error[256] = "";
+  listen_fd = tally_mgmt_listen(socket_path, error, sizeof error);
+  umask(saved);
+  assert_true(listen_fd >= 0);
+  assert_int_equal(bound_mode, 0660);
+  struct stat status;
+  assert_int_equal(stat(socket_path, &status), 0);
+  assert_int_equal(status.st_mode & 07777, 0660);
+  assert_string_equal(request("ready\n", 6), "0\nready\n.\n");
+}
+
+/* Before: a second tallyd unlinked the first one's live socket and took it over. */
+static void test_live_socket_never_replaced(void **state)
+{
+  (void)state;
+  char error[256] = "";
+  assert_int_equal(tally_mgmt_listen(socket_path, error, sizeof error), -1);
+  assert_non_null(strstr(error, "is served by a running process"));
+  serve_next(); /* the probe's connection: closed at once, refused */
+  assert_string_equal(request("ready\n", 6), "0\nready\n.\n"); /* the first still serves */
+  /* A stale socket (its listener gone, the file left) is replaced. */
+  close(listen_fd);
+  listen_fd = tally_mgmt_listen(socket_path, error, sizeof error);
+  assert_true(listen_fd >= 0);
+  assert_string_equal(request("ready\n", 6), "0\nready\n.\n");
+}
+
 /* ---- answers over the bound -------------------------------------------------- */
 
 static void test_answer_too_large_status_3(void **state)
@@ -289,6 +470,10 @@ int main(int argc, char **argv)
     cmocka_unit_test_setup_teardown(test_answer_too_large_status_3, setup, teardown),
     cmocka_unit_test_setup_teardown(test_tallyctl_answer_too_large_exits_3, setup, teardown),
     cmocka_unit_test_setup_teardown(test_ready_until_stall_intervals, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_trickling_client_dropped_at_deadline, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_state_change_needs_permission, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_socket_0660_from_bind, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_live_socket_never_replaced, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

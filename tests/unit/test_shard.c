@@ -2948,6 +2948,40 @@ static void test_head_below_first_saturated(void **state)
  * Recovery tombstones a record whose head no longer matches its crc: either
  * word of head_window, or head_last.
  */
+/*
+ * Issue 14, L3: a checksum-valid record no producer could have (window bit 0
+ * clear; a run after an empty one) is quarantined by recovery. Before, it was
+ * kept and the producer's next batch hit an assert.
+ */
+static void test_crafted_producer_record_quarantined(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(100, 20);
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 1, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 2, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 3, 1, "x", 1, &reason), TALLY_ACK_APPLIED);
+  uint32_t slot = producer_slot(f, 2);
+  struct tally_producer *record = &f->shard.producers[slot];
+  record->dedup.runs[0].window &= ~1ull; /* its last sequence not in its window */
+  record->crc = tally_producer_crc(slot, 2, &record->dedup); /* and a good checksum */
+  uint32_t gap_slot = producer_slot(f, 3);
+  struct tally_producer *gap = &f->shard.producers[gap_slot];
+  gap->dedup.runs[2] = gap->dedup.runs[0]; /* a run after an empty one */
+  gap->crc = tally_producer_crc(gap_slot, 3, &gap->dedup);
+  struct tally_shard_recovery report;
+  recover(f, &report);
+  assert_int_equal(report.producers_quarantined, 2);
+  assert_int_equal(f->shard.producers[slot].producer, UINT64_MAX);
+  assert_int_equal(f->shard.producers[gap_slot].producer, UINT64_MAX);
+  /* Their next batches start new records; producer 1 is untouched. */
+  assert_int_equal(apply(&f->shard, 2, 2, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 3, 2, "x", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 1, 1, "x", 1, &reason), TALLY_ACK_DUPLICATE);
+  assert_int_equal(value_of(&f->shard, "x"), 5);
+  fixture_free(f);
+}
+
 static void test_corrupt_producer_head_quarantined(void **state)
 {
   (void)state;
@@ -3286,6 +3320,7 @@ int main(void)
     cmocka_unit_test(test_head_below_first_saturated),
     cmocka_unit_test(test_corrupt_producer_head_quarantined),
     cmocka_unit_test(test_corrupt_producer_older_run_quarantined),
+    cmocka_unit_test(test_crafted_producer_record_quarantined),
     cmocka_unit_test(test_per_burst_hooks_called),
     cmocka_unit_test(test_per_burst_record_durable_before_values),
   };

@@ -777,6 +777,35 @@ static void test_bad_shard_header(void **state)
   open_fails(&geometry_small, TALLY_PERSIST_AUTO, "shard 1 header is corrupt");
 }
 
+/* Issue 14, L5: before, a symbolic link was followed and any owner's file was opened. */
+static void test_symlink_and_foreign_owner_refused(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_int_equal(add(&store.shards[0], "mine", 1), TALLY_OK);
+  tally_store_close(&store);
+  char real[sizeof(path)];
+  snprintf(real, sizeof(real), "%s", path);
+  snprintf(path, sizeof(path), "%s/link.tally", directory);
+  assert_int_equal(symlink(real, path), 0);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "a symbolic link (refused)");
+  assert_int_equal(unlink(path), 0);
+  snprintf(path, sizeof(path), "%s/dangling.tally", directory);
+  assert_int_equal(symlink("/nonexistent/tally", path), 0);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "a symbolic link (refused)");
+  assert_int_equal(unlink(path), 0);
+  snprintf(path, sizeof(path), "%s", real);
+  if (geteuid() == 0) { /* root can give the file away */
+    assert_int_equal(chown(path, 65534, 65534), 0);
+    open_fails(&geometry_small, TALLY_PERSIST_AUTO, "owned by uid 65534, not by tallyd's user");
+    assert_int_equal(chown(path, 0, 0), 0);
+  }
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_int_equal(value_of(&store.shards[0], "mine"), 1);
+  tally_store_close(&store);
+}
+
 static void test_truncated_file(void **state)
 {
   (void)state;
@@ -877,6 +906,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_bad_superblock, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bad_shard_header, setup, teardown),
     cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_symlink_and_foreign_owner_refused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_corrupt_slot_reported, setup, teardown),
     cmocka_unit_test_setup_teardown(test_per_burst_refused_on_a_file, setup, teardown),
     cmocka_unit_test_setup_teardown(test_per_burst_with_forced_granularity, setup, teardown),

@@ -122,6 +122,20 @@ struct tally_replication_producer {
   } runs[TALLY_DEDUP_RUNS];
 };
 
+/*
+ * Whether a record's runs can be a dedup state (tally/shard.h): every run
+ * that is there (head_last != 0) holds its last sequence (window bit 0).
+ * The codec carries any bits; the cluster checks this before a record
+ * reaches a store, whose invariants assert it (issue 14, L3).
+ */
+static inline bool tally_replication_producer_valid(const struct tally_replication_producer *record)
+{
+  for (unsigned r = 0; r < TALLY_DEDUP_RUNS; r++) {
+    if (record->runs[r].head_last != 0 && (record->runs[r].window & 1u) == 0) return false;
+  }
+  return true;
+}
+
 /* One claim (flags CLAIMS): the origin applied (producer, seq) from this attempt. */
 struct tally_replication_claim {
   uint64_t producer;

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# tests/adversary/run.sh — the adversarial suite of issue 14 against a real
+# tallyd in network namespaces this script creates (scripts/netns.sh): one
+# attack per finding fixed, each followed by the same three assertions —
+# tallyd still runs, a reliable producer still gets every batch acked (and
+# counted exactly), and no reply seen was larger than its request.
+#   L1  ICMP/ARP from non-unicast sources and with IP options, never answered;
+#       a burst of echo requests answered at most at the reply budget, every
+#       one answered or counted (reply_rate_limited);
+#   L2  a slowloris of 100 HTTP connections from one address: /health/live
+#       answers another address meanwhile, the attacker holds at most 4;
+#   M4  a management client trickling a byte a second is cut at the deadline
+#       while tallyctl is served; a state change from nobody is refused
+#       (exit 3, "not permitted") and reads are not; a second tallyd does not
+#       take the live socket over;
+#   M2/L4  a config with ingest.key == cluster.key, the demo key without
+#       node.demo, or a secret key in a file others may read: refused with
+#       one line; tally-produce --key refused, and a running tally-produce's
+#       /proc/PID/cmdline holds no key;
+#   L5  a store path that is a symbolic link: tallyd refuses to start.
+# L3 and H4 (cluster receivers) are covered by test_cluster_streams, test_shard
+# and fuzz_replication (no cluster here). Run under
+# `flock /tmp/tally-netns.lock`; every wait is bounded; processes stopped by PID.
+# Prints PASS/FAIL lines and "N passed, N failed".
+# Usage: tests/adversary/run.sh BUILD_DIR   (root; hugepages reserved)
+set -uo pipefail
+build=${1:?build dir}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/scripts/netns.sh"
+source "$root/tests/lib/check.sh"
+work=$(mktemp -d /tmp/tally-adversary.XXXXXX)
+suffix=a$$
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  tally_stop KILL
+  tally_netns_down; rm -rf "$work"
+}
+trap cleanup EXIT
+passed=0
+failed=0
+tools=$root/tests/tools
+attack=$root/tests/adversary/attack.py
+ctl="$build/control/tallyctl -s $work/sock"
+export TALLY_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+peer() { ip netns exec "$TALLY_PEER_NS" "$@"; }
+node() { ip netns exec "$TALLY_NODE_NS" "$@"; }
+stat() { $ctl stats | awk -v k="$1" '$1 == k { print $2 }'; }
+# exited_with STATUS TEXT / failed_with TEXT: the last command's $code and $said
+# (not "out": verdict has a local of that name).
+exited_with() { [ "$code" -eq "$1" ] && grep -q "$2" <<<"$said"; }
+failed_with() { [ "$code" -ne 0 ] && grep -q "$1" <<<"$said"; }
+json() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+tally_netns_up "$suffix"
+tally_write_config "$work/tally.ini" "$work/store.pmem" "$work/sock"
+tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+verdict "tallyd becomes ready" tally_wait_ready "$build" "$work/sock" 30
+node_mac=$(ip -n "$TALLY_NODE_NS" link show tally0 | awk '/link\/ether/ { print $2 }')
+peer ping -c 1 -W 2 10.77.0.1 >/dev/null # the peer learns the node's MAC
+
+# still_serving LABEL N: tallyd alive, and producer N's 20 batches all acked and exact.
+still_serving() {
+  local label=$1 n=$2
+  verdict "$label: tallyd still running" kill -0 "$TALLYD_PID"
+  peer timeout 60 python3 "$tools/reliable_producer.py" --seed "$n" --producers 1 --batches 20 \
+    --first-producer "$((9000 + n))" --prefix "adv$n." --report "$work/rel$n.json" >/dev/null
+  verdict "$label: a reliable producer gets all 20 batches acked" producer_ok "$work/rel$n.json" 20
+  verdict "$label: and they are counted exactly" \
+    acked_within "$build/control/tallyctl" "$work/sock" "adv$n." "$work/rel$n.json" exact
+}
+still_serving "before any attack" 1
+
+# ---- L1: ARP and ICMP ------------------------------------------------------------
+reasons_before=$(( $(stat drop_source_not_unicast) + 0 ))
+peer timeout 30 python3 "$attack" l1 peer0 "$node_mac" 10.77.0.1 10.77.0.2 --flood 200 \
+  >"$work/l1.json" 2>"$work/l1.err"
+cat "$work/l1.json" "$work/l1.err"
+verdict "L1: no answer to a non-unicast source or to IP options" \
+  test "$(json "$work/l1.json" bad_answered)" = 0
+verdict "L1: no reply larger than the largest request" \
+  test "$(json "$work/l1.json" largest_reply)" -le "$(json "$work/l1.json" largest_request)"
+l1_counted() {
+  local limited replies
+  limited=$(stat drop_reply_rate_limited); replies=$(json "$work/l1.json" flood_replies)
+  echo "replies $replies, rate limited ${limited:-?}, non-unicast $(stat drop_source_not_unicast), options $(stat drop_ip_options)"
+  [ "${limited:-0}" -ge 1 ] && [ "$((replies + limited))" -ge 200 ] &&
+    [ "$(stat drop_source_not_unicast)" -ge "$((reasons_before + 6))" ] &&
+    [ "$(stat drop_ip_options)" -ge 1 ]
+}
+verdict "L1: the burst is answered up to the budget, every request answered or counted" l1_counted
+still_serving "after L1" 2
+
+# ---- L2: HTTP slowloris --------------------------------------------------------------
+node timeout 90 python3 "$attack" slowloris 127.0.0.1 9125 127.0.0.9 100 --ready "$work/slow.ready" \
+  --until "$work/slow.stop" --hold-s 60 >"$work/slow.json" 2>&1 &
+pids+=($!); slow_pid=$!
+wait_for 30 test -e "$work/slow.ready"
+live_from_other() {
+  node curl -s --max-time 5 --interface 127.0.0.2 -o /dev/null -w '%{http_code}' \
+    http://127.0.0.1:9125/health/live | grep -qx 200
+}
+verdict "L2: /health/live answers another address during the slowloris" live_from_other
+touch "$work/slow.stop"
+wait "$slow_pid"
+cat "$work/slow.json"
+verdict "L2: one address holds at most 4 connections" \
+  test "$(json "$work/slow.json" held_at_end)" -le 4
+still_serving "after L2" 3
+
+# ---- M4: the management socket ----------------------------------------------------
+python3 "$attack" trickle "$work/sock" --every-s 1 --bytes 15 >"$work/trickle.json" 2>&1 &
+pids+=($!); trickle_pid=$!
+sleep 0.5
+verdict "M4: tallyctl is served while a client trickles bytes" timeout 40 $ctl ready
+wait "$trickle_pid"
+cat "$work/trickle.json"
+verdict "M4: the trickling client is cut at the deadline (within 15 bytes)" \
+  test "$(json "$work/trickle.json" closed_after_s)" != None
+chmod 755 "$work"; chmod 666 "$work/sock" # as if nobody were in the socket's group
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+said=$(as_nobody $ctl readonly on 2>&1); code=$?
+echo "$said"
+verdict "M4: readonly from nobody refused (exit 3, not permitted)" exited_with 3 "not permitted"
+verdict "M4: reads from nobody are served" as_nobody $ctl ready
+verdict "M4: the refusal is counted (mgmt_refused)" test "$(stat mgmt_refused)" -ge 1
+chmod 700 "$work"; chmod 660 "$work/sock"
+# A second tallyd on the same socket (its own store, a null port): refused, the first serves.
+sed -e 's|--vdev=net_af_packet0,iface=tally0|--vdev=net_null0|' -e "s|tally-$$|tally-second-$$|" \
+  -e "s|^path = .*|path = $work/second.pmem|" -e 's|^http = .*|http = off|' \
+  "$work/tally.ini" >"$work/second.ini"
+chmod 600 "$work/second.ini"
+said=$(timeout 60 "$build/control/tallyd" -c "$work/second.ini" 2>&1); code=$?
+echo "$said" | tail -2
+verdict "M4: a second tallyd refuses the live socket (one line, non-zero exit)" \
+  failed_with "is served by a running process"
+verdict "M4: the first tallyd still serves its socket" $ctl ready
+still_serving "after M4" 4
+
+# ---- M2, L4: keys ------------------------------------------------------------------
+refused() { # refused CONFIG TEXT: --check-config exits 2 naming TEXT
+  local out status
+  out=$("$build/control/tallyd" -c "$1" --check-config 2>&1); status=$?
+  echo "$out"
+  [ "$status" -eq 2 ] && grep -q "$2" <<<"$out"
+}
+cp "$work/tally.ini" "$work/same.ini"
+printf '[cluster]\nnode_id = 1\nnodes = 1@10.78.0.1:7100\nkey = %s\n' "$TALLY_KEY" >>"$work/same.ini"
+verdict "M2: cluster.key equal to ingest.key refused" refused "$work/same.ini" "the same as ingest.key"
+sed 's/^key = .*/key = 74616c6c792064656d6f206b6579202d206e6f74206120736563726574212121/' \
+  "$work/tally.ini" >"$work/demo.ini"
+chmod 600 "$work/demo.ini"
+verdict "M2: the demo key refused without node.demo" refused "$work/demo.ini" "public demo or template key"
+cp "$work/tally.ini" "$work/open.ini"; chmod 644 "$work/open.ini"
+verdict "L4: a config holding a key that others may read refused" refused "$work/open.ini" "chmod 600"
+said=$(peer "$build/control/tally-produce" --nodes 10.77.0.1:8126 --key "$TALLY_KEY" --producer 5 x:1 2>&1)
+code=$?
+verdict "L4: tally-produce --key refused (exit 64)" exited_with 64 "key-file"
+mkfifo "$work/produce.in"
+peer "$build/control/tally-produce" --nodes 10.77.0.1:8126 --producer 9100 <"$work/produce.in" \
+  >"$work/produce.out" 2>&1 &
+produce_pid=$!; pids+=($produce_pid)
+exec 7>"$work/produce.in"
+echo "adv.l4 3" >&7
+cmdline_clean() {
+  local pid
+  pid=$(pgrep -P "$produce_pid" -x tally-produce || echo "$produce_pid")
+  ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$TALLY_KEY"
+}
+verdict "L4: a running tally-produce's command line holds no key" cmdline_clean
+exec 7>&-
+wait "$produce_pid"
+verdict "L4: that tally-produce (key from TALLY_KEY) got its batch acked" \
+  grep -q "^acked 1 batches" "$work/produce.out"
+
+# ---- L5: the store through a symbolic link -----------------------------------------
+ln -s "$work/store.pmem" "$work/link.pmem"
+sed -e "s|^path = .*|path = $work/link.pmem|" -e 's|--vdev=net_af_packet0,iface=tally0|--vdev=net_null0|' \
+  -e "s|tally-$$|tally-link-$$|" -e "s|^socket = .*|socket = $work/link.sock|" -e 's|^http = .*|http = off|' \
+  "$work/tally.ini" >"$work/link.ini"
+chmod 600 "$work/link.ini"
+said=$(timeout 60 "$build/control/tallyd" -c "$work/link.ini" 2>&1); code=$?
+echo "$said" | tail -2
+verdict "L5: a store path that is a symbolic link is refused" failed_with "symbolic link"
+still_serving "at the end" 5
+
+if [ "$failed" -gt 0 ]; then echo "--- tallyd log (tail)"; tail -25 "$work/tallyd.log"; fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
