@@ -153,7 +153,7 @@ printf '%s\n' 'hs.req{env=ci} 600' 'hs.req{env=ci,route=/api,status=200} 400' \
 check "hot-shots: one counter per tag set, no other" list_is 'hs.req{}' "$work/want_hs"
 
 # 3. Binary tagged pairs through libtally (tally-produce): any order, one key, acked.
-peer "$build/control/tally-produce" --nodes 10.77.0.1:8126 --key "$key" --producer 7001 \
+peer env TALLY_KEY="$key" "$build/control/tally-produce" --nodes 10.77.0.1:8126 --producer 7001 \
   'pay{region=eu,method=card}:5' 'pay{method=card,region=eu}:7' 'pay:1' >"$work/produce" 2>&1
 status=$?
 cat "$work/produce"
@@ -161,7 +161,7 @@ check "binary: the batch is acked" bash -c \
   "test $status -eq 0 && grep -qx 'acked 1 batches (applied 1, duplicate 0)' $work/produce"
 check "binary: tagged pairs in any order on one key" get_is 'pay{region=eu,method=card}' 12
 check "binary: the untagged pair apart" get_is pay 1
-peer "$build/control/tally-produce" --nodes 10.77.0.1:8126 --key "$key" --producer 7002 \
+peer env TALLY_KEY="$key" "$build/control/tally-produce" --nodes 10.77.0.1:8126 --producer 7002 \
   'pay{a=1,a=2}:5' >"$work/produce_bad" 2>&1
 status=$?
 cat "$work/produce_bad"
@@ -195,7 +195,7 @@ tally_stop TERM
 tally_write_config "$work/fresh.ini" "$work/fresh.pmem" "$work/sock"
 tally_start "$build" "$work/fresh.ini" "$work/tallyd.log"
 check "restart on a fresh store" tally_wait_ready "$build" "$work/sock" 30
-peer "$build/control/tally-produce" --nodes 10.77.0.1:8126 --key "$key" --producer 7003 \
+peer env TALLY_KEY="$key" "$build/control/tally-produce" --nodes 10.77.0.1:8126 --producer 7003 \
   --flush-every 20 <"$work/counts" >"$work/readd" 2>&1
 status=$?
 tail -3 "$work/readd"
