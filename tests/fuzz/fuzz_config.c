@@ -85,7 +85,15 @@ static void check_valid(const struct tally_config *config) {
   FUZZ_CHECK(config->mbufs >= TALLY_MBUFS_MIN);
   FUZZ_CHECK(config->mbufs <= TALLY_MBUFS_MAX);
   FUZZ_CHECK(config->idle_sleep_us <= TALLY_IDLE_SLEEP_US_MAX);
-  FUZZ_CHECK(config->persist_mode <= TALLY_PERSIST_PER_BURST);
+  FUZZ_CHECK(config->persist_mode <= TALLY_PERSIST_LOG);
+  /* Log mode: a log directory; the group within the segment; sizes in range. */
+  FUZZ_CHECK(memchr(config->log_dir, '\0', sizeof(config->log_dir)) != NULL);
+  FUZZ_CHECK(config->persist_mode != TALLY_PERSIST_LOG || config->log_dir[0] != '\0');
+  FUZZ_CHECK(config->log_group_bytes >= TALLY_WAL_GROUP_SIZE_MIN);
+  FUZZ_CHECK(config->log_group_bytes <= config->log_segment_bytes);
+  FUZZ_CHECK(config->log_segment_bytes <= TALLY_WAL_SEGMENT_SIZE_MAX);
+  FUZZ_CHECK(config->log_segment_bytes % TALLY_WAL_RECORD_ALIGN == 0);
+  FUZZ_CHECK(config->persist_mode != TALLY_PERSIST_LOG || !config->cluster.enabled);
   FUZZ_CHECK(config->ipv4 != 0);
   FUZZ_CHECK(config->binary_port == 0 || config->key_set);
   FUZZ_CHECK(config->statsd_port == 0 || config->statsd_port != config->binary_port);
