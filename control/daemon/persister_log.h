@@ -29,6 +29,11 @@
 int tally_log_open(struct tally_appliance *appliance, char *error, size_t error_size);
 /* Persister: drain every lcore's ring, append, commit once, publish durable_seq. */
 bool tally_log_round(struct tally_appliance *appliance);
+/* Persister: appends and commits the marks record (a checkpoint begins). */
+bool tally_log_marks(struct tally_appliance *appliance);
+/* Persister: a checkpoint at the next tick; tick: one checkpoint step (persister_ckpt.h). */
+void tally_log_checkpoint_request(struct tally_appliance *appliance);
+bool tally_log_checkpoint_tick(struct tally_appliance *appliance);
 /* Persister: rounds until persister_quit, then a last one. */
 void tally_log_loop(struct tally_appliance *appliance);
 /* Shutdown, after the persister stopped. */
