@@ -6,8 +6,8 @@
  * ack waits for the fdatasync of the group that holds its record.
  *
  * Start-up (before the lcores and the persister): tally_log_open recovers —
- * the image if it survived, else a new one (or, later, the newest
- * checkpoint) — and reconciles it with the log: records the image lacks are
+ * the image if it survived, else the newest checkpoint loaded into a new one
+ * (persister_ckpt.h), else a new one — and reconciles it with the log: records the image lacks are
  * redone, records it holds skipped by its shards' batch_seq, batches it
  * holds that the log lost with a killed process are logged again from the
  * journal. Then the persister thread runs tally_log_loop.
