@@ -290,7 +290,8 @@ void tally_ckpt_metrics(struct tally_appliance *appliance, struct tally_out *out
     "seconds since the last checkpoint became durable (since the start before the first)",
     age_seconds(stats));
   gauge(out, "checkpoint_last_duration_seconds", "gauge",
-    "the last checkpoint, from its begin to durable", (double)load(&stats->checkpoint_last_ns) / 1e9);
+    "the last checkpoint, from its begin to durable",
+    (double)load(&stats->checkpoint_last_ns) / 1e9);
   gauge(out, "checkpoint_last_bytes", "gauge", "the last checkpoint's file size",
     (double)load(&stats->checkpoint_last_bytes));
   gauge(out, "checkpoints_finished_total", "counter", "checkpoints made durable",

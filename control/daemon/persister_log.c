@@ -202,7 +202,8 @@ bool tally_log_marks(struct tally_appliance *appliance)
   for (uint32_t b = 0; b < 4; b++) out[b] = (uint8_t)(count >> (8u * b));
   memset(out + 4, 0, 4);
   for (uint32_t s = 0; s < count; s++) {
-    for (uint32_t b = 0; b < 8; b++) out[8u + 8u * s + b] = (uint8_t)(log->logged_batch_seq[s] >> (8u * b));
+    uint64_t mark = log->logged_batch_seq[s];
+    for (uint32_t b = 0; b < 8; b++) out[8u + 8u * s + b] = (uint8_t)(mark >> (8u * b));
   }
   enum tally_wal_status status =
     tally_wal_append(&log->wal, TALLY_WAL_TYPE_MARKS, out, (uint32_t)size, NULL);
@@ -371,6 +372,15 @@ static int replay_record(void *context, const struct tally_wal_record *record)
   uint32_t shard = log->effect.shard;
   if (log->effect.batch_seq > log->logged_batch_seq[shard]) {
     log->logged_batch_seq[shard] = log->effect.batch_seq;
+  }
+  /* A shard's records are consecutive: a jump means the image lacks batches the log lost. */
+  uint64_t image = tally_shard_batch_seq(&appliance->store.shards[shard]);
+  if (log->effect.batch_seq > image + 1u) {
+    replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 ": shard %u's "
+      "image is at batch %" PRIu64 ", the log goes on from %" PRIu64 " (cut behind a newer "
+      "checkpoint): move the image aside to recover from the checkpoint", dir, record->lsn,
+      shard, image, log->effect.batch_seq);
+    return 1;
   }
   bool replayed = false;
   enum tally_reason reason =

@@ -343,7 +343,8 @@ static void test_checkpoint_then_power_loss(void **state)
   enum tally_reason reason;
   assert_int_equal(tally_shard_apply_batch(&appliance.store.shards[51 % LCORES], &again, &reason),
     TALLY_ACK_DUPLICATE);
-  /* A second checkpoint on the recovered image, a kill (the image survives a cut log), a power loss. */
+  /* A second checkpoint on the recovered image, a kill (the image survives a cut log),
+   * then a power loss. */
   acked_batches(30, 50);
   assert_true(tally_log_round(&appliance));
   (void)checkpoint_under_load(50);
@@ -361,6 +362,27 @@ static void test_checkpoint_then_power_loss(void **state)
   check_exact();
 }
 
+/* A checkpoint of another geometry is refused with one line, not loaded. */
+static void test_checkpoint_other_geometry_refused(void **state)
+{
+  (void)state;
+  start();
+  acked_batches(50, 60);
+  assert_true(tally_log_round(&appliance));
+  (void)checkpoint_under_load(60);
+  lose_power();
+  struct tally_store_geometry geometry = {
+    .shard_count = LCORES, .counters_max = COUNTERS * 2u, .producers_max = PRODUCERS,
+  };
+  char error[512];
+  assert_int_equal(tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
+    TALLY_PERSIST_LOG, error, sizeof error), 0);
+  memset(&appliance.log_stats, 0, sizeof appliance.log_stats);
+  assert_int_equal(tally_log_open(&appliance, error, sizeof error), -1);
+  assert_non_null(strstr(error, "another store layout or geometry"));
+  assert_null(strchr(error, '\n'));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -369,6 +391,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_kill_relogs_from_journal, setup, teardown),
     cmocka_unit_test_setup_teardown(test_older_image_caught_up, setup, teardown),
     cmocka_unit_test_setup_teardown(test_checkpoint_then_power_loss, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_checkpoint_other_geometry_refused, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
