@@ -122,6 +122,12 @@ static int config_validate_log(struct parse_state *state) {
       "%u is larger than store.log_segment_bytes (%u)", config->log_group_bytes,
       config->log_segment_bytes);
   }
+  if (config->checkpoint_interval_ms != 0 &&
+    config->checkpoint_interval_ms < TALLY_CHECKPOINT_INTERVAL_MS_MIN) {
+    return config_fail_key(state, "store", "checkpoint_interval_ms",
+      "%u is below %u (0 turns checkpoints off)", config->checkpoint_interval_ms,
+      TALLY_CHECKPOINT_INTERVAL_MS_MIN);
+  }
   if (config->persist_mode != TALLY_PERSIST_LOG) return 1;
   if (!(state->keys_seen & (1ull << KEY_STORE_LOG_DIR))) {
     return config_fail_key(state, "store", "log_dir", "required with store.persist = log");
@@ -215,6 +221,7 @@ void tally_config_defaults(struct tally_config *config) {
   config->persist_mode = TALLY_PERSIST_AUTO;
   config->log_group_bytes = TALLY_WAL_GROUP_SIZE_DEFAULT;
   config->log_segment_bytes = TALLY_WAL_SEGMENT_SIZE_DEFAULT;
+  config->checkpoint_interval_ms = TALLY_CHECKPOINT_INTERVAL_MS_DEFAULT;
   config->mbufs = 16383;
   config->idle_sleep_us = 0; /* a NIC host polls flat out */
   snprintf(config->socket_path, sizeof(config->socket_path), "%s", "/run/tally/tally.sock");

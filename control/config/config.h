@@ -72,6 +72,7 @@ struct tally_config {
   char log_dir[TALLY_PATH_MAX];   /* the write-ahead log's directory (required with log) */
   uint32_t log_group_bytes;   /* the log's group buffer; default 1 MiB */
   uint32_t log_segment_bytes; /* the log's segment size; default 64 MiB */
+  uint32_t checkpoint_interval_ms; /* log mode: checkpoint every; default 60000, 0: never */
   /* [dataplane] */
   uint32_t mbufs;             /* per pool; default 16383 */
   uint32_t idle_sleep_us;     /* idle back-off of the lcores; 0 (default): poll flat out */

@@ -38,6 +38,7 @@ static const struct config_key_name key_names[KEY_COUNT] = {
   [KEY_STORE_LOG_DIR] = {"store", "log_dir"},
   [KEY_STORE_LOG_GROUP_BYTES] = {"store", "log_group_bytes"},
   [KEY_STORE_LOG_SEGMENT_BYTES] = {"store", "log_segment_bytes"},
+  [KEY_STORE_CHECKPOINT_INTERVAL_MS] = {"store", "checkpoint_interval_ms"},
   [KEY_DATAPLANE_MBUFS] = {"dataplane", "mbufs"},
   [KEY_DATAPLANE_IDLE_SLEEP_US] = {"dataplane", "idle_sleep_us"},
   [KEY_CONTROL_SOCKET] = {"control", "socket"},

@@ -36,6 +36,7 @@ static const config_parse_fn key_parsers[KEY_COUNT] = {
   [KEY_STORE_LOG_DIR] = config_parse_store_log_dir,
   [KEY_STORE_LOG_GROUP_BYTES] = config_parse_number,
   [KEY_STORE_LOG_SEGMENT_BYTES] = config_parse_number,
+  [KEY_STORE_CHECKPOINT_INTERVAL_MS] = config_parse_number,
   [KEY_DATAPLANE_MBUFS] = config_parse_number,
   [KEY_DATAPLANE_IDLE_SLEEP_US] = config_parse_number,
   [KEY_CONTROL_SOCKET] = config_parse_control_socket,

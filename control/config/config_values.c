@@ -197,6 +197,9 @@ int config_parse_number(struct parse_state *state, enum config_key key,
   case KEY_STORE_LOG_SEGMENT_BYTES:
     return config_parse_uint(state, key, value, TALLY_WAL_SEGMENT_SIZE_MIN,
       TALLY_WAL_SEGMENT_SIZE_MAX, &config->log_segment_bytes);
+  case KEY_STORE_CHECKPOINT_INTERVAL_MS:
+    return config_parse_uint(state, key, value, 0, TALLY_CHECKPOINT_INTERVAL_MS_MAX,
+      &config->checkpoint_interval_ms);
   case KEY_DATAPLANE_MBUFS:
     return config_parse_uint(state, key, value, TALLY_MBUFS_MIN, TALLY_MBUFS_MAX, &config->mbufs);
   case KEY_DATAPLANE_IDLE_SLEEP_US:

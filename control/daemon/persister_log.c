@@ -34,6 +34,7 @@
 #include "disk_io.h"
 #include "lcore.h"
 #include "log_ring.h"
+#include "persister_ckpt.h"
 #include "tally/name.h"
 #include "wal.h"
 #include "wal_batch.h"
@@ -46,8 +47,12 @@ struct tally_log {
   /* Per lcore: applied_seq of the last record appended, and of the last one committed. */
   uint64_t appended[TALLY_LCORES_MAX];
   uint64_t committed[TALLY_LCORES_MAX];
-  /* Recovery: the highest batch_seq the log holds per shard, and the open scan. */
+  /* The highest batch_seq the log holds per shard (recovery, then every append). */
   uint64_t logged_batch_seq[TALLY_LCORES_MAX];
+  /* Recovery from a checkpoint: the marks record after its begin_lsn was met. */
+  bool marks_seen;
+  uint64_t from_lsn;
+  struct tally_ckpt *ckpt;
   struct tally_wal_scanner *scanner;
   char *error;
   size_t error_size;
@@ -175,7 +180,42 @@ static bool log_append(struct tally_appliance *appliance, const struct tally_sha
     return false;
   }
   stat_store(&appliance->log_stats.records, appliance->log_stats.records + 1u);
+  assert(effect->batch_seq > log->logged_batch_seq[effect->shard]); /* per shard, in order */
+  log->logged_batch_seq[effect->shard] = effect->batch_seq;
   return true;
+}
+
+/*
+ * Appends the marks record (each shard's last logged batch_seq) and commits
+ * it: the first record after a checkpoint's begin_lsn. Recovery from that
+ * checkpoint sets each shard's batch_seq to its mark (the copied header may
+ * be ahead of the copied values), and any recovery knows from it what the
+ * log held for a shard whose records were cut.
+ */
+bool tally_log_marks(struct tally_appliance *appliance)
+{
+  struct tally_log *log = appliance->log;
+  uint8_t *out = log->payload;
+  uint32_t count = appliance->lcore_count;
+  size_t size = 8u + 8u * (size_t)count;
+  static_assert(8u + 8u * TALLY_LCORES_MAX <= sizeof log->payload, "marks fit");
+  for (uint32_t b = 0; b < 4; b++) out[b] = (uint8_t)(count >> (8u * b));
+  memset(out + 4, 0, 4);
+  for (uint32_t s = 0; s < count; s++) {
+    uint64_t mark = log->logged_batch_seq[s];
+    for (uint32_t b = 0; b < 8; b++) out[8u + 8u * s + b] = (uint8_t)(mark >> (8u * b));
+  }
+  enum tally_wal_status status =
+    tally_wal_append(&log->wal, TALLY_WAL_TYPE_MARKS, out, (uint32_t)size, NULL);
+  if (status == TALLY_WAL_FULL) {
+    if (!log_commit(appliance)) return false;
+    status = tally_wal_append(&log->wal, TALLY_WAL_TYPE_MARKS, out, (uint32_t)size, NULL);
+  }
+  if (status != TALLY_WAL_OK) {
+    log_failed(appliance, "append");
+    return false;
+  }
+  return log_commit(appliance);
 }
 
 /* Moves lcore i's ready records into the group; returns how many. */
@@ -223,11 +263,24 @@ bool tally_log_round(struct tally_appliance *appliance)
   return taken > 0;
 }
 
+void tally_log_checkpoint_request(struct tally_appliance *appliance)
+{
+  tally_ckpt_request(appliance->log->ckpt);
+}
+
+bool tally_log_checkpoint_tick(struct tally_appliance *appliance)
+{
+  return tally_ckpt_tick(appliance->log->ckpt, appliance, &appliance->log->wal);
+}
+
 void tally_log_loop(struct tally_appliance *appliance)
 {
   const struct timespec idle = { .tv_sec = 0, .tv_nsec = TALLY_LOG_IDLE_SLEEP_US * 1000l };
   while (!__atomic_load_n(&appliance->persister_quit, __ATOMIC_RELAXED)) {
-    if (!tally_log_round(appliance)) nanosleep(&idle, NULL);
+    bool worked = tally_log_round(appliance);
+    /* A checkpoint's step between two rounds: acks keep flowing during it. */
+    if (tally_log_checkpoint_tick(appliance)) worked = true;
+    if (!worked) nanosleep(&idle, NULL);
   }
   (void)tally_log_round(appliance); /* what the stopped lcores left in their rings */
 }
@@ -249,6 +302,45 @@ struct replay_context {
   int failed;
 };
 
+/*
+ * A marks record: what the log held per shard when a checkpoint began. The
+ * first record replayed after a loaded checkpoint is its marks: each
+ * shard's batch_seq is set to its mark, so every batch after it is redone
+ * onto the fuzzy copy (docs/store-layout.md, "Log mode: checkpoints").
+ */
+static int replay_marks(struct replay_context *replay, const struct tally_wal_record *record)
+{
+  struct tally_appliance *appliance = replay->appliance;
+  struct tally_log *log = appliance->log;
+  const char *dir = appliance->config.log_dir;
+  const uint8_t *in = record->payload;
+  uint32_t count = 0;
+  if (record->payload_size >= 8u) {
+    for (uint32_t b = 0; b < 4; b++) count |= (uint32_t)in[b] << (8u * b);
+  }
+  if (record->payload_size < 8u || count != appliance->lcore_count ||
+    record->payload_size != 8u + 8u * (uint64_t)count) {
+    replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 ": marks for %u "
+      "shards, this node has %u (eal.args lcores changed?)", dir, record->lsn, count,
+      appliance->lcore_count);
+    return 1;
+  }
+  bool first = log->from_lsn > 1u && record->lsn == log->from_lsn;
+  for (uint32_t s = 0; s < count; s++) {
+    uint64_t mark = 0;
+    for (uint32_t b = 0; b < 8; b++) mark |= (uint64_t)in[8u + 8u * s + b] << (8u * b);
+    if (mark > log->logged_batch_seq[s]) log->logged_batch_seq[s] = mark;
+    if (first && !tally_shard_rewind(&appliance->store.shards[s], mark + 1u)) {
+      replay->failed = recovery_error(log, "store.log_dir %s: the checkpoint's shard %u is at "
+        "batch %" PRIu64 ", before the log's mark %" PRIu64 " (record %" PRIu64 ")", dir, s,
+        tally_shard_batch_seq(&appliance->store.shards[s]), mark, record->lsn);
+      return 1;
+    }
+  }
+  if (first) log->marks_seen = true;
+  return 0;
+}
+
 /* Replay visitor: redo a record the image lacks, skip one it holds. */
 static int replay_record(void *context, const struct tally_wal_record *record)
 {
@@ -256,6 +348,13 @@ static int replay_record(void *context, const struct tally_wal_record *record)
   struct tally_appliance *appliance = replay->appliance;
   struct tally_log *log = appliance->log;
   const char *dir = appliance->config.log_dir;
+  if (record->type == TALLY_WAL_TYPE_MARKS) return replay_marks(replay, record);
+  if (log->from_lsn > 1u && !log->marks_seen) {
+    replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 " follows the "
+      "loaded checkpoint, its marks record does not (the log and the checkpoints disagree)",
+      dir, record->lsn);
+    return 1;
+  }
   if (record->type != TALLY_WAL_TYPE_BATCH) {
     replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 " has type %u, this "
       "build reads %u", dir, record->lsn, record->type, TALLY_WAL_TYPE_BATCH);
@@ -273,6 +372,15 @@ static int replay_record(void *context, const struct tally_wal_record *record)
   uint32_t shard = log->effect.shard;
   if (log->effect.batch_seq > log->logged_batch_seq[shard]) {
     log->logged_batch_seq[shard] = log->effect.batch_seq;
+  }
+  /* A shard's records are consecutive: a jump means the image lacks batches the log lost. */
+  uint64_t image = tally_shard_batch_seq(&appliance->store.shards[shard]);
+  if (log->effect.batch_seq > image + 1u) {
+    replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 ": shard %u's "
+      "image is at batch %" PRIu64 ", the log goes on from %" PRIu64 " (cut behind a newer "
+      "checkpoint): move the image aside to recover from the checkpoint", dir, record->lsn,
+      shard, image, log->effect.batch_seq);
+    return 1;
   }
   bool replayed = false;
   enum tally_reason reason =
@@ -301,21 +409,6 @@ static int relog_effect(void *context, const struct tally_shard_effect *effect)
   struct tally_log_stats *stats = &relog->appliance->log_stats;
   stat_store(&stats->records_relogged, stats->records_relogged + 1u);
   return 0;
-}
-
-/*
- * The checkpoint seam (issue 11; control/persist/checkpoint.{h,c} is being
- * built on its own branch). When the image is gone, a checkpoint module
- * loads the newest valid checkpoint into the new image (every shard's
- * batch_seq included, as it was when the copy began) and answers the LSN
- * the log must be replayed from; records before it are covered. The
- * contract the copy must keep is in docs/store-layout.md ("Log mode:
- * checkpoints"). Without the module: nothing loaded, replay from LSN 1.
- */
-static uint64_t checkpoint_load(struct tally_appliance *appliance)
-{
-  (void)appliance;
-  return 1u;
 }
 
 /* Logs again, from the journal, the batches the image holds past the log's end. */
@@ -376,6 +469,27 @@ static int log_recover(struct tally_appliance *appliance, uint64_t from_lsn)
   return reconcile_ahead(appliance);
 }
 
+/*
+ * A surviving image holds every record the log held before its oldest
+ * segment (a checkpoint covered them before the log was cut): replay starts
+ * at the oldest segment's first LSN (1 if there is none). 0 if the
+ * directory cannot be listed.
+ */
+static uint64_t oldest_lsn(struct tally_log *log)
+{
+  uint32_t names_max = TALLY_WAL_SEGMENTS_MAX + 64u;
+  char (*names)[TALLY_DISK_NAME_SIZE_MAX] = malloc(names_max * sizeof *names);
+  if (names == NULL) return 0;
+  int count = log->disk.ops->list(log->disk.context, names, names_max);
+  uint64_t oldest = count < 0 ? 0 : UINT64_MAX;
+  for (int i = 0; i < count; i++) {
+    uint64_t lsn;
+    if (tally_wal_segment_parse(names[i], &lsn) && lsn < oldest) oldest = lsn;
+  }
+  free(names);
+  return oldest == UINT64_MAX ? 1u : oldest;
+}
+
 /* The image should live on memory that outlives the process but never writes back. */
 static void check_image_filesystem(const struct tally_appliance *appliance)
 {
@@ -407,9 +521,18 @@ int tally_log_open(struct tally_appliance *appliance, char *error, size_t error_
   }
   log->scanner = tally_wal_scanner_create();
   if (log->scanner == NULL) return recovery_error(log, "store.log_dir: out of memory");
+  log->ckpt = tally_ckpt_create(appliance, &log->disk, error, error_size);
+  if (log->ckpt == NULL) return -1;
   uint64_t start_ns = tally_clock_mono_ns();
   bool image_survived = !appliance->store.recovery.created;
-  uint64_t from_lsn = image_survived ? 1u : checkpoint_load(appliance);
+  uint64_t from_lsn = image_survived ? oldest_lsn(log) : 1u;
+  if (from_lsn == 0) return recovery_error(log, "store.log_dir %s: cannot list it",
+    appliance->config.log_dir);
+  if (!image_survived &&
+    tally_ckpt_load(log->ckpt, appliance, &from_lsn, error, error_size) != 0) {
+    return -1;
+  }
+  log->from_lsn = image_survived ? 1u : from_lsn; /* > 1: after a loaded checkpoint */
   if (log_recover(appliance, from_lsn) != 0) return -1;
   struct tally_log_stats *stats = &appliance->log_stats;
   stats->recovery_source = image_survived ? TALLY_LOG_SOURCE_IMAGE :
@@ -430,6 +553,7 @@ void tally_log_close(struct tally_appliance *appliance)
 {
   struct tally_log *log = appliance->log;
   if (log == NULL) return;
+  tally_ckpt_destroy(log->ckpt);
   if (log->wal_open) tally_wal_close(&log->wal);
   if (log->scanner != NULL) tally_wal_scanner_destroy(log->scanner);
   tally_disk_posix_close(&log->posix);
@@ -449,6 +573,7 @@ void tally_log_stats_lines(struct tally_appliance *appliance, struct tally_out *
     load(&stats->bytes_written), load(&stats->commits), load(&stats->commit_ns_max),
     load(&stats->failed), tally_log_source_name(stats->recovery_source), stats->records_replayed,
     stats->records_skipped, stats->records_relogged, stats->recovery_ns);
+  tally_ckpt_stats_lines(appliance, out);
 }
 
 static void metric(struct tally_out *out, const char *name, const char *type, const char *help,
@@ -492,4 +617,5 @@ void tally_log_metrics(struct tally_appliance *appliance, struct tally_out *out)
     tally_out_printf(out, "tally_log_recovery_source{source=\"%s\"} %d\n",
       tally_log_source_name(s), stats->recovery_source == s ? 1 : 0);
   }
+  tally_ckpt_metrics(appliance, out);
 }

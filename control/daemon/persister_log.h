@@ -6,8 +6,8 @@
  * ack waits for the fdatasync of the group that holds its record.
  *
  * Start-up (before the lcores and the persister): tally_log_open recovers —
- * the image if it survived, else a new one (or, later, the newest
- * checkpoint) — and reconciles it with the log: records the image lacks are
+ * the image if it survived, else the newest checkpoint loaded into a new one
+ * (persister_ckpt.h), else a new one — and reconciles it with the log: records the image lacks are
  * redone, records it holds skipped by its shards' batch_seq, batches it
  * holds that the log lost with a killed process are logged again from the
  * journal. Then the persister thread runs tally_log_loop.
@@ -29,6 +29,11 @@
 int tally_log_open(struct tally_appliance *appliance, char *error, size_t error_size);
 /* Persister: drain every lcore's ring, append, commit once, publish durable_seq. */
 bool tally_log_round(struct tally_appliance *appliance);
+/* Persister: appends and commits the marks record (a checkpoint begins). */
+bool tally_log_marks(struct tally_appliance *appliance);
+/* Persister: a checkpoint at the next tick; tick: one checkpoint step (persister_ckpt.h). */
+void tally_log_checkpoint_request(struct tally_appliance *appliance);
+bool tally_log_checkpoint_tick(struct tally_appliance *appliance);
 /* Persister: rounds until persister_quit, then a last one. */
 void tally_log_loop(struct tally_appliance *appliance);
 /* Shutdown, after the persister stopped. */

@@ -55,6 +55,16 @@ struct tally_log_stats {
   uint64_t records_skipped;  /* log records the image already held */
   uint64_t records_relogged; /* batches the image held and the log lacked, logged at start */
   uint64_t recovery_ns;      /* the log's part of start-up: scan, replay, re-log, open */
+  /* Checkpoints of the image (persister_ckpt.c): written by the persister, relaxed. */
+  uint64_t checkpoints_finished;
+  uint64_t checkpoints_failed;
+  uint64_t checkpoint_last_unix_ns;     /* when the last one became durable (0: none yet) */
+  uint64_t checkpoint_last_ns;          /* how long it took, begin to durable */
+  uint64_t checkpoint_last_bytes;       /* its file size */
+  uint64_t checkpoint_bytes_written;    /* checkpoint file bytes, every attempt */
+  uint64_t checkpoint_loaded_lsn;       /* start-up: the loaded checkpoint's begin_lsn (0: none) */
+  uint64_t checkpoint_settled;          /* start-up: torn values and records settled in the copy */
+  uint64_t started_unix_ns;             /* the log opened (the age's origin before a checkpoint) */
 };
 
 struct tally_cluster;

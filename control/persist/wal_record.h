@@ -36,6 +36,8 @@
 enum tally_wal_type {
   /* 1: a reliable batch, payload version 1 — retired, never written by tallyd; refused */
   TALLY_WAL_TYPE_BATCH = 2, /* a reliable batch, payload version 2: wal_batch.h */
+  /* each shard's last logged batch_seq, written when a checkpoint begins (persister_log.c) */
+  TALLY_WAL_TYPE_MARKS = 3,
   TALLY_WAL_TYPE_END
 };
 

@@ -190,6 +190,7 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
       rte_pktmbuf_free(frame); /* not applied, not answered: the producer resends */
       return;
     }
+    tally_log_ring_enter(lcore->log_ring); /* a checkpoint's copy may see the apply from here */
   }
   enum tally_ack_status status = TALLY_ACK_DUPLICATE;
   if (applied_by_peer(config, &batch)) {
@@ -213,6 +214,7 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   } else {
     count_reason(lcore, reason);
   }
+  if (record != NULL) tally_log_ring_leave(lcore->log_ring);
   bool durable_answer = status == TALLY_ACK_APPLIED || status == TALLY_ACK_DUPLICATE;
   answer_batch(lcore, frame, config, &batch, status, durable_answer);
 }

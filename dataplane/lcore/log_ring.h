@@ -36,6 +36,9 @@ struct tally_log_ring {
   uint64_t head __rte_cache_aligned; /* next record to log: written by the persister */
   uint64_t tail __rte_cache_aligned; /* next free record: written by the lcore */
   uint64_t full __rte_cache_aligned; /* claims refused (also the lcore's log_ring_full) */
+  /* Applies begun and ended (written by the lcore): a checkpoint waits for one in flight. */
+  uint64_t entered __rte_cache_aligned;
+  uint64_t left;
   struct tally_log_record records[TALLY_LOG_RING_SIZE] __rte_cache_aligned;
 };
 
@@ -53,6 +56,35 @@ static inline struct tally_log_record *tally_log_ring_claim(struct tally_log_rin
 static inline void tally_log_ring_push(struct tally_log_ring *ring)
 {
   __atomic_store_n(&ring->tail, ring->tail + 1u, __ATOMIC_RELEASE);
+}
+
+/*
+ * Lcore: around each apply (whatever its outcome). The release fence orders
+ * entered before the apply's stores to the image, so a checkpoint that
+ * copied any of them, then loads entered (after an acquire fence), waits
+ * for left to reach it: by then the batch's record is in the ring.
+ */
+static inline void tally_log_ring_enter(struct tally_log_ring *ring)
+{
+  __atomic_store_n(&ring->entered, ring->entered + 1u, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static inline void tally_log_ring_leave(struct tally_log_ring *ring)
+{
+  __atomic_store_n(&ring->left, ring->entered, __ATOMIC_RELEASE); /* after the push */
+}
+
+/* Persister: true once every apply begun before this call has ended and pushed its record. */
+static inline uint64_t tally_log_ring_entered(const struct tally_log_ring *ring)
+{
+  __atomic_thread_fence(__ATOMIC_ACQUIRE); /* after the copy's loads */
+  return __atomic_load_n(&ring->entered, __ATOMIC_RELAXED);
+}
+
+static inline bool tally_log_ring_left(const struct tally_log_ring *ring, uint64_t entered)
+{
+  return __atomic_load_n(&ring->left, __ATOMIC_ACQUIRE) >= entered;
 }
 
 /* Persister: records ready to log (at most TALLY_LOG_RING_SIZE). */

@@ -347,6 +347,25 @@ enum tally_reason tally_shard_replay(struct tally_shard *shard,
 int tally_shard_effects_from_journal(const struct tally_shard *shard, uint64_t count,
   int (*visit)(void *context, const struct tally_shard_effect *effect), void *context);
 
+/*
+ * Recovery from a checkpoint (a fuzzy copy), on the loaded bytes before the
+ * store's own recovery: a slot whose name checks but whose value and
+ * value_check were copied at different moments gets its value_check
+ * recomputed, and a producer record whose fields were copied at different
+ * moments its crc, instead of being quarantined (the log replay that
+ * follows rewrites every one a batch touched during the copy; a statsd
+ * slot keeps a value it held during the copy). Returns how many.
+ */
+uint32_t tally_shard_settle_copy(struct tally_shard *shard);
+/*
+ * Recovery from a checkpoint: the first log record after the checkpoint's
+ * begin_lsn for this shard has batch_seq first; the copied header may say
+ * more (its fuzzy slots may lack those batches), so batch_seq is set to
+ * first - 1 and every record from there is redone. False (nothing changed)
+ * if the shard's batch_seq is below first - 1: the log has a gap.
+ */
+bool tally_shard_rewind(struct tally_shard *shard, uint64_t first);
+
 /* ---- Cross-node dedup (docs/cluster.md) --------------------------------- */
 
 /* Whether a window (last_seq, window) says seq was applied. */

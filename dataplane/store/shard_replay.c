@@ -109,6 +109,46 @@ enum tally_reason tally_shard_replay(struct tally_shard *shard,
   return TALLY_OK;
 }
 
+uint32_t tally_shard_settle_copy(struct tally_shard *shard)
+{
+  assert(shard != NULL && shard->header != NULL);
+  uint32_t settled = 0;
+  for (uint32_t i = 0; i < shard->slots_count; i++) {
+    struct tally_slot *slot = &shard->slots[i];
+    uint32_t len = slot->name_len;
+    if (len == 0 || len > TALLY_NAME_LEN_MAX || !tally_name_valid(slot->name, len)) continue;
+    if (slot->hash != tally_name_hash(slot->name, len) ||
+      slot->ident_crc != tally_slot_ident_crc(i, slot->hash, slot->name, len)) {
+      continue; /* not a torn value: the store's recovery decides */
+    }
+    if (slot->value_check == tally_slot_value_check(slot->ident_crc, slot->value)) continue;
+    slot_store_value(slot, slot->value);
+    settled++;
+  }
+  for (uint32_t i = 0; i < shard->producer_slots_count; i++) {
+    struct tally_producer *record = &shard->producers[i];
+    if (record->producer == 0 || record->producer == TALLY_PRODUCER_TOMBSTONE ||
+      record->producer > TALLY_PRODUCER_ID_MAX) {
+      continue;
+    }
+    uint32_t crc = tally_producer_crc(i, record->producer, &record->dedup);
+    if (record->crc == crc) continue;
+    record->crc = crc;
+    settled++;
+  }
+  return settled;
+}
+
+bool tally_shard_rewind(struct tally_shard *shard, uint64_t first)
+{
+  assert(shard != NULL && first >= 1u);
+  if (shard->header->batch_seq < first - 1u) return false;
+  __atomic_store_n(&shard->header->batch_seq, first - 1u, __ATOMIC_RELEASE);
+  shard_flush(shard, &shard->header->batch_seq, sizeof(uint64_t));
+  shard_drain(shard);
+  return true;
+}
+
 /* Rebuilds one journal entry's effect from the image's current values. */
 static bool effect_from_entry(const struct tally_shard *shard,
   const struct tally_journal_entry *entry, uint64_t batch_seq, struct tally_shard_effect *effect)

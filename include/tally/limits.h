@@ -135,6 +135,16 @@ static_assert(TALLY_REPLIES_BURST >= 1 && TALLY_REPLIES_PER_S >= TALLY_REPLIES_B
 #define TALLY_LOG_RING_SIZE 1024u
 /* Log mode: how long the persister sleeps when a round found nothing to log. */
 #define TALLY_LOG_IDLE_SLEEP_US 100u
+/*
+ * Log mode: store.checkpoint_interval_ms, how often the persister starts a
+ * checkpoint of the image (0: never; statsd increments reach the disk only
+ * through checkpoints, so this is also their loss window on a power loss).
+ */
+#define TALLY_CHECKPOINT_INTERVAL_MS_DEFAULT 60000u
+#define TALLY_CHECKPOINT_INTERVAL_MS_MIN 100u
+#define TALLY_CHECKPOINT_INTERVAL_MS_MAX 86400000u
+/* Log mode: image bytes a checkpoint copies and writes between two log rounds. */
+#define TALLY_CHECKPOINT_STEP_BYTES (1024u * 1024u)
 
 /* ---- Cluster ------------------------------------------------------------ */
 

@@ -13,10 +13,13 @@
 # MODE (default group): group runs the store in group-commit mode; log runs
 # store.persist = log with the image on /dev/shm and the log in the work
 # directory (every kill leaves the image); power does as log and, after
-# every even-numbered kill, deletes the image as a power loss does to tmpfs:
-# the restart rebuilds it from the log, and still value == acked for every
+# every even-numbered kill, deletes the image as a power loss does to tmpfs,
+# with checkpoints every 300 ms and 64 KiB log segments: the restart loads
+# the newest checkpoint and replays the log after it (asserted: recovered
+# from checkpoint+log, the log cut), and still value == acked for every
 # reliable counter; statsd then only needs value <= sent (its increments
-# are not logged), and the reads before a power loss no longer bound it.
+# reach the disk only with checkpoints), and the reads before a power loss
+# no longer bound it.
 # Usage: crash.sh BUILD_DIR [KILLS] [group|log|power]   (root; hugepages reserved)
 set -uo pipefail
 build=${1:?build dir}
@@ -52,6 +55,11 @@ fi
 tally_write_config "$work/tally.ini" "$store" "$work/sock"
 if [ "$mode" != group ]; then
   sed -i "s|^commit_interval_ms = .*|&\npersist = log\nlog_dir = $work/log|" "$work/tally.ini"
+fi
+# Power mode: checkpoints every 300 ms, so every power loss recovers from the
+# newest checkpoint plus the log after it (and the log is cut meanwhile).
+if [ "$mode" = power ]; then
+  sed -i "s|^log_dir = .*|&\ncheckpoint_interval_ms = 300\nlog_segment_bytes = 65536\nlog_group_bytes = 16384|" "$work/tally.ini"
 fi
 # A long commit interval widens the window between apply and ack, so kills
 # land there and retries must be answered DUPLICATE, not counted again.
@@ -103,6 +111,12 @@ snapshot() { # snapshot FILE: tallyd's statsd counts, read with exit 0, not empt
   $ctl list fire. >"$1" && [ -s "$1" ]
 }
 
+# checkpoints_cut: a checkpoint file exists and the oldest log segment is not LSN 1.
+checkpoints_cut() {
+  ls "$work/log" | grep -q '^ckpt-.*\.tck$' &&
+    ! ls "$work/log" | grep -v '^ckpt-' | sort | head -1 | grep -q '0000000000000001'
+}
+
 base=0
 power_losses=0
 for i in $(seq "$kills"); do
@@ -139,10 +153,16 @@ cat "$work/producer.log" "$work/statsd.log"
 
 check "tallyd restarted $kills times after kill -9 ($power_losses of them after a power loss)" \
   test "$(grep -c 'unclean shutdown' "$work/tallyd.log")" -eq "$((kills - power_losses))"
-if [ "$mode" != group ]; then
+if [ "$mode" = log ]; then
   check "log mode: $power_losses starts recovered from the log, $((kills - power_losses)) from the image" \
     test "$(grep -c 'recovered from log:' "$work/tallyd.log")" -eq "$power_losses" -a \
     "$(grep -c 'recovered from image:' "$work/tallyd.log")" -eq "$((kills - power_losses))"
+elif [ "$mode" = power ]; then
+  check "power mode: $power_losses starts recovered from a checkpoint + the log, $((kills - power_losses)) from the image" \
+    test "$(grep -c 'recovered from checkpoint+log:' "$work/tallyd.log")" -eq "$power_losses" -a \
+    "$(grep -c 'recovered from image:' "$work/tallyd.log")" -eq "$((kills - power_losses))"
+  check "power mode: checkpoints were taken and the log was cut behind them" \
+    checkpoints_cut
 fi
 check "reliable producer exited 0 (every batch settled, no error ack)" test "$producer_status" -eq 0
 check "reliable: all $((4 * batches)) batches acked, no error ack" \
@@ -202,8 +222,10 @@ if [ "$mode" != group ]; then
     body=$(ip netns exec "$TALLY_NODE_NS" curl -sf --max-time 5 http://127.0.0.1:9125/metrics) ||
       return 1
     grep -qE '^tally_log_commit_seconds_count [1-9]' <<<"$body" &&
-      grep -qE '^tally_log_recovery_source\{source="(image|log)"\} 1$' <<<"$body" &&
-      grep -qE '^tally_lcore_page_faults_total\{lcore="0",kind="minor"\} [0-9]+$' <<<"$body"
+      grep -qE '^tally_log_recovery_source\{source="(image|log|checkpoint\+log)"\} 1$' <<<"$body" &&
+      grep -qE '^tally_lcore_page_faults_total\{lcore="0",kind="minor"\} [0-9]+$' <<<"$body" &&
+      { [ "$mode" != power ] || { grep -qE '^tally_checkpoints_finished_total [1-9]' <<<"$body" &&
+        grep -qE '^tally_statsd_window_seconds 0\.3$' <<<"$body"; }; }
   }
   check "log mode: /metrics has the log's commit histogram, recovery source and faults" log_metrics
 fi

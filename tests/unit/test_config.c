@@ -403,6 +403,15 @@ static void test_log_mode(void **unused) {
     "log_segment_bytes = 65536\n"), &config);
   assert_int_equal(config.log_group_bytes, 65536);
   assert_int_equal(config.log_segment_bytes, 65536);
+  assert_int_equal(config.checkpoint_interval_ms, TALLY_CHECKPOINT_INTERVAL_MS_DEFAULT);
+  expect_ok(with_base("[store]\ncheckpoint_interval_ms = 0\n"), &config);
+  assert_int_equal(config.checkpoint_interval_ms, 0);
+  expect_ok(with_base("[store]\ncheckpoint_interval_ms = 100\n"), &config);
+  assert_int_equal(config.checkpoint_interval_ms, 100);
+  expect_error(with_base("[store]\ncheckpoint_interval_ms = 99\n"),
+    "config: store.checkpoint_interval_ms: 99 is below 100 (0 turns checkpoints off)");
+  expect_error(with_base("[store]\ncheckpoint_interval_ms = 86400001\n"),
+    "config: store.checkpoint_interval_ms: 86400001 is above the maximum 86400000");
   expect_error(with_base("[store]\npersist = log\n"),
     "config: store.log_dir: required with store.persist = log");
   expect_error(with_base("[store]\nlog_group_bytes = 100\n"),

@@ -6,7 +6,10 @@
  * (the image deleted) rebuilds the image from the log exactly; a process
  * kill with records still in the rings recovers from the image and logs the
  * lost records again from the journal; an older copy of the image (what a
- * checkpoint would load) is brought up to date by replay, exactly.
+ * checkpoint would load) is brought up to date by replay, exactly; a
+ * checkpoint taken in steps while batches keep being applied and acked,
+ * then a power loss: the image comes back from the checkpoint plus the log
+ * after it, exactly, and the log before it is cut.
  *
  * Thread: the test's own (it plays the lcores and the persister in turn).
  */
@@ -19,12 +22,14 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include "persister_log.h"
 #include "store.h"
 #include "wal_batch.h"
+#include "wal_record.h"
 #include "tally/name.h"
 
 #define LCORES 2u
@@ -279,6 +284,105 @@ static void test_older_image_caught_up(void **state)
   check_exact();
 }
 
+/* The first LSN of the oldest log segment left in the log directory. */
+static uint64_t oldest_segment(void)
+{
+  DIR *dir = opendir(appliance.config.log_dir);
+  assert_non_null(dir);
+  uint64_t oldest = UINT64_MAX;
+  for (struct dirent *entry = readdir(dir); entry != NULL; entry = readdir(dir)) {
+    uint64_t lsn;
+    if (tally_wal_segment_parse(entry->d_name, &lsn) && lsn < oldest) oldest = lsn;
+  }
+  closedir(dir);
+  return oldest;
+}
+
+/* A checkpoint in steps, batches applied and acked between every two steps. */
+static uint32_t checkpoint_under_load(uint64_t producer_base)
+{
+  uint64_t finished = appliance.log_stats.checkpoints_finished;
+  tally_log_checkpoint_request(&appliance);
+  uint32_t ticks = 0;
+  while (appliance.log_stats.checkpoints_finished == finished) {
+    assert_true(tally_log_checkpoint_tick(&appliance));
+    assert_int_equal(appliance.log_stats.checkpoints_failed, 0);
+    acked_batches(7, producer_base);
+    (void)tally_log_round(&appliance);
+    ticks++;
+    assert_true(ticks < 1000);
+  }
+  return ticks;
+}
+
+static void test_checkpoint_then_power_loss(void **state)
+{
+  (void)state;
+  start();
+  acked_batches(600, 50); /* several 64 KiB segments */
+  assert_true(tally_log_round(&appliance));
+  assert_int_equal(oldest_segment(), 1);
+  uint32_t ticks = checkpoint_under_load(50);
+  assert_true(ticks >= 3); /* begin, at least two steps (the image is > 1 MiB), finish */
+  assert_true(appliance.log_stats.checkpoint_last_bytes > appliance.store.size);
+  uint64_t cut_to = oldest_segment();
+  assert_true(cut_to > 1); /* the log before the checkpoint is gone */
+  acked_batches(40, 50);
+  assert_true(tally_log_round(&appliance));
+  uint64_t logged = appliance.log_stats.records;
+  lose_power();
+  start();
+  assert_int_equal(appliance.log_stats.recovery_source, TALLY_LOG_SOURCE_CHECKPOINT);
+  assert_true(appliance.log_stats.checkpoint_loaded_lsn > 0);
+  assert_true(appliance.log_stats.records_replayed + appliance.log_stats.records_skipped <
+    logged); /* not the whole log */
+  assert_true(appliance.log_stats.records_replayed >= 40);
+  check_exact();
+  struct tally_wire_batch again = { .producer = 51, .seq = next_seq[51], .count = 1 };
+  again.pairs[0] = (struct tally_wire_pair){ .name = "c.1", .name_len = 3, .delta = 1 };
+  enum tally_reason reason;
+  assert_int_equal(tally_shard_apply_batch(&appliance.store.shards[51 % LCORES], &again, &reason),
+    TALLY_ACK_DUPLICATE);
+  /* A second checkpoint on the recovered image, a kill (the image survives a cut log),
+   * then a power loss. */
+  acked_batches(30, 50);
+  assert_true(tally_log_round(&appliance));
+  (void)checkpoint_under_load(50);
+  acked_batches(25, 50);
+  assert_true(tally_log_round(&appliance));
+  kill_process();
+  start();
+  assert_int_equal(appliance.log_stats.recovery_source, TALLY_LOG_SOURCE_IMAGE);
+  check_exact();
+  acked_batches(10, 50);
+  assert_true(tally_log_round(&appliance));
+  lose_power();
+  start();
+  assert_int_equal(appliance.log_stats.recovery_source, TALLY_LOG_SOURCE_CHECKPOINT);
+  check_exact();
+}
+
+/* A checkpoint of another geometry is refused with one line, not loaded. */
+static void test_checkpoint_other_geometry_refused(void **state)
+{
+  (void)state;
+  start();
+  acked_batches(50, 60);
+  assert_true(tally_log_round(&appliance));
+  (void)checkpoint_under_load(60);
+  lose_power();
+  struct tally_store_geometry geometry = {
+    .shard_count = LCORES, .counters_max = COUNTERS * 2u, .producers_max = PRODUCERS,
+  };
+  char error[512];
+  assert_int_equal(tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
+    TALLY_PERSIST_LOG, error, sizeof error), 0);
+  memset(&appliance.log_stats, 0, sizeof appliance.log_stats);
+  assert_int_equal(tally_log_open(&appliance, error, sizeof error), -1);
+  assert_non_null(strstr(error, "another store layout or geometry"));
+  assert_null(strchr(error, '\n'));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -286,6 +390,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_power_loss_rebuilds_from_log, setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill_relogs_from_journal, setup, teardown),
     cmocka_unit_test_setup_teardown(test_older_image_caught_up, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_checkpoint_then_power_loss, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_checkpoint_other_geometry_refused, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
