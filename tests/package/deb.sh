@@ -136,8 +136,11 @@ status=$?
 check "$status" "cc producer.c \$(pkg-config --cflags --libs libtally)"
 if [ "$status" -eq 0 ]; then
   # /lib is /usr/lib on a merged-/usr system; ld.so's cache may name either.
-  ldd "$work/producer" | grep -Eq "libtally\.so\.0 => (/usr)?/lib/$multiarch/libtally\.so\.0"
-  check $? "producer links the installed libtally.so.0"
+  ldd "$work/producer" >"$work/ldd.log" 2>&1
+  grep -Eq "libtally\.so\.0 => (/usr)?/lib/$multiarch/libtally\.so\.0" "$work/ldd.log"
+  linked=$?
+  [ "$linked" -eq 0 ] || cat "$work/ldd.log"
+  check "$linked" "producer links the installed libtally.so.0"
   "$work/producer"
   check $? "producer: a batch built, sent over loopback, decoded, acked, drained"
 fi
