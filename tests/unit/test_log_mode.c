@@ -42,7 +42,7 @@ static struct tally_appliance appliance;
 /* What every acked batch added, per name: the exact expectation after any recovery. */
 static int64_t expected[NAMES];
 static char names[NAMES][16];
-static uint64_t next_seq[64]; /* by producer id */
+static uint64_t next_seq[128]; /* by producer id (the tests use 1..64) */
 
 static void store_open(void)
 {
@@ -139,6 +139,7 @@ static uint32_t lcore_apply(uint64_t producer, uint32_t first_name)
 {
   uint32_t i = (uint32_t)(producer % LCORES);
   struct tally_lcore *lcore = &appliance.lcores[i];
+  assert_true(producer < sizeof next_seq / sizeof next_seq[0]);
   struct tally_wire_batch batch = { .producer = producer, .seq = ++next_seq[producer], .count = 3 };
   for (uint32_t k = 0; k < batch.count; k++) {
     uint32_t n = (first_name + k * 7u) % NAMES;
