@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ctl_backup.h"
 #include "mgmt_json.h"
 #include "mgmt_proto.h"
 #include "config.h"
@@ -73,7 +74,10 @@ static void usage(FILE *stream)
     "  'list --json [PREFIX]', 'stats --json', 'cluster --json')\n"
     "socket: -s, else the config's control.socket with -c, else $TALLY_SOCKET, "
     "else " DEFAULT_SOCKET "\n"
-    "exit: 0 ok, 1 not found or not ready, 2 partial (get --quorum), 3 error, 64 usage\n");
+    "backup and restore (files, not the socket; 'tallyctl backup --help'):\n"
+    "  backup [--incremental] DIR, backup verify DIR, restore DIR --log-dir DIR\n"
+    "exit: 0 ok, 1 not found or not ready (backup verify: damaged), 2 partial\n"
+    "  (get --quorum), 3 error, 64 usage\n");
 }
 
 static int connect_socket(const char *path)
@@ -195,9 +199,11 @@ static int print_answer(const char *answer, size_t length, int json)
   return status == 1 || status == 4 ? EXIT_NOT_FOUND : EXIT_ERROR;
 }
 
+/* The config -c loaded (backup and restore read store.log_dir and store.path from it). */
+static struct tally_config config;
+
 static const char *socket_from_config(const char *path)
 {
-  static struct tally_config config;
   char error[512];
   if (tally_config_load(path, &config, error, sizeof error) != 0) {
     fprintf(stderr, "tallyctl: %s\n", error);
@@ -231,6 +237,7 @@ static int json_kind(int *argc, char **argv, bool json)
 int main(int argc, char **argv)
 {
   const char *socket_path = getenv("TALLY_SOCKET");
+  bool config_loaded = false;
   if (socket_path == NULL) socket_path = DEFAULT_SOCKET;
   static const struct option options[] = {
     { "socket", required_argument, NULL, 's' },
@@ -245,7 +252,10 @@ int main(int argc, char **argv)
   /* "+": options end at the command, so its own arguments (get --quorum) pass through. */
   while ((option = getopt_long(argc, argv, "+s:c:h", options, NULL)) != -1) {
     if (option == 's') socket_path = optarg;
-    else if (option == 'c') socket_path = socket_from_config(optarg);
+    else if (option == 'c') {
+      socket_path = socket_from_config(optarg);
+      config_loaded = true;
+    }
     else if (option == 'h') { usage(stdout); return 0; }
     else if (option == 'V') { printf("tallyctl %s\n", TALLY_VERSION); return 0; }
     else if (option == 'j') json = true;
@@ -253,6 +263,9 @@ int main(int argc, char **argv)
   }
   if (optind >= argc) { usage(stderr); return EXIT_USAGE; }
   int words = argc - optind;
+  if (tally_ctl_backup_command(argv[optind])) { /* files, not the socket: ctl_backup.c */
+    return tally_ctl_backup_main(words, argv + optind, config_loaded ? &config : NULL, json);
+  }
   int kind = json_kind(&words, argv + optind, json);
   if (kind == -2) {
     fprintf(stderr, "tallyctl: --json: only list [PREFIX], stats and cluster print tables\n");
