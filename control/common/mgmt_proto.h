@@ -66,7 +66,13 @@ enum tally_mgmt_argument {
   _(DRAIN, drain, "drain", NONE, true, "drain",                                                  \
     "read-only until every peer holds this node's counts\n"                                      \
     "(exit 1 while still draining: repeat until 0)")                                             \
-  _(REJOIN, rejoin, "rejoin", NONE, true, "rejoin", "end a drain or a forced read-only")
+  _(REJOIN, rejoin, "rejoin", NONE, true, "rejoin", "end a drain or a forced read-only")     \
+  _(CHECKPOINT, checkpoint, "checkpoint", NONE, true, "checkpoint",                              \
+    "log mode: begin a checkpoint now (a fresh one for a full\n"                                 \
+    "backup); prints checkpoints_finished: wait for it to grow")                                \
+  _(LOG_HOLD, log_hold, "log hold", REQUIRED, true, "log hold LSN",                              \
+    "log mode: never cut the log past LSN (tallyctl backup sets\n"                               \
+    "it to its last LSN, for the next incremental); 0 releases")
 
 enum tally_mgmt_command_id {
 #define TALLY_MGMT_COMMAND_ENUM(id, handler, words, argument, writes, synopsis, help) \

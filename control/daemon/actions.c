@@ -303,6 +303,36 @@ enum tally_action_result tally_action_rejoin(struct tally_appliance *appliance,
   return tally_action_readonly(appliance, false, out);
 }
 
+static bool log_mode(const struct tally_appliance *appliance, struct tally_out *out)
+{
+  if (appliance->config.persist_mode == TALLY_PERSIST_LOG) return true;
+  tally_out_printf(out, "not in log mode (store.persist = log): no checkpoints or log to back up\n");
+  return false;
+}
+
+enum tally_action_result tally_action_checkpoint(struct tally_appliance *appliance,
+  struct tally_out *out)
+{
+  if (!log_mode(appliance, out)) return TALLY_ACTION_FAILED;
+  struct tally_log_stats *stats = &appliance->log_stats;
+  uint64_t finished = __atomic_load_n(&stats->checkpoints_finished, __ATOMIC_RELAXED);
+  __atomic_store_n(&stats->checkpoint_requested, 1u, __ATOMIC_RELAXED);
+  fprintf(stderr, "tallyd: operator: checkpoint requested\n");
+  tally_out_printf(out, "checkpoint requested; checkpoints_finished %" PRIu64 "\n", finished);
+  return TALLY_ACTION_OK;
+}
+
+enum tally_action_result tally_action_log_hold(struct tally_appliance *appliance, uint64_t lsn,
+  struct tally_out *out)
+{
+  if (!log_mode(appliance, out)) return TALLY_ACTION_FAILED;
+  __atomic_store_n(&appliance->log_stats.backup_hold_lsn, lsn, __ATOMIC_RELAXED);
+  fprintf(stderr, "tallyd: operator: log hold %" PRIu64 "%s\n", lsn, lsn == 0 ? " (released)" : "");
+  tally_out_printf(out, "log hold %" PRIu64 "%s\n", lsn, lsn == 0 ? " (released)" :
+    ": the log is not cut past it");
+  return TALLY_ACTION_OK;
+}
+
 bool tally_action_reload_load(struct tally_appliance *appliance, struct tally_config *fresh,
   struct tally_out *out)
 {

@@ -76,6 +76,17 @@ enum tally_action_result tally_action_drain(struct tally_appliance *appliance,
 enum tally_action_result tally_action_rejoin(struct tally_appliance *appliance,
   struct tally_out *out);
 /*
+ * Backups (log mode only; docs/operations.md, "Backups and restore").
+ * checkpoint: the persister begins one at its next tick; the answer gives
+ * checkpoints_finished so the caller can wait for it to grow. log_hold: the
+ * log is never cut past lsn (0 releases), so the next incremental backup
+ * finds every record after it. Held in memory: a restart releases it.
+ */
+enum tally_action_result tally_action_checkpoint(struct tally_appliance *appliance,
+  struct tally_out *out);
+enum tally_action_result tally_action_log_hold(struct tally_appliance *appliance, uint64_t lsn,
+  struct tally_out *out);
+/*
  * Re-reads the config file and applies every reloadable key: ingest.key
  * (RCU), cluster.fault_*, and the cluster membership (as cluster reload). A
  * [cluster] change that may not happen at runtime refuses it all.

@@ -167,6 +167,7 @@ MGMT_COMMAND_PLAIN(cluster)
 MGMT_COMMAND_PLAIN(cluster_reload)
 MGMT_COMMAND_PLAIN(drain)
 MGMT_COMMAND_PLAIN(rejoin)
+MGMT_COMMAND_PLAIN(checkpoint)
 #undef MGMT_COMMAND_PLAIN
 
 static enum tally_action_result mgmt_command_ready(struct tally_appliance *appliance,
@@ -190,6 +191,22 @@ static enum tally_action_result mgmt_command_readonly(struct tally_appliance *ap
   }
   unknown_request(body);
   return TALLY_ACTION_BAD_REQUEST;
+}
+
+/* An LSN in decimal, 0 releasing the hold. */
+static enum tally_action_result mgmt_command_log_hold(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  assert(argument_len > 0);
+  uint64_t lsn = 0;
+  for (size_t i = 0; i < argument_len; i++) {
+    if (argument[i] < '0' || argument[i] > '9' || lsn > (UINT64_MAX - 9u) / 10u || i >= 20u) {
+      tally_out_printf(body, "log hold: not an LSN (decimal; 0 releases)\n");
+      return TALLY_ACTION_BAD_REQUEST;
+    }
+    lsn = lsn * 10u + (uint64_t)(argument[i] - '0');
+  }
+  return tally_action_log_hold(appliance, lsn, body);
 }
 
 static const struct mgmt_command commands[TALLY_MGMT_COMMAND_COUNT] = {

@@ -218,10 +218,14 @@ static void finish(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
   stat_store(&stats->checkpoint_last_bytes, done.file_size);
   stat_store(&stats->checkpoint_last_unix_ns, tally_clock_unix_ns());
   stat_store(&stats->checkpoints_finished, stats->checkpoints_finished + 1u);
-  /* Never past the oldest kept checkpoint's begin_lsn: recovery may fall back to it. */
-  if (tally_wal_cut(wal, done.cut_lsn) != TALLY_WAL_OK) {
+  /* Never past the oldest kept checkpoint's begin_lsn: recovery may fall back to it; and
+   * never past a backup's hold: its next incremental starts after that LSN. */
+  uint64_t cut_lsn = done.cut_lsn;
+  uint64_t hold_lsn = load(&stats->backup_hold_lsn);
+  if (hold_lsn != 0 && hold_lsn < cut_lsn) cut_lsn = hold_lsn;
+  if (tally_wal_cut(wal, cut_lsn) != TALLY_WAL_OK) {
     fprintf(stderr, "tallyd: store.log_dir %s: cutting the log through %" PRIu64 " failed "
-      "(tried again after the next checkpoint)\n", appliance->config.log_dir, done.cut_lsn);
+      "(tried again after the next checkpoint)\n", appliance->config.log_dir, cut_lsn);
   }
 }
 
@@ -231,7 +235,12 @@ bool tally_ckpt_tick(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
   if (load(&appliance->log_stats.failed) != 0) return false;
   struct tally_checkpoint_writer *writer = ckpt->writer;
   if (!tally_checkpoint_writer_active(writer)) {
-    if (appliance->config.checkpoint_interval_ms == 0) return false;
+    /* tallyctl checkpoint (a backup wants a fresh one): now, even with the interval 0. */
+    if (__atomic_exchange_n(&appliance->log_stats.checkpoint_requested, 0, __ATOMIC_RELAXED)) {
+      ckpt->due_ns = 0;
+    } else if (appliance->config.checkpoint_interval_ms == 0) {
+      return false;
+    }
     if (tally_clock_mono_ns() < ckpt->due_ns) return false;
     begin(ckpt, appliance, wal);
     return true;
@@ -270,10 +279,12 @@ void tally_ckpt_stats_lines(struct tally_appliance *appliance, struct tally_out 
   tally_out_printf(out, "checkpoints_finished %" PRIu64 "\ncheckpoints_failed %" PRIu64 "\n"
     "checkpoint_age_seconds %.3f\ncheckpoint_last_duration_ns %" PRIu64 "\n"
     "checkpoint_last_bytes %" PRIu64 "\ncheckpoint_bytes_written %" PRIu64 "\n"
-    "checkpoint_loaded_lsn %" PRIu64 "\nstatsd_window_ms %u\n", load(&stats->checkpoints_finished),
+    "checkpoint_loaded_lsn %" PRIu64 "\nstatsd_window_ms %u\nbackup_hold_lsn %" PRIu64 "\n",
+    load(&stats->checkpoints_finished),
     load(&stats->checkpoints_failed), age_seconds(stats), load(&stats->checkpoint_last_ns),
     load(&stats->checkpoint_last_bytes), load(&stats->checkpoint_bytes_written),
-    stats->checkpoint_loaded_lsn, appliance->config.checkpoint_interval_ms);
+    stats->checkpoint_loaded_lsn, appliance->config.checkpoint_interval_ms,
+    load(&stats->backup_hold_lsn));
 }
 
 static void gauge(struct tally_out *out, const char *name, const char *type, const char *help,

@@ -65,6 +65,10 @@ struct tally_log_stats {
   uint64_t checkpoint_loaded_lsn;       /* start-up: the loaded checkpoint's begin_lsn (0: none) */
   uint64_t checkpoint_settled;          /* start-up: torn values and records settled in the copy */
   uint64_t started_unix_ns;             /* the log opened (the age's origin before a checkpoint) */
+  /* Backups (tallyctl backup; docs/operations.md): written by the control thread (mgmt),
+   * read by the persister, relaxed. */
+  uint64_t backup_hold_lsn;      /* the log is never cut past this LSN (0: no hold) */
+  uint64_t checkpoint_requested; /* 1: the persister begins a checkpoint at its next tick */
 };
 
 struct tally_cluster;

@@ -4,6 +4,12 @@
  * with -c), progress on stderr, the result on stdout as text or one JSON
  * document. The work itself is control/backup/ (backup.h).
  *
+ * Over the management socket (-s, -c, $TALLY_SOCKET), when tallyd answers:
+ * --checkpoint asks for a fresh checkpoint first and waits for it; after a
+ * backup, "log hold LAST_LSN" keeps the node from cutting its log past
+ * what this backup holds, so the next incremental finds the records after
+ * it (--no-hold: not). Without an answer the backup still runs (a warning).
+ *
  * Exit status: 0 ok; 1 damaged (verify, or restore of a damaged backup);
  * 3 failed (I/O, a refused target, a log cut past the last backup); 64 usage.
  *
@@ -12,6 +18,7 @@
 #include "ctl_backup.h"
 
 #include <getopt.h>
+#include <time.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,18 +28,23 @@
 #include "backup.h"
 
 #define EXIT_USAGE 64
+/* --checkpoint: how long to wait for the fresh checkpoint, and how often to look. */
+#define CHECKPOINT_WAIT_S 600u
+#define CHECKPOINT_POLL_MS 100u
 
 static void usage(FILE *stream)
 {
   fprintf(stream,
-    "usage: tallyctl [-c CONFIG] backup [--incremental] [--log-dir DIR] [--node NAME]\n"
-    "                [--quiet] [--json] BACKUP_DIR\n"
+    "usage: tallyctl [-s SOCKET | -c CONFIG] backup [--incremental] [--checkpoint]\n"
+    "                [--no-hold] [--log-dir DIR] [--node NAME] [--quiet] [--json] BACKUP_DIR\n"
     "       tallyctl backup verify [--quiet] [--json] BACKUP_DIR\n"
     "       tallyctl [-c CONFIG] restore [--log-dir DIR] [--store PATH] [--to-lsn LSN]\n"
     "                [--quiet] [--json] BACKUP_DIR\n"
     "backup: a full backup of a log-mode node (its newest checkpoint and the log after\n"
     "  it) into an empty or new BACKUP_DIR; --incremental adds the log written since the\n"
     "  last backup in BACKUP_DIR. Reads store.log_dir (--log-dir, else the config's).\n"
+    "  --checkpoint: ask tallyd for a fresh checkpoint first and wait for it. After it,\n"
+    "  tallyd is asked to hold its log from this backup's last LSN on (--no-hold: not).\n"
     "backup verify: every file's BLAKE2b, the checkpoint's and every log record's CRCs,\n"
     "  and the chain's LSN continuity; one line per problem on stderr.\n"
     "restore: verifies, then writes the checkpoint and the log (through --to-lsn, for a\n"
@@ -49,7 +61,7 @@ bool tally_ctl_backup_command(const char *word)
 }
 
 struct options {
-  bool verify, restore, incremental, quiet, json;
+  bool verify, restore, incremental, quiet, json, checkpoint, no_hold;
   const char *log_dir, *node, *store, *dir;
   uint64_t to_lsn;
 };
@@ -71,6 +83,7 @@ static int parse(int argc, char **argv, struct options *options)
     { "node", required_argument, NULL, 'n' }, { "store", required_argument, NULL, 's' },
     { "to-lsn", required_argument, NULL, 't' }, { "quiet", no_argument, NULL, 'q' },
     { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+    { "checkpoint", no_argument, NULL, 'k' }, { "no-hold", no_argument, NULL, 'o' },
     { NULL, 0, NULL, 0 },
   };
   options->restore = strcmp(argv[0], "restore") == 0;
@@ -89,6 +102,8 @@ static int parse(int argc, char **argv, struct options *options)
     else if (option == 's') options->store = optarg;
     else if (option == 'q') options->quiet = true;
     else if (option == 'j') options->json = true;
+    else if (option == 'k') options->checkpoint = true;
+    else if (option == 'o') options->no_hold = true;
     else if (option == 't' && parse_lsn(optarg, &options->to_lsn)) continue;
     else {
       if (option == 't') fprintf(stderr, "tallyctl: --to-lsn %s: not an LSN (1, 2, ...)\n", optarg);
@@ -96,7 +111,8 @@ static int parse(int argc, char **argv, struct options *options)
       return EXIT_USAGE;
     }
   }
-  bool misplaced = (options->incremental || options->node != NULL) &&
+  bool misplaced = (options->incremental || options->node != NULL || options->checkpoint ||
+    options->no_hold) &&
     (options->verify || options->restore);
   misplaced = misplaced || ((options->store != NULL || options->to_lsn != 0) && !options->restore);
   misplaced = misplaced || (options->log_dir != NULL && options->verify);
@@ -169,7 +185,60 @@ static void print_summary(const struct options *options, const char *what,
   }
 }
 
-int tally_ctl_backup_main(int argc, char **argv, const struct tally_config *config, bool json)
+/* A number after "key " in a body of "key value" lines; false if absent. */
+static bool body_number(const char *body, const char *key, uint64_t *value)
+{
+  size_t length = strlen(key);
+  for (const char *at = body; at != NULL && *at != '\0'; at = strchr(at, '\n')) {
+    if (*at == '\n') at++;
+    if (strncmp(at, key, length) == 0 && at[length] == ' ') {
+      *value = strtoull(at + length + 1, NULL, 10);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* --checkpoint: asks for one and waits until checkpoints_finished grows. */
+static bool fresh_checkpoint(const char *socket_path)
+{
+  char body[8192];
+  uint64_t before = 0, now = 0;
+  int status = tally_ctl_ask(socket_path, "checkpoint", body, sizeof body);
+  const char *finished = status == 0 ? strstr(body, "checkpoints_finished") : NULL;
+  if (finished == NULL || !body_number(finished, "checkpoints_finished", &before)) {
+    fprintf(stderr, "tallyctl: backup --checkpoint: tallyd did not take the request%s%s",
+      status > 0 ? ": " : " (no answer)\n", status > 0 ? body : "");
+    return false;
+  }
+  const struct timespec pause = { .tv_sec = 0, .tv_nsec = CHECKPOINT_POLL_MS * 1000000l };
+  for (uint32_t i = 0; i < CHECKPOINT_WAIT_S * 1000u / CHECKPOINT_POLL_MS; i++) {
+    if (tally_ctl_ask(socket_path, "stats", body, sizeof body) == 0 &&
+        body_number(body, "checkpoints_finished", &now) && now > before) {
+      return true;
+    }
+    nanosleep(&pause, NULL);
+  }
+  fprintf(stderr, "tallyctl: backup --checkpoint: no checkpoint finished in %u s "
+    "(checkpoints_failed in tallyctl stats?)\n", CHECKPOINT_WAIT_S);
+  return false;
+}
+
+/* After a backup: tallyd keeps every record after last_lsn for the next incremental. */
+static void hold_log(const char *socket_path, uint64_t last_lsn)
+{
+  char line[64], body[512];
+  snprintf(line, sizeof line, "log hold %" PRIu64, last_lsn);
+  int status = tally_ctl_ask(socket_path, line, body, sizeof body);
+  if (status != 0) {
+    fprintf(stderr, "tallyctl: backup: warning: tallyd at %s did not hold its log (%s): it "
+      "may cut records the next incremental needs (then take a full backup)\n", socket_path,
+      status < 0 ? "no answer" : "refused");
+  }
+}
+
+int tally_ctl_backup_main(int argc, char **argv, const struct tally_config *config,
+  const char *socket_path, bool json)
 {
   struct options options = { .json = json };
   int status = parse(argc, argv, &options);
@@ -200,7 +269,9 @@ int tally_ctl_backup_main(int argc, char **argv, const struct tally_config *conf
     node_name(&options, config, node, sizeof node);
     const struct tally_backup_request request = { .log_dir = options.log_dir,
       .dir = options.dir, .node = node, .incremental = options.incremental };
+    if (options.checkpoint && !fresh_checkpoint(socket_path)) return TALLY_BACKUP_FAILED;
     result = tally_backup_take(&request, &progress, &summary, error, sizeof error);
+    if (result == TALLY_BACKUP_OK && !options.no_hold) hold_log(socket_path, summary.last_lsn);
   }
   print_summary(&options, what, result, &summary, error);
   return (int)result;

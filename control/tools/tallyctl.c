@@ -202,6 +202,33 @@ static int print_answer(const char *answer, size_t length, int json)
 /* The config -c loaded (backup and restore read store.log_dir and store.path from it). */
 static struct tally_config config;
 
+int tally_ctl_ask(const char *socket_path, const char *line, char *body, size_t body_size)
+{
+  char request[TALLY_MGMT_LINE_MAX + 2];
+  char *words[] = { (char *)line };
+  size_t request_len = build_request(1, words, request, sizeof request);
+  if (request_len == 0) return -1;
+  int fd = connect_socket(socket_path);
+  if (fd < 0) return -1;
+  bool sent = write(fd, request, request_len) == (ssize_t)request_len;
+  size_t length = 0;
+  char *answer = sent ? read_answer(fd, &length) : NULL;
+  close(fd);
+  const char *newline = answer == NULL ? NULL : memchr(answer, '\n', length);
+  size_t trailer = strlen(TALLY_MGMT_TRAILER);
+  if (newline == NULL || length < trailer ||
+      memcmp(answer + length - trailer, TALLY_MGMT_TRAILER, trailer) != 0) {
+    free(answer);
+    return -1;
+  }
+  int status = atoi(answer);
+  size_t body_len = (size_t)(answer + length - trailer - (newline + 1));
+  if (newline + 1 > answer + length - trailer) body_len = 0;
+  snprintf(body, body_size, "%.*s", (int)body_len, newline + 1);
+  free(answer);
+  return status;
+}
+
 static const char *socket_from_config(const char *path)
 {
   char error[512];
@@ -264,7 +291,8 @@ int main(int argc, char **argv)
   if (optind >= argc) { usage(stderr); return EXIT_USAGE; }
   int words = argc - optind;
   if (tally_ctl_backup_command(argv[optind])) { /* files, not the socket: ctl_backup.c */
-    return tally_ctl_backup_main(words, argv + optind, config_loaded ? &config : NULL, json);
+    return tally_ctl_backup_main(words, argv + optind, config_loaded ? &config : NULL,
+      socket_path, json);
   }
   int kind = json_kind(&words, argv + optind, json);
   if (kind == -2) {
