@@ -394,6 +394,7 @@ enum tally_backup_result tally_backup_take(const struct tally_backup_request *re
   source->checkpoint_fd = -1;
   int rc = tally_backup_manifest_read(request->dir, manifest, error, error_size);
   bool full = rc == -ENOENT;
+  if (full) error[0] = '\0'; /* no MANIFEST: a full backup */
   if (full && request->incremental) {
     snprintf(error, error_size, "%s: no backup to add to (no %s): take a full backup first",
       request->dir, TALLY_BACKUP_MANIFEST_NAME);

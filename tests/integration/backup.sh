@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# backup.sh — backups and restore of a log-mode node, end to end in network
+# namespaces (docs/operations.md, "Backups and restore"): reliable load, a
+# full backup (with a fresh checkpoint asked over the socket), more load
+# while checkpoints every 300 ms keep cutting the log (the backup's hold must
+# keep the records after it), an incremental, verify; then kill -9, the image
+# and the log deleted, restore into a new log directory, start: every acked
+# increment of both loads is there, exactly, and recovery came from
+# checkpoint + log. Point in time: restored to the full backup's last LSN,
+# the node holds exactly the first load's counts. Refusals: a non-empty
+# target, a damaged backup (exit 1), an LSN before the checkpoint's end.
+# Prints PASS/FAIL lines and "N passed, N failed".
+# Usage: backup.sh BUILD_DIR   (root; hugepages reserved)
+set -uo pipefail
+build=${1:?build dir}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/scripts/netns.sh"
+source "$root/tests/lib/check.sh"
+work=$(mktemp -d /tmp/tally-backup.XXXXXX)
+image_dir=/dev/shm/tally-backup.$$
+suffix=b$$
+passed=0
+failed=0
+# Every tallyd this test started runs with its own config path: none may outlive it (a
+# stray one would keep the netns lock's descriptor, inherited, and block every other test).
+stop_ours() {
+  tally_stop KILL
+  local pid
+  for pid in $(pgrep -f "tallyd -c $work/tally.ini"); do kill -KILL "$pid" 2>/dev/null; done
+}
+cleanup() { stop_ours; tally_netns_down; rm -rf "$work" "$image_dir"; }
+trap cleanup EXIT
+tools=$root/tests/tools
+export TALLY_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+ctl="$build/control/tallyctl -s $work/sock"
+seed=${TALLY_SEED:-$(( $(date +%s) % 100000 ))}
+echo "seed $seed (replay: TALLY_SEED=$seed bash $0 BUILD)"
+
+tally_netns_up "$suffix"
+mkdir -p "$image_dir"
+tally_write_config "$work/tally.ini" "$image_dir/image" "$work/sock"
+sed -i "s|^commit_interval_ms = .*|&\npersist = log\nlog_dir = $work/log\ncheckpoint_interval_ms = 300\nlog_segment_bytes = 65536\nlog_group_bytes = 16384|" "$work/tally.ini"
+start() {
+  tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+  tally_wait_ready "$build" "$work/sock" 60
+}
+load() { # load FIRST_PRODUCER REPORT: 4 producers, 150 batches each, all acked
+  ip netns exec "$TALLY_PEER_NS" python3 "$tools/reliable_producer.py" --seed "$seed$1" \
+    --first-producer "$1" --producers 4 --batches 150 --counters 12 --retry-ms 30 \
+    --deadline-s 120 --report "$2" >>"$work/producer.log" 2>&1
+}
+merge() { # merge OUT REPORT...: the per-counter sums of several producer reports
+  python3 - "$@" <<'PY'
+import json, sys
+out, total = sys.argv[1], {}
+for path in sys.argv[2:]:
+    for name, c in json.load(open(path))["counters"].items():
+        t = total.setdefault(name, {"attempted": 0, "acked": 0, "acked_batches": 0})
+        for k in t: t[k] += c[k]
+json.dump({"counters": total}, open(out, "w"))
+PY
+}
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+stat() { $ctl stats | awk -v k="$1" '$1 == k { print $2 }'; }
+# (start and restore_and_start set TALLYD_PID: never inside verdict's subshell.)
+restore_and_start() { # restore_and_start [--to-lsn N]: the node's store lost, restored
+  stop_ours
+  rm -rf "$image_dir/image" "$work/log"
+  $build/control/tallyctl -c "$work/tally.ini" restore --quiet "$@" "$work/bk" >>"$work/restore.log" 2>&1 &&
+    start
+}
+
+start
+verdict "tallyd starts in log mode" test $? -eq 0
+verdict "load 1: every batch acked" load 1 "$work/r1.json"
+verdict "load 1 producer ok" producer_ok "$work/r1.json" 600
+# A full backup from a fresh checkpoint (asked over the socket); progress as JSON lines.
+$build/control/tallyctl -c "$work/tally.ini" backup --checkpoint --json "$work/bk" \
+  >"$work/full.json" 2>"$work/full.progress"
+verdict "full backup exit 0" test $? -eq 0
+verdict "full backup: progress as JSON lines" python3 -c '
+import json,sys; lines=[json.loads(l) for l in open(sys.argv[1])]; assert lines and lines[-1]["file"]=="done"' "$work/full.progress"
+full_last=$(json_field "$work/full.json" last_lsn)
+echo "full backup: $(cat "$work/full.json")"
+verdict "the node holds its log from the backup on" test "$(stat backup_hold_lsn)" = "$full_last"
+verdict "load 2: every batch acked" load 5 "$work/r2.json"
+sleep 1.5 # several checkpoints and cuts meanwhile: the hold keeps the records after the backup
+verdict "checkpoints ran and cut the log" test "$(stat checkpoints_finished)" -ge 3
+$build/control/tallyctl -c "$work/tally.ini" backup --incremental --quiet --json "$work/bk" >"$work/incr.json"
+verdict "incremental backup exit 0" test $? -eq 0
+verdict "incremental is generation 2 from the full backup's end" python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); assert d["generation"]==2 and d["first_lsn"]==int(sys.argv[2])+1, d' \
+  "$work/incr.json" "$full_last"
+verdict "backup verify exit 0" $build/control/tallyctl backup verify --quiet "$work/bk"
+merge "$work/r12.json" "$work/r1.json" "$work/r2.json"
+
+# The node is lost: killed, its image and its log deleted; restored from the backup.
+restore_and_start
+verdict "restore into a new store, tallyd ready" test $? -eq 0
+verdict "recovered from checkpoint+log" test "$(stat log_recovery_source)" = "checkpoint+log"
+verdict "every acked increment of both loads, exactly" acked_within "$build/control/tallyctl" \
+  "$work/sock" rel. "$work/r12.json" exact
+
+# Point in time: the full backup's last LSN gives exactly the first load.
+restore_and_start --to-lsn "$full_last"
+verdict "restore --to-lsn the full backup's end, tallyd ready" test $? -eq 0
+verdict "point in time: exactly load 1" acked_within "$build/control/tallyctl" "$work/sock" rel. \
+  "$work/r1.json" exact
+
+# Refusals.
+$build/control/tallyctl restore --quiet --log-dir "$work/log" "$work/bk" 2>"$work/refused.txt"
+verdict "restore into a non-empty log dir: exit 3" test $? -eq 3
+verdict "  with one line naming it" grep -q "not an empty directory" "$work/refused.txt"
+$build/control/tallyctl restore --quiet --log-dir "$work/other" --to-lsn 1 "$work/bk" 2>"$work/refused.txt"
+verdict "restore before the checkpoint's end: exit 3" test $? -eq 3
+segment=$(ls "$work/bk/g000002" | head -1)
+printf 'x' | dd of="$work/bk/g000002/$segment" bs=1 seek=100 conv=notrunc status=none
+$build/control/tallyctl backup verify --quiet "$work/bk" 2>"$work/damaged.txt"
+verdict "a corrupted byte: verify exit 1" test $? -eq 1
+verdict "  with one line naming the file" grep -q "g000002/$segment: BLAKE2b mismatch" "$work/damaged.txt"
+$build/control/tallyctl restore --quiet --log-dir "$work/other" "$work/bk" 2>/dev/null
+verdict "a damaged backup is not restored: exit 1" test $? -eq 1
+verdict "  and nothing written" test ! -e "$work/other/$segment"
+tally_stop TERM
+verdict "no sanitizer report" bash -c "! grep -q 'Sanitizer' '$work/tallyd.log'"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
