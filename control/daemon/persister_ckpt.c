@@ -24,6 +24,7 @@
 #include "log_ring.h"
 #include "persister_log.h"
 #include "store_format.h"
+#include "wal_queue.h"
 
 struct tally_ckpt {
   struct tally_disk *disk;
@@ -169,7 +170,7 @@ static void begin(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
   struct tally_wal *wal)
 {
   uint64_t now_ns = tally_clock_mono_ns();
-  ckpt->due_ns = now_ns + interval_ns(appliance);
+  __atomic_store_n(&ckpt->due_ns, now_ns + interval_ns(appliance), __ATOMIC_RELAXED);
   if (!drain_all(appliance)) return;
   /* Every record <= begin_lsn was applied before it was handed over: its effect is in. */
   uint64_t begin_lsn = tally_wal_durable_lsn(wal);
@@ -197,6 +198,11 @@ static void wait_applies(struct tally_appliance *appliance)
     uint64_t entered = tally_log_ring_entered(ring);
     while (!tally_log_ring_left(ring, entered)) nanosleep(&pause, NULL);
   }
+  /* A cluster node: the cluster thread's change in flight, the same way (wal_queue.h). */
+  const struct tally_wal_queue *queue = appliance->cluster_log_queue;
+  if (queue == NULL) return;
+  uint64_t entered = tally_wal_queue_entered(queue);
+  while (!tally_wal_queue_left(queue, entered)) nanosleep(&pause, NULL);
 }
 
 static void finish(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
@@ -232,7 +238,7 @@ bool tally_ckpt_tick(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
   struct tally_checkpoint_writer *writer = ckpt->writer;
   if (!tally_checkpoint_writer_active(writer)) {
     if (appliance->config.checkpoint_interval_ms == 0) return false;
-    if (tally_clock_mono_ns() < ckpt->due_ns) return false;
+    if (tally_clock_mono_ns() < __atomic_load_n(&ckpt->due_ns, __ATOMIC_RELAXED)) return false;
     begin(ckpt, appliance, wal);
     return true;
   }
@@ -250,7 +256,7 @@ bool tally_ckpt_tick(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
 
 void tally_ckpt_request(struct tally_ckpt *ckpt)
 {
-  ckpt->due_ns = 0;
+  __atomic_store_n(&ckpt->due_ns, 0, __ATOMIC_RELAXED); /* (the start-up thread may ask) */
 }
 
 /* ---- Figures ------------------------------------------------------------------- */
