@@ -142,6 +142,7 @@ int tally_ckpt_load(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
   if (reopen_on_copy(appliance, error, error_size) != 0) return -1;
   tally_checkpoint_writer_trust(ckpt->writer, &recovery);
   appliance->log_stats.checkpoint_loaded_lsn = recovery.header.begin_lsn;
+  appliance->log_stats.checkpoint_loaded = true;
   *from_lsn = recovery.header.begin_lsn + 1u;
   fprintf(stderr, "tallyd: store.log_dir %s: loaded checkpoint %s (log %" PRIu64 "..%" PRIu64
     ", %" PRIu64 " torn values settled); replaying the log after it\n", dir, recovery.name,

@@ -52,6 +52,7 @@ struct tally_log {
   /* The highest batch_seq the log holds per shard (recovery, then every append). */
   uint64_t logged_batch_seq[TALLY_LCORES_MAX];
   /* Recovery from a checkpoint: the marks record after its begin_lsn was met. */
+  bool checkpoint_loaded;
   bool marks_seen;
   uint64_t from_lsn;
   struct tally_ckpt *ckpt;
@@ -382,7 +383,7 @@ static int replay_marks(struct replay_context *replay, const struct tally_wal_re
       appliance->lcore_count);
     return 1;
   }
-  bool first = log->from_lsn > 1u && record->lsn == log->from_lsn;
+  bool first = log->checkpoint_loaded && record->lsn == log->from_lsn;
   for (uint32_t s = 0; s < count; s++) {
     uint64_t mark = 0;
     for (uint32_t b = 0; b < 8; b++) mark |= (uint64_t)in[8u + 8u * s + b] << (8u * b);
@@ -501,7 +502,7 @@ static int replay_record(void *context, const struct tally_wal_record *record)
   struct tally_log *log = appliance->log;
   const char *dir = appliance->config.log_dir;
   if (record->type == TALLY_WAL_TYPE_MARKS) return replay_marks(replay, record);
-  if (log->from_lsn > 1u && !log->marks_seen) {
+  if (log->checkpoint_loaded && !log->marks_seen) {
     replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 " follows the "
       "loaded checkpoint, its marks record does not (the log and the checkpoints disagree)",
       dir, record->lsn);
@@ -693,11 +694,13 @@ int tally_log_open(struct tally_appliance *appliance, char *error, size_t error_
     tally_ckpt_load(log->ckpt, appliance, &from_lsn, error, error_size) != 0) {
     return -1;
   }
-  log->from_lsn = image_survived ? 1u : from_lsn; /* > 1: after a loaded checkpoint */
+  log->from_lsn = image_survived ? 1u : from_lsn;
+  /* A checkpoint's begin_lsn may be 0 (a cluster node's first, taken at its first start). */
+  log->checkpoint_loaded = !image_survived && appliance->log_stats.checkpoint_loaded;
   if (log_recover(appliance, from_lsn) != 0) return -1;
   struct tally_log_stats *stats = &appliance->log_stats;
   stats->recovery_source = image_survived ? TALLY_LOG_SOURCE_IMAGE :
-    from_lsn > 1u ? TALLY_LOG_SOURCE_CHECKPOINT :
+    log->checkpoint_loaded ? TALLY_LOG_SOURCE_CHECKPOINT :
     stats->records_replayed > 0 ? TALLY_LOG_SOURCE_LOG : TALLY_LOG_SOURCE_NEW;
   tally_wal_scanner_destroy(log->scanner);
   log->scanner = NULL;
@@ -732,10 +735,12 @@ void tally_log_stats_lines(struct tally_appliance *appliance, struct tally_out *
   tally_out_printf(out, "log_records %" PRIu64 "\nlog_bytes_written %" PRIu64 "\n"
     "log_commits %" PRIu64 "\nlog_commit_ns_max %" PRIu64 "\nlog_failed %" PRIu64 "\n"
     "log_recovery_source %s\nlog_records_replayed %" PRIu64 "\nlog_records_skipped %" PRIu64
-    "\nlog_records_relogged %" PRIu64 "\nlog_recovery_ns %" PRIu64 "\n", load(&stats->records),
+    "\nlog_records_relogged %" PRIu64 "\nlog_recovery_ns %" PRIu64 "\nlog_cluster_records %"
+    PRIu64 "\n", load(&stats->records),
     load(&stats->bytes_written), load(&stats->commits), load(&stats->commit_ns_max),
     load(&stats->failed), tally_log_source_name(stats->recovery_source), stats->records_replayed,
-    stats->records_skipped, stats->records_relogged, stats->recovery_ns);
+    stats->records_skipped, stats->records_relogged, stats->recovery_ns,
+    load(&stats->cluster_records));
   tally_ckpt_stats_lines(appliance, out);
 }
 

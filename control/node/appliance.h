@@ -63,7 +63,8 @@ struct tally_log_stats {
   uint64_t checkpoint_last_ns;          /* how long it took, begin to durable */
   uint64_t checkpoint_last_bytes;       /* its file size */
   uint64_t checkpoint_bytes_written;    /* checkpoint file bytes, every attempt */
-  uint64_t checkpoint_loaded_lsn;       /* start-up: the loaded checkpoint's begin_lsn (0: none) */
+  uint64_t checkpoint_loaded_lsn;       /* start-up: the loaded checkpoint's begin_lsn */
+  bool checkpoint_loaded;               /* start-up: recovery loaded a checkpoint (its begin_lsn may be 0) */
   uint64_t checkpoint_settled;          /* start-up: torn values and records settled in the copy */
   uint64_t started_unix_ns;             /* the log opened (the age's origin before a checkpoint) */
 };
