@@ -7,6 +7,11 @@
 
 #include <assert.h>
 #include <string.h>
+#include <time.h>
+
+#include "appliance.h"
+#include "lcore.h"
+#include "log_ring.h"
 
 
 static_assert(sizeof(struct tally_dedup) == 8u * TALLY_WAL_CLUSTER_DEDUP_WORDS,
@@ -127,4 +132,41 @@ void tally_cluster_log_claim(struct tally_cluster_log *log, uint64_t position, u
   struct tally_wal_cluster_item item = { .kind = TALLY_WAL_CLUSTER_CLAIM, .origin = 0,
     .position = position, .producer = producer, .seq = seq, .attempt = attempt };
   add(log, &item);
+}
+
+/* ---- Scans: ship only what is durable here ---------------------------------------- */
+
+void tally_cluster_log_scan_mark(struct tally_cluster_log *log, struct tally_appliance *appliance)
+{
+  if (!tally_cluster_log_on(log)) return;
+  assert(appliance->lcore_count <= TALLY_LCORES_MAX);
+  const struct timespec pause = { .tv_sec = 0, .tv_nsec = 1000l };
+  for (uint32_t l = 0; l < appliance->lcore_count; l++) {
+    const struct tally_lcore *lcore = &appliance->lcores[l];
+    assert(lcore->log_ring != NULL);
+    /* An apply the scan saw had entered before this load: wait until it has
+     * pushed its record and counted it in applied_seq (lcore.c: leave is last). */
+    uint64_t entered = tally_log_ring_entered(lcore->log_ring);
+    while (!tally_log_ring_left(lcore->log_ring, entered)) nanosleep(&pause, NULL);
+    log->scan_need[l] = __atomic_load_n(&lcore->stats.applied_seq, __ATOMIC_ACQUIRE);
+  }
+  log->scan_ticket = log->ticket; /* every undo the scan read was published */
+}
+
+bool tally_cluster_log_scan_durable(struct tally_cluster_log *log,
+  const struct tally_appliance *appliance)
+{
+  if (!tally_cluster_log_on(log)) return true;
+  for (uint32_t l = 0; l < appliance->lcore_count; l++) {
+    const struct tally_lcore *lcore = &appliance->lcores[l];
+    if (__atomic_load_n(&lcore->durable_seq, __ATOMIC_ACQUIRE) < log->scan_need[l]) {
+      __atomic_store_n(&log->rounds_held, log->rounds_held + 1u, __ATOMIC_RELAXED);
+      return false;
+    }
+  }
+  if (!tally_cluster_log_durable(log, log->scan_ticket)) {
+    __atomic_store_n(&log->rounds_held, log->rounds_held + 1u, __ATOMIC_RELAXED);
+    return false;
+  }
+  return true;
 }

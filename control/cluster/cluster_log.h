@@ -39,6 +39,10 @@ struct tally_cluster_log {
   uint64_t records;                /* slots published (figures, read relaxed) */
   uint64_t items;
   uint64_t acks_deferred;          /* ACKs that waited for the log */
+  /* What the last scan read is durable once these are (tally_cluster_log_scan_*). */
+  uint64_t scan_need[TALLY_LCORES_MAX]; /* per lcore: applied_seq after the scan's reads */
+  uint64_t scan_ticket;            /* the cluster thread's own last change (its undos) */
+  uint64_t rounds_held;            /* rounds held back until the scan they carry was durable */
 };
 
 void tally_cluster_log_attach(struct tally_cluster_log *log, struct tally_wal_queue *queue);
@@ -51,6 +55,19 @@ void tally_cluster_log_begin(struct tally_cluster_log *log);
 uint64_t tally_cluster_log_end(struct tally_cluster_log *log);
 /* Whether the change of ticket is durable. */
 bool tally_cluster_log_durable(const struct tally_cluster_log *log, uint64_t ticket);
+
+/*
+ * A scan read this node's records and values, which may name batches whose
+ * records are still on their way to the disk: a peer holding them would
+ * answer a resend of such a batch DUPLICATE, and a power loss here would
+ * lose it. So, after the scan's reads, note what they can hold (each lcore
+ * waits for its apply in flight: microseconds), and send no round until
+ * that is durable (one group commit).
+ */
+struct tally_appliance;
+void tally_cluster_log_scan_mark(struct tally_cluster_log *log, struct tally_appliance *appliance);
+bool tally_cluster_log_scan_durable(struct tally_cluster_log *log,
+  const struct tally_appliance *appliance);
 
 /* Items (in a session). origin: a peer's replica table, 0 the compensation shard. */
 void tally_cluster_log_value(struct tally_cluster_log *log, uint16_t origin, const char *name,
