@@ -103,6 +103,9 @@ void tally_cluster_tick(struct tally_cluster *cluster, uint64_t wait_ns)
     tally_cluster_peer_assert_invariants(cluster, peer);
   }
   tally_cluster_quorum_update(cluster);
+  /* Log mode: ACKs that wait for the log are polled for at the persister's pace. */
+  bool deferred = tally_cluster_stream_in_deferred_acks(cluster);
+  if (deferred && wait_ns > TALLY_CLUSTER_ACK_POLL_NS) wait_ns = TALLY_CLUSTER_ACK_POLL_NS;
   if (tally_cluster_io_wait_readable(&cluster->io, wait_ns)) receive_all(cluster);
 }
 
@@ -190,6 +193,7 @@ static int open_start(struct tally_cluster *cluster, struct tally_appliance *app
   memset(cluster, 0, sizeof *cluster);
   cluster->appliance = appliance;
   cluster->udp.fd = -1;
+  tally_cluster_log_attach(&cluster->log, appliance->cluster_log_queue); /* NULL: not log mode */
   assert(appliance->config.cluster.enabled);
   randombytes_buf(&cluster->incarnation, sizeof cluster->incarnation);
   if (cluster->incarnation == 0) cluster->incarnation = 1;

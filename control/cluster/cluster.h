@@ -32,6 +32,7 @@
 #include "breaker.h"
 #include "cluster_fault.h"
 #include "cluster_io.h"
+#include "cluster_log.h"
 #include "replica_stage.h"
 #include "journal_index.h"
 #include "out.h"
@@ -130,6 +131,9 @@ struct tally_cluster_peer {
   uint8_t *acked_known;               /* (peer.c clears it at a resync) */
   /* Incoming stream (stream_in.c): the peer's list, staged until its last round. */
   struct tally_replica_stage stage;   /* seq 0, or above the table's held_seq */
+  /* Log mode (cluster_log.h): the ticket of the last change to its table; ACKs wait for it. */
+  uint64_t log_ticket;
+  uint64_t ack_deferred;              /* 0, or the seq of an ACK waiting for log_ticket */
   /* Figures, read relaxed: heartbeats_in (heartbeat.c), resyncs (peer.c), others stream_out.c */
   uint64_t heartbeats_in;
   uint64_t rounds_sent;
@@ -218,6 +222,7 @@ struct tally_cluster {
   uint64_t rejected[TALLY_REPLICATION_REASON_COUNT + 1]; /* + heartbeats refused */
   uint64_t heartbeats_replayed;       /* same incarnation, not newer than the last: refused */
   uint64_t replica_full;              /* entries a full replica table refused */
+  struct tally_cluster_log log;       /* log mode: the cluster's records (cluster_log.h) */
   uint64_t random_state;
   uint32_t incarnation;               /* random per start, sent in heartbeats */
   struct tally_cluster_fault fault;   /* test-only: cluster.fault_* (off by default) */
@@ -274,6 +279,9 @@ void tally_cluster_dedup_close(struct tally_cluster *cluster);
 /* Notes this node's changed producer records (before the values are read). */
 void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_number);
 /* A peer's records (undone or applied): merged into its replica table. false: full. */
+/* Log mode: the record just merged into peer's table, as a cluster-record item. */
+void tally_cluster_dedup_log_received(struct tally_cluster *cluster,
+  const struct tally_cluster_peer *peer, const struct tally_replication_producer *record);
 bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   const struct tally_replication_producer *records, uint32_t count);
 /* A peer's claims: every batch this node applied from a lower attempt is undone. */

@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "cluster_internal.h"
+#include "tally/name.h"
 
 void tally_cluster_dedup_to_wire(uint64_t producer, const struct tally_dedup *dedup,
   struct tally_replication_producer *record)
@@ -182,6 +183,29 @@ static void withhold(struct tally_cluster *cluster, uint64_t producer, uint64_t 
 }
 
 /*
+ * Log mode: what an applied undo changed in the compensation shard, as
+ * absolute values and the producer's undone record (cluster_log.h).
+ */
+static void log_undo(struct tally_cluster *cluster, const struct tally_wire_batch *undo)
+{
+  if (!tally_cluster_log_on(&cluster->log)) return;
+  const struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
+  for (uint32_t i = 0; i < undo->count; i++) {
+    const struct tally_wire_pair *pair = &undo->pairs[i];
+    int64_t slot = tally_shard_find(compensation, pair->name, pair->name_len,
+      tally_name_hash(pair->name, pair->name_len));
+    assert(slot >= 0); /* the undo just applied it */
+    tally_cluster_log_value(&cluster->log, 0, pair->name, pair->name_len,
+      tally_shard_slot_value(compensation, (uint32_t)slot));
+  }
+  struct tally_dedup dedup;
+  bool read = tally_shard_producer_read(compensation, undo->producer, &dedup);
+  assert(read); /* the undo just wrote it */
+  (void)read;
+  tally_cluster_log_record(&cluster->log, 0, undo->producer, &dedup);
+}
+
+/*
  * Undoes this node's apply of (producer, seq) — entry, from its journal (NULL:
  * the journal no longer has it) — by applying the negated batch to the
  * compensation shard under the same (producer, seq), so it happens once
@@ -213,7 +237,11 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
   }
   if (!usable) undo.count = 0;
   enum tally_reason reason = TALLY_OK;
+  /* Log mode: the undo's items go in one record, so a replay redoes it whole. */
+  tally_cluster_log_room(&cluster->log,
+    TALLY_WAL_CLUSTER_VALUE_SIZE_MAX * undo.count + TALLY_WAL_CLUSTER_RECORD_SIZE);
   enum tally_ack_status status = tally_shard_apply_undo(compensation, &undo, &reason);
+  if (status == TALLY_ACK_APPLIED) log_undo(cluster, &undo);
   if (status == TALLY_ACK_DUPLICATE) return; /* undone before (a claim repeated) */
   if (status == TALLY_ACK_APPLIED && undo.count > 0) {
     cluster->compensations++;
@@ -249,6 +277,7 @@ static void yield(struct tally_cluster *cluster, const struct tally_replication_
   uint64_t next = tally_shard_claims_next(compensation);
   tally_shard_claim_append(compensation, claim->producer, claim->seq, TALLY_CLAIM_KEEPER);
   assert(tally_shard_claims_next(compensation) == next + 1u);
+  tally_cluster_log_claim(&cluster->log, next, claim->producer, claim->seq, TALLY_CLAIM_KEEPER);
   cluster->claims_yielded++;
   fprintf(stderr, "tallyd: cluster: batch %" PRIu64 ":%" PRIu64 " was also applied by a peer "
     "(attempt %" PRIu64 "); no journal entry here to undo it (store restored, or the journal moved on): "
@@ -394,6 +423,14 @@ void tally_cluster_dedup_scan(struct tally_cluster *cluster, uint64_t scan_numbe
   assert(position == cluster->producer_positions);
   /* The values are read after the records: every batch a record names is in them. */
   __atomic_thread_fence(__ATOMIC_ACQUIRE);
+}
+
+void tally_cluster_dedup_log_received(struct tally_cluster *cluster,
+  const struct tally_cluster_peer *peer, const struct tally_replication_producer *record)
+{
+  if (!tally_cluster_log_on(&cluster->log)) return;
+  struct tally_dedup dedup = from_wire(record);
+  tally_cluster_log_record(&cluster->log, peer->id, record->producer, &dedup);
 }
 
 bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_cluster_peer *peer,

@@ -152,6 +152,8 @@ void tally_cluster_stream_out_pump(struct tally_cluster *cluster, struct tally_c
 /* ---- stream_in.c: peers' streams into this node, and requests served ------------ */
 
 /* A peer's round of its contribution: staged, committed at its list's last round, acked. */
+/* Log mode: sends the deferred ACKs now durable; true while some still wait. */
+bool tally_cluster_stream_in_deferred_acks(struct tally_cluster *cluster);
 void tally_cluster_stream_in_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   const struct tally_replication_message *message);
 /* A restoring peer asked for our copy of its contribution: sent part by part. */

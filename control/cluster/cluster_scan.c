@@ -206,6 +206,7 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
       cluster->compensations_seen = compensations;
     }
     scan_values(cluster);
+    tally_cluster_log_scan_mark(&cluster->log, appliance); /* log mode: what it read */
     cluster->writes_seen = writes;
     cluster->scans++;
   }

@@ -14,9 +14,16 @@
 #include "store_format.h"
 #include "tally/name.h"
 
-static void send_ack(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
+static void send_ack(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   uint64_t held)
 {
+  if (!tally_cluster_log_durable(&cluster->log, peer->log_ticket)) {
+    /* Log mode: what the ACK says this node holds is not durable yet (cluster_log.h). */
+    if (peer->ack_deferred == 0) cluster->log.acks_deferred++;
+    peer->ack_deferred = held > peer->ack_deferred ? held : peer->ack_deferred;
+    return;
+  }
+  peer->ack_deferred = 0;
   struct tally_replication_message ack = { .type = TALLY_REPLICATION_ACK, .origin = peer->id,
     .sender = cluster->config->node_id, .seq = held };
   tally_cluster_send_message(cluster, &peer->address, &ack);
@@ -40,8 +47,16 @@ static bool merge_staged(struct tally_cluster *cluster, struct tally_cluster_pee
   for (uint32_t i = 0; i < stage->records_count; i++) {
     if (((stage->records[i].producer & TALLY_PRODUCER_UNDONE_BIT) != 0) != undone) continue;
     ok = tally_cluster_dedup_receive(cluster, peer, &stage->records[i], 1) && ok;
+    tally_cluster_dedup_log_received(cluster, peer, &stage->records[i]); /* replayed by merge */
   }
   return ok;
+}
+
+/* Runs a peer's change to this node's image inside a log session (cluster_log.h). */
+static void log_end(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
+{
+  if (!tally_cluster_log_on(&cluster->log)) return;
+  peer->log_ticket = tally_cluster_log_end(&cluster->log);
 }
 
 /*
@@ -58,12 +73,14 @@ static void commit_staged(struct tally_cluster *cluster, struct tally_cluster_pe
   struct tally_shard *replica = &store->replicas[peer->replica];
   struct tally_replica_stage *stage = &peer->stage;
   assert(stage->seq == last->seq);
+  tally_cluster_log_begin(&cluster->log);
   bool ok = merge_staged(cluster, peer, true);
   for (uint32_t i = 0; i < stage->count; i++) {
     const struct tally_slot *slot = &replica->slots[stage->slot[i]];
     assert(stage->slot[i] < replica->slots_count && slot->name_len >= 1);
     ok = tally_shard_set(replica, slot->name, slot->name_len, slot->hash, stage->value[i]) ==
       TALLY_OK && ok;
+    tally_cluster_log_value(&cluster->log, peer->id, slot->name, slot->name_len, stage->value[i]);
   }
   tally_store_persist_replica(store, peer->replica); /* undone records and values first */
   ok = merge_staged(cluster, peer, false) && ok;
@@ -74,7 +91,9 @@ static void commit_staged(struct tally_cluster *cluster, struct tally_cluster_pe
     tally_shard_set_held_scan(replica, last->scan); /* complete up to that scan */
   }
   tally_store_persist_replica(store, peer->replica); /* then what names them */
+  tally_cluster_log_held(&cluster->log, peer->id, last->seq, tally_shard_held_scan(replica));
   tally_cluster_dedup_claims(cluster, peer, stage->claims, stage->claims_count);
+  log_end(cluster, peer); /* the ACK of this round waits for it */
   tally_replica_stage_clear(stage);
 }
 
@@ -93,7 +112,9 @@ void tally_cluster_stream_in_round(struct tally_cluster *cluster, struct tally_c
   } else if (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) {
     if (!tally_replica_stage_claims(&peer->stage, message->claims, message->count)) {
       /* (only after abandoned lists) handled now, undone before the ack */
+      tally_cluster_log_begin(&cluster->log);
       tally_cluster_dedup_claims(cluster, peer, message->claims, message->count);
+      log_end(cluster, peer);
     }
   } else {
     staged = tally_replica_stage_counters(&peer->stage, replica, message->entries,
@@ -109,6 +130,19 @@ void tally_cluster_stream_in_round(struct tally_cluster *cluster, struct tally_c
   cluster->rounds_applied++;
   tally_cluster_peer_assert_invariants(cluster, peer);
   send_ack(cluster, peer, message->seq);
+}
+
+bool tally_cluster_stream_in_deferred_acks(struct tally_cluster *cluster)
+{
+  if (!tally_cluster_log_on(&cluster->log)) return false;
+  bool waiting = false;
+  for (struct tally_cluster_peer *peer = NULL;
+       (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
+    if (peer->ack_deferred == 0) continue;
+    send_ack(cluster, peer, peer->ack_deferred); /* defers it again if still not durable */
+    waiting = waiting || peer->ack_deferred != 0;
+  }
+  return waiting;
 }
 
 /* ---- Restore requests: a peer's own contribution, as held here ----------------- */

@@ -174,7 +174,9 @@ void tally_cluster_stream_out_pump(struct tally_cluster *cluster, struct tally_c
     return;
   }
   bool probe = false;
+  /* Log mode: nothing of a scan leaves before this node's log holds it (cluster_log.h). */
   if (peer->pending_valid && !tally_cluster_peer_list_done(peer) &&
+      tally_cluster_log_scan_durable(&cluster->log, cluster->appliance) &&
       tally_breaker_acquire(&peer->breaker, now_ms, &probe)) {
     send_round(cluster, peer, now_ms);
   }

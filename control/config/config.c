@@ -132,10 +132,10 @@ static int config_validate_log(struct parse_state *state) {
   if (!(state->keys_seen & (1ull << KEY_STORE_LOG_DIR))) {
     return config_fail_key(state, "store", "log_dir", "required with store.persist = log");
   }
-  if (state->cluster_seen) {
-    return config_fail_key(state, "store", "persist",
-      "log is not supported on a cluster node yet (replica tables and the journal are not "
-      "logged): use group_commit or per_burst");
+  if (state->cluster_seen && config->checkpoint_interval_ms == 0) {
+    /* A cluster node checkpoints at every start (what the image holds beyond the log). */
+    return config_fail_key(state, "store", "checkpoint_interval_ms",
+      "0 (no checkpoints) is refused with store.persist = log on a cluster node");
   }
   return 1;
 }

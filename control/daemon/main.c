@@ -171,7 +171,6 @@ static void open_store(void)
   }
   appliance.persist = tally_persist_ops_of(appliance.store.mode);
   if (appliance.store.mode == TALLY_PERSIST_LOG) {
-    assert(!appliance.config.cluster.enabled); /* the config refuses it */
     if (tally_log_open(&appliance, error, sizeof error) != 0) die(error);
   }
   const struct tally_store_recovery *recovery = &appliance.store.recovery;

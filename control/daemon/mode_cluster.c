@@ -13,6 +13,7 @@
 
 #include "cluster.h"
 #include "modes.h"
+#include "persister_log.h"
 #include "tally/name.h"
 
 static struct tally_cluster cluster; /* the one cluster of this process */
@@ -32,8 +33,13 @@ static void cluster_open(struct tally_appliance *appliance)
 {
   assert(appliance->config.cluster.enabled);
   assert(appliance->cluster == NULL);
-  /* A damaged store (anything quarantined) was replaced by a new one (main.c). */
+  /* A damaged store (anything quarantined) was replaced by a new one (main.c). In log
+   * mode a new image rebuilt from a checkpoint or the log is whole: only an empty log
+   * (a new node, or its disk lost too) restores from the peers. */
   bool damaged = appliance->store.recovery.created;
+  if (appliance->log != NULL) {
+    damaged = appliance->log_stats.recovery_source == TALLY_LOG_SOURCE_NEW;
+  }
   for (uint32_t i = 0; i < appliance->store.geometry.shard_count; i++) {
     assert(appliance->store.recovery.shards[i].slots_quarantined == 0);
     assert(appliance->store.recovery.shards[i].producers_quarantined == 0);
@@ -51,6 +57,9 @@ static void cluster_open(struct tally_appliance *appliance)
    * answered DUPLICATE. The lcores are not running yet: written in place.
    */
   tally_cluster_members_dp(&appliance->store, appliance->dp_config);
+  if (appliance->log != NULL && tally_log_checkpoint_wait(appliance, error, sizeof error) != 0) {
+    die(error);
+  }
   if (tally_cluster_start(&cluster) != 0) die("cannot start the cluster thread");
   fprintf(stderr, "tallyd: cluster: node %u of %u, write quorum %u\n",
     appliance->config.cluster.node_id, appliance->config.cluster.node_count,

@@ -24,6 +24,7 @@
 #include "log_ring.h"
 #include "persister_log.h"
 #include "store_format.h"
+#include "wal_queue.h"
 
 struct tally_ckpt {
   struct tally_disk *disk;
@@ -141,6 +142,7 @@ int tally_ckpt_load(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
   if (reopen_on_copy(appliance, error, error_size) != 0) return -1;
   tally_checkpoint_writer_trust(ckpt->writer, &recovery);
   appliance->log_stats.checkpoint_loaded_lsn = recovery.header.begin_lsn;
+  appliance->log_stats.checkpoint_loaded = true;
   *from_lsn = recovery.header.begin_lsn + 1u;
   fprintf(stderr, "tallyd: store.log_dir %s: loaded checkpoint %s (log %" PRIu64 "..%" PRIu64
     ", %" PRIu64 " torn values settled); replaying the log after it\n", dir, recovery.name,
@@ -169,7 +171,7 @@ static void begin(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
   struct tally_wal *wal)
 {
   uint64_t now_ns = tally_clock_mono_ns();
-  ckpt->due_ns = now_ns + interval_ns(appliance);
+  __atomic_store_n(&ckpt->due_ns, now_ns + interval_ns(appliance), __ATOMIC_RELAXED);
   if (!drain_all(appliance)) return;
   /* Every record <= begin_lsn was applied before it was handed over: its effect is in. */
   uint64_t begin_lsn = tally_wal_durable_lsn(wal);
@@ -197,6 +199,11 @@ static void wait_applies(struct tally_appliance *appliance)
     uint64_t entered = tally_log_ring_entered(ring);
     while (!tally_log_ring_left(ring, entered)) nanosleep(&pause, NULL);
   }
+  /* A cluster node: the cluster thread's change in flight, the same way (wal_queue.h). */
+  const struct tally_wal_queue *queue = appliance->cluster_log_queue;
+  if (queue == NULL) return;
+  uint64_t entered = tally_wal_queue_entered(queue);
+  while (!tally_wal_queue_left(queue, entered)) nanosleep(&pause, NULL);
 }
 
 static void finish(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
@@ -237,11 +244,11 @@ bool tally_ckpt_tick(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
   if (!tally_checkpoint_writer_active(writer)) {
     /* tallyctl checkpoint (a backup wants a fresh one): now, even with the interval 0. */
     if (__atomic_exchange_n(&appliance->log_stats.checkpoint_requested, 0, __ATOMIC_RELAXED)) {
-      ckpt->due_ns = 0;
+      __atomic_store_n(&ckpt->due_ns, 0, __ATOMIC_RELAXED);
     } else if (appliance->config.checkpoint_interval_ms == 0) {
       return false;
     }
-    if (tally_clock_mono_ns() < ckpt->due_ns) return false;
+    if (tally_clock_mono_ns() < __atomic_load_n(&ckpt->due_ns, __ATOMIC_RELAXED)) return false;
     begin(ckpt, appliance, wal);
     return true;
   }
@@ -259,7 +266,7 @@ bool tally_ckpt_tick(struct tally_ckpt *ckpt, struct tally_appliance *appliance,
 
 void tally_ckpt_request(struct tally_ckpt *ckpt)
 {
-  ckpt->due_ns = 0;
+  __atomic_store_n(&ckpt->due_ns, 0, __ATOMIC_RELAXED); /* (the start-up thread may ask) */
 }
 
 /* ---- Figures ------------------------------------------------------------------- */

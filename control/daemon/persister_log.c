@@ -38,6 +38,8 @@
 #include "tally/name.h"
 #include "wal.h"
 #include "wal_batch.h"
+#include "wal_cluster.h"
+#include "wal_queue.h"
 
 struct tally_log {
   struct tally_disk disk;
@@ -50,6 +52,7 @@ struct tally_log {
   /* The highest batch_seq the log holds per shard (recovery, then every append). */
   uint64_t logged_batch_seq[TALLY_LCORES_MAX];
   /* Recovery from a checkpoint: the marks record after its begin_lsn was met. */
+  bool checkpoint_loaded;
   bool marks_seen;
   uint64_t from_lsn;
   struct tally_ckpt *ckpt;
@@ -59,6 +62,10 @@ struct tally_log {
   uint8_t payload[TALLY_WAL_BATCH_SIZE_MAX];
   struct tally_wal_batch batch;
   struct tally_shard_effect effect;
+  /* A cluster node: the cluster thread's records (wal_queue.h), appended after the rings'. */
+  bool cluster;
+  struct tally_wal_queue cluster_queue;
+  bool image_survived; /* recovery: cluster records are skipped (the image is newer) */
 };
 
 static const uint32_t commit_bucket_us[TALLY_LOG_COMMIT_BUCKETS] = TALLY_LOG_COMMIT_BUCKETS_US;
@@ -239,6 +246,34 @@ static uint64_t drain_ring(struct tally_appliance *appliance, uint32_t i)
   return taken;
 }
 
+/* Moves the cluster thread's ready records into the group; returns how many. */
+static uint64_t drain_cluster(struct tally_appliance *appliance)
+{
+  struct tally_log *log = appliance->log;
+  if (!log->cluster) return 0;
+  uint64_t ready = tally_wal_queue_ready(&log->cluster_queue); /* acquire: whole payloads */
+  uint64_t taken = 0;
+  while (taken < ready) {
+    const struct tally_wal_queue_slot *slot = tally_wal_queue_peek(&log->cluster_queue, taken);
+    assert(tally_wal_cluster_check(slot->payload, slot->size) == TALLY_WAL_CLUSTER_OK);
+    enum tally_wal_status status =
+      tally_wal_append(&log->wal, TALLY_WAL_TYPE_CLUSTER, slot->payload, slot->size, NULL);
+    if (status == TALLY_WAL_FULL) {
+      if (!log_commit(appliance)) break;
+      status = tally_wal_append(&log->wal, TALLY_WAL_TYPE_CLUSTER, slot->payload, slot->size,
+        NULL);
+    }
+    if (status != TALLY_WAL_OK) {
+      log_failed(appliance, "append");
+      break;
+    }
+    stat_store(&appliance->log_stats.cluster_records, appliance->log_stats.cluster_records + 1u);
+    taken++;
+  }
+  tally_wal_queue_pop(&log->cluster_queue, taken); /* release: the slots may be reused */
+  return taken;
+}
+
 bool tally_log_round(struct tally_appliance *appliance)
 {
   struct tally_log *log = appliance->log;
@@ -247,7 +282,11 @@ bool tally_log_round(struct tally_appliance *appliance)
   if (load(&appliance->log_stats.failed) != 0) return false; /* sticky: nothing is acked */
   uint64_t taken = 0;
   for (uint32_t i = 0; i < appliance->lcore_count; i++) taken += drain_ring(appliance, i);
+  taken += drain_cluster(appliance);
+  if (load(&appliance->log_stats.failed) != 0) return false;
   if (log->wal.group_records > 0 && !log_commit(appliance)) return false;
+  /* Release, after the fdatasync: the cluster thread's deferred ACKs may go. */
+  if (log->cluster) tally_wal_queue_set_durable(&log->cluster_queue);
   for (uint32_t i = 0; i < appliance->lcore_count; i++) {
     struct tally_lcore *lcore = &appliance->lcores[i];
     assert(log->committed[i] == log->appended[i]);
@@ -271,6 +310,25 @@ void tally_log_checkpoint_request(struct tally_appliance *appliance)
 bool tally_log_checkpoint_tick(struct tally_appliance *appliance)
 {
   return tally_ckpt_tick(appliance->log->ckpt, appliance, &appliance->log->wal);
+}
+
+int tally_log_checkpoint_wait(struct tally_appliance *appliance, char *error, size_t error_size)
+{
+  const struct tally_log_stats *stats = &appliance->log_stats;
+  assert(appliance->config.checkpoint_interval_ms != 0); /* the config refuses 0 on a cluster */
+  uint64_t finished = load(&stats->checkpoints_finished);
+  uint64_t failed = load(&stats->checkpoints_failed);
+  tally_ckpt_request(appliance->log->ckpt);
+  const struct timespec pause = { .tv_sec = 0, .tv_nsec = 1000000l };
+  while (load(&stats->checkpoints_finished) == finished) {
+    if (load(&stats->checkpoints_failed) != failed || load(&stats->failed) != 0) {
+      snprintf(error, error_size, "store.log_dir %s: the start-up checkpoint failed (see above)",
+        appliance->config.log_dir);
+      return -1;
+    }
+    nanosleep(&pause, NULL);
+  }
+  return 0;
 }
 
 void tally_log_loop(struct tally_appliance *appliance)
@@ -325,7 +383,7 @@ static int replay_marks(struct replay_context *replay, const struct tally_wal_re
       appliance->lcore_count);
     return 1;
   }
-  bool first = log->from_lsn > 1u && record->lsn == log->from_lsn;
+  bool first = log->checkpoint_loaded && record->lsn == log->from_lsn;
   for (uint32_t s = 0; s < count; s++) {
     uint64_t mark = 0;
     for (uint32_t b = 0; b < 8; b++) mark |= (uint64_t)in[8u + 8u * s + b] << (8u * b);
@@ -341,6 +399,101 @@ static int replay_marks(struct replay_context *replay, const struct tally_wal_re
   return 0;
 }
 
+/* The table an item names: a replica region (bound on first sight) or the compensation shard. */
+static struct tally_shard *item_table(struct tally_store *store, struct tally_shard *compensation,
+  uint16_t origin, char *error, size_t error_size)
+{
+  if (origin == 0) return compensation;
+  int32_t region = tally_store_replica_bind(store, origin, error, error_size);
+  return region < 0 ? NULL : &store->replicas[region];
+}
+
+static int replay_item(struct tally_store *store, struct tally_shard *compensation,
+  const struct tally_wal_cluster_item *item, char *error, size_t error_size)
+{
+  struct tally_shard *table = item_table(store, compensation, item->origin, error, error_size);
+  if (table == NULL) return -1;
+  enum tally_reason reason = TALLY_OK;
+  switch (item->kind) {
+  case TALLY_WAL_CLUSTER_VALUE:
+    reason = tally_shard_set(table, item->name, item->name_len,
+      tally_name_hash(item->name, item->name_len), item->value);
+    break;
+  case TALLY_WAL_CLUSTER_RECORD: {
+    struct tally_dedup dedup;
+    memcpy(&dedup, item->dedup, sizeof dedup);
+    reason = tally_shard_producer_merge(table, item->producer, &dedup); /* idempotent */
+    break;
+  }
+  case TALLY_WAL_CLUSTER_HELD:
+    tally_shard_set_held_seq(table, item->seq);
+    if (item->scan > tally_shard_held_scan(table)) tally_shard_set_held_scan(table, item->scan);
+    break;
+  default:
+    assert(item->kind == TALLY_WAL_CLUSTER_CLAIM);
+    /* Written at its position once: a copy that already holds it is not written twice. */
+    if (tally_shard_claims_next(table) <= item->position) {
+      tally_shard_claim_append(table, item->producer, item->seq, (uint16_t)item->attempt);
+    }
+    break;
+  }
+  if (reason != TALLY_OK) {
+    snprintf(error, error_size, "a cluster record does not fit the image: %s "
+      "(store.counters_max or store.producers_max lowered?)", tally_reason_label(reason));
+    return -1;
+  }
+  return 0;
+}
+
+static int cluster_record_replay(struct tally_store *store, struct tally_shard *compensation,
+  const uint8_t *payload, size_t size, char *error, size_t error_size)
+{
+  enum tally_wal_cluster_check check = tally_wal_cluster_check(payload, size);
+  if (check != TALLY_WAL_CLUSTER_OK) {
+    snprintf(error, error_size, "cluster record: %s", tally_wal_cluster_check_name(check));
+    return -1;
+  }
+  size_t offset = 0;
+  struct tally_wal_cluster_item item;
+  while (tally_wal_cluster_next(payload, size, &offset, &item)) {
+    if (replay_item(store, compensation, &item, error, error_size) != 0) return -1;
+  }
+  return 0;
+}
+
+/*
+ * A cluster record: redone onto an image rebuilt from a checkpoint or the
+ * log; skipped on a surviving image, which holds everything the cluster
+ * thread did (the start-up checkpoint makes that durable before the cluster
+ * thread runs: docs/store-layout.md, "Log mode on a cluster node").
+ */
+static int replay_cluster(struct replay_context *replay, const struct tally_wal_record *record)
+{
+  struct tally_appliance *appliance = replay->appliance;
+  struct tally_log *log = appliance->log;
+  struct tally_log_stats *stats = &appliance->log_stats;
+  if (!log->cluster) {
+    replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 " is a cluster "
+      "record and this node has no [cluster]", appliance->config.log_dir, record->lsn);
+    return 1;
+  }
+  if (log->image_survived) {
+    stat_store(&stats->records_skipped, stats->records_skipped + 1u);
+    return 0;
+  }
+  struct tally_store *store = &appliance->store;
+  assert(store->geometry.shard_count == appliance->lcore_count + 1u);
+  char error[256];
+  if (cluster_record_replay(store, &store->shards[appliance->lcore_count], record->payload,
+        record->payload_size, error, sizeof error) != 0) {
+    replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 ": %s",
+      appliance->config.log_dir, record->lsn, error);
+    return 1;
+  }
+  stat_store(&stats->records_replayed, stats->records_replayed + 1u);
+  return 0;
+}
+
 /* Replay visitor: redo a record the image lacks, skip one it holds. */
 static int replay_record(void *context, const struct tally_wal_record *record)
 {
@@ -349,12 +502,13 @@ static int replay_record(void *context, const struct tally_wal_record *record)
   struct tally_log *log = appliance->log;
   const char *dir = appliance->config.log_dir;
   if (record->type == TALLY_WAL_TYPE_MARKS) return replay_marks(replay, record);
-  if (log->from_lsn > 1u && !log->marks_seen) {
+  if (log->checkpoint_loaded && !log->marks_seen) {
     replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 " follows the "
       "loaded checkpoint, its marks record does not (the log and the checkpoints disagree)",
       dir, record->lsn);
     return 1;
   }
+  if (record->type == TALLY_WAL_TYPE_CLUSTER) return replay_cluster(replay, record);
   if (record->type != TALLY_WAL_TYPE_BATCH) {
     replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 " has type %u, this "
       "build reads %u", dir, record->lsn, record->type, TALLY_WAL_TYPE_BATCH);
@@ -525,6 +679,14 @@ int tally_log_open(struct tally_appliance *appliance, char *error, size_t error_
   if (log->ckpt == NULL) return -1;
   uint64_t start_ns = tally_clock_mono_ns();
   bool image_survived = !appliance->store.recovery.created;
+  log->image_survived = image_survived;
+  log->cluster = appliance->config.cluster.enabled;
+  if (log->cluster) {
+    if (tally_wal_queue_open(&log->cluster_queue) != 0) {
+      return recovery_error(log, "store.log_dir: out of memory");
+    }
+    appliance->cluster_log_queue = &log->cluster_queue;
+  }
   uint64_t from_lsn = image_survived ? oldest_lsn(log) : 1u;
   if (from_lsn == 0) return recovery_error(log, "store.log_dir %s: cannot list it",
     appliance->config.log_dir);
@@ -532,11 +694,13 @@ int tally_log_open(struct tally_appliance *appliance, char *error, size_t error_
     tally_ckpt_load(log->ckpt, appliance, &from_lsn, error, error_size) != 0) {
     return -1;
   }
-  log->from_lsn = image_survived ? 1u : from_lsn; /* > 1: after a loaded checkpoint */
+  log->from_lsn = image_survived ? 1u : from_lsn;
+  /* A checkpoint's begin_lsn may be 0 (a cluster node's first, taken at its first start). */
+  log->checkpoint_loaded = !image_survived && appliance->log_stats.checkpoint_loaded;
   if (log_recover(appliance, from_lsn) != 0) return -1;
   struct tally_log_stats *stats = &appliance->log_stats;
   stats->recovery_source = image_survived ? TALLY_LOG_SOURCE_IMAGE :
-    from_lsn > 1u ? TALLY_LOG_SOURCE_CHECKPOINT :
+    log->checkpoint_loaded ? TALLY_LOG_SOURCE_CHECKPOINT :
     stats->records_replayed > 0 ? TALLY_LOG_SOURCE_LOG : TALLY_LOG_SOURCE_NEW;
   tally_wal_scanner_destroy(log->scanner);
   log->scanner = NULL;
@@ -554,6 +718,8 @@ void tally_log_close(struct tally_appliance *appliance)
   struct tally_log *log = appliance->log;
   if (log == NULL) return;
   tally_ckpt_destroy(log->ckpt);
+  if (log->cluster) tally_wal_queue_close(&log->cluster_queue);
+  appliance->cluster_log_queue = NULL;
   if (log->wal_open) tally_wal_close(&log->wal);
   if (log->scanner != NULL) tally_wal_scanner_destroy(log->scanner);
   tally_disk_posix_close(&log->posix);
@@ -569,10 +735,12 @@ void tally_log_stats_lines(struct tally_appliance *appliance, struct tally_out *
   tally_out_printf(out, "log_records %" PRIu64 "\nlog_bytes_written %" PRIu64 "\n"
     "log_commits %" PRIu64 "\nlog_commit_ns_max %" PRIu64 "\nlog_failed %" PRIu64 "\n"
     "log_recovery_source %s\nlog_records_replayed %" PRIu64 "\nlog_records_skipped %" PRIu64
-    "\nlog_records_relogged %" PRIu64 "\nlog_recovery_ns %" PRIu64 "\n", load(&stats->records),
+    "\nlog_records_relogged %" PRIu64 "\nlog_recovery_ns %" PRIu64 "\nlog_cluster_records %"
+    PRIu64 "\n", load(&stats->records),
     load(&stats->bytes_written), load(&stats->commits), load(&stats->commit_ns_max),
     load(&stats->failed), tally_log_source_name(stats->recovery_source), stats->records_replayed,
-    stats->records_skipped, stats->records_relogged, stats->recovery_ns);
+    stats->records_skipped, stats->records_relogged, stats->recovery_ns,
+    load(&stats->cluster_records));
   tally_ckpt_stats_lines(appliance, out);
 }
 

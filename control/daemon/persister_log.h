@@ -34,6 +34,14 @@ bool tally_log_marks(struct tally_appliance *appliance);
 /* Persister: a checkpoint at the next tick; tick: one checkpoint step (persister_ckpt.h). */
 void tally_log_checkpoint_request(struct tally_appliance *appliance);
 bool tally_log_checkpoint_tick(struct tally_appliance *appliance);
+/*
+ * Start-up thread, with the persister running: asks for a checkpoint now and
+ * waits until it is durable. A cluster node in log mode takes one before its
+ * cluster thread and lcores start: what the image holds beyond the log (a
+ * surviving image's cluster state, a restore from the peers) is then on disk
+ * before anything new is acked. 0, or -1 with one line in error.
+ */
+int tally_log_checkpoint_wait(struct tally_appliance *appliance, char *error, size_t error_size);
 /* Persister: rounds until persister_quit, then a last one. */
 void tally_log_loop(struct tally_appliance *appliance);
 /* Shutdown, after the persister stopped. */

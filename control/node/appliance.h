@@ -54,6 +54,7 @@ struct tally_log_stats {
   uint64_t records_replayed; /* log records redone onto the image at start */
   uint64_t records_skipped;  /* log records the image already held */
   uint64_t records_relogged; /* batches the image held and the log lacked, logged at start */
+  uint64_t cluster_records;  /* cluster records appended (replica tables, undos, keeper claims) */
   uint64_t recovery_ns;      /* the log's part of start-up: scan, replay, re-log, open */
   /* Checkpoints of the image (persister_ckpt.c): written by the persister, relaxed. */
   uint64_t checkpoints_finished;
@@ -62,7 +63,8 @@ struct tally_log_stats {
   uint64_t checkpoint_last_ns;          /* how long it took, begin to durable */
   uint64_t checkpoint_last_bytes;       /* its file size */
   uint64_t checkpoint_bytes_written;    /* checkpoint file bytes, every attempt */
-  uint64_t checkpoint_loaded_lsn;       /* start-up: the loaded checkpoint's begin_lsn (0: none) */
+  uint64_t checkpoint_loaded_lsn;       /* start-up: the loaded checkpoint's begin_lsn */
+  bool checkpoint_loaded;               /* start-up: recovery loaded a checkpoint (its begin_lsn may be 0) */
   uint64_t checkpoint_settled;          /* start-up: torn values and records settled in the copy */
   uint64_t started_unix_ns;             /* the log opened (the age's origin before a checkpoint) */
   /* Backups (tallyctl backup; docs/operations.md): written by the control thread (mgmt),
@@ -74,6 +76,7 @@ struct tally_log_stats {
 struct tally_cluster;
 struct tally_graphite;
 struct tally_log;
+struct tally_wal_queue;
 struct tally_node_ops;
 struct tally_persist_ops;
 
@@ -91,6 +94,7 @@ struct tally_appliance {
   pthread_t persister;
   struct tally_persister_stats persister_stats;
   struct tally_log *log;                /* log mode's persister state; NULL in other modes */
+  struct tally_wal_queue *cluster_log_queue; /* log mode on a cluster node: the cluster's records */
   struct tally_log_stats log_stats;
   uint64_t started_mono_ns;
   uint64_t reloads;

@@ -38,6 +38,8 @@ enum tally_wal_type {
   TALLY_WAL_TYPE_BATCH = 2, /* a reliable batch, payload version 2: wal_batch.h */
   /* each shard's last logged batch_seq, written when a checkpoint begins (persister_log.c) */
   TALLY_WAL_TYPE_MARKS = 3,
+  /* what a cluster node's replication thread changed: replica tables, undos, keeper claims (wal_cluster.h) */
+  TALLY_WAL_TYPE_CLUSTER = 4,
   TALLY_WAL_TYPE_END
 };
 

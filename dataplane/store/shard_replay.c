@@ -104,6 +104,10 @@ enum tally_reason tally_shard_replay(struct tally_shard *shard,
   order_stores(); /* batch_seq last: a replay cut short is redone whole */
   __atomic_store_n(&shard->header->batch_seq, effect->batch_seq, __ATOMIC_RELEASE);
   shard_flush(shard, &shard->header->batch_seq, sizeof(uint64_t));
+  /* A resend's claim, as the apply wrote it (a cluster sends it to the peers; a copy
+   * that already held it sends it twice: a claim is idempotent, cluster_dedup.c). */
+  if (effect->attempt >= 1u) tally_shard_claim_append(shard, effect->producer, effect->seq,
+    effect->attempt);
   shard_drain(shard);
   *replayed = true;
   return TALLY_OK;

@@ -489,6 +489,8 @@ static_assert(TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN >= 1u, "replication neve
 #define TALLY_CLUSTER_SOCKET_BUFFER_BYTES (4u << 20)
 /* The thread's loop waits on the socket at most this long between rounds. */
 #define TALLY_CLUSTER_LOOP_WAIT_NS 1000000ull
+/* Log mode: the loop's wait while a replication ACK waits for the log's fdatasync. */
+#define TALLY_CLUSTER_ACK_POLL_NS 100000ull
 /* Datagrams taken per wake-up of the loop. */
 #define TALLY_CLUSTER_RECEIVE_BURST 256u
 /* A replication link's circuit breaker: open after this many unanswered rounds in a row, */

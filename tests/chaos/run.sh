@@ -21,10 +21,15 @@
 # schedule first (the same seed gives the same schedule and workload), PASS/FAIL
 # lines, and "N passed, N failed".
 #
-# Usage: run.sh BUILD_DIR [--seed N] [--duration S] [--kinds K,K...] [--keep]
-#        run.sh BUILD_DIR --soak [--minutes M] [--seed FIRST] [--duration S]
+# Usage: run.sh BUILD_DIR [--seed N] [--duration S] [--kinds K,K...] [--persist log] [--keep]
+#        run.sh BUILD_DIR --soak [--minutes M] [--seed FIRST] [--duration S] [--persist log]
 #   --duration  seconds of faults (default 60; about 2 minutes in all)
 #   --kinds     only these fault kinds (tests/chaos/nemesis.py; default all)
+#   --persist log  every node in log mode (store.persist = log): the image on
+#               /dev/shm (what wipe, truncate and corrupt hit: a power loss or a
+#               damaged image), the write-ahead log and checkpoints (1 s apart)
+#               in the work directory (docs/store-layout.md, "Log mode on a
+#               cluster node"); default: the shipped persist mode
 #   --keep      keep the work directory (logs, stores, reports)
 #   --soak      runs seed FIRST, FIRST+1, ... (default --duration 120) for M
 #               minutes (default 30); prints one line per seed, the replay
@@ -41,6 +46,7 @@ kinds=
 soak=0
 minutes=30
 keep=0
+persist=
 while [ $# -gt 0 ]; do
   case $1 in
     --seed) seed=${2:?}; shift 2 ;;
@@ -49,9 +55,11 @@ while [ $# -gt 0 ]; do
     --soak) soak=1; shift ;;
     --minutes) minutes=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
+    --persist) persist=${2:?}; shift 2 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done
+case $persist in ''|log) ;; *) echo "run.sh: --persist $persist: only log" >&2; exit 64 ;; esac
 
 # ---- soak: many seeds, each a fresh run of this script ------------------------
 if [ "$soak" = 1 ]; then
@@ -63,7 +71,8 @@ if [ "$soak" = 1 ]; then
   echo "soak: seeds from $seed, $duration s of faults each, for $minutes minutes"
   while [ "$(date +%s)" -lt "$end" ]; do
     log=/tmp/tally-chaos-seed-$seed.log
-    if bash "$0" "$build" --seed "$seed" --duration "$duration" ${kinds:+--kinds "$kinds"} >"$log" 2>&1; then
+    if bash "$0" "$build" --seed "$seed" --duration "$duration" ${kinds:+--kinds "$kinds"} \
+      ${persist:+--persist "$persist"} >"$log" 2>&1; then
       seeds_passed=$((seeds_passed + 1))
       echo "PASS seed $seed: $(summary "$log")"
       rm -f "$log"
@@ -71,7 +80,7 @@ if [ "$soak" = 1 ]; then
       seeds_failed=$((seeds_failed + 1))
       echo "FAIL seed $seed: $(summary "$log") (log $log)"
       grep '^FAIL ' "$log" | head -5 | sed 's/^/    /'
-      echo "    replay: tests/chaos/run.sh $build --seed $seed --duration $duration"
+      echo "    replay: tests/chaos/run.sh $build --seed $seed --duration $duration${persist:+ --persist $persist}"
     fi
     seed=$((seed + 1))
   done
@@ -100,6 +109,9 @@ sanitizer=$(python3 -c 'import json, sys; print(next((o["value"] for o in json.l
 sanitizer_note=
 [ "$sanitizer" = none ] || sanitizer_note=" and sanitizer reports ($sanitizer)"
 work=$(mktemp -d /tmp/tally-chaos.XXXXXX)
+store_dir=$work # where the stores (log mode: the images) live
+[ "$persist" != log ] || store_dir=/dev/shm/tally-chaos.$$
+mkdir -p "$store_dir"
 passed=0
 failed=0
 producer_pids=()
@@ -122,6 +134,7 @@ cleanup() {
   for pid in "${producer_pids[@]}"; do { wait "$pid"; } 2>/dev/null; done
   cluster_down
   if [ "$keep" = 1 ]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
+  [ "$store_dir" = "$work" ] || rm -rf "$store_dir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP PIPE
@@ -169,7 +182,7 @@ restart() {
   fi
   verdict 1 "node $n ready again after $what" "$(tail -3 "$work/n$n.log" | tr '\n' ' ')"
   cluster_stop "$n" KILL
-  mv -f "$work/store$n.pmem" "$work/store$n.pmem.refused-$(date +%s%N)" 2>/dev/null
+  mv -f "$store_dir/store$n.pmem" "$store_dir/store$n.pmem.refused-$(date +%s%N)" 2>/dev/null
   log "operator action: node $n's store moved aside, starting on an empty store"
   start_node "$n"
   cluster_wait_ready "$build" "$n" "$work/sock$n" "$ready_s" ||
@@ -272,7 +285,7 @@ run_step() { # run_step NUMBER KIND ARGS... hold_ms=H gap_ms=G
       *) args+=("$a") ;;
     esac
   done
-  local n=${args[0]} m=${args[1]:-} store="$work/store${args[0]}.pmem"
+  local n=${args[0]} m=${args[1]:-} store="$store_dir/store${args[0]}.pmem"
   log "step $number: $kind ${args[*]} (hold $hold ms)"
   hold_rest() { # the hold counts from the injection, verification included
     local left=$((hold - ($(date +%s%3N) - t0)))
@@ -382,7 +395,7 @@ log_clean() {
 
 # ---- the run ----------------------------------------------------------------------
 echo "seed $seed"
-echo "replay: tests/chaos/run.sh BUILD --seed $seed --duration $duration${kinds:+ --kinds $kinds}"
+echo "replay: tests/chaos/run.sh BUILD --seed $seed --duration $duration${kinds:+ --kinds $kinds}${persist:+ --persist $persist}"
 python3 "$chaos/nemesis.py" --seed "$seed" --duration "$duration" --nodes "$nodes" \
   ${kinds:+--kinds "$kinds"} >"$work/schedule" ||
   exit 1
@@ -391,7 +404,14 @@ sed 's/^/  /' "$work/schedule"
 
 cluster_up "x$$" "$nodes" || { verdict 1 "namespaces created"; echo "$passed passed, $failed failed"; exit 1; }
 for i in $(seq "$nodes"); do
-  cluster_write_config "$i" "$work/n$i.ini" "$work/store$i.pmem" "$work/sock$i"
+  if [ "$persist" = log ]; then
+    mkdir -p "$work/log$i"
+    cluster_write_config "$i" "$work/n$i.ini" "$store_dir/store$i.pmem" "$work/sock$i" \
+      "[store]" "persist = log" "log_dir = $work/log$i" "checkpoint_interval_ms = 1000" \
+      "log_segment_bytes = 1048576"
+  else
+    cluster_write_config "$i" "$work/n$i.ini" "$store_dir/store$i.pmem" "$work/sock$i"
+  fi
   start_node "$i"
 done
 ok=0

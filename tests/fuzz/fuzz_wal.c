@@ -6,7 +6,9 @@
  * Every input is checked as one record and decoded as one batch payload
  * (version 2: shard, batch_seq, dedup state, value after each pair):
  * whatever passes holds what replay relies on and must re-encode to
- * exactly the same bytes. Then it becomes
+ * exactly the same bytes; decoded as a cluster record's payload (type 4:
+ * replica values, records, held sequences, keeper claims), whatever passes
+ * re-encodes item by item to the same bytes. Then it becomes
  * the only segment of a simulated disk and is scanned (twice: the same
  * answer), replayed, reopened, appended to, and scanned again.
  *
@@ -26,6 +28,7 @@
 #include "disk_sim.h"
 #include "wal.h"
 #include "wal_batch.h"
+#include "wal_cluster.h"
 
 #define FUZZ_CHECK(condition) \
   do {                        \
@@ -61,6 +64,25 @@ static void check_one_batch(const uint8_t *data, size_t size)
   FUZZ_CHECK(batch.count >= 1u && batch.count <= TALLY_BATCH_PAIRS_MAX);
   FUZZ_CHECK(tally_wal_batch_encode(&batch, encoded, sizeof encoded) == size);
   FUZZ_CHECK(memcmp(encoded, data, size) == 0);
+}
+
+static void check_one_cluster(const uint8_t *data, size_t size)
+{
+  if (tally_wal_cluster_check(data, size) != TALLY_WAL_CLUSTER_OK) return;
+  struct tally_wal_cluster_writer writer;
+  static uint8_t cluster[TALLY_WAL_PAYLOAD_SIZE_MAX];
+  if (size > sizeof cluster) return; /* valid, but more than one record holds */
+  tally_wal_cluster_writer_init(&writer, cluster, sizeof cluster);
+  size_t offset = 0;
+  struct tally_wal_cluster_item item;
+  while (tally_wal_cluster_next(data, size, &offset, &item)) {
+    FUZZ_CHECK(item.kind >= TALLY_WAL_CLUSTER_VALUE && item.kind < TALLY_WAL_CLUSTER_KIND_END);
+    FUZZ_CHECK(tally_wal_cluster_item_size(&item) != 0);
+    FUZZ_CHECK(tally_wal_cluster_add(&writer, &item));
+  }
+  FUZZ_CHECK(offset == size);
+  FUZZ_CHECK(tally_wal_cluster_finish(&writer) == size);
+  FUZZ_CHECK(memcmp(cluster, data, size) == 0);
 }
 
 static int count_record(void *context, const struct tally_wal_record *record)
@@ -157,6 +179,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   FUZZ_CHECK(scanner != NULL);
   check_one_record(data, size);
   check_one_batch(data, size);
+  check_one_cluster(data, size);
   if (size > 0 && (data[0] & 1u) != 0) {
     fuzz_log(data, size);
     return 0;

@@ -116,23 +116,6 @@ lists_identical() {
   done
   echo "$(wc -l <"$work/list1") counters identical on $nodes nodes"
 }
-# workload SEED PREFIX LINES INPUT EXPECT_JSON: "name delta" lines (positive
-# deltas over 10 counters) and their totals in counts_match's format.
-workload() {
-  python3 - "$@" <<'PY'
-import json, random, sys
-seed, prefix, lines, inp, expect = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-rng = random.Random(seed)
-totals = {}
-with open(inp, "w") as f:
-    for _ in range(lines):
-        name = "%s%d" % (prefix, rng.randrange(10))
-        delta = rng.randint(1, 1000)
-        totals[name] = totals.get(name, 0) + delta
-        f.write("%s %d\n" % (name, delta))
-json.dump({"totals": totals}, open(expect, "w"))
-PY
-}
 # produce_ok NODES PRODUCER INPUT OUT: every batch acked (exit 0, none failed).
 produce_ok() {
   timeout 60 ip netns exec "$CLUSTER_PRODUCER_NS" "$produce" --nodes "$1" \

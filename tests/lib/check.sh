@@ -113,3 +113,21 @@ metrics_lint() {
 
 # counters_lint NAMESPACE [ADDRESS]: /counters (every counter) passes promtool_lint.
 counters_lint() { promtool_lint "$1" "http://${2:-127.0.0.1:9125}/counters"; }
+
+# workload SEED PREFIX LINES INPUT EXPECT_JSON (the cluster tests): "name delta" lines (positive
+# deltas over 10 counters) and their totals in counts_match's format.
+workload() {
+  python3 - "$@" <<'PY'
+import json, random, sys
+seed, prefix, lines, inp, expect = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+rng = random.Random(seed)
+totals = {}
+with open(inp, "w") as f:
+    for _ in range(lines):
+        name = "%s%d" % (prefix, rng.randrange(10))
+        delta = rng.randint(1, 1000)
+        totals[name] = totals.get(name, 0) + delta
+        f.write("%s %d\n" % (name, delta))
+json.dump({"totals": totals}, open(expect, "w"))
+PY
+}

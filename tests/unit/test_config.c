@@ -422,10 +422,16 @@ static void test_log_mode(void **unused) {
     "config: store.log_segment_bytes: 65540 is not a multiple of 8");
   expect_error(with_base("[store]\nlog_group_bytes = 131072\nlog_segment_bytes = 65536\n"),
     "config: store.log_group_bytes: 131072 is larger than store.log_segment_bytes (65536)");
-  expect_error(with_base("[store]\npersist = log\nlog_dir = /l\n[cluster]\nnode_id = 1\n"
-    "nodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n"),
-    "config: store.persist: log is not supported on a cluster node yet (replica tables and "
-    "the journal are not logged): use group_commit or per_burst");
+  /* Log mode on a cluster node: accepted, with checkpoints (one is taken at every start). */
+  static struct tally_config cluster_log;
+  expect_ok(with_base("[store]\npersist = log\nlog_dir = /l\n[cluster]\nnode_id = 1\n"
+    "nodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n"), &cluster_log);
+  assert_int_equal(cluster_log.persist_mode, TALLY_PERSIST_LOG);
+  assert_true(cluster_log.cluster.enabled);
+  expect_error(with_base("[store]\npersist = log\nlog_dir = /l\ncheckpoint_interval_ms = 0\n"
+    "[cluster]\nnode_id = 1\nnodes = " NODES3 "\nkey = " CLUSTER_KEY_HEX "\n"),
+    "config: store.checkpoint_interval_ms: 0 (no checkpoints) is refused with store.persist = "
+    "log on a cluster node");
 }
 
 static void test_syntax(void **unused) {

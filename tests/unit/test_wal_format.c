@@ -4,7 +4,9 @@
  * published check value and the store's raw-update convention, hardware and
  * table paths agreeing; a record round trip and every rejection of the
  * record check; the batch payload round trip at its limits and every
- * rejection of its decoder; the segment names.
+ * rejection of its decoder; the segment names; the cluster record's payload
+ * (wal_cluster.c: every item kind round trip, a full writer, every
+ * rejection) and the queue that hands it to the persister (wal_queue.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,8 @@
 
 #include "crc32c.h"
 #include "wal_batch.h"
+#include "wal_cluster.h"
+#include "wal_queue.h"
 #include "wal_record.h"
 
 /* ---- CRC32C --------------------------------------------------------------- */
@@ -333,6 +337,171 @@ static void test_batch_decode_rejections(void **state)
   assert_string_equal(tally_wal_batch_check_name(TALLY_WAL_BATCH_TRAILING), "trailing bytes");
 }
 
+/* ---- Cluster record payload (type 4) ------------------------------------------ */
+
+/* One item of every kind; returns the payload's size. */
+static uint32_t small_cluster(uint8_t *out, uint32_t capacity)
+{
+  struct tally_wal_cluster_writer writer;
+  tally_wal_cluster_writer_init(&writer, out, capacity);
+  struct tally_wal_cluster_item value = { .kind = TALLY_WAL_CLUSTER_VALUE, .origin = 2,
+    .name = "rel.1", .name_len = 5, .value = -42 };
+  struct tally_wal_cluster_item record = { .kind = TALLY_WAL_CLUSTER_RECORD, .origin = 3,
+    .producer = 7u | TALLY_PRODUCER_UNDONE_BIT };
+  for (uint32_t w = 0; w < TALLY_WAL_CLUSTER_DEDUP_WORDS; w++) record.dedup[w] = 100u + w;
+  struct tally_wal_cluster_item held = { .kind = TALLY_WAL_CLUSTER_HELD, .origin = 65535,
+    .seq = 9, .scan = 1234567 };
+  struct tally_wal_cluster_item claim = { .kind = TALLY_WAL_CLUSTER_CLAIM, .origin = 0,
+    .position = 5, .producer = 8, .seq = 77, .attempt = TALLY_CLAIM_KEEPER };
+  assert_true(tally_wal_cluster_add(&writer, &value));
+  assert_true(tally_wal_cluster_add(&writer, &record));
+  assert_true(tally_wal_cluster_add(&writer, &held));
+  assert_true(tally_wal_cluster_add(&writer, &claim));
+  uint32_t size = tally_wal_cluster_finish(&writer);
+  assert_int_equal(size, 8u + (4u + 8u + 5u) + (4u + 8u + 120u) + (4u + 16u) + (4u + 32u));
+  return size;
+}
+
+static void test_cluster_round_trip(void **state)
+{
+  (void)state;
+  static uint8_t bytes[TALLY_WAL_PAYLOAD_SIZE_MAX];
+  uint32_t size = small_cluster(bytes, sizeof bytes);
+  assert_int_equal(tally_wal_cluster_check(bytes, size), TALLY_WAL_CLUSTER_OK);
+  size_t offset = 0;
+  struct tally_wal_cluster_item item;
+  assert_true(tally_wal_cluster_next(bytes, size, &offset, &item));
+  assert_int_equal(item.kind, TALLY_WAL_CLUSTER_VALUE);
+  assert_int_equal(item.origin, 2);
+  assert_int_equal(item.value, -42);
+  assert_int_equal(item.name_len, 5);
+  assert_memory_equal(item.name, "rel.1", 5);
+  assert_true(tally_wal_cluster_next(bytes, size, &offset, &item));
+  assert_int_equal(item.kind, TALLY_WAL_CLUSTER_RECORD);
+  assert_true(item.producer == (7u | TALLY_PRODUCER_UNDONE_BIT));
+  assert_int_equal(item.dedup[14], 114);
+  assert_true(tally_wal_cluster_next(bytes, size, &offset, &item));
+  assert_int_equal(item.kind, TALLY_WAL_CLUSTER_HELD);
+  assert_int_equal(item.origin, 65535);
+  assert_int_equal(item.seq, 9);
+  assert_int_equal(item.scan, 1234567);
+  assert_true(tally_wal_cluster_next(bytes, size, &offset, &item));
+  assert_int_equal(item.kind, TALLY_WAL_CLUSTER_CLAIM);
+  assert_int_equal(item.position, 5);
+  assert_int_equal(item.seq, 77);
+  assert_int_equal(item.attempt, TALLY_CLAIM_KEEPER);
+  assert_false(tally_wal_cluster_next(bytes, size, &offset, &item));
+  assert_int_equal(offset, size);
+  /* A writer with nothing in it gives no payload. */
+  struct tally_wal_cluster_writer empty;
+  tally_wal_cluster_writer_init(&empty, bytes, sizeof bytes);
+  assert_int_equal(tally_wal_cluster_finish(&empty), 0);
+}
+
+static void test_cluster_writer_full(void **state)
+{
+  (void)state;
+  static uint8_t bytes[TALLY_WAL_PAYLOAD_SIZE_MAX];
+  struct tally_wal_cluster_writer writer;
+  tally_wal_cluster_writer_init(&writer, bytes, sizeof bytes);
+  char name[TALLY_NAME_LEN_MAX];
+  memset(name, 'n', sizeof name);
+  struct tally_wal_cluster_item value = { .kind = TALLY_WAL_CLUSTER_VALUE, .origin = 1,
+    .name = name, .name_len = TALLY_NAME_LEN_MAX, .value = 1 };
+  assert_int_equal(tally_wal_cluster_item_size(&value), TALLY_WAL_CLUSTER_VALUE_SIZE_MAX);
+  uint32_t added = 0;
+  while (tally_wal_cluster_add(&writer, &value)) added++;
+  assert_int_equal(added, (TALLY_WAL_PAYLOAD_SIZE_MAX - 8u) / TALLY_WAL_CLUSTER_VALUE_SIZE_MAX);
+  uint32_t size = tally_wal_cluster_finish(&writer);
+  assert_true(size <= TALLY_WAL_PAYLOAD_SIZE_MAX);
+  assert_int_equal(tally_wal_cluster_check(bytes, size), TALLY_WAL_CLUSTER_OK);
+  /* An item the decoder would refuse has no size. */
+  struct tally_wal_cluster_item bad = { .kind = TALLY_WAL_CLUSTER_HELD, .origin = 0, .seq = 1 };
+  assert_int_equal(tally_wal_cluster_item_size(&bad), 0);
+}
+
+static void expect_cluster(const uint8_t *bytes, size_t size, enum tally_wal_cluster_check want)
+{
+  assert_int_equal(tally_wal_cluster_check(bytes, size), want);
+}
+
+static void test_cluster_rejections(void **state)
+{
+  (void)state;
+  static uint8_t bytes[TALLY_WAL_PAYLOAD_SIZE_MAX];
+  uint32_t size = small_cluster(bytes, sizeof bytes);
+  for (uint32_t cut = 0; cut < size; cut++) {
+    assert_int_not_equal(tally_wal_cluster_check(bytes, cut), TALLY_WAL_CLUSTER_OK);
+  }
+  /* Offsets: header 8; value at 8 (17 bytes); record at 25 (132); held at 157 (20); claim at 177. */
+  expect_cluster(bytes, 7, TALLY_WAL_CLUSTER_TRUNCATED);
+  bytes[size] = 0;
+  expect_cluster(bytes, size + 1u, TALLY_WAL_CLUSTER_TRAILING);
+  small_cluster(bytes, sizeof bytes); bytes[0] = 0;
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_COUNT);
+  small_cluster(bytes, sizeof bytes); bytes[0] = 5;
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_COUNT);
+  small_cluster(bytes, sizeof bytes); bytes[0] = 3;
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_TRAILING);
+  small_cluster(bytes, sizeof bytes); bytes[5] = 1;
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_RESERVED);
+  small_cluster(bytes, sizeof bytes); bytes[8] = 9;
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_KIND);
+  small_cluster(bytes, sizeof bytes); bytes[8] = 0;
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_KIND);
+  small_cluster(bytes, sizeof bytes); bytes[8 + 12] = '|';
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_NAME);
+  small_cluster(bytes, sizeof bytes); bytes[8 + 1] = 0; /* a value with no name */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_NAME);
+  small_cluster(bytes, sizeof bytes); bytes[25 + 1] = 1; /* a record with a name length */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_FIELD);
+  small_cluster(bytes, sizeof bytes); memset(bytes + 25 + 4, 0, 8); /* producer 0 */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_FIELD);
+  small_cluster(bytes, sizeof bytes); bytes[157 + 2] = 0; bytes[157 + 3] = 0; /* held, origin 0 */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_ORIGIN);
+  small_cluster(bytes, sizeof bytes); memset(bytes + 157 + 4, 0, 8); /* held_seq 0 */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_FIELD);
+  small_cluster(bytes, sizeof bytes); bytes[177 + 2] = 1; /* a claim for a replica */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_ORIGIN);
+  small_cluster(bytes, sizeof bytes); memset(bytes + 177 + 28, 0, 8); /* attempt 0 */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_FIELD);
+  small_cluster(bytes, sizeof bytes); bytes[177 + 28 + 2] = 1; /* attempt above the keeper's */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_FIELD);
+  small_cluster(bytes, sizeof bytes); bytes[177 + 12 + 7] = 0x80; /* a claim's producer too big */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_BAD_FIELD);
+  small_cluster(bytes, sizeof bytes); bytes[8 + 1] = 200; /* a name longer than what is left */
+  expect_cluster(bytes, size, TALLY_WAL_CLUSTER_TRUNCATED);
+  assert_string_equal(tally_wal_cluster_check_name(TALLY_WAL_CLUSTER_TRAILING), "trailing bytes");
+}
+
+/* The queue: tickets in order, durable only when the persister says, a slot reused. */
+static void test_wal_queue(void **state)
+{
+  (void)state;
+  static struct tally_wal_queue queue;
+  assert_int_equal(tally_wal_queue_open(&queue), 0);
+  for (uint64_t round = 0; round < 3u * TALLY_WAL_QUEUE_SLOTS; round++) {
+    uint8_t *out = tally_wal_queue_reserve(&queue); /* never waits: one slot in use */
+    out[0] = (uint8_t)round;
+    tally_wal_queue_enter(&queue);
+    assert_false(tally_wal_queue_left(&queue, tally_wal_queue_entered(&queue)));
+    assert_int_equal(tally_wal_queue_publish(&queue, 1u + (uint32_t)(round % 7u)), round + 1u);
+    tally_wal_queue_leave(&queue);
+    assert_true(tally_wal_queue_left(&queue, tally_wal_queue_entered(&queue)));
+    assert_int_equal(tally_wal_queue_ready(&queue), 1);
+    const struct tally_wal_queue_slot *slot = tally_wal_queue_peek(&queue, 0);
+    assert_int_equal(slot->size, 1u + round % 7u);
+    assert_int_equal(slot->payload[0], (uint8_t)round);
+    assert_int_equal(tally_wal_queue_durable(&queue), round);
+    tally_wal_queue_pop(&queue, 1);
+    assert_int_equal(tally_wal_queue_durable(&queue), round); /* not before the sync */
+    tally_wal_queue_set_durable(&queue);
+    assert_int_equal(tally_wal_queue_durable(&queue), round + 1u);
+  }
+  assert_int_equal(queue.waits, 0);
+  tally_wal_queue_close(&queue);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -344,6 +513,10 @@ int main(void)
     cmocka_unit_test(test_batch_round_trip),
     cmocka_unit_test(test_batch_encode_refuses),
     cmocka_unit_test(test_batch_decode_rejections),
+    cmocka_unit_test(test_cluster_round_trip),
+    cmocka_unit_test(test_cluster_writer_full),
+    cmocka_unit_test(test_cluster_rejections),
+    cmocka_unit_test(test_wal_queue),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
