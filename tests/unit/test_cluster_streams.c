@@ -271,7 +271,7 @@ static void write_counters(struct world *world, uint32_t index, uint32_t count, 
     char name[16];
     int length = snprintf(name, sizeof name, "c%u", k);
     assert_int_equal(tally_shard_set(&appliance->store.shards[0], name, (uint32_t)length,
-      tally_name_hash(name, (size_t)length), value + k), TALLY_OK);
+      tally_store_name_hash(&appliance->store, name, (size_t)length), value + k), TALLY_OK);
   }
   __atomic_fetch_add(&appliance->lcores[0].stats.applied_seq, 1, __ATOMIC_RELEASE);
 }
@@ -285,7 +285,7 @@ static int64_t replica_value(struct world *world, uint32_t holder, uint32_t orig
   char name[16];
   int length = snprintf(name, sizeof name, "c%u", k);
   int64_t slot = tally_shard_find(&store->replicas[r], name, (uint32_t)length,
-    tally_name_hash(name, (size_t)length));
+    tally_store_name_hash(store, name, (size_t)length));
   return slot < 0 ? -1 : tally_shard_slot_value(&store->replicas[r], (uint32_t)slot);
 }
 
@@ -559,7 +559,7 @@ static void test_restore_from_peers(void **state)
     char name[16];
     int length = snprintf(name, sizeof name, "c%u", k);
     int64_t slot = tally_shard_find(&store->shards[0], name, (uint32_t)length,
-      tally_name_hash(name, (size_t)length));
+      tally_store_name_hash(store, name, (size_t)length));
     assert_true(slot >= 0);
     assert_int_equal(tally_shard_slot_value(&store->shards[0], (uint32_t)slot), 1000 + k);
   }
