@@ -165,7 +165,11 @@ struct tally_cluster_peer {
   _(keeps_withheld, "batches applied here that this node would keep (a yield, a restore "  \
     "claim) but whose undo here its undone set can no longer rule out: not kept, so never " \
     "lost, counted twice if it was not undone")                                            \
-  _(claims_received, "claims received from peers")
+  _(claims_received, "claims received from peers")                                         \
+  _(snapshot_insert_failed, "counters the replication snapshot's index refused: that scan "  \
+    "planned no list and is retried (alert on any: replication is stalled)")                  \
+  _(totals_saturated, "counters whose node total (sum over shards) left int64: replicated " \
+    "as INT64_MAX or INT64_MIN, not dropped")
 
 struct tally_cluster {
   struct tally_appliance *appliance;

@@ -9,6 +9,13 @@
  * records of batches this node undid before them, the records of batches it
  * applied after them, then the claims (cluster_dedup.c). Runs on the
  * cluster thread (the snapshot is opened and closed on the start-up thread).
+ *
+ * Nothing drops out silently (issue 14 H1, C1): the index hashes under a
+ * random seed with extendable buckets, so names chosen to collide cannot
+ * overflow a bucket; if an insert still fails, the scan fails closed —
+ * counted (snapshot_insert_failed), no peer gets a list from it (none could
+ * confirm a snapshot that lacks a counter), and the next tick scans again.
+ * A node total beyond int64 is replicated saturated (totals_saturated).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -18,6 +25,7 @@
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
 #include <rte_lcore.h>
+#include <sodium.h>
 
 #include "cluster_internal.h"
 #include "tally/name.h"
@@ -39,8 +47,10 @@ int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size
     .entries = cluster->capacity,
     .key_len = KEY_SIZE,
     .hash_func = rte_hash_crc,
-    .hash_func_init_val = 0,
+    .hash_func_init_val = randombytes_random(), /* not chosen by whoever picks names */
     .socket_id = (int)rte_socket_id(),
+    /* Extendable buckets: every name fits, whatever they hash to. */
+    .extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE,
   };
   cluster->index = rte_hash_create(&parameters);
   cluster->names = calloc(cluster->capacity, sizeof cluster->names[0]);
@@ -79,7 +89,11 @@ static bool seen_earlier(const struct tally_store *store, uint32_t before, const
   return false;
 }
 
-/* Sum over this node's shards; false if it does not fit int64. */
+/*
+ * Sum over this node's shards, saturated to int64 (each shard refuses an
+ * increment past int64, but the sum of several can leave it): false if it
+ * was saturated. Replicated saturated rather than not at all.
+ */
 static bool own_total(const struct tally_store *store, const char *name, uint32_t name_len,
   uint32_t hash, int64_t *total)
 {
@@ -88,12 +102,13 @@ static bool own_total(const struct tally_store *store, const char *name, uint32_
     int64_t slot = tally_shard_find(&store->shards[i], name, name_len, hash);
     if (slot >= 0) sum += tally_shard_slot_value(&store->shards[i], (uint32_t)slot);
   }
-  if (sum > INT64_MAX || sum < INT64_MIN) return false;
-  *total = (int64_t)sum;
-  return true;
+  *total = sum > INT64_MAX ? INT64_MAX : sum < INT64_MIN ? INT64_MIN : (int64_t)sum;
+  assert(*total == sum || *total == INT64_MAX || *total == INT64_MIN);
+  return sum == *total;
 }
 
-static void record(struct tally_cluster *cluster, const char *name, uint32_t name_len,
+/* Notes the counter's total; false (counted) if the index refused it. */
+static bool record(struct tally_cluster *cluster, const char *name, uint32_t name_len,
   int64_t total)
 {
   uint8_t key[KEY_SIZE];
@@ -101,7 +116,10 @@ static void record(struct tally_cluster *cluster, const char *name, uint32_t nam
   key[0] = (uint8_t)name_len;
   memcpy(key + 1, name, name_len);
   int32_t position = rte_hash_add_key(cluster->index, key);
-  if (position < 0) return; /* full: cannot happen with the store's own capacity */
+  if (position < 0) { /* never silently: the scan fails and is retried */
+    cluster->snapshot_insert_failed++;
+    return false;
+  }
   assert((uint32_t)position < cluster->capacity);
   if (cluster->name_lens[position] == 0) {
     memcpy(cluster->names[position], name, name_len);
@@ -110,10 +128,13 @@ static void record(struct tally_cluster *cluster, const char *name, uint32_t nam
     cluster->positions[cluster->positions_count++] = (uint32_t)position;
   }
   cluster->current[position] = total;
+  return true;
 }
 
-static void scan_values(struct tally_cluster *cluster)
+/* Takes every counter's node total; false if one could not be noted (nothing to plan from). */
+static bool scan_values(struct tally_cluster *cluster)
 {
+  bool complete = true;
   const struct tally_store *store = &cluster->appliance->store;
   for (uint32_t s = 0; s < store->geometry.shard_count; s++) {
     const struct tally_shard *shard = &store->shards[s];
@@ -124,11 +145,13 @@ static void scan_values(struct tally_cluster *cluster)
       assert(name_len >= 1 && name_len <= TALLY_NAME_LEN_MAX);
       if (seen_earlier(store, s, entry->name, name_len, entry->hash)) continue;
       int64_t total = 0;
-      if (own_total(store, entry->name, name_len, entry->hash, &total)) {
-        record(cluster, entry->name, name_len, total);
+      if (!own_total(store, entry->name, name_len, entry->hash, &total)) {
+        cluster->totals_saturated++;
       }
+      complete = record(cluster, entry->name, name_len, total) && complete;
     }
   }
+  return complete;
 }
 
 /* Gives an idle peer the list of counters it does not hold as they are now. */
@@ -205,7 +228,7 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
       memcpy(cluster->dedup_applied_seen, capture, sizeof cluster->dedup_applied_seen);
       cluster->compensations_seen = compensations;
     }
-    scan_values(cluster);
+    if (!scan_values(cluster)) return; /* fail closed: no list lacks a counter; retried */
     tally_cluster_log_scan_mark(&cluster->log, appliance); /* log mode: what it read */
     cluster->writes_seen = writes;
     cluster->scans++;

@@ -22,6 +22,7 @@
 
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
+#include <sodium.h>
 #include <rte_lcore.h>
 
 #include "journal_index.h"
@@ -54,7 +55,7 @@ int tally_journal_index_open(struct tally_journal_index *index, uint32_t shard_n
     .entries = TALLY_JOURNAL_ENTRIES,
     .key_len = sizeof(struct journal_key),
     .hash_func = rte_hash_crc,
-    .hash_func_init_val = 0,
+    .hash_func_init_val = randombytes_random(), /* producer ids and seqs come from outside */
     .socket_id = (int)rte_socket_id(),
     /* Extendable buckets: every one of the ring's keys fits, whatever they hash to. */
     .extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE,

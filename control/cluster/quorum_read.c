@@ -81,7 +81,7 @@ static void quorum_local(struct tally_cluster *cluster, const char *name, uint32
   struct quorum_copy *copies, bool *found)
 {
   const struct tally_store *store = &cluster->appliance->store;
-  uint32_t hash = tally_name_hash(name, name_len);
+  uint32_t hash = tally_store_name_hash(store, name, name_len);
   __int128 own = 0;
   bool has = false;
   for (uint32_t i = 0; i < store->geometry.shard_count; i++) {

@@ -83,7 +83,7 @@ bool tally_replica_stage_counters(struct tally_replica_stage *stage, struct tall
   if (stage->count + count > room) compact_counters(stage);
   uint32_t before = stage->count;
   for (uint32_t i = 0; i < count; i++) {
-    uint32_t hash = tally_name_hash(entries[i].name, entries[i].name_len);
+    uint32_t hash = tally_shard_name_hash(replica, entries[i].name, entries[i].name_len);
     int64_t slot = tally_shard_find(replica, entries[i].name, entries[i].name_len, hash);
     if (slot < 0 &&
         tally_shard_add(replica, entries[i].name, entries[i].name_len, hash, 0) == TALLY_OK) {

@@ -48,7 +48,7 @@ static void restore_counters(struct tally_cluster *cluster,
   struct tally_store *store = &cluster->appliance->store;
   for (uint32_t i = 0; i < part->count; i++) {
     const struct tally_replication_entry *entry = &part->entries[i];
-    uint32_t hash = tally_name_hash(entry->name, entry->name_len);
+    uint32_t hash = tally_store_name_hash(store, entry->name, entry->name_len);
     __int128 others = 0;
     for (uint32_t s = 1; s < store->geometry.shard_count; s++) {
       int64_t slot = tally_shard_find(&store->shards[s], entry->name, entry->name_len, hash);

@@ -215,8 +215,8 @@ void tally_cluster_stream_in_read_request(struct tally_cluster *cluster,
 {
   if (request->count != 1) return;
   const struct tally_replication_entry *entry = &request->entries[0];
-  uint32_t hash = tally_name_hash(entry->name, entry->name_len);
   struct tally_store *store = &cluster->appliance->store;
+  uint32_t hash = tally_store_name_hash(store, entry->name, entry->name_len);
   struct tally_replication_message reply = { .type = TALLY_REPLICATION_READ_REPLY,
     .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = request->seq,
     .scan = UINT64_MAX };

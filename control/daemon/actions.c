@@ -81,7 +81,7 @@ static const struct tally_shard *table_at(const struct tally_appliance *applianc
 static bool counter_total(struct tally_appliance *appliance, const char *name, uint32_t name_len,
   __int128 *total)
 {
-  uint32_t hash = tally_name_hash(name, name_len);
+  uint32_t hash = tally_store_name_hash(&appliance->store, name, name_len);
   bool found = false;
   *total = 0;
   for (uint32_t i = 0; i < table_count(appliance); i++) {

@@ -35,6 +35,24 @@ static uint64_t counters_in_use(struct tally_appliance *appliance)
   return total;
 }
 
+/* The longest probe a slot of any shard or replica table sits at (issue 14 H1). */
+static uint64_t slot_probe_max(struct tally_appliance *appliance)
+{
+  const struct tally_store *store = &appliance->store;
+  uint32_t longest = 0;
+  for (uint32_t i = 0; i < store->geometry.shard_count; i++) {
+    uint32_t probe = tally_shard_probe_max(&store->shards[i]);
+    if (probe > longest) longest = probe;
+  }
+  for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
+    if (!tally_store_replica_bound(store, r)) continue;
+    uint32_t probe = tally_shard_probe_max(&store->replicas[r]);
+    if (probe > longest) longest = probe;
+  }
+  assert(longest < TALLY_SLOT_PROBE_MAX);
+  return longest;
+}
+
 static uint64_t persist_lag_ns(struct tally_appliance *appliance)
 {
   uint64_t last_ns = load(&appliance->persister_stats.last_commit_mono_ns);
@@ -202,6 +220,8 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   tally_out_printf(out, "counters_in_use %" PRIu64 "\n", counters_in_use(appliance));
   tally_out_printf(out, "counters_capacity %" PRIu64 "\n",
     (uint64_t)appliance->config.counters_max * appliance->lcore_count);
+  tally_out_printf(out, "slot_probe_max %" PRIu64 "\n", slot_probe_max(appliance));
+  tally_out_printf(out, "slot_probe_limit %u\n", TALLY_SLOT_PROBE_MAX);
   tally_out_printf(out, "store_persist_mode %s\n", appliance->persist->name);
   tally_out_printf(out, "store_granularity %s\n", appliance->store.granularity_name);
   tally_out_printf(out, "store_commits %" PRIu64 "\n", load(&appliance->persister_stats.commits));
@@ -268,6 +288,11 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   metric_header(out, "counters_capacity", "gauge", "counter slots available, all shards");
   tally_out_printf(out, "tally_counters_capacity %" PRIu64 "\n",
     (uint64_t)appliance->config.counters_max * appliance->lcore_count);
+  metric_header(out, "slot_probe_max", "gauge",
+    "longest probe a counter slot sits at, any table (refused past slot_probe_limit)");
+  tally_out_printf(out, "tally_slot_probe_max %" PRIu64 "\n", slot_probe_max(appliance));
+  metric_header(out, "slot_probe_limit", "gauge", "the probe bound: longer probes are refused");
+  tally_out_printf(out, "tally_slot_probe_limit %u\n", TALLY_SLOT_PROBE_MAX);
   metric_header(out, "store_commits_total", "counter", "group commits completed");
   tally_out_printf(out, "tally_store_commits_total %" PRIu64 "\n",
     load(&appliance->persister_stats.commits));

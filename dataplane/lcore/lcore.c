@@ -80,7 +80,7 @@ static void handle_statsd(struct tally_lcore *lcore, const struct tally_packet *
     enum tally_reason reason =
       tally_statsd_parse_line(line, line_len, &config->statsd_tags, &counter);
     if (reason == TALLY_OK) {
-      uint32_t hash = tally_name_hash(counter.name, counter.name_len);
+      uint32_t hash = tally_shard_name_hash(lcore->shard, counter.name, counter.name_len);
       reason = tally_shard_add(lcore->shard, counter.name, counter.name_len, hash, counter.delta);
     }
     if (reason == TALLY_OK) {

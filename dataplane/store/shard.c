@@ -86,8 +86,10 @@ uint32_t tally_shard_slot_probe(const struct tally_shard *shard, const char *nam
   assert(name_len <= TALLY_NAME_LEN_MAX);
   uint32_t mask = shard->slots_count - 1u;
   uint32_t index = hash & mask;
-  *empty = SLOT_NONE;
-  for (uint32_t step = 0; step < shard->slots_count; step++) {
+  uint32_t bound = shard->slots_count < TALLY_SLOT_PROBE_MAX ? shard->slots_count :
+    TALLY_SLOT_PROBE_MAX;
+  *empty = bound < shard->slots_count ? SLOT_PROBE_LIMIT : SLOT_NONE;
+  for (uint32_t step = 0; step < bound; step++) {
     const struct tally_slot *slot = &shard->slots[index];
     uint16_t len = __atomic_load_n(&slot->name_len, __ATOMIC_ACQUIRE);
     if (len == 0) {
@@ -101,6 +103,32 @@ uint32_t tally_shard_slot_probe(const struct tally_shard *shard, const char *nam
     index = (index + 1u) & mask;
   }
   return SLOT_NONE;
+}
+
+enum tally_reason tally_shard_slot_room(const struct tally_shard *shard, uint32_t empty)
+{
+  assert(shard != NULL);
+  assert(empty < shard->slots_count || empty == SLOT_NONE || empty == SLOT_PROBE_LIMIT);
+  if (shard->header->counters_used >= shard->counters_max || empty == SLOT_NONE) {
+    return TALLY_REASON_COUNTERS_FULL;
+  }
+  if (empty == SLOT_PROBE_LIMIT) return TALLY_REASON_PROBE_LIMIT;
+  return TALLY_OK;
+}
+
+void tally_shard_set_name_key(struct tally_shard *shard, const struct tally_name_key *key)
+{
+  assert(shard != NULL);
+  assert(key != NULL);
+  shard->name_key = *key;
+}
+
+uint32_t tally_shard_probe_max(const struct tally_shard *shard)
+{
+  assert(shard != NULL);
+  uint32_t probe_max = __atomic_load_n(&shard->probe_max, __ATOMIC_RELAXED);
+  assert(probe_max < TALLY_SLOT_PROBE_MAX);
+  return probe_max;
 }
 
 int64_t tally_shard_find(const struct tally_shard *shard, const char *name, uint32_t name_len,
@@ -162,6 +190,9 @@ void tally_shard_slot_create(struct tally_shard *shard, uint32_t index, const ch
   __atomic_store_n(&slot->name_len, (uint16_t)name_len, __ATOMIC_RELEASE);
   shard_flush(shard, slot, TALLY_STORE_CACHE_LINE_SIZE);
   header_set_counters_used(shard, shard->header->counters_used + 1u);
+  uint32_t distance = slot_probe_distance(shard, hash, index);
+  assert(distance < TALLY_SLOT_PROBE_MAX);
+  if (distance > shard->probe_max) __atomic_store_n(&shard->probe_max, distance, __ATOMIC_RELAXED);
   assert(tally_shard_slot_readable(shard, index));
 }
 
@@ -180,9 +211,8 @@ enum tally_reason tally_shard_add(struct tally_shard *shard, const char *name, u
     shard_flush(shard, slot, 16u);
     return TALLY_OK;
   }
-  if (shard->header->counters_used >= shard->counters_max || empty == SLOT_NONE) {
-    return TALLY_REASON_COUNTERS_FULL;
-  }
+  enum tally_reason room = tally_shard_slot_room(shard, empty);
+  if (room != TALLY_OK) return room;
   tally_shard_slot_create(shard, empty, name, name_len, hash, delta);
   return TALLY_OK;
 }
@@ -201,9 +231,8 @@ enum tally_reason tally_shard_set(struct tally_shard *shard, const char *name, u
     assert(slot->value == value);
     return TALLY_OK;
   }
-  if (shard->header->counters_used >= shard->counters_max || empty == SLOT_NONE) {
-    return TALLY_REASON_COUNTERS_FULL;
-  }
+  enum tally_reason room = tally_shard_slot_room(shard, empty);
+  if (room != TALLY_OK) return room;
   tally_shard_slot_create(shard, empty, name, name_len, hash, value);
   return TALLY_OK;
 }

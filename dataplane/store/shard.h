@@ -31,7 +31,7 @@
 struct tally_slot {
   int64_t value;          /* this shard's running sum */
   uint64_t value_check;   /* tally_slot_value_check(ident_crc, value) */
-  uint32_t hash;          /* tally_name_hash(name) */
+  uint32_t hash;          /* tally_name_hash(store's key, name) */
   uint32_t ident_crc;     /* tally_slot_ident_crc(index, hash, name) */
   uint16_t name_len;      /* 0: empty; stored last, with release, to publish */
   uint16_t flags;         /* TALLY_SLOT_FLAG_*; set only by recovery */
@@ -211,6 +211,14 @@ struct tally_shard {
   uint32_t counters_max;    /* < slots_count * 3/4 */
   uint32_t producer_slots_count; /* power of two */
   uint32_t producers_max;
+  /* The store's name hash key (superblock); zero until tally_shard_set_name_key. */
+  struct tally_name_key name_key;
+  /*
+   * Longest probe a slot of this table sits at (0: at its home slot), kept by
+   * the writer (relaxed store; recovery recomputes it); read by any thread for
+   * /metrics. Never above TALLY_SLOT_PROBE_MAX.
+   */
+  uint32_t probe_max;
   /*
    * Fine-grained persistence (real pmem, per-burst mode): flush a range and
    * drain. NULL when the store is group-committed by the control plane.
@@ -229,6 +237,16 @@ struct tally_shard {
 int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
   uint32_t counters_max, uint32_t producers_max, bool format);
 
+/* Sets the key names hash under in this table (the store's; before any use). */
+void tally_shard_set_name_key(struct tally_shard *shard, const struct tally_name_key *key);
+
+/* A name's index hash in this table (its store's key). Any thread. */
+static inline uint32_t tally_shard_name_hash(const struct tally_shard *shard, const char *name,
+  size_t name_len)
+{
+  return tally_name_hash(&shard->name_key, name, name_len);
+}
+
 /* ---- Recovery (single-threaded, before the lcores start) ---------------- */
 
 void tally_shard_recover(struct tally_shard *shard, struct tally_shard_recovery *report);
@@ -244,12 +262,15 @@ bool tally_shard_slot_readable(const struct tally_shard *shard, uint32_t slot_in
 int64_t tally_shard_slot_value(const struct tally_shard *shard, uint32_t slot_index);
 /* Published slots (quarantined included). */
 uint32_t tally_shard_counters_used(const struct tally_shard *shard);
+/* Longest probe a slot of the table sits at (< TALLY_SLOT_PROBE_MAX). */
+uint32_t tally_shard_probe_max(const struct tally_shard *shard);
 
 /* ---- Writes (the owning lcore only) ----------------------------------- */
 
 /*
  * Adds delta to the counter name, creating it when new. Returns TALLY_OK,
- * TALLY_REASON_COUNTERS_FULL (new name, table full) or
+ * TALLY_REASON_COUNTERS_FULL (new name, table full),
+ * TALLY_REASON_PROBE_LIMIT (new name, no empty slot within the probe bound) or
  * TALLY_REASON_COUNTER_OVERFLOW (the sum would leave int64; nothing changes).
  */
 enum tally_reason tally_shard_add(struct tally_shard *shard, const char *name, uint32_t name_len,
@@ -276,8 +297,8 @@ enum tally_ack_status tally_shard_apply_undo(struct tally_shard *shard,
 
 /*
  * Replica tables (single writer: the replication thread): sets the counter
- * to an absolute value, creating it when new. TALLY_OK or
- * TALLY_REASON_COUNTERS_FULL.
+ * to an absolute value, creating it when new. TALLY_OK,
+ * TALLY_REASON_COUNTERS_FULL or TALLY_REASON_PROBE_LIMIT.
  */
 enum tally_reason tally_shard_set(struct tally_shard *shard, const char *name, uint32_t name_len,
   uint32_t hash, int64_t value);
@@ -329,8 +350,8 @@ void tally_shard_effect_of_last(const struct tally_shard *shard,
 /*
  * Recovery, single-threaded: redoes effect onto the shard if its batch_seq
  * is above the shard's (returns TALLY_OK and *replayed true), skips it
- * otherwise (TALLY_OK, *replayed false). TALLY_REASON_COUNTERS_FULL or
- * PRODUCERS_FULL if the image cannot hold it (nothing is half-done: the
+ * otherwise (TALLY_OK, *replayed false). TALLY_REASON_COUNTERS_FULL,
+ * PROBE_LIMIT or PRODUCERS_FULL if the image cannot hold it (nothing is half-done: the
  * shard's batch_seq is stored last, so a replay cut short is redone whole).
  */
 enum tally_reason tally_shard_replay(struct tally_shard *shard,

@@ -110,7 +110,7 @@ static enum tally_ack_status plan_pairs(const struct tally_shard *shard,
   for (uint32_t i = 0; i < batch->count; i++) {
     const struct tally_wire_pair *pair = &batch->pairs[i];
     assert(tally_name_valid(pair->name, pair->name_len));
-    hash[i] = tally_name_hash(pair->name, pair->name_len);
+    hash[i] = tally_shard_name_hash(shard, pair->name, pair->name_len);
     plan->first[i] = (uint8_t)i;
     for (uint32_t j = 0; j < i; j++) {
       if (plan->first[j] == j && pair_same_name(&batch->pairs[j], pair, hash[j], hash[i])) {
@@ -123,6 +123,10 @@ static enum tally_ack_status plan_pairs(const struct tally_shard *shard,
     if (first == i) {
       uint32_t empty;
       plan->slot[i] = tally_shard_slot_probe(shard, pair->name, pair->name_len, hash[i], &empty);
+      if (plan->slot[i] == SLOT_NONE && empty == SLOT_PROBE_LIMIT) {
+        *reason = TALLY_REASON_PROBE_LIMIT; /* final, like a full table (docs/protocol.md) */
+        return TALLY_ACK_COUNTERS_FULL;
+      }
       if (plan->slot[i] == SLOT_NONE) plan->new_names++;
       before = plan->slot[i] == SLOT_NONE ? 0 : shard->slots[plan->slot[i]].value;
     } else {
@@ -142,9 +146,13 @@ static enum tally_ack_status plan_pairs(const struct tally_shard *shard,
   return TALLY_ACK_APPLIED;
 }
 
-/* Creates the batch's new names with value 0 (harmless if the batch dies). */
-static void create_new_names(struct tally_shard *shard, const struct tally_wire_batch *batch,
-  struct pairs_plan *plan)
+/*
+ * Creates the batch's new names with value 0 (harmless if the batch dies).
+ * TALLY_REASON_PROBE_LIMIT if one no longer finds an empty slot within the
+ * probe bound (an earlier new name of the batch took the one planned).
+ */
+static enum tally_reason create_new_names(struct tally_shard *shard,
+  const struct tally_wire_batch *batch, struct pairs_plan *plan)
 {
   uint32_t created = 0;
   for (uint32_t i = 0; i < batch->count; i++) {
@@ -154,16 +162,18 @@ static void create_new_names(struct tally_shard *shard, const struct tally_wire_
     }
     if (plan->slot[i] != SLOT_NONE) continue;
     const struct tally_wire_pair *pair = &batch->pairs[i];
-    uint32_t hash = tally_name_hash(pair->name, pair->name_len);
+    uint32_t hash = tally_shard_name_hash(shard, pair->name, pair->name_len);
     uint32_t empty;
     uint32_t found = tally_shard_slot_probe(shard, pair->name, pair->name_len, hash, &empty);
     assert(found == SLOT_NONE);
     assert(empty != SLOT_NONE); /* counters_used + new_names <= counters_max < slots */
+    if (empty == SLOT_PROBE_LIMIT) return TALLY_REASON_PROBE_LIMIT;
     tally_shard_slot_create(shard, empty, pair->name, pair->name_len, hash, 0);
     plan->slot[i] = empty;
     created++;
   }
   assert(created == plan->new_names);
+  return TALLY_OK;
 }
 
 /* Writes the redo record, then makes it valid: after this the batch will happen. */
@@ -246,7 +256,8 @@ static enum tally_ack_status apply_batch(struct tally_shard *shard,
   status = plan_pairs(shard, batch, &plan, reason);
   if (status != TALLY_ACK_APPLIED) return status;
 
-  create_new_names(shard, batch, &plan);
+  *reason = create_new_names(shard, batch, &plan);
+  if (*reason != TALLY_OK) return TALLY_ACK_COUNTERS_FULL; /* probe_limit: final, as planned */
   uint64_t journal_next = shard->header->journal_next;
   tally_shard_journal_append(shard, batch, plan.slot); /* before the redo record */
   assert(shard->header->journal_next == journal_next + 1u);

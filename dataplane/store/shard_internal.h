@@ -23,6 +23,8 @@
 
 /* No slot (slot and producer tables, in DRAM only): not found, or the table is full. */
 #define SLOT_NONE UINT32_MAX
+/* *empty of a probe that stopped at TALLY_SLOT_PROBE_MAX without an empty slot. */
+#define SLOT_PROBE_LIMIT (UINT32_MAX - 1u)
 
 static inline void shard_flush(const struct tally_shard *shard, const void *address,
   size_t size)
@@ -117,11 +119,23 @@ static inline void producer_store(struct tally_shard *shard, uint32_t slot, uint
 /* ---- shard.c: the slot table ------------------------------------------- */
 
 /*
- * Probes for name. Returns its healthy published slot or SLOT_NONE; *empty
- * gets the first empty slot of the probe (SLOT_NONE if the table is full).
+ * Probes for name, at most TALLY_SLOT_PROBE_MAX slots. Returns its healthy
+ * published slot or SLOT_NONE; *empty gets the first empty slot of the probe
+ * (SLOT_NONE if the table is full, SLOT_PROBE_LIMIT if the bound stopped it).
  */
 uint32_t tally_shard_slot_probe(const struct tally_shard *shard, const char *name,
   uint32_t name_len, uint32_t hash, uint32_t *empty);
+
+/* Slots walked from a hash's home slot to index (0 at home). */
+static inline uint32_t slot_probe_distance(const struct tally_shard *shard, uint32_t hash,
+  uint32_t index)
+{
+  assert(index < shard->slots_count);
+  return (index - hash) & (shard->slots_count - 1u);
+}
+
+/* TALLY_OK if a new name may go at empty, else the reason it may not. */
+enum tally_reason tally_shard_slot_room(const struct tally_shard *shard, uint32_t empty);
 
 /*
  * Creates name at the empty slot index with value, publishes it and counts

@@ -64,7 +64,9 @@ static void recover_log(struct tally_shard *shard, struct tally_shard_recovery *
   assert(report->log_replayed + report->log_discarded == 1u);
 }
 
-static bool slot_healthy(const struct tally_slot *slot, uint32_t index)
+/* A slot beyond the probe bound is never reached by a lookup (crafted, or another build). */
+static bool slot_healthy(const struct tally_shard *shard, const struct tally_slot *slot,
+  uint32_t index)
 {
   assert(slot != NULL);
   uint32_t len = slot->name_len;
@@ -72,7 +74,8 @@ static bool slot_healthy(const struct tally_slot *slot, uint32_t index)
   if (len == 0 || len > TALLY_NAME_LEN_MAX) return false;
   if ((slot->flags & TALLY_SLOT_FLAG_QUARANTINED) != 0) return false;
   if (!tally_name_valid(slot->name, len)) return false;
-  if (slot->hash != tally_name_hash(slot->name, len)) return false;
+  if (slot->hash != tally_shard_name_hash(shard, slot->name, len)) return false;
+  if (slot_probe_distance(shard, slot->hash, index) >= TALLY_SLOT_PROBE_MAX) return false;
   if (slot->ident_crc != tally_slot_ident_crc(index, slot->hash, slot->name, len)) return false;
   return slot->value_check == tally_slot_value_check(slot->ident_crc, slot->value);
 }
@@ -80,11 +83,13 @@ static bool slot_healthy(const struct tally_slot *slot, uint32_t index)
 /*
  * Unpublished slots with stray bytes are cleared; published slots that fail
  * a check are quarantined for good (kept in place so probe chains hold).
+ * Recomputes the longest probe of the healthy slots (probe_max).
  */
 static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery *report)
 {
   assert(shard->slots_count > shard->counters_max);
   uint32_t used = 0;
+  uint32_t probe_max = 0;
   for (uint32_t i = 0; i < shard->slots_count; i++) {
     struct tally_slot *slot = &shard->slots[i];
     if (slot->name_len == 0) {
@@ -96,7 +101,11 @@ static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery
       continue;
     }
     used++;
-    if (slot_healthy(slot, i)) continue;
+    if (slot_healthy(shard, slot, i)) {
+      uint32_t distance = slot_probe_distance(shard, slot->hash, i);
+      if (distance > probe_max) probe_max = distance;
+      continue;
+    }
     if ((slot->flags & TALLY_SLOT_FLAG_QUARANTINED) == 0) {
       slot->flags |= TALLY_SLOT_FLAG_QUARANTINED;
       shard_flush(shard, slot, TALLY_STORE_CACHE_LINE_SIZE);
@@ -104,7 +113,9 @@ static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery
     report->slots_quarantined++;
   }
   assert(used <= shard->slots_count);
+  assert(probe_max < TALLY_SLOT_PROBE_MAX);
   report->counters_used = used;
+  shard->probe_max = probe_max;
   header_set_counters_used(shard, used);
 }
 

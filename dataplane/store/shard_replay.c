@@ -58,13 +58,12 @@ static enum tally_reason replay_slots(struct tally_shard *shard,
   for (uint32_t i = 0; i < effect->count; i++) {
     const struct tally_shard_effect_pair *pair = &effect->pairs[i];
     assert(tally_name_valid(pair->name, pair->name_len));
-    uint32_t hash = tally_name_hash(pair->name, pair->name_len);
+    uint32_t hash = tally_shard_name_hash(shard, pair->name, pair->name_len);
     uint32_t empty;
     uint32_t slot = tally_shard_slot_probe(shard, pair->name, pair->name_len, hash, &empty);
     if (slot == SLOT_NONE) {
-      if (shard->header->counters_used >= shard->counters_max || empty == SLOT_NONE) {
-        return TALLY_REASON_COUNTERS_FULL;
-      }
+      enum tally_reason room = tally_shard_slot_room(shard, empty);
+      if (room != TALLY_OK) return room;
       tally_shard_slot_create(shard, empty, pair->name, pair->name_len, hash, 0);
       slot = empty;
     }
@@ -121,7 +120,7 @@ uint32_t tally_shard_settle_copy(struct tally_shard *shard)
     struct tally_slot *slot = &shard->slots[i];
     uint32_t len = slot->name_len;
     if (len == 0 || len > TALLY_NAME_LEN_MAX || !tally_name_valid(slot->name, len)) continue;
-    if (slot->hash != tally_name_hash(slot->name, len) ||
+    if (slot->hash != tally_shard_name_hash(shard, slot->name, len) ||
       slot->ident_crc != tally_slot_ident_crc(i, slot->hash, slot->name, len)) {
       continue; /* not a torn value: the store's recovery decides */
     }

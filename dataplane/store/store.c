@@ -246,10 +246,18 @@ static int store_format(struct tally_store *store, char *error, size_t error_siz
 {
   struct tally_superblock *super = store->super;
   assert(store->size == padded_size(store->fd, tally_store_file_size(&store->geometry)));
+  /* The name hash key: secret, random, this store's own (issue 14 H1). */
+  if (sodium_init() < 0) {
+    store_error(error, error_size, "store: libsodium initialisation failed");
+    return -1;
+  }
+  randombytes_buf(super->name_key.bytes, sizeof super->name_key.bytes);
+  super->name_key_crc = tally_name_key_crc(super);
   for (uint32_t i = 0; i < store->geometry.shard_count; i++) {
     int rc = tally_shard_attach(&store->shards[i], shard_region(store, i), i,
       store->geometry.counters_max, store->geometry.producers_max, true);
     assert(rc == 0);
+    tally_shard_set_name_key(&store->shards[i], &super->name_key);
   }
   /* Replica regions: none bound yet (the directory is zero: all free). */
   for (uint32_t r = 0; r < TALLY_REPLICA_REGIONS_MAX; r++) {
@@ -396,10 +404,16 @@ static int superblock_check(struct tally_store *store, const char *path, char *e
   }
   if (super->layout_version != TALLY_STORE_LAYOUT_VERSION) {
     store_error(error, error_size, "store %s: layout version %u, this build reads %u%s", path,
-      super->layout_version, TALLY_STORE_LAYOUT_VERSION, super->layout_version < 5u ?
-      " (5: 256-byte slots for tagged keys; no converter: move the file aside; a cluster node "
-      "restores from its peers; a single node: save the counts with the old build, tallyctl "
-      "list > counts, re-add them with tally-produce < counts; docs/store-layout.md)" : "");
+      super->layout_version, TALLY_STORE_LAYOUT_VERSION, super->layout_version < 6u ?
+      " (6: names hash under a secret per-store key; 5: 256-byte slots for tagged keys; no "
+      "converter: move the file aside; a cluster node restores from its peers; a single node: "
+      "save the counts with the old build, tallyctl list > counts, re-add them with "
+      "tally-produce < counts; docs/store-layout.md)" : "");
+    return -1;
+  }
+  if (super->name_key_crc != tally_name_key_crc(super)) {
+    store_error(error, error_size, "store %s: name hash key checksum mismatch (corrupt)", path);
+    store->corrupt = true;
     return -1;
   }
   if (superblock_check_geometry(store, path, error, error_size) != 0) return -1;
@@ -464,6 +478,7 @@ static int store_open_existing(struct tally_store *store, const char *path,
       store_release(store);
       return -1;
     }
+    tally_shard_set_name_key(&store->shards[i], &store->super->name_key);
   }
   if (tally_store_replicas_open(store, path, error, error_size) != 0) {
     store->corrupt = true; /* a bad directory entry or a bound region's header */

@@ -48,6 +48,12 @@ struct tally_superblock {
   uint8_t store_uuid[16];
   uint32_t replica_count; /* replica regions reserved after the shards */
   uint32_t crc; /* over every field above */
+  /*
+   * Layout 6: the secret key of the name index hash (tally_name_hash),
+   * random at creation, never changed; name_key_crc covers it.
+   */
+  struct tally_name_key name_key;
+  uint32_t name_key_crc;
   /* Mutable line. */
   uint64_t clean_shutdown __attribute__((aligned(64))); /* 1 after a clean close */
   uint64_t open_count;
@@ -153,5 +159,15 @@ void tally_store_persist(struct tally_store *store);
 
 /* Persists, marks the store clean and unmaps it. */
 void tally_store_close(struct tally_store *store);
+
+/*
+ * A name's index hash in this store (its secret key): valid in every shard
+ * and replica table of the store, never in another node's. Any thread.
+ */
+static inline uint32_t tally_store_name_hash(const struct tally_store *store, const char *name,
+  size_t name_len)
+{
+  return tally_shard_name_hash(&store->shards[0], name, name_len); /* every table: one key */
+}
 
 #endif

@@ -18,6 +18,8 @@
 
 static_assert(sizeof(struct tally_superblock) <= TALLY_STORE_BLOCK_SIZE, "superblock fits");
 static_assert(offsetof(struct tally_superblock, crc) == 68u, "superblock crc covers 0..67");
+static_assert(offsetof(struct tally_superblock, name_key) == 72u, "name key at 72");
+static_assert(offsetof(struct tally_superblock, name_key_crc) == 88u, "its crc at 88");
 static_assert(offsetof(struct tally_superblock, clean_shutdown) % 64u == 0, "mutable line");
 static_assert(offsetof(struct tally_superblock, replica_directory) == 192u, "directory line");
 static_assert(sizeof(struct tally_replica_binding) == 8u, "one 8-byte store per binding");
@@ -290,6 +292,12 @@ uint32_t tally_superblock_crc(const struct tally_superblock *super)
   assert(super != NULL);
   return tally_crc32c(super, (uint32_t)offsetof(struct tally_superblock, crc),
     TALLY_SUPERBLOCK_CRC_SEED);
+}
+
+uint32_t tally_name_key_crc(const struct tally_superblock *super)
+{
+  assert(super != NULL);
+  return tally_crc32c(&super->name_key, sizeof super->name_key, TALLY_NAME_KEY_CRC_SEED);
 }
 
 uint32_t tally_replica_binding_crc(uint32_t replica, uint32_t origin)

@@ -21,13 +21,14 @@
 #include <string.h>
 
 #include <rte_hash_crc.h>
+#include <sodium.h>
 
 #include "tally/limits.h"
 
 /* ---- The file ------------------------------------------------------------ */
 
 #define TALLY_STORE_MAGIC 0x3154535943414c54ull /* "TLACYST1" */
-#define TALLY_STORE_LAYOUT_VERSION 5u
+#define TALLY_STORE_LAYOUT_VERSION 6u
 /* Unit of the file's regions: the superblock, a shard's header and redo log. */
 #define TALLY_STORE_BLOCK_SIZE 4096u
 /* Alignment of every record that is written as a whole (slots, producers, entries). */
@@ -56,8 +57,8 @@
 #define TALLY_LOG_CRC_SEED 0x4c4f4752u               /* "LOGR" */
 #define TALLY_JOURNAL_CRC_SEED 0x4a524e4cu           /* "JRNL" */
 #define TALLY_CLAIM_CRC_SEED 0x434c414du             /* "CLAM" */
-/* Hash seeds: where a name's slot and a producer's record probe from. */
-#define TALLY_NAME_HASH_SEED 0x7a11c0deu
+#define TALLY_NAME_KEY_CRC_SEED 0x4e4b4559u          /* "NKEY" */
+/* Hash seed: where a producer's record probes from (names: the store's secret key). */
 #define TALLY_PRODUCER_HASH_SEED 0x70726f64u         /* "prod" */
 
 /* ---- Relations ------------------------------------------------------------ */
@@ -79,15 +80,16 @@ static_assert(TALLY_SUPERBLOCK_CRC_SEED != TALLY_SHARD_HEADER_CRC_SEED &&
   TALLY_SLOT_IDENT_CRC_SEED != TALLY_PRODUCER_CRC_SEED &&
   TALLY_PRODUCER_CRC_SEED != TALLY_LOG_CRC_SEED && TALLY_LOG_CRC_SEED != TALLY_JOURNAL_CRC_SEED &&
   TALLY_JOURNAL_CRC_SEED != TALLY_CLAIM_CRC_SEED &&
-  TALLY_CLAIM_CRC_SEED != TALLY_REPLICA_DIRECTORY_CRC_SEED, "record seeds differ");
+  TALLY_CLAIM_CRC_SEED != TALLY_REPLICA_DIRECTORY_CRC_SEED &&
+  TALLY_REPLICA_DIRECTORY_CRC_SEED != TALLY_NAME_KEY_CRC_SEED, "record seeds differ");
 
 /* ---- CRC32C --------------------------------------------------------------- */
 
 /*
  * CRC32C of any bytes (hardware instruction where present; stable on media):
  * the same chunking as rte_hash_crc(), but loading through memcpy, because
- * names sit at any alignment inside datagrams. tally_name_hash is the name
- * index hash.
+ * names sit at any alignment inside datagrams. Not the name index hash:
+ * that is keyed (tally_name_hash below).
  */
 static inline uint32_t tally_crc32c(const void *data, size_t size, uint32_t crc)
 {
@@ -115,9 +117,28 @@ static inline uint32_t tally_crc32c(const void *data, size_t size, uint32_t crc)
   return crc;
 }
 
-static inline uint32_t tally_name_hash(const char *name, size_t name_len)
+/*
+ * The name index hash: SipHash-2-4 (libsodium crypto_shorthash) under the
+ * store's secret key (random at creation, in the superblock, layout 6), low
+ * 32 bits. Nobody without the key can pick names that collide, so probe runs
+ * stay short (issue 14 H1); the probe bound (TALLY_SLOT_PROBE_MAX) still
+ * fails closed if they do not. A hash means something only under its store's
+ * key: it never travels between nodes (each recomputes from the name).
+ */
+#define TALLY_NAME_KEY_SIZE 16u
+struct tally_name_key {
+  uint8_t bytes[TALLY_NAME_KEY_SIZE];
+};
+static_assert(TALLY_NAME_KEY_SIZE == crypto_shorthash_KEYBYTES, "SipHash key");
+
+static inline uint32_t tally_name_hash(const struct tally_name_key *key, const char *name,
+  size_t name_len)
 {
-  return tally_crc32c(name, name_len, TALLY_NAME_HASH_SEED);
+  uint8_t out[crypto_shorthash_BYTES];
+  crypto_shorthash(out, (const unsigned char *)name, name_len, key->bytes);
+  uint32_t hash;
+  memcpy(&hash, out, sizeof hash);
+  return hash;
 }
 
 /* Where a producer's record probe starts (before masking by the table size). */
@@ -193,6 +214,7 @@ uint32_t tally_batch_log_crc(const struct tally_batch_log *log);
 uint32_t tally_journal_crc(const struct tally_journal_entry *entry);
 uint32_t tally_claim_crc(const struct tally_claim *claim);
 uint32_t tally_superblock_crc(const struct tally_superblock *super);
+uint32_t tally_name_key_crc(const struct tally_superblock *super);
 uint32_t tally_replica_binding_crc(uint32_t replica, uint32_t origin);
 
 #endif

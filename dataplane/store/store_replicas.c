@@ -79,6 +79,7 @@ static int attach(struct tally_store *store, uint32_t replica, bool format)
   int rc = tally_shard_attach(shard, store->base + offset, store->geometry.shard_count + replica,
     tally_store_replica_counters(&store->geometry), tally_store_replica_producers(&store->geometry),
     format);
+  if (rc == 0) tally_shard_set_name_key(shard, &store->super->name_key); /* the store's */
   if (rc == 0 && store->mode == TALLY_PERSIST_PER_BURST) {
     shard->flush = pmem2_get_flush_fn(store->map);
     shard->drain = pmem2_get_drain_fn(store->map);

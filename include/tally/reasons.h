@@ -58,6 +58,7 @@
   /* increments */                                                                      \
   _(COUNTERS_FULL, "counters_full", "counter table full; new name refused")             \
   _(COUNTER_OVERFLOW, "counter_overflow", "increment would overflow int64 (rejected)")  \
+  _(PROBE_LIMIT, "probe_limit", "name's slot probe would pass the probe bound (refused)") \
   /* output */                                                                          \
   _(TX_FULL, "tx_full", "reply dropped: TX queue full")                                 \
   _(REPLY_RATE_LIMITED, "reply_rate_limited", "ARP or ICMP reply over the lcore's rate (token bucket)")

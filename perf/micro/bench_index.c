@@ -100,7 +100,7 @@ static int index_table_build(uint32_t counters)
   for (uint32_t i = 0; i < counters; i++) {
     struct index_key *key = &index_table.keys[i];
     key->length = bench_name(key->name, KEY_NAME_SIZE, "idx.counter.", i);
-    uint32_t hash = tally_name_hash(key->name, key->length);
+    uint32_t hash = tally_shard_name_hash(index_table.shard.shard, key->name, key->length);
     if (tally_shard_add(index_table.shard.shard, key->name, key->length, hash, 1) != TALLY_OK) {
       index_table_release();
       return -1;
@@ -130,7 +130,7 @@ void bench_shard_find(struct bench_state *state)
     for (uint32_t step = 0; step < LOOKUP_BATCH; step++) {
       const struct index_key *key = &keys[cursor];
       cursor = cursor + 1u == index_table.counters ? 0 : cursor + 1u;
-      uint32_t hash = tally_name_hash(key->name, key->length);
+      uint32_t hash = tally_shard_name_hash(shard, key->name, key->length);
       missed += tally_shard_find(shard, key->name, key->length, hash) < 0;
     }
   }

@@ -55,7 +55,7 @@ static int persist_names_create(struct persist_fixture *fixture)
     const char *name = fixture->names[i];
     uint32_t length = bench_name(fixture->names[i], PERSIST_NAME_SIZE, "persist.hot.", i);
     fixture->lengths[i] = length;
-    uint32_t hash = tally_name_hash(name, length);
+    uint32_t hash = tally_shard_name_hash(fixture->shard, name, length);
     if (tally_shard_add(fixture->shard, name, length, hash, 0) != TALLY_OK) return -1;
     int64_t slot = tally_shard_find(fixture->shard, name, length, hash);
     if (slot < 0) return -1;
@@ -110,7 +110,8 @@ static void persist_close(struct bench_state *state, struct persist_fixture *fix
   for (uint32_t i = 0; i < PERSIST_NAMES; i++) {
     const char *name = fixture->names[i];
     uint32_t length = fixture->lengths[i];
-    int64_t slot = tally_shard_find(fixture->shard, name, length, tally_name_hash(name, length));
+    int64_t slot = tally_shard_find(fixture->shard, name, length,
+      tally_shard_name_hash(fixture->shard, name, length));
     if (slot >= 0) sum += tally_shard_slot_value(fixture->shard, (uint32_t)slot);
   }
   if (sum != adds) bench_fail(state, "persist: the store lost an increment");
@@ -125,7 +126,7 @@ static inline int64_t persist_add(struct persist_fixture *fixture, uint32_t i)
   assert(i < PERSIST_NAMES);
   const char *name = fixture->names[i];
   uint32_t length = fixture->lengths[i];
-  uint32_t hash = tally_name_hash(name, length);
+  uint32_t hash = tally_shard_name_hash(fixture->shard, name, length);
   return tally_shard_add(fixture->shard, name, length, hash, 1) != TALLY_OK;
 }
 

@@ -70,7 +70,7 @@ static int recovery_fill(struct tally_store *store, uint32_t counters)
   char name[RECOVERY_NAME_SIZE];
   for (uint32_t i = 0; i < counters; i++) {
     uint32_t length = bench_name(name, sizeof(name), "recovery.counter.", i);
-    uint32_t hash = tally_name_hash(name, length);
+    uint32_t hash = tally_shard_name_hash(shard, name, length);
     if (tally_shard_add(shard, name, length, hash, (int64_t)i + 1) != TALLY_OK) return -1;
   }
   assert(tally_shard_counters_used(shard) == counters);

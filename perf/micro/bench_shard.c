@@ -61,7 +61,8 @@ static int hot_names_create(struct tally_shard *shard)
   for (uint32_t i = 0; i < HOT_NAMES; i++) {
     const char *name = hot_names.names[i];
     uint32_t length = hot_names.lengths[i];
-    if (tally_shard_add(shard, name, length, tally_name_hash(name, length), 0) != TALLY_OK) {
+    uint32_t hash = tally_shard_name_hash(shard, name, length);
+    if (tally_shard_add(shard, name, length, hash, 0) != TALLY_OK) {
       return -1;
     }
   }
@@ -76,7 +77,8 @@ static int64_t hot_names_sum(const struct tally_shard *shard)
   for (uint32_t i = 0; i < HOT_NAMES; i++) {
     const char *name = hot_names.names[i];
     uint32_t length = hot_names.lengths[i];
-    int64_t slot = tally_shard_find(shard, name, length, tally_name_hash(name, length));
+    int64_t slot = tally_shard_find(shard, name, length,
+      tally_shard_name_hash(shard, name, length));
     if (slot >= 0) sum += tally_shard_slot_value(shard, (uint32_t)slot);
   }
   assert(sum >= 0);
@@ -120,7 +122,7 @@ void bench_shard_add_per_thread(struct bench_state *state)
       uint32_t i = (start + step) % HOT_NAMES;
       const char *name = hot_names.names[i];
       uint32_t length = hot_names.lengths[i];
-      uint32_t hash = tally_name_hash(name, length);
+      uint32_t hash = tally_shard_name_hash(shard.shard, name, length);
       failed += tally_shard_add(shard.shard, name, length, hash, 1) != TALLY_OK;
     }
   }
@@ -167,7 +169,8 @@ void bench_atomic_add_shared_table(struct bench_state *state)
       uint32_t i = (start + step) % HOT_NAMES;
       const char *name = hot_names.names[i];
       uint32_t length = hot_names.lengths[i];
-      int64_t slot = tally_shard_find(table, name, length, tally_name_hash(name, length));
+      int64_t slot = tally_shard_find(table, name, length,
+        tally_shard_name_hash(table, name, length));
       if (slot < 0) {
         missed++;
         continue;

@@ -133,7 +133,7 @@ static uint32_t datagram_apply(const struct statsd_datagram *datagram,
     struct tally_statsd_counter counter;
     enum tally_reason reason = tally_statsd_parse_line(line, line_len, NULL, &counter);
     if (reason != TALLY_OK) continue;
-    uint32_t hash = tally_name_hash(counter.name, counter.name_len);
+    uint32_t hash = tally_shard_name_hash(shard, counter.name, counter.name_len);
     reason = tally_shard_add(shard, counter.name, counter.name_len, hash, counter.delta);
     if (reason == TALLY_OK) applied++;
   }

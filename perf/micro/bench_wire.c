@@ -111,7 +111,7 @@ void bench_wire_apply_batch(struct bench_state *state)
   /* The first pair's counter holds its delta (1) once per batch applied. */
   const struct tally_wire_pair *first = &fixture.batch.pairs[0];
   int64_t slot = tally_shard_find(shard.shard, first->name, first->name_len,
-    tally_name_hash(first->name, first->name_len));
+    tally_shard_name_hash(shard.shard, first->name, first->name_len));
   int64_t value = slot < 0 ? 0 : tally_shard_slot_value(shard.shard, (uint32_t)slot);
   if (rejected != 0 || value != batches * first->delta) {
     bench_fail(state, "wire_apply_batch: a batch was not applied exactly once");

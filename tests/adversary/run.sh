@@ -17,7 +17,12 @@
 #       node.demo, or a secret key in a file others may read: refused with
 #       one line; tally-produce --key refused, and a running tally-produce's
 #       /proc/PID/cmdline holds no key;
-#   L5  a store path that is a symbolic link: tallyd refuses to start.
+#   L5  a store path that is a symbolic link: tallyd refuses to start;
+#   H1  4096 statsd names that all collide under the name hash before layout 6
+#       (CRC32C, public seed), sent again and again while a reliable producer
+#       runs: its batches are acked, the longest slot probe stays short
+#       (slot_probe_max under 256, the bound is 1024) and nothing is refused
+#       for the probe bound (drop_probe_limit 0).
 # L3 and H4 (cluster receivers) are covered by test_cluster_streams, test_shard
 # and fuzz_replication (no cluster here). Run under
 # `flock /tmp/tally-netns.lock`; every wait is bounded; processes stopped by PID.
@@ -182,6 +187,22 @@ chmod 600 "$work/link.ini"
 said=$(timeout 60 "$build/control/tallyd" -c "$work/link.ini" 2>&1); code=$?
 echo "$said" | tail -2
 verdict "L5: a store path that is a symbolic link is refused" failed_with "symbolic link"
+
+# ---- H1: names colliding under the old public hash -----------------------------------
+peer timeout 120 python3 "$attack" h1 10.77.0.1 8125 --names 4096 --rounds 60 \
+  >"$work/h1.json" 2>"$work/h1.err" &
+pids+=($!); h1_pid=$!
+still_serving "during H1" 6
+wait "$h1_pid"
+cat "$work/h1.json" "$work/h1.err"
+verdict "H1: the flood was 4096 names of one old hash" \
+  test "$(json "$work/h1.json" distinct_old_hashes)" = 1
+h1_probes() {
+  echo "slot_probe_max $(stat slot_probe_max) (limit $(stat slot_probe_limit)), probe_limit $(stat drop_probe_limit), counters_in_use $(stat counters_in_use)"
+  [ -n "$(stat slot_probe_max)" ] && [ "$(stat slot_probe_max)" -lt 256 ] &&
+    [ "$(stat drop_probe_limit)" = 0 ] && [ "$(stat counters_in_use)" -ge 2048 ]
+}
+verdict "H1: the longest probe stays short and nothing hit the probe bound" h1_probes
 still_serving "at the end" 5
 
 if [ "$failed" -gt 0 ]; then echo "--- tallyd log (tail)"; tail -25 "$work/tallyd.log"; fi

@@ -7,8 +7,10 @@ For every shard (the lcore shards, the compensation shard) and every bound
 replica table (named by its origin node): the rel.* counter values, the
 producer's record (its runs, and which of the seqs a run's head or tail
 holds; UNDONE marks the compensation shard's undone set), the journal entries
-and claims of those seqs. Reads the layout of docs/store-layout.md (layout 4)
-directly; for chaos runs kept with --keep, next to the batch check.py names.
+and claims of those seqs. Reads the layout of docs/store-layout.md
+directly (layout 6: 256-byte slots; the superblock's name hash key at
+72..91 is not needed: slots are read in order, not looked up); for chaos
+runs kept with --keep, next to the batch check.py names.
 """
 import struct, sys
 
@@ -17,6 +19,11 @@ data = open(path, 'rb').read()
 if len(data) < 4096:
     print(path, ': %d bytes, not a store (truncated?)' % len(data))
     sys.exit(1)
+SLOT = 256  # bytes of a counter slot (layout 5 and 6)
+version, = struct.unpack_from('<I', data, 8)
+if version != 6:
+    print(path, ': layout version %d, this script reads 6' % version)
+    sys.exit(1)
 shard_count, counters_max, producers_max = struct.unpack_from('<III', data, 12)
 R, = struct.unpack_from('<Q', data, 24)
 replica_count, = struct.unpack_from('<I', data, 64)
@@ -24,7 +31,7 @@ print(path, 'shards', shard_count, 'R', R, 'replicas', replica_count, 'size', le
 
 def region_size(base):
     slots, pslots = struct.unpack_from('<I', data, base + 12)[0], struct.unpack_from('<I', data, base + 20)[0]
-    j = 8192 + slots * 128 + pslots * 192
+    j = 8192 + slots * SLOT + pslots * 192
     j = (j + 4095) // 4096 * 4096
     return j, slots, pslots
 
@@ -49,7 +56,7 @@ def dump_region(name, base):
     # counters
     vals = {}
     for i in range(slots):
-        off = base + 8192 + 128 * i
+        off = base + 8192 + SLOT * i
         nl, = struct.unpack_from('<H', data, off + 24)
         if nl:
             v, = struct.unpack_from('<q', data, off)
@@ -57,7 +64,7 @@ def dump_region(name, base):
     rel = {k: v for k, v in vals.items() if k.startswith('rel.')}
     print('   rel values', dict(sorted(rel.items())))
     for j in range(pslots):
-        off = base + 8192 + 128 * slots + 192 * j
+        off = base + 8192 + SLOT * slots + 192 * j
         pid, = struct.unpack_from('<Q', data, off)
         if pid in (producer, producer | (1 << 63)):
             words = struct.unpack_from('<15Q', data, off + 16)

@@ -121,7 +121,7 @@ static int64_t node_total(struct fixture *f, const char *name)
   int64_t total = 0;
   for (uint32_t s = 0; s < f->appliance.store.geometry.shard_count; s++) {
     const struct tally_shard *shard = &f->appliance.store.shards[s];
-    int64_t slot = tally_shard_find(shard, name, len, tally_name_hash(name, len));
+    int64_t slot = tally_shard_find(shard, name, len, tally_shard_name_hash(shard, name, len));
     if (slot >= 0) total += tally_shard_slot_value(shard, (uint32_t)slot);
   }
   return total;
@@ -362,7 +362,8 @@ static void test_undo_in_a_runs_head_is_taken(void **state)
 static void restore_applied(struct fixture *f, uint64_t seq, int64_t delta)
 {
   struct tally_shard *shard = lcore_shard(f);
-  assert_int_equal(tally_shard_set(shard, "a", 1, tally_name_hash("a", 1), delta), TALLY_OK);
+  assert_int_equal(tally_shard_set(shard, "a", 1,
+    tally_shard_name_hash(shard, "a", 1), delta), TALLY_OK);
   struct tally_dedup dedup;
   memset(&dedup, 0, sizeof(dedup));
   tally_dedup_new_run(&dedup, seq);
@@ -715,8 +716,10 @@ static void test_restore_never_keeps_a_forgotten_undo(void **state)
   assert_int_equal(part.count, 2); /* applied, and undone */
   lose_store(f);
   struct tally_shard *shard = lcore_shard(f);
-  assert_int_equal(tally_shard_set(shard, "a", 1, tally_name_hash("a", 1), a), TALLY_OK);
-  assert_int_equal(tally_shard_set(shard, "b", 1, tally_name_hash("b", 1), b), TALLY_OK);
+  assert_int_equal(tally_shard_set(shard, "a", 1,
+    tally_shard_name_hash(shard, "a", 1), a), TALLY_OK);
+  assert_int_equal(tally_shard_set(shard, "b", 1,
+    tally_shard_name_hash(shard, "b", 1), b), TALLY_OK);
   tally_cluster_dedup_restore(&f->cluster, &part);
   assert_false(undone_here(f, 100));
   uint32_t written = tally_cluster_dedup_restore_claims(&f->cluster);

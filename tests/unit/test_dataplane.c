@@ -182,7 +182,8 @@ static unsigned poll_and_collect(uint32_t index, struct rte_mbuf **out, unsigned
 static int64_t shard_value(uint32_t index, const char *name)
 {
   uint32_t len = (uint32_t)strlen(name);
-  int64_t slot = tally_shard_find(&shards[index], name, len, tally_name_hash(name, len));
+  int64_t slot = tally_shard_find(&shards[index], name, len,
+    tally_shard_name_hash(&shards[index], name, len));
   if (slot < 0) return INT64_MIN;
   return tally_shard_slot_value(&shards[index], (uint32_t)slot);
 }

@@ -269,7 +269,7 @@ static void counters_fill(void)
   for (uint32_t i = 0; i < COUNTERS_MANY; i++) {
     uint32_t length = (uint32_t)snprintf(name, sizeof name, "t.c%u", i);
     assert_int_equal(tally_shard_add(&appliance.store.shards[i % 2], name, length,
-      tally_name_hash(name, length), (int64_t)i), TALLY_OK);
+      tally_store_name_hash(&appliance.store, name, length), (int64_t)i), TALLY_OK);
   }
   const struct { const char *name; uint32_t shard; int64_t delta; } more[] = {
     { "t.both", 0, 3 }, { "t.both", 1, 4 }, { "t_x", 1, -7 }, { "t{k=v}", 0, 5 },
@@ -278,7 +278,7 @@ static void counters_fill(void)
   for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
     uint32_t length = (uint32_t)strlen(more[i].name);
     assert_int_equal(tally_shard_add(&appliance.store.shards[more[i].shard], more[i].name, length,
-      tally_name_hash(more[i].name, length), more[i].delta), TALLY_OK);
+      tally_store_name_hash(&appliance.store, more[i].name, length), more[i].delta), TALLY_OK);
   }
 }
 

@@ -74,7 +74,8 @@ static struct tally_replication_entry entry(const char *name, int64_t value)
 static int64_t table_value(struct fixture *f, const char *name)
 {
   uint32_t len = (uint32_t)strlen(name);
-  int64_t slot = tally_shard_find(&f->store.replicas[0], name, len, tally_name_hash(name, len));
+  int64_t slot = tally_shard_find(&f->store.replicas[0], name, len,
+    tally_shard_name_hash(&f->store.replicas[0], name, len));
   assert_true(slot >= 0);
   return tally_shard_slot_value(&f->store.replicas[0], (uint32_t)slot);
 }
@@ -83,7 +84,8 @@ static void test_staging_names_slots_not_values(void **state)
 {
   struct fixture *f = *state;
   struct tally_shard *replica = &f->store.replicas[0];
-  assert_int_equal(tally_shard_set(replica, "old", 3, tally_name_hash("old", 3), 7), TALLY_OK);
+  assert_int_equal(tally_shard_set(replica, "old", 3,
+    tally_shard_name_hash(replica, "old", 3), 7), TALLY_OK);
   struct tally_replication_entry round[2] = { entry("old", 9), entry("new", 5) };
   assert_true(tally_replica_stage_counters(&f->stage, replica, round, 2));
   assert_int_equal(f->stage.count, 2);

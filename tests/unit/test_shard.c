@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 #include <emmintrin.h>
 #include <pthread.h>
 #include <sched.h>
@@ -52,13 +53,13 @@ static void fixture_free(struct fixture *f)
 static enum tally_reason add(struct tally_shard *shard, const char *name, int64_t delta)
 {
   uint32_t len = (uint32_t)strlen(name);
-  return tally_shard_add(shard, name, len, tally_name_hash(name, len), delta);
+  return tally_shard_add(shard, name, len, tally_shard_name_hash(shard, name, len), delta);
 }
 
 static int64_t find(const struct tally_shard *shard, const char *name)
 {
   uint32_t len = (uint32_t)strlen(name);
-  return tally_shard_find(shard, name, len, tally_name_hash(name, len));
+  return tally_shard_find(shard, name, len, tally_shard_name_hash(shard, name, len));
 }
 
 /* Value of name, asserting it is readable. */
@@ -440,6 +441,116 @@ static void test_add_and_find(void **state)
   const struct tally_slot *s = &f->shard.slots[slot];
   assert_int_equal(s->value_check, tally_slot_value_check(s->ident_crc, 8));
   assert_int_equal(s->ident_crc, tally_slot_ident_crc((uint32_t)slot, s->hash, "requests.ok", 11));
+  fixture_free(f);
+}
+
+/* ---- The probe bound and the keyed hash (issue 14 H1) ------------------- */
+
+#define PROBE_COUNTERS 1536u /* a 2048-slot table: longer than the probe bound */
+#define PROBE_NAMES (TALLY_SLOT_PROBE_MAX + 2u)
+
+/* Names whose hash (under hash_of) sends them all to home slot `home` of a 2048-slot table. */
+static char (*colliding_names(uint32_t (*hash_of)(const struct tally_shard *, const char *,
+  size_t), const struct tally_shard *shard, uint32_t home, uint32_t count))[32]
+{
+  char (*names)[32] = calloc(count, 32);
+  assert_non_null(names);
+  uint32_t found = 0;
+  for (uint32_t candidate = 0; found < count; candidate++) {
+    assert_true(candidate < 64u * 2048u * count); /* 2048 tries a name on average */
+    char name[32];
+    int length = snprintf(name, sizeof name, "probe.%u", candidate);
+    if ((hash_of(shard, name, (size_t)length) & 2047u) != home) continue;
+    memcpy(names[found++], name, (size_t)length + 1u);
+  }
+  return names;
+}
+
+static uint32_t keyed_hash(const struct tally_shard *shard, const char *name, size_t length)
+{
+  return tally_shard_name_hash(shard, name, length);
+}
+
+/* The name hash before layout 6: CRC32C under the public seed 0x7a11c0de. */
+static uint32_t old_public_hash(const struct tally_shard *shard, const char *name, size_t length)
+{
+  (void)shard;
+  return tally_crc32c(name, length, 0x7a11c0deu);
+}
+
+static void random_key(struct tally_shard *shard)
+{
+  struct tally_name_key key;
+  randombytes_buf(key.bytes, sizeof key.bytes);
+  tally_shard_set_name_key(shard, &key);
+}
+
+/*
+ * A run of names with one home slot: the first TALLY_SLOT_PROBE_MAX fit (the
+ * last at probe TALLY_SLOT_PROBE_MAX - 1), the next is refused with a counted
+ * reason, whether it comes as an add, a set or in a batch (final
+ * counters_full), and a lookup stops at the bound. Names elsewhere still fit;
+ * recovery finds the same longest probe. Failed before the bound: the next
+ * name walked on and was created at probe 1024.
+ */
+static void test_probe_bound(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(PROBE_COUNTERS, 16);
+  assert_int_equal(f->shard.slots_count, 2048);
+  random_key(&f->shard);
+  char (*names)[32] = colliding_names(keyed_hash, &f->shard, 7, PROBE_NAMES);
+  for (uint32_t i = 0; i < TALLY_SLOT_PROBE_MAX; i++) {
+    assert_int_equal(add(&f->shard, names[i], 1), TALLY_OK);
+  }
+  assert_int_equal(tally_shard_probe_max(&f->shard), TALLY_SLOT_PROBE_MAX - 1u);
+  const char *over = names[TALLY_SLOT_PROBE_MAX];
+  uint32_t over_len = (uint32_t)strlen(over);
+  assert_int_equal(add(&f->shard, over, 1), TALLY_REASON_PROBE_LIMIT);
+  assert_int_equal(tally_shard_set(&f->shard, over, over_len,
+    tally_shard_name_hash(&f->shard, over, over_len), 5), TALLY_REASON_PROBE_LIMIT);
+  assert_int_equal(find(&f->shard, over), -1);
+  assert_int_equal(tally_shard_counters_used(&f->shard), TALLY_SLOT_PROBE_MAX);
+
+  struct tally_wire_batch batch;
+  batch_init(&batch, 9, 1);
+  batch_pair(&batch, names[3], 1);                     /* known */
+  batch_pair(&batch, names[TALLY_SLOT_PROBE_MAX + 1u], 1); /* new, past the bound */
+  enum tally_reason reason;
+  assert_int_equal(tally_shard_apply_batch(&f->shard, &batch, &reason), TALLY_ACK_COUNTERS_FULL);
+  assert_int_equal(reason, TALLY_REASON_PROBE_LIMIT);
+  assert_int_equal(value_of(&f->shard, names[3]), 1); /* nothing of the batch counted */
+  assert_int_equal(f->shard.header->producers_used, 0);
+
+  assert_int_equal(add(&f->shard, "elsewhere", 4), TALLY_OK); /* another run: room */
+  assert_int_equal(value_of(&f->shard, "elsewhere"), 4);
+  uint32_t probe_max = tally_shard_probe_max(&f->shard);
+  f->shard.probe_max = 0;
+  struct tally_shard_recovery report;
+  tally_shard_recover(&f->shard, &report);
+  assert_int_equal(tally_shard_probe_max(&f->shard), probe_max);
+  assert_int_equal(report.slots_quarantined, 0);
+  free(names);
+  fixture_free(f);
+}
+
+/*
+ * Names chosen to collide under the old public hash (CRC32C, seed
+ * 0x7a11c0de: one home slot) spread under the keyed hash: the longest probe
+ * stays short. Failed before layout 6 (the run was 1024 long).
+ */
+static void test_old_collisions_spread(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(PROBE_COUNTERS, 16);
+  random_key(&f->shard);
+  char (*names)[32] = colliding_names(old_public_hash, &f->shard, 0, TALLY_SLOT_PROBE_MAX);
+  for (uint32_t i = 0; i < TALLY_SLOT_PROBE_MAX; i++) {
+    assert_int_equal(add(&f->shard, names[i], 1), TALLY_OK);
+  }
+  /* 1024 names in 2048 slots at random: a probe past 192 is about e^-37 likely per name. */
+  assert_in_range(tally_shard_probe_max(&f->shard), 0, 192);
+  free(names);
   fixture_free(f);
 }
 
@@ -3267,6 +3378,8 @@ int main(void)
     cmocka_unit_test(test_attach_places_journal),
     cmocka_unit_test(test_add_and_find),
     cmocka_unit_test(test_counters_full),
+    cmocka_unit_test(test_probe_bound),
+    cmocka_unit_test(test_old_collisions_spread),
     cmocka_unit_test(test_overflow_rejected),
     cmocka_unit_test(test_concurrent_reader),
     cmocka_unit_test(test_batch_applied_then_duplicate),

@@ -59,13 +59,13 @@ static bool exists(const char *file)
 static enum tally_reason add(struct tally_shard *shard, const char *name, int64_t delta)
 {
   uint32_t len = (uint32_t)strlen(name);
-  return tally_shard_add(shard, name, len, tally_name_hash(name, len), delta);
+  return tally_shard_add(shard, name, len, tally_shard_name_hash(shard, name, len), delta);
 }
 
 static int64_t value_of(const struct tally_shard *shard, const char *name)
 {
   uint32_t len = (uint32_t)strlen(name);
-  int64_t slot = tally_shard_find(shard, name, len, tally_name_hash(name, len));
+  int64_t slot = tally_shard_find(shard, name, len, tally_shard_name_hash(shard, name, len));
   if (slot < 0) return INT64_MIN;
   assert_true(tally_shard_slot_readable(shard, (uint32_t)slot));
   return tally_shard_slot_value(shard, (uint32_t)slot);
@@ -158,8 +158,10 @@ static void test_replica_tables(void **state)
   assert_int_equal(store.replicas[1].producers_max, 32);
   struct tally_shard *replica = &store.replicas[1];
   assert_int_equal(tally_shard_held_seq(replica), 0);
-  assert_int_equal(tally_shard_set(replica, "r", 1, tally_name_hash("r", 1), 40), TALLY_OK);
-  assert_int_equal(tally_shard_set(replica, "r", 1, tally_name_hash("r", 1), -7), TALLY_OK);
+  assert_int_equal(tally_shard_set(replica, "r", 1,
+    tally_shard_name_hash(replica, "r", 1), 40), TALLY_OK);
+  assert_int_equal(tally_shard_set(replica, "r", 1,
+    tally_shard_name_hash(replica, "r", 1), -7), TALLY_OK);
   tally_shard_set_held_seq(replica, 12);
   /* Replica tables hold the origin's producer records, all its shards' worth. */
   for (uint64_t producer = 1; producer <= 32; producer++) {
@@ -278,26 +280,32 @@ static void test_compensation_shard_count(void **state)
   tally_store_close(&store);
 }
 
-/* A store of an older layout (4: 128-byte slots, ..., 1) is refused, naming both versions and the steps. */
+/*
+ * A store of an older layout (5: names under the public CRC32C seed, 4:
+ * 128-byte slots, ..., 1) is refused, naming both versions and the steps.
+ * Failed before layout 6: layout 5 opened, and its names kept hashing under
+ * the public seed (issue 14 H1).
+ */
 static void test_old_layout_refused(void **state)
 {
   (void)state;
   static struct tally_store store;
   open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
-  assert_int_equal(TALLY_STORE_LAYOUT_VERSION, 5);
-  assert_int_equal(store.super->layout_version, 5);
+  assert_int_equal(TALLY_STORE_LAYOUT_VERSION, 6);
+  assert_int_equal(store.super->layout_version, 6);
   struct tally_superblock super = *store.super;
   tally_store_close(&store);
-  for (uint32_t version = 4; version >= 1; version--) {
+  for (uint32_t version = 5; version >= 1; version--) {
     super.layout_version = version;
     super.crc = tally_crc32c(&super, offsetof(struct tally_superblock, crc), 0x53555052u);
     patch_file(0, &super, offsetof(struct tally_superblock, clean_shutdown));
     char expected[64];
-    snprintf(expected, sizeof(expected), "layout version %u, this build reads 5", version);
+    snprintf(expected, sizeof(expected), "layout version %u, this build reads 6", version);
     char error[512] = ""; /* tallyd's (control/daemon/main.c) */
     assert_int_equal(tally_store_open(&store, path, &geometry_small, TALLY_PERSIST_AUTO, error,
       sizeof(error)), -1);
     if (strstr(error, expected) == NULL) fail_msg("error '%s' lacks '%s'", error, expected);
+    if (strstr(error, "secret per-store key") == NULL) fail_msg("error '%s': why?", error);
     if (strstr(error, "restores from its peers") == NULL) fail_msg("error '%s': cluster?", error);
     if (strstr(error, "move the file aside") == NULL) fail_msg("error '%s' says no way out", error);
     if (strstr(error, "tallyctl list > counts") == NULL) fail_msg("error '%s' loses counts", error);
@@ -305,6 +313,49 @@ static void test_old_layout_refused(void **state)
   }
 }
 
+/*
+ * The name hash key: random per store, the same in every table of the store,
+ * kept across reopens, and a flipped key byte is a corrupt store (not a
+ * silent rehash that would lose every counter). Failed before layout 6:
+ * every store hashed names under one public seed.
+ */
+static void test_name_key_per_store(void **state)
+{
+  (void)state;
+  static struct tally_store store;
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  struct tally_name_key first = store.super->name_key;
+  assert_memory_equal(store.shards[1].name_key.bytes, first.bytes, sizeof first.bytes);
+  static const uint8_t zero[TALLY_NAME_KEY_SIZE];
+  assert_memory_not_equal(first.bytes, zero, sizeof zero);
+  uint32_t hash_first = tally_store_name_hash(&store, "requests.ok", 11);
+  assert_int_equal(add(&store.shards[1], "requests.ok", 5), TALLY_OK);
+  tally_store_close(&store);
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO); /* kept: the counter is found */
+  assert_memory_equal(store.super->name_key.bytes, first.bytes, sizeof first.bytes);
+  assert_int_equal(value_of(&store.shards[1], "requests.ok"), 5);
+  tally_store_close(&store);
+
+  assert_int_equal(unlink(path), 0); /* another store: another key, other hashes */
+  open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
+  assert_memory_not_equal(store.super->name_key.bytes, first.bytes, sizeof first.bytes);
+  uint32_t hash_second = tally_store_name_hash(&store, "requests.ok", 11);
+  struct tally_name_key second = store.super->name_key;
+  tally_store_close(&store);
+  /* 2^-32 that two keys give one hash to a name; the keys differ, so check a few names. */
+  bool all_equal = hash_first == hash_second;
+  for (uint32_t i = 0; i < 8 && all_equal; i++) {
+    char name[16];
+    int length = snprintf(name, sizeof name, "n%u", i);
+    all_equal = tally_name_hash(&first, name, (size_t)length) ==
+      tally_name_hash(&second, name, (size_t)length);
+  }
+  assert_false(all_equal);
+
+  uint8_t flipped = (uint8_t)(second.bytes[3] ^ 0x10u);
+  patch_file((off_t)offsetof(struct tally_superblock, name_key) + 3, &flipped, 1);
+  open_fails(&geometry_small, TALLY_PERSIST_AUTO, "name hash key checksum mismatch");
+}
 
 /* ---- The replica directory (runtime membership) ------------------------------ */
 
@@ -342,7 +393,8 @@ static void test_replica_bind(void **state)
   assert_int_equal(store.replicas[1].index, geometry_cluster.shard_count + 1);
   assert_int_equal(stat(path, &status), 0);
   assert_true(status.st_blocks > unbound_blocks); /* allocated at bind */
-  assert_int_equal(tally_shard_set(&store.replicas[1], "m", 1, tally_name_hash("m", 1), 11),
+  assert_int_equal(tally_shard_set(&store.replicas[1], "m", 1,
+    tally_shard_name_hash(&store.replicas[1], "m", 1), 11),
     TALLY_OK);
   tally_store_persist_replica(&store, 1);
   tally_store_close(&store);
@@ -357,7 +409,8 @@ static void test_replica_rebind_after_reopen(void **state)
   open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
   assert_int_equal(tally_store_replica_bind(&store, 2, error, sizeof error), 0);
   assert_int_equal(tally_store_replica_bind(&store, 3, error, sizeof error), 1);
-  assert_int_equal(tally_shard_set(&store.replicas[1], "n", 1, tally_name_hash("n", 1), 42),
+  assert_int_equal(tally_shard_set(&store.replicas[1], "n", 1,
+    tally_shard_name_hash(&store.replicas[1], "n", 1), 42),
     TALLY_OK);
   tally_store_close(&store);
   open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
@@ -446,7 +499,8 @@ static void test_replica_bind_interrupted(void **state)
   char error[256] = "";
   open_ok(&store, &geometry_cluster, TALLY_PERSIST_AUTO);
   assert_int_equal(tally_store_replica_bind(&store, 8, error, sizeof error), 0);
-  assert_int_equal(tally_shard_set(&store.replicas[0], "x", 1, tally_name_hash("x", 1), 3),
+  assert_int_equal(tally_shard_set(&store.replicas[0], "x", 1,
+    tally_shard_name_hash(&store.replicas[0], "x", 1), 3),
     TALLY_OK);
   tally_store_close(&store);
   struct tally_replica_binding zero = {0, 0}; /* the entry never reached the media */
@@ -828,7 +882,8 @@ static void test_corrupt_slot_reported(void **state)
   open_ok(&store, &geometry_small, TALLY_PERSIST_AUTO);
   assert_int_equal(add(&store.shards[1], "victim", 1000), TALLY_OK);
   assert_int_equal(add(&store.shards[1], "bystander", 1), TALLY_OK);
-  int64_t slot = tally_shard_find(&store.shards[1], "victim", 6, tally_name_hash("victim", 6));
+  int64_t slot = tally_shard_find(&store.shards[1], "victim", 6,
+    tally_shard_name_hash(&store.shards[1], "victim", 6));
   assert_true(slot >= 0);
   off_t offset = (off_t)((uint8_t *)&store.shards[1].slots[slot].value - store.base);
   tally_store_close(&store);
@@ -893,6 +948,7 @@ int main(void)
     cmocka_unit_test(test_replica_producers_capacity),
     cmocka_unit_test_setup_teardown(test_compensation_shard_count, setup, teardown),
     cmocka_unit_test_setup_teardown(test_old_layout_refused, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_name_key_per_store, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replica_bind, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replica_rebind_after_reopen, setup, teardown),
     cmocka_unit_test_setup_teardown(test_replica_directory_full, setup, teardown),
