@@ -85,6 +85,7 @@ static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery
 {
   assert(shard->slots_count > shard->counters_max);
   uint32_t used = 0;
+  uint32_t statsd_used = 0;
   for (uint32_t i = 0; i < shard->slots_count; i++) {
     struct tally_slot *slot = &shard->slots[i];
     if (slot->name_len == 0) {
@@ -96,6 +97,7 @@ static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery
       continue;
     }
     used++;
+    if (tally_shard_slot_class(shard, i) == TALLY_CLASS_STATSD) statsd_used++;
     if (slot_healthy(slot, i)) continue;
     if ((slot->flags & TALLY_SLOT_FLAG_QUARANTINED) == 0) {
       slot->flags |= TALLY_SLOT_FLAG_QUARANTINED;
@@ -106,6 +108,8 @@ static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery
   assert(used <= shard->slots_count);
   report->counters_used = used;
   header_set_counters_used(shard, used);
+  assert(statsd_used <= used);
+  shard->statsd_used = statsd_used; /* DRAM: the class bulkhead's count (C1) */
 }
 
 /*

@@ -82,6 +82,10 @@ static int setup_one(void **state)
   dp_config.ipv4_be = rte_cpu_to_be_32(OUR_IP);
   dp_config.statsd_port_be = rte_cpu_to_be_16(8125);
   dp_config.binary_port_be = rte_cpu_to_be_16(8126);
+  dp_config.statsd_counters_max = COUNTERS;
+  dp_config.statsd_per_poll = TALLY_CLASS_PER_POLL_MAX;
+  dp_config.reliable_per_poll = TALLY_CLASS_PER_POLL_MAX;
+  dp_config.control_per_poll = TALLY_CLASS_PER_POLL_MAX;
   for (uint32_t i = 0; i < TALLY_KEY_SIZE; i++) dp_config.key[i] = (uint8_t)i;
   dp_config.port_mac[ports.ids[0]] = ports.macs[ports.ids[0]];
   lcores = rte_zmalloc("lcores", sizeof(struct tally_lcore) * LCORES, 64);
