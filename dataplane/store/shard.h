@@ -277,6 +277,14 @@ struct tally_statsd_rights {
 enum tally_reason tally_shard_add_statsd(struct tally_shard *shard, const char *name,
   uint32_t name_len, uint32_t hash, int64_t delta, const struct tally_statsd_rights *rights);
 
+/*
+ * A reliable write to published slot i: a statsd counter becomes a reliable
+ * producer's (counted in statsd_taken_over); statsd may no longer write it
+ * unless ingest.statsd_writes_reliable. Idempotent. The slot's writer only
+ * (the lcore; the replication thread for a replica table).
+ */
+void tally_shard_slot_take_over(struct tally_shard *shard, uint32_t slot_index);
+
 /* The class of a published slot (TALLY_CLASS_RELIABLE for any value but statsd's). */
 uint8_t tally_shard_slot_class(const struct tally_shard *shard, uint32_t slot_index);
 

@@ -130,12 +130,6 @@ uint32_t tally_shard_slot_probe(const struct tally_shard *shard, const char *nam
 void tally_shard_slot_create(struct tally_shard *shard, uint32_t index, const char *name,
   uint32_t name_len, uint32_t hash, int64_t value, uint8_t owner_class);
 
-/*
- * A reliable write to a published slot: a statsd counter becomes reliable's
- * (counted in statsd_taken_over); from then on statsd may not write it
- * unless ingest.statsd_writes_reliable. Idempotent (log replay).
- */
-void tally_shard_slot_take_over(struct tally_shard *shard, uint32_t index);
 
 /* ---- shard_batch.c: the redo record ------------------------------------- */
 
