@@ -224,7 +224,10 @@ enum tally_reason tally_shard_add_statsd(struct tally_shard *shard, const char *
     }
     return tally_shard_add(shard, name, name_len, hash, delta);
   }
-  if (shard->statsd_used >= rights->statsd_counters_max) return TALLY_REASON_STATSD_SHARE_FULL;
+  bool room = shard->header->counters_used < shard->counters_max; /* else: counters_full */
+  if (room && shard->statsd_used >= rights->statsd_counters_max) {
+    return TALLY_REASON_STATSD_SHARE_FULL;
+  }
   return tally_shard_add(shard, name, name_len, hash, delta);
 }
 
