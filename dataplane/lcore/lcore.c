@@ -100,7 +100,7 @@ static bool class_budget_take(struct tally_lcore *lcore, const struct tally_dp_c
   return true;
 }
 
-/* Which class a classified frame is in, and the reason when over its budget. */
+/* Takes the budget of the frame's class: false (counted) once the class used this poll's. */
 static bool frame_within_budget(struct tally_lcore *lcore, const struct tally_dp_config *config,
   enum tally_packet_kind kind)
 {
