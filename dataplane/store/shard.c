@@ -188,6 +188,18 @@ uint8_t tally_shard_slot_class(const struct tally_shard *shard, uint32_t slot_in
   return owner == TALLY_CLASS_STATSD ? TALLY_CLASS_STATSD : TALLY_CLASS_RELIABLE;
 }
 
+/* Adds delta to the published slot index, unless the sum would leave int64. */
+static enum tally_reason slot_add(struct tally_shard *shard, uint32_t index, int64_t delta)
+{
+  assert(index < shard->slots_count);
+  struct tally_slot *slot = &shard->slots[index];
+  int64_t sum;
+  if (__builtin_add_overflow(slot->value, delta, &sum)) return TALLY_REASON_COUNTER_OVERFLOW;
+  slot_store_value(slot, sum);
+  shard_flush(shard, slot, 16u);
+  return TALLY_OK;
+}
+
 enum tally_reason tally_shard_add(struct tally_shard *shard, const char *name, uint32_t name_len,
   uint32_t hash, int64_t delta)
 {
@@ -195,14 +207,7 @@ enum tally_reason tally_shard_add(struct tally_shard *shard, const char *name, u
   assert(name != NULL);
   uint32_t empty;
   uint32_t index = tally_shard_slot_probe(shard, name, name_len, hash, &empty);
-  if (index != SLOT_NONE) {
-    struct tally_slot *slot = &shard->slots[index];
-    int64_t sum;
-    if (__builtin_add_overflow(slot->value, delta, &sum)) return TALLY_REASON_COUNTER_OVERFLOW;
-    slot_store_value(slot, sum);
-    shard_flush(shard, slot, 16u);
-    return TALLY_OK;
-  }
+  if (index != SLOT_NONE) return slot_add(shard, index, delta);
   if (shard->header->counters_used >= shard->counters_max || empty == SLOT_NONE) {
     return TALLY_REASON_COUNTERS_FULL;
   }
@@ -222,13 +227,14 @@ enum tally_reason tally_shard_add_statsd(struct tally_shard *shard, const char *
         tally_shard_slot_class(shard, index) != TALLY_CLASS_STATSD) {
       return TALLY_REASON_STATSD_RELIABLE_COUNTER;
     }
-    return tally_shard_add(shard, name, name_len, hash, delta);
+    return slot_add(shard, index, delta); /* one probe per line, as before */
   }
-  bool room = shard->header->counters_used < shard->counters_max; /* else: counters_full */
-  if (room && shard->statsd_used >= rights->statsd_counters_max) {
-    return TALLY_REASON_STATSD_SHARE_FULL;
+  if (shard->header->counters_used >= shard->counters_max || empty == SLOT_NONE) {
+    return TALLY_REASON_COUNTERS_FULL;
   }
-  return tally_shard_add(shard, name, name_len, hash, delta);
+  if (shard->statsd_used >= rights->statsd_counters_max) return TALLY_REASON_STATSD_SHARE_FULL;
+  tally_shard_slot_create(shard, empty, name, name_len, hash, delta, TALLY_CLASS_STATSD);
+  return TALLY_OK;
 }
 
 enum tally_reason tally_shard_set(struct tally_shard *shard, const char *name, uint32_t name_len,

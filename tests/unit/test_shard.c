@@ -3312,7 +3312,7 @@ static void test_statsd_share_keeps_room_for_reliable(void **state)
   assert_int_equal(f->shard.statsd_used, 12);
   /* The whole table full: statsd's new name gets counters_full, whatever its share. */
   assert_int_equal(add_statsd(&f->shard, "junk.new", 1, 16, false), TALLY_REASON_COUNTERS_FULL);
-  /* A lower share on a reload: statsd creates nothing more, keeps counting. */
+  /* A lower share after a restart: statsd creates nothing more, keeps counting. */
   assert_int_equal(add_statsd(&f->shard, "junk.1", 1, 4, false), TALLY_OK);
   fixture_free(f);
 }
