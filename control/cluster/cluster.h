@@ -194,6 +194,7 @@ struct tally_cluster {
   uint32_t capacity;
   char (*names)[TALLY_NAME_LEN_MAX];
   uint8_t *name_lens;
+  uint8_t *owner_classes;             /* TALLY_CLASS_*: reliable if any shard's slot is (C1) */
   int64_t *current;
   uint32_t *positions;                /* snapshot indexes in use, in order of first sight */
   uint32_t positions_count;

@@ -193,7 +193,7 @@ static void log_undo(struct tally_cluster *cluster, const struct tally_wire_batc
   for (uint32_t i = 0; i < undo->count; i++) {
     const struct tally_wire_pair *pair = &undo->pairs[i];
     int64_t slot = tally_shard_find(compensation, pair->name, pair->name_len,
-      tally_name_hash(pair->name, pair->name_len));
+      tally_shard_name_hash(compensation, pair->name, pair->name_len));
     assert(slot >= 0); /* the undo just applied it */
     tally_cluster_log_value(&cluster->log, 0, pair->name, pair->name_len,
       tally_shard_slot_value(compensation, (uint32_t)slot));

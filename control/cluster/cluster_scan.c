@@ -55,9 +55,11 @@ int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size
   cluster->index = rte_hash_create(&parameters);
   cluster->names = calloc(cluster->capacity, sizeof cluster->names[0]);
   cluster->name_lens = calloc(cluster->capacity, 1);
+  cluster->owner_classes = calloc(cluster->capacity, 1);
   cluster->current = calloc(cluster->capacity, sizeof(int64_t));
   cluster->positions = calloc(cluster->capacity, sizeof(uint32_t));
   bool ok = cluster->index != NULL && cluster->names != NULL && cluster->name_lens != NULL &&
+    cluster->owner_classes != NULL &&
     cluster->current != NULL && cluster->positions != NULL; /* (each peer's lists: cluster_members.c) */
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the replication snapshot");
   return ok ? 0 : -1;
@@ -68,11 +70,13 @@ void tally_cluster_snapshot_close(struct tally_cluster *cluster)
   rte_hash_free(cluster->index); /* NULL is fine */
   free(cluster->names);
   free(cluster->name_lens);
+  free(cluster->owner_classes);
   free(cluster->current);
   free(cluster->positions);
   cluster->index = NULL;
   cluster->names = NULL;
   cluster->name_lens = NULL;
+  cluster->owner_classes = NULL;
   cluster->current = NULL;
   cluster->positions = NULL;
   cluster->positions_count = 0;
@@ -107,9 +111,26 @@ static bool own_total(const struct tally_store *store, const char *name, uint32_
   return sum == *total;
 }
 
-/* Notes the counter's total; false (counted) if the index refused it. */
+/*
+ * The counter's class across this node's shards (C1): a reliable producer's
+ * if any shard's slot is, so a restore from a peer gives it back as such.
+ */
+static uint8_t own_class(const struct tally_store *store, const char *name, uint32_t name_len,
+  uint32_t hash)
+{
+  for (uint32_t i = 0; i < store->geometry.shard_count; i++) {
+    int64_t slot = tally_shard_find(&store->shards[i], name, name_len, hash);
+    if (slot >= 0 && tally_shard_slot_class(&store->shards[i], (uint32_t)slot) !=
+        TALLY_CLASS_STATSD) {
+      return TALLY_CLASS_RELIABLE;
+    }
+  }
+  return TALLY_CLASS_STATSD;
+}
+
+/* Notes the counter's total and class; false (counted) if the index refused it. */
 static bool record(struct tally_cluster *cluster, const char *name, uint32_t name_len,
-  int64_t total)
+  int64_t total, uint8_t owner_class)
 {
   uint8_t key[KEY_SIZE];
   memset(key, 0, sizeof key);
@@ -128,6 +149,7 @@ static bool record(struct tally_cluster *cluster, const char *name, uint32_t nam
     cluster->positions[cluster->positions_count++] = (uint32_t)position;
   }
   cluster->current[position] = total;
+  cluster->owner_classes[position] = owner_class;
   return true;
 }
 
@@ -148,7 +170,8 @@ static bool scan_values(struct tally_cluster *cluster)
       if (!own_total(store, entry->name, name_len, entry->hash, &total)) {
         cluster->totals_saturated++;
       }
-      complete = record(cluster, entry->name, name_len, total) && complete;
+      complete = record(cluster, entry->name, name_len, total,
+        own_class(store, entry->name, name_len, entry->hash)) && complete;
     }
   }
   return complete;

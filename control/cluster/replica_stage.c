@@ -93,6 +93,9 @@ bool tally_replica_stage_counters(struct tally_replica_stage *stage, struct tall
       stage->count = before; /* none of this round */
       return false;
     }
+    if (entries[i].owner_class == TALLY_CLASS_RELIABLE) { /* kept for a restore (C1) */
+      tally_shard_slot_take_over(replica, (uint32_t)slot);
+    }
     stage->slot[stage->count] = (uint32_t)slot;
     stage->value[stage->count] = entries[i].value;
     stage->count++;

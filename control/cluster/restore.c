@@ -26,6 +26,8 @@ struct restore_state { /* by peer slot */
   uint8_t *parts_seen;       /* of the chosen copy */
   uint32_t parts_max;
   int32_t last_part;         /* -1 until the LAST part arrives */
+  uint32_t statsd_refused;   /* statsd names beyond statsd's share of shard 0 (C1) */
+  uint32_t counters_refused; /* names shard 0 had no room for */
 };
 
 static void restore_request(struct tally_cluster *cluster, const struct restore_state *state)
@@ -41,11 +43,19 @@ static void restore_request(struct tally_cluster *cluster, const struct restore_
   }
 }
 
-/* Shard 0 absorbs each counter of the part: the copy's total minus the other shards. */
-static void restore_counters(struct tally_cluster *cluster,
+/*
+ * Shard 0 absorbs each counter of the part: the copy's total minus the other
+ * shards, with the class the copy holds (C1): statsd's names take at most
+ * statsd's share of shard 0 (the rest refused and counted), so a restored
+ * store is not filled with statsd names and reliable producers keep theirs.
+ */
+static void restore_counters(struct tally_cluster *cluster, struct restore_state *state,
   const struct tally_replication_message *part)
 {
   struct tally_store *store = &cluster->appliance->store;
+  const struct tally_config *config = &cluster->appliance->config;
+  uint32_t statsd_counters_max = (uint32_t)((uint64_t)store->geometry.counters_max *
+    config->statsd_counters_percent / 100u);
   for (uint32_t i = 0; i < part->count; i++) {
     const struct tally_replication_entry *entry = &part->entries[i];
     uint32_t hash = tally_store_name_hash(store, entry->name, entry->name_len);
@@ -56,7 +66,11 @@ static void restore_counters(struct tally_cluster *cluster,
     }
     __int128 value = (__int128)entry->value - others;
     if (value > INT64_MAX || value < INT64_MIN) continue;
-    tally_shard_set(&store->shards[0], entry->name, entry->name_len, hash, (int64_t)value);
+    uint8_t owner_class = entry->owner_class != 0 ? TALLY_CLASS_RELIABLE : TALLY_CLASS_STATSD;
+    enum tally_reason reason = tally_shard_set_class(&store->shards[0], entry->name,
+      entry->name_len, hash, (int64_t)value, owner_class, statsd_counters_max);
+    if (reason == TALLY_REASON_STATSD_SHARE_FULL) state->statsd_refused++;
+    if (reason == TALLY_REASON_COUNTERS_FULL) state->counters_refused++;
   }
 }
 
@@ -76,7 +90,7 @@ static void restore_part(struct tally_cluster *cluster, struct restore_state *st
     state->parts_seen[part->part] = 1;
     return;
   }
-  restore_counters(cluster, part);
+  restore_counters(cluster, state, part);
   state->parts_seen[part->part] = 1;
   if (part->flags & TALLY_REPLICATION_FLAG_LAST) state->last_part = part->part;
 }
@@ -170,7 +184,9 @@ int tally_cluster_restore(struct tally_cluster *cluster, char *error, size_t err
   }
   uint32_t claims = tally_cluster_dedup_restore_claims(cluster);
   fprintf(stderr, "tallyd: cluster: restored; %u keeper claim(s) for the batches the restored "
-    "records name (a peer that also applied one undoes it)\n", claims);
+    "records name (a peer that also applied one undoes it); %u statsd counter(s) beyond "
+    "statsd's share and %u beyond counters_max not restored\n", claims, state.statsd_refused,
+    state.counters_refused);
   tally_store_persist(&cluster->appliance->store);
   return 0;
 }

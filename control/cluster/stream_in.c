@@ -174,7 +174,8 @@ void tally_cluster_stream_in_restore_request(struct tally_cluster *cluster,
     if (!tally_shard_slot_readable(replica, slot)) continue;
     const struct tally_slot *entry = &replica->slots[slot];
     part.entries[part.count++] = (struct tally_replication_entry){ .name = entry->name,
-      .name_len = entry->name_len, .value = tally_shard_slot_value(replica, slot) };
+      .name_len = entry->name_len, .value = tally_shard_slot_value(replica, slot),
+      .owner_class = tally_shard_slot_class(replica, slot) };
     restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_ENTRIES_MAX, false);
   }
   restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_ENTRIES_MAX, true);

@@ -89,7 +89,7 @@ static void fill_counters(struct tally_cluster *cluster, struct tally_cluster_pe
     peer->message_value[round->count] = value;
     round->entries[round->count] = (struct tally_replication_entry){
       .name = cluster->names[position], .name_len = cluster->name_lens[position],
-      .value = value };
+      .value = value, .owner_class = cluster->owner_classes[position] };
     round->count++;
   }
 }

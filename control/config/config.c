@@ -190,6 +190,10 @@ static void config_assert_valid(const struct tally_config *config) {
   assert(config->mbufs >= TALLY_MBUFS_MIN);
   assert(config->mbufs <= TALLY_MBUFS_MAX);
   assert(config->idle_sleep_us <= TALLY_IDLE_SLEEP_US_MAX);
+  assert(config->statsd_per_poll >= 1 && config->statsd_per_poll <= TALLY_CLASS_PER_POLL_MAX);
+  assert(config->reliable_per_poll >= 1 && config->reliable_per_poll <= TALLY_CLASS_PER_POLL_MAX);
+  assert(config->control_per_poll >= 1 && config->control_per_poll <= TALLY_CLASS_PER_POLL_MAX);
+  assert(config->statsd_counters_percent <= 100u);
   assert(config->persist_mode <= TALLY_PERSIST_LOG);
   assert(config->persist_mode != TALLY_PERSIST_LOG || config->log_dir[0] != '\0');
   assert(config->log_group_bytes <= config->log_segment_bytes);
@@ -224,6 +228,11 @@ void tally_config_defaults(struct tally_config *config) {
   config->checkpoint_interval_ms = TALLY_CHECKPOINT_INTERVAL_MS_DEFAULT;
   config->mbufs = 16383;
   config->idle_sleep_us = 0; /* a NIC host polls flat out */
+  config->statsd_per_poll = TALLY_STATSD_PER_POLL_DEFAULT;
+  config->reliable_per_poll = TALLY_RELIABLE_PER_POLL_DEFAULT;
+  config->control_per_poll = TALLY_CONTROL_PER_POLL_DEFAULT;
+  config->statsd_counters_percent = TALLY_STATSD_COUNTERS_PERCENT_DEFAULT;
+  config->statsd_writes_reliable = false;
   snprintf(config->socket_path, sizeof(config->socket_path), "%s", "/run/tally/tally.sock");
   config->http_ipv4 = 0x7f000001u; /* 127.0.0.1 */
   config->http_port = 9125;

@@ -63,6 +63,14 @@ struct tally_config {
   bool key_set;
   /* DogStatsD tags: keep (default) | drop | allow, with the allow-list's keys */
   struct tally_tags_policy statsd_tags;
+  /*
+   * Traffic classes (issue 14, C1): statsd's share of each shard's
+   * counters_max in percent (0..100, default 75; the rest is kept for
+   * reliable producers), and whether statsd may add to a counter a reliable
+   * producer owns (default false).
+   */
+  uint32_t statsd_counters_percent;
+  bool statsd_writes_reliable;
   /* [store] */
   char store_path[TALLY_PATH_MAX]; /* required */
   uint32_t counters_max;      /* per shard; default 65536 */
@@ -76,6 +84,10 @@ struct tally_config {
   /* [dataplane] */
   uint32_t mbufs;             /* per pool; default 16383 */
   uint32_t idle_sleep_us;     /* idle back-off of the lcores; 0 (default): poll flat out */
+  /* Per-class packets per lcore poll, 1..TALLY_CLASS_PER_POLL_MAX (issue 14, C1). */
+  uint32_t statsd_per_poll;
+  uint32_t reliable_per_poll;
+  uint32_t control_per_poll;
   /* [control] */
   char socket_path[TALLY_PATH_MAX]; /* default /run/tally/tally.sock */
   uint32_t http_ipv4;         /* host byte order; default 127.0.0.1 */

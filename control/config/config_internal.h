@@ -25,6 +25,8 @@ enum config_key {
   KEY_INGEST_KEY,
   KEY_INGEST_STATSD_TAGS,
   KEY_INGEST_STATSD_TAGS_ALLOW,
+  KEY_INGEST_STATSD_COUNTERS_PERCENT,
+  KEY_INGEST_STATSD_WRITES_RELIABLE,
   KEY_STORE_PATH,
   KEY_STORE_COUNTERS_MAX,
   KEY_STORE_PRODUCERS_MAX,
@@ -36,6 +38,9 @@ enum config_key {
   KEY_STORE_CHECKPOINT_INTERVAL_MS,
   KEY_DATAPLANE_MBUFS,
   KEY_DATAPLANE_IDLE_SLEEP_US,
+  KEY_DATAPLANE_STATSD_PER_POLL,
+  KEY_DATAPLANE_RELIABLE_PER_POLL,
+  KEY_DATAPLANE_CONTROL_PER_POLL,
   KEY_CONTROL_SOCKET,
   KEY_CONTROL_HTTP,
   KEY_CONTROL_ADMIN_GROUP,
@@ -145,7 +150,7 @@ int config_parse_graphite_prefix(struct parse_state *state, enum config_key key,
   const char *value);
 /* With [graphite], graphite.address is required. */
 int config_graphite_validate(struct parse_state *state);
-int config_parse_node_demo(struct parse_state *state, enum config_key key, const char *value);
+int config_parse_bool(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_control_admin_group(struct parse_state *state, enum config_key key,
   const char *value);
 

@@ -205,6 +205,17 @@ int config_parse_number(struct parse_state *state, enum config_key key,
   case KEY_DATAPLANE_IDLE_SLEEP_US:
     return config_parse_uint(state, key, value, 0, TALLY_IDLE_SLEEP_US_MAX,
       &config->idle_sleep_us);
+  case KEY_DATAPLANE_STATSD_PER_POLL:
+    return config_parse_uint(state, key, value, 1, TALLY_CLASS_PER_POLL_MAX,
+      &config->statsd_per_poll);
+  case KEY_DATAPLANE_RELIABLE_PER_POLL:
+    return config_parse_uint(state, key, value, 1, TALLY_CLASS_PER_POLL_MAX,
+      &config->reliable_per_poll);
+  case KEY_DATAPLANE_CONTROL_PER_POLL:
+    return config_parse_uint(state, key, value, 1, TALLY_CLASS_PER_POLL_MAX,
+      &config->control_per_poll);
+  case KEY_INGEST_STATSD_COUNTERS_PERCENT:
+    return config_parse_uint(state, key, value, 0, 100, &config->statsd_counters_percent);
   case KEY_CLUSTER_WRITE_QUORUM: /* and at most the node count, checked after the file */
     return config_parse_uint(state, key, value, 1, TALLY_NODES_MAX, &config->cluster.write_quorum);
   case KEY_CLUSTER_HEARTBEAT_INTERVAL_MS:
@@ -283,12 +294,14 @@ static int parse_address_port(struct parse_state *state, enum config_key key, co
   return 1;
 }
 
-/* "true" or "false". */
-int config_parse_node_demo(struct parse_state *state, enum config_key key, const char *value) {
-  assert(key == KEY_NODE_DEMO);
+/* "true" or "false": node.demo, ingest.statsd_writes_reliable. */
+int config_parse_bool(struct parse_state *state, enum config_key key, const char *value) {
+  assert(key == KEY_NODE_DEMO || key == KEY_INGEST_STATSD_WRITES_RELIABLE);
   assert(value != NULL);
   if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) {
-    state->config.demo = value[0] == 't';
+    bool *field = key == KEY_NODE_DEMO ? &state->config.demo :
+      &state->config.statsd_writes_reliable;
+    *field = value[0] == 't';
     return 1;
   }
   char shown[TALLY_CONFIG_ECHO_LEN_MAX + 4];

@@ -200,6 +200,12 @@ static struct tally_dp_config *make_dp_config(void)
   config->binary_port_be = rte_cpu_to_be_16(appliance.config.binary_port);
   memcpy(config->key, appliance.config.key, sizeof config->key);
   config->statsd_tags = appliance.config.statsd_tags;
+  config->statsd_counters_max = (uint32_t)((uint64_t)appliance.config.counters_max *
+    appliance.config.statsd_counters_percent / 100u);
+  config->statsd_writes_reliable = appliance.config.statsd_writes_reliable;
+  config->statsd_per_poll = appliance.config.statsd_per_poll;
+  config->reliable_per_poll = appliance.config.reliable_per_poll;
+  config->control_per_poll = appliance.config.control_per_poll;
   for (uint32_t i = 0; i < TALLY_PORTS_MAX; i++) config->port_mac[i] = appliance.ports.macs[i];
   return config;
 }

@@ -417,7 +417,7 @@ static int replay_item(struct tally_store *store, struct tally_shard *compensati
   switch (item->kind) {
   case TALLY_WAL_CLUSTER_VALUE:
     reason = tally_shard_set(table, item->name, item->name_len,
-      tally_name_hash(item->name, item->name_len), item->value);
+      tally_shard_name_hash(table, item->name, item->name_len), item->value);
     break;
   case TALLY_WAL_CLUSTER_RECORD: {
     struct tally_dedup dedup;

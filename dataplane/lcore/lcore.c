@@ -63,6 +63,67 @@ static void tx_frame(struct tally_lcore *lcore, struct rte_mbuf *frame)
   buffer->frames[buffer->count++] = frame;
 }
 
+/*
+ * One parsed statsd counter into the shard, within statsd's class rights
+ * (issue 14, C1): its share of the table and no writes to reliable counters.
+ */
+static enum tally_reason statsd_apply(struct tally_lcore *lcore,
+  const struct tally_statsd_counter *counter, const struct tally_dp_config *config)
+{
+  assert(config->statsd_counters_max <= lcore->shard->counters_max);
+  const struct tally_statsd_rights rights = {
+    .statsd_counters_max = config->statsd_counters_max,
+    .writes_reliable = config->statsd_writes_reliable,
+  };
+  uint32_t hash = tally_shard_name_hash(lcore->shard, counter->name, counter->name_len);
+  return tally_shard_add_statsd(lcore->shard, counter->name, counter->name_len, hash,
+    counter->delta, &rights);
+}
+
+/*
+ * The per-poll budget of a class (issue 14, C1): true while the lcore has
+ * handled fewer than the class's packets this poll; false (counted by the
+ * caller) once a flood of it has used its share of the poll.
+ */
+static bool class_budget_take(struct tally_lcore *lcore, const struct tally_dp_config *config,
+  enum tally_traffic_class traffic)
+{
+  assert(traffic < TALLY_TRAFFIC_CLASS_COUNT);
+  const uint32_t budget[TALLY_TRAFFIC_CLASS_COUNT] = {
+    [TALLY_TRAFFIC_STATSD] = config->statsd_per_poll,
+    [TALLY_TRAFFIC_RELIABLE] = config->reliable_per_poll,
+    [TALLY_TRAFFIC_CONTROL] = config->control_per_poll,
+  };
+  assert(budget[traffic] >= 1u && budget[traffic] <= TALLY_CLASS_PER_POLL_MAX);
+  if (lcore->class_used[traffic] >= budget[traffic]) return false;
+  lcore->class_used[traffic]++;
+  return true;
+}
+
+/* Takes the budget of the frame's class: false (counted) once the class used this poll's. */
+static bool frame_within_budget(struct tally_lcore *lcore, const struct tally_dp_config *config,
+  enum tally_packet_kind kind)
+{
+  static const enum tally_reason over[TALLY_TRAFFIC_CLASS_COUNT] = {
+    [TALLY_TRAFFIC_STATSD] = TALLY_REASON_BUDGET_STATSD,
+    [TALLY_TRAFFIC_RELIABLE] = TALLY_REASON_BUDGET_RELIABLE,
+    [TALLY_TRAFFIC_CONTROL] = TALLY_REASON_BUDGET_CONTROL,
+  };
+  enum tally_traffic_class traffic;
+  if (kind == TALLY_PACKET_STATSD) {
+    traffic = TALLY_TRAFFIC_STATSD;
+  } else if (kind == TALLY_PACKET_BINARY) {
+    traffic = TALLY_TRAFFIC_RELIABLE;
+  } else if (kind == TALLY_PACKET_ARP_REQUEST || kind == TALLY_PACKET_ICMP_ECHO) {
+    traffic = TALLY_TRAFFIC_CONTROL;
+  } else {
+    return true; /* drops cost a classification only */
+  }
+  if (class_budget_take(lcore, config, traffic)) return true;
+  count_reason(lcore, over[traffic]);
+  return false;
+}
+
 static void handle_statsd(struct tally_lcore *lcore, const struct tally_packet *packet,
   const struct tally_dp_config *config)
 {
@@ -79,10 +140,7 @@ static void handle_statsd(struct tally_lcore *lcore, const struct tally_packet *
     struct tally_statsd_counter counter;
     enum tally_reason reason =
       tally_statsd_parse_line(line, line_len, &config->statsd_tags, &counter);
-    if (reason == TALLY_OK) {
-      uint32_t hash = tally_shard_name_hash(lcore->shard, counter.name, counter.name_len);
-      reason = tally_shard_add(lcore->shard, counter.name, counter.name_len, hash, counter.delta);
-    }
+    if (reason == TALLY_OK) reason = statsd_apply(lcore, &counter, config);
     if (reason == TALLY_OK) {
       increments++;
     } else {
@@ -146,6 +204,17 @@ static bool applied_by_peer(const struct tally_dp_config *config,
   return false;
 }
 
+/* The shard's takeovers of statsd counters (C1), as lcore statistics. */
+static void publish_class_stats(struct tally_lcore *lcore)
+{
+  const struct tally_shard *shard = lcore->shard;
+  assert(shard->statsd_taken_over >= lcore->stats.statsd_taken_over);
+  assert(shard->statsd_values_dropped >= lcore->stats.statsd_values_dropped);
+  __atomic_store_n(&lcore->stats.statsd_taken_over, shard->statsd_taken_over, __ATOMIC_RELAXED);
+  __atomic_store_n(&lcore->stats.statsd_values_dropped, shard->statsd_values_dropped,
+    __ATOMIC_RELAXED);
+}
+
 static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   const struct tally_packet *packet, const struct tally_dp_config *config)
 {
@@ -197,6 +266,7 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
     stat_add(&lcore->stats.batches_duplicate_remote, 1);
   } else {
     status = tally_shard_apply_batch(lcore->shard, &batch, &reason);
+    publish_class_stats(lcore);
   }
   if (status == TALLY_ACK_APPLIED) {
     stat_add(&lcore->stats.batches_applied, 1);
@@ -257,6 +327,10 @@ static void handle_frame(struct tally_lcore *lcore, struct rte_mbuf *frame,
 {
   struct tally_packet packet;
   tally_packet_classify(frame, config, &packet);
+  if (!frame_within_budget(lcore, config, packet.kind)) {
+    rte_pktmbuf_free(frame);
+    return;
+  }
   switch (packet.kind) {
   case TALLY_PACKET_STATSD:
     handle_statsd(lcore, &packet, config);
@@ -397,6 +471,7 @@ uint32_t tally_lcore_poll_once(struct tally_lcore *lcore, const struct tally_dp_
   assert(lcore->index < lcore->lcore_count);
   assert(lcore->persist != NULL);
   uint32_t received = 0;
+  memset(lcore->class_used, 0, sizeof lcore->class_used); /* a fresh budget each poll */
   for (uint16_t i = 0; i < lcore->port_count; i++) {
     received += poll_port(lcore, lcore->ports[i], config);
   }

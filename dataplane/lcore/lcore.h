@@ -48,6 +48,8 @@
   _(acks_sent, "acks sent")                                                      \
   _(acks_error, "error acks sent (batch not counted)")                           \
   _(batches_read_only, "batches refused READ_ONLY (no write quorum)")            \
+  _(statsd_taken_over, "statsd counters a reliable batch took over (statsd may no longer write them)") \
+  _(statsd_values_dropped, "statsd values dropped so a reliable batch would not overflow on them") \
   _(applied_seq, "reliable writes applied (the ack sequence; release-stored)")    \
   _(durable_seq_seen, "reliable writes known durable")
 
@@ -71,6 +73,14 @@ struct tally_pending_ack {
 };
 
 struct tally_lcore;
+
+/* The classes with a per-poll budget (dataplane.*_per_poll; issue 14, C1). */
+enum tally_traffic_class {
+  TALLY_TRAFFIC_STATSD = 0,
+  TALLY_TRAFFIC_RELIABLE,
+  TALLY_TRAFFIC_CONTROL, /* ARP and ICMP */
+  TALLY_TRAFFIC_CLASS_COUNT
+};
 
 /*
  * The persistence mode's half of the loop, chosen once at start-up
@@ -124,6 +134,7 @@ struct tally_lcore {
   uint64_t acks_head __rte_cache_aligned; /* next to send */
   uint64_t acks_tail;                     /* next free */
   uint32_t idle_streak;                   /* empty polls in a row, ack FIFO empty */
+  uint32_t class_used[TALLY_TRAFFIC_CLASS_COUNT]; /* this poll's packets per class (C1) */
   struct tally_pending_ack acks[TALLY_ACKS_PENDING_MAX];
   struct tally_tx_buffer tx[TALLY_PORTS_MAX]; /* indexed by port id */
   struct tally_lcore_stats stats;

@@ -38,6 +38,18 @@ struct tally_dp_config {
   uint32_t remote_dedup_count;
   /* DogStatsD tags: keep, drop, or an allow-list (ingest.statsd_tags; restart to change). */
   struct tally_tags_policy statsd_tags;
+  /*
+   * Traffic classes as bulkheads (issue 14, C1): statsd's share of each
+   * shard's counters (ingest.statsd_counters_percent of counters_max),
+   * whether statsd may add to a reliable producer's counter
+   * (ingest.statsd_writes_reliable), and each class's packets per poll
+   * (dataplane.*_per_poll, each >= 1).
+   */
+  uint32_t statsd_counters_max;
+  bool statsd_writes_reliable;
+  uint32_t statsd_per_poll;
+  uint32_t reliable_per_poll;
+  uint32_t control_per_poll;
 };
 
 enum tally_packet_kind {

@@ -172,7 +172,7 @@ uint32_t tally_shard_counters_used(const struct tally_shard *shard)
  * name_len that publishes it, so a published slot is always whole on media.
  */
 void tally_shard_slot_create(struct tally_shard *shard, uint32_t index, const char *name,
-  uint32_t name_len, uint32_t hash, int64_t value)
+  uint32_t name_len, uint32_t hash, int64_t value, uint8_t owner_class)
 {
   struct tally_slot *slot = &shard->slots[index];
   assert(index < shard->slots_count);
@@ -181,7 +181,8 @@ void tally_shard_slot_create(struct tally_shard *shard, uint32_t index, const ch
   slot->hash = hash;
   slot->ident_crc = tally_slot_ident_crc(index, hash, name, name_len);
   slot->flags = 0;
-  slot->reserved = 0;
+  slot->owner_class = owner_class;
+  memset(slot->reserved, 0, sizeof slot->reserved);
   slot_store_value(slot, value);
   if (shard->flush != NULL) {
     shard->flush(slot, sizeof(*slot));
@@ -193,7 +194,41 @@ void tally_shard_slot_create(struct tally_shard *shard, uint32_t index, const ch
   uint32_t distance = slot_probe_distance(shard, hash, index);
   assert(distance < TALLY_SLOT_PROBE_MAX);
   if (distance > shard->probe_max) __atomic_store_n(&shard->probe_max, distance, __ATOMIC_RELAXED);
+  if (owner_class == TALLY_CLASS_STATSD) shard->statsd_used++;
+  assert(shard->statsd_used <= shard->header->counters_used);
   assert(tally_shard_slot_readable(shard, index));
+}
+
+void tally_shard_slot_take_over(struct tally_shard *shard, uint32_t index)
+{
+  assert(index < shard->slots_count);
+  struct tally_slot *slot = &shard->slots[index];
+  assert(slot->name_len != 0);
+  if (slot->owner_class != TALLY_CLASS_STATSD) return;
+  __atomic_store_n(&slot->owner_class, (uint8_t)TALLY_CLASS_RELIABLE, __ATOMIC_RELAXED);
+  shard_flush(shard, &slot->owner_class, 1u);
+  if (shard->statsd_used > 0) shard->statsd_used--; /* 0 while recovery replays the log */
+  shard->statsd_taken_over++;
+}
+
+uint8_t tally_shard_slot_class(const struct tally_shard *shard, uint32_t slot_index)
+{
+  assert(shard != NULL);
+  assert(slot_index < shard->slots_count);
+  uint8_t owner = __atomic_load_n(&shard->slots[slot_index].owner_class, __ATOMIC_RELAXED);
+  return owner == TALLY_CLASS_STATSD ? TALLY_CLASS_STATSD : TALLY_CLASS_RELIABLE;
+}
+
+/* Adds delta to the published slot index, unless the sum would leave int64. */
+static enum tally_reason slot_add(struct tally_shard *shard, uint32_t index, int64_t delta)
+{
+  assert(index < shard->slots_count);
+  struct tally_slot *slot = &shard->slots[index];
+  int64_t sum;
+  if (__builtin_add_overflow(slot->value, delta, &sum)) return TALLY_REASON_COUNTER_OVERFLOW;
+  slot_store_value(slot, sum);
+  shard_flush(shard, slot, 16u);
+  return TALLY_OK;
 }
 
 enum tally_reason tally_shard_add(struct tally_shard *shard, const char *name, uint32_t name_len,
@@ -203,29 +238,53 @@ enum tally_reason tally_shard_add(struct tally_shard *shard, const char *name, u
   assert(name != NULL);
   uint32_t empty;
   uint32_t index = tally_shard_slot_probe(shard, name, name_len, hash, &empty);
+  if (index != SLOT_NONE) return slot_add(shard, index, delta);
+  enum tally_reason room = tally_shard_slot_room(shard, empty);
+  if (room != TALLY_OK) return room;
+  tally_shard_slot_create(shard, empty, name, name_len, hash, delta, TALLY_CLASS_STATSD);
+  return TALLY_OK;
+}
+
+enum tally_reason tally_shard_add_statsd(struct tally_shard *shard, const char *name,
+  uint32_t name_len, uint32_t hash, int64_t delta, const struct tally_statsd_rights *rights)
+{
+  assert(shard != NULL && name != NULL);
+  assert(rights != NULL && rights->statsd_counters_max <= shard->counters_max);
+  uint32_t empty;
+  uint32_t index = tally_shard_slot_probe(shard, name, name_len, hash, &empty);
   if (index != SLOT_NONE) {
-    struct tally_slot *slot = &shard->slots[index];
-    int64_t sum;
-    if (__builtin_add_overflow(slot->value, delta, &sum)) return TALLY_REASON_COUNTER_OVERFLOW;
-    slot_store_value(slot, sum);
-    shard_flush(shard, slot, 16u);
-    return TALLY_OK;
+    if (!rights->writes_reliable &&
+        tally_shard_slot_class(shard, index) != TALLY_CLASS_STATSD) {
+      return TALLY_REASON_STATSD_RELIABLE_COUNTER;
+    }
+    return slot_add(shard, index, delta); /* one probe per line, as before */
   }
   enum tally_reason room = tally_shard_slot_room(shard, empty);
   if (room != TALLY_OK) return room;
-  tally_shard_slot_create(shard, empty, name, name_len, hash, delta);
+  if (shard->statsd_used >= rights->statsd_counters_max) return TALLY_REASON_STATSD_SHARE_FULL;
+  tally_shard_slot_create(shard, empty, name, name_len, hash, delta, TALLY_CLASS_STATSD);
   return TALLY_OK;
 }
 
 enum tally_reason tally_shard_set(struct tally_shard *shard, const char *name, uint32_t name_len,
   uint32_t hash, int64_t value)
 {
+  return tally_shard_set_class(shard, name, name_len, hash, value, TALLY_CLASS_STATSD,
+    shard->counters_max);
+}
+
+enum tally_reason tally_shard_set_class(struct tally_shard *shard, const char *name,
+  uint32_t name_len, uint32_t hash, int64_t value, uint8_t owner_class,
+  uint32_t statsd_counters_max)
+{
   assert(shard != NULL);
   assert(name_len >= 1 && name_len <= TALLY_NAME_LEN_MAX);
+  assert(owner_class == TALLY_CLASS_STATSD || owner_class == TALLY_CLASS_RELIABLE);
   uint32_t empty;
   uint32_t index = tally_shard_slot_probe(shard, name, name_len, hash, &empty);
   if (index != SLOT_NONE) {
     struct tally_slot *slot = &shard->slots[index];
+    if (owner_class == TALLY_CLASS_RELIABLE) tally_shard_slot_take_over(shard, index);
     slot_store_value(slot, value);
     shard_flush(shard, slot, 16u);
     assert(slot->value == value);
@@ -233,7 +292,10 @@ enum tally_reason tally_shard_set(struct tally_shard *shard, const char *name, u
   }
   enum tally_reason room = tally_shard_slot_room(shard, empty);
   if (room != TALLY_OK) return room;
-  tally_shard_slot_create(shard, empty, name, name_len, hash, value);
+  if (owner_class == TALLY_CLASS_STATSD && shard->statsd_used >= statsd_counters_max) {
+    return TALLY_REASON_STATSD_SHARE_FULL;
+  }
+  tally_shard_slot_create(shard, empty, name, name_len, hash, value, owner_class);
   return TALLY_OK;
 }
 

@@ -35,7 +35,8 @@ struct tally_slot {
   uint32_t ident_crc;     /* tally_slot_ident_crc(index, hash, name) */
   uint16_t name_len;      /* 0: empty; stored last, with release, to publish */
   uint16_t flags;         /* TALLY_SLOT_FLAG_*; set only by recovery */
-  uint32_t reserved;
+  uint8_t owner_class;    /* TALLY_CLASS_*: who may write it (0, statsd, in older stores) */
+  uint8_t reserved[3];
   char name[TALLY_NAME_LEN_MAX];
 } __attribute__((aligned(64)));
 static_assert(sizeof(struct tally_slot) == TALLY_SLOT_SIZE, "slot layout");
@@ -220,6 +221,14 @@ struct tally_shard {
    */
   uint32_t probe_max;
   /*
+   * DRAM only, the shard's writer: published slots of class statsd
+   * (recomputed by recovery), reliable takeovers of statsd counters, and
+   * statsd values a reliable batch dropped rather than overflow on them.
+   */
+  uint32_t statsd_used;
+  uint64_t statsd_taken_over;
+  uint64_t statsd_values_dropped;
+  /*
    * Fine-grained persistence (real pmem, per-burst mode): flush a range and
    * drain. NULL when the store is group-committed by the control plane.
    */
@@ -268,6 +277,38 @@ uint32_t tally_shard_probe_max(const struct tally_shard *shard);
 /* ---- Writes (the owning lcore only) ----------------------------------- */
 
 /*
+ * Traffic classes as bulkheads (issue 14, C1): what statsd may do to the
+ * shard's table. statsd creates names only while fewer than
+ * statsd_counters_max of the shard's slots are statsd's (the rest is kept
+ * for reliable producers), and adds to a counter a reliable producer owns
+ * only if writes_reliable.
+ */
+struct tally_statsd_rights {
+  uint32_t statsd_counters_max; /* <= the shard's counters_max */
+  bool writes_reliable;
+};
+
+/*
+ * A statsd line: like tally_shard_add, but a new name beyond statsd's share
+ * gets TALLY_REASON_STATSD_SHARE_FULL, and a reliable-owned counter
+ * TALLY_REASON_STATSD_RELIABLE_COUNTER unless rights->writes_reliable.
+ * Names it creates are of class statsd.
+ */
+enum tally_reason tally_shard_add_statsd(struct tally_shard *shard, const char *name,
+  uint32_t name_len, uint32_t hash, int64_t delta, const struct tally_statsd_rights *rights);
+
+/*
+ * A reliable write to published slot i: a statsd counter becomes a reliable
+ * producer's (counted in statsd_taken_over); statsd may no longer write it
+ * unless ingest.statsd_writes_reliable. Idempotent. The slot's writer only
+ * (the lcore; the replication thread for a replica table).
+ */
+void tally_shard_slot_take_over(struct tally_shard *shard, uint32_t slot_index);
+
+/* The class of a published slot (TALLY_CLASS_RELIABLE for any value but statsd's). */
+uint8_t tally_shard_slot_class(const struct tally_shard *shard, uint32_t slot_index);
+
+/*
  * Adds delta to the counter name, creating it when new. Returns TALLY_OK,
  * TALLY_REASON_COUNTERS_FULL (new name, table full),
  * TALLY_REASON_PROBE_LIMIT (new name, no empty slot within the probe bound) or
@@ -302,6 +343,16 @@ enum tally_ack_status tally_shard_apply_undo(struct tally_shard *shard,
  */
 enum tally_reason tally_shard_set(struct tally_shard *shard, const char *name, uint32_t name_len,
   uint32_t hash, int64_t value);
+/*
+ * The same, keeping the counter's class: a reliable counter becomes (or
+ * stays) reliable, a statsd one is created as statsd and never takes a slot
+ * beyond statsd_counters_max (TALLY_REASON_STATSD_SHARE_FULL): restore and
+ * replica tables keep the bulkhead (a restored store is not filled with
+ * statsd names).
+ */
+enum tally_reason tally_shard_set_class(struct tally_shard *shard, const char *name,
+  uint32_t name_len, uint32_t hash, int64_t value, uint8_t owner_class,
+  uint32_t statsd_counters_max);
 /* The origin sequence a replica table holds, and advancing it. */
 uint64_t tally_shard_held_seq(const struct tally_shard *shard);
 void tally_shard_set_held_seq(struct tally_shard *shard, uint64_t seq);

@@ -35,7 +35,9 @@ struct pairs_plan {
   uint32_t slot[TALLY_BATCH_PAIRS_MAX];   /* SLOT_NONE until a new name is created */
   int64_t value[TALLY_BATCH_PAIRS_MAX];   /* running absolute value after the pair */
   uint8_t first[TALLY_BATCH_PAIRS_MAX];   /* first pair of the batch with this name */
+  uint8_t reset[TALLY_BATCH_PAIRS_MAX];   /* by first pair: statsd's value dropped (C1) */
   uint32_t new_names;
+  uint32_t resets;                        /* names whose statsd value is dropped */
 };
 
 /*
@@ -96,17 +98,19 @@ static bool pair_same_name(const struct tally_wire_pair *a, const struct tally_w
 }
 
 /*
- * Finds every pair's slot and running absolute value without writing
- * anything: a full table or an overflow rejects the whole batch here.
+ * One pass of the plan. A pair whose running sum leaves int64 on a counter
+ * statsd still owns (and whose statsd value is not yet dropped) sets
+ * *reset_first to its name's first pair: the caller drops statsd's value and
+ * plans again, so statsd can never make a reliable batch overflow (C1).
  */
-static enum tally_ack_status plan_pairs(const struct tally_shard *shard,
-  const struct tally_wire_batch *batch, struct pairs_plan *plan, enum tally_reason *reason)
+static enum tally_ack_status plan_pairs_once(const struct tally_shard *shard,
+  const struct tally_wire_batch *batch, struct pairs_plan *plan, enum tally_reason *reason,
+  uint32_t *reset_first)
 {
-  assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
-  assert(shard->counters_max < shard->slots_count);
   uint32_t hash[TALLY_BATCH_PAIRS_MAX];
   int64_t running[TALLY_BATCH_PAIRS_MAX]; /* indexed by a name's first pair */
   plan->new_names = 0;
+  *reset_first = SLOT_NONE;
   for (uint32_t i = 0; i < batch->count; i++) {
     const struct tally_wire_pair *pair = &batch->pairs[i];
     assert(tally_name_valid(pair->name, pair->name_len));
@@ -128,17 +132,47 @@ static enum tally_ack_status plan_pairs(const struct tally_shard *shard,
         return TALLY_ACK_COUNTERS_FULL;
       }
       if (plan->slot[i] == SLOT_NONE) plan->new_names++;
-      before = plan->slot[i] == SLOT_NONE ? 0 : shard->slots[plan->slot[i]].value;
+      before = plan->slot[i] == SLOT_NONE || plan->reset[i] ? 0 : shard->slots[plan->slot[i]].value;
     } else {
       plan->slot[i] = plan->slot[first];
       before = running[first];
     }
     if (__builtin_add_overflow(before, pair->delta, &plan->value[i])) {
+      if (plan->slot[first] != SLOT_NONE && !plan->reset[first] &&
+          tally_shard_slot_class(shard, plan->slot[first]) == TALLY_CLASS_STATSD) {
+        *reset_first = first;
+        return TALLY_ACK_APPLIED;
+      }
       *reason = TALLY_REASON_COUNTER_OVERFLOW;
       return TALLY_ACK_OVERFLOW;
     }
     running[first] = plan->value[i];
   }
+  return TALLY_ACK_APPLIED;
+}
+
+/*
+ * Finds every pair's slot and running absolute value without writing
+ * anything: a full table or an overflow rejects the whole batch here.
+ * Bounded: each extra pass drops one more name's statsd value.
+ */
+static enum tally_ack_status plan_pairs(const struct tally_shard *shard,
+  const struct tally_wire_batch *batch, struct pairs_plan *plan, enum tally_reason *reason)
+{
+  assert(batch->count <= TALLY_BATCH_PAIRS_MAX);
+  assert(shard->counters_max < shard->slots_count);
+  memset(plan->reset, 0, sizeof plan->reset);
+  plan->resets = 0;
+  for (uint32_t pass = 0; pass <= batch->count; pass++) {
+    uint32_t reset_first;
+    enum tally_ack_status status = plan_pairs_once(shard, batch, plan, reason, &reset_first);
+    if (status != TALLY_ACK_APPLIED) return status;
+    if (reset_first == SLOT_NONE) break;
+    assert(reset_first < batch->count && !plan->reset[reset_first]);
+    plan->reset[reset_first] = 1;
+    plan->resets++;
+  }
+  assert(plan->resets <= batch->count);
   if ((uint64_t)shard->header->counters_used + plan->new_names > shard->counters_max) {
     *reason = TALLY_REASON_COUNTERS_FULL;
     return TALLY_ACK_COUNTERS_FULL;
@@ -168,7 +202,8 @@ static enum tally_reason create_new_names(struct tally_shard *shard,
     assert(found == SLOT_NONE);
     assert(empty != SLOT_NONE); /* counters_used + new_names <= counters_max < slots */
     if (empty == SLOT_PROBE_LIMIT) return TALLY_REASON_PROBE_LIMIT;
-    tally_shard_slot_create(shard, empty, pair->name, pair->name_len, hash, 0);
+    tally_shard_slot_create(shard, empty, pair->name, pair->name_len, hash, 0,
+      TALLY_CLASS_RELIABLE);
     plan->slot[i] = empty;
     created++;
   }
@@ -218,6 +253,7 @@ void tally_shard_log_apply(struct tally_shard *shard)
   assert(log->count <= TALLY_BATCH_PAIRS_MAX);
   for (uint32_t i = 0; i < log->count; i++) {
     struct tally_slot *slot = &shard->slots[log->entries[i].slot];
+    tally_shard_slot_take_over(shard, log->entries[i].slot); /* before its value (C1) */
     slot_store_value(slot, log->entries[i].value);
     shard_flush(shard, slot, 16u);
   }
@@ -258,6 +294,7 @@ static enum tally_ack_status apply_batch(struct tally_shard *shard,
 
   *reason = create_new_names(shard, batch, &plan);
   if (*reason != TALLY_OK) return TALLY_ACK_COUNTERS_FULL; /* probe_limit: final, as planned */
+  shard->statsd_values_dropped += plan.resets;
   uint64_t journal_next = shard->header->journal_next;
   tally_shard_journal_append(shard, batch, plan.slot); /* before the redo record */
   assert(shard->header->journal_next == journal_next + 1u);

@@ -138,11 +138,12 @@ static inline uint32_t slot_probe_distance(const struct tally_shard *shard, uint
 enum tally_reason tally_shard_slot_room(const struct tally_shard *shard, uint32_t empty);
 
 /*
- * Creates name at the empty slot index with value, publishes it and counts
- * it. The shard's writer only.
+ * Creates name at the empty slot index with value and owner_class
+ * (TALLY_CLASS_*), publishes it and counts it. The shard's writer only.
  */
 void tally_shard_slot_create(struct tally_shard *shard, uint32_t index, const char *name,
-  uint32_t name_len, uint32_t hash, int64_t value);
+  uint32_t name_len, uint32_t hash, int64_t value, uint8_t owner_class);
+
 
 /* ---- shard_batch.c: the redo record ------------------------------------- */
 

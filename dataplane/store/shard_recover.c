@@ -90,6 +90,7 @@ static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery
   assert(shard->slots_count > shard->counters_max);
   uint32_t used = 0;
   uint32_t probe_max = 0;
+  uint32_t statsd_used = 0;
   for (uint32_t i = 0; i < shard->slots_count; i++) {
     struct tally_slot *slot = &shard->slots[i];
     if (slot->name_len == 0) {
@@ -101,6 +102,7 @@ static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery
       continue;
     }
     used++;
+    if (tally_shard_slot_class(shard, i) == TALLY_CLASS_STATSD) statsd_used++;
     if (slot_healthy(shard, slot, i)) {
       uint32_t distance = slot_probe_distance(shard, slot->hash, i);
       if (distance > probe_max) probe_max = distance;
@@ -117,6 +119,8 @@ static void recover_slots(struct tally_shard *shard, struct tally_shard_recovery
   report->counters_used = used;
   shard->probe_max = probe_max;
   header_set_counters_used(shard, used);
+  assert(statsd_used <= used);
+  shard->statsd_used = statsd_used; /* DRAM: the class bulkhead's count (C1) */
 }
 
 /*

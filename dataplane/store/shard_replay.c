@@ -64,9 +64,11 @@ static enum tally_reason replay_slots(struct tally_shard *shard,
     if (slot == SLOT_NONE) {
       enum tally_reason room = tally_shard_slot_room(shard, empty);
       if (room != TALLY_OK) return room;
-      tally_shard_slot_create(shard, empty, pair->name, pair->name_len, hash, 0);
+      tally_shard_slot_create(shard, empty, pair->name, pair->name_len, hash, 0,
+        TALLY_CLASS_RELIABLE);
       slot = empty;
     }
+    tally_shard_slot_take_over(shard, slot); /* as tally_shard_log_apply did */
     slots[i] = slot;
   }
   return TALLY_OK;

@@ -48,6 +48,7 @@ static_assert(offsetof(struct tally_slot, value_check) == 8, "check beside the v
 static_assert(offsetof(struct tally_slot, name_len) < TALLY_STORE_CACHE_LINE_SIZE,
   "hot fields in line 0");
 static_assert(offsetof(struct tally_slot, name) == 32u, "name after the 32-byte header");
+static_assert(offsetof(struct tally_slot, owner_class) == 28u, "owner class: the first byte layout 5 left zero");
 
 static_assert(offsetof(struct tally_producer, crc) == 8, "producer record layout");
 static_assert(offsetof(struct tally_producer, dedup) == 16, "producer record layout");

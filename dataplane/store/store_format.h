@@ -42,6 +42,15 @@
 #define TALLY_LOG_STATE_VALID 0x44494c4147474f4cull /* "LOGGALID" */
 /* A slot's flags (set only by recovery). */
 #define TALLY_SLOT_FLAG_QUARANTINED 1u
+/*
+ * A slot's owner_class: the traffic class that created it (issue 14, C1).
+ * Layout 5 always wrote 0 there, so every slot of an older store reads as
+ * statsd's until a reliable batch takes it over. Not under ident_crc: a
+ * single byte, written before the slot is published or alone; any value but
+ * STATSD reads as RELIABLE (a damaged byte never opens a counter to statsd).
+ */
+#define TALLY_CLASS_STATSD 0u
+#define TALLY_CLASS_RELIABLE 1u
 /* A producer record whose checksum failed; never a valid producer id. */
 #define TALLY_PRODUCER_TOMBSTONE UINT64_MAX
 /* Smallest slot or producer table (a power of two). */

@@ -111,6 +111,20 @@
  */
 #define TALLY_IDLE_POLLS_BEFORE_SLEEP 1024u
 #define TALLY_IDLE_SLEEP_US_MAX 1000u
+/*
+ * Traffic classes as bulkheads (issue 14, C1): packets of one class an
+ * lcore handles per poll (dataplane.statsd_per_poll, reliable_per_poll,
+ * control_per_poll), 1..TALLY_CLASS_PER_POLL_MAX; the rest are dropped and
+ * counted (budget_statsd, budget_reliable, budget_control). Defaults: a
+ * statsd burst (one port's RX burst), reliable a burst plus a burst of
+ * steered batches, control a quarter burst.
+ */
+#define TALLY_CLASS_PER_POLL_MAX 4096u
+#define TALLY_STATSD_PER_POLL_DEFAULT 32u
+#define TALLY_RELIABLE_PER_POLL_DEFAULT 64u
+#define TALLY_CONTROL_PER_POLL_DEFAULT 8u
+/* ingest.statsd_counters_percent: statsd's share of each shard's counters_max. */
+#define TALLY_STATSD_COUNTERS_PERCENT_DEFAULT 75u
 /* ARP and ICMP echo replies per lcore: a token bucket of this rate and depth (issue 14, L1).
  * Over it a request is dropped, counted as reply_rate_limited. */
 #define TALLY_REPLIES_PER_S 100u

@@ -59,6 +59,12 @@
   _(COUNTERS_FULL, "counters_full", "counter table full; new name refused")             \
   _(COUNTER_OVERFLOW, "counter_overflow", "increment would overflow int64 (rejected)")  \
   _(PROBE_LIMIT, "probe_limit", "name's slot probe would pass the probe bound (refused)") \
+  _(STATSD_SHARE_FULL, "statsd_share_full", "statsd's share of the counter table full; new statsd name refused") \
+  _(STATSD_RELIABLE_COUNTER, "statsd_reliable_counter", "statsd line to a counter a reliable producer owns (refused)") \
+  /* per-poll class budgets (dataplane.*_per_poll) */                                   \
+  _(BUDGET_STATSD, "budget_statsd", "statsd datagram over the lcore's per-poll statsd budget (dropped)") \
+  _(BUDGET_RELIABLE, "budget_reliable", "binary batch over the lcore's per-poll reliable budget (dropped, producer resends)") \
+  _(BUDGET_CONTROL, "budget_control", "ARP or ICMP over the lcore's per-poll control budget (dropped)") \
   /* output */                                                                          \
   _(TX_FULL, "tx_full", "reply dropped: TX queue full")                                 \
   _(REPLY_RATE_LIMITED, "reply_rate_limited", "ARP or ICMP reply over the lcore's rate (token bucket)")

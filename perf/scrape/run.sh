@@ -137,6 +137,7 @@ for n in "${counts[@]}"; do
   rm -f "$work/store.pmem"
   tally_write_config "$work/tally.ini" "$work/store.pmem" "$work/sock"
   sed -i "s/^counters_max = .*/counters_max = $((n + 4096))/" "$work/tally.ini"
+  sed -i 's/^\[ingest\]$/[ingest]\nstatsd_counters_percent = 100/' "$work/tally.ini" # n statsd names
   tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
   tally_wait_ready "$build" "$work/sock" 120 || { cat "$work/tallyd.log"; exit 1; }
   fill "$n" || { echo "could not fill $n counters: $(ctl stats | grep counters_)"; exit 1; }

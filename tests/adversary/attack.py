@@ -12,6 +12,10 @@ and prints one JSON line of what it saw; run.sh asserts on it.
   slowloris HOST PORT SOURCE N         N TCP connections from SOURCE that send a request
                                        line and never end their headers; holds them until
                                        a file named by --until exists (or --hold-s passes).
+  statsd HOST PORT                     C1: --datagrams datagrams of --lines new counter
+                                       names each (statsd), names numbered from --first,
+                                       each datagram from a fresh socket (its own source
+                                       port), paced by --gap-ms; reports what it sent.
   trickle SOCKET                       connects to the management socket and sends
                                        "ready" one byte every --every-s seconds; reports
                                        when the server closed it.
@@ -277,6 +281,23 @@ def attack_h1(args):
     return 0
 
 
+def attack_statsd(args):
+    sent = 0
+    names = 0
+    for d in range(args.datagrams):
+        first = args.first + d * args.lines
+        lines = ["junk.%08x:1|c" % (first + i) for i in range(args.lines)]
+        payload = "\n".join(lines).encode()
+        assert len(payload) <= 1472
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(payload, (args.host, args.port))
+        sent += 1
+        names += args.lines
+        time.sleep(args.gap_ms / 1000.0)  # pacing so the veth keeps them, not a timing check
+    print(json.dumps({"datagrams": sent, "names": names}))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="attack", required=True)
@@ -294,6 +315,13 @@ def main():
     slow.add_argument("--ready", required=True)
     slow.add_argument("--until", required=True)
     slow.add_argument("--hold-s", type=float, default=60)
+    flood = sub.add_parser("statsd")
+    flood.add_argument("host")
+    flood.add_argument("port", type=int)
+    flood.add_argument("--datagrams", type=int, default=20)
+    flood.add_argument("--lines", type=int, default=60)
+    flood.add_argument("--first", type=int, default=0)
+    flood.add_argument("--gap-ms", type=float, default=2)
     trickle = sub.add_parser("trickle")
     trickle.add_argument("socket")
     trickle.add_argument("--every-s", type=float, default=1.0)
@@ -304,8 +332,9 @@ def main():
     h1.add_argument("--names", type=int, default=4096)
     h1.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
-    return {"l1": attack_l1, "slowloris": attack_slowloris, "trickle": attack_trickle,
-            "h1": attack_h1}[args.attack](args)
+    attacks = {"l1": attack_l1, "slowloris": attack_slowloris, "statsd": attack_statsd,
+               "trickle": attack_trickle, "h1": attack_h1}
+    return attacks[args.attack](args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@
 #       runs: its batches are acked, the longest slot probe stays short
 #       (slot_probe_max under 256, the bound is 1024) and nothing is refused
 #       for the probe bound (drop_probe_limit 0).
+#   C1  statsd from varied source ports floods new names until statsd's share
+#       of the table is full (statsd_share_full counted): a reliable producer
+#       still creates new counters and gets every batch acked; statsd cannot add
+#       to a reliable producer's counter (statsd_reliable_counter counted), so
+#       the producer's next batch is acked, not answered overflow.
+#       BULKHEADS_OFF=1 runs it with the bulkheads configured away
+#       (statsd_counters_percent = 100, statsd_writes_reliable = true), to see
+#       this part fail as the code did before them.
 # L3 and H4 (cluster receivers) are covered by test_cluster_streams, test_shard
 # and fuzz_replication (no cluster here). Run under
 # `flock /tmp/tally-netns.lock`; every wait is bounded; processes stopped by PID.
@@ -59,6 +67,9 @@ json() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.ar
 
 tally_netns_up "$suffix"
 tally_write_config "$work/tally.ini" "$work/store.pmem" "$work/sock"
+if [ "${BULKHEADS_OFF:-0}" = 1 ]; then
+  sed -i 's/^\[ingest\]$/[ingest]\nstatsd_counters_percent = 100\nstatsd_writes_reliable = true/' "$work/tally.ini"
+fi
 tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
 verdict "tallyd becomes ready" tally_wait_ready "$build" "$work/sock" 30
 node_mac=$(ip -n "$TALLY_NODE_NS" link show tally0 | awk '/link\/ether/ { print $2 }')
@@ -75,6 +86,43 @@ still_serving() {
     acked_within "$build/control/tallyctl" "$work/sock" "adv$n." "$work/rel$n.json" exact
 }
 still_serving "before any attack" 1
+
+# ---- C1: traffic classes as bulkheads -------------------------------------------------
+# One dataplane lcore, counters_max 4096: statsd may take 3072 (75 %). 100 datagrams
+# of 60 new names each (6000) would fill the whole table without the bulkhead.
+datagrams_seen() { echo $(( $(stat statsd_datagrams) + $(stat drop_budget_statsd) + 0 )); }
+wait_datagrams() { local want=$1; for _ in $(seq 1 200); do
+  [ "$(datagrams_seen)" -ge "$want" ] && return 0; sleep 0.1; done; return 1; }
+flood_base=$(datagrams_seen)
+for round in 0 1 2 3 4; do
+  peer timeout 60 python3 "$attack" statsd 10.77.0.1 8125 --datagrams 20 --lines 60 \
+    --first $((round * 1200)) >"$work/c1.$round.json"
+  wait_datagrams $((flood_base + 20 * (round + 1))) || echo "C1: round $round: some datagrams lost on the veth"
+done
+echo "C1: counters_in_use $(stat counters_in_use) statsd_share_full $(stat drop_statsd_share_full)" \
+  "counters_full $(stat drop_counters_full)"
+verdict "C1: statsd's new names beyond its share refused and counted" \
+  test "$(( $(stat drop_statsd_share_full) + 0 ))" -gt 0
+verdict "C1: statsd filled at most its share (3072 of 4096)" \
+  test "$(stat counters_in_use)" -le 3200
+# The reliable producer brings new names (prefix adv6.): all created and acked.
+still_serving "C1: after statsd filled its share" 6
+# statsd against a counter a reliable producer owns.
+peer env TALLY_KEY="$TALLY_KEY" "$build/control/tally-produce" --nodes 10.77.0.1:8126 \
+  --producer 9201 adv.c1.bill:5 >"$work/c1p1.out" 2>&1
+verdict "C1: the producer's counter is created and acked" grep -q "^acked 1 batches" "$work/c1p1.out"
+refused_before=$(( $(stat drop_statsd_reliable_counter) + 0 ))
+peer python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"adv.c1.bill:9223372036854775800|c\nadv.c1.bill:1|c", ("10.77.0.1", 8125))'
+for _ in $(seq 1 100); do
+  [ "$(( $(stat drop_statsd_reliable_counter) + 0 ))" -ge $((refused_before + 2)) ] && break; sleep 0.1
+done
+verdict "C1: statsd's lines to the producer's counter refused and counted" \
+  test "$(( $(stat drop_statsd_reliable_counter) + 0 ))" -ge $((refused_before + 2))
+peer env TALLY_KEY="$TALLY_KEY" "$build/control/tally-produce" --nodes 10.77.0.1:8126 \
+  --producer 9201 --seq 2 adv.c1.bill:10 >"$work/c1p2.out" 2>&1
+cat "$work/c1p2.out"
+verdict "C1: the producer's next batch is acked (no overflow)" grep -q "^acked 1 batches" "$work/c1p2.out"
+verdict "C1: the producer's counter holds only its own increments" test "$($ctl get adv.c1.bill)" = 15
 
 # ---- L1: ARP and ICMP ------------------------------------------------------------
 reasons_before=$(( $(stat drop_source_not_unicast) + 0 ))

@@ -143,7 +143,9 @@ static bool reference_valid(const uint8_t *body, size_t body_size)
 {
   uint32_t count = (uint32_t)(body[8] | (body[9] << 8));
   uint32_t flags = (uint32_t)(body[10] | (body[11] << 8));
-  if ((body[14] | body[15]) != 0) return false;
+  uint32_t classes = (uint32_t)(body[14] | (body[15] << 8)); /* a bit per counter entry (C1) */
+  bool records = (flags & (TALLY_REPLICATION_FLAG_PRODUCERS | REFERENCE_FLAG_CLAIMS)) != 0;
+  if (classes != 0 && (records || count >= 16u || (classes >> count) != 0)) return false;
   if ((flags & ~(uint32_t)(TALLY_REPLICATION_FLAG_LAST | TALLY_REPLICATION_FLAG_PRODUCERS |
          REFERENCE_FLAG_CLAIMS)) != 0) {
     return false;
@@ -267,6 +269,7 @@ static void check_decoded(const uint8_t *data, size_t size,
     FUZZ_CHECK(entry->name <= end);
     FUZZ_CHECK(entry->name_len <= (size_t)(end - entry->name));
     FUZZ_CHECK(tally_name_valid(entry->name, entry->name_len));
+    FUZZ_CHECK(entry->owner_class <= 1u);
   }
   static uint8_t encoded[FUZZ_SIGNED_SIZE_MAX];
   if (entries && message->count > TALLY_REPLICATION_ENTRIES_MAX) {
@@ -456,6 +459,7 @@ static bool message_from_input(const uint8_t *data, size_t size,
     struct tally_replication_entry *entry = &message->entries[i];
     entry->value = (int64_t)take(data, size, &at, 8);
     entry->name_len = (uint32_t)take(data, size, &at, 1) % (TALLY_NAME_LEN_MAX + 4u);
+    entry->owner_class = (uint8_t)(entry->name_len & 1u); /* C1: the header's classes word */
     /* A name the input cannot supply is NULL: the encoder must refuse it. */
     entry->name = at + entry->name_len <= size ? (const char *)data + at : NULL;
     at += entry->name_len;
@@ -513,6 +517,7 @@ static void fuzz_encode(const uint8_t *data, size_t size)
   }
   for (uint32_t i = 0; i < message.count; i++) {
     FUZZ_CHECK(decoded.entries[i].value == message.entries[i].value);
+    FUZZ_CHECK(decoded.entries[i].owner_class == message.entries[i].owner_class);
     FUZZ_CHECK(decoded.entries[i].name_len == message.entries[i].name_len);
     FUZZ_CHECK(memcmp(decoded.entries[i].name, message.entries[i].name,
       message.entries[i].name_len) == 0);

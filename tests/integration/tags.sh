@@ -206,6 +206,7 @@ check "upgrade path: the fresh store lists exactly the saved keys and values" li
 tally_stop TERM
 tally_write_config "$work/small.ini" "$work/small.pmem" "$work/sock"
 sed -i 's/^counters_max = .*/counters_max = 16/' "$work/small.ini"
+sed -i 's/^\[ingest\]$/[ingest]\nstatsd_counters_percent = 100/' "$work/small.ini" # statsd's whole table
 tally_start "$build" "$work/small.ini" "$work/tallyd.log"
 check "restart on a store of counters_max 16" tally_wait_ready "$build" "$work/sock" 30
 for i in $(seq 0 39); do echo "card:1|c|#id:$i"; done >"$work/lines6"

@@ -192,6 +192,7 @@ static void node_open(struct world *world, uint32_t index, bool restore)
   memset(appliance->lcores, 0, sizeof(struct tally_lcore));
   appliance->lcores[0].running = true;
   config_for(world, index, &appliance->config.cluster);
+  appliance->config.statsd_counters_percent = TALLY_STATSD_COUNTERS_PERCENT_DEFAULT; /* 192 */
   struct port *port = &world->net.ports[index];
   *port = (struct port){ .net = &world->net, .index = index,
     .inbox = calloc(INBOX_MAX, sizeof(struct datagram)) };
@@ -600,6 +601,76 @@ static void test_peer_lost_state_is_resynced(void **state)
   world_free(world);
 }
 
+/* Sets name (printf-style with k) in shard, of owner_class, outside statsd's share. */
+static void set_named(struct tally_shard *shard, const char *format, uint32_t k, int64_t value,
+  uint8_t owner_class)
+{
+  char name[16];
+  int length = snprintf(name, sizeof name, format, k);
+  assert_int_equal(tally_shard_set_class(shard, name, (uint32_t)length,
+    tally_shard_name_hash(shard, name, (size_t)length), value, owner_class, shard->counters_max), TALLY_OK);
+}
+
+/* The class a node's replica of origin holds for name (format, k); asserts it holds it. */
+static uint8_t held_class(struct world *world, uint32_t holder, uint32_t origin,
+  const char *format, uint32_t k)
+{
+  const struct tally_store *store = &world->nodes[holder]->appliance.store;
+  int32_t r = tally_store_replica_find(store, (uint16_t)(origin + 1u));
+  assert_true(r >= 0);
+  char name[16];
+  int length = snprintf(name, sizeof name, format, k);
+  int64_t slot = tally_shard_find(&store->replicas[r], name, (uint32_t)length,
+    tally_shard_name_hash(&store->replicas[r], name, (size_t)length));
+  assert_true(slot >= 0);
+  return tally_shard_slot_class(&store->replicas[r], (uint32_t)slot);
+}
+
+/*
+ * A restored store keeps the traffic classes (issue 14, C1): the class
+ * travels with each counter, every reliable counter comes back as the
+ * producer's, and statsd's names take at most statsd's share of shard 0
+ * (192 of 256). Before, the 320 names went back as they came and shard 0
+ * held 256 of them: reliable ones among those left out.
+ */
+static void test_restore_keeps_classes(void **state)
+{
+  (void)state;
+  struct world *world = world_new(3, 2);
+  struct tally_store *store = &world->nodes[0]->appliance.store;
+  for (uint32_t k = 0; k < 20; k++) set_named(&store->shards[0], "r%u", k, 500 + k, TALLY_CLASS_RELIABLE);
+  for (uint32_t k = 0; k < 100; k++) set_named(&store->shards[0], "a%u", k, 1, TALLY_CLASS_STATSD);
+  for (uint32_t k = 0; k < 200; k++) set_named(&store->shards[1], "b%u", k, 1, TALLY_CLASS_STATSD);
+  __atomic_fetch_add(&world->nodes[0]->appliance.lcores[0].stats.applied_seq, 1, __ATOMIC_RELEASE);
+  for (uint32_t i = 0; i < 100; i++) {
+    run_ms(world, 100);
+    const struct tally_store *holder = &world->nodes[1]->appliance.store;
+    int32_t r = tally_store_replica_find(holder, 1);
+    if (r >= 0 && tally_shard_counters_used(&holder->replicas[r]) == 320u) break;
+  }
+  assert_int_equal(held_class(world, 1, 0, "r%u", 7), TALLY_CLASS_RELIABLE);
+  assert_int_equal(held_class(world, 1, 0, "b%u", 7), TALLY_CLASS_STATSD);
+  node_close(world, 0);
+  world_of_idle = world;
+  world->net.idle = idle_run;
+  node_open(world, 0, true); /* blocks in restore while nodes 2 and 3 run */
+  world->net.idle = NULL;
+  store = &world->nodes[0]->appliance.store;
+  struct tally_shard *shard = &store->shards[0];
+  for (uint32_t k = 0; k < 20; k++) {
+    char name[16];
+    int length = snprintf(name, sizeof name, "r%u", k);
+    int64_t slot = tally_shard_find(shard, name, (uint32_t)length,
+      tally_shard_name_hash(shard, name, (size_t)length));
+    assert_true(slot >= 0);
+    assert_int_equal(tally_shard_slot_value(shard, (uint32_t)slot), 500 + k);
+    assert_int_equal(tally_shard_slot_class(shard, (uint32_t)slot), TALLY_CLASS_RELIABLE);
+  }
+  assert_int_equal(shard->statsd_used, 192);
+  assert_int_equal(tally_shard_counters_used(shard), 212);
+  world_free(world);
+}
+
 /* A node whose store is new gets its own contribution back from a peer. */
 static void test_restore_from_peers(void **state)
 {
@@ -689,6 +760,7 @@ int main(void)
     cmocka_unit_test(test_gap_is_answered_with_held),
     cmocka_unit_test(test_peer_lost_state_is_resynced),
     cmocka_unit_test(test_restore_from_peers),
+    cmocka_unit_test(test_restore_keeps_classes),
     cmocka_unit_test(test_quorum_seq_needs_w_minus_1_peers),
     cmocka_unit_test(test_quorum_seq_with_one_peer_of_two),
     cmocka_unit_test(test_read_only_without_write_quorum),

@@ -83,6 +83,11 @@ static void test_defaults(void **unused) {
   assert_int_equal(config.persist_mode, TALLY_PERSIST_AUTO);
   assert_int_equal(config.mbufs, 16383);
   assert_int_equal(config.idle_sleep_us, 0); /* off: a NIC host polls flat out */
+  assert_int_equal(config.statsd_counters_percent, 75); /* a quarter kept for reliable */
+  assert_false(config.statsd_writes_reliable);
+  assert_int_equal(config.statsd_per_poll, TALLY_STATSD_PER_POLL_DEFAULT);
+  assert_int_equal(config.reliable_per_poll, TALLY_RELIABLE_PER_POLL_DEFAULT);
+  assert_int_equal(config.control_per_poll, TALLY_CONTROL_PER_POLL_DEFAULT);
   assert_string_equal(config.socket_path, "/run/tally/tally.sock");
   assert_int_equal(config.http_ipv4, 0x7f000001u);
   assert_int_equal(config.http_port, 9125);
@@ -149,6 +154,9 @@ static void test_full_file(void **unused) {
     "[dataplane]\n"
     "mbufs = 1024\n"
     "idle_sleep_us = 1000\n"
+    "statsd_per_poll = 1\n"
+    "reliable_per_poll = 4096\n"
+    "control_per_poll = 2\n"
     "[control]\n"
     "socket = /run/t.sock\n"
     "http = 0.0.0.0:8080\n";
@@ -166,6 +174,9 @@ static void test_full_file(void **unused) {
   assert_int_equal(config.persist_mode, TALLY_PERSIST_PER_BURST);
   assert_int_equal(config.mbufs, 1024);
   assert_int_equal(config.idle_sleep_us, 1000);
+  assert_int_equal(config.statsd_per_poll, 1);
+  assert_int_equal(config.reliable_per_poll, 4096);
+  assert_int_equal(config.control_per_poll, 2);
   assert_string_equal(config.socket_path, "/run/t.sock");
   assert_int_equal(config.http_ipv4, 0);
   assert_int_equal(config.http_port, 8080);
@@ -216,6 +227,16 @@ static void test_numbers(void **unused) {
     "config: dataplane.mbufs: 1023 is below the minimum 1024");
   expect_error(with_base("[dataplane]\nidle_sleep_us = 1001\n"),
     "config: dataplane.idle_sleep_us: 1001 is above the maximum 1000");
+  expect_error(with_base("[ingest]\nstatsd_counters_percent = 101\n"),
+    "config: ingest.statsd_counters_percent: 101 is above the maximum 100");
+  expect_error(with_base("[ingest]\nstatsd_writes_reliable = yes\n"),
+    "config: ingest.statsd_writes_reliable: 'yes' is not true or false");
+  expect_error(with_base("[dataplane]\nstatsd_per_poll = 0\n"),
+    "config: dataplane.statsd_per_poll: 0 is below the minimum 1");
+  expect_error(with_base("[dataplane]\nreliable_per_poll = 4097\n"),
+    "config: dataplane.reliable_per_poll: 4097 is above the maximum 4096");
+  expect_error(with_base("[dataplane]\ncontrol_per_poll = x\n"),
+    "config: dataplane.control_per_poll: 'x' is not a decimal number");
   expect_error(with_base("[ingest]\nstatsd_port = 65536\n"),
     "config: ingest.statsd_port: 65536 is above the maximum 65535");
   expect_error(with_base("[store]\ncounters_max = 12x\n"),

@@ -82,6 +82,10 @@ static int setup_one(void **state)
   dp_config.ipv4_be = rte_cpu_to_be_32(OUR_IP);
   dp_config.statsd_port_be = rte_cpu_to_be_16(8125);
   dp_config.binary_port_be = rte_cpu_to_be_16(8126);
+  dp_config.statsd_counters_max = COUNTERS;
+  dp_config.statsd_per_poll = TALLY_CLASS_PER_POLL_MAX;
+  dp_config.reliable_per_poll = TALLY_CLASS_PER_POLL_MAX;
+  dp_config.control_per_poll = TALLY_CLASS_PER_POLL_MAX;
   for (uint32_t i = 0; i < TALLY_KEY_SIZE; i++) dp_config.key[i] = (uint8_t)i;
   dp_config.port_mac[ports.ids[0]] = ports.macs[ports.ids[0]];
   lcores = rte_zmalloc("lcores", sizeof(struct tally_lcore) * LCORES, 64);
@@ -729,6 +733,70 @@ static void test_idle_backoff_after_empty_polls(void **state)
   lcore->idle_sleep_us = 0;
 }
 
+/*
+ * Per-class budgets per poll (issue 14, C1): a flood of statsd in one poll
+ * takes at most statsd_per_poll datagrams of it; batches and ARP/ICMP keep
+ * theirs; the rest are dropped and counted by class; the next poll starts
+ * afresh. Before, a poll handled every frame of its bursts whatever the class.
+ */
+static void test_class_budgets_per_poll(void **state)
+{
+  (void)state;
+  dp_config.statsd_per_poll = 4;
+  dp_config.reliable_per_poll = 2;
+  dp_config.control_per_poll = 1;
+  const char *line = "flood.x:1|c";
+  uint8_t batch[256];
+  for (uint32_t i = 0; i < 5; i++) inject(0, udp_frame(8125, line, (uint32_t)strlen(line), OUR_IP));
+  size_t size = make_batch(batch, sizeof batch, 2, 1, dp_config.key); /* producer 2: lcore 0 */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  for (uint32_t i = 0; i < 5; i++) inject(0, udp_frame(8125, line, (uint32_t)strlen(line), OUR_IP));
+  for (uint64_t seq = 2; seq <= 3; seq++) {
+    size = make_batch(batch, sizeof batch, 2, seq, dp_config.key);
+    inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  }
+  inject(0, echo_frame(PEER_IP, &peer_mac, 0));
+  inject(0, echo_frame(PEER_IP, &peer_mac, 0));
+  struct rte_mbuf *out[8];
+  unsigned sent = poll_and_collect(0, out, 8);
+  for (unsigned i = 0; i < sent; i++) rte_pktmbuf_free(out[i]);
+  assert_int_equal(sent, 1); /* one echo reply; the batches' acks wait for durability */
+  assert_int_equal(lcores[0].stats.rx_packets, 15);
+  assert_int_equal(shard_value(0, "flood.x"), 4);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BUDGET_STATSD], 6);
+  assert_int_equal(lcores[0].stats.batches_applied, 2);
+  assert_int_equal(shard_value(0, "pay.ok"), 20);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BUDGET_RELIABLE], 1);
+  assert_int_equal(lcores[0].stats.icmp_replies, 1);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BUDGET_CONTROL], 1);
+  /* The next poll has its budget back. */
+  inject(0, udp_frame(8125, line, (uint32_t)strlen(line), OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 8), 0);
+  assert_int_equal(shard_value(0, "flood.x"), 5);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BUDGET_STATSD], 6);
+}
+
+/* statsd through the lcore: its share of the shard, no writes to a producer's counter (C1). */
+static void test_statsd_class_rights(void **state)
+{
+  (void)state;
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 2, 1, dp_config.key); /* pay.ok, pay.fail */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  dp_config.statsd_counters_max = 3; /* two reliable counters, then statsd's three */
+  const char *lines = "pay.ok:9223372036854775000|c\ns.1:1|c\ns.2:1|c\ns.3:1|c\ns.4:1|c\ns.1:1|c\n";
+  inject(0, udp_frame(8125, lines, (uint32_t)strlen(lines), OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(shard_value(0, "pay.ok"), 10);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_STATSD_RELIABLE_COUNTER], 1);
+  assert_int_equal(shard_value(0, "s.1"), 2);
+  assert_int_equal(shard_value(0, "s.4"), INT64_MIN);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_STATSD_SHARE_FULL], 1);
+  assert_int_equal(lcores[0].stats.statsd_increments, 4);
+}
+
 static void test_datagram_too_large_dropped_alone(void **state)
 {
   (void)state;
@@ -776,6 +844,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_steering_ring_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_acks_pending_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_idle_backoff_after_empty_polls, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_class_budgets_per_poll, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_statsd_class_rights, setup_one, teardown_one),
   };
   return cmocka_run_group_tests(tests, setup_all, NULL);
 }

@@ -376,6 +376,7 @@ static void message_fill(struct tally_replication_message *message,
     message->entries[i].name = long_name + (TALLY_NAME_LEN_MAX - name_len);
     message->entries[i].name_len = name_len;
     message->entries[i].value = values[i % (sizeof(values) / sizeof(values[0]))];
+    message->entries[i].owner_class = (uint8_t)(i % 3u == 1u); /* C1: the classes word */
   }
 }
 
@@ -438,6 +439,7 @@ static void assert_message_equal(const struct tally_replication_message *got,
     assert_int_equal(got->entries[i].name_len, want->entries[i].name_len);
     assert_memory_equal(got->entries[i].name, want->entries[i].name, want->entries[i].name_len);
     assert_true(got->entries[i].value == want->entries[i].value);
+    assert_int_equal(got->entries[i].owner_class, want->entries[i].owner_class);
   }
 }
 
@@ -587,13 +589,13 @@ static void test_round_trip_mixed_lengths_and_layout(void **state)
   round_trip(&message, size_want);
   uint8_t out[TALLY_REPLICATION_SIZE_MAX];
   size_t size = encode_ok(&message, out, sizeof(out));
-  /* Little-endian on the wire whatever the host; the reserved field is zero. */
+  /* Little-endian on the wire whatever the host; classes: entries 1 and 4 reliable. */
   assert_int_equal(out[OFFSET_TYPE], TALLY_REPLICATION_RESTORE);
   assert_int_equal(out[OFFSET_ORIGIN], 0x02);
   assert_int_equal(out[OFFSET_ORIGIN + 1], 0x01);
   assert_int_equal(out[OFFSET_COUNT], TALLY_REPLICATION_ENTRIES_MAX);
   assert_int_equal(out[OFFSET_COUNT + 1], 0);
-  assert_int_equal(out[OFFSET_RESERVED], 0);
+  assert_int_equal(out[OFFSET_RESERVED], 0x12);
   assert_int_equal(out[OFFSET_RESERVED + 1], 0);
   assert_int_equal(out[OFFSET_SEQ], 0x01);
   assert_int_equal(out[OFFSET_SEQ + 7], 0x08);
@@ -689,7 +691,7 @@ static void test_reject_order(void **state)
   message[OFFSET_MAGIC_0] = 'X';
   message[OFFSET_VERSION] = 9;
   message[OFFSET_TYPE] = 0;
-  message[OFFSET_RESERVED] = 1;
+  message[OFFSET_RESERVED + 1] = 0x80; /* a class bit beyond count */
   message[VECTOR_SIZE - 1] ^= 1;
   /* Truncated before too long, too long before everything else. */
   expect_reason(message, SIZE_MIN - 1, TALLY_REPLICATION_TRUNCATED);
@@ -705,7 +707,7 @@ static void test_reject_order(void **state)
   expect_reason(message, VECTOR_SIZE, TALLY_REPLICATION_BAD_MAC);
   resign(message, VECTOR_SIZE);
   expect_reason(message, VECTOR_SIZE, TALLY_REPLICATION_MALFORMED);
-  message[OFFSET_RESERVED] = 0;
+  message[OFFSET_RESERVED + 1] = 0;
   resign(message, VECTOR_SIZE);
   expect_reason(message, VECTOR_SIZE, TALLY_REPLICATION_OK);
 }
@@ -716,12 +718,20 @@ static void test_reject_header_fields(void **state)
 {
   (void)state;
   uint8_t message[VECTOR_SIZE];
-  /* Reserved field not zero, any bit of it. */
-  for (uint32_t bit = 0; bit < 16; bit++) {
+  /* The classes word (C1): a bit at or above count (the vector has 2 entries). */
+  for (uint32_t bit = 2; bit < 16; bit++) {
     memcpy(message, vector, sizeof(message));
     message[OFFSET_RESERVED + bit / 8] ^= (uint8_t)(1u << (bit % 8));
     expect_malformed_signed(message, sizeof(message));
   }
+  /* Bits below count mark reliable entries. */
+  memcpy(message, vector, sizeof(message));
+  message[OFFSET_RESERVED] = 0x02;
+  resign(message, sizeof(message));
+  struct tally_replication_message decoded;
+  assert_int_equal(decode(message, sizeof(message), &decoded), TALLY_REPLICATION_OK);
+  assert_int_equal(decoded.entries[0].owner_class, 0);
+  assert_int_equal(decoded.entries[1].owner_class, 1);
   /* Count over the limit (the entries would also be short: count is checked first). */
   const uint16_t counts[] = {TALLY_REPLICATION_ENTRIES_ACCEPT_MAX + 1, 0x0100, UINT16_MAX};
   for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {

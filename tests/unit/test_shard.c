@@ -825,7 +825,9 @@ static void test_batch_overflow_changes_nothing(void **state)
   (void)state;
   struct fixture *f = fixture_new(100, 20);
   assert_int_equal(add(&f->shard, "a", 1), TALLY_OK);
-  assert_int_equal(add(&f->shard, "b", INT64_MAX - 5), TALLY_OK);
+  /* b is a reliable producer's (a statsd counter would give its value up instead: C1). */
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 4, 1, "b", INT64_MAX - 5, &reason), TALLY_ACK_APPLIED);
   void *before = malloc(f->size);
   assert_non_null(before);
   memcpy(before, f->region, f->size);
@@ -835,7 +837,6 @@ static void test_batch_overflow_changes_nothing(void **state)
   batch_pair(&batch, "b", 3);
   batch_pair(&batch, "new", 1);
   batch_pair(&batch, "b", 3); /* 6 in all: one too many */
-  enum tally_reason reason;
   assert_int_equal(tally_shard_apply_batch(&f->shard, &batch, &reason), TALLY_ACK_OVERFLOW);
   assert_int_equal(reason, TALLY_REASON_COUNTER_OVERFLOW);
   assert_memory_equal(before, f->region, f->size);
@@ -3370,6 +3371,171 @@ static void test_per_burst_record_durable_before_values(void **state)
   fixture_free(f);
 }
 
+/* ---- Traffic classes as bulkheads (issue 14, C1) ---------------------------- */
+
+static enum tally_reason add_statsd(struct tally_shard *shard, const char *name, int64_t delta,
+  uint32_t statsd_counters_max, bool writes_reliable)
+{
+  uint32_t len = (uint32_t)strlen(name);
+  const struct tally_statsd_rights rights = { .statsd_counters_max = statsd_counters_max,
+    .writes_reliable = writes_reliable };
+  return tally_shard_add_statsd(shard, name, len, tally_shard_name_hash(shard, name, len), delta, &rights);
+}
+
+static uint8_t class_of(const struct tally_shard *shard, const char *name)
+{
+  int64_t slot = find(shard, name);
+  assert_true(slot >= 0);
+  return tally_shard_slot_class(shard, (uint32_t)slot);
+}
+
+/*
+ * statsd spoofing new names fills only its share: reliable batches still
+ * create names in the rest (before: every new reliable name got
+ * counters_full once statsd had filled the table).
+ */
+static void test_statsd_share_keeps_room_for_reliable(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(16, 16);
+  char name[32];
+  uint32_t refused = 0;
+  for (int i = 0; i < 40; i++) {
+    snprintf(name, sizeof(name), "junk.%d", i);
+    enum tally_reason reason = add_statsd(&f->shard, name, 1, 12, false);
+    if (reason != TALLY_OK) {
+      assert_int_equal(reason, TALLY_REASON_STATSD_SHARE_FULL);
+      refused++;
+    }
+  }
+  assert_int_equal(refused, 28);
+  assert_int_equal(f->shard.statsd_used, 12);
+  assert_int_equal(tally_shard_counters_used(&f->shard), 12);
+  assert_int_equal(add_statsd(&f->shard, "junk.0", 5, 12, false), TALLY_OK); /* old names count */
+  assert_int_equal(value_of(&f->shard, "junk.0"), 6);
+  enum tally_reason reason;
+  for (uint64_t seq = 1; seq <= 4; seq++) {
+    snprintf(name, sizeof(name), "billing.%u", (unsigned)seq);
+    assert_int_equal(apply(&f->shard, 9, seq, name, 1, &reason), TALLY_ACK_APPLIED);
+    assert_int_equal(class_of(&f->shard, name), TALLY_CLASS_RELIABLE);
+  }
+  assert_int_equal(apply(&f->shard, 9, 5, "billing.5", 1, &reason), TALLY_ACK_COUNTERS_FULL);
+  assert_int_equal(f->shard.statsd_used, 12);
+  /* The whole table full: statsd's new name gets counters_full, whatever its share. */
+  assert_int_equal(add_statsd(&f->shard, "junk.new", 1, 16, false), TALLY_REASON_COUNTERS_FULL);
+  /* A lower share after a restart: statsd creates nothing more, keeps counting. */
+  assert_int_equal(add_statsd(&f->shard, "junk.1", 1, 4, false), TALLY_OK);
+  fixture_free(f);
+}
+
+/*
+ * statsd cannot add to a counter a reliable producer owns (before: it could
+ * push it to INT64_MAX so the producer's next batch got the final overflow).
+ */
+static void test_statsd_cannot_write_reliable_counter(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(16, 16);
+  enum tally_reason reason;
+  assert_int_equal(apply(&f->shard, 9, 1, "billing.total", 5, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(add_statsd(&f->shard, "billing.total", INT64_MAX - 5, 16, false),
+    TALLY_REASON_STATSD_RELIABLE_COUNTER);
+  assert_int_equal(value_of(&f->shard, "billing.total"), 5);
+  assert_int_equal(apply(&f->shard, 9, 2, "billing.total", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(value_of(&f->shard, "billing.total"), 6);
+  /* The operator allowed it: statsd adds, within int64. */
+  assert_int_equal(add_statsd(&f->shard, "billing.total", 10, 16, true), TALLY_OK);
+  assert_int_equal(value_of(&f->shard, "billing.total"), 16);
+  assert_int_equal(f->shard.statsd_used, 0);
+  fixture_free(f);
+}
+
+/*
+ * A counter statsd created and a reliable producer then writes becomes the
+ * producer's: its value is kept unless keeping it would overflow the batch,
+ * then statsd's value is dropped (counted), so a squatter cannot give the
+ * producer the overflow ack either. statsd may not write it afterwards.
+ */
+static void test_reliable_takes_over_statsd_counter(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(16, 16);
+  enum tally_reason reason;
+  assert_int_equal(add_statsd(&f->shard, "shared.ok", 7, 16, false), TALLY_OK);
+  assert_int_equal(add_statsd(&f->shard, "squatted", INT64_MAX - 1, 16, false), TALLY_OK);
+  assert_int_equal(f->shard.statsd_used, 2);
+  assert_int_equal(apply(&f->shard, 9, 1, "shared.ok", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(value_of(&f->shard, "shared.ok"), 8);
+  assert_int_equal(class_of(&f->shard, "shared.ok"), TALLY_CLASS_RELIABLE);
+  assert_int_equal(f->shard.statsd_used, 1);
+  assert_int_equal(f->shard.statsd_taken_over, 1);
+  assert_int_equal(f->shard.statsd_values_dropped, 0);
+  struct tally_wire_batch batch;
+  batch_init(&batch, 9, 2);
+  batch_pair(&batch, "squatted", 2);
+  batch_pair(&batch, "shared.ok", 1);
+  batch_pair(&batch, "squatted", 3);
+  assert_int_equal(tally_shard_apply_batch(&f->shard, &batch, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(value_of(&f->shard, "squatted"), 5);
+  assert_int_equal(value_of(&f->shard, "shared.ok"), 9);
+  assert_int_equal(f->shard.statsd_values_dropped, 1);
+  assert_int_equal(f->shard.statsd_taken_over, 2);
+  assert_int_equal(f->shard.statsd_used, 0);
+  assert_int_equal(add_statsd(&f->shard, "squatted", INT64_MAX - 5, 16, false),
+    TALLY_REASON_STATSD_RELIABLE_COUNTER);
+  /* A reliable producer's own overflow is still its own. */
+  assert_int_equal(apply(&f->shard, 9, 3, "squatted", INT64_MAX, &reason), TALLY_ACK_OVERFLOW);
+  assert_int_equal(reason, TALLY_REASON_COUNTER_OVERFLOW);
+  assert_int_equal(value_of(&f->shard, "squatted"), 5);
+  fixture_free(f);
+}
+
+/* Recovery counts statsd's share again from the slots' class bytes. */
+static void test_recovery_recounts_statsd_share(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(16, 16);
+  enum tally_reason reason;
+  assert_int_equal(add_statsd(&f->shard, "s.1", 1, 8, false), TALLY_OK);
+  assert_int_equal(add_statsd(&f->shard, "s.2", 1, 8, false), TALLY_OK);
+  assert_int_equal(add_statsd(&f->shard, "s.3", 1, 8, false), TALLY_OK);
+  assert_int_equal(apply(&f->shard, 9, 1, "s.3", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 9, 2, "r.1", 1, &reason), TALLY_ACK_APPLIED);
+  struct tally_shard_recovery report;
+  assert_int_equal(tally_shard_attach(&f->shard, f->region, 3, 16, 16, false), 0);
+  assert_int_equal(f->shard.statsd_used, 0);
+  recover(f, &report);
+  assert_int_equal(report.counters_used, 4);
+  assert_int_equal(f->shard.statsd_used, 2);
+  assert_int_equal(class_of(&f->shard, "s.3"), TALLY_CLASS_RELIABLE);
+  assert_int_equal(class_of(&f->shard, "s.1"), TALLY_CLASS_STATSD);
+  fixture_free(f);
+}
+
+/* Restore and replica tables keep the class and statsd's share (tally_shard_set_class). */
+static void test_set_class_keeps_share(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(16, 16);
+  char name[32];
+  for (int i = 0; i < 4; i++) {
+    snprintf(name, sizeof(name), "junk.%d", i);
+    assert_int_equal(tally_shard_set_class(&f->shard, name, (uint32_t)strlen(name),
+      tally_shard_name_hash(&f->shard, name, strlen(name)), 1, TALLY_CLASS_STATSD, 4), TALLY_OK);
+  }
+  assert_int_equal(tally_shard_set_class(&f->shard, "junk.9", 6, tally_shard_name_hash(&f->shard, "junk.9", 6), 1,
+    TALLY_CLASS_STATSD, 4), TALLY_REASON_STATSD_SHARE_FULL);
+  assert_int_equal(tally_shard_set_class(&f->shard, "bill", 4, tally_shard_name_hash(&f->shard, "bill", 4), 3,
+    TALLY_CLASS_RELIABLE, 4), TALLY_OK);
+  assert_int_equal(class_of(&f->shard, "bill"), TALLY_CLASS_RELIABLE);
+  assert_int_equal(tally_shard_set_class(&f->shard, "junk.0", 6, tally_shard_name_hash(&f->shard, "junk.0", 6), 2,
+    TALLY_CLASS_RELIABLE, 4), TALLY_OK);
+  assert_int_equal(class_of(&f->shard, "junk.0"), TALLY_CLASS_RELIABLE);
+  assert_int_equal(value_of(&f->shard, "junk.0"), 2);
+  assert_int_equal(f->shard.statsd_used, 3);
+  fixture_free(f);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -3380,6 +3546,11 @@ int main(void)
     cmocka_unit_test(test_counters_full),
     cmocka_unit_test(test_probe_bound),
     cmocka_unit_test(test_old_collisions_spread),
+    cmocka_unit_test(test_statsd_share_keeps_room_for_reliable),
+    cmocka_unit_test(test_statsd_cannot_write_reliable_counter),
+    cmocka_unit_test(test_reliable_takes_over_statsd_counter),
+    cmocka_unit_test(test_recovery_recounts_statsd_share),
+    cmocka_unit_test(test_set_class_keeps_share),
     cmocka_unit_test(test_overflow_rejected),
     cmocka_unit_test(test_concurrent_reader),
     cmocka_unit_test(test_batch_applied_then_duplicate),

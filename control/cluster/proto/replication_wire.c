@@ -109,6 +109,18 @@ static uint32_t count_max(uint16_t flags, bool accepting)
   return accepting ? TALLY_REPLICATION_ENTRIES_ACCEPT_MAX : TALLY_REPLICATION_ENTRIES_MAX;
 }
 
+/* The header's classes word: bit i for a reliable counter entry i (C1). */
+static uint16_t entry_classes(const struct tally_replication_message *message)
+{
+  static_assert(TALLY_REPLICATION_ENTRIES_ACCEPT_MAX <= 16u, "one class bit per entry");
+  assert(message->count <= TALLY_REPLICATION_ENTRIES_ACCEPT_MAX);
+  uint16_t classes = 0;
+  for (uint32_t i = 0; i < message->count; i++) {
+    if (message->entries[i].owner_class != 0) classes |= (uint16_t)(1u << i);
+  }
+  return classes;
+}
+
 /* Writes the body behind the header; returns its end, 0 if invalid or out of room. */
 static size_t encode_entries(const struct tally_replication_message *message, uint8_t *out,
   size_t out_size)
@@ -187,7 +199,7 @@ size_t tally_replication_encode(const struct tally_replication_message *message,
   put16(out + 8, (uint16_t)message->count);
   put16(out + 10, message->flags);
   put16(out + 12, message->part);
-  put16(out + 14, 0);
+  put16(out + 14, producers || claims ? 0 : entry_classes(message));
   put64(out + 16, message->seq);
   put64(out + 24, message->scan);
   size_t used = producers ? encode_producers(message, out, out_size) :
@@ -285,13 +297,19 @@ enum tally_replication_reason tally_replication_decode(const uint8_t *data, size
   message->scan = get64(data + 24);
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
   bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
-  if (get16(data + 14) != 0 || !flags_valid(message->type, message->flags) ||
-      message->count > count_max(message->flags, true)) {
+  uint32_t classes = get16(data + 14);
+  bool counters = !producers && !claims;
+  if (!flags_valid(message->type, message->flags) ||
+      message->count > count_max(message->flags, true) ||
+      (classes != 0 && (!counters || (classes >> message->count) != 0))) {
     memset(message, 0, sizeof *message);
     return TALLY_REPLICATION_MALFORMED;
   }
   enum tally_replication_reason reason = producers ? decode_producers(data, body_end, message) :
     claims ? decode_claims(data, body_end, message) : decode_entries(data, body_end, message);
+  for (uint32_t i = 0; counters && reason == TALLY_REPLICATION_OK && i < message->count; i++) {
+    message->entries[i].owner_class = (uint8_t)((classes >> i) & 1u);
+  }
   if (reason != TALLY_REPLICATION_OK) memset(message, 0, sizeof *message);
   return reason;
 }

@@ -5,7 +5,13 @@
  *
  *   header (32 bytes): magic "TR" | version u8 | type u8 | origin u16 |
  *                      sender u16 | count u16 | flags u16 | part u16 |
- *                      reserved u16 (0) | seq u64 | scan u64
+ *                      classes u16 | seq u64 | scan u64
+ *   classes:           counter entries only (0 with PRODUCERS or CLAIMS): bit i
+ *                      set = entry i is a reliable producer's counter
+ *                      (TALLY_CLASS_RELIABLE), clear = statsd's; bits at and
+ *                      above count are 0 (issue 14, C1: a restored store keeps
+ *                      the class bulkhead). Builds before it sent 0 and
+ *                      refuse a message with any bit set.
  *   entries (count):   value i64 | name_len u8 | name bytes
  *   mac (16 bytes):    BLAKE2b-128 keyed with the cluster key over all bytes
  *                      before it (libsodium crypto_generichash)
@@ -109,6 +115,7 @@ struct tally_replication_entry {
   const char *name; /* into the datagram (decode) or the caller's memory */
   uint32_t name_len;
   int64_t value;
+  uint8_t owner_class; /* TALLY_CLASS_STATSD (0) or TALLY_CLASS_RELIABLE (1) */
 };
 
 /* One producer dedup record (flags PRODUCERS): its runs, see tally/shard.h. */
