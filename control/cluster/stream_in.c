@@ -14,11 +14,14 @@
 #include "store_format.h"
 #include "tally/name.h"
 
+/* The answer to round: it echoes the round's session and scan (a probe's nonce). */
 static void send_ack(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
-  uint64_t held)
+  const struct tally_replication_message *round, uint64_t held)
 {
+  assert(round->type == TALLY_REPLICATION_ROUND);
   struct tally_replication_message ack = { .type = TALLY_REPLICATION_ACK, .origin = peer->id,
-    .sender = cluster->config->node_id, .seq = held };
+    .sender = cluster->config->node_id, .seq = held, .scan = round->scan,
+    .session = cluster->session, .peer_session = round->session };
   tally_cluster_send_message(cluster, &peer->address, &ack);
 }
 
@@ -84,7 +87,7 @@ void tally_cluster_stream_in_round(struct tally_cluster *cluster, struct tally_c
   struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
   uint64_t held = held_of(cluster, peer);
   if (message->seq != held + 1) {
-    send_ack(cluster, peer, held); /* a resend, a probe, or a gap: say what we hold */
+    send_ack(cluster, peer, message, held); /* a resend, a probe, or a gap: say what we hold */
     return;
   }
   bool staged = true;
@@ -101,14 +104,14 @@ void tally_cluster_stream_in_round(struct tally_cluster *cluster, struct tally_c
   }
   if (!staged) {
     cluster->replica_full++;
-    send_ack(cluster, peer, held); /* cannot hold it: do not advance */
+    send_ack(cluster, peer, message, held); /* cannot hold it: do not advance */
     return;
   }
   peer->stage.seq = message->seq;
   if (message->flags & TALLY_REPLICATION_FLAG_LAST) commit_staged(cluster, peer, message);
   cluster->rounds_applied++;
   tally_cluster_peer_assert_invariants(cluster, peer);
-  send_ack(cluster, peer, message->seq);
+  send_ack(cluster, peer, message, message->seq);
 }
 
 /* ---- Restore requests: a peer's own contribution, as held here ----------------- */
@@ -130,12 +133,14 @@ static void restore_part_flush(struct tally_cluster *cluster, const struct tally
  * empty LAST part.
  */
 void tally_cluster_stream_in_restore_request(struct tally_cluster *cluster,
-  struct tally_cluster_peer *peer)
+  struct tally_cluster_peer *peer, const struct tally_replication_message *request)
 {
   const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
+  assert(request->type == TALLY_REPLICATION_RESTORE_REQUEST);
   struct tally_replication_message part = { .type = TALLY_REPLICATION_RESTORE,
     .origin = peer->id, .sender = cluster->config->node_id, .seq = tally_shard_held_seq(replica),
-    .scan = tally_shard_held_scan(replica) };
+    .scan = tally_shard_held_scan(replica), .session = cluster->session,
+    .peer_session = request->session };
   for (uint32_t slot = 0; slot < replica->slots_count; slot++) {
     if (!tally_shard_slot_readable(replica, slot)) continue;
     const struct tally_slot *entry = &replica->slots[slot];
@@ -185,7 +190,7 @@ void tally_cluster_stream_in_read_request(struct tally_cluster *cluster,
   struct tally_store *store = &cluster->appliance->store;
   struct tally_replication_message reply = { .type = TALLY_REPLICATION_READ_REPLY,
     .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = request->seq,
-    .scan = UINT64_MAX };
+    .scan = UINT64_MAX, .session = cluster->session, .peer_session = request->session };
   bool found = false;
   __int128 own = own_total(store, entry, hash, &found);
   /* This node's own copy, then every replica table (members and retired nodes alike). */

@@ -501,6 +501,12 @@ static_assert(TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN >= 1u, "replication neve
  * cannot get its writes held there (a one-way or muted link, a peer stuck).
  */
 #define TALLY_REPLICATION_STALL_MS 400u
+/*
+ * A restore or quorum-read request is served only if its sender's clock
+ * stamp is within this of ours (and newer than the last one served from
+ * that peer): a replay captured earlier is refused (issue 14, H4).
+ */
+#define TALLY_REPLICATION_REQUEST_WINDOW_MS 60000u
 /* Restore of a new store: the longest wait for the peers, */
 #define TALLY_CLUSTER_RESTORE_WAIT_MS_MAX 300000u
 /* how often the request is sent again, */

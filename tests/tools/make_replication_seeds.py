@@ -1,7 +1,8 @@
 """make_replication_seeds.py — writes the seed corpus of tests/fuzz/fuzz_replication.c.
 
 Run from the repository root: python3 tests/tools/make_replication_seeds.py
-Written from control/cluster/proto/replication_wire.h (32-byte header with scan;
+Written from control/cluster/proto/replication_wire.h (48-byte header of version 2 with scan,
+session and peer_session;
 counter entries, or producer records with flags PRODUCERS: producer u64, then
 per run, DEDUP_RUNS times, head_last u64 | head_window[0] u64 |
 head_window[1] u64 | last_seq u64 | window u64: 128 bytes, or claims with
@@ -27,7 +28,8 @@ OUT = os.path.join("tests", "fuzz", "corpus", "replication")
 
 MAC_SIZE = 16
 SIZE_MAX = 1472
-SIZE_MIN = 32 + MAC_SIZE
+HEADER_SIZE = 48  # version 2: + session u64 | peer_session u64
+SIZE_MIN = HEADER_SIZE + MAC_SIZE
 ROUND, ACK, RESTORE_REQUEST, RESTORE = 1, 2, 3, 4
 FLAG_LAST = 0x0001
 FLAG_PRODUCERS = 0x0002
@@ -45,21 +47,25 @@ PRODUCER_ID_MAX = 2**63 - 2  # TALLY_PRODUCER_ID_MAX: a claim names a producer b
 I64_MIN, I64_MAX = -2**63, 2**63 - 1
 SCAN = 1_700_000_000_000_000  # unix microseconds
 
-_HEADER = struct.Struct("<2sBBHHHHHHQQ")
+_HEADER = struct.Struct("<2sBBHHHHHHQQQQ")
+assert _HEADER.size == HEADER_SIZE
+SESSION, PEER_SESSION = 0x1111222233334444, 0x5555666677778888
 _ENTRY = struct.Struct("<qB")
 _RUN = "QQQQQ"  # head_last | head_window[0] | head_window[1] | last_seq | window
 _RUN_FIELDS = len(_RUN)
 _RECORD = struct.Struct("<Q" + _RUN * DEDUP_RUNS)
 assert _RECORD.size == 8 + 40 * DEDUP_RUNS == 128
-assert 32 + PRODUCERS_MAX * _RECORD.size + MAC_SIZE <= SIZE_MAX
-assert 32 + (PRODUCERS_MAX + 1) * _RECORD.size + MAC_SIZE > SIZE_MAX
+assert HEADER_SIZE + PRODUCERS_MAX * _RECORD.size + MAC_SIZE <= SIZE_MAX
+assert HEADER_SIZE + (PRODUCERS_MAX + 1) * _RECORD.size + MAC_SIZE > SIZE_MAX
 _CLAIM = struct.Struct("<QQQ")  # producer | seq | attempt
 assert _CLAIM.size == 24
-assert 32 + CLAIMS_MAX * _CLAIM.size + MAC_SIZE <= SIZE_MAX
+assert HEADER_SIZE + CLAIMS_MAX * _CLAIM.size + MAC_SIZE <= SIZE_MAX
 
 
-def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR"):
-    return _HEADER.pack(magic, 1, kind, origin, sender, count, flags, part, reserved, seq, scan)
+def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR",
+           session=SESSION, peer_session=PEER_SESSION):
+    return _HEADER.pack(magic, 2, kind, origin, sender, count, flags, part, reserved, seq, scan,
+                        session, peer_session)
 
 
 def entries(pairs):
