@@ -713,7 +713,9 @@ static void test_replayed_batch_cannot_fill_fifo(void **state)
     do {
       for (unsigned i = 0; i < got; i++) {
         struct rte_udp_hdr *udp = rte_pktmbuf_mtod_offset(out[i], struct rte_udp_hdr *, 34);
-        uint64_t producer = rte_le_to_cpu_64(*(const uint64_t *)((const uint8_t *)(udp + 1) + 8));
+        uint64_t producer;
+        memcpy(&producer, (const uint8_t *)(udp + 1) + 8, sizeof producer); /* unaligned */
+        producer = rte_le_to_cpu_64(producer);
         assert_true(producer < 7);
         check_ack(out[i], producer, 1, producer == 2 && acks[2] > 0 ? TALLY_ACK_DUPLICATE :
           TALLY_ACK_APPLIED, 14u + 20u + 8u + (uint32_t)size);
