@@ -40,6 +40,7 @@ static void receive_replication(struct tally_cluster *cluster, const uint8_t *da
   bool read = message.type == TALLY_REPLICATION_READ_REQUEST;
   if (!tally_cluster_source_ok(cluster, &peer->address, source, read)) return;
   if (!tally_cluster_records_ok(cluster, &message)) return;
+  if (!tally_cluster_session_accept(cluster, peer, &message)) return;
   uint16_t self = cluster->config->node_id;
   switch (message.type) {
   case TALLY_REPLICATION_ROUND:
@@ -49,7 +50,9 @@ static void receive_replication(struct tally_cluster *cluster, const uint8_t *da
     if (message.origin == self) tally_cluster_stream_out_ack(cluster, peer, message.seq);
     return;
   case TALLY_REPLICATION_RESTORE_REQUEST:
-    if (message.origin == message.sender) tally_cluster_stream_in_restore_request(cluster, peer);
+    if (message.origin == message.sender) {
+      tally_cluster_stream_in_restore_request(cluster, peer, &message);
+    }
     return;
   case TALLY_REPLICATION_RESTORE:
     return; /* only wanted while restoring, before the thread runs */
@@ -197,6 +200,7 @@ static int open_start(struct tally_cluster *cluster, struct tally_appliance *app
   assert(appliance->config.cluster.enabled);
   randombytes_buf(&cluster->incarnation, sizeof cluster->incarnation);
   if (cluster->incarnation == 0) cluster->incarnation = 1;
+  cluster->session = tally_cluster_session_new();
   if (tally_cluster_members_init(cluster, error, error_size) != 0) return -1;
   return tally_cluster_fault_open(cluster, error, error_size);
 }

@@ -98,6 +98,16 @@ struct tally_cluster_peer {
   uint32_t retries;                   /* unanswered resends or probes since the last answer */
   struct tally_breaker breaker;       /* peer.c inits it */
   /*
+   * Replay guards (session.c; issue 14, H4). session: the peer's session,
+   * learned from the answer to our last probe (0: none yet); probe_nonce:
+   * that probe's (an ACK while unsynced must echo it); request_us: the clock
+   * stamp of the last restore and quorum-read request served (each only
+   * grows, so a request is served once).
+   */
+  uint64_t session;
+  uint64_t probe_nonce;
+  uint64_t request_us[2];             /* TALLY_CLUSTER_REQUEST_RESTORE, _READ */
+  /*
    * A list is one scan's state, frozen when it is planned: the values and the
    * records go out as they were at that scan, however long the list takes
    * (its records were read before its values, so a replica that completed it
@@ -134,6 +144,8 @@ struct tally_cluster_peer {
   /* Log mode (cluster_log.h): the ticket of the last change to its table; ACKs wait for it. */
   uint64_t log_ticket;
   uint64_t ack_deferred;              /* 0, or the seq of an ACK waiting for log_ticket */
+  uint64_t ack_deferred_scan;         /* the deferred ACK's echo of its round's scan */
+  uint64_t ack_deferred_session;      /* and of the round's session (session.c) */
   /* Figures, read relaxed: heartbeats_in (heartbeat.c), resyncs (peer.c), others stream_out.c */
   uint64_t heartbeats_in;
   uint64_t rounds_sent;
@@ -183,6 +195,12 @@ struct tally_cluster {
   uint64_t not_member;                        /* datagrams from a node not a member */
   uint64_t wrong_source;                      /* a member's datagram from another address */
   uint64_t records_invalid;                   /* producer records no dedup state can be */
+  uint64_t session;                           /* random per process start, never 0 */
+  uint64_t wrong_session;                     /* messages of another session: ignored */
+  uint64_t acks_stale;                        /* acks below the acked position, or not
+                                                 echoing our probe: ignored */
+  uint64_t requests_replayed;                 /* requests not newer than the last served */
+  uint64_t read_stamp_us;                     /* last quorum-read stamp sent (atomic) */
   /* I/O (cluster_io.h): io is what the cluster uses; tallyd's is the fault layer over udp. */
   struct tally_cluster_io io;
   struct tally_cluster_udp udp;
@@ -232,6 +250,10 @@ struct tally_cluster {
   uint32_t incarnation;               /* random per start, sent in heartbeats */
   struct tally_cluster_fault fault;   /* test-only: cluster.fault_* (off by default) */
 };
+
+/* A peer's request_us[]: which request. */
+#define TALLY_CLUSTER_REQUEST_RESTORE 0u
+#define TALLY_CLUSTER_REQUEST_READ 1u
 
 /* rejected[]: heartbeats refused, after the replication reasons. */
 #define TALLY_CLUSTER_HEARTBEAT_REJECTED TALLY_REPLICATION_REASON_COUNT

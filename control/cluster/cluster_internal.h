@@ -11,6 +11,7 @@
  *   stream_*.c, heartbeat.c, quorum*.c, report.c, restore.c, cluster_scan.c,
  *   cluster_members.c ──► peer.c
  *   peer.c, stream_in.c, cluster_scan.c, restore.c ──► cluster_dedup.c
+ *   cluster.c, restore.c ──► session.c ──► peer.c
  *   io_fault.c ──► cluster_fault.c;  cluster_dedup.c ──► journal_index.c
  */
 #ifndef TALLY_CLUSTER_INTERNAL_H
@@ -34,6 +35,7 @@ static inline void tally_cluster_send_message(struct tally_cluster *cluster,
   const struct sockaddr_in *address, const struct tally_replication_message *message)
 {
   uint8_t buffer[TALLY_REPLICATION_SIZE_MAX];
+  assert(message->session == cluster->session && message->session != 0);
   size_t size = tally_replication_encode(message, cluster->config->key, buffer, sizeof buffer);
   assert(size > 0);
   tally_cluster_send(cluster, address, buffer, size);
@@ -158,7 +160,7 @@ void tally_cluster_stream_in_round(struct tally_cluster *cluster, struct tally_c
   const struct tally_replication_message *message);
 /* A restoring peer asked for our copy of its contribution: sent part by part. */
 void tally_cluster_stream_in_restore_request(struct tally_cluster *cluster,
-  struct tally_cluster_peer *peer);
+  struct tally_cluster_peer *peer, const struct tally_replication_message *request);
 /* A quorum read (from a peer's control thread): every copy of the counter held here. */
 void tally_cluster_stream_in_read_request(struct tally_cluster *cluster,
   const struct tally_replication_message *request, const struct sockaddr_in *source);
@@ -180,6 +182,19 @@ void tally_cluster_quorum_update(struct tally_cluster *cluster);
 
 /* Start-up: this node's contribution from N - W + 1 peers (blocking). 0 or -1 with error. */
 int tally_cluster_restore(struct tally_cluster *cluster, char *error, size_t error_size);
+
+/* ---- session.c: replay guards (issue 14, H4) ----------------------------------------- */
+
+/* A random session, never 0 (one per process start). */
+uint64_t tally_cluster_session_new(void);
+/* A request's clock stamp (unix microseconds), above *last_us, which it becomes (atomic). */
+uint64_t tally_cluster_request_stamp(uint64_t *last_us);
+/*
+ * Whether an authentic message from the member's address belongs to this
+ * process's sessions and is no replay (see session.c); counted when not.
+ */
+bool tally_cluster_session_accept(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
+  const struct tally_replication_message *message);
 
 /* ---- io_fault.c ------------------------------------------------------------------------ */
 

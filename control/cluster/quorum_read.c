@@ -125,7 +125,10 @@ static bool quorum_reply(struct tally_cluster *cluster, const struct quorum_view
   const struct tally_replication_message *reply, uint64_t request, struct quorum_copy *copies,
   bool *found)
 {
-  if (reply->type != TALLY_REPLICATION_READ_REPLY || reply->seq != request) return false;
+  if (reply->type != TALLY_REPLICATION_READ_REPLY || reply->seq != request ||
+      reply->peer_session != cluster->session) {
+    return false; /* not an answer to this request of this process */
+  }
   int32_t index = reply->origin == view->self ? (int32_t)QUORUM_SELF :
     tally_store_replica_find(&cluster->appliance->store, reply->origin);
   if (index >= 0) {
@@ -154,6 +157,7 @@ int tally_cluster_quorum_read(struct tally_cluster *cluster, const char *name, u
   randombytes_buf(&request, sizeof request);
   struct tally_replication_message ask = { .type = TALLY_REPLICATION_READ_REQUEST,
     .origin = view.self, .sender = view.self, .seq = request,
+    .scan = tally_cluster_request_stamp(&cluster->read_stamp_us), .session = cluster->session,
     .count = 1, .entries = { { .name = name, .name_len = name_len, .value = 0 } } };
   uint8_t buffer[TALLY_REPLICATION_SIZE_MAX + 1];
   size_t size = tally_replication_encode(&ask, view.key, buffer, sizeof buffer);

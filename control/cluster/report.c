@@ -156,6 +156,13 @@ static void rejected_metrics(struct tally_cluster *cluster, struct tally_out *ou
     PRIu64 "\n", cluster->wrong_source);
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"replication\","
     "reason=\"producer_record_invalid\"} %" PRIu64 "\n", cluster->records_invalid);
+  /* Replay guards (session.c; issue 14, H4). */
+  tally_out_printf(out, "tally_cluster_rejected_total{kind=\"replication\","
+    "reason=\"wrong_session\"} %" PRIu64 "\n", cluster->wrong_session);
+  tally_out_printf(out, "tally_cluster_rejected_total{kind=\"replication\","
+    "reason=\"ack_stale\"} %" PRIu64 "\n", cluster->acks_stale);
+  tally_out_printf(out, "tally_cluster_rejected_total{kind=\"replication\","
+    "reason=\"request_replayed\"} %" PRIu64 "\n", cluster->requests_replayed);
 }
 
 void tally_cluster_metrics(struct tally_cluster *cluster, struct tally_out *out)

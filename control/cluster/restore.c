@@ -28,12 +28,15 @@ struct restore_state { /* by peer slot */
   int32_t last_part;         /* -1 until the LAST part arrives */
   uint32_t statsd_refused;   /* statsd names beyond statsd's share of shard 0 (C1) */
   uint32_t counters_refused; /* names shard 0 had no room for */
+  uint64_t stamp_us;         /* of the last request sent (each request a newer one) */
 };
 
-static void restore_request(struct tally_cluster *cluster, const struct restore_state *state)
+static void restore_request(struct tally_cluster *cluster, struct restore_state *state)
 {
+  /* A fresh stamp each time: a peer serves a request once (session.c). */
   struct tally_replication_message request = { .type = TALLY_REPLICATION_RESTORE_REQUEST,
-    .origin = cluster->config->node_id, .sender = cluster->config->node_id };
+    .origin = cluster->config->node_id, .sender = cluster->config->node_id,
+    .scan = tally_cluster_request_stamp(&state->stamp_us), .session = cluster->session };
   for (struct tally_cluster_peer *peer = NULL;
        (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
     int32_t i = (int32_t)(peer - cluster->peers);
@@ -132,8 +135,9 @@ static void restore_receive(struct tally_cluster *cluster, struct restore_state 
     if (peer == NULL) continue;
     if (!tally_cluster_source_ok(cluster, &peer->address, &source, false)) continue;
     if (!tally_cluster_records_ok(cluster, &message)) continue; /* never reaches the store */
+    if (!tally_cluster_session_accept(cluster, peer, &message)) continue; /* replays */
     if (message.type == TALLY_REPLICATION_RESTORE_REQUEST && message.origin == message.sender) {
-      tally_cluster_stream_in_restore_request(cluster, peer); /* restoring at the same time */
+      tally_cluster_stream_in_restore_request(cluster, peer, &message); /* restoring too */
     } else if (message.type == TALLY_REPLICATION_RESTORE &&
                message.origin == cluster->config->node_id) {
       restore_part(cluster, state, &message, (uint32_t)(peer - cluster->peers));

@@ -14,18 +14,26 @@
 #include "store_format.h"
 #include "tally/name.h"
 
+/*
+ * The answer to a round: it echoes the round's session and scan (a probe's
+ * nonce). Log mode: deferred while what it says this node holds is not
+ * durable yet (cluster_log.h); the newest round's scan and session are kept
+ * for it.
+ */
 static void send_ack(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
-  uint64_t held)
+  uint64_t scan, uint64_t peer_session, uint64_t held)
 {
   if (!tally_cluster_log_durable(&cluster->log, peer->log_ticket)) {
-    /* Log mode: what the ACK says this node holds is not durable yet (cluster_log.h). */
     if (peer->ack_deferred == 0) cluster->log.acks_deferred++;
     peer->ack_deferred = held > peer->ack_deferred ? held : peer->ack_deferred;
+    peer->ack_deferred_scan = scan;
+    peer->ack_deferred_session = peer_session;
     return;
   }
   peer->ack_deferred = 0;
   struct tally_replication_message ack = { .type = TALLY_REPLICATION_ACK, .origin = peer->id,
-    .sender = cluster->config->node_id, .seq = held };
+    .sender = cluster->config->node_id, .seq = held, .scan = scan,
+    .session = cluster->session, .peer_session = peer_session };
   tally_cluster_send_message(cluster, &peer->address, &ack);
 }
 
@@ -103,7 +111,7 @@ void tally_cluster_stream_in_round(struct tally_cluster *cluster, struct tally_c
   struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
   uint64_t held = held_of(cluster, peer);
   if (message->seq != held + 1) {
-    send_ack(cluster, peer, held); /* a resend, a probe, or a gap: say what we hold */
+    send_ack(cluster, peer, message->scan, message->session, held); /* a resend, a probe, or a gap: say what we hold */
     return;
   }
   bool staged = true;
@@ -122,14 +130,15 @@ void tally_cluster_stream_in_round(struct tally_cluster *cluster, struct tally_c
   }
   if (!staged) {
     cluster->replica_full++;
-    send_ack(cluster, peer, held); /* cannot hold it: do not advance */
+    send_ack(cluster, peer, message->scan, message->session, held); /* cannot hold it: do not advance */
     return;
   }
   peer->stage.seq = message->seq;
   if (message->flags & TALLY_REPLICATION_FLAG_LAST) commit_staged(cluster, peer, message);
   cluster->rounds_applied++;
   tally_cluster_peer_assert_invariants(cluster, peer);
-  send_ack(cluster, peer, message->seq);
+  assert(message->type == TALLY_REPLICATION_ROUND);
+  send_ack(cluster, peer, message->scan, message->session, message->seq);
 }
 
 bool tally_cluster_stream_in_deferred_acks(struct tally_cluster *cluster)
@@ -139,7 +148,9 @@ bool tally_cluster_stream_in_deferred_acks(struct tally_cluster *cluster)
   for (struct tally_cluster_peer *peer = NULL;
        (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
     if (peer->ack_deferred == 0) continue;
-    send_ack(cluster, peer, peer->ack_deferred); /* defers it again if still not durable */
+    /* Defers it again if still not durable. */
+    send_ack(cluster, peer, peer->ack_deferred_scan, peer->ack_deferred_session,
+      peer->ack_deferred);
     waiting = waiting || peer->ack_deferred != 0;
   }
   return waiting;
@@ -164,12 +175,14 @@ static void restore_part_flush(struct tally_cluster *cluster, const struct tally
  * empty LAST part.
  */
 void tally_cluster_stream_in_restore_request(struct tally_cluster *cluster,
-  struct tally_cluster_peer *peer)
+  struct tally_cluster_peer *peer, const struct tally_replication_message *request)
 {
   const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
+  assert(request->type == TALLY_REPLICATION_RESTORE_REQUEST);
   struct tally_replication_message part = { .type = TALLY_REPLICATION_RESTORE,
     .origin = peer->id, .sender = cluster->config->node_id, .seq = tally_shard_held_seq(replica),
-    .scan = tally_shard_held_scan(replica) };
+    .scan = tally_shard_held_scan(replica), .session = cluster->session,
+    .peer_session = request->session };
   for (uint32_t slot = 0; slot < replica->slots_count; slot++) {
     if (!tally_shard_slot_readable(replica, slot)) continue;
     const struct tally_slot *entry = &replica->slots[slot];
@@ -220,7 +233,7 @@ void tally_cluster_stream_in_read_request(struct tally_cluster *cluster,
   uint32_t hash = tally_store_name_hash(store, entry->name, entry->name_len);
   struct tally_replication_message reply = { .type = TALLY_REPLICATION_READ_REPLY,
     .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = request->seq,
-    .scan = UINT64_MAX };
+    .scan = UINT64_MAX, .session = cluster->session, .peer_session = request->session };
   bool found = false;
   __int128 own = own_total(store, entry, hash, &found);
   /* This node's own copy, then every replica table (members and retired nodes alike). */

@@ -61,6 +61,15 @@ void tally_cluster_stream_out_ack(struct tally_cluster *cluster, struct tally_cl
     return;
   }
   if (held == peer->acked_seq) return; /* an old ack, or the round was refused: resend */
+  if (held < peer->acked_seq) {
+    /*
+     * Below what this session of the peer acked: a replayed or reordered old
+     * ack (a peer that lost its state is a new session, probed first), never
+     * a reason to start over (issue 14, H4).
+     */
+    cluster->acks_stale++;
+    return;
+  }
   peer->acked_seq = held;              /* the peer lost or moved its state: start over */
   tally_cluster_peer_reset(cluster, peer);
 }
@@ -128,7 +137,8 @@ static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer 
 {
   struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND,
     .origin = cluster->config->node_id, .sender = cluster->config->node_id,
-    .seq = peer->acked_seq + 1, .scan = peer->list_scan };
+    .seq = peer->acked_seq + 1, .scan = peer->list_scan, .session = cluster->session,
+    .peer_session = peer->session };
   fill_round(cluster, peer, &round);
   peer->message_count = round.count;
   peer->message_size = tally_replication_encode(&round, cluster->config->key, peer->message,
@@ -155,8 +165,11 @@ static void resend(struct tally_cluster *cluster, struct tally_cluster_peer *pee
     TALLY_REPLICATION_TIMEOUT_MS, TALLY_REPLICATION_BACKOFF_MAX_MS, peer->retries,
     tally_cluster_next_random(cluster));
   if (!peer->synced) {
+    /* Only the answer echoing this probe's fresh nonce is taken (session.c). */
+    peer->probe_nonce = tally_cluster_session_new();
     struct tally_replication_message hello = { .type = TALLY_REPLICATION_ROUND,
-      .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = 0 };
+      .origin = cluster->config->node_id, .sender = cluster->config->node_id, .seq = 0,
+      .scan = peer->probe_nonce, .session = cluster->session, .peer_session = peer->session };
     if (peer->waiting_since_ms == 0) peer->waiting_since_ms = now;
     tally_cluster_send_message(cluster, &peer->address, &hello); /* answered with what it holds */
   } else {

@@ -3,6 +3,9 @@
  * queue on every port, classify them, count statsd lines and reliable
  * batches into this lcore's shard, answer ARP / ICMP / acks in place, and
  * send acks only once the persist that covers their batch has completed.
+ * Replayed batches (issue 14, H3) take no more than their producer's share
+ * of the pending-ack FIFO, which only a batch with a good MAC reaches; a
+ * duplicate of what is durable (or a peer applied) is answered at once.
  *
  * Nothing here takes a lock, allocates, or makes a system call, but the
  * idle back-off's sleep (dataplane.idle_sleep_us, off by default), taken
@@ -152,6 +155,51 @@ static void handle_statsd(struct tally_lcore *lcore, const struct tally_packet *
   stat_add(&lcore->stats.statsd_increments, increments);
 }
 
+/* A producer's bucket of pending acks (splitmix64's finalizer: ids in any pattern spread). */
+static uint32_t producer_bucket(uint64_t producer)
+{
+  uint64_t x = producer;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return (uint32_t)(x & (TALLY_ACKS_PRODUCER_BUCKETS - 1u));
+}
+
+/*
+ * Whether an ack of this producer can wait in the FIFO: room in it, and in
+ * the producer's share (issue 14, H3). Counted when not.
+ */
+static bool ack_room(struct tally_lcore *lcore, uint64_t producer)
+{
+  if (lcore->acks_tail - lcore->acks_head >= TALLY_ACKS_PENDING_MAX) {
+    count_reason(lcore, TALLY_REASON_ACKS_PENDING_FULL);
+    return false;
+  }
+  if (lcore->acks_by_producer[producer_bucket(producer)] >= TALLY_ACKS_PENDING_PER_PRODUCER_MAX) {
+    count_reason(lcore, TALLY_REASON_ACKS_PENDING_PRODUCER_FULL);
+    return false;
+  }
+  return true;
+}
+
+/* The reliable writes an ack may go out for: durable, and in a cluster held by a quorum. */
+static uint64_t durable_now(struct tally_lcore *lcore)
+{
+  uint64_t durable = lcore->persist->durable_seq(lcore);
+  if (lcore->wait_quorum) {
+    uint64_t quorum = __atomic_load_n(&lcore->quorum_seq, __ATOMIC_ACQUIRE);
+    if (quorum < durable) durable = quorum;
+  }
+  assert(durable <= lcore->stats.applied_seq);
+  return durable;
+}
+
+/* Whether every reliable write this lcore applied may be acked now. */
+static bool all_durable(struct tally_lcore *lcore)
+{
+  return durable_now(lcore) == lcore->stats.applied_seq;
+}
+
 /* Turns the batch frame into its ack and sends it now or when durable. */
 static void answer_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   const struct tally_dp_config *config, const struct tally_wire_batch *batch,
@@ -161,15 +209,34 @@ static void answer_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   tally_wire_encode_ack(batch->producer, batch->seq, status, config->key, payload);
   tally_packet_udp_reply(frame, TALLY_WIRE_ACK_SIZE);
   if (!wait_for_persist) {
-    stat_add(&lcore->stats.acks_error, 1);
+    if (status == TALLY_ACK_DUPLICATE) { /* a duplicate of what is durable already */
+      stat_add(&lcore->stats.acks_sent, 1);
+      stat_add(&lcore->stats.acks_duplicate_now, 1);
+    } else {
+      stat_add(&lcore->stats.acks_error, 1);
+    }
     tx_frame(lcore, frame);
     return;
   }
   assert(lcore->acks_tail - lcore->acks_head < TALLY_ACKS_PENDING_MAX);
+  uint32_t bucket = producer_bucket(batch->producer);
+  assert(lcore->acks_by_producer[bucket] < TALLY_ACKS_PENDING_PER_PRODUCER_MAX);
   struct tally_pending_ack *ack = &lcore->acks[lcore->acks_tail % TALLY_ACKS_PENDING_MAX];
   ack->frame = frame;
   ack->applied_seq = lcore->stats.applied_seq;
+  ack->bucket = bucket;
+  lcore->acks_by_producer[bucket]++;
   lcore->acks_tail++;
+}
+
+/* An ack leaves the FIFO (sent or dropped): its producer's share frees up. */
+static void ack_leaves(struct tally_lcore *lcore, struct tally_pending_ack *ack)
+{
+  assert(ack->bucket < TALLY_ACKS_PRODUCER_BUCKETS);
+  assert(lcore->acks_by_producer[ack->bucket] > 0);
+  lcore->acks_by_producer[ack->bucket]--;
+  ack->frame = NULL;
+  lcore->acks_head++;
 }
 
 static bool reason_gets_malformed_ack(enum tally_reason reason)
@@ -182,26 +249,38 @@ static bool reason_gets_malformed_ack(enum tally_reason reason)
 /* Decodes and applies a batch this lcore owns. Consumes the frame. */
 
 /*
- * Cross-node dedup: whether a peer's producer record (replicated into its
- * replica table here, with the values it covers) says it applied this batch.
- * Such a batch is held by that peer and by this node's replica of it; it is
- * answered DUPLICATE and not counted again. A record being rewritten reads
- * as absent: the batch is applied and the cluster thread compensates.
+ * Cross-node dedup: what a peer's producer record (replicated into its
+ * replica table here, with the values it covers) says of this batch.
+ * DUPLICATE: the peer applied it; it is held by that peer and by this
+ * node's replica of it, answered at once and not counted again. STALE: the
+ * peer applied a sequence a dedup window or more above it, which the
+ * producer sends only once this one is acked (its window of batches in
+ * flight), so this is a replay (issue 14, H3: a batch captured on the wire
+ * and sent to another node), answered STALE as the owner would. APPLIED:
+ * nothing known (a record being rewritten reads as absent: the batch is
+ * applied and the cluster thread compensates).
  */
-static bool applied_by_peer(const struct tally_dp_config *config,
+static enum tally_ack_status peer_verdict(const struct tally_dp_config *config,
   const struct tally_wire_batch *batch)
 {
   assert(config->remote_dedup_count <= TALLY_REPLICA_REGIONS_MAX);
-  if (batch->producer == 0 || batch->producer > TALLY_PRODUCER_ID_MAX) return false; /* MALFORMED */
+  if (batch->producer == 0 || batch->producer > TALLY_PRODUCER_ID_MAX) {
+    return TALLY_ACK_APPLIED; /* MALFORMED, from the shard */
+  }
+  enum tally_ack_status verdict = TALLY_ACK_APPLIED;
   for (uint32_t r = 0; r < config->remote_dedup_count; r++) {
     assert(config->remote_dedup[r] != NULL);
     struct tally_dedup dedup;
-    if (tally_shard_producer_read(config->remote_dedup[r], batch->producer, &dedup) &&
-        tally_dedup_applied(&dedup, batch->seq)) {
-      return true;
+    if (!tally_shard_producer_read(config->remote_dedup[r], batch->producer, &dedup)) continue;
+    if (tally_dedup_applied(&dedup, batch->seq)) return TALLY_ACK_DUPLICATE;
+    for (uint32_t k = 0; k < TALLY_DEDUP_RUNS && dedup.runs[k].head_last != 0; k++) {
+      if (dedup.runs[k].last_seq >= batch->seq &&
+          dedup.runs[k].last_seq - batch->seq >= TALLY_DEDUP_WINDOW) {
+        verdict = TALLY_ACK_STALE;
+      }
     }
   }
-  return false;
+  return verdict;
 }
 
 /* The shard's takeovers of statsd counters (C1), as lcore statistics. */
@@ -219,11 +298,6 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   const struct tally_packet *packet, const struct tally_dp_config *config)
 {
   assert(packet->kind == TALLY_PACKET_BINARY);
-  if (lcore->acks_tail - lcore->acks_head >= TALLY_ACKS_PENDING_MAX) {
-    count_reason(lcore, TALLY_REASON_ACKS_PENDING_FULL);
-    rte_pktmbuf_free(frame);
-    return;
-  }
   struct tally_wire_batch batch;
   char keys[TALLY_BATCH_PAIRS_MAX][TALLY_NAME_LEN_MAX]; /* tagged pairs' canonical keys */
   enum tally_reason reason =
@@ -249,6 +323,24 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
     answer_batch(lcore, frame, config, &batch, TALLY_ACK_READ_ONLY, false);
     return;
   }
+  /* What a peer applied is answered at once (durable there and here): no FIFO entry. */
+  enum tally_ack_status verdict = peer_verdict(config, &batch);
+  if (verdict == TALLY_ACK_DUPLICATE) {
+    stat_add(&lcore->stats.batches_duplicate, 1);
+    stat_add(&lcore->stats.batches_duplicate_remote, 1);
+    answer_batch(lcore, frame, config, &batch, TALLY_ACK_DUPLICATE, false);
+    return;
+  }
+  if (verdict == TALLY_ACK_STALE) {
+    count_reason(lcore, TALLY_REASON_BATCH_STALE_REMOTE);
+    answer_batch(lcore, frame, config, &batch, TALLY_ACK_STALE, false);
+    return;
+  }
+  /* Checked after the MAC (issue 14, H3): forged batches never take or fill the FIFO. */
+  if (!ack_room(lcore, batch.producer)) {
+    rte_pktmbuf_free(frame); /* not applied, not answered: the producer resends */
+    return;
+  }
   /* Log mode: room for the batch's record first; without it the batch is not applied. */
   struct tally_log_record *record = NULL;
   if (lcore->log_ring != NULL) {
@@ -261,13 +353,8 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
     }
     tally_log_ring_enter(lcore->log_ring); /* a checkpoint's copy may see the apply from here */
   }
-  enum tally_ack_status status = TALLY_ACK_DUPLICATE;
-  if (applied_by_peer(config, &batch)) {
-    stat_add(&lcore->stats.batches_duplicate_remote, 1);
-  } else {
-    status = tally_shard_apply_batch(lcore->shard, &batch, &reason);
-    publish_class_stats(lcore);
-  }
+  enum tally_ack_status status = tally_shard_apply_batch(lcore->shard, &batch, &reason);
+  publish_class_stats(lcore);
   if (status == TALLY_ACK_APPLIED) {
     stat_add(&lcore->stats.batches_applied, 1);
     stat_add(&lcore->stats.batch_increments, batch.count);
@@ -285,7 +372,9 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
     count_reason(lcore, reason);
   }
   if (record != NULL) tally_log_ring_leave(lcore->log_ring);
-  bool durable_answer = status == TALLY_ACK_APPLIED || status == TALLY_ACK_DUPLICATE;
+  /* A duplicate waits only while something applied here is not durable yet. */
+  bool durable_answer = status == TALLY_ACK_APPLIED ||
+    (status == TALLY_ACK_DUPLICATE && !all_durable(lcore));
   answer_batch(lcore, frame, config, &batch, status, durable_answer);
 }
 
@@ -446,20 +535,14 @@ const struct tally_lcore_persist tally_lcore_per_burst = {
 
 static void release_durable_acks(struct tally_lcore *lcore)
 {
-  uint64_t durable = lcore->persist->durable_seq(lcore);
-  if (lcore->wait_quorum) {
-    uint64_t quorum = __atomic_load_n(&lcore->quorum_seq, __ATOMIC_ACQUIRE);
-    if (quorum < durable) durable = quorum;
-  }
-  assert(durable <= lcore->stats.applied_seq);
+  uint64_t durable = durable_now(lcore);
   stat_add(&lcore->stats.durable_seq_seen, durable - lcore->stats.durable_seq_seen);
   uint64_t sent = 0;
   while (lcore->acks_head < lcore->acks_tail && sent < TALLY_ACKS_RELEASE_PER_POLL) {
     struct tally_pending_ack *ack = &lcore->acks[lcore->acks_head % TALLY_ACKS_PENDING_MAX];
     if (ack->applied_seq > durable) break;
     tx_frame(lcore, ack->frame);
-    ack->frame = NULL;
-    lcore->acks_head++;
+    ack_leaves(lcore, ack);
     sent++;
   }
   stat_add(&lcore->stats.acks_sent, sent);
@@ -504,7 +587,7 @@ static void drop_pending_acks(struct tally_lcore *lcore)
   while (lcore->acks_head < lcore->acks_tail && count <= TALLY_ACKS_PENDING_MAX) {
     struct tally_pending_ack *ack = &lcore->acks[lcore->acks_head % TALLY_ACKS_PENDING_MAX];
     rte_pktmbuf_free(ack->frame);
-    lcore->acks_head++;
+    ack_leaves(lcore, ack);
     count++;
   }
   assert(lcore->acks_head == lcore->acks_tail);

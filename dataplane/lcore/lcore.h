@@ -46,6 +46,7 @@
   _(batch_increments, "pairs applied from binary batches")                       \
   _(batches_steered, "binary batches handed to their producer's lcore")          \
   _(acks_sent, "acks sent")                                                      \
+  _(acks_duplicate_now, "of those, DUPLICATE acks sent at once (already durable)") \
   _(acks_error, "error acks sent (batch not counted)")                           \
   _(batches_read_only, "batches refused READ_ONLY (no write quorum)")            \
   _(statsd_taken_over, "statsd counters a reliable batch took over (statsd may no longer write them)") \
@@ -70,6 +71,7 @@ struct tally_tx_buffer {
 struct tally_pending_ack {
   struct rte_mbuf *frame;
   uint64_t applied_seq;
+  uint32_t bucket;          /* its producer's, in acks_by_producer[] */
 };
 
 struct tally_lcore;
@@ -136,6 +138,8 @@ struct tally_lcore {
   uint32_t idle_streak;                   /* empty polls in a row, ack FIFO empty */
   uint32_t class_used[TALLY_TRAFFIC_CLASS_COUNT]; /* this poll's packets per class (C1) */
   struct tally_pending_ack acks[TALLY_ACKS_PENDING_MAX];
+  /* Pending acks per producer bucket (issue 14, H3): each <= _PER_PRODUCER_MAX. */
+  uint16_t acks_by_producer[TALLY_ACKS_PRODUCER_BUCKETS];
   struct tally_tx_buffer tx[TALLY_PORTS_MAX]; /* indexed by port id */
   struct tally_lcore_stats stats;
   struct tally_reply_bucket reply_bucket; /* ARP and ICMP replies (zeroed: full) */

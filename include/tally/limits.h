@@ -145,6 +145,14 @@ static_assert(TALLY_REPLIES_BURST >= 1 && TALLY_REPLIES_PER_S >= TALLY_REPLIES_B
 #define TALLY_PORTS_MAX 4u
 /* Acks waiting for the persist that covers them, per lcore. */
 #define TALLY_ACKS_PENDING_MAX 1024u
+/*
+ * Of those, at most this many per producer (counted per bucket of a mixed
+ * producer id; issue 14, H3): one replayed batch cannot fill the FIFO and
+ * starve every other producer of the lcore. A producer keeps at most
+ * TALLY_DEDUP_WINDOW batches in flight, each possibly sent twice.
+ */
+#define TALLY_ACKS_PENDING_PER_PRODUCER_MAX 128u
+#define TALLY_ACKS_PRODUCER_BUCKETS 1024u
 /* Acks released per poll, so a burst of durable acks never overflows TX. */
 #define TALLY_ACKS_RELEASE_PER_POLL 128u
 /* Binary batches handed to the lcore that owns their producer, per ring. */
@@ -276,6 +284,10 @@ static_assert(TALLY_LOG_RING_SIZE >= TALLY_ACKS_PENDING_MAX, "a record per ack t
 static_assert(TALLY_COMMIT_INTERVAL_MS_MIN <= TALLY_COMMIT_INTERVAL_MS_MAX, "range");
 static_assert(TALLY_ACKS_RELEASE_PER_POLL <= TALLY_TX_DESC / 2, "released acks fit the TX ring");
 static_assert(TALLY_ACKS_RELEASE_PER_POLL <= TALLY_ACKS_PENDING_MAX, "release within the fifo");
+static_assert(TALLY_ACKS_PENDING_PER_PRODUCER_MAX < TALLY_ACKS_PENDING_MAX &&
+  TALLY_ACKS_PENDING_PER_PRODUCER_MAX <= UINT16_MAX, "a producer's share of the fifo");
+static_assert((TALLY_ACKS_PRODUCER_BUCKETS & (TALLY_ACKS_PRODUCER_BUCKETS - 1u)) == 0,
+  "producer buckets: 2^n");
 static_assert(TALLY_REPLICA_REGIONS_MAX + 1u >= TALLY_NODES_MAX,
   "every peer of a full cluster has a replica region");
 static_assert(TALLY_REPLICA_REGIONS_MAX * 8u <= 64u, "the replica directory fits one cache line");
@@ -528,6 +540,12 @@ static_assert(TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN >= 1u, "replication neve
  * cannot get its writes held there (a one-way or muted link, a peer stuck).
  */
 #define TALLY_REPLICATION_STALL_MS 400u
+/*
+ * A restore or quorum-read request is served only if its sender's clock
+ * stamp is within this of ours (and newer than the last one served from
+ * that peer): a replay captured earlier is refused (issue 14, H4).
+ */
+#define TALLY_REPLICATION_REQUEST_WINDOW_MS 60000u
 /* Restore of a new store: the longest wait for the peers, */
 #define TALLY_CLUSTER_RESTORE_WAIT_MS_MAX 300000u
 /* how often the request is sent again, */

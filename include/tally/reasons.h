@@ -67,7 +67,12 @@
   _(BUDGET_CONTROL, "budget_control", "ARP or ICMP over the lcore's per-poll control budget (dropped)") \
   /* output */                                                                          \
   _(TX_FULL, "tx_full", "reply dropped: TX queue full")                                 \
-  _(REPLY_RATE_LIMITED, "reply_rate_limited", "ARP or ICMP reply over the lcore's rate (token bucket)")
+  _(REPLY_RATE_LIMITED, "reply_rate_limited", "ARP or ICMP reply over the lcore's rate (token bucket)") \
+  /* batch replay (issue 14, H3): appended, so no older reason's value changes */        \
+  _(ACKS_PENDING_PRODUCER_FULL, "acks_pending_producer_full",                            \
+    "too many acks of one producer waiting for persistence")                              \
+  _(BATCH_STALE_REMOTE, "batch_stale_remote",                                             \
+    "sequence a dedup window below what another cluster node applied (a replay)")
 
 enum tally_reason {
   TALLY_OK = 0,

@@ -31,8 +31,12 @@
 #       BULKHEADS_OFF=1 runs it with the bulkheads configured away
 #       (statsd_counters_percent = 100, statsd_writes_reliable = true), to see
 #       this part fail as the code did before them.
-# L3 and H4 (cluster receivers) are covered by test_cluster_streams, test_shard
-# and fuzz_replication (no cluster here). Run under
+# L3 and H4 (cluster receivers) are covered by test_cluster_streams, test_shard,
+# fuzz_replication and fuzz_replication_seq, and H4's replays from a member's own
+# address on a real 3-node cluster by tests/integration/cluster.sh step 12 (no
+# cluster here); H3 (batch replay: a producer's share of the pending acks, a
+# replay to another node answered from replicated records) by test_dataplane.
+# Run under
 # `flock /tmp/tally-netns.lock`; every wait is bounded; processes stopped by PID.
 # Prints PASS/FAIL lines and "N passed, N failed".
 # Usage: tests/adversary/run.sh BUILD_DIR   (root; hugepages reserved)

@@ -12,7 +12,8 @@
 # one-way cut: it hears its peers, they do not hear it) never acks a batch it
 # cannot replicate; batches sprayed to two nodes at once are counted once
 # (cross-node dedup), a batch one node acked is answered DUPLICATE by
-# another, and a replayed heartbeat is refused. /metrics passes `promtool
+# another, and a replayed heartbeat is refused; replication replays from a
+# member's own address (an old ack, a RESTORE_REQUEST) are ignored (issue 14, H4). /metrics passes `promtool
 # check metrics` on every node, and with a peer down. Every wait is bounded. Prints PASS/FAIL lines and "N passed, N failed".
 # Usage: cluster.sh BUILD_DIR   (root; hugepages reserved: 3 nodes)
 set -uo pipefail
@@ -426,6 +427,55 @@ replay_counted() { local now; now=$(replayed_count); echo "replayed: ${before:-?
 verdict "a heartbeat sent again is refused as replayed (tally_cluster_rejected_total)" \
   wait_for 5 replay_counted
 verdict "after the replay: every peer up and writable within 5 s" wait_for 5 healthy_all
+# 12. Issue 14, H4: replays from a member's own address and port (a raw
+# socket in node 3's namespace, while node 3's tallyd holds them). (a) An ack
+# node 3 sent node 1, captured, replayed once node 1's stream to node 3 moved
+# on: ignored (ack_stale), no resync of node 3, quorum acks go on. (b) A
+# RESTORE_REQUEST of node 3 sent twice, and one stamped 2 minutes ago: node 1
+# serves the first only (request_replayed +2): a replay makes no dump.
+cluster_rejected() { # cluster_rejected NODE REASON: tally_cluster_rejected_total of a reason
+  ip netns exec "${CLUSTER_NS[$1]}" curl -s --max-time 2 http://127.0.0.1:9125/metrics |
+    awk -v want="tally_cluster_rejected_total{kind=\"replication\",reason=\"$2\"}" \
+      '$1 == want { print $2 }'
+}
+resyncs_1_of_3() {
+  ip netns exec "${CLUSTER_NS[1]}" curl -s --max-time 2 http://127.0.0.1:9125/metrics |
+    awk '$1 == "tally_cluster_replication_resyncs_total{peer=\"3\"}" { print $2 }'
+}
+statsd_line() { # statsd_line NODE LINE
+  cluster_producer python3 -c 'import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(sys.argv[2].encode(), (sys.argv[1], 8125))' "10.77.0.$1" "$2"
+}
+replay=$tools/replication_replay.py
+ip netns exec "${CLUSTER_NS[1]}" timeout 90 python3 "$replay" capture-ack r3 3 \
+  "$CLUSTER_REPLICATION_PORT" "$work/ack.bin" "$work/ack.ready" >"$work/ack.out" 2>&1 &
+ack_pid=$!
+wait_for 10 test -e "$work/ack.ready" || echo "capture-ack did not start: $(cat "$work/ack.out")"
+statsd_line 1 "h4.a:1|c"
+wait "$ack_pid"
+verdict "an ack of node 3 to node 1 captured ($(cat "$work/ack.out"))" test -s "$work/ack.bin"
+statsd_line 1 "h4.b:2|c"
+echo '{"totals": {"h4.a": 1, "h4.b": 2}}' >"$work/h4.json"
+verdict "node 1's stream to node 3 moved on past the captured ack" wait_for 10 match_on 3 h4. "$work/h4.json"
+stale_before=$(cluster_rejected 1 ack_stale)
+resyncs_before=$(resyncs_1_of_3)
+ip netns exec "${CLUSTER_NS[3]}" python3 "$replay" send 10.78.0.3 "$CLUSTER_REPLICATION_PORT" \
+  10.78.0.1 "$work/ack.bin"
+stale_counted() { local now; now=$(cluster_rejected 1 ack_stale); echo "ack_stale: ${stale_before:-?} -> ${now:-?}"; [ -n "$now" ] && [ "$now" -gt "${stale_before:-0}" ]; }
+verdict "the replayed old ack is ignored and counted (ack_stale)" wait_for 5 stale_counted
+verdict "no resync of node 3 for it (resyncs ${resyncs_before:-?} -> $(resyncs_1_of_3))" \
+  test "$(resyncs_1_of_3)" = "${resyncs_before:-x}"
+status=$(resend_once 1 401 1)
+verdict "a reliable batch to node 1 after the replay: applied (quorum acks go on; got $status)" \
+  test "$status" = applied
+replayed_before=$(cluster_rejected 1 request_replayed)
+ip netns exec "${CLUSTER_NS[3]}" python3 "$replay" restore-request "$CLUSTER_KEY" 10.78.0.3 \
+  "$CLUSTER_REPLICATION_PORT" 10.78.0.1 3 0 2
+ip netns exec "${CLUSTER_NS[3]}" python3 "$replay" restore-request "$CLUSTER_KEY" 10.78.0.3 \
+  "$CLUSTER_REPLICATION_PORT" 10.78.0.1 3 120 1
+requests_counted() { local now; now=$(cluster_rejected 1 request_replayed); echo "request_replayed: ${replayed_before:-?} -> ${now:-?}"; [ -n "$now" ] && [ "$now" -eq "$((${replayed_before:-0} + 2))" ]; }
+verdict "a RESTORE_REQUEST sent again, and one from 2 minutes ago: refused (request_replayed +2)" \
+  wait_for 5 requests_counted
+verdict "after the replays: every peer up and writable within 5 s" wait_for 5 healthy_all
 verdict "every node lists the same counters and values" wait_for 5 lists_identical
 verdict "no tallyd exited on its own" all_running
 if [ "$failed" -gt 0 ]; then

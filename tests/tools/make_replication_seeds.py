@@ -1,7 +1,8 @@
 """make_replication_seeds.py — writes the seed corpus of tests/fuzz/fuzz_replication.c.
 
 Run from the repository root: python3 tests/tools/make_replication_seeds.py
-Written from control/cluster/proto/replication_wire.h (32-byte header with scan;
+Written from control/cluster/proto/replication_wire.h (48-byte header of version 2 with scan,
+session and peer_session;
 counter entries, or producer records with flags PRODUCERS: producer u64, then
 per run, DEDUP_RUNS times, head_last u64 | head_window[0] u64 |
 head_window[1] u64 | last_seq u64 | window u64: 128 bytes, or claims with
@@ -27,7 +28,8 @@ OUT = os.path.join("tests", "fuzz", "corpus", "replication")
 
 MAC_SIZE = 16
 SIZE_MAX = 1472
-SIZE_MIN = 32 + MAC_SIZE
+HEADER_SIZE = 48  # version 2: + session u64 | peer_session u64
+SIZE_MIN = HEADER_SIZE + MAC_SIZE
 ROUND, ACK, RESTORE_REQUEST, RESTORE = 1, 2, 3, 4
 FLAG_LAST = 0x0001
 FLAG_PRODUCERS = 0x0002
@@ -45,21 +47,25 @@ PRODUCER_ID_MAX = 2**63 - 2  # TALLY_PRODUCER_ID_MAX: a claim names a producer b
 I64_MIN, I64_MAX = -2**63, 2**63 - 1
 SCAN = 1_700_000_000_000_000  # unix microseconds
 
-_HEADER = struct.Struct("<2sBBHHHHHHQQ")
+_HEADER = struct.Struct("<2sBBHHHHHHQQQQ")
+assert _HEADER.size == HEADER_SIZE
+SESSION, PEER_SESSION = 0x1111222233334444, 0x5555666677778888
 _ENTRY = struct.Struct("<qB")
 _RUN = "QQQQQ"  # head_last | head_window[0] | head_window[1] | last_seq | window
 _RUN_FIELDS = len(_RUN)
 _RECORD = struct.Struct("<Q" + _RUN * DEDUP_RUNS)
 assert _RECORD.size == 8 + 40 * DEDUP_RUNS == 128
-assert 32 + PRODUCERS_MAX * _RECORD.size + MAC_SIZE <= SIZE_MAX
-assert 32 + (PRODUCERS_MAX + 1) * _RECORD.size + MAC_SIZE > SIZE_MAX
+assert HEADER_SIZE + PRODUCERS_MAX * _RECORD.size + MAC_SIZE <= SIZE_MAX
+assert HEADER_SIZE + (PRODUCERS_MAX + 1) * _RECORD.size + MAC_SIZE > SIZE_MAX
 _CLAIM = struct.Struct("<QQQ")  # producer | seq | attempt
 assert _CLAIM.size == 24
-assert 32 + CLAIMS_MAX * _CLAIM.size + MAC_SIZE <= SIZE_MAX
+assert HEADER_SIZE + CLAIMS_MAX * _CLAIM.size + MAC_SIZE <= SIZE_MAX
 
 
-def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR"):
-    return _HEADER.pack(magic, 1, kind, origin, sender, count, flags, part, reserved, seq, scan)
+def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR",
+           session=SESSION, peer_session=PEER_SESSION):
+    return _HEADER.pack(magic, 2, kind, origin, sender, count, flags, part, reserved, seq, scan,
+                        session, peer_session)
 
 
 def entries(pairs):
@@ -224,6 +230,65 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     for name, data in seeds.items():
         with open(os.path.join(OUT, name), "wb") as seed:
+            seed.write(data)
+    write_sequence_seeds()
+
+
+# tests/fuzz/fuzz_replication_seq.c: a list of operations, each an opcode byte
+# (mod 8) and its bytes; sessions are picked by the low two bits of `pick`
+# (0 right, 1 another peer_session, 2 none, 3 node 1's earlier session).
+SEQ_OUT = os.path.join("tests", "fuzz", "corpus", "replication_seq")
+OP_ROUND, OP_ACK, OP_RESTORE_REQUEST, OP_READ_REQUEST, OP_REPLAY, OP_TICK, OP_RAW, OP_RESTART = \
+    range(8)
+
+
+def op_tick(ms):
+    return bytes([OP_TICK, ms - 1])
+
+
+def op_ack(pick, value=0):
+    """pick bits 2-3: 0 answers the last probe, 1 acks the round in flight, 2 stale, 3 any."""
+    return bytes([OP_ACK, pick]) + struct.pack("<Q", value)
+
+
+def op_round(pick, shape, scan, items):
+    """pick bit 2: a probe; bits 3-4: seq = held + (1, 0, 2, -1); shape bit 0: LAST,
+    bits 1-2: entries - 1, bit 5 records, bit 6 claims; items: the entries' bytes."""
+    return bytes([OP_ROUND, pick, shape]) + struct.pack("<Q", scan) + items
+
+
+def op_request(op, pick, seq=0):
+    """pick bits 2-3: 0 a fresh stamp, 1 the last one again, 2 one from long ago."""
+    return bytes([op, pick]) + struct.pack("<Q", seq)
+
+
+def write_sequence_seeds():
+    sync = op_tick(40) + op_ack(0, 0) + op_tick(20)  # node 2's probe answered: synced
+    counter = bytes([3]) + struct.pack("<q", 41)  # "c3" = 41
+    seeds = {
+        "sync_round_replay": sync + op_round(0, 1, SCAN, counter) +
+        bytes([OP_REPLAY, 1]) + op_tick(5),
+        "restore_request_replayed": sync + op_request(OP_RESTORE_REQUEST, 0) +
+        bytes([OP_REPLAY, 1]) + op_request(OP_RESTORE_REQUEST, 4) +
+        op_request(OP_RESTORE_REQUEST, 8),
+        "read_request_replayed": sync + op_request(OP_READ_REQUEST, 0, 77) +
+        bytes([OP_REPLAY, 1]) + op_request(OP_READ_REQUEST, 2, 78),
+        # node 2's probe answered "holds 5": acks below 5 are stale
+        "stale_ack": op_tick(40) + op_ack(0, 5) + op_tick(30) + op_ack(8, 0) + op_tick(30) +
+        op_ack(8, 3) + op_ack(4, 0),
+        "other_sessions": sync + op_round(1, 1, SCAN, counter) + op_round(2, 1, SCAN, counter) +
+        op_round(3, 1, SCAN, counter) + bytes([OP_RESTART]) + op_round(0, 1, SCAN, counter) +
+        op_ack(3, 1) + op_tick(30),
+        "gap_and_probe": sync + op_round(0x10, 1, SCAN, counter) + op_round(4, 0, 99, b"") +
+        op_round(0x18, 0, SCAN, counter),
+        "records_and_claims": sync +
+        op_round(0, 0x20, SCAN, bytes([2, 5]) + struct.pack("<Q", 3)) +
+        op_round(0, 0x41, SCAN, bytes([2, 5, 1])) + op_tick(10),
+        "raw": sync + bytes([OP_RAW, 4]) + b"TR\x02\x01" + bytes(20),
+    }
+    os.makedirs(SEQ_OUT, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(SEQ_OUT, name), "wb") as seed:
             seed.write(data)
 
 

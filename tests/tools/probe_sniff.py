@@ -20,7 +20,7 @@ import sys
 import time
 
 ETH_P_IP = 0x0800
-HEADER = struct.Struct("<2sBBHHHHHHQQ")  # replication_wire.h: 32 bytes
+HEADER = struct.Struct("<2sBBHHHHHHQQQQ")  # replication_wire.h, version 2: 48 bytes
 TYPE_ROUND = 1
 
 
@@ -36,7 +36,8 @@ def is_probe(frame, origin, port):
     if struct.unpack_from("!H", frame, udp + 2)[0] != port:
         return False
     fields = HEADER.unpack_from(frame, udp + 8)
-    magic, _version, kind, sender_origin, _sender, count, _flags, _part, _reserved, seq, _scan = fields
+    (magic, _version, kind, sender_origin, _sender, count, _flags, _part, _reserved, seq, _scan,
+     _session, _peer_session) = fields
     return magic == b"TR" and kind == TYPE_ROUND and sender_origin == origin and count == 0 and seq == 0
 
 

@@ -17,6 +17,9 @@
  *   - issue 14, H4: a member's datagram from an address other than the
  *     member's is dropped and counted (a READ_REQUEST from a foreign IP is
  *     not answered: no reflection; a ROUND from another port is ignored);
+ *   - issue 14, H4, replays: a replayed old ACK is ignored (no resync), a
+ *     message of another session is ignored, a replayed RESTORE_REQUEST or
+ *     READ_REQUEST is not served again;
  *   - issue 14, L3: a producer record whose run lacks its last sequence
  *     (window bit 0) is refused and counted before it reaches a store.
  */
@@ -38,6 +41,7 @@
 
 #include "cluster.h"
 #include "store.h"
+#include "clock.h"
 #include "store_format.h"
 #include "tally/name.h"
 
@@ -430,6 +434,15 @@ static void test_resend_after_loss(void **state)
 }
 
 /* A round ahead of what the peer holds: answered with what it holds, nothing applied. */
+/* A message as node from's process would send it to node to's: their sessions. */
+static void sessions(struct world *world, uint32_t from, uint32_t to,
+  struct tally_replication_message *message)
+{
+  message->session = cluster_of(world, from)->session;
+  message->peer_session = cluster_of(world, to)->session;
+  assert_true(message->session != 0 && message->peer_session != 0);
+}
+
 static void test_gap_is_answered_with_held(void **state)
 {
   (void)state;
@@ -444,6 +457,7 @@ static void test_gap_is_answered_with_held(void **state)
   struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND, .origin = 1,
     .sender = 1, .seq = held + 3u, .scan = 1, .count = 1, .flags = TALLY_REPLICATION_FLAG_LAST,
     .entries = { { .name = "c0", .name_len = 2, .value = 999 } } };
+  sessions(world, 0, 1, &round);
   uint8_t buffer[TALLY_REPLICATION_SIZE_MAX];
   size_t size = tally_replication_encode(&round, world->nodes[0]->appliance.config.cluster.key,
     buffer, sizeof buffer);
@@ -525,6 +539,8 @@ static void test_wrong_source_dropped(void **state)
   struct tally_replication_message read = { .type = TALLY_REPLICATION_READ_REQUEST,
     .origin = 1, .sender = 1, .seq = 77, .count = 1,
     .entries = { { .name = "c0", .name_len = 2, .value = 0 } } };
+  sessions(world, 0, 1, &read);
+  read.scan = tally_clock_unix_ns() / 1000u; /* the request's stamp */
   world->net.ports[2].count = 0; /* node 3's inbox: only what comes now */
   inject_from(world, 1, foreign, &read);
   /* A round in node 1's name from node 3's address (its port, not node 1's). */
@@ -534,6 +550,7 @@ static void test_wrong_source_dropped(void **state)
   struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND, .origin = 1,
     .sender = 1, .seq = held + 1u, .scan = 1, .count = 1, .flags = TALLY_REPLICATION_FLAG_LAST,
     .entries = { { .name = "c0", .name_len = 2, .value = 999 } } };
+  sessions(world, 0, 1, &round);
   inject_from(world, 1, address_of(2), &round);
   world->net.now_ns += STEP_NS;
   tally_cluster_tick(node2, 0);
@@ -570,6 +587,7 @@ static void test_invalid_producer_record_refused(void **state)
   round.producers[0].runs[0].head_last = 70;
   round.producers[0].runs[0].last_seq = 10;
   round.producers[0].runs[0].window = 2; /* bit 0 clear: no dedup state looks like this */
+  sessions(world, 0, 1, &round);
   inject_from(world, 1, address_of(0), &round);
   world->net.now_ns += STEP_NS;
   tally_cluster_tick(node2, 0);
@@ -578,6 +596,157 @@ static void test_invalid_producer_record_refused(void **state)
   write_counters(world, 0, 1, 6); /* the stream goes on */
   run_ms(world, 100);
   assert_int_equal(replica_value(world, 1, 0, 0), 6);
+  world_free(world);
+}
+
+/* Node 1's next write reaches node 2's table: the stream goes on unharmed. */
+static void stream_goes_on(struct world *world)
+{
+  write_counters(world, 0, 1, 6);
+  run_ms(world, 100);
+  assert_int_equal(replica_value(world, 1, 0, 0), 6);
+}
+
+/* Node 2's replica table of node 1. */
+static const struct tally_shard *replica_of_node1(struct world *world)
+{
+  const struct tally_store *store = &world->nodes[1]->appliance.store;
+  int32_t r = tally_store_replica_find(store, 1);
+  assert_true(r >= 0);
+  return &store->replicas[r];
+}
+
+/* A round of node 1's to node 2 (this session's) that no scan made: c0 = 999. */
+static struct tally_replication_message forged_round(struct world *world, uint64_t seq)
+{
+  struct tally_replication_message round = { .type = TALLY_REPLICATION_ROUND, .origin = 1,
+    .sender = 1, .seq = seq, .scan = 1, .count = 1, .flags = TALLY_REPLICATION_FLAG_LAST,
+    .entries = { { .name = "c0", .name_len = 2, .value = 999 } } };
+  sessions(world, 0, 1, &round);
+  return round;
+}
+
+/*
+ * Issue 14, H4: a replayed old ACK (authentic, this session's, from the
+ * peer's own address) is ignored and counted; before, an ack below the
+ * acked position reset the stream (a full resync), and one every ~0.5 s
+ * froze the quorum. Quorum acks go on.
+ */
+static void test_old_ack_ignored(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  const uint32_t count = 3u * TALLY_REPLICATION_ENTRIES_MAX;
+  write_counters(world, 0, count, 5);
+  run_ms(world, 200);
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 1);
+  assert_true(peer->synced && peer->acked_seq >= 3);
+  uint64_t resyncs = peer->resyncs;
+  uint64_t acked = peer->acked_seq;
+  struct tally_replication_message old = { .type = TALLY_REPLICATION_ACK, .origin = 1,
+    .sender = 2, .seq = acked - 2u, .scan = 1 };
+  sessions(world, 1, 0, &old);
+  for (uint32_t i = 0; i < 4; i++) inject_from(world, 0, address_of(1), &old);
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(cluster_of(world, 0), 0);
+  assert_int_equal(peer->resyncs, resyncs);
+  assert_true(peer->acked_seq == acked);
+  assert_int_equal(cluster_of(world, 0)->acks_stale, 4);
+  write_counters(world, 0, count, 9); /* the stream and the quorum go on */
+  run_ms(world, 200);
+  assert_int_equal(peer->resyncs, resyncs);
+  assert_true(peer->acked_seq > acked);
+  assert_int_equal(replica_value(world, 1, 0, count - 1u), 9 + count - 1u);
+  world_free(world);
+}
+
+/*
+ * Issue 14, H4: messages of another session are ignored and counted: a
+ * round or an ack meant for an earlier process of this node (its
+ * peer_session), and an ack of another session of the peer (recorded before
+ * it restarted), which makes this node probe it again, never resync it.
+ */
+static void test_other_session_ignored(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  write_counters(world, 0, 1, 5);
+  run_ms(world, 100);
+  struct tally_cluster *node2 = cluster_of(world, 1);
+  const struct tally_shard *replica = replica_of_node1(world);
+  uint64_t held = tally_shard_held_seq(replica);
+  struct tally_replication_message round = forged_round(world, held + 1u);
+  round.peer_session ^= 1u; /* to an earlier process of node 2 */
+  inject_from(world, 1, address_of(0), &round);
+  round.peer_session = 0; /* or to none */
+  inject_from(world, 1, address_of(0), &round);
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(node2, 0);
+  assert_int_equal(node2->wrong_session, 2);
+  assert_int_equal(tally_shard_held_seq(replica), held);
+  assert_int_equal(replica_value(world, 1, 0, 0), 5);
+  /* An ack from another session of node 2: ignored; node 1 asks node 2 again. */
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 1);
+  uint64_t resyncs = peer->resyncs;
+  struct tally_replication_message ack = { .type = TALLY_REPLICATION_ACK, .origin = 1,
+    .sender = 2, .seq = 1 };
+  sessions(world, 1, 0, &ack);
+  ack.session ^= 1u;
+  inject_from(world, 0, address_of(1), &ack);
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(cluster_of(world, 0), 0);
+  assert_int_equal(cluster_of(world, 0)->wrong_session, 1);
+  run_ms(world, 100);
+  assert_true(peer->synced);
+  assert_int_equal(peer->resyncs, resyncs); /* the probe found its state intact */
+  stream_goes_on(world);
+  world_free(world);
+}
+
+/*
+ * Issue 14, H4: a RESTORE_REQUEST is served once per stamp: the same
+ * request again (replayed from the member's own address), or one stamped
+ * outside the clock window, makes no dump; a quorum read's request likewise
+ * gets one set of replies. Before, the request was the same bytes every
+ * time and each copy made every peer dump its replica.
+ */
+static void test_replayed_requests_refused(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  write_counters(world, 0, 2u * TALLY_REPLICATION_ENTRIES_MAX, 5);
+  run_ms(world, 200);
+  struct tally_cluster *node2 = cluster_of(world, 1);
+  uint64_t now_us = tally_clock_unix_ns() / 1000u;
+  struct tally_replication_message request = { .type = TALLY_REPLICATION_RESTORE_REQUEST,
+    .origin = 1, .sender = 1, .scan = now_us };
+  sessions(world, 0, 1, &request);
+  request.peer_session = 0; /* a restoring node knows no session yet */
+  world->net.ports[0].count = 0;
+  inject_from(world, 1, address_of(0), &request);
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(node2, 0);
+  assert_true(take_of_type(world, 0, TALLY_REPLICATION_RESTORE) >= 3); /* counters + LAST */
+  for (uint32_t i = 0; i < 3; i++) inject_from(world, 1, address_of(0), &request);
+  request.scan = now_us - 2000ull * TALLY_REPLICATION_REQUEST_WINDOW_MS; /* captured long ago */
+  inject_from(world, 1, address_of(0), &request);
+  request.scan = now_us + 2000ull * TALLY_REPLICATION_REQUEST_WINDOW_MS;
+  inject_from(world, 1, address_of(0), &request);
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(node2, 0);
+  assert_int_equal(take_of_type(world, 0, TALLY_REPLICATION_RESTORE), 0);
+  assert_int_equal(node2->requests_replayed, 5);
+  /* A quorum read's request: one set of replies, however often it comes. */
+  struct tally_replication_message read = { .type = TALLY_REPLICATION_READ_REQUEST,
+    .origin = 1, .sender = 1, .seq = 77, .scan = now_us, .count = 1,
+    .entries = { { .name = "c0", .name_len = 2, .value = 0 } } };
+  sessions(world, 0, 1, &read);
+  for (uint32_t i = 0; i < 4; i++) inject_from(world, 1, address_of(0), &read);
+  world->net.now_ns += STEP_NS;
+  tally_cluster_tick(node2, 0);
+  assert_int_equal(take_of_type(world, 0, TALLY_REPLICATION_READ_REPLY), 2); /* own + 1 replica */
+  assert_int_equal(node2->requests_replayed, 8);
+  stream_goes_on(world);
   world_free(world);
 }
 
@@ -766,6 +935,9 @@ int main(void)
     cmocka_unit_test(test_read_only_without_write_quorum),
     cmocka_unit_test(test_wrong_source_dropped),
     cmocka_unit_test(test_invalid_producer_record_refused),
+    cmocka_unit_test(test_old_ack_ignored),
+    cmocka_unit_test(test_other_session_ignored),
+    cmocka_unit_test(test_replayed_requests_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -668,6 +668,123 @@ static void test_acks_pending_full_counted(void **state)
   assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_TX_FULL], 0); /* released in steps */
 }
 
+/* Injects `count` copies of one frame's bytes (a replay), polling as the RX ring fills. */
+static void replay_frames(const uint8_t *payload, size_t size, uint32_t count)
+{
+  struct rte_mbuf *out[8];
+  for (uint32_t i = 0; i < count; i++) {
+    inject(0, udp_frame(8126, payload, (uint32_t)size, OUR_IP));
+    if (rte_ring_count(rx_rings[0]) >= 200 || i + 1u == count) {
+      while (rte_ring_count(rx_rings[0]) > 0) {
+        unsigned got = poll_and_collect(0, out, 8);
+        rte_pktmbuf_free_bulk(out, got);
+      }
+    }
+  }
+}
+
+/*
+ * Issue 14, H3: one valid batch replayed at a high rate while the lcore's
+ * writes are not durable yet. Before: every replay took an entry of the
+ * pending-ack FIFO (checked before the MAC), so the FIFO filled and every
+ * other producer's batch (and a forged one, counted acks_pending_full, not
+ * bad_mac) was refused. Now a producer's share is capped (counted), other
+ * producers are applied and acked, and the replays get at most the share's
+ * acks, each no larger than the batch.
+ */
+static void test_replayed_batch_cannot_fill_fifo(void **state)
+{
+  (void)state;
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 2, 1, dp_config.key); /* producer 2: lcore 0 */
+  replay_frames(batch, size, 1u + 2u * TALLY_ACKS_PENDING_MAX);
+  assert_int_equal(lcores[0].stats.batches_applied, 1);
+  uint8_t forged[256];
+  uint8_t other_key[TALLY_KEY_SIZE] = { 0 };
+  size_t forged_size = make_batch(forged, sizeof forged, 8, 1, other_key);
+  replay_frames(forged, forged_size, 1);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_BAD_MAC], 1); /* MAC first */
+  for (uint64_t producer = 4; producer <= 6; producer += 2) { /* other producers of lcore 0 */
+    size_t other = make_batch(batch, sizeof batch, producer, 1, dp_config.key);
+    replay_frames(batch, other, 1);
+  }
+  assert_int_equal(lcores[0].stats.batches_applied, 3);
+  __atomic_store_n(&lcores[0].durable_seq, lcores[0].stats.applied_seq, __ATOMIC_RELEASE);
+  uint32_t acks[7] = { 0 };
+  struct rte_mbuf *out[8];
+  for (uint32_t polls = 0; polls < 2u * TALLY_ACKS_PENDING_MAX / TALLY_ACKS_RELEASE_PER_POLL;
+       polls++) {
+    unsigned got = poll_and_collect(0, out, 8);
+    do {
+      for (unsigned i = 0; i < got; i++) {
+        struct rte_udp_hdr *udp = rte_pktmbuf_mtod_offset(out[i], struct rte_udp_hdr *, 34);
+        uint64_t producer;
+        memcpy(&producer, (const uint8_t *)(udp + 1) + 8, sizeof producer); /* unaligned */
+        producer = rte_le_to_cpu_64(producer);
+        assert_true(producer < 7);
+        check_ack(out[i], producer, 1, producer == 2 && acks[2] > 0 ? TALLY_ACK_DUPLICATE :
+          TALLY_ACK_APPLIED, 14u + 20u + 8u + (uint32_t)size);
+        acks[producer]++;
+      }
+      rte_pktmbuf_free_bulk(out, got);
+      got = rte_ring_dequeue_burst(tx_rings[0], (void **)out, 8, NULL);
+    } while (got > 0);
+  }
+  assert_int_equal(acks[4], 1);
+  assert_int_equal(acks[6], 1);
+  assert_int_equal(acks[2], TALLY_ACKS_PENDING_PER_PRODUCER_MAX); /* never one per replay */
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_ACKS_PENDING_PRODUCER_FULL],
+    1u + 2u * TALLY_ACKS_PENDING_MAX - TALLY_ACKS_PENDING_PER_PRODUCER_MAX);
+}
+
+/*
+ * Issue 14, H3: a batch another cluster node applied (its producer record
+ * in a replica table here) is answered DUPLICATE at once, without an entry
+ * in the FIFO, even while this lcore's own writes wait; one a dedup window
+ * below what that node applied is a replay (captured and sent to this
+ * node) and answered STALE, never counted again. Before: the remote
+ * duplicate waited in the FIFO, and the old batch was applied here.
+ */
+static void test_replay_from_another_node_not_counted(void **state)
+{
+  (void)state;
+  size_t size = tally_shard_region_size(COUNTERS, PRODUCERS);
+  void *region = aligned_alloc(4096, size);
+  assert_non_null(region);
+  memset(region, 0, size);
+  struct tally_shard replica;
+  assert_int_equal(tally_shard_attach(&replica, region, 0, COUNTERS, PRODUCERS, true), 0);
+  enum tally_reason reason;
+  for (uint64_t seq = 1; seq <= 200; seq++) { /* node B applied producer 2's 1..200 */
+    struct tally_wire_batch applied = { .producer = 2, .seq = seq, .count = 1,
+      .pairs = { { .name = "pay.ok", .name_len = 6, .delta = 10 } } };
+    assert_int_equal(tally_shard_apply_batch(&replica, &applied, &reason), TALLY_ACK_APPLIED);
+  }
+  dp_config.remote_dedup[0] = &replica;
+  dp_config.remote_dedup_count = 1;
+  uint8_t batch[256];
+  size_t mine = make_batch(batch, sizeof batch, 4, 1, dp_config.key); /* waits: not durable */
+  replay_frames(batch, mine, 1);
+  struct rte_mbuf *out[8];
+  size = make_batch(batch, sizeof batch, 2, 200, dp_config.key); /* applied on node B */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 8), 1);
+  check_ack(out[0], 2, 200, TALLY_ACK_DUPLICATE, 14u + 20u + 8u + (uint32_t)size);
+  rte_pktmbuf_free(out[0]);
+  assert_int_equal(lcores[0].stats.acks_duplicate_now, 1);
+  /* A replay of 136: neither in the head (1..64) nor the tail (137..200) B's record keeps. */
+  size = make_batch(batch, sizeof batch, 2, 200 - TALLY_DEDUP_WINDOW, dp_config.key);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 8), 1);
+  check_ack(out[0], 2, 200 - TALLY_DEDUP_WINDOW, TALLY_ACK_STALE, 14u + 20u + 8u + (uint32_t)size);
+  rte_pktmbuf_free(out[0]);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_STALE_REMOTE], 1);
+  assert_int_equal(lcores[0].stats.batches_applied, 1); /* only producer 4's */
+  assert_int_equal(shard_value(0, "pay.ok"), 10);
+  dp_config.remote_dedup_count = 0;
+  free(region);
+}
+
 /* A statsd payload of `lines` copies of `line`, then `tail` (fills `out`). */
 static uint32_t repeated_payload(char *out, size_t capacity, const char *line, uint32_t lines,
   const char *tail)
@@ -843,6 +960,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_batch_steered_to_owner, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_steering_ring_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_acks_pending_full_counted, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_replayed_batch_cannot_fill_fifo, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_replay_from_another_node_not_counted, setup_one,
+      teardown_one),
     cmocka_unit_test_setup_teardown(test_idle_backoff_after_empty_polls, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_class_budgets_per_poll, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_statsd_class_rights, setup_one, teardown_one),

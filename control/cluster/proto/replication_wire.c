@@ -202,6 +202,8 @@ size_t tally_replication_encode(const struct tally_replication_message *message,
   put16(out + 14, producers || claims ? 0 : entry_classes(message));
   put64(out + 16, message->seq);
   put64(out + 24, message->scan);
+  put64(out + 32, message->session);
+  put64(out + 40, message->peer_session);
   size_t used = producers ? encode_producers(message, out, out_size) :
     claims ? encode_claims(message, out, out_size) : encode_entries(message, out, out_size);
   if (used == 0) return 0;
@@ -295,6 +297,8 @@ enum tally_replication_reason tally_replication_decode(const uint8_t *data, size
   message->part = get16(data + 12);
   message->seq = get64(data + 16);
   message->scan = get64(data + 24);
+  message->session = get64(data + 32);
+  message->peer_session = get64(data + 40);
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
   bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
   uint32_t classes = get16(data + 14);

@@ -3,9 +3,10 @@
  * nodes (UDP on the replication address, beside the heartbeats). Pure
  * encode/decode over byte buffers; little-endian on the wire.
  *
- *   header (32 bytes): magic "TR" | version u8 | type u8 | origin u16 |
+ *   header (48 bytes): magic "TR" | version u8 | type u8 | origin u16 |
  *                      sender u16 | count u16 | flags u16 | part u16 |
- *                      classes u16 | seq u64 | scan u64
+ *                      classes u16 | seq u64 | scan u64 |
+ *                      session u64 | peer_session u64
  *   classes:           counter entries only (0 with PRODUCERS or CLAIMS): bit i
  *                      set = entry i is a reliable producer's counter
  *                      (TALLY_CLASS_RELIABLE), clear = statsd's; bits at and
@@ -15,6 +16,15 @@
  *   entries (count):   value i64 | name_len u8 | name bytes
  *   mac (16 bytes):    BLAKE2b-128 keyed with the cluster key over all bytes
  *                      before it (libsodium crypto_generichash)
+ *
+ * Sessions (version 2; issue 14, H4): every node picks a random session
+ * (never 0) at each process start. session is the sender's, peer_session
+ * the receiver's as the sender knows it (0: not known yet); a link's
+ * session is the pair. A receiver ignores, and counts, a message whose
+ * peer_session is not its own, except a probe (ROUND seq 0) and the two
+ * requests, which may carry 0. A reply (ACK, RESTORE, READ_REPLY) carries
+ * the session of the message it answers as peer_session, so it is only
+ * ever accepted by the process that asked.
  *
  * ROUND    origin -> replica: the origin's absolute contribution to `count`
  *          counters; seq is the origin's sequence on this link. The replica
@@ -37,10 +47,15 @@
  *          UINT64_MAX, attempt >= 1 and <= UINT16_MAX: "the origin applied
  *          this batch from this attempt". Claims follow the scan's producer
  *          records in its list.
+ *          A probe (seq 0, no entries) carries a fresh random nonce in scan.
  * ACK      replica -> origin: seq = the sequence the replica now holds for
  *          this origin (durable). Also the answer to a ROUND it cannot apply.
+ *          scan = the answered ROUND's scan (a probe's nonce comes back).
  * RESTORE_REQUEST  a node with an empty store -> each peer: "send me my own
- *          contribution as you hold it".
+ *          contribution as you hold it". scan = the requester's clock (unix
+ *          microseconds), increasing per request: refused if not newer than
+ *          the last one served for that peer, or out of the clock window
+ *          (TALLY_REPLICATION_REQUEST_WINDOW_MS), so a replay is no dump.
  * RESTORE  peer -> that node: part `part` of its copy of the requester's
  *          contribution (origin = requester), seq = the sequence that copy
  *          holds, scan = the scan it is complete up to (its freshness: scans
@@ -48,7 +63,8 @@
  *          LAST on the final part. Parts with flags PRODUCERS carry the
  *          requester's producer records as held (sent before the LAST part).
  * READ_REQUEST  a node answering `tallyctl get --quorum NAME` -> each peer:
- *          one entry (the name, value 0), seq = a request id.
+ *          one entry (the name, value 0), seq = a request id, scan = the
+ *          requester's clock as for RESTORE_REQUEST (the same checks).
  * READ_REPLY    peer -> the requesting socket: one message per origin the
  *          peer knows (itself and each replica table): origin, scan = the
  *          copy's freshness (UINT64_MAX for the peer's own contribution),
@@ -65,8 +81,8 @@
 
 #define TALLY_REPLICATION_MAGIC_0 'T'
 #define TALLY_REPLICATION_MAGIC_1 'R'
-#define TALLY_REPLICATION_VERSION 1u
-#define TALLY_REPLICATION_HEADER_SIZE 32u
+#define TALLY_REPLICATION_VERSION 2u /* 2: sessions, request clocks (issue 14, H4) */
+#define TALLY_REPLICATION_HEADER_SIZE 48u
 #define TALLY_REPLICATION_FLAG_LAST 0x0001u
 #define TALLY_REPLICATION_FLAG_PRODUCERS 0x0002u /* ROUND, RESTORE: producer records */
 #define TALLY_REPLICATION_FLAG_CLAIMS 0x0004u /* ROUND: claims (cross-node dedup) */
@@ -158,6 +174,8 @@ struct tally_replication_message {
   uint16_t part;
   uint64_t seq;
   uint64_t scan;
+  uint64_t session;      /* the sender's (random per process start, never 0) */
+  uint64_t peer_session; /* the receiver's as the sender knows it; 0: not known */
   uint32_t count; /* of entries[], or of producers[] with flags PRODUCERS */
   /* Encoded: at most TALLY_REPLICATION_ENTRIES_MAX; decoded: up to _ACCEPT_MAX. */
   struct tally_replication_entry entries[TALLY_REPLICATION_ENTRIES_ACCEPT_MAX];
