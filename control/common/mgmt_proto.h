@@ -66,7 +66,10 @@ enum tally_mgmt_argument {
   _(DRAIN, drain, "drain", NONE, true, "drain",                                                  \
     "read-only until every peer holds this node's counts\n"                                      \
     "(exit 1 while still draining: repeat until 0)")                                             \
-  _(REJOIN, rejoin, "rejoin", NONE, true, "rejoin", "end a drain or a forced read-only")
+  _(REJOIN, rejoin, "rejoin", NONE, true, "rejoin", "end a drain or a forced read-only")      \
+  _(DEGRADE, degrade, "degrade", REQUIRED, true, "degrade auto|0|1|2|3",                        \
+    "force a degradation level (0 normal, 1 shed statsd over\n"                                  \
+    "budget, 2 shed all statsd, 3 reliable read-only) or auto")
 
 enum tally_mgmt_command_id {
 #define TALLY_MGMT_COMMAND_ENUM(id, handler, words, argument, writes, synopsis, help) \

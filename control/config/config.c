@@ -190,6 +190,10 @@ static void config_assert_valid(const struct tally_config *config) {
   assert(config->mbufs >= TALLY_MBUFS_MIN);
   assert(config->mbufs <= TALLY_MBUFS_MAX);
   assert(config->idle_sleep_us <= TALLY_IDLE_SLEEP_US_MAX);
+  assert(config->statsd_policy.source_rate <= TALLY_STATSD_SOURCE_RATE_MAX);
+  assert(config->statsd_policy.source_burst >= 1);
+  assert(config->statsd_policy.source_burst <= TALLY_STATSD_SOURCE_BURST_MAX);
+  assert(config->statsd_policy.allow_count <= TALLY_STATSD_ALLOW_CIDRS_MAX);
   assert(config->persist_mode <= TALLY_PERSIST_LOG);
   assert(config->persist_mode != TALLY_PERSIST_LOG || config->log_dir[0] != '\0');
   assert(config->log_group_bytes <= config->log_segment_bytes);
@@ -224,6 +228,7 @@ void tally_config_defaults(struct tally_config *config) {
   config->checkpoint_interval_ms = TALLY_CHECKPOINT_INTERVAL_MS_DEFAULT;
   config->mbufs = 16383;
   config->idle_sleep_us = 0; /* a NIC host polls flat out */
+  config->statsd_policy.source_burst = TALLY_STATSD_SOURCE_BURST_DEFAULT; /* rate 0: off */
   snprintf(config->socket_path, sizeof(config->socket_path), "%s", "/run/tally/tally.sock");
   config->http_ipv4 = 0x7f000001u; /* 127.0.0.1 */
   config->http_port = 9125;

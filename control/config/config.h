@@ -12,6 +12,7 @@
 
 #include "tally/key.h"
 #include "tally/limits.h"
+#include "tally/statsd_policy.h"
 #include "persist_mode.h"
 
 /* One member of the cluster (its replication / control-plane address). */
@@ -63,6 +64,8 @@ struct tally_config {
   bool key_set;
   /* DogStatsD tags: keep (default) | drop | allow, with the allow-list's keys */
   struct tally_tags_policy statsd_tags;
+  /* Who may send statsd: per-source budget and allowed networks (config_statsd.c). */
+  struct tally_statsd_policy statsd_policy;
   /* [store] */
   char store_path[TALLY_PATH_MAX]; /* required */
   uint32_t counters_max;      /* per shard; default 65536 */

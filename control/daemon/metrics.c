@@ -19,6 +19,7 @@
 #include "actions.h"
 #include "graphite.h"
 #include "counters.h"
+#include "degrade_control.h"
 #include "modes.h"
 
 static uint64_t load(const uint64_t *value)
@@ -227,6 +228,7 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   port_stats(appliance, out);
   tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
   tally_out_printf(out, "mgmt_refused %" PRIu64 "\n", appliance->mgmt_refused);
+  tally_degrade_stats(appliance, out);
   tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   tally_graphite_stats(appliance->graphite, out);
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
@@ -288,6 +290,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   appliance->node->metrics(appliance, out);
+  tally_degrade_metrics(appliance, out);
   tally_graphite_metrics(appliance->graphite, out);
   tally_counters_metrics(out);
   struct tally_out scratch;
