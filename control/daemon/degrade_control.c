@@ -131,22 +131,3 @@ void tally_degrade_stats(struct tally_appliance *appliance, struct tally_out *ou
       tally_degrade_signal_name((enum tally_degrade_signal)s), load32(&degrade->signals[s]));
   }
 }
-
-void tally_degrade_metrics(struct tally_appliance *appliance, struct tally_out *out)
-{
-  const struct tally_degrade *degrade = &appliance->degrade;
-  tally_out_printf(out, "# HELP tally_degradation_level level in force: 0 normal, 1 shed statsd "
-    "over budget, 2 shed all statsd, 3 reliable read-only\n# TYPE tally_degradation_level gauge\n"
-    "tally_degradation_level %u\n", load32(&degrade->level));
-  tally_out_printf(out, "# HELP tally_degradation_overridden 1 while an operator forces the "
-    "level (tallyctl degrade)\n# TYPE tally_degradation_overridden gauge\n"
-    "tally_degradation_overridden %d\n",
-    __atomic_load_n(&degrade->overridden, __ATOMIC_RELAXED) ? 1 : 0);
-  tally_out_printf(out, "# HELP tally_degradation_signal measured signal, 0..1, last tick\n"
-    "# TYPE tally_degradation_signal gauge\n");
-  for (uint32_t s = 0; s < TALLY_DEGRADE_SIGNAL_COUNT; s++) {
-    tally_out_printf(out, "tally_degradation_signal{signal=\"%s\"} %.3f\n",
-      tally_degrade_signal_name((enum tally_degrade_signal)s),
-      (double)load32(&degrade->signals[s]) / 1000.0);
-  }
-}

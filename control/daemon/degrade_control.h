@@ -13,8 +13,7 @@
 
 /* Control loop: measures and steps once per TALLY_DEGRADE_TICK_MS (cheap otherwise). */
 void tally_degrade_tick(struct tally_appliance *appliance, uint64_t now_ns);
-/* The level and signals as `tallyctl stats` lines, and as /metrics. */
+/* The level and signals as `tallyctl stats` lines (/metrics: metrics.c, degrade_metrics). */
 void tally_degrade_stats(struct tally_appliance *appliance, struct tally_out *out);
-void tally_degrade_metrics(struct tally_appliance *appliance, struct tally_out *out);
 
 #endif
