@@ -72,7 +72,10 @@ enum tally_mgmt_argument {
     "backup); prints checkpoints_finished: wait for it to grow")                                \
   _(LOG_HOLD, log_hold, "log hold", REQUIRED, true, "log hold LSN",                              \
     "log mode: never cut the log past LSN (tallyctl backup sets\n"                               \
-    "it to its last LSN, for the next incremental); 0 releases")
+    "it to its last LSN, for the next incremental); 0 releases")                                \
+  _(DEGRADE, degrade, "degrade", REQUIRED, true, "degrade auto|0|1|2|3",                        \
+    "force a degradation level (0 normal, 1 shed statsd over\n"                                  \
+    "budget, 2 shed all statsd, 3 reliable read-only) or auto")
 
 enum tally_mgmt_command_id {
 #define TALLY_MGMT_COMMAND_ENUM(id, handler, words, argument, writes, synopsis, help) \

@@ -194,6 +194,10 @@ static void config_assert_valid(const struct tally_config *config) {
   assert(config->reliable_per_poll >= 1 && config->reliable_per_poll <= TALLY_CLASS_PER_POLL_MAX);
   assert(config->control_per_poll >= 1 && config->control_per_poll <= TALLY_CLASS_PER_POLL_MAX);
   assert(config->statsd_counters_percent <= 100u);
+  assert(config->statsd_policy.source_rate <= TALLY_STATSD_SOURCE_RATE_MAX);
+  assert(config->statsd_policy.source_burst >= 1);
+  assert(config->statsd_policy.source_burst <= TALLY_STATSD_SOURCE_BURST_MAX);
+  assert(config->statsd_policy.allow_count <= TALLY_STATSD_ALLOW_CIDRS_MAX);
   assert(config->persist_mode <= TALLY_PERSIST_LOG);
   assert(config->persist_mode != TALLY_PERSIST_LOG || config->log_dir[0] != '\0');
   assert(config->log_group_bytes <= config->log_segment_bytes);
@@ -233,6 +237,7 @@ void tally_config_defaults(struct tally_config *config) {
   config->control_per_poll = TALLY_CONTROL_PER_POLL_DEFAULT;
   config->statsd_counters_percent = TALLY_STATSD_COUNTERS_PERCENT_DEFAULT;
   config->statsd_writes_reliable = false;
+  config->statsd_policy.source_burst = TALLY_STATSD_SOURCE_BURST_DEFAULT; /* rate 0: off */
   snprintf(config->socket_path, sizeof(config->socket_path), "%s", "/run/tally/tally.sock");
   config->http_ipv4 = 0x7f000001u; /* 127.0.0.1 */
   config->http_port = 9125;

@@ -12,6 +12,7 @@
 
 #include "tally/key.h"
 #include "tally/limits.h"
+#include "tally/statsd_policy.h"
 #include "persist_mode.h"
 
 /* One member of the cluster (its replication / control-plane address). */
@@ -71,6 +72,8 @@ struct tally_config {
    */
   uint32_t statsd_counters_percent;
   bool statsd_writes_reliable;
+  /* Who may send statsd: per-source budget and allowed networks (config_statsd.c). */
+  struct tally_statsd_policy statsd_policy;
   /* [store] */
   char store_path[TALLY_PATH_MAX]; /* required */
   uint32_t counters_max;      /* per shard; default 65536 */

@@ -27,6 +27,9 @@ enum config_key {
   KEY_INGEST_STATSD_TAGS_ALLOW,
   KEY_INGEST_STATSD_COUNTERS_PERCENT,
   KEY_INGEST_STATSD_WRITES_RELIABLE,
+  KEY_INGEST_STATSD_SOURCE_RATE,
+  KEY_INGEST_STATSD_SOURCE_BURST,
+  KEY_INGEST_STATSD_ALLOW_CIDRS,
   KEY_STORE_PATH,
   KEY_STORE_COUNTERS_MAX,
   KEY_STORE_PRODUCERS_MAX,
@@ -152,6 +155,15 @@ int config_parse_graphite_prefix(struct parse_state *state, enum config_key key,
 int config_graphite_validate(struct parse_state *state);
 int config_parse_bool(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_control_admin_group(struct parse_state *state, enum config_key key,
+  const char *value);
+
+/* ---- config_statsd.c: who may send statsd ------------------------------- */
+
+/* ingest.statsd_source_rate and ingest.statsd_source_burst. */
+int config_parse_statsd_source(struct parse_state *state, enum config_key key,
+  const char *value);
+/* ingest.statsd_allow_cidrs: a.b.c.d/len entries separated by ','. */
+int config_parse_statsd_allow_cidrs(struct parse_state *state, enum config_key key,
   const char *value);
 
 /* ---- config_cluster.c: [cluster] ----------------------------------------- */

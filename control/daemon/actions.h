@@ -73,6 +73,12 @@ enum tally_action_result tally_action_readonly(struct tally_appliance *appliance
   struct tally_out *out);
 enum tally_action_result tally_action_drain(struct tally_appliance *appliance,
   struct tally_out *out);
+/*
+ * tallyctl degrade auto|0|1|2|3: force a degradation level (degrade.h), or
+ * hand it back to the signals (automatic true; level ignored).
+ */
+enum tally_action_result tally_action_degrade(struct tally_appliance *appliance, bool automatic,
+  uint32_t level, struct tally_out *out);
 enum tally_action_result tally_action_rejoin(struct tally_appliance *appliance,
   struct tally_out *out);
 /*

@@ -22,6 +22,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
@@ -31,6 +32,7 @@
 #include <urcu/urcu-qsbr.h>
 
 #include "actions.h"
+#include "degrade_control.h"
 #include "graphite.h"
 #include "http.h"
 #include "mgmt.h"
@@ -206,8 +208,22 @@ static struct tally_dp_config *make_dp_config(void)
   config->statsd_per_poll = appliance.config.statsd_per_poll;
   config->reliable_per_poll = appliance.config.reliable_per_poll;
   config->control_per_poll = appliance.config.control_per_poll;
+  config->statsd_policy = appliance.config.statsd_policy;
   for (uint32_t i = 0; i < TALLY_PORTS_MAX; i++) config->port_mac[i] = appliance.ports.macs[i];
   return config;
+}
+
+/* One lcore's statsd source table (statsd_sources.h), in hugepage memory. */
+static struct tally_statsd_sources *make_statsd_sources(void)
+{
+  struct tally_statsd_sources *table = rte_zmalloc("tally_statsd_sources", sizeof *table,
+    RTE_CACHE_LINE_SIZE);
+  if (table == NULL) die("cannot allocate a statsd source table (hugepages)");
+  if (tally_statsd_sources_init(table, &appliance.config.statsd_policy, rte_get_tsc_hz(),
+        rte_get_tsc_cycles()) != 0) {
+    die("ingest.statsd_source_rate: rte_meter refused the token bucket");
+  }
+  return table;
 }
 
 static struct rte_ring *make_ring(uint32_t source, uint32_t destination)
@@ -248,6 +264,8 @@ static void make_lcores(void)
     lcore->config = &appliance.dp_config;
     lcore->quit = &appliance.quit;
     lcore->read_only_forced = &appliance.read_only_forced;
+    lcore->degradation_level = &appliance.degrade.level;
+    lcore->statsd_sources = make_statsd_sources();
     lcore->idle_sleep_us = appliance.config.idle_sleep_us;
     index++;
   }
@@ -310,6 +328,7 @@ static void control_loop(int mgmt_fd, int signal_fd)
   tally_notify_start(&notify, tally_clock_mono_ns());
   while (!appliance.quit) {
     tally_notify_tick(&notify, &appliance, tally_clock_mono_ns());
+    tally_degrade_tick(&appliance, tally_clock_mono_ns());
     struct pollfd fds[2] = {
       { .fd = mgmt_fd, .events = POLLIN },
       { .fd = signal_fd, .events = POLLIN },
@@ -375,6 +394,7 @@ int main(int argc, char **argv)
     die(error);
   }
   appliance.dp_config = make_dp_config();
+  tally_degrade_init(&appliance.degrade);
   make_lcores();
   if (tally_persister_start(&appliance) != 0) die("cannot start the persister thread");
   appliance.node->open(&appliance);

@@ -19,6 +19,7 @@
 #include "actions.h"
 #include "graphite.h"
 #include "counters.h"
+#include "degrade_control.h"
 #include "modes.h"
 
 static uint64_t load(const uint64_t *value)
@@ -247,6 +248,7 @@ enum tally_action_result tally_action_stats(struct tally_appliance *appliance,
   port_stats(appliance, out);
   tally_out_printf(out, "config_reloads %" PRIu64 "\n", appliance->reloads);
   tally_out_printf(out, "mgmt_refused %" PRIu64 "\n", appliance->mgmt_refused);
+  tally_degrade_stats(appliance, out);
   tally_out_printf(out, "control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   tally_graphite_stats(appliance->graphite, out);
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
@@ -274,6 +276,25 @@ static void lcore_metrics(struct tally_appliance *appliance, struct tally_out *o
       tally_out_printf(out, "tally_drops_total{reason=\"%s\",lcore=\"%u\"} %" PRIu64 "\n",
         tally_reason_label(reason), i, load(&appliance->lcores[i].stats.reasons[reason]));
     }
+  }
+}
+
+/* The degradation level (degrade.h) and its signals, as the control thread last published them. */
+static void degrade_metrics(struct tally_appliance *appliance, struct tally_out *out)
+{
+  const struct tally_degrade *degrade = &appliance->degrade;
+  metric_header(out, "degradation_level", "gauge",
+    "level in force: 0 normal, 1 statsd budget for all, 2 shed statsd, 3 reliable read-only");
+  tally_out_printf(out, "tally_degradation_level %u\n",
+    __atomic_load_n(&degrade->level, __ATOMIC_RELAXED));
+  metric_header(out, "degradation_overridden", "gauge", "1 while tallyctl degrade forces the level");
+  tally_out_printf(out, "tally_degradation_overridden %d\n",
+    __atomic_load_n(&degrade->overridden, __ATOMIC_RELAXED) ? 1 : 0);
+  metric_header(out, "degradation_signal", "gauge", "measured signal 0..1, last tick");
+  for (uint32_t s = 0; s < TALLY_DEGRADE_SIGNAL_COUNT; s++) {
+    tally_out_printf(out, "tally_degradation_signal{signal=\"%s\"} %.3f\n",
+      tally_degrade_signal_name((enum tally_degrade_signal)s),
+      (double)__atomic_load_n(&degrade->signals[s], __ATOMIC_RELAXED) / 1000.0);
   }
 }
 
@@ -313,6 +334,7 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   metric_header(out, "control_allocated_bytes", "gauge", "control-plane heap (jemalloc)");
   tally_out_printf(out, "tally_control_allocated_bytes %zu\n", jemalloc_allocated_bytes());
   appliance->node->metrics(appliance, out);
+  degrade_metrics(appliance, out);
   tally_graphite_metrics(appliance->graphite, out);
   tally_counters_metrics(out);
   struct tally_out scratch;

@@ -209,6 +209,22 @@ static enum tally_action_result mgmt_command_log_hold(struct tally_appliance *ap
   return tally_action_log_hold(appliance, lsn, body);
 }
 
+/* "auto" or one digit 0..TALLY_DEGRADE_LEVEL_MAX; anything else is an unknown request. */
+static enum tally_action_result mgmt_command_degrade(struct tally_appliance *appliance,
+  const char *argument, size_t argument_len, struct tally_out *body)
+{
+  assert(argument_len > 0);
+  if (argument_len == strlen("auto") && memcmp(argument, "auto", argument_len) == 0) {
+    return tally_action_degrade(appliance, true, 0, body);
+  }
+  if (argument_len == 1 && argument[0] >= '0' &&
+      (uint32_t)(argument[0] - '0') <= TALLY_DEGRADE_LEVEL_MAX) {
+    return tally_action_degrade(appliance, false, (uint32_t)(argument[0] - '0'), body);
+  }
+  unknown_request(body);
+  return TALLY_ACTION_BAD_REQUEST;
+}
+
 static const struct mgmt_command commands[TALLY_MGMT_COMMAND_COUNT] = {
 #define TALLY_MGMT_COMMAND_ENTRY(id, command, words_text, argument_kind, changes, usage, help) \
   [TALLY_MGMT_##id] = {                                                                      \

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "degrade.h"
 #include "lcore.h"
 #include "packet.h"
 #include "port.h"
@@ -112,6 +113,13 @@ struct tally_appliance {
   struct tally_graphite *graphite;      /* the Graphite push (graphite.c); NULL without [graphite] */
   volatile bool read_only_forced;       /* operator: tallyctl readonly on / drain */
   bool draining;                        /* operator: tallyctl drain (until rejoin) */
+  /* Degradation levels (degrade.h): level published to the lcores; the control thread's probe. */
+  struct tally_degrade degrade;
+  struct tally_degrade_probe {
+    uint64_t last_ns;                   /* last tick; 0: none yet */
+    uint64_t polls[TALLY_LCORES_MAX];   /* each lcore's polls and idle polls at that tick */
+    uint64_t idle_polls[TALLY_LCORES_MAX];
+  } degrade_probe;
 };
 
 /* Whether every dataplane lcore has entered its polling loop. */

@@ -127,9 +127,30 @@ static bool frame_within_budget(struct tally_lcore *lcore, const struct tally_dp
   return false;
 }
 
+/* The degradation level published by the control thread (0 when none is). */
+static uint32_t degradation_level(const struct tally_lcore *lcore)
+{
+  if (lcore->degradation_level == NULL) return 0;
+  uint32_t level = __atomic_load_n(lcore->degradation_level, __ATOMIC_RELAXED);
+  assert(level <= TALLY_DEGRADE_LEVEL_MAX);
+  return level;
+}
+
+/* statsd admission before any parsing (statsd_sources.h): false after counting the drop. */
+static bool statsd_admitted(struct tally_lcore *lcore, const struct tally_packet *packet,
+  const struct tally_dp_config *config)
+{
+  enum tally_reason reason = tally_statsd_sources_admit(lcore->statsd_sources,
+    &config->statsd_policy, packet->source_ipv4, degradation_level(lcore), rte_get_tsc_cycles());
+  if (reason == TALLY_OK) return true;
+  count_reason(lcore, reason);
+  return false;
+}
+
 static void handle_statsd(struct tally_lcore *lcore, const struct tally_packet *packet,
   const struct tally_dp_config *config)
 {
+  if (!statsd_admitted(lcore, packet, config)) return;
   const char *cursor = (const char *)packet->payload;
   const char *end = cursor + packet->payload_len;
   const char *line = NULL;
@@ -317,7 +338,8 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   bool read_only = (lcore->read_only != NULL &&
     __atomic_load_n(lcore->read_only, __ATOMIC_RELAXED)) ||
     (lcore->read_only_forced != NULL &&
-    __atomic_load_n(lcore->read_only_forced, __ATOMIC_RELAXED));
+    __atomic_load_n(lcore->read_only_forced, __ATOMIC_RELAXED)) ||
+    degradation_level(lcore) == TALLY_DEGRADE_LEVEL_MAX; /* level 3: reliable read-only */
   if (read_only) {
     stat_add(&lcore->stats.batches_read_only, 1);
     answer_batch(lcore, frame, config, &batch, TALLY_ACK_READ_ONLY, false);

@@ -25,6 +25,7 @@
 #include "packet.h"
 #include "tally/reasons.h"
 #include "shard.h"
+#include "statsd_sources.h"
 
 /* Statistics one lcore publishes (single writer; readers load relaxed). */
 #define TALLY_FOREACH_LCORE_STAT(_)                                              \
@@ -128,6 +129,14 @@ struct tally_lcore {
    */
   volatile bool *read_only;
   volatile bool *read_only_forced;
+  /*
+   * The degradation level (0..TALLY_DEGRADE_LEVEL_MAX) the control thread
+   * publishes (control/daemon/degrade.c), loaded relaxed per datagram: 2 and
+   * above shed statsd, 3 answers reliable batches READ_ONLY. NULL: level 0.
+   */
+  volatile uint32_t *degradation_level;
+  /* statsd admission: per-source buckets (statsd_sources.h). NULL: no budget. */
+  struct tally_statsd_sources *statsd_sources;
   /* Written by the persister thread, read here. */
   uint64_t durable_seq __rte_cache_aligned;
   /* Written by the cluster thread, read here (when wait_quorum). */

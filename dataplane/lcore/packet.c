@@ -169,6 +169,7 @@ void tally_packet_classify(const struct rte_mbuf *frame, const struct tally_dp_c
   assert(config != NULL);
   packet->payload = NULL;
   packet->payload_len = 0;
+  packet->source_ipv4 = 0;
   packet->reason = TALLY_OK;
   if (frame->nb_segs != 1) {
     drop(packet, TALLY_REASON_FRAME_MULTI_SEGMENT);
@@ -199,6 +200,7 @@ void tally_packet_classify(const struct rte_mbuf *frame, const struct tally_dp_c
   const uint8_t *l4 = (const uint8_t *)ip + header_len;
   uint32_t l4_len = rte_be_to_cpu_16(ip->total_length) - header_len;
   if (ip->next_proto_id == IPPROTO_UDP) {
+    packet->source_ipv4 = rte_be_to_cpu_32(ip->src_addr);
     classify_udp(frame, l4, l4_len, config, packet);
   } else if (ip->next_proto_id == IPPROTO_ICMP) {
     classify_icmp(l4, l4_len, packet);

@@ -15,6 +15,7 @@
 #include "tally/key.h"
 #include "tally/limits.h"
 #include "tally/reasons.h"
+#include "tally/statsd_policy.h"
 
 struct tally_shard;
 
@@ -50,6 +51,8 @@ struct tally_dp_config {
   uint32_t statsd_per_poll;
   uint32_t reliable_per_poll;
   uint32_t control_per_poll;
+  /* Who may send statsd: allow-list and per-source budget (restart to change). */
+  struct tally_statsd_policy statsd_policy;
 };
 
 enum tally_packet_kind {
@@ -64,6 +67,7 @@ struct tally_packet {
   enum tally_packet_kind kind;
   enum tally_reason reason;   /* for DROP */
   const uint8_t *payload;     /* UDP payload (STATSD, BINARY) */
+  uint32_t source_ipv4;       /* IPv4 source, host byte order (STATSD, BINARY) */
   uint32_t payload_len;
 };
 

@@ -131,6 +131,43 @@
 #define TALLY_REPLIES_BURST 16u
 static_assert(TALLY_REPLIES_BURST >= 1 && TALLY_REPLIES_PER_S >= TALLY_REPLIES_BURST,
   "a second refills the whole bucket");
+/*
+ * Per-source statsd token buckets (issue 14, C1; dataplane/lcore/statsd_sources.c):
+ * sources each lcore meters (a power of two), the slots one source may probe
+ * (a keyed hash picks the first), and after how long without a datagram a
+ * slot may be taken by another source. A source that finds no slot shares
+ * the one overflow bucket. ingest.statsd_source_rate is datagrams per second
+ * per source (0: off), ingest.statsd_source_burst datagrams.
+ */
+#define TALLY_STATSD_SOURCES_MAX 1024u
+#define TALLY_STATSD_SOURCE_PROBES_MAX 8u
+#define TALLY_STATSD_SOURCE_IDLE_S 60u
+#define TALLY_STATSD_SOURCE_RATE_MAX 1000000u
+#define TALLY_STATSD_SOURCE_BURST_MAX 1000000u
+#define TALLY_STATSD_SOURCE_BURST_DEFAULT 100u
+/* At degradation level 1 with ingest.statsd_source_rate = 0, the budget that applies. */
+#define TALLY_STATSD_SOURCE_RATE_DEGRADED 1000u
+#define TALLY_STATSD_SOURCE_BURST_DEGRADED 100u
+/* ingest.statsd_allow_cidrs: networks in the list (the line limit holds about 11 of the longest). */
+#define TALLY_STATSD_ALLOW_CIDRS_MAX 16u
+static_assert((TALLY_STATSD_SOURCES_MAX & (TALLY_STATSD_SOURCES_MAX - 1u)) == 0, "2^n sources");
+static_assert(TALLY_STATSD_SOURCE_PROBES_MAX <= TALLY_STATSD_SOURCES_MAX, "probes in the table");
+static_assert(TALLY_STATSD_SOURCE_RATE_DEGRADED <= TALLY_STATSD_SOURCE_RATE_MAX, "degraded rate");
+
+/*
+ * Degradation levels (issue 14; control/daemon/degrade.c): the control
+ * thread measures every TALLY_DEGRADE_TICK_MS; a level is entered after its
+ * signal stayed at or above its high mark for TALLY_DEGRADE_ENTER_TICKS
+ * ticks and left after it stayed below its low mark for
+ * TALLY_DEGRADE_LEAVE_TICKS ticks. Signals are per mille.
+ */
+#define TALLY_DEGRADE_LEVEL_MAX 3u
+#define TALLY_DEGRADE_TICK_MS 1000u
+#define TALLY_DEGRADE_ENTER_TICKS 3u
+#define TALLY_DEGRADE_LEAVE_TICKS 10u
+#define TALLY_DEGRADE_PERMILLE_MAX 1000u
+static_assert(TALLY_DEGRADE_LEAVE_TICKS > TALLY_DEGRADE_ENTER_TICKS, "leave slower than enter");
+
 /* RX and TX descriptors per queue. */
 #define TALLY_RX_DESC 1024u
 #define TALLY_TX_DESC 1024u

@@ -25,6 +25,9 @@
   _(UDP_PORT_UNKNOWN, "udp_port_unknown", "UDP to a port we do not serve")              \
   _(DATAGRAM_TOO_LARGE, "datagram_too_large", "UDP payload over the datagram limit")    \
   /* statsd lines */                                                                    \
+  _(STATSD_SHED, "statsd_shed", "statsd shed at degradation level 2 or 3")               \
+  _(STATSD_SOURCE_NOT_ALLOWED, "statsd_source_not_allowed", "statsd source outside ingest.statsd_allow_cidrs") \
+  _(STATSD_SOURCE_OVER_BUDGET, "statsd_source_over_budget", "statsd source over its token bucket") \
   _(STATSD_MALFORMED, "statsd_malformed", "line not of the form name:value|type")       \
   _(STATSD_NAME_EMPTY, "statsd_name_empty", "empty counter name")                       \
   _(STATSD_NAME_TOO_LONG, "statsd_name_too_long", "name longer than the limit")         \

@@ -252,6 +252,55 @@ static void test_numbers(void **unused) {
   expect_error(with_base("[store]\ncounters_max =\n"), "config: store.counters_max: empty value");
 }
 
+/* ingest.statsd_source_rate / _burst and statsd_allow_cidrs (issue 14, C1): values, refusals. */
+static void test_statsd_policy(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  expect_ok(BASE, &config);
+  assert_int_equal(config.statsd_policy.source_rate, 0); /* off */
+  assert_int_equal(config.statsd_policy.source_burst, TALLY_STATSD_SOURCE_BURST_DEFAULT);
+  assert_int_equal(config.statsd_policy.allow_count, 0);
+  assert_true(tally_statsd_source_allowed(&config.statsd_policy, 0xc0000201u)); /* no list: all */
+  expect_ok(with_base("statsd_source_rate = 500\nstatsd_source_burst = 20\n"
+    "statsd_allow_cidrs = 10.0.0.0/8, 192.0.2.0/24 ,198.51.100.7/32,0.0.0.0/0\n"), &config);
+  assert_int_equal(config.statsd_policy.source_rate, 500);
+  assert_int_equal(config.statsd_policy.source_burst, 20);
+  assert_int_equal(config.statsd_policy.allow_count, 4);
+  assert_int_equal(config.statsd_policy.allow[0].network, 0x0a000000u);
+  assert_int_equal(config.statsd_policy.allow[0].mask, 0xff000000u);
+  assert_int_equal(config.statsd_policy.allow[2].mask, 0xffffffffu);
+  assert_int_equal(config.statsd_policy.allow[3].mask, 0);
+  expect_ok(with_base("statsd_allow_cidrs = 10.0.0.0/8, 192.0.2.0/24\n"), &config);
+  assert_true(tally_statsd_source_allowed(&config.statsd_policy, 0x0a010203u));
+  assert_true(tally_statsd_source_allowed(&config.statsd_policy, 0xc00002ffu));
+  assert_false(tally_statsd_source_allowed(&config.statsd_policy, 0xc0000301u));
+  assert_false(tally_statsd_source_allowed(&config.statsd_policy, 0x0b000001u));
+  expect_error(with_base("statsd_source_rate = 1000001\n"),
+    "config: ingest.statsd_source_rate: 1000001 is above the maximum 1000000");
+  expect_error(with_base("statsd_source_burst = 0\n"),
+    "config: ingest.statsd_source_burst: 0 is below the minimum 1");
+  expect_error(with_base("statsd_allow_cidrs = 10.0.0.1/8\n"),
+    "config: ingest.statsd_allow_cidrs: '10.0.0.1/8': host bits set after the prefix length");
+  expect_error(with_base("statsd_allow_cidrs = 10.0.0.0/33\n"),
+    "config: ingest.statsd_allow_cidrs: '10.0.0.0/33': prefix length not 0..32");
+  expect_error(with_base("statsd_allow_cidrs = 10.0.0.0\n"),
+    "config: ingest.statsd_allow_cidrs: '10.0.0.0': no /len (write a.b.c.d/32 for one address)");
+  expect_error(with_base("statsd_allow_cidrs = 10.0.0.0/8,,192.0.2.0/24\n"),
+    "config: ingest.statsd_allow_cidrs: '': an empty entry");
+  expect_error(with_base("statsd_allow_cidrs = 10.0.0.0/8,\n"),
+    "config: ingest.statsd_allow_cidrs: '': an empty entry");
+  expect_error(with_base("statsd_allow_cidrs = 10.0.0/8\n"),
+    "config: ingest.statsd_allow_cidrs: '10.0.0/8': not an IPv4 network a.b.c.d/len");
+  expect_error(with_base("statsd_allow_cidrs = 10.0.0.0/x\n"),
+    "config: ingest.statsd_allow_cidrs: '10.0.0.0/x': prefix length not 0..32");
+  char text[2048] = "statsd_allow_cidrs = ";
+  for (unsigned i = 0; i <= TALLY_STATSD_ALLOW_CIDRS_MAX; i++) {
+    sprintf(text + strlen(text), "%s%u.0.0.0/8", i == 0 ? "" : ",", i + 1u);
+  }
+  strcat(text, "\n");
+  expect_error(with_base(text), "config: ingest.statsd_allow_cidrs: more networks than the limit (16)");
+}
+
 /* ingest.statsd_tags and ingest.statsd_tags_allow: modes, the list, every refusal. */
 static void test_statsd_tags(void **unused) {
   (void)unused;
@@ -1317,6 +1366,7 @@ int main(void) {
     cmocka_unit_test(test_unknown_and_duplicate),
     cmocka_unit_test(test_numbers),
     cmocka_unit_test(test_statsd_tags),
+    cmocka_unit_test(test_statsd_policy),
     cmocka_unit_test(test_addresses),
     cmocka_unit_test(test_graphite),
     cmocka_unit_test(test_key),
