@@ -9,7 +9,8 @@
 # increment of both loads is there, exactly, and recovery came from
 # checkpoint + log. Point in time: restored to the first incremental's last
 # LSN, the node holds exactly the first load's counts. Refusals: a non-empty
-# target, a damaged backup (exit 1), an LSN before the checkpoint's end.
+# target, a damaged backup (exit 1), an LSN past the backup (the unit test
+# covers one before the checkpoint's end).
 # Prints PASS/FAIL lines and "N passed, N failed".
 # Usage: backup.sh BUILD_DIR   (root; hugepages reserved)
 set -uo pipefail
@@ -119,8 +120,10 @@ verdict "point in time: exactly load 1" acked_within "$build/control/tallyctl" "
 $build/control/tallyctl restore --quiet --log-dir "$work/log" "$work/bk" 2>"$work/refused.txt"
 verdict "restore into a non-empty log dir: exit 3" test $? -eq 3
 verdict "  with one line naming it" grep -q "not an empty directory" "$work/refused.txt"
-$build/control/tallyctl restore --quiet --log-dir "$work/other" --to-lsn 1 "$work/bk" 2>"$work/refused.txt"
-verdict "restore before the checkpoint's end: exit 3" test $? -eq 3
+$build/control/tallyctl restore --quiet --log-dir "$work/other" --to-lsn 999999999 "$work/bk" 2>"$work/refused.txt"
+verdict "restore to an LSN past the backup: exit 3" test $? -eq 3
+verdict "  with one line giving the range" grep -q "this backup restores to LSNs" "$work/refused.txt"
+verdict "  and nothing written" test ! -e "$work/other"
 segment=$(ls "$work/bk/g000002" | head -1)
 printf 'x' | dd of="$work/bk/g000002/$segment" bs=1 seek=100 conv=notrunc status=none
 $build/control/tallyctl backup verify --quiet "$work/bk" 2>"$work/damaged.txt"
