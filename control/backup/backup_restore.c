@@ -70,10 +70,6 @@ static enum tally_backup_result refuse_target(const char *log_dir, const char *s
       "aside; tallyd then creates it and recovers from the checkpoint and the log)", store_path);
     return TALLY_BACKUP_FAILED;
   }
-  if (mkdir(log_dir, 0700) != 0 && errno != EEXIST) {
-    snprintf(error, error_size, "%s: %s", log_dir, strerror(errno));
-    return TALLY_BACKUP_FAILED;
-  }
   return TALLY_BACKUP_OK;
 }
 
@@ -99,6 +95,11 @@ enum tally_backup_result tally_backup_restore(const char *dir, const char *log_d
   }
   struct tally_backup_manifest *manifest = calloc(1, sizeof *manifest);
   if (manifest == NULL || tally_backup_manifest_read(dir, manifest, error, error_size) != 0) {
+    free(manifest);
+    return TALLY_BACKUP_FAILED;
+  }
+  if (mkdir(log_dir, 0700) != 0 && errno != EEXIST) { /* only now: a refusal writes nothing */
+    snprintf(error, error_size, "%s: %s", log_dir, strerror(errno));
     free(manifest);
     return TALLY_BACKUP_FAILED;
   }

@@ -262,6 +262,10 @@ int tally_ctl_backup_main(int argc, char **argv, const struct tally_config *conf
   if (options.verify) {
     result = tally_backup_verify(options.dir, stderr, &progress, &summary, error, sizeof error);
   } else if (options.restore) {
+    if (config != NULL && config->cluster.enabled && !options.quiet) {
+      fprintf(stderr, "tallyctl: restore: a cluster node: restore from a backup only when every "
+        "node's store is lost; one node alone starts empty and restores from its peers\n");
+    }
     result = tally_backup_restore(options.dir, options.log_dir, options.store, options.to_lsn,
       &progress, &summary, error, sizeof error);
   } else {

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # backup.sh — backups and restore of a log-mode node, end to end in network
-# namespaces (docs/operations.md, "Backups and restore"): reliable load, a
-# full backup (with a fresh checkpoint asked over the socket), more load
-# while checkpoints every 300 ms keep cutting the log (the backup's hold must
-# keep the records after it), an incremental, verify; then kill -9, the image
+# namespaces (docs/operations.md, "Backups and restore"): a full backup
+# (with a fresh checkpoint asked over the socket), reliable load, an
+# incremental, more load while checkpoints every 300 ms keep cutting the log
+# (the backup's hold must keep the records after it), a second incremental,
+# verify; then kill -9, the image
 # and the log deleted, restore into a new log directory, start: every acked
 # increment of both loads is there, exactly, and recovery came from
-# checkpoint + log. Point in time: restored to the full backup's last LSN,
-# the node holds exactly the first load's counts. Refusals: a non-empty
-# target, a damaged backup (exit 1), an LSN before the checkpoint's end.
+# checkpoint + log. Point in time: restored to the first incremental's last
+# LSN, the node holds exactly the first load's counts. Refusals: a non-empty
+# target, a damaged backup (exit 1), an LSN past the backup (the unit test
+# covers one before the checkpoint's end).
 # Prints PASS/FAIL lines and "N passed, N failed".
 # Usage: backup.sh BUILD_DIR   (root; hugepages reserved)
 set -uo pipefail
@@ -72,9 +74,8 @@ restore_and_start() { # restore_and_start [--to-lsn N]: the node's store lost, r
 
 start
 verdict "tallyd starts in log mode" test $? -eq 0
-verdict "load 1: every batch acked" load 1 "$work/r1.json"
-verdict "load 1 producer ok" producer_ok "$work/r1.json" 600
-# A full backup from a fresh checkpoint (asked over the socket); progress as JSON lines.
+# A full backup first, from a fresh checkpoint (asked over the socket), before any load:
+# what follows comes back only through the incrementals' log. Progress as JSON lines.
 $build/control/tallyctl -c "$work/tally.ini" backup --checkpoint --json "$work/bk" \
   >"$work/full.json" 2>"$work/full.progress"
 verdict "full backup exit 0" test $? -eq 0
@@ -83,14 +84,22 @@ import json,sys; lines=[json.loads(l) for l in open(sys.argv[1])]; assert lines 
 full_last=$(json_field "$work/full.json" last_lsn)
 echo "full backup: $(cat "$work/full.json")"
 verdict "the node holds its log from the backup on" test "$(stat backup_hold_lsn)" = "$full_last"
+verdict "load 1: every batch acked" load 1 "$work/r1.json"
+verdict "load 1 producer ok" producer_ok "$work/r1.json" 600
+$build/control/tallyctl -c "$work/tally.ini" backup --incremental --quiet --json "$work/bk" >"$work/incr1.json"
+verdict "incremental 1 exit 0" test $? -eq 0
+verdict "incremental 1 is generation 2 from the full backup's end" python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); assert d["generation"]==2 and d["first_lsn"]==int(sys.argv[2])+1, d' \
+  "$work/incr1.json" "$full_last"
+load1_last=$(json_field "$work/incr1.json" last_lsn)
 verdict "load 2: every batch acked" load 5 "$work/r2.json"
 sleep 1.5 # several checkpoints and cuts meanwhile: the hold keeps the records after the backup
 verdict "checkpoints ran and cut the log" test "$(stat checkpoints_finished)" -ge 3
-$build/control/tallyctl -c "$work/tally.ini" backup --incremental --quiet --json "$work/bk" >"$work/incr.json"
-verdict "incremental backup exit 0" test $? -eq 0
-verdict "incremental is generation 2 from the full backup's end" python3 -c '
-import json,sys; d=json.load(open(sys.argv[1])); assert d["generation"]==2 and d["first_lsn"]==int(sys.argv[2])+1, d' \
-  "$work/incr.json" "$full_last"
+$build/control/tallyctl -c "$work/tally.ini" backup --incremental --quiet --json "$work/bk" >"$work/incr2.json"
+verdict "incremental 2 exit 0" test $? -eq 0
+verdict "incremental 2 is generation 3 from incremental 1's end" python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); assert d["generation"]==3 and d["first_lsn"]==int(sys.argv[2])+1, d' \
+  "$work/incr2.json" "$load1_last"
 verdict "backup verify exit 0" $build/control/tallyctl backup verify --quiet "$work/bk"
 merge "$work/r12.json" "$work/r1.json" "$work/r2.json"
 
@@ -101,9 +110,9 @@ verdict "recovered from checkpoint+log" test "$(stat log_recovery_source)" = "ch
 verdict "every acked increment of both loads, exactly" acked_within "$build/control/tallyctl" \
   "$work/sock" rel. "$work/r12.json" exact
 
-# Point in time: the full backup's last LSN gives exactly the first load.
-restore_and_start --to-lsn "$full_last"
-verdict "restore --to-lsn the full backup's end, tallyd ready" test $? -eq 0
+# Point in time: incremental 1's last LSN gives exactly the first load (replayed from the log).
+restore_and_start --to-lsn "$load1_last"
+verdict "restore --to-lsn incremental 1's end, tallyd ready" test $? -eq 0
 verdict "point in time: exactly load 1" acked_within "$build/control/tallyctl" "$work/sock" rel. \
   "$work/r1.json" exact
 
@@ -111,8 +120,10 @@ verdict "point in time: exactly load 1" acked_within "$build/control/tallyctl" "
 $build/control/tallyctl restore --quiet --log-dir "$work/log" "$work/bk" 2>"$work/refused.txt"
 verdict "restore into a non-empty log dir: exit 3" test $? -eq 3
 verdict "  with one line naming it" grep -q "not an empty directory" "$work/refused.txt"
-$build/control/tallyctl restore --quiet --log-dir "$work/other" --to-lsn 1 "$work/bk" 2>"$work/refused.txt"
-verdict "restore before the checkpoint's end: exit 3" test $? -eq 3
+$build/control/tallyctl restore --quiet --log-dir "$work/other" --to-lsn 999999999 "$work/bk" 2>"$work/refused.txt"
+verdict "restore to an LSN past the backup: exit 3" test $? -eq 3
+verdict "  with one line giving the range" grep -q "this backup restores to LSNs" "$work/refused.txt"
+verdict "  and nothing written" test ! -e "$work/other"
 segment=$(ls "$work/bk/g000002" | head -1)
 printf 'x' | dd of="$work/bk/g000002/$segment" bs=1 seek=100 conv=notrunc status=none
 $build/control/tallyctl backup verify --quiet "$work/bk" 2>"$work/damaged.txt"
