@@ -103,11 +103,11 @@ enum tally_action_result tally_action_degrade(struct tally_appliance *appliance,
 {
   assert(level <= TALLY_DEGRADE_LEVEL_MAX);
   uint32_t in_force = tally_degrade_override(&appliance->degrade, !automatic, level);
-  fprintf(stderr, "tallyd: operator: degrade %s%.0u\n", automatic ? "auto" : "",
-    automatic ? 0u : level);
   if (automatic) {
+    fprintf(stderr, "tallyd: operator: degrade auto (level now %u)\n", in_force);
     tally_out_printf(out, "degradation level automatic (now %u)\n", in_force);
   } else {
+    fprintf(stderr, "tallyd: operator: degrade %u\n", in_force);
     tally_out_printf(out, "degradation level %u (forced; 'degrade auto' ends it)\n", in_force);
   }
   return TALLY_ACTION_OK;
