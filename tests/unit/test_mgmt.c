@@ -349,17 +349,22 @@ static const char *request_as_nobody(const char *line)
   return answer;
 }
 
+/* As if nobody were in the socket's group: it may connect. */
+static void open_to_everyone(void)
+{
+  char directory[sizeof socket_path];
+  snprintf(directory, sizeof directory, "%s", socket_path);
+  *strrchr(directory, '/') = '\0';
+  assert_int_equal(chmod(directory, 0755), 0);
+  assert_int_equal(chmod(socket_path, 0666), 0);
+}
+
 /* Before: anyone who could connect (the socket's group) could run reload, readonly, drain. */
 static void test_state_change_needs_permission(void **state)
 {
   (void)state;
   if (geteuid() != 0) skip(); /* needs to become nobody */
-  char directory[sizeof socket_path];
-  snprintf(directory, sizeof directory, "%s", socket_path);
-  *strrchr(directory, '/') = '\0';
-  /* As if nobody were in the socket's group: it may connect. */
-  assert_int_equal(chmod(directory, 0755), 0);
-  assert_int_equal(chmod(socket_path, 0666), 0);
+  open_to_everyone();
   assert_string_equal(request_as_nobody("readonly on\n"), "6\nnot permitted: 'readonly' changes "
     "state (root, tallyd's user or control.admin_group only)\n.\n");
   assert_false(appliance.read_only_forced);
@@ -381,11 +386,7 @@ static void test_degrade_override(void **state)
 {
   (void)state;
   if (geteuid() != 0) skip(); /* needs to become nobody */
-  char directory[sizeof socket_path];
-  snprintf(directory, sizeof directory, "%s", socket_path);
-  *strrchr(directory, '/') = '\0';
-  assert_int_equal(chmod(directory, 0755), 0);
-  assert_int_equal(chmod(socket_path, 0666), 0);
+  open_to_everyone();
   appliance.mgmt_admin_gid = -1;
   uint64_t refused = appliance.mgmt_refused;
   assert_string_equal(request_as_nobody("degrade 3\n"), "6\nnot permitted: 'degrade' changes "
