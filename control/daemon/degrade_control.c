@@ -36,19 +36,24 @@ static uint32_t max_of(uint32_t a, uint32_t b)
   return a > b ? a : b;
 }
 
-/* Busy: the share of the tick's polls that received frames. */
+/*
+ * Busy: the share of the tick's polls that returned a full burst, i.e. found
+ * more frames waiting than one burst takes: the lcore is falling behind its
+ * RX queue. (Polls that merely received frames would read near 1000 for an
+ * lcore keeping up with a steady stream, and shed load it can carry.)
+ */
 static uint32_t lcore_busy(struct tally_appliance *appliance, uint32_t index)
 {
   struct tally_degrade_probe *probe = &appliance->degrade_probe;
   const struct tally_lcore *lcore = &appliance->lcores[index];
   uint64_t polls = load(&lcore->stats.polls);
-  uint64_t idle = load(&lcore->stats.idle_polls);
+  uint64_t full = load(&lcore->stats.full_polls);
   uint64_t polls_delta = polls - probe->polls[index];
-  uint64_t idle_delta = idle - probe->idle_polls[index];
+  uint64_t full_delta = full - probe->full_polls[index];
   probe->polls[index] = polls;
-  probe->idle_polls[index] = idle;
-  if (polls_delta == 0 || idle_delta > polls_delta) return 0; /* not polling: another signal's job */
-  return permille(polls_delta - idle_delta, polls_delta);
+  probe->full_polls[index] = full;
+  if (polls_delta == 0 || full_delta > polls_delta) return 0; /* not polling: another signal's job */
+  return permille(full_delta, polls_delta);
 }
 
 static void measure(struct tally_appliance *appliance, uint32_t signals[TALLY_DEGRADE_SIGNAL_COUNT])
@@ -103,11 +108,11 @@ enum tally_action_result tally_action_degrade(struct tally_appliance *appliance,
 {
   assert(level <= TALLY_DEGRADE_LEVEL_MAX);
   uint32_t in_force = tally_degrade_override(&appliance->degrade, !automatic, level);
-  fprintf(stderr, "tallyd: operator: degrade %s%.0u\n", automatic ? "auto" : "",
-    automatic ? 0u : level);
   if (automatic) {
+    fprintf(stderr, "tallyd: operator: degrade auto (level now %u)\n", in_force);
     tally_out_printf(out, "degradation level automatic (now %u)\n", in_force);
   } else {
+    fprintf(stderr, "tallyd: operator: degrade %u\n", in_force);
     tally_out_printf(out, "degradation level %u (forced; 'degrade auto' ends it)\n", in_force);
   }
   return TALLY_ACTION_OK;

@@ -118,7 +118,7 @@ struct tally_appliance {
   struct tally_degrade_probe {
     uint64_t last_ns;                   /* last tick; 0: none yet */
     uint64_t polls[TALLY_LCORES_MAX];   /* each lcore's polls and idle polls at that tick */
-    uint64_t idle_polls[TALLY_LCORES_MAX];
+    uint64_t full_polls[TALLY_LCORES_MAX];
   } degrade_probe;
 };
 

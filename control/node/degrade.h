@@ -30,7 +30,7 @@
 
 /* name, the highest level it may cause, what it measures (per mille). */
 #define TALLY_FOREACH_DEGRADE_SIGNAL(_)                                                    \
-  _(LCORE_BUSY, lcore_busy, 2u, "polls that received frames, busiest lcore, last tick")    \
+  _(LCORE_BUSY, lcore_busy, 2u, "polls that returned a full burst, busiest lcore, last tick")\
   _(STEER_RING, steer_ring, 2u, "fullest steering ring between lcores")                   \
   _(ACK_FIFO, ack_fifo, 3u, "fullest pending-ack FIFO (acks waiting for persistence)")     \
   _(LOG_RING, log_ring, 3u, "fullest log ring to the persister (log mode)")               \

@@ -486,6 +486,7 @@ static uint32_t poll_port(struct tally_lcore *lcore, uint16_t port,
     stat_add(&lcore->stats.idle_polls, 1);
     return 0;
   }
+  if (count == TALLY_BURST_SIZE) stat_add(&lcore->stats.full_polls, 1);
   uint64_t bytes = 0;
   for (uint16_t i = 0; i < count && i < PREFETCH_OFFSET; i++) {
     rte_prefetch0(rte_pktmbuf_mtod(frames[i], void *));

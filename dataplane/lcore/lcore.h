@@ -34,6 +34,7 @@
   _(tx_packets, "frames sent (ARP, ICMP replies and acks)")                      \
   _(polls, "RX polls")                                                           \
   _(idle_polls, "RX polls that returned no frame")                               \
+  _(full_polls, "RX polls that returned a full burst (the RX queue had more)")   \
   _(idle_sleeps, "idle back-off sleeps (dataplane.idle_sleep_us)")                \
   _(arp_replies, "ARP replies sent")                                             \
   _(icmp_replies, "ICMP echo replies sent")                                      \

@@ -16,6 +16,10 @@ and prints one JSON line of what it saw; run.sh asserts on it.
                                        names each (statsd), names numbered from --first,
                                        each datagram from a fresh socket (its own source
                                        port), paced by --gap-ms; reports what it sent.
+  spoofed_statsd IFACE NODE_MAC NODE_IP SRC_IP COUNT
+                                       COUNT statsd datagrams "NAME:1|c" in raw frames on
+                                       IFACE from SRC_IP (any address: spoofed), paced a
+                                       little so the veth's ring keeps them.
   trickle SOCKET                       connects to the management socket and sends
                                        "ready" one byte every --every-s seconds; reports
                                        when the server closed it.
@@ -126,6 +130,29 @@ def attack_l1(args):
               "flood_replies": replies, "largest_request": largest,
               "largest_reply": max([size for _, size in seen + flood_seen] or [0])}
     print(json.dumps(report))
+    return 0
+
+
+def udp_frame(dst_mac, src_mac, src_ip, dst_ip, src_port, dst_port, payload):
+    """An Ethernet frame with a UDP datagram (UDP checksum 0: none, allowed in IPv4)."""
+    udp = struct.pack("!HHHH", src_port, dst_port, 8 + len(payload), 0) + payload
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                         socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return dst_mac + src_mac + struct.pack("!H", ETH_P_IP) + header + udp
+
+
+def attack_spoofed_statsd(args):
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.bind((args.iface, 0))
+    our_mac = mac_bytes(open("/sys/class/net/%s/address" % args.iface).read().strip())
+    frame = udp_frame(mac_bytes(args.node_mac), our_mac, args.src_ip, args.node_ip, 40000,
+                      args.port, ("%s:1|c" % args.name).encode())
+    for i in range(args.count):
+        sock.send(frame)
+        if (i + 1) % args.pace_every == 0:
+            time.sleep(0.002)  # pacing only: the af_packet ring holds a few hundred frames
+    print(json.dumps({"sent": args.count, "source": args.src_ip, "name": args.name}))
     return 0
 
 
@@ -322,6 +349,15 @@ def main():
     flood.add_argument("--lines", type=int, default=60)
     flood.add_argument("--first", type=int, default=0)
     flood.add_argument("--gap-ms", type=float, default=2)
+    spoofed = sub.add_parser("spoofed_statsd")
+    spoofed.add_argument("iface")
+    spoofed.add_argument("node_mac")
+    spoofed.add_argument("node_ip")
+    spoofed.add_argument("src_ip")
+    spoofed.add_argument("count", type=int)
+    spoofed.add_argument("--name", required=True)
+    spoofed.add_argument("--port", type=int, default=8125)
+    spoofed.add_argument("--pace-every", type=int, default=32)
     trickle = sub.add_parser("trickle")
     trickle.add_argument("socket")
     trickle.add_argument("--every-s", type=float, default=1.0)
@@ -333,7 +369,8 @@ def main():
     h1.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
     attacks = {"l1": attack_l1, "slowloris": attack_slowloris, "statsd": attack_statsd,
-               "trickle": attack_trickle, "h1": attack_h1}
+               "trickle": attack_trickle, "h1": attack_h1,
+               "spoofed_statsd": attack_spoofed_statsd}
     return attacks[args.attack](args)
 
 

@@ -31,6 +31,15 @@
 #       BULKHEADS_OFF=1 runs it with the bulkheads configured away
 #       (statsd_counters_percent = 100, statsd_writes_reliable = true), to see
 #       this part fail as the code did before them.
+#   C1 shedding  one spoofed source floods statsd: it is held to its token
+#       bucket (statsd_source_over_budget counted) while a second source's
+#       statsd is counted exactly; a source outside statsd_allow_cidrs is not
+#       counted at all; tallyctl degrade 2 sheds all statsd, degrade auto
+#       ends it; reliable producers are acked throughout. It runs last, on
+#       tallyd restarted with the budget and the allow-list (so the sections
+#       before it see no budget). SHEDDING_OFF=1 runs
+#       it without the budget and the allow-list, to see this part fail as the
+#       code did before them.
 # L3 and H4 (cluster receivers) are covered by test_cluster_streams, test_shard,
 # fuzz_replication and fuzz_replication_seq, and H4's replays from a member's own
 # address on a real 3-node cluster by tests/integration/cluster.sh step 12 (no
@@ -256,6 +265,66 @@ h1_probes() {
 }
 verdict "H1: the longest probe stays short and nothing hit the probe bound" h1_probes
 still_serving "at the end" 5
+
+# ---- C1 shedding: per-source token buckets, the allow-list, degradation levels ------
+# Budget: 50 datagrams a second per source, bursts of 200, statsd only from
+# 10.77.0.0/24: tallyd restarted on the same store with them (the sections above
+# ran without, so their floods were not held to a budget).
+if [ "${SHEDDING_OFF:-0}" != 1 ]; then
+  sed -i 's|^\[ingest\]$|[ingest]\nstatsd_source_rate = 50\nstatsd_source_burst = 200\nstatsd_allow_cidrs = 10.77.0.0/24|' \
+    "$work/tally.ini"
+fi
+tally_stop TERM
+tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+verdict "C1 shedding: tallyd restarted with the budget becomes ready" \
+  tally_wait_ready "$build" "$work/sock" 30
+statsd_seen() {
+  echo $(( $(stat statsd_datagrams) + $(stat drop_statsd_source_over_budget) +
+    $(stat drop_statsd_source_not_allowed) + $(stat drop_statsd_shed) + 0 ))
+}
+wait_statsd() { # wait_statsd N: until tallyd has taken N statsd datagrams in all (bounded)
+  for _ in $(seq 1 100); do [ "$(statsd_seen)" -ge "$1" ] && return 0; sleep 0.1; done
+  echo "C1 shedding: tallyd saw $(statsd_seen) of $1 statsd datagrams (the veth dropped some)"
+  return 1
+}
+spoof() { peer timeout 60 python3 "$attack" spoofed_statsd peer0 "$node_mac" 10.77.0.1 "$@"; }
+base=$(statsd_seen)
+spoof 10.77.0.99 3000 --name adv.c1s.flood
+wait_statsd $((base + 3000))
+flood=$($ctl get adv.c1s.flood); flood=${flood:-0}
+echo "C1 shedding: flood counted $flood of 3000, over budget $(stat drop_statsd_source_over_budget)"
+verdict "C1 shedding: the flooding source is held to its budget" test "$flood" -lt 1000
+verdict "C1 shedding: its datagrams over budget are counted" \
+  test "$(( $(stat drop_statsd_source_over_budget) + 0 ))" -ge $((3000 - flood - 100))
+base=$(statsd_seen)
+spoof 10.77.0.51 150 --name adv.c1s.good
+wait_statsd $((base + 150))
+verdict "C1 shedding: a second source's 150 datagrams are counted exactly" \
+  test "$($ctl get adv.c1s.good)" = 150
+base=$(statsd_seen)
+spoof 10.78.5.9 40 --name adv.c1s.outside
+wait_statsd $((base + 40))
+verdict "C1 shedding: a source outside statsd_allow_cidrs is not counted" \
+  test "$($ctl get adv.c1s.outside 2>/dev/null || echo 0)" = 0
+verdict "C1 shedding: and its datagrams are counted as not allowed" \
+  test "$(( $(stat drop_statsd_source_not_allowed) + 0 ))" -ge 1
+still_serving "C1 shedding: after the flood" 16
+said=$($ctl degrade 2 2>&1); code=$?
+echo "$said"
+verdict "C1 shedding: tallyctl degrade 2 is accepted" exited_with 0 "degradation level 2"
+verdict "C1 shedding: stats show level 2 (also --json)" \
+  test "$(stat degradation_level)/$($ctl --json stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["degradation_level"])')" = 2/2
+shed_before=$(( $(stat drop_statsd_shed) + 0 ))
+base=$(statsd_seen)
+spoof 10.77.0.52 20 --name adv.c1s.shed
+wait_statsd $((base + 20))
+verdict "C1 shedding: at level 2 every statsd datagram is shed and counted" \
+  test "$(( $(stat drop_statsd_shed) + 0 ))" -ge $((shed_before + 20))
+verdict "C1 shedding: and none counted" test "$($ctl get adv.c1s.shed 2>/dev/null || echo 0)" = 0
+still_serving "C1 shedding: at level 2" 17
+said=$($ctl degrade auto 2>&1); code=$?
+verdict "C1 shedding: tallyctl degrade auto hands the level back" exited_with 0 "automatic"
+verdict "C1 shedding: the level is 0 again" test "$(stat degradation_level)" = 0
 
 if [ "$failed" -gt 0 ]; then echo "--- tallyd log (tail)"; tail -25 "$work/tallyd.log"; fi
 echo "$passed passed, $failed failed"

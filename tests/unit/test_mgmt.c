@@ -349,17 +349,22 @@ static const char *request_as_nobody(const char *line)
   return answer;
 }
 
+/* As if nobody were in the socket's group: it may connect. */
+static void open_to_everyone(void)
+{
+  char directory[sizeof socket_path];
+  snprintf(directory, sizeof directory, "%s", socket_path);
+  *strrchr(directory, '/') = '\0';
+  assert_int_equal(chmod(directory, 0755), 0);
+  assert_int_equal(chmod(socket_path, 0666), 0);
+}
+
 /* Before: anyone who could connect (the socket's group) could run reload, readonly, drain. */
 static void test_state_change_needs_permission(void **state)
 {
   (void)state;
   if (geteuid() != 0) skip(); /* needs to become nobody */
-  char directory[sizeof socket_path];
-  snprintf(directory, sizeof directory, "%s", socket_path);
-  *strrchr(directory, '/') = '\0';
-  /* As if nobody were in the socket's group: it may connect. */
-  assert_int_equal(chmod(directory, 0755), 0);
-  assert_int_equal(chmod(socket_path, 0666), 0);
+  open_to_everyone();
   assert_string_equal(request_as_nobody("readonly on\n"), "6\nnot permitted: 'readonly' changes "
     "state (root, tallyd's user or control.admin_group only)\n.\n");
   assert_false(appliance.read_only_forced);
@@ -374,6 +379,30 @@ static void test_state_change_needs_permission(void **state)
   appliance.mgmt_admin_gid = -1;
   assert_string_equal(request("rejoin\n", 7),
     "0\nread-only off (reliable writes accepted)\n.\n");
+}
+
+/* tallyctl degrade: admin-only like readonly; auto or one level 0..3; anything else refused. */
+static void test_degrade_override(void **state)
+{
+  (void)state;
+  if (geteuid() != 0) skip(); /* needs to become nobody */
+  open_to_everyone();
+  appliance.mgmt_admin_gid = -1;
+  uint64_t refused = appliance.mgmt_refused;
+  assert_string_equal(request_as_nobody("degrade 3\n"), "6\nnot permitted: 'degrade' changes "
+    "state (root, tallyd's user or control.admin_group only)\n.\n");
+  assert_int_equal(appliance.degrade.level, 0);
+  assert_int_equal(appliance.mgmt_refused, refused + 1);
+  assert_string_equal(request("degrade 2\n", 10),
+    "0\ndegradation level 2 (forced; 'degrade auto' ends it)\n.\n");
+  assert_int_equal(appliance.degrade.level, 2);
+  assert_true(appliance.degrade.overridden);
+  assert_int_equal(strncmp(request("degrade 4\n", 10), "2\nunknown request (", 19), 0);
+  assert_int_equal(strncmp(request("degrade 22\n", 11), "2\nunknown request (", 19), 0);
+  assert_int_equal(appliance.degrade.level, 2);
+  assert_string_equal(request("degrade auto\n", 13), "0\ndegradation level automatic (now 0)\n.\n");
+  assert_int_equal(appliance.degrade.level, 0);
+  assert_false(appliance.degrade.overridden);
 }
 
 /* Before: bind made the file under the process umask, chmod narrowed it after. */
@@ -472,6 +501,7 @@ int main(int argc, char **argv)
     cmocka_unit_test_setup_teardown(test_ready_until_stall_intervals, setup, teardown),
     cmocka_unit_test_setup_teardown(test_trickling_client_dropped_at_deadline, setup, teardown),
     cmocka_unit_test_setup_teardown(test_state_change_needs_permission, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_degrade_override, setup, teardown),
     cmocka_unit_test_setup_teardown(test_socket_0660_from_bind, setup, teardown),
     cmocka_unit_test_setup_teardown(test_live_socket_never_replaced, setup, teardown),
   };
