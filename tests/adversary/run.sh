@@ -268,13 +268,15 @@ still_serving "at the end" 5
 
 # ---- C1 shedding: per-source token buckets, the allow-list, degradation levels ------
 # Budget: 50 datagrams a second per source, bursts of 200, statsd only from
-# 10.77.0.0/24: tallyd restarted on the same store with them (the sections above
-# ran without, so their floods were not held to a budget).
+# 10.77.0.0/24: tallyd restarted with them on a fresh store (the sections above
+# ran without, so their floods were not held to a budget; C1's junk names fill
+# statsd's share of the old store).
+tally_stop TERM
+tally_write_config "$work/tally.ini" "$work/store-shedding.pmem" "$work/sock"
 if [ "${SHEDDING_OFF:-0}" != 1 ]; then
   sed -i 's|^\[ingest\]$|[ingest]\nstatsd_source_rate = 50\nstatsd_source_burst = 200\nstatsd_allow_cidrs = 10.77.0.0/24|' \
     "$work/tally.ini"
 fi
-tally_stop TERM
 tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
 verdict "C1 shedding: tallyd restarted with the budget becomes ready" \
   tally_wait_ready "$build" "$work/sock" 30

@@ -13,7 +13,8 @@
 # cannot replicate; batches sprayed to two nodes at once are counted once
 # (cross-node dedup), a batch one node acked is answered DUPLICATE by
 # another, and a replayed heartbeat is refused; replication replays from a
-# member's own address (an old ack, a RESTORE_REQUEST) are ignored (issue 14, H4). /metrics passes `promtool
+# member's own address (an old ack, a RESTORE_REQUEST) are ignored (issue 14, H4),
+# and a batch replayed to another node is not counted again (issue 14, H3). /metrics passes `promtool
 # check metrics` on every node, and with a peer down. Every wait is bounded. Prints PASS/FAIL lines and "N passed, N failed".
 # Usage: cluster.sh BUILD_DIR   (root; hugepages reserved: 3 nodes)
 set -uo pipefail
@@ -476,6 +477,48 @@ requests_counted() { local now; now=$(cluster_rejected 1 request_replayed); echo
 verdict "a RESTORE_REQUEST sent again, and one from 2 minutes ago: refused (request_replayed +2)" \
   wait_for 5 requests_counted
 verdict "after the replays: every peer up and writable within 5 s" wait_for 5 healthy_all
+# 13. Issue 14, H3: a batch captured on the wire and replayed to another node.
+# Producer 501 sends seqs 1..200 to node 2 (each acked); once node 1 holds
+# node 2's copy, the batches 136 (neither in the head nor the tail node 2's
+# record keeps) and 200 are sent again to node 1: answered STALE and
+# DUPLICATE, and h3.replay stays 200 on every node (counted once).
+send_range() { # send_range NODE PRODUCER FIRST LAST: the ack statuses, counted
+  cluster_producer python3 - "$tools" "$key" "10.77.0.$1" "$2" "$3" "$4" <<'PY'
+import collections, socket, sys
+sys.path.insert(0, sys.argv[1])
+import tally_wire
+key, host = bytes.fromhex(sys.argv[2]), sys.argv[3]
+producer, first, last = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+seen = collections.Counter()
+for seq in range(first, last + 1):
+    data = tally_wire.encode_batch(producer, seq, [("h3.replay", 1)], key)
+    status = "none"
+    for _ in range(20):
+        s.sendto(data, (host, 8126))
+        try:
+            _, got_seq, code = tally_wire.decode_ack(s.recv(2048), key)
+        except (OSError, tally_wire.WireError):
+            continue
+        if got_seq == seq and code != tally_wire.ACK_READ_ONLY:
+            status = tally_wire.ACK_STATUS_NAMES[code]
+            break
+    seen[status] += 1
+print(" ".join("%s=%d" % item for item in sorted(seen.items())))
+PY
+}
+statuses=$(send_range 2 501 1 200)
+verdict "producer 501's batches 1..200 to node 2: all applied (got $statuses)" \
+  test "$statuses" = "applied=200"
+echo '{"totals": {"h3.replay": 200}}' >"$work/h3.json"
+verdict "node 1 holds node 2's copy of them" wait_for 10 match_on 1 h3. "$work/h3.json"
+statuses=$(send_range 1 501 136 136)
+verdict "batch 501:136 replayed to node 1: answered stale (got $statuses)" test "$statuses" = "stale=1"
+statuses=$(send_range 1 501 200 200)
+verdict "batch 501:200 replayed to node 1: answered duplicate (got $statuses)" \
+  test "$statuses" = "duplicate=1"
+verdict "h3.replay counted once on all 3 nodes (200)" wait_for 10 match_all h3. "$work/h3.json"
 verdict "every node lists the same counters and values" wait_for 5 lists_identical
 verdict "no tallyd exited on its own" all_running
 if [ "$failed" -gt 0 ]; then
