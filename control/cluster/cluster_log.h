@@ -14,7 +14,7 @@
  * change to the image is followed by its item before the session ends,
  * and a full slot is published (its changes are all written) before the
  * next is reserved, so the thread waits for room only with nothing
- * unlogged. Outside log mode every call is a no-op (log == NULL).
+ * unlogged. Outside log mode (no queue attached) every call is a no-op.
  *
  * Thread: the cluster thread.
  */

@@ -770,6 +770,12 @@ void tally_log_metrics(struct tally_appliance *appliance, struct tally_out *out)
     load(&stats->records));
   metric(out, "log_written_bytes_total", "counter", "bytes written to the log",
     load(&stats->bytes_written));
+  if (appliance->log->cluster) {
+    metric(out, "log_cluster_records_total", "counter", "cluster records appended to the log "
+      "(replica tables, undos, keeper claims)", load(&stats->cluster_records));
+    metric(out, "log_cluster_queue_waits_total", "counter", "times the cluster thread found "
+      "the persister's queue full and waited", load(&appliance->log->cluster_queue.waits));
+  }
   metric(out, "log_failed", "gauge", "1 once a log write or fdatasync failed (acks stopped)",
     load(&stats->failed));
   metric(out, "log_records_replayed", "gauge", "log records redone onto the image at start",

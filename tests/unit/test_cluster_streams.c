@@ -21,7 +21,11 @@
  *     message of another session is ignored, a replayed RESTORE_REQUEST or
  *     READ_REQUEST is not served again;
  *   - issue 14, L3: a producer record whose run lacks its last sequence
- *     (window bit 0) is refused and counted before it reaches a store.
+ *     (window bit 0) is refused and counted before it reaches a store;
+ *   - log mode (cluster_log.c): a peer's list reaches the replica table and
+ *     the log queue, and its ACK (what the origin's quorum counts) leaves
+ *     only once the fake persister has made the queue durable; the records
+ *     hold every value and the held position.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,6 +44,9 @@
 #include <rte_lcore.h>
 
 #include "cluster.h"
+#include "log_ring.h"
+#include "wal_cluster.h"
+#include "wal_queue.h"
 #include "store.h"
 #include "clock.h"
 #include "store_format.h"
@@ -149,6 +156,7 @@ static const struct tally_cluster_io_ops fake_ops = {
 
 struct node {
   bool open;
+  struct tally_wal_queue queue; /* log mode only (log_node) */
   char directory[64];
   char path[128];
   struct tally_appliance appliance;
@@ -163,6 +171,7 @@ struct world {
 };
 
 static struct world *world_of_idle; /* the world the restore's idle hook steps */
+static uint32_t log_node = UINT32_MAX; /* the node opened in log mode (cluster_log.h) */
 
 static void config_for(const struct world *world, uint32_t index, struct tally_cluster_config *config)
 {
@@ -195,6 +204,12 @@ static void node_open(struct world *world, uint32_t index, bool restore)
   assert_non_null(appliance->lcores);
   memset(appliance->lcores, 0, sizeof(struct tally_lcore));
   appliance->lcores[0].running = true;
+  if (index == log_node) { /* log mode: the persister's queue, the lcore's ring (scan gate) */
+    assert_int_equal(tally_wal_queue_open(&node->queue), 0);
+    appliance->cluster_log_queue = &node->queue;
+    appliance->lcores[0].log_ring = calloc(1, sizeof(struct tally_log_ring));
+    assert_non_null(appliance->lcores[0].log_ring);
+  }
   config_for(world, index, &appliance->config.cluster);
   appliance->config.statsd_counters_percent = TALLY_STATSD_COUNTERS_PERCENT_DEFAULT; /* 192 */
   struct port *port = &world->net.ports[index];
@@ -217,6 +232,8 @@ static void node_close(struct world *world, uint32_t index)
   if (node == NULL) return;
   if (node->open) tally_cluster_close(&node->cluster);
   tally_store_close(&node->appliance.store);
+  if (node->appliance.cluster_log_queue != NULL) tally_wal_queue_close(&node->queue);
+  free(node->appliance.lcores[0].log_ring);
   free(node->appliance.lcores);
   unlink(node->path);
   rmdir(node->directory);
@@ -409,6 +426,71 @@ static void test_total_beyond_int64_saturates(void **state)
   assert_int_equal(replica_value(world, 1, 0, 1), INT64_MIN);
   assert_true(__atomic_load_n(&cluster_of(world, 0)->totals_saturated, __ATOMIC_RELAXED) >= 2u);
   assert_int_equal(quorum_seq(world, 0), 1);
+  world_free(world);
+}
+
+/*
+ * The fake persister of node index: takes every published payload (checked),
+ * counts its value items of "c<k>" from origin and its held items, then
+ * makes them durable.
+ */
+static void persist(struct world *world, uint32_t index, uint16_t origin, int64_t *value,
+  uint32_t count, uint64_t *held)
+{
+  struct tally_wal_queue *queue = &world->nodes[index]->queue;
+  uint64_t ready = tally_wal_queue_ready(queue);
+  for (uint64_t i = 0; i < ready; i++) {
+    const struct tally_wal_queue_slot *slot = tally_wal_queue_peek(queue, i);
+    assert_int_equal(tally_wal_cluster_check(slot->payload, slot->size), TALLY_WAL_CLUSTER_OK);
+    size_t offset = 0;
+    struct tally_wal_cluster_item item;
+    while (tally_wal_cluster_next(slot->payload, slot->size, &offset, &item)) {
+      if (item.origin != origin) continue;
+      if (item.kind == TALLY_WAL_CLUSTER_HELD) *held = item.seq;
+      unsigned k;
+      if (item.kind == TALLY_WAL_CLUSTER_VALUE && item.name_len < 16 && item.name[0] == 'c' &&
+          sscanf(item.name + 1, "%u", &k) == 1 && k < count) {
+        value[k] = item.value;
+      }
+    }
+  }
+  tally_wal_queue_pop(queue, ready);
+  tally_wal_queue_set_durable(queue);
+}
+
+/* Log mode: the replica table changes at once, the ACK waits for the log. */
+static void test_log_mode_ack_waits_for_the_log(void **state)
+{
+  (void)state;
+  log_node = 1;
+  struct world *world = world_new(2, 2);
+  log_node = UINT32_MAX;
+  static int64_t logged[3u * TALLY_REPLICATION_ENTRIES_MAX];
+  const uint32_t count = 3u * TALLY_REPLICATION_ENTRIES_MAX;
+  for (uint32_t k = 0; k < count; k++) logged[k] = -1;
+  uint64_t held = 0;
+  for (uint32_t t = 0; t < 200; t++) { /* the first lists, persisted as they come */
+    run_ms(world, 1);
+    persist(world, 1, 1, logged, count, &held);
+  }
+  assert_int_equal(quorum_seq(world, 0), 0);
+  write_counters(world, 0, count, 500);
+  run_ms(world, 300); /* nothing persisted: the list lands, its last ACK does not leave */
+  for (uint32_t k = 0; k < count; k++) assert_int_equal(replica_value(world, 1, 0, k), 500 + k);
+  assert_int_equal(quorum_seq(world, 0), 0);
+  const struct tally_cluster_peer *receiver = peer_of(world, 1, 0);
+  assert_true(receiver->ack_deferred != 0);
+  assert_true(cluster_of(world, 1)->log.acks_deferred >= 1u);
+  assert_true(tally_wal_queue_ready(&world->nodes[1]->queue) >= 1u);
+  for (uint32_t t = 0; t < 300; t++) { /* durable: the ACK goes, the quorum counts it */
+    persist(world, 1, 1, logged, count, &held);
+    run_ms(world, 1);
+  }
+  assert_int_equal(quorum_seq(world, 0), 1);
+  assert_int_equal(receiver->ack_deferred, 0);
+  for (uint32_t k = 0; k < count; k++) assert_int_equal(logged[k], 500 + k);
+  const struct tally_store *store = &world->nodes[1]->appliance.store;
+  assert_int_equal(held, tally_shard_held_seq(&store->replicas[tally_store_replica_find(store, 1)]));
   world_free(world);
 }
 
@@ -938,6 +1020,7 @@ int main(void)
     cmocka_unit_test(test_old_ack_ignored),
     cmocka_unit_test(test_other_session_ignored),
     cmocka_unit_test(test_replayed_requests_refused),
+    cmocka_unit_test(test_log_mode_ack_waits_for_the_log),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

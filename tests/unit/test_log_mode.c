@@ -9,7 +9,11 @@
  * checkpoint would load) is brought up to date by replay, exactly; a
  * checkpoint taken in steps while batches keep being applied and acked,
  * then a power loss: the image comes back from the checkpoint plus the log
- * after it, exactly, and the log before it is cut.
+ * after it, exactly, and the log before it is cut. On a cluster node: what
+ * the cluster thread hands over (replica values, records, held positions, an
+ * undo, a keeper claim) is committed with the batches, its ticket published
+ * durable after the commit, and a power loss rebuilds the replica tables and
+ * the compensation shard from the log, and from a checkpoint plus the log.
  *
  * Thread: the test's own (it plays the lcores and the persister in turn).
  */
@@ -29,6 +33,8 @@
 #include "persister_log.h"
 #include "store.h"
 #include "wal_batch.h"
+#include "wal_cluster.h"
+#include "wal_queue.h"
 #include "wal_record.h"
 #include "tally/name.h"
 
@@ -46,8 +52,10 @@ static uint64_t next_seq[128]; /* by producer id (the tests use 1..64) */
 
 static void store_open(void)
 {
+  bool cluster = appliance.config.cluster.enabled; /* + the compensation shard, replicas */
   struct tally_store_geometry geometry = {
-    .shard_count = LCORES, .counters_max = COUNTERS, .producers_max = PRODUCERS,
+    .shard_count = LCORES + (cluster ? 1u : 0u), .counters_max = COUNTERS,
+    .producers_max = PRODUCERS, .replica_count = cluster ? TALLY_REPLICA_REGIONS_MAX : 0u,
   };
   char error[256];
   int rc = tally_store_open(&appliance.store, appliance.config.store_path, &geometry,
@@ -365,6 +373,105 @@ static void test_checkpoint_then_power_loss(void **state)
   check_exact();
 }
 
+/* ---- A cluster node ---------------------------------------------------------------- */
+
+/*
+ * What the cluster thread hands the persister after a peer's list: node 2's
+ * counters "r.<k>" = base + k in its replica table, a record, the held
+ * position; an undo in the compensation shard and a keeper claim at ring
+ * position `claim`. Returns the ticket.
+ */
+static uint64_t cluster_hand_over(int64_t base, uint64_t held, uint64_t claim)
+{
+  struct tally_wal_queue *queue = appliance.cluster_log_queue;
+  assert_non_null(queue);
+  struct tally_wal_cluster_writer writer;
+  tally_wal_cluster_writer_init(&writer, tally_wal_queue_reserve(queue), TALLY_WAL_PAYLOAD_SIZE_MAX);
+  char name[16];
+  for (uint32_t k = 0; k < 20; k++) {
+    int length = snprintf(name, sizeof name, "r.%u", k);
+    struct tally_wal_cluster_item value = { .kind = TALLY_WAL_CLUSTER_VALUE, .origin = 2,
+      .name = name, .name_len = (uint32_t)length, .value = base + k };
+    assert_true(tally_wal_cluster_add(&writer, &value));
+  }
+  struct tally_wal_cluster_item record = { .kind = TALLY_WAL_CLUSTER_RECORD, .origin = 2,
+    .producer = 9 };
+  record.dedup[0] = held; /* runs[0]: head_last, ..., last_seq, window */
+  record.dedup[3] = held;
+  record.dedup[4] = 1;
+  struct tally_wal_cluster_item undo = { .kind = TALLY_WAL_CLUSTER_VALUE, .origin = 0,
+    .name = "u.0", .name_len = 3, .value = -base };
+  struct tally_wal_cluster_item position = { .kind = TALLY_WAL_CLUSTER_HELD, .origin = 2,
+    .seq = held, .scan = held * 10u };
+  struct tally_wal_cluster_item keeper = { .kind = TALLY_WAL_CLUSTER_CLAIM, .origin = 0,
+    .position = claim, .producer = 9, .seq = held, .attempt = TALLY_CLAIM_KEEPER };
+  assert_true(tally_wal_cluster_add(&writer, &record));
+  assert_true(tally_wal_cluster_add(&writer, &undo));
+  assert_true(tally_wal_cluster_add(&writer, &position));
+  assert_true(tally_wal_cluster_add(&writer, &keeper));
+  return tally_wal_queue_publish(queue, tally_wal_cluster_finish(&writer));
+}
+
+/* The image holds what cluster_hand_over(base, held, claims - 1) handed over last. */
+static void check_cluster(int64_t base, uint64_t held, uint64_t claims)
+{
+  const struct tally_store *store = &appliance.store;
+  int32_t r = tally_store_replica_find(store, 2);
+  assert_true(r >= 0);
+  const struct tally_shard *replica = &store->replicas[r];
+  char name[16];
+  for (uint32_t k = 0; k < 20; k++) {
+    int length = snprintf(name, sizeof name, "r.%u", k);
+    int64_t slot = tally_shard_find(replica, name, (uint32_t)length,
+      tally_name_hash(name, (size_t)length));
+    assert_true(slot >= 0);
+    assert_int_equal(tally_shard_slot_value(replica, (uint32_t)slot), base + k);
+  }
+  assert_int_equal(tally_shard_held_seq(replica), held);
+  assert_int_equal(tally_shard_held_scan(replica), held * 10u);
+  struct tally_dedup dedup;
+  assert_true(tally_shard_producer_read(replica, 9, &dedup));
+  assert_int_equal(dedup.runs[0].last_seq, held);
+  const struct tally_shard *compensation = &store->shards[LCORES];
+  int64_t slot = tally_shard_find(compensation, "u.0", 3, tally_name_hash("u.0", 3));
+  assert_true(slot >= 0);
+  assert_int_equal(tally_shard_slot_value(compensation, (uint32_t)slot), -base);
+  assert_int_equal(tally_shard_claims_next(compensation), claims);
+}
+
+static void test_cluster_records_rebuilt(void **state)
+{
+  (void)state;
+  appliance.config.cluster.enabled = true;
+  start();
+  acked_batches(50, 30);
+  uint64_t ticket = cluster_hand_over(1000, 5, 0);
+  assert_int_equal(tally_wal_queue_durable(appliance.cluster_log_queue), 0);
+  assert_true(tally_log_round(&appliance));
+  assert_int_equal(tally_wal_queue_durable(appliance.cluster_log_queue), ticket); /* after the sync */
+  assert_int_equal(appliance.log_stats.cluster_records, 1);
+  lose_power(); /* nothing of it was ever in this image: only the log has it */
+  start();
+  assert_int_equal(appliance.log_stats.recovery_source, TALLY_LOG_SOURCE_LOG);
+  check_exact();
+  check_cluster(1000, 5, 1);
+  /* A checkpoint, a newer list after it, a power loss: checkpoint + log. */
+  (void)checkpoint_under_load(30);
+  (void)cluster_hand_over(2000, 6, 1);
+  acked_batches(10, 30);
+  assert_true(tally_log_round(&appliance));
+  lose_power();
+  start();
+  assert_int_equal(appliance.log_stats.recovery_source, TALLY_LOG_SOURCE_CHECKPOINT);
+  check_exact();
+  check_cluster(2000, 6, 2);
+  /* A kill: the image survives and its cluster records are skipped, not replayed over it. */
+  kill_process();
+  start();
+  assert_int_equal(appliance.log_stats.recovery_source, TALLY_LOG_SOURCE_IMAGE);
+  check_cluster(2000, 6, 2);
+}
+
 /* A checkpoint of another geometry is refused with one line, not loaded. */
 static void test_checkpoint_other_geometry_refused(void **state)
 {
@@ -395,6 +502,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_older_image_caught_up, setup, teardown),
     cmocka_unit_test_setup_teardown(test_checkpoint_then_power_loss, setup, teardown),
     cmocka_unit_test_setup_teardown(test_checkpoint_other_geometry_refused, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_cluster_records_rebuilt, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
