@@ -423,7 +423,7 @@ static void check_cluster(int64_t base, uint64_t held, uint64_t claims)
   for (uint32_t k = 0; k < 20; k++) {
     int length = snprintf(name, sizeof name, "r.%u", k);
     int64_t slot = tally_shard_find(replica, name, (uint32_t)length,
-      tally_name_hash(name, (size_t)length));
+      tally_shard_name_hash(replica, name, (size_t)length));
     assert_true(slot >= 0);
     assert_int_equal(tally_shard_slot_value(replica, (uint32_t)slot), base + k);
   }
@@ -433,7 +433,7 @@ static void check_cluster(int64_t base, uint64_t held, uint64_t claims)
   assert_true(tally_shard_producer_read(replica, 9, &dedup));
   assert_int_equal(dedup.runs[0].last_seq, held);
   const struct tally_shard *compensation = &store->shards[LCORES];
-  int64_t slot = tally_shard_find(compensation, "u.0", 3, tally_name_hash("u.0", 3));
+  int64_t slot = tally_shard_find(compensation, "u.0", 3, tally_shard_name_hash(compensation, "u.0", 3));
   assert_true(slot >= 0);
   assert_int_equal(tally_shard_slot_value(compensation, (uint32_t)slot), -base);
   assert_int_equal(tally_shard_claims_next(compensation), claims);
