@@ -28,7 +28,9 @@
     "when the peer lost or changed its state)")                                            \
   _(replication_resends_total, counter, false, "rounds resent after a timeout")            \
   _(replication_resyncs_total, counter, false,                                             \
-    "full resends after the peer lost or changed its state")
+    "full resends after the peer lost or changed its state")                               \
+  _(breaker_open, gauge, false, "1 while the circuit breaker to the peer is open (rounds to " \
+    "it held back until its probe succeeds)")
 
 /* The node's own: (name, type, help); values from node_figures_of. */
 #define TALLY_FOREACH_CLUSTER_NODE_METRIC(_)                                                \
@@ -77,6 +79,7 @@ static struct peer_figures peer_figures_of(const struct tally_cluster_peer *peer
     .replication_acked_seq = peer->acked_seq,
     .replication_resends_total = peer->resends,
     .replication_resyncs_total = peer->resyncs,
+    .breaker_open = peer->breaker.state == TALLY_CLIENT_BREAKER_OPEN,
   };
 }
 

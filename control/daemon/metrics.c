@@ -346,5 +346,8 @@ enum tally_action_result tally_action_metrics(struct tally_appliance *appliance,
   tally_out_printf(out, "tally_build_info{version=\"%s\"} 1\n", TALLY_VERSION);
   metric_header(out, "ready", "gauge", "1 when /health/ready answers 200");
   tally_out_printf(out, "tally_ready %d\n", ready ? 1 : 0);
+  metric_header(out, "read_only_forced", "gauge",
+    "1 while an operator holds the node read-only (tallyctl readonly on, drain)");
+  tally_out_printf(out, "tally_read_only_forced %d\n", appliance->read_only_forced ? 1 : 0);
   return out->failed ? TALLY_ACTION_FAILED : TALLY_ACTION_OK;
 }
