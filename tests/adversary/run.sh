@@ -17,7 +17,10 @@
 #       node.demo, or a secret key in a file others may read: refused with
 #       one line; tally-produce --key refused, and a running tally-produce's
 #       /proc/PID/cmdline holds no key;
-#   L5  a store path that is a symbolic link: tallyd refuses to start.
+#   L5  a store path that is a symbolic link: tallyd refuses to start;
+#   M3  (heartbeat_replay.sh, on a 3-node cluster once the single node is
+#       stopped) heartbeats of a dead peer's two incarnations replayed in turn:
+#       the peer is seen down, every replay refused, the link never reset.
 # L3 and H4 (cluster receivers) are covered by test_cluster_streams, test_shard
 # and fuzz_replication (no cluster here). Run under
 # `flock /tmp/tally-netns.lock`; every wait is bounded; processes stopped by PID.
@@ -183,7 +186,17 @@ said=$(timeout 60 "$build/control/tallyd" -c "$work/link.ini" 2>&1); code=$?
 echo "$said" | tail -2
 verdict "L5: a store path that is a symbolic link is refused" failed_with "symbolic link"
 still_serving "at the end" 5
-
 if [ "$failed" -gt 0 ]; then echo "--- tallyd log (tail)"; tail -25 "$work/tallyd.log"; fi
+
+# ---- M3: heartbeats of two incarnations replayed, on a 3-node cluster ---------------
+tally_stop TERM
+tally_netns_down
+bash "$root/tests/adversary/heartbeat_replay.sh" "$build" >"$work/m3.out" 2>&1
+grep -E '^(PASS|FAIL) |passed,|^restarts seen' "$work/m3.out"
+m3_passed=$(awk '/ passed, / { print $1 }' "$work/m3.out")
+m3_failed=$(awk '/ passed, / { print $3 }' "$work/m3.out")
+passed=$((passed + ${m3_passed:-0}))
+failed=$((failed + ${m3_failed:-1}))
+[ "${m3_failed:-1}" = 0 ] || tail -40 "$work/m3.out"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
