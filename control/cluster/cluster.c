@@ -189,7 +189,8 @@ static int open_over(struct tally_cluster *cluster, struct tally_cluster_io lowe
  * above any incarnation this process used before (tests reopen instances).
  * Peers accept heartbeats only in (incarnation, send time) order, so it must
  * grow across restarts: tally_cluster_open waits for the next second before
- * the node can exit, so the next start reads a later one (a wall clock
+ * the node can serve (so before it can exit), so the next start reads a
+ * later one (a wall clock
  * stepped back makes the peers refuse this node's heartbeats until it
  * passes its last incarnation again; docs/failure-detection.md). Good until
  * 2106. Start-up thread.
@@ -209,6 +210,7 @@ static uint32_t next_incarnation(void)
 /* Bounded (about 1 s): until the wall clock is past this start's incarnation. */
 static void wait_past_incarnation(const struct tally_cluster *cluster)
 {
+  assert(cluster->incarnation != 0);
   for (uint32_t i = 0; i < 2000u; i++) {
     if (tally_clock_unix_ns() / 1000000000ull > cluster->incarnation) return;
     struct timespec pause = { .tv_sec = 0, .tv_nsec = 1000000 };
