@@ -381,6 +381,16 @@ cluster_start() {
   CLUSTER_PID[i]=$!
 }
 
+# cluster_start_all BUILD WORK: writes every node's config (WORK/nI.ini, store
+# WORK/storeI.pmem, socket WORK/sockI, log WORK/nI.log) and starts it.
+cluster_start_all() {
+  local build=$1 work=$2 i
+  for i in $(seq "$CLUSTER_N"); do
+    cluster_write_config "$i" "$work/n$i.ini" "$work/store$i.pmem" "$work/sock$i" || return 1
+    cluster_start "$build" "$i" "$work/n$i.ini" "$work/n$i.log" || return 1
+  done
+}
+
 # cluster_stop I [SIGNAL]: signals node I's tallyd (default TERM), waits up to
 # 10 s for it to exit, then kills it.
 cluster_stop() {

@@ -13,8 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include <sodium.h>
+#include "clock.h"
 
 #include "cluster_internal.h"
 #include "heartbeat_wire.h"
@@ -189,6 +190,40 @@ static int open_over(struct tally_cluster *cluster, struct tally_cluster_io lowe
   return 0;
 }
 
+/*
+ * This start's incarnation (issue 14, M3): the wall clock's second, and
+ * above any incarnation this process used before (tests reopen instances).
+ * Peers accept heartbeats only in (incarnation, send time) order, so it must
+ * grow across restarts: tally_cluster_open waits for the next second before
+ * the node can serve (so before it can exit), so the next start reads a
+ * later one (a wall clock
+ * stepped back makes the peers refuse this node's heartbeats until it
+ * passes its last incarnation again; docs/failure-detection.md). Good until
+ * 2106. Start-up thread.
+ */
+static uint32_t incarnation_last;
+
+static uint32_t next_incarnation(void)
+{
+  uint64_t seconds = tally_clock_unix_ns() / 1000000000ull;
+  assert(seconds > 0 && seconds < UINT32_MAX);
+  uint32_t incarnation = (uint32_t)seconds;
+  if (incarnation <= incarnation_last) incarnation = incarnation_last + 1u;
+  incarnation_last = incarnation;
+  return incarnation;
+}
+
+/* Bounded (about 1 s): until the wall clock is past this start's incarnation. */
+static void wait_past_incarnation(const struct tally_cluster *cluster)
+{
+  assert(cluster->incarnation != 0);
+  for (uint32_t i = 0; i < 2000u; i++) {
+    if (tally_clock_unix_ns() / 1000000000ull > cluster->incarnation) return;
+    struct timespec pause = { .tv_sec = 0, .tv_nsec = 1000000 };
+    nanosleep(&pause, NULL);
+  }
+}
+
 /* The parts every instance has before its I/O: identity, membership, fault stage. */
 static int open_start(struct tally_cluster *cluster, struct tally_appliance *appliance,
   char *error, size_t error_size)
@@ -198,8 +233,7 @@ static int open_start(struct tally_cluster *cluster, struct tally_appliance *app
   cluster->udp.fd = -1;
   tally_cluster_log_attach(&cluster->log, appliance->cluster_log_queue); /* NULL: not log mode */
   assert(appliance->config.cluster.enabled);
-  randombytes_buf(&cluster->incarnation, sizeof cluster->incarnation);
-  if (cluster->incarnation == 0) cluster->incarnation = 1;
+  cluster->incarnation = next_incarnation();
   cluster->session = tally_cluster_session_new();
   if (tally_cluster_members_init(cluster, error, error_size) != 0) return -1;
   return tally_cluster_fault_open(cluster, error, error_size);
@@ -210,6 +244,7 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
 {
   if (open_start(cluster, appliance, error, error_size) != 0) return -1;
   if (open_socket(cluster, error, error_size) != 0) return -1;
+  wait_past_incarnation(cluster);
   return open_over(cluster, tally_cluster_udp_io(&cluster->udp), restore_first, error,
     error_size);
 }

@@ -79,7 +79,7 @@ struct tally_cluster_peer {
   /* Liveness (heartbeat.c; peer.c inits and retunes the detector). */
   struct tally_phi_detector detector;
   uint16_t flags;                     /* of its last heartbeat */
-  uint32_t incarnation;               /* of its last heartbeat; 0: none seen yet */
+  uint32_t incarnation;               /* of its last heartbeat accepted (only grows); 0: none */
   uint64_t heartbeat_sent_ns;         /* sender's clock in its last heartbeat accepted */
   /* Outgoing stream: this node's contribution to the peer (stream_out.c). */
   bool was_synced;                    /* synced before (a restart keeps what it knew) */
@@ -181,7 +181,9 @@ struct tally_cluster_peer {
   _(snapshot_insert_failed, "counters the replication snapshot's index refused: that scan "  \
     "planned no list and is retried (alert on any: replication is stalled)")                  \
   _(totals_saturated, "counters whose node total (sum over shards) left int64: replicated " \
-    "as INT64_MAX or INT64_MIN, not dropped")
+    "as INT64_MAX or INT64_MIN, not dropped")                                                 \
+  _(peer_restarts, "peers seen starting again (a heartbeat of a newer incarnation): each "  \
+    "link is probed again")
 
 struct tally_cluster {
   struct tally_appliance *appliance;
@@ -244,10 +246,11 @@ struct tally_cluster {
   pthread_t thread;
   uint64_t rejected[TALLY_REPLICATION_REASON_COUNT + 1]; /* + heartbeats refused */
   uint64_t heartbeats_replayed;       /* same incarnation, not newer than the last: refused */
+  uint64_t heartbeats_old_incarnation; /* an incarnation older than the last accepted: refused */
   uint64_t replica_full;              /* entries a full replica table refused */
   struct tally_cluster_log log;       /* log mode: the cluster's records (cluster_log.h) */
   uint64_t random_state;
-  uint32_t incarnation;               /* random per start, sent in heartbeats */
+  uint32_t incarnation;               /* start time (unix s): grows across restarts; heartbeats */
   struct tally_cluster_fault fault;   /* test-only: cluster.fault_* (off by default) */
 };
 

@@ -1,8 +1,10 @@
 /*
  * heartbeat.c — heartbeats out to every member (ready, read-only and
  * draining flags, this start's incarnation, the sender's clock) and in from
- * them: authenticated, refused when replayed, fed to the peer's phi-accrual
- * failure detector; a new incarnation means the peer restarted, and the
+ * them: authenticated, refused unless newer than the last accepted in
+ * (incarnation, send time) order (so replays of any incarnation are
+ * refused), fed to the peer's phi-accrual failure detector; a newer
+ * incarnation means the peer restarted, and the
  * outgoing stream probes it before sending more (peer.c). Runs on the
  * cluster thread.
  */
@@ -44,11 +46,18 @@ void tally_cluster_heartbeat_receive(struct tally_cluster *cluster, const uint8_
   }
   if (!tally_cluster_source_ok(cluster, &peer->address, source, true)) return;
   /*
-   * Replay protection: within one incarnation the sender's clock only goes
-   * forward, so a heartbeat not newer than the last one accepted is an old
-   * datagram (duplicated by the network, or replayed) and must not keep a
-   * dead peer looking alive.
+   * Replay protection (issue 14, M3): a sender's heartbeats are ordered by
+   * (incarnation, send_time_ns). The incarnation only grows across its
+   * restarts (its start time, cluster.c) and within one incarnation its
+   * monotonic clock only goes forward, so a heartbeat not newer than the last
+   * one accepted is an old datagram (duplicated by the network, or replayed,
+   * of this incarnation or an earlier one) and must neither keep a dead peer
+   * looking alive nor make it look restarted.
    */
+  if (heartbeat.generation < peer->incarnation) {
+    cluster->heartbeats_old_incarnation++;
+    return;
+  }
   if (peer->incarnation == heartbeat.generation && heartbeat.send_time_ns <= peer->heartbeat_sent_ns) {
     cluster->heartbeats_replayed++;
     return;
@@ -62,6 +71,7 @@ void tally_cluster_heartbeat_receive(struct tally_cluster *cluster, const uint8_
      * may be gone. Ask (a probe) before sending more; an intact store answers
      * with the sequence already acked and nothing is resent.
      */
+    if (peer->incarnation != 0) cluster->peer_restarts++;
     if (peer->incarnation != 0 && peer->synced) tally_cluster_peer_restarted(cluster, peer);
     peer->incarnation = heartbeat.generation;
   }

@@ -153,6 +153,8 @@ static void rejected_metrics(struct tally_cluster *cluster, struct tally_out *ou
     "\n", cluster->rejected[TALLY_CLUSTER_HEARTBEAT_REJECTED]);
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"heartbeat\",reason=\"replayed\"} %"
     PRIu64 "\n", cluster->heartbeats_replayed);
+  tally_out_printf(out, "tally_cluster_rejected_total{kind=\"heartbeat\","
+    "reason=\"old_incarnation\"} %" PRIu64 "\n", cluster->heartbeats_old_incarnation);
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"any\",reason=\"not_member\"} %"
     PRIu64 "\n", cluster->not_member);
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"any\",reason=\"wrong_source\"} %"

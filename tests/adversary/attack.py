@@ -28,6 +28,13 @@ and prints one JSON line of what it saw; run.sh asserts on it.
                                        public seed 0x7a11c0de: one hash, so one probe run
                                        at any table size), sent --rounds times as statsd
                                        lines to NODE_IP:PORT (UDP).
+  hb-record IFACE SENDER PORT OUT      captures (AF_PACKET on IFACE) the UDP payloads to
+                                       PORT that are heartbeats of node SENDER ("TH", its
+                                       id at byte 4) for --seconds; writes the last one, in
+                                       hex, to OUT (issue 14, M3: a recording on the wire).
+  hb-replay SOURCE PORT TARGET A B     sends the recorded heartbeats A and B (hex files)
+                                       in turn from SOURCE:PORT (the dead node's address)
+                                       to TARGET:PORT, one every --every-ms, for --seconds.
 
 Nothing is sent anywhere but the test's namespaces."""
 import argparse
@@ -325,6 +332,50 @@ def attack_statsd(args):
     return 0
 
 
+def attack_hb_record(args):
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.bind((args.iface, 0))
+    sock.settimeout(0.1)
+    last, seen = None, 0
+    end = time.monotonic() + args.seconds
+    while time.monotonic() < end:
+        try:
+            frame = sock.recv(2048)
+        except socket.timeout:
+            continue
+        if len(frame) < 14 + 20 + 8 + 48 or struct.unpack_from("!H", frame, 12)[0] != ETH_P_IP:
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        udp = 14 + ihl
+        if frame[14 + 9] != socket.IPPROTO_UDP or struct.unpack_from("!H", frame, udp + 2)[0] != args.port:
+            continue
+        payload = frame[udp + 8:]
+        if payload[:2] == b"TH" and struct.unpack_from("<H", payload, 4)[0] == args.sender:
+            last, seen = payload[:48], seen + 1
+    if last is not None:
+        with open(args.out, "w") as f:
+            f.write(last.hex())
+    print(json.dumps({"captured": seen, "incarnation": struct.unpack_from("<I", last, 8)[0] if last else 0}))
+    return 0 if last is not None else 1
+
+
+def attack_hb_replay(args):
+    recorded = [bytes.fromhex(open(path).read().strip()) for path in (args.first, args.second)]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((args.source, args.port))
+    except OSError:
+        sock.bind((args.source, 0))
+    sent = 0
+    end = time.monotonic() + args.seconds
+    while time.monotonic() < end:
+        sock.sendto(recorded[sent % 2], (args.target, args.port))
+        sent += 1
+        time.sleep(args.every_ms / 1000)
+    print(json.dumps({"sent": sent}))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="attack", required=True)
@@ -367,10 +418,25 @@ def main():
     h1.add_argument("port", type=int)
     h1.add_argument("--names", type=int, default=4096)
     h1.add_argument("--rounds", type=int, default=3)
+    record = sub.add_parser("hb-record")
+    record.add_argument("iface")
+    record.add_argument("sender", type=int)
+    record.add_argument("port", type=int)
+    record.add_argument("out")
+    record.add_argument("--seconds", type=float, default=1.0)
+    replay = sub.add_parser("hb-replay")
+    replay.add_argument("source")
+    replay.add_argument("port", type=int)
+    replay.add_argument("target")
+    replay.add_argument("first")
+    replay.add_argument("second")
+    replay.add_argument("--every-ms", type=float, default=20)
+    replay.add_argument("--seconds", type=float, default=4)
     args = p.parse_args()
     attacks = {"l1": attack_l1, "slowloris": attack_slowloris, "statsd": attack_statsd,
                "trickle": attack_trickle, "h1": attack_h1,
-               "spoofed_statsd": attack_spoofed_statsd}
+               "spoofed_statsd": attack_spoofed_statsd,
+               "hb-record": attack_hb_record, "hb-replay": attack_hb_replay}
     return attacks[args.attack](args)
 
 

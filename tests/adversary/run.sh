@@ -40,6 +40,9 @@
 #       before it see no budget). SHEDDING_OFF=1 runs
 #       it without the budget and the allow-list, to see this part fail as the
 #       code did before them.
+#   M3  (heartbeat_replay.sh, on a 3-node cluster once the single node is
+#       stopped) heartbeats of a dead peer's two incarnations replayed in turn:
+#       the peer is seen down, every replay refused, the link never reset.
 # L3 and H4 (cluster receivers) are covered by test_cluster_streams, test_shard,
 # fuzz_replication and fuzz_replication_seq, and H4's replays from a member's own
 # address on a real 3-node cluster by tests/integration/cluster.sh step 12 (no
@@ -329,5 +332,16 @@ verdict "C1 shedding: tallyctl degrade auto hands the level back" exited_with 0 
 verdict "C1 shedding: the level is 0 again" test "$(stat degradation_level)" = 0
 
 if [ "$failed" -gt 0 ]; then echo "--- tallyd log (tail)"; tail -25 "$work/tallyd.log"; fi
+
+# ---- M3: heartbeats of two incarnations replayed, on a 3-node cluster ---------------
+tally_stop TERM
+tally_netns_down
+bash "$root/tests/adversary/heartbeat_replay.sh" "$build" >"$work/m3.out" 2>&1
+grep -E '^(PASS|FAIL) |passed,|^restarts seen' "$work/m3.out"
+m3_passed=$(awk '/ passed, / { print $1 }' "$work/m3.out")
+m3_failed=$(awk '/ passed, / { print $3 }' "$work/m3.out")
+passed=$((passed + ${m3_passed:-0}))
+failed=$((failed + ${m3_failed:-1}))
+[ "${m3_failed:-1}" = 0 ] || tail -40 "$work/m3.out"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -20,6 +20,9 @@
  *   - issue 14, H4, replays: a replayed old ACK is ignored (no resync), a
  *     message of another session is ignored, a replayed RESTORE_REQUEST or
  *     READ_REQUEST is not served again;
+ *   - issue 14, M3: heartbeats of a peer's two incarnations, replayed in
+ *     turn after it died, are refused and counted: the peer is seen down and
+ *     no replay makes it look restarted (no probe, no link reset);
  *   - issue 14, L3: a producer record whose run lacks its last sequence
  *     (window bit 0) is refused and counted before it reaches a store;
  *   - log mode (cluster_log.c): a peer's list reaches the replica table and
@@ -47,6 +50,7 @@
 #include "log_ring.h"
 #include "wal_cluster.h"
 #include "wal_queue.h"
+#include "heartbeat_wire.h"
 #include "store.h"
 #include "clock.h"
 #include "store_format.h"
@@ -997,6 +1001,65 @@ static void test_read_only_without_write_quorum(void **state)
   world_free(world);
 }
 
+/* What node index last accepted from peer_index, signed again: a recorded heartbeat. */
+static void record_heartbeat(struct world *world, uint32_t index, uint32_t peer_index,
+  uint8_t out[TALLY_HEARTBEAT_SIZE])
+{
+  const struct tally_cluster_peer *peer = peer_of(world, index, peer_index);
+  assert_true(peer->incarnation != 0 && peer->heartbeat_sent_ns != 0);
+  struct tally_heartbeat heartbeat = { .node_id = (uint16_t)(peer_index + 1u),
+    .flags = TALLY_HEARTBEAT_FLAG_READY, .generation = peer->incarnation,
+    .send_time_ns = peer->heartbeat_sent_ns };
+  tally_heartbeat_encode(&heartbeat, world->nodes[index]->appliance.config.cluster.key, out);
+}
+
+static void inject_raw(struct world *world, uint32_t to, struct sockaddr_in source,
+  const uint8_t *data, uint32_t size)
+{
+  struct port *port = &world->net.ports[to];
+  assert_true(port->count < INBOX_MAX && size <= TALLY_DATAGRAM_SIZE_MAX);
+  struct datagram *slot = &port->inbox[(port->head + port->count) % INBOX_MAX];
+  slot->from = source;
+  slot->size = size;
+  memcpy(slot->data, data, size);
+  port->count++;
+}
+
+/*
+ * Before: an incarnation was random per start and any other one was taken
+ * as a restart, so heartbeats of node 3's two incarnations replayed in turn
+ * kept the dead node up, and each one reset node 1's link to it.
+ */
+static void test_heartbeats_of_two_incarnations_replayed(void **state)
+{
+  (void)state;
+  struct world *world = world_new(3, 2);
+  uint8_t first[TALLY_HEARTBEAT_SIZE];
+  uint8_t second[TALLY_HEARTBEAT_SIZE];
+  record_heartbeat(world, 0, 2, first);
+  node_close(world, 2);
+  node_open(world, 2, false); /* node 3 starts again: a newer incarnation */
+  run_ms(world, 300);
+  struct tally_cluster *node1 = cluster_of(world, 0);
+  assert_int_equal(node1->peer_restarts, 1);
+  record_heartbeat(world, 0, 2, second);
+  node_close(world, 2); /* node 3 dies */
+  uint64_t refused = node1->heartbeats_replayed + node1->heartbeats_old_incarnation;
+  uint32_t replays = 0;
+  for (uint32_t t = 0; t < 200; t++) { /* 2 s of replays, one every 10 ms, in turn */
+    inject_raw(world, 0, address_of(2), t % 2 == 0 ? first : second, TALLY_HEARTBEAT_SIZE);
+    replays++;
+    run_ms(world, 10);
+  }
+  assert_int_equal(node1->heartbeats_replayed + node1->heartbeats_old_incarnation - refused,
+    replays);
+  assert_true(node1->heartbeats_old_incarnation >= replays / 2);
+  assert_int_equal(node1->peer_restarts, 1); /* no replay made it look restarted */
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 2);
+  assert_int_equal(tally_phi_detector_state(&peer->detector, world->net.now_ns), TALLY_PHI_DOWN);
+  world_free(world);
+}
+
 int main(void)
 {
   /* rte_hash (the snapshot, the journal index) needs the EAL: no hugepages, no devices. */
@@ -1021,6 +1084,7 @@ int main(void)
     cmocka_unit_test(test_other_session_ignored),
     cmocka_unit_test(test_replayed_requests_refused),
     cmocka_unit_test(test_log_mode_ack_waits_for_the_log),
+    cmocka_unit_test(test_heartbeats_of_two_incarnations_replayed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

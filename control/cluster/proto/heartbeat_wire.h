@@ -9,7 +9,7 @@
  *        3    1 type (1 = HEARTBEAT)
  *        4    2 sender node id
  *        6    2 sender state flags (TALLY_HEARTBEAT_FLAG_*)
- *        8    4 sender incarnation (random per start)
+ *        8    4 sender incarnation (start time, unix s)
  *       12    4 reserved, zero
  *       16    8 sender's send time, ns of its monotonic clock (informational)
  *       24    8 sender's own replication LSN
@@ -64,7 +64,7 @@ enum tally_heartbeat_reason {
 struct tally_heartbeat {
   uint16_t node_id;      /* sender */
   uint16_t flags;        /* TALLY_HEARTBEAT_FLAG_* */
-  uint32_t generation;   /* the sender's incarnation: random per start (a restart is seen) */
+  uint32_t generation;   /* sender's incarnation: its start second, grows across restarts */
   uint64_t send_time_ns; /* sender's monotonic clock: informational only */
   uint64_t lsn;          /* sender's own replication LSN */
 };
