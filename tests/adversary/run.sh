@@ -6,7 +6,8 @@
 # counted exactly), and no reply seen was larger than its request.
 #   L1  ICMP/ARP from non-unicast sources and with IP options, never answered;
 #       a burst of echo requests answered at most at the reply budget, every
-#       one answered or counted (reply_rate_limited);
+#       one answered or counted (reply_rate_limited, or budget_control when a
+#       poll brought more than dataplane.control_per_poll of them);
 #   L2  a slowloris of 100 HTTP connections from one address: /health/live
 #       answers another address meanwhile, the attacker holds at most 4;
 #   M4  a management client trickling a byte a second is cut at the deadline
@@ -152,8 +153,9 @@ verdict "L1: no reply larger than the largest request" \
 l1_counted() {
   local limited replies
   limited=$(stat drop_reply_rate_limited); replies=$(json "$work/l1.json" flood_replies)
-  echo "replies $replies, rate limited ${limited:-?}, non-unicast $(stat drop_source_not_unicast), options $(stat drop_ip_options)"
-  [ "${limited:-0}" -ge 1 ] && [ "$((replies + limited))" -ge 200 ] &&
+  budget=$(( $(stat drop_budget_control) + 0 )) # over dataplane.control_per_poll (C1)
+  echo "replies $replies, rate limited ${limited:-?}, over the poll budget $budget, non-unicast $(stat drop_source_not_unicast), options $(stat drop_ip_options)"
+  [ "${limited:-0}" -ge 1 ] && [ "$((replies + limited + budget))" -ge 200 ] &&
     [ "$(stat drop_source_not_unicast)" -ge "$((reasons_before + 6))" ] &&
     [ "$(stat drop_ip_options)" -ge 1 ]
 }
