@@ -295,8 +295,8 @@ static_assert(TALLY_DEGRADE_LEAVE_TICKS > TALLY_DEGRADE_ENTER_TICKS, "leave slow
 
 static_assert(TALLY_NAME_LEN_MAX + 32u == TALLY_SLOT_SIZE,
   "slot = 32 bytes of header + name");
-static_assert(TALLY_SLOT_PROBE_MAX >= 64u && (TALLY_SLOT_PROBE_MAX & (TALLY_SLOT_PROBE_MAX - 1u)) == 0,
-  "a probe bound far above the expected run, a power of two");
+static_assert(TALLY_SLOT_PROBE_MAX >= 64u, "a probe bound far above the expected run");
+static_assert((TALLY_SLOT_PROBE_MAX & (TALLY_SLOT_PROBE_MAX - 1u)) == 0, "a power of two");
 static_assert(TALLY_NAME_LEN_MAX <= UINT8_MAX, "a key's length fits the wire's u8 name_len");
 static_assert(TALLY_TAG_KEY_LEN_MAX < TALLY_NAME_LEN_MAX &&
   TALLY_TAG_VALUE_LEN_MAX < TALLY_NAME_LEN_MAX, "a tag fits a key");

@@ -19,9 +19,10 @@
 #       one line; tally-produce --key refused, and a running tally-produce's
 #       /proc/PID/cmdline holds no key;
 #   L5  a store path that is a symbolic link: tallyd refuses to start;
-#   H1  4096 statsd names that all collide under the name hash before layout 6
+#   H1  2048 statsd names that all collide under the name hash before layout 6
 #       (CRC32C, public seed), sent again and again while a reliable producer
-#       runs: its batches are acked, the longest slot probe stays short
+#       runs (half the shard's counters_max of 4096: filling the table is C1,
+#       traffic classes, not this finding): its batches are acked, the longest slot probe stays short
 #       (slot_probe_max under 256, the bound is 1024) and nothing is refused
 #       for the probe bound (drop_probe_limit 0).
 #   C1  statsd from varied source ports floods new names until statsd's share
@@ -255,18 +256,25 @@ echo "$said" | tail -2
 verdict "L5: a store path that is a symbolic link is refused" failed_with "symbolic link"
 
 # ---- H1: names colliding under the old public hash -----------------------------------
-peer timeout 120 python3 "$attack" h1 10.77.0.1 8125 --names 4096 --rounds 60 \
+# On a fresh store: C1 above filled statsd's share of the first one, so H1's names
+# would be refused as statsd_share_full and never probe at all.
+tally_stop TERM
+tally_write_config "$work/tally.ini" "$work/store-h1.pmem" "$work/sock"
+tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+verdict "H1: tallyd on a fresh store becomes ready" tally_wait_ready "$build" "$work/sock" 30
+peer timeout 120 python3 "$attack" h1 10.77.0.1 8125 --names 2048 --rounds 100 \
   >"$work/h1.json" 2>"$work/h1.err" &
 pids+=($!); h1_pid=$!
 still_serving "during H1" 6
 wait "$h1_pid"
 cat "$work/h1.json" "$work/h1.err"
-verdict "H1: the flood was 4096 names of one old hash" \
+verdict "H1: the flood was 2048 names of one old hash" \
   test "$(json "$work/h1.json" distinct_old_hashes)" = 1
 h1_probes() {
   echo "slot_probe_max $(stat slot_probe_max) (limit $(stat slot_probe_limit)), probe_limit $(stat drop_probe_limit), counters_in_use $(stat counters_in_use)"
   [ -n "$(stat slot_probe_max)" ] && [ "$(stat slot_probe_max)" -lt 256 ] &&
-    [ "$(stat drop_probe_limit)" = 0 ] && [ "$(stat counters_in_use)" -ge 2048 ]
+    [ "$(stat drop_probe_limit)" = 0 ] && [ "$(stat counters_in_use)" -ge 2048 ] &&
+    [ "$(stat drop_counters_full)" = 0 ] && [ "$(( $(stat drop_statsd_share_full) + 0 ))" = 0 ]
 }
 verdict "H1: the longest probe stays short and nothing hit the probe bound" h1_probes
 still_serving "at the end" 5
