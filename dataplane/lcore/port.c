@@ -5,6 +5,7 @@
  * start-up error, never a silent fallback.
  */
 #include <assert.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,6 +68,16 @@ static int port_configure(uint16_t port, uint32_t queue_count, struct rte_mempoo
   return 0;
 }
 
+uint64_t tally_mbufs_needed(uint32_t port_count, uint32_t queue_count)
+{
+  assert(port_count >= 1 && port_count <= TALLY_PORTS_MAX);
+  assert(queue_count >= 1 && queue_count <= TALLY_LCORES_MAX);
+  uint64_t descriptors = (uint64_t)port_count * queue_count * (TALLY_RX_DESC + TALLY_TX_DESC);
+  uint64_t per_lcore = TALLY_ACKS_PENDING_MAX + (uint64_t)(queue_count - 1u) *
+    TALLY_STEER_RING_SIZE + TALLY_MBUF_CACHE_SIZE + TALLY_BURST_SIZE;
+  return descriptors + queue_count * per_lcore;
+}
+
 int tally_ports_start(struct tally_ports *ports, uint32_t queue_count, uint32_t mbufs,
   char *error, size_t error_size)
 {
@@ -78,6 +89,16 @@ int tally_ports_start(struct tally_ports *ports, uint32_t queue_count, uint32_t 
     snprintf(error, error_size, "no Ethernet port: bind a NIC or add --vdev to eal.args");
     return -1;
   }
+  uint32_t port_count = available < TALLY_PORTS_MAX ? available : TALLY_PORTS_MAX;
+  uint64_t needed = tally_mbufs_needed(port_count, queue_count);
+  if (mbufs < needed) { /* never smaller than what the queues can hold (issue 14, M1) */
+    assert(needed <= TALLY_MBUFS_NEEDED_MAX);
+    fprintf(stderr, "tallyd: dataplane.mbufs %u raised to %" PRIu64 " for %u lcores and %u ports"
+      " (RX and TX rings, steering rings, pending acks, caches)\n", mbufs, needed, queue_count,
+      port_count);
+    mbufs = (uint32_t)needed;
+  }
+  ports->mbufs = mbufs;
   ports->pool = rte_pktmbuf_pool_create("tally_mbufs", mbufs, TALLY_MBUF_CACHE_SIZE, 0,
     RTE_PKTMBUF_HEADROOM + TALLY_MBUF_DATA_SIZE, (int)rte_socket_id());
   if (ports->pool == NULL) {

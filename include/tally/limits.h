@@ -104,6 +104,11 @@
 #define TALLY_MBUFS_MIN 1024u
 #define TALLY_MBUFS_MAX (1u << 20)
 #define TALLY_MBUF_CACHE_SIZE 256u
+/* The most tally_mbufs_needed() can ask (port.h): every port and lcore at their maxima. */
+#define TALLY_MBUFS_NEEDED_MAX                                                             \
+  ((uint64_t)TALLY_PORTS_MAX * TALLY_LCORES_MAX * (TALLY_RX_DESC + TALLY_TX_DESC) +         \
+    (uint64_t)TALLY_LCORES_MAX * (TALLY_ACKS_PENDING_MAX +                                  \
+      (TALLY_LCORES_MAX - 1u) * TALLY_STEER_RING_SIZE + TALLY_MBUF_CACHE_SIZE + TALLY_BURST_SIZE))
 /*
  * Idle back-off of a polling lcore (dataplane.idle_sleep_us, 0 = off): after
  * this many empty polls in a row with no ack pending, each further empty poll

@@ -939,9 +939,28 @@ static void test_datagram_too_large_dropped_alone(void **state)
   assert_int_equal(lcores[0].stats.statsd_increments, TALLY_DATAGRAM_SIZE_MAX / 8 + 1);
 }
 
+/*
+ * Issue 14, M1: the mbuf pool holds what every queue, FIFO and steering ring
+ * can hold at once. Failed before: the pool was dataplane.mbufs whatever the
+ * lcore count (4096 here, below the 8768 two lcores on one port can hold).
+ */
+static void test_mbuf_pool_sized_for_the_queues(void **state)
+{
+  (void)state;
+  assert_int_equal(tally_mbufs_needed(1, 1),
+    TALLY_RX_DESC + TALLY_TX_DESC + TALLY_ACKS_PENDING_MAX + TALLY_MBUF_CACHE_SIZE +
+    TALLY_BURST_SIZE);
+  assert_true(tally_mbufs_needed(1, 16) > tally_mbufs_needed(1, 2) * 8u); /* steering: n^2 */
+  assert_true(tally_mbufs_needed(TALLY_PORTS_MAX, TALLY_LCORES_MAX) <= TALLY_MBUFS_NEEDED_MAX);
+  assert_true(ports.mbufs >= tally_mbufs_needed(ports.count, LCORES));
+  assert_int_equal(rte_mempool_avail_count(ports.pool) + rte_mempool_in_use_count(ports.pool),
+    ports.mbufs);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_mbuf_pool_sized_for_the_queues),
     cmocka_unit_test_setup_teardown(test_arp_request_answered, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_icmp_echo_answered, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_statsd_counts_and_rejects, setup_one, teardown_one),
