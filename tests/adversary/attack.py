@@ -127,9 +127,11 @@ def attack_l1(args):
     capture(sock, node_mac, 1.0, seen)
     answered_bad = len(seen)
     flood = [echo_frame(node_mac, our_mac, args.src_ip, args.node_ip, 2, i) for i in range(args.flood)]
-    for frame in flood:
+    for i, frame in enumerate(flood):
         largest = max(largest, len(frame))
         sock.send(frame)
+        if i % 16 == 15:
+            time.sleep(0.001)  # so the veth and af_packet's ring keep them all: not a timing check
     flood_seen = []
     capture(sock, node_mac, 2.0, flood_seen)
     replies = sum(1 for kind, _ in flood_seen if kind == "echo_reply")
