@@ -16,7 +16,11 @@
  *   REPLAY   one of the last datagrams sent to node 2, again;
  *   TICK     the clock moves on, node 2 runs (and sends probes, rounds);
  *   RAW      input bytes as a datagram;
- *   RESTART  node 1 takes a new session (the old one stays for replays).
+ *   RESTART  node 1 takes a new session (the old one stays for replays);
+ *   HEARTBEAT (opcode byte 8 exactly, so the seeds' opcodes 0..7 keep their
+ *            meaning) node 1's heartbeat: of its incarnation, an earlier one,
+ *            a newer one (node 1 restarted) or any, with a fresh, repeated,
+ *            older or any send time (issue 14, M3).
  * Every message but RAW picks its sessions: right, another peer_session,
  * none, or an earlier session of node 1.
  *
@@ -29,6 +33,10 @@
  *   - a replayed request, or a repeated or old stamp: no dump (nothing sent);
  *   - the replica's held_seq never goes down; a stale ack changes neither
  *     node 2's acked position nor its resync count;
+ *   - a heartbeat is accepted exactly when it is newer than the last one
+ *     accepted in (incarnation, send time) order; a refused one changes
+ *     nothing (no restart seen, nothing sent) and is counted under its
+ *     reason; node 2's record of node 1's incarnation never goes down;
  *   - every peer invariant (tally_cluster_tick asserts them).
  */
 #include <arpa/inet.h>
@@ -43,6 +51,7 @@
 
 #include "clock.h"
 #include "cluster.h"
+#include "heartbeat_wire.h"
 #include "store.h"
 #include "tally/name.h"
 
@@ -56,6 +65,7 @@
 #define SEQ_INBOX_MAX 4u
 #define SEQ_PORT_BASE 19400u
 #define SEQ_STEP_NS 1000000ull
+#define SEQ_OP_HEARTBEAT 8u     /* opcode byte of a heartbeat (exactly; others mod 8) */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -149,6 +159,9 @@ static struct {
   uint64_t session;          /* node 1's now */
   uint64_t old_session;      /* its previous one (replays of an earlier process) */
   uint64_t stamp_us;         /* its last request stamp */
+  uint32_t incarnation;      /* its heartbeats' now, and its previous one */
+  uint32_t old_incarnation;
+  uint64_t heartbeat_ns;     /* send time of its last heartbeat */
   struct datagram history[SEQ_HISTORY];
   uint32_t history_count;
 } peer1;
@@ -412,6 +425,62 @@ static void op_raw(struct cursor *in)
   FUZZ_CHECK(net.sent == 0); /* unauthenticated: never answered */
 }
 
+/*
+ * pick bits 0-1: the incarnation (0 node 1's, 1 its previous one, 2 a newer
+ * one: node 1 restarted, 3 any); bits 2-3: the send time (0 after the last,
+ * 1 the last again, 2 before it, 3 any).
+ */
+static void op_heartbeat(struct cursor *in)
+{
+  uint8_t pick = take8(in);
+  uint8_t step = take8(in);
+  uint32_t generation = peer1.incarnation;
+  switch (pick & 3u) {
+  case 1: generation = peer1.old_incarnation; break;
+  case 2:
+    peer1.old_incarnation = peer1.incarnation;
+    peer1.incarnation += 1u + step;
+    generation = peer1.incarnation;
+    break;
+  case 3: generation = (uint32_t)take64(in); break;
+  default: break;
+  }
+  uint64_t sent_ns = peer1.heartbeat_ns;
+  switch ((pick >> 2) & 3u) {
+  case 0: sent_ns += 1u + step; break;
+  case 2: sent_ns = sent_ns > step ? sent_ns - 1u - step : 0; break;
+  case 3: sent_ns = take64(in); break;
+  default: break;
+  }
+  if (sent_ns > peer1.heartbeat_ns) peer1.heartbeat_ns = sent_ns;
+  struct tally_heartbeat heartbeat = { .node_id = 1, .flags = TALLY_HEARTBEAT_FLAG_READY,
+    .generation = generation, .send_time_ns = sent_ns };
+  uint8_t buffer[TALLY_HEARTBEAT_SIZE];
+  tally_heartbeat_encode(&heartbeat, cluster_key, buffer);
+  const struct tally_cluster_peer *peer = peer_of_node1();
+  uint32_t incarnation = peer->incarnation;
+  uint64_t last_ns = peer->heartbeat_sent_ns;
+  uint64_t in_before = peer->heartbeats_in;
+  uint64_t restarts = cluster.peer_restarts;
+  uint64_t refused_old = cluster.heartbeats_old_incarnation;
+  uint64_t refused_replayed = cluster.heartbeats_replayed;
+  bool newer = generation > incarnation || (generation == incarnation && sent_ns > last_ns);
+  deliver_bytes(buffer, sizeof buffer, false);
+  if (newer) {
+    FUZZ_CHECK(peer->heartbeats_in == in_before + 1u && peer->incarnation == generation);
+    FUZZ_CHECK(peer->heartbeat_sent_ns == sent_ns);
+    bool restart = generation != incarnation && incarnation != 0;
+    FUZZ_CHECK(cluster.peer_restarts == restarts + (restart ? 1u : 0u));
+    return;
+  }
+  FUZZ_CHECK(net.sent == 0); /* no probe: nothing about node 1 changed */
+  FUZZ_CHECK(peer->heartbeats_in == in_before && peer->incarnation == incarnation);
+  FUZZ_CHECK(peer->heartbeat_sent_ns == last_ns && cluster.peer_restarts == restarts);
+  bool old = generation < incarnation;
+  FUZZ_CHECK(cluster.heartbeats_old_incarnation == refused_old + (old ? 1u : 0u));
+  FUZZ_CHECK(cluster.heartbeats_replayed == refused_replayed + (old ? 0u : 1u));
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
   (void)argc;
@@ -431,11 +500,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   net.now_ns = 1000000000ull;
   peer1.session = 0x1111u;
   peer1.old_session = 0x2222u;
+  peer1.incarnation = 1000u;
+  peer1.old_incarnation = 999u;
   node_open();
   struct cursor in = { .data = data, .size = size };
   uint64_t held = replica_held();
+  uint32_t incarnation = 0;
   for (uint32_t n = 0; n < SEQ_OPS_MAX && in.at < in.size; n++) {
-    switch (take8(&in) % 8u) {
+    uint8_t opcode = take8(&in);
+    switch (opcode == SEQ_OP_HEARTBEAT ? SEQ_OP_HEARTBEAT : opcode % 8u) {
+    case SEQ_OP_HEARTBEAT: op_heartbeat(&in); break;
     case 0: op_round(&in); break;
     case 1: op_ack(&in); break;
     case 2: op_request(&in, TALLY_REPLICATION_RESTORE_REQUEST); break;
@@ -451,6 +525,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(replica_held() >= held); /* a replica's held sequence never goes down */
     held = replica_held();
+    FUZZ_CHECK(peer_of_node1()->incarnation >= incarnation); /* never goes down */
+    incarnation = peer_of_node1()->incarnation;
   }
   node_close();
   return 0;

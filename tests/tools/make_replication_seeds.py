@@ -240,6 +240,13 @@ def main():
 SEQ_OUT = os.path.join("tests", "fuzz", "corpus", "replication_seq")
 OP_ROUND, OP_ACK, OP_RESTORE_REQUEST, OP_READ_REQUEST, OP_REPLAY, OP_TICK, OP_RAW, OP_RESTART = \
     range(8)
+OP_HEARTBEAT = 8  # exactly 8, not mod 8
+
+
+def op_heartbeat(pick, step=0):
+    """pick bits 0-1: incarnation (0 node 1's, 1 its previous, 2 newer: a restart, 3 any);
+    bits 2-3: send time (0 after the last, 1 the last again, 2 before it, 3 any)."""
+    return bytes([OP_HEARTBEAT, pick, step])
 
 
 def op_tick(ms):
@@ -285,6 +292,11 @@ def write_sequence_seeds():
         op_round(0, 0x20, SCAN, bytes([2, 5]) + struct.pack("<Q", 3)) +
         op_round(0, 0x41, SCAN, bytes([2, 5, 1])) + op_tick(10),
         "raw": sync + bytes([OP_RAW, 4]) + b"TR\x02\x01" + bytes(20),
+        # issue 14, M3: node 1 heard, restarts (a newer incarnation), then its previous
+        # incarnation's heartbeat and its own last one are replayed, in turn
+        "heartbeat_incarnations": op_heartbeat(0) + op_tick(10) + op_heartbeat(0) +
+        op_heartbeat(2) + op_tick(10) + op_heartbeat(1) + op_heartbeat(4) +
+        op_heartbeat(1 | 8, 3) + op_heartbeat(0) + op_heartbeat(5) + op_tick(10),
     }
     os.makedirs(SEQ_OUT, exist_ok=True)
     for name, data in seeds.items():

@@ -22,7 +22,9 @@
  *     READ_REQUEST is not served again;
  *   - issue 14, M3: heartbeats of a peer's two incarnations, replayed in
  *     turn after it died, are refused and counted: the peer is seen down and
- *     no replay makes it look restarted (no probe, no link reset);
+ *     no replay makes it look restarted (no probe, no link reset); replayed
+ *     to a live peer (its old incarnation's and its current one's), refused
+ *     and counted, no link reset; a real restart after them still seen;
  *   - issue 14, L3: a producer record whose run lacks its last sequence
  *     (window bit 0) is refused and counted before it reaches a store;
  *   - log mode (cluster_log.c): a peer's list reaches the replica table and
@@ -1026,6 +1028,22 @@ static void inject_raw(struct world *world, uint32_t to, struct sockaddr_in sour
 }
 
 /*
+ * A 3-node world in which node 1 recorded a heartbeat of node 3 (into
+ * recorded) and then saw node 3 start again (a newer incarnation): one
+ * restart seen.
+ */
+static struct world *world_after_a_restart(uint8_t recorded[TALLY_HEARTBEAT_SIZE])
+{
+  struct world *world = world_new(3, 2);
+  record_heartbeat(world, 0, 2, recorded);
+  node_close(world, 2);
+  node_open(world, 2, false); /* node 3 starts again: a newer incarnation */
+  run_ms(world, 300);
+  assert_int_equal(cluster_of(world, 0)->peer_restarts, 1);
+  return world;
+}
+
+/*
  * Before: an incarnation was random per start and any other one was taken
  * as a restart, so heartbeats of node 3's two incarnations replayed in turn
  * kept the dead node up, and each one reset node 1's link to it.
@@ -1033,15 +1051,10 @@ static void inject_raw(struct world *world, uint32_t to, struct sockaddr_in sour
 static void test_heartbeats_of_two_incarnations_replayed(void **state)
 {
   (void)state;
-  struct world *world = world_new(3, 2);
   uint8_t first[TALLY_HEARTBEAT_SIZE];
   uint8_t second[TALLY_HEARTBEAT_SIZE];
-  record_heartbeat(world, 0, 2, first);
-  node_close(world, 2);
-  node_open(world, 2, false); /* node 3 starts again: a newer incarnation */
-  run_ms(world, 300);
+  struct world *world = world_after_a_restart(first);
   struct tally_cluster *node1 = cluster_of(world, 0);
-  assert_int_equal(node1->peer_restarts, 1);
   record_heartbeat(world, 0, 2, second);
   node_close(world, 2); /* node 3 dies */
   uint64_t refused = node1->heartbeats_replayed + node1->heartbeats_old_incarnation;
@@ -1057,6 +1070,50 @@ static void test_heartbeats_of_two_incarnations_replayed(void **state)
   assert_int_equal(node1->peer_restarts, 1); /* no replay made it look restarted */
   const struct tally_cluster_peer *peer = peer_of(world, 0, 2);
   assert_int_equal(tally_phi_detector_state(&peer->detector, world->net.now_ns), TALLY_PHI_DOWN);
+  world_free(world);
+}
+
+/*
+ * Node 3 alive and synced: its previous incarnation's heartbeat, and its own
+ * current one, replayed to node 1 are refused and counted; neither resets
+ * the link (no restart seen, the incarnation stays the newer one). A real
+ * restart after the replays (a newer incarnation) still resets it. Before:
+ * any other incarnation was taken as a restart, so each replay of the old
+ * one, and each heartbeat of the live node after it, reset the link.
+ */
+static void test_old_incarnation_never_resets_a_live_link(void **state)
+{
+  (void)state;
+  uint8_t old[TALLY_HEARTBEAT_SIZE];
+  uint8_t current[TALLY_HEARTBEAT_SIZE];
+  struct world *world = world_after_a_restart(old);
+  struct tally_cluster *node1 = cluster_of(world, 0);
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 2);
+  uint32_t live = cluster_of(world, 2)->incarnation;
+  assert_int_equal(peer->incarnation, live);
+  assert_true(peer->synced);
+  record_heartbeat(world, 0, 2, current);
+  run_ms(world, 20); /* node 3 sends newer ones: the recorded one is now old */
+  uint64_t old_refused = node1->heartbeats_old_incarnation;
+  uint64_t replayed = node1->heartbeats_replayed;
+  for (uint32_t t = 0; t < 50; t++) {
+    inject_raw(world, 0, address_of(2), old, TALLY_HEARTBEAT_SIZE);
+    inject_raw(world, 0, address_of(2), current, TALLY_HEARTBEAT_SIZE);
+    run_ms(world, 10);
+    assert_int_equal(node1->peer_restarts, 1); /* no replay reset the link */
+    assert_int_equal(peer->incarnation, live);
+  }
+  assert_int_equal(node1->heartbeats_old_incarnation - old_refused, 50);
+  assert_int_equal(node1->heartbeats_replayed - replayed, 50);
+  assert_true(peer->synced);
+  assert_int_equal(tally_phi_detector_state(&peer->detector, world->net.now_ns), TALLY_PHI_UP);
+  node_close(world, 2);
+  node_open(world, 2, false); /* a real restart: newer still, still seen */
+  run_ms(world, 300);
+  assert_int_equal(node1->peer_restarts, 2);
+  assert_int_equal(peer->incarnation, cluster_of(world, 2)->incarnation);
+  assert_true(peer->incarnation > live);
+  assert_true(peer->synced);
   world_free(world);
 }
 
@@ -1085,6 +1142,7 @@ int main(void)
     cmocka_unit_test(test_replayed_requests_refused),
     cmocka_unit_test(test_log_mode_ack_waits_for_the_log),
     cmocka_unit_test(test_heartbeats_of_two_incarnations_replayed),
+    cmocka_unit_test(test_old_incarnation_never_resets_a_live_link),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,8 @@
  *        6    2 sender state flags (TALLY_HEARTBEAT_FLAG_*)
  *        8    4 sender incarnation (start time, unix s)
  *       12    4 reserved, zero
- *       16    8 sender's send time, ns of its monotonic clock (informational)
+ *       16    8 sender's send time, ns of its monotonic clock (orders
+ *               heartbeats within one incarnation: the receiver's replay check)
  *       24    8 sender's own replication LSN
  *       32   16 MAC: BLAKE2b-128 keyed with the 32-byte cluster key over
  *               bytes 0..31 (libsodium crypto_generichash)
@@ -65,7 +66,7 @@ struct tally_heartbeat {
   uint16_t node_id;      /* sender */
   uint16_t flags;        /* TALLY_HEARTBEAT_FLAG_* */
   uint32_t generation;   /* sender's incarnation: its start second, grows across restarts */
-  uint64_t send_time_ns; /* sender's monotonic clock: informational only */
+  uint64_t send_time_ns; /* sender's monotonic clock: only grows within an incarnation */
   uint64_t lsn;          /* sender's own replication LSN */
 };
 
