@@ -202,10 +202,29 @@ def tally_image_dir(tag="cmp"):
     return "/dev/shm/tally-%s-%d" % (tag, os.getpid())
 
 
+TRANSPORTS = ("af_packet", "af_xdp")
+
+
+def vdev_for(transport, lcores=1, extra=""):
+    """The --vdev of tallyd's port on tally0: DPDK's net_af_packet (a
+    PACKET_MMAP ring per queue pair) or net_af_xdp (an XDP program on the
+    veth redirects to an AF_XDP socket per queue; the veth has one queue by
+    default, so queue_count above 1 needs `ethtool -L`). extra: more devargs,
+    e.g. "framecnt=4096,blocksz=8192" for af_packet."""
+    if transport == "af_packet":
+        vdev = "net_af_packet0,iface=tally0,qpairs=%d" % lcores
+    elif transport == "af_xdp":
+        vdev = "net_af_xdp0,iface=tally0,start_queue=0,queue_count=%d" % lcores
+    else:
+        raise ValueError("transport %r: one of %s" % (transport, ", ".join(TRANSPORTS)))
+    return vdev + ("," + extra if extra else "")
+
+
 def tally_config(path, work, lcores=1, counters_max=65536, persist="group_commit",
-                 commit_interval_ms=2, mbufs=16383, producers_max=1024, tag="cmp", vdev=None):
+                 commit_interval_ms=2, mbufs=16383, producers_max=1024, tag="cmp", vdev=None,
+                 transport="af_packet"):
     """A tallyd config for the node namespace. lcores dataplane lcores get as
-    many af_packet queue pairs; on a host with fewer CPUs than lcores + 1 the
+    many queue pairs of the transport (vdev_for; vdev overrides it); on a host with fewer CPUs than lcores + 1 the
     lcores are mapped onto the CPUs round robin (oversubscribed). persist =
     log puts the image on /dev/shm and the log in work/log (on disk)."""
     cpus = os.cpu_count() or 1
@@ -213,7 +232,7 @@ def tally_config(path, work, lcores=1, counters_max=65536, persist="group_commit
         lcore_arg = "-l 0-%d" % lcores
     else:
         lcore_arg = "--lcores=" + ",".join("%d@%d" % (i, i % cpus) for i in range(lcores + 1))
-    vdev = vdev or "net_af_packet0,iface=tally0,qpairs=%d" % lcores
+    vdev = vdev or vdev_for(transport, lcores)
     eal = ("%s --in-memory --no-pci --file-prefix tally-%s-%d --vdev=%s --log-level=lib.eal:warning"
            % (lcore_arg, tag, os.getpid(), vdev))
     text = """[eal]

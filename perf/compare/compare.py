@@ -45,6 +45,8 @@ def parse_args():
     p.add_argument("--counters", type=int, default=10000)
     p.add_argument("--lines", type=int, default=60)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--transport", choices=bench.TRANSPORTS, default="af_packet",
+                   help="tallyd's DPDK port on the veth")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="no run: the table of earlier result files (the last result of each system wins)")
     p.add_argument("--budget-s", type=float, default=0, help="stop starting systems after this")
@@ -95,7 +97,9 @@ class Target:
             env = {"PMEM2_FORCE_GRANULARITY": "CACHE_LINE"} if how["persist"] == "per_burst" else None
             self.server = bench.Tallyd(args.build, args.work, args.node_ns, args.peer_ns, env=env,
                                        persist=how["persist"], commit_interval_ms=2,
-                                       counters_max=max(65536, args.counters * 2))
+                                       counters_max=max(65536, args.counters * 2),
+                                       transport=getattr(args, "transport", "af_packet"),
+                                       vdev=getattr(args, "vdev", None))
             self.netns = args.peer_ns
             port = 8125 if protocol == "statsd" else 8126
             self.target = "%s:%d" % (bench.TALLY_NODE_IP, port)

@@ -9,8 +9,11 @@
 #
 # Usage: perf/compare/run.sh [--quick] [--build DIR] [--out DIR] [--systems a,b]
 #                            [--counters N] [--lines L] [--seed N]
+#                            [--transport af_packet|af_xdp]
 #   --quick   3 steps of 2 s per system (about 2-3 minutes in all);
 #             default 6 steps of 4 s (about 10 minutes at most).
+#   --transport tallyd's DPDK port on the veth: net_af_packet (default) or
+#             net_af_xdp (perf/compare/transport.sh measures both side by side).
 # Root (namespaces, hugepages, apt). Everything it starts is stopped by PID
 # and the namespaces are removed on exit, also on Ctrl-C.
 set -euo pipefail
@@ -23,7 +26,7 @@ while [ $# -gt 0 ]; do
     --quick) extra+=(--quick); shift ;;
     --build) build=$(realpath -m "$2"); shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
-    --systems|--counters|--lines|--seed|--budget-s) extra+=("$1" "$2"); shift 2 ;;
+    --systems|--counters|--lines|--seed|--budget-s|--transport) extra+=("$1" "$2"); shift 2 ;;
     -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
