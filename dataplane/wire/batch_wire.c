@@ -123,6 +123,32 @@ static bool wire_mac_verify(const uint8_t *data, size_t size, const uint8_t *key
   return sodium_memcmp(mac, data + body_size, TALLY_MAC_SIZE) == 0;
 }
 
+void tally_wire_producer_key(const uint8_t ingest_key[TALLY_KEY_SIZE], uint64_t producer,
+  uint8_t out[TALLY_KEY_SIZE])
+{
+  assert(ingest_key != NULL);
+  assert(out != NULL);
+  static_assert(sizeof(TALLY_PRODUCER_KEY_PERSONAL) - 1 == crypto_generichash_blake2b_PERSONALBYTES,
+    "personal string fills BLAKE2b's personal field");
+  uint8_t input[8];
+  wire_store_u64(input, producer);
+  int rc = crypto_generichash_blake2b_salt_personal(out, TALLY_KEY_SIZE, input, sizeof(input),
+    ingest_key, TALLY_KEY_SIZE, NULL, (const unsigned char *)TALLY_PRODUCER_KEY_PERSONAL);
+  assert(rc == 0); /* sizes are in range (static_asserts above) */
+  (void)rc;
+}
+
+const uint8_t *tally_wire_batch_key(const uint8_t *data, size_t size,
+  const uint8_t ingest_key[TALLY_KEY_SIZE], bool derived, uint8_t scratch[TALLY_KEY_SIZE])
+{
+  assert(ingest_key != NULL);
+  assert(scratch != NULL);
+  if (!derived || size < TALLY_WIRE_HEADER_SIZE) return ingest_key;
+  assert(data != NULL);
+  tally_wire_producer_key(ingest_key, wire_load_u64(data + WIRE_OFFSET_PRODUCER), scratch);
+  return scratch;
+}
+
 /*
  * The checks every datagram gets before anything in it is trusted: size,
  * magic and type, version, MAC. A datagram failing these gets no answer.
