@@ -9,8 +9,9 @@
  * byte by byte, which is safe at any alignment and on any host endianness.
  *
  * The MAC is libsodium's crypto_generichash (BLAKE2b) keyed with the 32-byte
- * ingest key, 16 bytes long, over every byte before it; it is compared in
- * constant time. crypto_generichash needs no sodium_init(), so the caller
+ * ingest key (or, with ingest.producer_keys = derived, the producer's key
+ * derived from it: tally_wire_producer_key), 16 bytes long, over every byte
+ * before it; it is compared in constant time. crypto_generichash needs no sodium_init(), so the caller
  * initializes libsodium once at start-up and never per packet.
  *
  * Thread: any — the lcores (decode batches, encode acks, per packet), the
