@@ -62,6 +62,8 @@ struct tally_config {
   uint16_t binary_port;       /* default 8126; 0 disables the binary protocol */
   uint8_t key[TALLY_KEY_SIZE];/* 64 hex digits (required when binary_port != 0) */
   bool key_set;
+  /* ingest.producer_keys: shared (default) | derived, each producer's own key (M2) */
+  bool producer_keys_derived;
   /* DogStatsD tags: keep (default) | drop | allow, with the allow-list's keys */
   struct tally_tags_policy statsd_tags;
   /*

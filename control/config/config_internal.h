@@ -23,6 +23,7 @@ enum config_key {
   KEY_INGEST_STATSD_PORT,
   KEY_INGEST_BINARY_PORT,
   KEY_INGEST_KEY,
+  KEY_INGEST_PRODUCER_KEYS,
   KEY_INGEST_STATSD_TAGS,
   KEY_INGEST_STATSD_TAGS_ALLOW,
   KEY_INGEST_STATSD_COUNTERS_PERCENT,
@@ -135,6 +136,7 @@ int config_parse_node_ipv4(struct parse_state *state, enum config_key key, const
 int config_parse_port(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_key(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_statsd_tags(struct parse_state *state, enum config_key key, const char *value);
+int config_parse_producer_keys(struct parse_state *state, enum config_key key, const char *value);
 int config_parse_statsd_tags_allow(struct parse_state *state, enum config_key key,
   const char *value);
 int config_parse_store_path(struct parse_state *state, enum config_key key, const char *value);

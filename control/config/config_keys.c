@@ -28,6 +28,7 @@ static const struct config_key_name key_names[KEY_COUNT] = {
   [KEY_INGEST_STATSD_PORT] = {"ingest", "statsd_port"},
   [KEY_INGEST_BINARY_PORT] = {"ingest", "binary_port"},
   [KEY_INGEST_KEY] = {"ingest", "key"},
+  [KEY_INGEST_PRODUCER_KEYS] = {"ingest", "producer_keys"},
   [KEY_INGEST_STATSD_TAGS] = {"ingest", "statsd_tags"},
   [KEY_INGEST_STATSD_TAGS_ALLOW] = {"ingest", "statsd_tags_allow"},
   [KEY_INGEST_STATSD_COUNTERS_PERCENT] = {"ingest", "statsd_counters_percent"},

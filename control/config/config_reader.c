@@ -26,6 +26,7 @@ static const config_parse_fn key_parsers[KEY_COUNT] = {
   [KEY_INGEST_STATSD_PORT] = config_parse_port,
   [KEY_INGEST_BINARY_PORT] = config_parse_port,
   [KEY_INGEST_KEY] = config_parse_key,
+  [KEY_INGEST_PRODUCER_KEYS] = config_parse_producer_keys,
   [KEY_INGEST_STATSD_TAGS] = config_parse_statsd_tags,
   [KEY_INGEST_STATSD_TAGS_ALLOW] = config_parse_statsd_tags_allow,
   [KEY_INGEST_STATSD_COUNTERS_PERCENT] = config_parse_number,

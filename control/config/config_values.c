@@ -109,6 +109,20 @@ int config_parse_statsd_tags(struct parse_state *state, enum config_key key, con
   return 1;
 }
 
+/* ingest.producer_keys: shared | derived (issue 14, M2). */
+int config_parse_producer_keys(struct parse_state *state, enum config_key key,
+  const char *value) {
+  assert(key == KEY_INGEST_PRODUCER_KEYS);
+  assert(value != NULL);
+  static const char *const modes[] = { "shared", "derived" };
+  size_t chosen = 0;
+  if (!config_parse_choice(state, key, value, modes, sizeof(modes) / sizeof(modes[0]), &chosen)) {
+    return 0;
+  }
+  state->config.producer_keys_derived = chosen == 1;
+  return 1;
+}
+
 /* One allow-list entry [start, end): a tag key, not listed before. */
 static int allow_entry(struct parse_state *state, const char *start, const char *end) {
   const struct config_key_name *spec = config_key_name(KEY_INGEST_STATSD_TAGS_ALLOW);

@@ -201,6 +201,7 @@ static struct tally_dp_config *make_dp_config(void)
   config->statsd_port_be = rte_cpu_to_be_16(appliance.config.statsd_port);
   config->binary_port_be = rte_cpu_to_be_16(appliance.config.binary_port);
   memcpy(config->key, appliance.config.key, sizeof config->key);
+  config->producer_keys_derived = appliance.config.producer_keys_derived;
   config->statsd_tags = appliance.config.statsd_tags;
   config->statsd_counters_max = (uint32_t)((uint64_t)appliance.config.counters_max *
     appliance.config.statsd_counters_percent / 100u);

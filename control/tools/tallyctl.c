@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "ctl_backup.h"
+#include "ctl_producer_key.h"
 #include "mgmt_json.h"
 #include "mgmt_proto.h"
 #include "config.h"
@@ -76,6 +77,8 @@ static void usage(FILE *stream)
     "else " DEFAULT_SOCKET "\n"
     "backup and restore (files, not the socket; 'tallyctl backup --help'):\n"
     "  backup [--incremental] DIR, backup verify DIR, restore DIR --log-dir DIR\n"
+    "a producer's own key (ingest.producer_keys = derived; from the config, not the socket):\n"
+    "  producer-key ID [--config CONFIG] --out FILE\n"
     "exit: 0 ok, 1 not found or not ready (backup verify: damaged), 2 partial\n"
     "  (get --quorum), 3 error, 64 usage\n");
 }
@@ -293,6 +296,9 @@ int main(int argc, char **argv)
   if (tally_ctl_backup_command(argv[optind])) { /* files, not the socket: ctl_backup.c */
     return tally_ctl_backup_main(words, argv + optind, config_loaded ? &config : NULL,
       socket_path, json);
+  }
+  if (tally_ctl_producer_key_command(argv[optind])) { /* a local derivation: ctl_producer_key.c */
+    return tally_ctl_producer_key_main(words, argv + optind, config_loaded ? &config : NULL);
   }
   int kind = json_kind(&words, argv + optind, json);
   if (kind == -2) {

@@ -227,7 +227,13 @@ static void answer_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   enum tally_ack_status status, bool wait_for_persist)
 {
   uint8_t *payload = tally_packet_udp_payload(frame);
-  tally_wire_encode_ack(batch->producer, batch->seq, status, config->key, payload);
+  uint8_t producer_key[TALLY_KEY_SIZE];
+  const uint8_t *key = config->key;
+  if (config->producer_keys_derived) {
+    tally_wire_producer_key(config->key, batch->producer, producer_key);
+    key = producer_key;
+  }
+  tally_wire_encode_ack(batch->producer, batch->seq, status, key, payload);
   tally_packet_udp_reply(frame, TALLY_WIRE_ACK_SIZE);
   if (!wait_for_persist) {
     if (status == TALLY_ACK_DUPLICATE) { /* a duplicate of what is durable already */
@@ -321,8 +327,11 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   assert(packet->kind == TALLY_PACKET_BINARY);
   struct tally_wire_batch batch;
   char keys[TALLY_BATCH_PAIRS_MAX][TALLY_NAME_LEN_MAX]; /* tagged pairs' canonical keys */
+  uint8_t producer_key[TALLY_KEY_SIZE]; /* derived mode: the claimed producer's (M2) */
+  const uint8_t *key = tally_wire_batch_key(packet->payload, packet->payload_len, config->key,
+    config->producer_keys_derived, producer_key);
   enum tally_reason reason =
-    tally_wire_decode_batch(packet->payload, packet->payload_len, config->key, &batch);
+    tally_wire_decode_batch(packet->payload, packet->payload_len, key, &batch);
   if (reason == TALLY_OK) reason = tally_wire_batch_canonicalize(&batch, keys);
   if (reason != TALLY_OK) {
     count_reason(lcore, reason);

@@ -26,6 +26,8 @@ struct tally_dp_config {
   uint16_t statsd_port_be;    /* 0: statsd disabled */
   uint16_t binary_port_be;    /* 0: binary protocol disabled */
   uint8_t key[TALLY_KEY_SIZE];/* ingest MAC key */
+  /* ingest.producer_keys = derived: each producer's MAC key is derived from key (M2). */
+  bool producer_keys_derived;
   struct rte_ether_addr port_mac[TALLY_PORTS_MAX];
   /*
    * Cross-node dedup (cluster): the bound replica tables, members and

@@ -9,8 +9,9 @@
  * byte by byte, which is safe at any alignment and on any host endianness.
  *
  * The MAC is libsodium's crypto_generichash (BLAKE2b) keyed with the 32-byte
- * ingest key, 16 bytes long, over every byte before it; it is compared in
- * constant time. crypto_generichash needs no sodium_init(), so the caller
+ * ingest key (or, with ingest.producer_keys = derived, the producer's key
+ * derived from it: tally_wire_producer_key), 16 bytes long, over every byte
+ * before it; it is compared in constant time. crypto_generichash needs no sodium_init(), so the caller
  * initializes libsodium once at start-up and never per packet.
  *
  * Thread: any — the lcores (decode batches, encode acks, per packet), the
@@ -121,6 +122,32 @@ static bool wire_mac_verify(const uint8_t *data, size_t size, const uint8_t *key
   size_t body_size = size - TALLY_MAC_SIZE;
   wire_mac_compute(data, body_size, key, mac);
   return sodium_memcmp(mac, data + body_size, TALLY_MAC_SIZE) == 0;
+}
+
+void tally_wire_producer_key(const uint8_t ingest_key[TALLY_KEY_SIZE], uint64_t producer,
+  uint8_t out[TALLY_KEY_SIZE])
+{
+  assert(ingest_key != NULL);
+  assert(out != NULL);
+  static_assert(sizeof(TALLY_PRODUCER_KEY_PERSONAL) - 1 == crypto_generichash_blake2b_PERSONALBYTES,
+    "personal string fills BLAKE2b's personal field");
+  uint8_t input[8];
+  wire_store_u64(input, producer);
+  int rc = crypto_generichash_blake2b_salt_personal(out, TALLY_KEY_SIZE, input, sizeof(input),
+    ingest_key, TALLY_KEY_SIZE, NULL, (const unsigned char *)TALLY_PRODUCER_KEY_PERSONAL);
+  assert(rc == 0); /* sizes are in range (static_asserts above) */
+  (void)rc;
+}
+
+const uint8_t *tally_wire_batch_key(const uint8_t *data, size_t size,
+  const uint8_t ingest_key[TALLY_KEY_SIZE], bool derived, uint8_t scratch[TALLY_KEY_SIZE])
+{
+  assert(ingest_key != NULL);
+  assert(scratch != NULL);
+  if (!derived || size < TALLY_WIRE_HEADER_SIZE) return ingest_key;
+  assert(data != NULL);
+  tally_wire_producer_key(ingest_key, wire_load_u64(data + WIRE_OFFSET_PRODUCER), scratch);
+  return scratch;
 }
 
 /*

@@ -21,6 +21,7 @@
 #ifndef TALLY_BATCH_WIRE_H
 #define TALLY_BATCH_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,27 @@ struct tally_wire_batch {
   uint32_t count;
   struct tally_wire_pair pairs[TALLY_BATCH_PAIRS_MAX];
 };
+
+/*
+ * ingest.producer_keys = derived (issue 14, M2): producer P's batches and
+ * acks are MAC'd with BLAKE2b-256 keyed with the ingest key, personalised
+ * with TALLY_PRODUCER_KEY_PERSONAL, over P as 8 bytes little-endian. A
+ * producer holding only that key can speak only as itself.
+ */
+#define TALLY_PRODUCER_KEY_PERSONAL "tally-producer\0\0" /* 16 bytes with its padding */
+
+/* Writes producer's derived key into out. */
+void tally_wire_producer_key(const uint8_t ingest_key[TALLY_KEY_SIZE], uint64_t producer,
+  uint8_t out[TALLY_KEY_SIZE]);
+
+/*
+ * The key a batch datagram's MAC is checked with: ingest_key when !derived,
+ * else (derived into scratch) the key of the producer its header claims. The
+ * claim is not verified yet: a wrong one fails the MAC. A datagram too short
+ * for a header gets ingest_key (the envelope check refuses it anyway).
+ */
+const uint8_t *tally_wire_batch_key(const uint8_t *data, size_t size,
+  const uint8_t ingest_key[TALLY_KEY_SIZE], bool derived, uint8_t scratch[TALLY_KEY_SIZE]);
 
 /*
  * Verifies and decodes a datagram. The MAC is checked before any pair is

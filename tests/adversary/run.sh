@@ -42,6 +42,13 @@
 #       before it see no budget). SHEDDING_OFF=1 runs
 #       it without the budget and the allow-list, to see this part fail as the
 #       code did before them.
+#   M2 producer keys  tallyd restarted with ingest.producer_keys = derived on a
+#       fresh store: producer A, holding only its own key (tallyctl
+#       producer-key, a 0600 file), sends a batch claiming producer B at a far
+#       seq to jump B's window: no ack, counted batch_bad_mac, and B's own
+#       batches are all acked and exact; A's own batch is acked.
+#       PRODUCER_KEYS_OFF=1 runs it with producer_keys = shared (A then holds
+#       ingest.key), to see this part fail as the code did before.
 #   M3  (heartbeat_replay.sh, on a 3-node cluster once the single node is
 #       stopped) heartbeats of a dead peer's two incarnations replayed in turn:
 #       the peer is seen down, every replay refused, the link never reset.
@@ -340,6 +347,51 @@ still_serving "C1 shedding: at level 2" 17
 said=$($ctl degrade auto 2>&1); code=$?
 verdict "C1 shedding: tallyctl degrade auto hands the level back" exited_with 0 "automatic"
 verdict "C1 shedding: the level is 0 again" test "$(stat degradation_level)" = 0
+
+# ---- M2: each producer's own key (ingest.producer_keys = derived) -----------------
+# Last, on tallyd restarted on a fresh store: the sections above produce with
+# the shared ingest.key.
+tally_stop TERM
+tally_write_config "$work/tally.ini" "$work/store-m2.pmem" "$work/sock"
+keys_mode=derived
+[ "${PRODUCER_KEYS_OFF:-0}" = 1 ] && keys_mode=shared
+sed -i "s|^\[ingest\]$|[ingest]\nproducer_keys = $keys_mode|" "$work/tally.ini"
+tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
+verdict "M2: tallyd restarted with producer_keys = $keys_mode becomes ready" \
+  tally_wait_ready "$build" "$work/sock" 30
+for who in a:9301 b:9302; do
+  if [ "$keys_mode" = derived ]; then
+    "$build/control/tallyctl" producer-key "${who#*:}" --config "$work/tally.ini" \
+      --out "$work/key-${who%%:*}"
+  else # shared: every producer holds ingest.key
+    (umask 077; echo "$TALLY_KEY" >"$work/key-${who%%:*}")
+  fi
+done
+verdict "M2: tallyctl producer-key writes a file only its owner may read" \
+  test "$(command stat -c %a "$work/key-a")" = 600
+derived_hex() { # derived_hex ID: the derived key, as tallyd's lcores compute it
+  python3 -c 'import hashlib, os, sys; print(hashlib.blake2b(int(sys.argv[1]).to_bytes(8, "little"), digest_size=32, key=bytes.fromhex(os.environ["TALLY_KEY"]), person=b"tally-producer\0\0").hexdigest())' "$1"
+}
+verdict "M2: and it holds A's derived key" test "$(cat "$work/key-a")" = "$(derived_hex 9301)"
+bad_mac_before=$(( $(stat drop_batch_bad_mac) + 0 ))
+peer timeout 60 "$build/control/tally-produce" --nodes 10.77.0.1:8126 --key-file "$work/key-a" \
+  --producer 9302 --seq 1000000 --timeout-ms 2000 adv.m2.forged:1000 >"$work/m2a.out" 2>&1
+code=$?
+cat "$work/m2a.out"
+verdict "M2: A's batch claiming B's id is not acked" test "$code" -ne 0
+verdict "M2: and is counted batch_bad_mac" \
+  test "$(( $(stat drop_batch_bad_mac) + 0 ))" -ge $((bad_mac_before + 1))
+verdict "M2: and nothing of it is counted" test "$($ctl get adv.m2.forged 2>/dev/null || echo 0)" = 0
+peer env TALLY_KEY="$(cat "$work/key-b")" timeout 60 python3 "$tools/reliable_producer.py" \
+  --seed 31 --producers 1 --batches 20 --first-producer 9302 --prefix adv.m2. \
+  --report "$work/m2b.json" >/dev/null
+verdict "M2: B's own 20 batches are all acked (its window not jumped)" producer_ok "$work/m2b.json" 20
+verdict "M2: and counted exactly" \
+  acked_within "$build/control/tallyctl" "$work/sock" "adv.m2." "$work/m2b.json" exact
+peer timeout 60 "$build/control/tally-produce" --nodes 10.77.0.1:8126 --key-file "$work/key-a" \
+  --producer 9301 adv.m2a:7 >"$work/m2own.out" 2>&1
+verdict "M2: A's own batch, under its own key, is acked" grep -q "^acked 1 batches" "$work/m2own.out"
+verdict "M2: and counted" test "$($ctl get adv.m2a)" = 7
 
 if [ "$failed" -gt 0 ]; then echo "--- tallyd log (tail)"; tail -25 "$work/tallyd.log"; fi
 

@@ -668,10 +668,45 @@ static void test_python_vectors(void **state)
   assert_memory_equal(ack, vector_ack, sizeof(ack));
 }
 
+/* ---- Derived producer keys (issue 14, M2) ------------------------------- */
+
+/*
+ * BLAKE2b-256(key = test_key, personal = "tally-producer\0\0", 1 as 8 bytes
+ * LE), made with Python's hashlib.blake2b (tests/tools/reliable_producer.py).
+ */
+static const uint8_t vector_producer_1_key[TALLY_KEY_SIZE] = {
+  0xfc, 0x38, 0x40, 0xf6, 0xb2, 0x6e, 0x03, 0x17, 0xf8, 0x68, 0x61, 0x8e, 0xc2, 0xde, 0x5e, 0xb5,
+  0x8d, 0x13, 0x62, 0x2c, 0xb6, 0xb3, 0x56, 0x8f, 0xce, 0xcb, 0x97, 0x1a, 0x22, 0xb0, 0xe0, 0xa1,
+};
+
+static void test_producer_key_vector_and_per_id(void **state)
+{
+  (void)state;
+  uint8_t one[TALLY_KEY_SIZE], two[TALLY_KEY_SIZE];
+  tally_wire_producer_key(test_key, 1, one);
+  assert_memory_equal(one, vector_producer_1_key, TALLY_KEY_SIZE);
+  tally_wire_producer_key(test_key, 2, two);
+  assert_memory_not_equal(one, two, TALLY_KEY_SIZE);
+  assert_memory_not_equal(one, test_key, TALLY_KEY_SIZE);
+
+  /* The MAC key of a batch: the shared key, or the claimed producer's. */
+  struct tally_wire_batch batch;
+  batch_fill(&batch, 1, 1, 5);
+  uint8_t buffer[512];
+  size_t size = encode_ok(&batch, buffer, sizeof(buffer));
+  uint8_t scratch[TALLY_KEY_SIZE];
+  assert_ptr_equal(tally_wire_batch_key(buffer, size, test_key, false, scratch), test_key);
+  assert_ptr_equal(tally_wire_batch_key(buffer, size, test_key, true, scratch), scratch);
+  assert_memory_equal(scratch, vector_producer_1_key, TALLY_KEY_SIZE);
+  assert_ptr_equal(tally_wire_batch_key(buffer, TALLY_WIRE_HEADER_SIZE - 1, test_key, true,
+    scratch), test_key); /* no header: refused as truncated under any key */
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_round_trip_one_pair),
+    cmocka_unit_test(test_producer_key_vector_and_per_id),
     cmocka_unit_test(test_round_trip_64_pairs_limits),
     cmocka_unit_test(test_round_trip_mixed_lengths_unaligned),
     cmocka_unit_test(test_reject_before_mac),

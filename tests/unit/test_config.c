@@ -301,6 +301,22 @@ static void test_statsd_policy(void **unused) {
   expect_error(with_base(text), "config: ingest.statsd_allow_cidrs: more networks than the limit (16)");
 }
 
+/* ingest.producer_keys (issue 14, M2): shared (the default) or derived. */
+static void test_producer_keys(void **unused) {
+  (void)unused;
+  struct tally_config config;
+  expect_ok(BASE, &config);
+  assert_false(config.producer_keys_derived); /* the default: shared */
+  expect_ok(with_base("producer_keys = derived\n"), &config);
+  assert_true(config.producer_keys_derived);
+  expect_ok(with_base("producer_keys = shared\n"), &config);
+  assert_false(config.producer_keys_derived);
+  expect_error(with_base("producer_keys = own\n"),
+    "config: ingest.producer_keys: 'own' is not one of shared, derived");
+  expect_error(with_base("producer_keys = \n"),
+    "config: ingest.producer_keys: empty value");
+}
+
 /* ingest.statsd_tags and ingest.statsd_tags_allow: modes, the list, every refusal. */
 static void test_statsd_tags(void **unused) {
   (void)unused;
@@ -1366,6 +1382,7 @@ int main(void) {
     cmocka_unit_test(test_unknown_and_duplicate),
     cmocka_unit_test(test_numbers),
     cmocka_unit_test(test_statsd_tags),
+    cmocka_unit_test(test_producer_keys),
     cmocka_unit_test(test_statsd_policy),
     cmocka_unit_test(test_addresses),
     cmocka_unit_test(test_graphite),

@@ -590,6 +590,64 @@ static void test_batch_bad_mac_unanswered(void **state)
   assert_int_equal(shard_value(0, "pay.ok"), INT64_MIN);
 }
 
+/*
+ * ingest.producer_keys = derived (issue 14, M2): producer 2 (A) holds only
+ * its derived key. A batch it MACs claiming producer 4 (B) is refused as
+ * bad_mac, unanswered, before it touches B's window; its own batch is
+ * applied and acked under its key; the shared key no longer speaks for it.
+ */
+static void test_derived_key_speaks_only_as_itself(void **state)
+{
+  (void)state;
+  dp_config.producer_keys_derived = true;
+  uint8_t key_a[TALLY_KEY_SIZE];
+  tally_wire_producer_key(dp_config.key, 2, key_a);
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 4, 1000, key_a); /* B's id, A's key */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  size_t shared_size = make_batch(batch + 128, 128, 2, 1, dp_config.key); /* the shared key */
+  inject(0, udp_frame(8126, batch + 128, (uint32_t)shared_size, OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_BAD_MAC], 2);
+  assert_int_equal(lcores[0].stats.batches_received, 0);
+  assert_int_equal(shard_value(0, "pay.ok"), INT64_MIN);
+
+  size = make_batch(batch, sizeof batch, 2, 1, key_a); /* A as itself */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(shard_value(0, "pay.ok"), 10);
+  __atomic_store_n(&lcores[0].durable_seq, lcores[0].stats.applied_seq, __ATOMIC_RELEASE);
+  assert_int_equal(poll_and_collect(0, out, 4), 1);
+  struct rte_udp_hdr *udp = rte_pktmbuf_mtod_offset(out[0], struct rte_udp_hdr *, 34);
+  uint64_t producer = 0, seq = 0;
+  enum tally_ack_status status = TALLY_ACK_STATUS_COUNT;
+  assert_int_equal(tally_wire_decode_ack((const uint8_t *)(udp + 1), TALLY_WIRE_ACK_SIZE, key_a,
+    &producer, &seq, &status), TALLY_OK); /* the ack is MAC'd with A's key */
+  assert_int_equal(producer, 2);
+  assert_int_equal(seq, 1);
+  assert_int_equal(status, TALLY_ACK_APPLIED);
+  assert_int_equal(tally_wire_decode_ack((const uint8_t *)(udp + 1), TALLY_WIRE_ACK_SIZE,
+    dp_config.key, &producer, &seq, &status), TALLY_REASON_BATCH_BAD_MAC);
+  rte_pktmbuf_free(out[0]);
+}
+
+/* ingest.producer_keys = shared (the default): a derived key is not the ingest key. */
+static void test_shared_mode_refuses_derived_key(void **state)
+{
+  (void)state;
+  assert_false(dp_config.producer_keys_derived);
+  uint8_t key_a[TALLY_KEY_SIZE];
+  tally_wire_producer_key(dp_config.key, 2, key_a);
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 2, 1, key_a);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  struct rte_mbuf *out[4];
+  assert_int_equal(poll_and_collect(0, out, 4), 0);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_BAD_MAC], 1);
+  assert_int_equal(shard_value(0, "pay.ok"), INT64_MIN);
+}
+
 static void test_batch_steered_to_owner(void **state)
 {
   (void)state;
@@ -974,6 +1032,10 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_batch_acked_only_when_durable, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_tagged_pairs, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_bad_mac_unanswered, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_derived_key_speaks_only_as_itself, setup_one,
+      teardown_one),
+    cmocka_unit_test_setup_teardown(test_shared_mode_refuses_derived_key, setup_one,
+      teardown_one),
     cmocka_unit_test_setup_teardown(test_log_mode_record_handed_over, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_log_ring_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_steered_to_owner, setup_one, teardown_one),
