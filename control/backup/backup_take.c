@@ -12,6 +12,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -172,6 +173,28 @@ static int source_open(struct source *source, const char *log_dir, bool full, ui
   snprintf(error, error_size, "log directory %s: files kept vanishing while listed (%u tries)",
     log_dir, TALLY_BACKUP_OPEN_TRIES);
   return -EAGAIN;
+}
+
+/*
+ * Creates dir and any missing parent (each 0700), as `mkdir -p` does: a
+ * backup goes to /var/backups/tally/DATE without the operator making the
+ * parents first. 0, or -errno of the first component that failed.
+ */
+static int make_dirs(const char *dir)
+{
+  char path[PATH_MAX];
+  size_t length = strlen(dir);
+  if (length == 0 || length >= sizeof path) return -ENAMETOOLONG;
+  memcpy(path, dir, length + 1);
+  /* Bounded by the path's length: one mkdir per component. */
+  for (size_t i = 1; i <= length; i++) {
+    if (path[i] != '/' && path[i] != '\0') continue;
+    char saved = path[i];
+    path[i] = '\0';
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) return -errno;
+    path[i] = saved;
+  }
+  return 0;
 }
 
 /* dir/gNNNNNN, created empty (a leftover of a crashed run, never in the manifest, emptied). */
@@ -407,8 +430,9 @@ enum tally_backup_result tally_backup_take(const struct tally_backup_request *re
     goto out;
   }
   if (full) {
-    if (mkdir(request->dir, 0700) != 0 && errno != EEXIST) {
-      snprintf(error, error_size, "%s: %s", request->dir, strerror(errno));
+    int made = make_dirs(request->dir);
+    if (made != 0) {
+      snprintf(error, error_size, "%s: %s", request->dir, strerror(-made));
       goto out;
     }
     memset(manifest, 0, sizeof *manifest);

@@ -212,6 +212,9 @@ static void test_backup_verify_restore(void **state)
   assert_int_equal(summary.first_lsn, 21);
   assert_int_equal(summary.last_lsn, 100);
   assert_int_equal(take(log.path, "b", false, &summary), TALLY_BACKUP_FAILED); /* not empty */
+  /* A full backup into missing parents creates them (mkdir -p). Failed before: ENOENT. */
+  assert_int_equal(take(log.path, "new/parents/b", false, &summary), TALLY_BACKUP_OK);
+  assert_int_equal(verify("new/parents/b"), TALLY_BACKUP_OK);
   assert_int_equal(verify("b"), TALLY_BACKUP_OK);
   append(&log, 50);               /* 101..150 */
   assert_int_equal(take(log.path, "b", true, &summary), TALLY_BACKUP_OK);
