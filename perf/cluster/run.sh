@@ -87,7 +87,7 @@ lag() {
 }
 
 one_run() { # one_run N
-  local n=$1 counters_max=4096 i t0 t1 ok conv_ms tx0 tx1 lag_max distinct
+  local n=$1 counters_max=4096 i t1 ok conv_ms tx0 tx1 lag_max distinct
   while [ "$counters_max" -lt $((n * 2)) ]; do counters_max=$((counters_max * 2)); done
   export CLUSTER_COUNTERS_MAX=$counters_max
   cluster_up "cb$$" "$nodes" || { echo "namespaces failed" >&2; return 1; }
@@ -116,7 +116,6 @@ one_run() { # one_run N
   local load0
   load0=$(cut -d' ' -f1 /proc/loadavg)
   tx0=$(tx_bytes)
-  t0=$(now_ms)
   cluster_producer "$blast" --mode statsd --target 10.77.0.1:8125 --counters "$n" --lines 10 \
     --rate "$statsd_rate" --duration "$seconds" --prefix "sd$n." --seed "$n" \
     --expect "$work/statsd.expect" >"$work/statsd.json" 2>"$work/statsd.err" &

@@ -79,8 +79,10 @@ case $persist in ''|log) ;; *) echo "run.sh: --persist $persist: only log" >&2; 
 case $lcores in 1|2) ;; *) echo "run.sh: --lcores $lcores: 1 or 2" >&2; exit 64 ;; esac
 case $write_quorum in 1|2|3) ;; *) echo "run.sh: --write-quorum $write_quorum: 1..3" >&2; exit 64 ;; esac
 case $statsd_counters in '' | *[!0-9]*) echo "run.sh: --statsd-counters $statsd_counters: a number" >&2; exit 64 ;; esac
-[ "$statsd_counters" -ge 1 ] && [ "$statsd_counters" -le 1000000 ] ||
-  { echo "run.sh: --statsd-counters $statsd_counters: 1..1000000" >&2; exit 64; }
+if [ "$statsd_counters" -lt 1 ] || [ "$statsd_counters" -gt 1000000 ]; then
+  echo "run.sh: --statsd-counters $statsd_counters: 1..1000000" >&2
+  exit 64
+fi
 case $idle_sleep_us in '' | *[!0-9]*) echo "run.sh: --idle-sleep-us $idle_sleep_us: a number" >&2; exit 64 ;; esac
 # The shape options, as given to a replay or a soak's runs (defaults left out).
 shape=
@@ -99,6 +101,7 @@ if [ "$soak" = 1 ]; then
   echo "soak: seeds from $seed, $duration s of faults each, for $minutes minutes${shape:+ (shape:$shape)}"
   while [ "$(date +%s)" -lt "$end" ]; do
     log=/tmp/tally-chaos-seed-$seed.log
+    # shellcheck disable=SC2086 # $shape is a list of options
     if bash "$0" "$build" --seed "$seed" --duration "$duration" ${kinds:+--kinds "$kinds"} \
       ${persist:+--persist "$persist"} $shape >"$log" 2>&1; then
       seeds_passed=$((seeds_passed + 1))
