@@ -23,7 +23,10 @@
 # CLUSTER_SWITCH_NS, CLUSTER_PID[i] (tallyd by node), CLUSTER_INGEST_KEY,
 # CLUSTER_KEY. Optional: CLUSTER_LCORES (EAL lcore map for every node; the
 # default lets each node's two lcores float over CPUs 0-1, since N busy
-# polling lcores pinned to one CPU starve each other's control threads).
+# polling lcores pinned to one CPU starve each other's control threads),
+# CLUSTER_QPAIRS (net_af_packet queue pairs: one per dataplane lcore when a
+# map has more than one), CLUSTER_COUNTERS_MAX (store.counters_max, 4096) and
+# CLUSTER_MBUFS (dataplane.mbufs, 4095).
 # Every function returns non-zero on failure and is safe in a caller running
 # under set -e (nothing inside fails on purpose).
 
@@ -336,7 +339,7 @@ cluster_write_config() {
   cat >"$file" <<INI
 [eal]
 args = --lcores=$lcores --in-memory --no-pci --file-prefix tally-$CLUSTER_SUFFIX-$i
-  --vdev=net_af_packet0,iface=tally0 --log-level=lib.eal:warning
+  --vdev=net_af_packet0,iface=tally0${CLUSTER_QPAIRS:+,qpairs=$CLUSTER_QPAIRS} --log-level=lib.eal:warning
 [node]
 ipv4 = 10.77.0.$i
 [ingest]
@@ -345,11 +348,11 @@ binary_port = 8126
 key = $CLUSTER_INGEST_KEY
 [store]
 path = $store
-counters_max = 4096
+counters_max = ${CLUSTER_COUNTERS_MAX:-4096}
 producers_max = 256
 commit_interval_ms = 2
 [dataplane]
-mbufs = 4095
+mbufs = ${CLUSTER_MBUFS:-4095}
 [control]
 socket = $socket
 http = 127.0.0.1:9125

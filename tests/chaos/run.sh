@@ -21,8 +21,9 @@
 # schedule first (the same seed gives the same schedule and workload), PASS/FAIL
 # lines, and "N passed, N failed".
 #
-# Usage: run.sh BUILD_DIR [--seed N] [--duration S] [--kinds K,K...] [--persist log] [--keep]
-#        run.sh BUILD_DIR --soak [--minutes M] [--seed FIRST] [--duration S] [--persist log]
+# Usage: run.sh BUILD_DIR [--seed N] [--duration S] [--kinds K,K...] [--persist log] [SHAPE] [--keep]
+#        run.sh BUILD_DIR --soak [--minutes M] [--seed FIRST] [--duration S] [--persist log] [SHAPE]
+#   SHAPE: [--lcores 1|2] [--write-quorum 1..3] [--statsd-counters N] [--idle-sleep-us US]
 #   --duration  seconds of faults (default 60; about 2 minutes in all)
 #   --kinds     only these fault kinds (tests/chaos/nemesis.py; default all)
 #   --persist log  every node in log mode (store.persist = log): the image on
@@ -30,6 +31,13 @@
 #               damaged image), the write-ahead log and checkpoints (1 s apart)
 #               in the work directory (docs/store-layout.md, "Log mode on a
 #               cluster node"); default: the shipped persist mode
+#   --lcores    dataplane lcores per node (default 1; 2: three EAL lcores
+#               floating over CPUs 0-1, net_af_packet qpairs=2, mbufs 8191)
+#   --write-quorum  cluster.write_quorum (default 2; 3: every node must hold
+#               a batch, so any fault that takes a node away stops acks)
+#   --statsd-counters  distinct statsd counters per node (default 10;
+#               store.counters_max grows to hold them, at least 4 x N)
+#   --idle-sleep-us  dataplane.idle_sleep_us on every node (default 0, off)
 #   --keep      keep the work directory (logs, stores, reports)
 #   --soak      runs seed FIRST, FIRST+1, ... (default --duration 120) for M
 #               minutes (default 30); prints one line per seed, the replay
@@ -47,6 +55,10 @@ soak=0
 minutes=30
 keep=0
 persist=
+lcores=1
+write_quorum=2
+statsd_counters=10
+idle_sleep_us=0
 while [ $# -gt 0 ]; do
   case $1 in
     --seed) seed=${2:?}; shift 2 ;;
@@ -56,10 +68,28 @@ while [ $# -gt 0 ]; do
     --minutes) minutes=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
     --persist) persist=${2:?}; shift 2 ;;
+    --lcores) lcores=${2:?}; shift 2 ;;
+    --write-quorum) write_quorum=${2:?}; shift 2 ;;
+    --statsd-counters) statsd_counters=${2:?}; shift 2 ;;
+    --idle-sleep-us) idle_sleep_us=${2:?}; shift 2 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done
 case $persist in ''|log) ;; *) echo "run.sh: --persist $persist: only log" >&2; exit 64 ;; esac
+case $lcores in 1|2) ;; *) echo "run.sh: --lcores $lcores: 1 or 2" >&2; exit 64 ;; esac
+case $write_quorum in 1|2|3) ;; *) echo "run.sh: --write-quorum $write_quorum: 1..3" >&2; exit 64 ;; esac
+case $statsd_counters in '' | *[!0-9]*) echo "run.sh: --statsd-counters $statsd_counters: a number" >&2; exit 64 ;; esac
+if [ "$statsd_counters" -lt 1 ] || [ "$statsd_counters" -gt 1000000 ]; then
+  echo "run.sh: --statsd-counters $statsd_counters: 1..1000000" >&2
+  exit 64
+fi
+case $idle_sleep_us in '' | *[!0-9]*) echo "run.sh: --idle-sleep-us $idle_sleep_us: a number" >&2; exit 64 ;; esac
+# The shape options, as given to a replay or a soak's runs (defaults left out).
+shape=
+[ "$lcores" = 1 ] || shape="$shape --lcores $lcores"
+[ "$write_quorum" = 2 ] || shape="$shape --write-quorum $write_quorum"
+[ "$statsd_counters" = 10 ] || shape="$shape --statsd-counters $statsd_counters"
+[ "$idle_sleep_us" = 0 ] || shape="$shape --idle-sleep-us $idle_sleep_us"
 
 # ---- soak: many seeds, each a fresh run of this script ------------------------
 if [ "$soak" = 1 ]; then
@@ -68,11 +98,12 @@ if [ "$soak" = 1 ]; then
   seeds_passed=0
   seeds_failed=0
   summary() { grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -1; }
-  echo "soak: seeds from $seed, $duration s of faults each, for $minutes minutes"
+  echo "soak: seeds from $seed, $duration s of faults each, for $minutes minutes${shape:+ (shape:$shape)}"
   while [ "$(date +%s)" -lt "$end" ]; do
     log=/tmp/tally-chaos-seed-$seed.log
+    # shellcheck disable=SC2086 # $shape is a list of options
     if bash "$0" "$build" --seed "$seed" --duration "$duration" ${kinds:+--kinds "$kinds"} \
-      ${persist:+--persist "$persist"} >"$log" 2>&1; then
+      ${persist:+--persist "$persist"} $shape >"$log" 2>&1; then
       seeds_passed=$((seeds_passed + 1))
       echo "PASS seed $seed: $(summary "$log")"
       rm -f "$log"
@@ -80,7 +111,7 @@ if [ "$soak" = 1 ]; then
       seeds_failed=$((seeds_failed + 1))
       echo "FAIL seed $seed: $(summary "$log") (log $log)"
       grep '^FAIL ' "$log" | head -5 | sed 's/^/    /'
-      echo "    replay: tests/chaos/run.sh $build --seed $seed --duration $duration${persist:+ --persist $persist}"
+      echo "    replay: tests/chaos/run.sh $build --seed $seed --duration $duration${persist:+ --persist $persist}$shape"
     fi
     seed=$((seed + 1))
   done
@@ -395,22 +426,35 @@ log_clean() {
 
 # ---- the run ----------------------------------------------------------------------
 echo "seed $seed"
-echo "replay: tests/chaos/run.sh BUILD --seed $seed --duration $duration${kinds:+ --kinds $kinds}${persist:+ --persist $persist}"
+echo "replay: tests/chaos/run.sh BUILD --seed $seed --duration $duration${kinds:+ --kinds $kinds}${persist:+ --persist $persist}$shape"
 python3 "$chaos/nemesis.py" --seed "$seed" --duration "$duration" --nodes "$nodes" \
   ${kinds:+--kinds "$kinds"} >"$work/schedule" ||
   exit 1
 echo "fault schedule ($(wc -l <"$work/schedule") steps):"
 sed 's/^/  /' "$work/schedule"
 
+# The node shape (scripts/cluster-netns.sh reads these).
+export CLUSTER_WRITE_QUORUM=$write_quorum
+if [ "$lcores" = 2 ]; then
+  export CLUSTER_LCORES='0@(0-1),1@(0-1),2@(0-1)' CLUSTER_QPAIRS=2 CLUSTER_MBUFS=8191
+fi
+# statsd_load.py's counters land on one lcore (one socket: one RSS queue) of
+# the node they are sent to; the table holds 3/4 of counters_max, statsd 75 % of it.
+counters_max=4096
+while [ "$counters_max" -lt $((statsd_counters * 4)) ]; do counters_max=$((counters_max * 2)); done
+export CLUSTER_COUNTERS_MAX=$counters_max
+extra=()
+[ "$idle_sleep_us" = 0 ] || extra+=("[dataplane]" "idle_sleep_us = $idle_sleep_us")
+echo "shape: $lcores dataplane lcore(s) per node, write_quorum $write_quorum, statsd over $statsd_counters counters per node, counters_max $counters_max, idle_sleep_us $idle_sleep_us"
 cluster_up "x$$" "$nodes" || { verdict 1 "namespaces created"; echo "$passed passed, $failed failed"; exit 1; }
 for i in $(seq "$nodes"); do
   if [ "$persist" = log ]; then
     mkdir -p "$work/log$i"
     cluster_write_config "$i" "$work/n$i.ini" "$store_dir/store$i.pmem" "$work/sock$i" \
       "[store]" "persist = log" "log_dir = $work/log$i" "checkpoint_interval_ms = 1000" \
-      "log_segment_bytes = 1048576"
+      "log_segment_bytes = 1048576" "${extra[@]}"
   else
-    cluster_write_config "$i" "$work/n$i.ini" "$store_dir/store$i.pmem" "$work/sock$i"
+    cluster_write_config "$i" "$work/n$i.ini" "$store_dir/store$i.pmem" "$work/sock$i" "${extra[@]}"
   fi
   start_node "$i"
 done
@@ -436,7 +480,7 @@ for p in 1 2; do
   producer_pids+=($!)
 done
 cluster_producer python3 "$chaos/statsd_load.py" \
-  --targets 10.77.0.1:8125,10.77.0.2:8125,10.77.0.3:8125 --seed "$seed" \
+  --targets 10.77.0.1:8125,10.77.0.2:8125,10.77.0.3:8125 --seed "$seed" --counters "$statsd_counters" \
   --stop-file "$work/stop" --deadline-s "$hard_stop" --report "$work/statsd.json" \
   >"$work/statsd.out" 2>&1 &
 producer_pids+=($!)
