@@ -34,6 +34,8 @@
 #include "disk_io.h"
 #include "lcore.h"
 #include "log_ring.h"
+#include "cluster_replay.h"
+#include "log_effect.h"
 #include "persister_ckpt.h"
 #include "tally/name.h"
 #include "wal.h"
@@ -92,44 +94,6 @@ const char *tally_log_source_name(uint64_t source)
   return names[source];
 }
 
-/* ---- Effects and payloads -------------------------------------------------- */
-
-static void effect_to_batch(const struct tally_shard_effect *effect, struct tally_wal_batch *batch)
-{
-  static_assert(sizeof effect->dedup == sizeof batch->dedup, "15 words of dedup state");
-  batch->producer = effect->producer;
-  batch->seq = effect->seq;
-  batch->attempt = effect->attempt;
-  batch->shard = effect->shard;
-  batch->count = effect->count;
-  batch->batch_seq = effect->batch_seq;
-  memcpy(batch->dedup, &effect->dedup, sizeof batch->dedup);
-  for (uint32_t i = 0; i < effect->count; i++) {
-    batch->pairs[i] = (struct tally_wal_pair){
-      .name = effect->pairs[i].name, .name_len = effect->pairs[i].name_len,
-      .delta = effect->pairs[i].delta, .value = effect->pairs[i].value,
-    };
-  }
-}
-
-static void batch_to_effect(const struct tally_wal_batch *batch, struct tally_shard_effect *effect)
-{
-  effect->producer = batch->producer;
-  effect->seq = batch->seq;
-  effect->attempt = batch->attempt;
-  effect->shard = batch->shard;
-  effect->count = batch->count;
-  effect->batch_seq = batch->batch_seq;
-  memcpy(&effect->dedup, batch->dedup, sizeof effect->dedup);
-  for (uint32_t i = 0; i < batch->count; i++) {
-    struct tally_shard_effect_pair *pair = &effect->pairs[i];
-    pair->delta = batch->pairs[i].delta;
-    pair->value = batch->pairs[i].value;
-    pair->name_len = (uint8_t)batch->pairs[i].name_len;
-    memcpy(pair->name, batch->pairs[i].name, batch->pairs[i].name_len);
-  }
-}
-
 /* ---- Writing ------------------------------------------------------------------ */
 
 static void log_failed(struct tally_appliance *appliance, const char *what)
@@ -173,7 +137,7 @@ static bool log_commit(struct tally_appliance *appliance)
 static bool log_append(struct tally_appliance *appliance, const struct tally_shard_effect *effect)
 {
   struct tally_log *log = appliance->log;
-  effect_to_batch(effect, &log->batch);
+  tally_log_effect_to_batch(effect, &log->batch);
   size_t size = tally_wal_batch_encode(&log->batch, log->payload, sizeof log->payload);
   assert(size > 0); /* an effect the lcore filled is always a valid payload */
   enum tally_wal_status status =
@@ -399,68 +363,6 @@ static int replay_marks(struct replay_context *replay, const struct tally_wal_re
   return 0;
 }
 
-/* The table an item names: a replica region (bound on first sight) or the compensation shard. */
-static struct tally_shard *item_table(struct tally_store *store, struct tally_shard *compensation,
-  uint16_t origin, char *error, size_t error_size)
-{
-  if (origin == 0) return compensation;
-  int32_t region = tally_store_replica_bind(store, origin, error, error_size);
-  return region < 0 ? NULL : &store->replicas[region];
-}
-
-static int replay_item(struct tally_store *store, struct tally_shard *compensation,
-  const struct tally_wal_cluster_item *item, char *error, size_t error_size)
-{
-  struct tally_shard *table = item_table(store, compensation, item->origin, error, error_size);
-  if (table == NULL) return -1;
-  enum tally_reason reason = TALLY_OK;
-  switch (item->kind) {
-  case TALLY_WAL_CLUSTER_VALUE:
-    reason = tally_shard_set(table, item->name, item->name_len,
-      tally_shard_name_hash(table, item->name, item->name_len), item->value);
-    break;
-  case TALLY_WAL_CLUSTER_RECORD: {
-    struct tally_dedup dedup;
-    memcpy(&dedup, item->dedup, sizeof dedup);
-    reason = tally_shard_producer_merge(table, item->producer, &dedup); /* idempotent */
-    break;
-  }
-  case TALLY_WAL_CLUSTER_HELD:
-    tally_shard_set_held_seq(table, item->seq);
-    if (item->scan > tally_shard_held_scan(table)) tally_shard_set_held_scan(table, item->scan);
-    break;
-  default:
-    assert(item->kind == TALLY_WAL_CLUSTER_CLAIM);
-    /* Written at its position once: a copy that already holds it is not written twice. */
-    if (tally_shard_claims_next(table) <= item->position) {
-      tally_shard_claim_append(table, item->producer, item->seq, (uint16_t)item->attempt);
-    }
-    break;
-  }
-  if (reason != TALLY_OK) {
-    snprintf(error, error_size, "a cluster record does not fit the image: %s "
-      "(store.counters_max or store.producers_max lowered?)", tally_reason_label(reason));
-    return -1;
-  }
-  return 0;
-}
-
-static int cluster_record_replay(struct tally_store *store, struct tally_shard *compensation,
-  const uint8_t *payload, size_t size, char *error, size_t error_size)
-{
-  enum tally_wal_cluster_check check = tally_wal_cluster_check(payload, size);
-  if (check != TALLY_WAL_CLUSTER_OK) {
-    snprintf(error, error_size, "cluster record: %s", tally_wal_cluster_check_name(check));
-    return -1;
-  }
-  size_t offset = 0;
-  struct tally_wal_cluster_item item;
-  while (tally_wal_cluster_next(payload, size, &offset, &item)) {
-    if (replay_item(store, compensation, &item, error, error_size) != 0) return -1;
-  }
-  return 0;
-}
-
 /*
  * A cluster record: redone onto an image rebuilt from a checkpoint or the
  * log; skipped on a surviving image, which holds everything the cluster
@@ -484,7 +386,7 @@ static int replay_cluster(struct replay_context *replay, const struct tally_wal_
   struct tally_store *store = &appliance->store;
   assert(store->geometry.shard_count == appliance->lcore_count + 1u);
   char error[256];
-  if (cluster_record_replay(store, &store->shards[appliance->lcore_count], record->payload,
+  if (tally_cluster_record_replay(store, &store->shards[appliance->lcore_count], record->payload,
         record->payload_size, error, sizeof error) != 0) {
     replay->failed = recovery_error(log, "store.log_dir %s: record %" PRIu64 ": %s",
       appliance->config.log_dir, record->lsn, error);
@@ -522,7 +424,7 @@ static int replay_record(void *context, const struct tally_wal_record *record)
       "names a shard this node does not have (eal.args lcores changed?)");
     return 1;
   }
-  batch_to_effect(&log->batch, &log->effect);
+  tally_log_batch_to_effect(&log->batch, &log->effect);
   uint32_t shard = log->effect.shard;
   if (log->effect.batch_seq > log->logged_batch_seq[shard]) {
     log->logged_batch_seq[shard] = log->effect.batch_seq;

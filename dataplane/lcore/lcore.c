@@ -354,12 +354,25 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
     answer_batch(lcore, frame, config, &batch, TALLY_ACK_READ_ONLY, false);
     return;
   }
-  /* What a peer applied is answered at once (durable there and here): no FIFO entry. */
+  /*
+   * What a peer applied is a DUPLICATE, answered like any other: through the
+   * FIFO, once what this lcore applied is durable (quorum-acked in a
+   * cluster). Not at once: holding the peer's record proves two copies (the
+   * peer's and this node's replica of it), not W; answered at once with
+   * W = 3, a batch was acked on two nodes and lost when the origin's store
+   * was lost and restored from the third (chaos seed 4243, --lcores 2
+   * --write-quorum 3 --statsd-counters 2000). The FIFO entry is capped per
+   * producer (ack_room), so replays of it cannot fill the FIFO.
+   */
   enum tally_ack_status verdict = peer_verdict(config, &batch);
   if (verdict == TALLY_ACK_DUPLICATE) {
+    if (!ack_room(lcore, batch.producer)) {
+      rte_pktmbuf_free(frame); /* not answered: the producer resends */
+      return;
+    }
     stat_add(&lcore->stats.batches_duplicate, 1);
     stat_add(&lcore->stats.batches_duplicate_remote, 1);
-    answer_batch(lcore, frame, config, &batch, TALLY_ACK_DUPLICATE, false);
+    answer_batch(lcore, frame, config, &batch, TALLY_ACK_DUPLICATE, true);
     return;
   }
   if (verdict == TALLY_ACK_STALE) {
