@@ -797,11 +797,12 @@ static void test_replayed_batch_cannot_fill_fifo(void **state)
 
 /*
  * Issue 14, H3: a batch another cluster node applied (its producer record
- * in a replica table here) is answered DUPLICATE at once, without an entry
- * in the FIFO, even while this lcore's own writes wait; one a dedup window
- * below what that node applied is a replay (captured and sent to this
- * node) and answered STALE, never counted again. Before: the remote
- * duplicate waited in the FIFO, and the old batch was applied here.
+ * in a replica table here) is answered DUPLICATE like a local one: through
+ * the FIFO, once this lcore's own writes are durable (the peer's record
+ * proves two copies, not W: answered at once, chaos with W = 3 lost acked
+ * batches); one a dedup window below what that node applied is a replay
+ * (captured and sent to this node) and answered STALE at once, never
+ * counted again. Before the replay guards the old batch was applied here.
  */
 static void test_replay_from_another_node_not_counted(void **state)
 {
@@ -826,10 +827,9 @@ static void test_replay_from_another_node_not_counted(void **state)
   struct rte_mbuf *out[8];
   size = make_batch(batch, sizeof batch, 2, 200, dp_config.key); /* applied on node B */
   inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
-  assert_int_equal(poll_and_collect(0, out, 8), 1);
-  check_ack(out[0], 2, 200, TALLY_ACK_DUPLICATE, 14u + 20u + 8u + (uint32_t)size);
-  rte_pktmbuf_free(out[0]);
-  assert_int_equal(lcores[0].stats.acks_duplicate_now, 1);
+  assert_int_equal(poll_and_collect(0, out, 8), 0); /* waits behind producer 4's */
+  assert_int_equal(lcores[0].stats.acks_duplicate_now, 0);
+  assert_int_equal(lcores[0].stats.batches_duplicate_remote, 1);
   /* A replay of 136: neither in the head (1..64) nor the tail (137..200) B's record keeps. */
   size = make_batch(batch, sizeof batch, 2, 200 - TALLY_DEDUP_WINDOW, dp_config.key);
   inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
@@ -839,6 +839,12 @@ static void test_replay_from_another_node_not_counted(void **state)
   assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_STALE_REMOTE], 1);
   assert_int_equal(lcores[0].stats.batches_applied, 1); /* only producer 4's */
   assert_int_equal(shard_value(0, "pay.ok"), 10);
+  __atomic_store_n(&lcores[0].durable_seq, lcores[0].stats.applied_seq, __ATOMIC_RELEASE);
+  assert_int_equal(poll_and_collect(0, out, 8), 2); /* producer 4's APPLIED, then the DUPLICATE */
+  check_ack(out[1], 2, 200, TALLY_ACK_DUPLICATE, 14u + 20u + 8u + (uint32_t)make_batch(batch,
+    sizeof batch, 2, 200, dp_config.key));
+  rte_pktmbuf_free(out[0]);
+  rte_pktmbuf_free(out[1]);
   dp_config.remote_dedup_count = 0;
   free(region);
 }
