@@ -2,7 +2,8 @@
  * fuzz_mgmt.c — libFuzzer target for the management request line parser
  * (control/common/mgmt_line.c, matching the command table of
  * control/common/mgmt_proto.h): any bytes up to TALLY_MGMT_LINE_MAX. The argument
- * lies inside the line; GET, GET_QUORUM and READONLY never have an empty one; and the
+ * lies inside the line; GET, GET_QUORUM, READONLY, LOG_HOLD and DEGRADE never have an
+ * empty one; and the
  * result agrees with a reference written the other way round (prefixes
  * peeled off, then the words spelt out), and the line can be rebuilt from
  * it: the request's words, a space and the argument.
@@ -22,11 +23,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* The commands whose whole line is their words (no argument), spelt out here. */
 static const enum tally_mgmt_command_id plain[] = {
   TALLY_MGMT_STATS, TALLY_MGMT_READY, TALLY_MGMT_RELOAD, TALLY_MGMT_CLUSTER,
-  TALLY_MGMT_CLUSTER_RELOAD, TALLY_MGMT_DRAIN, TALLY_MGMT_REJOIN,
+  TALLY_MGMT_CLUSTER_RELOAD, TALLY_MGMT_DRAIN, TALLY_MGMT_REJOIN, TALLY_MGMT_CHECKPOINT,
 };
 static const char *const plain_words[] = {
-  "stats", "ready", "reload", "cluster", "cluster reload", "drain", "rejoin",
+  "stats", "ready", "reload", "cluster", "cluster reload", "drain", "rejoin", "checkpoint",
 };
+
+/* The commands whose argument is required, spelt out here: words, a space, the argument. */
+static const enum tally_mgmt_command_id required[] = {
+  TALLY_MGMT_READONLY, TALLY_MGMT_LOG_HOLD, TALLY_MGMT_DEGRADE,
+};
+static const char *const required_prefixes[] = { "readonly ", "log hold ", "degrade " };
+static_assert(sizeof(required) / sizeof(required[0]) ==
+  sizeof(required_prefixes) / sizeof(required_prefixes[0]), "one spelling per command");
 static_assert(sizeof(plain) / sizeof(plain[0]) == sizeof(plain_words) / sizeof(plain_words[0]),
   "one spelling per plain command");
 
@@ -67,10 +76,12 @@ static enum tally_mgmt_command_id reference(const char *line, size_t line_len,
     *argument_len = rest_len;
     return TALLY_MGMT_LIST;
   }
-  if (peel(line, line_len, "readonly ", &rest, &rest_len) && rest_len > 0) {
-    *argument = rest;
-    *argument_len = rest_len;
-    return TALLY_MGMT_READONLY;
+  for (size_t r = 0; r < sizeof(required) / sizeof(required[0]); r++) {
+    if (peel(line, line_len, required_prefixes[r], &rest, &rest_len) && rest_len > 0) {
+      *argument = rest;
+      *argument_len = rest_len;
+      return required[r];
+    }
   }
   for (size_t w = 0; w < sizeof(plain) / sizeof(plain[0]); w++) {
     if (peel(line, line_len, plain_words[w], &rest, &rest_len) && rest_len == 0) return plain[w];
@@ -92,10 +103,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   size_t expected_len = 0;
   assert(reference(line, size, &expected_argument, &expected_len) == request);
   if (request == UNKNOWN) return 0;
-  bool has_argument = request == TALLY_MGMT_GET || request == TALLY_MGMT_GET_QUORUM ||
-    request == TALLY_MGMT_LIST || request == TALLY_MGMT_READONLY;
-  if (request == TALLY_MGMT_GET || request == TALLY_MGMT_GET_QUORUM ||
-      request == TALLY_MGMT_READONLY) {
+  bool required_argument = request == TALLY_MGMT_GET || request == TALLY_MGMT_GET_QUORUM ||
+    request == TALLY_MGMT_READONLY || request == TALLY_MGMT_LOG_HOLD ||
+    request == TALLY_MGMT_DEGRADE;
+  bool has_argument = required_argument || request == TALLY_MGMT_LIST;
+  if (required_argument) {
     assert(argument_len > 0);
   }
   if (!has_argument) assert(argument_len == 0);
