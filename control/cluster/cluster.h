@@ -133,6 +133,11 @@ struct tally_cluster_peer {
   uint32_t claims_pending_next;
   uint64_t claims_sent[TALLY_CLUSTER_CLAIM_RINGS_MAX];    /* per ring: below this position held */
   uint64_t claims_planned[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* (>= sent) and below this once acked */
+  /* The rings' claims_next noted by the scan of the list being sent, and of
+   * the last list the peer confirmed: its values hold every batch claimed
+   * below (claims wait for W - 1 peers to hold them: quorum.c). */
+  uint64_t claims_capture[TALLY_CLUSTER_CLAIM_RINGS_MAX];
+  uint64_t claims_held[TALLY_CLUSTER_CLAIM_RINGS_MAX];
   bool pending_valid;                 /* a scan's list is being sent */
   uint64_t list_scan;                 /* that scan's stamp (unix microseconds) */
   uint64_t capture[TALLY_LCORES_MAX]; /* lcores' applied_seq when that scan began */

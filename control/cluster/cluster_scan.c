@@ -206,6 +206,7 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
   assert(producers <= first_undone);
   assert(undone <= cluster->producer_positions - first_undone);
   memcpy(peer->capture, capture, sizeof peer->capture);
+  memcpy(peer->claims_capture, cluster->claims_capture, sizeof peer->claims_capture);
   peer->list_scan = tally_clock_unix_ns() / 1000u;
   assert(peer->list_scan > 0);
   peer->pending_count = count;

@@ -105,6 +105,7 @@ static void assert_list(const struct tally_cluster *cluster, const struct tally_
   assert(peer->producers_synced <= peer->producers_list_scan);
   for (uint32_t r = 0; r < TALLY_CLUSTER_CLAIM_RINGS_MAX; r++) {
     assert(peer->claims_sent[r] <= peer->claims_planned[r]);
+    assert(peer->claims_held[r] <= peer->claims_capture[r]);
   }
   for (uint32_t l = 0; l < TALLY_LCORES_MAX; l++) assert(peer->confirmed[l] <= peer->capture[l]);
 }
@@ -300,6 +301,7 @@ void tally_cluster_peer_restarted(struct tally_cluster *cluster, struct tally_cl
 void tally_cluster_peer_confirm(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
 {
   memcpy(peer->confirmed, peer->capture, sizeof peer->confirmed);
+  memcpy(peer->claims_held, peer->claims_capture, sizeof peer->claims_held);
   memcpy(peer->claims_sent, peer->claims_planned, sizeof peer->claims_sent);
   peer->producers_synced = peer->producers_list_scan;
   peer->pending_valid = false;

@@ -3,7 +3,9 @@
  * detector), which can hold this node's writes (up, and answering its rounds
  * within TALLY_REPLICATION_STALL_MS), whether a write quorum is reachable at
  * all (read_only, read by the lcores), and per lcore how far reliable batches
- * are held by W - 1 peers (quorum_seq: the lcores' acks wait for it). Runs on
+ * are held by W - 1 peers (quorum_seq: the lcores' acks wait for it), and
+ * how far each claims ring may be sent (claims wait for their values to be
+ * held by W - 1 peers too). Runs on
  * the cluster thread; peers_up also on the control and HTTP threads under
  * `lock` (report.c).
  */
@@ -55,14 +57,17 @@ static void quorum_alone(struct tally_appliance *appliance)
   }
 }
 
-/* The needed-th highest sequence the members confirmed of lcore l. */
-static uint64_t quorum_of(struct tally_cluster *cluster, uint32_t l, uint32_t needed)
+/*
+ * The needed-th highest of a position the members hold: of lcore l's applied
+ * sequence (claims false) or of claims ring l (claims true).
+ */
+static uint64_t quorum_of(struct tally_cluster *cluster, uint32_t l, uint32_t needed, bool claims)
 {
   uint64_t values[TALLY_REPLICA_REGIONS_MAX];
   uint32_t count = 0;
   for (struct tally_cluster_peer *peer = NULL;
        (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
-    values[count++] = peer->confirmed[l];
+    values[count++] = claims ? peer->claims_held[l] : peer->confirmed[l];
   }
   assert(count == cluster->peer_count);
   assert(needed >= 1 && needed <= count);
@@ -92,9 +97,27 @@ void tally_cluster_quorum_update(struct tally_cluster *cluster)
     return;
   }
   for (uint32_t l = 0; l < appliance->lcore_count; l++) {
-    uint64_t quorum = quorum_of(cluster, l, needed);
+    uint64_t quorum = quorum_of(cluster, l, needed, false);
     if (quorum > appliance->lcores[l].quorum_seq) {
       __atomic_store_n(&appliance->lcores[l].quorum_seq, quorum, __ATOMIC_RELEASE);
     }
   }
+}
+
+/*
+ * How far claims ring r may go to any peer: below the rings' position noted
+ * by a scan whose values W - 1 peers confirmed. A claim makes a peer undo its
+ * own apply of the batch, which is then counted only in this node's
+ * contribution; were that held by fewer than W nodes, a restore of this node
+ * from N - W + 1 peers could miss it and the batch, acked or not, would be
+ * counted nowhere (the chaos soak at W = 3 found it).
+ */
+uint64_t tally_cluster_quorum_claims(struct tally_cluster *cluster, uint32_t r)
+{
+  assert(r < TALLY_CLUSTER_CLAIM_RINGS_MAX);
+  uint32_t needed = cluster->config->write_quorum - 1u;
+  assert(needed <= cluster->peer_count);
+  if (needed == 0) return cluster->claims_capture[r];
+  uint64_t held = quorum_of(cluster, r, needed, true);
+  return held < cluster->claims_capture[r] ? held : cluster->claims_capture[r];
 }

@@ -15,7 +15,8 @@
  * restored into the compensation shard; that after a restore every batch
  * the records name, but not the undone ones, is claimed as keeper; and the
  * overflows: a journal moved on (compensations_missed), a claims ring that
- * lapped a peer (claims_lost).
+ * lapped a peer (claims_lost); and that claims go out only once W - 1 peers
+ * hold the values they name.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,6 +76,7 @@ static int setup(void **state)
   f->cluster.peer_count = 1;
   f->cluster.peers[0].id = 2;
   f->cluster.peers[0].replica = 0;
+  f->cluster.peers[0].membership = TALLY_PEER_ACTIVE;
   if (tally_cluster_dedup_open(&f->cluster, error, sizeof(error)) != 0) return -1;
   /* The peer's lists (tallyd allocates them in cluster_members.c). */
   struct tally_cluster_peer *peer = &f->cluster.peers[0];
@@ -378,6 +380,25 @@ static void restore_applied(struct fixture *f, uint64_t seq, int64_t delta)
   assert_true(tally_dedup_applied(&read, seq));
 }
 
+/* Notes the rings' ends for the next list, as the scan does. */
+static void capture_claims(struct fixture *f)
+{
+  for (uint32_t r = 0; r < tally_cluster_claim_rings(&f->cluster); r++) {
+    f->cluster.claims_capture[r] = tally_shard_claims_next(&f->appliance.store.shards[r]);
+  }
+}
+
+/*
+ * The peer confirms a list planned at the last capture_claims: it holds the
+ * values of every batch claimed below the noted positions (peer.c).
+ */
+static void peer_holds_the_list(struct fixture *f)
+{
+  struct tally_cluster_peer *peer = &f->cluster.peers[0];
+  memcpy(peer->claims_capture, f->cluster.claims_capture, sizeof(peer->claims_capture));
+  memcpy(peer->claims_held, peer->claims_capture, sizeof(peer->claims_held));
+}
+
 static void test_no_journal_yields_to_the_claimant(void **state)
 {
   struct fixture *f = *state;
@@ -396,9 +417,8 @@ static void test_no_journal_yields_to_the_claimant(void **state)
   assert_int_equal(keeper.attempt, TALLY_CLAIM_KEEPER);
   /* It goes out with the claims of the next list, from the compensation ring. */
   struct tally_cluster_peer *peer = &f->cluster.peers[0];
-  for (uint32_t r = 0; r < tally_cluster_claim_rings(&f->cluster); r++) {
-    f->cluster.claims_capture[r] = tally_shard_claims_next(&f->appliance.store.shards[r]);
-  }
+  capture_claims(f);
+  peer_holds_the_list(f); /* (claims wait for W - 1 peers to hold their values) */
   assert_int_equal(tally_cluster_dedup_plan_claims(&f->cluster, peer), 1);
   assert_int_equal(peer->claims_pending[0].producer, PRODUCER);
   assert_int_equal(peer->claims_pending[0].seq, 40);
@@ -494,14 +514,6 @@ static void test_journal_overflow_counts_missed(void **state)
   assert_int_equal(node_total(f, "c"), 2 * TALLY_JOURNAL_ENTRIES);
 }
 
-/* Notes the rings' ends for the next list, as the scan does. */
-static void capture_claims(struct fixture *f)
-{
-  for (uint32_t r = 0; r < tally_cluster_claim_rings(&f->cluster); r++) {
-    f->cluster.claims_capture[r] = tally_shard_claims_next(&f->appliance.store.shards[r]);
-  }
-}
-
 /*
  * A peer away while more than TALLY_CLAIMS_ENTRIES claims are written misses
  * the oldest (counted in bulk), and a claim overwritten between the scan that
@@ -515,6 +527,7 @@ static void test_claims_ring_overflow_counts_lost(void **state)
   for (uint64_t seq = 1; seq <= TALLY_CLAIMS_ENTRIES + extra; seq++) apply(f, seq, 1, 1);
   assert_int_equal(tally_shard_claims_next(lcore_shard(f)), TALLY_CLAIMS_ENTRIES + extra);
   capture_claims(f);
+  peer_holds_the_list(f);
   assert_int_equal(tally_cluster_dedup_plan_claims(&f->cluster, peer),
     TALLY_CLUSTER_CLAIMS_PER_LIST);
   assert_int_equal(f->cluster.claims_lost, extra);
@@ -539,6 +552,36 @@ static void test_claims_ring_overflow_counts_lost(void **state)
     assert_int_equal(peer->claims_pending[i].producer, PRODUCER);
     assert_int_equal(peer->claims_pending[i].attempt, 1);
   }
+}
+
+/*
+ * A claim makes the peer undo its own apply, so the batch is then counted
+ * only here: it goes out only once W - 1 peers hold the values it names (a
+ * list planned after the claim, confirmed). Else a restore of this node from
+ * N - W + 1 peers could miss the batch and it would be counted nowhere (the
+ * W = 3 chaos soak lost acked batches so). With W = 1 it goes at once.
+ */
+static void test_claims_wait_for_the_quorum_to_hold_their_values(void **state)
+{
+  struct fixture *f = *state;
+  struct tally_cluster_peer *peer = &f->cluster.peers[0];
+  capture_claims(f);
+  peer_holds_the_list(f); /* a list from before the claim */
+  apply(f, 1, 1, 5);      /* a resend applied here: a claim */
+  capture_claims(f);
+  assert_int_equal(tally_cluster_dedup_plan_claims(&f->cluster, peer), 0);
+  assert_int_equal(peer->claims_planned[0], 0);
+  peer_holds_the_list(f); /* the list with its values, confirmed */
+  assert_int_equal(tally_cluster_dedup_plan_claims(&f->cluster, peer), 1);
+  assert_int_equal(peer->claims_pending[0].seq, 1);
+  assert_int_equal(peer->claims_planned[0], 1);
+  /* W = 1: this node alone is the quorum. */
+  peer->claims_sent[0] = peer->claims_planned[0];
+  f->config.write_quorum = 1;
+  apply(f, 2, 1, 5);
+  capture_claims(f);
+  assert_int_equal(tally_cluster_dedup_plan_claims(&f->cluster, peer), 1);
+  assert_int_equal(peer->claims_pending[0].seq, 2);
 }
 
 /* ---- The undone set ---------------------------------------------------------- */
@@ -760,6 +803,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_journal_index_follows_the_ring, setup, teardown),
     cmocka_unit_test_setup_teardown(test_journal_overflow_counts_missed, setup, teardown),
     cmocka_unit_test_setup_teardown(test_claims_ring_overflow_counts_lost, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_claims_wait_for_the_quorum_to_hold_their_values, setup,
+      teardown),
     cmocka_unit_test_setup_teardown(test_undone_set_is_scanned_marked, setup, teardown),
     cmocka_unit_test_setup_teardown(test_restored_undone_set_is_not_undone_again, setup,
       teardown),
