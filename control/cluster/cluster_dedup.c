@@ -150,11 +150,18 @@ static enum tally_dedup_knows undone_here(struct tally_cluster *cluster, uint64_
   uint64_t seq, const struct tally_dedup *undone)
 {
   struct tally_journal_entry entry;
-  if (tally_journal_index_find(&cluster->undone_index, tally_cluster_compensation_shard(cluster),
-        producer, seq, &entry)) {
+  const struct tally_shard *compensation = tally_cluster_compensation_shard(cluster);
+  if (tally_journal_index_find(&cluster->undone_index, compensation, producer, seq, &entry)) {
     return TALLY_DEDUP_SEEN;
   }
-  return tally_dedup_decide(undone, seq);
+  enum tally_dedup_knows knows = tally_dedup_decide(undone, seq);
+  /* Where the record cannot tell, a journal that holds every undo still can
+   * (walked: the index is a cache, and may have refused an insert). */
+  if (knows == TALLY_DEDUP_UNKNOWN && tally_shard_undo_history_complete(compensation)) {
+    return tally_shard_journal_find(compensation, producer, seq, &entry) ? TALLY_DEDUP_SEEN :
+      TALLY_DEDUP_UNSEEN;
+  }
+  return knows;
 }
 
 /*
@@ -241,6 +248,10 @@ static void compensate(struct tally_cluster *cluster, uint64_t producer, uint64_
   tally_cluster_log_room(&cluster->log,
     TALLY_WAL_CLUSTER_VALUE_SIZE_MAX * undo.count + TALLY_WAL_CLUSTER_RECORD_SIZE);
   enum tally_ack_status status = tally_shard_apply_undo(compensation, &undo, &reason);
+  if (status == TALLY_ACK_STALE && tally_shard_undo_history_complete(compensation)) {
+    /* The record cannot tell; the journal holds every undo and proves this one new. */
+    status = tally_shard_apply_undo_journaled(compensation, &undo, &reason);
+  }
   if (status == TALLY_ACK_APPLIED) log_undo(cluster, &undo);
   if (status == TALLY_ACK_DUPLICATE) return; /* undone before (a claim repeated) */
   if (status == TALLY_ACK_APPLIED && undo.count > 0) {
@@ -458,9 +469,12 @@ void tally_cluster_dedup_restore(struct tally_cluster *cluster,
     /* Batches it undid go back to the compensation shard, the others to the
      * lcore shard of the producer. Before the lcores run: the restore is the
      * shards' only writer. */
-    struct tally_shard *shard = (record->producer & TALLY_PRODUCER_UNDONE_BIT) != 0 ?
-      tally_cluster_compensation_shard(cluster) :
+    bool undone = (record->producer & TALLY_PRODUCER_UNDONE_BIT) != 0;
+    struct tally_shard *shard = undone ? tally_cluster_compensation_shard(cluster) :
       &store->shards[producer % cluster->appliance->lcore_count];
+    /* Undos whose journal entries went with the lost store: the journal no
+     * longer holds every undo (tally_shard_undo_history_complete). */
+    if (undone) tally_shard_undo_history_lost(shard);
     struct tally_dedup dedup = from_wire(record);
     if (tally_shard_producer_merge(shard, producer, &dedup) != TALLY_OK) cluster->replica_full++;
   }

@@ -31,6 +31,9 @@ static int replay_item(struct tally_store *store, struct tally_shard *compensati
   const struct tally_wal_cluster_item *item, char *error, size_t error_size)
 {
   struct tally_shard *table = item_table(store, compensation, item->origin, error, error_size);
+  /* Undos replayed without their journal entries: the journal no longer
+   * holds every undo (tally_shard_undo_history_complete). */
+  if (table == compensation) tally_shard_undo_history_lost(compensation);
   if (table == NULL) return -1;
   enum tally_reason reason = TALLY_OK;
   switch (item->kind) {

@@ -65,6 +65,7 @@ int tally_shard_attach(struct tally_shard *shard, void *region, uint32_t index,
     header->held_scan = 0;
     header->journal_next = 0;
     header->claims_next = 0;
+    header->undo_history = TALLY_UNDO_HISTORY_COMPLETE; /* nothing undone, nothing lost */
     return 0;
   }
   if (header->magic != TALLY_SHARD_MAGIC) return -1;

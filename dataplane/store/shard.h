@@ -100,6 +100,16 @@ struct tally_batch_log {
    * the producer record. Always at +1184, whatever count is.
    */
   uint64_t batch_seq;
+  /*
+   * The compensation shard: TALLY_UNDO_HISTORY_COMPLETE while its journal
+   * holds every undo this shard ever made (set when formatted; cleared for
+   * good when undone records arrive without their journal entries: a
+   * restore from the peers, a log replay). While it is set and the journal
+   * has not wrapped, the journal alone tells whether a batch was undone
+   * (tally_shard_undo_history_complete). 0 in stores of earlier builds
+   * (this word was padding): not complete.
+   */
+  uint64_t undo_history;
 } __attribute__((aligned(64)));
 
 /*
@@ -186,6 +196,16 @@ struct tally_shard_header {
    * "Log mode").
    */
   uint64_t batch_seq;
+  /*
+   * The compensation shard: TALLY_UNDO_HISTORY_COMPLETE while its journal
+   * holds every undo this shard ever made (set when formatted; cleared for
+   * good when undone records arrive without their journal entries: a
+   * restore from the peers, a log replay). While it is set and the journal
+   * has not wrapped, the journal alone tells whether a batch was undone
+   * (tally_shard_undo_history_complete). 0 in stores of earlier builds
+   * (this word was padding): not complete.
+   */
+  uint64_t undo_history;
 } __attribute__((aligned(64)));
 
 /* What recovery found in one shard. */
@@ -335,6 +355,22 @@ enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
  */
 enum tally_ack_status tally_shard_apply_undo(struct tally_shard *shard,
   const struct tally_wire_batch *batch, enum tally_reason *reason);
+
+/*
+ * An undo the record cannot tell about (tally_shard_apply_undo said STALE)
+ * that the journal proves was never made (tally_shard_undo_history_complete,
+ * and no journal entry of it): applied, journaled, and the record left as it
+ * is. A repeated claim then finds the journal entry (the journal alone is
+ * what dedups it); the record goes on answering STALE for it, so a store
+ * restored from its copy never takes the batch as counted here.
+ */
+enum tally_ack_status tally_shard_apply_undo_journaled(struct tally_shard *shard,
+  const struct tally_wire_batch *batch, enum tally_reason *reason);
+
+/* Whether the journal holds every undo this (compensation) shard made. */
+bool tally_shard_undo_history_complete(const struct tally_shard *shard);
+/* Undone records arrived without their journal entries: never complete again. */
+void tally_shard_undo_history_lost(struct tally_shard *shard);
 
 /*
  * Replica tables (single writer: the replication thread): sets the counter

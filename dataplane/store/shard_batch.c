@@ -44,9 +44,16 @@ struct pairs_plan {
  * Dedup: decides whether (producer, seq) is applied, and the state after it.
  * any_order: undos (tally_shard_apply_undo), checked against every run.
  */
+/* How a batch is deduplicated against its producer's record. */
+enum dedup_mode {
+  DEDUP_IN_ORDER,  /* an lcore's batches: the newest run's tail decides */
+  DEDUP_ANY_ORDER, /* undos: every run of the record */
+  DEDUP_JOURNALED, /* an undo the journal proves new: the record is left as it is */
+};
+
 static enum tally_ack_status plan_producer(const struct tally_shard *shard,
   const struct tally_wire_batch *batch, struct producer_plan *plan, enum tally_reason *reason,
-  bool any_order)
+  enum dedup_mode mode)
 {
   assert(batch->producer != 0);
   assert(shard->header->producers_used <= shard->producer_slots_count);
@@ -65,7 +72,8 @@ static enum tally_ack_status plan_producer(const struct tally_shard *shard,
   const struct tally_producer *record = &shard->producers[plan->slot];
   assert(record->producer == batch->producer);
   plan->state = record->dedup;
-  if (any_order) return tally_dedup_plan_any_order(&plan->state, batch->seq, reason);
+  if (mode == DEDUP_JOURNALED) return TALLY_ACK_APPLIED; /* the caller checked the journal */
+  if (mode == DEDUP_ANY_ORDER) return tally_dedup_plan_any_order(&plan->state, batch->seq, reason);
   struct tally_dedup_run *run = &plan->state.runs[0];
   assert(run->head_last != 0 && (run->window & 1u) != 0);
   if (batch->seq > run->last_seq) {
@@ -273,7 +281,7 @@ void tally_shard_log_clear(struct tally_shard *shard)
 }
 
 static enum tally_ack_status apply_batch(struct tally_shard *shard,
-  const struct tally_wire_batch *batch, enum tally_reason *reason, bool any_order)
+  const struct tally_wire_batch *batch, enum tally_reason *reason, enum dedup_mode mode)
 {
   assert(shard != NULL);
   assert(batch != NULL);
@@ -286,7 +294,7 @@ static enum tally_ack_status apply_batch(struct tally_shard *shard,
   }
   assert(batch->attempt <= TALLY_ATTEMPT_MAX); /* the decoder caps it */
   struct producer_plan producer;
-  enum tally_ack_status status = plan_producer(shard, batch, &producer, reason, any_order);
+  enum tally_ack_status status = plan_producer(shard, batch, &producer, reason, mode);
   if (status != TALLY_ACK_APPLIED) return status;
   struct pairs_plan plan;
   status = plan_pairs(shard, batch, &plan, reason);
@@ -322,11 +330,40 @@ static enum tally_ack_status apply_batch(struct tally_shard *shard,
 enum tally_ack_status tally_shard_apply_batch(struct tally_shard *shard,
   const struct tally_wire_batch *batch, enum tally_reason *reason)
 {
-  return apply_batch(shard, batch, reason, false);
+  return apply_batch(shard, batch, reason, DEDUP_IN_ORDER);
 }
 
 enum tally_ack_status tally_shard_apply_undo(struct tally_shard *shard,
   const struct tally_wire_batch *batch, enum tally_reason *reason)
 {
-  return apply_batch(shard, batch, reason, true);
+  return apply_batch(shard, batch, reason, DEDUP_ANY_ORDER);
+}
+
+bool tally_shard_undo_history_complete(const struct tally_shard *shard)
+{
+  return __atomic_load_n(&shard->header->undo_history, __ATOMIC_RELAXED) ==
+      TALLY_UNDO_HISTORY_COMPLETE &&
+    __atomic_load_n(&shard->header->journal_next, __ATOMIC_ACQUIRE) <= TALLY_JOURNAL_ENTRIES;
+}
+
+void tally_shard_undo_history_lost(struct tally_shard *shard)
+{
+  if (shard->header->undo_history == 0) return;
+  __atomic_store_n(&shard->header->undo_history, 0, __ATOMIC_RELAXED);
+  shard_flush(shard, &shard->header->undo_history, sizeof(uint64_t));
+  shard_drain(shard);
+}
+
+enum tally_ack_status tally_shard_apply_undo_journaled(struct tally_shard *shard,
+  const struct tally_wire_batch *batch, enum tally_reason *reason)
+{
+  assert(tally_shard_undo_history_complete(shard));
+  struct tally_journal_entry entry;
+  if (tally_shard_journal_find(shard, batch->producer, batch->seq, &entry)) {
+    return TALLY_ACK_DUPLICATE; /* undone before: the journal says so */
+  }
+  bool found;
+  (void)producer_probe(shard, batch->producer, &found);
+  if (!found) return tally_shard_apply_undo(shard, batch, reason); /* a first undo: recorded */
+  return apply_batch(shard, batch, reason, DEDUP_JOURNALED);
 }

@@ -37,6 +37,8 @@
 /* ---- A shard region ------------------------------------------------------- */
 
 #define TALLY_SHARD_MAGIC 0x44485359414c4154ull /* "TALLYSHD" */
+/* shard header undo_history: the journal holds every undo ("UNDOHIST"). */
+#define TALLY_UNDO_HISTORY_COMPLETE 0x545349484f444e55ull
 /* The redo record's state word. */
 #define TALLY_LOG_STATE_EMPTY 0ull
 #define TALLY_LOG_STATE_VALID 0x44494c4147474f4cull /* "LOGGALID" */

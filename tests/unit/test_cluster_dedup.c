@@ -288,6 +288,57 @@ static void test_undos_between_and_below_runs(void **state)
 }
 
 /*
+ * An undo between a run's head and its tail: the record cannot tell whether
+ * it was made. While the compensation journal holds every undo this store
+ * made (formatted here, never restored, not wrapped) it can, and the undo is
+ * taken, once; repeated, the journal answers. Before, it was refused and the
+ * batch stayed counted twice (the 2-lcore W = 3 chaos soak, seed 7502: "cannot
+ * undo it here (stale)"). Once undone records came without their journal (a
+ * restore, a log replay), the journal proves nothing: refused as before.
+ */
+static void undo_gap_setup(struct fixture *f)
+{
+  const uint64_t seqs[] = { 100, 160, 200, 220, 280 };
+  for (uint32_t i = 0; i < 5; i++) apply(f, seqs[i], 0, 1);
+  claim(f, 100, 1);
+  claim(f, 160, 1);
+  claim(f, 220, 1);
+  claim(f, 280, 1); /* the tail has moved past 200; the head ends below it */
+  assert_int_equal(f->cluster.compensations, 4);
+  struct tally_dedup record;
+  assert_true(tally_shard_producer_read(compensation(f), PRODUCER, &record));
+  assert_int_equal(tally_dedup_decide(&record, 200), TALLY_DEDUP_UNKNOWN);
+}
+
+static void test_undo_the_record_cannot_tell_is_taken_from_a_complete_journal(void **state)
+{
+  struct fixture *f = *state;
+  undo_gap_setup(f);
+  assert_true(tally_shard_undo_history_complete(compensation(f)));
+  claim(f, 200, 1);
+  assert_int_equal(f->cluster.compensations, 5);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(node_total(f, "a"), 0);
+  claim(f, 200, 1); /* repeated: the journal dedups it */
+  claim(f, 200, TALLY_CLAIM_KEEPER);
+  assert_int_equal(f->cluster.compensations, 5);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(node_total(f, "a"), 0);
+}
+
+static void test_undo_the_record_cannot_tell_is_refused_once_history_is_lost(void **state)
+{
+  struct fixture *f = *state;
+  undo_gap_setup(f);
+  tally_shard_undo_history_lost(compensation(f)); /* what a restore or a log replay does */
+  assert_false(tally_shard_undo_history_complete(compensation(f)));
+  claim(f, 200, 1);
+  assert_int_equal(f->cluster.compensations, 4);
+  assert_int_equal(f->cluster.compensations_missed, 1);
+  assert_int_equal(node_total(f, "a"), 1);
+}
+
+/*
  * A keeper claim is taken in any order, like a claim from a higher attempt:
  * a keeper keeps only a batch it provably counts (its undone set or its
  * compensation journal rules out an undo: test_forgotten_undo_is_never_yielded,
@@ -794,6 +845,10 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_keeper_claim_undoes_from_the_journal, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undos_in_any_order_each_once, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undos_between_and_below_runs, setup, teardown),
+    cmocka_unit_test_setup_teardown(
+      test_undo_the_record_cannot_tell_is_taken_from_a_complete_journal, setup, teardown),
+    cmocka_unit_test_setup_teardown(
+      test_undo_the_record_cannot_tell_is_refused_once_history_is_lost, setup, teardown),
     cmocka_unit_test_setup_teardown(test_keeper_claims_in_any_order, setup, teardown),
     cmocka_unit_test_setup_teardown(test_forgotten_undo_is_never_undone_twice, setup, teardown),
     cmocka_unit_test_setup_teardown(test_undo_in_a_runs_head_is_taken, setup, teardown),
