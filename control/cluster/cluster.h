@@ -185,6 +185,9 @@ struct tally_cluster_peer {
   _(claims_received, "claims received from peers")                                         \
   _(snapshot_insert_failed, "counters the replication snapshot's index refused: that scan "  \
     "planned no list and is retried (alert on any: replication is stalled)")                  \
+  _(journal_index_refused, "journal positions the journal index's table refused to index "   \
+    "(full, or colliding keys): answered by walking the journal until the ring moves past " \
+    "them (exact, slower; alert on any)")                                                     \
   _(totals_saturated, "counters whose node total (sum over shards) left int64: replicated " \
     "as INT64_MAX or INT64_MIN, not dropped")                                                 \
   _(peer_restarts, "peers seen starting again (a heartbeat of a newer incarnation): each "  \

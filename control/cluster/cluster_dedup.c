@@ -90,12 +90,13 @@ int tally_cluster_dedup_open(struct tally_cluster *cluster, char *error, size_t 
   bool ok = cluster->producer_id != NULL && cluster->producer_dedup != NULL &&
     cluster->producer_changed != NULL; /* (each peer's lists: cluster_members.c) */
   for (uint32_t l = 0; ok && l < appliance->lcore_count; l++) {
-    if (tally_journal_index_open(&cluster->journal_index[l], l, error, error_size) != 0) {
+    if (tally_journal_index_open(&cluster->journal_index[l], l,
+          &cluster->journal_index_refused, error, error_size) != 0) {
       return -1;
     }
   }
-  if (ok && tally_journal_index_open(&cluster->undone_index, appliance->lcore_count, error,
-        error_size) != 0) {
+  if (ok && tally_journal_index_open(&cluster->undone_index, appliance->lcore_count,
+        &cluster->journal_index_refused, error, error_size) != 0) {
     return -1;
   }
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the producer snapshot");
@@ -203,7 +204,8 @@ static void log_undo(struct tally_cluster *cluster, const struct tally_wire_batc
       tally_shard_name_hash(compensation, pair->name, pair->name_len));
     assert(slot >= 0); /* the undo just applied it */
     tally_cluster_log_value(&cluster->log, 0, pair->name, pair->name_len,
-      tally_shard_slot_value(compensation, (uint32_t)slot));
+      tally_shard_slot_value(compensation, (uint32_t)slot),
+      tally_shard_slot_class(compensation, (uint32_t)slot));
   }
   struct tally_dedup dedup;
   bool read = tally_shard_producer_read(compensation, undo->producer, &dedup);

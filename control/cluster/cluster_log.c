@@ -102,9 +102,11 @@ void tally_cluster_log_room(struct tally_cluster_log *log, uint32_t bytes)
 }
 
 void tally_cluster_log_value(struct tally_cluster_log *log, uint16_t origin, const char *name,
-  uint32_t name_len, int64_t value)
+  uint32_t name_len, int64_t value, uint8_t owner_class)
 {
-  struct tally_wal_cluster_item item = { .kind = TALLY_WAL_CLUSTER_VALUE, .origin = origin,
+  assert(owner_class == TALLY_CLASS_STATSD || owner_class == TALLY_CLASS_RELIABLE);
+  struct tally_wal_cluster_item item = { .kind = owner_class == TALLY_CLASS_RELIABLE ?
+    TALLY_WAL_CLUSTER_RELIABLE_VALUE : TALLY_WAL_CLUSTER_VALUE, .origin = origin,
     .name = name, .name_len = name_len, .value = value };
   add(log, &item);
 }

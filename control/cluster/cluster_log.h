@@ -69,9 +69,13 @@ void tally_cluster_log_scan_mark(struct tally_cluster_log *log, struct tally_app
 bool tally_cluster_log_scan_durable(struct tally_cluster_log *log,
   const struct tally_appliance *appliance);
 
-/* Items (in a session). origin: a peer's replica table, 0 the compensation shard. */
+/*
+ * Items (in a session). origin: a peer's replica table, 0 the compensation
+ * shard. A value carries its counter's class (TALLY_CLASS_*): a replay after a
+ * power loss gives a reliable counter its class back (C1).
+ */
 void tally_cluster_log_value(struct tally_cluster_log *log, uint16_t origin, const char *name,
-  uint32_t name_len, int64_t value);
+  uint32_t name_len, int64_t value, uint8_t owner_class);
 void tally_cluster_log_record(struct tally_cluster_log *log, uint16_t origin, uint64_t producer,
   const struct tally_dedup *dedup);
 void tally_cluster_log_held(struct tally_cluster_log *log, uint16_t origin, uint64_t held_seq,

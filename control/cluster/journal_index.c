@@ -12,8 +12,15 @@
  * the ring's current positions (the key a position held is removed when the
  * ring moves past it), and every hit is verified against the entry itself
  * (tally_shard_journal_read_at: producer, seq, crc, applied), so a torn or
- * overwritten entry is a miss, never a wrong answer. Opened on the
- * start-up thread; used on the cluster thread only.
+ * overwritten entry is a miss, never a wrong answer. An insert the table
+ * refuses (full, or keys that collide past its buckets: not expected with
+ * extendable buckets sized to the ring, but the keys come from the network)
+ * fails closed: the position stays unindexed, it is counted
+ * (tally_cluster_journal_index_refused_total), and until the ring has moved
+ * past it every miss is answered by walking the journal
+ * (tally_shard_journal_find), so the answer stays exact, never a false
+ * "not here" (docs/security.md, H1). Opened on the start-up thread; used on
+ * the cluster thread only.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -40,11 +47,13 @@ struct journal_slot {
 };
 
 int tally_journal_index_open(struct tally_journal_index *index, uint32_t shard_number,
-  char *error, size_t error_size)
+  uint64_t *refused, char *error, size_t error_size)
 {
   assert(index != NULL);
+  assert(refused != NULL);
   assert(shard_number <= TALLY_LCORES_MAX); /* the compensation shard: lcore_count */
   memset(index, 0, sizeof *index);
+  index->refused = refused;
   /* rte_hash names are process-wide: one per index (tests run several clusters). */
   static uint32_t instances;
   char name[RTE_HASH_NAMESIZE];
@@ -113,9 +122,12 @@ void tally_journal_index_catch_up(struct tally_journal_index *index,
     tally_shard_journal_key_at(shard, position, &key.producer, &key.seq);
     if (key.producer == 0) continue; /* torn or never written: verified reads miss it anyway */
     *slot = (struct journal_slot){ .key = key, .position = position };
-    int rc = rte_hash_add_key_data(index->hash, &key, (void *)(uintptr_t)position);
-    assert(rc == 0); /* room for every position of the ring (extendable buckets) */
-    (void)rc;
+    /* (An existing key is updated in place; only a new key can be refused.) */
+    if (rte_hash_add_key_data(index->hash, &key, (void *)(uintptr_t)position) != 0) {
+      slot->key = (struct journal_key){ 0, 0 }; /* unindexed: misses walk the ring */
+      index->unindexed_until = position + 1u;
+      __atomic_fetch_add(index->refused, 1, __ATOMIC_RELAXED);
+    }
   }
   index->indexed = next;
   assert(index->indexed == next);
@@ -129,7 +141,12 @@ bool tally_journal_index_find(struct tally_journal_index *index, const struct ta
   tally_journal_index_catch_up(index, shard);
   struct journal_key key = { producer, seq };
   void *data = NULL;
-  if (rte_hash_lookup_data(index->hash, &key, &data) < 0) return false;
+  if (rte_hash_lookup_data(index->hash, &key, &data) < 0) {
+    /* A refused position still in the ring: the index cannot say "not here". */
+    bool complete = index->unindexed_until == 0 ||
+      index->indexed - (index->unindexed_until - 1u) > TALLY_JOURNAL_ENTRIES;
+    return complete ? false : tally_shard_journal_find(shard, producer, seq, entry);
+  }
   uint64_t position = (uint64_t)(uintptr_t)data;
   assert(position < index->indexed);
   if (index->indexed - position > TALLY_JOURNAL_ENTRIES) return false; /* rolled since */

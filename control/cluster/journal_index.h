@@ -20,11 +20,17 @@ struct tally_journal_index {
   struct rte_hash *hash;   /* (producer, seq) -> journal position */
   void *slots;             /* per ring slot: the key indexed there, and its position */
   uint64_t indexed;        /* journal positions below this are indexed */
+  uint64_t unindexed_until; /* 0, or 1 + the newest position whose insert was refused */
+  uint64_t *refused;        /* counts refused inserts (a cluster counter; relaxed) */
 };
 
-/* Allocates (EAL initialised: rte_hash). -1 with error on failure. */
+/*
+ * Allocates (EAL initialised: rte_hash). -1 with error on failure. An insert
+ * the table refuses adds 1 to *refused and leaves the position to the
+ * journal walk (find stays exact).
+ */
 int tally_journal_index_open(struct tally_journal_index *index, uint32_t shard_number,
-  char *error, size_t error_size);
+  uint64_t *refused, char *error, size_t error_size);
 void tally_journal_index_close(struct tally_journal_index *index);
 /* Indexes the entries the shard's writer appended since the last call. */
 void tally_journal_index_catch_up(struct tally_journal_index *index,

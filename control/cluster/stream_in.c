@@ -88,7 +88,8 @@ static void commit_staged(struct tally_cluster *cluster, struct tally_cluster_pe
     assert(stage->slot[i] < replica->slots_count && slot->name_len >= 1);
     ok = tally_shard_set(replica, slot->name, slot->name_len, slot->hash, stage->value[i]) ==
       TALLY_OK && ok;
-    tally_cluster_log_value(&cluster->log, peer->id, slot->name, slot->name_len, stage->value[i]);
+    tally_cluster_log_value(&cluster->log, peer->id, slot->name, slot->name_len, stage->value[i],
+      tally_shard_slot_class(replica, stage->slot[i]));
   }
   tally_store_persist_replica(store, peer->replica); /* undone records and values first */
   ok = merge_staged(cluster, peer, false) && ok;

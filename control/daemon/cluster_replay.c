@@ -37,9 +37,14 @@ static int replay_item(struct tally_store *store, struct tally_shard *compensati
   if (table == NULL) return -1;
   enum tally_reason reason = TALLY_OK;
   switch (item->kind) {
-  case TALLY_WAL_CLUSTER_VALUE:
+  case TALLY_WAL_CLUSTER_VALUE: /* an existing counter keeps its class */
     reason = tally_shard_set(table, item->name, item->name_len,
       tally_shard_name_hash(table, item->name, item->name_len), item->value);
+    break;
+  case TALLY_WAL_CLUSTER_RELIABLE_VALUE: /* the class comes back with the value (C1) */
+    reason = tally_shard_set_class(table, item->name, item->name_len,
+      tally_shard_name_hash(table, item->name, item->name_len), item->value,
+      TALLY_CLASS_RELIABLE, table->counters_max);
     break;
   case TALLY_WAL_CLUSTER_RECORD: {
     struct tally_dedup dedup;

@@ -29,7 +29,8 @@ void tally_wal_cluster_writer_init(struct tally_wal_cluster_writer *writer, uint
 static uint32_t body_size(uint8_t kind, uint32_t name_len)
 {
   switch (kind) {
-  case TALLY_WAL_CLUSTER_VALUE: return 8u + name_len;
+  case TALLY_WAL_CLUSTER_VALUE:
+  case TALLY_WAL_CLUSTER_RELIABLE_VALUE: return 8u + name_len;
   case TALLY_WAL_CLUSTER_RECORD: return 8u + 8u * TALLY_WAL_CLUSTER_DEDUP_WORDS;
   case TALLY_WAL_CLUSTER_HELD: return 16u;
   case TALLY_WAL_CLUSTER_CLAIM: return 32u;
@@ -43,7 +44,7 @@ static enum tally_wal_cluster_check item_check(const struct tally_wal_cluster_it
   if (item->kind < TALLY_WAL_CLUSTER_VALUE || item->kind >= TALLY_WAL_CLUSTER_KIND_END) {
     return TALLY_WAL_CLUSTER_BAD_KIND;
   }
-  if (item->kind == TALLY_WAL_CLUSTER_VALUE) {
+  if (tally_wal_cluster_is_value(item->kind)) {
     return tally_name_valid(item->name, item->name_len) ? TALLY_WAL_CLUSTER_OK :
       TALLY_WAL_CLUSTER_BAD_NAME;
   }
@@ -81,6 +82,7 @@ bool tally_wal_cluster_add(struct tally_wal_cluster_writer *writer,
   uint8_t *body = out + TALLY_WAL_CLUSTER_ITEM_HEADER_SIZE;
   switch (item->kind) {
   case TALLY_WAL_CLUSTER_VALUE:
+  case TALLY_WAL_CLUSTER_RELIABLE_VALUE:
     persist_store_u64(body, (uint64_t)item->value);
     memcpy(body + 8, item->name, item->name_len);
     break;
@@ -135,7 +137,7 @@ static bool item_decode(const uint8_t *payload, size_t size, size_t offset,
   }
   if (size - offset - TALLY_WAL_CLUSTER_ITEM_HEADER_SIZE < body) return false;
   in += TALLY_WAL_CLUSTER_ITEM_HEADER_SIZE;
-  if (item->kind == TALLY_WAL_CLUSTER_VALUE) {
+  if (tally_wal_cluster_is_value(item->kind)) {
     item->value = (int64_t)persist_load_u64(in);
     item->name = (const char *)(in + 8);
   } else if (item->kind == TALLY_WAL_CLUSTER_RECORD) {

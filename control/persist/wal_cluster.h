@@ -7,11 +7,14 @@
  * an origin: 1..65535 the replica table of that peer, 0 the compensation
  * shard. Little-endian; every item starts with
  *
- *   +0 u8 kind   1 value, 2 record, 3 held, 4 claim
+ *   +0 u8 kind   1 value, 2 record, 3 held, 4 claim, 5 reliable value
  *   +1 u8 name_len (value: 1..TALLY_NAME_LEN_MAX; others 0)
  *   +2 u16 origin (held: 1..65535; claim: 0)
  *
  * then: value  i64 value, name (absolute: the slot's value after the change)
+ *       reliable value  the same, of a counter whose class is reliable (C1):
+ *              the replay makes (or keeps) it reliable; a value item leaves
+ *              an existing counter's class as it is and creates a statsd one
  *       record u64 producer (TALLY_PRODUCER_UNDONE_BIT allowed), 15 x u64
  *              dedup state (merged on replay: idempotent, monotone)
  *       held   u64 held_seq >= 1, u64 held_scan
@@ -34,6 +37,7 @@ enum tally_wal_cluster_kind {
   TALLY_WAL_CLUSTER_RECORD = 2,
   TALLY_WAL_CLUSTER_HELD = 3,
   TALLY_WAL_CLUSTER_CLAIM = 4,
+  TALLY_WAL_CLUSTER_RELIABLE_VALUE = 5,
   TALLY_WAL_CLUSTER_KIND_END
 };
 
@@ -51,6 +55,12 @@ enum tally_wal_cluster_kind {
 static_assert(TALLY_WAL_CLUSTER_HEADER_SIZE + TALLY_BATCH_PAIRS_MAX *
   TALLY_WAL_CLUSTER_VALUE_SIZE_MAX + TALLY_WAL_CLUSTER_RECORD_SIZE <= TALLY_WAL_PAYLOAD_SIZE_MAX,
   "an undo fits one cluster record");
+
+/* A value item, of either class. */
+static inline bool tally_wal_cluster_is_value(uint8_t kind)
+{
+  return kind == TALLY_WAL_CLUSTER_VALUE || kind == TALLY_WAL_CLUSTER_RELIABLE_VALUE;
+}
 
 struct tally_wal_cluster_item {
   uint8_t kind;

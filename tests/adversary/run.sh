@@ -37,7 +37,11 @@
 #       bucket (statsd_source_over_budget counted) while a second source's
 #       statsd is counted exactly; a source outside statsd_allow_cidrs is not
 #       counted at all; tallyctl degrade 2 sheds all statsd, degrade auto
-#       ends it; reliable producers are acked throughout. It runs last, on
+#       ends it; reliable producers are acked throughout. Then tallyctl
+#       degrade 3 (reliable read-only, never reached by a real node's
+#       signals here): reliable batches answered READ_ONLY and counted
+#       batches_read_only, statsd shed; a producer retrying through it gets
+#       every batch acked, exactly, after degrade auto. It runs last, on
 #       tallyd restarted with the budget and the allow-list (so the sections
 #       before it see no budget). SHEDDING_OFF=1 runs
 #       it without the budget and the allow-list, to see this part fail as the
@@ -336,17 +340,61 @@ echo "$said"
 verdict "C1 shedding: tallyctl degrade 2 is accepted" exited_with 0 "degradation level 2"
 verdict "C1 shedding: stats show level 2 (also --json)" \
   test "$(stat degradation_level)/$($ctl --json stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["degradation_level"])')" = 2/2
-shed_before=$(( $(stat drop_statsd_shed) + 0 ))
-base=$(statsd_seen)
-spoof 10.77.0.52 20 --name adv.c1s.shed
-wait_statsd $((base + 20))
-verdict "C1 shedding: at level 2 every statsd datagram is shed and counted" \
-  test "$(( $(stat drop_statsd_shed) + 0 ))" -ge $((shed_before + 20))
-verdict "C1 shedding: and none counted" test "$($ctl get adv.c1s.shed 2>/dev/null || echo 0)" = 0
+shed_all() { # shed_all LABEL SOURCE NAME: 20 statsd datagrams, every one shed and counted
+  local shed_before base
+  shed_before=$(( $(stat drop_statsd_shed) + 0 ))
+  base=$(statsd_seen)
+  spoof "$2" 20 --name "$3"
+  wait_statsd $((base + 20))
+  verdict "$1 every statsd datagram is shed and counted" \
+    test "$(( $(stat drop_statsd_shed) + 0 ))" -ge $((shed_before + 20))
+  verdict "$1 and none counted" test "$($ctl get "$3" 2>/dev/null || echo 0)" = 0
+}
+shed_all "C1 shedding: at level 2" 10.77.0.52 adv.c1s.shed
 still_serving "C1 shedding: at level 2" 17
 said=$($ctl degrade auto 2>&1); code=$?
 verdict "C1 shedding: tallyctl degrade auto hands the level back" exited_with 0 "automatic"
 verdict "C1 shedding: the level is 0 again" test "$(stat degradation_level)" = 0
+# Level 3 (reliable read-only), forced: reliable batches are answered READ_ONLY
+# (retryable, never acked, never counted), statsd is shed; a producer that keeps
+# retrying through it is acked once degrade auto hands the level back, exactly.
+said=$($ctl degrade 3 2>&1); code=$?
+verdict "level 3: tallyctl degrade 3 is accepted" exited_with 0 "degradation level 3"
+verdict "level 3: stats show level 3" test "$(stat degradation_level)" = 3
+read_only_before=$(( $(stat batches_read_only) + 0 ))
+said=$(peer "$build/control/tally-produce" --nodes 10.77.0.1:8126 --producer 9401 \
+  --timeout-ms 1500 --ack-timeout-ms 100 adv.l3.x:1 2>&1); code=$?
+echo "$said" | tail -3
+# Every attempt answered (no ack timeout), none acked: READ_ONLY until the deadline.
+verdict "level 3: a reliable batch is answered READ_ONLY, never acked" exited_with 1 "ack_timeouts 0"
+verdict "level 3: the refusals are counted" \
+  test "$(( $(stat batches_read_only) + 0 ))" -gt "$read_only_before"
+verdict "level 3: the refused batch is not counted" \
+  test "$($ctl get adv.l3.x 2>/dev/null || echo 0)" = 0
+shed_all "level 3:" 10.77.0.53 adv.l3.shed
+read_only_before=$(( $(stat batches_read_only) + 0 ))
+peer timeout 90 python3 "$tools/reliable_producer.py" --seed 18 --producers 1 --batches 20 \
+  --first-producer 9018 --prefix adv18. --deadline-s 80 --report "$work/rel18.json" >/dev/null &
+waiting=$!
+pids+=("$waiting")
+refused_more() { # refused_more N: until N more batches were answered READ_ONLY (bounded)
+  for _ in $(seq 1 100); do
+    [ "$(( $(stat batches_read_only) + 0 ))" -ge $((read_only_before + $1)) ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+verdict "level 3: a producer's retries are answered READ_ONLY meanwhile" refused_more 3
+verdict "level 3: nothing of it is counted yet" test -z "$($ctl list adv18. 2>/dev/null)"
+said=$($ctl degrade auto 2>&1); code=$?
+verdict "level 3: tallyctl degrade auto hands the level back" exited_with 0 "automatic"
+verdict "level 3: the level is 0 again" test "$(stat degradation_level)" = 0
+wait "$waiting"
+verdict "level 3: after degrade auto the waiting producer's 20 batches are all acked" \
+  producer_ok "$work/rel18.json" 20
+verdict "level 3: and counted exactly (nothing acked lost, nothing twice)" \
+  acked_within "$build/control/tallyctl" "$work/sock" "adv18." "$work/rel18.json" exact
+still_serving "level 3: after it" 19
 
 # ---- M2: each producer's own key (ingest.producer_keys = derived) -----------------
 # Last, on tallyd restarted on a fresh store: the sections above produce with

@@ -10,7 +10,12 @@
 # checkpoint + log. Point in time: restored to the first incremental's last
 # LSN, the node holds exactly the first load's counts. Refusals: a non-empty
 # target, a damaged backup (exit 1), an LSN past the backup (the unit test
-# covers one before the checkpoint's end).
+# covers one before the checkpoint's end). Who may: a throwaway user (useradd,
+# removed at the end) outside control.admin_group is refused the backup's
+# requests over the socket (checkpoint, log hold: SO_PEERCRED), a member is
+# served. A restart releases the log hold (in memory only): once checkpoints cut
+# the log past the last backup, the next incremental is refused, never taken
+# with a gap.
 # Prints PASS/FAIL lines and "N passed, N failed".
 # Usage: backup.sh BUILD_DIR   (root; hugepages reserved)
 set -uo pipefail
@@ -30,7 +35,12 @@ stop_ours() {
   local pid
   for pid in $(pgrep -f "tallyd -c $work/tally.ini"); do kill -KILL "$pid" 2>/dev/null; done
 }
-cleanup() { stop_ours; tally_netns_down; rm -rf "$work" "$image_dir"; }
+user=tallybk$$       # a throwaway user, not in the admin group
+admins=tallyadm$$    # the throwaway control.admin_group
+cleanup() {
+  stop_ours; tally_netns_down; rm -rf "$work" "$image_dir"
+  userdel "$user" 2>/dev/null; groupdel "$admins" 2>/dev/null
+}
 trap cleanup EXIT
 tools=$root/tests/tools
 export TALLY_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
@@ -40,7 +50,8 @@ echo "seed $seed (replay: TALLY_SEED=$seed bash $0 BUILD)"
 
 tally_netns_up "$suffix"
 mkdir -p "$image_dir"
-tally_write_config "$work/tally.ini" "$image_dir/image" "$work/sock"
+groupadd "$admins" && useradd --no-create-home --user-group --shell /usr/sbin/nologin "$user"
+tally_write_config "$work/tally.ini" "$image_dir/image" "$work/sock" "admin_group = $admins"
 sed -i "s|^commit_interval_ms = .*|&\npersist = log\nlog_dir = $work/log\ncheckpoint_interval_ms = 300\nlog_segment_bytes = 65536\nlog_group_bytes = 16384|" "$work/tally.ini"
 start() {
   tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
@@ -84,6 +95,25 @@ import json,sys; lines=[json.loads(l) for l in open(sys.argv[1])]; assert lines 
 full_last=$(json_field "$work/full.json" last_lsn)
 echo "full backup: $(cat "$work/full.json")"
 verdict "the node holds its log from the backup on" test "$(stat backup_hold_lsn)" = "$full_last"
+# Who may back up: a user outside control.admin_group can open the socket (here) but is
+# refused what changes state, so tallyctl backup --checkpoint fails before copying.
+chmod 755 "$work"; chmod 666 "$work/sock"
+as_user() { setpriv --reuid="$(id -u "$user")" --regid="$(id -g "$user")" --clear-groups "$@"; }
+refused_before=$(( $(stat mgmt_refused) + 0 ))
+said=$(as_user "$build/control/tallyctl" -s "$work/sock" backup --checkpoint --log-dir "$work/log" \
+  --quiet "$work/bk-user" 2>&1); code=$?
+echo "$said"
+verdict "a non-admin user's backup --checkpoint is refused: exit 3, not permitted" \
+  bash -c '[ "$1" -eq 3 ] && grep -q "not permitted" <<<"$2"' _ "$code" "$said"
+verdict "  and nothing written" test ! -e "$work/bk-user"
+said=$(as_user "$build/control/tallyctl" -s "$work/sock" log hold 1 2>&1); code=$?
+verdict "a non-admin user's log hold is refused: exit 3" test "$code" -eq 3
+verdict "  the hold unchanged" test "$(stat backup_hold_lsn)" = "$full_last"
+verdict "  the refusals counted (mgmt_refused)" test "$(stat mgmt_refused)" -ge $((refused_before + 2))
+verdict "a member of control.admin_group may hold the log" setpriv --reuid="$(id -u "$user")" \
+  --regid="$(id -g "$user")" --groups="$(getent group "$admins" | cut -d: -f3)" \
+  "$build/control/tallyctl" -s "$work/sock" log hold "$full_last"
+chmod 700 "$work"; chmod 660 "$work/sock"
 verdict "load 1: every batch acked" load 1 "$work/r1.json"
 verdict "load 1 producer ok" producer_ok "$work/r1.json" 600
 $build/control/tallyctl -c "$work/tally.ini" backup --incremental --quiet --json "$work/bk" >"$work/incr1.json"
@@ -102,6 +132,33 @@ import json,sys; d=json.load(open(sys.argv[1])); assert d["generation"]==3 and d
   "$work/incr2.json" "$load1_last"
 verdict "backup verify exit 0" $build/control/tallyctl backup verify --quiet "$work/bk"
 merge "$work/r12.json" "$work/r1.json" "$work/r2.json"
+
+# A restart releases the hold: checkpoints may then cut the log past the last backup,
+# and the next incremental is refused (take a full backup), never taken with a gap.
+load2_last=$(json_field "$work/incr2.json" last_lsn)
+tally_stop TERM
+start
+verdict "after a restart tallyd is ready" test $? -eq 0
+verdict "a restart releases the log hold" test "$(stat backup_hold_lsn)" = 0
+oldest_segment_lsn() { # the first LSN of the oldest segment left in the log
+  local name
+  name=$(ls "$work/log" | grep -E '^wal-[0-9a-f]{16}\.log$' | sort | head -1)
+  [ -n "$name" ] && echo $((16#${name:4:16}))
+}
+cut_past_backup() { # load until the log no longer holds the LSN after the backup (bounded)
+  local round
+  for round in 1 2 3 4 5 6; do
+    [ "$(oldest_segment_lsn)" -gt $((load2_last + 1)) ] && return 0
+    load $((20 + 4 * round)) "$work/r3.$round.json" || return 1
+  done
+  [ "$(oldest_segment_lsn)" -gt $((load2_last + 1)) ]
+}
+verdict "more load, and checkpoints cut the log past the last backup" cut_past_backup
+$build/control/tallyctl -c "$work/tally.ini" backup --incremental --quiet "$work/bk" 2>"$work/gap.txt"
+verdict "the next incremental is refused: exit 3" test $? -eq 3
+verdict "  with one line: the log no longer holds the LSN, take a full backup" \
+  grep -q "no longer holds LSN $((load2_last + 1)).*take a full backup" "$work/gap.txt"
+verdict "  and the backup still verifies" $build/control/tallyctl backup verify --quiet "$work/bk"
 
 # The node is lost: killed, its image and its log deleted; restored from the backup.
 restore_and_start

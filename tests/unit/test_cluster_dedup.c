@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <rte_eal.h>
+#include <rte_hash.h>
 
 #include "cluster.h"
 #include "tally/name.h"
@@ -530,6 +531,47 @@ static void test_journal_index_follows_the_ring(void **state)
   assert_int_equal(node_total(f, "c"), TALLY_JOURNAL_ENTRIES - 1);
 }
 
+/* Fills an index's table with keys no journal holds, until it refuses one. */
+static void fill_index(struct tally_journal_index *index)
+{
+  for (uint64_t i = 1;; i++) {
+    uint64_t key[2] = { UINT64_MAX, i }; /* (producer, seq): no producer has that id */
+    if (rte_hash_add_key_data(index->hash, key, (void *)(uintptr_t)0) != 0) break;
+    assert_true(i <= 2u * TALLY_JOURNAL_ENTRIES);
+  }
+}
+
+/*
+ * H1: an insert the journal index refuses (a full table; colliding keys from
+ * the network) fails closed — counted, and the position is answered from the
+ * journal itself until the ring moves past it — never an assert, never a
+ * false "not here". Before: catch_up asserted (abort).
+ */
+static void test_refused_index_insert_fails_closed(void **state)
+{
+  struct fixture *f = *state;
+  fill_index(&f->cluster.journal_index[0]);
+  fill_index(&f->cluster.undone_index);
+  apply(f, 10, 0, 5);
+  claim(f, 10, 1); /* the apply's position is refused: found by the walk, undone */
+  assert_int_equal(f->cluster.journal_index_refused, 1);
+  assert_int_equal(f->cluster.compensations, 1);
+  assert_int_equal(node_total(f, "a"), 0);
+  claim(f, 10, 1); /* the undo's position is refused too: the walk says undone already */
+  assert_int_equal(f->cluster.journal_index_refused, 2);
+  assert_int_equal(f->cluster.compensations, 1);
+  assert_int_equal(node_total(f, "a"), 0);
+  claim(f, 11, 1); /* never applied: the walk finds nothing, nothing is done */
+  assert_int_equal(f->cluster.claims_yielded, 0);
+  apply(f, 12, 0, 3);
+  claim(f, 12, TALLY_CLAIM_KEEPER); /* undone from the journal, not "entry gone" */
+  assert_int_equal(f->cluster.journal_index_refused, 3);
+  assert_int_equal(f->cluster.compensations, 2);
+  assert_int_equal(f->cluster.compensations_missed, 0);
+  assert_int_equal(f->cluster.keeps_withheld, 0);
+  assert_int_equal(node_total(f, "a"), 0);
+}
+
 /* ---- Overflow: the journal and the claims ring (8192 each) ------------------ */
 
 /*
@@ -856,6 +898,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_keeper_claim_without_journal_never_yields_back, setup,
       teardown),
     cmocka_unit_test_setup_teardown(test_journal_index_follows_the_ring, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_refused_index_insert_fails_closed, setup, teardown),
     cmocka_unit_test_setup_teardown(test_journal_overflow_counts_missed, setup, teardown),
     cmocka_unit_test_setup_teardown(test_claims_ring_overflow_counts_lost, setup, teardown),
     cmocka_unit_test_setup_teardown(test_claims_wait_for_the_quorum_to_hold_their_values, setup,

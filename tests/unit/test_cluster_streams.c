@@ -435,10 +435,13 @@ static void test_total_beyond_int64_saturates(void **state)
   world_free(world);
 }
 
+/* Whether the last value item of "c<k>" persist() saw was a reliable one (C1). */
+static bool logged_reliable[3u * TALLY_REPLICATION_ENTRIES_MAX];
+
 /*
  * The fake persister of node index: takes every published payload (checked),
- * counts its value items of "c<k>" from origin and its held items, then
- * makes them durable.
+ * counts its value items of "c<k>" from origin (and their class) and its held
+ * items, then makes them durable.
  */
 static void persist(struct world *world, uint32_t index, uint16_t origin, int64_t *value,
   uint32_t count, uint64_t *held)
@@ -454,9 +457,10 @@ static void persist(struct world *world, uint32_t index, uint16_t origin, int64_
       if (item.origin != origin) continue;
       if (item.kind == TALLY_WAL_CLUSTER_HELD) *held = item.seq;
       unsigned k;
-      if (item.kind == TALLY_WAL_CLUSTER_VALUE && item.name_len < 16 && item.name[0] == 'c' &&
+      if (tally_wal_cluster_is_value(item.kind) && item.name_len < 16 && item.name[0] == 'c' &&
           sscanf(item.name + 1, "%u", &k) == 1 && k < count) {
         value[k] = item.value;
+        logged_reliable[k] = item.kind == TALLY_WAL_CLUSTER_RELIABLE_VALUE;
       }
     }
   }
@@ -480,6 +484,15 @@ static void test_log_mode_ack_waits_for_the_log(void **state)
     persist(world, 1, 1, logged, count, &held);
   }
   assert_int_equal(quorum_seq(world, 0), 0);
+  /* c0..c9 reliable-owned: their values go to the log as reliable (a replay keeps the class). */
+  struct tally_shard *shard = &world->nodes[0]->appliance.store.shards[0];
+  for (uint32_t k = 0; k < 10; k++) {
+    char name[16];
+    int length = snprintf(name, sizeof name, "c%u", k);
+    assert_int_equal(tally_shard_set_class(shard, name, (uint32_t)length,
+      tally_shard_name_hash(shard, name, (size_t)length), 0, TALLY_CLASS_RELIABLE,
+      shard->counters_max), TALLY_OK);
+  }
   write_counters(world, 0, count, 500);
   run_ms(world, 300); /* nothing persisted: the list lands, its last ACK does not leave */
   for (uint32_t k = 0; k < count; k++) assert_int_equal(replica_value(world, 1, 0, k), 500 + k);
@@ -495,6 +508,7 @@ static void test_log_mode_ack_waits_for_the_log(void **state)
   assert_int_equal(quorum_seq(world, 0), 1);
   assert_int_equal(receiver->ack_deferred, 0);
   for (uint32_t k = 0; k < count; k++) assert_int_equal(logged[k], 500 + k);
+  for (uint32_t k = 0; k < count; k++) assert_int_equal(logged_reliable[k], k < 10);
   const struct tally_store *store = &world->nodes[1]->appliance.store;
   assert_int_equal(held, tally_shard_held_seq(&store->replicas[tally_store_replica_find(store, 1)]));
   world_free(world);

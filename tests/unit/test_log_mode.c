@@ -32,6 +32,7 @@
 
 #include "persister_log.h"
 #include "store.h"
+#include "store_format.h"
 #include "wal_batch.h"
 #include "wal_cluster.h"
 #include "wal_queue.h"
@@ -388,9 +389,10 @@ static uint64_t cluster_hand_over(int64_t base, uint64_t held, uint64_t claim)
   struct tally_wal_cluster_writer writer;
   tally_wal_cluster_writer_init(&writer, tally_wal_queue_reserve(queue), TALLY_WAL_PAYLOAD_SIZE_MAX);
   char name[16];
-  for (uint32_t k = 0; k < 20; k++) {
+  for (uint32_t k = 0; k < 20; k++) { /* r.0..r.9 reliable-owned (C1), the others statsd */
     int length = snprintf(name, sizeof name, "r.%u", k);
-    struct tally_wal_cluster_item value = { .kind = TALLY_WAL_CLUSTER_VALUE, .origin = 2,
+    struct tally_wal_cluster_item value = { .kind = k < 10 ? TALLY_WAL_CLUSTER_RELIABLE_VALUE :
+      TALLY_WAL_CLUSTER_VALUE, .origin = 2,
       .name = name, .name_len = (uint32_t)length, .value = base + k };
     assert_true(tally_wal_cluster_add(&writer, &value));
   }
@@ -426,6 +428,9 @@ static void check_cluster(int64_t base, uint64_t held, uint64_t claims)
       tally_shard_name_hash(replica, name, (size_t)length));
     assert_true(slot >= 0);
     assert_int_equal(tally_shard_slot_value(replica, (uint32_t)slot), base + k);
+    /* The class comes back with the value: a restore from this copy keeps the bulkhead. */
+    assert_int_equal(tally_shard_slot_class(replica, (uint32_t)slot),
+      k < 10 ? TALLY_CLASS_RELIABLE : TALLY_CLASS_STATSD);
   }
   assert_int_equal(tally_shard_held_seq(replica), held);
   assert_int_equal(tally_shard_held_scan(replica), held * 10u);

@@ -398,6 +398,34 @@ static void test_cluster_round_trip(void **state)
   assert_int_equal(tally_wal_cluster_finish(&empty), 0);
 }
 
+/* A reliable counter's value (kind 5): same bytes as a value but the kind, decoded as such. */
+static void test_cluster_reliable_value(void **state)
+{
+  (void)state;
+  static uint8_t bytes[TALLY_WAL_PAYLOAD_SIZE_MAX];
+  struct tally_wal_cluster_writer writer;
+  tally_wal_cluster_writer_init(&writer, bytes, sizeof bytes);
+  struct tally_wal_cluster_item value = { .kind = TALLY_WAL_CLUSTER_RELIABLE_VALUE, .origin = 0,
+    .name = "bill", .name_len = 4, .value = 12 };
+  assert_int_equal(tally_wal_cluster_item_size(&value), 4u + 8u + 4u);
+  assert_true(tally_wal_cluster_add(&writer, &value));
+  uint32_t size = tally_wal_cluster_finish(&writer);
+  assert_int_equal(tally_wal_cluster_check(bytes, size), TALLY_WAL_CLUSTER_OK);
+  assert_int_equal(bytes[8], 5);
+  size_t offset = 0;
+  struct tally_wal_cluster_item item;
+  assert_true(tally_wal_cluster_next(bytes, size, &offset, &item));
+  assert_int_equal(item.kind, TALLY_WAL_CLUSTER_RELIABLE_VALUE);
+  assert_true(tally_wal_cluster_is_value(item.kind));
+  assert_int_equal(item.value, 12);
+  assert_memory_equal(item.name, "bill", 4);
+  bytes[8 + 12] = '|'; /* its name is checked like a value's */
+  assert_int_equal(tally_wal_cluster_check(bytes, size), TALLY_WAL_CLUSTER_BAD_NAME);
+  bytes[8 + 12] = 'b';
+  bytes[8] = 6; /* the kind after it is unknown */
+  assert_int_equal(tally_wal_cluster_check(bytes, size), TALLY_WAL_CLUSTER_BAD_KIND);
+}
+
 static void test_cluster_writer_full(void **state)
 {
   (void)state;
@@ -514,6 +542,7 @@ int main(void)
     cmocka_unit_test(test_batch_encode_refuses),
     cmocka_unit_test(test_batch_decode_rejections),
     cmocka_unit_test(test_cluster_round_trip),
+    cmocka_unit_test(test_cluster_reliable_value),
     cmocka_unit_test(test_cluster_writer_full),
     cmocka_unit_test(test_cluster_rejections),
     cmocka_unit_test(test_wal_queue),
