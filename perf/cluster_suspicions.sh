@@ -16,10 +16,10 @@
 # --compare OTHER_BUILD runs every phase with each build in turn (BUILD_DIR
 # first), in one run on the same namespaces: a before/after side by side.
 # Store: counters_max = 160000 per table (fills to 3/4: 120k names), about
-# 450 MB of store files per node under /tmp.
+# 450 MB of store files per node under /tmp; --counters-max for more.
 #
 # Usage: perf/cluster_suspicions.sh BUILD_DIR [--compare BUILD_DIR2] [--seconds S]
-#          [--counters N] [--rate R] [--lines L] [--phases "idle load"]
+#          [--counters N] [--counters-max M] [--rate R] [--lines L] [--phases "idle load"]
 # Root; hugepages reserved; run under `flock /tmp/tally-netns.lock`, alone on
 # the machine (CPU contention is what it measures). Every wait is bounded.
 set -uo pipefail
@@ -31,6 +31,7 @@ counters=100000
 rate=5000
 lines=20
 phases="idle load"
+counters_max=160000
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) seconds=${2:?}; shift 2 ;;
@@ -39,6 +40,7 @@ while [ $# -gt 0 ]; do
     --lines) lines=${2:?}; shift 2 ;;
     --phases) phases=${2:?}; shift 2 ;;
     --compare) builds="$builds $(cd "${2:?}" && pwd)"; shift 2 ;;
+    --counters-max) counters_max=${2:?}; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 64 ;;
   esac
 done
@@ -72,7 +74,7 @@ for phase in $phases; do
   for i in $(seq "$nodes"); do cluster_stop "$i" KILL; rm -f "$work/store$i.pmem"; done
   for i in $(seq "$nodes"); do
     cluster_write_config "$i" "$work/n$i.ini" "$work/store$i.pmem" "$work/sock$i"
-    sed -i 's/^counters_max = .*/counters_max = 160000/' "$work/n$i.ini"
+    sed -i "s/^counters_max = .*/counters_max = $counters_max/" "$work/n$i.ini"
     cluster_start "$build" "$i" "$work/n$i.ini" "$work/n$i.log"
   done
   for i in $(seq "$nodes"); do
@@ -108,19 +110,20 @@ print(json.dumps({"build": build, "phase": phase, "counters": int(counters) if p
                   "rate": int(rate) if phase == "load" else 0, "lines": int(lines),
                   "seconds": p["seconds"], "samples": p["samples"], "suspect": p["suspect"],
                   "down": p["down"], "not_up_samples": p["not_up_samples"],
+                  "max_age_ms": p.get("max_age_ms", 0), "max_phi": p.get("max_phi", 0),
                   "per_node": p["per_node"], "blast": b, "node2_rounds_applied": int(float(applied)),
                   "node1_lag_to_node2_at_end": int(float(lag))}))
 PY
   tail -1 "$work/results.jsonl"
  done
 done
-echo "| build | phase | statsd counters | datagrams/s x lines | seconds | samples | false suspect episodes | false down episodes | samples not up | rounds node 2 applied | lag at end |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| build | phase | statsd counters | datagrams/s x lines | seconds | samples | false suspect episodes | false down episodes | samples not up | max heartbeat age ms | max phi | rounds node 2 applied | lag at end |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 python3 -c '
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    print("| %s | %s | %d | %d x %d | %s | %d | %d | %d | %d | %d | %d |" % (r["build"], r["phase"], r["counters"],
+    print("| %s | %s | %d | %d x %d | %s | %d | %d | %d | %d | %d | %.2f | %d | %d |" % (r["build"], r["phase"], r["counters"],
           r["rate"], r["lines"], r["seconds"], r["samples"], r["suspect"], r["down"],
-          r["not_up_samples"], r["node2_rounds_applied"], r["node1_lag_to_node2_at_end"]))
+          r["not_up_samples"], r["max_age_ms"], r["max_phi"], r["node2_rounds_applied"], r["node1_lag_to_node2_at_end"]))
 ' "$work/results.jsonl"

@@ -47,10 +47,10 @@ uint64_t tally_cluster_heartbeat_due(struct tally_cluster *cluster,
     heartbeat_send(cluster, io);
     cluster->next_heartbeat_ms = now_ms + interval_ms;
   }
+  assert(cluster->next_heartbeat_ms > now_ms);
   uint64_t until_ms = cluster->next_heartbeat_ms - now_ms;
   pthread_mutex_unlock(&cluster->liveness_lock);
-  assert(until_ms <= interval_ms);
-  return until_ms;
+  return until_ms < interval_ms ? until_ms : interval_ms; /* (an interval shortened by a reload) */
 }
 
 /* Under liveness_lock: the checks after the MAC, and the detector fed. */
