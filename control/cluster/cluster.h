@@ -243,8 +243,9 @@ struct tally_cluster {
    * fields, the slots' identity and config while they change (the cluster
    * thread takes it inside `lock` when it applies a membership), and
    * next_heartbeat_ms. Held for short, bounded work only (never across a
-   * scan, a round or output), so neither thread can delay the other. Lock
-   * order: `lock`, then liveness_lock.
+   * scan, a round or a reader's output; a membership change logs its one
+   * line under it), so neither thread can delay the other. Lock order:
+   * `lock`, then liveness_lock.
    */
   pthread_mutex_t liveness_lock;
   uint64_t scans_published;           /* scans, for heartbeats' lsn field (atomic) */
