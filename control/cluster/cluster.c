@@ -4,10 +4,13 @@
  * the clock, behind the test-only fault layer; cluster_io.h), the snapshot,
  * the dedup state, the peer slots, and with a new or damaged store the
  * restore (restore.c). Then the thread's loop, one tick at a time: apply a
- * membership handed over, heartbeats (heartbeat.c), a scan that plans the
- * idle peers' lists (cluster_scan.c), each member's outgoing stream
- * (stream_out.c), the quorum (quorum.c), and a wait on the socket, after
- * which every datagram is handed to the file that owns its kind.
+ * membership handed over, the restarts the heartbeats showed, a scan that
+ * plans the idle peers' lists (cluster_scan.c), each member's outgoing
+ * stream (stream_out.c), the quorum (quorum.c), and a wait on the socket,
+ * after which every datagram is handed to the file that owns its kind.
+ * Heartbeats run on the heartbeat thread (heartbeat_thread.c), started and
+ * stopped here with the cluster thread; an instance without its socket
+ * (tests over a fake network) sends and receives them in the tick instead.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -77,6 +80,8 @@ static void receive_all(struct tally_cluster *cluster)
     ssize_t size = tally_cluster_io_receive(&cluster->io, buffer, sizeof buffer, &source);
     if (size < 0) return;
     if (size >= 2 && buffer[0] == TALLY_HEARTBEAT_MAGIC_0 && buffer[1] == TALLY_HEARTBEAT_MAGIC_1) {
+      /* With a heartbeat thread only if steering failed (counted): still fed. */
+      if (cluster->heartbeat_own_thread) cluster->heartbeats_misrouted++;
       tally_cluster_heartbeat_receive(cluster, buffer, (size_t)size, &source);
     } else {
       receive_replication(cluster, buffer, (size_t)size, &source);
@@ -93,12 +98,11 @@ void tally_cluster_tick(struct tally_cluster *cluster, uint64_t wait_ns)
   const struct tally_cluster_config *config = cluster->config;
   assert(config->heartbeat_interval_ms >= 1 && config->replication_interval_ms >= 1);
   uint64_t now = tally_cluster_now_ms(cluster);
-  if (now >= cluster->next_heartbeat_ms) {
-    tally_cluster_heartbeat_send(cluster);
-    cluster->next_heartbeat_ms = now + config->heartbeat_interval_ms;
-  }
+  if (!cluster->heartbeat_own_thread) tally_cluster_heartbeat_due(cluster, &cluster->io, now);
+  tally_cluster_heartbeat_restarts(cluster); /* before a round goes to a restarted peer */
   if (now >= cluster->next_scan_ms) {
     tally_cluster_scan(cluster, false);
+    __atomic_store_n(&cluster->scans_published, cluster->scans, __ATOMIC_RELAXED);
     cluster->next_scan_ms = now + config->replication_interval_ms;
   }
   for (struct tally_cluster_peer *peer = NULL;
@@ -111,6 +115,7 @@ void tally_cluster_tick(struct tally_cluster *cluster, uint64_t wait_ns)
   bool deferred = tally_cluster_stream_in_deferred_acks(cluster);
   if (deferred && wait_ns > TALLY_CLUSTER_ACK_POLL_NS) wait_ns = TALLY_CLUSTER_ACK_POLL_NS;
   if (tally_cluster_io_wait_readable(&cluster->io, wait_ns)) receive_all(cluster);
+  tally_cluster_heartbeat_restarts(cluster); /* (a restart this tick's heartbeats showed) */
 }
 
 static void *cluster_main(void *arg)
@@ -130,13 +135,18 @@ int tally_cluster_start(struct tally_cluster *cluster)
   if (rc != 0) return -1;
   pthread_setname_np(cluster->thread, "tally-cluster");
   cluster->running = true;
+  if (tally_cluster_heartbeat_start(cluster) != 0) {
+    tally_cluster_stop(cluster);
+    return -1;
+  }
   return 0;
 }
 
-/* What the thread used: the fault queue (what it still held is lost), the slots, the socket. */
+/* What the threads used: the fault queues (what they still held is lost), the slots, the sockets. */
 static void release(struct tally_cluster *cluster)
 {
-  assert(!cluster->running);
+  assert(!cluster->running && !cluster->heartbeat_running);
+  tally_cluster_heartbeat_release(cluster);
   tally_cluster_fault_free(&cluster->fault);
   tally_cluster_members_close(cluster);
   tally_cluster_udp_close(&cluster->udp);
@@ -145,6 +155,7 @@ static void release(struct tally_cluster *cluster)
 void tally_cluster_stop(struct tally_cluster *cluster)
 {
   if (!cluster->running) return;
+  tally_cluster_heartbeat_stop(cluster);
   __atomic_store_n(&cluster->quit, true, __ATOMIC_RELAXED);
   pthread_join(cluster->thread, NULL);
   cluster->running = false;
@@ -160,10 +171,12 @@ void tally_cluster_close(struct tally_cluster *cluster)
   free(cluster->members);
   cluster->members = NULL;
   pthread_mutex_destroy(&cluster->lock);
+  pthread_mutex_destroy(&cluster->liveness_lock);
 }
 
 /* ---- Opening (start-up) ------------------------------------------------------------ */
 
+/* The replication socket and, steered to it on the same port, the heartbeat thread's. */
 static int open_socket(struct tally_cluster *cluster, char *error, size_t error_size)
 {
   const struct tally_cluster_config *config = cluster->config;
@@ -172,7 +185,12 @@ static int open_socket(struct tally_cluster *cluster, char *error, size_t error_
     if (config->nodes[i].id == config->node_id) self = &config->nodes[i];
   }
   assert(self != NULL);
-  return tally_cluster_udp_open(&cluster->udp, self->ipv4, self->port, error, error_size);
+  static const uint8_t magic[2] = { TALLY_HEARTBEAT_MAGIC_0, TALLY_HEARTBEAT_MAGIC_1 };
+  if (tally_cluster_udp_open_steered(&cluster->udp, &cluster->heartbeat_udp, self->ipv4,
+        self->port, magic, error, error_size) != 0) {
+    return -1;
+  }
+  return tally_cluster_heartbeat_open(cluster, error, error_size);
 }
 
 /* Everything but the socket: over lower (through the fault layer). */
@@ -231,6 +249,11 @@ static int open_start(struct tally_cluster *cluster, struct tally_appliance *app
   memset(cluster, 0, sizeof *cluster);
   cluster->appliance = appliance;
   cluster->udp.fd = -1;
+  cluster->heartbeat_udp.fd = -1;
+  if (pthread_mutex_init(&cluster->liveness_lock, NULL) != 0) {
+    snprintf(error, error_size, "cluster: cannot create the liveness lock");
+    return -1;
+  }
   tally_cluster_log_attach(&cluster->log, appliance->cluster_log_queue); /* NULL: not log mode */
   assert(appliance->config.cluster.enabled);
   cluster->incarnation = next_incarnation();

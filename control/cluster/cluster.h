@@ -11,6 +11,12 @@
  * held by W - 1 peers (quorum_seq), and whether a write quorum is reachable
  * at all (read_only). See docs/cluster.md.
  *
+ * Heartbeats and the detectors run apart from all that, on the heartbeat
+ * thread (heartbeat_thread.c), with a socket of its own on the same
+ * address and port (SO_REUSEPORT, steered by a classic BPF program; io_udp.c),
+ * so a long scan never delays them. What it owns is guarded by
+ * `liveness_lock` (see struct tally_cluster_peer, "Liveness").
+ *
  * Peers live in fixed slots: peers[r] is the peer whose contribution replica
  * region r of the store holds (the region is bound to its node id for the
  * store's life), so a slot is FREE (region unbound), ACTIVE (a member) or
@@ -76,11 +82,21 @@ struct tally_cluster_peer {
   uint16_t id;                        /* != 0 unless FREE */
   uint32_t replica;                   /* store->replicas[replica]: always its slot index */
   struct sockaddr_in address;         /* peer.c (activate, retune) */
-  /* Liveness (heartbeat.c; peer.c inits and retunes the detector). */
+  /*
+   * Liveness (heartbeat.c, on the heartbeat thread; peer.c inits and retunes
+   * the detector, on the cluster thread). Every field here, and the slot's
+   * identity above, is written only under cluster->liveness_lock, and read
+   * under it by any thread but the cluster thread (which reads the identity
+   * it writes itself without it). restarts_seen counts the newer
+   * incarnations heartbeat.c saw; the cluster thread, which owns the stream,
+   * probes the peer again when it differs from restarts_handled (its own).
+   */
   struct tally_phi_detector detector;
   uint16_t flags;                     /* of its last heartbeat */
   uint32_t incarnation;               /* of its last heartbeat accepted (only grows); 0: none */
   uint64_t heartbeat_sent_ns;         /* sender's clock in its last heartbeat accepted */
+  uint64_t restarts_seen;             /* newer incarnations seen (liveness_lock) */
+  uint64_t restarts_handled;          /* of them, handled by the cluster thread (its own) */
   /* Outgoing stream: this node's contribution to the peer (stream_out.c). */
   bool was_synced;                    /* synced before (a restart keeps what it knew) */
   bool synced;                        /* we know which sequence it holds (then was_synced) */
@@ -215,6 +231,36 @@ struct tally_cluster {
   struct tally_cluster_io io;
   struct tally_cluster_udp udp;
   struct tally_cluster_fault_layer fault_layer;
+  /*
+   * The heartbeat thread (heartbeat_thread.c): tallyd's has its own socket
+   * (heartbeat_udp, in udp's SO_REUSEPORT group; heartbeats are steered to
+   * it) behind its own fault layer (heartbeat_fault: the same settings, its
+   * own queue). Without one (tests over a fake network: heartbeat_own_thread
+   * false) tally_cluster_tick sends and receives heartbeats itself.
+   */
+  bool heartbeat_own_thread;
+  struct tally_cluster_io heartbeat_io;
+  struct tally_cluster_udp heartbeat_udp;
+  struct tally_cluster_fault heartbeat_fault;
+  struct tally_cluster_fault_layer heartbeat_fault_layer;
+  pthread_t heartbeat_thread;
+  bool heartbeat_running;
+  volatile bool heartbeat_quit;
+  /*
+   * What the heartbeat thread shares with the others: the peers' liveness
+   * fields, the slots' identity and config while they change (the cluster
+   * thread takes it inside `lock` when it applies a membership), and
+   * next_heartbeat_ms. Held for short, bounded work only (never across a
+   * scan, a round or a reader's output; a membership change logs its one
+   * line under it), so neither thread can delay the other. Lock order:
+   * `lock`, then liveness_lock.
+   */
+  pthread_mutex_t liveness_lock;
+  uint64_t scans_published;           /* scans, for heartbeats' lsn field (atomic) */
+  uint64_t heartbeats_misrouted;      /* heartbeats the cluster socket got (cluster thread) */
+  uint64_t heartbeat_socket_foreign;  /* other datagrams the heartbeat socket got: dropped */
+  uint64_t heartbeat_not_member;      /* heartbeats from a node not a member (heartbeat.c) */
+  uint64_t heartbeat_wrong_source;    /* a member's heartbeat from another IP (heartbeat.c) */
   uint32_t peer_count;                        /* ACTIVE slots */
   struct tally_cluster_peer peers[TALLY_REPLICA_REGIONS_MAX]; /* by replica region */
   /* Snapshot of this node's contribution: name -> index (rte_hash; cluster_scan.c). */
@@ -247,7 +293,7 @@ struct tally_cluster {
 #undef TALLY_CLUSTER_COUNTER_FIELD
   uint64_t scans;
   uint64_t next_scan_ms;
-  uint64_t next_heartbeat_ms;
+  uint64_t next_heartbeat_ms;          /* (liveness_lock) */
   volatile bool read_only;            /* read by the lcores */
   volatile bool quit;
   bool running;
@@ -280,7 +326,10 @@ int tally_cluster_open(struct tally_cluster *cluster, struct tally_appliance *ap
 /* The same over another I/O backend (tests: a fake network and clock), no socket. */
 int tally_cluster_open_io(struct tally_cluster *cluster, struct tally_appliance *appliance,
   struct tally_cluster_io io, bool restore, char *error, size_t error_size);
-/* Starts and stops the cluster thread (stop frees the slots, the fault queue, the socket). */
+/*
+ * Starts and stops the cluster thread, and the heartbeat thread if the
+ * instance has its socket (stop frees the slots, the fault queues, the sockets).
+ */
 int tally_cluster_start(struct tally_cluster *cluster);
 void tally_cluster_stop(struct tally_cluster *cluster);
 /*

@@ -4,8 +4,10 @@
  * two files call each other: the calls between files run one way, from the
  * thread's loop in cluster.c down to peer.c and the codecs).
  *
- *   cluster.c ──► heartbeat.c, stream_out.c, stream_in.c, quorum.c,
- *                 cluster_scan.c, cluster_members.c, restore.c, io_*.c
+ *   cluster.c ──► heartbeat.c, heartbeat_thread.c, stream_out.c, stream_in.c,
+ *                 quorum.c, cluster_scan.c, cluster_members.c, restore.c, io_*.c
+ *   heartbeat_thread.c ──► heartbeat.c, io_*.c
+ *   quorum.c, report.c ──► heartbeat.c (liveness, under liveness_lock)
  *   restore.c ──► stream_in.c (serves peers restoring at the same time)
  *   report.c  ──► quorum.c (peers up)
  *   stream_*.c, heartbeat.c, quorum*.c, report.c, restore.c, cluster_scan.c,
@@ -165,11 +167,41 @@ void tally_cluster_stream_in_restore_request(struct tally_cluster *cluster,
 void tally_cluster_stream_in_read_request(struct tally_cluster *cluster,
   const struct tally_replication_message *request, const struct sockaddr_in *source);
 
-/* ---- heartbeat.c ------------------------------------------------------------------- */
+/* ---- heartbeat.c: any thread, under liveness_lock (taken inside) ------------------- */
 
-void tally_cluster_heartbeat_send(struct tally_cluster *cluster);
+/*
+ * Sends a heartbeat to every member through io if one is due at now_ms;
+ * returns the ms until the next is due. The heartbeat thread (its own io),
+ * or the cluster thread's tick when there is none (cluster->io).
+ */
+uint64_t tally_cluster_heartbeat_due(struct tally_cluster *cluster,
+  const struct tally_cluster_io *io, uint64_t now_ms);
+/* One datagram that starts with the heartbeat magic: checked, fed to the detector. */
 void tally_cluster_heartbeat_receive(struct tally_cluster *cluster, const uint8_t *data,
   size_t size, const struct sockaddr_in *source);
+/* The cluster thread: probes again each peer whose restart the heartbeats showed. */
+void tally_cluster_heartbeat_restarts(struct tally_cluster *cluster);
+/* A member's liveness now, read under liveness_lock (any thread). */
+struct tally_cluster_liveness {
+  enum tally_phi_state state;
+  double phi;
+  uint64_t age_ms;                    /* since its last heartbeat; 0: none yet */
+};
+struct tally_cluster_liveness tally_cluster_liveness_of(struct tally_cluster *cluster,
+  const struct tally_cluster_peer *peer, uint64_t now_ns);
+/* Whether the failure detector says the member is up now (any thread). */
+bool tally_cluster_peer_up(struct tally_cluster *cluster, const struct tally_cluster_peer *peer,
+  uint64_t now_ns);
+
+/* ---- heartbeat_thread.c ------------------------------------------------------------- */
+
+/* Start-up: the heartbeat socket's fault layer over it (needs heartbeat_udp open). */
+int tally_cluster_heartbeat_open(struct tally_cluster *cluster, char *error, size_t error_size);
+/* Starts and stops the thread (no-ops without heartbeat_own_thread). 0 or -1. */
+int tally_cluster_heartbeat_start(struct tally_cluster *cluster);
+void tally_cluster_heartbeat_stop(struct tally_cluster *cluster);
+/* After stop: the socket and the fault queue (idempotent). */
+void tally_cluster_heartbeat_release(struct tally_cluster *cluster);
 
 /* ---- quorum.c ------------------------------------------------------------------------ */
 
@@ -202,6 +234,9 @@ bool tally_cluster_session_accept(struct tally_cluster *cluster, struct tally_cl
 
 /* The fault stage from cluster.fault_* (announced when on). 0 or -1 with error. */
 int tally_cluster_fault_open(struct tally_cluster *cluster, char *error, size_t error_size);
+/* Another stage with the same settings and a queue of its own (the heartbeat socket's). */
+int tally_cluster_fault_open_beside(struct tally_cluster *cluster,
+  struct tally_cluster_fault *fault, char *error, size_t error_size);
 
 /* ---- cluster_scan.c: what tally_cluster_close frees (cluster_dedup.c's: cluster.h) ---- */
 

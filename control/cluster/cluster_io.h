@@ -6,14 +6,16 @@
  * the restore go through a struct tally_cluster_io.
  *
  * Backends:
- *   - io_udp.c: the real one, the replication UDP socket and CLOCK_MONOTONIC;
+ *   - io_udp.c: the real one, the replication UDP socket and CLOCK_MONOTONIC
+ *     (in tallyd two sockets on one port: the cluster thread's and the
+ *     heartbeat thread's, heartbeats steered to the latter);
  *   - io_fault.c: a layer over another backend, the test-only fault stage
  *     (cluster.fault_*: drop, delay, jitter; cluster_fault.c);
  *   - tests/unit/test_cluster_streams.c: a fake network and clock that
  *     connects in-process cluster instances.
  * A backend's context belongs to the thread that runs the cluster (the
- * start-up thread during restore, then the cluster thread); now_ns may be
- * called from any thread.
+ * start-up thread during restore, then the cluster thread), or to the
+ * heartbeat thread (its own io); now_ns may be called from any thread.
  */
 #ifndef TALLY_CLUSTER_IO_H
 #define TALLY_CLUSTER_IO_H
@@ -72,6 +74,15 @@ struct tally_cluster_udp {
 /* Opens and binds the socket to ipv4:port (host order); 0 or -1 with error. */
 int tally_cluster_udp_open(struct tally_cluster_udp *udp, uint32_t ipv4, uint16_t port,
   char *error, size_t error_size);
+/*
+ * Two sockets on the same ipv4:port, in one SO_REUSEPORT group with a
+ * classic BPF program (SO_ATTACH_REUSEPORT_CBPF) that steers each datagram
+ * whose payload starts with the two bytes magic[0], magic[1] to steered and
+ * every other one to primary (the heartbeat thread's socket and the cluster
+ * thread's). 0, or -1 with error and both closed.
+ */
+int tally_cluster_udp_open_steered(struct tally_cluster_udp *primary, struct tally_cluster_udp *steered,
+  uint32_t ipv4, uint16_t port, const uint8_t magic[2], char *error, size_t error_size);
 void tally_cluster_udp_close(struct tally_cluster_udp *udp);
 /* The backend over an open socket. */
 struct tally_cluster_io tally_cluster_udp_io(struct tally_cluster_udp *udp);

@@ -18,9 +18,11 @@
  *     table, rcu_xchg_pointer,                                     per poll (QSBR)
  *     synchronize_rcu, free the old
  *   members_next = new (release) ──► top of its loop: trylock,
- *   wait (bounded) for members_        take it, activate / retire /
- *     applied == generation            retune slots, swap config,
- *                                      unlock, free the old one
+ *   wait (bounded) for members_        take it, lock liveness_lock
+ *     applied == generation            (the heartbeat thread's: it
+ *                                      reads the slots), activate /
+ *                                      retire / retune slots, swap
+ *                                      config, unlock, free the old one
  *
  * A peer slot is the replica region bound to its node id (cluster.h): an
  * added node gets a fresh slot state on its region (probe, then a full send
@@ -198,7 +200,10 @@ void tally_cluster_members_apply(struct tally_cluster *cluster)
   struct tally_cluster_members *next =
     __atomic_exchange_n(&cluster->members_next, NULL, __ATOMIC_ACQ_REL);
   assert(next != NULL);
+  /* The heartbeat thread reads the slots and the config under liveness_lock. */
+  pthread_mutex_lock(&cluster->liveness_lock);
   apply(cluster, next);
+  pthread_mutex_unlock(&cluster->liveness_lock);
   pthread_mutex_unlock(&cluster->lock);
   __atomic_fetch_add(&cluster->membership_reloads, 1, __ATOMIC_RELAXED);
   __atomic_store_n(&cluster->members_applied, next->generation, __ATOMIC_RELEASE);

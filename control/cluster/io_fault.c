@@ -4,9 +4,11 @@
  * the cluster sends is offered to it and dropped, held back, or passed to
  * the backend below; held ones leave from wait_readable once due.
  * The layer runs on the thread that runs the cluster (the start-up thread
- * while restoring, then the cluster thread); opening is start-up's, and
+ * while restoring, then the cluster thread); the heartbeat thread has a
+ * layer of its own (cluster->heartbeat_fault: the same settings, set
+ * together, and its own queue and PRNG). Opening is start-up's, and
  * tally_cluster_fault_reload is any thread's (the settings are one atomic
- * word).
+ * word per stage).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -130,6 +132,21 @@ int tally_cluster_fault_open(struct tally_cluster *cluster, char *error, size_t 
   return 0;
 }
 
+int tally_cluster_fault_open_beside(struct tally_cluster *cluster,
+  struct tally_cluster_fault *fault, char *error, size_t error_size)
+{
+  uint64_t seed = 0;
+  randombytes_buf(&seed, sizeof seed);
+  if (tally_cluster_fault_init(fault, seed) != 0) {
+    snprintf(error, error_size, "cluster: out of memory for the heartbeats' fault queue");
+    return -1;
+  }
+  struct tally_cluster_fault_settings settings;
+  tally_cluster_fault_get(&cluster->fault, &settings);
+  tally_cluster_fault_set(fault, &settings);
+  return 0;
+}
+
 bool tally_cluster_fault_reload(struct tally_cluster *cluster,
   const struct tally_cluster_config *config)
 {
@@ -141,6 +158,7 @@ bool tally_cluster_fault_reload(struct tally_cluster *cluster,
     return false;
   }
   tally_cluster_fault_set(&cluster->fault, &after);
+  tally_cluster_fault_set(&cluster->heartbeat_fault, &after); /* (the heartbeat thread's) */
   fault_announce(&after);
   return true;
 }

@@ -1,12 +1,16 @@
 /*
  * io_udp.c — the cluster's real I/O backend (cluster_io.h): the replication
- * UDP socket (non-blocking, 4 MiB buffers) and CLOCK_MONOTONIC. Opened and
- * closed on the start-up thread; used by the start-up thread while it
- * restores, then by the cluster thread only. now_ns is any thread's.
+ * UDP socket (non-blocking, 4 MiB buffers) and CLOCK_MONOTONIC; in tallyd
+ * two sockets on its port, heartbeats steered by a classic BPF program to
+ * the heartbeat thread's (open_steered). Opened and closed on the start-up
+ * thread; a socket is used by the start-up thread while it restores, then
+ * by one thread only (the cluster thread, or the heartbeat thread). now_ns
+ * is any thread's.
  */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,31 +22,71 @@
 #include "cluster_io.h"
 #include "tally/limits.h"
 
-int tally_cluster_udp_open(struct tally_cluster_udp *udp, uint32_t ipv4, uint16_t port,
+void tally_cluster_udp_close(struct tally_cluster_udp *udp)
+{
+  if (udp->fd >= 0) close(udp->fd);
+  udp->fd = -1;
+}
+
+static int udp_open(struct tally_cluster_udp *udp, uint32_t ipv4, uint16_t port, bool reuse,
   char *error, size_t error_size)
 {
   struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(port),
     .sin_addr.s_addr = htonl(ipv4) };
   udp->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  int buffer = TALLY_CLUSTER_SOCKET_BUFFER_BYTES;
+  int buffer = TALLY_CLUSTER_SOCKET_BUFFER_BYTES, one = 1;
   if (udp->fd >= 0) {
     setsockopt(udp->fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
     setsockopt(udp->fd, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer);
   }
-  if (udp->fd < 0 || bind(udp->fd, (struct sockaddr *)&address, sizeof address) != 0) {
+  if (udp->fd < 0 ||
+      (reuse && setsockopt(udp->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+      bind(udp->fd, (struct sockaddr *)&address, sizeof address) != 0) {
     snprintf(error, error_size, "cluster.nodes: cannot bind the replication address %s:%u: %s",
       inet_ntoa(address.sin_addr), port, strerror(errno));
+    tally_cluster_udp_close(udp);
     return -1;
   }
   assert(udp->fd >= 0);
   return 0;
 }
 
-void tally_cluster_udp_close(struct tally_cluster_udp *udp)
+int tally_cluster_udp_open(struct tally_cluster_udp *udp, uint32_t ipv4, uint16_t port,
+  char *error, size_t error_size)
 {
-  if (udp->fd >= 0) close(udp->fd);
-  udp->fd = -1;
+  return udp_open(udp, ipv4, port, false, error, error_size);
 }
+
+/*
+ * The group's sockets are numbered in the order they joined it (primary 0,
+ * steered 1). The program runs with the UDP payload at offset 0; a load past
+ * the end (a datagram under 2 bytes) ends it with 0: primary.
+ */
+int tally_cluster_udp_open_steered(struct tally_cluster_udp *primary, struct tally_cluster_udp *steered,
+  uint32_t ipv4, uint16_t port, const uint8_t magic[2], char *error, size_t error_size)
+{
+  struct sock_filter code[] = {
+    BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 0),                                  /* A = bytes 0-1 */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)magic[0] << 8 | magic[1], 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, 1),                                           /* steered */
+    BPF_STMT(BPF_RET | BPF_K, 0),                                           /* primary */
+  };
+  struct sock_fprog program = { .len = sizeof code / sizeof code[0], .filter = code };
+  if (udp_open(primary, ipv4, port, true, error, error_size) != 0) return -1;
+  if (udp_open(steered, ipv4, port, true, error, error_size) != 0) {
+    tally_cluster_udp_close(primary);
+    return -1;
+  }
+  if (setsockopt(primary->fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof program) != 0) {
+    snprintf(error, error_size, "cluster: cannot steer heartbeats to their socket "
+      "(SO_ATTACH_REUSEPORT_CBPF): %s", strerror(errno));
+    tally_cluster_udp_close(primary);
+    tally_cluster_udp_close(steered);
+    return -1;
+  }
+  return 0;
+}
+
 
 static void udp_send(void *context, const struct sockaddr_in *to, const uint8_t *data,
   size_t size)

@@ -7,7 +7,8 @@
  * how far each claims ring may be sent (claims wait for their values to be
  * held by W - 1 peers too). Runs on
  * the cluster thread; peers_up also on the control and HTTP threads under
- * `lock` (report.c).
+ * `lock` (report.c). The detectors are the heartbeat thread's: read through
+ * tally_cluster_peer_up, under liveness_lock (heartbeat.c).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@ uint32_t tally_cluster_quorum_peers_up(struct tally_cluster *cluster, uint64_t n
   uint32_t up = 0;
   for (struct tally_cluster_peer *peer = NULL;
        (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
-    if (tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP) up++;
+    if (tally_cluster_peer_up(cluster, peer, now_ns)) up++;
   }
   assert(up <= cluster->peer_count);
   return up;
@@ -40,7 +41,7 @@ static uint32_t peers_writable(struct tally_cluster *cluster, uint64_t now_ns)
        (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
     bool stalled = peer->waiting_since_ms != 0 && now > peer->waiting_since_ms &&
       now - peer->waiting_since_ms > TALLY_REPLICATION_STALL_MS;
-    if (!stalled && tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP) writable++;
+    if (!stalled && tally_cluster_peer_up(cluster, peer, now_ns)) writable++;
   }
   assert(writable <= cluster->peer_count);
   return writable;

@@ -7,7 +7,8 @@
  * (the cluster-wide counters' from TALLY_FOREACH_CLUSTER_COUNTER, cluster.h),
  * as the lcore statistics do. Runs on the control thread and the HTTP
  * threads, under `lock` (the slots and config do not change while it reads;
- * figures the cluster thread writes are read relaxed).
+ * figures the cluster and heartbeat threads write are read relaxed; the
+ * detectors through heartbeat.c, under liveness_lock).
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -63,18 +64,13 @@ struct node_figures {
 #undef TALLY_CLUSTER_FIGURE
 };
 
-static uint64_t age_ms(const struct tally_cluster_peer *peer, uint64_t now_ns)
+static struct peer_figures peer_figures_of(struct tally_cluster *cluster,
+  const struct tally_cluster_peer *peer, uint64_t now_ns)
 {
-  uint64_t last = tally_phi_detector_last_heartbeat_ns(&peer->detector);
-  return last == 0 ? 0 : (now_ns - last) / 1000000u;
-}
-
-static struct peer_figures peer_figures_of(const struct tally_cluster_peer *peer,
-  uint64_t now_ns)
-{
+  struct tally_cluster_liveness liveness = tally_cluster_liveness_of(cluster, peer, now_ns);
   return (struct peer_figures){
-    .peer_up = tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP,
-    .heartbeat_age_seconds = age_ms(peer, now_ns),
+    .peer_up = liveness.state == TALLY_PHI_UP,
+    .heartbeat_age_seconds = liveness.age_ms,
     .replication_lag_counters = tally_cluster_peer_lag(peer),
     .replication_acked_seq = peer->acked_seq,
     .replication_resends_total = peer->resends,
@@ -104,8 +100,10 @@ static struct node_figures node_figures_of(const struct tally_cluster *cluster)
     .membership_reloads_total = __atomic_load_n(&cluster->membership_reloads, __ATOMIC_RELAXED),
     .membership_refused_total = __atomic_load_n(&cluster->membership_refused, __ATOMIC_RELAXED),
     .fault_active = tally_cluster_fault_active(&cluster->fault) ? 1u : 0u,
-    .fault_dropped_total = __atomic_load_n(&cluster->fault.dropped, __ATOMIC_RELAXED),
-    .fault_delayed_total = __atomic_load_n(&cluster->fault.delayed, __ATOMIC_RELAXED),
+    .fault_dropped_total = __atomic_load_n(&cluster->fault.dropped, __ATOMIC_RELAXED) +
+      __atomic_load_n(&cluster->heartbeat_fault.dropped, __ATOMIC_RELAXED),
+    .fault_delayed_total = __atomic_load_n(&cluster->fault.delayed, __ATOMIC_RELAXED) +
+      __atomic_load_n(&cluster->heartbeat_fault.delayed, __ATOMIC_RELAXED),
   };
 }
 
@@ -130,7 +128,7 @@ static void peer_metrics(struct tally_cluster *cluster, struct tally_out *out, u
   struct peer_figures figures[TALLY_REPLICA_REGIONS_MAX];
   for (struct tally_cluster_peer *peer = NULL;
        (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
-    figures[peer - cluster->peers] = peer_figures_of(peer, now_ns);
+    figures[peer - cluster->peers] = peer_figures_of(cluster, peer, now_ns);
   }
 #define TALLY_CLUSTER_PEER_METRIC_PRINT(name, type, milli, help)                           \
   metric_head(out, #name, #type, help);                                                    \
@@ -155,10 +153,11 @@ static void rejected_metrics(struct tally_cluster *cluster, struct tally_out *ou
     PRIu64 "\n", cluster->heartbeats_replayed);
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"heartbeat\","
     "reason=\"old_incarnation\"} %" PRIu64 "\n", cluster->heartbeats_old_incarnation);
+  /* The cluster thread's and the heartbeat thread's, each written by one. */
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"any\",reason=\"not_member\"} %"
-    PRIu64 "\n", cluster->not_member);
+    PRIu64 "\n", cluster->not_member + cluster->heartbeat_not_member);
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"any\",reason=\"wrong_source\"} %"
-    PRIu64 "\n", cluster->wrong_source);
+    PRIu64 "\n", cluster->wrong_source + cluster->heartbeat_wrong_source);
   tally_out_printf(out, "tally_cluster_rejected_total{kind=\"replication\","
     "reason=\"producer_record_invalid\"} %" PRIu64 "\n", cluster->records_invalid);
   /* Replay guards (session.c; issue 14, H4). */
@@ -208,20 +207,26 @@ static void describe_self(struct tally_cluster *cluster, struct tally_out *out, 
   bool ready = tally_lcores_running(appliance);
   tally_out_printf(out, "self %u ready=%d read_only=%d peers_up=%u write_quorum=%u"
     " compensations=%" PRIu64 " compensations_missed=%" PRIu64 " yielded=%" PRIu64
-    " members=%u generation=%" PRIu64 "\n", cluster->config->node_id, ready ? 1 : 0,
+    " members=%u generation=%" PRIu64 " heartbeat_thread=%d heartbeats_misrouted=%" PRIu64
+    "\n", cluster->config->node_id, ready ? 1 : 0,
     cluster->read_only || appliance->read_only_forced ? 1 : 0,
     tally_cluster_quorum_peers_up(cluster, now_ns), cluster->config->write_quorum,
     __atomic_load_n(&cluster->compensations, __ATOMIC_RELAXED),
     __atomic_load_n(&cluster->compensations_missed, __ATOMIC_RELAXED),
     __atomic_load_n(&cluster->claims_yielded, __ATOMIC_RELAXED),
-    cluster->config->node_count, cluster->members->generation);
+    cluster->config->node_count, cluster->members->generation,
+    cluster->heartbeat_own_thread ? 1 : 0,
+    __atomic_load_n(&cluster->heartbeats_misrouted, __ATOMIC_RELAXED) +
+      __atomic_load_n(&cluster->heartbeat_socket_foreign, __ATOMIC_RELAXED));
   if (tally_cluster_fault_active(&cluster->fault)) { /* test-only: shown only when on */
     struct tally_cluster_fault_settings fault;
     tally_cluster_fault_get(&cluster->fault, &fault);
     tally_out_printf(out, "fault delay_ms=%u jitter_ms=%u loss_permille=%u dropped=%" PRIu64
       " delayed=%" PRIu64 "\n", fault.delay_ms, fault.jitter_ms, fault.loss_permille,
-      __atomic_load_n(&cluster->fault.dropped, __ATOMIC_RELAXED),
-      __atomic_load_n(&cluster->fault.delayed, __ATOMIC_RELAXED));
+      __atomic_load_n(&cluster->fault.dropped, __ATOMIC_RELAXED) +
+        __atomic_load_n(&cluster->heartbeat_fault.dropped, __ATOMIC_RELAXED),
+      __atomic_load_n(&cluster->fault.delayed, __ATOMIC_RELAXED) +
+        __atomic_load_n(&cluster->heartbeat_fault.delayed, __ATOMIC_RELAXED));
   }
 }
 
@@ -229,12 +234,12 @@ static void describe_peer(struct tally_cluster *cluster, const struct tally_clus
   struct tally_out *out, uint64_t now_ns)
 {
   const struct tally_shard *replica = &cluster->appliance->store.replicas[peer->replica];
+  struct tally_cluster_liveness liveness = tally_cluster_liveness_of(cluster, peer, now_ns);
   tally_out_printf(out, "peer %u state=%s phi=%.2f heartbeat_age_ms=%" PRIu64
     " sent_seq=%" PRIu64 " acked_seq=%" PRIu64 " pending=%u breaker=%s"
     " held_seq=%" PRIu64 " held_scan=%" PRIu64 " rounds_sent=%" PRIu64 " resends=%" PRIu64
     " resyncs=%" PRIu64 "\n",
-    peer->id, tally_phi_state_name(tally_phi_detector_state(&peer->detector, now_ns)),
-    tally_phi_detector_phi(&peer->detector, now_ns), age_ms(peer, now_ns), peer->sent_seq,
+    peer->id, tally_phi_state_name(liveness.state), liveness.phi, liveness.age_ms, peer->sent_seq,
     peer->acked_seq, tally_cluster_peer_lag(peer), breaker_name(peer->breaker.state),
     tally_shard_held_seq(replica), tally_shard_held_scan(replica), peer->rounds_sent,
     peer->resends, peer->resyncs);
@@ -289,8 +294,7 @@ uint32_t tally_cluster_export_copies(struct tally_cluster *cluster,
   for (uint32_t r = 0; r < TALLY_REPLICA_REGIONS_MAX; r++) {
     const struct tally_cluster_peer *peer = &cluster->peers[r];
     if (peer->membership == TALLY_PEER_FREE) continue;
-    if (peer->membership == TALLY_PEER_ACTIVE &&
-        tally_phi_detector_state(&peer->detector, now_ns) == TALLY_PHI_UP) {
+    if (peer->membership == TALLY_PEER_ACTIVE && tally_cluster_peer_up(cluster, peer, now_ns)) {
       continue; /* it exports its own contribution, live */
     }
     assert(tally_store_replica_bound(store, r) && store->replica_origin[r] == peer->id);

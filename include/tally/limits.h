@@ -572,6 +572,8 @@ static_assert(TALLY_CLUSTER_REPLICATION_INTERVAL_MS_MIN >= 1u, "replication neve
 #define TALLY_CLUSTER_ACK_POLL_NS 100000ull
 /* Datagrams taken per wake-up of the loop. */
 #define TALLY_CLUSTER_RECEIVE_BURST 256u
+/* The heartbeat thread's wait on its socket at most (how soon it sees a stop). */
+#define TALLY_CLUSTER_HEARTBEAT_WAIT_MAX_NS 10000000ull
 /* A replication link's circuit breaker: open after this many unanswered rounds in a row, */
 #define TALLY_REPLICATION_BREAKER_FAILURES 5u
 /* and probe again after this long. */

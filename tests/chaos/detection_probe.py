@@ -9,7 +9,9 @@ machine would itself delay heartbeats), and prints one JSON object.
       is a (node, peer) pair seen `up`, then `suspect` or `down`, until seen
       `up` again; an episode that reached `down` is also a down episode.
       Prints {"seconds", "nodes", "samples", "failures", "suspect", "down",
-      "not_up_samples", "per_node": {ID: [suspect, down]}}.
+      "not_up_samples", "max_age_ms", "max_phi", "per_node": {ID: [suspect, down]}};
+      max_age_ms and max_phi: the largest heartbeat_age_ms and phi any node
+      showed for a peer (how near a suspicion the run came).
   detect --kill-pid PID --victim ID --node ID=SOCKET... [--timeout-s T]
          [--interval-ms 10]
       kill -9 PID (the victim's tallyd), then asks the observers (--node)
@@ -90,16 +92,21 @@ def suspicions(args):
     previous = {}    # (node, peer) -> last state seen
     in_episode = {}  # (node, peer) -> reached down yet
     per_node = {node: [0, 0] for node in nodes}
-    samples = failures = not_up = 0
+    samples = failures = not_up = max_age = 0
+    max_phi = 0.0
     start = time.monotonic()
     tick = start
     while tick - start < args.seconds:
         for node, path in nodes.items():
-            states = peer_states(path)
+            peers = peer_lines(path)
             samples += 1
-            if states is None:
+            if peers is None:
                 failures += 1
                 continue
+            for fields in peers.values():
+                max_age = max(max_age, int(fields.get("heartbeat_age_ms", "0")))
+                max_phi = max(max_phi, float(fields.get("phi", "0")))
+            states = {p: f.get("state") for p, f in peers.items()}
             for peer, state in states.items():
                 key = (node, peer)
                 if state in NOT_UP:
@@ -125,6 +132,7 @@ def suspicions(args):
     seconds = time.monotonic() - start
     print(json.dumps({"seconds": round(seconds, 3), "nodes": len(nodes), "samples": samples,
                       "failures": failures, "not_up_samples": not_up,
+                      "max_age_ms": max_age, "max_phi": round(max_phi, 2),
                       "suspect": sum(v[0] for v in per_node.values()),
                       "down": sum(v[1] for v in per_node.values()),
                       "per_node": {str(k): v for k, v in per_node.items()}}))

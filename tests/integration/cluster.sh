@@ -354,6 +354,13 @@ verdict "node 3 (the higher attempt) keeps its count: no compensation there" \
 for i in $(seq "$nodes"); do
   verdict "node $i: no double apply missed (compensations_missed=0)" self_is "$i" compensations_missed 0
 done
+# Heartbeats on their own thread and socket (issue 12, item 3): the steering
+# program put every heartbeat on the heartbeat socket and nothing else there.
+for i in $(seq "$nodes"); do
+  verdict "node $i: heartbeats on their own thread (heartbeat_thread=1)" self_is "$i" heartbeat_thread 1
+  verdict "node $i: no datagram on the wrong socket (heartbeats_misrouted=0)" \
+    self_is "$i" heartbeats_misrouted 0
+done
 # (b) A batch acked by node 2, sent again later to node 1 (a producer retrying
 # after a lost ack): node 1 holds node 2's record of it, answers DUPLICATE and
 # counts nothing.
