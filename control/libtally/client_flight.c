@@ -86,6 +86,14 @@ static void finish(struct tally_client *client, struct client_batch *batch,
   retire(client);
 }
 
+/* Node index as a batch's destination: its resolved ingest address. */
+static struct tally_wire_node client_node_of(const struct tally_client *client, uint32_t node)
+{
+  assert(node < client->node_count);
+  return (struct tally_wire_node){ .ipv4_be = client->addresses[node].sin_addr.s_addr,
+    .port_be = client->addresses[node].sin_port };
+}
+
 /* First node at or after start (wrapping) whose breaker lets a datagram through. */
 static bool pick_node(struct tally_client *client, uint32_t start, uint64_t now_ms,
   uint32_t *node, bool *probe)
@@ -155,9 +163,15 @@ static void send_attempt(struct tally_client *client, struct client_batch *batch
    * the one that got the later send keeps it (docs/cluster.md). The first
    * send's datagram already says 0. */
   uint16_t attempt = batch->attempts < UINT16_MAX ? (uint16_t)batch->attempts : UINT16_MAX;
-  if (attempt != batch->wire.attempt) {
-    tally_wire_set_attempt(batch->datagram, batch->size, client->config.key, attempt);
+  /* The MAC covers the destination (issue 14, H3): a batch failing over to
+   * another node is MAC'd again for that node, and no node counts a batch
+   * MAC'd for another. */
+  struct tally_wire_node to = client_node_of(client, node);
+  if (attempt != batch->wire.attempt || to.ipv4_be != batch->wire.node.ipv4_be ||
+      to.port_be != batch->wire.node.port_be) {
+    tally_wire_set_send(batch->datagram, batch->size, client->config.key, attempt, to);
     batch->wire.attempt = attempt;
+    batch->wire.node = to;
   }
   batch->attempts++;
   batch->node = node;
@@ -187,7 +201,11 @@ void client_flight_seal(struct tally_client *client, const struct tally_wire_bat
   uint64_t seq = client->next_seq++;
   struct client_batch *batch = slot_of(client, seq);
   assert(batch->state == CLIENT_BATCH_FREE);
-  size_t size = tally_wire_encode_batch(open, client->config.key, batch->datagram,
+  /* MAC'd for the most preferred node, where most first sends go (send_attempt
+   * MACs again for another). */
+  struct tally_wire_batch addressed = *open;
+  addressed.node = client_node_of(client, 0);
+  size_t size = tally_wire_encode_batch(&addressed, client->config.key, batch->datagram,
     sizeof batch->datagram);
   assert(size >= TALLY_WIRE_BATCH_SIZE_MIN && size <= TALLY_DATAGRAM_SIZE_MAX);
   /* Read it back: the pairs the callback sees are the bytes that were signed. */

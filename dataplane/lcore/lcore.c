@@ -221,19 +221,28 @@ static bool all_durable(struct tally_lcore *lcore)
   return durable_now(lcore) == lcore->stats.applied_seq;
 }
 
+/* The key producer's batches and acks are MAC'd with: its cached derived key, or the ingest key. */
+static const uint8_t *producer_key(struct tally_lcore *lcore, const struct tally_dp_config *config,
+  uint64_t producer)
+{
+  if (!config->producer_keys_derived) return config->key;
+  return tally_key_cache_get(&lcore->key_cache, config->generation, config->key, producer);
+}
+
+/* This node as a batch's destination: its ingest address (issue 14, H3). */
+static struct tally_wire_node this_node(const struct tally_dp_config *config)
+{
+  return (struct tally_wire_node){ .ipv4_be = config->ipv4_be, .port_be = config->binary_port_be };
+}
+
 /* Turns the batch frame into its ack and sends it now or when durable. */
 static void answer_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   const struct tally_dp_config *config, const struct tally_wire_batch *batch,
   enum tally_ack_status status, bool wait_for_persist)
 {
   uint8_t *payload = tally_packet_udp_payload(frame);
-  uint8_t producer_key[TALLY_KEY_SIZE];
-  const uint8_t *key = config->key;
-  if (config->producer_keys_derived) {
-    tally_wire_producer_key(config->key, batch->producer, producer_key);
-    key = producer_key;
-  }
-  tally_wire_encode_ack(batch->producer, batch->seq, status, key, payload);
+  const uint8_t *key = producer_key(lcore, config, batch->producer);
+  tally_wire_encode_ack(batch->producer, batch->seq, status, this_node(config), key, payload);
   tally_packet_udp_reply(frame, TALLY_WIRE_ACK_SIZE);
   if (!wait_for_persist) {
     if (status == TALLY_ACK_DUPLICATE) { /* a duplicate of what is durable already */
@@ -321,17 +330,18 @@ static void publish_class_stats(struct tally_lcore *lcore)
     __ATOMIC_RELAXED);
 }
 
+/*
+ * Applies and answers a batch whose MAC and destination route_batch checked
+ * (on this lcore or on the one that steered it here).
+ */
 static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   const struct tally_packet *packet, const struct tally_dp_config *config)
 {
   assert(packet->kind == TALLY_PACKET_BINARY);
   struct tally_wire_batch batch;
   char keys[TALLY_BATCH_PAIRS_MAX][TALLY_NAME_LEN_MAX]; /* tagged pairs' canonical keys */
-  uint8_t producer_key[TALLY_KEY_SIZE]; /* derived mode: the claimed producer's (M2) */
-  const uint8_t *key = tally_wire_batch_key(packet->payload, packet->payload_len, config->key,
-    config->producer_keys_derived, producer_key);
   enum tally_reason reason =
-    tally_wire_decode_batch(packet->payload, packet->payload_len, key, &batch);
+    tally_wire_decode_checked_batch(packet->payload, packet->payload_len, &batch);
   if (reason == TALLY_OK) reason = tally_wire_batch_canonicalize(&batch, keys);
   if (reason != TALLY_OK) {
     count_reason(lcore, reason);
@@ -422,11 +432,18 @@ static void process_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   answer_batch(lcore, frame, config, &batch, status, durable_answer);
 }
 
-/* Sends the batch to the lcore that owns its producer, or processes it here. */
+/*
+ * Checks a batch's MAC and destination here, on the receiving lcore (issue
+ * 14, M1: a forged datagram costs the lcore the NIC gave it one MAC and is
+ * never steered, so forgeries cannot aim MAC work or fill one lcore's
+ * ring), then sends it to the lcore that owns its producer or processes it
+ * here. The owner trusts a steered frame's check: rings carry only frames
+ * that passed it.
+ */
 static void route_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   const struct tally_packet *packet, const struct tally_dp_config *config)
 {
-  if (packet->payload_len < TALLY_WIRE_HEADER_SIZE) {
+  if (packet->payload_len < TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE) {
     count_reason(lcore, TALLY_REASON_BATCH_TRUNCATED);
     rte_pktmbuf_free(frame);
     return;
@@ -434,6 +451,15 @@ static void route_batch(struct tally_lcore *lcore, struct rte_mbuf *frame,
   uint64_t producer = 0;
   memcpy(&producer, packet->payload + 8, sizeof producer);
   producer = rte_le_to_cpu_64(producer);
+  /* The claimed producer's key: a wrong claim fails the MAC (M2). */
+  const uint8_t *key = producer_key(lcore, config, producer);
+  enum tally_reason reason =
+    tally_wire_check_batch(packet->payload, packet->payload_len, key, this_node(config));
+  if (reason != TALLY_OK) {
+    count_reason(lcore, reason); /* never answered, never steered */
+    rte_pktmbuf_free(frame);
+    return;
+  }
   uint32_t owner = (uint32_t)(producer % lcore->lcore_count);
   assert(owner < lcore->lcore_count);
   if (owner == lcore->index) {

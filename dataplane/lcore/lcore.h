@@ -21,6 +21,7 @@
 #include <rte_ring.h>
 
 #include "tally/limits.h"
+#include "key_cache.h"
 #include "log_ring.h"
 #include "packet.h"
 #include "tally/reasons.h"
@@ -148,6 +149,7 @@ struct tally_lcore {
   uint32_t idle_streak;                   /* empty polls in a row, ack FIFO empty */
   uint32_t class_used[TALLY_TRAFFIC_CLASS_COUNT]; /* this poll's packets per class (C1) */
   struct tally_pending_ack acks[TALLY_ACKS_PENDING_MAX];
+  struct tally_key_cache key_cache; /* producers' derived keys (issue 14, M2) */
   /* Pending acks per producer bucket (issue 14, H3): each <= _PER_PRODUCER_MAX. */
   uint16_t acks_by_producer[TALLY_ACKS_PRODUCER_BUCKETS];
   struct tally_tx_buffer tx[TALLY_PORTS_MAX]; /* indexed by port id */

@@ -8,10 +8,12 @@
  * the dataplane can call them per packet. Fields are little-endian and read
  * byte by byte, which is safe at any alignment and on any host endianness.
  *
- * The MAC is libsodium's crypto_generichash (BLAKE2b) keyed with the 32-byte
- * ingest key (or, with ingest.producer_keys = derived, the producer's key
- * derived from it: tally_wire_producer_key), 16 bytes long, over every byte
- * before it; it is compared in constant time. crypto_generichash needs no sodium_init(), so the caller
+ * The MAC is BLAKE2b keyed with the producer's key (derived from the ingest
+ * key, tally_wire_producer_key; or, with ingest.producer_keys = shared, the
+ * ingest key itself), personalised per kind (tally/mac.h: a batch's MAC
+ * never verifies as an ack's), 16 bytes long, over every byte before it; it
+ * is compared in constant time. It covers the destination node (version 2,
+ * issue 14 H3). crypto_generichash needs no sodium_init(), so the caller
  * initializes libsodium once at start-up and never per packet.
  *
  * Thread: any — the lcores (decode batches, encode acks, per packet), the
@@ -26,6 +28,7 @@
 #include <sodium.h>
 
 #include "tally/key.h"
+#include "tally/mac.h"
 #include "tally/name.h"
 
 /* Header field offsets (see the layout in batch_wire.h). */
@@ -38,7 +41,10 @@ enum {
   WIRE_OFFSET_STATUS = 6,
   WIRE_OFFSET_PRODUCER = 8,
   WIRE_OFFSET_SEQ = 16,
-  WIRE_OFFSET_HEADER_END = 24,
+  WIRE_OFFSET_NODE_IPV4 = 24, /* network order, as in the IP header */
+  WIRE_OFFSET_NODE_PORT = 28, /* network order, as in the UDP header */
+  WIRE_OFFSET_RESERVED = 30,  /* 0 */
+  WIRE_OFFSET_HEADER_END = 32,
 };
 /* Pair field offsets, relative to the pair. */
 enum {
@@ -56,8 +62,8 @@ static_assert(TALLY_MAC_SIZE >= crypto_generichash_BYTES_MIN, "MAC size allowed 
 static_assert(TALLY_MAC_SIZE <= crypto_generichash_BYTES_MAX, "MAC size allowed by BLAKE2b");
 static_assert(TALLY_KEY_SIZE >= crypto_generichash_KEYBYTES_MIN, "key size allowed by BLAKE2b");
 static_assert(TALLY_KEY_SIZE <= crypto_generichash_KEYBYTES_MAX, "key size allowed by BLAKE2b");
-static_assert(TALLY_WIRE_BATCH_SIZE_MIN == 50u, "smallest batch: one pair, 1-byte name");
-static_assert(TALLY_WIRE_ACK_SIZE == 40u, "documented ack size");
+static_assert(TALLY_WIRE_BATCH_SIZE_MIN == 58u, "smallest batch: one pair, 1-byte name");
+static_assert(TALLY_WIRE_ACK_SIZE == 48u, "documented ack size");
 
 /* ---- Little-endian fields ------------------------------------------------ */
 
@@ -101,27 +107,20 @@ static uint64_t wire_bits_from_int64(int64_t value)
 
 /* ---- MAC ----------------------------------------------------------------- */
 
-/* Writes the MAC of data[0..size) to mac. */
-static void wire_mac_compute(const uint8_t *data, size_t size, const uint8_t *key,
-  uint8_t mac[TALLY_MAC_SIZE])
+/* The MAC kind of a datagram of this type. */
+static enum tally_mac_kind wire_mac_kind(uint8_t type)
 {
-  assert(key != NULL);
-  assert(data != NULL);
-  int rc = crypto_generichash(mac, TALLY_MAC_SIZE, data, size, key, TALLY_KEY_SIZE);
-  /* Fails only on sizes out of range, which the static_asserts above exclude. */
-  assert(rc == 0);
-  (void)rc;
+  assert(type == TALLY_WIRE_TYPE_BATCH || type == TALLY_WIRE_TYPE_ACK);
+  return type == TALLY_WIRE_TYPE_BATCH ? TALLY_MAC_BATCH : TALLY_MAC_ACK;
 }
 
-/* True if the last TALLY_MAC_SIZE bytes are the MAC of the bytes before them. */
-static bool wire_mac_verify(const uint8_t *data, size_t size, const uint8_t *key)
+/* True if the last TALLY_MAC_SIZE bytes are the MAC (of the type's kind) of the bytes before them. */
+static bool wire_mac_verify(const uint8_t *data, size_t size, uint8_t type, const uint8_t *key)
 {
   assert(size >= TALLY_MAC_SIZE);
   assert(key != NULL);
-  uint8_t mac[TALLY_MAC_SIZE];
   size_t body_size = size - TALLY_MAC_SIZE;
-  wire_mac_compute(data, body_size, key, mac);
-  return sodium_memcmp(mac, data + body_size, TALLY_MAC_SIZE) == 0;
+  return tally_mac_verify(wire_mac_kind(type), data, body_size, key, data + body_size);
 }
 
 void tally_wire_producer_key(const uint8_t ingest_key[TALLY_KEY_SIZE], uint64_t producer,
@@ -139,17 +138,6 @@ void tally_wire_producer_key(const uint8_t ingest_key[TALLY_KEY_SIZE], uint64_t 
   (void)rc;
 }
 
-const uint8_t *tally_wire_batch_key(const uint8_t *data, size_t size,
-  const uint8_t ingest_key[TALLY_KEY_SIZE], bool derived, uint8_t scratch[TALLY_KEY_SIZE])
-{
-  assert(ingest_key != NULL);
-  assert(scratch != NULL);
-  if (!derived || size < TALLY_WIRE_HEADER_SIZE) return ingest_key;
-  assert(data != NULL);
-  tally_wire_producer_key(ingest_key, wire_load_u64(data + WIRE_OFFSET_PRODUCER), scratch);
-  return scratch;
-}
-
 /*
  * The checks every datagram gets before anything in it is trusted: size,
  * magic and type, version, MAC. A datagram failing these gets no answer.
@@ -165,13 +153,29 @@ static enum tally_reason wire_check_envelope(const uint8_t *data, size_t size, u
   if (data[WIRE_OFFSET_MAGIC_1] != TALLY_WIRE_MAGIC_1) return TALLY_REASON_BATCH_BAD_MAGIC;
   if (data[WIRE_OFFSET_TYPE] != type) return TALLY_REASON_BATCH_BAD_MAGIC;
   if (data[WIRE_OFFSET_VERSION] != TALLY_WIRE_VERSION) return TALLY_REASON_BATCH_BAD_VERSION;
-  if (!wire_mac_verify(data, size, key)) return TALLY_REASON_BATCH_BAD_MAC;
+  if (!wire_mac_verify(data, size, type, key)) return TALLY_REASON_BATCH_BAD_MAC;
   return TALLY_OK;
+}
+
+static struct tally_wire_node wire_load_node(const uint8_t *header)
+{
+  struct tally_wire_node node;
+  memcpy(&node.ipv4_be, header + WIRE_OFFSET_NODE_IPV4, sizeof node.ipv4_be);
+  memcpy(&node.port_be, header + WIRE_OFFSET_NODE_PORT, sizeof node.port_be);
+  return node;
+}
+
+static void wire_store_node(uint8_t *header, struct tally_wire_node node)
+{
+  memcpy(header + WIRE_OFFSET_NODE_IPV4, &node.ipv4_be, sizeof node.ipv4_be);
+  memcpy(header + WIRE_OFFSET_NODE_PORT, &node.port_be, sizeof node.port_be);
+  header[WIRE_OFFSET_RESERVED] = 0;
+  header[WIRE_OFFSET_RESERVED + 1] = 0;
 }
 
 /* status is the ack status in an ack and the attempt in a batch. */
 static void wire_store_header(uint8_t *out, uint8_t type, uint16_t count, uint16_t status,
-  uint64_t producer, uint64_t seq)
+  uint64_t producer, uint64_t seq, struct tally_wire_node node)
 {
   assert(type == TALLY_WIRE_TYPE_BATCH || type == TALLY_WIRE_TYPE_ACK);
   assert(out != NULL);
@@ -183,6 +187,7 @@ static void wire_store_header(uint8_t *out, uint8_t type, uint16_t count, uint16
   wire_store_u16(out + WIRE_OFFSET_STATUS, status);
   wire_store_u64(out + WIRE_OFFSET_PRODUCER, producer);
   wire_store_u64(out + WIRE_OFFSET_SEQ, seq);
+  wire_store_node(out, node);
 }
 
 /* ---- Batches ------------------------------------------------------------- */
@@ -215,19 +220,48 @@ static enum tally_reason wire_decode_pairs(const uint8_t *body, size_t body_size
   return TALLY_OK;
 }
 
-enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
-  const uint8_t key[TALLY_KEY_SIZE], struct tally_wire_batch *batch)
+enum tally_reason tally_wire_check_batch(const uint8_t *data, size_t size,
+  const uint8_t key[TALLY_KEY_SIZE], struct tally_wire_node node)
 {
   assert(key != NULL);
+  enum tally_reason reason = wire_check_envelope(data, size, TALLY_WIRE_TYPE_BATCH, key);
+  if (reason != TALLY_OK) return reason;
+  /* Checked after the MAC: a forgery is bad_mac, a real batch for another node wrong_node. */
+  struct tally_wire_node to = wire_load_node(data);
+  if (to.ipv4_be != node.ipv4_be || to.port_be != node.port_be) {
+    return TALLY_REASON_BATCH_WRONG_NODE;
+  }
+  return TALLY_OK;
+}
+
+static void wire_batch_clear(struct tally_wire_batch *batch)
+{
   assert(batch != NULL);
   batch->producer = 0;
   batch->seq = 0;
   batch->attempt = 0;
+  batch->node = (struct tally_wire_node){ 0, 0 };
   batch->count = 0;
+}
+
+enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
+  const uint8_t key[TALLY_KEY_SIZE], struct tally_wire_batch *batch)
+{
+  assert(key != NULL);
+  wire_batch_clear(batch);
   enum tally_reason reason = wire_check_envelope(data, size, TALLY_WIRE_TYPE_BATCH, key);
   if (reason != TALLY_OK) return reason;
+  return tally_wire_decode_checked_batch(data, size, batch);
+}
 
+enum tally_reason tally_wire_decode_checked_batch(const uint8_t *data, size_t size,
+  struct tally_wire_batch *batch)
+{
+  wire_batch_clear(batch);
+  assert(size >= TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE);
+  assert(data[WIRE_OFFSET_VERSION] == TALLY_WIRE_VERSION);
   /* The MAC verified: from here on the sender is known and may be answered. */
+  batch->node = wire_load_node(data);
   batch->producer = wire_load_u64(data + WIRE_OFFSET_PRODUCER);
   batch->seq = wire_load_u64(data + WIRE_OFFSET_SEQ);
   /* In a batch the status field is the attempt; every value is valid, and
@@ -235,13 +269,14 @@ enum tally_reason tally_wire_decode_batch(const uint8_t *data, size_t size,
   batch->attempt = wire_load_u16(data + WIRE_OFFSET_STATUS);
   if (batch->attempt > TALLY_ATTEMPT_MAX) batch->attempt = TALLY_ATTEMPT_MAX;
   uint32_t count = wire_load_u16(data + WIRE_OFFSET_COUNT);
+  if (wire_load_u16(data + WIRE_OFFSET_RESERVED) != 0) return TALLY_REASON_BATCH_MALFORMED;
   if (count == 0) return TALLY_REASON_BATCH_MALFORMED;
   if (count > TALLY_BATCH_PAIRS_MAX) return TALLY_REASON_BATCH_TOO_MANY_PAIRS;
   if (batch->producer == 0) return TALLY_REASON_BATCH_BAD_PRODUCER;
 
   assert(size >= TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE);
   size_t body_size = size - TALLY_WIRE_HEADER_SIZE - TALLY_MAC_SIZE;
-  reason = wire_decode_pairs(data + TALLY_WIRE_HEADER_SIZE, body_size, count, batch->pairs);
+  enum tally_reason reason = wire_decode_pairs(data + TALLY_WIRE_HEADER_SIZE, body_size, count, batch->pairs);
   if (reason != TALLY_OK) return reason;
   batch->count = count;
   assert(size >= TALLY_WIRE_BATCH_SIZE_MIN);
@@ -299,7 +334,7 @@ size_t tally_wire_encode_batch(const struct tally_wire_batch *batch,
   assert(out != NULL);
 
   wire_store_header(out, TALLY_WIRE_TYPE_BATCH, (uint16_t)batch->count, batch->attempt,
-    batch->producer, batch->seq);
+    batch->producer, batch->seq, batch->node);
   size_t offset = TALLY_WIRE_HEADER_SIZE;
   for (uint32_t i = 0; i < batch->count; i++) {
     const struct tally_wire_pair *pair = &batch->pairs[i];
@@ -309,12 +344,12 @@ size_t tally_wire_encode_batch(const struct tally_wire_batch *batch,
     offset += TALLY_WIRE_PAIR_FIXED_SIZE + pair->name_len;
   }
   assert(offset + TALLY_MAC_SIZE == size);
-  wire_mac_compute(out, offset, key, out + offset);
+  tally_mac_compute(TALLY_MAC_BATCH, out, offset, key, out + offset);
   return size;
 }
 
-void tally_wire_set_attempt(uint8_t *datagram, size_t size, const uint8_t key[TALLY_KEY_SIZE],
-  uint16_t attempt)
+void tally_wire_set_send(uint8_t *datagram, size_t size, const uint8_t key[TALLY_KEY_SIZE],
+  uint16_t attempt, struct tally_wire_node node)
 {
   assert(datagram != NULL);
   assert(key != NULL);
@@ -323,20 +358,22 @@ void tally_wire_set_attempt(uint8_t *datagram, size_t size, const uint8_t key[TA
   assert(datagram[WIRE_OFFSET_MAGIC_1] == TALLY_WIRE_MAGIC_1);
   assert(datagram[WIRE_OFFSET_TYPE] == TALLY_WIRE_TYPE_BATCH);
   wire_store_u16(datagram + WIRE_OFFSET_STATUS, attempt);
+  wire_store_node(datagram, node);
   size_t body_size = size - TALLY_MAC_SIZE;
-  wire_mac_compute(datagram, body_size, key, datagram + body_size);
+  tally_mac_compute(TALLY_MAC_BATCH, datagram, body_size, key, datagram + body_size);
 }
 
 /* ---- Acks ---------------------------------------------------------------- */
 
 void tally_wire_encode_ack(uint64_t producer, uint64_t seq, enum tally_ack_status status,
-  const uint8_t key[TALLY_KEY_SIZE], uint8_t out[TALLY_WIRE_ACK_SIZE])
+  struct tally_wire_node node, const uint8_t key[TALLY_KEY_SIZE],
+  uint8_t out[TALLY_WIRE_ACK_SIZE])
 {
   assert((uint32_t)status < TALLY_ACK_STATUS_COUNT);
   assert(key != NULL);
   assert(out != NULL);
-  wire_store_header(out, TALLY_WIRE_TYPE_ACK, 0, (uint16_t)status, producer, seq);
-  wire_mac_compute(out, TALLY_WIRE_HEADER_SIZE, key, out + TALLY_WIRE_HEADER_SIZE);
+  wire_store_header(out, TALLY_WIRE_TYPE_ACK, 0, (uint16_t)status, producer, seq, node);
+  tally_mac_compute(TALLY_MAC_ACK, out, TALLY_WIRE_HEADER_SIZE, key, out + TALLY_WIRE_HEADER_SIZE);
 }
 
 enum tally_reason tally_wire_decode_ack(const uint8_t *data, size_t size,
@@ -353,6 +390,7 @@ enum tally_reason tally_wire_decode_ack(const uint8_t *data, size_t size,
   if (reason != TALLY_OK) return reason;
 
   if (wire_load_u16(data + WIRE_OFFSET_COUNT) != 0) return TALLY_REASON_BATCH_MALFORMED;
+  if (wire_load_u16(data + WIRE_OFFSET_RESERVED) != 0) return TALLY_REASON_BATCH_MALFORMED;
   uint16_t status_raw = wire_load_u16(data + WIRE_OFFSET_STATUS);
   if (status_raw >= TALLY_ACK_STATUS_COUNT) return TALLY_REASON_BATCH_MALFORMED;
   *producer = wire_load_u64(data + WIRE_OFFSET_PRODUCER);

@@ -4,19 +4,26 @@
  * tests) and of acks. Pure functions over byte buffers; little-endian on the
  * wire. See docs/protocol.md for the byte layout.
  *
- *   header (24 bytes): magic "TB" | version u8 | type u8 | count u16 |
- *                      status u16 | producer u64 | seq u64
+ *   header (32 bytes): magic "TB" | version u8 (2) | type u8 | count u16 |
+ *                      status u16 | producer u64 | seq u64 |
+ *                      node address (4 bytes, network order) |
+ *                      node port u16 (network order) | reserved u16 (0)
  *                      (in a batch, the status field is the attempt: how
  *                      many times the producer sent this batch before, to
  *                      any node; cross-node dedup keeps the apply of the
- *                      highest attempt, docs/cluster.md)
+ *                      highest attempt, docs/cluster.md; the node is the
+ *                      destination, node.ipv4 and ingest.binary_port of the
+ *                      node the batch is sent to, issue 14 H3)
  *   pairs (count):     delta i64 | name_len u8 | name bytes
- *   mac (16 bytes):    BLAKE2b-128 keyed with the ingest key, over all
- *                      bytes before it (libsodium crypto_generichash)
+ *   mac (16 bytes):    BLAKE2b-128 keyed with the producer's key (its
+ *                      derived key, or the ingest key in shared mode),
+ *                      personalised per kind (tally/mac.h), over all bytes
+ *                      before it
  *
- * An ack is a header with type ACK, count 0, the status and the batch's
- * producer and seq, followed by its own MAC: 40 bytes, always smaller than
- * the smallest valid batch (50 bytes), so no reply amplifies.
+ * An ack is a header with type ACK, count 0, the status, the batch's
+ * producer, seq and node (the answering node), followed by its own MAC
+ * (kind ACK): 48 bytes, always smaller than the smallest valid batch (58
+ * bytes), so no reply amplifies.
  */
 #ifndef TALLY_BATCH_WIRE_H
 #define TALLY_BATCH_WIRE_H
@@ -30,10 +37,10 @@
 
 #define TALLY_WIRE_MAGIC_0 'T'
 #define TALLY_WIRE_MAGIC_1 'B'
-#define TALLY_WIRE_VERSION 1u
+#define TALLY_WIRE_VERSION 2u /* 2: the destination node in the header, MACs per kind (issue 14, H3, M2) */
 #define TALLY_WIRE_TYPE_BATCH 1u
 #define TALLY_WIRE_TYPE_ACK 2u
-#define TALLY_WIRE_HEADER_SIZE 24u
+#define TALLY_WIRE_HEADER_SIZE 32u
 #define TALLY_WIRE_PAIR_FIXED_SIZE 9u /* delta + name_len */
 #define TALLY_WIRE_ACK_SIZE (TALLY_WIRE_HEADER_SIZE + TALLY_MAC_SIZE)
 #define TALLY_WIRE_BATCH_SIZE_MIN \
@@ -63,10 +70,23 @@ struct tally_wire_pair {
   int64_t delta;
 };
 
+/*
+ * The node a batch is for (its MAC covers it): the node's ingest address,
+ * node.ipv4 and ingest.binary_port, both in network byte order as in a
+ * struct sockaddr_in. A node refuses a batch for another node
+ * (TALLY_REASON_BATCH_WRONG_NODE): a batch captured on the wire cannot be
+ * replayed to another node.
+ */
+struct tally_wire_node {
+  uint32_t ipv4_be;
+  uint16_t port_be;
+};
+
 struct tally_wire_batch {
   uint64_t producer;
   uint64_t seq;
   uint16_t attempt; /* earlier sends of this batch, to any node; 0 the first */
+  struct tally_wire_node node; /* the destination */
   uint32_t count;
   struct tally_wire_pair pairs[TALLY_BATCH_PAIRS_MAX];
 };
@@ -84,17 +104,26 @@ void tally_wire_producer_key(const uint8_t ingest_key[TALLY_KEY_SIZE], uint64_t 
   uint8_t out[TALLY_KEY_SIZE]);
 
 /*
- * The key a batch datagram's MAC is checked with: ingest_key when !derived,
- * else (derived into scratch) the key of the producer its header claims. The
- * claim is not verified yet: a wrong one fails the MAC. A datagram too short
- * for a header gets ingest_key (the envelope check refuses it anyway).
+ * The checks a node makes before it hands a batch datagram to the lcore
+ * that owns its producer (issue 14, M1): size, magic and type, version, MAC
+ * (with key), then that the batch is for this node (node). Returns TALLY_OK
+ * or the reason (TRUNCATED, BAD_MAGIC, BAD_VERSION, BAD_MAC, WRONG_NODE);
+ * none of them is answered.
  */
-const uint8_t *tally_wire_batch_key(const uint8_t *data, size_t size,
-  const uint8_t ingest_key[TALLY_KEY_SIZE], bool derived, uint8_t scratch[TALLY_KEY_SIZE]);
+enum tally_reason tally_wire_check_batch(const uint8_t *data, size_t size,
+  const uint8_t key[TALLY_KEY_SIZE], struct tally_wire_node node);
+
+/*
+ * Decodes a datagram tally_wire_check_batch passed (the MAC is not checked
+ * again). Returns TALLY_OK or the reason, as tally_wire_decode_batch does
+ * after its MAC check.
+ */
+enum tally_reason tally_wire_decode_checked_batch(const uint8_t *data, size_t size,
+  struct tally_wire_batch *batch);
 
 /*
  * Verifies and decodes a datagram. The MAC is checked before any pair is
- * parsed. Returns TALLY_OK or the reason (TALLY_REASON_BATCH_*). On
+ * parsed; the destination is decoded, not checked. Returns TALLY_OK or the reason (TALLY_REASON_BATCH_*). On
  * TALLY_REASON_BATCH_MALFORMED / _TOO_MANY_PAIRS / _BAD_NAME / _BAD_PRODUCER
  * the MAC verified, so *batch->producer and ->seq are set and an ack with
  * TALLY_ACK_MALFORMED may be sent; on every other error nothing is answered.
@@ -121,9 +150,10 @@ enum tally_reason tally_wire_batch_canonicalize(struct tally_wire_batch *batch,
 size_t tally_wire_encode_batch(const struct tally_wire_batch *batch,
   const uint8_t key[TALLY_KEY_SIZE], uint8_t *out, size_t out_size);
 
-/* Writes a TALLY_WIRE_ACK_SIZE-byte ack into out. */
+/* Writes a TALLY_WIRE_ACK_SIZE-byte ack into out; node is the answering node. */
 void tally_wire_encode_ack(uint64_t producer, uint64_t seq, enum tally_ack_status status,
-  const uint8_t key[TALLY_KEY_SIZE], uint8_t out[TALLY_WIRE_ACK_SIZE]);
+  struct tally_wire_node node, const uint8_t key[TALLY_KEY_SIZE],
+  uint8_t out[TALLY_WIRE_ACK_SIZE]);
 
 /*
  * Verifies and decodes an ack (for producers). Returns TALLY_OK and fills the
@@ -137,10 +167,11 @@ enum tally_reason tally_wire_decode_ack(const uint8_t *data, size_t size,
 const char *tally_ack_status_name(enum tally_ack_status status);
 
 /*
- * Rewrites the attempt of an encoded batch (a producer's resend) and its MAC.
- * The datagram must be one tally_wire_encode_batch produced with this key.
+ * Rewrites the attempt and the destination node of an encoded batch (a
+ * producer's resend, to the same node or, failing over, to another) and its
+ * MAC. The datagram must be one tally_wire_encode_batch produced with this key.
  */
-void tally_wire_set_attempt(uint8_t *datagram, size_t size, const uint8_t key[TALLY_KEY_SIZE],
-  uint16_t attempt);
+void tally_wire_set_send(uint8_t *datagram, size_t size, const uint8_t key[TALLY_KEY_SIZE],
+  uint16_t attempt, struct tally_wire_node node);
 
 #endif

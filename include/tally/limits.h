@@ -197,6 +197,8 @@ static_assert(TALLY_DEGRADE_LEAVE_TICKS > TALLY_DEGRADE_ENTER_TICKS, "leave slow
 #define TALLY_ACKS_PRODUCER_BUCKETS 1024u
 /* Acks released per poll, so a burst of durable acks never overflows TX. */
 #define TALLY_ACKS_RELEASE_PER_POLL 128u
+/* Producers' derived keys each lcore caches (dataplane/lcore/key_cache.h; a power of two). */
+#define TALLY_KEY_CACHE_ENTRIES 256u
 /* Binary batches handed to the lcore that owns their producer, per ring. */
 #define TALLY_STEER_RING_SIZE 1024u
 /*

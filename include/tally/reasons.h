@@ -75,7 +75,10 @@
   _(ACKS_PENDING_PRODUCER_FULL, "acks_pending_producer_full",                            \
     "too many acks of one producer waiting for persistence")                              \
   _(BATCH_STALE_REMOTE, "batch_stale_remote",                                             \
-    "sequence a dedup window below what another cluster node applied (a replay)")
+    "sequence a dedup window below what another cluster node applied (a replay)") \
+  /* batch destination (issue 14, H3): appended */                                        \
+  _(BATCH_WRONG_NODE, "batch_wrong_node",                                                 \
+    "batch MAC'd for another node (a replay from another node, or a misdirected producer)")
 
 enum tally_reason {
   TALLY_OK = 0,

@@ -37,6 +37,7 @@ struct batch_slot {
 
 struct producer {
   uint64_t id;
+  uint8_t key[TALLY_KEY_SIZE]; /* its derived key (--producer-keys derived) or the ingest key, derived once */
   uint64_t next_seq;   /* the next batch gets this seq */
   uint64_t oldest_seq; /* the oldest batch not settled (== next_seq when none) */
   struct batch_slot *slots; /* inflight of them; seq % inflight */
@@ -117,7 +118,10 @@ static void build_batch(struct blast_thread *thread, struct binary_sender *sende
     batch.pairs[i].name_len = blast_format_name(&thread->workload, slot->counters[i], names[i]);
     batch.pairs[i].delta = slot->deltas[i];
   }
-  size_t size = tally_wire_encode_batch(&batch, thread->options->key, slot->bytes, sizeof slot->bytes);
+  /* MAC'd for the target node (issue 14, H3), with the producer's key (M2). */
+  batch.node = (struct tally_wire_node){ .ipv4_be = thread->options->target.sin_addr.s_addr,
+    .port_be = thread->options->target.sin_port };
+  size_t size = tally_wire_encode_batch(&batch, producer->key, slot->bytes, sizeof slot->bytes);
   assert(size > 0); /* sizes were checked against the options at start */
   slot->size = (uint32_t)size;
   slot->seq = batch.seq;
@@ -195,13 +199,24 @@ static void handle_ack(struct blast_thread *thread, struct binary_sender *sender
   uint64_t producer_id = 0;
   uint64_t seq = 0;
   enum tally_ack_status status = TALLY_ACK_APPLIED;
-  if (tally_wire_decode_ack(data, size, thread->options->key, &producer_id, &seq, &status) != TALLY_OK) {
+  /* The producer the ack claims picks the key it is checked with (its MAC decides). */
+  if (size < TALLY_WIRE_HEADER_SIZE) {
     thread->result.reply_errors++;
     return;
   }
-  uint64_t index = producer_id - thread->first_producer;
-  if (producer_id < thread->first_producer || index >= sender->producer_count) return;
+  uint64_t claimed = 0;
+  for (uint32_t i = 0; i < 8u; i++) claimed |= (uint64_t)data[8u + i] << (8u * i);
+  uint64_t index = claimed - thread->first_producer;
+  if (claimed < thread->first_producer || index >= sender->producer_count) {
+    thread->result.reply_errors++;
+    return;
+  }
   struct producer *producer = &sender->producers[index];
+  if (tally_wire_decode_ack(data, size, producer->key, &producer_id, &seq, &status) != TALLY_OK) {
+    thread->result.reply_errors++;
+    return;
+  }
+  assert(producer_id == claimed);
   struct batch_slot *slot = &producer->slots[seq % sender->inflight];
   if (!slot->busy || slot->seq != seq) return; /* an ack of a resend already settled */
   assert(seq >= producer->oldest_seq && seq < producer->next_seq);
@@ -358,6 +373,11 @@ static struct binary_sender *sender_create(struct blast_thread *thread)
   for (uint32_t i = 0; i < sender->producer_count; i++) {
     struct producer *producer = &sender->producers[i];
     producer->id = thread->first_producer + i;
+    if (options->derived_keys) {
+      tally_wire_producer_key(options->key, producer->id, producer->key);
+    } else {
+      memcpy(producer->key, options->key, TALLY_KEY_SIZE);
+    }
     producer->next_seq = options->seq_base;
     producer->oldest_seq = options->seq_base;
     producer->slots = calloc(sender->inflight, sizeof *producer->slots);

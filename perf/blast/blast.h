@@ -62,8 +62,9 @@ struct blast_options {
   enum blast_dist dist;
   double zipf_s;
   uint64_t seed;
-  uint8_t key[TALLY_KEY_SIZE];
+  uint8_t key[TALLY_KEY_SIZE];  /* binary: the ingest key; each producer MACs with its derived key */
   bool key_set;
+  bool derived_keys;        /* binary: the node runs ingest.producer_keys = derived: each producer its own key */
   uint32_t threads;
   uint32_t producers;       /* binary */
   uint32_t inflight;        /* binary: unacked batches per producer */

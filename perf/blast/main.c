@@ -44,6 +44,9 @@ static void usage(FILE *stream)
     "  --threads T         sender threads (default 1)\n"
     "  --key HEX           binary: the 64-hex-digit ingest key (better: TALLY_KEY in the\n"
     "                      environment; a command line is visible to every user)\n"
+    "  --producer-keys M   binary: the node's ingest.producer_keys, shared (default: MAC with\n"
+    "                      the key itself) or derived (each producer MACs with its own key,\n"
+    "                      derived from the ingest key as libtally and tallyctl derive it)\n"
     "  --producers N       binary: producer ids, spread over the threads (default = threads)\n"
     "  --producer-base N   binary: first producer id (default 1)\n"
     "  --seq-base N        binary: first seq (default: CLOCK_REALTIME in ns, above any earlier run)\n"
@@ -157,7 +160,7 @@ static void set_defaults(struct blast_options *options)
 
 enum {
   OPT_TARGET = 256, OPT_MODE, OPT_RATE, OPT_DURATION, OPT_COUNT, OPT_COUNTERS, OPT_LINES,
-  OPT_DIST, OPT_ZIPF_S, OPT_SEED, OPT_PREFIX, OPT_DELTA_MAX, OPT_THREADS, OPT_KEY,
+  OPT_DIST, OPT_ZIPF_S, OPT_SEED, OPT_PREFIX, OPT_DELTA_MAX, OPT_THREADS, OPT_KEY, OPT_PRODUCER_KEYS,
   OPT_PRODUCERS, OPT_PRODUCER_BASE, OPT_SEQ_BASE, OPT_INFLIGHT, OPT_TIMEOUT_MS, OPT_DRAIN_S,
   OPT_PIPELINE, OPT_EXPECT, OPT_HELP, OPT_VERSION,
 };
@@ -177,6 +180,7 @@ static const struct option long_options[] = {
   { "delta-max", required_argument, NULL, OPT_DELTA_MAX },
   { "threads", required_argument, NULL, OPT_THREADS },
   { "key", required_argument, NULL, OPT_KEY },
+  { "producer-keys", required_argument, NULL, OPT_PRODUCER_KEYS },
   { "producers", required_argument, NULL, OPT_PRODUCERS },
   { "producer-base", required_argument, NULL, OPT_PRODUCER_BASE },
   { "seq-base", required_argument, NULL, OPT_SEQ_BASE },
@@ -235,6 +239,10 @@ static bool parse_one(struct blast_options *options, int option, const char *arg
   case OPT_DELTA_MAX: options->delta_max = (int64_t)parse_u64("--delta-max", arg, 1, BLAST_DELTA_MAX); return true;
   case OPT_THREADS: options->threads = (uint32_t)parse_u64("--threads", arg, 1, BLAST_THREADS_MAX); return true;
   case OPT_KEY: parse_key(options, arg); return true;
+  case OPT_PRODUCER_KEYS:
+    if (strcmp(arg, "shared") != 0 && strcmp(arg, "derived") != 0) die_usage("--producer-keys wants shared or derived", arg);
+    options->derived_keys = strcmp(arg, "derived") == 0;
+    return true;
   case OPT_PRODUCERS: options->producers = (uint32_t)parse_u64("--producers", arg, 1, BLAST_PRODUCERS_MAX); return true;
   case OPT_PRODUCER_BASE: options->producer_base = parse_u64("--producer-base", arg, 1, UINT64_MAX / 2); return true;
   case OPT_SEQ_BASE: options->seq_base = parse_u64("--seq-base", arg, 0, UINT64_MAX / 2); return true;

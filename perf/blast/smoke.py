@@ -104,10 +104,12 @@ def smoke_binary(blast, sock, port):
     attempts = {}
     for datagram in datagrams:
         try:
-            producer, seq, pairs, attempt = tally_wire.decode_batch(datagram, key)
+            producer, seq, pairs, attempt, node = tally_wire.decode_batch(datagram, key)
         except tally_wire.WireError as error:
             check(False, "a datagram is not a signed batch: %s" % error.reason)
             continue
+        check(node == ("127.0.0.1", port), "batch MAC'd for %s:%d, sent to 127.0.0.1:%d" % (
+            node[0], node[1], port))
         first = batches.setdefault((producer, seq), pairs)
         if first != pairs:
             check(False, "batch %d:%d resent with other pairs" % (producer, seq))

@@ -46,6 +46,10 @@
 #       before it see no budget). SHEDDING_OFF=1 runs
 #       it without the budget and the allow-list, to see this part fail as the
 #       code did before them.
+#   H3  a batch MAC'd for another node (10.77.0.2), captured and replayed here
+#       300 times: never answered, never counted, counted batch_wrong_node; a
+#       reliable producer keeps its acks. REPLAY_NODE_OFF=1 replays one MAC'd
+#       for this node (as before version 2), to see this part fail.
 #   M2 producer keys  tallyd restarted with ingest.producer_keys = derived on a
 #       fresh store: producer A, holding only its own key (tallyctl
 #       producer-key, a 0600 file), sends a batch claiming producer B at a far
@@ -60,7 +64,8 @@
 # fuzz_replication and fuzz_replication_seq, and H4's replays from a member's own
 # address on a real 3-node cluster by tests/integration/cluster.sh step 12 (no
 # cluster here); H3 (batch replay: a producer's share of the pending acks, a
-# replay to another node answered from replicated records) by test_dataplane.
+# producer's own resend to another node answered from replicated records) by
+# test_dataplane, and a batch of another node replayed here by the H3 section.
 # Run under
 # `flock /tmp/tally-netns.lock`; every wait is bounded; processes stopped by PID.
 # Prints PASS/FAIL lines and "N passed, N failed".
@@ -289,6 +294,48 @@ h1_probes() {
 }
 verdict "H1: the longest probe stays short and nothing hit the probe bound" h1_probes
 still_serving "at the end" 5
+
+# ---- H3: a batch captured on the wire at another node, replayed here -----------------
+# The attacker recorded a real batch a producer sent to another node (10.77.0.2)
+# and replays it to this one, 300 times, while a reliable producer runs. Its
+# MAC covers its destination (protocol version 2): refused unanswered, counted
+# batch_wrong_node, never counted. REPLAY_NODE_OFF=1 replays a batch MAC'd for
+# this node instead (what every batch was before version 2, when the MAC named
+# no node): it is counted and answered, and this part fails.
+h3_for=10.77.0.2
+[ "${REPLAY_NODE_OFF:-0}" = 1 ] && h3_for=10.77.0.1
+wrong_node_before=$(( $(stat drop_batch_wrong_node) + 0 ))
+peer timeout 60 python3 - "$tools" "$h3_for" >"$work/h3.out" 2>&1 <<'PY'
+import os, socket, sys
+sys.path.insert(0, sys.argv[1])
+import tally_wire
+key = bytes.fromhex(os.environ["TALLY_KEY"])
+captured = tally_wire.encode_batch(9401, 1, [("adv.h3.replayed", 1000)], key, (sys.argv[2], 8126))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.002)
+answers = 0
+for _ in range(300):
+    s.sendto(captured, ("10.77.0.1", 8126))
+    try:
+        s.recv(2048)
+        answers += 1
+    except socket.timeout:
+        pass
+s.settimeout(1.0)
+try:
+    while True:
+        s.recv(2048)
+        answers += 1
+except socket.timeout:
+    pass
+print("answers", answers)
+PY
+cat "$work/h3.out"
+verdict "H3: the replayed batch of another node is never answered" grep -q "^answers 0$" "$work/h3.out"
+verdict "H3: and never counted" test "$($ctl get adv.h3.replayed 2>/dev/null || echo 0)" = 0
+h3_counted() { local now; now=$(( $(stat drop_batch_wrong_node) + 0 )); echo "batch_wrong_node: $wrong_node_before -> $now"; [ "$now" -ge $((wrong_node_before + 250)) ]; }
+verdict "H3: and counted batch_wrong_node (each replay that reached the node)" h3_counted
+still_serving "H3: after the replays" 8
 
 # ---- C1 shedding: per-source token buckets, the allow-list, degradation levels ------
 # Budget: 50 datagrams a second per source, bursts of 200, statsd only from

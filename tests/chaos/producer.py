@@ -60,8 +60,9 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--produce", required=True, help="path of tally-produce")
     p.add_argument("--nodes", required=True, help="HOST:PORT,HOST:PORT,...")
-    p.add_argument("--key", default=os.environ.get("TALLY_KEY"), required="TALLY_KEY" not in os.environ,
-                   help="64 hex digits (default: $TALLY_KEY; keep keys off command lines)")
+    p.add_argument("--key-file", help="this producer's key file (tallyctl producer-key: its "
+                   "derived key, issue 14 M2), handed to tally-produce --key-file; without it "
+                   "the key comes from $TALLY_KEY")
     p.add_argument("--producer", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--prefix", help="counter name prefix (default rel.p<producer>.)")
@@ -144,13 +145,15 @@ def one_run(args, rng, seq, totals):
                "--flush-every", str(per_batch), "--timeout-ms", str(args.timeout_ms),
                "--ack-timeout-ms", str(args.ack_timeout_ms), "--retries", "40",
                "--breaker-failures", "3", "--breaker-cooldown-ms", "500"]
+    if args.key_file:
+        command += ["--key-file", args.key_file]
     text = "".join("%s %d\n" % line for line in lines)
     ledger_write(args, {"seq": seq, "t": round(time.monotonic() - START, 3),
                         "pairs": per_batch, "lines": lines})
     try:
         done = subprocess.run(command, input=text, capture_output=True, text=True,
                               timeout=args.timeout_ms / 1000.0 + 10,
-                              env=dict(os.environ, TALLY_KEY=args.key))
+                              env=os.environ)
         status, out = done.returncode, done.stdout
     except subprocess.TimeoutExpired:
         status, out = "killed", ""

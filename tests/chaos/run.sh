@@ -443,7 +443,10 @@ fi
 counters_max=4096
 while [ "$counters_max" -lt $((statsd_counters * 4)) ]; do counters_max=$((counters_max * 2)); done
 export CLUSTER_COUNTERS_MAX=$counters_max
-extra=()
+# Each reliable producer speaks only as itself (issue 14, M2): the nodes
+# derive producers' keys, and each producer holds only its own
+# (tallyctl producer-key, below), never ingest.key.
+extra=("[ingest]" "producer_keys = derived")
 [ "$idle_sleep_us" = 0 ] || extra+=("[dataplane]" "idle_sleep_us = $idle_sleep_us")
 echo "shape: $lcores dataplane lcore(s) per node, write_quorum $write_quorum, statsd over $statsd_counters counters per node, counters_max $counters_max, idle_sleep_us $idle_sleep_us"
 cluster_up "x$$" "$nodes" || { verdict 1 "namespaces created"; echo "$passed passed, $failed failed"; exit 1; }
@@ -472,8 +475,10 @@ hard_stop=$((duration * 3 + 300))
 for p in 1 2; do
   list=$nodelist
   [ "$p" = 2 ] && list=$reverse
-  TALLY_KEY=$CLUSTER_INGEST_KEY \
+  "$tallyctl" producer-key "$p" --config "$work/n1.ini" --out "$work/producer$p.key" ||
+    verdict 1 "tallyctl producer-key $p"
   cluster_producer python3 "$chaos/producer.py" --produce "$build/control/tally-produce" \
+    --key-file "$work/producer$p.key" \
     --nodes "$list" --producer "$p" --seed "$((seed + p))" \
     --stop-file "$work/stop" --deadline-s "$hard_stop" --report "$work/reliable$p.json" \
     --prefix "rel.p$p." --ledger "$work/ledger$p" >"$work/producer$p.out" 2>&1 &

@@ -333,7 +333,7 @@ verdict "unmuted: every peer up and node 1 writable within 5 s" wait_for 5 healt
 # attempt 1; both may apply it. Node 3's claims reach node 1, which undoes its
 # lower-attempt apply. Every node ends with each batch counted once.
 cluster_producer timeout 90 python3 "$tools/reliable_producer.py" \
-  --target 10.77.0.1:8126,10.77.0.3:8126 --spray --key "$key" --producers 4 \
+  --target 10.77.0.1:8126,10.77.0.3:8126 --spray --producers 4 \
   --first-producer 200 --batches 40 --counters 6 --prefix dd. --seed "$seed" \
   --retry-ms 100 --deadline-s 60 --report "$work/dd.json"
 exact_on_all() { # exact_on_all PREFIX REPORT: value == acked on every node
@@ -370,7 +370,7 @@ import socket, sys
 sys.path.insert(0, sys.argv[1])
 import tally_wire
 key, host, producer, seq = bytes.fromhex(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-data = tally_wire.encode_batch(producer, seq, [("dd2.once", 5)], key)
+data = tally_wire.encode_batch(producer, seq, [("dd2.once", 5)], key, (host, 8126))
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(0.5)
 for _ in range(20):
@@ -413,8 +413,9 @@ touch "$work/sniff.go"
 ip netns exec "${CLUSTER_NS[3]}" python3 - "$CLUSTER_KEY" "10.78.0.1" "$CLUSTER_REPLICATION_PORT" <<'PY'
 import hashlib, socket, struct, sys
 key, host, port = bytes.fromhex(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-body = struct.pack("<2sBBHHIIQQ", b"TH", 1, 1, 3, 1, 0x5eed5eed, 0, 123456789, 0)
-datagram = body + hashlib.blake2b(body, key=key, digest_size=16).digest()
+body = struct.pack("<2sBBHHIIQQ", b"TH", 2, 1, 3, 1, 0x5eed5eed, 0, 123456789, 0)
+datagram = body + hashlib.blake2b(body, key=key, digest_size=16,
+                                  person=b"tally-mac-hbeat\0").digest()  # version 2 (M2)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("10.78.0.3", 0))
 for _ in range(2):
@@ -486,18 +487,20 @@ verdict "after the replays: every peer up and writable within 5 s" wait_for 5 he
 # node 2's copy, the batches 136 (neither in the head nor the tail node 2's
 # record keeps) and 200 are sent again to node 1: answered STALE and
 # DUPLICATE, and h3.replay stays 200 on every node (counted once).
-send_range() { # send_range NODE PRODUCER FIRST LAST: the ack statuses, counted
-  cluster_producer python3 - "$tools" "$key" "10.77.0.$1" "$2" "$3" "$4" <<'PY'
+send_range() { # send_range NODE PRODUCER FIRST LAST [FOR_NODE]: the ack statuses, counted
+  # FOR_NODE: the node the batches are MAC'd for (default NODE): another
+  # node's copy replayed verbatim (H3).
+  cluster_producer python3 - "$tools" "$key" "10.77.0.$1" "$2" "$3" "$4" "10.77.0.${5:-$1}" <<'PY'
 import collections, socket, sys
 sys.path.insert(0, sys.argv[1])
 import tally_wire
-key, host = bytes.fromhex(sys.argv[2]), sys.argv[3]
+key, host, for_host = bytes.fromhex(sys.argv[2]), sys.argv[3], sys.argv[7]
 producer, first, last = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(0.5)
 seen = collections.Counter()
 for seq in range(first, last + 1):
-    data = tally_wire.encode_batch(producer, seq, [("h3.replay", 1)], key)
+    data = tally_wire.encode_batch(producer, seq, [("h3.replay", 1)], key, (for_host, 8126))
     status = "none"
     for _ in range(20):
         s.sendto(data, (host, 8126))
@@ -517,6 +520,17 @@ verdict "producer 501's batches 1..200 to node 2: all applied (got $statuses)" \
   test "$statuses" = "applied=200"
 echo '{"totals": {"h3.replay": 200}}' >"$work/h3.json"
 verdict "node 1 holds node 2's copy of them" wait_for 10 match_on 1 h3. "$work/h3.json"
+# The bytes node 2 took, replayed verbatim to node 1: MAC'd for node 2, so
+# refused unanswered and counted (batch_wrong_node), at once, not only once
+# node 2's record replicated.
+wrong_node_1() { ctl 1 stats | awk '$1 == "drop_batch_wrong_node" { print $2 }'; }
+wrong_before=$(wrong_node_1)
+statuses=$(send_range 1 501 195 195 2)
+verdict "batch 501:195 as node 2 took it, replayed to node 1: unanswered (got $statuses)" \
+  test "$statuses" = "none=1"
+verdict "node 1 counted it batch_wrong_node (${wrong_before:-?} -> $(wrong_node_1))" \
+  test "$(wrong_node_1)" -gt "${wrong_before:-0}"
+# A producer's own resend to node 1 (MAC'd for node 1) meets node 2's record.
 statuses=$(send_range 1 501 136 136)
 verdict "batch 501:136 replayed to node 1: answered stale (got $statuses)" test "$statuses" = "stale=1"
 statuses=$(send_range 1 501 200 200)

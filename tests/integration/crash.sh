@@ -72,7 +72,7 @@ tally_wait_ready "$build" "$work/sock" 30 || { echo "FAIL tallyd did not start";
 per_round=100
 [ "$mode" != group ] && per_round=250
 batches=$((per_round * kills + 100))
-ip netns exec "$TALLY_PEER_NS" python3 "$tools/reliable_producer.py" --key "$key" \
+TALLY_KEY=$key ip netns exec "$TALLY_PEER_NS" python3 "$tools/reliable_producer.py" \
   --seed "$seed" --producers 4 --batches "$batches" --retry-ms 30 --deadline-s 240 \
   --progress "$work/progress.json" --report "$work/reliable.json" >"$work/producer.log" 2>&1 &
 producer_pid=$!

@@ -71,7 +71,7 @@ PY
 }
 check "statsd: each rejected line counted by reason" rejected_ok
 
-peer python3 "$tools/reliable_producer.py" --key "$key" --seed "$seed" --producers 4 \
+TALLY_KEY=$key peer python3 "$tools/reliable_producer.py" --seed "$seed" --producers 4 \
   --batches 200 --negative --report "$work/reliable.json" >/dev/null
 check "binary: all 800 batches acked, no error ack" producer_ok "$work/reliable.json" 800
 check "binary: every batch counted exactly once" \
@@ -85,24 +85,34 @@ sys.path.insert(0, sys.argv[1])
 import tally_wire
 key = bytes.fromhex(sys.argv[2])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
-batch = tally_wire.encode_batch(99, 1, [("dup.x", 5)], key)
+node = ("10.77.0.1", 8126)
+batch = tally_wire.encode_batch(99, 1, [("dup.x", 5)], key, node)
 statuses = []
 for _ in range(3):
     s.sendto(batch, ("10.77.0.1", 8126))
     statuses.append(tally_wire.decode_ack(s.recv(100), key)[2])
-wrong = tally_wire.encode_batch(99, 2, [("dup.x", 5)], bytes(32))
-s.sendto(wrong, ("10.77.0.1", 8126))
-try:
-    s.recv(100); print("answered a bad MAC"); sys.exit(1)
-except socket.timeout:
-    pass
+wrong = tally_wire.encode_batch(99, 2, [("dup.x", 5)], bytes(32), node)
+# Issue 14, H3: a batch MAC'd for another node (captured there, replayed here)
+# is refused unanswered (batch_wrong_node), as is a version 1 batch.
+elsewhere = tally_wire.encode_batch(99, 3, [("dup.x", 5)], key, ("10.77.0.9", 8126))
+old = bytearray(tally_wire.encode_batch(99, 4, [("dup.x", 5)], key, node))
+old[2] = 1
+for refused, what in ((wrong, "a bad MAC"), (elsewhere, "a batch for another node"),
+                      (bytes(old), "a version 1 batch")):
+    s.sendto(refused, ("10.77.0.1", 8126))
+    try:
+        s.recv(100); print("answered " + what); sys.exit(1)
+    except socket.timeout:
+        pass
 print("statuses", statuses)
 sys.exit(0 if statuses == [0, 1, 1] else 1)
 PY
 }
-check "binary: retransmission acked DUPLICATE, bad MAC unanswered" peer bash -c "$(declare -f resend); tools=$tools key=$key resend"
+check "binary: retransmission acked DUPLICATE; bad MAC, other node's and version 1 batches unanswered" peer bash -c "$(declare -f resend); tools=$tools key=$key resend"
 check "binary: duplicate counted once" test "$($ctl get dup.x)" = 5
 check "binary: bad MAC counted" test "$(stat drop_batch_bad_mac)" -ge 1
+check "binary: batch for another node counted (H3)" test "$(stat drop_batch_wrong_node)" -ge 1
+check "binary: version 1 batch counted" test "$(stat drop_batch_bad_version)" -ge 1
 
 # tallyctl behaviour.
 # not_found NAME: `tallyctl get NAME` exits 1 saying the counter does not exist
@@ -159,7 +169,7 @@ newkey=ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 export TALLY_KEY=$newkey # tally-produce takes its key from here, never from its command line
 sed -i "s/^key = .*/key = $newkey/" "$work/tally.ini"
 check "tallyctl reload accepted" $ctl reload
-peer python3 "$tools/reliable_producer.py" --key "$newkey" --seed 7 --producers 1 --batches 20 \
+TALLY_KEY=$newkey peer python3 "$tools/reliable_producer.py" --seed 7 --producers 1 --batches 20 \
   --first-producer 500 --prefix rot. --report "$work/rotated.json" >/dev/null
 check "batches under the new key: all 20 acked, no error ack" producer_ok "$work/rotated.json" 20
 check "batches under the new key are counted exactly" \
@@ -270,7 +280,7 @@ sed -i 's/^\(commit_interval_ms = .*\)$/\1\npersist = per_burst/' "$work/tally.i
 tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
 check "per-burst mode: tallyd ready" tally_wait_ready "$build" "$work/sock" 30
 check "per-burst mode reported" test "$(stat store_persist_mode)" = per_burst
-peer python3 "$tools/reliable_producer.py" --key "$newkey" --seed 11 --producers 2 --batches 50 \
+TALLY_KEY=$newkey peer python3 "$tools/reliable_producer.py" --seed 11 --producers 2 --batches 50 \
   --first-producer 700 --prefix pb. --retry-ms 200 --report "$work/perburst.json" >/dev/null
 check "per-burst mode: all 100 batches acked, no error ack" producer_ok "$work/perburst.json" 100
 check "per-burst mode: every batch counted once" \
@@ -290,7 +300,7 @@ tally_start "$build" "$work/tally.ini" "$work/tallyd.log"
 check "idle back-off: tallyd ready" tally_wait_ready "$build" "$work/sock" 30
 idle_slept() { [ "$(stat idle_sleeps)" -gt 0 ]; }
 check "idle back-off: the idle lcore sleeps (idle_sleeps > 0)" wait_for 10 idle_slept
-peer python3 "$tools/reliable_producer.py" --key "$newkey" --seed 12 --producers 2 --batches 50 \
+TALLY_KEY=$newkey peer python3 "$tools/reliable_producer.py" --seed 12 --producers 2 --batches 50 \
   --first-producer 800 --prefix ib. --retry-ms 200 --report "$work/idle.json" >/dev/null
 check "idle back-off: all 100 batches acked, no error ack" producer_ok "$work/idle.json" 100
 check "idle back-off: every batch counted once" \

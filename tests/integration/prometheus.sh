@@ -141,7 +141,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.sendto(b"svc.x.hits:5|c\nsvc_x.hits:7|c", ("10.77.0.1", 8125))
 PY
 svc_totals "$work/svc.json"
-peer timeout 60 python3 "$tools/reliable_producer.py" --target 10.77.0.1:8126 --key "$key" \
+TALLY_KEY=$key peer timeout 60 python3 "$tools/reliable_producer.py" --target 10.77.0.1:8126 \
   --producers 2 --batches 40 --counters 6 --prefix rel. --seed "$seed" --negative \
   --report "$work/rel.json" >/dev/null
 verdict "one node: reliable batches all acked" producer_ok "$work/rel.json"
@@ -189,7 +189,7 @@ for i in $(seq "$nodes"); do
 done
 cluster_producer timeout 60 python3 "$tools/statsd_send.py" --target 10.77.0.1:8125 --seed "$seed" \
   --datagrams 600 --lines 20 --counters 20 --prefix sd. --rate 5000 --expect "$work/sd.json" >/dev/null
-cluster_producer timeout 60 python3 "$tools/reliable_producer.py" --target 10.77.0.2:8126 --key "$key" \
+TALLY_KEY=$key cluster_producer timeout 60 python3 "$tools/reliable_producer.py" --target 10.77.0.2:8126 \
   --producers 2 --batches 30 --counters 6 --prefix rel. --seed "$seed" --report "$work/crel.json" >/dev/null
 verdict "cluster: reliable batches through node 2 all acked" producer_ok "$work/crel.json"
 cluster_totals_ok() { match_all sd. "$work/sd.json" && rel_exact_all; }

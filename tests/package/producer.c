@@ -101,7 +101,7 @@ static int node_answer(int fd, const uint8_t key[TALLY_KEY_SIZE])
       pair_delta(&batch, "pkg.bytes") != 1500)
     return fail("batch pairs (two names, pkg.requests coalesced to 3)");
   uint8_t ack[TALLY_WIRE_ACK_SIZE];
-  tally_wire_encode_ack(batch.producer, batch.seq, TALLY_ACK_APPLIED, key, ack);
+  tally_wire_encode_ack(batch.producer, batch.seq, TALLY_ACK_APPLIED, batch.node, key, ack);
   if (sendto(fd, ack, sizeof ack, 0, (struct sockaddr *)&client, length) != (ssize_t)sizeof ack)
     return fail("sendto (ack)");
   return 0;

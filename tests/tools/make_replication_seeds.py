@@ -1,7 +1,7 @@
 """make_replication_seeds.py — writes the seed corpus of tests/fuzz/fuzz_replication.c.
 
 Run from the repository root: python3 tests/tools/make_replication_seeds.py
-Written from control/cluster/proto/replication_wire.h (48-byte header of version 2 with scan,
+Written from control/cluster/proto/replication_wire.h (48-byte header of version 3 (2 + MACs per kind) with scan,
 session and peer_session;
 counter entries, or producer records with flags PRODUCERS: producer u64, then
 per run, DEDUP_RUNS times, head_last u64 | head_window[0] u64 |
@@ -28,9 +28,11 @@ OUT = os.path.join("tests", "fuzz", "corpus", "replication")
 
 MAC_SIZE = 16
 SIZE_MAX = 1472
-HEADER_SIZE = 48  # version 2: + session u64 | peer_session u64
+HEADER_SIZE = 48  # since version 2: + session u64 | peer_session u64
 SIZE_MIN = HEADER_SIZE + MAC_SIZE
 ROUND, ACK, RESTORE_REQUEST, RESTORE = 1, 2, 3, 4
+VERSION = 3  # 3: MACs personalised per kind (include/tally/mac.h)
+PERSONAL = b"tally-mac-repl\0\0"
 FLAG_LAST = 0x0001
 FLAG_PRODUCERS = 0x0002
 FLAG_CLAIMS = 0x0004
@@ -64,7 +66,7 @@ assert HEADER_SIZE + CLAIMS_MAX * _CLAIM.size + MAC_SIZE <= SIZE_MAX
 
 def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR",
            session=SESSION, peer_session=PEER_SESSION):
-    return _HEADER.pack(magic, 2, kind, origin, sender, count, flags, part, reserved, seq, scan,
+    return _HEADER.pack(magic, VERSION, kind, origin, sender, count, flags, part, reserved, seq, scan,
                         session, peer_session)
 
 
@@ -92,7 +94,8 @@ def claims(items):
 
 
 def signed(data):
-    return data + hashlib.blake2b(data, digest_size=MAC_SIZE, key=KEY).digest()
+    """MAC'd as a replication message: personalised (version 3, issue 14 M2)."""
+    return data + hashlib.blake2b(data, digest_size=MAC_SIZE, key=KEY, person=PERSONAL).digest()
 
 
 def unsigned(data):

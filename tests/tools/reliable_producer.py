@@ -15,7 +15,16 @@ once). The copy sent to the i-th target (0-based) carries attempt i in its
 header, so of two nodes that both apply it the later target's apply is the
 one kept (docs/cluster.md); resends to a target repeat its copy. Without
 --spray there is one target and every send, resends included, carries
-attempt 0. Acks from any target settle the batch.
+attempt 0. Acks from any target settle the batch. Each copy is MAC'd for
+the target it goes to (protocol version 2: a node refuses a batch MAC'd for
+another, batch_wrong_node).
+
+Keys (issue 14, M2, L4): the ingest key comes from TALLY_KEY or --key-file,
+never the command line. With --producer-keys derived (a node running
+ingest.producer_keys = derived) each producer MACs with its own key derived
+from it (tally_wire.producer_key, what tallyctl producer-key and libtally
+derive); with shared (tallyd's default still) every producer MACs with the
+key itself.
 
 An error ack (stale, malformed, counters_full, overflow) settles a batch
 too, but it is a failure unless its status is named in --allow-errors: the
@@ -43,9 +52,11 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", default="10.77.0.1:8126", help="HOST:PORT[,HOST:PORT...]")
     p.add_argument("--spray", action="store_true", help="send every batch to every target")
-    p.add_argument("--key", default=os.environ.get("TALLY_KEY"),
-                   required="TALLY_KEY" not in os.environ,
-                   help="64 hex digits (default: $TALLY_KEY; keep keys off command lines)")
+    p.add_argument("--key-file", help="file holding the 64-hex-digit ingest key "
+                   "(default: $TALLY_KEY; a key never goes on a command line)")
+    p.add_argument("--producer-keys", choices=("shared", "derived"), default="shared",
+                   help="the node's ingest.producer_keys: MAC with the key itself, or "
+                   "each producer with its derived key")
     p.add_argument("--producers", type=int, default=4)
     p.add_argument("--first-producer", type=int, default=1)
     p.add_argument("--batches", type=int, default=100, help="per producer")
@@ -87,10 +98,21 @@ class Producer:
         low = -5 if self.args.negative else 1
         self.pairs = [("%s%d" % (self.args.prefix, self.rng.randrange(self.args.counters)),
                        self.rng.randint(low, 20)) for _ in range(count)]
-        first = tally_wire.encode_batch(self.id, self.seq, self.pairs, self.key)
-        self.batch = [first] + [tally_wire.set_attempt(first, self.key, attempt)
+        first = tally_wire.encode_batch(self.id, self.seq, self.pairs, self.key,
+                                        self.args.nodes[0])
+        self.batch = [first] + [tally_wire.set_attempt(first, self.key, attempt,
+                                                       self.args.nodes[attempt])
                                 for attempt in range(1, target_count)]
         self.attempts = 0
+
+
+def read_key(args):
+    """The ingest key from --key-file or TALLY_KEY (64 hex digits), or None."""
+    text = os.environ.get("TALLY_KEY")
+    if args.key_file:
+        with open(args.key_file) as f:
+            text = f.read()
+    return bytes.fromhex(text.strip()) if text else None
 
 
 def write_json(path, data):
@@ -113,9 +135,25 @@ def main():
         targets.append((host, int(port)))
     if not args.spray:
         targets = targets[:1]
-    key = bytes.fromhex(args.key)
+    # Each copy is MAC'd for its target's address (H3).
+    args.nodes = [(socket.gethostbyname(host), port) for host, port in targets]
+    ingest_key = read_key(args)
+    if ingest_key is None:
+        print("reliable_producer: no key: set TALLY_KEY or --key-file")
+        return 2
     rng = random.Random(args.seed)
-    producers = [Producer(args.first_producer + i, args, rng, key) for i in range(args.producers)]
+
+    def key_of(producer_id):
+        if args.producer_keys == "shared":
+            return ingest_key
+        return tally_wire.producer_key(ingest_key, producer_id)
+
+    keys = {}
+    producers = []
+    for i in range(args.producers):
+        producer_id = args.first_producer + i
+        keys[producer_id] = key_of(producer_id)
+        producers.append(Producer(producer_id, args, rng, keys[producer_id]))
     attempted, acked, acked_batches = {}, {}, {}
     outcome = {"acked": 0, "duplicate_acks": 0, "error_acks": 0, "unexpected_errors": 0,
                "errors": {}, "unacked": 0, "resends": 0}
@@ -148,7 +186,7 @@ def main():
             p = by_fd[fd]
             try:
                 data = p.sock.recv(2048)
-                pid, seq, status = tally_wire.decode_ack(data, key)
+                pid, seq, status = tally_wire.decode_ack(data, p.key)
             except (OSError, tally_wire.WireError):
                 continue
             if pid != p.id or p.batch is None or seq != p.seq:

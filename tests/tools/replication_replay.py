@@ -24,7 +24,7 @@ import sys
 import time
 
 ETH_P_IP = 0x0800
-HEADER = struct.Struct("<2sBBHHHHHHQQQQ")  # version 2: 48 bytes
+HEADER = struct.Struct("<2sBBHHHHHHQQQQ")  # versions 2 and 3: 48 bytes
 TYPE_ACK, TYPE_RESTORE_REQUEST = 2, 3
 MAC_SIZE = 16
 
@@ -68,9 +68,10 @@ def send_raw(src_ip, port, dst_ip, payload):
 def restore_request(key, sender, age_s):
     stamp = int(time.time() * 1e6) - int(age_s * 1e6)
     session = secrets.randbits(64) | 1
-    body = HEADER.pack(b"TR", 2, TYPE_RESTORE_REQUEST, sender, sender, 0, 0, 0, 0, 0, stamp,
+    body = HEADER.pack(b"TR", 3, TYPE_RESTORE_REQUEST, sender, sender, 0, 0, 0, 0, 0, stamp,
                        session, 0)
-    return body + hashlib.blake2b(body, key=key, digest_size=MAC_SIZE).digest()
+    return body + hashlib.blake2b(body, key=key, digest_size=MAC_SIZE,
+                                  person=b"tally-mac-repl\0\0").digest()  # version 3 (M2)
 
 
 def main():

@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "tally/batch_wire.h"
+#include "tally/mac.h"
 
 static const uint8_t test_key[TALLY_KEY_SIZE] = {
   0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
@@ -36,32 +37,41 @@ static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "224 name bytes + NUL
  * VECTOR_ACK), made there.
  */
 static const uint8_t vector_ack[TALLY_WIRE_ACK_SIZE] = {
-  0x54, 0x42, 0x01, 0x02, 0x00, 0x00, 0x01, 0x00, 0x02, 0x01, 0x00, 0x00, 0x00, 0x00,
-  0x00, 0x00, 0x04, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd3, 0xf1, 0xfc, 0x9e,
-  0x08, 0xe6, 0x3e, 0x4c, 0x95, 0x08, 0x80, 0x8e, 0x41, 0xc2, 0x42, 0xaa,
+  0x54, 0x42, 0x02, 0x02, 0x00, 0x00, 0x01, 0x00, 0x02, 0x01, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x04, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x01,
+  0x1f, 0xbe, 0x00, 0x00, 0x3b, 0x81, 0x29, 0xd6, 0xce, 0x76, 0x5e, 0x2c, 0x0a, 0xc7,
+  0xd0, 0x2c, 0xf0, 0x68, 0x28, 0x68,
 };
 #define VECTOR_X96                                                                   \
   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" \
   "xxxxxxxxxxxxxxxx"
+/* Node 10.0.0.1, port 8126 (0x1fbe), reserved 0. */
+#define VECTOR_NODE "\x0a\x00\x00\x01\x1f\xbe\x00\x00"
+static const struct tally_wire_node vector_node = { .ipv4_be = 0x0100000au, .port_be = 0xbe1fu };
+static const struct tally_wire_node vector_node_other = { .ipv4_be = 0x0200000au, .port_be = 0xbe1fu };
 static const uint8_t vector_batch[] =
-  "TB\x01\x01\x03\x00\x00\x00"
+  "TB\x02\x01\x03\x00\x00\x00"
   "\x07\x00\x00\x00\x00\x00\x00\x00"
-  "\x09\x00\x00\x00\x00\x00\x00\x00"
+  "\x09\x00\x00\x00\x00\x00\x00\x00" VECTOR_NODE
   "\xff\xff\xff\xff\xff\xff\xff\xff\x01" "a"
   "\xff\xff\xff\xff\xff\xff\xff\x7f\x06" "req.ok"
   "\x00\x00\x00\x00\x00\x00\x00\x80\x60" VECTOR_X96
-  "\x48\x96\x2e\xb8\x99\x27\x1d\x50\x71\x68\xdb\x27\x32\x27\x9f\x2a";
+  "\xdf\x8f\xbd\xf8\xda\xbb\xce\x0f\xfb\x58\x5d\x56\x93\xc8\xca\x1e";
 #define VECTOR_BATCH_SIZE (sizeof(vector_batch) - 1u) /* without the literal's NUL */
-static_assert(VECTOR_BATCH_SIZE == 170u, "vector size as made by tally_wire.py");
+static_assert(VECTOR_BATCH_SIZE == 178u, "vector size as made by tally_wire.py");
 /* The same batch with attempt 0x102 (status bytes 02 01), hence another MAC. */
 static const uint8_t vector_batch_attempt[] =
-  "TB\x01\x01\x03\x00\x02\x01"
+  "TB\x02\x01\x03\x00\x02\x01"
   "\x07\x00\x00\x00\x00\x00\x00\x00"
-  "\x09\x00\x00\x00\x00\x00\x00\x00"
+  "\x09\x00\x00\x00\x00\x00\x00\x00" VECTOR_NODE
   "\xff\xff\xff\xff\xff\xff\xff\xff\x01" "a"
   "\xff\xff\xff\xff\xff\xff\xff\x7f\x06" "req.ok"
   "\x00\x00\x00\x00\x00\x00\x00\x80\x60" VECTOR_X96
-  "\x72\x62\x5c\x90\x05\xfc\xbe\x85\x3e\x1c\x1b\x49\x20\xd9\xb5\xd4";
+  "\xd2\x6e\x79\x38\xb1\xc6\x23\x82\xa4\xfe\x0e\xd3\x0f\x59\x15\x04";
+/* VECTOR_BATCH sent to 10.0.0.2 instead (a failover): VECTOR_BATCH_OTHER_NODE_MAC. */
+static const uint8_t vector_batch_other_node_mac[TALLY_MAC_SIZE] = {
+  0x7a, 0xed, 0x68, 0x53, 0x4c, 0x23, 0x5c, 0x5d, 0x30, 0x29, 0xeb, 0x0f, 0xaf, 0x36, 0xe7, 0x28,
+};
 static_assert(sizeof(vector_batch_attempt) - 1u == VECTOR_BATCH_SIZE, "same size");
 #define VECTOR_ATTEMPT 0x102u
 
@@ -70,6 +80,7 @@ static void batch_fill(struct tally_wire_batch *batch, uint32_t count, uint64_t 
   uint64_t seq)
 {
   memset(batch, 0, sizeof(*batch));
+  batch->node = vector_node;
   batch->producer = producer;
   batch->seq = seq;
   batch->count = count;
@@ -87,6 +98,8 @@ static void batch_assert_equal(const struct tally_wire_batch *got,
   assert_int_equal(got->producer, want->producer);
   assert_int_equal(got->seq, want->seq);
   assert_int_equal(got->attempt, want->attempt);
+  assert_int_equal(got->node.ipv4_be, want->node.ipv4_be);
+  assert_int_equal(got->node.port_be, want->node.port_be);
   assert_int_equal(got->count, want->count);
   for (uint32_t i = 0; i < want->count; i++) {
     assert_int_equal(got->pairs[i].name_len, want->pairs[i].name_len);
@@ -100,8 +113,7 @@ static void remac(uint8_t *data, size_t size)
 {
   assert_true(size >= TALLY_MAC_SIZE);
   size_t body_size = size - TALLY_MAC_SIZE;
-  assert_int_equal(crypto_generichash(data + body_size, TALLY_MAC_SIZE, data, body_size,
-    test_key, TALLY_KEY_SIZE), 0);
+  tally_mac_compute(TALLY_MAC_BATCH, data, body_size, test_key, data + body_size);
 }
 
 static size_t encode_ok(const struct tally_wire_batch *batch, uint8_t *out, size_t out_size)
@@ -391,7 +403,7 @@ static void test_set_attempt(void **state)
   for (uint32_t attempt = 1; attempt <= 4; attempt++) {
     uint8_t resent[512];
     memcpy(resent, first, size);
-    tally_wire_set_attempt(resent, size, test_key, (uint16_t)attempt);
+    tally_wire_set_send(resent, size, test_key, (uint16_t)attempt, vector_node);
     /* The same bytes as encoding the batch with that attempt. */
     batch.attempt = (uint16_t)attempt;
     uint8_t encoded[512];
@@ -402,6 +414,7 @@ static void test_set_attempt(void **state)
     batch_assert_equal(&decoded, &batch);
     /* Only the status field and the MAC changed. */
     assert_memory_equal(resent, first, 6);
+    assert_memory_equal(resent + 24, first + 24, 8); /* same node */
     assert_memory_equal(resent + 8, first + 8, size - 8 - TALLY_MAC_SIZE);
     assert_memory_not_equal(resent + size - TALLY_MAC_SIZE, first + size - TALLY_MAC_SIZE,
       TALLY_MAC_SIZE);
@@ -409,8 +422,8 @@ static void test_set_attempt(void **state)
   /* Back to 0: the original datagram again. */
   uint8_t again[512];
   memcpy(again, first, size);
-  tally_wire_set_attempt(again, size, test_key, UINT16_MAX);
-  tally_wire_set_attempt(again, size, test_key, 0);
+  tally_wire_set_send(again, size, test_key, UINT16_MAX, vector_node_other);
+  tally_wire_set_send(again, size, test_key, 0, vector_node);
   assert_memory_equal(again, first, size);
 }
 
@@ -553,7 +566,7 @@ static void test_ack_round_trip(void **state)
   for (uint32_t status = 0; status < TALLY_ACK_STATUS_COUNT; status++) {
     uint8_t ack[TALLY_WIRE_ACK_SIZE];
     tally_wire_encode_ack(0xdeadbeefcafef00du, status, (enum tally_ack_status)status,
-      test_key, ack);
+      vector_node, test_key, ack);
     uint64_t producer = 0;
     uint64_t seq = 0;
     enum tally_ack_status got = TALLY_ACK_STATUS_COUNT;
@@ -580,7 +593,7 @@ static void test_ack_rejections(void **state)
 {
   (void)state;
   uint8_t ack[TALLY_WIRE_ACK_SIZE + 1];
-  tally_wire_encode_ack(5, 6, TALLY_ACK_APPLIED, test_key, ack);
+  tally_wire_encode_ack(5, 6, TALLY_ACK_APPLIED, vector_node, test_key, ack);
   assert_int_equal(decode_ack(ack, TALLY_WIRE_ACK_SIZE), TALLY_OK);
   assert_int_equal(decode_ack(ack, TALLY_WIRE_ACK_SIZE - 1), TALLY_REASON_BATCH_TRUNCATED);
   assert_int_equal(decode_ack(ack, 0), TALLY_REASON_BATCH_TRUNCATED);
@@ -595,7 +608,7 @@ static void test_ack_rejections(void **state)
   } cases[] = {
     {0, 'X', TALLY_REASON_BATCH_BAD_MAGIC},
     {3, TALLY_WIRE_TYPE_BATCH, TALLY_REASON_BATCH_BAD_MAGIC},
-    {2, 2, TALLY_REASON_BATCH_BAD_VERSION},
+    {2, 1, TALLY_REASON_BATCH_BAD_VERSION}, /* version 1: before the node (H3) */
     {4, 1, TALLY_REASON_BATCH_MALFORMED}, /* count must be 0 */
     {6, TALLY_ACK_STATUS_COUNT, TALLY_REASON_BATCH_MALFORMED},
     {7, 1, TALLY_REASON_BATCH_MALFORMED},
@@ -603,7 +616,8 @@ static void test_ack_rejections(void **state)
   for (uint32_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     memcpy(copy, ack, sizeof(copy));
     copy[cases[i].offset] = cases[i].value;
-    remac(copy, sizeof(copy));
+    tally_mac_compute(TALLY_MAC_ACK, copy, TALLY_WIRE_HEADER_SIZE, test_key,
+      copy + TALLY_WIRE_HEADER_SIZE);
     assert_int_equal(decode_ack(copy, sizeof(copy)), cases[i].want);
   }
   for (size_t bit = 0; bit < sizeof(copy) * 8u; bit++) {
@@ -641,7 +655,7 @@ static void test_python_vectors(void **state)
   (void)state;
   struct tally_wire_batch decoded;
   assert_int_equal(decode(vector_batch, VECTOR_BATCH_SIZE, &decoded), TALLY_OK);
-  struct tally_wire_batch want = {.producer = 7, .seq = 9, .count = 3};
+  struct tally_wire_batch want = {.producer = 7, .seq = 9, .count = 3, .node = vector_node};
   want.pairs[0] = (struct tally_wire_pair){.name = "a", .name_len = 1, .delta = -1};
   want.pairs[1] = (struct tally_wire_pair){.name = "req.ok", .name_len = 6, .delta = INT64_MAX};
   want.pairs[2] = (struct tally_wire_pair){.name = VECTOR_X96, .name_len = 96,
@@ -660,11 +674,18 @@ static void test_python_vectors(void **state)
     VECTOR_BATCH_SIZE);
   assert_memory_equal(buffer, vector_batch_attempt, VECTOR_BATCH_SIZE);
   memcpy(buffer, vector_batch, VECTOR_BATCH_SIZE);
-  tally_wire_set_attempt(buffer, VECTOR_BATCH_SIZE, test_key, VECTOR_ATTEMPT);
+  tally_wire_set_send(buffer, VECTOR_BATCH_SIZE, test_key, VECTOR_ATTEMPT, vector_node);
   assert_memory_equal(buffer, vector_batch_attempt, VECTOR_BATCH_SIZE);
+  /* Failing over to 10.0.0.2: the node and the MAC change, nothing else. */
+  memcpy(buffer, vector_batch, VECTOR_BATCH_SIZE);
+  tally_wire_set_send(buffer, VECTOR_BATCH_SIZE, test_key, 0, vector_node_other);
+  assert_memory_equal(buffer + VECTOR_BATCH_SIZE - TALLY_MAC_SIZE, vector_batch_other_node_mac,
+    TALLY_MAC_SIZE);
+  assert_int_equal(decode(buffer, VECTOR_BATCH_SIZE, &decoded), TALLY_OK);
+  assert_int_equal(decoded.node.ipv4_be, vector_node_other.ipv4_be);
 
   uint8_t ack[TALLY_WIRE_ACK_SIZE];
-  tally_wire_encode_ack(0x102, 0x304, TALLY_ACK_DUPLICATE, test_key, ack);
+  tally_wire_encode_ack(0x102, 0x304, TALLY_ACK_DUPLICATE, vector_node, test_key, ack);
   assert_memory_equal(ack, vector_ack, sizeof(ack));
 }
 
@@ -688,18 +709,73 @@ static void test_producer_key_vector_and_per_id(void **state)
   tally_wire_producer_key(test_key, 2, two);
   assert_memory_not_equal(one, two, TALLY_KEY_SIZE);
   assert_memory_not_equal(one, test_key, TALLY_KEY_SIZE);
+}
 
-  /* The MAC key of a batch: the shared key, or the claimed producer's. */
+/* ---- The destination node (issue 14, H3) and MAC kinds (M2) ----------------- */
+
+/*
+ * A batch MAC'd for one node is refused by another (wrong_node), after the
+ * MAC: a forgery stays bad_mac. Before version 2 a batch named no node, so a
+ * batch captured on the wire was accepted by every node holding the key.
+ */
+static void test_batch_for_another_node_refused(void **state)
+{
+  (void)state;
   struct tally_wire_batch batch;
-  batch_fill(&batch, 1, 1, 5);
-  uint8_t buffer[512];
+  batch_fill(&batch, 3, 9, 1);
+  uint8_t buffer[1024];
   size_t size = encode_ok(&batch, buffer, sizeof(buffer));
-  uint8_t scratch[TALLY_KEY_SIZE];
-  assert_ptr_equal(tally_wire_batch_key(buffer, size, test_key, false, scratch), test_key);
-  assert_ptr_equal(tally_wire_batch_key(buffer, size, test_key, true, scratch), scratch);
-  assert_memory_equal(scratch, vector_producer_1_key, TALLY_KEY_SIZE);
-  assert_ptr_equal(tally_wire_batch_key(buffer, TALLY_WIRE_HEADER_SIZE - 1, test_key, true,
-    scratch), test_key); /* no header: refused as truncated under any key */
+  assert_int_equal(tally_wire_check_batch(buffer, size, test_key, vector_node), TALLY_OK);
+  assert_int_equal(tally_wire_check_batch(buffer, size, test_key, vector_node_other),
+    TALLY_REASON_BATCH_WRONG_NODE);
+  struct tally_wire_node other_port = vector_node;
+  other_port.port_be = 0x1f00u;
+  assert_int_equal(tally_wire_check_batch(buffer, size, test_key, other_port),
+    TALLY_REASON_BATCH_WRONG_NODE);
+  /* Rewriting the node in flight breaks the MAC: bad_mac, not wrong_node. */
+  uint8_t moved[1024];
+  memcpy(moved, buffer, size);
+  moved[27] ^= 0x03; /* 10.0.0.1 -> 10.0.0.2 */
+  assert_int_equal(tally_wire_check_batch(moved, size, test_key, vector_node_other),
+    TALLY_REASON_BATCH_BAD_MAC);
+  /* Re-MAC'd by the producer for the other node (a failover): accepted there only. */
+  tally_wire_set_send(moved, size, test_key, 1, vector_node_other);
+  assert_int_equal(tally_wire_check_batch(moved, size, test_key, vector_node_other), TALLY_OK);
+  assert_int_equal(tally_wire_check_batch(moved, size, test_key, vector_node),
+    TALLY_REASON_BATCH_WRONG_NODE);
+  struct tally_wire_batch decoded;
+  assert_int_equal(tally_wire_decode_checked_batch(moved, size, &decoded), TALLY_OK);
+  assert_int_equal(decoded.attempt, 1);
+  assert_int_equal(decoded.node.ipv4_be, vector_node_other.ipv4_be);
+  /* A version 1 batch (24-byte header, no node) is refused as such, before its MAC. */
+  memcpy(moved, buffer, size);
+  moved[2] = 1;
+  assert_int_equal(tally_wire_check_batch(moved, size, test_key, vector_node),
+    TALLY_REASON_BATCH_BAD_VERSION);
+}
+
+/* Each kind's MAC differs over the same bytes: no MAC of one kind verifies as another. */
+static void test_mac_kinds_separated(void **state)
+{
+  (void)state;
+  const uint8_t data[] = "the same bytes under the same key";
+  uint8_t macs[TALLY_MAC_KIND_COUNT][TALLY_MAC_SIZE];
+  for (uint32_t kind = 0; kind < TALLY_MAC_KIND_COUNT; kind++) {
+    tally_mac_compute((enum tally_mac_kind)kind, data, sizeof data, test_key, macs[kind]);
+    assert_true(tally_mac_verify((enum tally_mac_kind)kind, data, sizeof data, test_key,
+      macs[kind]));
+    for (uint32_t other = 0; other < kind; other++) {
+      assert_memory_not_equal(macs[kind], macs[other], TALLY_MAC_SIZE);
+      assert_false(tally_mac_verify((enum tally_mac_kind)other, data, sizeof data, test_key,
+        macs[kind]));
+    }
+  }
+  /* An ack's header MAC'd as a batch does not verify as an ack (and vice versa). */
+  uint8_t ack[TALLY_WIRE_ACK_SIZE];
+  tally_wire_encode_ack(5, 6, TALLY_ACK_APPLIED, vector_node, test_key, ack);
+  tally_mac_compute(TALLY_MAC_BATCH, ack, TALLY_WIRE_HEADER_SIZE, test_key,
+    ack + TALLY_WIRE_HEADER_SIZE);
+  assert_int_equal(decode_ack(ack, sizeof ack), TALLY_REASON_BATCH_BAD_MAC);
 }
 
 int main(void)
@@ -723,6 +799,8 @@ int main(void)
     cmocka_unit_test(test_ack_rejections),
     cmocka_unit_test(test_ack_status_names),
     cmocka_unit_test(test_python_vectors),
+    cmocka_unit_test(test_batch_for_another_node_refused),
+    cmocka_unit_test(test_mac_kinds_separated),
   };
   size_t total = sizeof(tests) / sizeof(tests[0]);
   int failed = cmocka_run_group_tests(tests, NULL, NULL);

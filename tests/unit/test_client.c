@@ -56,6 +56,7 @@ struct action {
 struct fake_server {
   int fd;
   char node[32];
+  struct tally_wire_node self; /* its address: the batches it takes must be MAC'd for it (H3) */
   struct sockaddr_in client; /* sender of the last batch */
   struct action fallback;
   struct action script[SCRIPT_MAX]; /* taken first, in order */
@@ -86,6 +87,8 @@ static void server_open(struct fake_server *server)
   socklen_t length = sizeof address;
   assert_int_equal(getsockname(server->fd, (struct sockaddr *)&address, &length), 0);
   snprintf(server->node, sizeof server->node, "127.0.0.1:%u", ntohs(address.sin_port));
+  server->self = (struct tally_wire_node){ .ipv4_be = address.sin_addr.s_addr,
+    .port_be = address.sin_port };
   server->fallback = (struct action){ .kind = ANSWER };
 }
 
@@ -104,7 +107,7 @@ static void server_script(struct fake_server *server, struct action action)
 static void server_ack(struct fake_server *server, uint64_t seq, enum tally_ack_status status)
 {
   uint8_t ack[TALLY_WIRE_ACK_SIZE];
-  tally_wire_encode_ack(PRODUCER, seq, status, test_key, ack);
+  tally_wire_encode_ack(PRODUCER, seq, status, server->self, test_key, ack);
   ssize_t sent = sendto(server->fd, ack, sizeof ack, 0, (struct sockaddr *)&server->client,
     sizeof server->client);
   assert_int_equal(sent, (ssize_t)sizeof ack);
@@ -177,6 +180,8 @@ static uint32_t server_pump(struct fake_server *server, uint32_t wait_ms)
     if (size < 0) break;
     assert_true((size_t)size <= TALLY_DATAGRAM_SIZE_MAX);
     struct tally_wire_batch batch;
+    /* Every batch, a failover's resend too, is MAC'd for the node it reaches (H3). */
+    assert_int_equal(tally_wire_check_batch(data, (size_t)size, test_key, server->self), TALLY_OK);
     assert_int_equal(tally_wire_decode_batch(data, (size_t)size, test_key, &batch), TALLY_OK);
     assert_int_equal(batch.producer, PRODUCER);
     assert_true(server->received < LOG_MAX);
@@ -866,10 +871,10 @@ static void test_forged_and_stray_acks_ignored(void **state)
   assert_int_equal(server_pump(server, ARRIVAL_WAIT_MS), 1);
   uint8_t ack[TALLY_WIRE_ACK_SIZE];
   uint8_t wrong_key[TALLY_KEY_SIZE] = { 9 };
-  tally_wire_encode_ack(PRODUCER, FIRST_SEQ, TALLY_ACK_APPLIED, wrong_key, ack);
+  tally_wire_encode_ack(PRODUCER, FIRST_SEQ, TALLY_ACK_APPLIED, server->self, wrong_key, ack);
   assert_int_equal(sendto(server->fd, ack, sizeof ack, 0, (struct sockaddr *)&server->client,
     sizeof server->client), (ssize_t)sizeof ack);
-  tally_wire_encode_ack(PRODUCER + 1, FIRST_SEQ, TALLY_ACK_APPLIED, test_key, ack);
+  tally_wire_encode_ack(PRODUCER + 1, FIRST_SEQ, TALLY_ACK_APPLIED, server->self, test_key, ack);
   assert_int_equal(sendto(server->fd, ack, sizeof ack, 0, (struct sockaddr *)&server->client,
     sizeof server->client), (ssize_t)sizeof ack);
   server_ack(server, FIRST_SEQ + 7, TALLY_ACK_APPLIED); /* a seq not in flight */

@@ -431,15 +431,24 @@ static void test_frames_not_for_us_dropped(void **state)
   assert_int_equal(shard_value(0, "x"), INT64_MIN);
 }
 
-static size_t make_batch(uint8_t *out, size_t capacity, uint64_t producer, uint64_t seq,
-  const uint8_t *key)
+/* A batch MAC'd for the node at ip:port (issue 14, H3). */
+static size_t make_batch_for(uint8_t *out, size_t capacity, uint64_t producer, uint64_t seq,
+  const uint8_t *key, uint32_t ip, uint16_t port)
 {
-  struct tally_wire_batch batch = { .producer = producer, .seq = seq, .count = 2 };
+  struct tally_wire_batch batch = { .producer = producer, .seq = seq, .count = 2,
+    .node = { .ipv4_be = rte_cpu_to_be_32(ip), .port_be = rte_cpu_to_be_16(port) } };
   batch.pairs[0] = (struct tally_wire_pair){ .name = "pay.ok", .name_len = 6, .delta = 10 };
   batch.pairs[1] = (struct tally_wire_pair){ .name = "pay.fail", .name_len = 8, .delta = -1 };
   size_t size = tally_wire_encode_batch(&batch, key, out, capacity);
   assert_true(size > 0);
   return size;
+}
+
+/* A batch MAC'd for this node (OUR_IP, binary port 8126). */
+static size_t make_batch(uint8_t *out, size_t capacity, uint64_t producer, uint64_t seq,
+  const uint8_t *key)
+{
+  return make_batch_for(out, capacity, producer, seq, key, OUR_IP, 8126);
 }
 
 static void check_ack(struct rte_mbuf *frame, uint64_t producer, uint64_t seq,
@@ -490,6 +499,7 @@ static void test_batch_tagged_pairs(void **state)
   batch.pairs[0] = (struct tally_wire_pair){ .name = "pay{z=1,a=2}", .name_len = 12, .delta = 4 };
   batch.pairs[1] = (struct tally_wire_pair){ .name = "pay{a=2,z=1}", .name_len = 12, .delta = 5 };
   uint8_t datagram[256];
+  batch.node = (struct tally_wire_node){ rte_cpu_to_be_32(OUR_IP), rte_cpu_to_be_16(8126) };
   size_t size = tally_wire_encode_batch(&batch, dp_config.key, datagram, sizeof datagram);
   assert_true(size > 0);
   inject(0, udp_frame(8126, datagram, (uint32_t)size, OUR_IP));
@@ -664,6 +674,104 @@ static void test_batch_steered_to_owner(void **state)
   assert_int_equal(poll_and_collect(1, out, 4), 1); /* the owner answers on its queue */
   check_ack(out[0], 3, 9, TALLY_ACK_APPLIED, 14 + 20 + 8 + (uint32_t)size);
   rte_pktmbuf_free(out[0]);
+}
+
+/*
+ * Issue 14, M1: the MAC is checked on the lcore the NIC gave the datagram,
+ * before steering. Forged batches claiming a producer of lcore 1 arrive at
+ * lcore 0: refused there (bad_mac), never steered, so they neither aim MAC
+ * work at lcore 1 nor fill its ring; a real batch for lcore 1 still gets
+ * through. Before, all of them were steered (63 filled the ring, the rest
+ * counted steer_ring_full) and lcore 1 checked their MACs.
+ */
+static void test_forged_batches_never_steered(void **state)
+{
+  (void)state;
+  uint8_t forged[256];
+  uint8_t other_key[TALLY_KEY_SIZE] = { 7 };
+  struct rte_mbuf *out[8];
+  for (uint32_t round = 0; round < 4; round++) {
+    for (uint32_t i = 0; i < 25; i++) {
+      size_t size = make_batch(forged, sizeof forged, 3, 100 + round * 25 + i, other_key);
+      inject(0, udp_frame(8126, forged, (uint32_t)size, OUR_IP));
+    }
+    assert_int_equal(poll_and_collect(0, out, 8), 0);
+  }
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_BAD_MAC], 100);
+  assert_int_equal(lcores[0].stats.batches_steered, 0);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_STEER_RING_FULL], 0);
+  assert_int_equal(rte_ring_count(lcores[0].rings_out[1]), 0);
+  uint8_t batch[256];
+  size_t size = make_batch(batch, sizeof batch, 3, 9, dp_config.key);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 8), 0);
+  assert_int_equal(lcores[0].stats.batches_steered, 1);
+  assert_int_equal(poll_and_collect(1, out, 8), 0);
+  assert_int_equal(lcores[1].stats.reasons[TALLY_REASON_BATCH_BAD_MAC], 0);
+  assert_int_equal(shard_value(1, "pay.ok"), 10);
+}
+
+/*
+ * Issue 14, H3: a batch MAC'd for another node (captured on the wire there
+ * and replayed here) is refused, counted batch_wrong_node, unanswered, not
+ * counted, whether this lcore owns its producer or another does; a batch of
+ * protocol version 1 (no node) is refused as batch_bad_version. Before, the
+ * MAC did not cover the destination and both nodes counted the batch.
+ */
+static void test_batch_for_another_node_refused(void **state)
+{
+  (void)state;
+  uint8_t batch[256];
+  struct rte_mbuf *out[8];
+  size_t size = make_batch_for(batch, sizeof batch, 2, 1, dp_config.key, OUR_IP + 1, 8126);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  size = make_batch_for(batch, sizeof batch, 3, 1, dp_config.key, OUR_IP, 8127);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP)); /* producer 3: lcore 1's */
+  assert_int_equal(poll_and_collect(0, out, 8), 0);
+  assert_int_equal(poll_and_collect(1, out, 8), 0);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_WRONG_NODE], 2);
+  assert_int_equal(lcores[0].stats.batches_steered, 0);
+  assert_int_equal(lcores[0].stats.batches_received + lcores[1].stats.batches_received, 0);
+  assert_int_equal(shard_value(0, "pay.ok"), INT64_MIN);
+  assert_int_equal(shard_value(1, "pay.ok"), INT64_MIN);
+  size = make_batch(batch, sizeof batch, 2, 1, dp_config.key);
+  batch[2] = 1; /* an old producer's version 1 batch */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 8), 0);
+  assert_int_equal(lcores[0].stats.reasons[TALLY_REASON_BATCH_BAD_VERSION], 1);
+  assert_int_equal(shard_value(0, "pay.ok"), INT64_MIN);
+}
+
+/*
+ * Derived keys are cached per lcore (issue 14, M2): three batches of one
+ * producer, each checked and acked, derive its key once on this lcore.
+ * Before the cache each batch derived it twice (check, ack): six times.
+ */
+static void test_derived_key_cached(void **state)
+{
+  (void)state;
+  dp_config.producer_keys_derived = true;
+  uint8_t key_a[TALLY_KEY_SIZE];
+  tally_wire_producer_key(dp_config.key, 2, key_a);
+  uint8_t batch[256];
+  struct rte_mbuf *out[8];
+  for (uint64_t seq = 1; seq <= 3; seq++) {
+    size_t size = make_batch(batch, sizeof batch, 2, seq, key_a);
+    inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  }
+  assert_int_equal(poll_and_collect(0, out, 8), 0);
+  assert_int_equal(lcores[0].stats.batches_applied, 3);
+  __atomic_store_n(&lcores[0].durable_seq, lcores[0].stats.applied_seq, __ATOMIC_RELEASE);
+  assert_int_equal(poll_and_collect(0, out, 8), 3);
+  rte_pktmbuf_free_bulk(out, 3);
+  assert_int_equal(lcores[0].key_cache.derivations, 1);
+  /* A new config generation (a reload may change ingest.key) forgets the cache. */
+  dp_config.generation++;
+  size_t size = make_batch(batch, sizeof batch, 2, 4, key_a);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 8), 0);
+  assert_int_equal(lcores[0].key_cache.derivations, 2);
+  assert_int_equal(lcores[0].stats.batches_applied, 4);
 }
 
 /* Limits: the steering ring and the pending-ack FIFO refuse and count, never block. */
@@ -1045,6 +1153,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_log_mode_record_handed_over, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_log_ring_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_batch_steered_to_owner, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_forged_batches_never_steered, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_batch_for_another_node_refused, setup_one, teardown_one),
+    cmocka_unit_test_setup_teardown(test_derived_key_cached, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_steering_ring_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_acks_pending_full_counted, setup_one, teardown_one),
     cmocka_unit_test_setup_teardown(test_replayed_batch_cannot_fill_fifo, setup_one, teardown_one),

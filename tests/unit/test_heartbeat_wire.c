@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "heartbeat_wire.h"
+#include "tally/mac.h"
 
 static const uint8_t test_key[TALLY_KEY_SIZE] = {
   0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
@@ -25,13 +26,14 @@ static const uint8_t test_key[TALLY_KEY_SIZE] = {
 /*
  * Node 0x0102, flags READY|DRAINING, generation 0x0a0b0c0d, send time
  * 0x1122334455667788, LSN 0x0123456789abcdef, keyed with test_key; made by
- * hashlib.blake2b(body, digest_size=16, key=bytes(range(32))).
+ * hashlib.blake2b(body, digest_size=16, key=bytes(range(32)),
+ * person=b"tally-mac-hbeat\0") (version 2: personalised, issue 14 M2).
  */
 static const uint8_t vector[TALLY_HEARTBEAT_SIZE] = {
-  0x54, 0x48, 0x01, 0x01, 0x02, 0x01, 0x05, 0x00, 0x0d, 0x0c, 0x0b, 0x0a, 0x00, 0x00, 0x00,
+  0x54, 0x48, 0x02, 0x01, 0x02, 0x01, 0x05, 0x00, 0x0d, 0x0c, 0x0b, 0x0a, 0x00, 0x00, 0x00,
   0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45,
-  0x23, 0x01, 0x15, 0xec, 0x4b, 0xe7, 0x9a, 0x01, 0x43, 0xf5, 0xd8, 0x0f, 0xbf, 0xaa, 0x50,
-  0x3f, 0x6d, 0x81,
+  0x23, 0x01, 0x92, 0x36, 0xa3, 0xbc, 0xe8, 0x09, 0xdd, 0x45, 0xab, 0xf0, 0xd3, 0x12, 0xa6,
+  0xca, 0xbb, 0xaa,
 };
 
 static const struct tally_heartbeat vector_heartbeat = {
@@ -62,9 +64,8 @@ static void assert_zeroed(const struct tally_heartbeat *heartbeat)
 /* Replaces the MAC of message with the right one for its (possibly edited) body. */
 static void resign(uint8_t message[TALLY_HEARTBEAT_SIZE])
 {
-  int rc = crypto_generichash(message + TALLY_HEARTBEAT_BODY_SIZE, TALLY_MAC_SIZE, message,
-    TALLY_HEARTBEAT_BODY_SIZE, test_key, TALLY_KEY_SIZE);
-  assert_int_equal(rc, 0);
+  tally_mac_compute(TALLY_MAC_HEARTBEAT, message, TALLY_HEARTBEAT_BODY_SIZE, test_key,
+    message + TALLY_HEARTBEAT_BODY_SIZE);
 }
 
 static enum tally_heartbeat_reason decode(const uint8_t *data, size_t size,
@@ -153,7 +154,8 @@ static void test_rejections(void **state)
     {0, 'X', TALLY_HEARTBEAT_BAD_MAGIC},
     {1, 'B', TALLY_HEARTBEAT_BAD_MAGIC}, /* a batch's magic */
     {2, 0, TALLY_HEARTBEAT_BAD_VERSION},
-    {2, 2, TALLY_HEARTBEAT_BAD_VERSION},
+    {2, 1, TALLY_HEARTBEAT_BAD_VERSION}, /* version 1: an unpersonalised MAC */
+    {2, 3, TALLY_HEARTBEAT_BAD_VERSION},
     {3, 0, TALLY_HEARTBEAT_BAD_MAGIC},   /* another type */
     {3, 2, TALLY_HEARTBEAT_BAD_MAGIC},
     {47, 0x80, TALLY_HEARTBEAT_BAD_MAC},
@@ -227,6 +229,21 @@ static void test_wrong_key(void **state)
   assert_int_equal(tally_heartbeat_decode(vector, sizeof(vector), other_key, &decoded),
     TALLY_HEARTBEAT_BAD_MAC);
   assert_zeroed(&decoded);
+  /* Issue 14, M2: the right key, but the MAC of another kind (a replication
+   * other_kind's, a batch's) or unpersonalised (version 1's): refused. */
+  uint8_t other_kind[TALLY_HEARTBEAT_SIZE];
+  memcpy(other_kind, vector, sizeof(other_kind));
+  for (uint32_t kind = 0; kind < TALLY_MAC_KIND_COUNT; kind++) {
+    if (kind == TALLY_MAC_HEARTBEAT) continue;
+    tally_mac_compute((enum tally_mac_kind)kind, other_kind, TALLY_HEARTBEAT_BODY_SIZE, test_key,
+      other_kind + TALLY_HEARTBEAT_BODY_SIZE);
+    assert_int_equal(tally_heartbeat_decode(other_kind, sizeof(other_kind), test_key, &decoded),
+      TALLY_HEARTBEAT_BAD_MAC);
+  }
+  assert_int_equal(crypto_generichash(other_kind + TALLY_HEARTBEAT_BODY_SIZE, TALLY_MAC_SIZE,
+    other_kind, TALLY_HEARTBEAT_BODY_SIZE, test_key, TALLY_KEY_SIZE), 0);
+  assert_int_equal(tally_heartbeat_decode(other_kind, sizeof(other_kind), test_key, &decoded),
+    TALLY_HEARTBEAT_BAD_MAC);
   /* Every key one bit away from the right one. */
   for (size_t byte = 0; byte < TALLY_KEY_SIZE; byte++) {
     for (uint32_t bit = 0; bit < 8; bit++) {

@@ -5,7 +5,7 @@
  *
  *   offset size field
  *        0    2 magic "TH"
- *        2    1 version (1)
+ *        2    1 version (2)
  *        3    1 type (1 = HEARTBEAT)
  *        4    2 sender node id
  *        6    2 sender state flags (TALLY_HEARTBEAT_FLAG_*)
@@ -15,7 +15,7 @@
  *               heartbeats within one incarnation: the receiver's replay check)
  *       24    8 sender's own replication LSN
  *       32   16 MAC: BLAKE2b-128 keyed with the 32-byte cluster key over
- *               bytes 0..31 (libsodium crypto_generichash)
+ *               bytes 0..31, personalised "tally-mac-hbeat" (tally/mac.h)
  *   48 bytes in all.
  *
  * The MAC authenticates; it does not make a heartbeat fresh. A recorded
@@ -32,7 +32,7 @@
 
 #define TALLY_HEARTBEAT_MAGIC_0 'T'
 #define TALLY_HEARTBEAT_MAGIC_1 'H'
-#define TALLY_HEARTBEAT_VERSION 1u
+#define TALLY_HEARTBEAT_VERSION 2u /* 2: MAC personalised per kind (issue 14, M2) */
 #define TALLY_HEARTBEAT_TYPE 1u
 #define TALLY_HEARTBEAT_BODY_SIZE 32u
 #define TALLY_HEARTBEAT_SIZE (TALLY_HEARTBEAT_BODY_SIZE + TALLY_MAC_SIZE)

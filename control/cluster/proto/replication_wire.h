@@ -15,7 +15,7 @@
  *                      refuse a message with any bit set.
  *   entries (count):   value i64 | name_len u8 | name bytes
  *   mac (16 bytes):    BLAKE2b-128 keyed with the cluster key over all bytes
- *                      before it (libsodium crypto_generichash)
+ *                      before it, personalised "tally-mac-repl" (tally/mac.h)
  *
  * Sessions (version 2; issue 14, H4): every node picks a random session
  * (never 0) at each process start. session is the sender's, peer_session
@@ -81,7 +81,7 @@
 
 #define TALLY_REPLICATION_MAGIC_0 'T'
 #define TALLY_REPLICATION_MAGIC_1 'R'
-#define TALLY_REPLICATION_VERSION 2u /* 2: sessions, request clocks (issue 14, H4) */
+#define TALLY_REPLICATION_VERSION 3u /* 2: sessions, request clocks (issue 14, H4); 3: MAC personalised per kind (M2) */
 #define TALLY_REPLICATION_HEADER_SIZE 48u
 #define TALLY_REPLICATION_FLAG_LAST 0x0001u
 #define TALLY_REPLICATION_FLAG_PRODUCERS 0x0002u /* ROUND, RESTORE: producer records */
