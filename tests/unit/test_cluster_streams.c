@@ -384,6 +384,32 @@ static void test_rounds_and_acks(void **state)
 }
 
 /*
+ * Dirty slots (issue 12): the first scan reads every slot; after it, a
+ * change to one counter costs the scans only that slot (read when taken and
+ * once more by the next scan), not a full scan, and still reaches the peer.
+ */
+static void test_scan_reads_only_dirty_slots(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  struct tally_cluster *cluster = cluster_of(world, 0);
+  write_counters(world, 0, 300, 1);
+  run_ms(world, 200);
+  for (uint32_t k = 0; k < 300; k++) assert_int_equal(replica_value(world, 1, 0, k), 1 + k);
+  uint64_t full = cluster->full_scans;
+  uint64_t read = cluster->scan_slots_read;
+  assert_int_equal(full, 1u); /* the first scan only */
+  const struct tally_store *store = &world->nodes[0]->appliance.store;
+  assert_true(read >= store->shards[0].slots_count + store->shards[1].slots_count);
+  write_counters(world, 0, 1, 7); /* c0: 1 -> 7 */
+  run_ms(world, 100);
+  assert_int_equal(replica_value(world, 1, 0, 0), 7);
+  assert_int_equal(cluster->full_scans, full);
+  assert_int_equal(cluster->scan_slots_read - read, 2u); /* taken, then read once more */
+  world_free(world);
+}
+
+/*
  * The snapshot's index refusing a counter (here: swapped for one of 16
  * entries while node 1 holds 24 counters) is counted and fails the scan
  * closed: no list goes out, so the batch is never held by the peer and never
@@ -1133,6 +1159,7 @@ int main(void)
   if (rte_eal_init(9, argv) < 0) return 1;
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_rounds_and_acks),
+    cmocka_unit_test(test_scan_reads_only_dirty_slots),
     cmocka_unit_test(test_resend_after_loss),
     cmocka_unit_test(test_snapshot_insert_failure_surfaced),
     cmocka_unit_test(test_total_beyond_int64_saturates),
