@@ -38,12 +38,7 @@ done
 source "$root/scripts/cluster-netns.sh"
 nodes=3
 work=$(mktemp -d /var/tmp/tally-convergence.XXXXXX)
-cleanup() {
-  trap '' INT TERM HUP PIPE
-  cluster_down
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'trap "" INT TERM HUP PIPE; cluster_down; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM HUP PIPE
 now_ms() { date +%s%3N; }
 # lag_max: the largest replication lag node 1 reports over its peers (-1: no answer).
