@@ -16,7 +16,11 @@
 #
 # Usage: perf/cluster/convergence.sh BUILD_DIR [--compare BUILD_DIR]
 #        [--counters "100000 1000000"] [--seconds 5] [--rate 40000] [--bound-s 60]
-# Root; hugepages; run it under flock /tmp/tally-netns.lock.
+#        [--hugepages 1024]
+# Root; reserves --hugepages 2 MiB pages (each node's snapshot index lives in
+# them: about 250 bytes per counter of 2 x counters_max, so about 1,000 pages
+# for three nodes at 1M) and puts the reservation back as it was at the end; run it under
+# flock /tmp/tally-netns.lock.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 builds=("$(cd "${1:?usage: convergence.sh BUILD_DIR [options]}" && pwd)")
@@ -25,6 +29,7 @@ counters_list="100000 1000000"
 seconds=5
 rate=40000
 bound_s=60
+hugepages=1024
 while [ $# -gt 0 ]; do
   case $1 in
     --compare) builds+=("$(cd "${2:?}" && pwd)"); shift 2 ;;
@@ -32,13 +37,16 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=${2:?}; shift 2 ;;
     --rate) rate=${2:?}; shift 2 ;;
     --bound-s) bound_s=${2:?}; shift 2 ;;
+    --hugepages) hugepages=${2:?}; shift 2 ;;
     *) echo "convergence.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done
 source "$root/scripts/cluster-netns.sh"
 nodes=3
 work=$(mktemp -d /var/tmp/tally-convergence.XXXXXX)
-trap 'trap "" INT TERM HUP PIPE; cluster_down; rm -rf "$work"' EXIT
+pages_file=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+pages_before=$(cat "$pages_file")
+trap 'trap "" INT TERM HUP PIPE; cluster_down; rm -rf "$work"; echo "$pages_before" >"$pages_file"' EXIT
 trap 'exit 130' INT TERM HUP PIPE
 now_ms() { date +%s%3N; }
 # lag_max: the largest replication lag node 1 reports over its peers (-1: no answer).
@@ -93,7 +101,7 @@ one_run() { # one_run BUILD N
   cluster_down
 }
 
-bash "$root/scripts/hugepages" 256 >/dev/null
+bash "$root/scripts/hugepages" "$hugepages" >/dev/null
 echo "convergence: N = $counters_list; statsd $rate datagrams/s x 10 lines for $seconds s; $(uptime)"
 : >"$work/table"
 for n in $counters_list; do
