@@ -25,11 +25,8 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 builds=("$(cd "${1:?usage: convergence.sh BUILD_DIR [options]}" && pwd)")
 shift
-counters_list="100000 1000000"
-seconds=5
-rate=40000
-bound_s=60
-hugepages=1024
+# Defaults: the two sizes of the issue, 5 s of load asked at 400k lines/s, a 60-s bound.
+counters_list="100000 1000000" seconds=5 rate=40000 bound_s=60 hugepages=1024
 while [ $# -gt 0 ]; do
   case $1 in
     --compare) builds+=("$(cd "${2:?}" && pwd)"); shift 2 ;;
