@@ -207,7 +207,11 @@ struct tally_cluster_peer {
   _(totals_saturated, "counters whose node total (sum over shards) left int64: replicated " \
     "as INT64_MAX or INT64_MIN, not dropped")                                                 \
   _(peer_restarts, "peers seen starting again (a heartbeat of a newer incarnation): each "  \
-    "link is probed again")
+    "link is probed again")                                                                \
+  _(full_scans, "scans that read every slot of every shard (the first, one after a failed " \
+    "scan, or shards whose changes are not tracked); the others read only dirty slots")     \
+  _(scan_slots_read, "shard slots the replication scans read (dirty ones, each read once " \
+    "more by the next scan, and every slot of a full scan)")
 
 struct tally_cluster {
   struct tally_appliance *appliance;
@@ -273,6 +277,15 @@ struct tally_cluster {
   uint32_t *positions;                /* snapshot indexes in use, in order of first sight */
   uint32_t positions_count;
   uint64_t writes_seen;               /* lcores' increments at the last scan */
+  /*
+   * Dirty tracking (issue 12; cluster_scan.c): per shard, the dirty bits the
+   * last scan took (its slots are read once more by the next scan); whether
+   * any were; whether the next scan must read every slot (the first, or the
+   * last failed after taking bits). NULL rechecks: a full scan every time.
+   */
+  uint64_t *recheck[TALLY_SHARDS_MAX];
+  bool recheck_pending;
+  bool full_scan_needed;
   /*
    * Cross-node dedup (cluster_dedup.c): this node's producer records as of
    * the last scan, by position (shard x producer slot; the lcore shards',

@@ -150,7 +150,7 @@ static void count(uint64_t *figure)
 enum tally_cluster_fault_verdict tally_cluster_fault_offer(struct tally_cluster_fault *fault,
   uint64_t now_ns, const struct sockaddr_in *address, const uint8_t *data, size_t size)
 {
-  assert(size >= 1u && size <= TALLY_DATAGRAM_SIZE_MAX);
+  assert(size >= 1u && size <= TALLY_CLUSTER_DATAGRAM_SIZE_MAX);
   assert(fault->count + fault->free_count == TALLY_CLUSTER_FAULT_QUEUE_MAX);
   struct tally_cluster_fault_settings settings;
   tally_cluster_fault_get(fault, &settings); /* one load: a consistent triple */

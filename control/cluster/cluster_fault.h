@@ -39,7 +39,7 @@ struct tally_cluster_fault_datagram {
   uint64_t order;               /* offer number: FIFO among equal due times */
   struct sockaddr_in address;
   uint32_t size;
-  uint8_t data[TALLY_DATAGRAM_SIZE_MAX];
+  uint8_t data[TALLY_CLUSTER_DATAGRAM_SIZE_MAX];
 };
 
 struct tally_cluster_fault {
@@ -82,7 +82,7 @@ static inline bool tally_cluster_fault_active(const struct tally_cluster_fault *
 }
 
 /*
- * Decides one datagram's fate at now_ns (size 1..TALLY_DATAGRAM_SIZE_MAX). On
+ * Decides one datagram's fate at now_ns (size 1..TALLY_CLUSTER_DATAGRAM_SIZE_MAX). On
  * HELD the bytes are copied: the caller may reuse its buffer.
  */
 enum tally_cluster_fault_verdict tally_cluster_fault_offer(struct tally_cluster_fault *fault,

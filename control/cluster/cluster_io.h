@@ -27,7 +27,7 @@
 #include <sys/types.h>
 
 struct tally_cluster_io_ops {
-  /* Sends one datagram of 1..TALLY_DATAGRAM_SIZE_MAX bytes; a loss is a timeout like any other. */
+  /* Sends one datagram of 1..TALLY_CLUSTER_DATAGRAM_SIZE_MAX bytes; a loss is a timeout like any other. */
   void (*send)(void *context, const struct sockaddr_in *to, const uint8_t *data, size_t size);
   /* Takes one datagram without waiting: its size (from filled in), or -1 if none is there. */
   ssize_t (*receive)(void *context, uint8_t *buffer, size_t size, struct sockaddr_in *from);

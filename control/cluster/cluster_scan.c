@@ -4,7 +4,17 @@
  * by name in an rte_hash, and for every idle peer the list of counters whose
  * value the peer does not hold yet. A scan notes each lcore's applied_seq
  * *before* it reads any value, so once a peer has acked the whole list it
- * holds every batch counted up to that point. Around the counters go the
+ * holds every batch counted up to that point.
+ *
+ * Dirty slots (issue 12): the first scan reads every slot of every shard;
+ * later ones read only the slots the writers marked dirty since (a bit per
+ * slot, shard_internal.h), taking each word's bits (an acquiring exchange
+ * that clears them) after applied_seq is noted and before the values are
+ * read, so a batch counted in applied_seq has its marks taken and its values
+ * seen. A value stored while its slot's bit was still set (no new mark) and
+ * not yet visible to this scan's read is caught by the next: each scan reads
+ * the slots the previous one took once more. A failed scan (fail closed,
+ * below) took bits it did not use: the next one reads everything again. Around the counters go the
  * producer records that changed since the peer last held them all: the
  * records of batches this node undid before them, the records of batches it
  * applied after them, then the claims (cluster_dedup.c). Runs on the
@@ -58,6 +68,16 @@ int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size
   cluster->owner_classes = calloc(cluster->capacity, 1);
   cluster->current = calloc(cluster->capacity, sizeof(int64_t));
   cluster->positions = calloc(cluster->capacity, sizeof(uint32_t));
+  const struct tally_store *store = &appliance->store;
+  for (uint32_t s = 0; s < store->geometry.shard_count; s++) {
+    if (store->shards[s].dirty == NULL) continue; /* not tracked: read whole every scan */
+    cluster->recheck[s] = calloc(tally_shard_dirty_words(&store->shards[s]), sizeof(uint64_t));
+    if (cluster->recheck[s] == NULL) {
+      snprintf(error, error_size, "cluster: cannot allocate the replication snapshot");
+      return -1;
+    }
+  }
+  cluster->full_scan_needed = true;
   bool ok = cluster->index != NULL && cluster->names != NULL && cluster->name_lens != NULL &&
     cluster->owner_classes != NULL &&
     cluster->current != NULL && cluster->positions != NULL; /* (each peer's lists: cluster_members.c) */
@@ -73,6 +93,10 @@ void tally_cluster_snapshot_close(struct tally_cluster *cluster)
   free(cluster->owner_classes);
   free(cluster->current);
   free(cluster->positions);
+  for (uint32_t s = 0; s < TALLY_SHARDS_MAX; s++) {
+    free(cluster->recheck[s]);
+    cluster->recheck[s] = NULL;
+  }
   cluster->index = NULL;
   cluster->names = NULL;
   cluster->name_lens = NULL;
@@ -153,27 +177,67 @@ static bool record(struct tally_cluster *cluster, const char *name, uint32_t nam
   return true;
 }
 
-/* Takes every counter's node total; false if one could not be noted (nothing to plan from). */
+/*
+ * Notes the counter of shard s's slot: its node total and class; false if
+ * the index refused it. With first_only, skipped if an earlier shard has the
+ * name (a full scan notes each name once).
+ */
+static bool scan_slot(struct tally_cluster *cluster, uint32_t s, uint32_t slot, bool first_only)
+{
+  const struct tally_store *store = &cluster->appliance->store;
+  const struct tally_shard *shard = &store->shards[s];
+  cluster->scan_slots_read++;
+  if (!tally_shard_slot_readable(shard, slot)) return true;
+  const struct tally_slot *entry = &shard->slots[slot];
+  uint32_t name_len = entry->name_len;
+  assert(name_len >= 1 && name_len <= TALLY_NAME_LEN_MAX);
+  if (first_only && seen_earlier(store, s, entry->name, name_len, entry->hash)) return true;
+  int64_t total = 0;
+  if (!own_total(store, entry->name, name_len, entry->hash, &total)) cluster->totals_saturated++;
+  return record(cluster, entry->name, name_len, total,
+    own_class(store, entry->name, name_len, entry->hash));
+}
+
+/*
+ * Takes every counter's node total (a full scan) or those of the slots
+ * marked dirty and of those the last scan took; false if one could not be
+ * noted (nothing to plan from).
+ */
 static bool scan_values(struct tally_cluster *cluster)
 {
   bool complete = true;
-  const struct tally_store *store = &cluster->appliance->store;
+  struct tally_store *store = &cluster->appliance->store;
+  bool full = cluster->full_scan_needed;
   for (uint32_t s = 0; s < store->geometry.shard_count; s++) {
-    const struct tally_shard *shard = &store->shards[s];
-    for (uint32_t slot = 0; slot < shard->slots_count; slot++) {
-      if (!tally_shard_slot_readable(shard, slot)) continue;
-      const struct tally_slot *entry = &shard->slots[slot];
-      uint32_t name_len = entry->name_len;
-      assert(name_len >= 1 && name_len <= TALLY_NAME_LEN_MAX);
-      if (seen_earlier(store, s, entry->name, name_len, entry->hash)) continue;
-      int64_t total = 0;
-      if (!own_total(store, entry->name, name_len, entry->hash, &total)) {
-        cluster->totals_saturated++;
+    full = full || cluster->recheck[s] == NULL;
+  }
+  bool pending = false;
+  for (uint32_t s = 0; s < store->geometry.shard_count; s++) {
+    struct tally_shard *shard = &store->shards[s];
+    uint64_t *recheck = cluster->recheck[s];
+    uint32_t words = recheck == NULL ? 0 : tally_shard_dirty_words(shard);
+    for (uint32_t w = 0; w < words; w++) { /* taken before any value is read */
+      uint64_t taken = tally_shard_dirty_take(shard, w);
+      uint64_t bits = taken | recheck[w];
+      recheck[w] = taken;
+      pending = pending || taken != 0;
+      while (!full && bits != 0) {
+        uint32_t bit = (uint32_t)__builtin_ctzll(bits);
+        bits &= bits - 1u;
+        complete = scan_slot(cluster, s, w * 64u + bit, false) && complete;
       }
-      complete = record(cluster, entry->name, name_len, total,
-        own_class(store, entry->name, name_len, entry->hash)) && complete;
     }
   }
+  if (full) {
+    cluster->full_scans++;
+    for (uint32_t s = 0; s < store->geometry.shard_count; s++) {
+      for (uint32_t slot = 0; slot < store->shards[s].slots_count; slot++) {
+        complete = scan_slot(cluster, s, slot, true) && complete;
+      }
+    }
+  }
+  cluster->recheck_pending = pending;
+  cluster->full_scan_needed = !complete; /* the bits it took are spent: read all again */
   return complete;
 }
 
@@ -240,7 +304,8 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
   }
   uint64_t compensations = cluster->compensations + cluster->compensations_missed;
   writes += compensations;
-  bool changed = force || writes != cluster->writes_seen || cluster->scans == 0;
+  bool changed = force || writes != cluster->writes_seen || cluster->scans == 0 ||
+    cluster->recheck_pending; /* the last scan's slots are read once more */
   /* Producer records change only with reliable batches and undos. */
   bool batches = cluster->scans == 0 || compensations != cluster->compensations_seen;
   for (uint32_t l = 0; l < appliance->lcore_count; l++) {

@@ -18,9 +18,9 @@
 #include "cluster_internal.h"
 #include "heartbeat_wire.h"
 
-static_assert(TALLY_REPLICATION_SIZE_MAX <= TALLY_DATAGRAM_SIZE_MAX,
+static_assert(TALLY_REPLICATION_SIZE_MAX <= TALLY_CLUSTER_DATAGRAM_SIZE_MAX,
   "a datagram fits a fault slot");
-static_assert(TALLY_HEARTBEAT_SIZE <= TALLY_DATAGRAM_SIZE_MAX, "a heartbeat fits a fault slot");
+static_assert(TALLY_HEARTBEAT_SIZE <= TALLY_CLUSTER_DATAGRAM_SIZE_MAX, "a heartbeat fits a fault slot");
 
 /* ---- The layer ------------------------------------------------------------- */
 
@@ -28,7 +28,7 @@ static void fault_send(void *context, const struct sockaddr_in *to, const uint8_
   size_t size)
 {
   struct tally_cluster_fault_layer *layer = context;
-  assert(size > 0 && size <= TALLY_DATAGRAM_SIZE_MAX);
+  assert(size > 0 && size <= TALLY_CLUSTER_DATAGRAM_SIZE_MAX);
   if (__builtin_expect(tally_cluster_fault_active(layer->fault), 0) &&
       tally_cluster_fault_offer(layer->fault, tally_cluster_io_now_ns(&layer->lower), to, data,
         size) != TALLY_CLUSTER_FAULT_SEND) {

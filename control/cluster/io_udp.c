@@ -92,7 +92,7 @@ static void udp_send(void *context, const struct sockaddr_in *to, const uint8_t 
   size_t size)
 {
   const struct tally_cluster_udp *udp = context;
-  assert(size > 0 && size <= TALLY_DATAGRAM_SIZE_MAX);
+  assert(size > 0 && size <= TALLY_CLUSTER_DATAGRAM_SIZE_MAX);
   ssize_t sent = sendto(udp->fd, data, size, MSG_DONTWAIT, (const struct sockaddr *)to,
     sizeof *to);
   (void)sent; /* a lost datagram is a timeout like any other */

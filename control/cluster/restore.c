@@ -171,7 +171,7 @@ int tally_cluster_restore(struct tally_cluster *cluster, char *error, size_t err
   uint32_t required = config->node_count - config->write_quorum + 1u;
   if (required > cluster->peer_count) required = cluster->peer_count;
   struct restore_state state = { .chosen = -1, .last_part = -1,
-    .parts_max = cluster->capacity / TALLY_REPLICATION_ENTRIES_MAX +
+    .parts_max = cluster->capacity / TALLY_REPLICATION_ENTRIES_MIN + /* parts go by size */
       tally_store_replica_producers(&cluster->appliance->store.geometry) /
       TALLY_REPLICATION_PRODUCERS_MAX + 4u };
   state.parts_seen = calloc(state.parts_max, 1);

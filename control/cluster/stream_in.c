@@ -11,6 +11,8 @@
 #include <assert.h>
 
 #include "cluster_internal.h"
+
+static_assert(TALLY_REPLICATION_CLASS_RELIABLE == TALLY_CLASS_RELIABLE, "the wire's class byte");
 #include "store_format.h"
 #include "tally/name.h"
 
@@ -184,12 +186,20 @@ void tally_cluster_stream_in_restore_request(struct tally_cluster *cluster,
     .origin = peer->id, .sender = cluster->config->node_id, .seq = tally_shard_held_seq(replica),
     .scan = tally_shard_held_scan(replica), .session = cluster->session,
     .peer_session = request->session };
+  size_t body = 0; /* parts packed by size, as rounds are (stream_out.c) */
   for (uint32_t slot = 0; slot < replica->slots_count; slot++) {
     if (!tally_shard_slot_readable(replica, slot)) continue;
     const struct tally_slot *entry = &replica->slots[slot];
+    size_t entry_size = tally_replication_entry_size(entry->name_len);
+    if (body + entry_size > TALLY_REPLICATION_BODY_MAX) {
+      restore_part_flush(cluster, peer, &part, part.count, false); /* full: send it */
+      body = 0;
+    }
+    body += entry_size;
     part.entries[part.count++] = (struct tally_replication_entry){ .name = entry->name,
       .name_len = entry->name_len, .value = tally_shard_slot_value(replica, slot),
       .owner_class = tally_shard_slot_class(replica, slot) };
+    if (part.count == TALLY_REPLICATION_ENTRIES_MAX) body = 0;
     restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_ENTRIES_MAX, false);
   }
   restore_part_flush(cluster, peer, &part, TALLY_REPLICATION_ENTRIES_MAX, true);

@@ -1,7 +1,7 @@
 /*
  * stream_out.c — the outgoing replication stream: this node's contribution
  * to each peer, one round in flight per peer (stop-and-wait, link sequence
- * numbers), filled from the list the last scan planned (cluster_scan.c) in
+ * numbers), each as full as one datagram allows (TALLY_REPLICATION_SIZE_MAX), filled from the list the last scan planned (cluster_scan.c) in
  * list-part order (undone records, counters, records, claims), resent after
  * TALLY_REPLICATION_TIMEOUT_MS with backoff and full jitter behind a circuit
  * breaker, and advanced by the peer's acks; a probe (a round with seq 0)
@@ -88,12 +88,16 @@ static void fill_records(const struct tally_replication_producer *pending, uint3
   assert(round->count >= 1);
 }
 
+/* Packs as many counters as fit one datagram (issue 12: by size, not a fixed count). */
 static void fill_counters(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   uint32_t left, struct tally_replication_message *round)
 {
+  size_t body = 0;
   while (round->count < TALLY_REPLICATION_ENTRIES_MAX && round->count < left) {
     uint32_t position = peer->pending[peer->pending_next + round->count];
     int64_t value = peer->pending_value[peer->pending_next + round->count]; /* as planned */
+    body += tally_replication_entry_size(cluster->name_lens[position]);
+    if (body > TALLY_REPLICATION_BODY_MAX) break;
     peer->message_index[round->count] = position;
     peer->message_value[round->count] = value;
     round->entries[round->count] = (struct tally_replication_entry){

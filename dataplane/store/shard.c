@@ -17,6 +17,7 @@
  * Hot path rules: no syscalls, no allocation, no locks, no atomic RMW.
  */
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "shard_internal.h"
@@ -117,6 +118,20 @@ enum tally_reason tally_shard_slot_room(const struct tally_shard *shard, uint32_
   return TALLY_OK;
 }
 
+int tally_shard_dirty_open(struct tally_shard *shard)
+{
+  assert(shard != NULL && shard->dirty == NULL && shard->slots_count > 0);
+  shard->dirty = calloc(tally_shard_dirty_words(shard), sizeof shard->dirty[0]);
+  return shard->dirty != NULL ? 0 : -1;
+}
+
+void tally_shard_dirty_close(struct tally_shard *shard)
+{
+  assert(shard != NULL);
+  free(shard->dirty); /* NULL is fine */
+  shard->dirty = NULL;
+}
+
 void tally_shard_set_name_key(struct tally_shard *shard, const struct tally_name_key *key)
 {
   assert(shard != NULL);
@@ -184,13 +199,14 @@ void tally_shard_slot_create(struct tally_shard *shard, uint32_t index, const ch
   slot->flags = 0;
   slot->owner_class = owner_class;
   memset(slot->reserved, 0, sizeof slot->reserved);
-  slot_store_value(slot, value);
+  slot_store_value(slot, value); /* marked dirty once published, below */
   if (shard->flush != NULL) {
     shard->flush(slot, sizeof(*slot));
     shard->drain();
   }
   __atomic_store_n(&slot->name_len, (uint16_t)name_len, __ATOMIC_RELEASE);
   shard_flush(shard, slot, TALLY_STORE_CACHE_LINE_SIZE);
+  shard_mark_dirty(shard, index);
   header_set_counters_used(shard, shard->header->counters_used + 1u);
   uint32_t distance = slot_probe_distance(shard, hash, index);
   assert(distance < TALLY_SLOT_PROBE_MAX);
@@ -227,7 +243,7 @@ static enum tally_reason slot_add(struct tally_shard *shard, uint32_t index, int
   struct tally_slot *slot = &shard->slots[index];
   int64_t sum;
   if (__builtin_add_overflow(slot->value, delta, &sum)) return TALLY_REASON_COUNTER_OVERFLOW;
-  slot_store_value(slot, sum);
+  shard_store_value(shard, index, sum);
   shard_flush(shard, slot, 16u);
   return TALLY_OK;
 }
@@ -286,7 +302,7 @@ enum tally_reason tally_shard_set_class(struct tally_shard *shard, const char *n
   if (index != SLOT_NONE) {
     struct tally_slot *slot = &shard->slots[index];
     if (owner_class == TALLY_CLASS_RELIABLE) tally_shard_slot_take_over(shard, index);
-    slot_store_value(slot, value);
+    shard_store_value(shard, index, value);
     shard_flush(shard, slot, 16u);
     assert(slot->value == value);
     return TALLY_OK;

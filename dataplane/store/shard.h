@@ -254,7 +254,38 @@ struct tally_shard {
    */
   void (*flush)(const void *address, size_t size);
   void (*drain)(void);
+  /*
+   * DRAM only (issue 12): a bit per slot, set by the shard's writer when the
+   * slot's value changes (shard_internal.h), taken and cleared by the
+   * cluster thread's scan (tally_shard_dirty_take). NULL: not tracked (the
+   * scan reads the whole shard). tally_shard_dirty_open after recovery.
+   */
+  uint64_t *dirty;
 };
+
+/* ---- Dirty slots (issue 12): which values changed since the scan took them ---- */
+
+/* Starts tracking (every bit clear); 0, or -1 (not tracked) if out of memory. */
+int tally_shard_dirty_open(struct tally_shard *shard);
+void tally_shard_dirty_close(struct tally_shard *shard);
+
+/* Words of the bitmap: slot i is bit i % 64 of word i / 64. */
+static inline uint32_t tally_shard_dirty_words(const struct tally_shard *shard)
+{
+  return (shard->slots_count + 63u) / 64u;
+}
+
+/*
+ * Takes word w's dirty bits and clears them (the cluster thread): an
+ * acquiring exchange, so each value marked before is read as stored, or
+ * later. A clean word costs a plain load.
+ */
+static inline uint64_t tally_shard_dirty_take(struct tally_shard *shard, uint32_t w)
+{
+  assert(shard->dirty != NULL && w < tally_shard_dirty_words(shard));
+  if (__atomic_load_n(&shard->dirty[w], __ATOMIC_RELAXED) == 0) return 0;
+  return __atomic_exchange_n(&shard->dirty[w], 0, __ATOMIC_ACQ_REL);
+}
 
 /* ---- Attaching (geometry and checksums: store_format.h) ---------------- */
 

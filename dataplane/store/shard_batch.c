@@ -262,7 +262,7 @@ void tally_shard_log_apply(struct tally_shard *shard)
   for (uint32_t i = 0; i < log->count; i++) {
     struct tally_slot *slot = &shard->slots[log->entries[i].slot];
     tally_shard_slot_take_over(shard, log->entries[i].slot); /* before its value (C1) */
-    slot_store_value(slot, log->entries[i].value);
+    shard_store_value(shard, log->entries[i].slot, log->entries[i].value);
     shard_flush(shard, slot, 16u);
   }
   producer_store(shard, log->producer_slot, log->producer, &log->producer_dedup);

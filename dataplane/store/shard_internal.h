@@ -57,6 +57,35 @@ static inline void slot_store_value(struct tally_slot *slot, int64_t value)
   _mm_store_si128((__m128i *)(void *)&slot->value, pair);
 }
 
+/*
+ * Marks a slot dirty for the cluster's scan (issue 12; DRAM, no-op when not
+ * tracked): a plain test, and a locked set only when the bit is clear. The
+ * set is a release, after the value's store, so a scan that takes the bit
+ * (an acquiring exchange) reads that value or a later one. A value stored
+ * while the bit was still set from before is read by the scan that takes
+ * that bit, or, if the scan's read came before the store was visible, by
+ * the next scan (it reads each slot it took once more; cluster_scan.c).
+ */
+static inline void shard_mark_dirty(struct tally_shard *shard, uint32_t index)
+{
+  uint64_t *dirty = shard->dirty;
+  if (dirty == NULL) return;
+  assert(index < shard->slots_count);
+  uint64_t *word = &dirty[index / 64u];
+  uint64_t bit = 1ull << (index % 64u);
+  if ((__atomic_load_n(word, __ATOMIC_RELAXED) & bit) == 0) {
+    __atomic_fetch_or(word, bit, __ATOMIC_RELEASE);
+  }
+}
+
+/* A slot's new value, then its dirty mark (the only way a value is written). */
+static inline void shard_store_value(struct tally_shard *shard, uint32_t index, int64_t value)
+{
+  assert(index < shard->slots_count);
+  slot_store_value(&shard->slots[index], value);
+  shard_mark_dirty(shard, index);
+}
+
 static inline void header_set_counters_used(struct tally_shard *shard, uint32_t used)
 {
   __atomic_store_n(&shard->header->counters_used, used, __ATOMIC_RELAXED);

@@ -94,7 +94,7 @@ enum tally_reason tally_shard_replay(struct tally_shard *shard,
   if (reason != TALLY_OK) return reason;
   /* Absolute values in pair order: a name twice ends with its last value. */
   for (uint32_t i = 0; i < effect->count; i++) {
-    slot_store_value(&shard->slots[slots[i]], effect->pairs[i].value);
+    shard_store_value(shard, slots[i], effect->pairs[i].value);
     shard_flush(shard, &shard->slots[slots[i]], 16u);
   }
   producer_store(shard, producer_slot, effect->producer, &effect->dedup);
@@ -127,7 +127,7 @@ uint32_t tally_shard_settle_copy(struct tally_shard *shard)
       continue; /* not a torn value: the store's recovery decides */
     }
     if (slot->value_check == tally_slot_value_check(slot->ident_crc, slot->value)) continue;
-    slot_store_value(slot, slot->value);
+    shard_store_value(shard, i, slot->value);
     settled++;
   }
   for (uint32_t i = 0; i < shard->producer_slots_count; i++) {

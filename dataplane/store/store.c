@@ -148,6 +148,7 @@ static int store_resolve_mode(struct tally_store *store, enum tally_persist_mode
 /* Undoes store_map and closes the file; safe on a partly opened store. */
 static void store_release(struct tally_store *store)
 {
+  for (uint32_t i = 0; i < TALLY_SHARDS_MAX; i++) tally_shard_dirty_close(&store->shards[i]);
   if (store->map != NULL) pmem2_map_delete(&store->map);
   if (store->source != NULL) pmem2_source_delete(&store->source);
   if (store->fd >= 0) close(store->fd);
@@ -502,6 +503,9 @@ static void store_recover(struct tally_store *store)
       assert(shard->drain != NULL);
     }
     tally_shard_recover(shard, &store->recovery.shards[i]);
+    /* Changes from here on are tracked for the cluster's scan (issue 12); out of
+     * memory, the shard is not, and every scan reads it whole. */
+    (void)tally_shard_dirty_open(shard);
   }
   for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
     if (!tally_store_replica_bound(store, r)) continue; /* never touched */

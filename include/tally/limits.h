@@ -235,17 +235,22 @@ static_assert(TALLY_DEGRADE_LEAVE_TICKS > TALLY_DEGRADE_ENTER_TICKS, "leave slow
  */
 #define TALLY_REPLICA_REGIONS_MAX (TALLY_NODES_MAX - 1u)
 /*
- * Counter values this build puts in one replication message (each at most
- * 9 + 224 = 233 bytes: 6 of the longest keys fit a 1472-byte datagram), and
- * the most it accepts in one: 12, what builds before store layout 5 sent
- * (keys of at most 96 bytes), so a cluster upgrades one node at a time.
+ * The cluster socket's largest datagram (replication between nodes over
+ * kernel UDP; IP fragments it over a 1500-byte MTU): 8 KiB, so one round
+ * carries hundreds of counters (issue 12).
  */
-#define TALLY_REPLICATION_ENTRIES_MAX 6u
-#define TALLY_REPLICATION_ENTRIES_ACCEPT_MAX 12u
-/* Producer dedup records in one replication message (8 + 40 bytes per run each). */
-#define TALLY_REPLICATION_PRODUCERS_MAX 11u
-/* Claims (producer, seq, attempt: 24 bytes each) in one replication message. */
-#define TALLY_REPLICATION_CLAIMS_MAX 48u
+#define TALLY_CLUSTER_DATAGRAM_SIZE_MAX 8192u
+/*
+ * Counter values one replication message can hold: as many of the shortest
+ * (1-byte) names as fit 8 KiB less the 48-byte header and 16-byte MAC, 11
+ * bytes each (control/cluster/proto/replication_wire.h checks the sum). A
+ * sender packs by size, so long names give fewer (34 of the longest).
+ */
+#define TALLY_REPLICATION_ENTRIES_MAX ((TALLY_CLUSTER_DATAGRAM_SIZE_MAX - 48u - 16u) / 11u)
+/* Producer dedup records in one replication message (128 bytes each): as many as fit. */
+#define TALLY_REPLICATION_PRODUCERS_MAX ((TALLY_CLUSTER_DATAGRAM_SIZE_MAX - 48u - 16u) / 128u)
+/* Claims (producer, seq, attempt: 24 bytes each) in one replication message: as many as fit. */
+#define TALLY_REPLICATION_CLAIMS_MAX ((TALLY_CLUSTER_DATAGRAM_SIZE_MAX - 48u - 16u) / 24u)
 /* A replication message is unanswered after this long: resend. */
 #define TALLY_REPLICATION_TIMEOUT_MS 50u
 /* Backoff cap of replication resends to an unresponsive peer. */

@@ -16,10 +16,11 @@
  * Both paths cover the producer-record variant (flags PRODUCERS, ROUND and
  * RESTORE only, count x 128-byte records: the id, then TALLY_DEDUP_RUNS (3)
  * runs of head_last | head_window[0] | head_window[1] | last_seq | window;
- * producer id never 0 or UINT64_MAX; at most 11) and the claim variant (flags
+ * producer id never 0 or UINT64_MAX; at most 63) and the claim variant (flags
  * CLAIMS, ROUND only, never with PRODUCERS, count x 24-byte claims: producer |
  * seq | attempt; producer 1 .. 2^63 - 2, attempt 1 .. UINT16_MAX; at
- * most 48).
+ * most 338). Counter entries (version 3): value | class (0 or 1) | name_len |
+ * name, at most 738, the reserved header word 0, all within 8 KiB.
  * Whatever decodes must be in range, point inside the input, and re-encode
  * to exactly the same bytes; whatever fails must leave the message zeroed.
  */
@@ -75,12 +76,12 @@ static uint64_t load64(const uint8_t *in)
 /*
  * Flags PRODUCERS: count records of 128 bytes (producer u64, then 3 runs of
  * head_last u64 | head_window[0] u64 | head_window[1] u64 | last_seq u64 |
- * window u64), nothing else, at most 11, on ROUND or RESTORE.
+ * window u64), nothing else, at most 63 (what fits 8 KiB), on ROUND or RESTORE.
  */
 #define REFERENCE_RUNS 3u
 #define REFERENCE_RUN_SIZE 40u
 #define REFERENCE_RECORD_SIZE 128u
-#define REFERENCE_RECORDS_MAX 11u
+#define REFERENCE_RECORDS_MAX 63u
 static_assert(REFERENCE_RUNS == TALLY_DEDUP_RUNS, "runs per record");
 static_assert(REFERENCE_RECORD_SIZE == 8u + REFERENCE_RUNS * REFERENCE_RUN_SIZE, "record layout");
 static_assert(REFERENCE_RECORD_SIZE == TALLY_REPLICATION_PRODUCER_SIZE, "record layout");
@@ -103,11 +104,16 @@ static bool reference_producers_valid(const uint8_t *body, size_t body_size, uin
 
 /*
  * Flags CLAIMS: count claims of 24 bytes (producer u64 | seq u64 | attempt
- * u64), nothing else, at most 48, on ROUND only and never with PRODUCERS.
+ * u64), nothing else, at most 338 (what fits 8 KiB), on ROUND only and never with PRODUCERS.
  */
 #define REFERENCE_FLAG_CLAIMS 0x0004u
 #define REFERENCE_CLAIM_SIZE 24u
-#define REFERENCE_CLAIMS_MAX 48u
+#define REFERENCE_CLAIMS_MAX 338u
+/* Counter entries: value i64 | class u8 (0 or 1) | name_len u8 | name; at most 738. */
+#define REFERENCE_ENTRY_FIXED 10u
+#define REFERENCE_ENTRIES_MAX 738u
+static_assert(REFERENCE_ENTRIES_MAX == TALLY_REPLICATION_ENTRIES_MAX, "entry limit");
+static_assert(REFERENCE_ENTRY_FIXED == TALLY_REPLICATION_ENTRY_FIXED_SIZE, "entry layout");
 static_assert(REFERENCE_FLAG_CLAIMS == TALLY_REPLICATION_FLAG_CLAIMS, "claims flag");
 static_assert(REFERENCE_CLAIM_SIZE == TALLY_REPLICATION_CLAIM_SIZE, "claim layout");
 static_assert(REFERENCE_CLAIMS_MAX == TALLY_REPLICATION_CLAIMS_MAX, "claim limit");
@@ -144,9 +150,7 @@ static bool reference_valid(const uint8_t *body, size_t body_size)
 {
   uint32_t count = (uint32_t)(body[8] | (body[9] << 8));
   uint32_t flags = (uint32_t)(body[10] | (body[11] << 8));
-  uint32_t classes = (uint32_t)(body[14] | (body[15] << 8)); /* a bit per counter entry (C1) */
-  bool records = (flags & (TALLY_REPLICATION_FLAG_PRODUCERS | REFERENCE_FLAG_CLAIMS)) != 0;
-  if (classes != 0 && (records || count >= 16u || (classes >> count) != 0)) return false;
+  if (body[14] != 0 || body[15] != 0) return false; /* reserved */
   if ((flags & ~(uint32_t)(TALLY_REPLICATION_FLAG_LAST | TALLY_REPLICATION_FLAG_PRODUCERS |
          REFERENCE_FLAG_CLAIMS)) != 0) {
     return false;
@@ -157,21 +161,22 @@ static bool reference_valid(const uint8_t *body, size_t body_size)
   if ((flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
     return reference_producers_valid(body, body_size, count);
   }
-  if (count > TALLY_REPLICATION_ENTRIES_ACCEPT_MAX) return false; /* decoding accepts up to it */
+  if (count > REFERENCE_ENTRIES_MAX) return false;
   size_t at = TALLY_REPLICATION_HEADER_SIZE;
   for (uint32_t i = 0; i < count; i++) {
-    if (body_size - at < 9) return false;
-    size_t name_len = body[at + 8];
+    if (body_size - at < REFERENCE_ENTRY_FIXED) return false;
+    if (body[at + 8] > 1) return false; /* the class: statsd 0, reliable 1 */
+    size_t name_len = body[at + 9];
     if (name_len == 0 || name_len > TALLY_NAME_LEN_MAX) return false;
-    if (body_size - at - 9 < name_len) return false;
+    if (body_size - at - REFERENCE_ENTRY_FIXED < name_len) return false;
     for (size_t j = 0; j < name_len; j++) {
-      uint8_t byte = body[at + 9 + j];
+      uint8_t byte = body[at + REFERENCE_ENTRY_FIXED + j];
       if (byte < 0x21 || byte > 0x7e || byte == ':' || byte == '|' || byte == '@' ||
           byte == '#') {
         return false;
       }
     }
-    at += 9 + name_len;
+    at += REFERENCE_ENTRY_FIXED + name_len;
   }
   return at == body_size;
 }
@@ -223,7 +228,7 @@ static void check_decoded(const uint8_t *data, size_t size,
     for (uint32_t i = message->count; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
       FUZZ_CHECK(record_zero(&message->producers[i]));
     }
-    for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_ACCEPT_MAX; i++) {
+    for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
       FUZZ_CHECK(message->entries[i].name == NULL && message->entries[i].name_len == 0);
     }
     for (uint32_t i = 0; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
@@ -245,14 +250,14 @@ static void check_decoded(const uint8_t *data, size_t size,
     for (uint32_t i = message->count; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
       FUZZ_CHECK(claim_zero(&message->claims[i]));
     }
-    for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_ACCEPT_MAX; i++) {
+    for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_MAX; i++) {
       FUZZ_CHECK(message->entries[i].name == NULL && message->entries[i].name_len == 0);
     }
     for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
       FUZZ_CHECK(record_zero(&message->producers[i]));
     }
   } else {
-    FUZZ_CHECK(message->count <= TALLY_REPLICATION_ENTRIES_ACCEPT_MAX);
+    FUZZ_CHECK(message->count <= TALLY_REPLICATION_ENTRIES_MAX);
     for (uint32_t i = 0; i < TALLY_REPLICATION_PRODUCERS_MAX; i++) {
       FUZZ_CHECK(record_zero(&message->producers[i]));
     }
@@ -273,11 +278,7 @@ static void check_decoded(const uint8_t *data, size_t size,
     FUZZ_CHECK(entry->owner_class <= 1u);
   }
   static uint8_t encoded[FUZZ_SIGNED_SIZE_MAX];
-  if (entries && message->count > TALLY_REPLICATION_ENTRIES_MAX) {
-    /* Accepted as an older build sent it; this build never sends so many. */
-    FUZZ_CHECK(tally_replication_encode(message, fuzz_key, encoded, size) == 0);
-    return;
-  }
+  FUZZ_CHECK(!entries || message->count <= TALLY_REPLICATION_ENTRIES_MAX);
   FUZZ_CHECK(tally_replication_encode(message, fuzz_key, encoded, size) == size);
   FUZZ_CHECK(memcmp(encoded, data, size) == 0);
   FUZZ_CHECK(tally_replication_encode(message, fuzz_key, encoded, size - 1) == 0);
@@ -387,6 +388,13 @@ static uint64_t take(const uint8_t *data, size_t size, size_t *at, uint32_t n)
   return value;
 }
 
+/* The output room: exactly what is needed, one byte short, or the most (never more). */
+static size_t out_size(size_t needed, size_t slack)
+{
+  size_t room = slack < 128 ? needed - (slack & 1u) : TALLY_REPLICATION_SIZE_MAX;
+  return room < TALLY_REPLICATION_SIZE_MAX ? room : TALLY_REPLICATION_SIZE_MAX;
+}
+
 /* Fills message from the input; returns whether the encoder must accept it. */
 static bool message_from_input(const uint8_t *data, size_t size,
   struct tally_replication_message *message, size_t *encoded_size)
@@ -406,7 +414,7 @@ static bool message_from_input(const uint8_t *data, size_t size,
   size_t needed = FUZZ_SIZE_MIN;
   bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
   if ((message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) {
-    message->count = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_PRODUCERS_MAX + 2u);
+    message->count = (uint32_t)take(data, size, &at, 2) % (TALLY_REPLICATION_PRODUCERS_MAX + 2u);
     /* Never beside CLAIMS: refused whatever the records. */
     valid = valid && !claims &&
       (type == TALLY_REPLICATION_ROUND || type == TALLY_REPLICATION_RESTORE) &&
@@ -428,11 +436,11 @@ static bool message_from_input(const uint8_t *data, size_t size,
       needed += TALLY_REPLICATION_PRODUCER_SIZE;
     }
     size_t slack = (size_t)take(data, size, &at, 1);
-    *encoded_size = slack < 128 ? needed - (slack & 1u) : TALLY_REPLICATION_SIZE_MAX;
+    *encoded_size = out_size(needed, slack);
     return valid && needed <= *encoded_size;
   }
   if (claims) {
-    message->count = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_CLAIMS_MAX + 2u);
+    message->count = (uint32_t)take(data, size, &at, 2) % (TALLY_REPLICATION_CLAIMS_MAX + 2u);
     valid = valid && type == TALLY_REPLICATION_ROUND &&
       message->count <= TALLY_REPLICATION_CLAIMS_MAX;
     uint32_t filled = message->count < TALLY_REPLICATION_CLAIMS_MAX ?
@@ -447,10 +455,10 @@ static bool message_from_input(const uint8_t *data, size_t size,
       needed += REFERENCE_CLAIM_SIZE;
     }
     size_t slack = (size_t)take(data, size, &at, 1);
-    *encoded_size = slack < 128 ? needed - (slack & 1u) : TALLY_REPLICATION_SIZE_MAX;
+    *encoded_size = out_size(needed, slack);
     return valid && needed <= *encoded_size;
   }
-  message->count = (uint32_t)take(data, size, &at, 1) % (TALLY_REPLICATION_ENTRIES_MAX + 2u);
+  message->count = (uint32_t)take(data, size, &at, 2) % (TALLY_REPLICATION_ENTRIES_MAX + 2u);
   valid = valid && message->count <= TALLY_REPLICATION_ENTRIES_MAX;
   uint32_t filled = message->count < TALLY_REPLICATION_ENTRIES_MAX ?
     message->count : TALLY_REPLICATION_ENTRIES_MAX;
@@ -458,15 +466,16 @@ static bool message_from_input(const uint8_t *data, size_t size,
     struct tally_replication_entry *entry = &message->entries[i];
     entry->value = (int64_t)take(data, size, &at, 8);
     entry->name_len = (uint32_t)take(data, size, &at, 1) % (TALLY_NAME_LEN_MAX + 4u);
-    entry->owner_class = (uint8_t)(entry->name_len & 1u); /* C1: the header's classes word */
+    entry->owner_class = (uint8_t)(take(data, size, &at, 1) % 3u); /* C1: 2 is refused */
     /* A name the input cannot supply is NULL: the encoder must refuse it. */
     entry->name = at + entry->name_len <= size ? (const char *)data + at : NULL;
     at += entry->name_len;
-    valid = valid && entry->name != NULL && tally_name_valid(entry->name, entry->name_len);
-    needed += 9u + entry->name_len;
+    valid = valid && entry->name != NULL && tally_name_valid(entry->name, entry->name_len) &&
+      entry->owner_class <= 1u;
+    needed += REFERENCE_ENTRY_FIXED + entry->name_len;
   }
   size_t slack = (size_t)take(data, size, &at, 1);
-  *encoded_size = slack < 128 ? needed - (slack & 1u) : TALLY_REPLICATION_SIZE_MAX;
+  *encoded_size = out_size(needed, slack);
   return valid && needed <= *encoded_size;
 }
 

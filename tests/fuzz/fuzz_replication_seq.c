@@ -102,7 +102,7 @@ static void fake_send(void *context, const struct sockaddr_in *to, const uint8_t
   (void)context;
   struct sockaddr_in member = address_of(0);
   FUZZ_CHECK(to->sin_addr.s_addr == member.sin_addr.s_addr && to->sin_port == member.sin_port);
-  FUZZ_CHECK(size >= 2 && size <= TALLY_DATAGRAM_SIZE_MAX);
+  FUZZ_CHECK(size >= 2 && size <= TALLY_CLUSTER_DATAGRAM_SIZE_MAX);
   if (data[0] == 'T' && data[1] == 'H') return; /* heartbeats: not replication */
   struct tally_replication_message message;
   FUZZ_CHECK(tally_replication_decode(data, size, cluster_key, &message) == TALLY_REPLICATION_OK);

@@ -1,9 +1,9 @@
 """make_replication_seeds.py — writes the seed corpus of tests/fuzz/fuzz_replication.c.
 
 Run from the repository root: python3 tests/tools/make_replication_seeds.py
-Written from control/cluster/proto/replication_wire.h (48-byte header of version 3 (2 + MACs per kind) with scan,
-session and peer_session;
-counter entries, or producer records with flags PRODUCERS: producer u64, then
+Written from control/cluster/proto/replication_wire.h (48-byte header of version 4 with scan,
+session and peer_session, MACs personalised per kind, datagrams of at most 8192 bytes;
+counter entries value i64 | class u8 | name_len u8 | name, or producer records with flags PRODUCERS: producer u64, then
 per run, DEDUP_RUNS times, head_last u64 | head_window[0] u64 |
 head_window[1] u64 | last_seq u64 | window u64: 128 bytes, or claims with
 flags CLAIMS, ROUND only: producer u64 | seq u64 | attempt u64: 24 bytes,
@@ -15,8 +15,7 @@ The first byte of a seed picks the fuzz target's mode:
                 target signs it after setting magic, version and that type;
   encode_*      0x02 or 0x06, then the fields of a message the target encodes
                 (no header of the wire, so unaffected by the header layout).
-The encode_* seeds of counter entries were made by hand and are left alone;
-every other seed is (re)written here.
+Every seed is (re)written here.
 """
 
 import hashlib
@@ -27,11 +26,11 @@ KEY = bytes([0x5A, 0x11, 0x7E, 0x00]) + bytes(range(1, 29))
 OUT = os.path.join("tests", "fuzz", "corpus", "replication")
 
 MAC_SIZE = 16
-SIZE_MAX = 1472
-HEADER_SIZE = 48  # since version 2: + session u64 | peer_session u64
+SIZE_MAX = 8192  # version 4 (issue 12): one 8 KiB datagram
+HEADER_SIZE = 48  # version 2: + session u64 | peer_session u64
 SIZE_MIN = HEADER_SIZE + MAC_SIZE
 ROUND, ACK, RESTORE_REQUEST, RESTORE = 1, 2, 3, 4
-VERSION = 3  # 3: MACs personalised per kind (include/tally/mac.h)
+VERSION = 4  # 3: MACs personalised per kind (include/tally/mac.h); 4: 8 KiB, class bytes
 PERSONAL = b"tally-mac-repl\0\0"
 FLAG_LAST = 0x0001
 FLAG_PRODUCERS = 0x0002
@@ -39,10 +38,10 @@ FLAG_CLAIMS = 0x0004
 # structured_unknown_flag was written when 0x0004 meant nothing; its bytes are
 # kept (now CLAIMS on an ACK, still refused). 0x0008 is the lowest unknown bit.
 FLAG_UNKNOWN_OLD = 0x0004
-ENTRIES_MAX = 12
+ENTRIES_MAX = 738  # 1-byte names: (8192 - 64) // 11
 DEDUP_RUNS = 3
-PRODUCERS_MAX = 11
-CLAIMS_MAX = 48
+PRODUCERS_MAX = 63
+CLAIMS_MAX = 338
 ATTEMPT_MAX = 2**16 - 1
 U64_MAX = 2**64 - 1
 PRODUCER_ID_MAX = 2**63 - 2  # TALLY_PRODUCER_ID_MAX: a claim names a producer below the undone bit
@@ -52,7 +51,7 @@ SCAN = 1_700_000_000_000_000  # unix microseconds
 _HEADER = struct.Struct("<2sBBHHHHHHQQQQ")
 assert _HEADER.size == HEADER_SIZE
 SESSION, PEER_SESSION = 0x1111222233334444, 0x5555666677778888
-_ENTRY = struct.Struct("<qB")
+_ENTRY = struct.Struct("<qBB")  # value | class | name_len
 _RUN = "QQQQQ"  # head_last | head_window[0] | head_window[1] | last_seq | window
 _RUN_FIELDS = len(_RUN)
 _RECORD = struct.Struct("<Q" + _RUN * DEDUP_RUNS)
@@ -62,6 +61,9 @@ assert HEADER_SIZE + (PRODUCERS_MAX + 1) * _RECORD.size + MAC_SIZE > SIZE_MAX
 _CLAIM = struct.Struct("<QQQ")  # producer | seq | attempt
 assert _CLAIM.size == 24
 assert HEADER_SIZE + CLAIMS_MAX * _CLAIM.size + MAC_SIZE <= SIZE_MAX
+assert HEADER_SIZE + (CLAIMS_MAX + 1) * _CLAIM.size + MAC_SIZE > SIZE_MAX
+assert HEADER_SIZE + ENTRIES_MAX * (_ENTRY.size + 1) + MAC_SIZE <= SIZE_MAX
+assert HEADER_SIZE + (ENTRIES_MAX + 1) * (_ENTRY.size + 1) + MAC_SIZE > SIZE_MAX
 
 
 def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magic=b"TR",
@@ -70,8 +72,11 @@ def header(kind, origin, sender, count, flags, part, seq, scan, reserved=0, magi
                         session, peer_session)
 
 
-def entries(pairs):
-    return b"".join(_ENTRY.pack(value, len(name)) + name for value, name in pairs)
+def entries(pairs, classes=None):
+    """Counter entries (value, name); classes[i] is entry i's class (0 statsd, 1 reliable)."""
+    classes = classes or [0] * len(pairs)
+    return b"".join(_ENTRY.pack(value, klass, len(name)) + name
+                    for (value, name), klass in zip(pairs, classes))
 
 
 def record(producer, *runs):
@@ -110,14 +115,23 @@ def structured(kind, data):
 
 def encode_input(kind, origin, sender, flags, part, seq, items, slack=0xFF):
     """The target's encode mode with producer records."""
-    fields = struct.pack("<BBHHHHQB", 0x02, kind, origin, sender, flags, part, seq, len(items))
+    fields = struct.pack("<BBHHHHQH", 0x02, kind, origin, sender, flags, part, seq, len(items))
     return fields + records(items) + bytes([slack])
 
 
 def encode_claims_input(kind, origin, sender, flags, part, seq, items, slack=0xFF):
     """The target's encode mode with claims (flags CLAIMS without PRODUCERS)."""
-    fields = struct.pack("<BBHHHHQB", 0x02, kind, origin, sender, flags, part, seq, len(items))
+    fields = struct.pack("<BBHHHHQH", 0x02, kind, origin, sender, flags, part, seq, len(items))
     return fields + claims(items) + bytes([slack])
+
+
+def encode_entries_input(kind, origin, sender, flags, part, seq, items, slack=0xFF):
+    """The target's encode mode with counter entries (value, name, class); slack 0: the
+    exact size, 1: one byte short, >= 128: room for the largest message."""
+    fields = struct.pack("<BBHHHHQH", 0x02, kind, origin, sender, flags, part, seq, len(items))
+    body = b"".join(struct.pack("<qBB", value, len(name), klass) + name
+                    for value, name, klass in items)
+    return fields + body + bytes([slack])
 
 
 def full_claims():
@@ -145,10 +159,18 @@ def main():
     restore_signed = signed(restore)
     bad_mac = bytearray(restore_signed)
     bad_mac[-1] ^= 0x01
+    long_full = (SIZE_MAX - HEADER_SIZE - MAC_SIZE) // (_ENTRY.size + len(long_name))  # 76
     full_values = [I64_MIN if i == 0 else (I64_MIN + i + 1 if i % 2 else I64_MAX - i)
                    for i in range(ENTRIES_MAX)]
-    round_full = (header(ROUND, 0xFFFF, 1, ENTRIES_MAX, FLAG_LAST, 0, U64_MAX, U64_MAX) +
-                  entries([(value, long_name) for value in full_values]))
+    round_full = (header(ROUND, 0xFFFF, 1, long_full, FLAG_LAST, 0, U64_MAX, U64_MAX) +
+                  entries([(value, long_name) for value in full_values[:long_full]],
+                          [i % 2 for i in range(long_full)]))
+    short_names = [bytes([0x21 + i % 94]) for i in range(ENTRIES_MAX)]
+    short_names = [b"k" if name in (b":", b"|", b"@", b"#") else name for name in short_names]
+    round_full_short = (header(ROUND, 3, 3, ENTRIES_MAX, 0, 0, 5, SCAN) +
+                        entries(list(zip(full_values, short_names)),
+                                [i % 3 == 1 for i in range(ENTRIES_MAX)]))
+    assert len(round_full_short) + MAC_SIZE <= SIZE_MAX
     one_k = entries([(1, b"k")])
     # Runs (head_last, head_window[0], head_window[1], last_seq, window), newest
     # first: heads at or below their tails, older runs below newer ones; the
@@ -182,6 +204,7 @@ def main():
         "raw_truncated": restore_signed[:SIZE_MIN - 1],
         "raw_oversize": restore_signed + b"x" * (SIZE_MAX + 1 - len(restore_signed)),
         "raw_round_full": signed(round_full),
+        "raw_round_full_short": signed(round_full_short),
         "raw_round_producers": signed(round_producers),
         "raw_restore_producers": signed(restore_producers),
         # Signed by the target: the parser behind the MAC.
@@ -192,6 +215,8 @@ def main():
                                        entries([(5, b"x.y"), (-5, b"z")])),
         "structured_bad_name": structured(RESTORE, header(ROUND, 1, 2, 1, 0, 0, 1, 1) +
                                           entries([(1, b"a:b")])),
+        "structured_bad_class": structured(ROUND, header(ROUND, 1, 2, 2, 0, 0, 1, 1) +
+                                           entries([(1, b"a"), (2, b"b")], [1, 2])),
         "structured_reserved": structured(RESTORE_REQUEST,
                                           header(ROUND, 1, 2, 1, 0, 0, 1, 1, reserved=0x0100) +
                                           one_k),
@@ -227,6 +252,16 @@ def main():
                                                             SCAN) +
                                                      claims([(5, 10, ATTEMPT_MAX),
                                                              (5, 11, ATTEMPT_MAX + 1)])),
+        # Counter entries (value, name, class): as many as fit, an exact fit,
+        # one byte short, a bad name.
+        "encode_full": encode_entries_input(ROUND, 0xFFFF, 1, FLAG_LAST, 0, U64_MAX,
+                                            [(v, long_name, i % 2) for i, v in
+                                             enumerate(full_values[:long_full])]),
+        "encode_exact_fit": encode_entries_input(RESTORE, 2, 5, FLAG_LAST, 7, 9,
+                                                 [(-1, b"a", 0), (I64_MAX, b"req.ok", 1)], 0),
+        "encode_short_by_one": encode_entries_input(RESTORE, 2, 5, 0, 7, 9,
+                                                    [(-1, b"a", 1), (I64_MIN, b"x.y", 0)], 1),
+        "encode_bad_name": encode_entries_input(ROUND, 1, 1, 0, 0, 1, [(1, b"a b", 0)]),
         "encode_round_claims_full": encode_claims_input(ROUND, 3, 1, FLAG_CLAIMS | FLAG_LAST, 0,
                                                         U64_MAX, full_claims()),
     }
@@ -294,7 +329,7 @@ def write_sequence_seeds():
         "records_and_claims": sync +
         op_round(0, 0x20, SCAN, bytes([2, 5]) + struct.pack("<Q", 3)) +
         op_round(0, 0x41, SCAN, bytes([2, 5, 1])) + op_tick(10),
-        "raw": sync + bytes([OP_RAW, 4]) + b"TR\x02\x01" + bytes(20),
+        "raw": sync + bytes([OP_RAW, 4]) + b"TR" + bytes([VERSION, 1]) + bytes(20),
         # issue 14, M3: node 1 heard, restarts (a newer incarnation), then its previous
         # incarnation's heartbeat and its own last one are replayed, in turn
         "heartbeat_incarnations": op_heartbeat(0) + op_tick(10) + op_heartbeat(0) +

@@ -2,7 +2,7 @@
 """replication_replay.py — replays of replication datagrams from a member's own
 address (issue 14, H4), for tests/integration/cluster.sh. Run inside a node's
 namespace, as root. Written from control/cluster/proto/replication_wire.h
-(version 2: a 48-byte header with session and peer_session).
+(version 3: a 48-byte header with session and peer_session).
 
   replication_replay.py capture-ack IFACE SENDER PORT OUT READY_FILE
       Writes READY_FILE once the capture is on, then saves the UDP payload of
@@ -24,7 +24,8 @@ import sys
 import time
 
 ETH_P_IP = 0x0800
-HEADER = struct.Struct("<2sBBHHHHHHQQQQ")  # versions 2 and 3: 48 bytes
+HEADER = struct.Struct("<2sBBHHHHHHQQQQ")  # 48 bytes (version 2 on)
+VERSION = 4  # TALLY_REPLICATION_VERSION (3: MACs personalised, M2; 4: 8 KiB datagrams, issue 12)
 TYPE_ACK, TYPE_RESTORE_REQUEST = 2, 3
 MAC_SIZE = 16
 
@@ -68,10 +69,10 @@ def send_raw(src_ip, port, dst_ip, payload):
 def restore_request(key, sender, age_s):
     stamp = int(time.time() * 1e6) - int(age_s * 1e6)
     session = secrets.randbits(64) | 1
-    body = HEADER.pack(b"TR", 3, TYPE_RESTORE_REQUEST, sender, sender, 0, 0, 0, 0, 0, stamp,
+    body = HEADER.pack(b"TR", VERSION, TYPE_RESTORE_REQUEST, sender, sender, 0, 0, 0, 0, 0, stamp,
                        session, 0)
     return body + hashlib.blake2b(body, key=key, digest_size=MAC_SIZE,
-                                  person=b"tally-mac-repl\0\0").digest()  # version 3 (M2)
+                                  person=b"tally-mac-repl\0\0").digest()  # personalised (M2)
 
 
 def main():

@@ -57,7 +57,7 @@ static void set(uint32_t delay_ms, uint32_t jitter_ms, uint32_t loss_permille)
 /* Offers a datagram whose payload is id (4 bytes, then size - 4 filler bytes). */
 static enum tally_cluster_fault_verdict offer(uint64_t now_ns, uint32_t id, size_t size)
 {
-  uint8_t data[TALLY_DATAGRAM_SIZE_MAX];
+  uint8_t data[TALLY_CLUSTER_DATAGRAM_SIZE_MAX];
   assert_true(size >= sizeof id && size <= sizeof data);
   memset(data, (int)(id & 0xffu), size);
   memcpy(data, &id, sizeof id);
@@ -70,7 +70,7 @@ static int64_t pop(uint64_t now_ns, uint64_t *due_ns)
   const struct tally_cluster_fault_datagram *datagram = tally_cluster_fault_peek(&fault, now_ns);
   if (datagram == NULL) return -1;
   assert_true(datagram->due_ns <= now_ns);
-  assert_true(datagram->size >= 4 && datagram->size <= TALLY_DATAGRAM_SIZE_MAX);
+  assert_true(datagram->size >= 4 && datagram->size <= TALLY_CLUSTER_DATAGRAM_SIZE_MAX);
   assert_memory_equal(&datagram->address, &address, sizeof address);
   uint32_t id;
   memcpy(&id, datagram->data, sizeof id);
@@ -165,7 +165,7 @@ static void test_fixed_delay_keeps_order(void **unused)
     assert_int_equal(offer(T0, i, 100 + i), TALLY_CLUSTER_FAULT_HELD);
   }
   for (uint32_t i = 3; i < 10; i++) {
-    assert_int_equal(offer(T0 + (i - 2) * MS, i, TALLY_DATAGRAM_SIZE_MAX),
+    assert_int_equal(offer(T0 + (i - 2) * MS, i, TALLY_CLUSTER_DATAGRAM_SIZE_MAX),
       TALLY_CLUSTER_FAULT_HELD);
   }
   assert_int_equal(fault.delayed, 10);

@@ -68,7 +68,7 @@
 struct datagram {
   struct sockaddr_in from;
   uint32_t size;
-  uint8_t data[TALLY_DATAGRAM_SIZE_MAX];
+  uint8_t data[TALLY_CLUSTER_DATAGRAM_SIZE_MAX];
 };
 
 struct net;
@@ -105,7 +105,7 @@ static void fake_send(void *context, const struct sockaddr_in *to, const uint8_t
   struct net *net = from->net;
   uint32_t index = ntohs(to->sin_port) - PORT_BASE - 1u;
   assert_true(index < NODES_MAX);
-  assert_true(size >= 2 && size <= TALLY_DATAGRAM_SIZE_MAX);
+  assert_true(size >= 2 && size <= TALLY_CLUSTER_DATAGRAM_SIZE_MAX);
   bool heartbeat = data[0] == 'T' && data[1] == 'H';
   if (net->cut[from->index][index]) {
     net->dropped++;
@@ -192,6 +192,12 @@ static void config_for(const struct world *world, uint32_t index, struct tally_c
   memset(config->key, 0x5a, sizeof config->key);
 }
 
+/*
+ * Each node's counters_max: room for several full 8 KiB rounds of short
+ * names (3 x ENTRIES_MAX); a test of the statsd share sets 256 first.
+ */
+static uint32_t counters_max = 4096;
+
 static void node_open(struct world *world, uint32_t index, bool restore)
 {
   struct node *node = calloc(1, sizeof *node);
@@ -199,7 +205,7 @@ static void node_open(struct world *world, uint32_t index, bool restore)
   snprintf(node->directory, sizeof node->directory, "/tmp/tally_streams_test.XXXXXX");
   assert_non_null(mkdtemp(node->directory));
   snprintf(node->path, sizeof node->path, "%s/store.tally", node->directory);
-  const struct tally_store_geometry geometry = { .shard_count = 2, .counters_max = 256,
+  const struct tally_store_geometry geometry = { .shard_count = 2, .counters_max = counters_max,
     .producers_max = 16, .replica_count = TALLY_REPLICA_REGIONS_MAX };
   char error[256] = "";
   struct tally_appliance *appliance = &node->appliance;
@@ -374,6 +380,32 @@ static void test_rounds_and_acks(void **state)
   assert_int_equal(replica_value(world, 1, 0, 0), 7);
   assert_int_equal(peer->rounds_sent, sent + 1u);
   assert_int_equal(quorum_seq(world, 0), 2);
+  world_free(world);
+}
+
+/*
+ * Dirty slots (issue 12): the first scan reads every slot; after it, a
+ * change to one counter costs the scans only that slot (read when taken and
+ * once more by the next scan), not a full scan, and still reaches the peer.
+ */
+static void test_scan_reads_only_dirty_slots(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  struct tally_cluster *cluster = cluster_of(world, 0);
+  write_counters(world, 0, 300, 1);
+  run_ms(world, 200);
+  for (uint32_t k = 0; k < 300; k++) assert_int_equal(replica_value(world, 1, 0, k), 1 + k);
+  uint64_t full = cluster->full_scans;
+  uint64_t read = cluster->scan_slots_read;
+  assert_int_equal(full, 1u); /* the first scan only */
+  const struct tally_store *store = &world->nodes[0]->appliance.store;
+  assert_true(read >= store->shards[0].slots_count + store->shards[1].slots_count);
+  write_counters(world, 0, 1, 7); /* c0: 1 -> 7 */
+  run_ms(world, 100);
+  assert_int_equal(replica_value(world, 1, 0, 0), 7);
+  assert_int_equal(cluster->full_scans, full);
+  assert_int_equal(cluster->scan_slots_read - read, 2u); /* taken, then read once more */
   world_free(world);
 }
 
@@ -907,6 +939,7 @@ static uint8_t held_class(struct world *world, uint32_t holder, uint32_t origin,
 static void test_restore_keeps_classes(void **state)
 {
   (void)state;
+  counters_max = 256;
   struct world *world = world_new(3, 2);
   struct tally_store *store = &world->nodes[0]->appliance.store;
   for (uint32_t k = 0; k < 20; k++) set_named(&store->shards[0], "r%u", k, 500 + k, TALLY_CLASS_RELIABLE);
@@ -940,6 +973,7 @@ static void test_restore_keeps_classes(void **state)
   assert_int_equal(shard->statsd_used, 192);
   assert_int_equal(tally_shard_counters_used(shard), 212);
   world_free(world);
+  counters_max = 4096;
 }
 
 /* A node whose store is new gets its own contribution back from a peer. */
@@ -1033,7 +1067,7 @@ static void inject_raw(struct world *world, uint32_t to, struct sockaddr_in sour
   const uint8_t *data, uint32_t size)
 {
   struct port *port = &world->net.ports[to];
-  assert_true(port->count < INBOX_MAX && size <= TALLY_DATAGRAM_SIZE_MAX);
+  assert_true(port->count < INBOX_MAX && size <= TALLY_CLUSTER_DATAGRAM_SIZE_MAX);
   struct datagram *slot = &port->inbox[(port->head + port->count) % INBOX_MAX];
   slot->from = source;
   slot->size = size;
@@ -1139,6 +1173,7 @@ int main(void)
   if (rte_eal_init(9, argv) < 0) return 1;
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_rounds_and_acks),
+    cmocka_unit_test(test_scan_reads_only_dirty_slots),
     cmocka_unit_test(test_resend_after_loss),
     cmocka_unit_test(test_snapshot_insert_failure_surfaced),
     cmocka_unit_test(test_total_beyond_int64_saturates),

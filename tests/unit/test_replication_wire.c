@@ -2,20 +2,21 @@
  * test_replication_wire.c — unit tests of the replication messages
  * (control/cluster/proto/replication_wire.c): the byte layout against a vector made
  * independently (Python hashlib.blake2b), round trips of every type with 0, 1
- * and TALLY_REPLICATION_ENTRIES_MAX entries at the field limits, every
+ * and 34 entries of the longest names (what fits 8 KiB), and
+ * TALLY_REPLICATION_ENTRIES_MAX (738) of 1-byte names, at the field limits, every
  * rejection reason and the order of the checks, every single-bit flip and
  * every wrong key rejected, the encoder's refusals (and that it never writes
  * past out_size), and a decoded message left zeroed on any failure. The same
  * for the producer-record variant (flags PRODUCERS on ROUND and RESTORE):
  * an independent vector, round trips of 0, 1, 2, 10 and
- * TALLY_REPLICATION_PRODUCERS_MAX (11) records of 128 bytes (the id, then
+ * TALLY_REPLICATION_PRODUCERS_MAX (63) records of 128 bytes (the id, then
  * TALLY_DEDUP_RUNS runs of head_last | head_window[0] | head_window[1] |
- * last_seq | window), 12 refused,
+ * last_seq | window), 64 refused,
  * every exact body length, the placement of every run field, and every check
  * behind the MAC tested on correctly signed datagrams. And for claims (flags
  * CLAIMS, ROUND only, never with PRODUCERS): an independent vector, round
- * trips of 0, 1, 47 and TALLY_REPLICATION_CLAIMS_MAX (48) claims of 24 bytes
- * (producer | seq | attempt) with and without LAST, 49 refused, every exact
+ * trips of 0, 1, 337 and TALLY_REPLICATION_CLAIMS_MAX (338) claims of 24 bytes
+ * (producer | seq | attempt) with and without LAST, 339 refused, every exact
  * body length, CLAIMS on every other type and beside PRODUCERS refused, bad
  * producer ids and attempts (0, 65536) refused at both ends, the limits (1,
  * 65535) accepted, and every bit flip rejected.
@@ -46,7 +47,7 @@ enum {
   OFFSET_PART = 12,
   OFFSET_RESERVED = 14,
   OFFSET_SEQ = 16,
-  ENTRY_FIXED_SIZE = 9, /* value i64 + name_len u8 */
+  ENTRY_FIXED_SIZE = 10, /* value i64 + class u8 + name_len u8 */
 };
 /* Flag bits that mean nothing (yet): every receiver refuses them. */
 #define FLAGS_UNKNOWN ((uint16_t)~TALLY_REPLICATION_FLAGS_KNOWN)
@@ -68,8 +69,8 @@ static_assert(TALLY_REPLICATION_PRODUCER_SIZE == RECORD_ID_SIZE + RECORD_FIELDS 
   "the id and five u64 per run, nothing else");
 static_assert(sizeof(((struct tally_replication_producer *)0)->runs[0]) == RECORD_RUN_SIZE,
   "the struct's run: the same five u64");
-static_assert(TALLY_REPLICATION_PRODUCERS_MAX == 11u, "the counts tested below");
-static_assert(PRODUCERS_FULL_SIZE == 1472u, "48 + 11 x 128 + 16");
+static_assert(TALLY_REPLICATION_PRODUCERS_MAX == 63u, "the counts tested below");
+static_assert(PRODUCERS_FULL_SIZE == 8128u, "48 + 63 x 128 + 16");
 static_assert(PRODUCERS_FULL_SIZE + TALLY_REPLICATION_PRODUCER_SIZE > TALLY_REPLICATION_SIZE_MAX,
   "one record over the limit does not fit a datagram: oversize as well as over the count");
 
@@ -78,17 +79,25 @@ static_assert(PRODUCERS_FULL_SIZE + TALLY_REPLICATION_PRODUCER_SIZE > TALLY_REPL
   (TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_CLAIMS_MAX *                 \
     TALLY_REPLICATION_CLAIM_SIZE + TALLY_MAC_SIZE)
 static_assert(TALLY_REPLICATION_CLAIM_SIZE == 24u, "three u64 per claim");
-static_assert(TALLY_REPLICATION_CLAIMS_MAX == 48u, "the counts tested below");
-static_assert(CLAIMS_FULL_SIZE == 1216u, "48 + 48 x 24 + 16");
-static_assert(CLAIMS_FULL_SIZE + TALLY_REPLICATION_CLAIM_SIZE <= TALLY_REPLICATION_SIZE_MAX,
-  "one claim over the limit still fits a datagram: refused for the count alone");
+static_assert(TALLY_REPLICATION_CLAIMS_MAX == 338u, "the counts tested below");
+static_assert(CLAIMS_FULL_SIZE == 8176u, "48 + 338 x 24 + 16");
+static_assert(CLAIMS_FULL_SIZE + TALLY_REPLICATION_CLAIM_SIZE > TALLY_REPLICATION_SIZE_MAX,
+  "one claim over the limit does not fit a datagram: oversize as well as over the count");
 static_assert(TALLY_REPLICATION_FLAG_CLAIMS == 0x0004u, "the flag in the vector below");
 
 #define SIZE_MIN (TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE)
+/* The most entries of the longest names one datagram holds (34), and of 1-byte names (738). */
+#define LONGEST_MAX TALLY_REPLICATION_ENTRIES_MIN
 #define FULL_SIZE                                                                  \
   (TALLY_REPLICATION_HEADER_SIZE +                                                 \
-    TALLY_REPLICATION_ENTRIES_MAX * (ENTRY_FIXED_SIZE + TALLY_NAME_LEN_MAX) + TALLY_MAC_SIZE)
+    LONGEST_MAX * (ENTRY_FIXED_SIZE + TALLY_NAME_LEN_MAX) + TALLY_MAC_SIZE)
+static_assert(LONGEST_MAX == 34u && TALLY_REPLICATION_ENTRIES_MAX == 738u, "tested below");
 static_assert(FULL_SIZE <= TALLY_REPLICATION_SIZE_MAX, "a full message fits one datagram");
+static_assert(FULL_SIZE + ENTRY_FIXED_SIZE + TALLY_NAME_LEN_MAX > TALLY_REPLICATION_SIZE_MAX,
+  "one more longest name does not");
+#define SHORTEST_FULL_SIZE                                                         \
+  (TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_ENTRIES_MAX * (ENTRY_FIXED_SIZE + 1u) + \
+    TALLY_MAC_SIZE)
 
 static const uint8_t test_key[TALLY_KEY_SIZE] = {
   0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
@@ -106,32 +115,36 @@ static_assert(sizeof(long_name) == TALLY_NAME_LEN_MAX + 1, "224 name bytes + NUL
 /*
  * ROUND, origin 0x0102, sender 0x0304, flags LAST, part 0x0506, seq
  * 0x1122334455667788, scan 0x99aabbccddeeff00, session 0x0123456789abcdef,
- * peer_session 0xfedcba9876543210 (version 2), entries (-1, "a") and (INT64_MAX, "req.ok"); made by
+ * peer_session 0xfedcba9876543210 (version 4), entries (-1, class 0, "a") and
+ * (INT64_MAX, class 1, "req.ok"); made by
  * hashlib.blake2b(body, digest_size=16, key=bytes(range(32)),
- * person=b"tally-mac-repl\0\0") (version 3: personalised, issue 14 M2).
+ * person=b"tally-mac-repl\0\0") (personalised since version 3, issue 14 M2).
  */
 static const uint8_t vector[] = {
-  0x54, 0x52, 0x03, 0x01, 0x02, 0x01, 0x04, 0x03, 0x02, 0x00, 0x01, 0x00, 0x06, 0x05, 0x00,
+  0x54, 0x52, 0x04, 0x01, 0x02, 0x01, 0x04, 0x03, 0x02, 0x00, 0x01, 0x00, 0x06, 0x05, 0x00,
   0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb,
   0xaa, 0x99, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, 0x10, 0x32, 0x54, 0x76, 0x98,
-  0xba, 0xdc, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x61, 0xff, 0xff,
-  0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x06, 0x72, 0x65, 0x71, 0x2e, 0x6f, 0x6b, 0xcb, 0x5e,
-  0x57, 0x77, 0x4f, 0xc6, 0x74, 0x82, 0x81, 0xb2, 0x65, 0x71, 0xe6, 0x3c, 0xee, 0x7d,
+  0xba, 0xdc, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01, 0x61, 0xff,
+  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x01, 0x06, 0x72, 0x65, 0x71, 0x2e, 0x6f, 0x6b,
+  0x6b, 0xca, 0xbc, 0xd5, 0x01, 0x8d, 0x32, 0xbd, 0xeb, 0xdf, 0x13, 0x82, 0x55, 0x7e, 0xc9,
+  0x71,
 };
 #define VECTOR_SIZE sizeof(vector)
-static_assert(sizeof(vector) == 89u, "vector size as made by Python");
+static_assert(sizeof(vector) == 91u, "vector size as made by Python");
 /* Offsets into the vector. */
-#define VECTOR_LEN_0 (TALLY_REPLICATION_HEADER_SIZE + 8u)
-#define VECTOR_NAME_0 (TALLY_REPLICATION_HEADER_SIZE + 9u)
-#define VECTOR_ENTRY_1 (TALLY_REPLICATION_HEADER_SIZE + 10u)
-#define VECTOR_LEN_1 (VECTOR_ENTRY_1 + 8u)
-#define VECTOR_NAME_1 (VECTOR_ENTRY_1 + 9u)
+#define VECTOR_CLASS_0 (TALLY_REPLICATION_HEADER_SIZE + 8u)
+#define VECTOR_LEN_0 (TALLY_REPLICATION_HEADER_SIZE + 9u)
+#define VECTOR_NAME_0 (TALLY_REPLICATION_HEADER_SIZE + 10u)
+#define VECTOR_ENTRY_1 (TALLY_REPLICATION_HEADER_SIZE + 11u)
+#define VECTOR_CLASS_1 (VECTOR_ENTRY_1 + 8u)
+#define VECTOR_LEN_1 (VECTOR_ENTRY_1 + 9u)
+#define VECTOR_NAME_1 (VECTOR_ENTRY_1 + 10u)
 #define VECTOR_BODY_END (VECTOR_SIZE - TALLY_MAC_SIZE)
 
 /*
  * RESTORE, origin 0x0102, sender 0x0304, flags PRODUCERS | LAST, part 0x0506,
  * seq 0x1122334455667788, scan 0x99aabbccddeeff00, session 0x0123456789abcdef,
- * peer_session 0xfedcba9876543210 (version 2), producer records, each
+ * peer_session 0xfedcba9876543210 (version 4), producer records, each
  * (producer, then runs 0..2 of head_last, head_window[0], head_window[1],
  * last_seq, window):
  *   1: (0x0102030405060708, 0x8000000000000001, 0x09fedcba87654321,
@@ -148,7 +161,7 @@ static_assert(sizeof(vector) == 89u, "vector size as made by Python");
  * the same hashlib.blake2b.
  */
 static const uint8_t producer_vector[] = {
-  0x54, 0x52, 0x03, 0x04, 0x02, 0x01, 0x04, 0x03, 0x02, 0x00, 0x03, 0x00, 0x06, 0x05, 0x00,
+  0x54, 0x52, 0x04, 0x04, 0x02, 0x01, 0x04, 0x03, 0x02, 0x00, 0x03, 0x00, 0x06, 0x05, 0x00,
   0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb,
   0xaa, 0x99, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, 0x10, 0x32, 0x54, 0x76, 0x98,
   0xba, 0xdc, 0xfe, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x07, 0x06, 0x05,
@@ -168,8 +181,8 @@ static const uint8_t producer_vector[] = {
   0x71, 0x88, 0x87, 0x86, 0x85, 0x84, 0x83, 0x82, 0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
   0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff,
   0xff, 0xff, 0xff, 0x98, 0x97, 0x96, 0x95, 0x94, 0x93, 0x92, 0x91, 0x01, 0x00, 0x00, 0x00,
-  0x00, 0x00, 0x00, 0x00, 0xed, 0x0f, 0x88, 0x37, 0xe3, 0x78, 0x46, 0x6a, 0x3c, 0x06, 0xcc,
-  0x24, 0x10, 0x97, 0x85, 0xb7,
+  0x00, 0x00, 0x00, 0x00, 0xc5, 0xe9, 0xa3, 0xdc, 0xb3, 0x36, 0x31, 0xcb, 0xf5, 0x2d, 0x3d,
+  0x0c, 0xb5, 0xf1, 0x71, 0x03,
 };
 #define PRODUCER_VECTOR_SIZE sizeof(producer_vector)
 static_assert(sizeof(producer_vector) == 320u, "producer vector size as made by Python");
@@ -181,7 +194,7 @@ static_assert(sizeof(producer_vector) == 320u, "producer vector size as made by 
 /*
  * ROUND, origin 0x0102, sender 0x0304, flags CLAIMS | LAST (0x0005), part
  * 0x0506, seq 0x1122334455667788, scan 0x99aabbccddeeff00, session
- * 0x0123456789abcdef, peer_session 0xfedcba9876543210 (version 2), claims (producer,
+ * 0x0123456789abcdef, peer_session 0xfedcba9876543210 (version 4), claims (producer,
  * seq, attempt):
  *   (0x0102030405060708, 0x1112131415161718, 1),
  *   (TALLY_PRODUCER_ID_MAX = 2^63 - 2, UINT64_MAX, 0xffff = TALLY_CLAIM_KEEPER),
@@ -190,7 +203,7 @@ static_assert(sizeof(producer_vector) == 320u, "producer vector size as made by 
  * header and the same hashlib.blake2b.
  */
 static const uint8_t claim_vector[] = {
-  0x54, 0x52, 0x03, 0x01, 0x02, 0x01, 0x04, 0x03, 0x03, 0x00, 0x05, 0x00, 0x06, 0x05, 0x00,
+  0x54, 0x52, 0x04, 0x01, 0x02, 0x01, 0x04, 0x03, 0x03, 0x00, 0x05, 0x00, 0x06, 0x05, 0x00,
   0x00, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb,
   0xaa, 0x99, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, 0x10, 0x32, 0x54, 0x76, 0x98,
   0xba, 0xdc, 0xfe, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x18, 0x17, 0x16, 0x15,
@@ -198,8 +211,8 @@ static const uint8_t claim_vector[] = {
   0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
   0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
   0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-  0x19, 0x9b, 0xdd, 0x70, 0x69, 0x54, 0x06, 0x98, 0xeb, 0xbc, 0xe5, 0xbe, 0xdc, 0xa4, 0xe6,
-  0x11,
+  0x41, 0x02, 0xd8, 0x5e, 0x59, 0x17, 0xe9, 0x5e, 0xf6, 0xa5, 0x1c, 0xf9, 0x83, 0x27, 0x8f,
+  0xb8,
 };
 #define CLAIM_VECTOR_SIZE sizeof(claim_vector)
 static_assert(sizeof(claim_vector) == 136u, "claim vector size as made by Python");
@@ -226,7 +239,8 @@ static void vector_message(struct tally_replication_message *message)
   message->count = 2;
   message->entries[0] = (struct tally_replication_entry){.name = "a", .name_len = 1, .value = -1};
   message->entries[1] =
-    (struct tally_replication_entry){.name = "req.ok", .name_len = 6, .value = INT64_MAX};
+    (struct tally_replication_entry){.name = "req.ok", .name_len = 6, .value = INT64_MAX,
+      .owner_class = 1};
 }
 
 static void producer_vector_message(struct tally_replication_message *message)
@@ -391,7 +405,7 @@ static void message_fill(struct tally_replication_message *message,
     message->entries[i].name = long_name + (TALLY_NAME_LEN_MAX - name_len);
     message->entries[i].name_len = name_len;
     message->entries[i].value = values[i % (sizeof(values) / sizeof(values[0]))];
-    message->entries[i].owner_class = (uint8_t)(i % 3u == 1u); /* C1: the classes word */
+    message->entries[i].owner_class = (uint8_t)(i % 3u == 1u); /* C1: the class byte */
   }
 }
 
@@ -569,7 +583,7 @@ static void round_trip(const struct tally_replication_message *message, size_t s
 static void test_round_trip_every_type_and_count(void **state)
 {
   (void)state;
-  const uint32_t counts[] = {0, 1, TALLY_REPLICATION_ENTRIES_MAX};
+  const uint32_t counts[] = {0, 1, LONGEST_MAX};
   for (uint8_t type = TALLY_REPLICATION_ROUND; type <= TALLY_REPLICATION_TYPE_LAST; type++) {
     for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
       struct tally_replication_message message;
@@ -587,15 +601,26 @@ static void test_round_trip_every_type_and_count(void **state)
     }
   }
   struct tally_replication_message full;
-  message_fill(&full, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_ENTRIES_MAX, true);
+  message_fill(&full, TALLY_REPLICATION_ROUND, LONGEST_MAX, true);
   round_trip(&full, FULL_SIZE);
+  /* One more longest name does not fit: the encoder refuses it. */
+  message_fill(&full, TALLY_REPLICATION_ROUND, LONGEST_MAX + 1u, true);
+  static uint8_t out[TALLY_REPLICATION_SIZE_MAX];
+  assert_int_equal(tally_replication_encode(&full, test_key, out, sizeof(out)), 0);
+  /* ENTRIES_MAX 1-byte names fill the datagram to the byte limit. */
+  message_fill(&full, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_ENTRIES_MAX, true);
+  for (uint32_t i = 0; i < full.count; i++) {
+    full.entries[i].name = long_name + (i % TALLY_NAME_LEN_MAX);
+    full.entries[i].name_len = 1;
+  }
+  round_trip(&full, SHORTEST_FULL_SIZE);
 }
 
 static void test_round_trip_mixed_lengths_and_layout(void **state)
 {
   (void)state;
   struct tally_replication_message message;
-  message_fill(&message, TALLY_REPLICATION_RESTORE, TALLY_REPLICATION_ENTRIES_MAX, false);
+  message_fill(&message, TALLY_REPLICATION_RESTORE, 60, false);
   message.origin = 0x0102;
   message.seq = 0x0807060504030201ull;
   size_t size_want = TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE;
@@ -605,14 +630,20 @@ static void test_round_trip_mixed_lengths_and_layout(void **state)
   round_trip(&message, size_want);
   uint8_t out[TALLY_REPLICATION_SIZE_MAX];
   size_t size = encode_ok(&message, out, sizeof(out));
-  /* Little-endian on the wire whatever the host; classes: entries 1 and 4 reliable. */
+  /* Little-endian on the wire whatever the host; class bytes: entries 1, 4, 7... reliable. */
   assert_int_equal(out[OFFSET_TYPE], TALLY_REPLICATION_RESTORE);
   assert_int_equal(out[OFFSET_ORIGIN], 0x02);
   assert_int_equal(out[OFFSET_ORIGIN + 1], 0x01);
-  assert_int_equal(out[OFFSET_COUNT], TALLY_REPLICATION_ENTRIES_MAX);
+  assert_int_equal(out[OFFSET_COUNT], 60);
   assert_int_equal(out[OFFSET_COUNT + 1], 0);
-  assert_int_equal(out[OFFSET_RESERVED], 0x12);
+  assert_int_equal(out[OFFSET_RESERVED], 0);
   assert_int_equal(out[OFFSET_RESERVED + 1], 0);
+  size_t at = TALLY_REPLICATION_HEADER_SIZE;
+  for (uint32_t i = 0; i < message.count; i++) {
+    assert_int_equal(out[at + 8], i % 3u == 1u ? 1 : 0);
+    assert_int_equal(out[at + 9], message.entries[i].name_len);
+    at += ENTRY_FIXED_SIZE + message.entries[i].name_len;
+  }
   assert_int_equal(out[OFFSET_SEQ], 0x01);
   assert_int_equal(out[OFFSET_SEQ + 7], 0x08);
   /* The MAC covers everything before it. */
@@ -674,7 +705,8 @@ static void test_reject_envelope(void **state)
     {OFFSET_VERSION, 0, TALLY_REPLICATION_BAD_VERSION},
     {OFFSET_VERSION, 1, TALLY_REPLICATION_BAD_VERSION}, /* before sessions (issue 14, H4) */
     {OFFSET_VERSION, 2, TALLY_REPLICATION_BAD_VERSION}, /* before MACs per kind (M2) */
-    {OFFSET_VERSION, 4, TALLY_REPLICATION_BAD_VERSION},
+    {OFFSET_VERSION, 3, TALLY_REPLICATION_BAD_VERSION}, /* 1472-byte datagrams (issue 12) */
+    {OFFSET_VERSION, 5, TALLY_REPLICATION_BAD_VERSION},
     {OFFSET_VERSION, 0xff, TALLY_REPLICATION_BAD_VERSION},
     {OFFSET_TYPE, 0, TALLY_REPLICATION_BAD_MAGIC},
     {OFFSET_TYPE, TALLY_REPLICATION_TYPE_LAST + 1, TALLY_REPLICATION_BAD_MAGIC},
@@ -715,7 +747,7 @@ static void test_reject_order(void **state)
   message[OFFSET_MAGIC_0] = 'X';
   message[OFFSET_VERSION] = 9;
   message[OFFSET_TYPE] = 0;
-  message[OFFSET_RESERVED + 1] = 0x80; /* a class bit beyond count */
+  message[OFFSET_RESERVED + 1] = 0x80; /* the reserved word is not 0 */
   message[VECTOR_SIZE - 1] ^= 1;
   /* Truncated before too long, too long before everything else. */
   expect_reason(message, SIZE_MIN - 1, TALLY_REPLICATION_TRUNCATED);
@@ -742,22 +774,31 @@ static void test_reject_header_fields(void **state)
 {
   (void)state;
   uint8_t message[VECTOR_SIZE];
-  /* The classes word (C1): a bit at or above count (the vector has 2 entries). */
-  for (uint32_t bit = 2; bit < 16; bit++) {
+  /* The reserved word (version 2's classes): any bit set. */
+  for (uint32_t bit = 0; bit < 16; bit++) {
     memcpy(message, vector, sizeof(message));
     message[OFFSET_RESERVED + bit / 8] ^= (uint8_t)(1u << (bit % 8));
     expect_malformed_signed(message, sizeof(message));
   }
-  /* Bits below count mark reliable entries. */
-  memcpy(message, vector, sizeof(message));
-  message[OFFSET_RESERVED] = 0x02;
-  resign(message, sizeof(message));
+  /* The class byte (C1): 0 or 1, nothing else. */
   struct tally_replication_message decoded;
-  assert_int_equal(decode(message, sizeof(message), &decoded), TALLY_REPLICATION_OK);
+  assert_int_equal(decode(vector, sizeof(vector), &decoded), TALLY_REPLICATION_OK);
   assert_int_equal(decoded.entries[0].owner_class, 0);
   assert_int_equal(decoded.entries[1].owner_class, 1);
+  for (uint32_t value = 2; value <= UINT8_MAX; value++) {
+    memcpy(message, vector, sizeof(message));
+    message[value % 2u ? VECTOR_CLASS_0 : VECTOR_CLASS_1] = (uint8_t)value;
+    expect_malformed_signed(message, sizeof(message));
+  }
+  memcpy(message, vector, sizeof(message));
+  message[VECTOR_CLASS_0] = 1;
+  message[VECTOR_CLASS_1] = 0;
+  resign(message, sizeof(message));
+  assert_int_equal(decode(message, sizeof(message), &decoded), TALLY_REPLICATION_OK);
+  assert_int_equal(decoded.entries[0].owner_class, 1);
+  assert_int_equal(decoded.entries[1].owner_class, 0);
   /* Count over the limit (the entries would also be short: count is checked first). */
-  const uint16_t counts[] = {TALLY_REPLICATION_ENTRIES_ACCEPT_MAX + 1, 0x0100, UINT16_MAX};
+  const uint16_t counts[] = {TALLY_REPLICATION_ENTRIES_MAX + 1, 0x1000, UINT16_MAX};
   for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
     memcpy(message, vector, sizeof(message));
     put16(message + OFFSET_COUNT, counts[i]);
@@ -772,45 +813,33 @@ static void test_reject_header_fields(void **state)
     put16(message + OFFSET_FLAGS, (uint16_t)((1u << bit) | TALLY_REPLICATION_FLAG_LAST));
     expect_malformed_signed(message, sizeof(message));
   }
-  /* A message with exactly ENTRIES_MAX entries is fine, one more is not. */
-  static uint8_t full[TALLY_REPLICATION_SIZE_MAX];
-  struct tally_replication_message fill;
-  message_fill(&fill, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_ENTRIES_MAX, false);
-  size_t size = encode_ok(&fill, full, sizeof(full));
-  expect_reason(full, size, TALLY_REPLICATION_OK);
-  put16(full + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX + 1);
-  expect_malformed_signed(full, size);
   /*
-   * ENTRIES_ACCEPT_MAX entries of 96-byte names, as a build before store
-   * layout 5 sent them, decode; ACCEPT_MAX + 1 well-formed entries, all
-   * present: only the count is wrong.
+   * ENTRIES_MAX well-formed 1-byte entries decode; ENTRIES_MAX + 1, all
+   * present (the datagram still within the size limit, checked first), do
+   * not: only the count is wrong.
    */
-  static uint8_t over[TALLY_REPLICATION_SIZE_MAX];
+  static uint8_t over[TALLY_REPLICATION_SIZE_MAX + 64];
   size_t used = TALLY_REPLICATION_HEADER_SIZE;
   memcpy(over, vector, used);
-  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_ACCEPT_MAX);
-  for (uint32_t i = 0; i < TALLY_REPLICATION_ENTRIES_ACCEPT_MAX; i++) {
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX);
+  for (uint32_t i = 0; i <= TALLY_REPLICATION_ENTRIES_MAX; i++) {
     memset(over + used, 0, 8);
-    over[used + 8] = 96;
-    memset(over + used + 9, 'o', 96);
-    used += ENTRY_FIXED_SIZE + 96u;
-  }
-  resign(over, used + TALLY_MAC_SIZE);
-  expect_reason(over, used + TALLY_MAC_SIZE, TALLY_REPLICATION_OK);
-  used = TALLY_REPLICATION_HEADER_SIZE;
-  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_ACCEPT_MAX + 1);
-  for (uint32_t i = 0; i <= TALLY_REPLICATION_ENTRIES_ACCEPT_MAX; i++) {
-    memset(over + used, 0, 8);
-    over[used + 8] = 1;
-    over[used + 9] = 'k';
+    over[used + 8] = (uint8_t)(i & 1u);
+    over[used + 9] = 1;
+    over[used + 10] = 'k';
     used += ENTRY_FIXED_SIZE + 1u;
   }
-  expect_malformed_signed(over, used + TALLY_MAC_SIZE);
-  /* The same with count = ACCEPT_MAX and the last entry dropped decodes. */
-  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_ACCEPT_MAX);
-  used -= ENTRY_FIXED_SIZE + 1u;
+  size_t full = used - (ENTRY_FIXED_SIZE + 1u) + TALLY_MAC_SIZE;
+  assert_true(full <= TALLY_REPLICATION_SIZE_MAX);
+  resign(over, full);
+  expect_reason(over, full, TALLY_REPLICATION_OK);
+  put16(over + OFFSET_COUNT, TALLY_REPLICATION_ENTRIES_MAX + 1);
+  resign(over, full);
+  expect_reason(over, full, TALLY_REPLICATION_MALFORMED); /* count over the limit */
+  /* The one more entry makes the datagram too long: malformed for its size. */
+  assert_true(used + TALLY_MAC_SIZE > TALLY_REPLICATION_SIZE_MAX);
   resign(over, used + TALLY_MAC_SIZE);
-  expect_reason(over, used + TALLY_MAC_SIZE, TALLY_REPLICATION_OK);
+  expect_reason(over, used + TALLY_MAC_SIZE, TALLY_REPLICATION_MALFORMED);
 }
 
 static void test_reject_entries(void **state)
@@ -869,15 +898,16 @@ static void test_reject_bad_names(void **state)
   /* A name of 225 bytes with all its bytes present. */
   struct tally_replication_message fill;
   message_fill(&fill, TALLY_REPLICATION_ROUND, 1, true);
-  uint8_t big[TALLY_REPLICATION_HEADER_SIZE + 9u + TALLY_NAME_LEN_MAX + 1u + TALLY_MAC_SIZE];
+  uint8_t big[TALLY_REPLICATION_HEADER_SIZE + ENTRY_FIXED_SIZE + TALLY_NAME_LEN_MAX + 1u +
+    TALLY_MAC_SIZE];
   size_t size = encode_ok(&fill, big, sizeof(big));
   memmove(big + size - TALLY_MAC_SIZE + 1, big + size - TALLY_MAC_SIZE, TALLY_MAC_SIZE);
   big[size - TALLY_MAC_SIZE] = 'q';
-  big[TALLY_REPLICATION_HEADER_SIZE + 8] = TALLY_NAME_LEN_MAX + 1;
+  big[TALLY_REPLICATION_HEADER_SIZE + 9] = TALLY_NAME_LEN_MAX + 1;
   resign(big, size + 1);
   expect_reason(big, size + 1, TALLY_REPLICATION_MALFORMED);
   /* Sanity: the same message with its length of 224 and without the 'q' decodes. */
-  big[TALLY_REPLICATION_HEADER_SIZE + 8] = TALLY_NAME_LEN_MAX;
+  big[TALLY_REPLICATION_HEADER_SIZE + 9] = TALLY_NAME_LEN_MAX;
   resign(big, size);
   expect_reason(big, size, TALLY_REPLICATION_OK);
 }
@@ -1026,7 +1056,7 @@ static void test_encode_refuses_invalid(void **state)
   }
   /* Buffer too small by one byte, for every size of message. */
   struct tally_replication_message fill;
-  for (uint32_t count = 0; count <= TALLY_REPLICATION_ENTRIES_MAX; count++) {
+  for (uint32_t count = 0; count <= LONGEST_MAX; count++) {
     message_fill(&fill, TALLY_REPLICATION_RESTORE, count, count % 2 == 0);
     uint8_t out[TALLY_REPLICATION_SIZE_MAX];
     size_t size = encode_ok(&fill, out, sizeof(out));
@@ -1066,7 +1096,7 @@ static void test_producer_round_trip(void **state)
     TALLY_REPLICATION_RESTORE};
   const uint32_t counts[] = {0, 1, 2, TALLY_REPLICATION_PRODUCERS_MAX - 1,
     TALLY_REPLICATION_PRODUCERS_MAX};
-  static_assert(TALLY_REPLICATION_PRODUCERS_MAX - 1 == 10u, "counts 0, 1, 2, 10, 11");
+  static_assert(TALLY_REPLICATION_PRODUCERS_MAX - 1 == 62u, "counts 0, 1, 2, 62, 63");
   for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
     for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
       struct tally_replication_message message;
@@ -1212,7 +1242,7 @@ static void test_producer_encode_refuses(void **state)
   producers_fill(&good, TALLY_REPLICATION_ROUND, TALLY_REPLICATION_PRODUCERS_MAX);
   struct tally_replication_message bad = good;
   /* More records than fit the limit (even though the struct has no room for them). */
-  static_assert(TALLY_REPLICATION_PRODUCERS_MAX + 1 == 12u, "12 records refused");
+  static_assert(TALLY_REPLICATION_PRODUCERS_MAX + 1 == 64u, "64 records refused");
   const uint32_t counts[] = {TALLY_REPLICATION_PRODUCERS_MAX + 1, 0x10000 + 1, UINT32_MAX};
   for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
     bad.count = counts[i];
@@ -1444,7 +1474,7 @@ static void test_claim_round_trip(void **state)
   (void)state;
   const uint32_t counts[] = {0, 1, 2, TALLY_REPLICATION_CLAIMS_MAX - 1,
     TALLY_REPLICATION_CLAIMS_MAX};
-  static_assert(TALLY_REPLICATION_CLAIMS_MAX - 1 == 47u, "counts 0, 1, 2, 47, 48");
+  static_assert(TALLY_REPLICATION_CLAIMS_MAX - 1 == 337u, "counts 0, 1, 2, 337, 338");
   for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
     struct tally_replication_message message;
     claims_fill(&message, counts[c]);
@@ -1472,31 +1502,33 @@ static void test_claim_round_trip(void **state)
    * the attempt (at most 16 bits) has bytes 0 and 1 only.
    */
   for (uint32_t i = 0; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
+    const uint32_t j = i % 48u; /* the pattern repeats: ids and attempts stay valid */
     uint64_t fields[2] = {0, 0};
     for (uint32_t k = 0; k < 2; k++) {
       for (unsigned b = 0; b < 8; b++) {
-        fields[k] |= (uint64_t)(uint8_t)(((k + 1u) << 6) ^ i ^ (b << 3)) << (8 * b);
+        fields[k] |= (uint64_t)(uint8_t)(((k + 1u) << 6) ^ j ^ (b << 3)) << (8 * b);
       }
     }
     full.claims[i].producer = fields[0];
     full.claims[i].seq = fields[1];
-    full.claims[i].attempt = 0xc000u ^ (i << 8) ^ (i + 1u);
+    full.claims[i].attempt = 0xc000u ^ (j << 8) ^ (j + 1u);
   }
   uint8_t out[TALLY_REPLICATION_SIZE_MAX];
   assert_int_equal(encode_ok(&full, out, sizeof(out)), CLAIMS_FULL_SIZE);
   assert_int_equal(out[OFFSET_TYPE], TALLY_REPLICATION_ROUND);
-  assert_int_equal(out[OFFSET_COUNT], TALLY_REPLICATION_CLAIMS_MAX);
-  assert_int_equal(out[OFFSET_COUNT + 1], 0);
+  assert_int_equal(out[OFFSET_COUNT], TALLY_REPLICATION_CLAIMS_MAX & 0xffu);
+  assert_int_equal(out[OFFSET_COUNT + 1], TALLY_REPLICATION_CLAIMS_MAX >> 8);
   assert_int_equal(out[OFFSET_FLAGS], TALLY_REPLICATION_FLAG_CLAIMS | TALLY_REPLICATION_FLAG_LAST);
   assert_int_equal(out[OFFSET_FLAGS + 1], 0);
   for (uint32_t i = 0; i < TALLY_REPLICATION_CLAIMS_MAX; i++) {
     const size_t at = CLAIM_AT(i);
+    const uint32_t j = i % 48u;
     for (unsigned b = 0; b < 8; b++) {
-      assert_int_equal(out[at + CLAIM_PRODUCER + b], (uint8_t)((1u << 6) ^ i ^ (b << 3)));
-      assert_int_equal(out[at + CLAIM_SEQ + b], (uint8_t)((2u << 6) ^ i ^ (b << 3)));
+      assert_int_equal(out[at + CLAIM_PRODUCER + b], (uint8_t)((1u << 6) ^ j ^ (b << 3)));
+      assert_int_equal(out[at + CLAIM_SEQ + b], (uint8_t)((2u << 6) ^ j ^ (b << 3)));
     }
-    assert_int_equal(out[at + CLAIM_ATTEMPT], (uint8_t)(i + 1u));
-    assert_int_equal(out[at + CLAIM_ATTEMPT + 1], (uint8_t)(0xc0u ^ i));
+    assert_int_equal(out[at + CLAIM_ATTEMPT], (uint8_t)(j + 1u));
+    assert_int_equal(out[at + CLAIM_ATTEMPT + 1], (uint8_t)(0xc0u ^ j));
     for (unsigned b = 2; b < 8; b++) assert_int_equal(out[at + CLAIM_ATTEMPT + b], 0);
   }
   /* The last claim ends where the MAC starts. */
@@ -1510,7 +1542,7 @@ static void test_claim_round_trip(void **state)
 static void test_claim_exact_lengths(void **state)
 {
   (void)state;
-  static uint8_t message[TALLY_REPLICATION_SIZE_MAX];
+  static uint8_t message[TALLY_REPLICATION_SIZE_MAX + 64];
   for (uint32_t count = 0; count <= TALLY_REPLICATION_CLAIMS_MAX; count++) {
     struct tally_replication_message fill;
     claims_fill(&fill, count);
@@ -1534,6 +1566,11 @@ static void test_claim_exact_lengths(void **state)
       for (size_t at = body_end; at < lengths[l]; at++) {
         message[at] = (uint8_t)((at - body_end) % 8 == 0 ? 1 : 0);
       }
+      if (lengths[l] + TALLY_MAC_SIZE > TALLY_REPLICATION_SIZE_MAX) { /* too long: refused */
+        resign(message, lengths[l] + TALLY_MAC_SIZE);
+        expect_reason(message, lengths[l] + TALLY_MAC_SIZE, TALLY_REPLICATION_MALFORMED);
+        continue;
+      }
       expect_malformed_signed(message, lengths[l] + TALLY_MAC_SIZE);
     }
     /* The count off by one either way over the right body. */
@@ -1556,7 +1593,7 @@ static void test_claim_encode_refuses(void **state)
   claims_fill(&good, TALLY_REPLICATION_CLAIMS_MAX);
   struct tally_replication_message bad = good;
   /* More claims than the limit (even though the struct has no room for them). */
-  static_assert(TALLY_REPLICATION_CLAIMS_MAX + 1 == 49u, "49 claims refused");
+  static_assert(TALLY_REPLICATION_CLAIMS_MAX + 1 == 339u, "339 claims refused");
   const uint32_t counts[] = {TALLY_REPLICATION_CLAIMS_MAX + 1, 0x10000 + 1, UINT32_MAX};
   for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
     bad.count = counts[i];
@@ -1803,8 +1840,8 @@ static void test_claim_decode_rejects(void **state)
   put16(message + OFFSET_FLAGS, TALLY_REPLICATION_FLAG_CLAIMS);
   expect_malformed_signed(message, PRODUCER_VECTOR_SIZE);
   /*
-   * CLAIMS_MAX + 1 valid claims, all present: the datagram is within the size
-   * limit, so only the count is wrong. And a count far over it.
+   * CLAIMS_MAX + 1 valid claims, all present: the datagram is over the size
+   * limit (refused before the MAC). And a count far over it.
    */
   struct tally_replication_message fill;
   claims_fill(&fill, TALLY_REPLICATION_CLAIMS_MAX);
@@ -1816,8 +1853,9 @@ static void test_claim_decode_rejects(void **state)
   memcpy(over, message, body_end);
   memcpy(over + body_end, message + TALLY_REPLICATION_HEADER_SIZE, TALLY_REPLICATION_CLAIM_SIZE);
   put16(over + OFFSET_COUNT, TALLY_REPLICATION_CLAIMS_MAX + 1);
-  assert_true(sizeof(over) <= TALLY_REPLICATION_SIZE_MAX);
-  expect_malformed_signed(over, sizeof(over));
+  assert_true(sizeof(over) > TALLY_REPLICATION_SIZE_MAX);
+  resign(over, sizeof(over));
+  expect_reason(over, sizeof(over), TALLY_REPLICATION_MALFORMED);
   const uint16_t over_counts[] = {TALLY_REPLICATION_CLAIMS_MAX + 1, UINT16_MAX};
   for (size_t i = 0; i < sizeof(over_counts) / sizeof(over_counts[0]); i++) {
     size = encode_ok(&fill, message, sizeof(message));

@@ -5,7 +5,9 @@
  * after simulated crashes, what recovery does with corrupted records, and
  * cross-node dedup: the journal ring, producer records read from any thread
  * and merged into replica tables; in per-burst mode, the order in which the
- * redo record, its state and the values reach media.
+ * redo record, its state and the values reach media. And the dirty bits the
+ * cluster's scan takes (issue 12): every value write marks its slot, and the
+ * scan's take-then-read-again protocol loses no change against a live writer.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -3536,6 +3538,144 @@ static void test_set_class_keeps_share(void **state)
   fixture_free(f);
 }
 
+/* ---- Dirty slots (issue 12): every value write marks its slot ------------------ */
+
+/* The dirty bits of every word, taken (cleared), as slot indexes in a bitmap copy. */
+static uint32_t dirty_take_all(struct tally_shard *shard, uint64_t *bits)
+{
+  uint32_t marked = 0;
+  for (uint32_t w = 0; w < tally_shard_dirty_words(shard); w++) {
+    bits[w] = tally_shard_dirty_take(shard, w);
+    marked += (uint32_t)__builtin_popcountll(bits[w]);
+  }
+  return marked;
+}
+
+static bool dirty_has(const uint64_t *bits, int64_t slot)
+{
+  assert_true(slot >= 0);
+  return (bits[slot / 64] >> (slot % 64)) & 1u;
+}
+
+static void test_dirty_marks_every_write(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(200, 16);
+  static uint64_t bits[1024];
+  assert_true(tally_shard_dirty_words(&f->shard) <= 1024u);
+  /* Not tracked: writes go on, nothing to take. */
+  assert_null(f->shard.dirty);
+  assert_int_equal(add(&f->shard, "before", 1), TALLY_OK);
+  assert_int_equal(tally_shard_dirty_open(&f->shard), 0);
+  assert_int_equal(dirty_take_all(&f->shard, bits), 0);
+  /* A new counter, an increment, a set, a reliable batch: each marks its slot. */
+  assert_int_equal(add(&f->shard, "a", 5), TALLY_OK);
+  assert_int_equal(dirty_take_all(&f->shard, bits), 1);
+  assert_true(dirty_has(bits, find(&f->shard, "a")));
+  assert_int_equal(dirty_take_all(&f->shard, bits), 0); /* taken: clear */
+  assert_int_equal(add(&f->shard, "before", 2), TALLY_OK);
+  assert_int_equal(add(&f->shard, "before", 3), TALLY_OK); /* still dirty: one bit */
+  assert_int_equal(dirty_take_all(&f->shard, bits), 1);
+  assert_true(dirty_has(bits, find(&f->shard, "before")));
+  assert_int_equal(tally_shard_set(&f->shard, "a", 1, tally_shard_name_hash(&f->shard, "a", 1),
+    42), TALLY_OK);
+  assert_int_equal(dirty_take_all(&f->shard, bits), 1);
+  assert_true(dirty_has(bits, find(&f->shard, "a")));
+  enum tally_reason reason = TALLY_OK; /* two reliable batches, taken together */
+  assert_int_equal(apply(&f->shard, 7, 1, "a", 1, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(apply(&f->shard, 7, 2, "b", 2, &reason), TALLY_ACK_APPLIED);
+  assert_int_equal(dirty_take_all(&f->shard, bits), 2);
+  assert_true(dirty_has(bits, find(&f->shard, "a")) && dirty_has(bits, find(&f->shard, "b")));
+  /* A refused write (an overflow) changes nothing and marks nothing. */
+  assert_int_equal(add(&f->shard, "max", INT64_MAX), TALLY_OK);
+  assert_int_equal(dirty_take_all(&f->shard, bits), 1);
+  assert_int_equal(add(&f->shard, "max", 1), TALLY_REASON_COUNTER_OVERFLOW);
+  assert_int_equal(dirty_take_all(&f->shard, bits), 0);
+  tally_shard_dirty_close(&f->shard);
+  assert_null(f->shard.dirty);
+  fixture_free(f);
+}
+
+#define DIRTY_NAMES 64u
+#define DIRTY_ROUNDS 20000u
+
+struct dirty_writer {
+  struct tally_shard *shard;
+  uint32_t hash[DIRTY_NAMES];
+  char names[DIRTY_NAMES][8];
+  bool done; /* atomic */
+};
+
+static void *dirty_writer_main(void *argument)
+{
+  struct dirty_writer *writer = argument;
+  for (uint32_t round = 0; round < DIRTY_ROUNDS; round++) {
+    uint32_t k = (round * 7u) % DIRTY_NAMES;
+    assert(tally_shard_add(writer->shard, writer->names[k], (uint32_t)strlen(writer->names[k]),
+      writer->hash[k], 1) == TALLY_OK);
+  }
+  __atomic_store_n(&writer->done, true, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+/*
+ * The scan's protocol (cluster_scan.c) against a live writer: take the bits,
+ * read the slots taken now and those taken the time before. Once the writer
+ * stops, two more passes leave the reader's copy equal to every value: no
+ * change is lost, however the marks and the reads interleaved.
+ */
+static void test_dirty_take_loses_nothing(void **state)
+{
+  (void)state;
+  struct fixture *f = fixture_new(200, 16);
+  assert_int_equal(tally_shard_dirty_open(&f->shard), 0);
+  static struct dirty_writer writer;
+  memset(&writer, 0, sizeof writer);
+  writer.shard = &f->shard;
+  for (uint32_t k = 0; k < DIRTY_NAMES; k++) {
+    snprintf(writer.names[k], sizeof writer.names[k], "d%u", k);
+    uint32_t len = (uint32_t)strlen(writer.names[k]);
+    writer.hash[k] = tally_shard_name_hash(&f->shard, writer.names[k], len);
+    assert_int_equal(tally_shard_add(&f->shard, writer.names[k], len, writer.hash[k], 0), TALLY_OK);
+  }
+  uint32_t words = tally_shard_dirty_words(&f->shard);
+  uint64_t *recheck = calloc(words, sizeof(uint64_t));
+  int64_t *seen = calloc(f->shard.slots_count, sizeof(int64_t));
+  assert_non_null(recheck);
+  assert_non_null(seen);
+  pthread_t thread;
+  assert_int_equal(pthread_create(&thread, NULL, dirty_writer_main, &writer), 0);
+  uint32_t after_done = 0;
+  while (after_done < 2) {
+    bool done = __atomic_load_n(&writer.done, __ATOMIC_ACQUIRE);
+    for (uint32_t w = 0; w < words; w++) {
+      uint64_t taken = tally_shard_dirty_take(&f->shard, w);
+      uint64_t bits = taken | recheck[w];
+      recheck[w] = taken;
+      while (bits != 0) {
+        uint32_t slot = w * 64u + (uint32_t)__builtin_ctzll(bits);
+        bits &= bits - 1u;
+        seen[slot] = tally_shard_slot_value(&f->shard, slot);
+      }
+    }
+    if (done) after_done++;
+    sched_yield();
+  }
+  assert_int_equal(pthread_join(thread, NULL), 0);
+  int64_t total = 0;
+  for (uint32_t k = 0; k < DIRTY_NAMES; k++) {
+    int64_t slot = find(&f->shard, writer.names[k]);
+    assert_true(slot >= 0);
+    assert_int_equal(seen[slot], tally_shard_slot_value(&f->shard, (uint32_t)slot));
+    total += seen[slot];
+  }
+  assert_int_equal(total, DIRTY_ROUNDS);
+  free(recheck);
+  free(seen);
+  tally_shard_dirty_close(&f->shard);
+  fixture_free(f);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -3594,6 +3734,8 @@ int main(void)
     cmocka_unit_test(test_producer_merge_runs),
     cmocka_unit_test(test_producer_merge_full),
     cmocka_unit_test(test_producer_merge_concurrent_reader),
+    cmocka_unit_test(test_dirty_marks_every_write),
+    cmocka_unit_test(test_dirty_take_loses_nothing),
     cmocka_unit_test(test_head_of_new_producer),
     cmocka_unit_test(test_head_stays_while_tail_slides),
     cmocka_unit_test(test_head_moves_on_gap),

@@ -99,27 +99,12 @@ static bool flags_valid(unsigned type, uint16_t flags)
   return true;
 }
 
-/*
- * The count limit of valid flags: records, claims or counter entries (sent:
- * ENTRIES_MAX; accepted: up to ENTRIES_ACCEPT_MAX, as older builds sent).
- */
-static uint32_t count_max(uint16_t flags, bool accepting)
+/* The count limit of valid flags: records, claims or counter entries. */
+static uint32_t count_max(uint16_t flags)
 {
   if ((flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0) return TALLY_REPLICATION_PRODUCERS_MAX;
   if ((flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0) return TALLY_REPLICATION_CLAIMS_MAX;
-  return accepting ? TALLY_REPLICATION_ENTRIES_ACCEPT_MAX : TALLY_REPLICATION_ENTRIES_MAX;
-}
-
-/* The header's classes word: bit i for a reliable counter entry i (C1). */
-static uint16_t entry_classes(const struct tally_replication_message *message)
-{
-  static_assert(TALLY_REPLICATION_ENTRIES_ACCEPT_MAX <= 16u, "one class bit per entry");
-  assert(message->count <= TALLY_REPLICATION_ENTRIES_ACCEPT_MAX);
-  uint16_t classes = 0;
-  for (uint32_t i = 0; i < message->count; i++) {
-    if (message->entries[i].owner_class != 0) classes |= (uint16_t)(1u << i);
-  }
-  return classes;
+  return TALLY_REPLICATION_ENTRIES_MAX;
 }
 
 /* Writes the body behind the header; returns its end, 0 if invalid or out of room. */
@@ -130,11 +115,14 @@ static size_t encode_entries(const struct tally_replication_message *message, ui
   for (uint32_t i = 0; i < message->count; i++) {
     const struct tally_replication_entry *entry = &message->entries[i];
     if (entry->name == NULL || !tally_name_valid(entry->name, entry->name_len)) return 0;
-    if (used + 9u + entry->name_len + TALLY_MAC_SIZE > out_size) return 0;
+    if (entry->owner_class > TALLY_REPLICATION_CLASS_RELIABLE) return 0;
+    size_t entry_size = tally_replication_entry_size(entry->name_len);
+    if (used + entry_size + TALLY_MAC_SIZE > out_size) return 0;
     put64(out + used, (uint64_t)entry->value);
-    out[used + 8] = (uint8_t)entry->name_len;
-    memcpy(out + used + 9, entry->name, entry->name_len);
-    used += 9u + entry->name_len;
+    out[used + 8] = entry->owner_class;
+    out[used + 9] = (uint8_t)entry->name_len;
+    memcpy(out + used + TALLY_REPLICATION_ENTRY_FIXED_SIZE, entry->name, entry->name_len);
+    used += entry_size;
   }
   return used;
 }
@@ -187,7 +175,7 @@ size_t tally_replication_encode(const struct tally_replication_message *message,
    * every receiver refuse the message as malformed.
    */
   if (!flags_valid(message->type, message->flags)) return 0;
-  if (message->count > count_max(message->flags, false)) return 0;
+  if (message->count > count_max(message->flags)) return 0;
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
   bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
   if (out_size < TALLY_REPLICATION_HEADER_SIZE + TALLY_MAC_SIZE) return 0;
@@ -200,7 +188,7 @@ size_t tally_replication_encode(const struct tally_replication_message *message,
   put16(out + 8, (uint16_t)message->count);
   put16(out + 10, message->flags);
   put16(out + 12, message->part);
-  put16(out + 14, producers || claims ? 0 : entry_classes(message));
+  put16(out + 14, 0); /* reserved (version 2's classes word) */
   put64(out + 16, message->seq);
   put64(out + 24, message->scan);
   put64(out + 32, message->session);
@@ -218,14 +206,17 @@ static enum tally_replication_reason decode_entries(const uint8_t *data, size_t 
 {
   size_t used = TALLY_REPLICATION_HEADER_SIZE;
   for (uint32_t i = 0; i < message->count; i++) {
-    if (used + 9u > body_end) return TALLY_REPLICATION_MALFORMED;
+    if (used + TALLY_REPLICATION_ENTRY_FIXED_SIZE > body_end) return TALLY_REPLICATION_MALFORMED;
     struct tally_replication_entry *entry = &message->entries[i];
     entry->value = (int64_t)get64(data + used);
-    entry->name_len = data[used + 8];
-    entry->name = (const char *)data + used + 9;
-    if (used + 9u + entry->name_len > body_end) return TALLY_REPLICATION_MALFORMED;
+    entry->owner_class = data[used + 8];
+    entry->name_len = data[used + 9];
+    entry->name = (const char *)data + used + TALLY_REPLICATION_ENTRY_FIXED_SIZE;
+    if (entry->owner_class > TALLY_REPLICATION_CLASS_RELIABLE) return TALLY_REPLICATION_MALFORMED;
+    size_t entry_size = tally_replication_entry_size(entry->name_len);
+    if (used + entry_size > body_end) return TALLY_REPLICATION_MALFORMED;
     if (!tally_name_valid(entry->name, entry->name_len)) return TALLY_REPLICATION_MALFORMED;
-    used += 9u + entry->name_len;
+    used += entry_size;
   }
   return used == body_end ? TALLY_REPLICATION_OK : TALLY_REPLICATION_MALFORMED;
 }
@@ -302,19 +293,13 @@ enum tally_replication_reason tally_replication_decode(const uint8_t *data, size
   message->peer_session = get64(data + 40);
   bool producers = (message->flags & TALLY_REPLICATION_FLAG_PRODUCERS) != 0;
   bool claims = (message->flags & TALLY_REPLICATION_FLAG_CLAIMS) != 0;
-  uint32_t classes = get16(data + 14);
-  bool counters = !producers && !claims;
   if (!flags_valid(message->type, message->flags) ||
-      message->count > count_max(message->flags, true) ||
-      (classes != 0 && (!counters || (classes >> message->count) != 0))) {
+      message->count > count_max(message->flags) || get16(data + 14) != 0) {
     memset(message, 0, sizeof *message);
     return TALLY_REPLICATION_MALFORMED;
   }
   enum tally_replication_reason reason = producers ? decode_producers(data, body_end, message) :
     claims ? decode_claims(data, body_end, message) : decode_entries(data, body_end, message);
-  for (uint32_t i = 0; counters && reason == TALLY_REPLICATION_OK && i < message->count; i++) {
-    message->entries[i].owner_class = (uint8_t)((classes >> i) & 1u);
-  }
   if (reason != TALLY_REPLICATION_OK) memset(message, 0, sizeof *message);
   return reason;
 }

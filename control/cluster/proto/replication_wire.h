@@ -5,17 +5,25 @@
  *
  *   header (48 bytes): magic "TR" | version u8 | type u8 | origin u16 |
  *                      sender u16 | count u16 | flags u16 | part u16 |
- *                      classes u16 | seq u64 | scan u64 |
+ *                      reserved u16 (0) | seq u64 | scan u64 |
  *                      session u64 | peer_session u64
- *   classes:           counter entries only (0 with PRODUCERS or CLAIMS): bit i
- *                      set = entry i is a reliable producer's counter
- *                      (TALLY_CLASS_RELIABLE), clear = statsd's; bits at and
- *                      above count are 0 (issue 14, C1: a restored store keeps
- *                      the class bulkhead). Builds before it sent 0 and
- *                      refuse a message with any bit set.
- *   entries (count):   value i64 | name_len u8 | name bytes
+ *   entries (count):   value i64 | class u8 | name_len u8 | name bytes
+ *                      class 1 = a reliable producer's counter
+ *                      (TALLY_CLASS_RELIABLE), 0 = statsd's; nothing else
+ *                      (issue 14, C1: a restored store keeps the class
+ *                      bulkhead).
  *   mac (16 bytes):    BLAKE2b-128 keyed with the cluster key over all bytes
  *                      before it, personalised "tally-mac-repl" (tally/mac.h)
+ *
+ * Size (version 4; issue 12): a message is one UDP datagram of at most
+ * TALLY_REPLICATION_SIZE_MAX (8 KiB; the kernel fragments it over a 1500-byte
+ * MTU). A sender packs as many entries, records or claims as fit; the decoder
+ * takes at most TALLY_REPLICATION_ENTRIES_MAX entries (the count of the
+ * shortest, 1-byte names that fit), TALLY_REPLICATION_PRODUCERS_MAX records
+ * or TALLY_REPLICATION_CLAIMS_MAX claims, and the body must end exactly at
+ * the MAC. Version 2 (1472-byte datagrams, a u16 classes word in the header
+ * instead of a class byte per entry) is refused as bad_version: a cluster
+ * upgrades all nodes together.
  *
  * Sessions (version 2; issue 14, H4): every node picks a random session
  * (never 0) at each process start. session is the sender's, peer_session
@@ -81,7 +89,9 @@
 
 #define TALLY_REPLICATION_MAGIC_0 'T'
 #define TALLY_REPLICATION_MAGIC_1 'R'
-#define TALLY_REPLICATION_VERSION 3u /* 2: sessions, request clocks (issue 14, H4); 3: MAC personalised per kind (M2) */
+/* 2: sessions, request clocks (issue 14, H4); 3: MAC personalised per kind (M2);
+ * 4: 8 KiB datagrams, a class byte per entry (issue 12) */
+#define TALLY_REPLICATION_VERSION 4u
 #define TALLY_REPLICATION_HEADER_SIZE 48u
 #define TALLY_REPLICATION_FLAG_LAST 0x0001u
 #define TALLY_REPLICATION_FLAG_PRODUCERS 0x0002u /* ROUND, RESTORE: producer records */
@@ -91,21 +101,33 @@
    TALLY_REPLICATION_FLAG_CLAIMS)
 #define TALLY_REPLICATION_CLAIM_SIZE 24u
 #define TALLY_REPLICATION_PRODUCER_SIZE (8u + 40u * TALLY_DEDUP_RUNS)
-/* Largest message: one datagram of a 1500-byte MTU. */
-#define TALLY_REPLICATION_SIZE_MAX 1472u
-#define TALLY_REPLICATION_ENTRY_SIZE_MAX (9u + TALLY_NAME_LEN_MAX)
+/* Largest message: one datagram of the cluster socket (8 KiB, IP-fragmented). */
+#define TALLY_REPLICATION_SIZE_MAX TALLY_CLUSTER_DATAGRAM_SIZE_MAX
+/* The bytes between the header and the MAC. */
+#define TALLY_REPLICATION_BODY_MAX \
+  (TALLY_REPLICATION_SIZE_MAX - TALLY_REPLICATION_HEADER_SIZE - TALLY_MAC_SIZE)
+#define TALLY_REPLICATION_ENTRY_FIXED_SIZE 10u /* value i64 | class u8 | name_len u8 */
+#define TALLY_REPLICATION_ENTRY_SIZE_MAX (TALLY_REPLICATION_ENTRY_FIXED_SIZE + TALLY_NAME_LEN_MAX)
+#define TALLY_REPLICATION_CLASS_RELIABLE 1u /* the largest class byte (TALLY_CLASS_RELIABLE) */
+/* Entries of the longest names one message always has room for (restore parts). */
+#define TALLY_REPLICATION_ENTRIES_MIN (TALLY_REPLICATION_BODY_MAX / TALLY_REPLICATION_ENTRY_SIZE_MAX)
 
-static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_ENTRIES_MAX *
-  TALLY_REPLICATION_ENTRY_SIZE_MAX + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
-  "a full message fits one datagram");
-static_assert(TALLY_REPLICATION_ENTRIES_ACCEPT_MAX >= TALLY_REPLICATION_ENTRIES_MAX,
-  "a build accepts what it sends");
-static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_ENTRIES_ACCEPT_MAX *
-  (9u + 96u) + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
-  "a layout-4 build's full message (96-byte names) fits one datagram");
-static_assert(TALLY_REPLICATION_HEADER_SIZE + TALLY_REPLICATION_PRODUCERS_MAX *
-  TALLY_REPLICATION_PRODUCER_SIZE + TALLY_MAC_SIZE <= TALLY_REPLICATION_SIZE_MAX,
-  "a full producer message fits one datagram");
+/* An entry's bytes on the wire. */
+static inline size_t tally_replication_entry_size(uint32_t name_len)
+{
+  return TALLY_REPLICATION_ENTRY_FIXED_SIZE + name_len;
+}
+
+static_assert(TALLY_REPLICATION_ENTRIES_MAX * (TALLY_REPLICATION_ENTRY_FIXED_SIZE + 1u) <=
+  TALLY_REPLICATION_BODY_MAX, "the most entries (1-byte names) fit one datagram");
+static_assert((TALLY_REPLICATION_ENTRIES_MAX + 1u) * (TALLY_REPLICATION_ENTRY_FIXED_SIZE + 1u) >
+  TALLY_REPLICATION_BODY_MAX, "and one more would not: the limit is what fits");
+static_assert(TALLY_REPLICATION_ENTRIES_MIN >= 1u, "a longest name fits a message");
+static_assert(TALLY_REPLICATION_ENTRIES_MAX <= UINT16_MAX, "count is a u16");
+static_assert(TALLY_REPLICATION_PRODUCERS_MAX * TALLY_REPLICATION_PRODUCER_SIZE <=
+  TALLY_REPLICATION_BODY_MAX, "a full producer message fits one datagram");
+static_assert(TALLY_REPLICATION_CLAIMS_MAX * TALLY_REPLICATION_CLAIM_SIZE <=
+  TALLY_REPLICATION_BODY_MAX, "a full claim message fits one datagram");
 
 enum tally_replication_type {
   TALLY_REPLICATION_ROUND = 1,
@@ -177,8 +199,8 @@ struct tally_replication_message {
   uint64_t session;      /* the sender's (random per process start, never 0) */
   uint64_t peer_session; /* the receiver's as the sender knows it; 0: not known */
   uint32_t count; /* of entries[], or of producers[] with flags PRODUCERS */
-  /* Encoded: at most TALLY_REPLICATION_ENTRIES_MAX; decoded: up to _ACCEPT_MAX. */
-  struct tally_replication_entry entries[TALLY_REPLICATION_ENTRIES_ACCEPT_MAX];
+  /* At most TALLY_REPLICATION_ENTRIES_MAX, and only as many as fit the datagram. */
+  struct tally_replication_entry entries[TALLY_REPLICATION_ENTRIES_MAX];
   struct tally_replication_producer producers[TALLY_REPLICATION_PRODUCERS_MAX];
   struct tally_replication_claim claims[TALLY_REPLICATION_CLAIMS_MAX];
 };
