@@ -301,6 +301,7 @@ struct tally_cluster {
   struct tally_journal_index undone_index; /* the compensation shard's journal: undos */
   uint64_t compensations_seen;        /* compensations + missed at the last record scan */
   uint64_t claims_capture[TALLY_CLUSTER_CLAIM_RINGS_MAX]; /* rings' claims_next at the scan */
+  uint64_t claims_quorum[TALLY_CLUSTER_CLAIM_RINGS_MAX];  /* sent below: W - 1 peers hold (quorum.c) */
 #define TALLY_CLUSTER_COUNTER_FIELD(name, help) uint64_t name;
   TALLY_FOREACH_CLUSTER_COUNTER(TALLY_CLUSTER_COUNTER_FIELD)
 #undef TALLY_CLUSTER_COUNTER_FIELD
@@ -387,6 +388,8 @@ bool tally_cluster_dedup_receive(struct tally_cluster *cluster, struct tally_clu
 /* A peer's claims: every batch this node applied from a lower attempt is undone. */
 void tally_cluster_dedup_claims(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
   const struct tally_replication_claim *claims, uint32_t count);
+/* quorum.c: claims_quorum, how far each claims ring may be sent (W - 1 peers hold its values). */
+void tally_cluster_quorum_claims_update(struct tally_cluster *cluster);
 /* Plans the claims a peer does not hold yet into its list (cluster_scan.c calls it). */
 uint32_t tally_cluster_dedup_plan_claims(struct tally_cluster *cluster,
   struct tally_cluster_peer *peer);

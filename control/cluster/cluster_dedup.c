@@ -381,7 +381,8 @@ uint32_t tally_cluster_dedup_plan_claims(struct tally_cluster *cluster,
   uint32_t count = 0;
   for (uint32_t l = 0; l < tally_cluster_claim_rings(cluster); l++) {
     const struct tally_shard *shard = &cluster->appliance->store.shards[l];
-    uint64_t until = tally_cluster_quorum_claims(cluster, l); /* values on W nodes first */
+    uint64_t until = cluster->claims_quorum[l]; /* values on W nodes first (quorum.c) */
+    if (until > cluster->claims_capture[l]) until = cluster->claims_capture[l];
     uint64_t from = peer->claims_sent[l];
     if (from >= until) { /* nothing new (or the cursor was reset past this scan's note) */
       peer->claims_planned[l] = from;

@@ -209,8 +209,6 @@ void tally_cluster_heartbeat_release(struct tally_cluster *cluster);
 uint32_t tally_cluster_quorum_peers_up(struct tally_cluster *cluster, uint64_t now_ns);
 /* read_only, and each lcore's quorum_seq, from the peers' state now. */
 void tally_cluster_quorum_update(struct tally_cluster *cluster);
-/* Claims ring r may be sent below this: W - 1 peers hold the values it names. */
-uint64_t tally_cluster_quorum_claims(struct tally_cluster *cluster, uint32_t r);
 
 /* ---- restore.c ------------------------------------------------------------------------ */
 

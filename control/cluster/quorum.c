@@ -93,6 +93,7 @@ void tally_cluster_quorum_update(struct tally_cluster *cluster)
     fprintf(stderr, "tallyd: cluster: %s\n", read_only ?
       "write quorum lost: read-only for reliable writes" : "write quorum reached: writable");
   }
+  tally_cluster_quorum_claims_update(cluster);
   if (needed == 0) {
     quorum_alone(appliance);
     return;
@@ -106,19 +107,19 @@ void tally_cluster_quorum_update(struct tally_cluster *cluster)
 }
 
 /*
- * How far claims ring r may go to any peer: below the rings' position noted
- * by a scan whose values W - 1 peers confirmed. A claim makes a peer undo its
- * own apply of the batch, which is then counted only in this node's
- * contribution; were that held by fewer than W nodes, a restore of this node
- * from N - W + 1 peers could miss it and the batch, acked or not, would be
- * counted nowhere (the chaos soak at W = 3 found it).
+ * How far each claims ring may go to any peer (claims_quorum): below the
+ * rings' position noted by a scan whose values W - 1 peers confirmed. A claim
+ * makes a peer undo its own apply of the batch, which is then counted only in
+ * this node's contribution; were that held by fewer than W nodes, a restore
+ * of this node from N - W + 1 peers could miss it and the batch, acked or
+ * not, would be counted nowhere (the chaos soak at W = 3 found it).
  */
-uint64_t tally_cluster_quorum_claims(struct tally_cluster *cluster, uint32_t r)
+void tally_cluster_quorum_claims_update(struct tally_cluster *cluster)
 {
-  assert(r < TALLY_CLUSTER_CLAIM_RINGS_MAX);
   uint32_t needed = cluster->config->write_quorum - 1u;
   assert(needed <= cluster->peer_count);
-  if (needed == 0) return cluster->claims_capture[r];
-  uint64_t held = quorum_of(cluster, r, needed, true);
-  return held < cluster->claims_capture[r] ? held : cluster->claims_capture[r];
+  for (uint32_t r = 0; r < TALLY_CLUSTER_CLAIM_RINGS_MAX; r++) {
+    uint64_t held = needed == 0 ? cluster->claims_capture[r] : quorum_of(cluster, r, needed, true);
+    cluster->claims_quorum[r] = held < cluster->claims_capture[r] ? held : cluster->claims_capture[r];
+  }
 }

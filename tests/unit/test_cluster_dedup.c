@@ -438,6 +438,7 @@ static void capture_claims(struct fixture *f)
   for (uint32_t r = 0; r < tally_cluster_claim_rings(&f->cluster); r++) {
     f->cluster.claims_capture[r] = tally_shard_claims_next(&f->appliance.store.shards[r]);
   }
+  tally_cluster_quorum_claims_update(&f->cluster);
 }
 
 /*
@@ -449,6 +450,7 @@ static void peer_holds_the_list(struct fixture *f)
   struct tally_cluster_peer *peer = &f->cluster.peers[0];
   memcpy(peer->claims_capture, f->cluster.claims_capture, sizeof(peer->claims_capture));
   memcpy(peer->claims_held, peer->claims_capture, sizeof(peer->claims_held));
+  tally_cluster_quorum_claims_update(&f->cluster); /* as the tick does */
 }
 
 static void test_no_journal_yields_to_the_claimant(void **state)
