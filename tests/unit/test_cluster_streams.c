@@ -294,15 +294,21 @@ static struct tally_cluster *cluster_of(struct world *world, uint32_t index)
   return &world->nodes[index]->cluster;
 }
 
-/* Counters "c<k>" = value + k on node index's lcore shard; one reliable batch more applied. */
+/*
+ * Counters "c<k>" = value + k on node index's lcore shard; one reliable batch
+ * more applied. As a reliable batch does, it takes the slots over (reliable
+ * class) before it publishes applied_seq: the counters a reliable ack waits for.
+ */
 static void write_counters(struct world *world, uint32_t index, uint32_t count, int64_t value)
 {
   struct tally_appliance *appliance = &world->nodes[index]->appliance;
+  struct tally_shard *shard = &appliance->store.shards[0];
   for (uint32_t k = 0; k < count; k++) {
     char name[16];
     int length = snprintf(name, sizeof name, "c%u", k);
-    assert_int_equal(tally_shard_set(&appliance->store.shards[0], name, (uint32_t)length,
-      tally_store_name_hash(&appliance->store, name, (size_t)length), value + k), TALLY_OK);
+    assert_int_equal(tally_shard_set_class(shard, name, (uint32_t)length,
+      tally_store_name_hash(&appliance->store, name, (size_t)length), value + k,
+      TALLY_CLASS_RELIABLE, shard->counters_max), TALLY_OK);
   }
   __atomic_fetch_add(&appliance->lcores[0].stats.applied_seq, 1, __ATOMIC_RELEASE);
 }
