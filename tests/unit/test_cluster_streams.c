@@ -313,17 +313,24 @@ static void write_counters(struct world *world, uint32_t index, uint32_t count, 
   __atomic_fetch_add(&appliance->lcores[0].stats.applied_seq, 1, __ATOMIC_RELEASE);
 }
 
-/* What node `holder` holds of origin's counter "c<k>"; -1 if it holds no such counter. */
-static int64_t replica_value(struct world *world, uint32_t holder, uint32_t origin, uint32_t k)
+/* What node `holder` holds of origin's counter (format, k); -1 if it holds no such counter. */
+static int64_t replica_named(struct world *world, uint32_t holder, uint32_t origin,
+  const char *format, uint32_t k)
 {
   const struct tally_store *store = &world->nodes[holder]->appliance.store;
   int32_t r = tally_store_replica_find(store, (uint16_t)(origin + 1u));
   assert_true(r >= 0);
   char name[16];
-  int length = snprintf(name, sizeof name, "c%u", k);
+  int length = snprintf(name, sizeof name, format, k);
   int64_t slot = tally_shard_find(&store->replicas[r], name, (uint32_t)length,
     tally_store_name_hash(store, name, (size_t)length));
   return slot < 0 ? -1 : tally_shard_slot_value(&store->replicas[r], (uint32_t)slot);
+}
+
+/* ... of origin's counter "c<k>" (write_counters'). */
+static int64_t replica_value(struct world *world, uint32_t holder, uint32_t origin, uint32_t k)
+{
+  return replica_named(world, holder, origin, "c%u", k);
 }
 
 static const struct tally_cluster_peer *peer_of(struct world *world, uint32_t index,
@@ -565,14 +572,7 @@ static void write_statsd(struct world *world, uint32_t index, uint32_t count, in
 /* What node holder's replica of origin holds of "s<k>" (-1: nothing). */
 static int64_t replica_statsd(struct world *world, uint32_t holder, uint32_t origin, uint32_t k)
 {
-  const struct tally_store *store = &world->nodes[holder]->appliance.store;
-  int32_t r = tally_store_replica_find(store, (uint16_t)(origin + 1u));
-  assert_true(r >= 0);
-  char name[16];
-  int length = snprintf(name, sizeof name, "s%u", k);
-  int64_t slot = tally_shard_find(&store->replicas[r], name, (uint32_t)length,
-    tally_store_name_hash(store, name, (size_t)length));
-  return slot < 0 ? -1 : tally_shard_slot_value(&store->replicas[r], (uint32_t)slot);
+  return replica_named(world, holder, origin, "s%u", k);
 }
 
 /*
