@@ -268,12 +268,16 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
   assert(peer->list_scan > 0);
   uint32_t claims = tally_cluster_dedup_plan_claims(cluster, peer); /* then the claims */
   uint32_t priority = peer->pending_count + records + claims;
-  if (priority + peer->bulk_pending_count == 0 && peer->unsealed_rounds > 0 &&
-      cluster->positions_count > 0) {
-    /* Rounds it acked wait for a LAST to reach its table: one value again, as the seal. */
-    peer->bulk_pending[0] = 0;
-    peer->bulk_pending_value[0] = cluster->current[cluster->positions[0]];
-    peer->bulk_pending_count = 1;
+  if (priority == 0 && peer->unsealed_rounds > 0 && cluster->positions_count > 0) {
+    /*
+     * Rounds it acked wait for a LAST to reach its table (a replaced bulk
+     * part's): one value again as a priority part of its own, the seal, so
+     * that the capture is confirmed now, not when some bulk part ends.
+     */
+    peer->pending[0] = cluster->positions[0];
+    peer->pending_value[0] = cluster->current[cluster->positions[0]];
+    peer->pending_count = 1;
+    priority = 1;
   }
   peer->pending_valid = priority + peer->bulk_pending_count > 0;
   peer->list_confirmed = false;

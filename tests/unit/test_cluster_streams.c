@@ -651,6 +651,38 @@ static void test_new_priority_part_replaces_bulk(void **state)
 }
 
 /*
+ * The seal: a batch that changed no value and no record (applied_seq moved
+ * alone) while bulk rounds were acked but not committed (staged at the peer,
+ * no LAST yet). The new list has nothing of priority; it sends one value
+ * again as its priority part, whose LAST commits what was staged, and only
+ * that ack confirms: not at once (the table lacks the staged rounds), not
+ * after the whole bulk.
+ */
+static void test_seal_commits_staged_rounds_first(void **state)
+{
+  (void)state;
+  struct world *world = world_new(2, 2);
+  const uint32_t statsd = 18u * TALLY_REPLICATION_ENTRIES_MAX;
+  write_statsd(world, 0, statsd, 1);
+  run_ms(world, 4); /* bulk rounds acked, staged at the peer, not committed */
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 1);
+  assert_true(peer->unsealed_rounds > 0);
+  __atomic_fetch_add(&world->nodes[0]->appliance.lcores[0].stats.applied_seq, 1,
+    __ATOMIC_RELEASE);
+  uint32_t t = 0;
+  for (; t < 40 && quorum_seq(world, 0) < 1; t++) {
+    run_ms(world, 1);
+    if (quorum_seq(world, 0) >= 1) assert_int_equal(peer->unsealed_rounds, 0);
+  }
+  assert_int_equal(quorum_seq(world, 0), 1);
+  assert_true(t < 10u); /* not after the 18 rounds of bulk */
+  assert_true(peer->pending_valid); /* the bulk goes on */
+  run_ms(world, 300);
+  for (uint32_t k = 0; k < statsd; k++) assert_int_equal(replica_statsd(world, 1, 0, k), 1 + k);
+  world_free(world);
+}
+
+/*
  * A counter statsd created and a reliable batch then wrote (the batch takes
  * its slot over) is a priority counter from then on: the ack of that batch
  * waits for its value, even while an older value of it is in a bulk part,
@@ -1274,6 +1306,7 @@ int main(void)
     cmocka_unit_test(test_resend_after_loss),
     cmocka_unit_test(test_priority_part_acked_before_bulk),
     cmocka_unit_test(test_new_priority_part_replaces_bulk),
+    cmocka_unit_test(test_seal_commits_staged_rounds_first),
     cmocka_unit_test(test_statsd_counter_written_by_a_batch_is_priority),
     cmocka_unit_test(test_snapshot_insert_failure_surfaced),
     cmocka_unit_test(test_total_beyond_int64_saturates),
