@@ -105,6 +105,7 @@ void tally_cluster_tick(struct tally_cluster *cluster, uint64_t wait_ns)
     __atomic_store_n(&cluster->scans_published, cluster->scans, __ATOMIC_RELAXED);
     cluster->next_scan_ms = now + config->replication_interval_ms;
   }
+  tally_cluster_plan(cluster); /* a newer scan's priority part need not wait for bulk */
   for (struct tally_cluster_peer *peer = NULL;
        (peer = tally_cluster_next_active(cluster, peer)) != NULL;) {
     tally_cluster_stream_out_pump(cluster, peer, now);

@@ -48,15 +48,24 @@
 struct rte_hash;
 
 /*
- * The parts of a scan's list, in the order they are sent: the records of
- * batches this node undid first (a replica never holds an undo's values
- * without knowing it was an undo), the counters, the records of batches this
- * node applied (never named before their values), then the claims.
+ * The parts of a scan's list, in the order they are sent (issue 12, item 1).
+ * The priority parts carry everything a reliable ack waits for: the records
+ * of batches this node undid first (a replica never holds an undo's values
+ * without knowing it was an undo), the priority counters (every counter a
+ * reliable batch or an undo ever wrote: a reliable slot in any shard, or one
+ * in the compensation shard), the records of batches this node applied (never
+ * named before their values), then the claims. Their last round carries LAST
+ * (the peer commits what it staged) and its ack confirms the scan's capture:
+ * quorum_seq moves. The bulk part follows: the statsd-only counters, in
+ * rounds of their own, the last one with LAST again. A newer scan does not
+ * wait for a bulk part to end: it replaces what is left of it (cluster_scan.c).
  */
 enum tally_list_part {
-  TALLY_LIST_UNDONE, TALLY_LIST_COUNTERS, TALLY_LIST_PRODUCERS, TALLY_LIST_CLAIMS
+  TALLY_LIST_UNDONE, TALLY_LIST_COUNTERS, TALLY_LIST_PRODUCERS, TALLY_LIST_CLAIMS,
+  TALLY_LIST_BULK
 };
-#define TALLY_LIST_PARTS 4u
+#define TALLY_LIST_PARTS 5u
+#define TALLY_LIST_PRIORITY_PARTS 4u /* the parts before TALLY_LIST_BULK */
 
 /* What a peer slot is (see above). */
 enum tally_peer_membership { TALLY_PEER_FREE = 0, TALLY_PEER_ACTIVE, TALLY_PEER_RETIRED };
@@ -106,6 +115,9 @@ struct tally_cluster_peer {
   size_t message_size;                /* <= TALLY_REPLICATION_SIZE_MAX */
   uint32_t message_count;             /* <= part_left(message_part) while in flight */
   uint8_t message_part;               /* what the round in flight carries: TALLY_LIST_* (< PARTS) */
+  bool message_last;                  /* it carries LAST: the peer commits what it staged */
+  uint32_t unsealed_rounds;           /* rounds acked since the last LAST acked: staged there,
+                                         not in its table yet (a confirmation waits for a LAST) */
   uint32_t message_index[TALLY_REPLICATION_ENTRIES_MAX]; /* snapshot indexes */
   int64_t message_value[TALLY_REPLICATION_ENTRIES_MAX];
   uint64_t sent_ms;
@@ -132,10 +144,16 @@ struct tally_cluster_peer {
    * stream_out.c as rounds are acked, emptied by peer.c. Every *_next <= its
    * *_count <= its array's length (allocated once, peer.c).
    */
-  uint32_t *pending;                  /* snapshot indexes still to send (capacity) */
+  uint32_t *pending;                  /* priority counters' snapshot indexes (capacity) */
   int64_t *pending_value;             /* their values at the planning scan */
   uint32_t pending_count;
   uint32_t pending_next;
+  uint32_t *bulk_pending;             /* statsd-only counters, after the claims: positions[]
+                                         indexes (positions[] only grows while it runs) */
+  int64_t *bulk_pending_value;        /* (pending_count + bulk_pending_count <= capacity) */
+  uint32_t bulk_pending_count;
+  uint32_t bulk_pending_next;
+  uint32_t bulk_cursor;               /* positions[] index the next bulk part starts at */
   struct tally_replication_producer *undone_pending; /* undone records to send, first */
   uint32_t undone_pending_count;
   uint32_t undone_pending_next;
@@ -154,9 +172,11 @@ struct tally_cluster_peer {
    * below (claims wait for W - 1 peers to hold them: quorum.c). */
   uint64_t claims_capture[TALLY_CLUSTER_CLAIM_RINGS_MAX];
   uint64_t claims_held[TALLY_CLUSTER_CLAIM_RINGS_MAX];
-  bool pending_valid;                 /* a scan's list is being sent */
+  bool pending_valid;                 /* a scan's list is being sent (priority or bulk) */
+  bool list_confirmed;                /* its capture is confirmed (priority part held) */
   uint64_t list_scan;                 /* that scan's stamp (unix microseconds) */
   uint64_t capture[TALLY_LCORES_MAX]; /* lcores' applied_seq when that scan began */
+  uint64_t list_scan_number;          /* cluster->scans of that scan (a newer one replaces bulk) */
   uint64_t confirmed[TALLY_LCORES_MAX]; /* applied_seq the peer is known to hold (<= capture) */
   int64_t *acked_value;               /* per snapshot index: what the peer holds (stream_out.c) */
   uint8_t *acked_known;               /* (peer.c clears it at a resync) */
@@ -206,6 +226,8 @@ struct tally_cluster_peer {
     "them (exact, slower; alert on any)")                                                     \
   _(totals_saturated, "counters whose node total (sum over shards) left int64: replicated " \
     "as INT64_MAX or INT64_MIN, not dropped")                                                 \
+  _(bulk_replaced, "bulk parts (statsd-only counters) a newer scan's list replaced before "  \
+    "they ended: what they had not sent went out in the newer list")                         \
   _(peer_restarts, "peers seen starting again (a heartbeat of a newer incarnation): each "  \
     "link is probed again")                                                                \
   _(full_scans, "scans that read every slot of every shard (the first, one after a failed " \
@@ -273,6 +295,7 @@ struct tally_cluster {
   char (*names)[TALLY_NAME_LEN_MAX];
   uint8_t *name_lens;
   uint8_t *owner_classes;             /* TALLY_CLASS_*: reliable if any shard's slot is (C1) */
+  uint8_t *priority;                  /* 1: in the priority part (reliable, or undone here) */
   int64_t *current;
   uint32_t *positions;                /* snapshot indexes in use, in order of first sight */
   uint32_t positions_count;
@@ -306,6 +329,9 @@ struct tally_cluster {
   TALLY_FOREACH_CLUSTER_COUNTER(TALLY_CLUSTER_COUNTER_FIELD)
 #undef TALLY_CLUSTER_COUNTER_FIELD
   uint64_t scans;
+  bool snapshot_ok;                   /* the last scan noted every counter: lists may be planned */
+  uint64_t scan_capture[TALLY_LCORES_MAX]; /* lcores' applied_seq before that scan's values */
+  uint64_t scan_stamp;                /* its unix microseconds (strictly increasing) */
   uint64_t next_scan_ms;
   uint64_t next_heartbeat_ms;          /* (liveness_lock) */
   volatile bool read_only;            /* read by the lcores */

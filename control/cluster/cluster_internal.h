@@ -112,7 +112,7 @@ uint32_t tally_cluster_peer_part_left(const struct tally_cluster_peer *peer,
 /* The first part (from `from` on) with entries left; TALLY_LIST_PARTS if none. */
 uint32_t tally_cluster_peer_part_next(const struct tally_cluster_peer *peer, uint32_t from);
 bool tally_cluster_peer_list_done(const struct tally_cluster_peer *peer);
-/* Lag: counters, producer records and claims of the current list not acked. */
+/* Lag: counters (priority and bulk), producer records and claims of the list not acked. */
 uint32_t tally_cluster_peer_lag(const struct tally_cluster_peer *peer);
 /* Synced, no list, nothing in flight: ready for the next scan's list. */
 bool tally_cluster_peer_idle(const struct tally_cluster_peer *peer);
@@ -141,7 +141,11 @@ void tally_cluster_peer_retired_slot(struct tally_cluster *cluster, uint32_t r, 
 void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluster_peer *peer);
 /* The peer restarted (a new incarnation): probe before sending more. */
 void tally_cluster_peer_restarted(struct tally_cluster *cluster, struct tally_cluster_peer *peer);
-/* The whole list is held by the peer: what it confirms becomes the peer's. */
+/*
+ * The list's priority parts are in the peer's table (acked, and no acked
+ * round waits for a LAST there): what they confirm becomes the peer's (the
+ * capture, hence quorum_seq; the records and claims planned).
+ */
 void tally_cluster_peer_confirm(struct tally_cluster *cluster, struct tally_cluster_peer *peer);
 
 /* ---- stream_out.c: this node's contribution to each peer ------------------------- */
@@ -239,5 +243,10 @@ int tally_cluster_fault_open_beside(struct tally_cluster *cluster,
 /* ---- cluster_scan.c: what tally_cluster_close frees (cluster_dedup.c's: cluster.h) ---- */
 
 void tally_cluster_snapshot_close(struct tally_cluster *cluster);
+/*
+ * Gives each peer that takes one the list of the last scan (every tick: an
+ * idle peer, or one with only bulk left and nothing in flight; issue 12).
+ */
+void tally_cluster_plan(struct tally_cluster *cluster);
 
 #endif

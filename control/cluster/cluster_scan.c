@@ -1,10 +1,10 @@
 /*
  * cluster_scan.c — this node's contribution as the replication thread sees
  * it: a snapshot of every counter's node total (sum over the shards), keyed
- * by name in an rte_hash, and for every idle peer the list of counters whose
+ * by name in an rte_hash, and for each peer the list of counters whose
  * value the peer does not hold yet. A scan notes each lcore's applied_seq
- * *before* it reads any value, so once a peer has acked the whole list it
- * holds every batch counted up to that point.
+ * *before* it reads any value, so once a peer has acked the list's priority
+ * part (enum tally_list_part) it holds every batch counted up to that point.
  *
  * Dirty slots (issue 12): the first scan reads every slot of every shard;
  * later ones read only the slots the writers marked dirty since (a bit per
@@ -14,11 +14,15 @@
  * seen. A value stored while its slot's bit was still set (no new mark) and
  * not yet visible to this scan's read is caught by the next: each scan reads
  * the slots the previous one took once more. A failed scan (fail closed,
- * below) took bits it did not use: the next one reads everything again. Around the counters go the
- * producer records that changed since the peer last held them all: the
- * records of batches this node undid before them, the records of batches it
- * applied after them, then the claims (cluster_dedup.c). Runs on the
- * cluster thread (the snapshot is opened and closed on the start-up thread).
+ * below) took bits it did not use: the next one reads everything again.
+ *
+ * Around the priority counters go the producer records that changed since
+ * the peer last held them all: the records of batches this node undid before
+ * them, the records of batches it applied after them, then the claims
+ * (cluster_dedup.c); the statsd-only counters follow as the bulk part, which
+ * the next scan's list replaces if it has not ended by then (issue 12, item
+ * 1). Runs on the cluster thread (the snapshot is opened and closed on the
+ * start-up thread).
  *
  * Nothing drops out silently (issue 14 H1, C1): the index hashes under a
  * random seed with extendable buckets, so names chosen to collide cannot
@@ -66,6 +70,7 @@ int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size
   cluster->names = calloc(cluster->capacity, sizeof cluster->names[0]);
   cluster->name_lens = calloc(cluster->capacity, 1);
   cluster->owner_classes = calloc(cluster->capacity, 1);
+  cluster->priority = calloc(cluster->capacity, 1);
   cluster->current = calloc(cluster->capacity, sizeof(int64_t));
   cluster->positions = calloc(cluster->capacity, sizeof(uint32_t));
   const struct tally_store *store = &appliance->store;
@@ -79,7 +84,7 @@ int tally_cluster_snapshot_open(struct tally_cluster *cluster, char *error, size
   }
   cluster->full_scan_needed = true;
   bool ok = cluster->index != NULL && cluster->names != NULL && cluster->name_lens != NULL &&
-    cluster->owner_classes != NULL &&
+    cluster->owner_classes != NULL && cluster->priority != NULL &&
     cluster->current != NULL && cluster->positions != NULL; /* (each peer's lists: cluster_members.c) */
   if (!ok) snprintf(error, error_size, "cluster: cannot allocate the replication snapshot");
   return ok ? 0 : -1;
@@ -91,6 +96,7 @@ void tally_cluster_snapshot_close(struct tally_cluster *cluster)
   free(cluster->names);
   free(cluster->name_lens);
   free(cluster->owner_classes);
+  free(cluster->priority);
   free(cluster->current);
   free(cluster->positions);
   for (uint32_t s = 0; s < TALLY_SHARDS_MAX; s++) {
@@ -101,6 +107,7 @@ void tally_cluster_snapshot_close(struct tally_cluster *cluster)
   cluster->names = NULL;
   cluster->name_lens = NULL;
   cluster->owner_classes = NULL;
+  cluster->priority = NULL;
   cluster->current = NULL;
   cluster->positions = NULL;
   cluster->positions_count = 0;
@@ -138,23 +145,32 @@ static bool own_total(const struct tally_store *store, const char *name, uint32_
 /*
  * The counter's class across this node's shards (C1): a reliable producer's
  * if any shard's slot is, so a restore from a peer gives it back as such.
+ * *priority: whether a reliable ack may wait for its value (issue 12): a
+ * reliable slot in any shard (a reliable batch takes its slot over before it
+ * writes, and before its applied_seq is published, so a scan that noted
+ * applied_seq first sees the class of every batch up to it), or a slot in
+ * the compensation shard (an undo here; last of the shards).
  */
 static uint8_t own_class(const struct tally_store *store, const char *name, uint32_t name_len,
-  uint32_t hash)
+  uint32_t hash, bool *priority)
 {
+  uint32_t last = store->geometry.shard_count - 1u; /* the compensation shard */
+  *priority = false;
   for (uint32_t i = 0; i < store->geometry.shard_count; i++) {
     int64_t slot = tally_shard_find(&store->shards[i], name, name_len, hash);
-    if (slot >= 0 && tally_shard_slot_class(&store->shards[i], (uint32_t)slot) !=
-        TALLY_CLASS_STATSD) {
+    if (slot < 0) continue;
+    if (tally_shard_slot_class(&store->shards[i], (uint32_t)slot) != TALLY_CLASS_STATSD) {
+      *priority = true;
       return TALLY_CLASS_RELIABLE;
     }
+    if (i == last) *priority = true;
   }
   return TALLY_CLASS_STATSD;
 }
 
 /* Notes the counter's total and class; false (counted) if the index refused it. */
 static bool record(struct tally_cluster *cluster, const char *name, uint32_t name_len,
-  int64_t total, uint8_t owner_class)
+  int64_t total, uint8_t owner_class, bool priority)
 {
   uint8_t key[KEY_SIZE];
   memset(key, 0, sizeof key);
@@ -174,6 +190,7 @@ static bool record(struct tally_cluster *cluster, const char *name, uint32_t nam
   }
   cluster->current[position] = total;
   cluster->owner_classes[position] = owner_class;
+  cluster->priority[position] = priority ? 1u : 0u;
   return true;
 }
 
@@ -194,8 +211,9 @@ static bool scan_slot(struct tally_cluster *cluster, uint32_t s, uint32_t slot, 
   if (first_only && seen_earlier(store, s, entry->name, name_len, entry->hash)) return true;
   int64_t total = 0;
   if (!own_total(store, entry->name, name_len, entry->hash, &total)) cluster->totals_saturated++;
-  return record(cluster, entry->name, name_len, total,
-    own_class(store, entry->name, name_len, entry->hash));
+  bool priority = false;
+  uint8_t owner_class = own_class(store, entry->name, name_len, entry->hash, &priority);
+  return record(cluster, entry->name, name_len, total, owner_class, priority);
 }
 
 /*
@@ -241,22 +259,42 @@ static bool scan_values(struct tally_cluster *cluster)
   return complete;
 }
 
-/* Gives an idle peer the list of counters it does not hold as they are now. */
-static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
-  const uint64_t *capture)
+/*
+ * The counters the peer does not hold as they are now: the priority ones
+ * into pending[], the statsd-only ones into bulk_pending[], the latter from
+ * the peer's bulk cursor on (round robin: a bulk part that newer scans keep
+ * replacing still reaches every counter in turn).
+ */
+static void plan_counters(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
 {
   uint32_t count = 0;
-  for (uint32_t i = 0; i < cluster->positions_count; i++) {
-    uint32_t position = cluster->positions[i];
-    if (peer->acked_known[position] && peer->acked_value[position] == cluster->current[position]) {
-      continue;
+  uint32_t bulk = 0;
+  uint32_t total = cluster->positions_count;
+  uint32_t start = peer->bulk_cursor < total ? peer->bulk_cursor : 0;
+  for (uint32_t n = 0; n < total; n++) {
+    uint32_t position = cluster->positions[(start + n) % total];
+    int64_t value = cluster->current[position];
+    if (peer->acked_known[position] && peer->acked_value[position] == value) continue;
+    if (cluster->priority[position]) {
+      peer->pending_value[count] = value;
+      peer->pending[count++] = position;
+    } else { /* (by positions[] index: the cursor is one) */
+      peer->bulk_pending_value[bulk] = value;
+      peer->bulk_pending[bulk++] = (start + n) % total;
     }
-    peer->pending_value[count] = cluster->current[position];
-    peer->pending[count++] = position;
   }
-  assert(count <= cluster->capacity);
-  uint32_t producers = 0; /* and the producer records it does not hold */
-  uint32_t undone = 0;    /* (those of the compensation shard, last, go first) */
+  assert(count + bulk <= cluster->capacity);
+  peer->pending_count = count;
+  peer->pending_next = 0;
+  peer->bulk_pending_count = bulk;
+  peer->bulk_pending_next = 0;
+}
+
+/* The producer records it does not hold (those of the compensation shard, last, go first). */
+static uint32_t plan_records(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
+{
+  uint32_t producers = 0;
+  uint32_t undone = 0;
   uint32_t first_undone = cluster->producer_positions -
     tally_cluster_compensation_shard(cluster)->producer_slots_count;
   for (uint32_t i = 0; i < cluster->producer_positions; i++) {
@@ -269,21 +307,78 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
   }
   assert(producers <= first_undone);
   assert(undone <= cluster->producer_positions - first_undone);
-  memcpy(peer->capture, capture, sizeof peer->capture);
-  memcpy(peer->claims_capture, cluster->claims_capture, sizeof peer->claims_capture);
-  peer->list_scan = tally_clock_unix_ns() / 1000u;
-  assert(peer->list_scan > 0);
-  peer->pending_count = count;
-  peer->pending_next = 0;
   peer->undone_pending_count = undone;
   peer->undone_pending_next = 0;
   peer->producers_pending_count = producers;
   peer->producers_pending_next = 0;
   peer->producers_list_scan = cluster->scans;
+  return undone + producers;
+}
+
+/*
+ * Gives the peer the list of the last scan, frozen: what it does not hold as
+ * it was at that scan. An idle peer's, or one whose list has only bulk left
+ * (nothing in flight): the new list replaces that bulk (the counters it had
+ * not sent yet are in the new one, at their newer values), so a newer scan's
+ * priority part waits for one bulk round at most.
+ */
+static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
+{
+  plan_counters(cluster, peer);
+  uint32_t records = plan_records(cluster, peer);
+  memcpy(peer->capture, cluster->scan_capture, sizeof peer->capture);
+  /* The claims noted by the same scan: confirming this list's priority part
+   * (which holds every value a claimed batch wrote) makes them claims_held. */
+  memcpy(peer->claims_capture, cluster->claims_capture, sizeof peer->claims_capture);
+  peer->list_scan = cluster->scan_stamp;
+  peer->list_scan_number = cluster->scans;
+  assert(peer->list_scan > 0);
   uint32_t claims = tally_cluster_dedup_plan_claims(cluster, peer); /* then the claims */
-  peer->pending_valid = undone + count + producers + claims > 0;
-  if (!peer->pending_valid) tally_cluster_peer_confirm(cluster, peer); /* holds it all */
+  uint32_t priority = peer->pending_count + records + claims;
+  if (priority == 0 && peer->unsealed_rounds > 0 && cluster->positions_count > 0) {
+    /*
+     * Rounds it acked wait for a LAST to reach its table (a replaced bulk
+     * part's): one value again as a priority part of its own, the seal, so
+     * that the capture is confirmed now, not when some bulk part ends.
+     */
+    peer->pending[0] = cluster->positions[0];
+    peer->pending_value[0] = cluster->current[cluster->positions[0]];
+    peer->pending_count = 1;
+    priority = 1;
+  }
+  peer->pending_valid = priority + peer->bulk_pending_count > 0;
+  peer->list_confirmed = false;
+  /* Nothing of priority to send, and its table has everything acked: it holds the capture. */
+  if (priority == 0 && peer->unsealed_rounds == 0) tally_cluster_peer_confirm(cluster, peer);
   tally_cluster_peer_assert_invariants(cluster, peer);
+}
+
+/*
+ * Whether the peer takes a list of the last scan now (see plan_peer): not
+ * planned from it yet (a resync plans again: peer.c zeroes list_scan_number),
+ * and idle, or only bulk left and nothing in flight.
+ */
+static bool plannable(const struct tally_cluster *cluster, const struct tally_cluster_peer *peer)
+{
+  if (!tally_cluster_peer_active(peer) || !peer->synced || peer->sent_seq != 0) return false;
+  if (peer->list_scan_number >= cluster->scans) return false; /* has the last scan's list */
+  return !peer->pending_valid ||
+    tally_cluster_peer_part_next(peer, 0) == TALLY_LIST_BULK;
+}
+
+void tally_cluster_plan(struct tally_cluster *cluster)
+{
+  if (!cluster->snapshot_ok) return; /* fail closed: no list lacks a counter; rescanned */
+  for (uint32_t i = 0; i < TALLY_REPLICA_REGIONS_MAX; i++) {
+    struct tally_cluster_peer *peer = &cluster->peers[i];
+    if (!plannable(cluster, peer)) continue;
+    if (peer->pending_valid) { /* the bulk left: from where it stopped, next time */
+      uint32_t next = peer->bulk_pending_next;
+      peer->bulk_cursor = next < peer->bulk_pending_count ? peer->bulk_pending[next] : 0;
+      cluster->bulk_replaced++;
+    }
+    plan_peer(cluster, peer);
+  }
 }
 
 void tally_cluster_scan(struct tally_cluster *cluster, bool force)
@@ -293,8 +388,10 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
   uint64_t writes = 0;
   /* Claims noted before the values: every claimed batch is in the values sent
    * (the compensation shard's keeper claims too: this thread writes them). */
+  uint64_t claims[TALLY_CLUSTER_CLAIM_RINGS_MAX] = { 0 };
   for (uint32_t r = 0; r < tally_cluster_claim_rings(cluster); r++) {
-    cluster->claims_capture[r] = tally_shard_claims_next(&appliance->store.shards[r]);
+    claims[r] = tally_shard_claims_next(&appliance->store.shards[r]);
+    writes += claims[r]; /* a keeper claim of this thread's is a change to send too */
   }
   for (uint32_t l = 0; l < appliance->lcore_count; l++) {
     capture[l] = __atomic_load_n(&appliance->lcores[l].stats.applied_seq, __ATOMIC_ACQUIRE);
@@ -317,14 +414,14 @@ void tally_cluster_scan(struct tally_cluster *cluster, bool force)
       memcpy(cluster->dedup_applied_seen, capture, sizeof cluster->dedup_applied_seen);
       cluster->compensations_seen = compensations;
     }
-    if (!scan_values(cluster)) return; /* fail closed: no list lacks a counter; retried */
+    cluster->snapshot_ok = scan_values(cluster);
+    if (!cluster->snapshot_ok) return; /* fail closed: no list lacks a counter; retried */
     tally_cluster_log_scan_mark(&cluster->log, appliance); /* log mode: what it read */
     cluster->writes_seen = writes;
     cluster->scans++;
-  }
-  for (uint32_t i = 0; i < TALLY_REPLICA_REGIONS_MAX; i++) {
-    struct tally_cluster_peer *peer = &cluster->peers[i];
-    if (!tally_cluster_peer_active(peer)) continue;
-    if (tally_cluster_peer_idle(peer)) plan_peer(cluster, peer, capture);
+    memcpy(cluster->scan_capture, capture, sizeof cluster->scan_capture);
+    memcpy(cluster->claims_capture, claims, sizeof cluster->claims_capture); /* (planned from) */
+    uint64_t stamp = tally_clock_unix_ns() / 1000u;
+    cluster->scan_stamp = stamp > cluster->scan_stamp ? stamp : cluster->scan_stamp + 1u;
   }
 }

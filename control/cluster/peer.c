@@ -8,7 +8,8 @@
  * Runs on the cluster thread (on the start-up thread before it starts);
  * activate and retire run under `lock` (cluster_members.c takes it), and
  * the readers (iteration, lag) also run on the control and HTTP threads
- * under `lock`.
+ * under `lock`. A list's priority parts come before its bulk part (enum
+ * tally_list_part); confirming a list means its priority parts are held.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -57,6 +58,9 @@ uint32_t tally_cluster_peer_part_left(const struct tally_cluster_peer *peer,
   case TALLY_LIST_CLAIMS:
     assert(peer->claims_pending_next <= peer->claims_pending_count);
     return peer->claims_pending_count - peer->claims_pending_next;
+  case TALLY_LIST_BULK:
+    assert(peer->bulk_pending_next <= peer->bulk_pending_count);
+    return peer->bulk_pending_count - peer->bulk_pending_next;
   }
   return 0;
 }
@@ -82,7 +86,8 @@ uint32_t tally_cluster_peer_lag(const struct tally_cluster_peer *peer)
   if (!peer->pending_valid) return 0;
   return tally_cluster_peer_part_left(peer, TALLY_LIST_COUNTERS) +
     tally_cluster_peer_part_left(peer, TALLY_LIST_PRODUCERS) +
-    tally_cluster_peer_part_left(peer, TALLY_LIST_CLAIMS);
+    tally_cluster_peer_part_left(peer, TALLY_LIST_CLAIMS) +
+    tally_cluster_peer_part_left(peer, TALLY_LIST_BULK);
 }
 
 bool tally_cluster_peer_idle(const struct tally_cluster_peer *peer)
@@ -96,6 +101,12 @@ static void assert_list(const struct tally_cluster *cluster, const struct tally_
 {
   assert(peer->pending_next <= peer->pending_count);
   assert(peer->pending_count <= cluster->capacity);
+  assert(peer->bulk_pending_next <= peer->bulk_pending_count);
+  assert(peer->pending_count + peer->bulk_pending_count <= cluster->capacity);
+  assert(peer->list_scan_number <= cluster->scans);
+  /* Confirmed only with nothing of priority left, and with no round waiting for a LAST. */
+  assert(!peer->pending_valid || !peer->list_confirmed ||
+    tally_cluster_peer_part_next(peer, 0) >= TALLY_LIST_BULK);
   assert(peer->undone_pending_next <= peer->undone_pending_count);
   assert(peer->undone_pending_count <= cluster->producer_positions);
   assert(peer->producers_pending_next <= peer->producers_pending_count);
@@ -123,6 +134,8 @@ static void assert_stream_out(const struct tally_cluster_peer *peer)
   assert(peer->message_count >= 1);
   assert(peer->message_count <= tally_cluster_peer_part_left(peer,
     (enum tally_list_part)peer->message_part));
+  assert(!peer->message_last || peer->message_part == TALLY_LIST_BULK ||
+    tally_cluster_peer_part_next(peer, peer->message_part + 1u) >= TALLY_LIST_BULK);
 }
 
 void tally_cluster_peer_assert_invariants(const struct tally_cluster *cluster,
@@ -140,6 +153,7 @@ void tally_cluster_peer_assert_invariants(const struct tally_cluster *cluster,
     return;
   }
   assert(peer->pending != NULL && peer->pending_value != NULL);
+  assert(peer->bulk_pending != NULL && peer->bulk_pending_value != NULL);
   assert(peer->acked_value != NULL && peer->acked_known != NULL);
   assert(peer->undone_pending != NULL && peer->producers_pending != NULL);
   assert(peer->claims_pending != NULL);
@@ -155,6 +169,8 @@ void tally_cluster_peer_free(struct tally_cluster_peer *peer)
 {
   free(peer->pending);
   free(peer->pending_value);
+  free(peer->bulk_pending);
+  free(peer->bulk_pending_value);
   free(peer->acked_value);
   free(peer->acked_known);
   free(peer->undone_pending);
@@ -163,6 +179,8 @@ void tally_cluster_peer_free(struct tally_cluster_peer *peer)
   tally_replica_stage_close(&peer->stage);
   peer->pending = NULL;
   peer->pending_value = NULL;
+  peer->bulk_pending = NULL;
+  peer->bulk_pending_value = NULL;
   peer->acked_value = NULL;
   peer->acked_known = NULL;
   peer->undone_pending = NULL;
@@ -178,6 +196,8 @@ int tally_cluster_peer_allocate(struct tally_cluster *cluster, struct tally_clus
   if (peer->pending != NULL) return 0;
   peer->pending = calloc(cluster->capacity, sizeof(uint32_t));
   peer->pending_value = calloc(cluster->capacity, sizeof(int64_t));
+  peer->bulk_pending = calloc(cluster->capacity, sizeof(uint32_t));
+  peer->bulk_pending_value = calloc(cluster->capacity, sizeof(int64_t));
   peer->acked_value = calloc(cluster->capacity, sizeof(int64_t));
   peer->acked_known = calloc(cluster->capacity, 1);
   peer->undone_pending = calloc(tally_cluster_compensation_shard(cluster)->producer_slots_count,
@@ -190,6 +210,7 @@ int tally_cluster_peer_allocate(struct tally_cluster *cluster, struct tally_clus
     replica->producer_slots_count, 2u * TALLY_CLUSTER_CLAIMS_PER_LIST);
   if (staged == 0 &&
       peer->pending != NULL && peer->pending_value != NULL && peer->acked_value != NULL &&
+      peer->bulk_pending != NULL && peer->bulk_pending_value != NULL &&
       peer->acked_known != NULL &&
       peer->undone_pending != NULL && peer->producers_pending != NULL &&
       peer->claims_pending != NULL) {
@@ -211,6 +232,8 @@ void tally_cluster_peer_activate(struct tally_cluster *cluster, uint32_t r, uint
   memset(peer, 0, sizeof *peer);
   peer->pending = kept.pending;
   peer->pending_value = kept.pending_value;
+  peer->bulk_pending = kept.bulk_pending;
+  peer->bulk_pending_value = kept.bulk_pending_value;
   peer->acked_value = kept.acked_value;
   peer->acked_known = kept.acked_known;
   peer->undone_pending = kept.undone_pending;
@@ -271,6 +294,10 @@ void tally_cluster_peer_reset(struct tally_cluster *cluster, struct tally_cluste
   peer->pending_valid = false;
   peer->pending_count = 0;
   peer->pending_next = 0;
+  peer->bulk_pending_count = 0;
+  peer->bulk_pending_next = 0;
+  peer->list_scan_number = 0; /* planned again from the last scan */
+  peer->list_confirmed = false;
   peer->undone_pending_count = 0;
   peer->undone_pending_next = 0;
   peer->producers_pending_count = 0;
@@ -300,10 +327,13 @@ void tally_cluster_peer_restarted(struct tally_cluster *cluster, struct tally_cl
 
 void tally_cluster_peer_confirm(struct tally_cluster *cluster, struct tally_cluster_peer *peer)
 {
+  assert(!peer->list_confirmed);
+  assert(tally_cluster_peer_part_next(peer, 0) >= TALLY_LIST_BULK);
+  assert(peer->unsealed_rounds == 0);
   memcpy(peer->confirmed, peer->capture, sizeof peer->confirmed);
   memcpy(peer->claims_held, peer->claims_capture, sizeof peer->claims_held);
   memcpy(peer->claims_sent, peer->claims_planned, sizeof peer->claims_sent);
   peer->producers_synced = peer->producers_list_scan;
-  peer->pending_valid = false;
+  peer->list_confirmed = true;
   tally_cluster_peer_assert_invariants(cluster, peer);
 }

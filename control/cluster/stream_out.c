@@ -1,8 +1,11 @@
 /*
  * stream_out.c — the outgoing replication stream: this node's contribution
  * to each peer, one round in flight per peer (stop-and-wait, link sequence
- * numbers), each as full as one datagram allows (TALLY_REPLICATION_SIZE_MAX), filled from the list the last scan planned (cluster_scan.c) in
- * list-part order (undone records, counters, records, claims), resent after
+ * numbers), each as full as one datagram allows (TALLY_REPLICATION_SIZE_MAX),
+ * filled from the list the last scan planned (cluster_scan.c) in
+ * list-part order (undone records, priority counters, records, claims: the
+ * last of those carries LAST, and its ack moves quorum_seq; then the bulk of
+ * statsd-only counters, ending with LAST again), resent after
  * TALLY_REPLICATION_TIMEOUT_MS with backoff and full jitter behind a circuit
  * breaker, and advanced by the peer's acks; a probe (a round with seq 0)
  * asks an unsynced peer what it holds. Runs on the cluster thread.
@@ -21,11 +24,16 @@ static void advance(struct tally_cluster_peer *peer)
     peer->undone_pending_next += peer->message_count;
     break;
   case TALLY_LIST_COUNTERS:
+  case TALLY_LIST_BULK:
     for (uint32_t i = 0; i < peer->message_count; i++) {
       peer->acked_value[peer->message_index[i]] = peer->message_value[i];
       peer->acked_known[peer->message_index[i]] = 1;
     }
-    peer->pending_next += peer->message_count;
+    if (peer->message_part == TALLY_LIST_BULK) {
+      peer->bulk_pending_next += peer->message_count;
+    } else {
+      peer->pending_next += peer->message_count;
+    }
     break;
   case TALLY_LIST_PRODUCERS:
     peer->producers_pending_next += peer->message_count;
@@ -56,7 +64,13 @@ void tally_cluster_stream_out_ack(struct tally_cluster *cluster, struct tally_cl
     peer->sent_seq = 0;
     peer->retries = 0;
     peer->rounds_acked++;
-    if (tally_cluster_peer_list_done(peer)) tally_cluster_peer_confirm(cluster, peer);
+    /* A LAST round's ack: the peer's table has every round acked before it. */
+    peer->unsealed_rounds = peer->message_last ? 0 : peer->unsealed_rounds + 1u;
+    if (!peer->list_confirmed && peer->unsealed_rounds == 0 &&
+        tally_cluster_peer_part_next(peer, 0) >= TALLY_LIST_BULK) {
+      tally_cluster_peer_confirm(cluster, peer); /* quorum_seq may move: bulk need not end */
+    }
+    if (tally_cluster_peer_list_done(peer)) peer->pending_valid = false;
     tally_cluster_peer_assert_invariants(cluster, peer);
     return;
   }
@@ -88,14 +102,22 @@ static void fill_records(const struct tally_replication_producer *pending, uint3
   assert(round->count >= 1);
 }
 
-/* Packs as many counters as fit one datagram (issue 12: by size, not a fixed count). */
+/*
+ * Fills a round with counters, priority (snapshot indexes) or bulk
+ * (positions[] indexes), as many as fit one datagram (issue 12: by size, not
+ * a fixed count).
+ */
 static void fill_counters(struct tally_cluster *cluster, struct tally_cluster_peer *peer,
-  uint32_t left, struct tally_replication_message *round)
+  uint32_t left, bool bulk, struct tally_replication_message *round)
 {
+  const uint32_t *pending = bulk ? peer->bulk_pending + peer->bulk_pending_next :
+    peer->pending + peer->pending_next;
+  const int64_t *values = bulk ? peer->bulk_pending_value + peer->bulk_pending_next :
+    peer->pending_value + peer->pending_next;
   size_t body = 0;
   while (round->count < TALLY_REPLICATION_ENTRIES_MAX && round->count < left) {
-    uint32_t position = peer->pending[peer->pending_next + round->count];
-    int64_t value = peer->pending_value[peer->pending_next + round->count]; /* as planned */
+    uint32_t position = bulk ? cluster->positions[pending[round->count]] : pending[round->count];
+    int64_t value = values[round->count]; /* as planned */
     body += tally_replication_entry_size(cluster->name_lens[position]);
     if (body > TALLY_REPLICATION_BODY_MAX) break;
     peer->message_index[round->count] = position;
@@ -119,8 +141,8 @@ static void fill_round(struct tally_cluster *cluster, struct tally_cluster_peer 
   assert(left >= 1);
   if (part == TALLY_LIST_UNDONE) {
     fill_records(peer->undone_pending + peer->undone_pending_next, left, round);
-  } else if (part == TALLY_LIST_COUNTERS) {
-    fill_counters(cluster, peer, left, round);
+  } else if (part == TALLY_LIST_COUNTERS || part == TALLY_LIST_BULK) {
+    fill_counters(cluster, peer, left, part == TALLY_LIST_BULK, round);
   } else if (part == TALLY_LIST_PRODUCERS) {
     fill_records(peer->producers_pending + peer->producers_pending_next, left, round);
   } else {
@@ -131,9 +153,11 @@ static void fill_round(struct tally_cluster *cluster, struct tally_cluster_peer 
     }
   }
   assert(round->count >= 1 && round->count <= left);
-  bool last = round->count == left &&
-    tally_cluster_peer_part_next(peer, next + 1u) == TALLY_LIST_PARTS;
-  if (last) round->flags |= TALLY_REPLICATION_FLAG_LAST; /* completes the scan's list */
+  /* LAST ends the priority parts (quorum_seq waits for it), and again the bulk part. */
+  bool last = round->count == left && (part == TALLY_LIST_BULK ||
+    tally_cluster_peer_part_next(peer, next + 1u) >= TALLY_LIST_BULK);
+  if (last) round->flags |= TALLY_REPLICATION_FLAG_LAST; /* the peer commits what it staged */
+  peer->message_last = last;
 }
 
 static void send_round(struct tally_cluster *cluster, struct tally_cluster_peer *peer,

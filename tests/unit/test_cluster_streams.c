@@ -197,6 +197,8 @@ static void config_for(const struct world *world, uint32_t index, struct tally_c
  * names (3 x ENTRIES_MAX); a test of the statsd share sets 256 first.
  */
 static uint32_t counters_max = 4096;
+/* The priority/bulk tests' (up to 18 x ENTRIES_MAX statsd-only counters, within their share). */
+#define BULK_COUNTERS_MAX 32768u
 
 static void node_open(struct world *world, uint32_t index, bool restore)
 {
@@ -300,30 +302,43 @@ static struct tally_cluster *cluster_of(struct world *world, uint32_t index)
   return &world->nodes[index]->cluster;
 }
 
-/* Counters "c<k>" = value + k on node index's lcore shard; one reliable batch more applied. */
+/*
+ * Counters "c<k>" = value + k on node index's lcore shard; one reliable batch
+ * more applied. As a reliable batch does, it takes the slots over (reliable
+ * class) before it publishes applied_seq: the counters a reliable ack waits for.
+ */
 static void write_counters(struct world *world, uint32_t index, uint32_t count, int64_t value)
 {
   struct tally_appliance *appliance = &world->nodes[index]->appliance;
+  struct tally_shard *shard = &appliance->store.shards[0];
   for (uint32_t k = 0; k < count; k++) {
     char name[16];
     int length = snprintf(name, sizeof name, "c%u", k);
-    assert_int_equal(tally_shard_set(&appliance->store.shards[0], name, (uint32_t)length,
-      tally_store_name_hash(&appliance->store, name, (size_t)length), value + k), TALLY_OK);
+    assert_int_equal(tally_shard_set_class(shard, name, (uint32_t)length,
+      tally_store_name_hash(&appliance->store, name, (size_t)length), value + k,
+      TALLY_CLASS_RELIABLE, shard->counters_max), TALLY_OK);
   }
   __atomic_fetch_add(&appliance->lcores[0].stats.applied_seq, 1, __ATOMIC_RELEASE);
 }
 
-/* What node `holder` holds of origin's counter "c<k>"; -1 if it holds no such counter. */
-static int64_t replica_value(struct world *world, uint32_t holder, uint32_t origin, uint32_t k)
+/* What node `holder` holds of origin's counter (format, k); -1 if it holds no such counter. */
+static int64_t replica_named(struct world *world, uint32_t holder, uint32_t origin,
+  const char *format, uint32_t k)
 {
   const struct tally_store *store = &world->nodes[holder]->appliance.store;
   int32_t r = tally_store_replica_find(store, (uint16_t)(origin + 1u));
   assert_true(r >= 0);
   char name[16];
-  int length = snprintf(name, sizeof name, "c%u", k);
+  int length = snprintf(name, sizeof name, format, k);
   int64_t slot = tally_shard_find(&store->replicas[r], name, (uint32_t)length,
     tally_store_name_hash(store, name, (size_t)length));
   return slot < 0 ? -1 : tally_shard_slot_value(&store->replicas[r], (uint32_t)slot);
+}
+
+/* ... of origin's counter "c<k>" (write_counters'). */
+static int64_t replica_value(struct world *world, uint32_t holder, uint32_t origin, uint32_t k)
+{
+  return replica_named(world, holder, origin, "c%u", k);
 }
 
 static const struct tally_cluster_peer *peer_of(struct world *world, uint32_t index,
@@ -516,18 +531,20 @@ static void test_log_mode_ack_waits_for_the_log(void **state)
     persist(world, 1, 1, logged, count, &held);
   }
   assert_int_equal(quorum_seq(world, 0), 0);
-  /* c0..c9 reliable-owned: their values go to the log as reliable (a replay keeps the class). */
+  /* c0..c9 reliable-owned: their values go to the log as reliable (a replay keeps the class);
+   * the others statsd-only (write_counters would take them all over as reliable). */
   struct tally_shard *shard = &world->nodes[0]->appliance.store.shards[0];
-  for (uint32_t k = 0; k < 10; k++) {
+  for (uint32_t k = 0; k < count; k++) {
     char name[16];
     int length = snprintf(name, sizeof name, "c%u", k);
     assert_int_equal(tally_shard_set_class(shard, name, (uint32_t)length,
-      tally_shard_name_hash(shard, name, (size_t)length), 0, TALLY_CLASS_RELIABLE,
-      shard->counters_max), TALLY_OK);
+      tally_shard_name_hash(shard, name, (size_t)length), 500 + k,
+      k < 10 ? TALLY_CLASS_RELIABLE : TALLY_CLASS_STATSD, shard->counters_max), TALLY_OK);
   }
-  write_counters(world, 0, count, 500);
-  run_ms(world, 300); /* nothing persisted: the list lands, its last ACK does not leave */
-  for (uint32_t k = 0; k < count; k++) assert_int_equal(replica_value(world, 1, 0, k), 500 + k);
+  __atomic_fetch_add(&world->nodes[0]->appliance.lcores[0].stats.applied_seq, 1, __ATOMIC_RELEASE);
+  run_ms(world, 300); /* nothing persisted: the priority part lands, its LAST's ACK does not
+                       * leave (so the statsd-only bulk part, after it, has not started) */
+  for (uint32_t k = 0; k < 10; k++) assert_int_equal(replica_value(world, 1, 0, k), 500 + k);
   assert_int_equal(quorum_seq(world, 0), 0);
   const struct tally_cluster_peer *receiver = peer_of(world, 1, 0);
   assert_true(receiver->ack_deferred != 0);
@@ -539,6 +556,7 @@ static void test_log_mode_ack_waits_for_the_log(void **state)
   }
   assert_int_equal(quorum_seq(world, 0), 1);
   assert_int_equal(receiver->ack_deferred, 0);
+  for (uint32_t k = 0; k < count; k++) assert_int_equal(replica_value(world, 1, 0, k), 500 + k);
   for (uint32_t k = 0; k < count; k++) assert_int_equal(logged[k], 500 + k);
   for (uint32_t k = 0; k < count; k++) assert_int_equal(logged_reliable[k], k < 10);
   const struct tally_store *store = &world->nodes[1]->appliance.store;
@@ -565,6 +583,205 @@ static void test_resend_after_loss(void **state)
   }
   assert_int_equal(quorum_seq(world, 0), 1);
   world_free(world);
+}
+
+static void set_named(struct tally_shard *shard, const char *format, uint32_t k, int64_t value,
+  uint8_t owner_class)
+{
+  char name[16];
+  int length = snprintf(name, sizeof name, format, k);
+  assert_int_equal(tally_shard_set_class(shard, name, (uint32_t)length,
+    tally_shard_name_hash(shard, name, (size_t)length), value, owner_class, shard->counters_max), TALLY_OK);
+}
+
+/* The class a node's replica of origin holds for name (format, k); asserts it holds it. */
+static uint8_t held_class(struct world *world, uint32_t holder, uint32_t origin,
+  const char *format, uint32_t k)
+{
+  const struct tally_store *store = &world->nodes[holder]->appliance.store;
+  int32_t r = tally_store_replica_find(store, (uint16_t)(origin + 1u));
+  assert_true(r >= 0);
+  char name[16];
+  int length = snprintf(name, sizeof name, format, k);
+  int64_t slot = tally_shard_find(&store->replicas[r], name, (uint32_t)length,
+    tally_shard_name_hash(&store->replicas[r], name, (size_t)length));
+  assert_true(slot >= 0);
+  return tally_shard_slot_class(&store->replicas[r], (uint32_t)slot);
+}
+
+/* ---- Priority and bulk parts (issue 12, item 1) ----------------------------------- */
+
+/* count statsd-only counters "s<k>" = value + k on node index's lcore shard (no batch). */
+static void write_statsd(struct world *world, uint32_t index, uint32_t count, int64_t value)
+{
+  struct tally_shard *shard = &world->nodes[index]->appliance.store.shards[0];
+  for (uint32_t k = 0; k < count; k++) set_named(shard, "s%u", k, value + k, TALLY_CLASS_STATSD);
+  __atomic_fetch_add(&world->nodes[index]->appliance.lcores[0].stats.statsd_increments, count,
+    __ATOMIC_RELAXED); /* what makes the next scan read the values */
+}
+
+/* What node holder's replica of origin holds of "s<k>" (-1: nothing). */
+static int64_t replica_statsd(struct world *world, uint32_t holder, uint32_t origin, uint32_t k)
+{
+  return replica_named(world, holder, origin, "s%u", k);
+}
+
+/*
+ * Steps the world a millisecond at a time (at most ms) until node 0's
+ * quorum_seq reaches seq; at every step, the guarantee: while quorum_seq
+ * covers a batch, the peer's replica TABLE (not its stage) holds the values
+ * of every reliable counter as that batch left them ("c<k>" = value + k).
+ * Returns the milliseconds it took.
+ */
+static uint32_t run_until_quorum(struct world *world, uint64_t seq, uint32_t count,
+  int64_t value, uint32_t ms)
+{
+  for (uint32_t t = 1; t <= ms; t++) {
+    run_ms(world, 1);
+    if (quorum_seq(world, 0) < seq) continue;
+    for (uint32_t k = 0; k < count; k++) assert_int_equal(replica_value(world, 1, 0, k), value + k);
+    return t;
+  }
+  fail_msg("quorum_seq did not reach %lu in %u ms", (unsigned long)seq, ms);
+  return ms;
+}
+
+/*
+ * The priority part goes first and its ack moves quorum_seq: a reliable
+ * batch is acked while most statsd-only counters are still to come, and they
+ * all come after it. Before, the ack waited for every counter of the list.
+ */
+static void test_priority_part_acked_before_bulk(void **state)
+{
+  (void)state;
+  counters_max = BULK_COUNTERS_MAX;
+  struct world *world = world_new(2, 2);
+  const uint32_t statsd = 16u * TALLY_REPLICATION_ENTRIES_MAX; /* 16 bulk rounds */
+  write_statsd(world, 0, statsd, 1000);
+  write_counters(world, 0, 5, 10); /* one reliable batch, 5 counters */
+  uint32_t took = run_until_quorum(world, 1, 5, 10, 100);
+  uint32_t held = 0;
+  for (uint32_t k = 0; k < statsd; k++) held += replica_statsd(world, 1, 0, k) >= 0;
+  assert_true(held < statsd / 2u); /* acked with most of the bulk still to go */
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 1);
+  assert_true(peer->pending_valid && peer->list_confirmed);
+  assert_true(took < 16u);
+  run_ms(world, 300);
+  for (uint32_t k = 0; k < statsd; k++) assert_int_equal(replica_statsd(world, 1, 0, k), 1000 + k);
+  assert_false(peer->pending_valid);
+  assert_int_equal(peer->unsealed_rounds, 0);
+  world_free(world);
+  counters_max = 4096;
+}
+
+/*
+ * A newer scan's priority part does not wait for an older bulk part to end:
+ * the bulk is replaced (what it had not sent goes in the new list, from where
+ * it stopped), the new batch is acked within a few rounds, and every statsd
+ * counter still arrives at its newest value.
+ */
+static void test_new_priority_part_replaces_bulk(void **state)
+{
+  (void)state;
+  counters_max = BULK_COUNTERS_MAX;
+  struct world *world = world_new(2, 2);
+  const uint32_t statsd = 18u * TALLY_REPLICATION_ENTRIES_MAX;
+  write_statsd(world, 0, statsd, 1);
+  run_ms(world, 8); /* the bulk part is under way (after the next scan's dirty-slot recheck
+                      * replaced the first list's bulk and sealed its one staged round) */
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 1);
+  assert_true(peer->pending_valid && peer->bulk_pending_next > 0);
+  assert_true(peer->bulk_pending_next < peer->bulk_pending_count);
+  uint64_t replaced = cluster_of(world, 0)->bulk_replaced;
+  write_counters(world, 0, 3, 50);
+  run_until_quorum(world, 1, 3, 50, 10); /* not after the 18 rounds of bulk */
+  assert_true(cluster_of(world, 0)->bulk_replaced > replaced);
+  write_statsd(world, 0, statsd, 2); /* and statsd moves on meanwhile */
+  write_counters(world, 0, 3, 60);
+  run_until_quorum(world, 2, 3, 60, 10);
+  run_ms(world, 300);
+  for (uint32_t k = 0; k < statsd; k++) assert_int_equal(replica_statsd(world, 1, 0, k), 2 + k);
+  assert_false(peer->pending_valid);
+  world_free(world);
+  counters_max = 4096;
+}
+
+/*
+ * The seal: a batch that changed no value and no record (applied_seq moved
+ * alone) while bulk rounds were acked but not committed (staged at the peer,
+ * no LAST yet). The new list has nothing of priority; it sends one value
+ * again as its priority part, whose LAST commits what was staged, and only
+ * that ack confirms: not at once (the table lacks the staged rounds), not
+ * after the whole bulk.
+ */
+static void test_seal_commits_staged_rounds_first(void **state)
+{
+  (void)state;
+  counters_max = BULK_COUNTERS_MAX;
+  struct world *world = world_new(2, 2);
+  const uint32_t statsd = 18u * TALLY_REPLICATION_ENTRIES_MAX;
+  write_statsd(world, 0, statsd, 1);
+  run_ms(world, 8); /* bulk rounds acked, staged at the peer, not committed (past the
+                      * dirty-slot recheck's list, whose seal committed the first round) */
+  const struct tally_cluster_peer *peer = peer_of(world, 0, 1);
+  assert_true(peer->unsealed_rounds > 0);
+  __atomic_fetch_add(&world->nodes[0]->appliance.lcores[0].stats.applied_seq, 1,
+    __ATOMIC_RELEASE);
+  uint32_t t = 0;
+  for (; t < 40 && quorum_seq(world, 0) < 1; t++) {
+    run_ms(world, 1);
+    if (quorum_seq(world, 0) >= 1) assert_int_equal(peer->unsealed_rounds, 0);
+  }
+  assert_int_equal(quorum_seq(world, 0), 1);
+  assert_true(t < 10u); /* not after the 18 rounds of bulk */
+  assert_true(peer->pending_valid); /* the bulk goes on */
+  run_ms(world, 300);
+  for (uint32_t k = 0; k < statsd; k++) assert_int_equal(replica_statsd(world, 1, 0, k), 1 + k);
+  world_free(world);
+  counters_max = 4096;
+}
+
+/*
+ * A counter statsd created and a reliable batch then wrote (the batch takes
+ * its slot over) is a priority counter from then on: the ack of that batch
+ * waits for its value, even while an older value of it is in a bulk part,
+ * staged at the peer or still to be sent. And statsd writing a reliable
+ * counter (ingest.statsd_writes_reliable) keeps it a priority counter.
+ */
+static void test_statsd_counter_written_by_a_batch_is_priority(void **state)
+{
+  (void)state;
+  counters_max = BULK_COUNTERS_MAX;
+  struct world *world = world_new(2, 2);
+  const uint32_t statsd = 12u * TALLY_REPLICATION_ENTRIES_MAX;
+  struct tally_shard *shard = &world->nodes[0]->appliance.store.shards[0];
+  write_statsd(world, 0, statsd, 100);
+  run_ms(world, 3); /* "s0".. in flight or staged as statsd's, the rest still to come */
+  /* A batch writes "s0" and the last statsd counter: both taken over. */
+  set_named(shard, "s%u", 0, 7000, TALLY_CLASS_RELIABLE);
+  set_named(shard, "s%u", statsd - 1u, 7001, TALLY_CLASS_RELIABLE);
+  __atomic_fetch_add(&world->nodes[0]->appliance.lcores[0].stats.applied_seq, 1,
+    __ATOMIC_RELEASE);
+  for (uint32_t t = 0; t < 50 && quorum_seq(world, 0) < 1; t++) run_ms(world, 1);
+  assert_int_equal(quorum_seq(world, 0), 1);
+  assert_int_equal(replica_statsd(world, 1, 0, 0), 7000);          /* in the table when acked */
+  assert_int_equal(replica_statsd(world, 1, 0, statsd - 1u), 7001);
+  assert_int_equal(held_class(world, 1, 0, "s%u", 0), TALLY_CLASS_RELIABLE);
+  run_ms(world, 300);
+  /* statsd now writes the reliable "s0" (writes_reliable): the next batch waits for it too. */
+  write_statsd(world, 0, statsd - 1u, 200); /* "s0" = 200 (all but the last: it stays 7001) */
+  write_counters(world, 0, 2, 5);
+  for (uint32_t t = 0; t < 50 && quorum_seq(world, 0) < 2; t++) run_ms(world, 1);
+  assert_int_equal(quorum_seq(world, 0), 2);
+  assert_int_equal(replica_value(world, 1, 0, 1), 6);
+  assert_int_equal(replica_statsd(world, 1, 0, 0), 200); /* in the table with the batch's ack */
+  assert_int_equal(replica_statsd(world, 1, 0, statsd - 1u), 7001);
+  run_ms(world, 300);
+  for (uint32_t k = 1; k + 1u < statsd; k++) {
+    assert_int_equal(replica_statsd(world, 1, 0, k), 200 + k);
+  }
+  world_free(world);
+  counters_max = 4096;
 }
 
 /* A round ahead of what the peer holds: answered with what it holds, nothing applied. */
@@ -905,30 +1122,6 @@ static void test_peer_lost_state_is_resynced(void **state)
 }
 
 /* Sets name (printf-style with k) in shard, of owner_class, outside statsd's share. */
-static void set_named(struct tally_shard *shard, const char *format, uint32_t k, int64_t value,
-  uint8_t owner_class)
-{
-  char name[16];
-  int length = snprintf(name, sizeof name, format, k);
-  assert_int_equal(tally_shard_set_class(shard, name, (uint32_t)length,
-    tally_shard_name_hash(shard, name, (size_t)length), value, owner_class, shard->counters_max), TALLY_OK);
-}
-
-/* The class a node's replica of origin holds for name (format, k); asserts it holds it. */
-static uint8_t held_class(struct world *world, uint32_t holder, uint32_t origin,
-  const char *format, uint32_t k)
-{
-  const struct tally_store *store = &world->nodes[holder]->appliance.store;
-  int32_t r = tally_store_replica_find(store, (uint16_t)(origin + 1u));
-  assert_true(r >= 0);
-  char name[16];
-  int length = snprintf(name, sizeof name, format, k);
-  int64_t slot = tally_shard_find(&store->replicas[r], name, (uint32_t)length,
-    tally_shard_name_hash(&store->replicas[r], name, (size_t)length));
-  assert_true(slot >= 0);
-  return tally_shard_slot_class(&store->replicas[r], (uint32_t)slot);
-}
-
 /*
  * A restored store keeps the traffic classes (issue 14, C1): the class
  * travels with each counter, every reliable counter comes back as the
@@ -1175,6 +1368,10 @@ int main(void)
     cmocka_unit_test(test_rounds_and_acks),
     cmocka_unit_test(test_scan_reads_only_dirty_slots),
     cmocka_unit_test(test_resend_after_loss),
+    cmocka_unit_test(test_priority_part_acked_before_bulk),
+    cmocka_unit_test(test_new_priority_part_replaces_bulk),
+    cmocka_unit_test(test_seal_commits_staged_rounds_first),
+    cmocka_unit_test(test_statsd_counter_written_by_a_batch_is_priority),
     cmocka_unit_test(test_snapshot_insert_failure_surfaced),
     cmocka_unit_test(test_total_beyond_int64_saturates),
     cmocka_unit_test(test_gap_is_answered_with_held),
