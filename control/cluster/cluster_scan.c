@@ -354,14 +354,31 @@ static void plan_peer(struct tally_cluster *cluster, struct tally_cluster_peer *
 }
 
 /*
+ * An idle peer that has the last scan's list still takes it again while that
+ * scan's claims wait for it that claims_quorum now allows (W - 1 peers
+ * confirmed lists holding their values since it was planned): no newer scan
+ * may come (nothing written), and the claims must not wait for one.
+ */
+static bool claims_due(struct tally_cluster *cluster, const struct tally_cluster_peer *peer)
+{
+  if (peer->pending_valid) return false;
+  for (uint32_t r = 0; r < tally_cluster_claim_rings(cluster); r++) {
+    uint64_t until = cluster->claims_quorum[r] < cluster->claims_capture[r] ?
+      cluster->claims_quorum[r] : cluster->claims_capture[r];
+    if (peer->claims_sent[r] < until) return true;
+  }
+  return false;
+}
+
+/*
  * Whether the peer takes a list of the last scan now (see plan_peer): not
  * planned from it yet (a resync plans again: peer.c zeroes list_scan_number),
  * and idle, or only bulk left and nothing in flight.
  */
-static bool plannable(const struct tally_cluster *cluster, const struct tally_cluster_peer *peer)
+static bool plannable(struct tally_cluster *cluster, const struct tally_cluster_peer *peer)
 {
   if (!tally_cluster_peer_active(peer) || !peer->synced || peer->sent_seq != 0) return false;
-  if (peer->list_scan_number >= cluster->scans) return false; /* has the last scan's list */
+  if (peer->list_scan_number >= cluster->scans) return claims_due(cluster, peer);
   return !peer->pending_valid ||
     tally_cluster_peer_part_next(peer, 0) == TALLY_LIST_BULK;
 }
