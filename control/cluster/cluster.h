@@ -465,7 +465,8 @@ int tally_cluster_members_reload(struct tally_cluster *cluster,
 int tally_cluster_members_check(struct tally_cluster *cluster,
   const struct tally_cluster_config *fresh, char *error, size_t error_size);
 /* The replica tables the lcores consult (every bound one) into config. */
-void tally_cluster_members_dp(const struct tally_store *store, struct tally_dp_config *config);
+void tally_cluster_members_dp(const struct tally_store *store, uint32_t write_quorum,
+  struct tally_dp_config *config);
 /* Frees what the membership owns (after the thread stopped). */
 void tally_cluster_members_close(struct tally_cluster *cluster);
 

@@ -133,9 +133,11 @@ int tally_cluster_members_open(struct tally_cluster *cluster, char *error, size_
   return 0;
 }
 
-void tally_cluster_members_dp(const struct tally_store *store, struct tally_dp_config *config)
+void tally_cluster_members_dp(const struct tally_store *store, uint32_t write_quorum,
+  struct tally_dp_config *config)
 {
   assert(store->geometry.replica_count <= TALLY_REPLICA_REGIONS_MAX);
+  config->remote_duplicate_is_quorum = write_quorum <= 2u;
   config->remote_dedup_count = 0;
   for (uint32_t r = 0; r < store->geometry.replica_count; r++) {
     if (!tally_store_replica_bound(store, r)) continue;
@@ -267,7 +269,8 @@ static int bind_new(struct tally_cluster *cluster, const struct tally_cluster_co
 }
 
 /* The lcores' list of replica tables, with the new ones: RCU, as every dp_config. */
-static int publish_dp(struct tally_appliance *appliance, char *error, size_t error_size)
+static int publish_dp(struct tally_appliance *appliance, uint32_t write_quorum, char *error,
+  size_t error_size)
 {
   struct tally_dp_config *next = malloc(sizeof *next);
   if (next == NULL) {
@@ -275,7 +278,7 @@ static int publish_dp(struct tally_appliance *appliance, char *error, size_t err
     return -1;
   }
   *next = *appliance->dp_config;
-  tally_cluster_members_dp(&appliance->store, next);
+  tally_cluster_members_dp(&appliance->store, write_quorum, next);
   next->generation++;
   struct tally_dp_config *old = rcu_xchg_pointer(&appliance->dp_config, next);
   urcu_qsbr_synchronize_rcu(); /* every lcore has passed a quiescent state */
@@ -362,7 +365,8 @@ int tally_cluster_members_reload(struct tally_cluster *cluster,
   bool bound_any = false;
   if (next == NULL) return refuse(cluster, out, "cluster: out of memory for the membership");
   if (bind_new(cluster, fresh, &bound_any, error, sizeof error) != 0 ||
-      (bound_any && publish_dp(appliance, error, sizeof error) != 0)) {
+      ((bound_any || fresh->write_quorum != running.write_quorum) &&
+       publish_dp(appliance, fresh->write_quorum, error, sizeof error) != 0)) {
     free(next);
     return refuse(cluster, out, error);
   }

@@ -56,7 +56,8 @@ static void cluster_open(struct tally_appliance *appliance)
    * Cross-node dedup: a batch a peer (or a retired node) already applied is
    * answered DUPLICATE. The lcores are not running yet: written in place.
    */
-  tally_cluster_members_dp(&appliance->store, appliance->dp_config);
+  tally_cluster_members_dp(&appliance->store, appliance->config.cluster.write_quorum,
+    appliance->dp_config);
   if (appliance->log != NULL && tally_log_checkpoint_wait(appliance, error, sizeof error) != 0) {
     die(error);
   }

@@ -46,6 +46,7 @@
   _(batches_applied, "binary batches applied")                                   \
   _(batches_duplicate, "binary batches answered DUPLICATE")                      \
   _(batches_duplicate_remote, "of those, batches another cluster node applied")   \
+  _(batches_duplicate_remote_applied, "batches another node applied, applied here (W >= 3)") \
   _(batch_increments, "pairs applied from binary batches")                       \
   _(batches_steered, "binary batches handed to their producer's lcore")          \
   _(acks_sent, "acks sent")                                                      \

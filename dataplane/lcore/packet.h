@@ -39,6 +39,14 @@ struct tally_dp_config {
    */
   const struct tally_shard *remote_dedup[TALLY_REPLICA_REGIONS_MAX];
   uint32_t remote_dedup_count;
+  /*
+   * Whether a peer's record of a batch may be answered DUPLICATE: it proves
+   * two copies (the peer's and this node's replica of it), a write quorum
+   * only with W <= 2. false (W >= 3, and any config built without the
+   * cluster): the batch is applied here, and the cluster thread's claims
+   * settle the two applies (docs/cluster.md, cross-node dedup).
+   */
+  bool remote_duplicate_is_quorum;
   /* DogStatsD tags: keep, drop, or an allow-list (ingest.statsd_tags; restart to change). */
   struct tally_tags_policy statsd_tags;
   /*

@@ -929,6 +929,7 @@ static void test_replay_from_another_node_not_counted(void **state)
   }
   dp_config.remote_dedup[0] = &replica;
   dp_config.remote_dedup_count = 1;
+  dp_config.remote_duplicate_is_quorum = true; /* W <= 2 */
   uint8_t batch[256];
   size_t mine = make_batch(batch, sizeof batch, 4, 1, dp_config.key); /* waits: not durable */
   replay_frames(batch, mine, 1);
@@ -953,7 +954,31 @@ static void test_replay_from_another_node_not_counted(void **state)
     sizeof batch, 2, 200, dp_config.key));
   rte_pktmbuf_free(out[0]);
   rte_pktmbuf_free(out[1]);
+  /*
+   * W >= 3: the peer's record proves two copies, not W. The batch is applied
+   * here like one nobody applied (the claims settle the two applies), never
+   * answered DUPLICATE from the record (chaos seed 7510, 2 lcores, W = 3,
+   * lost acked batches so). A replay far below the record is still STALE.
+   */
+  dp_config.remote_duplicate_is_quorum = false;
+  size = make_batch(batch, sizeof batch, 2, 199, dp_config.key); /* applied on node B */
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 8), 0); /* applied: waits to be durable */
+  assert_int_equal(lcores[0].stats.batches_duplicate_remote, 1);
+  assert_int_equal(lcores[0].stats.batches_duplicate_remote_applied, 1);
+  assert_int_equal(lcores[0].stats.batches_applied, 2);
+  assert_int_equal(shard_value(0, "pay.ok"), 20);
+  __atomic_store_n(&lcores[0].durable_seq, lcores[0].stats.applied_seq, __ATOMIC_RELEASE);
+  assert_int_equal(poll_and_collect(0, out, 8), 1);
+  check_ack(out[0], 2, 199, TALLY_ACK_APPLIED, 14u + 20u + 8u + (uint32_t)size);
+  rte_pktmbuf_free(out[0]);
+  size = make_batch(batch, sizeof batch, 2, 200 - TALLY_DEDUP_WINDOW, dp_config.key);
+  inject(0, udp_frame(8126, batch, (uint32_t)size, OUR_IP));
+  assert_int_equal(poll_and_collect(0, out, 8), 1);
+  check_ack(out[0], 2, 200 - TALLY_DEDUP_WINDOW, TALLY_ACK_STALE, 14u + 20u + 8u + (uint32_t)size);
+  rte_pktmbuf_free(out[0]);
   dp_config.remote_dedup_count = 0;
+  dp_config.remote_duplicate_is_quorum = false;
   free(region);
 }
 
